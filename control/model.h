@@ -1,0 +1,93 @@
+// Objects the agent manages, as the API and the CLI see them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace weft::control {
+
+// What a user asks for with `weft network create`.
+struct NetworkSpec {
+  std::string name;
+  std::string driver = "overlay";
+  std::optional<std::string> subnet{};   // CIDR, e.g. "10.0.9.0/24"
+  std::optional<std::string> gateway{};  // IPv4 inside subnet
+  bool attachable = false;
+};
+
+struct Network {
+  std::string id;       // 64 hex chars, like Docker's
+  std::string name;
+  std::string driver;   // "overlay"
+  std::string subnet;   // CIDR
+  std::string gateway;  // IPv4, no prefix
+  std::uint32_t vni = 0;
+  bool attachable = false;
+  std::string created;  // RFC 3339
+  std::string node;     // node that created (owns) the entry
+};
+
+// `weft endpoint attach NETWORK --netns NAME|PATH [--name N] [--ip IP]`
+struct AttachRequest {
+  std::string network;  // name, id or unique id prefix
+  std::string netns;    // a name under /run/netns or a path (/proc/PID/ns/net)
+  std::optional<std::string> name{};
+  std::optional<std::string> ip{};
+};
+
+struct DetachRequest {
+  std::string network;
+  std::string netns;
+};
+
+struct Endpoint {
+  std::string id;            // 64 hex chars
+  std::string name;
+  std::string network_id;
+  std::string network_name;
+  std::string netns;         // as the user gave it
+  std::string ifname;        // inside netns, e.g. "eth0"
+  std::string ip;            // IPv4, no prefix
+  int prefix_len = 0;
+  std::string mac;
+  std::string node;
+};
+
+// An error the API reports to its client with an HTTP status.
+class ApiError : public std::runtime_error {
+ public:
+  enum class Kind { BadRequest, NotFound, Conflict, Internal };
+  ApiError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+  int http_status() const {
+    switch (kind_) {
+      case Kind::BadRequest: return 400;
+      case Kind::NotFound: return 404;
+      case Kind::Conflict: return 409;
+      case Kind::Internal: break;
+    }
+    return 500;
+  }
+
+ private:
+  Kind kind_;
+};
+
+// The operations behind the local API. NetworkManager implements it against
+// the kernel; API tests use a fake.
+class NetworkService {
+ public:
+  virtual ~NetworkService() = default;
+  virtual Network create_network(const NetworkSpec& spec) = 0;
+  virtual std::vector<Network> list_networks() = 0;
+  virtual Network get_network(const std::string& name_or_id) = 0;
+  virtual void remove_network(const std::string& name_or_id) = 0;
+  virtual Endpoint connect(const AttachRequest& request) = 0;
+  virtual void disconnect(const DetachRequest& request) = 0;
+  virtual std::vector<Endpoint> list_endpoints() = 0;
+};
+
+}  // namespace weft::control

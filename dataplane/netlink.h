@@ -1,0 +1,128 @@
+// Route netlink over libnl-route-3: links (bridge, VXLAN, veth), addresses,
+// routes, neighbour and bridge FDB entries, in whichever namespace the
+// socket was opened in.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+struct nl_sock;
+
+namespace weft::dataplane {
+
+class NetnsHandle;
+
+using MacAddress = std::array<std::uint8_t, 6>;
+std::string format_mac(const MacAddress& mac);
+std::optional<MacAddress> parse_mac(const std::string& text);
+// Docker's scheme: 02:42 followed by the four bytes of the IPv4 address.
+MacAddress mac_from_ipv4(const std::string& ip);
+
+// A netlink failure: code() is the kernel's errno, what() names the
+// operation and the object.
+class NetlinkError : public std::system_error {
+ public:
+  NetlinkError(int err, const std::string& what) : std::system_error(err, std::generic_category(), what) {}
+};
+
+struct LinkInfo {
+  int ifindex = 0;
+  std::string name;
+  std::string kind;  // "bridge", "vxlan", "veth", "" for physical/lo
+  int mtu = 0;
+  int master_ifindex = 0;
+  bool up = false;
+  MacAddress mac{};
+  std::optional<std::uint32_t> vni;  // for vxlan
+};
+
+struct VxlanSpec {
+  std::string name;
+  std::uint32_t vni = 0;
+  std::string local_ip;  // underlay source address
+  std::uint16_t dstport = 4789;
+  int mtu = 0;           // 0: kernel default
+  bool learning = false;
+  bool proxy = true;     // answer ARP from the neighbour table
+};
+
+struct VethSpec {
+  std::string name;
+  std::string peer_name;
+  int peer_netns_fd = -1;  // create the peer directly in this namespace
+  int mtu = 0;
+  std::optional<MacAddress> peer_mac{};
+};
+
+class NetlinkSocket {
+ public:
+  // A socket in the calling thread's current namespace.
+  NetlinkSocket();
+  // A socket in `ns`.
+  explicit NetlinkSocket(const NetnsHandle& ns);
+  ~NetlinkSocket();
+  NetlinkSocket(NetlinkSocket&& other) noexcept;
+  NetlinkSocket& operator=(NetlinkSocket&&) = delete;
+  NetlinkSocket(const NetlinkSocket&) = delete;
+  NetlinkSocket& operator=(const NetlinkSocket&) = delete;
+
+  // Links
+  std::optional<LinkInfo> find_link(const std::string& name);
+  LinkInfo get_link(const std::string& name);  // NetlinkError(ENODEV) if absent
+  std::vector<LinkInfo> list_links();
+  void create_bridge(const std::string& name, int mtu = 0);
+  void create_vxlan(const VxlanSpec& spec);
+  void create_veth(const VethSpec& spec);
+  void delete_link(const std::string& name);
+  bool delete_link_if_exists(const std::string& name);
+  void move_link_to_netns(const std::string& name, int netns_fd);
+  void set_master(const std::string& name, const std::string& master);
+  void set_up(const std::string& name);
+  void set_mtu(const std::string& name, int mtu);
+
+  // Addresses and routes (IPv4)
+  void add_address(const std::string& ifname, const std::string& ip, int prefix_len);
+  std::vector<std::pair<std::string, int>> list_addresses(const std::string& ifname);
+  // The interface that holds `ip`, if any.
+  std::optional<LinkInfo> link_with_address(const std::string& ip);
+  void replace_default_route(const std::string& gateway, const std::string& ifname);
+  bool has_default_route();
+
+  // Neighbour (IP -> MAC) and bridge FDB (MAC -> remote VTEP) entries
+  void replace_neighbor(const std::string& ifname, const std::string& ip, const MacAddress& mac);
+  void delete_neighbor(const std::string& ifname, const std::string& ip);
+  void replace_fdb(const std::string& ifname, const MacAddress& mac, const std::string& dst_ip);
+  void delete_fdb(const std::string& ifname, const MacAddress& mac, const std::string& dst_ip);
+  // Permanent neighbour entries on `ifname`: (ip, mac)
+  std::vector<std::pair<std::string, MacAddress>> list_neighbors(const std::string& ifname);
+  // Static FDB entries with a remote destination on `ifname`: (mac, dst ip)
+  std::vector<std::pair<MacAddress, std::string>> list_fdb(const std::string& ifname);
+
+ private:
+  void connect();
+  int ifindex_of(const std::string& name);
+  nl_sock* sock_ = nullptr;
+};
+
+// Deletes a link it was given unless dismissed: rolls back a half-made
+// object when a later step fails.
+class LinkRollback {
+ public:
+  LinkRollback(NetlinkSocket& socket, std::string name) : socket_(&socket), name_(std::move(name)) {}
+  ~LinkRollback();
+  LinkRollback(const LinkRollback&) = delete;
+  LinkRollback& operator=(const LinkRollback&) = delete;
+  void dismiss() { socket_ = nullptr; }
+
+ private:
+  NetlinkSocket* socket_;
+  std::string name_;
+};
+
+}  // namespace weft::dataplane

@@ -1,0 +1,139 @@
+#include "dataplane/overlay.h"
+
+#include <algorithm>
+
+namespace weft::dataplane {
+namespace {
+
+constexpr const char* kVxlanPrefix = "wvx";
+
+void ensure_bridge(NetlinkSocket& net, const OverlayLayout& layout) {
+  auto bridge = net.find_link(kOverlayBridgeName);
+  if (bridge && bridge->kind != "bridge") {
+    net.delete_link(kOverlayBridgeName);
+    bridge.reset();
+  }
+  if (!bridge) net.create_bridge(kOverlayBridgeName, layout.mtu);
+  const auto addresses = net.list_addresses(kOverlayBridgeName);
+  const std::pair<std::string, int> gateway{layout.gateway, layout.prefix_len};
+  if (std::find(addresses.begin(), addresses.end(), gateway) == addresses.end())
+    net.add_address(kOverlayBridgeName, layout.gateway, layout.prefix_len);
+  net.set_up(kOverlayBridgeName);
+}
+
+void ensure_vxlan(NetlinkSocket& node, NetlinkSocket& net, const NetnsHandle& net_ns, const OverlayLayout& layout) {
+  const std::string name = vxlan_device_name(layout.vni);
+  auto vxlan = net.find_link(name);
+  if (vxlan && (vxlan->kind != "vxlan" || vxlan->vni != layout.vni)) {
+    net.delete_link(name);
+    vxlan.reset();
+  }
+  if (!vxlan) {
+    // A device left in the node namespace by a crash between create and
+    // move would make the create fail with "file exists".
+    node.delete_link_if_exists(name);
+    node.create_vxlan(VxlanSpec{.name = name, .vni = layout.vni, .local_ip = layout.underlay_ip, .mtu = layout.mtu});
+    LinkRollback rollback(node, name);
+    node.move_link_to_netns(name, net_ns.fd());
+    rollback.dismiss();
+  }
+  net.set_master(name, kOverlayBridgeName);
+  net.set_up(name);
+}
+
+}  // namespace
+
+std::string vxlan_device_name(std::uint32_t vni) { return kVxlanPrefix + std::to_string(vni); }
+
+bool is_vxlan_device_name(const std::string& name) {
+  return name.size() > 3 && name.starts_with(kVxlanPrefix) &&
+         std::all_of(name.begin() + 3, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+int overlay_mtu(NetlinkSocket& node, const std::string& underlay_ip) {
+  auto underlay = node.link_with_address(underlay_ip);
+  if (!underlay) throw NetlinkError(EADDRNOTAVAIL, "no interface holds the advertise address " + underlay_ip);
+  return underlay->mtu - kVxlanOverhead;
+}
+
+void ensure_overlay(NetlinkSocket& node, const OverlayLayout& layout) {
+  const bool created = !is_pinned_netns(layout.netns_path);
+  if (created) create_pinned_netns(layout.netns_path);
+  try {
+    auto net_ns = NetnsHandle::open(layout.netns_path);
+    NetlinkSocket net(net_ns);
+    net.set_up("lo");
+    ensure_bridge(net, layout);
+    ensure_vxlan(node, net, net_ns, layout);
+  } catch (...) {
+    if (created) remove_overlay(node, layout);
+    throw;
+  }
+}
+
+void remove_overlay(NetlinkSocket& node, const OverlayLayout& layout) {
+  if (is_pinned_netns(layout.netns_path)) {
+    // Namespace teardown is asynchronous in the kernel; deleting the VXLAN
+    // now frees its VNI at once, so the network can be made again at once.
+    auto net_ns = NetnsHandle::open(layout.netns_path);
+    NetlinkSocket net(net_ns);
+    for (const auto& link : net.list_links())
+      if (link.name != "lo") net.delete_link_if_exists(link.name);
+  }
+  node.delete_link_if_exists(vxlan_device_name(layout.vni));
+  remove_pinned_netns(layout.netns_path);
+}
+
+namespace {
+std::string free_interface_name(NetlinkSocket& container) {
+  for (int i = 0;; ++i) {
+    std::string name = "eth" + std::to_string(i);
+    if (!container.find_link(name)) return name;
+  }
+}
+}  // namespace
+
+std::string attach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoint,
+                            const NetnsHandle& container) {
+  auto net_ns = NetnsHandle::open(network.netns_path);
+  NetlinkSocket net(net_ns);
+  NetlinkSocket inside(container);
+  const std::string ifname = free_interface_name(inside);
+  net.delete_link_if_exists(endpoint.host_ifname);
+  net.create_veth(VethSpec{.name = endpoint.host_ifname,
+                           .peer_name = ifname,
+                           .peer_netns_fd = container.fd(),
+                           .mtu = network.mtu,
+                           .peer_mac = parse_mac(endpoint.mac)});
+  LinkRollback rollback(net, endpoint.host_ifname);
+  net.set_master(endpoint.host_ifname, kOverlayBridgeName);
+  net.set_up(endpoint.host_ifname);
+  inside.set_up("lo");
+  inside.add_address(ifname, endpoint.ip, network.prefix_len);
+  inside.set_up(ifname);
+  if (!inside.has_default_route()) inside.replace_default_route(network.gateway, ifname);
+  rollback.dismiss();
+  return ifname;
+}
+
+bool endpoint_intact(const OverlayLayout& network, const EndpointLayout& endpoint, const NetnsHandle& container,
+                     const std::string& container_ifname) {
+  if (!is_pinned_netns(network.netns_path)) return false;
+  NetlinkSocket net(NetnsHandle::open(network.netns_path));
+  auto host = net.find_link(endpoint.host_ifname);
+  auto bridge = net.find_link(kOverlayBridgeName);
+  if (!host || !bridge || host->master_ifindex != bridge->ifindex || !host->up) return false;
+  NetlinkSocket inside(container);
+  auto peer = inside.find_link(container_ifname);
+  if (!peer || !peer->up) return false;
+  const auto addresses = inside.list_addresses(container_ifname);
+  return std::find(addresses.begin(), addresses.end(), std::pair{endpoint.ip, network.prefix_len}) != addresses.end();
+}
+
+void detach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoint) {
+  if (!is_pinned_netns(network.netns_path)) return;
+  NetlinkSocket net(NetnsHandle::open(network.netns_path));
+  net.delete_link_if_exists(endpoint.host_ifname);
+}
+
+}  // namespace weft::dataplane

@@ -1,0 +1,62 @@
+// An overlay network on one node, laid out as Docker lays it out: a
+// namespace per network holding a bridge (with the gateway address) and the
+// network's VXLAN device; endpoints are veth pairs from that bridge into the
+// container's namespace.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "dataplane/netlink.h"
+#include "dataplane/netns.h"
+
+namespace weft::dataplane {
+
+inline constexpr const char* kOverlayBridgeName = "br0";
+// The VXLAN device is made in the node's namespace (so its UDP socket lives
+// on the underlay) and then moved; the same name is kept on both sides so a
+// leftover from a crash between the two steps is recognisable.
+std::string vxlan_device_name(std::uint32_t vni);
+bool is_vxlan_device_name(const std::string& name);
+
+struct OverlayLayout {
+  std::filesystem::path netns_path;  // pinned namespace of the network
+  std::uint32_t vni = 0;
+  std::string gateway;               // on the bridge
+  int prefix_len = 24;
+  std::string underlay_ip;           // VXLAN local address
+  int mtu = 1450;                    // underlay MTU - VXLAN overhead
+};
+
+// VXLAN over IPv4 adds 50 bytes (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
+inline constexpr int kVxlanOverhead = 50;
+// MTU for overlay devices on a node whose underlay address is `underlay_ip`.
+int overlay_mtu(NetlinkSocket& node, const std::string& underlay_ip);
+
+// Makes the kernel hold `layout`: creates what is missing, repairs what is
+// wrong, leaves what is right. `node` is a socket in the node's namespace.
+// On failure nothing it created is left behind.
+void ensure_overlay(NetlinkSocket& node, const OverlayLayout& layout);
+// Removes the network's namespace (and with it the bridge, VXLAN and the
+// host ends of its endpoints) and any leftover VXLAN in the node namespace.
+void remove_overlay(NetlinkSocket& node, const OverlayLayout& layout);
+
+struct EndpointLayout {
+  std::string host_ifname;    // bridge side, in the network namespace
+  std::string ip;
+  std::string mac;
+};
+
+// Connects `container` to the network: returns the interface name inside it
+// (eth0, or the next free ethN). Rolls back on failure.
+std::string attach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoint,
+                            const NetnsHandle& container);
+// True when the endpoint's veth exists on the bridge and its peer in
+// `container` carries its address.
+bool endpoint_intact(const OverlayLayout& network, const EndpointLayout& endpoint, const NetnsHandle& container,
+                     const std::string& container_ifname);
+// Deletes the endpoint's veth pair; absent is not an error.
+void detach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoint);
+
+}  // namespace weft::dataplane

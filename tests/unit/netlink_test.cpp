@@ -1,0 +1,187 @@
+// Netlink wrappers against the real kernel, inside namespaces the test makes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "dataplane/netlink.h"
+#include "dataplane/netns.h"
+#include "dataplane/overlay.h"
+#include "tests/support/scratch_netns.h"
+
+namespace weft::dataplane {
+namespace {
+
+class NetlinkTest : public ::testing::Test {
+ protected:
+  testing::ScratchDir dir;
+  testing::ScratchNamespaces namespaces{dir.path()};
+  std::filesystem::path ns_path = namespaces.make("node");
+  NetnsHandle ns = NetnsHandle::open(ns_path);
+  NetlinkSocket sock{ns};
+};
+
+TEST_F(NetlinkTest, SocketActsInItsOwnNamespaceOnly) {
+  auto links = sock.list_links();
+  ASSERT_EQ(links.size(), 1u);
+  EXPECT_EQ(links[0].name, "lo");
+}
+
+TEST_F(NetlinkTest, BridgeCreateLookUpDelete) {
+  sock.create_bridge("br-test", 1400);
+  auto link = sock.get_link("br-test");
+  EXPECT_EQ(link.kind, "bridge");
+  EXPECT_EQ(link.mtu, 1400);
+  EXPECT_FALSE(link.up);
+  sock.set_up("br-test");
+  EXPECT_TRUE(sock.get_link("br-test").up);
+  sock.delete_link("br-test");
+  EXPECT_FALSE(sock.find_link("br-test"));
+}
+
+TEST_F(NetlinkTest, ErrorsCarryErrnoAndName) {
+  sock.create_bridge("br-dup");
+  try {
+    sock.create_bridge("br-dup");
+    FAIL() << "second create succeeded";
+  } catch (const NetlinkError& e) {
+    EXPECT_EQ(e.code().value(), EEXIST);
+    EXPECT_NE(std::string(e.what()).find("br-dup"), std::string::npos) << e.what();
+  }
+  try {
+    sock.get_link("nope0");
+    FAIL();
+  } catch (const NetlinkError& e) {
+    EXPECT_EQ(e.code().value(), ENODEV);
+    EXPECT_NE(std::string(e.what()).find("nope0"), std::string::npos);
+  }
+  EXPECT_FALSE(sock.delete_link_if_exists("nope0"));
+}
+
+TEST_F(NetlinkTest, VxlanHasRequestedSettings) {
+  sock.create_bridge("under0");
+  sock.add_address("under0", "192.0.2.1", 24);
+  sock.create_vxlan(VxlanSpec{.name = "vx-test", .vni = 4242, .local_ip = "192.0.2.1", .mtu = 1450});
+  auto link = sock.get_link("vx-test");
+  EXPECT_EQ(link.kind, "vxlan");
+  ASSERT_TRUE(link.vni);
+  EXPECT_EQ(*link.vni, 4242u);
+  EXPECT_EQ(link.mtu, 1450);
+}
+
+TEST_F(NetlinkTest, VethPeerLandsInOtherNamespaceWithMac) {
+  auto other_path = namespaces.make("other");
+  auto other = NetnsHandle::open(other_path);
+  const auto mac = mac_from_ipv4("10.0.0.7");
+  sock.create_veth(VethSpec{.name = "vh0", .peer_name = "eth0", .peer_netns_fd = other.fd(), .mtu = 1450, .peer_mac = mac});
+  EXPECT_TRUE(sock.find_link("vh0"));
+  EXPECT_FALSE(sock.find_link("eth0"));
+  NetlinkSocket inside(other);
+  auto peer = inside.get_link("eth0");
+  EXPECT_EQ(peer.mtu, 1450);
+  EXPECT_EQ(format_mac(peer.mac), "02:42:0a:00:00:07");
+}
+
+TEST_F(NetlinkTest, AddressesAndDefaultRoute) {
+  sock.create_bridge("br1");
+  sock.set_up("br1");
+  sock.add_address("br1", "10.9.0.2", 24);
+  sock.add_address("br1", "10.9.0.2", 24);  // replace is idempotent
+  auto addrs = sock.list_addresses("br1");
+  ASSERT_EQ(addrs.size(), 1u);
+  EXPECT_EQ(addrs[0], (std::pair<std::string, int>{"10.9.0.2", 24}));
+  auto holder = sock.link_with_address("10.9.0.2");
+  ASSERT_TRUE(holder);
+  EXPECT_EQ(holder->name, "br1");
+  EXPECT_FALSE(sock.has_default_route());
+  sock.replace_default_route("10.9.0.1", "br1");
+  EXPECT_TRUE(sock.has_default_route());
+}
+
+TEST_F(NetlinkTest, NeighbourAndFdbEntries) {
+  sock.create_bridge("under0");
+  sock.add_address("under0", "192.0.2.1", 24);
+  sock.create_vxlan(VxlanSpec{.name = "vx1", .vni = 5000, .local_ip = "192.0.2.1"});
+  sock.set_up("vx1");
+  const auto mac = mac_from_ipv4("10.0.0.9");
+  sock.replace_neighbor("vx1", "10.0.0.9", mac);
+  sock.replace_neighbor("vx1", "10.0.0.9", mac);
+  sock.replace_fdb("vx1", mac, "192.0.2.3");
+  auto neighbours = sock.list_neighbors("vx1");
+  ASSERT_EQ(neighbours.size(), 1u);
+  EXPECT_EQ(neighbours[0].first, "10.0.0.9");
+  EXPECT_EQ(neighbours[0].second, mac);
+  auto fdb = sock.list_fdb("vx1");
+  ASSERT_EQ(fdb.size(), 1u);
+  EXPECT_EQ(fdb[0], (std::pair<MacAddress, std::string>{mac, "192.0.2.3"}));
+  sock.delete_fdb("vx1", mac, "192.0.2.3");
+  sock.delete_neighbor("vx1", "10.0.0.9");
+  EXPECT_TRUE(sock.list_neighbors("vx1").empty());
+  EXPECT_TRUE(sock.list_fdb("vx1").empty());
+}
+
+TEST_F(NetlinkTest, RollbackDeletesUnlessDismissed) {
+  {
+    sock.create_bridge("gone0");
+    LinkRollback rollback(sock, "gone0");
+  }
+  EXPECT_FALSE(sock.find_link("gone0"));
+  {
+    sock.create_bridge("kept0");
+    LinkRollback rollback(sock, "kept0");
+    rollback.dismiss();
+  }
+  EXPECT_TRUE(sock.find_link("kept0"));
+}
+
+TEST(MacTest, FormatParseAndDerive) {
+  EXPECT_EQ(format_mac(mac_from_ipv4("10.0.0.2")), "02:42:0a:00:00:02");
+  auto parsed = parse_mac("02:42:0a:00:00:02");
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(*parsed, mac_from_ipv4("10.0.0.2"));
+  EXPECT_FALSE(parse_mac("02:42:0a:00:00"));
+  EXPECT_FALSE(parse_mac("zz:42:0a:00:00:02"));
+  EXPECT_THROW(mac_from_ipv4("10.0.0"), NetlinkError);
+}
+
+TEST(NetnsTest, GuardEntersAndReturns) {
+  testing::ScratchDir dir;
+  testing::ScratchNamespaces namespaces(dir.path());
+  auto target = NetnsHandle::open(namespaces.make("a"));
+  auto before = NetnsHandle::current();
+  {
+    NetnsGuard guard(target);
+    EXPECT_TRUE(NetnsHandle::current().same_as(target));
+  }
+  EXPECT_TRUE(NetnsHandle::current().same_as(before));
+}
+
+TEST(NetnsTest, OpenRefusesMissingAndNonNamespaces) {
+  EXPECT_THROW(NetnsHandle::open("weft-no-such-namespace-xyz"), std::system_error);
+  EXPECT_THROW(NetnsHandle::open("/etc/hostname"), std::system_error);
+  EXPECT_THROW(NetnsHandle::open("/proc/self/ns/mnt"), std::system_error);
+  EXPECT_NO_THROW(NetnsHandle::open("/proc/self/ns/net"));
+}
+
+TEST(NetnsTest, PinnedNamespaceLifecycle) {
+  testing::ScratchDir dir;
+  auto path = dir.path() / "pinned";
+  create_pinned_netns(path);
+  EXPECT_TRUE(is_pinned_netns(path));
+  EXPECT_THROW(create_pinned_netns(path), std::system_error);
+  remove_pinned_netns(path);
+  EXPECT_FALSE(is_pinned_netns(path));
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_NO_THROW(remove_pinned_netns(path));
+}
+
+TEST(NetnsTest, SocketOpenedInsideStaysThere) {
+  testing::ScratchDir dir;
+  testing::ScratchNamespaces namespaces(dir.path());
+  auto target = NetnsHandle::open(namespaces.make("s"));
+  auto fd = open_socket_in(target, AF_INET, SOCK_DGRAM, 0);
+  EXPECT_TRUE(fd.valid());
+  EXPECT_TRUE(NetnsHandle::current().same_as(NetnsHandle::open("/proc/self/ns/net")));
+}
+
+}  // namespace
+}  // namespace weft::dataplane

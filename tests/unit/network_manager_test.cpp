@@ -1,0 +1,227 @@
+// NetworkManager against the real kernel: the test plays a node (a namespace
+// with an underlay interface) and containers (more namespaces).
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "control/network_manager.h"
+#include "control/state_file.h"
+#include "dataplane/netlink.h"
+#include "dataplane/netns.h"
+#include "dataplane/overlay.h"
+#include "tests/support/scratch_netns.h"
+
+namespace weft::control {
+namespace {
+namespace dp = weft::dataplane;
+namespace fs = std::filesystem;
+
+class NetworkManagerTest : public ::testing::Test {
+ protected:
+  NetworkManagerTest() {
+    dp::NetlinkSocket node(node_ns);
+    node.create_veth(dp::VethSpec{.name = "eth0", .peer_name = "eth0peer", .mtu = 1500});
+    node.add_address("eth0", "192.0.2.10", 24);
+    node.set_up("eth0");
+    node.set_up("lo");
+  }
+
+  AgentConfig config() const {
+    AgentConfig c;
+    c.node_name = "node1";
+    c.advertise_addr = "192.0.2.10";
+    c.state_dir = (dir.path() / "state").string();
+    return c;
+  }
+
+  std::unique_ptr<NetworkManager> start_agent() {
+    auto m = std::make_unique<NetworkManager>(config());
+    m->reconcile();
+    return m;
+  }
+
+  fs::path netns_dir() const { return dir.path() / "state" / "netns"; }
+  std::size_t netns_files() const {
+    std::error_code ec;
+    return std::distance(fs::directory_iterator(netns_dir(), ec), fs::directory_iterator());
+  }
+  std::size_t vxlans_in_node() {
+    std::size_t n = 0;
+    for (const auto& l : dp::NetlinkSocket(node_ns).list_links()) n += l.kind == "vxlan";
+    return n;
+  }
+
+  testing::ScratchDir dir;
+  testing::ScratchNamespaces namespaces{dir.path()};
+  dp::NetnsHandle node_ns = dp::NetnsHandle::open(namespaces.make("node"));
+  dp::NetnsGuard in_node{node_ns};  // the agent runs in the node's namespace
+};
+
+// A TCP connection from `from` to ip:port where `to` listens: proves the
+// overlay carries traffic between the two namespaces.
+bool tcp_reaches(const fs::path& from, const fs::path& to, const std::string& ip, int port) {
+  auto listener = dp::open_socket_in(dp::NetnsHandle::open(to), AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  if (bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return false;
+  if (listen(listener.get(), 1) != 0) return false;
+  auto client = dp::open_socket_in(dp::NetnsHandle::open(from), AF_INET, SOCK_STREAM, 0);
+  timeval timeout{.tv_sec = 3, .tv_usec = 0};
+  setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  return ::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+}
+
+TEST_F(NetworkManagerTest, CreateNetworkLaysOutDevices) {
+  auto agent = start_agent();
+  auto n = agent->create_network({.name = "net-test"});
+  EXPECT_EQ(n.subnet, "10.0.0.0/24");
+  EXPECT_EQ(n.gateway, "10.0.0.1");
+  EXPECT_EQ(n.vni, 4096u);
+  EXPECT_EQ(n.id.size(), 64u);
+  EXPECT_EQ(netns_files(), 1u);
+  auto net = dp::NetlinkSocket(dp::NetnsHandle::open(netns_dir() / n.id.substr(0, 12)));
+  auto bridge = net.get_link("br0");
+  auto vxlan = net.get_link("wvx4096");
+  EXPECT_EQ(vxlan.master_ifindex, bridge.ifindex);
+  EXPECT_EQ(vxlan.mtu, 1450);
+  EXPECT_EQ(net.list_addresses("br0"), (std::vector<std::pair<std::string, int>>{{"10.0.0.1", 24}}));
+  EXPECT_EQ(vxlans_in_node(), 0u);
+
+  auto second = agent->create_network({.name = "net-two"});
+  EXPECT_EQ(second.subnet, "10.0.1.0/24");
+  EXPECT_EQ(second.vni, 4097u);
+}
+
+TEST_F(NetworkManagerTest, EndpointsReachEachOther) {
+  auto agent = start_agent();
+  agent->create_network({.name = "net-test"});
+  auto c1 = namespaces.make("c1");
+  auto c2 = namespaces.make("c2");
+  auto e1 = agent->connect({.network = "net-test", .netns = c1.string()});
+  auto e2 = agent->connect({.network = "net-test", .netns = c2.string(), .name = "second"});
+  EXPECT_EQ(e1.ip, "10.0.0.2");
+  EXPECT_EQ(e2.ip, "10.0.0.3");
+  EXPECT_EQ(e1.ifname, "eth0");
+  EXPECT_EQ(e1.mac, "02:42:0a:00:00:02");
+  EXPECT_EQ(e2.name, "second");
+  EXPECT_TRUE(tcp_reaches(c1, c2, "10.0.0.3", 7001));
+  EXPECT_TRUE(tcp_reaches(c2, c1, "10.0.0.2", 7002));
+  dp::NetlinkSocket inside(dp::NetnsHandle::open(c1));
+  EXPECT_TRUE(inside.has_default_route());
+  EXPECT_EQ(inside.get_link("eth0").mtu, 1450);
+  EXPECT_EQ(agent->list_endpoints().size(), 2u);
+}
+
+TEST_F(NetworkManagerTest, RestartAdoptsAndRepairs) {
+  auto c1 = namespaces.make("c1");
+  auto c2 = namespaces.make("c2");
+  std::string id;
+  {
+    auto agent = start_agent();
+    id = agent->create_network({.name = "net-test"}).id;
+    agent->connect({.network = "net-test", .netns = c1.string()});
+    agent->connect({.network = "net-test", .netns = c2.string()});
+  }
+  {
+    auto agent = start_agent();  // adopt: nothing changes
+    EXPECT_EQ(agent->list_networks().size(), 1u);
+    EXPECT_EQ(agent->list_endpoints().size(), 2u);
+    EXPECT_EQ(netns_files(), 1u);
+    EXPECT_TRUE(tcp_reaches(c1, c2, "10.0.0.3", 7003));
+  }
+  // Devices deleted behind the agent's back come back at the next start.
+  dp::NetlinkSocket(dp::NetnsHandle::open(netns_dir() / id.substr(0, 12))).delete_link("wvx4096");
+  dp::NetlinkSocket(dp::NetnsHandle::open(c2)).delete_link("eth0");
+  auto agent = start_agent();
+  auto net = dp::NetlinkSocket(dp::NetnsHandle::open(netns_dir() / id.substr(0, 12)));
+  EXPECT_TRUE(net.find_link("wvx4096"));
+  EXPECT_TRUE(tcp_reaches(c1, c2, "10.0.0.3", 7004));
+  EXPECT_EQ(vxlans_in_node(), 0u);
+}
+
+TEST_F(NetworkManagerTest, RestartRemovesStaleObjectsAndGoneEndpoints) {
+  auto c1 = namespaces.make("c1");
+  {
+    auto agent = start_agent();
+    agent->create_network({.name = "net-test"});
+    agent->connect({.network = "net-test", .netns = c1.string()});
+  }
+  dp::remove_pinned_netns(c1);  // the container went away while the agent was down
+  dp::create_pinned_netns(netns_dir() / "deadbeef0000");  // a stale network namespace
+  dp::NetlinkSocket(node_ns).create_vxlan({.name = "wvx4999", .vni = 4999, .local_ip = "192.0.2.10"});
+  auto agent = start_agent();
+  EXPECT_TRUE(agent->list_endpoints().empty());
+  EXPECT_EQ(netns_files(), 1u);
+  EXPECT_EQ(vxlans_in_node(), 0u);
+  // Its address is free again.
+  auto c2 = namespaces.make("c2");
+  EXPECT_EQ(agent->connect({.network = "net-test", .netns = c2.string()}).ip, "10.0.0.2");
+}
+
+TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
+  auto agent = start_agent();
+  auto expect_error = [&](auto&& call, ApiError::Kind kind) {
+    try {
+      call();
+      ADD_FAILURE() << "no error";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.kind(), kind) << e.what();
+      EXPECT_GT(std::string(e.what()).size(), 10u);
+    }
+  };
+  using K = ApiError::Kind;
+  expect_error([&] { agent->create_network({.name = "x", .subnet = "10.0.0.0/33"}); }, K::BadRequest);
+  expect_error([&] { agent->create_network({.name = "x", .subnet = "foo"}); }, K::BadRequest);
+  expect_error([&] { agent->create_network({.name = "x", .subnet = "10.0.0.1/24"}); }, K::BadRequest);
+  expect_error([&] { agent->create_network({.name = "x", .subnet = "10.7.0.0/24", .gateway = "10.8.0.1"}); },
+               K::BadRequest);
+  expect_error([&] { agent->create_network({.name = "x", .driver = "bridge"}); }, K::BadRequest);
+  expect_error([&] { agent->create_network({.name = "bad name"}); }, K::BadRequest);
+  EXPECT_EQ(netns_files(), 0u);
+
+  agent->create_network({.name = "big", .subnet = "10.5.0.0/16"});
+  expect_error([&] { agent->create_network({.name = "x", .subnet = "10.5.3.0/24"}); }, K::Conflict);
+  expect_error([&] { agent->create_network({.name = "big"}); }, K::Conflict);
+  // After a refused overlap the subnet is still free for a good request.
+  EXPECT_EQ(agent->create_network({.name = "y", .subnet = "10.7.0.0/24", .gateway = "10.7.0.254"}).gateway,
+            "10.7.0.254");
+
+  auto c1 = namespaces.make("c1");
+  expect_error([&] { agent->connect({.network = "big", .netns = "weft-no-such-ns-42"}); }, K::NotFound);
+  expect_error([&] { agent->connect({.network = "nope", .netns = c1.string()}); }, K::NotFound);
+  expect_error([&] { agent->connect({.network = "big", .netns = c1.string(), .ip = "10.6.0.9"}); }, K::BadRequest);
+  expect_error([&] { agent->connect({.network = "big", .netns = c1.string(), .ip = "10.5.0.1"}); }, K::Conflict);
+  dp::NetlinkSocket inside(dp::NetnsHandle::open(c1));
+  EXPECT_FALSE(inside.find_link("eth0"));
+
+  EXPECT_EQ(agent->connect({.network = "big", .netns = c1.string(), .ip = "10.5.9.9"}).ip, "10.5.9.9");
+  expect_error([&] { agent->connect({.network = "big", .netns = c1.string()}); }, K::Conflict);
+  expect_error([&] { agent->disconnect({.network = "y", .netns = c1.string()}); }, K::NotFound);
+  expect_error([&] { agent->remove_network("big"); }, K::Conflict);
+  agent->disconnect({.network = "big", .netns = c1.string()});
+  EXPECT_FALSE(inside.find_link("eth0"));
+  agent->remove_network("big");
+  expect_error([&] { agent->remove_network("big"); }, K::NotFound);
+  EXPECT_EQ(netns_files(), 1u);
+}
+
+TEST_F(NetworkManagerTest, StateFileIsWrittenAndNamesResolve) {
+  auto agent = start_agent();
+  auto n = agent->create_network({.name = "net-test", .attachable = true});
+  auto text = read_file(dir.path() / "state" / "state.json");
+  ASSERT_TRUE(text);
+  auto state = nlohmann::json::parse(*text);
+  EXPECT_EQ(state["networks"][0]["name"], "net-test");
+  EXPECT_EQ(agent->get_network(n.id.substr(0, 5)).name, "net-test");
+  EXPECT_EQ(agent->get_network(n.id).name, "net-test");
+  EXPECT_TRUE(agent->get_network("net-test").attachable);
+}
+
+}  // namespace
+}  // namespace weft::control
