@@ -1,0 +1,22 @@
+// Durable storage of the agent's state: a crash or power loss at any moment
+// leaves either the old or the new file, never a torn mix of both.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace weft::control {
+
+// Atomically replaces `path` with `content`: write to a temp file in the same
+// dir, fsync it, rename over, fsync the dir. Creates parent dirs (mode 0700).
+// Throws std::system_error with the path in the message on failure, leaving
+// no temp file behind.
+void write_file_atomically(const std::filesystem::path& path, std::string_view content);
+
+// Reads the whole file; std::nullopt if it does not exist; throws
+// std::system_error on other errors.
+std::optional<std::string> read_file(const std::filesystem::path& path);
+
+}  // namespace weft::control

@@ -1,0 +1,178 @@
+#include "control/tables/replicated_tables.h"
+
+#include <msgpack.hpp>
+
+#include <stdexcept>
+#include <tuple>
+
+namespace weft::control::tables {
+
+bool supersedes(const TableEntry& incoming, const TableEntry& current) {
+  return std::tie(incoming.lamport, incoming.owner) > std::tie(current.lamport, current.owner);
+}
+
+ReplicatedTables::ReplicatedTables(std::string local_node, std::chrono::seconds tombstone_lifetime)
+    : local_node_(std::move(local_node)), tombstone_lifetime_(tombstone_lifetime) {}
+
+void ReplicatedTables::notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now) {
+  if (!before && !now) return;
+  for (const auto& listener : listeners_) listener(before, now);
+}
+
+void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
+  auto& slot = slots_[{entry.table, entry.key}];
+  std::optional<TableEntry> before;
+  if (!slot.entry.table.empty() && !slot.entry.deleted) before = slot.entry;
+  slot.entry = entry;
+  slot.deleted_at = entry.deleted ? now : Clock::time_point{};
+  notify(before, entry.deleted ? std::nullopt : std::optional<TableEntry>(entry));
+}
+
+TableEntry ReplicatedTables::put(const std::string& table, const std::string& key, const std::string& value) {
+  TableEntry entry{.table = table, .key = key, .owner = local_node_, .lamport = ++clock_, .deleted = false, .value = value};
+  store(entry, Clock::now());
+  return entry;
+}
+
+std::optional<TableEntry> ReplicatedTables::remove(const std::string& table, const std::string& key) {
+  auto it = slots_.find({table, key});
+  if (it == slots_.end() || it->second.entry.deleted) return std::nullopt;
+  TableEntry tombstone = it->second.entry;
+  tombstone.owner = local_node_;
+  tombstone.lamport = ++clock_;
+  tombstone.deleted = true;
+  store(tombstone, Clock::now());
+  return tombstone;
+}
+
+bool ReplicatedTables::apply(const TableEntry& entry, Clock::time_point now) {
+  if (entry.table.empty() || entry.key.empty()) return false;
+  clock_ = std::max(clock_, entry.lamport);
+  if (auto w = withdrawn_up_to_.find(entry.owner); w != withdrawn_up_to_.end() && entry.lamport <= w->second)
+    return false;  // a late copy of what a dead node had published
+  auto it = slots_.find({entry.table, entry.key});
+  if (it != slots_.end() && !supersedes(entry, it->second.entry)) return false;
+  store(entry, now);
+  return true;
+}
+
+std::size_t ReplicatedTables::merge(const std::vector<TableEntry>& entries, Clock::time_point now) {
+  std::size_t changed = 0;
+  for (const auto& e : entries) changed += apply(e, now) ? 1 : 0;
+  return changed;
+}
+
+std::optional<TableEntry> ReplicatedTables::get(const std::string& table, const std::string& key) const {
+  auto it = slots_.find({table, key});
+  if (it == slots_.end() || it->second.entry.deleted) return std::nullopt;
+  return it->second.entry;
+}
+
+std::vector<TableEntry> ReplicatedTables::entries(const std::string& table) const {
+  std::vector<TableEntry> result;
+  for (auto it = slots_.lower_bound({table, ""}); it != slots_.end() && it->first.first == table; ++it)
+    if (!it->second.entry.deleted) result.push_back(it->second.entry);
+  return result;
+}
+
+std::vector<TableEntry> ReplicatedTables::snapshot() const {
+  std::vector<TableEntry> result;
+  result.reserve(slots_.size());
+  for (const auto& [key, slot] : slots_) result.push_back(slot.entry);
+  return result;
+}
+
+std::uint64_t ReplicatedTables::digest() const {
+  // FNV-1a over (table, key, owner, lamport, deleted) in key order.
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](std::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    h ^= 0xff;
+    h *= 1099511628211ull;
+  };
+  for (const auto& [key, slot] : slots_) {
+    mix(slot.entry.table);
+    mix(slot.entry.key);
+    mix(slot.entry.owner);
+    mix(std::to_string(slot.entry.lamport));
+    mix(slot.entry.deleted ? "d" : "l");
+  }
+  return h;
+}
+
+void ReplicatedTables::withdraw_node(const std::string& node) {
+  if (node == local_node_) return;
+  std::uint64_t newest = 0;
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    if (it->second.entry.owner != node) {
+      ++it;
+      continue;
+    }
+    newest = std::max(newest, it->second.entry.lamport);
+    std::optional<TableEntry> before;
+    if (!it->second.entry.deleted) before = it->second.entry;
+    it = slots_.erase(it);
+    notify(before, std::nullopt);
+  }
+  auto& mark = withdrawn_up_to_[node];
+  mark = std::max(mark, newest);
+}
+
+std::vector<TableEntry> ReplicatedTables::republish_own() {
+  std::vector<TableEntry> result;
+  for (auto& [key, slot] : slots_) {
+    if (slot.entry.owner != local_node_ || slot.entry.deleted) continue;
+    slot.entry.lamport = ++clock_;
+    result.push_back(slot.entry);
+  }
+  return result;
+}
+
+std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
+  std::size_t reaped = 0;
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    if (it->second.entry.deleted && now - it->second.deleted_at >= tombstone_lifetime_) {
+      it = slots_.erase(it);
+      ++reaped;
+    } else {
+      ++it;
+    }
+  }
+  return reaped;
+}
+
+namespace {
+// The msgpack shape of one entry: a fixed array, compact and order-stable.
+using WireEntry = std::tuple<std::string, std::string, std::string, std::uint64_t, bool, std::string>;
+}  // namespace
+
+std::string encode_entries(const std::vector<TableEntry>& entries) {
+  std::vector<WireEntry> wire;
+  wire.reserve(entries.size());
+  for (const auto& e : entries) wire.emplace_back(e.table, e.key, e.owner, e.lamport, e.deleted, e.value);
+  msgpack::sbuffer buffer;
+  buffer.write(reinterpret_cast<const char*>(&kWireMagic), 1);
+  msgpack::pack(buffer, wire);
+  return std::string(buffer.data(), buffer.size());
+}
+
+std::vector<TableEntry> decode_entries(std::string_view bytes) {
+  if (bytes.empty() || static_cast<std::uint8_t>(bytes[0]) != kWireMagic)
+    throw std::runtime_error("not a weft table message");
+  std::vector<TableEntry> result;
+  try {
+    auto handle = msgpack::unpack(bytes.data() + 1, bytes.size() - 1);
+    auto wire = handle.get().as<std::vector<WireEntry>>();
+    result.reserve(wire.size());
+    for (auto& [table, key, owner, lamport, deleted, value] : wire)
+      result.push_back(TableEntry{std::move(table), std::move(key), std::move(owner), lamport, deleted, std::move(value)});
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("malformed weft table message: ") + e.what());
+  }
+  return result;
+}
+
+}  // namespace weft::control::tables

@@ -1,0 +1,105 @@
+// Tables every node holds a copy of (networks, endpoints, services, address
+// ranges), replicated over gossip the way Docker's NetworkDB does it, with
+// its known bugs designed out:
+//  - every entry has an owner node and a Lamport time; the higher time wins,
+//    ties go to the greater owner name, so all copies converge;
+//  - deletes are tombstones, reaped after a configurable time, so a late
+//    broadcast cannot resurrect a deleted entry;
+//  - a node's entries are withdrawn only when the node is confirmed dead,
+//    never on suspicion; a node that comes back republishes its own entries
+//    with fresh times;
+//  - applying a change never waits on anyone.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace weft::control::tables {
+
+struct TableEntry {
+  std::string table;
+  std::string key;
+  std::string owner;       // node name
+  std::uint64_t lamport = 0;
+  bool deleted = false;    // tombstone
+  std::string value;       // the table's own encoding (JSON text)
+
+  bool operator==(const TableEntry&) const = default;
+};
+
+// True when `incoming` should replace `current`.
+bool supersedes(const TableEntry& incoming, const TableEntry& current);
+
+class ReplicatedTables {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Called for each change to the live view: `now` is nullopt for a removal
+  // (tombstone or withdrawal), `before` is nullopt for a new key.
+  using Listener = std::function<void(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now)>;
+
+  explicit ReplicatedTables(std::string local_node, std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30));
+
+  const std::string& local_node() const { return local_node_; }
+  std::uint64_t clock() const { return clock_; }
+
+  // Local writes; the returned entry is what to broadcast.
+  TableEntry put(const std::string& table, const std::string& key, const std::string& value);
+  std::optional<TableEntry> remove(const std::string& table, const std::string& key);
+
+  // A remote entry; true when it changed this copy (and so is worth
+  // rebroadcasting).
+  bool apply(const TableEntry& entry, Clock::time_point now = Clock::now());
+  // Anti-entropy: apply every entry of a peer's snapshot.
+  std::size_t merge(const std::vector<TableEntry>& entries, Clock::time_point now = Clock::now());
+
+  std::optional<TableEntry> get(const std::string& table, const std::string& key) const;
+  // Live entries of one table.
+  std::vector<TableEntry> entries(const std::string& table) const;
+  // Everything, tombstones included: what a push/pull sends.
+  std::vector<TableEntry> snapshot() const;
+  // A digest of the whole copy: equal digests mean equal copies.
+  std::uint64_t digest() const;
+
+  // The node is confirmed dead (or removed): its live entries leave the live
+  // view here; entries it published before now are ignored if they arrive
+  // late, newer ones (after it comes back) are accepted.
+  void withdraw_node(const std::string& node);
+  // Gives this node's live entries new Lamport times, returning them for a
+  // broadcast: used when the node (re)joins so peers that withdrew them take
+  // them back.
+  std::vector<TableEntry> republish_own();
+
+  std::size_t reap_tombstones(Clock::time_point now = Clock::now());
+
+  void subscribe(Listener listener) { listeners_.push_back(std::move(listener)); }
+
+ private:
+  struct Slot {
+    TableEntry entry;
+    Clock::time_point deleted_at{};
+  };
+  using Key = std::pair<std::string, std::string>;
+  void store(const TableEntry& entry, Clock::time_point now);
+  void notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
+
+  std::string local_node_;
+  std::chrono::seconds tombstone_lifetime_;
+  std::uint64_t clock_ = 0;
+  std::map<Key, Slot> slots_;
+  std::map<std::string, std::uint64_t> withdrawn_up_to_;  // node -> Lamport time
+  std::vector<Listener> listeners_;
+};
+
+// Wire form inside gossip user messages and push/pull state: one type byte
+// (kWireMagic, distinct from every type serf uses) then msgpack.
+inline constexpr std::uint8_t kWireMagic = 0x77;  // 'w'
+std::string encode_entries(const std::vector<TableEntry>& entries);
+// Throws std::runtime_error on anything that is not a well-formed message.
+std::vector<TableEntry> decode_entries(std::string_view bytes);
+
+}  // namespace weft::control::tables

@@ -1,0 +1,128 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "control/tables/replicated_tables.h"
+
+namespace weft::control::tables {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(ReplicatedTablesTest, LocalPutGetRemove) {
+  ReplicatedTables t("a");
+  auto e = t.put("endpoints", "ep1", "{}");
+  EXPECT_EQ(e.owner, "a");
+  EXPECT_EQ(e.lamport, 1u);
+  ASSERT_TRUE(t.get("endpoints", "ep1"));
+  auto tomb = t.remove("endpoints", "ep1");
+  ASSERT_TRUE(tomb);
+  EXPECT_TRUE(tomb->deleted);
+  EXPECT_FALSE(t.get("endpoints", "ep1"));
+  EXPECT_FALSE(t.remove("endpoints", "ep1"));
+  EXPECT_EQ(t.snapshot().size(), 1u);  // the tombstone stays
+}
+
+TEST(ReplicatedTablesTest, HigherLamportWinsTiesByOwner) {
+  ReplicatedTables t("c");
+  EXPECT_TRUE(t.apply({"n", "k", "a", 5, false, "v-a5"}));
+  EXPECT_FALSE(t.apply({"n", "k", "b", 4, false, "v-b4"}));
+  EXPECT_TRUE(t.apply({"n", "k", "b", 5, false, "v-b5"}));
+  EXPECT_FALSE(t.apply({"n", "k", "a", 5, false, "v-a5"}));
+  EXPECT_EQ(t.get("n", "k")->value, "v-b5");
+  EXPECT_GE(t.clock(), 5u);
+  EXPECT_EQ(t.put("n", "k2", "x").lamport, 6u);  // the clock moved past what it saw
+}
+
+TEST(ReplicatedTablesTest, LateBroadcastCannotResurrectDeletedEntry) {
+  ReplicatedTables t("b");
+  TableEntry created{"endpoints", "e", "a", 1, false, "v"};
+  TableEntry deleted{"endpoints", "e", "a", 2, true, "v"};
+  t.apply(deleted);
+  EXPECT_FALSE(t.apply(created));
+  EXPECT_FALSE(t.get("endpoints", "e"));
+}
+
+TEST(ReplicatedTablesTest, ReplicasConvergeWhateverTheOrder) {
+  std::vector<TableEntry> history;
+  ReplicatedTables a("a"), b("b");
+  history.push_back(a.put("networks", "n1", "1"));
+  history.push_back(b.put("networks", "n1", "2"));
+  history.push_back(a.put("networks", "n2", "x"));
+  history.push_back(*a.remove("networks", "n2"));
+  history.push_back(b.put("endpoints", "e1", "y"));
+  std::mt19937 rng(7);
+  std::vector<std::uint64_t> digests;
+  for (int run = 0; run < 20; ++run) {
+    auto order = history;
+    std::shuffle(order.begin(), order.end(), rng);
+    ReplicatedTables r("r");
+    r.merge(order);
+    r.merge(order);  // duplicates change nothing
+    digests.push_back(r.digest());
+    EXPECT_FALSE(r.get("networks", "n2"));
+    EXPECT_TRUE(r.get("endpoints", "e1"));
+  }
+  EXPECT_TRUE(std::all_of(digests.begin(), digests.end(), [&](auto d) { return d == digests[0]; }));
+}
+
+TEST(ReplicatedTablesTest, ListenersSeeLiveChangesOnly) {
+  ReplicatedTables t("a");
+  std::vector<std::string> seen;
+  t.subscribe([&](const auto& before, const auto& now) {
+    seen.push_back(std::string(before ? "had" : "new") + "/" + (now ? now->value : "gone"));
+  });
+  t.put("n", "k", "1");
+  t.apply({"n", "k", "z", 10, false, "2"});
+  t.apply({"n", "k", "z", 11, true, "2"});
+  t.apply({"n", "k", "z", 12, true, "2"});
+  EXPECT_EQ(seen, (std::vector<std::string>{"new/1", "had/2", "had/gone"}));
+}
+
+TEST(ReplicatedTablesTest, DeadNodeIsWithdrawnAndComesBackWithFreshTimes) {
+  ReplicatedTables origin("a"), peer("b");
+  peer.merge({origin.put("endpoints", "e1", "v1"), origin.put("endpoints", "e2", "v2")});
+  peer.put("endpoints", "mine", "m");
+  int removals = 0;
+  peer.subscribe([&](const auto&, const auto& now) { removals += !now; });
+  peer.withdraw_node("a");
+  EXPECT_EQ(removals, 2);
+  EXPECT_EQ(peer.entries("endpoints").size(), 1u);
+  // A late copy of the old entry stays out...
+  EXPECT_FALSE(peer.apply({"endpoints", "e1", "a", 1, false, "v1"}));
+  // ...until the node comes back and republishes.
+  auto republished = origin.republish_own();
+  ASSERT_EQ(republished.size(), 2u);
+  EXPECT_EQ(peer.merge(republished), 2u);
+  EXPECT_EQ(peer.entries("endpoints").size(), 3u);
+  peer.withdraw_node("b");  // never withdraws its own
+  EXPECT_TRUE(peer.get("endpoints", "mine"));
+}
+
+TEST(ReplicatedTablesTest, TombstonesAreReapedAfterTheirLifetime) {
+  ReplicatedTables t("a", std::chrono::seconds(60));
+  const auto t0 = ReplicatedTables::Clock::now();
+  t.apply({"n", "k", "b", 3, true, ""}, t0);
+  t.apply({"n", "live", "b", 4, false, ""}, t0);
+  EXPECT_EQ(t.reap_tombstones(t0 + 59s), 0u);
+  EXPECT_EQ(t.reap_tombstones(t0 + 61s), 1u);
+  EXPECT_EQ(t.snapshot().size(), 1u);
+}
+
+TEST(ReplicatedTablesWireTest, RoundTripAndRejectsGarbage) {
+  std::vector<TableEntry> entries{{"networks", "n1", "node1", 42, false, R"({"a":1})"},
+                                  {"endpoints", "e", "node2", 7, true, std::string("\0bin", 4)}};
+  auto bytes = encode_entries(entries);
+  EXPECT_EQ(static_cast<std::uint8_t>(bytes[0]), kWireMagic);
+  EXPECT_EQ(decode_entries(bytes), entries);
+  EXPECT_THROW(decode_entries(""), std::runtime_error);
+  EXPECT_THROW(decode_entries("\x01garbage"), std::runtime_error);
+  EXPECT_THROW(decode_entries(bytes.substr(0, bytes.size() - 3)), std::runtime_error);
+  std::string wrong_shape = bytes;
+  wrong_shape[1] = static_cast<char>(0xc0);  // nil instead of an array
+  EXPECT_THROW(decode_entries(wrong_shape), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace weft::control::tables
