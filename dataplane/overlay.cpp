@@ -137,3 +137,38 @@ void detach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoin
 }
 
 }  // namespace weft::dataplane
+
+namespace weft::dataplane {
+namespace {
+MacAddress require_mac(const std::string& text) {
+  auto mac = parse_mac(text);
+  if (!mac) throw NetlinkError(EINVAL, "invalid MAC address \"" + text + "\"");
+  return *mac;
+}
+}  // namespace
+
+void program_remote_endpoint(const OverlayLayout& network, const RemoteEndpoint& remote) {
+  NetlinkSocket net(NetnsHandle::open(network.netns_path));
+  const auto vxlan = vxlan_device_name(network.vni);
+  const auto mac = require_mac(remote.mac);
+  net.replace_neighbor(vxlan, remote.ip, mac);
+  net.replace_fdb(vxlan, mac, remote.vtep);
+}
+
+void unprogram_remote_endpoint(const OverlayLayout& network, const RemoteEndpoint& remote) {
+  if (!is_pinned_netns(network.netns_path)) return;
+  NetlinkSocket net(NetnsHandle::open(network.netns_path));
+  const auto vxlan = vxlan_device_name(network.vni);
+  const auto mac = require_mac(remote.mac);
+  auto ignore_absent = [](auto&& op) {
+    try {
+      op();
+    } catch (const NetlinkError& e) {
+      if (e.code().value() != ENOENT && e.code().value() != ENODEV) throw;
+    }
+  };
+  ignore_absent([&] { net.delete_fdb(vxlan, mac, remote.vtep); });
+  ignore_absent([&] { net.delete_neighbor(vxlan, remote.ip); });
+}
+
+}  // namespace weft::dataplane

@@ -60,3 +60,21 @@ bool endpoint_intact(const OverlayLayout& network, const EndpointLayout& endpoin
 void detach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoint);
 
 }  // namespace weft::dataplane
+
+namespace weft::dataplane {
+
+// A remote endpoint, reachable through the VXLAN: a permanent neighbour
+// entry (its IP -> MAC, so ARP is answered locally by the `proxy` flag) and
+// a static FDB entry (its MAC -> the owning node's underlay address). No
+// flooding, no learning.
+struct RemoteEndpoint {
+  std::string ip;
+  std::string mac;
+  std::string vtep;  // underlay address of the node that hosts it
+};
+
+void program_remote_endpoint(const OverlayLayout& network, const RemoteEndpoint& remote);
+// Absent entries are not an error.
+void unprogram_remote_endpoint(const OverlayLayout& network, const RemoteEndpoint& remote);
+
+}  // namespace weft::dataplane
