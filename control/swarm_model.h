@@ -1,0 +1,64 @@
+// The cluster as the API and the CLI see it: `weft swarm ...` and
+// `weft node ...`, modelled on Docker's swarm and node commands.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace weft::control {
+
+struct SwarmInitRequest {
+  // Address:port other nodes reach this node's gossip at; default: the
+  // agent's advertise address and gossip port.
+  std::optional<std::string> advertise_addr{};
+};
+
+struct SwarmInitResult {
+  std::string node_id;
+  std::string join_token;
+  std::string advertise;  // "ip:port" to pass to `weft swarm join`
+};
+
+struct SwarmJoinRequest {
+  std::string join_token;
+  std::vector<std::string> remote_addrs;  // "ip:port"
+};
+
+struct NodeInfo {
+  std::string id;            // the node's id (its name for a non-weft peer)
+  std::string hostname;      // the node name
+  std::string status;        // "ready", "down" or "left" (Docker: Ready/Down)
+  std::string availability;  // "active"
+  std::string address;       // underlay "ip:port" of its gossip
+  std::string role;          // "weft", or "serf" for a plain serf agent
+  bool self = false;
+  std::uint32_t incarnation = 0;
+};
+
+struct SwarmInfo {
+  bool active = false;
+  std::string node_id;
+  std::string node_name;
+  std::string gossip_key_base64;  // the form serf's -encrypt takes
+  std::string join_token;
+  std::string advertise;
+};
+
+// Implemented by the agent's cluster layer; API tests use a fake. Errors are
+// ApiError (control/model.h).
+class SwarmService {
+ public:
+  virtual ~SwarmService() = default;
+  virtual SwarmInitResult init(const SwarmInitRequest& request) = 0;
+  virtual void join(const SwarmJoinRequest& request) = 0;
+  virtual void leave() = 0;
+  virtual SwarmInfo info() = 0;
+  virtual std::vector<NodeInfo> list_nodes() = 0;
+  virtual NodeInfo get_node(const std::string& id_or_name) = 0;
+  // A node gone for good: its address ranges go to a live node. Refused
+  // while the node is alive.
+  virtual void remove_node(const std::string& id_or_name) = 0;
+};
+
+}  // namespace weft::control
