@@ -334,8 +334,21 @@ void AddressAllocator::add_owned(const RangeSet& ranges) {
   }
 }
 
+void AddressAllocator::remove_owned(const RangeSet& ranges) {
+  for (const Range& r : ranges.ranges()) {
+    owned_.remove(r);
+    free_.remove(r);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // SubnetPool
+
+RangeSet SubnetPool::free_ranges() const {
+  RangeSet free = owned_.intersect(range_of(pool_));
+  for (const Cidr& subnet : reserved_) free.remove(range_of(subnet));
+  return free;
+}
 
 SubnetPool::SubnetPool(Cidr pool, int subnet_prefix)
     : pool_(require_valid_cidr(pool, "pool")), subnet_prefix_(subnet_prefix), owned_(range_of(pool_)) {

@@ -92,7 +92,11 @@ class AddressAllocator {
   bool is_allocated(Ipv4 ip) const;
   std::size_t allocated_count() const { return allocated_.size(); }
   void add_owned(const RangeSet& ranges);
+  // Ranges handed to another node: they must hold no allocated address.
+  void remove_owned(const RangeSet& ranges);
   const RangeSet& owned() const { return owned_; }
+  // Owned addresses not handed out: what this node can donate.
+  const RangeSet& free_ranges() const { return free_; }
 
  private:
   Cidr subnet_;
@@ -120,6 +124,8 @@ class SubnetPool {
   int subnet_prefix() const { return subnet_prefix_; }
   void set_owned(RangeSet owned) { owned_ = std::move(owned); }
   const RangeSet& owned() const { return owned_; }
+  // Owned pool addresses in no reserved subnet: what this node can donate.
+  RangeSet free_ranges() const;
 
  private:
   Cidr pool_;

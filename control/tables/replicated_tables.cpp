@@ -11,8 +11,11 @@ bool supersedes(const TableEntry& incoming, const TableEntry& current) {
   return std::tie(incoming.lamport, incoming.owner) > std::tie(current.lamport, current.owner);
 }
 
-ReplicatedTables::ReplicatedTables(std::string local_node, std::chrono::seconds tombstone_lifetime)
-    : local_node_(std::move(local_node)), tombstone_lifetime_(tombstone_lifetime) {}
+ReplicatedTables::ReplicatedTables(std::string local_node, std::set<std::string> node_scoped_tables,
+                                   std::chrono::seconds tombstone_lifetime)
+    : local_node_(std::move(local_node)),
+      node_scoped_tables_(std::move(node_scoped_tables)),
+      tombstone_lifetime_(tombstone_lifetime) {}
 
 void ReplicatedTables::notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now) {
   if (!before && !now) return;
@@ -48,7 +51,8 @@ std::optional<TableEntry> ReplicatedTables::remove(const std::string& table, con
 bool ReplicatedTables::apply(const TableEntry& entry, Clock::time_point now) {
   if (entry.table.empty() || entry.key.empty()) return false;
   clock_ = std::max(clock_, entry.lamport);
-  if (auto w = withdrawn_up_to_.find(entry.owner); w != withdrawn_up_to_.end() && entry.lamport <= w->second)
+  if (auto w = withdrawn_up_to_.find(entry.owner);
+      w != withdrawn_up_to_.end() && node_scoped(entry.table) && entry.lamport <= w->second)
     return false;  // a late copy of what a dead node had published
   auto it = slots_.find({entry.table, entry.key});
   if (it != slots_.end() && !supersedes(entry, it->second.entry)) return false;
@@ -107,7 +111,7 @@ void ReplicatedTables::withdraw_node(const std::string& node) {
   if (node == local_node_) return;
   std::uint64_t newest = 0;
   for (auto it = slots_.begin(); it != slots_.end();) {
-    if (it->second.entry.owner != node) {
+    if (it->second.entry.owner != node || !node_scoped(it->second.entry.table)) {
       ++it;
       continue;
     }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,11 @@ class ReplicatedTables {
   // (tombstone or withdrawal), `before` is nullopt for a new key.
   using Listener = std::function<void(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now)>;
 
-  explicit ReplicatedTables(std::string local_node, std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30));
+  // `node_scoped_tables`: tables whose entries live and die with their owner
+  // node (endpoints); entries of other tables (networks, address ranges)
+  // outlive it.
+  explicit ReplicatedTables(std::string local_node, std::set<std::string> node_scoped_tables = {},
+                            std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30));
 
   const std::string& local_node() const { return local_node_; }
   std::uint64_t clock() const { return clock_; }
@@ -65,8 +70,8 @@ class ReplicatedTables {
   // A digest of the whole copy: equal digests mean equal copies.
   std::uint64_t digest() const;
 
-  // The node is confirmed dead (or removed): its live entries leave the live
-  // view here; entries it published before now are ignored if they arrive
+  // The node is confirmed dead (or removed): its entries in node-scoped tables
+  // leave the live view here; entries it published before now are ignored if they arrive
   // late, newer ones (after it comes back) are accepted.
   void withdraw_node(const std::string& node);
   // Gives this node's live entries new Lamport times, returning them for a
@@ -87,7 +92,10 @@ class ReplicatedTables {
   void store(const TableEntry& entry, Clock::time_point now);
   void notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
 
+  bool node_scoped(const std::string& table) const { return node_scoped_tables_.count(table) != 0; }
+
   std::string local_node_;
+  std::set<std::string> node_scoped_tables_;
   std::chrono::seconds tombstone_lifetime_;
   std::uint64_t clock_ = 0;
   std::map<Key, Slot> slots_;

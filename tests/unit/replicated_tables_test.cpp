@@ -81,27 +81,29 @@ TEST(ReplicatedTablesTest, ListenersSeeLiveChangesOnly) {
 }
 
 TEST(ReplicatedTablesTest, DeadNodeIsWithdrawnAndComesBackWithFreshTimes) {
-  ReplicatedTables origin("a"), peer("b");
-  peer.merge({origin.put("endpoints", "e1", "v1"), origin.put("endpoints", "e2", "v2")});
+  ReplicatedTables origin("a", {"endpoints"}), peer("b", {"endpoints"});
+  peer.merge({origin.put("endpoints", "e1", "v1"), origin.put("endpoints", "e2", "v2"),
+              origin.put("networks", "n1", "net")});
   peer.put("endpoints", "mine", "m");
   int removals = 0;
   peer.subscribe([&](const auto&, const auto& now) { removals += !now; });
   peer.withdraw_node("a");
   EXPECT_EQ(removals, 2);
   EXPECT_EQ(peer.entries("endpoints").size(), 1u);
+  EXPECT_TRUE(peer.get("networks", "n1")) << "networks outlive the node that made them";
   // A late copy of the old entry stays out...
   EXPECT_FALSE(peer.apply({"endpoints", "e1", "a", 1, false, "v1"}));
   // ...until the node comes back and republishes.
   auto republished = origin.republish_own();
-  ASSERT_EQ(republished.size(), 2u);
-  EXPECT_EQ(peer.merge(republished), 2u);
+  ASSERT_EQ(republished.size(), 3u);
+  EXPECT_EQ(peer.merge(republished), 3u);
   EXPECT_EQ(peer.entries("endpoints").size(), 3u);
   peer.withdraw_node("b");  // never withdraws its own
   EXPECT_TRUE(peer.get("endpoints", "mine"));
 }
 
 TEST(ReplicatedTablesTest, TombstonesAreReapedAfterTheirLifetime) {
-  ReplicatedTables t("a", std::chrono::seconds(60));
+  ReplicatedTables t("a", {}, std::chrono::seconds(60));
   const auto t0 = ReplicatedTables::Clock::now();
   t.apply({"n", "k", "b", 3, true, ""}, t0);
   t.apply({"n", "live", "b", 4, false, ""}, t0);

@@ -1,0 +1,116 @@
+#include "control/cluster/range_ownership.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+namespace weft::control::cluster {
+namespace {
+
+using nlohmann::json;
+
+// Zero-padded so a space's keys sort by number.
+std::string key_of(const std::string& space, std::uint32_t first) { return fmt::format("{}|{:010}", space, first); }
+
+std::optional<HeldRange> parse(const tables::TableEntry& e) {
+  try {
+    auto j = json::parse(e.value);
+    return HeldRange{j.at("space").get<std::string>(),
+                     ipam::Range{ipam::Ipv4{j.at("first").get<std::uint32_t>()},
+                                 ipam::Ipv4{j.at("last").get<std::uint32_t>()}},
+                     j.at("holder").get<std::string>()};
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::uint64_t align_up(std::uint64_t v, std::uint64_t unit) { return (v + unit - 1) / unit * unit; }
+
+}  // namespace
+
+std::vector<HeldRange> RangeOwnership::ranges(const std::string& space) const {
+  std::vector<HeldRange> result;
+  for (const auto& e : tables_.entries(kRangesTable)) {
+    if (!e.key.starts_with(space + "|")) continue;
+    if (auto r = parse(e); r && r->space == space) result.push_back(*r);
+  }
+  return result;
+}
+
+bool RangeOwnership::known(const std::string& space) const { return !ranges(space).empty(); }
+
+ipam::RangeSet RangeOwnership::held_by(const std::string& space, const std::string& node) const {
+  ipam::RangeSet set;
+  for (const auto& r : ranges(space))
+    if (r.holder == node) set.add(r.range);
+  return set;
+}
+
+std::optional<std::string> RangeOwnership::richest_holder(const std::string& space, const std::string& except) const {
+  std::map<std::string, std::uint64_t> sizes;
+  for (const auto& r : ranges(space))
+    if (r.holder != except) sizes[r.holder] += r.range.size();
+  std::optional<std::string> best;
+  std::uint64_t best_size = 0;
+  for (const auto& [node, size] : sizes)
+    if (size > best_size) best = node, best_size = size;
+  return best;
+}
+
+tables::TableEntry RangeOwnership::write(const std::string& space, const ipam::Range& range, const std::string& holder) {
+  json value = {{"space", space}, {"first", range.first.value}, {"last", range.last.value}, {"holder", holder}};
+  return tables_.put(kRangesTable, key_of(space, range.first.value), value.dump());
+}
+
+std::vector<tables::TableEntry> RangeOwnership::claim(const std::string& space, const ipam::Range& whole) {
+  if (known(space)) return {};
+  return {write(space, whole, tables_.local_node())};
+}
+
+std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space, const std::string& to,
+                                                       const ipam::RangeSet& free_here, std::uint32_t unit) {
+  const std::uint64_t u = unit == 0 ? 1 : unit;
+  // The largest stretch of whole aligned units that this node holds and has
+  // not handed out.
+  std::optional<ipam::Range> stretch;
+  std::uint64_t stretch_units = 0;
+  const auto held = held_locally(space);
+  for (const auto& r : free_here.ranges()) {
+    if (!held.contains(r)) continue;
+    const std::uint64_t first = align_up(r.first.value, u);
+    const std::uint64_t end = (std::uint64_t{r.last.value} + 1) / u * u;  // exclusive, aligned down
+    if (end <= first) continue;
+    const std::uint64_t units = (end - first) / u;
+    if (units > stretch_units)
+      stretch = ipam::Range{ipam::Ipv4{static_cast<std::uint32_t>(first)}, ipam::Ipv4{static_cast<std::uint32_t>(end - 1)}},
+      stretch_units = units;
+  }
+  if (!stretch || stretch_units < 2) return {};
+  const std::uint64_t give_first = std::uint64_t{stretch->first.value} + (stretch_units - stretch_units / 2) * u;
+  const ipam::Range gift{ipam::Ipv4{static_cast<std::uint32_t>(give_first)}, stretch->last};
+
+  // Re-cut the held range that contains the gift into up to three entries.
+  for (const auto& r : ranges(space)) {
+    if (r.holder != tables_.local_node() || r.range.first > gift.first || r.range.last < gift.last) continue;
+    std::vector<tables::TableEntry> out;
+    if (r.range.first < gift.first)
+      out.push_back(write(space, {r.range.first, ipam::Ipv4{gift.first.value - 1}}, tables_.local_node()));
+    out.push_back(write(space, gift, to));
+    if (gift.last < r.range.last)
+      out.push_back(write(space, {ipam::Ipv4{gift.last.value + 1}, r.range.last}, tables_.local_node()));
+    return out;
+  }
+  return {};
+}
+
+std::vector<tables::TableEntry> RangeOwnership::take_over(const std::string& gone_node) {
+  std::vector<tables::TableEntry> out;
+  for (const auto& e : tables_.entries(kRangesTable)) {
+    auto r = parse(e);
+    if (r && r->holder == gone_node) out.push_back(write(r->space, r->range, tables_.local_node()));
+  }
+  return out;
+}
+
+}  // namespace weft::control::cluster
