@@ -3,12 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "control/ids.h"
+#include "control/record_json.h"
 #include "control/ipam.h"
 #include "control/state_file.h"
 #include "dataplane/overlay.h"
@@ -21,6 +23,14 @@ using nlohmann::json;
 namespace {
 
 constexpr std::uint32_t kFirstVni = 4096;
+constexpr std::uint32_t kLastVni = (1u << 24) - 1;
+// How long an attach or create waits for a peer to donate a range.
+constexpr auto kDonationWait = std::chrono::seconds(8);
+
+// The numbers of a subnet nodes may hand out: all but network and broadcast.
+ipam::Range host_range(const ipam::Cidr& subnet) {
+  return ipam::Range{ipam::Ipv4{subnet.first().value + 1}, ipam::Ipv4{subnet.last().value - 1}};
+}
 constexpr int kStateVersion = 1;
 
 [[noreturn]] void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
@@ -45,48 +55,6 @@ void validate_network_name(const std::string& name) {
   if (name.empty()) bad_request("network name is required");
   if (!std::regex_match(name, allowed))
     bad_request("invalid network name \"" + name + "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-}
-
-// Persistent form, separate from the API's Docker-shaped JSON so either can
-// change without breaking the other.
-json to_state(const Network& n) {
-  return {{"id", n.id},         {"name", n.name},     {"driver", n.driver},         {"subnet", n.subnet},
-          {"gateway", n.gateway}, {"vni", n.vni},     {"attachable", n.attachable}, {"created", n.created},
-          {"node", n.node}};
-}
-
-Network network_from_state(const json& j) {
-  Network n;
-  n.id = j.at("id").get<std::string>();
-  n.name = j.at("name").get<std::string>();
-  n.driver = j.at("driver").get<std::string>();
-  n.subnet = j.at("subnet").get<std::string>();
-  n.gateway = j.at("gateway").get<std::string>();
-  n.vni = j.at("vni").get<std::uint32_t>();
-  n.attachable = j.value("attachable", false);
-  n.created = j.value("created", "");
-  n.node = j.value("node", "");
-  return n;
-}
-
-json to_state(const Endpoint& e) {
-  return {{"id", e.id},         {"name", e.name},   {"network_id", e.network_id}, {"netns", e.netns},
-          {"ifname", e.ifname}, {"ip", e.ip},       {"prefix_len", e.prefix_len}, {"mac", e.mac},
-          {"node", e.node}};
-}
-
-Endpoint endpoint_from_state(const json& j) {
-  Endpoint e;
-  e.id = j.at("id").get<std::string>();
-  e.name = j.value("name", "");
-  e.network_id = j.at("network_id").get<std::string>();
-  e.netns = j.at("netns").get<std::string>();
-  e.ifname = j.value("ifname", "eth0");
-  e.ip = j.at("ip").get<std::string>();
-  e.prefix_len = j.at("prefix_len").get<int>();
-  e.mac = j.at("mac").get<std::string>();
-  e.node = j.value("node", "");
-  return e;
 }
 
 std::string default_endpoint_name(const std::string& netns_ref) {
@@ -134,8 +102,8 @@ struct NetworkManager::Impl {
 
   void persist() {
     json state = {{"version", kStateVersion}, {"networks", json::array()}, {"endpoints", json::array()}};
-    for (const auto& [id, n] : networks) state["networks"].push_back(to_state(n));
-    for (const auto& [id, e] : endpoints) state["endpoints"].push_back(to_state(e));
+    for (const auto& [id, n] : networks) state["networks"].push_back(network_record(n));
+    for (const auto& [id, e] : endpoints) state["endpoints"].push_back(endpoint_record(e));
     write_file_atomically(state_path(), state.dump(2) + "\n");
   }
 
@@ -157,19 +125,51 @@ struct NetworkManager::Impl {
     not_found("network " + ref + " not found");
   }
 
-  std::uint32_t next_vni() const {
-    std::uint32_t vni = kFirstVni;
-    std::vector<std::uint32_t> used;
-    for (const auto& [id, n] : networks) used.push_back(n.vni);
-    std::sort(used.begin(), used.end());
-    for (auto u : used)
-      if (u == vni) ++vni;
-    return vni;
+  // Lowest owned VNI no known network uses; nullopt when none is left.
+  std::optional<std::uint32_t> free_vni() const {
+    auto free = free_vnis();
+    if (free.empty()) return std::nullopt;
+    return free.ranges().front().first.value;
   }
 
-  ipam::AddressAllocator make_allocator(const ipam::Cidr& subnet) const {
-    // On its own a node owns all of each subnet it makes.
-    return ipam::AddressAllocator(subnet, ipam::RangeSet(ipam::Range{subnet.first(), subnet.last()}));
+  ipam::RangeSet free_vnis() const {
+    ipam::RangeSet free = vni_owned;
+    for (const auto& [id, n] : networks) free.remove(ipam::Range{ipam::Ipv4{n.vni}, ipam::Ipv4{n.vni}});
+    return free;
+  }
+
+  ipam::AddressAllocator make_allocator(const ipam::Cidr& subnet, const std::string& network_id) const {
+    // On its own a node owns all of each subnet it makes; in a cluster it
+    // owns what the range table gives it.
+    if (cluster) return ipam::AddressAllocator(subnet, owned_in(network_space(network_id)));
+    return ipam::AddressAllocator(subnet, ipam::RangeSet(host_range(subnet)));
+  }
+
+  // Ownership that arrived before the network itself did.
+  ipam::RangeSet owned_in(const std::string& space) const {
+    auto it = early_ownership.find(space);
+    return it == early_ownership.end() ? ipam::RangeSet{} : it->second;
+  }
+
+  // Runs `attempt` until it stops failing for lack of numbers, asking peers
+  // for a range of `space` meanwhile. Only a cluster node can run out and be
+  // helped; the wait releases the lock so the answer can come in.
+  template <class Attempt>
+  auto with_donations(std::unique_lock<std::mutex>& lock, const std::string& space, std::uint32_t unit,
+                      Attempt attempt) {
+    const auto deadline = std::chrono::steady_clock::now() + kDonationWait;
+    for (;;) {
+      try {
+        return attempt();
+      } catch (const ipam::IpamError& e) {
+        if (e.kind() != ipam::IpamError::Kind::Exhausted || !cluster) throw;
+        if (std::chrono::steady_clock::now() >= deadline)
+          throw ApiError(ApiError::Kind::Conflict,
+                         std::string(e.what()) + " on this node, and no peer donated a range in time");
+        cluster->request_range(space, unit);
+        ranges_changed.wait_for(lock, std::chrono::milliseconds(500));
+      }
+    }
   }
 
   std::vector<Endpoint*> endpoints_of(const std::string& network_id) {
@@ -198,15 +198,33 @@ struct NetworkManager::Impl {
   void reconcile_endpoint(Endpoint& e, std::vector<std::string>& gone);
   void remove_stale_kernel_objects();
 
+  void realise_remote_endpoint(const std::string& id);
+  void publish(const Network& n) {
+    if (cluster) cluster->publish_network(n);
+  }
+
+  struct RemoteEndpoint {
+    Endpoint endpoint;
+    std::string vtep;
+    bool reserved_here = false;  // its address was marked used in our allocator
+  };
+
   AgentConfig config;
   std::mutex mutex;
+  std::condition_variable ranges_changed;
   dp::NetlinkSocket node;  // in the agent's (node's) namespace
   ipam::SubnetPool pool;
   int node_mtu;
-  std::map<std::string, Network> networks;  // by id
-  std::map<std::string, Endpoint> endpoints;  // by id
+  ipam::RangeSet vni_owned{ipam::Range{ipam::Ipv4{kFirstVni}, ipam::Ipv4{kLastVni}}};
+  std::map<std::string, Network> networks;  // every known network, by id
+  std::map<std::string, Endpoint> endpoints;  // attached on this node, by id
+  std::map<std::string, RemoteEndpoint> remote_endpoints;  // on other nodes, by id
   std::map<std::string, ipam::AddressAllocator> addresses;  // by network id
+  std::map<std::string, ipam::RangeSet> early_ownership;  // by space
+  ClusterLink* cluster = nullptr;
 };
+
+std::string network_space(const std::string& network_id) { return "net:" + network_id; }
 
 NetworkManager::NetworkManager(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 NetworkManager::~NetworkManager() = default;
@@ -218,11 +236,11 @@ void NetworkManager::Impl::load_state() {
   try {
     state = json::parse(*text);
     for (const auto& j : state.at("networks")) {
-      auto n = network_from_state(j);
+      auto n = network_from_record(j);
       networks.emplace(n.id, n);
     }
     for (const auto& j : state.at("endpoints")) {
-      auto e = endpoint_from_state(j);
+      auto e = endpoint_from_record(j);
       endpoints.emplace(e.id, e);
     }
   } catch (const json::exception& e) {
@@ -233,7 +251,7 @@ void NetworkManager::Impl::load_state() {
     auto gateway = ipam::Ipv4::parse(n.gateway);
     if (!subnet || !gateway) throw std::runtime_error("state file: network " + n.name + " has a bad subnet");
     pool.reserve(*subnet);
-    auto [it, _] = addresses.emplace(id, make_allocator(*subnet));
+    auto [it, _] = addresses.emplace(id, make_allocator(*subnet, id));
     it->second.allocate(*gateway);
   }
   for (auto& [id, e] : endpoints) {
@@ -323,7 +341,7 @@ void NetworkManager::reconcile() {
 }
 
 Network NetworkManager::create_network(const NetworkSpec& spec) {
-  std::lock_guard lock(impl_->mutex);
+  std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   validate_network_name(spec.name);
   if (spec.driver != "overlay")
@@ -341,7 +359,8 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
       self.pool.reserve(*parsed);
       subnet = *parsed;
     } else {
-      subnet = self.pool.allocate();
+      const auto unit = static_cast<std::uint32_t>(std::uint64_t{1} << (32 - self.pool.subnet_prefix()));
+      subnet = self.with_donations(lock, kPoolSpace, unit, [&] { return self.pool.allocate(); });
     }
   } catch (const ipam::IpamError& e) {
     throw from_ipam(e);
@@ -349,7 +368,8 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
 
   Network n;
   try {
-    auto allocator = self.make_allocator(subnet);
+    // The creator of a network holds all of its addresses at first.
+    ipam::AddressAllocator allocator(subnet, ipam::RangeSet(host_range(subnet)));
     ipam::Ipv4 gateway{subnet.first().value + 1};
     if (spec.gateway) {
       auto parsed = ipam::Ipv4::parse(*spec.gateway);
@@ -359,12 +379,17 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
       gateway = *parsed;
     }
     allocator.allocate(gateway);
+    const auto vni = self.with_donations(lock, kVniSpace, 1, [&] {
+      auto free = self.free_vni();
+      if (!free) throw ipam::IpamError(ipam::IpamError::Kind::Exhausted, "no free VXLAN network identifier");
+      return *free;
+    });
     n = Network{.id = random_id(),
                 .name = spec.name,
                 .driver = spec.driver,
                 .subnet = subnet.str(),
                 .gateway = gateway.str(),
-                .vni = self.next_vni(),
+                .vni = vni,
                 .attachable = spec.attachable,
                 .created = now_rfc3339(),
                 .node = self.config.node_name};
@@ -390,6 +415,10 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
     self.pool.release(subnet);
     throw;
   }
+  if (self.cluster) {
+    self.cluster->claim_space(network_space(n.id), host_range(subnet));
+    self.cluster->publish_network(n);
+  }
   spdlog::info("created network {} ({}) subnet {} vni {}", n.name, n.id.substr(0, 12), n.subnet, n.vni);
   return n;
 }
@@ -411,18 +440,21 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   const Network n = self.find_network(name_or_id);
-  if (!self.endpoints_of(n.id).empty())
+  const bool remote_endpoints = std::any_of(self.remote_endpoints.begin(), self.remote_endpoints.end(),
+                                            [&](const auto& kv) { return kv.second.endpoint.network_id == n.id; });
+  if (!self.endpoints_of(n.id).empty() || remote_endpoints)
     conflict("error while removing network: network " + n.name + " id " + n.id + " has active endpoints");
   dp::remove_overlay(self.node, self.layout(n));
   self.networks.erase(n.id);
   self.addresses.erase(n.id);
   self.pool.release(*ipam::Cidr::parse(n.subnet));
   self.persist();
+  if (self.cluster) self.cluster->withdraw_network(n.id);
   spdlog::info("removed network {} ({})", n.name, n.id.substr(0, 12));
 }
 
 Endpoint NetworkManager::connect(const AttachRequest& request) {
-  std::lock_guard lock(impl_->mutex);
+  std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   const Network network = self.find_network(request.network);
   if (request.netns.empty()) bad_request("a network namespace is required (--netns NAME|PATH)");
@@ -436,20 +468,24 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
     conflict("namespace " + request.netns + " is already attached to network " + network.name + " (endpoint " +
              existing->name + ", " + existing->ip + ")");
 
-  auto& allocator = self.addresses.at(network.id);
   ipam::Ipv4 ip;
   try {
     if (request.ip) {
       auto parsed = ipam::Ipv4::parse(*request.ip);
       if (!parsed) bad_request("invalid IPv4 address \"" + *request.ip + "\"");
-      allocator.allocate(*parsed);
+      self.addresses.at(network.id).allocate(*parsed);
       ip = *parsed;
     } else {
-      ip = allocator.allocate();
+      ip = self.with_donations(lock, network_space(network.id), 1, [&] {
+        auto it = self.addresses.find(network.id);
+        if (it == self.addresses.end()) not_found("network " + network.name + " was removed");
+        return it->second.allocate();
+      });
     }
   } catch (const ipam::IpamError& e) {
     throw from_ipam(e);
   }
+  auto& allocator = self.addresses.at(network.id);
 
   Endpoint e{.id = random_id(),
              .name = request.name.value_or(default_endpoint_name(request.netns)),
@@ -472,6 +508,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
     throw ApiError(ApiError::Kind::Internal,
                    "cannot attach " + request.netns + " to network " + network.name + ": " + err.what());
   }
+  if (self.cluster) self.cluster->publish_endpoint(e);
   spdlog::info("attached {} to {} as {} ({})", e.netns, network.name, e.ip, e.ifname);
   return e;
 }
@@ -492,18 +529,220 @@ void NetworkManager::disconnect(const DetachRequest& request) {
   dp::detach_endpoint(self.layout(network), self.layout(*e));
   self.addresses.at(network.id).release(*ipam::Ipv4::parse(e->ip));
   spdlog::info("detached {} from {}", e->netns, network.name);
-  self.endpoints.erase(e->id);
+  const std::string id = e->id;
+  self.endpoints.erase(id);
   self.persist();
+  if (self.cluster) self.cluster->withdraw_endpoint(id);
 }
 
 std::vector<Endpoint> NetworkManager::list_endpoints() {
   std::lock_guard lock(impl_->mutex);
   std::vector<Endpoint> result;
   for (const auto& [id, e] : impl_->endpoints) result.push_back(e);
+  for (const auto& [id, r] : impl_->remote_endpoints) result.push_back(r.endpoint);
   std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.network_name, a.name) < std::tie(b.network_name, b.name);
+    return std::tie(a.network_name, a.node, a.name) < std::tie(b.network_name, b.node, b.name);
   });
   return result;
+}
+
+// --- cluster side ---------------------------------------------------------
+
+void NetworkManager::attach_cluster(ClusterLink* link) {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  self.cluster = link;
+  // From now on only ranges from the table count; the cluster layer hands
+  // this node's ranges back through set_owned() right after.
+  self.pool.set_owned({});
+  self.vni_owned = {};
+  for (auto& [id, allocator] : self.addresses) allocator.remove_owned(allocator.owned());
+}
+
+void NetworkManager::detach_cluster() {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  self.cluster = nullptr;
+  for (const auto& [id, r] : self.remote_endpoints) {
+    if (auto n = self.networks.find(r.endpoint.network_id); n != self.networks.end()) {
+      try {
+        dp::unprogram_remote_endpoint(self.layout(n->second), {r.endpoint.ip, r.endpoint.mac, r.vtep});
+      } catch (const std::exception& e) {
+        spdlog::warn("leaving: cannot remove entries of endpoint {}: {}", r.endpoint.name, e.what());
+      }
+    }
+  }
+  self.remote_endpoints.clear();
+  self.early_ownership.clear();
+  self.pool.set_owned(ipam::RangeSet(ipam::Range{self.pool.pool().first(), self.pool.pool().last()}));
+  self.vni_owned = ipam::RangeSet(ipam::Range{ipam::Ipv4{kFirstVni}, ipam::Ipv4{kLastVni}});
+  for (auto& [id, allocator] : self.addresses) allocator.add_owned(ipam::RangeSet(host_range(allocator.subnet())));
+}
+
+bool NetworkManager::has_networks() {
+  std::lock_guard lock(impl_->mutex);
+  return !impl_->networks.empty();
+}
+
+std::vector<Network> NetworkManager::local_networks() {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<Network> result;
+  for (const auto& [id, n] : impl_->networks)
+    if (n.node == impl_->config.node_name) result.push_back(n);
+  return result;
+}
+
+std::vector<Endpoint> NetworkManager::local_endpoints() {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<Endpoint> result;
+  for (const auto& [id, e] : impl_->endpoints) result.push_back(e);
+  return result;
+}
+
+std::string NetworkManager::advertise_addr() const { return impl_->config.advertise_addr; }
+
+void NetworkManager::apply_remote_network(const Network& network) {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  if (self.networks.count(network.id)) return;
+  const auto subnet = ipam::Cidr::parse(network.subnet);
+  const auto gateway = ipam::Ipv4::parse(network.gateway);
+  if (!subnet || !gateway) {
+    spdlog::error("ignoring network {} from {}: bad subnet or gateway", network.name, network.node);
+    return;
+  }
+  try {
+    self.pool.reserve(*subnet);
+  } catch (const ipam::IpamError& e) {
+    // Only explicit subnets chosen on both sides of a partition can collide.
+    spdlog::warn("network {} from {}: {}", network.name, network.node, e.what());
+  }
+  auto allocator = self.make_allocator(*subnet, network.id);
+  allocator.allocate(*gateway);
+  try {
+    dp::ensure_overlay(self.node, self.layout(network));
+  } catch (const std::exception& e) {
+    spdlog::error("network {} from {}: cannot create its devices: {}", network.name, network.node, e.what());
+  }
+  self.networks.emplace(network.id, network);
+  self.addresses.emplace(network.id, std::move(allocator));
+  for (auto& [id, r] : self.remote_endpoints)
+    if (r.endpoint.network_id == network.id) self.realise_remote_endpoint(id);
+  self.persist();
+  spdlog::info("network {} ({}) from {}: subnet {} vni {}", network.name, network.id.substr(0, 12), network.node,
+               network.subnet, network.vni);
+}
+
+void NetworkManager::forget_remote_network(const std::string& network_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  auto it = self.networks.find(network_id);
+  if (it == self.networks.end()) return;
+  const Network n = it->second;
+  for (auto* e : self.endpoints_of(n.id)) {
+    spdlog::warn("network {} was removed elsewhere: detaching its endpoint {}", n.name, e->name);
+    dp::detach_endpoint(self.layout(n), self.layout(*e));
+  }
+  std::erase_if(self.endpoints, [&](const auto& kv) { return kv.second.network_id == n.id; });
+  dp::remove_overlay(self.node, self.layout(n));
+  self.networks.erase(n.id);
+  self.addresses.erase(n.id);
+  try {
+    self.pool.release(*ipam::Cidr::parse(n.subnet));
+  } catch (const ipam::IpamError&) {
+    // It was never reserved here (see apply_remote_network).
+  }
+  self.persist();
+  spdlog::info("network {} ({}) removed by {}", n.name, n.id.substr(0, 12), n.node);
+}
+
+void NetworkManager::Impl::realise_remote_endpoint(const std::string& id) {
+  auto& r = remote_endpoints.at(id);
+  auto n = networks.find(r.endpoint.network_id);
+  if (n == networks.end()) return;  // programmed when its network arrives
+  r.endpoint.network_name = n->second.name;
+  if (!r.reserved_here) {
+    auto& allocator = addresses.at(n->first);
+    auto ip = ipam::Ipv4::parse(r.endpoint.ip);
+    // Only an explicit --ip elsewhere can land in our ranges; never hand it out.
+    if (ip && !allocator.is_allocated(*ip)) {
+      try {
+        allocator.allocate(*ip);
+        r.reserved_here = true;
+      } catch (const ipam::IpamError&) {
+      }
+    }
+  }
+  try {
+    dp::program_remote_endpoint(layout(n->second), {r.endpoint.ip, r.endpoint.mac, r.vtep});
+  } catch (const std::exception& e) {
+    spdlog::error("endpoint {} on {}: cannot program it: {}", r.endpoint.name, r.endpoint.node, e.what());
+  }
+}
+
+void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, const std::string& vtep) {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  if (endpoint.node == self.config.node_name) return;
+  auto [it, inserted] = self.remote_endpoints.try_emplace(endpoint.id, Impl::RemoteEndpoint{endpoint, vtep});
+  if (!inserted) {
+    if (it->second.endpoint.ip == endpoint.ip && it->second.vtep == vtep) return;
+    // Moved or re-addressed: the old entries must go first.
+    if (auto n = self.networks.find(it->second.endpoint.network_id); n != self.networks.end())
+      dp::unprogram_remote_endpoint(self.layout(n->second), {it->second.endpoint.ip, it->second.endpoint.mac, it->second.vtep});
+    it->second.endpoint = endpoint;
+    it->second.vtep = vtep;
+  }
+  self.realise_remote_endpoint(endpoint.id);
+  spdlog::debug("endpoint {} {} on {} via {}", endpoint.name, endpoint.ip, endpoint.node, vtep);
+}
+
+void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  auto it = self.remote_endpoints.find(endpoint_id);
+  if (it == self.remote_endpoints.end()) return;
+  const auto& r = it->second;
+  if (auto n = self.networks.find(r.endpoint.network_id); n != self.networks.end()) {
+    try {
+      dp::unprogram_remote_endpoint(self.layout(n->second), {r.endpoint.ip, r.endpoint.mac, r.vtep});
+    } catch (const std::exception& e) {
+      spdlog::error("endpoint {}: cannot remove its entries: {}", r.endpoint.name, e.what());
+    }
+    if (r.reserved_here) self.addresses.at(n->first).release(*ipam::Ipv4::parse(r.endpoint.ip));
+  }
+  self.remote_endpoints.erase(it);
+}
+
+void NetworkManager::set_owned(const std::string& space, const ipam::RangeSet& owned) {
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto& self = *impl_;
+    if (space == kPoolSpace) {
+      self.pool.set_owned(owned);
+    } else if (space == kVniSpace) {
+      self.vni_owned = owned;
+    } else if (space.starts_with("net:")) {
+      auto it = self.addresses.find(space.substr(4));
+      if (it == self.addresses.end()) {
+        self.early_ownership[space] = owned;
+      } else {
+        it->second.remove_owned(it->second.owned());
+        it->second.add_owned(owned);
+      }
+    }
+  }
+  impl_->ranges_changed.notify_all();
+}
+
+ipam::RangeSet NetworkManager::free_ranges(const std::string& space) {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  if (space == kPoolSpace) return self.pool.free_ranges();
+  if (space == kVniSpace) return self.free_vnis();
+  if (space.starts_with("net:"))
+    if (auto it = self.addresses.find(space.substr(4)); it != self.addresses.end()) return it->second.free_ranges();
+  return {};
 }
 
 }  // namespace weft::control

@@ -7,9 +7,30 @@
 #include <mutex>
 
 #include "control/agent_config.h"
+#include "control/ipam.h"
 #include "control/model.h"
 
 namespace weft::control {
+
+// Address spaces whose ranges nodes own in a cluster (control/cluster/).
+inline constexpr const char* kPoolSpace = "pool";
+inline constexpr const char* kVniSpace = "vni";
+std::string network_space(const std::string& network_id);
+
+// What the network manager needs from the cluster layer. Every call only
+// queues work: a network change never waits on the cluster.
+class ClusterLink {
+ public:
+  virtual ~ClusterLink() = default;
+  virtual void publish_network(const Network& network) = 0;
+  virtual void withdraw_network(const std::string& network_id) = 0;
+  virtual void publish_endpoint(const Endpoint& endpoint) = 0;
+  virtual void withdraw_endpoint(const std::string& endpoint_id) = 0;
+  // Takes a whole space nobody holds yet (a new network's addresses).
+  virtual void claim_space(const std::string& space, const ipam::Range& whole) = 0;
+  // Asks a peer to donate part of `space`; the answer arrives as set_owned().
+  virtual void request_range(const std::string& space, std::uint32_t unit) = 0;
+};
 
 class NetworkManager final : public NetworkService {
  public:
@@ -29,6 +50,23 @@ class NetworkManager final : public NetworkService {
   Endpoint connect(const AttachRequest& request) override;
   void disconnect(const DetachRequest& request) override;
   std::vector<Endpoint> list_endpoints() override;
+
+  // --- cluster side (called by control/cluster on its own thread) ---
+  // Switches to cluster mode: numbers come only from ranges this node owns.
+  void attach_cluster(ClusterLink* link);
+  void detach_cluster();  // back to a single node after leaving the swarm
+  bool has_networks();
+  std::vector<Network> local_networks();   // created on this node
+  std::vector<Endpoint> local_endpoints();  // attached on this node
+  void apply_remote_network(const Network& network);
+  void forget_remote_network(const std::string& network_id);
+  // `vtep`: the underlay address of the node hosting the endpoint.
+  void apply_remote_endpoint(const Endpoint& endpoint, const std::string& vtep);
+  void forget_remote_endpoint(const std::string& endpoint_id);
+  void set_owned(const std::string& space, const ipam::RangeSet& owned);
+  // Owned numbers in `space` not handed out: what can be donated.
+  ipam::RangeSet free_ranges(const std::string& space);
+  std::string advertise_addr() const;
 
  private:
   struct Impl;
