@@ -601,6 +601,8 @@ std::vector<Endpoint> NetworkManager::local_endpoints() {
 
 std::string NetworkManager::advertise_addr() const { return impl_->config.advertise_addr; }
 
+ipam::Cidr NetworkManager::address_pool() const { return impl_->pool.pool(); }
+
 void NetworkManager::apply_remote_network(const Network& network) {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;

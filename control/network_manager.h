@@ -67,6 +67,7 @@ class NetworkManager final : public NetworkService {
   // Owned numbers in `space` not handed out: what can be donated.
   ipam::RangeSet free_ranges(const std::string& space);
   std::string advertise_addr() const;
+  ipam::Cidr address_pool() const;
 
  private:
   struct Impl;

@@ -32,6 +32,7 @@ struct NodeInfo {
   std::string availability;  // "active"
   std::string address;       // underlay "ip:port" of its gossip
   std::string role;          // "weft", or "serf" for a plain serf agent
+  std::string membership;    // gossip state: "alive", "suspect", "dead", "left"
   bool self = false;
   std::uint32_t incarnation = 0;
 };

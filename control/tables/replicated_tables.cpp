@@ -128,7 +128,9 @@ void ReplicatedTables::withdraw_node(const std::string& node) {
 std::vector<TableEntry> ReplicatedTables::republish_own() {
   std::vector<TableEntry> result;
   for (auto& [key, slot] : slots_) {
-    if (slot.entry.owner != local_node_ || slot.entry.deleted) continue;
+    // Only what peers withdraw needs republishing; bumping a network's time
+    // could outrank a delete this node has not heard of yet.
+    if (slot.entry.owner != local_node_ || slot.entry.deleted || !node_scoped(slot.entry.table)) continue;
     slot.entry.lamport = ++clock_;
     result.push_back(slot.entry);
   }

@@ -74,7 +74,7 @@ class ReplicatedTables {
   // leave the live view here; entries it published before now are ignored if they arrive
   // late, newer ones (after it comes back) are accepted.
   void withdraw_node(const std::string& node);
-  // Gives this node's live entries new Lamport times, returning them for a
+  // Gives this node's live entries in node-scoped tables new Lamport times, returning them for a
   // broadcast: used when the node (re)joins so peers that withdrew them take
   // them back.
   std::vector<TableEntry> republish_own();

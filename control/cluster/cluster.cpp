@@ -1,0 +1,695 @@
+#include "control/cluster/cluster.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "control/cluster/join_token.h"
+#include "control/cluster/range_ownership.h"
+#include "control/gossip/broadcast_queue.h"
+#include "control/gossip/keyring.h"
+#include "control/gossip/memberlist.h"
+#include "control/gossip/serf_compat.h"
+#include "control/record_json.h"
+#include "control/state_file.h"
+#include "control/tables/replicated_tables.h"
+
+namespace weft::control::cluster {
+namespace asio = boost::asio;
+namespace gossip = weft::control::gossip;
+namespace fs = std::filesystem;
+using nlohmann::json;
+using tables::TableEntry;
+
+namespace {
+
+constexpr const char* kNetworksTable = "networks";
+constexpr const char* kEndpointsTable = "endpoints";
+// A node asking a peer for part of an address space: one type byte, JSON.
+constexpr std::uint8_t kRangeRequest = 0x78;
+constexpr auto kJoinTimeout = std::chrono::seconds(15);
+constexpr auto kRequestThrottle = std::chrono::milliseconds(400);
+
+[[noreturn]] void conflict(const std::string& m) { throw ApiError(ApiError::Kind::Conflict, m); }
+
+std::string random_node_id() {
+  // Docker's node IDs: 25 characters of [0-9a-z].
+  static constexpr char kAlphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::random_device rd;
+  std::string id;
+  for (int i = 0; i < 25; ++i) id += kAlphabet[rd() % 36];
+  return id;
+}
+
+gossip::Bytes to_bytes(const std::string& s) { return gossip::Bytes(s.begin(), s.end()); }
+
+std::string status_of(gossip::NodeStateKind state) {
+  return state == gossip::NodeStateKind::kAlive || state == gossip::NodeStateKind::kSuspect ? "ready" : "down";
+}
+
+}  // namespace
+
+struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
+  State(ClusterConfig c, NetworkManager& n)
+      : config(std::move(c)), nm(n), work(asio::make_work_guard(io)), save_timer(io), reap_timer(io), rejoin_timer(io) {}
+
+  // Runs `f` on the gossip thread and waits for its result (or exception).
+  template <class F>
+  auto call(F f) -> decltype(f()) {
+    if (std::this_thread::get_id() == thread.get_id()) return f();
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    asio::post(io, [&task] { task(); });
+    return result.get();
+  }
+  template <class F>
+  void post(F f) {
+    asio::post(io, std::move(f));
+  }
+
+  fs::path dir() const { return fs::path(config.state_dir) / "cluster"; }
+  fs::path swarm_file() const { return dir() / "swarm.json"; }
+  fs::path tables_file() const { return dir() / "tables.bin"; }
+
+  // --- lifecycle (gossip thread) ---
+  void activate(const gossip::Bytes& gossip_key, const std::string& id, bool resume);
+  void deactivate();
+  void claim_everything();
+  void publish_local_state();
+  void sync_owned(const std::string& space);
+  void sync_all_owned();
+  void save_swarm();
+  void schedule_save();
+  void save_tables();
+  void schedule_reap();
+  void schedule_rejoin();
+  void try_join(std::vector<std::string> peers, std::function<void(int, std::string)> done);
+  std::string advertise() const {
+    return config.advertise_addr + ":" + std::to_string(ml ? ml->bound_port() : config.bind_port);
+  }
+
+  // --- table traffic (gossip thread) ---
+  void broadcast(const std::vector<TableEntry>& entries);
+  void on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
+  void send_range_request(const std::string& space, std::uint32_t unit);
+  void handle_range_request(const json& request);
+  NodeInfo node_info(const gossip::Member& m) const;
+
+  // gossip::Delegate
+  gossip::Bytes node_meta(std::size_t) override { return {}; }
+  void notify_msg(gossip::ByteView msg) override;
+  std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
+    return broadcasts ? broadcasts->get(overhead, limit) : std::vector<gossip::Bytes>{};
+  }
+  gossip::Bytes local_state(bool) override {
+    return tables ? to_bytes(tables::encode_entries(tables->snapshot())) : gossip::Bytes{};
+  }
+  void merge_remote_state(gossip::ByteView state, bool) override;
+  // gossip::EventDelegate
+  void notify_join(const gossip::Member& m) override;
+  void notify_leave(const gossip::Member& m) override;
+  void notify_update(const gossip::Member&) override {}
+
+  ClusterConfig config;
+  NetworkManager& nm;
+  Cluster* owner = nullptr;
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::thread thread;
+
+  bool active = false;
+  std::string node_id;
+  gossip::Bytes key;
+  std::vector<std::string> peers;  // addresses to rejoin after a restart
+  std::unique_ptr<tables::ReplicatedTables> tables;
+  std::unique_ptr<RangeOwnership> ranges;
+  std::unique_ptr<gossip::SerfCompat> serf;
+  std::unique_ptr<gossip::Memberlist> ml;
+  std::unique_ptr<gossip::BroadcastQueue> broadcasts;
+  std::set<std::string> gone_nodes;     // seen dead or left
+  std::set<std::string> removed_nodes;  // `weft node rm`
+  std::map<std::string, std::chrono::steady_clock::time_point> last_request;
+  asio::steady_timer save_timer, reap_timer, rejoin_timer;
+  bool save_pending = false;
+};
+
+// --- lifecycle ---------------------------------------------------------------
+
+void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string& id, bool resume) {
+  key = gossip_key;
+  node_id = id;
+  nm.attach_cluster(owner);
+  tables = std::make_unique<tables::ReplicatedTables>(config.node_name, std::set<std::string>{kEndpointsTable},
+                                                       config.tombstone_lifetime);
+  ranges = std::make_unique<RangeOwnership>(*tables);
+  tables->subscribe([this](const auto& before, const auto& now) { on_table_change(before, now); });
+  if (resume) {
+    try {
+      if (auto saved = read_file(tables_file())) tables->merge(tables::decode_entries(*saved));
+    } catch (const std::exception& e) {
+      spdlog::warn("cluster: ignoring saved tables: {}", e.what());
+    }
+  }
+
+  gossip::Config gc;
+  gc.name = config.node_name;
+  gc.bind_addr = config.bind_addr;
+  gc.bind_port = config.bind_port;
+  gc.advertise_addr = config.advertise_addr;
+  gc.keyring = std::make_shared<gossip::Keyring>(key);
+  serf = std::make_unique<gossip::SerfCompat>(io, config.node_name, gossip::Tags{{"role", "weft"}, {"id", node_id}},
+                                              this, this);
+  ml = std::make_unique<gossip::Memberlist>(io, gc, serf.get(), serf.get());
+  serf->attach(ml.get());
+  broadcasts = std::make_unique<gossip::BroadcastQueue>(gc.retransmit_mult, [this] { return ml ? ml->num_alive() : 1; });
+  try {
+    ml->start();
+  } catch (...) {
+    deactivate();
+    throw;
+  }
+  active = true;
+  sync_all_owned();
+  schedule_reap();
+  spdlog::info("cluster: gossip on {}:{} as {} ({})", config.bind_addr, ml->bound_port(), config.node_name, node_id);
+}
+
+void Cluster::State::deactivate() {
+  active = false;
+  rejoin_timer.cancel();
+  reap_timer.cancel();
+  if (ml) ml->shutdown();
+  ml.reset();
+  serf.reset();
+  broadcasts.reset();
+  ranges.reset();
+  tables.reset();
+  nm.detach_cluster();
+}
+
+void Cluster::State::claim_everything() {
+  const auto pool = nm.address_pool();
+  std::vector<TableEntry> out;
+  auto add = [&out](std::vector<TableEntry> es) { out.insert(out.end(), es.begin(), es.end()); };
+  add(ranges->claim(kPoolSpace, ipam::Range{pool.first(), pool.last()}));
+  add(ranges->claim(kVniSpace, ipam::Range{ipam::Ipv4{4096}, ipam::Ipv4{(1u << 24) - 1}}));
+  for (const auto& n : nm.local_networks()) {
+    auto subnet = ipam::Cidr::parse(n.subnet);
+    add(ranges->claim(network_space(n.id),
+                      ipam::Range{ipam::Ipv4{subnet->first().value + 1}, ipam::Ipv4{subnet->last().value - 1}}));
+  }
+  broadcast(out);
+}
+
+void Cluster::State::publish_local_state() {
+  std::vector<TableEntry> out;
+  for (const auto& n : nm.local_networks())
+    if (!tables->get(kNetworksTable, n.id)) out.push_back(tables->put(kNetworksTable, n.id, network_record(n).dump()));
+  std::set<std::string> mine;
+  for (const auto& e : nm.local_endpoints()) {
+    auto record = endpoint_record(e);
+    record["vtep"] = config.advertise_addr;
+    out.push_back(tables->put(kEndpointsTable, e.id, record.dump()));
+    mine.insert(e.id);
+  }
+  // Endpoints this node published before a restart that are gone now.
+  for (const auto& e : tables->entries(kEndpointsTable))
+    if (e.owner == config.node_name && !mine.count(e.key))
+      if (auto tomb = tables->remove(kEndpointsTable, e.key)) out.push_back(*tomb);
+  broadcast(out);
+}
+
+void Cluster::State::sync_owned(const std::string& space) {
+  if (ranges) nm.set_owned(space, ranges->held_locally(space));
+}
+
+void Cluster::State::sync_all_owned() {
+  sync_owned(kPoolSpace);
+  sync_owned(kVniSpace);
+  for (const auto& e : tables->entries(kNetworksTable)) sync_owned(network_space(e.key));
+}
+
+void Cluster::State::save_swarm() {
+  json j = {{"node_id", node_id}, {"key", base64_encode({key.begin(), key.end()})}, {"peers", peers}};
+  write_file_atomically(swarm_file(), j.dump(2) + "\n");
+}
+
+void Cluster::State::save_tables() {
+  save_pending = false;
+  if (!tables) return;
+  try {
+    write_file_atomically(tables_file(), tables::encode_entries(tables->snapshot()));
+    if (ml) {
+      // Remember where the cluster is, to find it again after a restart.
+      std::set<std::string> known(peers.begin(), peers.end());
+      for (const auto& m : ml->members())
+        if (m.name != config.node_name && m.state == gossip::NodeStateKind::kAlive) known.insert(m.address());
+      peers.assign(known.begin(), known.end());
+      save_swarm();
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("cluster: cannot save state: {}", e.what());
+  }
+}
+
+void Cluster::State::schedule_save() {
+  if (save_pending) return;
+  save_pending = true;
+  save_timer.expires_after(std::chrono::seconds(1));
+  save_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) save_tables();
+  });
+}
+
+void Cluster::State::schedule_reap() {
+  reap_timer.expires_after(std::chrono::seconds(30));
+  reap_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !tables) return;
+    if (auto n = tables->reap_tombstones()) spdlog::debug("cluster: reaped {} tombstones", n);
+    schedule_reap();
+  });
+}
+
+void Cluster::State::try_join(std::vector<std::string> addrs, std::function<void(int, std::string)> done) {
+  ml->join(std::move(addrs), [this, done = std::move(done)](int contacted, std::string error) {
+    if (contacted > 0 && serf) serf->broadcast_join();
+    done(contacted, std::move(error));
+  });
+}
+
+void Cluster::State::schedule_rejoin() {
+  rejoin_timer.expires_after(std::chrono::seconds(2));
+  rejoin_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !active) return;
+    std::vector<std::string> targets = peers;
+    targets.insert(targets.end(), config.join.begin(), config.join.end());
+    if (ml->num_alive() > 1 || targets.empty()) {
+      schedule_rejoin();
+      return;
+    }
+    try_join(targets, [this](int contacted, const std::string& error) {
+      if (contacted > 0)
+        spdlog::info("cluster: rejoined through {} peer(s)", contacted);
+      else
+        spdlog::debug("cluster: rejoin failed: {}", error);
+      schedule_rejoin();
+    });
+  });
+}
+
+// --- table traffic -------------------------------------------------------------
+
+void Cluster::State::broadcast(const std::vector<TableEntry>& entries) {
+  if (!broadcasts) return;
+  for (const auto& e : entries) broadcasts->queue(to_bytes(tables::encode_entries({e})), e.table + "|" + e.key);
+  if (!entries.empty()) schedule_save();
+}
+
+void Cluster::State::on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now) {
+  const TableEntry& e = now ? *now : *before;
+  try {
+    if (e.table == kNetworksTable) {
+      if (now) {
+        auto network = network_from_record(json::parse(now->value));
+        nm.apply_remote_network(network);
+        const auto space = network_space(network.id);
+        // Ask for addresses before anyone needs them, so an attach here does
+        // not wait for a donation.
+        if (network.node != config.node_name)
+          post([this, space] {
+            sync_owned(space);
+            if (ranges && ranges->held_locally(space).empty()) send_range_request(space, 1);
+          });
+      } else {
+        nm.forget_remote_network(before->key);
+      }
+    } else if (e.table == kEndpointsTable) {
+      if (now) {
+        auto j = json::parse(now->value);
+        auto endpoint = endpoint_from_record(j);
+        if (endpoint.node != config.node_name) nm.apply_remote_endpoint(endpoint, j.value("vtep", ""));
+      } else {
+        nm.forget_remote_endpoint(before->key);
+      }
+    } else if (e.table == kRangesTable) {
+      // Deferred: a donation runs while the network manager is consulted.
+      const auto space = e.key.substr(0, e.key.find('|'));
+      post([this, space] { sync_owned(space); });
+    }
+  } catch (const std::exception& err) {
+    spdlog::error("cluster: cannot apply {} entry {}: {}", e.table, e.key, err.what());
+  }
+  schedule_save();
+}
+
+void Cluster::State::notify_msg(gossip::ByteView msg) {
+  if (msg.empty() || !tables) return;
+  try {
+    if (msg[0] == tables::kWireMagic) {
+      std::vector<TableEntry> fresh;
+      for (const auto& e : tables::decode_entries({reinterpret_cast<const char*>(msg.data()), msg.size()}))
+        if (tables->apply(e)) fresh.push_back(e);
+      broadcast(fresh);  // epidemic: pass on what was news here
+    } else if (msg[0] == kRangeRequest) {
+      handle_range_request(json::parse(msg.begin() + 1, msg.end()));
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: dropping malformed message: {}", e.what());
+  }
+}
+
+void Cluster::State::merge_remote_state(gossip::ByteView state, bool) {
+  if (state.empty() || !tables) return;
+  try {
+    tables->merge(tables::decode_entries({reinterpret_cast<const char*>(state.data()), state.size()}));
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: dropping malformed push/pull state: {}", e.what());
+  }
+}
+
+void Cluster::State::notify_join(const gossip::Member& m) {
+  spdlog::info("cluster: {} ({}) is alive", m.name, m.address());
+  if (m.name != config.node_name && gone_nodes.erase(m.name) && tables) {
+    // It may have withdrawn our endpoints while it thought us dead (a
+    // partition looks the same from both sides).
+    broadcast(tables->republish_own());
+  }
+}
+
+void Cluster::State::notify_leave(const gossip::Member& m) {
+  spdlog::info("cluster: {} is {}", m.name, gossip::node_state_name(m.state));
+  gone_nodes.insert(m.name);
+  if (tables) tables->withdraw_node(m.name);
+}
+
+void Cluster::State::send_range_request(const std::string& space, std::uint32_t unit) {
+  if (!active || !ranges) return;
+  auto now = std::chrono::steady_clock::now();
+  auto& last = last_request[space];
+  if (now - last < kRequestThrottle) return;
+  last = now;
+  std::map<std::string, std::uint64_t> sizes;
+  std::set<std::string> alive;
+  for (const auto& m : ml->members())
+    if (m.state == gossip::NodeStateKind::kAlive) alive.insert(m.name);
+  for (const auto& r : ranges->ranges(space))
+    if (r.holder != config.node_name && alive.count(r.holder)) sizes[r.holder] += r.range.size();
+  if (sizes.empty()) {
+    spdlog::warn("cluster: no live peer holds any of {}", space);
+    return;
+  }
+  auto richest = std::max_element(sizes.begin(), sizes.end(), [](auto& a, auto& b) { return a.second < b.second; });
+  json request = {{"space", space}, {"unit", unit}, {"from", config.node_name}};
+  auto msg = request.dump();
+  gossip::Bytes bytes{kRangeRequest};
+  bytes.insert(bytes.end(), msg.begin(), msg.end());
+  spdlog::debug("cluster: asking {} for part of {}", richest->first, space);
+  ml->send_reliable(richest->first, std::move(bytes), [space](const std::string& error) {
+    if (!error.empty()) spdlog::warn("cluster: range request for {} failed: {}", space, error);
+  });
+}
+
+void Cluster::State::handle_range_request(const json& request) {
+  const auto space = request.at("space").get<std::string>();
+  const auto from = request.at("from").get<std::string>();
+  const auto unit = request.value("unit", 1u);
+  auto gift = ranges->donate(space, from, nm.free_ranges(space), unit);
+  if (gift.empty()) {
+    spdlog::info("cluster: nothing of {} to spare for {}", space, from);
+    return;
+  }
+  sync_owned(space);
+  broadcast(gift);
+  // The direct copy makes the requester's wait one round trip.
+  ml->send_reliable(from, to_bytes(tables::encode_entries(gift)), [](const std::string&) {});
+  spdlog::info("cluster: gave {} part of {}", from, space);
+}
+
+NodeInfo Cluster::State::node_info(const gossip::Member& m) const {
+  gossip::Tags tags;
+  try {
+    tags = gossip::decode_serf_tags(m.meta);
+  } catch (const std::exception&) {
+  }
+  const bool weft = tags.count("role") && tags.at("role") == "weft";
+  return NodeInfo{.id = tags.count("id") ? tags.at("id") : m.name,
+                  .hostname = m.name,
+                  .status = status_of(m.state),
+                  .availability = "active",
+                  .address = m.address(),
+                  .role = weft ? "weft" : "serf",
+                  .membership = gossip::node_state_name(m.state),
+                  .self = m.name == config.node_name,
+                  .incarnation = m.incarnation};
+}
+
+// --- Cluster -------------------------------------------------------------------
+
+Cluster::Cluster(ClusterConfig config, NetworkManager& networks)
+    : state_(std::make_unique<State>(std::move(config), networks)) {
+  state_->owner = this;
+}
+
+Cluster::~Cluster() { stop(); }
+
+void Cluster::start() {
+  auto& s = *state_;
+  s.thread = std::thread([&s] { s.io.run(); });
+  s.call([&s] {
+    std::optional<std::string> saved;
+    try {
+      saved = read_file(s.swarm_file());
+    } catch (const std::exception& e) {
+      spdlog::error("cluster: cannot read {}: {}", s.swarm_file().string(), e.what());
+    }
+    if (saved) {
+      auto j = json::parse(*saved);
+      auto key = base64_decode(j.at("key").get<std::string>());
+      if (!key) throw std::runtime_error("corrupt gossip key in " + s.swarm_file().string());
+      s.peers = j.value("peers", std::vector<std::string>{});
+      s.activate(gossip::Bytes(key->begin(), key->end()), j.at("node_id").get<std::string>(), true);
+      s.publish_local_state();
+      s.schedule_rejoin();
+      spdlog::info("cluster: resumed swarm membership");
+      return;
+    }
+    if (s.config.key_file.empty()) return;
+    auto text = read_file(s.config.key_file);
+    if (!text) throw std::runtime_error("key file " + s.config.key_file + " does not exist");
+    std::string trimmed = *text;
+    while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
+    auto key = gossip::Keyring::decode_base64_key(trimmed);
+    s.activate(key, random_node_id(), false);
+    if (s.config.join.empty()) s.claim_everything();
+    s.publish_local_state();
+    s.save_swarm();
+    s.schedule_rejoin();
+  });
+}
+
+void Cluster::stop() {
+  auto& s = *state_;
+  if (!s.thread.joinable()) return;
+  s.post([&s] {
+    if (s.tables) s.save_tables();
+    s.save_timer.cancel();
+    if (s.ml) s.ml->shutdown();
+    s.rejoin_timer.cancel();
+    s.reap_timer.cancel();
+    s.work.reset();
+  });
+  s.thread.join();
+}
+
+SwarmInitResult Cluster::init(const SwarmInitRequest& request) {
+  auto& s = *state_;
+  return s.call([&] {
+    if (s.active) conflict("this node is already part of a swarm: run `weft swarm leave` first");
+    if (request.advertise_addr && *request.advertise_addr != s.config.advertise_addr)
+      throw ApiError(ApiError::Kind::BadRequest,
+                     "the advertise address is the agent's (--advertise-addr " + s.config.advertise_addr + ")");
+    std::error_code ec;
+    fs::remove(s.tables_file(), ec);
+    auto key = generate_gossip_key();
+    s.activate(gossip::Bytes(key.begin(), key.end()), random_node_id(), false);
+    s.claim_everything();
+    s.publish_local_state();
+    s.save_swarm();
+    spdlog::info("cluster: initialised a swarm");
+    return SwarmInitResult{.node_id = s.node_id, .join_token = encode_join_token({key}), .advertise = s.advertise()};
+  });
+}
+
+void Cluster::join(const SwarmJoinRequest& request) {
+  auto& s = *state_;
+  JoinToken token;
+  try {
+    token = decode_join_token(request.join_token);
+  } catch (const std::invalid_argument& e) {
+    throw ApiError(ApiError::Kind::BadRequest, e.what());
+  }
+  if (request.remote_addrs.empty())
+    throw ApiError(ApiError::Kind::BadRequest, "the address of a node in the swarm is required (ADDR:PORT)");
+  if (s.nm.has_networks())
+    conflict("this node has networks of its own: remove them before joining a swarm");
+  auto joined = std::make_shared<std::promise<std::pair<int, std::string>>>();
+  auto result = joined->get_future();
+  s.call([&] {
+    if (s.active) conflict("this node is already part of a swarm: run `weft swarm leave` first");
+    std::error_code ec;
+    fs::remove(s.tables_file(), ec);
+    s.activate(gossip::Bytes(token.gossip_key.begin(), token.gossip_key.end()), random_node_id(), false);
+    s.try_join(request.remote_addrs, [joined](int contacted, std::string error) {
+      joined->set_value({contacted, std::move(error)});
+    });
+  });
+  if (result.wait_for(kJoinTimeout) != std::future_status::ready) {
+    s.call([&] { s.deactivate(); });
+    throw ApiError(ApiError::Kind::Internal, "timed out joining the swarm through " + request.remote_addrs.front());
+  }
+  auto [contacted, error] = result.get();
+  if (contacted == 0) {
+    s.call([&] { s.deactivate(); });
+    throw ApiError(ApiError::Kind::Internal, "could not join the swarm: " + error);
+  }
+  s.call([&] {
+    s.peers = request.remote_addrs;
+    s.publish_local_state();
+    s.save_swarm();
+    s.schedule_rejoin();
+    spdlog::info("cluster: joined a swarm through {}", request.remote_addrs.front());
+  });
+}
+
+void Cluster::leave() {
+  auto& s = *state_;
+  auto left = std::make_shared<std::promise<bool>>();
+  auto result = left->get_future();
+  s.call([&] {
+    if (!s.active) conflict("this node is not part of a swarm");
+    s.rejoin_timer.cancel();
+    s.serf->leave(std::chrono::seconds(3), std::chrono::seconds(1), [left](bool ok) { left->set_value(ok); });
+  });
+  if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+    spdlog::warn("cluster: leave was not confirmed in time");
+  s.call([&] {
+    auto remote = s.tables ? s.tables->entries(kNetworksTable) : std::vector<TableEntry>{};
+    s.deactivate();
+    for (const auto& e : remote)
+      if (e.owner != s.config.node_name) s.nm.forget_remote_network(e.key);
+    std::error_code ec;
+    fs::remove(s.swarm_file(), ec);
+    fs::remove(s.tables_file(), ec);
+    s.peers.clear();
+    s.gone_nodes.clear();
+    s.removed_nodes.clear();
+    spdlog::info("cluster: left the swarm");
+  });
+}
+
+SwarmInfo Cluster::info() {
+  auto& s = *state_;
+  return s.call([&] {
+    SwarmInfo info;
+    info.active = s.active;
+    info.node_id = s.node_id;
+    info.node_name = s.config.node_name;
+    if (s.active) {
+      info.gossip_key_base64 = base64_encode({s.key.begin(), s.key.end()});
+      info.join_token = encode_join_token({{s.key.begin(), s.key.end()}});
+      info.advertise = s.advertise();
+    }
+    return info;
+  });
+}
+
+std::vector<NodeInfo> Cluster::list_nodes() {
+  auto& s = *state_;
+  return s.call([&] {
+    if (!s.active) conflict("this node is not part of a swarm: run `weft swarm init` or `weft swarm join`");
+    std::vector<NodeInfo> nodes;
+    for (const auto& m : s.ml->members())
+      if (!s.removed_nodes.count(m.name)) nodes.push_back(s.node_info(m));
+    std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.hostname < b.hostname; });
+    return nodes;
+  });
+}
+
+NodeInfo Cluster::get_node(const std::string& id_or_name) {
+  auto nodes = list_nodes();
+  std::vector<NodeInfo> prefix;
+  for (const auto& n : nodes) {
+    if (n.id == id_or_name || n.hostname == id_or_name) return n;
+    if (!id_or_name.empty() && n.id.starts_with(id_or_name)) prefix.push_back(n);
+  }
+  if (prefix.size() == 1) return prefix.front();
+  if (prefix.size() > 1) conflict("node ID prefix " + id_or_name + " is ambiguous");
+  throw ApiError(ApiError::Kind::NotFound, "node " + id_or_name + " not found");
+}
+
+void Cluster::remove_node(const std::string& id_or_name) {
+  auto node = get_node(id_or_name);
+  if (node.self) conflict("cannot remove the local node: use `weft swarm leave`");
+  if (node.status == "ready")
+    conflict("node " + node.hostname + " is not down and can't be removed (it must be down first)");
+  auto& s = *state_;
+  s.call([&] {
+    s.broadcast(s.ranges->take_over(node.hostname));
+    s.tables->withdraw_node(node.hostname);
+    s.removed_nodes.insert(node.hostname);
+    spdlog::info("cluster: removed node {}; its address ranges are now {}'s", node.hostname, s.config.node_name);
+  });
+}
+
+// --- ClusterLink -----------------------------------------------------------------
+
+void Cluster::publish_network(const Network& network) {
+  state_->post([s = state_.get(), network] {
+    if (s->active) s->broadcast({s->tables->put(kNetworksTable, network.id, network_record(network).dump())});
+  });
+}
+
+void Cluster::withdraw_network(const std::string& network_id) {
+  state_->post([s = state_.get(), network_id] {
+    if (!s->active) return;
+    if (auto tomb = s->tables->remove(kNetworksTable, network_id)) s->broadcast({*tomb});
+  });
+}
+
+void Cluster::publish_endpoint(const Endpoint& endpoint) {
+  state_->post([s = state_.get(), endpoint] {
+    if (!s->active) return;
+    auto record = endpoint_record(endpoint);
+    record["vtep"] = s->config.advertise_addr;
+    s->broadcast({s->tables->put(kEndpointsTable, endpoint.id, record.dump())});
+  });
+}
+
+void Cluster::withdraw_endpoint(const std::string& endpoint_id) {
+  state_->post([s = state_.get(), endpoint_id] {
+    if (!s->active) return;
+    if (auto tomb = s->tables->remove(kEndpointsTable, endpoint_id)) s->broadcast({*tomb});
+  });
+}
+
+void Cluster::claim_space(const std::string& space, const ipam::Range& whole) {
+  state_->post([s = state_.get(), space, whole] {
+    if (s->active) s->broadcast(s->ranges->claim(space, whole));
+  });
+}
+
+void Cluster::request_range(const std::string& space, std::uint32_t unit) {
+  state_->post([s = state_.get(), space, unit] { s->send_range_request(space, unit); });
+}
+
+}  // namespace weft::control::cluster

@@ -1,0 +1,62 @@
+// The agent's membership in a weft cluster: runs the gossip (memberlist with
+// serf compatibility) on a thread of its own, keeps the replicated tables,
+// feeds remote networks, endpoints and address ranges to the network
+// manager, and publishes the local ones.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/network_manager.h"
+#include "control/swarm_model.h"
+
+namespace weft::control::cluster {
+
+struct ClusterConfig {
+  std::string node_name;
+  std::string advertise_addr;  // underlay IPv4; also the gossip address peers use
+  std::string state_dir;
+  std::string bind_addr = "0.0.0.0";
+  std::uint16_t bind_port = 7946;
+  std::vector<std::string> join;  // --join ADDR:PORT, tried at start
+  std::string key_file;           // --key-file: the gossip key, base64
+  std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30);
+};
+
+class Cluster final : public SwarmService, public ClusterLink {
+ public:
+  Cluster(ClusterConfig config, NetworkManager& networks);
+  ~Cluster() override;
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Starts the gossip thread and, when this node was in a swarm before (or
+  // was given --key-file), resumes it: rejoins known peers.
+  void start();
+  void stop();
+
+  // SwarmService (called from the API thread)
+  SwarmInitResult init(const SwarmInitRequest& request) override;
+  void join(const SwarmJoinRequest& request) override;
+  void leave() override;
+  SwarmInfo info() override;
+  std::vector<NodeInfo> list_nodes() override;
+  NodeInfo get_node(const std::string& id_or_name) override;
+  void remove_node(const std::string& id_or_name) override;
+
+  // ClusterLink (called by the network manager; queue work only)
+  void publish_network(const Network& network) override;
+  void withdraw_network(const std::string& network_id) override;
+  void publish_endpoint(const Endpoint& endpoint) override;
+  void withdraw_endpoint(const std::string& endpoint_id) override;
+  void claim_space(const std::string& space, const ipam::Range& whole) override;
+  void request_range(const std::string& space, std::uint32_t unit) override;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace weft::control::cluster
