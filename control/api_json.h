@@ -1,0 +1,41 @@
+// JSON shapes of the local API. They follow Docker's Engine API (network
+// create/inspect/connect/disconnect) so Docker-literate users and tools can
+// read them; fields Docker has but weft does not model are left out.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control/model.h"
+
+namespace weft::control {
+
+// Found by ADL, so `nlohmann::json j = network;` and vectors of them work.
+void to_json(nlohmann::json& j, const Network& network);
+void to_json(nlohmann::json& j, const Endpoint& endpoint);
+
+namespace api {
+
+// `GET /networks/{id}`: the network plus a "Containers" map of the endpoints
+// in `endpoints` that belong to it (others are ignored).
+nlohmann::json network_detail_json(const Network& network, const std::vector<Endpoint>& endpoints);
+
+// "10.0.0.3/24"; empty when the endpoint has no address.
+std::string ipv4_with_prefix(const Endpoint& endpoint);
+
+// Request bodies. An empty body counts as `{}`; unknown fields are ignored
+// (Docker clients send more than weft models). Every malformed body throws
+// ApiError(BadRequest) naming the offending field.
+NetworkSpec parse_network_create(std::string_view body);
+AttachRequest parse_network_connect(std::string_view network, std::string_view body);
+DetachRequest parse_network_disconnect(std::string_view network, std::string_view body);
+
+// Serialises for the wire. Strings that are not valid UTF-8 (a netns path is
+// whatever the user typed) are replaced rather than failing the response.
+std::string dump(const nlohmann::json& j, int indent = -1);
+
+}  // namespace api
+}  // namespace weft::control

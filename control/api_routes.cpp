@@ -1,0 +1,236 @@
+#include "control/api_routes.h"
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control/api_json.h"
+
+namespace weft::control::api {
+
+namespace {
+
+using nlohmann::json;
+using Params = std::vector<std::string>;  // decoded "{...}" segments, in order
+
+// Boost 1.74's Beast speaks boost::string_view, the rest of weft std's.
+std::string_view to_std(boost::beast::string_view view) { return {view.data(), view.size()}; }
+boost::beast::string_view to_beast(std::string_view view) { return {view.data(), view.size()}; }
+
+struct Reply {
+  http::status status = http::status::ok;
+  std::string body;
+  std::string_view content_type;  // empty: no body
+  std::string allow;              // for 405 only
+};
+
+Reply json_reply(http::status status, const json& body) {
+  return Reply{status, dump(body), "application/json", {}};
+}
+
+Reply error_reply(http::status status, const std::string& message) {
+  return json_reply(status, json{{"message", message}});
+}
+
+// --- handlers ---------------------------------------------------------------
+
+Reply create_network(const Request& request, const Params&, NetworkService& service) {
+  const Network network = service.create_network(parse_network_create(request.body()));
+  return json_reply(http::status::created, json{{"Id", network.id}, {"Warning", ""}});
+}
+
+Reply list_networks(const Request&, const Params&, NetworkService& service) {
+  return json_reply(http::status::ok, json(service.list_networks()));
+}
+
+Reply inspect_network(const Request&, const Params& params, NetworkService& service) {
+  const Network network = service.get_network(params[0]);
+  return json_reply(http::status::ok, network_detail_json(network, service.list_endpoints()));
+}
+
+Reply remove_network(const Request&, const Params& params, NetworkService& service) {
+  service.remove_network(params[0]);
+  return Reply{http::status::no_content, {}, {}, {}};
+}
+
+Reply connect(const Request& request, const Params& params, NetworkService& service) {
+  const Endpoint endpoint = service.connect(parse_network_connect(params[0], request.body()));
+  return json_reply(http::status::ok, json(endpoint));
+}
+
+Reply disconnect(const Request& request, const Params& params, NetworkService& service) {
+  service.disconnect(parse_network_disconnect(params[0], request.body()));
+  return json_reply(http::status::ok, json::object());
+}
+
+Reply list_endpoints(const Request&, const Params&, NetworkService& service) {
+  return json_reply(http::status::ok, json(service.list_endpoints()));
+}
+
+Reply ping(const Request&, const Params&, NetworkService&) {
+  return Reply{http::status::ok, "OK", "text/plain; charset=utf-8", {}};
+}
+
+Reply version(const Request&, const Params&, NetworkService&) {
+  return json_reply(http::status::ok, json{{"Version", kWeftVersion}, {"ApiVersion", kApiVersion}});
+}
+
+// --- routing ----------------------------------------------------------------
+
+struct Route {
+  http::verb method;
+  std::string_view pattern;  // "/"-separated; "{...}" matches any one segment
+  Reply (*handler)(const Request&, const Params&, NetworkService&);
+};
+
+// First match wins, so literal segments go before "{id}" at the same place.
+constexpr std::array kRoutes{
+    Route{http::verb::post, "/networks/create", create_network},
+    Route{http::verb::get, "/networks", list_networks},
+    Route{http::verb::get, "/networks/{id}", inspect_network},
+    Route{http::verb::delete_, "/networks/{id}", remove_network},
+    Route{http::verb::post, "/networks/{id}/connect", connect},
+    Route{http::verb::post, "/networks/{id}/disconnect", disconnect},
+    Route{http::verb::get, "/endpoints", list_endpoints},
+    Route{http::verb::get, "/_ping", ping},
+    Route{http::verb::head, "/_ping", ping},  // how Docker clients probe first
+    Route{http::verb::get, "/version", version},
+};
+
+std::vector<std::string_view> split_segments(std::string_view path) {
+  std::vector<std::string_view> segments;
+  if (path.starts_with('/')) path.remove_prefix(1);
+  while (true) {
+    const auto slash = path.find('/');
+    segments.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return segments;
+}
+
+// Docker clients put the API version first: "/v1.41/networks".
+bool is_version_prefix(std::string_view segment) {
+  if (segment.size() < 2 || segment[0] != 'v') return false;
+  bool previous_was_digit = false;
+  for (char c : segment.substr(1)) {
+    if (c >= '0' && c <= '9') {
+      previous_was_digit = true;
+    } else if (c == '.' && previous_was_digit) {
+      previous_was_digit = false;
+    } else {
+      return false;
+    }
+  }
+  return previous_was_digit;
+}
+
+// The decoded segments of the target's path without query, version prefix
+// or trailing slash; nullopt when a segment is malformed.
+std::optional<std::vector<std::string>> path_segments(std::string_view target) {
+  target = target.substr(0, target.find_first_of("?#"));
+  auto raw = split_segments(target);
+  if (raw.size() > 1 && is_version_prefix(raw.front())) raw.erase(raw.begin());
+  if (raw.size() > 1 && raw.back().empty()) raw.pop_back();
+
+  std::vector<std::string> segments;
+  for (std::string_view segment : raw) {
+    auto decoded = percent_decode(segment);
+    if (!decoded) return std::nullopt;
+    segments.push_back(std::move(*decoded));
+  }
+  return segments;
+}
+
+std::optional<Params> match(std::string_view pattern, const std::vector<std::string>& segments) {
+  const auto parts = split_segments(pattern);
+  if (parts.size() != segments.size()) return std::nullopt;
+  Params params;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].starts_with('{')) {
+      if (segments[i].empty()) return std::nullopt;
+      params.push_back(segments[i]);
+    } else if (parts[i] != segments[i]) {
+      return std::nullopt;
+    }
+  }
+  return params;
+}
+
+Reply route(const Request& request, NetworkService& service) {
+  const auto segments = path_segments(to_std(request.target()));
+  if (!segments) return error_reply(http::status::bad_request, "malformed percent-encoding in request path");
+
+  std::string allowed;  // methods of routes whose path matched
+  for (const Route& candidate : kRoutes) {
+    auto params = match(candidate.pattern, *segments);
+    if (!params) continue;
+    if (candidate.method != request.method()) {
+      if (!allowed.empty()) allowed += ", ";
+      allowed += to_std(http::to_string(candidate.method));
+      continue;
+    }
+    try {
+      return candidate.handler(request, *params, service);
+    } catch (const ApiError& e) {
+      return error_reply(static_cast<http::status>(e.http_status()), e.what());
+    } catch (const std::exception& e) {
+      return error_reply(http::status::internal_server_error, e.what());
+    }
+  }
+  if (allowed.empty()) return error_reply(http::status::not_found, "page not found");
+  Reply reply = error_reply(http::status::method_not_allowed, "method not allowed");
+  reply.allow = std::move(allowed);
+  return reply;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<std::string> percent_decode(std::string_view segment) {
+  std::string decoded;
+  decoded.reserve(segment.size());
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] != '%') {
+      decoded += segment[i];
+      continue;
+    }
+    if (i + 2 >= segment.size()) return std::nullopt;  // needs two hex digits
+    const int high = hex_value(segment[i + 1]);
+    const int low = hex_value(segment[i + 2]);
+    if (high < 0 || low < 0) return std::nullopt;
+    const char c = static_cast<char>(high * 16 + low);
+    if (c == '/' || c == '\0') return std::nullopt;
+    decoded += c;
+    i += 2;
+  }
+  return decoded;
+}
+
+Response handle_request(const Request& request, NetworkService& service) {
+  Reply reply = route(request, service);
+
+  Response response{reply.status, request.version()};
+  response.set(http::field::server, "weftd/" + std::string(kWeftVersion));
+  response.set("Api-Version", to_beast(kApiVersion));
+  if (!reply.content_type.empty()) response.set(http::field::content_type, to_beast(reply.content_type));
+  if (!reply.allow.empty()) response.set(http::field::allow, reply.allow);
+  response.body() = std::move(reply.body);
+  response.keep_alive(request.keep_alive());
+  response.prepare_payload();
+  if (request.method() == http::verb::head) {
+    // Same headers as GET would have, including Content-Length, but no body.
+    response.body().clear();
+  }
+  return response;
+}
+
+}  // namespace weft::control::api

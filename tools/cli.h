@@ -1,0 +1,50 @@
+// What the `weft` command groups share. Each group (network, endpoint, and
+// later swarm, node, service, ...) lives in its own cli_<group>.cpp and adds
+// itself to the CLI11 app through an add_<group>_commands function.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tools/api_client.h"
+
+namespace weft::tools {
+
+struct Cli {
+  std::string host{kDefaultHost};  // --host / WEFT_HOST, final once parsing is done
+  // The command the user chose; set while parsing, run after parsing
+  // succeeded so usage errors and agent errors stay apart. Returns the exit
+  // status. Agent errors may also be thrown as ApiStatusError or
+  // ApiConnectionError; weft.cpp reports those.
+  std::function<int()> run;
+
+  ApiClient client() const { return ApiClient(host); }
+};
+
+// Makes `command` run `action` when it is the command the user chose.
+inline void on_run(CLI::App* command, Cli& cli, std::function<int()> action) {
+  command->callback([&cli, action = std::move(action)] { cli.run = action; });
+}
+
+void add_network_commands(CLI::App& app, Cli& cli);
+void add_endpoint_commands(CLI::App& app, Cli& cli);
+void add_version_command(CLI::App& app, Cli& cli);
+
+// --- helpers for commands -----------------------------------------------------
+
+// `object[key]` as a string; "" when absent or not a string, so a table or
+// message never fails over a field an older agent does not send.
+std::string text_field(const nlohmann::json& object, std::string_view key);
+
+// Docker shows ids cut to 12 characters.
+std::string short_id(std::string_view id);
+
+// How a failed request on behalf of one argument is shown (e.g. one of the
+// networks given to `weft network rm`).
+void print_agent_error(const ApiStatusError& error);
+
+}  // namespace weft::tools

@@ -1,0 +1,118 @@
+// `weft endpoint attach|detach|ls`: endpoints are weft's stand-in for
+// containers, a network namespace with one interface on an overlay network.
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "control/api_json.h"
+#include "tools/cli.h"
+#include "tools/cli_table.h"
+
+namespace weft::tools {
+
+namespace {
+
+using nlohmann::json;
+
+std::string network_path(const std::string& network, std::string_view action) {
+  return "/networks/" + escape_path_segment(network) + "/" + std::string(action);
+}
+
+struct AttachOptions {
+  std::string network;
+  std::string netns;
+  std::string name;
+  std::string ip;
+};
+
+int attach(Cli& cli, const AttachOptions& options) {
+  json body{{"Container", options.netns}};
+  if (!options.name.empty()) body["Name"] = options.name;
+  if (!options.ip.empty()) body["EndpointConfig"] = json{{"IPAMConfig", {{"IPv4Address", options.ip}}}};
+  const json endpoint = cli.client().call(http::verb::post, network_path(options.network, "connect"), body);
+  // Just the address, so scripts can use it as is: IP=$(weft endpoint attach ...)
+  const std::string address = text_field(endpoint, "IPv4Address");
+  std::cout << address.substr(0, address.find('/')) << '\n';
+  return 0;
+}
+
+struct DetachOptions {
+  std::string network;
+  std::string netns;
+};
+
+int detach(Cli& cli, const DetachOptions& options) {
+  cli.client().call(http::verb::post, network_path(options.network, "disconnect"), json{{"Container", options.netns}});
+  return 0;
+}
+
+struct ListOptions {
+  std::string format = "table";
+  bool quiet = false;
+};
+
+int list(Cli& cli, const ListOptions& options) {
+  json endpoints = cli.client().call(http::verb::get, "/endpoints");
+  if (!endpoints.is_array()) endpoints = json::array();
+  std::stable_sort(endpoints.begin(), endpoints.end(), [](const json& a, const json& b) {
+    return std::tuple(text_field(a, "Network"), text_field(a, "Name")) <
+           std::tuple(text_field(b, "Network"), text_field(b, "Name"));
+  });
+
+  if (options.format == "json") {
+    std::cout << control::api::dump(endpoints, 4) << '\n';
+    return 0;
+  }
+  if (options.quiet) {
+    for (const json& endpoint : endpoints) std::cout << short_id(text_field(endpoint, "Id")) << '\n';
+    return 0;
+  }
+  Table table({"ENDPOINT ID", "NAME", "NETWORK", "NETNS", "INTERFACE", "IPV4 ADDRESS", "MAC ADDRESS", "NODE"});
+  for (const json& endpoint : endpoints) {
+    table.add_row({short_id(text_field(endpoint, "Id")), text_field(endpoint, "Name"), text_field(endpoint, "Network"),
+                   text_field(endpoint, "Netns"), text_field(endpoint, "Interface"),
+                   text_field(endpoint, "IPv4Address"), text_field(endpoint, "MacAddress"),
+                   text_field(endpoint, "Node")});
+  }
+  table.print(std::cout);
+  return 0;
+}
+
+}  // namespace
+
+void add_endpoint_commands(CLI::App& app, Cli& cli) {
+  CLI::App* endpoint = app.add_subcommand("endpoint", "Manage endpoints (network namespaces on networks)");
+  endpoint->require_subcommand(0, 1);  // bare "weft endpoint" prints its help
+
+  {
+    auto options = std::make_shared<AttachOptions>();
+    CLI::App* command = endpoint->add_subcommand("attach", "Attach a network namespace to a network (prints its IP)");
+    command->add_option("NETWORK", options->network, "Network name or id")->required();
+    command->add_option("--netns", options->netns, "Namespace name under /run/netns, or a path like /proc/PID/ns/net")
+        ->required();
+    command->add_option("--name", options->name, "Endpoint name (default: the namespace)");
+    command->add_option("--ip", options->ip, "IPv4 address to use (default: the next free one)");
+    on_run(command, cli, [&cli, options] { return attach(cli, *options); });
+  }
+  {
+    auto options = std::make_shared<DetachOptions>();
+    CLI::App* command = endpoint->add_subcommand("detach", "Detach a network namespace from a network");
+    command->add_option("NETWORK", options->network, "Network name or id")->required();
+    command->add_option("--netns", options->netns, "Namespace name or path, as given to attach")->required();
+    on_run(command, cli, [&cli, options] { return detach(cli, *options); });
+  }
+  {
+    auto options = std::make_shared<ListOptions>();
+    CLI::App* command = endpoint->add_subcommand("ls", "List endpoints");
+    command->alias("list");
+    command->add_option("--format", options->format, "Output format")
+        ->check(CLI::IsMember({"table", "json"}))
+        ->capture_default_str();
+    command->add_flag("-q,--quiet", options->quiet, "Only display endpoint ids");
+    on_run(command, cli, [&cli, options] { return list(cli, *options); });
+  }
+}
+
+}  // namespace weft::tools

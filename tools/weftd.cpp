@@ -1,0 +1,256 @@
+// `weftd`: the weft agent of one node. Reconciles the kernel with its state,
+// then serves the local API until SIGINT/SIGTERM. Stopping it leaves the
+// networks in place: they must survive agent restarts and upgrades.
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>  // also declares the stderr sinks
+#include <spdlog/spdlog.h>
+
+#include "control/agent_config.h"
+#include "control/api_routes.h"
+#include "control/api_server.h"
+#include "control/ipam.h"
+#include "control/network_manager.h"
+
+namespace {
+
+using weft::control::AgentConfig;
+namespace ipam = weft::control::ipam;
+
+// A flag the agent cannot run with; reported without a log prefix, exit 2.
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// --- advertise address ------------------------------------------------------
+
+// Addresses a peer node could reach us at: not loopback, link-local or 0/8.
+bool is_global(in_addr address) {
+  const std::uint32_t host_order = ntohl(address.s_addr);
+  const std::uint32_t first_octet = host_order >> 24;
+  return first_octet != 0 && first_octet != 127 && (host_order >> 16) != 0xA9FE;
+}
+
+// The interface of the IPv4 default route with the lowest metric, from
+// /proc/net/route (enough here; no netlink round trip needed).
+std::optional<std::string> default_route_interface() {
+  std::ifstream routes("/proc/net/route");
+  std::string line;
+  std::getline(routes, line);  // header
+  std::optional<std::string> best;
+  unsigned long best_metric = std::numeric_limits<unsigned long>::max();
+  while (std::getline(routes, line)) {
+    std::istringstream fields(line);
+    std::string iface, destination, gateway, flags_hex, refcnt, use, metric, mask;
+    if (!(fields >> iface >> destination >> gateway >> flags_hex >> refcnt >> use >> metric >> mask)) continue;
+    const unsigned long flags = std::strtoul(flags_hex.c_str(), nullptr, 16);
+    if (destination != "00000000" || mask != "00000000" || (flags & RTF_UP) == 0) continue;
+    if (const unsigned long value = std::strtoul(metric.c_str(), nullptr, 10); value < best_metric) {
+      best_metric = value;
+      best = iface;
+    }
+  }
+  return best;
+}
+
+// First global IPv4 address of the default route's interface, else of the
+// first non-loopback interface that has one.
+std::optional<std::string> detect_advertise_address() {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return std::nullopt;
+  const std::unique_ptr<ifaddrs, decltype(&::freeifaddrs)> owner(list, &::freeifaddrs);
+
+  auto first_global = [&](auto&& accept_interface) -> std::optional<std::string> {
+    for (const ifaddrs* entry = list; entry != nullptr; entry = entry->ifa_next) {
+      if (entry->ifa_addr == nullptr || entry->ifa_addr->sa_family != AF_INET) continue;
+      if (!accept_interface(*entry)) continue;
+      const in_addr address = reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr;
+      if (!is_global(address)) continue;
+      char text[INET_ADDRSTRLEN] = {};
+      ::inet_ntop(AF_INET, &address, text, sizeof text);
+      return std::string(text);
+    }
+    return std::nullopt;
+  };
+
+  if (const auto interface = default_route_interface()) {
+    if (auto address = first_global([&](const ifaddrs& entry) { return entry.ifa_name == *interface; })) {
+      return address;
+    }
+  }
+  return first_global([](const ifaddrs& entry) { return (entry.ifa_flags & IFF_LOOPBACK) == 0; });
+}
+
+// --- flags ------------------------------------------------------------------
+
+struct Options {
+  AgentConfig config;
+  std::string log_level = "info";
+};
+
+std::string host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+// Fills in the defaults that depend on the host and rejects what the agent
+// could not work with, naming the flag.
+void complete_and_validate(AgentConfig& config) {
+  if (config.node_name.empty()) config.node_name = host_name();
+  if (config.node_name.empty()) throw UsageError("cannot determine the host name; pass --node-name");
+  // The node name ends up in kernel object names, state and log lines.
+  for (char c : config.node_name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      throw UsageError("invalid --node-name \"" + config.node_name +
+                       "\": use letters, digits, '-', '_' and '.' only");
+    }
+  }
+  if (config.node_name.size() > 64) throw UsageError("invalid --node-name: longer than 64 characters");
+
+  if (config.advertise_addr.empty()) {
+    const auto detected = detect_advertise_address();
+    if (!detected) {
+      throw UsageError("cannot find an IPv4 address to advertise (no interface has a global one); pass "
+                       "--advertise-addr");
+    }
+    config.advertise_addr = *detected;
+  } else if (!ipam::Ipv4::parse(config.advertise_addr)) {
+    throw UsageError("invalid --advertise-addr \"" + config.advertise_addr + "\": not an IPv4 address");
+  }
+
+  // The server binds "<path>.tmp" first, hence the 4 extra bytes.
+  constexpr std::size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1 - 4;
+  if (config.api_socket.empty()) throw UsageError("--api-socket must not be empty");
+  if (config.api_socket.size() > kMaxSocketPath) {
+    throw UsageError("invalid --api-socket \"" + config.api_socket + "\": longer than " +
+                     std::to_string(kMaxSocketPath) + " bytes");
+  }
+  if (config.state_dir.empty()) throw UsageError("--state-dir must not be empty");
+  if (config.bpf_pin_dir.empty()) throw UsageError("--bpf-pin-dir must not be empty");
+
+  const auto pool = ipam::Cidr::parse(config.default_addr_pool);
+  if (!pool) {
+    throw UsageError("invalid --default-addr-pool \"" + config.default_addr_pool +
+                     "\": not an IPv4 CIDR with host bits zero (e.g. 10.0.0.0/8)");
+  }
+  // /31 and /32 leave no address for an endpoint next to the gateway.
+  if (config.default_addr_pool_mask_length < pool->prefix || config.default_addr_pool_mask_length > 30) {
+    throw UsageError("invalid --default-addr-pool-mask-length " +
+                     std::to_string(config.default_addr_pool_mask_length) + ": must be between " +
+                     std::to_string(pool->prefix) + " (the pool's prefix) and 30");
+  }
+}
+
+// --- running ----------------------------------------------------------------
+
+void set_up_logging(const std::string& node_name, const std::string& level) {
+  auto logger = std::make_shared<spdlog::logger>("weftd", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  // Several agents often share one terminal or log in test clusters.
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e [" + node_name + "] %^%l%$ %v");
+  logger->set_level(spdlog::level::from_str(level));
+  spdlog::set_default_logger(std::move(logger));
+}
+
+int run(const AgentConfig& config) {
+  spdlog::info("weftd {} starting: advertise address {}, state in {}", weft::control::api::kWeftVersion,
+               config.advertise_addr, config.state_dir);
+
+  boost::asio::io_context io;
+  weft::control::NetworkManager networks(config);
+  weft::control::ApiServer server(io, config.api_socket, networks);
+  // Claiming the socket first makes a second agent started by mistake fail
+  // here, before its reconcile() removes kernel objects the running agent
+  // owns. Nothing is served until io.run(), so clients that connect during
+  // reconcile wait in the listen backlog and see the reconciled state.
+  server.start();
+
+  // Installed before reconcile() so a stop request during it waits for it to
+  // finish instead of killing the agent halfway through changing the kernel.
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
+    if (ec) return;
+    spdlog::info("{}: shutting down; networks stay in place", ::strsignal(signal_number));
+    server.stop();
+    io.stop();
+  });
+
+  networks.reconcile();
+
+  io.run();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  AgentConfig& config = options.config;
+
+  CLI::App app{"weftd: the weft agent of one node", "weftd"};
+  app.set_version_flag("--version", "weftd version " + std::string(weft::control::api::kWeftVersion));
+  app.add_option("--node-name", config.node_name, "Name of this node (default: the host name)");
+  app.add_option("--advertise-addr", config.advertise_addr,
+                 "IPv4 address other nodes reach this one at (default: the default route's interface address)");
+  app.add_option("--api-socket", config.api_socket, "Unix socket of the local API")->capture_default_str();
+  app.add_option("--state-dir", config.state_dir, "Directory of the agent's state")->capture_default_str();
+  app.add_option("--bpf-pin-dir", config.bpf_pin_dir, "Where BPF objects are pinned")->capture_default_str();
+  app.add_option("--log-level", options.log_level, "Log level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--default-addr-pool", config.default_addr_pool, "Pool that network subnets come from")
+      ->capture_default_str();
+  app.add_option("--default-addr-pool-mask-length", config.default_addr_pool_mask_length,
+                 "Prefix length of subnets taken from the pool")
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Error& e) {
+    const int status = app.exit(e);
+    return status == 0 ? 0 : 2;
+  }
+  try {
+    complete_and_validate(config);
+  } catch (const UsageError& e) {
+    std::cerr << "weftd: " << e.what() << '\n';
+    return 2;
+  }
+
+  set_up_logging(config.node_name, options.log_level);
+  // Asio already sends with MSG_NOSIGNAL; this covers any other write to a
+  // peer that went away.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    return run(config);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+}
