@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/api_json.h"
+#include "control/api_swarm.h"
 
 namespace weft::control::api {
 
@@ -36,45 +37,85 @@ Reply error_reply(http::status status, const std::string& message) {
 
 // --- handlers ---------------------------------------------------------------
 
-Reply create_network(const Request& request, const Params&, NetworkService& service) {
-  const Network network = service.create_network(parse_network_create(request.body()));
+Reply create_network(const Request& request, const Params&, Services& s) {
+  const Network network = s.networks.create_network(parse_network_create(request.body()));
   return json_reply(http::status::created, json{{"Id", network.id}, {"Warning", ""}});
 }
 
-Reply list_networks(const Request&, const Params&, NetworkService& service) {
-  return json_reply(http::status::ok, json(service.list_networks()));
+Reply list_networks(const Request&, const Params&, Services& s) {
+  return json_reply(http::status::ok, json(s.networks.list_networks()));
 }
 
-Reply inspect_network(const Request&, const Params& params, NetworkService& service) {
-  const Network network = service.get_network(params[0]);
-  return json_reply(http::status::ok, network_detail_json(network, service.list_endpoints()));
+Reply inspect_network(const Request&, const Params& params, Services& s) {
+  const Network network = s.networks.get_network(params[0]);
+  return json_reply(http::status::ok, network_detail_json(network, s.networks.list_endpoints()));
 }
 
-Reply remove_network(const Request&, const Params& params, NetworkService& service) {
-  service.remove_network(params[0]);
+Reply remove_network(const Request&, const Params& params, Services& s) {
+  s.networks.remove_network(params[0]);
   return Reply{http::status::no_content, {}, {}, {}};
 }
 
-Reply connect(const Request& request, const Params& params, NetworkService& service) {
-  const Endpoint endpoint = service.connect(parse_network_connect(params[0], request.body()));
+Reply connect(const Request& request, const Params& params, Services& s) {
+  const Endpoint endpoint = s.networks.connect(parse_network_connect(params[0], request.body()));
   return json_reply(http::status::ok, json(endpoint));
 }
 
-Reply disconnect(const Request& request, const Params& params, NetworkService& service) {
-  service.disconnect(parse_network_disconnect(params[0], request.body()));
+Reply disconnect(const Request& request, const Params& params, Services& s) {
+  s.networks.disconnect(parse_network_disconnect(params[0], request.body()));
   return json_reply(http::status::ok, json::object());
 }
 
-Reply list_endpoints(const Request&, const Params&, NetworkService& service) {
-  return json_reply(http::status::ok, json(service.list_endpoints()));
+Reply list_endpoints(const Request&, const Params&, Services& s) {
+  return json_reply(http::status::ok, json(s.networks.list_endpoints()));
 }
 
-Reply ping(const Request&, const Params&, NetworkService&) {
+Reply ping(const Request&, const Params&, Services&) {
   return Reply{http::status::ok, "OK", "text/plain; charset=utf-8", {}};
 }
 
-Reply version(const Request&, const Params&, NetworkService&) {
+Reply version(const Request&, const Params&, Services&) {
   return json_reply(http::status::ok, json{{"Version", kWeftVersion}, {"ApiVersion", kApiVersion}});
+}
+
+// --- swarm and nodes ----------------------------------------------------------
+
+SwarmService& swarm_of(Services& s) {
+  if (!s.swarm) throw ApiError(ApiError::Kind::Internal, "this agent has no cluster support");
+  return *s.swarm;
+}
+
+Reply swarm_init(const Request& request, const Params&, Services& s) {
+  return json_reply(http::status::ok, swarm_init_json(swarm_of(s).init(parse_swarm_init(request.body()))));
+}
+
+Reply swarm_join(const Request& request, const Params&, Services& s) {
+  swarm_of(s).join(parse_swarm_join(request.body()));
+  return json_reply(http::status::ok, json::object());
+}
+
+Reply swarm_leave(const Request&, const Params&, Services& s) {
+  swarm_of(s).leave();
+  return json_reply(http::status::ok, json::object());
+}
+
+Reply swarm_inspect(const Request&, const Params&, Services& s) {
+  return json_reply(http::status::ok, swarm_json(swarm_of(s).info()));
+}
+
+Reply list_nodes(const Request&, const Params&, Services& s) {
+  json nodes = json::array();
+  for (const auto& n : swarm_of(s).list_nodes()) nodes.push_back(node_json(n));
+  return json_reply(http::status::ok, nodes);
+}
+
+Reply inspect_node(const Request&, const Params& params, Services& s) {
+  return json_reply(http::status::ok, node_json(swarm_of(s).get_node(params[0])));
+}
+
+Reply remove_node(const Request&, const Params& params, Services& s) {
+  swarm_of(s).remove_node(params[0]);
+  return Reply{http::status::no_content, {}, {}, {}};
 }
 
 // --- routing ----------------------------------------------------------------
@@ -82,7 +123,7 @@ Reply version(const Request&, const Params&, NetworkService&) {
 struct Route {
   http::verb method;
   std::string_view pattern;  // "/"-separated; "{...}" matches any one segment
-  Reply (*handler)(const Request&, const Params&, NetworkService&);
+  Reply (*handler)(const Request&, const Params&, Services&);
 };
 
 // First match wins, so literal segments go before "{id}" at the same place.
@@ -94,6 +135,13 @@ constexpr std::array kRoutes{
     Route{http::verb::post, "/networks/{id}/connect", connect},
     Route{http::verb::post, "/networks/{id}/disconnect", disconnect},
     Route{http::verb::get, "/endpoints", list_endpoints},
+    Route{http::verb::post, "/swarm/init", swarm_init},
+    Route{http::verb::post, "/swarm/join", swarm_join},
+    Route{http::verb::post, "/swarm/leave", swarm_leave},
+    Route{http::verb::get, "/swarm", swarm_inspect},
+    Route{http::verb::get, "/nodes", list_nodes},
+    Route{http::verb::get, "/nodes/{id}", inspect_node},
+    Route{http::verb::delete_, "/nodes/{id}", remove_node},
     Route{http::verb::get, "/_ping", ping},
     Route{http::verb::head, "/_ping", ping},  // how Docker clients probe first
     Route{http::verb::get, "/version", version},
@@ -159,7 +207,7 @@ std::optional<Params> match(std::string_view pattern, const std::vector<std::str
   return params;
 }
 
-Reply route(const Request& request, NetworkService& service) {
+Reply route(const Request& request, Services& services) {
   const auto segments = path_segments(to_std(request.target()));
   if (!segments) return error_reply(http::status::bad_request, "malformed percent-encoding in request path");
 
@@ -173,7 +221,7 @@ Reply route(const Request& request, NetworkService& service) {
       continue;
     }
     try {
-      return candidate.handler(request, *params, service);
+      return candidate.handler(request, *params, services);
     } catch (const ApiError& e) {
       return error_reply(static_cast<http::status>(e.http_status()), e.what());
     } catch (const std::exception& e) {
@@ -215,8 +263,8 @@ std::optional<std::string> percent_decode(std::string_view segment) {
   return decoded;
 }
 
-Response handle_request(const Request& request, NetworkService& service) {
-  Reply reply = route(request, service);
+Response handle_request(const Request& request, Services services) {
+  Reply reply = route(request, services);
 
   Response response{reply.status, request.version()};
   response.set(http::field::server, "weftd/" + std::string(kWeftVersion));

@@ -11,6 +11,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "control/model.h"
+#include "control/swarm_model.h"
 
 namespace weft::control::api {
 
@@ -26,7 +27,17 @@ using Response = http::response<http::string_body>;
 // {"message": ...} responses (ApiError -> its status, anything else -> 500).
 // The response mirrors the request's HTTP version and keep-alive, and has its
 // payload prepared.
-Response handle_request(const Request& request, NetworkService& service);
+// What the routes call: the swarm routes answer 503 while `swarm` is null
+// (an agent built without cluster support, or API tests).
+struct Services {
+  NetworkService& networks;
+  SwarmService* swarm = nullptr;
+};
+
+Response handle_request(const Request& request, Services services);
+inline Response handle_request(const Request& request, NetworkService& service) {
+  return handle_request(request, Services{service});
+}
 
 // Decodes %XX escapes in one path segment; nullopt when an escape is
 // malformed or decodes to '/' or NUL, which no name or id contains.

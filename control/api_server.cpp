@@ -126,7 +126,7 @@ local::acceptor bind_socket(asio::io_context& io, const std::string& socket_path
 // answers each through api::handle_request.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(local::socket socket, NetworkService& service) : stream_(std::move(socket)), service_(service) {}
+  Connection(local::socket socket, api::Services services) : stream_(std::move(socket)), services_(services) {}
 
   void start() { read_request(); }
 
@@ -164,7 +164,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     const api::Request request = parser_->release();
     const auto started = std::chrono::steady_clock::now();
-    response_ = api::handle_request(request, service_);
+    response_ = api::handle_request(request, services_);
     const auto micros =
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
     const unsigned status = response_.result_int();
@@ -205,7 +205,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;  // fresh per request
   api::Response response_;  // kept alive until async_write is done with it
-  NetworkService& service_;
+  api::Services services_;
   bool closed_ = false;
 };
 
@@ -216,10 +216,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 // io_context still holds completions.
 class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(local::acceptor acceptor, NetworkService& service, std::string socket_path)
+  Listener(local::acceptor acceptor, api::Services services, std::string socket_path)
       : acceptor_(std::move(acceptor)),
         retry_timer_(acceptor_.get_executor()),
-        service_(service),
+        services_(services),
         socket_path_(std::move(socket_path)),
         socket_file_(FileIdentity::of(socket_path_)) {}
 
@@ -254,7 +254,7 @@ class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
       return;
     }
     std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
-    auto connection = std::make_shared<Connection>(std::move(socket), service_);
+    auto connection = std::make_shared<Connection>(std::move(socket), services_);
     connections_.push_back(connection);
     connection->start();
     accept_next();
@@ -262,15 +262,16 @@ class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
 
   local::acceptor acceptor_;
   asio::steady_timer retry_timer_;
-  NetworkService& service_;
+  api::Services services_;
   std::string socket_path_;
   std::optional<FileIdentity> socket_file_;
   std::vector<std::weak_ptr<Connection>> connections_;
   bool stopped_ = false;
 };
 
-ApiServer::ApiServer(asio::io_context& io, const std::string& socket_path, NetworkService& service)
-    : io_(io), socket_path_(socket_path), service_(service) {}
+ApiServer::ApiServer(asio::io_context& io, const std::string& socket_path, NetworkService& service,
+                     SwarmService* swarm)
+    : io_(io), socket_path_(socket_path), service_(service), swarm_(swarm) {}
 
 ApiServer::~ApiServer() { stop(); }
 
@@ -278,7 +279,7 @@ void ApiServer::start() {
   if (listener_) throw std::logic_error("ApiServer::start called twice");
   create_parent_directories(socket_path_);
   remove_stale_socket(io_, socket_path_);
-  listener_ = std::make_shared<Listener>(bind_socket(io_, socket_path_), service_, socket_path_);
+  listener_ = std::make_shared<Listener>(bind_socket(io_, socket_path_), api::Services{service_, swarm_}, socket_path_);
   listener_->accept_next();
   spdlog::info("API listening on unix://{}", socket_path_);
 }

@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "control/model.h"
+#include "control/swarm_model.h"
 
 namespace weft::control {
 
@@ -16,7 +17,9 @@ class ApiServer {
  public:
   // Everything runs on `io`'s thread(s); keep `io` single-threaded, as the
   // service is called without locking. `service` must outlive the server.
-  ApiServer(boost::asio::io_context& io, const std::string& socket_path, NetworkService& service);
+  // `swarm` may be null: the swarm and node routes then answer 500.
+  ApiServer(boost::asio::io_context& io, const std::string& socket_path, NetworkService& service,
+            SwarmService* swarm = nullptr);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
@@ -39,6 +42,7 @@ class ApiServer {
   boost::asio::io_context& io_;
   std::string socket_path_;
   NetworkService& service_;
+  SwarmService* swarm_;
   std::shared_ptr<Listener> listener_;
 };
 

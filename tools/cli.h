@@ -33,6 +33,8 @@ inline void on_run(CLI::App* command, Cli& cli, std::function<int()> action) {
 void add_network_commands(CLI::App& app, Cli& cli);
 void add_endpoint_commands(CLI::App& app, Cli& cli);
 void add_version_command(CLI::App& app, Cli& cli);
+void add_swarm_commands(CLI::App& app, Cli& cli);
+void add_node_commands(CLI::App& app, Cli& cli);
 
 // --- helpers for commands -----------------------------------------------------
 

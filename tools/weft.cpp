@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
 
   add_network_commands(app, cli);
   add_endpoint_commands(app, cli);
+  add_swarm_commands(app, cli);
+  add_node_commands(app, cli);
   add_version_command(app, cli);
 
   try {

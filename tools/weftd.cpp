@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
@@ -32,6 +34,7 @@
 #include "control/agent_config.h"
 #include "control/api_routes.h"
 #include "control/api_server.h"
+#include "control/cluster/cluster.h"
 #include "control/ipam.h"
 #include "control/network_manager.h"
 
@@ -110,7 +113,25 @@ std::optional<std::string> detect_advertise_address() {
 struct Options {
   AgentConfig config;
   std::string log_level = "info";
+  std::string bind = "0.0.0.0:7946";  // gossip
+  std::vector<std::string> join;
+  std::string key_file;
 };
+
+// "ADDR:PORT" with an IPv4 address and a port 1..65535 (0 allowed for --bind).
+std::pair<std::string, std::uint16_t> parse_host_port(const std::string& text, const std::string& flag,
+                                                     bool allow_zero) {
+  const auto colon = text.rfind(':');
+  const auto fail = [&] { return UsageError("invalid " + flag + " \"" + text + "\": expected IPv4:PORT"); };
+  if (colon == std::string::npos || !ipam::Ipv4::parse(text.substr(0, colon))) throw fail();
+  const auto port_text = text.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw fail();
+  const int port = std::stoi(port_text);
+  if (port > 65535 || (port == 0 && !allow_zero)) throw fail();
+  return {text.substr(0, colon), static_cast<std::uint16_t>(port)};
+}
 
 std::string host_name() {
   char name[HOST_NAME_MAX + 1] = {};
@@ -176,13 +197,14 @@ void set_up_logging(const std::string& node_name, const std::string& level) {
   spdlog::set_default_logger(std::move(logger));
 }
 
-int run(const AgentConfig& config) {
+int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& cluster_config) {
   spdlog::info("weftd {} starting: advertise address {}, state in {}", weft::control::api::kWeftVersion,
                config.advertise_addr, config.state_dir);
 
   boost::asio::io_context io;
   weft::control::NetworkManager networks(config);
-  weft::control::ApiServer server(io, config.api_socket, networks);
+  weft::control::cluster::Cluster cluster(cluster_config, networks);
+  weft::control::ApiServer server(io, config.api_socket, networks, &cluster);
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
   // owns. Nothing is served until io.run(), so clients that connect during
@@ -196,10 +218,13 @@ int run(const AgentConfig& config) {
     if (ec) return;
     spdlog::info("{}: shutting down; networks stay in place", ::strsignal(signal_number));
     server.stop();
+    cluster.stop();
     io.stop();
   });
 
   networks.reconcile();
+  // After reconcile: the cluster publishes what this node really has.
+  cluster.start();
 
   io.run();
   spdlog::info("stopped");
@@ -228,6 +253,9 @@ int main(int argc, char** argv) {
   app.add_option("--default-addr-pool-mask-length", config.default_addr_pool_mask_length,
                  "Prefix length of subnets taken from the pool")
       ->capture_default_str();
+  app.add_option("--bind", options.bind, "Gossip listen address, UDP and TCP (ADDR:PORT)")->capture_default_str();
+  app.add_option("--join", options.join, "Gossip address of a swarm node to join at start (repeatable)");
+  app.add_option("--key-file", options.key_file, "File holding the gossip key (base64); joins or starts a swarm at start");
 
   try {
     app.parse(argc, argv);
@@ -235,8 +263,18 @@ int main(int argc, char** argv) {
     const int status = app.exit(e);
     return status == 0 ? 0 : 2;
   }
+  weft::control::cluster::ClusterConfig cluster_config;
   try {
     complete_and_validate(config);
+    auto [bind_addr, bind_port] = parse_host_port(options.bind, "--bind", true);
+    for (const auto& peer : options.join) parse_host_port(peer, "--join", false);
+    cluster_config = weft::control::cluster::ClusterConfig{.node_name = config.node_name,
+                                                           .advertise_addr = config.advertise_addr,
+                                                           .state_dir = config.state_dir,
+                                                           .bind_addr = bind_addr,
+                                                           .bind_port = bind_port,
+                                                           .join = options.join,
+                                                           .key_file = options.key_file};
   } catch (const UsageError& e) {
     std::cerr << "weftd: " << e.what() << '\n';
     return 2;
@@ -248,7 +286,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    return run(config);
+    return run(config, cluster_config);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

@@ -53,6 +53,13 @@ std::string random_node_id() {
 
 gossip::Bytes to_bytes(const std::string& s) { return gossip::Bytes(s.begin(), s.end()); }
 
+// A message sent straight to one node bypasses SerfCompat's broadcast path,
+// so it carries the type byte that tells serf-speaking peers it is weft's.
+gossip::Bytes direct_message(gossip::Bytes body) {
+  body.insert(body.begin(), gossip::kWeftUserMessageType);
+  return body;
+}
+
 std::string status_of(gossip::NodeStateKind state) {
   return state == gossip::NodeStateKind::kAlive || state == gossip::NodeStateKind::kSuspect ? "ready" : "down";
 }
@@ -414,7 +421,7 @@ void Cluster::State::send_range_request(const std::string& space, std::uint32_t 
   gossip::Bytes bytes{kRangeRequest};
   bytes.insert(bytes.end(), msg.begin(), msg.end());
   spdlog::debug("cluster: asking {} for part of {}", richest->first, space);
-  ml->send_reliable(richest->first, std::move(bytes), [space](const std::string& error) {
+  ml->send_reliable(richest->first, direct_message(std::move(bytes)), [space](const std::string& error) {
     if (!error.empty()) spdlog::warn("cluster: range request for {} failed: {}", space, error);
   });
 }
@@ -431,7 +438,7 @@ void Cluster::State::handle_range_request(const json& request) {
   sync_owned(space);
   broadcast(gift);
   // The direct copy makes the requester's wait one round trip.
-  ml->send_reliable(from, to_bytes(tables::encode_entries(gift)), [](const std::string&) {});
+  ml->send_reliable(from, direct_message(to_bytes(tables::encode_entries(gift))), [](const std::string&) {});
   spdlog::info("cluster: gave {} part of {}", from, space);
 }
 
