@@ -57,6 +57,26 @@ void validate_network_name(const std::string& name) {
     bad_request("invalid network name \"" + name + "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
 }
 
+// Why a subnet did not parse, with the fix when host bits are set.
+std::string explain_bad_subnet(const std::string& text) {
+  const auto slash = text.find('/');
+  if (slash != std::string::npos) {
+    const auto ip = ipam::Ipv4::parse(text.substr(0, slash));
+    const auto prefix_text = text.substr(slash + 1);
+    const bool digits = !prefix_text.empty() && prefix_text.size() <= 2 &&
+                        std::all_of(prefix_text.begin(), prefix_text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (ip && digits) {
+      const int prefix = std::stoi(prefix_text);
+      if (prefix <= 32) {
+        const std::uint32_t mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
+        const ipam::Cidr network{ipam::Ipv4{ip->value & mask}, prefix};
+        return "invalid subnet \"" + text + "\": host bits are set (did you mean " + network.str() + "?)";
+      }
+    }
+  }
+  return "invalid subnet \"" + text + "\": expected an IPv4 network such as 10.1.2.0/24";
+}
+
 std::string default_endpoint_name(const std::string& netns_ref) {
   auto name = fs::path(netns_ref).filename().string();
   if (name == "net") {  // /proc/PID/ns/net
@@ -177,6 +197,13 @@ struct NetworkManager::Impl {
     for (auto& [id, e] : endpoints)
       if (e.network_id == network_id) result.push_back(&e);
     return result;
+  }
+
+  bool endpoint_named(const std::string& network_id, const std::string& name) const {
+    auto same = [&](const Endpoint& e) { return e.network_id == network_id && e.name == name; };
+    return std::any_of(endpoints.begin(), endpoints.end(), [&](const auto& kv) { return same(kv.second); }) ||
+           std::any_of(remote_endpoints.begin(), remote_endpoints.end(),
+                       [&](const auto& kv) { return same(kv.second.endpoint); });
   }
 
   Endpoint* endpoint_in(const std::string& network_id, const std::string& netns_ref,
@@ -354,7 +381,7 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
   try {
     if (spec.subnet) {
       auto parsed = ipam::Cidr::parse(*spec.subnet);
-      if (!parsed) bad_request("invalid subnet \"" + *spec.subnet + "\": expected an IPv4 network such as 10.1.2.0/24");
+      if (!parsed) bad_request(explain_bad_subnet(*spec.subnet));
       if (parsed->prefix > 30) bad_request("subnet " + *spec.subnet + " is too small: at most /30");
       self.pool.reserve(*parsed);
       subnet = *parsed;
@@ -467,6 +494,9 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   if (auto* existing = self.endpoint_in(network.id, request.netns, ns))
     conflict("namespace " + request.netns + " is already attached to network " + network.name + " (endpoint " +
              existing->name + ", " + existing->ip + ")");
+  const std::string name = request.name.value_or(default_endpoint_name(request.netns));
+  if (self.endpoint_named(network.id, name))
+    conflict("endpoint with name " + name + " already exists in network " + network.name);
 
   ipam::Ipv4 ip;
   try {
@@ -488,7 +518,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   auto& allocator = self.addresses.at(network.id);
 
   Endpoint e{.id = random_id(),
-             .name = request.name.value_or(default_endpoint_name(request.netns)),
+             .name = name,
              .network_id = network.id,
              .network_name = network.name,
              .netns = request.netns,

@@ -2,9 +2,13 @@
 // directory, removed when the fixture goes, whatever happens in the test.
 #pragma once
 
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,8 +26,26 @@ class ScratchDir {
     std::filesystem::create_directories(path_);
   }
   ~ScratchDir() {
+    // Code under test pins namespaces with bind mounts below the directory;
+    // a mounted file cannot be removed, so unmount everything below first.
+    for (const auto& mount_point : mounts_below(path_)) ::umount2(mount_point.c_str(), MNT_DETACH);
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
+  }
+
+  // Deepest first.
+  static std::vector<std::string> mounts_below(const std::filesystem::path& dir) {
+    std::vector<std::string> found;
+    std::ifstream mountinfo("/proc/self/mountinfo");
+    const std::string prefix = dir.string() + "/";
+    for (std::string line; std::getline(mountinfo, line);) {
+      std::istringstream fields(line);
+      std::string id, parent, devices, root, mount_point;
+      fields >> id >> parent >> devices >> root >> mount_point;
+      if (mount_point.starts_with(prefix)) found.push_back(mount_point);
+    }
+    std::sort(found.begin(), found.end(), std::greater<>());
+    return found;
   }
   const std::filesystem::path& path() const { return path_; }
 

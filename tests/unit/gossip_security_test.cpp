@@ -68,8 +68,9 @@ TEST(GossipSecurity, TamperingAndWrongKeysAreRejected) {
 TEST(GossipSecurity, DecryptsVersion0WithPkcs7Padding) {
   gossip::Keyring ring(Bytes(16, 5));
   const Bytes plain{1, 2, 3, 4, 5};
-  Bytes padded(16, 11);  // PKCS7: 11 bytes of value 11 after the 5 real ones
-  std::copy(plain.begin(), plain.end(), padded.begin());
+  // PKCS7: 11 bytes of value 11 after the 5 real ones. Spelt out: g++ 12 at
+  // -O2 misreads filling a sized vector as an overflow.
+  const Bytes padded{1, 2, 3, 4, 5, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11};
   Bytes sealed = gossip::encrypt_payload_with_nonce(ring.primary(), Bytes(12, 3), padded, {});
   sealed[0] = 0;  // the version byte is outside the authenticated data
   auto opened = gossip::decrypt_payload(ring, sealed, {});

@@ -179,6 +179,11 @@ TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
   expect_error([&] { agent->create_network({.name = "x", .subnet = "10.0.0.0/33"}); }, K::BadRequest);
   expect_error([&] { agent->create_network({.name = "x", .subnet = "foo"}); }, K::BadRequest);
   expect_error([&] { agent->create_network({.name = "x", .subnet = "10.0.0.1/24"}); }, K::BadRequest);
+  try {
+    agent->create_network({.name = "x", .subnet = "10.0.0.1/24"});
+  } catch (const ApiError& e) {
+    EXPECT_NE(std::string(e.what()).find("did you mean 10.0.0.0/24"), std::string::npos) << e.what();
+  }
   expect_error([&] { agent->create_network({.name = "x", .subnet = "10.7.0.0/24", .gateway = "10.8.0.1"}); },
                K::BadRequest);
   expect_error([&] { agent->create_network({.name = "x", .driver = "bridge"}); }, K::BadRequest);
@@ -200,7 +205,9 @@ TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
   dp::NetlinkSocket inside(dp::NetnsHandle::open(c1));
   EXPECT_FALSE(inside.find_link("eth0"));
 
-  EXPECT_EQ(agent->connect({.network = "big", .netns = c1.string(), .ip = "10.5.9.9"}).ip, "10.5.9.9");
+  EXPECT_EQ(agent->connect({.network = "big", .netns = c1.string(), .name = "web", .ip = "10.5.9.9"}).ip, "10.5.9.9");
+  auto c2 = namespaces.make("c2");
+  expect_error([&] { agent->connect({.network = "big", .netns = c2.string(), .name = "web"}); }, K::Conflict);
   expect_error([&] { agent->connect({.network = "big", .netns = c1.string()}); }, K::Conflict);
   expect_error([&] { agent->disconnect({.network = "y", .netns = c1.string()}); }, K::NotFound);
   expect_error([&] { agent->remove_network("big"); }, K::Conflict);
