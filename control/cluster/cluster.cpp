@@ -416,7 +416,9 @@ void Cluster::State::send_range_request(const std::string& space, std::uint32_t 
     return;
   }
   auto richest = std::max_element(sizes.begin(), sizes.end(), [](auto& a, auto& b) { return a.second < b.second; });
-  json request = {{"space", space}, {"unit", unit}, {"from", config.node_name}};
+  // Small gifts keep numbers dense: 16 subnets, 256 VNIs, 64 addresses.
+  const std::uint64_t want = space == kPoolSpace ? 16 : space == kVniSpace ? 256 : 64;
+  json request = {{"space", space}, {"unit", unit}, {"want", want}, {"from", config.node_name}};
   auto msg = request.dump();
   gossip::Bytes bytes{kRangeRequest};
   bytes.insert(bytes.end(), msg.begin(), msg.end());
@@ -430,7 +432,8 @@ void Cluster::State::handle_range_request(const json& request) {
   const auto space = request.at("space").get<std::string>();
   const auto from = request.at("from").get<std::string>();
   const auto unit = request.value("unit", 1u);
-  auto gift = ranges->donate(space, from, nm.free_ranges(space), unit);
+  const auto want = request.value("want", std::uint64_t{64});
+  auto gift = ranges->donate(space, from, nm.free_ranges(space), unit, want);
   if (gift.empty()) {
     spdlog::info("cluster: nothing of {} to spare for {}", space, from);
     return;

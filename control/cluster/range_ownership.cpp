@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -69,7 +70,8 @@ std::vector<tables::TableEntry> RangeOwnership::claim(const std::string& space, 
 }
 
 std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space, const std::string& to,
-                                                       const ipam::RangeSet& free_here, std::uint32_t unit) {
+                                                       const ipam::RangeSet& free_here, std::uint32_t unit,
+                                                       std::uint64_t max_units) {
   const std::uint64_t u = unit == 0 ? 1 : unit;
   // The largest stretch of whole aligned units that this node holds and has
   // not handed out.
@@ -87,8 +89,9 @@ std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space,
       stretch_units = units;
   }
   if (!stretch || stretch_units < 2) return {};
-  const std::uint64_t give_first = std::uint64_t{stretch->first.value} + (stretch_units - stretch_units / 2) * u;
-  const ipam::Range gift{ipam::Ipv4{static_cast<std::uint32_t>(give_first)}, stretch->last};
+  const std::uint64_t give_units = std::min(max_units, stretch_units / 2);
+  const std::uint64_t give_last = std::uint64_t{stretch->first.value} + give_units * u - 1;
+  const ipam::Range gift{stretch->first, ipam::Ipv4{static_cast<std::uint32_t>(give_last)}};
 
   // Re-cut the held range that contains the gift into up to three entries.
   for (const auto& r : ranges(space)) {

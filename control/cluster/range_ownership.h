@@ -41,11 +41,14 @@ class RangeOwnership {
   // the space is already held.
   std::vector<tables::TableEntry> claim(const std::string& space, const ipam::Range& whole);
 
-  // Gives `to` the upper half (in whole units of `unit` numbers, aligned to
-  // `unit`) of the largest stretch in `free_here` (this node's free numbers
-  // in `space`). Empty when there is nothing to spare.
+  // Gives `to` the bottom of the largest stretch in `free_here` (this node's
+  // free numbers in `space`): `max_units` units of `unit` numbers (aligned to
+  // `unit`), but never more than half of the stretch. Taking from the bottom
+  // keeps a cluster's numbers low and Docker-like (10.0.0.0/24, VNI 4096)
+  // whichever node asks first. Empty when there is nothing to spare.
   std::vector<tables::TableEntry> donate(const std::string& space, const std::string& to,
-                                         const ipam::RangeSet& free_here, std::uint32_t unit = 1);
+                                         const ipam::RangeSet& free_here, std::uint32_t unit = 1,
+                                         std::uint64_t max_units = UINT64_MAX);
 
   // A node gone for good: every range it held becomes this node's.
   std::vector<tables::TableEntry> take_over(const std::string& gone_node);

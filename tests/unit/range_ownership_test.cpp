@@ -68,6 +68,20 @@ TEST(RangeOwnershipTest, DonationRespectsUnitsAndRefusesSingleUnit) {
   EXPECT_TRUE(a.donate("pool", "c", one_unit, 256).empty());
 }
 
+TEST(RangeOwnershipTest, GiftsComeFromTheBottomAndAreCapped) {
+  ReplicatedTables ta("a");
+  RangeOwnership a(ta);
+  a.claim("vni", r(4096, 16777215));
+  RangeSet free;
+  free.add(r(4097, 16777215));  // 4096 is in use
+  ASSERT_FALSE(a.donate("vni", "b", free, 1, 256).empty());
+  auto held_b = a.held_by("vni", "b");
+  ASSERT_EQ(held_b.ranges().size(), 1u);
+  EXPECT_EQ(held_b.ranges()[0], r(4097, 4097 + 255));
+  EXPECT_TRUE(a.held_locally("vni").contains(Ipv4{4096}));
+  EXPECT_TRUE(a.held_locally("vni").contains(Ipv4{4097 + 256}));
+}
+
 TEST(RangeOwnershipTest, TakeOverOfAGoneNode) {
   ReplicatedTables ta("a"), tb("b");
   RangeOwnership a(ta), b(tb);
