@@ -108,12 +108,25 @@ ip -n "$(tb_ns 2)" link set eth0 down
 sleep 20
 c1b=$(tb_netns_add c1b)
 ip1b=$(tb_weft 1 endpoint attach net-test --netns "$c1b")
+# Both sides make an address and a network of the same name while cut off.
+c2b=$(tb_netns_add c2b)
+ip2b=$(tb_weft 2 endpoint attach net-test --netns "$c2b")
+check "the two sides of a partition never hand out the same address" test "$ip1b" != "$ip2b"
+twin1=$(tb_weft 1 network create -d overlay twin)
+twin2=$(tb_weft 2 network create -d overlay twin)
 ip -n "$(tb_ns 2)" link set eth0 up
 knows_endpoint() { tb_weft "$1" endpoint ls --format json | tb_json '[e["IPv4Address"] for e in d]' | grep -q "\"$2/"; }
 check "after the partition heals, node2 learns the endpoint made during it" wait_for 45 knows_endpoint 2 "$ip1b"
 check "and node1 lists node2's endpoint again" wait_for 45 knows_endpoint 1 "$ip2"
-converged() { [[ $(endpoint_count 1) == 4 && $(endpoint_count 2) == 4 && $(endpoint_count 3) == 4 ]]; }
-check "all three nodes converge on the same 4 endpoints" wait_for 45 converged
+converged() { [[ $(endpoint_count 1) == 5 && $(endpoint_count 2) == 5 && $(endpoint_count 3) == 5 ]]; }
+check "all three nodes converge on the same 5 endpoints" wait_for 45 converged
+twins() { [[ $(tb_weft "$1" network ls --format json | tb_json 'len([n for n in d if n["Name"] == "twin"])') == 2 ]]; }
+check "both networks named twin exist on node 3 after the heal" wait_for 20 twins 3
+check "both networks named twin exist on node 1 after the heal" wait_for 20 twins 1
+check_eq "and their IDs differ" "$([[ $twin1 != "$twin2" ]] && echo distinct)" distinct
+out=$(tb_weft 3 network inspect twin 2>&1)
+check_match "an ambiguous name is refused, asking for the ID" "$out" "ambiguous.*ID"
+check "a twin given by ID inspects fine" tb_weft 3 network inspect "$twin2"
 check "node2's endpoint reaches the one made during the partition" wait_for 15 ping_ok "$c2" "$ip1b"
 
 # --- kill -9 node 3's agent and remove its namespace ------------------------------------
@@ -125,5 +138,14 @@ check "node3's endpoint is withdrawn on node2" wait_for 30 withdrawn 2
 node3_down() { tb_weft 1 node ls --format json | tb_json '[n["Status"] for n in d if n["Hostname"] == "node3"]' | grep -q down; }
 check "node ls shows node3 Down" wait_for 10 node3_down
 check "node1 and node2 still reach each other" ping_ok "$c1" "$ip2"
+
+out=$(tb_weft 1 node rm node2 2>&1)
+check_match "node rm refuses a node that is up" "$out" "not down"
+check "node rm of the dead node3" tb_weft 1 node rm node3
+check "node ls no longer lists node3" bash -c "! '$WEFT_BIN/weft' --host '$(tb_host 1)' node ls | grep -q node3"
+# Node 3's address ranges now belong to node 1: new endpoints still work.
+c1c=$(tb_netns_add c1c)
+ip1c=$(tb_weft 1 endpoint attach net-test --netns "$c1c")
+check "an endpoint attached after node rm reaches node2's" wait_for 15 ping_ok "$c1c" "$ip2"
 
 tb_summary
