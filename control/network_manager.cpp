@@ -1,6 +1,8 @@
 #include "control/network_manager.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -88,9 +90,23 @@ std::string default_endpoint_name(const std::string& netns_ref) {
 
 }  // namespace
 
+// Two agents on one state dir would each "repair" the other's devices away.
+dp::UniqueFd lock_state_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  dp::UniqueFd fd(::open((dir / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) throw std::system_error(errno, std::generic_category(), "open " + (dir / "lock").string());
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+    throw std::runtime_error("another weftd is using the state dir " + dir.string());
+  return fd;
+}
+
 struct NetworkManager::Impl {
   explicit Impl(AgentConfig c)
-      : config(std::move(c)), pool(parse_pool(config)), node_mtu(dp::overlay_mtu(node, config.advertise_addr)) {}
+      : config(std::move(c)),
+        state_lock(lock_state_dir(config.state_dir)),
+        pool(parse_pool(config)),
+        node_mtu(dp::overlay_mtu(node, config.advertise_addr)) {}
 
   static ipam::SubnetPool parse_pool(const AgentConfig& config) {
     auto cidr = ipam::Cidr::parse(config.default_addr_pool);
@@ -237,6 +253,7 @@ struct NetworkManager::Impl {
   };
 
   AgentConfig config;
+  dp::UniqueFd state_lock;
   std::mutex mutex;
   std::condition_variable ranges_changed;
   dp::NetlinkSocket node;  // in the agent's (node's) namespace

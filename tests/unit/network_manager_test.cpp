@@ -218,6 +218,18 @@ TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
   EXPECT_EQ(netns_files(), 1u);
 }
 
+TEST_F(NetworkManagerTest, SecondAgentOnTheSameStateDirIsRefused) {
+  auto agent = start_agent();
+  try {
+    NetworkManager second(config());
+    FAIL() << "a second manager took the same state dir";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("another weftd"), std::string::npos) << e.what();
+  }
+  agent.reset();
+  EXPECT_NO_THROW(NetworkManager again(config()));
+}
+
 TEST_F(NetworkManagerTest, StateFileIsWrittenAndNamesResolve) {
   auto agent = start_agent();
   auto n = agent->create_network({.name = "net-test", .attachable = true});
