@@ -452,6 +452,27 @@ tb_summary() {
   ((TB_FAILED == 0))
 }
 
+# tb_transfer FROM_NS TO_NS TO_IP FILE: sends FILE over TCP from namespace
+# FROM_NS to a listener in TO_NS at TO_IP; succeeds when what arrived has the
+# same sha256. Prints sizes and digests.
+tb_transfer() {
+  local from=$1 to=$2 ip=$3 file=$4 port=5001 server rc=0 received want got
+  received=$(mktemp "${TESTBED_RUN_DIR:-/tmp}/received.XXXXXX")
+  ip netns exec "$to" timeout 90 socat -u "TCP-LISTEN:$port,reuseaddr" "CREATE:$received" &
+  server=$!
+  if ! wait_for 10 bash -c "ip netns exec '$to' ss -Hltn 'sport = :$port' | grep -q ."; then
+    echo "server did not listen"; kill "$server" 2>/dev/null; rm -f "$received"; return 1
+  fi
+  ip netns exec "$from" timeout 90 socat -u "OPEN:$file" "TCP:$ip:$port" || rc=$?
+  wait "$server" || rc=$?
+  want=$(sha256sum <"$file" | cut -d' ' -f1)
+  got=$(sha256sum <"$received" | cut -d' ' -f1)
+  echo "sent $(stat -c %s "$file") bytes sha256 $want; received $(stat -c %s "$received") bytes sha256 $got"
+  rm -f "$received"
+  ((rc == 0)) || { echo "socat exit status $rc"; return 1; }
+  [[ $want == "$got" ]]
+}
+
 # tb_json EXPR: evaluates a Python expression over the JSON on stdin (bound
 # to `d`); prints the result (strings as is, other values as JSON).
 tb_json() {

@@ -62,22 +62,9 @@ ping_ok() { ip netns exec "$1" ping -c 1 -W 1 "$2"; }
 check "node1's endpoint pings node3's over the overlay" wait_for 15 ping_ok "$c1" "$ip3"
 check "node3's endpoint pings node2's" wait_for 15 ping_ok "$c3" "$ip2"
 
-transfer() {
-  local port=5001 server rc=0
-  rm -f "$work/received"
-  ip netns exec "$c3" timeout 90 socat -u "TCP-LISTEN:$port,reuseaddr" "CREATE:$work/received" &
-  server=$!
-  if ! wait_for 10 bash -c "ip netns exec '$c3' ss -Hltn 'sport = :$port' | grep -q ."; then
-    echo "server did not listen"; kill "$server" 2>/dev/null; return 1
-  fi
-  ip netns exec "$c1" timeout 90 socat -u "OPEN:$work/payload" "TCP:$ip3:$port" || rc=$?
-  wait "$server" || rc=$?
-  ((rc == 0)) || { echo "socat exit status $rc"; return 1; }
-  [[ $(sha256sum <"$work/payload" | cut -d' ' -f1) == "$(sha256sum <"$work/received" | cut -d' ' -f1)" ]]
-}
 head -c 50M /dev/urandom >"$work/payload"
-check "50 MB from node1 to node3 over the overlay arrive intact (sha256)" transfer
-rm -f "$work/payload" "$work/received"
+check "50 MB from node1 to node3 over the overlay arrive intact (sha256)" tb_transfer "$c1" "$c3" "$ip3" "$work/payload"
+rm -f "$work/payload"
 
 # Entries on node I's VXLAN: "mac dst" lines and "ip mac" lines.
 net_ns() { tb_network_netns_files "$1" | head -1; }

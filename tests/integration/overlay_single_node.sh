@@ -98,26 +98,9 @@ check_eq "MTU is 1450 on a 1500 underlay" "$underlay_mtu/$(ip -n "$c1" -j link s
 check "c1 pings c2 ($ip2)" ping_3 "$c1" "$ip2"
 check "c2 pings c1 ($ip1)" ping_3 "$c2" "$ip1"
 
-transfer() {
-  local port=5001 server rc=0
-  rm -f "$RD/recv.bin"
-  ip netns exec "$c2" timeout 90 socat -u "TCP-LISTEN:$port,reuseaddr" "CREATE:$RD/recv.bin" &
-  server=$!
-  if ! wait_for 10 bash -c "ip netns exec '$c2' ss -Hltn 'sport = :$port' | grep -q ."; then
-    echo "server did not listen"; kill "$server" 2>/dev/null; return 1
-  fi
-  ip netns exec "$c1" timeout 90 socat -u "OPEN:$RD/send.bin" "TCP:$ip2:$port" || rc=$?
-  wait "$server" || rc=$?
-  ((rc == 0)) || { echo "socat exit status $rc"; return 1; }
-  local want got
-  want=$(sha256sum <"$RD/send.bin" | cut -d' ' -f1)
-  got=$(sha256sum <"$RD/recv.bin" | cut -d' ' -f1)
-  echo "sent $(stat -c %s "$RD/send.bin") bytes sha256 $want; received $(stat -c %s "$RD/recv.bin") bytes sha256 $got"
-  [[ $want == "$got" ]]
-}
 head -c 50M /dev/urandom >"$RD/send.bin"
-check "50 MB TCP transfer c1 -> c2 over the overlay, sha256 matches" transfer
-rm -f "$RD/recv.bin"
+check "50 MB TCP transfer c1 -> c2 over the overlay, sha256 matches" tb_transfer "$c1" "$c2" "$ip2" "$RD/send.bin"
+rm -f "$RD/send.bin"
 
 check_devices "before restart"
 
