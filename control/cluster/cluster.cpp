@@ -37,6 +37,12 @@ constexpr const char* kNetworksTable = "networks";
 constexpr const char* kEndpointsTable = "endpoints";
 // A node asking a peer for part of an address space: one type byte, JSON.
 constexpr std::uint8_t kRangeRequest = 0x78;
+// Anti-entropy. A push/pull carries only this node's name and table digest
+// (kStateDigest); on a mismatch the receiver sends its whole copy straight to
+// that node (kFullSync), which merges it and answers with just what the
+// sender lacked (plain table entries). A join still carries everything.
+constexpr std::uint8_t kStateDigest = 0x79;
+constexpr std::uint8_t kFullSync = 0x7A;
 constexpr auto kJoinTimeout = std::chrono::seconds(15);
 constexpr auto kRequestThrottle = std::chrono::milliseconds(400);
 
@@ -110,6 +116,7 @@ struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
   void on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
   void send_range_request(const std::string& space, std::uint32_t unit);
   void handle_range_request(const json& request);
+  void handle_full_sync(gossip::ByteView body);
   NodeInfo node_info(const gossip::Member& m) const;
 
   // gossip::Delegate
@@ -118,9 +125,7 @@ struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
   std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
     return broadcasts ? broadcasts->get(overhead, limit) : std::vector<gossip::Bytes>{};
   }
-  gossip::Bytes local_state(bool) override {
-    return tables ? to_bytes(tables::encode_entries(tables->snapshot())) : gossip::Bytes{};
-  }
+  gossip::Bytes local_state(bool join) override;
   void merge_remote_state(gossip::ByteView state, bool) override;
   // gossip::EventDelegate
   void notify_join(const gossip::Member& m) override;
@@ -369,19 +374,64 @@ void Cluster::State::notify_msg(gossip::ByteView msg) {
       broadcast(fresh);  // epidemic: pass on what was news here
     } else if (msg[0] == kRangeRequest) {
       handle_range_request(json::parse(msg.begin() + 1, msg.end()));
+    } else if (msg[0] == kFullSync) {
+      handle_full_sync(msg.subspan(1));
     }
   } catch (const std::exception& e) {
     spdlog::warn("cluster: dropping malformed message: {}", e.what());
   }
 }
 
+gossip::Bytes Cluster::State::local_state(bool join) {
+  if (!tables) return {};
+  if (join) return to_bytes(tables::encode_entries(tables->snapshot()));
+  json digest = {{"node", config.node_name}, {"digest", tables->digest()}};
+  gossip::Bytes out{kStateDigest};
+  const auto text = digest.dump();
+  out.insert(out.end(), text.begin(), text.end());
+  return out;
+}
+
 void Cluster::State::merge_remote_state(gossip::ByteView state, bool) {
   if (state.empty() || !tables) return;
   try {
+    if (state[0] == kStateDigest) {
+      auto j = json::parse(state.begin() + 1, state.end());
+      const auto peer = j.at("node").get<std::string>();
+      if (j.at("digest").get<std::uint64_t>() == tables->digest() || peer == config.node_name) return;
+      spdlog::debug("cluster: tables differ from {}'s; syncing", peer);
+      gossip::Bytes sync{kFullSync};
+      const auto name = config.node_name;
+      sync.insert(sync.end(), name.begin(), name.end());
+      sync.push_back(0);
+      const auto entries = tables::encode_entries(tables->snapshot());
+      sync.insert(sync.end(), entries.begin(), entries.end());
+      ml->send_reliable(peer, direct_message(std::move(sync)), [peer](const std::string& error) {
+        if (!error.empty()) spdlog::warn("cluster: sync with {} failed: {}", peer, error);
+      });
+      return;
+    }
     tables->merge(tables::decode_entries({reinterpret_cast<const char*>(state.data()), state.size()}));
   } catch (const std::exception& e) {
     spdlog::warn("cluster: dropping malformed push/pull state: {}", e.what());
   }
+}
+
+void Cluster::State::handle_full_sync(gossip::ByteView body) {
+  const auto* begin = reinterpret_cast<const char*>(body.data());
+  const auto* end = begin + body.size();
+  const auto* nul = std::find(begin, end, '\0');
+  if (nul == end) throw std::runtime_error("sync message without a sender");
+  const std::string peer(begin, nul);
+  const auto theirs = tables::decode_entries({nul + 1, static_cast<std::size_t>(end - nul - 1)});
+  std::vector<TableEntry> fresh;
+  for (const auto& e : theirs)
+    if (tables->apply(e)) fresh.push_back(e);
+  broadcast(fresh);
+  auto repair = tables->newer_than(theirs);
+  if (!repair.empty() && peer != config.node_name)
+    ml->send_reliable(peer, direct_message(to_bytes(tables::encode_entries(repair))), [](const std::string&) {});
+  spdlog::debug("cluster: synced with {}: {} new here, {} sent back", peer, fresh.size(), repair.size());
 }
 
 void Cluster::State::notify_join(const gossip::Member& m) {

@@ -107,6 +107,17 @@ std::uint64_t ReplicatedTables::digest() const {
   return h;
 }
 
+std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntry>& theirs) const {
+  std::map<Key, const TableEntry*> index;
+  for (const auto& e : theirs) index[{e.table, e.key}] = &e;
+  std::vector<TableEntry> result;
+  for (const auto& [key, slot] : slots_) {
+    auto it = index.find(key);
+    if (it == index.end() || supersedes(slot.entry, *it->second)) result.push_back(slot.entry);
+  }
+  return result;
+}
+
 void ReplicatedTables::withdraw_node(const std::string& node) {
   if (node == local_node_) return;
   std::uint64_t newest = 0;

@@ -69,6 +69,9 @@ class ReplicatedTables {
   std::vector<TableEntry> snapshot() const;
   // A digest of the whole copy: equal digests mean equal copies.
   std::uint64_t digest() const;
+  // What this copy has that `theirs` (a peer's snapshot) lacks or holds an
+  // older version of: the repair to send back after a digest mismatch.
+  std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs) const;
 
   // The node is confirmed dead (or removed): its entries in node-scoped tables
   // leave the live view here; entries it published before now are ignored if they arrive

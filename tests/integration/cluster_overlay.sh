@@ -89,6 +89,24 @@ ip3=$(tb_weft 3 endpoint attach net-test --netns "$c3")
 mac3=$(mac_of_ip "$ip3")
 check "re-attached endpoint on node3 is reachable again" wait_for 15 ping_ok "$c1" "$ip3"
 
+knows_endpoint() { tb_weft "$1" endpoint ls --format json | tb_json '[e["IPv4Address"] for e in d]' | grep -q "\"$2/"; }
+
+# --- a missed broadcast is repaired by anti-entropy ----------------------------------------
+# Node 3 drops every gossip datagram big enough to carry a table entry, while
+# probes still get through: it misses the broadcast of a new endpoint and must
+# get it from the next push/pull (digest mismatch -> sync), within one round.
+ip netns exec "$(tb_ns 3)" nft add table inet weftlossy
+ip netns exec "$(tb_ns 3)" nft add chain inet weftlossy in '{ type filter hook input priority 0; }'
+ip netns exec "$(tb_ns 3)" nft add rule inet weftlossy in udp dport 7946 meta length gt 300 counter drop
+c1m=$(tb_netns_add c1m)
+ip1m=$(tb_weft 1 endpoint attach net-test --netns "$c1m")
+check "node3 still learns of an endpoint whose broadcasts it missed (push/pull repair)" \
+  wait_for 70 knows_endpoint 3 "$ip1m"
+dropped=$(ip netns exec "$(tb_ns 3)" nft list ruleset | sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
+check "and broadcasts to node3 really were dropped ($dropped datagrams)" test "${dropped:-0}" -gt 0
+ip netns exec "$(tb_ns 3)" nft delete table inet weftlossy
+require "detach the lossy-test endpoint" tb_weft 1 endpoint detach net-test --netns "$c1m"
+
 # --- partition: node 2's underlay link down for 20 s -----------------------------------
 endpoint_count() { tb_weft "$1" endpoint ls --format json | tb_json 'len(d)'; }
 ip -n "$(tb_ns 2)" link set eth0 down
@@ -102,7 +120,6 @@ check "the two sides of a partition never hand out the same address" test "$ip1b
 twin1=$(tb_weft 1 network create -d overlay twin)
 twin2=$(tb_weft 2 network create -d overlay twin)
 ip -n "$(tb_ns 2)" link set eth0 up
-knows_endpoint() { tb_weft "$1" endpoint ls --format json | tb_json '[e["IPv4Address"] for e in d]' | grep -q "\"$2/"; }
 check "after the partition heals, node2 learns the endpoint made during it" wait_for 45 knows_endpoint 2 "$ip1b"
 check "and node1 lists node2's endpoint again" wait_for 45 knows_endpoint 1 "$ip2"
 converged() { [[ $(endpoint_count 1) == 5 && $(endpoint_count 2) == 5 && $(endpoint_count 3) == 5 ]]; }

@@ -112,6 +112,21 @@ TEST(ReplicatedTablesTest, TombstonesAreReapedAfterTheirLifetime) {
   EXPECT_EQ(t.snapshot().size(), 1u);
 }
 
+TEST(ReplicatedTablesTest, NewerThanIsTheRepairAPeerNeeds) {
+  ReplicatedTables a("a"), b("b");
+  auto shared = a.put("networks", "n1", "v1");
+  b.apply(shared);
+  auto only_a = a.put("endpoints", "e1", "x");
+  auto updated = a.put("networks", "n1", "v2");
+  b.put("endpoints", "only-b", "y");
+  auto repair = a.newer_than(b.snapshot());
+  EXPECT_EQ(repair, (std::vector<TableEntry>{only_a, updated}));
+  b.merge(repair);
+  a.merge(b.newer_than(a.snapshot()));
+  EXPECT_EQ(a.digest(), b.digest());
+  EXPECT_TRUE(a.newer_than(b.snapshot()).empty());
+}
+
 TEST(ReplicatedTablesWireTest, RoundTripAndRejectsGarbage) {
   std::vector<TableEntry> entries{{"networks", "n1", "node1", 42, false, R"({"a":1})"},
                                   {"endpoints", "e", "node2", 7, true, std::string("\0bin", 4)}};
