@@ -183,7 +183,10 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
                                               this, this);
   ml = std::make_unique<gossip::Memberlist>(io, gc, serf.get(), serf.get());
   serf->attach(ml.get());
-  broadcasts = std::make_unique<gossip::BroadcastQueue>(gc.retransmit_mult, [this] { return ml ? ml->num_alive() : 1; });
+  // Table entries get more retransmits than memberlist's own messages: a
+  // change that misses a node otherwise waits a whole push/pull interval.
+  broadcasts = std::make_unique<gossip::BroadcastQueue>(gc.retransmit_mult + 2,
+                                                        [this] { return ml ? ml->num_alive() : 1; });
   try {
     ml->start();
   } catch (...) {
@@ -429,6 +432,17 @@ void Cluster::State::handle_full_sync(gossip::ByteView body) {
     if (tables->apply(e)) fresh.push_back(e);
   broadcast(fresh);
   auto repair = tables->newer_than(theirs);
+  // The peer lacks endpoints of ours: it thought this node dead and withdrew
+  // them (a freeze or a one-sided partition this node never noticed). Old
+  // versions would be refused there, so they go out with fresh times.
+  const bool ours_withdrawn = std::any_of(repair.begin(), repair.end(), [&](const TableEntry& e) {
+    return e.owner == config.node_name && e.table == kEndpointsTable && !e.deleted;
+  });
+  if (ours_withdrawn) {
+    spdlog::info("cluster: {} had withdrawn this node's endpoints; republishing them", peer);
+    broadcast(tables->republish_own());
+    repair = tables->newer_than(theirs);
+  }
   if (!repair.empty() && peer != config.node_name)
     ml->send_reliable(peer, direct_message(to_bytes(tables::encode_entries(repair))), [](const std::string&) {});
   spdlog::debug("cluster: synced with {}: {} new here, {} sent back", peer, fresh.size(), repair.size());

@@ -133,6 +133,18 @@ check_match "an ambiguous name is refused, asking for the ID" "$out" "ambiguous.
 check "a twin given by ID inspects fine" tb_weft 3 network inspect "$twin2"
 check "node2's endpoint reaches the one made during the partition" wait_for 15 ping_ok "$c2" "$ip1b"
 
+# --- a one-sided false death: node 2's agent frozen for 20 s ---------------------------------
+# The others declare node2 dead and withdraw its endpoints; node2 itself never
+# sees anyone die. Once it runs again its endpoints must come back everywhere.
+kill -STOP "$(tb_agent_pid 2)"
+node2_gone_on_1() { ! knows_endpoint 1 "$ip2"; }
+check "while node2's agent is frozen, node1 withdraws its endpoints" wait_for 20 node2_gone_on_1
+sleep 5
+kill -CONT "$(tb_agent_pid 2)"
+check "after the freeze node1 lists node2's endpoint again" wait_for 75 knows_endpoint 1 "$ip2"
+check "and node3 too" wait_for 30 knows_endpoint 3 "$ip2"
+check "and traffic flows to it again" wait_for 15 ping_ok "$c1" "$ip2"
+
 # --- kill -9 node 3's agent and remove its namespace ------------------------------------
 tb_agent_stop 3 --kill
 ip netns del "$(tb_ns 3)"
