@@ -647,11 +647,26 @@ void Cluster::join(const SwarmJoinRequest& request) {
 
 void Cluster::leave() {
   auto& s = *state_;
+  // A node that has just restarted may not have found its peers again yet;
+  // a leave gossiped to nobody would look like a failure to them.
+  auto rejoined = std::make_shared<std::promise<void>>();
+  auto rejoin_done = rejoined->get_future();
+  s.call([&] {
+    if (!s.active) conflict("this node is not part of a swarm");
+    s.rejoin_timer.cancel();
+    std::vector<std::string> targets = s.peers;
+    targets.insert(targets.end(), s.config.join.begin(), s.config.join.end());
+    if (s.ml->num_alive() > 1 || targets.empty()) {
+      rejoined->set_value();
+      return;
+    }
+    s.try_join(targets, [rejoined](int, std::string) { rejoined->set_value(); });
+  });
+  rejoin_done.wait_for(std::chrono::seconds(5));
   auto left = std::make_shared<std::promise<bool>>();
   auto result = left->get_future();
   s.call([&] {
     if (!s.active) conflict("this node is not part of a swarm");
-    s.rejoin_timer.cancel();
     s.serf->leave(std::chrono::seconds(3), std::chrono::seconds(1), [left](bool ok) { left->set_value(ok); });
   });
   if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready)

@@ -92,6 +92,7 @@ awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN {printf "node2 (kill -9) seen fai
 tb_agent_start 2
 tb_agent_wait_ready 2
 check "the restarted weftd resumes its membership" wait_for 20 is serf_sees 3 node2 alive
+check "and sees its peers again" wait_for 20 is weft_sees 2 node1 alive
 require "weft swarm leave on node2" tb_weft 2 swarm leave
 check "serf shows node2 as left (not failed)" wait_for 20 is serf_sees 3 node2 left
 check "weftd on node1 shows node2 as left" wait_for 20 is weft_sees 1 node2 left
