@@ -469,25 +469,22 @@ void Cluster::State::send_range_request(const std::string& space, std::uint32_t 
   auto& last = last_request[space];
   if (now - last < kRequestThrottle) return;
   last = now;
-  std::map<std::string, std::uint64_t> sizes;
   std::set<std::string> alive;
   for (const auto& m : ml->members())
-    if (m.state == gossip::NodeStateKind::kAlive) alive.insert(m.name);
-  for (const auto& r : ranges->ranges(space))
-    if (r.holder != config.node_name && alive.count(r.holder)) sizes[r.holder] += r.range.size();
-  if (sizes.empty()) {
+    if (m.state == gossip::NodeStateKind::kAlive && m.name != config.node_name) alive.insert(m.name);
+  const auto richest = ranges->richest_holder(space, [&](const std::string& n) { return alive.count(n) != 0; });
+  if (!richest) {
     spdlog::warn("cluster: no live peer holds any of {}", space);
     return;
   }
-  auto richest = std::max_element(sizes.begin(), sizes.end(), [](auto& a, auto& b) { return a.second < b.second; });
   // Small gifts keep numbers dense: 16 subnets, 256 VNIs, 64 addresses.
   const std::uint64_t want = space == kPoolSpace ? 16 : space == kVniSpace ? 256 : 64;
   json request = {{"space", space}, {"unit", unit}, {"want", want}, {"from", config.node_name}};
   auto msg = request.dump();
   gossip::Bytes bytes{kRangeRequest};
   bytes.insert(bytes.end(), msg.begin(), msg.end());
-  spdlog::debug("cluster: asking {} for part of {}", richest->first, space);
-  ml->send_reliable(richest->first, direct_message(std::move(bytes)), [space](const std::string& error) {
+  spdlog::debug("cluster: asking {} for part of {}", *richest, space);
+  ml->send_reliable(*richest, direct_message(std::move(bytes)), [space](const std::string& error) {
     if (!error.empty()) spdlog::warn("cluster: range request for {} failed: {}", space, error);
   });
 }

@@ -48,10 +48,11 @@ ipam::RangeSet RangeOwnership::held_by(const std::string& space, const std::stri
   return set;
 }
 
-std::optional<std::string> RangeOwnership::richest_holder(const std::string& space, const std::string& except) const {
+std::optional<std::string> RangeOwnership::richest_holder(
+    const std::string& space, const std::function<bool(const std::string&)>& eligible) const {
   std::map<std::string, std::uint64_t> sizes;
   for (const auto& r : ranges(space))
-    if (r.holder != except) sizes[r.holder] += r.range.size();
+    if (eligible(r.holder)) sizes[r.holder] += r.range.size();
   std::optional<std::string> best;
   std::uint64_t best_size = 0;
   for (const auto& [node, size] : sizes)

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,8 +34,10 @@ class RangeOwnership {
   std::vector<HeldRange> ranges(const std::string& space) const;
   ipam::RangeSet held_by(const std::string& space, const std::string& node) const;
   ipam::RangeSet held_locally(const std::string& space) const { return held_by(space, tables_.local_node()); }
-  // The peer to ask for a donation: the holder of the most numbers.
-  std::optional<std::string> richest_holder(const std::string& space, const std::string& except) const;
+  // The peer to ask for a donation: of the holders `eligible` accepts (live
+  // peers), the one holding the most numbers.
+  std::optional<std::string> richest_holder(const std::string& space,
+                                            const std::function<bool(const std::string&)>& eligible) const;
 
   // Takes a whole space nobody holds yet (the node that made the cluster, or
   // the creator of a network). Returns the entries to broadcast; empty when
