@@ -1,10 +1,7 @@
 // bench_gossip: N weft gossip instances in one process on 127.0.0.1, each
-// wired the way the agent wires them (control/cluster/cluster.cpp: Memberlist
-// + SerfCompat + ReplicatedTables; table entries broadcast as user messages
-// through a BroadcastQueue keyed "table|key", news re-broadcast; a join's
-// push/pull carries the whole table, later ones a digest, a mismatch answered
-// with a full copy over TCP and a delta back), with a shared AES key and
-// memberlist's LAN timings. For one cluster size per run it measures:
+// wired the way the agent wires them (Memberlist + SerfCompat + the agent's
+// own TableGossip and ReplicatedTables, as control/cluster/cluster.cpp does),
+// with a shared AES key and memberlist's LAN timings. For one cluster size per run it measures:
 //
 //  * membership convergence: from issuing every join (all nodes join node 0)
 //    until the observers 0, N/2 and N-1 (the agents serf_peer.py asks of
@@ -61,7 +58,7 @@
 #include <spdlog/spdlog.h>
 
 #include "control/cluster/join_token.h"
-#include "control/gossip/broadcast_queue.h"
+#include "control/cluster/table_gossip.h"
 #include "control/gossip/keyring.h"
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
@@ -72,29 +69,19 @@ namespace {
 namespace asio = boost::asio;
 namespace gossip = weft::control::gossip;
 namespace tables = weft::control::tables;
+namespace cluster = weft::control::cluster;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using tables::TableEntry;
 
 constexpr const char* kEndpointsTable = "endpoints";
 constexpr const char* kTrialPrefix = "trial-";
-// cluster.cpp's anti-entropy messages.
-constexpr std::uint8_t kStateDigest = 0x79;
-constexpr std::uint8_t kFullSync = 0x7A;
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 double ms_between(std::int64_t from_ns, std::int64_t to_ns) { return static_cast<double>(to_ns - from_ns) / 1e6; }
 
-gossip::Bytes to_bytes(const std::string& s) { return gossip::Bytes(s.begin(), s.end()); }
-
-// A message sent straight to one node carries serf's "weft" type byte
-// (cluster.cpp's direct_message).
-gossip::Bytes direct_message(gossip::Bytes body) {
-  body.insert(body.begin(), gossip::kWeftUserMessageType);
-  return body;
-}
 
 struct Options {
   int nodes = 10;
@@ -338,100 +325,51 @@ struct Instance final : gossip::Delegate, gossip::EventDelegate {
   void start(const gossip::Bytes& key);
   void join(const std::string& seed, std::atomic<int>& joined, std::atomic<int>& failed);
   void broadcast(const std::vector<TableEntry>& entries) {
-    for (const auto& e : entries) broadcasts->queue(to_bytes(tables::encode_entries({e})), e.table + "|" + e.key);
+    if (table_gossip) table_gossip->broadcast(entries);
   }
   void stop() {
     if (ml) ml->shutdown();
     ml.reset();
     serf.reset();
-    broadcasts.reset();
+    table_gossip.reset();
     tables.reset();
   }
+  std::size_t queued() const { return table_gossip ? table_gossip->queued() : 0; }
+  int push_pulls() const { return table_gossip ? table_gossip->counters().push_pulls.load() : 0; }
+  int syncs_sent() const { return table_gossip ? table_gossip->counters().syncs_sent.load() : 0; }
 
-  // gossip::Delegate (as Cluster::State, anti-entropy by digest included)
+  // gossip::Delegate / EventDelegate: forwarded as Cluster::State does.
   gossip::Bytes node_meta(std::size_t) override { return {}; }
   void notify_msg(gossip::ByteView msg) override {
-    if (msg.empty() || !tables) return;
+    if (!table_gossip) return;
     try {
-      if (msg[0] == tables::kWireMagic) {
-        std::vector<TableEntry> fresh;
-        for (const auto& e : tables::decode_entries({reinterpret_cast<const char*>(msg.data()), msg.size()}))
-          if (tables->apply(e)) fresh.push_back(e);
-        broadcast(fresh);
-      } else if (msg[0] == kFullSync) {
-        handle_full_sync(msg.subspan(1));
-      }
+      table_gossip->handle_message(msg);
     } catch (const std::exception& e) {
       spdlog::warn("bench {}: dropping malformed message: {}", name, e.what());
     }
   }
   std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
-    return broadcasts ? broadcasts->get(overhead, limit) : std::vector<gossip::Bytes>{};
+    return table_gossip ? table_gossip->get_broadcasts(overhead, limit) : std::vector<gossip::Bytes>{};
   }
-  gossip::Bytes local_state(bool join) override {
-    if (!tables) return {};
-    if (join) return to_bytes(tables::encode_entries(tables->snapshot()));
-    json digest = {{"node", name}, {"digest", tables->digest()}};
-    gossip::Bytes out{kStateDigest};
-    const auto text = digest.dump();
-    out.insert(out.end(), text.begin(), text.end());
-    return out;
-  }
-  void merge_remote_state(gossip::ByteView state, bool) override {
-    if (state.empty() || !tables) return;
+  gossip::Bytes local_state(bool join) override { return table_gossip ? table_gossip->local_state(join) : gossip::Bytes{}; }
+  void merge_remote_state(gossip::ByteView state, bool join) override {
+    if (!table_gossip) return;
     try {
-      ++push_pulls;
-      if (state[0] == kStateDigest) {
-        auto j = json::parse(state.begin() + 1, state.end());
-        const auto peer = j.at("node").get<std::string>();
-        if (j.at("digest").get<std::uint64_t>() == tables->digest() || peer == name) return;
-        ++syncs_sent;
-        gossip::Bytes sync{kFullSync};
-        sync.insert(sync.end(), name.begin(), name.end());
-        sync.push_back(0);
-        const auto entries = tables::encode_entries(tables->snapshot());
-        sync.insert(sync.end(), entries.begin(), entries.end());
-        ml->send_reliable(peer, direct_message(std::move(sync)), [this, peer](const std::string& error) {
-          if (!error.empty()) spdlog::warn("bench {}: sync with {} failed: {}", name, peer, error);
-        });
-        return;
-      }
-      auto entries = tables::decode_entries({reinterpret_cast<const char*>(state.data()), state.size()});
-      in_sync = true;
-      tables->merge(entries);
-      in_sync = false;
+      table_gossip->merge_remote_state(state, join);
     } catch (const std::exception& e) {
-      in_sync = false;
       spdlog::warn("bench {}: dropping malformed push/pull state: {}", name, e.what());
     }
   }
-  void handle_full_sync(gossip::ByteView body) {
-    const auto* begin = reinterpret_cast<const char*>(body.data());
-    const auto* end = begin + body.size();
-    const auto* nul = std::find(begin, end, '\0');
-    if (nul == end) throw std::runtime_error("sync message without a sender");
-    const std::string peer(begin, nul);
-    const auto theirs = tables::decode_entries({nul + 1, static_cast<std::size_t>(end - nul - 1)});
-    std::vector<TableEntry> fresh;
-    in_sync = true;
-    for (const auto& e : theirs)
-      if (tables->apply(e)) fresh.push_back(e);
-    in_sync = false;
-    broadcast(fresh);
-    auto repair = tables->newer_than(theirs);
-    if (!repair.empty() && peer != name)
-      ml->send_reliable(peer, direct_message(to_bytes(tables::encode_entries(repair))), [](const std::string&) {});
-  }
-  // gossip::EventDelegate (as Cluster::State)
   void notify_join(const gossip::Member& m) override {
-    if (m.name != name && gone_nodes.erase(m.name) && tables) broadcast(tables->republish_own());
+    if (table_gossip) table_gossip->member_joined(m);
   }
   void notify_leave(const gossip::Member& m) override {
-    gone_nodes.insert(m.name);
     ++leaves;
-    if (tables) tables->withdraw_node(m.name);
+    if (table_gossip) table_gossip->member_left(m);
   }
-  void notify_update(const gossip::Member&) override {}
+  void notify_update(const gossip::Member& m) override {
+    if (table_gossip) table_gossip->member_updated(m);
+  }
 
   void on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
 
@@ -441,15 +379,11 @@ struct Instance final : gossip::Delegate, gossip::EventDelegate {
   std::string name;
   std::uint16_t port = 0;
   std::unique_ptr<tables::ReplicatedTables> tables;
+  std::unique_ptr<cluster::TableGossip> table_gossip;
   std::unique_ptr<gossip::SerfCompat> serf;
   std::unique_ptr<gossip::Memberlist> ml;
-  std::unique_ptr<gossip::BroadcastQueue> broadcasts;
-  std::set<std::string> gone_nodes;
   std::atomic<int> live_endpoints{0};
   std::atomic<int> leaves{0};
-  bool in_sync = false;            // set while applying a join snapshot or a full sync
-  std::atomic<int> push_pulls{0};  // push/pull states merged (either side of a push/pull)
-  std::atomic<int> syncs_sent{0};  // digest mismatches answered with a full copy
 };
 
 struct Bench {
@@ -459,7 +393,7 @@ struct Bench {
   std::vector<std::unique_ptr<Instance>> nodes;
   std::atomic<int> current_trial{-1};
   std::vector<std::atomic<std::int64_t>> arrivals;  // per instance, ns of the current trial's entry
-  std::vector<std::atomic<bool>> via_push_pull;     // per instance: the entry came with a full sync
+  std::vector<std::atomic<bool>> via_push_pull;     // per instance: the entry came by anti-entropy
   std::mt19937_64 rng{std::random_device{}()};
 
   explicit Bench(Options o) : opt(std::move(o)), arrivals(static_cast<std::size_t>(opt.nodes)),
@@ -490,6 +424,8 @@ struct Bench {
 void Instance::start(const gossip::Bytes& k) {
   tables = std::make_unique<tables::ReplicatedTables>(name, std::set<std::string>{kEndpointsTable});
   tables->subscribe([this](const auto& before, const auto& now) { on_table_change(before, now); });
+  table_gossip = std::make_unique<cluster::TableGossip>(
+      shard.io, cluster::TableGossipConfig{.node_name = name, .node_scoped_tables = {kEndpointsTable}}, *tables);
   gossip::Config gc;  // LAN defaults
   gc.name = name;
   gc.bind_addr = "127.0.0.1";
@@ -500,7 +436,7 @@ void Instance::start(const gossip::Bytes& k) {
                                               this, this);
   ml = std::make_unique<gossip::Memberlist>(shard.io, gc, serf.get(), serf.get());
   serf->attach(ml.get());
-  broadcasts = std::make_unique<gossip::BroadcastQueue>(gc.retransmit_mult, [this] { return ml ? ml->num_alive() : 1; });
+  table_gossip->attach(ml.get());
   ml->start();
   port = ml->bound_port();
 }
@@ -525,7 +461,7 @@ void Instance::on_table_change(const std::optional<TableEntry>& before, const st
   if (now && !before && e.key.rfind(kTrialPrefix, 0) == 0) {
     const int trial = std::atoi(e.key.c_str() + std::char_traits<char>::length(kTrialPrefix));
     if (trial == bench.current_trial.load()) {
-      bench.via_push_pull[static_cast<std::size_t>(index)].store(in_sync);
+      bench.via_push_pull[static_cast<std::size_t>(index)].store(table_gossip->applying_anti_entropy());
       bench.arrivals[static_cast<std::size_t>(index)].store(now_ns());
     }
   }
@@ -585,7 +521,7 @@ struct RestSample {
   // Steady state: UDP as measured + one push/pull per node per interval.
   double steady_bytes_per_s_per_node = -1;
   int push_pulls = 0;                         // exchanges seen by the instances in the window
-  int full_syncs = 0;                         // digest mismatches in the window (each sends a whole copy)
+  int full_syncs = 0;                         // digest mismatches in the window (each sends the differing owners' entries)
   double push_pull_state_bytes = 0;           // one node's push/pull message, approximately
   double push_pull_bytes_per_s_per_node = 0;  // computed from it: 2 x state / interval
   std::uint64_t udp_rcvbuf_errors = 0;        // datagrams dropped, whole run so far
@@ -604,12 +540,12 @@ RestSample rest_window(Bench& b, double seconds) {
   r.seconds = seconds;
   auto merges = [&b] {
     int m = 0;
-    for (auto& x : b.nodes) m += x->push_pulls.load();
+    for (auto& x : b.nodes) m += x->push_pulls();
     return m;
   };
   auto syncs = [&b] {
     int m = 0;
-    for (auto& x : b.nodes) m += x->syncs_sent.load();
+    for (auto& x : b.nodes) m += x->syncs_sent();
     return m;
   };
   const int m0 = merges(), s0 = syncs();
@@ -678,7 +614,7 @@ json rest_json(const RestSample& r) {
 // Waits until nothing is left in the instances' table broadcast queues.
 bool wait_queues_drained(Bench& b, double timeout_s) {
   return wait_until(timeout_s, 0.1, [&] {
-    auto sizes = b.each([](Instance& n) { return n.broadcasts ? n.broadcasts->size() : std::size_t{0}; });
+    auto sizes = b.each([](Instance& n) { return n.queued(); });
     return std::all_of(sizes.begin(), sizes.end(), [](std::size_t s) { return s == 0; });
   });
 }
@@ -821,7 +757,7 @@ int main(int argc, char** argv) {
       log("trial " + std::to_string(t) + ": slow, " + std::to_string(r.ms) + " ms; 50%/90% of instances had it at " +
           std::to_string(r.half_ms) + "/" + std::to_string(r.ninety_ms) + " ms; last was weft-" +
           std::to_string(r.last_index) +
-          (b.via_push_pull[static_cast<std::size_t>(r.last_index)].load() ? " (via a full sync)" : " (via gossip)"));
+          (b.via_push_pull[static_cast<std::size_t>(r.last_index)].load() ? " (via anti-entropy)" : " (via gossip)"));
     }
     return r;
   };
@@ -832,7 +768,7 @@ int main(int argc, char** argv) {
   };
   auto total_syncs = [&] {
     int m = 0;
-    for (auto& x : b.nodes) m += x->syncs_sent.load();
+    for (auto& x : b.nodes) m += x->syncs_sent();
     return m;
   };
 
@@ -941,7 +877,8 @@ int main(int argc, char** argv) {
         std::to_string(percentile(all_trials, 99)) + " ms over " + std::to_string(all_trials.size()) + " trials");
   }
   // Traffic while the trials ran (about 2 changes/s): push/pulls that find
-  // the tables mid-change see different digests and send whole copies.
+  // the tables mid-change see different digests and send the entries of the
+  // owners that differ.
   ep["seconds"] = trials_s;
   ep["full_syncs"] = total_syncs() - syncs0;
   if (in_own_netns()) {
@@ -983,7 +920,7 @@ int main(int argc, char** argv) {
       return complete == n;
     });
     const double burst_ms = ms_between(burst_start, now_ns());
-    auto q = b.each([](Instance& x) { return x.broadcasts->size(); });
+    auto q = b.each([](Instance& x) { return x.queued(); });
     const std::size_t max_queue = *std::max_element(q.begin(), q.end());
     const bool burst_drained = wait_queues_drained(b, opt.burst_timeout);
     const double drained_ms = ms_between(burst_start, now_ns());

@@ -83,8 +83,8 @@ def main():
     print(" a change gossip fails to bring to some node waits for anti-entropy: trials wait up to one push/pull")
     print(" interval + 15 s, and one that times out counts as slower than all others)")
     print("Traffic while the trials ran (~2 changes/s), bytes/s per node: a push/pull that meets a change in flight")
-    print("sees different digests and sends a whole copy of the tables (a 'full sync').")
-    print("%6s %10s %10s %10s %12s %14s" % ("N", "UDP", "TCP", "all (lo)", "full syncs", "TCP connections"))
+    print("sees different digests and sends the entries of the owners whose digests differ (a 'sync').")
+    print("%6s %10s %10s %10s %12s %14s" % ("N", "UDP", "TCP", "all (lo)", "syncs", "TCP connections"))
     for n in sizes:
         ep = (weft.get(n) or {}).get("endpoint_convergence") or {}
         print("%6d %10s %10s %10s %12s %14s" % (n, fmt(ep.get("udp_bytes_per_s_per_node")),
@@ -138,7 +138,7 @@ def main():
     burst = w.get("burst")
     if burst:
         print("weft burst at N=%d: %d endpoint puts at once (one per instance): every instance had all after %s ms"
-              " (half of them after %s ms); table queues empty after %s ms; %s full syncs meanwhile" % (
+              " (half of them after %s ms); table queues empty after %s ms; %s syncs meanwhile" % (
                   largest, burst["entries"], fmt(burst.get("all_instances_ms")),
                   fmt(burst.get("half_of_instances_ms")), fmt(burst.get("queues_drained_ms")),
                   fmt(burst.get("full_syncs"))))

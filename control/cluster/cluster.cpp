@@ -16,7 +16,7 @@
 
 #include "control/cluster/join_token.h"
 #include "control/cluster/range_ownership.h"
-#include "control/gossip/broadcast_queue.h"
+#include "control/cluster/table_gossip.h"
 #include "control/gossip/keyring.h"
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
@@ -36,13 +36,8 @@ namespace {
 constexpr const char* kNetworksTable = "networks";
 constexpr const char* kEndpointsTable = "endpoints";
 // A node asking a peer for part of an address space: one type byte, JSON.
+// (Table messages use 0x77, 0x79 and 0x7A: table_gossip.cpp.)
 constexpr std::uint8_t kRangeRequest = 0x78;
-// Anti-entropy. A push/pull carries only this node's name and table digest
-// (kStateDigest); on a mismatch the receiver sends its whole copy straight to
-// that node (kFullSync), which merges it and answers with just what the
-// sender lacked (plain table entries). A join still carries everything.
-constexpr std::uint8_t kStateDigest = 0x79;
-constexpr std::uint8_t kFullSync = 0x7A;
 constexpr auto kJoinTimeout = std::chrono::seconds(15);
 constexpr auto kRequestThrottle = std::chrono::milliseconds(400);
 
@@ -55,15 +50,6 @@ std::string random_node_id() {
   std::string id;
   for (int i = 0; i < 25; ++i) id += kAlphabet[rd() % 36];
   return id;
-}
-
-gossip::Bytes to_bytes(const std::string& s) { return gossip::Bytes(s.begin(), s.end()); }
-
-// A message sent straight to one node bypasses SerfCompat's broadcast path,
-// so it carries the type byte that tells serf-speaking peers it is weft's.
-gossip::Bytes direct_message(gossip::Bytes body) {
-  body.insert(body.begin(), gossip::kWeftUserMessageType);
-  return body;
 }
 
 std::string status_of(gossip::NodeStateKind state) {
@@ -116,21 +102,22 @@ struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
   void on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
   void send_range_request(const std::string& space, std::uint32_t unit);
   void handle_range_request(const json& request);
-  void handle_full_sync(gossip::ByteView body);
   NodeInfo node_info(const gossip::Member& m) const;
 
   // gossip::Delegate
   gossip::Bytes node_meta(std::size_t) override { return {}; }
   void notify_msg(gossip::ByteView msg) override;
   std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
-    return broadcasts ? broadcasts->get(overhead, limit) : std::vector<gossip::Bytes>{};
+    return table_gossip ? table_gossip->get_broadcasts(overhead, limit) : std::vector<gossip::Bytes>{};
   }
   gossip::Bytes local_state(bool join) override;
   void merge_remote_state(gossip::ByteView state, bool) override;
   // gossip::EventDelegate
   void notify_join(const gossip::Member& m) override;
   void notify_leave(const gossip::Member& m) override;
-  void notify_update(const gossip::Member&) override {}
+  void notify_update(const gossip::Member& m) override {
+    if (table_gossip) table_gossip->member_updated(m);
+  }
 
   ClusterConfig config;
   NetworkManager& nm;
@@ -145,10 +132,9 @@ struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
   std::vector<std::string> peers;  // addresses to rejoin after a restart
   std::unique_ptr<tables::ReplicatedTables> tables;
   std::unique_ptr<RangeOwnership> ranges;
+  std::unique_ptr<TableGossip> table_gossip;
   std::unique_ptr<gossip::SerfCompat> serf;
   std::unique_ptr<gossip::Memberlist> ml;
-  std::unique_ptr<gossip::BroadcastQueue> broadcasts;
-  std::set<std::string> gone_nodes;     // seen dead or left
   std::set<std::string> removed_nodes;  // `weft node rm`
   std::map<std::string, std::chrono::steady_clock::time_point> last_request;
   asio::steady_timer save_timer, reap_timer, rejoin_timer;
@@ -173,6 +159,9 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
     }
   }
 
+  table_gossip = std::make_unique<TableGossip>(
+      io, TableGossipConfig{.node_name = config.node_name, .node_scoped_tables = {kEndpointsTable}}, *tables);
+
   gossip::Config gc;
   gc.name = config.node_name;
   gc.bind_addr = config.bind_addr;
@@ -183,10 +172,7 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
                                               this, this);
   ml = std::make_unique<gossip::Memberlist>(io, gc, serf.get(), serf.get());
   serf->attach(ml.get());
-  // Table entries get more retransmits than memberlist's own messages: a
-  // change that misses a node otherwise waits a whole push/pull interval.
-  broadcasts = std::make_unique<gossip::BroadcastQueue>(gc.retransmit_mult + 2,
-                                                        [this] { return ml ? ml->num_alive() : 1; });
+  table_gossip->attach(ml.get());
   try {
     ml->start();
   } catch (...) {
@@ -206,7 +192,7 @@ void Cluster::State::deactivate() {
   if (ml) ml->shutdown();
   ml.reset();
   serf.reset();
-  broadcasts.reset();
+  table_gossip.reset();
   ranges.reset();
   tables.reset();
   nm.detach_cluster();
@@ -325,9 +311,9 @@ void Cluster::State::schedule_rejoin() {
 // --- table traffic -------------------------------------------------------------
 
 void Cluster::State::broadcast(const std::vector<TableEntry>& entries) {
-  if (!broadcasts) return;
-  for (const auto& e : entries) broadcasts->queue(to_bytes(tables::encode_entries({e})), e.table + "|" + e.key);
-  if (!entries.empty()) schedule_save();
+  if (!table_gossip || entries.empty()) return;
+  table_gossip->broadcast(entries);
+  schedule_save();
 }
 
 void Cluster::State::on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now) {
@@ -368,99 +354,36 @@ void Cluster::State::on_table_change(const std::optional<TableEntry>& before, co
 }
 
 void Cluster::State::notify_msg(gossip::ByteView msg) {
-  if (msg.empty() || !tables) return;
+  if (msg.empty() || !table_gossip) return;
   try {
-    if (msg[0] == tables::kWireMagic) {
-      std::vector<TableEntry> fresh;
-      for (const auto& e : tables::decode_entries({reinterpret_cast<const char*>(msg.data()), msg.size()}))
-        if (tables->apply(e)) fresh.push_back(e);
-      broadcast(fresh);  // epidemic: pass on what was news here
-    } else if (msg[0] == kRangeRequest) {
-      handle_range_request(json::parse(msg.begin() + 1, msg.end()));
-    } else if (msg[0] == kFullSync) {
-      handle_full_sync(msg.subspan(1));
-    }
+    if (table_gossip->handle_message(msg)) return;
+    if (msg[0] == kRangeRequest) handle_range_request(json::parse(msg.begin() + 1, msg.end()));
   } catch (const std::exception& e) {
     spdlog::warn("cluster: dropping malformed message: {}", e.what());
   }
 }
 
 gossip::Bytes Cluster::State::local_state(bool join) {
-  if (!tables) return {};
-  if (join) return to_bytes(tables::encode_entries(tables->snapshot()));
-  json digest = {{"node", config.node_name}, {"digest", tables->digest()}};
-  gossip::Bytes out{kStateDigest};
-  const auto text = digest.dump();
-  out.insert(out.end(), text.begin(), text.end());
-  return out;
+  return table_gossip ? table_gossip->local_state(join) : gossip::Bytes{};
 }
 
-void Cluster::State::merge_remote_state(gossip::ByteView state, bool) {
-  if (state.empty() || !tables) return;
+void Cluster::State::merge_remote_state(gossip::ByteView state, bool join) {
+  if (!table_gossip) return;
   try {
-    if (state[0] == kStateDigest) {
-      auto j = json::parse(state.begin() + 1, state.end());
-      const auto peer = j.at("node").get<std::string>();
-      if (j.at("digest").get<std::uint64_t>() == tables->digest() || peer == config.node_name) return;
-      spdlog::debug("cluster: tables differ from {}'s; syncing", peer);
-      gossip::Bytes sync{kFullSync};
-      const auto name = config.node_name;
-      sync.insert(sync.end(), name.begin(), name.end());
-      sync.push_back(0);
-      const auto entries = tables::encode_entries(tables->snapshot());
-      sync.insert(sync.end(), entries.begin(), entries.end());
-      ml->send_reliable(peer, direct_message(std::move(sync)), [peer](const std::string& error) {
-        if (!error.empty()) spdlog::warn("cluster: sync with {} failed: {}", peer, error);
-      });
-      return;
-    }
-    tables->merge(tables::decode_entries({reinterpret_cast<const char*>(state.data()), state.size()}));
+    table_gossip->merge_remote_state(state, join);
   } catch (const std::exception& e) {
     spdlog::warn("cluster: dropping malformed push/pull state: {}", e.what());
   }
 }
 
-void Cluster::State::handle_full_sync(gossip::ByteView body) {
-  const auto* begin = reinterpret_cast<const char*>(body.data());
-  const auto* end = begin + body.size();
-  const auto* nul = std::find(begin, end, '\0');
-  if (nul == end) throw std::runtime_error("sync message without a sender");
-  const std::string peer(begin, nul);
-  const auto theirs = tables::decode_entries({nul + 1, static_cast<std::size_t>(end - nul - 1)});
-  std::vector<TableEntry> fresh;
-  for (const auto& e : theirs)
-    if (tables->apply(e)) fresh.push_back(e);
-  broadcast(fresh);
-  auto repair = tables->newer_than(theirs);
-  // The peer lacks endpoints of ours: it thought this node dead and withdrew
-  // them (a freeze or a one-sided partition this node never noticed). Old
-  // versions would be refused there, so they go out with fresh times.
-  const bool ours_withdrawn = std::any_of(repair.begin(), repair.end(), [&](const TableEntry& e) {
-    return e.owner == config.node_name && e.table == kEndpointsTable && !e.deleted;
-  });
-  if (ours_withdrawn) {
-    spdlog::info("cluster: {} had withdrawn this node's endpoints; republishing them", peer);
-    broadcast(tables->republish_own());
-    repair = tables->newer_than(theirs);
-  }
-  if (!repair.empty() && peer != config.node_name)
-    ml->send_reliable(peer, direct_message(to_bytes(tables::encode_entries(repair))), [](const std::string&) {});
-  spdlog::debug("cluster: synced with {}: {} new here, {} sent back", peer, fresh.size(), repair.size());
-}
-
 void Cluster::State::notify_join(const gossip::Member& m) {
   spdlog::info("cluster: {} ({}) is alive", m.name, m.address());
-  if (m.name != config.node_name && gone_nodes.erase(m.name) && tables) {
-    // It may have withdrawn our endpoints while it thought us dead (a
-    // partition looks the same from both sides).
-    broadcast(tables->republish_own());
-  }
+  if (table_gossip) table_gossip->member_joined(m);
 }
 
 void Cluster::State::notify_leave(const gossip::Member& m) {
   spdlog::info("cluster: {} is {}", m.name, gossip::node_state_name(m.state));
-  gone_nodes.insert(m.name);
-  if (tables) tables->withdraw_node(m.name);
+  if (table_gossip) table_gossip->member_left(m);
 }
 
 void Cluster::State::send_range_request(const std::string& space, std::uint32_t unit) {
@@ -502,7 +425,7 @@ void Cluster::State::handle_range_request(const json& request) {
   sync_owned(space);
   broadcast(gift);
   // The direct copy makes the requester's wait one round trip.
-  ml->send_reliable(from, direct_message(to_bytes(tables::encode_entries(gift))), [](const std::string&) {});
+  table_gossip->send_to(from, gift);
   spdlog::info("cluster: gave {} part of {}", from, space);
 }
 
@@ -677,7 +600,6 @@ void Cluster::leave() {
     fs::remove(s.swarm_file(), ec);
     fs::remove(s.tables_file(), ec);
     s.peers.clear();
-    s.gone_nodes.clear();
     s.removed_nodes.clear();
     spdlog::info("cluster: left the swarm");
   });

@@ -86,32 +86,60 @@ std::vector<TableEntry> ReplicatedTables::snapshot() const {
   return result;
 }
 
-std::uint64_t ReplicatedTables::digest() const {
-  // FNV-1a over (table, key, owner, lamport, deleted) in key order.
-  std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&h](std::string_view bytes) {
+namespace {
+// FNV-1a over (table, key, owner, lamport, deleted) of each entry, in key order.
+class Fnv1a {
+ public:
+  void mix(std::string_view bytes) {
     for (unsigned char c : bytes) {
-      h ^= c;
-      h *= 1099511628211ull;
+      h_ ^= c;
+      h_ *= 1099511628211ull;
     }
-    h ^= 0xff;
-    h *= 1099511628211ull;
-  };
-  for (const auto& [key, slot] : slots_) {
-    mix(slot.entry.table);
-    mix(slot.entry.key);
-    mix(slot.entry.owner);
-    mix(std::to_string(slot.entry.lamport));
-    mix(slot.entry.deleted ? "d" : "l");
+    h_ ^= 0xff;
+    h_ *= 1099511628211ull;
   }
-  return h;
+  void mix(const TableEntry& e) {
+    mix(e.table);
+    mix(e.key);
+    mix(e.owner);
+    mix(std::to_string(e.lamport));
+    mix(e.deleted ? "d" : "l");
+  }
+  std::uint64_t value() const { return h_; }
+
+ private:
+  std::uint64_t h_ = 1469598103934665603ull;
+};
+}  // namespace
+
+std::vector<TableEntry> ReplicatedTables::snapshot(const std::set<std::string>& owners) const {
+  std::vector<TableEntry> result;
+  for (const auto& [key, slot] : slots_)
+    if (owners.count(slot.entry.owner)) result.push_back(slot.entry);
+  return result;
 }
 
-std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntry>& theirs) const {
+std::uint64_t ReplicatedTables::digest() const {
+  Fnv1a h;
+  for (const auto& [key, slot] : slots_) h.mix(slot.entry);
+  return h.value();
+}
+
+std::map<std::string, std::uint64_t> ReplicatedTables::owner_digests() const {
+  std::map<std::string, Fnv1a> by_owner;
+  for (const auto& [key, slot] : slots_) by_owner[slot.entry.owner].mix(slot.entry);
+  std::map<std::string, std::uint64_t> result;
+  for (const auto& [owner, h] : by_owner) result[owner] = h.value();
+  return result;
+}
+
+std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntry>& theirs,
+                                                     const std::set<std::string>* owners) const {
   std::map<Key, const TableEntry*> index;
   for (const auto& e : theirs) index[{e.table, e.key}] = &e;
   std::vector<TableEntry> result;
   for (const auto& [key, slot] : slots_) {
+    if (owners && !owners->count(slot.entry.owner)) continue;
     auto it = index.find(key);
     if (it == index.end() || supersedes(slot.entry, *it->second)) result.push_back(slot.entry);
   }
@@ -134,6 +162,11 @@ void ReplicatedTables::withdraw_node(const std::string& node) {
   }
   auto& mark = withdrawn_up_to_[node];
   mark = std::max(mark, newest);
+}
+
+std::uint64_t ReplicatedTables::withdrawn_mark(const std::string& node) const {
+  auto it = withdrawn_up_to_.find(node);
+  return it == withdrawn_up_to_.end() ? 0 : it->second;
 }
 
 std::vector<TableEntry> ReplicatedTables::republish_own() {

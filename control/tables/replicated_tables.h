@@ -67,16 +67,28 @@ class ReplicatedTables {
   std::vector<TableEntry> entries(const std::string& table) const;
   // Everything, tombstones included: what a push/pull sends.
   std::vector<TableEntry> snapshot() const;
+  // Everything whose current version was written by one of `owners`.
+  std::vector<TableEntry> snapshot(const std::set<std::string>& owners) const;
   // A digest of the whole copy: equal digests mean equal copies.
   std::uint64_t digest() const;
+  // One digest per owner over the entries it wrote last. A slot that differs
+  // between two copies makes the digests of both its versions' owners
+  // differ, so anti-entropy need only exchange those owners' entries.
+  std::map<std::string, std::uint64_t> owner_digests() const;
   // What this copy has that `theirs` (a peer's snapshot) lacks or holds an
   // older version of: the repair to send back after a digest mismatch.
-  std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs) const;
+  // With `owners`, only entries written by one of them are considered (the
+  // peer sent just those owners' entries).
+  std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
+                                     const std::set<std::string>* owners = nullptr) const;
 
   // The node is confirmed dead (or removed): its entries in node-scoped tables
   // leave the live view here; entries it published before now are ignored if they arrive
   // late, newer ones (after it comes back) are accepted.
   void withdraw_node(const std::string& node);
+  // The newest Lamport time of `node`'s entries withdrawn here (0: none);
+  // entries of that node at or below it are refused.
+  std::uint64_t withdrawn_mark(const std::string& node) const;
   // Gives this node's live entries in node-scoped tables new Lamport times, returning them for a
   // broadcast: used when the node (re)joins so peers that withdrew them take
   // them back.

@@ -127,6 +127,26 @@ TEST(ReplicatedTablesTest, NewerThanIsTheRepairAPeerNeeds) {
   EXPECT_TRUE(a.newer_than(b.snapshot()).empty());
 }
 
+TEST(ReplicatedTablesTest, OwnerDigestsNameEveryOwnerOfADifferingSlot) {
+  ReplicatedTables a("a"), b("b"), c("c");
+  for (auto* t : {&a, &b}) t->apply({"endpoints", "c1", "c", 1, false, "x"});
+  for (auto* t : {&a, &b}) t->apply({"endpoints", "d1", "d", 2, false, "y"});
+  EXPECT_EQ(a.owner_digests(), b.owner_digests());
+  // b deletes c's entry: the slot now differs, owned by c here and by b there.
+  b.remove("endpoints", "c1");
+  const auto da = a.owner_digests(), db = b.owner_digests();
+  EXPECT_NE(da.at("c"), db.count("c") ? db.at("c") : 0);
+  EXPECT_FALSE(da.count("b"));
+  EXPECT_TRUE(db.count("b"));
+  EXPECT_EQ(da.at("d"), db.at("d"));
+  // Exchanging just the differing owners' entries (c and b) converges.
+  const std::set<std::string> differing{"b", "c"};
+  a.merge(b.snapshot(differing));
+  b.merge(a.newer_than(b.snapshot(differing), &differing));
+  EXPECT_EQ(a.digest(), b.digest());
+  EXPECT_EQ(b.snapshot(std::set<std::string>{"d"}).size(), 1u);
+}
+
 TEST(ReplicatedTablesWireTest, RoundTripAndRejectsGarbage) {
   std::vector<TableEntry> entries{{"networks", "n1", "node1", 42, false, R"({"a":1})"},
                                   {"endpoints", "e", "node2", 7, true, std::string("\0bin", 4)}};

@@ -1,0 +1,110 @@
+// Replicated tables carried over memberlist: how a node's copy of the tables
+// (control/tables) reaches every other node, and how copies that drifted
+// apart are repaired. The agent (cluster.cpp) and bench/gossip both use it,
+// so the benchmark measures the agent's code.
+//
+//  - A change (local, or news from a peer) is pushed at once, over UDP, to a
+//    few weft peers, and also queued to be piggybacked on memberlist's gossip
+//    with a retransmit limit: the push makes it fast, the queue makes it
+//    reliable, and neither waits for an acknowledgement.
+//  - A push/pull at join carries the whole copy. Later ones carry a digest
+//    per owner node; on a mismatch the receiver sends (over TCP) just the
+//    entries of the owners whose digests differ, and the peer answers with
+//    what it holds newer among those.
+//  - A node's entries in node-scoped tables are withdrawn when memberlist
+//    confirms it dead or left, never on suspicion; when it comes back, or a
+//    peer's copy shows it had withdrawn this node's entries, this node
+//    republishes its own.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "control/gossip/broadcast_queue.h"
+#include "control/gossip/memberlist.h"
+#include "control/tables/replicated_tables.h"
+
+namespace weft::control::cluster {
+
+struct TableGossipConfig {
+  std::string node_name;
+  // Tables whose entries live and die with their owner (ReplicatedTables).
+  std::set<std::string> node_scoped_tables;
+  // Retransmits of a queued entry: this times ceil(log10(N + 1)). More than
+  // memberlist's own 4: an entry that misses a node otherwise waits for a
+  // whole push/pull interval.
+  int retransmit_mult = 6;
+  // Peers each change is pushed to as soon as it is known here.
+  std::size_t push_fanout = 3;
+};
+
+// A message sent straight to one node bypasses SerfCompat's broadcast path,
+// so it carries the type byte that tells serf-speaking peers it is weft's.
+gossip::Bytes direct_message(gossip::Bytes body);
+
+class TableGossip {
+ public:
+  // The tables must outlive this object; memberlist is attached once made
+  // (it needs its delegates first).
+  TableGossip(boost::asio::io_context& io, TableGossipConfig config, tables::ReplicatedTables& tables);
+  TableGossip(const TableGossip&) = delete;
+  TableGossip& operator=(const TableGossip&) = delete;
+
+  void attach(gossip::Memberlist* ml) { ml_ = ml; }
+
+  // Sends entries written here, or news learnt from a peer, to the cluster.
+  void broadcast(const std::vector<tables::TableEntry>& entries);
+  // Sends entries straight to one node over TCP.
+  void send_to(const std::string& node, const std::vector<tables::TableEntry>& entries);
+
+  // The gossip::Delegate / EventDelegate calls, forwarded by the owner.
+  // False when `msg` is not a table message (the owner's to handle).
+  bool handle_message(gossip::ByteView msg);
+  std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) {
+    return queue_.get(overhead, limit);
+  }
+  gossip::Bytes local_state(bool join);
+  void merge_remote_state(gossip::ByteView state, bool join);
+  void member_joined(const gossip::Member& m);
+  void member_left(const gossip::Member& m);
+  void member_updated(const gossip::Member& m);
+
+  // True while entries from a push/pull or a sync are being applied (a
+  // table listener can tell anti-entropy from gossip).
+  bool applying_anti_entropy() const { return in_anti_entropy_; }
+  std::size_t queued() const { return queue_.size(); }
+
+  struct Counters {
+    std::atomic<int> push_pulls{0};       // remote states merged (join or digest)
+    std::atomic<int> syncs_sent{0};       // digest mismatches answered with entries
+    std::atomic<long> sync_entries_sent{0};
+    std::atomic<long> pushed_packets{0};  // immediate UDP pushes
+  };
+  const Counters& counters() const { return counters_; }
+
+ private:
+  void push_now();
+  void handle_sync(gossip::ByteView body);
+  std::vector<std::string> push_targets();
+
+  boost::asio::io_context& io_;
+  TableGossipConfig config_;
+  tables::ReplicatedTables& tables_;
+  gossip::Memberlist* ml_ = nullptr;
+  gossip::BroadcastQueue queue_;
+  std::set<std::string> weft_peers_;  // alive members speaking weft's tables
+  std::set<std::string> gone_nodes_;  // seen dead or left
+  std::vector<tables::TableEntry> to_push_;
+  bool push_scheduled_ = false;
+  bool in_anti_entropy_ = false;
+  Counters counters_;
+};
+
+}  // namespace weft::control::cluster
