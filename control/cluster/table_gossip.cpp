@@ -64,8 +64,11 @@ TableGossip::TableGossip(boost::asio::io_context& io, TableGossipConfig config, 
 
 void TableGossip::broadcast(const std::vector<TableEntry>& entries) {
   if (entries.empty()) return;
-  for (const auto& e : entries) queue_.queue(to_bytes(tables::encode_entries({e})), e.table + "|" + e.key);
-  to_push_.insert(to_push_.end(), entries.begin(), entries.end());
+  for (const auto& e : entries) {
+    auto msg = to_bytes(tables::encode_entries({e}));
+    to_push_.push_back({e, msg.size()});
+    queue_.queue(std::move(msg), e.table + "|" + e.key);
+  }
   // Deferred so that news arriving in one packet (a compound of several
   // entries) leaves in one push.
   if (!push_scheduled_) {
@@ -91,14 +94,13 @@ void TableGossip::push_now() {
   // a packet is left to the gossip queue and anti-entropy.
   std::vector<std::vector<TableEntry>> packets(1);
   std::size_t used = 0;
-  for (auto& e : entries) {
-    const std::size_t size = tables::encode_entries({e}).size();
+  for (auto& [entry, size] : entries) {
     if (size > limit) continue;
     if (used + size > limit) {
       packets.emplace_back();
       used = 0;
     }
-    packets.back().push_back(std::move(e));
+    packets.back().push_back(std::move(entry));
     used += size;
   }
   for (const auto& packet : packets) {

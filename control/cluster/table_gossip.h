@@ -101,7 +101,11 @@ class TableGossip {
   gossip::BroadcastQueue queue_;
   std::set<std::string> weft_peers_;  // alive members speaking weft's tables
   std::set<std::string> gone_nodes_;  // seen dead or left
-  std::vector<tables::TableEntry> to_push_;
+  struct Pending {
+    tables::TableEntry entry;
+    std::size_t encoded_size;  // alone in a message: an upper bound inside a batch
+  };
+  std::vector<Pending> to_push_;
   bool push_scheduled_ = false;
   bool in_anti_entropy_ = false;
   Counters counters_;
