@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -35,6 +37,7 @@
 #include "control/api_routes.h"
 #include "control/api_server.h"
 #include "control/cluster/cluster.h"
+#include "control/gossip/profiles.h"
 #include "control/ipam.h"
 #include "control/network_manager.h"
 
@@ -116,7 +119,28 @@ struct Options {
   std::string bind = "0.0.0.0:7946";  // gossip
   std::vector<std::string> join;
   std::string key_file;
+  // Gossip timings: a memberlist profile, then any single setting (ms).
+  std::string gossip_profile = "lan";
+  std::optional<std::int64_t> probe_interval_ms, probe_timeout_ms, gossip_interval_ms, push_pull_interval_ms;
+  std::optional<int> suspicion_mult, retransmit_mult;
+  std::optional<std::int64_t> tombstone_lifetime_ms;
 };
+
+weft::control::gossip::Config gossip_timings(const Options& options) {
+  namespace gossip = weft::control::gossip;
+  auto c = gossip::profile_config(options.gossip_profile);
+  if (!c)
+    throw UsageError("invalid --gossip-profile \"" + options.gossip_profile + "\": expected lan, wan or local");
+  using ms = std::chrono::milliseconds;
+  if (options.probe_interval_ms) c->probe_interval = ms(*options.probe_interval_ms);
+  if (options.probe_timeout_ms) c->probe_timeout = ms(*options.probe_timeout_ms);
+  if (options.gossip_interval_ms) c->gossip_interval = ms(*options.gossip_interval_ms);
+  if (options.push_pull_interval_ms) c->push_pull_interval = ms(*options.push_pull_interval_ms);
+  if (options.suspicion_mult) c->suspicion_mult = *options.suspicion_mult;
+  if (options.retransmit_mult) c->retransmit_mult = *options.retransmit_mult;
+  if (auto problem = gossip::timing_problem(*c); !problem.empty()) throw UsageError(problem);
+  return *c;
+}
 
 // "ADDR:PORT" with an IPv4 address and a port 1..65535 (0 allowed for --bind).
 std::pair<std::string, std::uint16_t> parse_host_port(const std::string& text, const std::string& flag,
@@ -256,6 +280,25 @@ int main(int argc, char** argv) {
   app.add_option("--bind", options.bind, "Gossip listen address, UDP and TCP (ADDR:PORT)")->capture_default_str();
   app.add_option("--join", options.join, "Gossip address of a swarm node to join at start (repeatable)");
   app.add_option("--key-file", options.key_file, "File holding the gossip key (base64); joins or starts a swarm at start");
+  // Durations take a unit, as serf's and Docker's flags do: 500ms, 2s, 1m.
+  const auto duration = CLI::AsNumberWithUnit(std::map<std::string, std::int64_t>{{"ms", 1}, {"s", 1000}, {"m", 60000}},
+                                              CLI::AsNumberWithUnit::UNIT_REQUIRED, "DURATION");
+  app.add_option("--gossip-profile", options.gossip_profile,
+                 "memberlist timing profile: lan, wan or local (as serf's -profile)")
+      ->capture_default_str();
+  app.add_option("--probe-interval", options.probe_interval_ms, "Failure-detection probe interval (e.g. 1s)")
+      ->transform(duration);
+  app.add_option("--probe-timeout", options.probe_timeout_ms, "Wait for a probe's ack (e.g. 500ms)")->transform(duration);
+  app.add_option("--gossip-interval", options.gossip_interval_ms, "Gossip round interval (e.g. 200ms)")
+      ->transform(duration);
+  app.add_option("--push-pull-interval", options.push_pull_interval_ms,
+                 "Anti-entropy full exchange interval (e.g. 30s), scaled up past 32 nodes")
+      ->transform(duration);
+  app.add_option("--suspicion-mult", options.suspicion_mult, "Suspicion timeout multiplier")->check(CLI::Range(1, 100));
+  app.add_option("--retransmit-mult", options.retransmit_mult, "Gossip retransmit multiplier")->check(CLI::Range(1, 100));
+  app.add_option("--tombstone-lifetime", options.tombstone_lifetime_ms,
+                 "How long a deleted table entry is remembered (e.g. 30m)")
+      ->transform(duration);
 
   try {
     app.parse(argc, argv);
@@ -274,7 +317,13 @@ int main(int argc, char** argv) {
                                                            .bind_addr = bind_addr,
                                                            .bind_port = bind_port,
                                                            .join = options.join,
-                                                           .key_file = options.key_file};
+                                                           .key_file = options.key_file,
+                                                           .gossip_timings = gossip_timings(options)};
+    if (options.tombstone_lifetime_ms) {
+      if (*options.tombstone_lifetime_ms < 1000) throw UsageError("--tombstone-lifetime must be at least 1s");
+      cluster_config.tombstone_lifetime =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::milliseconds(*options.tombstone_lifetime_ms));
+    }
   } catch (const UsageError& e) {
     std::cerr << "weftd: " << e.what() << '\n';
     return 2;

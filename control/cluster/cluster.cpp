@@ -159,10 +159,12 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
     }
   }
 
-  table_gossip = std::make_unique<TableGossip>(
-      io, TableGossipConfig{.node_name = config.node_name, .node_scoped_tables = {kEndpointsTable}}, *tables);
-
-  gossip::Config gc;
+  gossip::Config gc = config.gossip_timings;
+  table_gossip = std::make_unique<TableGossip>(io,
+                                               TableGossipConfig{.node_name = config.node_name,
+                                                                 .node_scoped_tables = {kEndpointsTable},
+                                                                 .retransmit_mult = gc.retransmit_mult + 2},
+                                               *tables);
   gc.name = config.node_name;
   gc.bind_addr = config.bind_addr;
   gc.bind_port = config.bind_port;

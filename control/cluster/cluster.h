@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "control/gossip/memberlist.h"
 #include "control/network_manager.h"
 #include "control/swarm_model.h"
 
@@ -23,6 +24,9 @@ struct ClusterConfig {
   std::vector<std::string> join;  // --join ADDR:PORT, tried at start
   std::string key_file;           // --key-file: the gossip key, base64
   std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30);
+  // memberlist's timings (probe, gossip, push/pull, suspicion...); name,
+  // addresses and key are filled in from the fields above.
+  gossip::Config gossip_timings;
 };
 
 class Cluster final : public SwarmService, public ClusterLink {
