@@ -73,7 +73,9 @@ void TableGossip::broadcast(const std::vector<TableEntry>& entries) {
   // entries) leaves in one push.
   if (!push_scheduled_) {
     push_scheduled_ = true;
-    boost::asio::post(io_, [this] { push_now(); });
+    boost::asio::post(io_, [this, alive = std::weak_ptr<void>(alive_)] {
+      if (!alive.expired()) push_now();
+    });
   }
 }
 

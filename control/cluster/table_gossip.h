@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -109,6 +110,9 @@ class TableGossip {
   bool push_scheduled_ = false;
   bool in_anti_entropy_ = false;
   Counters counters_;
+  // Expires with this object: a push posted just before it was destroyed
+  // (the agent leaving the swarm) finds it gone and does nothing.
+  std::shared_ptr<void> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace weft::control::cluster
