@@ -42,8 +42,11 @@ struct TableGossipConfig {
   // memberlist's own 4: an entry that misses a node otherwise waits for a
   // whole push/pull interval.
   int retransmit_mult = 6;
-  // Peers each change is pushed to as soon as it is known here.
-  std::size_t push_fanout = 3;
+  // Peers each change is pushed to as soon as it is known here. Every node
+  // pushes news on once, so a node is missed by all pushes with a chance of
+  // about e^-fanout (gossip then brings it): 4 measured p99 72 ms at 100
+  // nodes, 3 measured 380 ms (bench/gossip).
+  std::size_t push_fanout = 4;
 };
 
 // A message sent straight to one node bypasses SerfCompat's broadcast path,
