@@ -1,6 +1,10 @@
 #include "dataplane/overlay.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 
 namespace weft::dataplane {
 namespace {
@@ -56,6 +60,24 @@ int overlay_mtu(NetlinkSocket& node, const std::string& underlay_ip) {
   return underlay->mtu - kVxlanOverhead;
 }
 
+bool disable_bridge_netfilter(const NetnsHandle& network_ns) {
+  // /proc/sys/net resolves against the namespace of the thread that opens it.
+  NetnsGuard guard(network_ns);
+  bool ok = true;
+  for (const char* key : {"iptables", "ip6tables", "arptables"}) {
+    const std::string path = std::string("/proc/sys/net/bridge/bridge-nf-call-") + key;
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!fd) {
+      if (errno != ENOENT) ok = false;  // ENOENT: br_netfilter not loaded, nothing runs
+      continue;
+    }
+    char current = 0;
+    if (::pread(fd.get(), &current, 1, 0) == 1 && current == '0') continue;
+    if (::pwrite(fd.get(), "0\n", 2, 0) != 2) ok = false;
+  }
+  return ok;
+}
+
 void ensure_overlay(NetlinkSocket& node, const OverlayLayout& layout) {
   const bool created = !is_pinned_netns(layout.netns_path);
   if (created) create_pinned_netns(layout.netns_path);
@@ -64,6 +86,8 @@ void ensure_overlay(NetlinkSocket& node, const OverlayLayout& layout) {
     NetlinkSocket net(net_ns);
     net.set_up("lo");
     ensure_bridge(net, layout);
+    // Best effort: a namespace where it cannot be changed still forwards.
+    disable_bridge_netfilter(net_ns);
     ensure_vxlan(node, net, net_ns, layout);
   } catch (...) {
     if (created) remove_overlay(node, layout);

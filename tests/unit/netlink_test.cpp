@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <string>
+#include <vector>
 
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
@@ -181,6 +184,36 @@ TEST(NetnsTest, SocketOpenedInsideStaysThere) {
   auto fd = open_socket_in(target, AF_INET, SOCK_DGRAM, 0);
   EXPECT_TRUE(fd.valid());
   EXPECT_TRUE(NetnsHandle::current().same_as(NetnsHandle::open("/proc/self/ns/net")));
+}
+
+// The value of /proc/sys/net/bridge/bridge-nf-call-KEY as seen from `ns`;
+// "" when br_netfilter is not loaded.
+std::string bridge_nf_sysctl(const NetnsHandle& ns, const std::string& key) {
+  NetnsGuard guard(ns);
+  std::ifstream file("/proc/sys/net/bridge/bridge-nf-call-" + key);
+  std::string value;
+  if (file) file >> value;
+  return value;
+}
+
+TEST(OverlayNetfilterTest, BridgeNetfilterOffInNetworkNamespaceOnly) {
+  testing::ScratchDir dir;
+  testing::ScratchNamespaces namespaces(dir.path());
+  auto target = NetnsHandle::open(namespaces.make("nf"));
+  auto self = NetnsHandle::current();
+  const std::vector<std::string> keys{"iptables", "ip6tables", "arptables"};
+  std::vector<std::string> before;
+  for (const auto& key : keys) before.push_back(bridge_nf_sysctl(self, key));
+
+  EXPECT_TRUE(disable_bridge_netfilter(target));
+  EXPECT_TRUE(disable_bridge_netfilter(target));  // already off: still fine
+  EXPECT_TRUE(NetnsHandle::current().same_as(self));
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto value = bridge_nf_sysctl(target, keys[i]);
+    if (value.empty()) continue;  // br_netfilter not loaded: nothing to turn off
+    EXPECT_EQ(value, "0") << keys[i];
+    EXPECT_EQ(bridge_nf_sysctl(self, keys[i]), before[i]) << keys[i] << " changed outside the namespace";
+  }
 }
 
 }  // namespace
