@@ -2,7 +2,7 @@
 # Overlay throughput: TCP endpoint-to-endpoint across two emulated nodes over
 # weft's VXLAN overlay, vs. the underlay between the same two nodes.
 #
-#   bench/overlay/run.sh [--quick] [--manual] [--rounds R] [--seconds S] [--json FILE]
+#   bench/overlay/run.sh [--quick] [--manual] [--no-pin] [--rounds R] [--seconds S] [--json FILE]
 #
 # Two test-bed nodes (scripts/lib/testbed.sh: namespaces joined by a bridge,
 # underlay 192.0.2.0/24, one weftd each). Overlay path, by default through the
@@ -14,6 +14,11 @@
 # bridge, a veth to a container namespace, static `bridge fdb` + permanent
 # `ip neigh` entries for the remote endpoint, and bridge netfilter off in the
 # per-network namespace as weftd does. The output says which was used.
+# Two hosts never share a CPU, but the two emulated nodes do: by default the
+# iperf3 client runs on CPU 0 and the server on CPU 1 (iperf3 -A), for both
+# paths alike, so neither end steals the other's CPU and the scheduler does
+# not move them between rounds (--no-pin: no affinity; on this 2-vCPU VM the
+# overlay then measured 0.87-0.89x, pinned 0.91-0.92x, see BENCHMARKS.md).
 # Then iperf3 (one TCP stream, S seconds, default 10; 3 with --quick),
 # alternating underlay (node 1 -> node 2 underlay addresses) and overlay
 # (container 1 -> container 2), R rounds (default 3; 1 with --quick); the
@@ -42,15 +47,16 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export WEFT_SRC=${WEFT_SRC:-$(cd "$here/../.." && pwd)}
 
-quick=0 manual=0 rounds="" seconds="" json_out=""
+quick=0 manual=0 pin=1 rounds="" seconds="" json_out=""
 while (($#)); do
   case "$1" in
     --quick) quick=1; shift ;;
     --manual) manual=1; shift ;;
+    --no-pin) pin=0; shift ;;
     --rounds) rounds=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --json) json_out=$2; shift 2 ;;
-    -h|--help) sed -n '2,39p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -195,6 +201,8 @@ echo "bench: endpoints $ip1 ($c1, node 1) -> $ip2 ($c2, node 2)" >&2
 # --- iperf3 -----------------------------------------------------------------------------------
 # iperf_run KIND: one client run, JSON to $RD/iperf-KIND-<round>.json
 port=5201
+cli_pin=() srv_pin=()
+if ((pin)) && (($(nproc) >= 2)); then cli_pin=(-A 0) srv_pin=(-A 1); else pin=0; fi
 iperf_run() {
   local kind=$1 round=$2 out=$RD/iperf-$1-$2.json srv_ns cli_ns dst
   if [[ $kind == underlay ]]; then
@@ -203,11 +211,11 @@ iperf_run() {
     srv_ns=$c2 cli_ns=$c1 dst=$ip2
   fi
   port=$((port + 1))
-  ip netns exec "$srv_ns" iperf3 -s -1 -B "$dst" -p "$port" >/dev/null 2>&1 &
+  ip netns exec "$srv_ns" iperf3 "${srv_pin[@]}" -s -1 -B "$dst" -p "$port" >/dev/null 2>&1 &
   local srv=$!
   listening() { ip netns exec "$srv_ns" ss -Hltn "sport = :$port" | grep -q LISTEN; }
   wait_for 10 listening || { echo "run.sh: iperf3 server did not start in $srv_ns" >&2; return 1; }
-  timeout $((seconds + 30)) ip netns exec "$cli_ns" iperf3 -c "$dst" -p "$port" -t "$seconds" -J >"$out"
+  timeout $((seconds + 30)) ip netns exec "$cli_ns" iperf3 "${cli_pin[@]}" -c "$dst" -p "$port" -t "$seconds" -J >"$out"
   wait "$srv" 2>/dev/null || true
 }
 
@@ -239,9 +247,9 @@ brnf_info=$(nsenter --net="$net_ns1" -- sh -c 'for k in iptables ip6tables arpta
 mtu_under=$(ip -n "$(tb_ns 1)" -j link show eth0 | tb_json 'd[0]["mtu"]')
 mtu_over=$(ip -n "$c1" -j addr show | tb_json "[l['mtu'] for l in d if any(a.get('local') == '$ip1' for a in l.get('addr_info', []))][0]")
 
-python3 - "$RD" "$rounds" "$seconds" "$path" "$vx_bytes" "$mtu_under" "$mtu_over" "$json_out" "$(uname -r)" "$(nproc)" "$vx_info" "$brnf_info" <<'EOF'
+python3 - "$RD" "$rounds" "$seconds" "$path" "$vx_bytes" "$mtu_under" "$mtu_over" "$json_out" "$(uname -r)" "$(nproc)" "$vx_info" "$brnf_info" "$pin" <<'EOF'
 import json, statistics, sys
-rd, rounds, seconds, path, vx_bytes, mtu_under, mtu_over, json_out, kernel, cpus, vx_info, brnf_info = sys.argv[1:13]
+rd, rounds, seconds, path, vx_bytes, mtu_under, mtu_over, json_out, kernel, cpus, vx_info, brnf_info, pin = sys.argv[1:14]
 rounds = int(rounds)
 
 def load(kind, r):
@@ -262,6 +270,7 @@ print("overlay path: %s" % path)
 print("kernel %s, %s CPUs; underlay MTU %s (veth through a bridge namespace), overlay MTU %s" %
       (kernel, cpus, mtu_under, mtu_over))
 print("VXLAN on node 1: %s" % vx_info)
+print("iperf3: %s" % ("client on CPU 0, server on CPU 1 (both paths)" if pin == "1" else "no CPU affinity"))
 print("bridge netfilter in node 1's network namespace: %s" % brnf_info.strip())
 print()
 print("%-10s %10s %10s %12s %14s %14s" % ("", "Gbit/s", "(median)", "retransmits", "sender CPU %", "receiver CPU %"))
@@ -273,7 +282,7 @@ print()
 print("overlay / underlay: %.2fx   target >= 0.9x: %s" % (ratio, "ok" if ratio >= 0.9 else "MISSED"))
 print("(VXLAN device on node 1 sent %.1f MB: the overlay traffic did go through VXLAN)" % (int(vx_bytes) / 1e6))
 if json_out:
-    json.dump({"path": path, "seconds": int(seconds), "rounds": rounds, "runs": res, "median_gbps": med,
+    json.dump({"path": path, "pinned": pin == "1", "seconds": int(seconds), "rounds": rounds, "runs": res, "median_gbps": med,
                "ratio": ratio, "mtu_underlay": int(mtu_under), "mtu_overlay": int(mtu_over)},
               open(json_out, "w"), indent=2)
 EOF

@@ -17,9 +17,14 @@ using tables::TableEntry;
 
 namespace {
 
-// A push/pull after the join carries only digests: one type byte, JSON
-// {"node", "digest", "owners": {owner: digest}}.
+// A push/pull after the join carries only a digest of the whole copy: one
+// type byte, JSON {"node", "digest"}.
 constexpr std::uint8_t kStateDigest = 0x79;
+// On a mismatch, the side with the smaller name sends its digests per owner
+// straight to the peer: one type byte, JSON {"node", "owners": {owner:
+// digest}}. (Only on a mismatch: with 100 owners they are ~4 KB, and at
+// rest every push/pull would carry them.)
+constexpr std::uint8_t kOwnerDigests = 0x7B;
 // The answer to a digest mismatch, straight to the peer: one type byte,
 // msgpack [sender, all, [owners...], the newest time of the receiver's
 // entries the sender withdrew], then encoded entries (kWireMagic...).
@@ -133,14 +138,16 @@ bool TableGossip::handle_message(gossip::ByteView msg) {
     handle_sync(msg.subspan(1));
     return true;
   }
+  if (msg[0] == kOwnerDigests) {
+    handle_owner_digests(msg.subspan(1));
+    return true;
+  }
   return false;
 }
 
 gossip::Bytes TableGossip::local_state(bool join) {
   if (join) return to_bytes(tables::encode_entries(tables_.snapshot()));
-  json owners = json::object();
-  for (const auto& [owner, digest] : tables_.owner_digests()) owners[owner] = digest;
-  json digest = {{"node", config_.node_name}, {"digest", tables_.digest()}, {"owners", std::move(owners)}};
+  json digest = {{"node", config_.node_name}, {"digest", tables_.digest()}};
   gossip::Bytes out{kStateDigest};
   const auto text = digest.dump();
   out.insert(out.end(), text.begin(), text.end());
@@ -164,8 +171,24 @@ void TableGossip::merge_remote_state(gossip::ByteView state, bool) {
   const auto j = json::parse(state.begin() + 1, state.end());
   const auto peer = j.at("node").get<std::string>();
   if (peer == config_.node_name || j.at("digest").get<std::uint64_t>() == tables_.digest()) return;
+  // Both ends of a push/pull see the mismatch; one repair is enough.
+  if (config_.node_name > peer) return;
+  json owners = json::object();
+  for (const auto& [owner, digest] : tables_.owner_digests()) owners[owner] = digest;
+  const auto text = json{{"node", config_.node_name}, {"owners", std::move(owners)}}.dump();
+  gossip::Bytes msg{kOwnerDigests};
+  msg.insert(msg.end(), text.begin(), text.end());
+  ml_->send_reliable(peer, direct_message(std::move(msg)), [peer](const std::string& error) {
+    if (!error.empty()) spdlog::warn("tables: sending digests to {} failed: {}", peer, error);
+  });
+}
+
+void TableGossip::handle_owner_digests(gossip::ByteView message) {
+  const auto j = json::parse(message.begin(), message.end());
+  const auto peer = j.at("node").get<std::string>();
+  if (peer == config_.node_name) return;
   // Owners whose entries differ, on either side.
-  const auto theirs = j.value("owners", std::map<std::string, std::uint64_t>{});
+  const auto theirs = j.at("owners").get<std::map<std::string, std::uint64_t>>();
   const auto ours = tables_.owner_digests();
   std::set<std::string> differing;
   for (const auto& [owner, digest] : ours)

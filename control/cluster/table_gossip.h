@@ -8,9 +8,10 @@
 //    with a retransmit limit: the push makes it fast, the queue makes it
 //    reliable, and neither waits for an acknowledgement.
 //  - A push/pull at join carries the whole copy. Later ones carry a digest
-//    per owner node; on a mismatch the receiver sends (over TCP) just the
-//    entries of the owners whose digests differ, and the peer answers with
-//    what it holds newer among those.
+//    of it; on a mismatch one end sends its digests per owner node (over
+//    TCP), the other answers with just the entries of the owners whose
+//    digests differ, and the first sends back what it holds newer among
+//    those.
 //  - A node's entries in node-scoped tables are withdrawn when memberlist
 //    confirms it dead or left, never on suspicion; when it comes back, or a
 //    peer's copy shows it had withdrawn this node's entries, this node
@@ -95,6 +96,7 @@ class TableGossip {
 
  private:
   void push_now();
+  void handle_owner_digests(gossip::ByteView body);
   void handle_sync(gossip::ByteView body);
   std::vector<std::string> push_targets();
 

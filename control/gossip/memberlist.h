@@ -56,9 +56,10 @@ struct Config {
   bool gossip_verify_incoming = true;
   bool gossip_verify_outgoing = true;
 
-  // memberlist turns LZW compression on by default; we always *accept*
-  // compressed messages but only send them when asked to.
-  bool enable_compression = false;
+  // LZW-compress what is sent (packets and streams), as memberlist does by
+  // default; compressed input is always accepted. A push/pull of 100
+  // members shrinks about fivefold.
+  bool enable_compression = true;
   std::size_t udp_buffer_size = 1400;
   VersionVector versions = kDefaultVersions;
 };
