@@ -163,7 +163,7 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   table_gossip = std::make_unique<TableGossip>(io,
                                                TableGossipConfig{.node_name = config.node_name,
                                                                  .node_scoped_tables = {kEndpointsTable},
-                                                                 .retransmit_mult = gc.retransmit_mult + 2},
+                                                                 .retransmit_mult = gc.retransmit_mult},
                                                *tables);
   gc.name = config.node_name;
   gc.bind_addr = config.bind_addr;

@@ -39,10 +39,12 @@ struct TableGossipConfig {
   std::string node_name;
   // Tables whose entries live and die with their owner (ReplicatedTables).
   std::set<std::string> node_scoped_tables;
-  // Retransmits of a queued entry: this times ceil(log10(N + 1)). More than
-  // memberlist's own 4: an entry that misses a node otherwise waits for a
-  // whole push/pull interval.
-  int retransmit_mult = 6;
+  // Retransmits of a queued entry: this times ceil(log10(N + 1)), as for
+  // memberlist's own messages. (Before the push this was 6, so that an entry
+  // gossip missed a node with did not wait a push/pull interval; with the
+  // push in front, 4 gave the same convergence and ~15% less traffic while
+  // changes flow.)
+  int retransmit_mult = 4;
   // Peers each change is pushed to as soon as it is known here. Every node
   // pushes news on once, so a node is missed by all pushes with a chance of
   // about e^-fanout (gossip then brings it): 4 measured p99 72 ms at 100
