@@ -54,6 +54,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -100,46 +101,29 @@ struct Options {
   double burst_timeout = 90;
 };
 
-[[noreturn]] void usage(const std::string& error) {
-  std::cerr << "bench_gossip: " << error << "\n"
-            << "usage: bench_gossip --nodes N [--trials T] [--rest-seconds S] [--entries E] [--threads K]\n"
-            << "                    [--key BASE64] [--json FILE] [--log-level L] [--membership-timeout S]\n"
-            << "                    [--trial-timeout S] [--settle-seconds S] [--burst K] [--burst-timeout S]\n"
-            << "                    [--nft-table NAME]\n";
-  std::exit(2);
-}
-
+// Exits (status 2, or 0 for --help) on bad arguments.
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value for " + a);
-      return argv[++i];
-    };
-    try {
-      if (a == "--nodes") o.nodes = std::stoi(value());
-      else if (a == "--trials") o.trials = std::stoi(value());
-      else if (a == "--rest-seconds") o.rest_seconds = std::stod(value());
-      else if (a == "--entries") o.entries = std::stoi(value());
-      else if (a == "--threads") o.threads = std::stoi(value());
-      else if (a == "--key") o.key_b64 = value();
-      else if (a == "--json") o.json_file = value();
-      else if (a == "--log-level") o.log_level = value();
-      else if (a == "--membership-timeout") o.membership_timeout = std::stod(value());
-      else if (a == "--trial-timeout") o.trial_timeout = std::stod(value());
-      else if (a == "--settle-seconds") o.settle_seconds = std::stod(value());
-      else if (a == "--nft-table") o.nft_table = value();
-      else if (a == "--burst") o.burst = std::stoi(value());
-      else if (a == "--burst-timeout") o.burst_timeout = std::stod(value());
-      else if (a == "-h" || a == "--help") usage("help");
-      else usage("unknown argument " + a);
-    } catch (const std::invalid_argument&) {
-      usage("bad value for " + a);
-    }
+  CLI::App app{"bench_gossip: N weft gossip instances in one process (bench/gossip/run.sh drives it)", "bench_gossip"};
+  app.add_option("--nodes", o.nodes, "Instances")->check(CLI::Range(2, 100000))->capture_default_str();
+  app.add_option("--trials", o.trials, "Endpoint-change trials")->capture_default_str();
+  app.add_option("--rest-seconds", o.rest_seconds, "Traffic-at-rest window")->capture_default_str();
+  app.add_option("--entries", o.entries, "Endpoint entries for the memory-with-entries phase (0: none)");
+  app.add_option("--threads", o.threads, "io threads")->check(CLI::Range(1, 1024))->capture_default_str();
+  app.add_option("--key", o.key_b64, "Gossip key, base64 (default: random)");
+  app.add_option("--json", o.json_file, "Write the results here (default: stdout)");
+  app.add_option("--log-level", o.log_level, "spdlog level")->capture_default_str();
+  app.add_option("--membership-timeout", o.membership_timeout, "Seconds")->capture_default_str();
+  app.add_option("--trial-timeout", o.trial_timeout, "Seconds (0: one push/pull interval + 15 s)");
+  app.add_option("--settle-seconds", o.settle_seconds, "Wait after membership settled")->capture_default_str();
+  app.add_option("--nft-table", o.nft_table, "inet table with udp_out/tcp_out counters (run.sh)");
+  app.add_option("--burst", o.burst, "Endpoint puts at once, one per instance (0: no burst)");
+  app.add_option("--burst-timeout", o.burst_timeout, "Seconds")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Error& e) {
+    std::exit(app.exit(e) == 0 ? 0 : 2);
   }
-  if (o.nodes < 2) usage("--nodes must be at least 2");
-  if (o.threads < 1) usage("--threads must be at least 1");
   return o;
 }
 

@@ -17,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -39,45 +40,37 @@ struct Options {
   std::string log_level = "info";
 };
 
-[[noreturn]] void usage(const std::string& error) {
-  std::cerr << "weft-gossip-node: " << error << "\n"
-            << "usage: weft-gossip-node --name N --bind IP:PORT [--join IP:PORT]... [--key BASE64]...\n"
-            << "                        [--tag k=v]... [--members-file PATH] [--no-leave] [--log-level L]\n";
+[[noreturn]] void usage_error(const std::string& error) {
+  std::cerr << "weft-gossip-node: " << error << "\n";
   std::exit(2);
 }
 
+// Exits (status 2, or 0 for --help) on bad arguments.
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value for " + a);
-      return argv[++i];
-    };
-    if (a == "--name") {
-      o.name = value();
-    } else if (a == "--bind") {
-      o.bind = value();
-    } else if (a == "--join") {
-      o.join.push_back(value());
-    } else if (a == "--key") {
-      o.keys.push_back(value());
-    } else if (a == "--tag") {
-      auto kv = value();
-      auto eq = kv.find('=');
-      if (eq == std::string::npos) usage("--tag needs k=v");
-      o.tags[kv.substr(0, eq)] = kv.substr(eq + 1);
-    } else if (a == "--members-file") {
-      o.members_file = value();
-    } else if (a == "--no-leave") {
-      o.leave_on_signal = false;
-    } else if (a == "--log-level") {
-      o.log_level = value();
-    } else {
-      usage("unknown argument " + a);
-    }
+  std::vector<std::string> tags;
+  bool no_leave = false;
+  CLI::App app{"weft-gossip-node: one weft gossip instance, for interop tests", "weft-gossip-node"};
+  app.add_option("--name", o.name, "Node name")->required();
+  app.add_option("--bind", o.bind, "IP:PORT")->capture_default_str();
+  app.add_option("--join", o.join, "IP:PORT to join (repeatable)");
+  app.add_option("--key", o.keys, "Gossip key, base64 (repeatable: a keyring)");
+  app.add_option("--tag", tags, "k=v serf tag (repeatable)")->check([](const std::string& kv) {
+    return kv.find('=') == std::string::npos ? std::string("--tag needs k=v") : std::string();
+  });
+  app.add_option("--members-file", o.members_file, "Write the member list here as JSON");
+  app.add_flag("--no-leave", no_leave, "Do not leave gracefully on a signal");
+  app.add_option("--log-level", o.log_level, "spdlog level")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Error& e) {
+    std::exit(app.exit(e) == 0 ? 0 : 2);
   }
-  if (o.name.empty()) usage("--name is required");
+  for (const auto& kv : tags) {
+    const auto eq = kv.find('=');
+    o.tags[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  o.leave_on_signal = !no_leave;
   return o;
 }
 
@@ -117,7 +110,7 @@ int main(int argc, char** argv) {
   gossip::Config cfg;
   cfg.name = opt.name;
   const auto colon = opt.bind.rfind(':');
-  if (colon == std::string::npos) usage("--bind needs IP:PORT");
+  if (colon == std::string::npos) usage_error("--bind needs IP:PORT");
   cfg.bind_addr = opt.bind.substr(0, colon);
   cfg.bind_port = static_cast<std::uint16_t>(std::stoi(opt.bind.substr(colon + 1)));
   try {
@@ -128,7 +121,7 @@ int main(int argc, char** argv) {
       }
     }
   } catch (const std::exception& e) {
-    usage(e.what());
+    usage_error(e.what());
   }
 
   asio::io_context io;
