@@ -16,6 +16,7 @@
 
 #include "control/cluster/join_token.h"
 #include "control/cluster/range_ownership.h"
+#include "control/cluster/swarm_file.h"
 #include "control/cluster/table_gossip.h"
 #include "control/gossip/keyring.h"
 #include "control/gossip/memberlist.h"
@@ -317,8 +318,7 @@ void Cluster::State::sync_all_owned() {
 }
 
 void Cluster::State::save_swarm() {
-  json j = {{"node_id", node_id}, {"key", base64_encode({key.begin(), key.end()})}, {"peers", peers}};
-  write_file_atomically(swarm_file(), j.dump(2) + "\n");
+  write_file_atomically(swarm_file(), encode_swarm_file({node_id, {key.begin(), key.end()}, peers}));
 }
 
 void Cluster::State::save_tables() {
@@ -550,11 +550,9 @@ void Cluster::start() {
       spdlog::error("cluster: cannot read {}: {}", s.swarm_file().string(), e.what());
     }
     if (saved) {
-      auto j = json::parse(*saved);
-      auto key = base64_decode(j.at("key").get<std::string>());
-      if (!key) throw std::runtime_error("corrupt gossip key in " + s.swarm_file().string());
-      s.peers = j.value("peers", std::vector<std::string>{});
-      s.activate(gossip::Bytes(key->begin(), key->end()), j.at("node_id").get<std::string>(), true);
+      const auto swarm = parse_swarm_file(s.swarm_file(), *saved);
+      s.peers = swarm.peers;
+      s.activate(gossip::Bytes(swarm.key.begin(), swarm.key.end()), swarm.node_id, true);
       s.claim_local_networks();
       s.publish_local_state();
       s.schedule_rejoin();
