@@ -278,6 +278,7 @@ void Cluster::State::claim_local_networks() {
     if (!subnet) continue;
     auto claimed = ranges->claim(network_space(n.id), ipam::Range{ipam::Ipv4{subnet->first().value + 1},
                                                                   ipam::Ipv4{subnet->last().value - 1}});
+    if (!claimed.empty()) spdlog::info("cluster: claimed the addresses of network {} again (not saved before a restart)", n.name);
     out.insert(out.end(), claimed.begin(), claimed.end());
   }
   broadcast(out);
@@ -565,6 +566,9 @@ void Cluster::start() {
     std::string trimmed = *text;
     while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
     auto key = gossip::Keyring::decode_base64_key(trimmed);
+    // A new identity: tables of an earlier one (Lamport times this node's
+    // fresh clock would lose to) must not come back at the next resume.
+    s.remove_saved_tables();
     s.activate(key, random_node_id(), false);
     if (s.config.join.empty()) s.claim_everything();
     s.publish_local_state();

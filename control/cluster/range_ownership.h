@@ -10,12 +10,19 @@
 // the disk before anyone can act on it. A claim, a donation given and a
 // take-over are handed to the Persist hook (which must fsync) before they
 // enter the tables, so before they can be broadcast; a range a peer gives
-// this node is persisted before usable() hands it to the allocators. A crash
-// at any point therefore leaves the disk at least as far as anything this
-// node said or used, so no range is ever held twice (safety). A gift
-// persisted by its donor but lost with the donor's crash before it was sent
-// is not lost either: the donor's tables hold it and anti-entropy carries it
-// to the recipient once the donor is back (liveness).
+// this node is persisted before usable() hands it to the allocators. The
+// disk is thus always at least as far as anything this node said or used:
+//  - safety, kept at every crash point: no number is ever held by two
+//    nodes. A donor that restarts knows what it gave away; a node that
+//    restarts never uses a range it had not saved, nor re-claims a space it
+//    may have told anyone about.
+//  - liveness, as far as a crash allows: a claim or gift saved but not yet
+//    sent is in the saver's tables, and anti-entropy carries it to everyone
+//    once the saver is back (meanwhile a recipient asks another live
+//    holder). A gift received but not yet saved is not lost either: the
+//    donor saved it first, and gossip brings it again after the restart.
+//    Lost for good is only what a node held when its disk is lost; `weft
+//    node rm` then hands it to a live node.
 #pragma once
 
 #include <cstdint>
