@@ -81,7 +81,10 @@ struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
   fs::path swarm_file() const { return dir() / "swarm.json"; }
   fs::path tables_file() const { return dir() / "tables.bin"; }
   // The ranges table, written ahead of every change to what this node holds
-  // (RangeOwnership); tables.bin, on a timer, may lag it by a second.
+  // (RangeOwnership); tables.bin, on a timer, may lag it by a second. A file
+  // of its own because it stays small: writing it costs about one fsync
+  // (~10 ms here), where tables.bin with 10 000 endpoints (3.6 MB) took
+  // ~30 ms, half of it encoding, and grows with the cluster.
   fs::path ranges_file() const { return dir() / "ranges.bin"; }
   void remove_saved_tables() {
     std::error_code ec;
@@ -276,10 +279,15 @@ void Cluster::State::claim_local_networks() {
   for (const auto& n : nm.local_networks()) {
     auto subnet = ipam::Cidr::parse(n.subnet);
     if (!subnet) continue;
-    auto claimed = ranges->claim(network_space(n.id), ipam::Range{ipam::Ipv4{subnet->first().value + 1},
-                                                                  ipam::Ipv4{subnet->last().value - 1}});
-    if (!claimed.empty()) spdlog::info("cluster: claimed the addresses of network {} again (not saved before a restart)", n.name);
-    out.insert(out.end(), claimed.begin(), claimed.end());
+    try {
+      auto claimed = ranges->claim(network_space(n.id), ipam::Range{ipam::Ipv4{subnet->first().value + 1},
+                                                                    ipam::Ipv4{subnet->last().value - 1}});
+      if (!claimed.empty())
+        spdlog::info("cluster: claimed the addresses of network {} again (not saved before a restart)", n.name);
+      out.insert(out.end(), claimed.begin(), claimed.end());
+    } catch (const std::exception& e) {
+      spdlog::error("cluster: cannot save the claim of network {}'s addresses: {}", n.name, e.what());
+    }
   }
   broadcast(out);
 }

@@ -28,7 +28,9 @@ TEST(SwarmFileTest, RoundTrips) {
 }
 
 TEST(SwarmFileTest, CorruptFileIsNamedWithWhatIsWrong) {
-  for (const std::string text : {"{\"node_id\": \"abc\", \"key\": ", "garbage\x01\x02", "[]", "{\"key\": \"AAAA\"}", R"({"node_id": "abc", "key": "AAAA"})"}) {
+  const std::vector<std::string> corrupt = {R"({"node_id": "abc", "key": )", "garbage\x01\x02", "[]",
+                                            R"({"key": "AAAA"})", R"({"node_id": "abc", "key": "AAAA"})"};
+  for (const auto& text : corrupt) {
     auto message = error_of(text);
     EXPECT_NE(message.find("/var/lib/weft/cluster/swarm.json"), std::string::npos) << message;
     EXPECT_NE(message.find("corrupt"), std::string::npos) << message;
