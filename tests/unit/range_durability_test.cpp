@@ -61,7 +61,7 @@ TEST(RangeDurabilityTest, ClaimIsPersistedBeforeItEntersTheTables) {
 
 TEST(RangeDurabilityTest, GiftIsPersistedByTheDonorBeforeItCanBeSent) {
   Node a("a");
-  a.ownership.claim("pool", r(0x0A000000, 0x0AFFFFFF));
+  const auto claimed = a.ownership.claim("pool", r(0x0A000000, 0x0AFFFFFF));
   a.log.clear();
   auto gift = a.ownership.donate("pool", "b", RangeSet(r(0x0A000000, 0x0AFFFFFF)), 256, 16);
   ASSERT_FALSE(gift.empty());
@@ -74,10 +74,16 @@ TEST(RangeDurabilityTest, GiftIsPersistedByTheDonorBeforeItCanBeSent) {
   const auto given = r(0x0A000000, 0x0A000000 + 16 * 256 - 1);
   EXPECT_FALSE(a.held_after_crash("pool").contains(given.first));
   EXPECT_EQ(a.held_after_crash("pool").size() + given.size(), 1u << 24);
-  // And the donor's disk says who has it: anti-entropy hands it on.
+  // And the donor's disk says who has it: if the donor died before sending
+  // it, the repair anti-entropy sends once the donor is back carries it.
   ReplicatedTables restarted("a");
   restarted.merge(a.disk);
   EXPECT_TRUE(RangeOwnership(restarted).held_by("pool", "b").contains(given));
+  ReplicatedTables b("b");
+  b.merge(claimed);  // b had heard of the claim only
+  ASSERT_TRUE(RangeOwnership(b).held_locally("pool").empty());
+  b.merge(restarted.newer_than(b.snapshot()));
+  EXPECT_TRUE(RangeOwnership(b).held_locally("pool").contains(given));
 }
 
 TEST(RangeDurabilityTest, ReceivedRangeIsPersistedBeforeItIsUsable) {
