@@ -60,14 +60,41 @@ std::optional<std::string> RangeOwnership::richest_holder(
   return best;
 }
 
-tables::TableEntry RangeOwnership::write(const std::string& space, const ipam::Range& range, const std::string& holder) {
+tables::TableEntry RangeOwnership::entry(const std::string& space, const ipam::Range& range,
+                                          const std::string& holder, std::uint64_t lamport) const {
   json value = {{"space", space}, {"first", range.first.value}, {"last", range.last.value}, {"holder", holder}};
-  return tables_.put(kRangesTable, key_of(space, range.first.value), value.dump());
+  return tables::TableEntry{.table = kRangesTable,
+                            .key = key_of(space, range.first.value),
+                            .owner = tables_.local_node(),
+                            .lamport = lamport,
+                            .deleted = false,
+                            .value = value.dump()};
+}
+
+std::vector<tables::TableEntry> RangeOwnership::commit(std::vector<tables::TableEntry> planned) {
+  if (planned.empty()) return planned;
+  if (persist_) {
+    auto after = tables_.table_snapshot(kRangesTable);
+    for (const auto& e : planned) {
+      auto same_key = std::find_if(after.begin(), after.end(), [&](const auto& a) { return a.key == e.key; });
+      if (same_key != after.end())
+        *same_key = e;
+      else
+        after.push_back(e);
+    }
+    persist_(after);  // throws: nothing changed
+  }
+  // Local writes with the times put() would have given them: each is newer
+  // than anything here, so apply() takes it.
+  for (const auto& e : planned) tables_.apply(e);
+  // The file now holds the whole table, peers' unsaved entries included.
+  if (persist_) unsaved_ = false;
+  return planned;
 }
 
 std::vector<tables::TableEntry> RangeOwnership::claim(const std::string& space, const ipam::Range& whole) {
   if (known(space)) return {};
-  return {write(space, whole, tables_.local_node())};
+  return commit({entry(space, whole, tables_.local_node(), tables_.clock() + 1)});
 }
 
 std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space, const std::string& to,
@@ -98,23 +125,44 @@ std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space,
   for (const auto& r : ranges(space)) {
     if (r.holder != tables_.local_node() || r.range.first > gift.first || r.range.last < gift.last) continue;
     std::vector<tables::TableEntry> out;
+    auto lamport = tables_.clock();
     if (r.range.first < gift.first)
-      out.push_back(write(space, {r.range.first, ipam::Ipv4{gift.first.value - 1}}, tables_.local_node()));
-    out.push_back(write(space, gift, to));
+      out.push_back(entry(space, {r.range.first, ipam::Ipv4{gift.first.value - 1}}, tables_.local_node(), ++lamport));
+    out.push_back(entry(space, gift, to, ++lamport));
     if (gift.last < r.range.last)
-      out.push_back(write(space, {ipam::Ipv4{gift.last.value + 1}, r.range.last}, tables_.local_node()));
-    return out;
+      out.push_back(entry(space, {ipam::Ipv4{gift.last.value + 1}, r.range.last}, tables_.local_node(), ++lamport));
+    return commit(std::move(out));
   }
   return {};
 }
 
 std::vector<tables::TableEntry> RangeOwnership::take_over(const std::string& gone_node) {
   std::vector<tables::TableEntry> out;
+  auto lamport = tables_.clock();
   for (const auto& e : tables_.entries(kRangesTable)) {
     auto r = parse(e);
-    if (r && r->holder == gone_node) out.push_back(write(r->space, r->range, tables_.local_node()));
+    if (r && r->holder == gone_node) out.push_back(entry(r->space, r->range, tables_.local_node(), ++lamport));
   }
-  return out;
+  return commit(std::move(out));
+}
+
+bool RangeOwnership::is_mine(const std::optional<tables::TableEntry>& e) const {
+  if (!e || e->table != kRangesTable) return false;
+  auto r = parse(*e);
+  return r && r->holder == tables_.local_node();
+}
+
+void RangeOwnership::observe(const std::optional<tables::TableEntry>& before,
+                             const std::optional<tables::TableEntry>& now) {
+  if (is_mine(before) || is_mine(now)) unsaved_ = true;
+}
+
+ipam::RangeSet RangeOwnership::usable(const std::string& space) {
+  if (unsaved_ && persist_) {
+    persist_(tables_.table_snapshot(kRangesTable));
+    unsaved_ = false;
+  }
+  return held_locally(space);
 }
 
 }  // namespace weft::control::cluster

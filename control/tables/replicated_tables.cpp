@@ -86,6 +86,13 @@ std::vector<TableEntry> ReplicatedTables::snapshot() const {
   return result;
 }
 
+std::vector<TableEntry> ReplicatedTables::table_snapshot(const std::string& table) const {
+  std::vector<TableEntry> result;
+  for (auto it = slots_.lower_bound({table, ""}); it != slots_.end() && it->first.first == table; ++it)
+    result.push_back(it->second.entry);
+  return result;
+}
+
 namespace {
 // FNV-1a over (table, key, owner, lamport, deleted) of each entry, in key order.
 class Fnv1a {

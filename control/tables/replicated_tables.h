@@ -67,6 +67,8 @@ class ReplicatedTables {
   std::vector<TableEntry> entries(const std::string& table) const;
   // Everything, tombstones included: what a push/pull sends.
   std::vector<TableEntry> snapshot() const;
+  // Everything of one table, tombstones included.
+  std::vector<TableEntry> table_snapshot(const std::string& table) const;
   // Everything whose current version was written by one of `owners`.
   std::vector<TableEntry> snapshot(const std::set<std::string>& owners) const;
   // A digest of the whole copy: equal digests mean equal copies.
