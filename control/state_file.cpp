@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <string>
@@ -56,6 +57,19 @@ class UniqueFd {
 
 [[noreturn]] void throw_error(int error, const std::string& message) {
   throw std::system_error(error, std::generic_category(), message);
+}
+
+// ".tmp." and the six characters mkostemp puts in place of "XXXXXX".
+constexpr std::string_view kTempMarker = ".tmp.";
+constexpr std::size_t kTempSuffixLength = 6;
+
+bool is_temp_file_name(std::string_view name) {
+  if (name.size() < 2 + kTempMarker.size() + kTempSuffixLength || name.front() != '.') return false;
+  const auto suffix = name.substr(name.size() - kTempSuffixLength);
+  const auto marker = name.substr(name.size() - kTempSuffixLength - kTempMarker.size(), kTempMarker.size());
+  return marker == kTempMarker && std::all_of(suffix.begin(), suffix.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+         });
 }
 
 // Deletes the temp file unless the rename consumed it, so every failure path
@@ -146,6 +160,24 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   }
   temp.dismiss();
   sync_directory(dir, path);
+}
+
+std::vector<std::string> remove_leftover_temp_files(const std::filesystem::path& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return removed;
+    throw std::system_error(ec, "cannot list " + dir.string());
+  }
+  for (const auto& entry : it) {
+    const auto name = entry.path().filename().string();
+    if (!is_temp_file_name(name) || !entry.is_regular_file(ec)) continue;
+    if (::unlink(entry.path().c_str()) != 0 && errno != ENOENT) throw_errno("cannot remove", entry.path().native());
+    removed.push_back(name);
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
 }
 
 std::optional<std::string> read_file(const std::filesystem::path& path) {
