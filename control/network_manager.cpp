@@ -141,7 +141,13 @@ struct NetworkManager::Impl {
   // change is made in memory, persisted, and undone in memory when that
   // fails, before the kernel is touched where the order matters (see
   // connect, disconnect, remove_network).
-  void persist() {
+  void persist() { write_state(&write_file_atomically); }
+  // A write-ahead record only has to outlive the kernel objects it is about:
+  // they survive a kill of the agent (so does the page cache), not a reboot.
+  // Skipping the fsyncs keeps an attach at one wait for the disk.
+  void persist_intent() { write_state(&replace_file_unsynced); }
+
+  void write_state(void (*write)(const fs::path&, std::string_view)) {
     json state = {{"version", kStateVersion}, {"networks", json::array()}, {"endpoints", json::array()}};
     for (const auto& [id, n] : networks) state["networks"].push_back(network_record(n));
     for (const auto& [id, e] : endpoints) state["endpoints"].push_back(endpoint_record(e));
@@ -150,7 +156,7 @@ struct NetworkManager::Impl {
       record[kStateKey] = kAttaching;
       state["endpoints"].push_back(std::move(record));
     }
-    write_file_atomically(state_path(), state.dump(2) + "\n");
+    write(state_path(), state.dump(2) + "\n");
     if (state_behind) spdlog::info("state file {} is up to date again", state_path().string());
     state_behind = false;
   }
@@ -705,7 +711,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   // has them, so whatever a crash leaves is found and rolled back at start.
   self.attaching.emplace(e.id, e);
   try {
-    self.persist();
+    self.persist_intent();
   } catch (const std::exception& err) {
     self.attaching.erase(e.id);
     allocator.release(ip);

@@ -131,7 +131,11 @@ void sync_directory(const std::filesystem::path& dir, const std::filesystem::pat
 
 }  // namespace
 
-void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
+namespace {
+
+enum class Sync { ToDisk, No };
+
+void replace_file(const std::filesystem::path& path, std::string_view content, Sync sync) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   create_private_directories(dir, path);
 
@@ -149,7 +153,7 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   TempFileGuard temp(std::move(temp_template));
 
   write_all(fd.get(), content, path.native());
-  if (::fsync(fd.get()) != 0) {
+  if (sync == Sync::ToDisk && ::fsync(fd.get()) != 0) {
     throw_errno("cannot sync", path.native());
   }
   if (fd.close_checked() != 0) {
@@ -159,7 +163,17 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
     throw_errno("cannot replace", path.native());
   }
   temp.dismiss();
-  sync_directory(dir, path);
+  if (sync == Sync::ToDisk) sync_directory(dir, path);
+}
+
+}  // namespace
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
+  replace_file(path, content, Sync::ToDisk);
+}
+
+void replace_file_unsynced(const std::filesystem::path& path, std::string_view content) {
+  replace_file(path, content, Sync::No);
 }
 
 std::vector<std::string> remove_leftover_temp_files(const std::filesystem::path& dir) {

@@ -16,6 +16,13 @@ namespace weft::control {
 // no temp file behind.
 void write_file_atomically(const std::filesystem::path& path, std::string_view content);
 
+// Like write_file_atomically without the two fsyncs: readers see the old or
+// the new content, also after the process is killed (the page cache outlives
+// it), but a crash of the machine may lose the change. For records that only
+// have to outlive what they describe: intents about kernel objects, which a
+// reboot wipes too. Much cheaper (no waiting for the disk).
+void replace_file_unsynced(const std::filesystem::path& path, std::string_view content);
+
 // Removes the temp files that write_file_atomically(dir / NAME, ...) leaves
 // when the process dies between creating and renaming one (".NAME.tmp.XXXXXX",
 // for any NAME), directly in `dir`. Call it only while nothing writes there

@@ -204,5 +204,14 @@ TEST_F(StateFileTest, LeftoverTempFilesAreRemovedAndNothingElse) {
   EXPECT_TRUE(remove_leftover_temp_files(dir_ / "missing").empty());
 }
 
+TEST_F(StateFileTest, UnsyncedReplaceIsAtomicAndLeavesNoTempFile) {
+  const fs::path file = dir_ / "sub" / "state.json";
+  replace_file_unsynced(file, "one");
+  replace_file_unsynced(file, "two");
+  EXPECT_EQ(read_file(file), "two");
+  EXPECT_THAT(entries(dir_ / "sub"), ElementsAre("state.json"));
+  EXPECT_EQ(mode_of(dir_ / "sub"), 0700u);
+}
+
 }  // namespace
 }  // namespace weft::control
