@@ -705,7 +705,8 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .mac = dp::format_mac(dp::mac_from_ipv4(ip.str())),
              .node = self.config.node_name};
   const auto failed = [&](const std::string& why) {
-    return ApiError(ApiError::Kind::Internal, "cannot attach " + request.netns + " to network " + network.name + ": " + why);
+    return ApiError(ApiError::Kind::Internal,
+                    "cannot attach " + request.netns + " to network " + network.name + ": " + why);
   };
   // Write-ahead: the address, MAC and veth name are on disk before the kernel
   // has them, so whatever a crash leaves is found and rolled back at start.
