@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "control/ids.h"
 #include "control/record_json.h"
@@ -136,11 +137,60 @@ struct NetworkManager::Impl {
     return dp::EndpointLayout{.host_ifname = "veth" + e.id.substr(0, 11), .ip = e.ip, .mac = e.mac};
   }
 
-  void persist() {
+  // Writes memory to disk; throws std::system_error (e.g. ENOSPC). Every
+  // change is made in memory, persisted, and undone in memory when that
+  // fails, before the kernel is touched where the order matters (see
+  // connect, disconnect, remove_network).
+  void persist() { write_state(&write_file_atomically); }
+  // A write-ahead record only has to outlive the kernel objects it is about:
+  // they survive a kill of the agent (so does the page cache), not a reboot.
+  // Skipping the fsyncs keeps an attach at one wait for the disk.
+  void persist_intent() { write_state(&replace_file_unsynced); }
+
+  void write_state(void (*write)(const fs::path&, std::string_view)) {
     json state = {{"version", kStateVersion}, {"networks", json::array()}, {"endpoints", json::array()}};
     for (const auto& [id, n] : networks) state["networks"].push_back(network_record(n));
     for (const auto& [id, e] : endpoints) state["endpoints"].push_back(endpoint_record(e));
-    write_file_atomically(state_path(), state.dump(2) + "\n");
+    for (const auto& [id, e] : attaching) {
+      auto record = endpoint_record(e);
+      record[kStateKey] = kAttaching;
+      state["endpoints"].push_back(std::move(record));
+    }
+    write(state_path(), state.dump(2) + "\n");
+    if (state_behind) spdlog::info("state file {} is up to date again", state_path().string());
+    state_behind = false;
+  }
+
+  // For changes that are already true in the kernel and that the next start
+  // derives again from the kernel or the cluster anyway: a failed write is
+  // logged and the file catches up with the next successful one.
+  void persist_or_log(const char* after) {
+    try {
+      persist();
+    } catch (const std::exception& e) {
+      if (!state_behind)
+        spdlog::error("cannot write the state file after {}: {}; it catches up with the next change", after,
+                      e.what());
+      state_behind = true;
+    }
+  }
+
+  // Rolls back an attach that did not complete: deletes its veth (if the
+  // kernel has it) and then, only once that worked, its record and address.
+  bool roll_back_attach(const std::string& id) {
+    const auto& e = attaching.at(id);
+    auto network = networks.find(e.network_id);
+    try {
+      if (network != networks.end()) dp::detach_endpoint(layout(network->second), layout(e));
+    } catch (const std::exception& err) {
+      spdlog::error("endpoint {} ({}): cannot remove its devices: {}; its address stays reserved", e.name, e.ip,
+                    err.what());
+      return false;
+    }
+    if (auto a = addresses.find(e.network_id); a != addresses.end())
+      if (auto ip = ipam::Ipv4::parse(e.ip); ip && a->second.is_allocated(*ip)) a->second.release(*ip);
+    attaching.erase(id);
+    return true;
   }
 
   // Docker's order: full ID, then exact name, then unique ID prefix.
@@ -237,6 +287,8 @@ struct NetworkManager::Impl {
   }
 
   void load_state();
+  void roll_back_attaches();
+  void remove_orphan_endpoints();
   void reconcile_network(const Network& n);
   void reconcile_endpoint(Endpoint& e, std::vector<std::string>& gone);
   void remove_stale_kernel_objects();
@@ -252,6 +304,11 @@ struct NetworkManager::Impl {
     bool reserved_here = false;  // its address was marked used in our allocator
   };
 
+  // An attach is recorded with "state": "attaching" before it touches the
+  // kernel (write-ahead), and without that key once it is complete.
+  static constexpr const char* kStateKey = "state";
+  static constexpr const char* kAttaching = "attaching";
+
   AgentConfig config;
   dp::UniqueFd state_lock;
   std::mutex mutex;
@@ -262,6 +319,11 @@ struct NetworkManager::Impl {
   ipam::RangeSet vni_owned{ipam::Range{ipam::Ipv4{kFirstVni}, ipam::Ipv4{kLastVni}}};
   std::map<std::string, Network> networks;  // every known network, by id
   std::map<std::string, Endpoint> endpoints;  // attached on this node, by id
+  // Attaches under way, or cut short (by a crash or a failed state write)
+  // and not rolled back yet: their veths may exist, so their addresses stay
+  // allocated until roll_back_attach() deleted them. By id.
+  std::map<std::string, Endpoint> attaching;
+  bool state_behind = false;  // the last write of the state file failed
   std::map<std::string, RemoteEndpoint> remote_endpoints;  // on other nodes, by id
   std::map<std::string, ipam::AddressAllocator> addresses;  // by network id
   std::map<std::string, ipam::RangeSet> early_ownership;  // by space
@@ -285,7 +347,10 @@ void NetworkManager::Impl::load_state() {
     }
     for (const auto& j : state.at("endpoints")) {
       auto e = endpoint_from_record(j);
-      endpoints.emplace(e.id, e);
+      if (j.value(kStateKey, "") == kAttaching)
+        attaching.emplace(e.id, e);
+      else
+        endpoints.emplace(e.id, e);
     }
   } catch (const json::exception& e) {
     throw std::runtime_error("state file " + state_path().string() + " is corrupt: " + e.what());
@@ -304,6 +369,57 @@ void NetworkManager::Impl::load_state() {
     if (!ip || alloc == addresses.end()) throw std::runtime_error("state file: endpoint " + id + " is inconsistent");
     alloc->second.allocate(*ip);
     e.network_name = networks.at(e.network_id).name;
+  }
+  // An unfinished attach's address may be on a veth in the kernel: it is
+  // not handed out before roll_back_attaches() deleted that veth.
+  for (auto it = attaching.begin(); it != attaching.end();) {
+    auto& e = it->second;
+    auto ip = ipam::Ipv4::parse(e.ip);
+    auto alloc = addresses.find(e.network_id);
+    if (!ip || alloc == addresses.end()) {
+      // Its network is gone, and with the network's namespace its veth.
+      spdlog::warn("state file: dropping unfinished attach {} of unknown network {}", it->first, e.network_id);
+      it = attaching.erase(it);
+      continue;
+    }
+    try {
+      if (!alloc->second.is_allocated(*ip)) alloc->second.allocate(*ip);
+    } catch (const ipam::IpamError& err) {
+      spdlog::warn("state file: unfinished attach {} {}: {}", it->first, e.ip, err.what());
+    }
+    e.network_name = networks.at(e.network_id).name;
+    ++it;
+  }
+}
+
+// An attach cut short (by a crash, or by a failed state write) is rolled
+// back, not finished: its client got no answer or an error.
+void NetworkManager::Impl::roll_back_attaches() {
+  std::vector<std::string> ids;
+  for (const auto& [id, e] : attaching) ids.push_back(id);
+  for (const auto& id : ids) {
+    const auto e = attaching.at(id);
+    if (roll_back_attach(id))
+      spdlog::info("rolled back the unfinished attach of {} to {} ({})", e.netns, e.network_name, e.ip);
+  }
+}
+
+// A veth in a network's namespace that no record accounts for (e.g. left by
+// an agent before write-ahead records) would keep an address the allocator
+// thinks is free; it goes before the API hands out any address.
+void NetworkManager::Impl::remove_orphan_endpoints() {
+  for (const auto& [network_id, n] : networks) {
+    std::set<std::string> known;
+    for (const auto& [id, e] : endpoints)
+      if (e.network_id == network_id) known.insert(layout(e).host_ifname);
+    for (const auto& [id, e] : attaching)
+      if (e.network_id == network_id) known.insert(layout(e).host_ifname);
+    try {
+      for (const auto& name : dp::remove_unknown_endpoints(layout(n), known))
+        spdlog::warn("network {}: removed veth {} that no endpoint accounts for (left by a crash)", n.name, name);
+    } catch (const std::exception& e) {
+      spdlog::error("network {}: cannot remove unknown veths: {}", n.name, e.what());
+    }
   }
 }
 
@@ -369,17 +485,32 @@ void NetworkManager::Impl::remove_stale_kernel_objects() {
 
 void NetworkManager::reconcile() {
   std::lock_guard lock(impl_->mutex);
-  impl_->load_state();
-  impl_->remove_stale_kernel_objects();
-  for (const auto& [id, n] : impl_->networks) impl_->reconcile_network(n);
-  std::vector<std::string> gone;
-  for (auto& [id, e] : impl_->endpoints) impl_->reconcile_endpoint(e, gone);
-  for (const auto& id : gone) {
-    const auto& e = impl_->endpoints.at(id);
-    impl_->addresses.at(e.network_id).release(*ipam::Ipv4::parse(e.ip));
-    impl_->endpoints.erase(id);
+  auto& self = *impl_;
+  // Nothing else writes in the state dir yet (the cluster starts after).
+  for (const auto& dir : {fs::path(self.config.state_dir), fs::path(self.config.state_dir) / "cluster"}) {
+    try {
+      for (const auto& name : remove_leftover_temp_files(dir))
+        spdlog::info("removed {} left by an interrupted state write", (dir / name).string());
+    } catch (const std::exception& e) {
+      spdlog::warn("{}", e.what());
+    }
   }
-  impl_->persist();
+  self.load_state();
+  self.remove_stale_kernel_objects();
+  for (const auto& [id, n] : self.networks) self.reconcile_network(n);
+  self.roll_back_attaches();
+  self.remove_orphan_endpoints();
+  std::vector<std::string> gone;
+  for (auto& [id, e] : self.endpoints) self.reconcile_endpoint(e, gone);
+  for (const auto& id : gone) {
+    const auto& e = self.endpoints.at(id);
+    self.addresses.at(e.network_id).release(*ipam::Ipv4::parse(e.ip));
+    self.endpoints.erase(id);
+  }
+  // Everything reconcile changed is derived again from the same file and the
+  // kernel at the next start, so a full disk must not stop the agent: it
+  // serves, and each change the API asks for needs a successful write.
+  self.persist_or_log("reconciling");
   spdlog::info("reconciled {} networks, {} endpoints ({} removed)", impl_->networks.size(), impl_->endpoints.size(),
                gone.size());
 }
@@ -450,14 +581,22 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
       throw ApiError(ApiError::Kind::Internal, "cannot create network " + spec.name + ": " + e.what());
     }
   }
+  // Made before it is recorded: a crash in between leaves a namespace the
+  // state does not know, which the next start removes.
   try {
     self.persist();
-  } catch (...) {
-    dp::remove_overlay(self.node, self.layout(n));
+  } catch (const std::exception& e) {
+    try {
+      dp::remove_overlay(self.node, self.layout(n));
+    } catch (const std::exception& err) {
+      spdlog::error("network {}: cannot remove its devices again: {}; the next start does", n.name, err.what());
+    }
     self.networks.erase(n.id);
     self.addresses.erase(n.id);
     self.pool.release(subnet);
-    throw;
+    throw ApiError(ApiError::Kind::Internal, "cannot create network " + spec.name +
+                                                 ": cannot record it in the state file: " + e.what() +
+                                                 "; nothing was created");
   }
   if (self.cluster) {
     self.cluster->claim_space(network_space(n.id), host_range(subnet));
@@ -488,11 +627,32 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
                                             [&](const auto& kv) { return kv.second.endpoint.network_id == n.id; });
   if (!self.endpoints_of(n.id).empty() || remote_endpoints)
     conflict("error while removing network: network " + n.name + " id " + n.id + " has active endpoints");
-  dp::remove_overlay(self.node, self.layout(n));
+  // The record goes first: a crash after the write leaves a namespace the
+  // state does not know, which the next start removes; a failed write
+  // leaves everything as it was.
+  auto allocator = self.addresses.extract(n.id);
   self.networks.erase(n.id);
-  self.addresses.erase(n.id);
+  auto restore = [&] {
+    self.networks.emplace(n.id, n);
+    self.addresses.insert(std::move(allocator));
+  };
+  try {
+    self.persist();
+  } catch (const std::exception& e) {
+    restore();
+    throw ApiError(ApiError::Kind::Internal, "cannot remove network " + n.name +
+                                                 ": cannot record it in the state file: " + e.what() +
+                                                 "; the network is unchanged");
+  }
+  try {
+    dp::remove_overlay(self.node, self.layout(n));
+  } catch (const std::exception& e) {
+    restore();
+    self.reconcile_network(n);  // puts back whatever was deleted before the error
+    self.persist_or_log("a failed network removal");
+    throw ApiError(ApiError::Kind::Internal, "cannot remove network " + n.name + ": " + e.what());
+  }
   self.pool.release(*ipam::Cidr::parse(n.subnet));
-  self.persist();
   if (self.cluster) self.cluster->withdraw_network(n.id);
   spdlog::info("removed network {} ({})", n.name, n.id.substr(0, 12));
 }
@@ -544,16 +704,38 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .prefix_len = ipam::Cidr::parse(network.subnet)->prefix,
              .mac = dp::format_mac(dp::mac_from_ipv4(ip.str())),
              .node = self.config.node_name};
+  const auto failed = [&](const std::string& why) {
+    return ApiError(ApiError::Kind::Internal,
+                    "cannot attach " + request.netns + " to network " + network.name + ": " + why);
+  };
+  // Write-ahead: the address, MAC and veth name are on disk before the kernel
+  // has them, so whatever a crash leaves is found and rolled back at start.
+  self.attaching.emplace(e.id, e);
+  try {
+    self.persist_intent();
+  } catch (const std::exception& err) {
+    self.attaching.erase(e.id);
+    allocator.release(ip);
+    throw failed(std::string("cannot record it in the state file: ") + err.what() + "; nothing was changed");
+  }
   try {
     e.ifname = dp::attach_endpoint(self.layout(network), self.layout(e), *ns);
-    self.endpoints.emplace(e.id, e);
+  } catch (const std::exception& err) {
+    self.roll_back_attach(e.id);
+    self.persist_or_log("a failed attach");
+    throw failed(err.what());
+  }
+  self.attaching.erase(e.id);
+  self.endpoints.emplace(e.id, e);
+  try {
     self.persist();
   } catch (const std::exception& err) {
+    // On disk it is still "attaching": rolled back here, or at the next start.
     self.endpoints.erase(e.id);
-    dp::detach_endpoint(self.layout(network), self.layout(e));
-    allocator.release(ip);
-    throw ApiError(ApiError::Kind::Internal,
-                   "cannot attach " + request.netns + " to network " + network.name + ": " + err.what());
+    self.attaching.emplace(e.id, e);
+    self.roll_back_attach(e.id);
+    self.persist_or_log("a failed attach");
+    throw failed(std::string("cannot record it in the state file: ") + err.what() + "; nothing was changed");
   }
   if (self.cluster) self.cluster->publish_endpoint(e);
   spdlog::info("attached {} to {} as {} ({})", e.netns, network.name, e.ip, e.ifname);
@@ -571,15 +753,32 @@ void NetworkManager::disconnect(const DetachRequest& request) {
   } catch (const std::system_error&) {
     // A namespace that is gone can still be detached by the name it had.
   }
-  Endpoint* e = self.endpoint_in(network.id, request.netns, ns);
-  if (!e) not_found("no endpoint of namespace " + request.netns + " on network " + network.name);
-  dp::detach_endpoint(self.layout(network), self.layout(*e));
-  self.addresses.at(network.id).release(*ipam::Ipv4::parse(e->ip));
-  spdlog::info("detached {} from {}", e->netns, network.name);
-  const std::string id = e->id;
-  self.endpoints.erase(id);
-  self.persist();
-  if (self.cluster) self.cluster->withdraw_endpoint(id);
+  Endpoint* found = self.endpoint_in(network.id, request.netns, ns);
+  if (!found) not_found("no endpoint of namespace " + request.netns + " on network " + network.name);
+  const Endpoint e = *found;
+  // The record goes first: a crash after the write leaves a veth no record
+  // accounts for, which the next start deletes; a failed write leaves
+  // everything as it was. The address is free only once the veth is gone.
+  self.endpoints.erase(e.id);
+  try {
+    self.persist();
+  } catch (const std::exception& err) {
+    self.endpoints.emplace(e.id, e);
+    throw ApiError(ApiError::Kind::Internal, "cannot detach " + request.netns + " from network " + network.name +
+                                                 ": cannot record it in the state file: " + err.what() +
+                                                 "; the endpoint is still attached");
+  }
+  try {
+    dp::detach_endpoint(self.layout(network), self.layout(e));
+  } catch (const std::exception& err) {
+    self.endpoints.emplace(e.id, e);
+    self.persist_or_log("a failed detach");
+    throw ApiError(ApiError::Kind::Internal,
+                   "cannot detach " + request.netns + " from network " + network.name + ": " + err.what());
+  }
+  self.addresses.at(network.id).release(*ipam::Ipv4::parse(e.ip));
+  spdlog::info("detached {} from {}", e.netns, network.name);
+  if (self.cluster) self.cluster->withdraw_endpoint(e.id);
 }
 
 std::vector<Endpoint> NetworkManager::list_endpoints() {
@@ -677,7 +876,7 @@ void NetworkManager::apply_remote_network(const Network& network) {
   self.addresses.emplace(network.id, std::move(allocator));
   for (auto& [id, r] : self.remote_endpoints)
     if (r.endpoint.network_id == network.id) self.realise_remote_endpoint(id);
-  self.persist();
+  self.persist_or_log("a network from the cluster");
   spdlog::info("network {} ({}) from {}: subnet {} vni {}", network.name, network.id.substr(0, 12), network.node,
                network.subnet, network.vni);
 }
@@ -701,7 +900,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
   } catch (const ipam::IpamError&) {
     // It was never reserved here (see apply_remote_network).
   }
-  self.persist();
+  self.persist_or_log("a network removed in the cluster");
   spdlog::info("network {} ({}) removed by {}", n.name, n.id.substr(0, 12), n.node);
 }
 

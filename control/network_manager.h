@@ -40,7 +40,11 @@ class NetworkManager final : public NetworkService {
   NetworkManager& operator=(const NetworkManager&) = delete;
 
   // Loads the state file and makes the kernel match it: adopts what exists,
-  // re-creates what is missing, removes what is stale.
+  // re-creates what is missing, removes what is stale, rolls back attaches a
+  // crash cut short, deletes veths no record accounts for and temp files of
+  // interrupted state writes. Must run before the API serves (it does: see
+  // tools/weftd.cpp), so no address still held in the kernel is handed out.
+  // A state file it cannot write (full disk) is logged, not fatal.
   void reconcile();
 
   Network create_network(const NetworkSpec& spec) override;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <string>
@@ -56,6 +57,19 @@ class UniqueFd {
 
 [[noreturn]] void throw_error(int error, const std::string& message) {
   throw std::system_error(error, std::generic_category(), message);
+}
+
+// ".tmp." and the six characters mkostemp puts in place of "XXXXXX".
+constexpr std::string_view kTempMarker = ".tmp.";
+constexpr std::size_t kTempSuffixLength = 6;
+
+bool is_temp_file_name(std::string_view name) {
+  if (name.size() < 2 + kTempMarker.size() + kTempSuffixLength || name.front() != '.') return false;
+  const auto suffix = name.substr(name.size() - kTempSuffixLength);
+  const auto marker = name.substr(name.size() - kTempSuffixLength - kTempMarker.size(), kTempMarker.size());
+  return marker == kTempMarker && std::all_of(suffix.begin(), suffix.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+         });
 }
 
 // Deletes the temp file unless the rename consumed it, so every failure path
@@ -117,7 +131,11 @@ void sync_directory(const std::filesystem::path& dir, const std::filesystem::pat
 
 }  // namespace
 
-void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
+namespace {
+
+enum class Sync { ToDisk, No };
+
+void replace_file(const std::filesystem::path& path, std::string_view content, Sync sync) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   create_private_directories(dir, path);
 
@@ -135,7 +153,7 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   TempFileGuard temp(std::move(temp_template));
 
   write_all(fd.get(), content, path.native());
-  if (::fsync(fd.get()) != 0) {
+  if (sync == Sync::ToDisk && ::fsync(fd.get()) != 0) {
     throw_errno("cannot sync", path.native());
   }
   if (fd.close_checked() != 0) {
@@ -145,7 +163,35 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
     throw_errno("cannot replace", path.native());
   }
   temp.dismiss();
-  sync_directory(dir, path);
+  if (sync == Sync::ToDisk) sync_directory(dir, path);
+}
+
+}  // namespace
+
+void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
+  replace_file(path, content, Sync::ToDisk);
+}
+
+void replace_file_unsynced(const std::filesystem::path& path, std::string_view content) {
+  replace_file(path, content, Sync::No);
+}
+
+std::vector<std::string> remove_leftover_temp_files(const std::filesystem::path& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) {
+    if (ec == std::errc::no_such_file_or_directory) return removed;
+    throw std::system_error(ec, "cannot list " + dir.string());
+  }
+  for (const auto& entry : it) {
+    const auto name = entry.path().filename().string();
+    if (!is_temp_file_name(name) || !entry.is_regular_file(ec)) continue;
+    if (::unlink(entry.path().c_str()) != 0 && errno != ENOENT) throw_errno("cannot remove", entry.path().native());
+    removed.push_back(name);
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
 }
 
 std::optional<std::string> read_file(const std::filesystem::path& path) {

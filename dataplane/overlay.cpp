@@ -160,6 +160,17 @@ void detach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoin
   net.delete_link_if_exists(endpoint.host_ifname);
 }
 
+std::vector<std::string> remove_unknown_endpoints(const OverlayLayout& network, const std::set<std::string>& keep) {
+  std::vector<std::string> removed;
+  if (!is_pinned_netns(network.netns_path)) return removed;
+  NetlinkSocket net(NetnsHandle::open(network.netns_path));
+  for (const auto& link : net.list_links()) {
+    if (link.kind != "veth" || keep.count(link.name)) continue;
+    if (net.delete_link_if_exists(link.name)) removed.push_back(link.name);
+  }
+  return removed;
+}
+
 }  // namespace weft::dataplane
 
 namespace weft::dataplane {

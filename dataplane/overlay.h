@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
@@ -68,6 +70,13 @@ bool endpoint_intact(const OverlayLayout& network, const EndpointLayout& endpoin
                      const std::string& container_ifname);
 // Deletes the endpoint's veth pair; absent is not an error.
 void detach_endpoint(const OverlayLayout& network, const EndpointLayout& endpoint);
+// Deletes every veth in the network's namespace whose name is not in
+// `keep` (host ends of endpoints the state accounts for). Everything in that
+// namespace is made by the agent, so an unknown veth is a leftover of an
+// attach that a crash cut short; deleting it also deletes its peer in the
+// container (veth pairs die together; the peer is created straight in the
+// container's namespace, never moved there later). Returns the names deleted.
+std::vector<std::string> remove_unknown_endpoints(const OverlayLayout& network, const std::set<std::string>& keep);
 
 }  // namespace weft::dataplane
 

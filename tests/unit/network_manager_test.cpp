@@ -3,12 +3,20 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "control/network_manager.h"
+#include "control/record_json.h"
 #include "control/state_file.h"
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
@@ -44,7 +52,41 @@ class NetworkManagerTest : public ::testing::Test {
     return m;
   }
 
+  fs::path state_dir() const { return dir.path() / "state"; }
+  fs::path state_file() const { return state_dir() / "state.json"; }
   fs::path netns_dir() const { return dir.path() / "state" / "netns"; }
+  // The state dir as a 1 MiB tmpfs that fill_state_dir() fills up (the
+  // scratch dir unmounts it).
+  void mount_small_state_dir() {
+    fs::create_directories(state_dir());
+    ASSERT_EQ(::mount("weft-test", state_dir().c_str(), "tmpfs", 0, "size=1m,mode=0700"), 0) << std::strerror(errno);
+  }
+  void fill_state_dir() {
+    const auto filler = state_dir() / "filler";
+    int fd = ::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    const std::string block(65536, 'x');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    ::close(fd);
+    struct statvfs fs_info {};
+    ASSERT_EQ(::statvfs(state_dir().c_str(), &fs_info), 0);
+    ASSERT_EQ(fs_info.f_bavail, 0u) << "the state dir is not full";
+  }
+  // Names of the veths in a namespace (a pinned file).
+  static std::set<std::string> veths_in(const fs::path& ns) {
+    std::set<std::string> names;
+    for (const auto& l : dp::NetlinkSocket(dp::NetnsHandle::open(ns)).list_links())
+      if (l.kind == "veth") names.insert(l.name);
+    return names;
+  }
+  // Links other than lo in a namespace.
+  static std::set<std::string> interfaces_in(const fs::path& ns) {
+    std::set<std::string> names;
+    for (const auto& l : dp::NetlinkSocket(dp::NetnsHandle::open(ns)).list_links())
+      if (l.name != "lo") names.insert(l.name);
+    return names;
+  }
   std::size_t netns_files() const {
     std::error_code ec;
     return std::distance(fs::directory_iterator(netns_dir(), ec), fs::directory_iterator());
@@ -240,6 +282,137 @@ TEST_F(NetworkManagerTest, StateFileIsWrittenAndNamesResolve) {
   EXPECT_EQ(agent->get_network(n.id.substr(0, 5)).name, "net-test");
   EXPECT_EQ(agent->get_network(n.id).name, "net-test");
   EXPECT_TRUE(agent->get_network("net-test").attachable);
+}
+
+// Issue 7, item 3: a change the state file cannot record is not made.
+TEST_F(NetworkManagerTest, FullDiskChangesNothingAndRestartStillWorks) {
+  mount_small_state_dir();
+  auto c1 = namespaces.make("c1");
+  auto c2 = namespaces.make("c2");
+  auto c3 = namespaces.make("c3");
+  auto agent = start_agent();
+  const auto net_a = agent->create_network({.name = "net-a"});
+  agent->create_network({.name = "net-b"});
+  agent->connect({.network = "net-a", .netns = c1.string()});
+  agent->connect({.network = "net-a", .netns = c2.string()});
+  const auto state_before = read_file(state_file());
+  const auto net_a_ns = netns_dir() / net_a.id.substr(0, 12);
+  const auto veths_before = veths_in(net_a_ns);
+  ASSERT_EQ(veths_before.size(), 2u);
+  fill_state_dir();
+
+  auto expect_refused = [](auto&& call, const char* what) {
+    try {
+      call();
+      ADD_FAILURE() << what << ": no error with a full disk";
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.kind(), ApiError::Kind::Internal) << what << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("state file"), std::string::npos) << what << ": " << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << what << ": not an API error: " << e.what();
+    }
+  };
+  expect_refused([&] { agent->disconnect({.network = "net-a", .netns = c1.string()}); }, "detach");
+  EXPECT_EQ(interfaces_in(c1), std::set<std::string>{"eth0"});
+  EXPECT_EQ(agent->list_endpoints().size(), 2u);
+  EXPECT_TRUE(tcp_reaches(c1, c2, "10.0.0.3", 7101));
+  expect_refused([&] { agent->remove_network("net-b"); }, "network rm");
+  EXPECT_EQ(agent->list_networks().size(), 2u);
+  EXPECT_EQ(netns_files(), 2u);
+  expect_refused([&] { agent->connect({.network = "net-a", .netns = c3.string()}); }, "attach");
+  EXPECT_TRUE(interfaces_in(c3).empty());
+  expect_refused([&] { agent->create_network({.name = "net-c"}); }, "network create");
+  EXPECT_EQ(netns_files(), 2u);
+  EXPECT_EQ(veths_in(net_a_ns), veths_before);
+  EXPECT_EQ(read_file(state_file()), state_before);
+
+  // A restart with the disk still full comes up with everything in place.
+  agent.reset();
+  ASSERT_NO_THROW(agent = start_agent());
+  EXPECT_EQ(agent->list_endpoints().size(), 2u);
+  EXPECT_EQ(agent->list_networks().size(), 2u);
+  EXPECT_TRUE(tcp_reaches(c1, c2, "10.0.0.3", 7102));
+
+  // With space again the same requests go through and stay done.
+  fs::remove(state_dir() / "filler");
+  agent->disconnect({.network = "net-a", .netns = c1.string()});
+  agent->remove_network("net-b");
+  EXPECT_EQ(agent->connect({.network = "net-a", .netns = c3.string()}).ip, "10.0.0.2");
+  agent.reset();
+  agent = start_agent();
+  EXPECT_EQ(agent->list_endpoints().size(), 2u);
+  EXPECT_EQ(agent->list_networks().size(), 1u);
+  EXPECT_TRUE(interfaces_in(c1).empty());
+  EXPECT_TRUE(tcp_reaches(c3, c2, "10.0.0.3", 7103));
+}
+
+// Issue 7, item 2: what a kill -9 in the middle of attaches leaves is rolled
+// back at start, before any address is handed out again.
+TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans) {
+  auto c1 = namespaces.make("c1");
+  auto c2 = namespaces.make("c2");
+  auto c3 = namespaces.make("c3");
+  Network net;
+  Endpoint e1;
+  {
+    auto agent = start_agent();
+    net = agent->create_network({.name = "net-test"});
+    e1 = agent->connect({.network = "net-test", .netns = c1.string()});
+  }
+  const dp::OverlayLayout layout{.netns_path = netns_dir() / net.id.substr(0, 12),
+                                 .vni = net.vni,
+                                 .gateway = net.gateway,
+                                 .prefix_len = 24,
+                                 .underlay_ip = "192.0.2.10",
+                                 .mtu = 1450};
+  // An attach recorded ahead ("attaching") and cut short in the kernel: the
+  // veth pair exists, the container side has no address yet.
+  Endpoint half{.id = std::string(64, 'a'),
+                .name = "half",
+                .network_id = net.id,
+                .network_name = net.name,
+                .netns = c2.string(),
+                .ifname = "eth0",
+                .ip = "10.0.0.3",
+                .prefix_len = 24,
+                .mac = "02:42:0a:00:00:03",
+                .node = "node1"};
+  dp::NetlinkSocket(dp::NetnsHandle::open(layout.netns_path))
+      .create_veth({.name = "veth" + half.id.substr(0, 11),
+                    .peer_name = "eth0",
+                    .peer_netns_fd = dp::NetnsHandle::open(c2).fd(),
+                    .mtu = 1450,
+                    .peer_mac = dp::parse_mac(half.mac)});
+  auto state = nlohmann::json::parse(*read_file(state_file()));
+  auto record = endpoint_record(half);
+  record["state"] = "attaching";
+  state["endpoints"].push_back(record);
+  write_file_atomically(state_file(), state.dump(2));
+  // A complete attach no record mentions (left by an agent without
+  // write-ahead records), holding an address the state thinks is free.
+  dp::attach_endpoint(layout, {.host_ifname = "vethbbbbbbbbbbb", .ip = "10.0.0.4", .mac = "02:42:0a:00:00:04"},
+                      dp::NetnsHandle::open(c3));
+  // A state write cut short.
+  std::ofstream(state_dir() / ".state.json.tmp.Zz9Yy8") << "{\"version\":";
+
+  auto agent = start_agent();
+  EXPECT_EQ(agent->list_endpoints().size(), 1u);
+  EXPECT_EQ(veths_in(layout.netns_path), std::set<std::string>{"veth" + e1.id.substr(0, 11)});
+  EXPECT_TRUE(interfaces_in(c2).empty());
+  EXPECT_TRUE(interfaces_in(c3).empty());
+  EXPECT_FALSE(fs::exists(state_dir() / ".state.json.tmp.Zz9Yy8"));
+  const auto saved = nlohmann::json::parse(*read_file(state_file()));
+  EXPECT_EQ(saved["endpoints"].size(), 1u) << saved.dump(2);
+
+  // Both attach again as new ones: eth0, and no address twice.
+  auto e2 = agent->connect({.network = "net-test", .netns = c2.string()});
+  auto e3 = agent->connect({.network = "net-test", .netns = c3.string()});
+  EXPECT_EQ(e2.ifname, "eth0");
+  EXPECT_EQ(e3.ifname, "eth0");
+  EXPECT_EQ((std::set<std::string>{e1.ip, e2.ip, e3.ip}).size(), 3u);
+  EXPECT_EQ(interfaces_in(c2), std::set<std::string>{"eth0"});
+  EXPECT_TRUE(tcp_reaches(c2, c3, e3.ip, 7201));
+  EXPECT_TRUE(tcp_reaches(c3, c1, e1.ip, 7202));
 }
 
 }  // namespace

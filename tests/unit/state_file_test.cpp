@@ -183,5 +183,35 @@ TEST_F(StateFileTest, UnwritableDirectoryThrowsAndKeepsOldContent) {
   EXPECT_THAT(entries(locked), ElementsAre("state.json"));
 }
 
+TEST_F(StateFileTest, LeftoverTempFilesAreRemovedAndNothingElse) {
+  const fs::path state = dir_ / "state.json";
+  write_file_atomically(state, "{}");
+  // What write_file_atomically leaves when the process is killed mid-write,
+  // for the state file and for another file in the same dir.
+  for (const char* name : {".state.json.tmp.Ab12Cd", ".state.json.tmp.zzzzzz", ".tables.tmp.000000"})
+    std::ofstream(dir_ / name) << "partial";
+  // Look-alikes that are not its temp files stay.
+  for (const char* name : {"state.json.tmp.Ab12Cd", ".state.json.tmp.short", ".state.json.tmp.Ab12Cd7", ".notes"})
+    std::ofstream(dir_ / name) << "keep";
+  fs::create_directory(dir_ / ".dir.tmp.Ab12Cd");
+
+  EXPECT_THAT(remove_leftover_temp_files(dir_),
+              ElementsAre(".state.json.tmp.Ab12Cd", ".state.json.tmp.zzzzzz", ".tables.tmp.000000"));
+  EXPECT_THAT(entries(dir_), ElementsAre(".dir.tmp.Ab12Cd", ".notes", ".state.json.tmp.Ab12Cd7",
+                                         ".state.json.tmp.short", "state.json", "state.json.tmp.Ab12Cd"));
+  EXPECT_EQ(read_file(state), "{}");
+  EXPECT_TRUE(remove_leftover_temp_files(dir_).empty());
+  EXPECT_TRUE(remove_leftover_temp_files(dir_ / "missing").empty());
+}
+
+TEST_F(StateFileTest, UnsyncedReplaceIsAtomicAndLeavesNoTempFile) {
+  const fs::path file = dir_ / "sub" / "state.json";
+  replace_file_unsynced(file, "one");
+  replace_file_unsynced(file, "two");
+  EXPECT_EQ(read_file(file), "two");
+  EXPECT_THAT(entries(dir_ / "sub"), ElementsAre("state.json"));
+  EXPECT_EQ(mode_of(dir_ / "sub"), 0700u);
+}
+
 }  // namespace
 }  // namespace weft::control
