@@ -5,15 +5,19 @@
 # - the longest valid name works in create, ls, inspect and rm;
 # - a newline in `endpoint attach --name` is refused and `endpoint ls` is
 #   unaffected; a 1 MB name (raw API) is refused;
-# - with 2000 idle API connections open, `weft network ls` still answers in
-#   under 300 ms, the agent's descriptors stay bounded, its log does not grow
-#   by thousands of lines and its memory comes back once they close.
+# - with 2000 idle API connections open against an agent allowed 1024
+#   descriptors, `weft network ls` still answers in under 300 ms, the agent's
+#   descriptors stay bounded, its log does not grow by thousands of lines and
+#   its memory comes back once they close.
 set -euo pipefail
 
 WEFT_SRC=${WEFT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 # shellcheck source=scripts/lib/testbed.sh
 source "$WEFT_SRC/scripts/lib/testbed.sh"
 
+# The agent gets 1024 descriptors (soft limit), so 2000 idle connections
+# would take them all, as in the issue; its API cap is then 256.
+ulimit -Sn 1024
 testbed_install_traps
 testbed_up -n 1 || { echo "FAIL - test-bed with one node did not come up"; exit 1; }
 SOCK=$(tb_sock 1)
@@ -62,7 +66,7 @@ EOF
 long_name=$(python3 -c 'print("b" * 30000)')
 expect_refused "30000-character network name" 'network name.*30000.*limit is 128' \
   W network create -d overlay "$long_name"
-check "agent alive after the 30000-character name" agent_alive
+check "agent alive after the 30000-character name" agent_alive || true
 
 over=$(python3 -c 'print("x" * 129)')
 expect_refused "129-character network name" 'limit is 128' W network create -d overlay "$over"
@@ -70,48 +74,50 @@ expect_refused "network rm of a name longer than any network's" 'limit is 128' W
 expect_refused "network name with a space" 'invalid network name' W network create -d overlay "a b"
 
 longest=$(python3 -c 'print("L" + ("0123456789._-" * 10)[:127])')
-check_eq "longest valid name has 128 characters" "${#longest}" 128
+check_eq "longest valid name has 128 characters" "${#longest}" 128 || true
 id=$(W network create -d overlay "$longest" 2>&1) || true
-check_match "create with the longest valid name" "$id" '^[0-9a-f]{64}$'
-check_eq "ls shows it" "$(W network ls --format json | tb_json '[n["Name"] for n in d]')" "[\"$longest\"]"
-check_eq "inspect by name" "$(W network inspect "$longest" | tb_json 'd[0]["Id"]')" "$id"
-check_eq "rm by name" "$(W network rm "$longest" 2>&1)" "$longest"
-check_eq "gone after rm" "$(W network ls --format json)" "[]"
+check_match "create with the longest valid name" "$id" '^[0-9a-f]{64}$' || true
+check_eq "ls shows it" "$(W network ls --format json | tb_json '[n["Name"] for n in d]')" "[\"$longest\"]" || true
+check_eq "inspect by name" "$(W network inspect "$longest" | tb_json 'd[0]["Id"]')" "$id" || true
+check_eq "rm by name" "$(W network rm "$longest" 2>&1)" "$longest" || true
+check_eq "gone after rm" "$(W network ls --format json)" "[]" || true
 
-W network create -d overlay net-a >/dev/null
+W network create -d overlay net-a >/dev/null || true
 c1=$(tb_netns_add c1)
 c2=$(tb_netns_add c2)
-check_eq "fixture: c1 attached" "$(W endpoint attach net-a --netns "$c1" --name web-1 2>&1)" 10.0.0.2
-ls_before=$(W endpoint ls)
+check_eq "fixture: c1 attached" "$(W endpoint attach net-a --netns "$c1" --name web-1 2>&1)" 10.0.0.2 || true
+ls_before=$(W endpoint ls) || true
 expect_refused "newline in endpoint --name" 'invalid endpoint name' \
   W endpoint attach net-a --netns "$c2" --name $'evil\n0123456789ab   injected   net-a'
 expect_refused "64-character DNS label as endpoint --name" 'label of 64 characters; the limit is 63' \
   W endpoint attach net-a --netns "$c2" --name "$(python3 -c 'print("e" * 64)')"
 expect_refused "relative path as --netns" 'relative path' W endpoint attach net-a --netns "a/$c2"
-check_eq "endpoint ls unaffected" "$(W endpoint ls)" "$ls_before"
-check_eq "endpoint ls has one row" "$(W endpoint ls | wc -l)" 2
+check_eq "endpoint ls unaffected" "$(W endpoint ls)" "$ls_before" || true
+check_eq "endpoint ls has one row" "$(W endpoint ls | wc -l)" 2 || true
 
 body=$(mktemp)
 python3 -c 'import json; print(json.dumps({"Name": "b" * 1000000, "Driver": "overlay"}))' >"$body"
-reply=$(api POST /networks/create "$body")
-check_match "1 MB network name over the raw API: 400 with the limit" "$reply" '^400 .*network name is 1000000 bytes long; the limit is 128'
+reply=$(api POST /networks/create "$body") || true
+check_match "1 MB network name over the raw API: 400 with the limit" "$reply" '^400 .*network name is 1000000 bytes long; the limit is 128' || true
 python3 -c 'import json; print(json.dumps({"Container": "x", "Name": "e" * 1000000}))' >"$body"
-reply=$(api POST /networks/net-a/connect "$body")
-check_match "1 MB endpoint name over the raw API: 400 with the limit" "$reply" '^400 .*endpoint name is 1000000 characters long; the limit is 253'
+reply=$(api POST /networks/net-a/connect "$body") || true
+check_match "1 MB endpoint name over the raw API: 400 with the limit" "$reply" '^400 .*endpoint name is 1000000 characters long; the limit is 253' || true
 rm -f "$body"
-check_eq "no network stored from the refused requests" "$(W network ls --format json | tb_json '[n["Name"] for n in d]')" '["net-a"]'
-check "agent alive after the name tests" agent_alive
+check_eq "no network stored from the refused requests" "$(W network ls --format json | tb_json '[n["Name"] for n in d]')" '["net-a"]' || true
+check "agent alive after the name tests" agent_alive || true
 
 # --- item 6: idle connections ------------------------------------------------------
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
-fd_count() { find "/proc/$PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status" 2>/dev/null || echo 0; }
+fd_count() { find "/proc/$PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l || true; }
 rss_before=$(rss_kb)
 log_before=$(wc -l <"$LOG")
 
 holder_ready=$(mktemp -u "$TESTBED_RUN_DIR/holder.XXXXXX")
 python3 - "$SOCK" "$holder_ready" <<'EOF' &
-import os, socket, sys, time
+import os, resource, socket, sys, time
 path, ready = sys.argv[1], sys.argv[2]
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
 conns = []
 for _ in range(2000):
     s = socket.socket(socket.AF_UNIX)
@@ -125,23 +131,24 @@ holder=$!
 if wait_for 60 test -e "$holder_ready"; then ok "2000 idle connections opened"; else
   not_ok "2000 idle connections opened" "the holder did not get them within 60 s"; fi
 
+# The best of three, each a fresh `weft` process with its own connection.
 best_ms=999999
 for _ in 1 2 3; do
   start=${EPOCHREALTIME/./}
-  W network ls >/dev/null || true
+  TB_CMD_TIMEOUT=5 W network ls >/dev/null || continue
   ms=$(((${EPOCHREALTIME/./} - start) / 1000))
   ((ms < best_ms)) && best_ms=$ms
 done
 if ((best_ms < 300)); then ok "network ls with 2000 idle connections open: ${best_ms} ms"; else
-  not_ok "network ls with 2000 idle connections open answers in < 300 ms" "took ${best_ms} ms"; fi
+  not_ok "network ls with 2000 idle connections open answers in < 300 ms" "best of 3: ${best_ms} ms (999999: no answer)"; fi
 fds=$(fd_count)
-if ((fds < 600)); then ok "agent holds $fds descriptors (connections capped)"; else
+if ((fds > 0 && fds < 400)); then ok "agent holds $fds descriptors (connections capped)"; else
   not_ok "agent descriptors bounded" "$fds open"; fi
 rss_during=$(rss_kb)
 
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
-check "agent alive after the idle connections" agent_alive
+check "agent alive after the idle connections" agent_alive || true
 log_growth=$(($(wc -l <"$LOG") - log_before))
 if ((log_growth < 100)); then ok "agent log grew by $log_growth lines"; else
   not_ok "agent log grew by fewer than 100 lines" "grew by $log_growth lines:" "$(tail -5 "$LOG")"; fi
@@ -150,7 +157,7 @@ if grep -q "Too many open files" "$LOG"; then not_ok "no 'Too many open files' i
 sleep 1
 rss_after=$(rss_kb)
 echo "# RSS: ${rss_before} kB before, ${rss_during} kB with the connections, ${rss_after} kB after"
-if ((rss_after - rss_before < 8192)); then ok "memory came back (RSS ${rss_before} -> ${rss_after} kB)"; else
+if ((rss_after > 0 && rss_after - rss_before < 8192)); then ok "memory came back (RSS ${rss_before} -> ${rss_after} kB)"; else
   not_ok "memory came back after the connections closed" "RSS ${rss_before} -> ${rss_during} -> ${rss_after} kB"; fi
 
 tb_summary
