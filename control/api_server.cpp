@@ -412,9 +412,9 @@ class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
     }
     if (victim == nullptr) return false;
     if (auto held_back = displaced_log_.admit()) {
-      spdlog::warn("api: {} connections open, the limit; closed the one idle longest to admit a new one "
+      spdlog::warn("api: closed the longest idle of {} connections (limit {}) to make room for a new one "
                    "({} more closed since the last report)",
-                   connections_.size(), *held_back);
+                   connections_.size(), limits_.max_connections, *held_back);
     }
     victim->close();
     return true;

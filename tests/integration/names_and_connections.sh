@@ -19,6 +19,8 @@ source "$WEFT_SRC/scripts/lib/testbed.sh"
 # would take them all, as in the issue; its API cap is then 256.
 ulimit -Sn 1024
 testbed_install_traps
+holder=""  # the process holding the idle connections, if it runs
+trap 'if [[ -n $holder ]]; then kill "$holder" 2>/dev/null || true; fi; testbed_down' EXIT
 testbed_up -n 1 || { echo "FAIL - test-bed with one node did not come up"; exit 1; }
 SOCK=$(tb_sock 1)
 LOG=$(tb_log_file 1)
