@@ -4,6 +4,8 @@
 #include <string>
 #include <utility>
 
+#include "control/names.h"
+
 namespace weft::control {
 
 using nlohmann::json;
@@ -168,12 +170,19 @@ NetworkSpec parse_network_create(std::string_view body) {
 
   NetworkSpec spec;
   spec.name = root.required_string("Name");
-  if (auto driver = root.non_empty_string("Driver")) spec.driver = *driver;
+  // Length and control characters here, before anything else touches the
+  // name; Docker's character rule (names::validate_network_name) is the
+  // service's to apply.
+  names::validate_text("network name", spec.name, names::kMaxNetworkName);
+  if (auto driver = root.non_empty_string("Driver")) {
+    names::validate_text("driver", *driver, names::kMaxShortText);
+    spec.driver = *driver;
+  }
   spec.attachable = root.boolean("Attachable", false);
 
   if (auto ipam = root.object("IPAM")) {
     if (auto driver = ipam->non_empty_string("Driver"); driver && *driver != "default") {
-      bad_request("IPAM driver \"" + *driver + "\" is not supported (only \"default\" is)");
+      bad_request("IPAM driver " + names::quoted_preview(*driver) + " is not supported (only \"default\" is)");
     }
     const auto configs = ipam->array("Config");
     if (configs.size() > 1) bad_request("\"IPAM.Config\" has " + std::to_string(configs.size()) +
@@ -182,6 +191,8 @@ NetworkSpec parse_network_create(std::string_view body) {
       const ObjectReader config = ObjectReader::of(*configs[0].first, configs[0].second);
       spec.subnet = config.non_empty_string("Subnet");
       spec.gateway = config.non_empty_string("Gateway");
+      if (spec.subnet) names::validate_text("subnet", *spec.subnet, names::kMaxShortText);
+      if (spec.gateway) names::validate_text("gateway", *spec.gateway, names::kMaxShortText);
     }
   }
   return spec;
@@ -194,10 +205,15 @@ AttachRequest parse_network_connect(std::string_view network, std::string_view b
   AttachRequest request;
   request.network = std::string(network);
   request.netns = root.required_string("Container");
+  names::validate_netns(request.netns);
+  // Only an explicit name must be a DNS name; the default one the service
+  // derives from the (already validated) namespace is bounded and printable.
   request.name = root.non_empty_string("Name");
+  if (request.name) names::validate_endpoint_name(*request.name);
   if (auto endpoint_config = root.object("EndpointConfig")) {
     if (auto ipam_config = endpoint_config->object("IPAMConfig")) {
       request.ip = ipam_config->non_empty_string("IPv4Address");
+      if (request.ip) names::validate_text("IPv4 address", *request.ip, names::kMaxShortText);
     }
   }
   return request;
@@ -210,6 +226,9 @@ DetachRequest parse_network_disconnect(std::string_view network, std::string_vie
   DetachRequest request;
   request.network = std::string(network);
   request.netns = root.required_string("Container");
+  // Bounded but not held to attach's name-or-absolute-path rule, so an
+  // endpoint attached by an older agent can still be detached.
+  names::validate_text("network namespace", request.netns, names::kMaxNetnsPath);
   // Nothing keeps a weft endpoint busy, so Force changes nothing; it is
   // still type-checked so a malformed request is not silently accepted.
   (void)root.boolean("Force", false);

@@ -8,6 +8,7 @@
 
 #include "control/api_json.h"
 #include "control/api_swarm.h"
+#include "control/names.h"
 
 namespace weft::control::api {
 
@@ -46,23 +47,34 @@ Reply list_networks(const Request&, const Params&, Services& s) {
   return json_reply(http::status::ok, json(s.networks.list_networks()));
 }
 
+// A network reference from the path, bounded before the service sees it.
+const std::string& network_ref(const Params& params) {
+  names::validate_network_ref(params[0]);
+  return params[0];
+}
+
+const std::string& node_ref(const Params& params) {
+  names::validate_text("node name or id", params[0], names::kMaxNodeRef);
+  return params[0];
+}
+
 Reply inspect_network(const Request&, const Params& params, Services& s) {
-  const Network network = s.networks.get_network(params[0]);
+  const Network network = s.networks.get_network(network_ref(params));
   return json_reply(http::status::ok, network_detail_json(network, s.networks.list_endpoints()));
 }
 
 Reply remove_network(const Request&, const Params& params, Services& s) {
-  s.networks.remove_network(params[0]);
+  s.networks.remove_network(network_ref(params));
   return Reply{http::status::no_content, {}, {}, {}};
 }
 
 Reply connect(const Request& request, const Params& params, Services& s) {
-  const Endpoint endpoint = s.networks.connect(parse_network_connect(params[0], request.body()));
+  const Endpoint endpoint = s.networks.connect(parse_network_connect(network_ref(params), request.body()));
   return json_reply(http::status::ok, json(endpoint));
 }
 
 Reply disconnect(const Request& request, const Params& params, Services& s) {
-  s.networks.disconnect(parse_network_disconnect(params[0], request.body()));
+  s.networks.disconnect(parse_network_disconnect(network_ref(params), request.body()));
   return json_reply(http::status::ok, json::object());
 }
 
@@ -86,11 +98,13 @@ SwarmService& swarm_of(Services& s) {
 }
 
 Reply swarm_init(const Request& request, const Params&, Services& s) {
-  return json_reply(http::status::ok, swarm_init_json(swarm_of(s).init(parse_swarm_init(request.body()))));
+  const SwarmInitRequest init = parse_swarm_init(request.body());
+  return json_reply(http::status::ok, swarm_init_json(swarm_of(s).init(init)));
 }
 
 Reply swarm_join(const Request& request, const Params&, Services& s) {
-  swarm_of(s).join(parse_swarm_join(request.body()));
+  const SwarmJoinRequest join = parse_swarm_join(request.body());
+  swarm_of(s).join(join);
   return json_reply(http::status::ok, json::object());
 }
 
@@ -110,11 +124,13 @@ Reply list_nodes(const Request&, const Params&, Services& s) {
 }
 
 Reply inspect_node(const Request&, const Params& params, Services& s) {
-  return json_reply(http::status::ok, node_json(swarm_of(s).get_node(params[0])));
+  const std::string& node = node_ref(params);
+  return json_reply(http::status::ok, node_json(swarm_of(s).get_node(node)));
 }
 
 Reply remove_node(const Request&, const Params& params, Services& s) {
-  swarm_of(s).remove_node(params[0]);
+  const std::string& node = node_ref(params);
+  swarm_of(s).remove_node(node);
   return Reply{http::status::no_content, {}, {}, {}};
 }
 

@@ -1,6 +1,7 @@
 #include "control/api_swarm.h"
 
 #include "control/model.h"
+#include "control/names.h"
 
 namespace weft::control::api {
 
@@ -48,6 +49,7 @@ SwarmInitRequest parse_swarm_init(const std::string& body) {
   if (auto it = j.find("AdvertiseAddr"); it != j.end() && !it->is_null()) {
     if (!it->is_string()) bad_request("AdvertiseAddr must be a string");
     request.advertise_addr = it->get<std::string>();
+    names::validate_text("AdvertiseAddr", *request.advertise_addr, names::kMaxAddress);
   }
   return request;
 }
@@ -59,12 +61,17 @@ SwarmJoinRequest parse_swarm_join(const std::string& body) {
   if (token == j.end() || !token->is_string() || token->get<std::string>().empty())
     bad_request("JoinToken is required");
   request.join_token = token->get<std::string>();
+  names::validate_text("JoinToken", request.join_token, names::kMaxJoinToken);
   auto addrs = j.find("RemoteAddrs");
   if (addrs == j.end() || !addrs->is_array() || addrs->empty())
     bad_request("RemoteAddrs must list at least one ADDR:PORT");
+  if (addrs->size() > names::kMaxRemoteAddrs)
+    bad_request("RemoteAddrs lists " + std::to_string(addrs->size()) + " addresses; the limit is " +
+                std::to_string(names::kMaxRemoteAddrs));
   for (const auto& a : *addrs) {
     if (!a.is_string()) bad_request("RemoteAddrs must be strings");
     request.remote_addrs.push_back(a.get<std::string>());
+    names::validate_text("RemoteAddrs entry", request.remote_addrs.back(), names::kMaxAddress);
   }
   return request;
 }

@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include "control/names.h"
+
 namespace weft::tools {
 
 std::string text_field(const nlohmann::json& object, std::string_view key) {
@@ -14,7 +16,8 @@ std::string text_field(const nlohmann::json& object, std::string_view key) {
 std::string short_id(std::string_view id) { return std::string(id.substr(0, 12)); }
 
 void print_agent_error(const ApiStatusError& error) {
-  std::cerr << "Error response from agent: " << error.what() << '\n';
+  // The message may quote names stored before the agent validated them.
+  std::cerr << "Error response from agent: " << control::names::printable(error.what()) << '\n';
 }
 
 }  // namespace weft::tools

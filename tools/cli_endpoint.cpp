@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "control/api_json.h"
+#include "control/names.h"
 #include "tools/cli.h"
 #include "tools/cli_table.h"
 
@@ -17,6 +18,7 @@ namespace {
 using nlohmann::json;
 
 std::string network_path(const std::string& network, std::string_view action) {
+  if (auto error = control::names::network_ref_error(network)) throw ApiStatusError(400, *error);
   return "/networks/" + escape_path_segment(network) + "/" + std::string(action);
 }
 

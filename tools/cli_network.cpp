@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "control/api_json.h"
+#include "control/names.h"
 #include "tools/cli.h"
 #include "tools/cli_table.h"
 
@@ -15,7 +16,12 @@ namespace {
 
 using nlohmann::json;
 
-std::string network_path(const std::string& name_or_id) { return "/networks/" + escape_path_segment(name_or_id); }
+// A reference no network can have is refused here with the agent's own
+// message, rather than sent in a URL that may exceed the agent's header limit.
+std::string network_path(const std::string& name_or_id) {
+  if (auto error = control::names::network_ref_error(name_or_id)) throw ApiStatusError(400, *error);
+  return "/networks/" + escape_path_segment(name_or_id);
+}
 
 std::string first_subnet(const json& network) {
   if (!network.is_object()) return "";

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "control/names.h"
+
 namespace weft::tools {
 
 namespace {
@@ -22,6 +24,11 @@ void Table::add_row(std::vector<std::string> cells) {
   if (cells.size() != rows_.front().size()) {
     throw std::invalid_argument("table row has " + std::to_string(cells.size()) + " cells, expected " +
                                 std::to_string(rows_.front().size()));
+  }
+  // A name with a newline or an escape sequence would forge rows or drive
+  // the terminal; names from other nodes or older agents may have them.
+  for (std::string& cell : cells) {
+    if (control::names::has_control_character(cell)) cell = control::names::printable(cell);
   }
   rows_.push_back(std::move(cells));
 }

@@ -15,6 +15,7 @@ class Table {
   explicit Table(std::vector<std::string> headers);
 
   // Must have as many cells as there are headers (std::invalid_argument).
+  // Control characters in cells are printed escaped (\n, \x1b, ...).
   void add_row(std::vector<std::string> cells);
   void print(std::ostream& out) const;
 
