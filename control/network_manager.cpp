@@ -9,12 +9,12 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 
 #include "control/ids.h"
 #include "control/record_json.h"
 #include "control/ipam.h"
+#include "control/names.h"
 #include "control/state_file.h"
 #include "dataplane/overlay.h"
 
@@ -51,13 +51,6 @@ ApiError from_ipam(const ipam::IpamError& e) {
     case K::OutOfRange: break;
   }
   return ApiError(ApiError::Kind::BadRequest, e.what());
-}
-
-void validate_network_name(const std::string& name) {
-  static const std::regex allowed("^[a-zA-Z0-9][a-zA-Z0-9_.-]*$");
-  if (name.empty()) bad_request("network name is required");
-  if (!std::regex_match(name, allowed))
-    bad_request("invalid network name \"" + name + "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
 }
 
 // Why a subnet did not parse, with the fix when host bits are set.
@@ -518,7 +511,7 @@ void NetworkManager::reconcile() {
 Network NetworkManager::create_network(const NetworkSpec& spec) {
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
-  validate_network_name(spec.name);
+  names::validate_network_name(spec.name);
   if (spec.driver != "overlay")
     bad_request("network driver \"" + spec.driver + "\" is not supported: weft networks use the overlay driver");
   for (const auto& [id, n] : self.networks)
