@@ -206,9 +206,10 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     if (cfg_.max_stream_size == 0 || cfg_.max_inbound_streams == 0) {
       throw std::invalid_argument("gossip config: max_stream_size and max_inbound_streams must be positive");
     }
-    // Deferred so it runs after the handler that freed the buffers has also
-    // dropped the decoded message.
-    auto trim = [&io = io_] { asio::post(io, [] { ::malloc_trim(0); }); };
+    // Direct, not posted: this may run while a connection is destroyed with
+    // the io_context. (weftd also has glibc mmap the large buffers, so those
+    // are returned as they are freed.)
+    auto trim = [] { ::malloc_trim(0); };
     inbound_buffers_->on_idle(kTrimAfterBytes, trim);
     outgoing_buffers_->on_idle(kTrimAfterBytes, trim);
   }
