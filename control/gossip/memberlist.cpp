@@ -195,6 +195,8 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
         push_pull_timer_(io),
         leave_timer_(io),
         log_flush_timer_(io),
+        log_limiter_(std::chrono::seconds(10), 256,
+                     [name = cfg_.name](const std::string& line) { spdlog::warn("[gossip {}] {}", name, line); }),
         inbound_open_(std::make_shared<std::size_t>(0)),
         inbound_buffers_(std::make_shared<StreamBufferBudget>(
             cfg_.max_inbound_buffer != 0 ? cfg_.max_inbound_buffer : 2 * cfg_.max_stream_size)),
