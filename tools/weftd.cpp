@@ -3,6 +3,7 @@
 // networks in place: they must survive agent restarts and upgrades.
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <sys/un.h>
@@ -124,6 +125,9 @@ struct Options {
   std::optional<std::int64_t> probe_interval_ms, probe_timeout_ms, gossip_interval_ms, push_pull_interval_ms;
   std::optional<int> suspicion_mult, retransmit_mult;
   std::optional<std::int64_t> tombstone_lifetime_ms;
+  // What unauthenticated TCP peers may cost (see gossip::Config).
+  std::optional<std::uint64_t> max_stream_size;
+  std::optional<std::size_t> max_inbound_streams;
 };
 
 weft::control::gossip::Config gossip_timings(const Options& options) {
@@ -139,6 +143,13 @@ weft::control::gossip::Config gossip_timings(const Options& options) {
   if (options.suspicion_mult) c->suspicion_mult = *options.suspicion_mult;
   if (options.retransmit_mult) c->retransmit_mult = *options.retransmit_mult;
   if (auto problem = gossip::timing_problem(*c); !problem.empty()) throw UsageError(problem);
+  if (options.max_stream_size) {
+    // A push/pull of a few nodes must fit; above 2^32 the stream header cannot say it.
+    if (*options.max_stream_size < 64 * 1024 || *options.max_stream_size > (std::uint64_t{1} << 32) - 1)
+      throw UsageError("invalid --max-stream-size: must be between 64KiB and 4GiB");
+    c->max_stream_size = static_cast<std::size_t>(*options.max_stream_size);
+  }
+  if (options.max_inbound_streams) c->max_inbound_streams = *options.max_inbound_streams;
   return *c;
 }
 
@@ -299,6 +310,12 @@ int main(int argc, char** argv) {
   app.add_option("--tombstone-lifetime", options.tombstone_lifetime_ms,
                  "How long a deleted table entry is remembered (e.g. 30m)")
       ->transform(duration);
+  app.add_option("--max-stream-size", options.max_stream_size,
+                 "Largest gossip TCP message accepted, with a unit (e.g. 16MiB; default 16MiB)")
+      ->transform(CLI::AsSizeValue(false));
+  app.add_option("--max-inbound-streams", options.max_inbound_streams,
+                 "Gossip TCP connections served at once; more are closed at once (default 64)")
+      ->check(CLI::Range(1, 4096));
 
   try {
     app.parse(argc, argv);
@@ -330,6 +347,10 @@ int main(int argc, char** argv) {
   }
 
   set_up_logging(config.node_name, options.log_level);
+  // Large buffers (gossip streams from peers, push/pull states) come from
+  // mmap and go back to the system when freed. Left alone, glibc raises this
+  // threshold after the first such free and keeps later ones in its heap.
+  ::mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   // Asio already sends with MSG_NOSIGNAL; this covers any other write to a
   // peer that went away.
   std::signal(SIGPIPE, SIG_IGN);

@@ -1,7 +1,10 @@
 #include "control/gossip/memberlist.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -16,6 +19,7 @@
 #include "control/gossip/awareness.h"
 #include "control/gossip/broadcast_queue.h"
 #include "control/gossip/codec.h"
+#include "control/gossip/log_limiter.h"
 #include "control/gossip/packet.h"
 #include "control/gossip/security.h"
 #include "control/gossip/stream.h"
@@ -40,6 +44,18 @@ namespace {
 // memberlist refuses more concurrent push/pull requests than this.
 constexpr int kMaxPushPullRequests = 128;
 constexpr std::size_t kPushPullScaleThreshold = 32;
+// After stream buffers that held at least this much are all freed, ask
+// glibc to give the memory back (it keeps freed heap in its arenas).
+constexpr std::size_t kTrimAfterBytes = 1024 * 1024;
+
+// A place among the inbound streams, given back when its connection is gone.
+struct InboundSlot {
+  explicit InboundSlot(std::shared_ptr<std::size_t> open) : open_(std::move(open)) { ++*open_; }
+  ~InboundSlot() { --*open_; }
+  InboundSlot(const InboundSlot&) = delete;
+  InboundSlot& operator=(const InboundSlot&) = delete;
+  std::shared_ptr<std::size_t> open_;
+};
 
 std::optional<asio::ip::address> ip_from_bytes(ByteView b) {
   if (b.size() == 4) {
@@ -178,10 +194,26 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
         gossip_timer_(io),
         push_pull_timer_(io),
         leave_timer_(io),
+        log_flush_timer_(io),
+        log_limiter_(std::chrono::seconds(10), 256,
+                     [name = cfg_.name](const std::string& line) { spdlog::warn("[gossip {}] {}", name, line); }),
+        inbound_open_(std::make_shared<std::size_t>(0)),
+        inbound_buffers_(std::make_shared<StreamBufferBudget>(
+            cfg_.max_inbound_buffer != 0 ? cfg_.max_inbound_buffer : 2 * cfg_.max_stream_size)),
+        outgoing_buffers_(std::make_shared<StreamBufferBudget>(std::numeric_limits<std::size_t>::max())),
         awareness_(cfg_.awareness_max_multiplier),
         broadcasts_(cfg_.retransmit_mult, [this] { return nodes_.size(); }),
         rng_(std::random_device{}()) {
     if (cfg_.name.empty()) throw std::invalid_argument("gossip config: node name is required");
+    if (cfg_.max_stream_size == 0 || cfg_.max_inbound_streams == 0) {
+      throw std::invalid_argument("gossip config: max_stream_size and max_inbound_streams must be positive");
+    }
+    // Direct, not posted: this may run while a connection is destroyed with
+    // the io_context. (weftd also has glibc mmap the large buffers, so those
+    // are returned as they are freed.)
+    auto trim = [] { ::malloc_trim(0); };
+    inbound_buffers_->on_idle(kTrimAfterBytes, trim);
+    outgoing_buffers_->on_idle(kTrimAfterBytes, trim);
   }
 
   // ---- lifecycle -------------------------------------------------------
@@ -221,6 +253,7 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     set_alive();
     receive_packet();
     accept_stream();
+    schedule_log_flush();
     schedule_probe(random_stagger(cfg_.probe_interval));
     schedule_gossip(random_stagger(cfg_.gossip_interval));
     if (cfg_.push_pull_interval.count() > 0) schedule_push_pull(random_stagger(cfg_.push_pull_interval));
@@ -237,11 +270,24 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     probe_timer_.cancel();
     gossip_timer_.cancel();
     push_pull_timer_.cancel();
+    log_flush_timer_.cancel();
+    log_limiter_.flush(Clock::now() + log_limiter_.interval());
     for (auto& [seq, h] : ack_handlers_) h->timer.cancel();
     ack_handlers_.clear();
     suspicions_.clear();
     broadcasts_.reset();
     complete_leave(false);
+  }
+
+  // Summaries of floods that stopped are written within an interval.
+  void schedule_log_flush() {
+    if (shutdown_) return;
+    log_flush_timer_.expires_after(log_limiter_.interval());
+    log_flush_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->shutdown_) return;
+      self->log_limiter_.flush();
+      self->schedule_log_flush();
+    });
   }
 
   // ---- public API ------------------------------------------------------
@@ -352,7 +398,7 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     }
     Bytes wire = frame_stream(encode_user_stream(msg), outgoing_keyring(), cfg_.enable_compression);
     Tcp::endpoint ep(it->second->m.addr, it->second->m.port);
-    StreamConnection::connect(io_, ep, cfg_.tcp_timeout, cfg_.keyring, cfg_.gossip_verify_incoming,
+    StreamConnection::connect(io_, ep, cfg_.tcp_timeout, cfg_.keyring, cfg_.gossip_verify_incoming, outgoing_limits(),
                               [wire = std::move(wire), done](std::shared_ptr<StreamConnection> conn,
                                                              std::string err) mutable {
                                 if (!conn) {
@@ -536,8 +582,12 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
 
   void ingest_packet(ByteView packet, const Udp::endpoint& from) {
     auto decoded = decode_packet(packet, cfg_.keyring.get(), cfg_.gossip_verify_incoming);
-    for (const auto& err : decoded.errors) {
-      spdlog::warn("[gossip {}] dropped packet data from {}: {}", cfg_.name, from.address().to_string(), err);
+    if (!decoded.errors.empty()) {
+      const std::string source = from.address().to_string();
+      if (log_limiter_.allow("undecodable packets", source)) {
+        spdlog::warn("[gossip {}] dropped packet data from {}: {} (more are summarised every {}s)", cfg_.name, source,
+                     decoded.errors.front(), log_limiter_.interval().count() / 1000);
+      }
     }
     for (auto& msg : decoded.messages) {
       if (shutdown_) return;
@@ -547,7 +597,10 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
 
   void handle(const Ping& p, const Udp::endpoint& from) {
     if (!p.node.empty() && p.node != cfg_.name) {
-      spdlog::warn("[gossip {}] got ping for unexpected node '{}' from {}", cfg_.name, p.node, from.address().to_string());
+      if (log_limiter_.allow("pings for other nodes", from.address().to_string())) {
+        spdlog::warn("[gossip {}] got ping for unexpected node '{}' from {}", cfg_.name, p.node,
+                     from.address().to_string());
+      }
       return;
     }
     AckResp ack{p.seq_no, {}};
@@ -562,7 +615,10 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     const std::uint16_t port = ind.port != 0 ? ind.port : cfg_.bind_port;
     auto target_ip = ip_from_bytes(ind.target);
     if (!target_ip) {
-      spdlog::warn("[gossip {}] indirect ping with bad target address from {}", cfg_.name, from.address().to_string());
+      if (log_limiter_.allow("indirect pings with a bad target", from.address().to_string())) {
+        spdlog::warn("[gossip {}] indirect ping with bad target address from {}", cfg_.name,
+                     from.address().to_string());
+      }
       return;
     }
     Udp::endpoint requester = from;
@@ -609,8 +665,10 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
 
   void handle(const Alive& a, const Udp::endpoint& from) {
     if (!ip_from_bytes(a.addr)) {
-      spdlog::warn("[gossip {}] alive message for '{}' from {} has a bad address", cfg_.name, a.node,
-                   from.address().to_string());
+      if (log_limiter_.allow("alive messages with a bad address", from.address().to_string())) {
+        spdlog::warn("[gossip {}] alive message for '{}' from {} has a bad address", cfg_.name, a.node,
+                     from.address().to_string());
+      }
       return;
     }
     if (a.port == 0) {
@@ -789,7 +847,7 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     Bytes wire = frame_stream(encode_message(ping), outgoing_keyring(), cfg_.enable_compression);
     const std::uint32_t seq = ping.seq_no;
     StreamConnection::connect(
-        io_, to, timeout, cfg_.keyring, cfg_.gossip_verify_incoming,
+        io_, to, timeout, cfg_.keyring, cfg_.gossip_verify_incoming, outgoing_limits(),
         [wire = std::move(wire), seq, done](std::shared_ptr<StreamConnection> conn, std::string) mutable {
           if (!conn) {
             done(false);  // a dead node refusing connections is expected, not an error
@@ -918,7 +976,7 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     Bytes wire = local_state_message(join);
     std::weak_ptr<MemberlistImpl> weak = weak_from_this();
     StreamConnection::connect(
-        io_, to, cfg_.tcp_timeout, cfg_.keyring, cfg_.gossip_verify_incoming,
+        io_, to, cfg_.tcp_timeout, cfg_.keyring, cfg_.gossip_verify_incoming, outgoing_limits(),
         [weak, join, wire = std::move(wire), done](std::shared_ptr<StreamConnection> conn, std::string err) mutable {
           if (!conn) {
             done(err);
@@ -971,8 +1029,24 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     conn->write(std::move(wire), [conn](std::string) { conn->close(); });
   }
 
+  StreamLimits outgoing_limits() const { return StreamLimits{cfg_.max_stream_size, outgoing_buffers_}; }
+
   void handle_stream(Tcp::socket socket) {
-    auto conn = std::make_shared<StreamConnection>(std::move(socket), cfg_.keyring, cfg_.gossip_verify_incoming);
+    if (*inbound_open_ >= cfg_.max_inbound_streams) {
+      // Refused before anything is read or allocated: closing is all it costs.
+      boost::system::error_code ec;
+      const auto peer = socket.remote_endpoint(ec);
+      const std::string source = ec ? std::string("unknown") : peer.address().to_string();
+      socket.close(ec);
+      if (log_limiter_.allow("streams over the limit", source)) {
+        spdlog::warn("[gossip {}] closed a stream from {}: {} inbound streams are open already", cfg_.name, source,
+                     cfg_.max_inbound_streams);
+      }
+      return;
+    }
+    auto conn = std::make_shared<StreamConnection>(std::move(socket), cfg_.keyring, cfg_.gossip_verify_incoming,
+                                                   StreamLimits{cfg_.max_stream_size, inbound_buffers_});
+    conn->hold(std::make_shared<InboundSlot>(inbound_open_));
     conn->set_deadline(Clock::now() + cfg_.tcp_timeout);
     std::weak_ptr<MemberlistImpl> weak = weak_from_this();
     conn->read_message([weak, conn](std::optional<StreamMessage> msg, std::string err) {
@@ -980,7 +1054,10 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
       if (!self || self->shutdown_) return;
       if (!msg) {
         if (err != "eof") {
-          spdlog::warn("[gossip {}] failed to receive stream from {}: {}", self->cfg_.name, conn->remote(), err);
+          if (self->log_limiter_.allow("failed streams", conn->remote_address())) {
+            spdlog::warn("[gossip {}] failed to receive stream from {}: {} (more are summarised every {}s)",
+                         self->cfg_.name, conn->remote(), err, self->log_limiter_.interval().count() / 1000);
+          }
           self->send_stream_error(conn, err);
         }
         return;
@@ -993,7 +1070,9 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
     switch (msg.type) {
       case MessageType::kPushPull: {
         if (push_pull_in_flight_ >= kMaxPushPullRequests) {
-          spdlog::error("[gossip {}] too many pending push/pull requests", cfg_.name);
+          if (log_limiter_.allow("push/pull requests over the limit", conn->remote_address())) {
+            spdlog::error("[gossip {}] too many pending push/pull requests", cfg_.name);
+          }
           conn->close();
           return;
         }
@@ -1018,7 +1097,9 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
       }
       case MessageType::kPing: {
         if (!msg.ping.node.empty() && msg.ping.node != cfg_.name) {
-          spdlog::warn("[gossip {}] got TCP ping for unexpected node '{}'", cfg_.name, msg.ping.node);
+          if (log_limiter_.allow("TCP pings for other nodes", conn->remote_address())) {
+            spdlog::warn("[gossip {}] got TCP ping for unexpected node '{}'", cfg_.name, msg.ping.node);
+          }
           conn->close();
           return;
         }
@@ -1032,8 +1113,10 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
         if (delegate_ && !msg.user_msg.empty()) delegate_->notify_msg(msg.user_msg);
         return;
       default:
-        spdlog::warn("[gossip {}] unexpected stream message type {} from {}", cfg_.name,
-                     message_type_name(static_cast<std::uint8_t>(msg.type)), conn->remote());
+        if (log_limiter_.allow("unexpected stream messages", conn->remote_address())) {
+          spdlog::warn("[gossip {}] unexpected stream message type {} from {}", cfg_.name,
+                       message_type_name(static_cast<std::uint8_t>(msg.type)), conn->remote());
+        }
         conn->close();
         return;
     }
@@ -1285,7 +1368,11 @@ class MemberlistImpl : public std::enable_shared_from_this<MemberlistImpl> {
   Tcp::acceptor acceptor_;
   std::array<std::uint8_t, 65536> recv_buf_{};
   Udp::endpoint recv_from_;
-  asio::steady_timer probe_timer_, gossip_timer_, push_pull_timer_, leave_timer_;
+  asio::steady_timer probe_timer_, gossip_timer_, push_pull_timer_, leave_timer_, log_flush_timer_;
+  LogLimiter log_limiter_;
+  std::shared_ptr<std::size_t> inbound_open_;  // streams holding an InboundSlot
+  std::shared_ptr<StreamBufferBudget> inbound_buffers_;
+  std::shared_ptr<StreamBufferBudget> outgoing_buffers_;  // not limited; there to trim after big replies
 
   std::uint16_t port_ = 0;
   asio::ip::address advertise_ip_;

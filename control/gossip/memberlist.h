@@ -21,6 +21,7 @@
 
 #include "control/gossip/keyring.h"
 #include "control/gossip/messages.h"
+#include "control/gossip/stream.h"
 
 namespace weft::control::gossip {
 
@@ -35,7 +36,16 @@ struct Config {
   std::string advertise_addr;         // defaults to bind_addr; required when binding 0.0.0.0 / ::
   std::uint16_t advertise_port = 0;   // 0: the bound port
 
+  // Also the whole life of an inbound stream: a slow sender cannot hold its slot longer.
   milliseconds tcp_timeout{10'000};
+  // What one unauthenticated TCP peer can cost: a message (frame, plaintext
+  // and decompressed) of at most max_stream_size bytes, refused from its
+  // header when larger; at most max_inbound_streams open at once (more are
+  // closed as they arrive); and all inbound buffers together at most
+  // max_inbound_buffer bytes (0: twice max_stream_size).
+  std::size_t max_stream_size = kDefaultMaxStreamBytes;
+  std::size_t max_inbound_streams = 64;
+  std::size_t max_inbound_buffer = 0;
   int indirect_checks = 3;
   int retransmit_mult = 4;
   int suspicion_mult = 4;

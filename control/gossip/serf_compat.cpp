@@ -129,6 +129,8 @@ SerfCompat::SerfCompat(asio::io_context& io, std::string node_name, Tags tags, D
       app_(app),
       app_events_(app_events),
       intents_(retransmit_mult, [this] { return num_nodes(); }),
+      log_limiter_(std::chrono::seconds(10), 16,
+                   [name = name_](const std::string& line) { spdlog::warn("[serf-compat {}] {}", name, line); }),
       self_(std::make_shared<SerfCompat*>(this)) {}
 
 SerfCompat::~SerfCompat() {
@@ -255,7 +257,9 @@ void SerfCompat::notify_msg(ByteView msg) {
         return;
     }
   } catch (const DecodeError& e) {
-    spdlog::warn("[serf-compat {}] bad serf message type {}: {}", name_, msg[0], e.what());
+    if (log_limiter_.allow("bad serf messages", "peers")) {
+      spdlog::warn("[serf-compat {}] bad serf message type {}: {}", name_, msg[0], e.what());
+    }
   }
 }
 
@@ -291,14 +295,18 @@ Bytes SerfCompat::local_state(bool join) {
 void SerfCompat::merge_remote_state(ByteView state, bool join) {
   if (state.empty()) return;
   if (state[0] != static_cast<std::uint8_t>(SerfMessageType::kPushPull)) {
-    spdlog::warn("[serf-compat {}] remote state has unknown type prefix {}", name_, state[0]);
+    if (log_limiter_.allow("remote states of unknown type", "peers")) {
+      spdlog::warn("[serf-compat {}] remote state has unknown type prefix {}", name_, state[0]);
+    }
     return;
   }
   SerfPushPull pp;
   try {
     pp = decode_serf_push_pull(state.subspan(1));
   } catch (const DecodeError& e) {
-    spdlog::warn("[serf-compat {}] failed to decode remote state: {}", name_, e.what());
+    if (log_limiter_.allow("undecodable remote states", "peers")) {
+      spdlog::warn("[serf-compat {}] failed to decode remote state: {}", name_, e.what());
+    }
     return;
   }
   // No message with that time was sent yet, hence the -1 (as serf does).

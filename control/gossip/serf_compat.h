@@ -29,6 +29,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "control/gossip/broadcast_queue.h"
+#include "control/gossip/log_limiter.h"
 #include "control/gossip/memberlist.h"
 
 namespace weft::control::gossip {
@@ -149,6 +150,9 @@ class SerfCompat : public Delegate, public EventDelegate {
   LamportClock clock_;
   BroadcastQueue intents_;
   std::map<std::string, Status> statuses_;
+  // Bad messages reach us without their sender's address (a peer without
+  // encryption could send any number): one line per kind and interval.
+  weft::control::LogLimiter log_limiter_;
   bool leaving_ = false;
   std::shared_ptr<SerfCompat*> self_;  // timers hold it weakly
 };

@@ -12,7 +12,7 @@ namespace {
 
 // Parses one plain message. When `complete` is true, the buffer is all there
 // will ever be (decrypted or decompressed), so running short is an error.
-StreamParse parse_plain(ByteView buf, bool complete, int depth) {
+StreamParse parse_plain(ByteView buf, bool complete, int depth, std::size_t max_bytes) {
   if (buf.empty()) {
     if (complete) throw DecodeError("empty stream message");
     return {};
@@ -29,8 +29,8 @@ StreamParse parse_plain(ByteView buf, bool complete, int depth) {
         Compress c;
         decode_body(v.get(), c);
         if (c.algo != 0) throw DecodeError(fmt::format("cannot decompress unknown algorithm {}", c.algo));
-        Bytes inner = lzw_decompress(c.buf, kMaxStreamBytes);
-        out = parse_plain(inner, true, depth + 1);
+        Bytes inner = lzw_decompress(c.buf, max_bytes);
+        out = parse_plain(inner, true, depth + 1, max_bytes);
         out.consumed = off;
         return out;
       }
@@ -39,7 +39,7 @@ StreamParse parse_plain(ByteView buf, bool complete, int depth) {
         decode_body(hv.get(), out.message.push_pull);
         const auto& h = out.message.push_pull;
         if (static_cast<std::uint64_t>(h.nodes) > 65536 ||
-            static_cast<std::uint64_t>(h.user_state_len) > kMaxStreamBytes) {
+            static_cast<std::uint64_t>(h.user_state_len) > max_bytes) {
           throw DecodeError(fmt::format("push/pull state too large ({} nodes, {} user bytes)", h.nodes,
                                         h.user_state_len));
         }
@@ -61,7 +61,7 @@ StreamParse parse_plain(ByteView buf, bool complete, int depth) {
         auto hv = MsgpackValue::decode(buf, off);
         UserMsgHeader h;
         decode_body(hv.get(), h);
-        if (static_cast<std::uint64_t>(h.user_msg_len) > kMaxStreamBytes) throw DecodeError("user message too large");
+        if (static_cast<std::uint64_t>(h.user_msg_len) > max_bytes) throw DecodeError("user message too large");
         const auto len = static_cast<std::size_t>(h.user_msg_len);
         if (buf.size() - off < len) throw NeedMoreData();
         out.message.user_msg.assign(buf.begin() + static_cast<std::ptrdiff_t>(off),
@@ -89,7 +89,7 @@ StreamParse parse_plain(ByteView buf, bool complete, int depth) {
     }
   } catch (const NeedMoreData&) {
     if (complete) throw DecodeError("stream message is truncated");
-    if (buf.size() > kMaxStreamBytes) throw DecodeError("stream message exceeds 20 MiB");
+    if (buf.size() > max_bytes) throw DecodeError(fmt::format("stream message exceeds the limit of {} bytes", max_bytes));
     return {};
   }
   out.message.type = type;
@@ -100,19 +100,21 @@ StreamParse parse_plain(ByteView buf, bool complete, int depth) {
 
 }  // namespace
 
-StreamParse parse_stream(ByteView received, const Keyring* keyring, bool require_encryption) {
+StreamParse parse_stream(ByteView received, const Keyring* keyring, bool require_encryption, std::size_t max_bytes) {
   if (received.empty()) return {};
   if (received[0] == static_cast<std::uint8_t>(MessageType::kEncrypt)) {
     if (keyring == nullptr) throw DecodeError("remote stream is encrypted and encryption is not configured");
     if (received.size() < kStreamEncryptHeader) return {};
     const std::size_t len = (std::size_t{received[1]} << 24) | (std::size_t{received[2]} << 16) |
                             (std::size_t{received[3]} << 8) | std::size_t{received[4]};
-    if (len > kMaxStreamBytes) throw DecodeError(fmt::format("remote stream of {} bytes exceeds the limit", len));
+    if (len > max_bytes) {
+      throw DecodeError(fmt::format("remote stream of {} bytes exceeds the limit of {} bytes", len, max_bytes));
+    }
     if (received.size() < kStreamEncryptHeader + len) return {};
     auto plain = decrypt_payload(*keyring, received.subspan(kStreamEncryptHeader, len),
                                  received.first(kStreamEncryptHeader));
     if (!plain) throw DecodeError("no installed key could decrypt the stream");
-    StreamParse out = parse_plain(*plain, true, 0);
+    StreamParse out = parse_plain(*plain, true, 0, max_bytes);
     out.message.was_encrypted = true;
     out.consumed = kStreamEncryptHeader + len;
     return out;
@@ -120,7 +122,70 @@ StreamParse parse_stream(ByteView received, const Keyring* keyring, bool require
   if (keyring != nullptr && require_encryption) {
     throw DecodeError("encryption is configured but the remote stream is not encrypted");
   }
-  return parse_plain(received, false, 0);
+  return parse_plain(received, false, 0, max_bytes);
+}
+
+std::optional<std::size_t> stream_frame_size(ByteView received) {
+  if (received.size() < kStreamEncryptHeader || received[0] != static_cast<std::uint8_t>(MessageType::kEncrypt)) {
+    return std::nullopt;
+  }
+  const std::size_t len = (std::size_t{received[1]} << 24) | (std::size_t{received[2]} << 16) |
+                          (std::size_t{received[3]} << 8) | std::size_t{received[4]};
+  return kStreamEncryptHeader + len;
+}
+
+void StreamBufferBudget::give(std::size_t n) {
+  in_use_ -= std::min(n, in_use_);
+  if (in_use_ != 0) return;
+  const bool was_large = idle_threshold_ > 0 && peak_since_idle_ >= idle_threshold_;
+  peak_since_idle_ = 0;
+  if (was_large && on_idle_) on_idle_();
+}
+
+StreamReader::StreamReader(const Keyring* keyring, bool require_encryption, std::size_t max_bytes,
+                           StreamBufferBudget* budget)
+    : keyring_(keyring), require_encryption_(require_encryption), max_bytes_(max_bytes), budget_(budget) {}
+
+void StreamReader::release() {
+  Bytes().swap(buffer_);
+  if (budget_ != nullptr && taken_ > 0) budget_->give(taken_);
+  taken_ = 0;
+}
+
+void StreamReader::grow_for(std::size_t needed) {
+  if (needed <= buffer_.capacity()) return;
+  // Plaintext messages carry no length: the limit itself is the ceiling.
+  const std::size_t ceiling = stream_frame_size(buffer_).value_or(max_bytes_);
+  if (needed > ceiling) throw DecodeError(fmt::format("stream message exceeds the limit of {} bytes", max_bytes_));
+  // Doubling keeps copies linear, but never past what the message can need.
+  const std::size_t target =
+      std::max(needed, std::min(ceiling, std::max<std::size_t>(2 * buffer_.capacity(), 16 * 1024)));
+  if (budget_ != nullptr && !budget_->take(target - taken_)) {
+    throw DecodeError(fmt::format("stream buffers of peers are full ({} bytes)", budget_->limit()));
+  }
+  buffer_.reserve(target);
+  taken_ = target;
+}
+
+std::optional<StreamMessage> StreamReader::feed(ByteView bytes) {
+  while (!bytes.empty()) {
+    // The header first: a refusal (bad type byte, oversized length) is
+    // decided before anything beyond it is buffered.
+    std::size_t step = bytes.size();
+    if (buffer_.size() < kStreamEncryptHeader) step = std::min(step, kStreamEncryptHeader - buffer_.size());
+    // Bytes past an encrypted frame are not part of this message.
+    if (auto frame = stream_frame_size(buffer_)) step = std::min(step, *frame - buffer_.size());
+    if (step == 0) break;  // a whole frame always parses or throws; never spin
+    grow_for(buffer_.size() + step);
+    buffer_.insert(buffer_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(step));
+    bytes = bytes.subspan(step);
+    StreamParse parsed = parse_stream(buffer_, keyring_, require_encryption_, max_bytes_);
+    if (parsed.complete) {
+      release();
+      return std::move(parsed.message);
+    }
+  }
+  return std::nullopt;
 }
 
 Bytes encode_push_pull(const PushPullHeader& header, const std::vector<PushNodeState>& nodes, ByteView user_state) {

@@ -7,22 +7,30 @@
 
 namespace weft::control::gossip {
 
-StreamConnection::StreamConnection(Tcp::socket socket, std::shared_ptr<const Keyring> keyring, bool require_encryption)
+StreamConnection::StreamConnection(Tcp::socket socket, std::shared_ptr<const Keyring> keyring, bool require_encryption,
+                                   StreamLimits limits)
     : socket_(std::move(socket)),
       deadline_(socket_.get_executor()),
       keyring_(std::move(keyring)),
-      require_encryption_(require_encryption) {
+      require_encryption_(require_encryption),
+      limits_(std::move(limits)) {
   boost::system::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
-  if (!ec) remote_ = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+  if (!ec) {
+    remote_address_ = ep.address().to_string();
+    remote_ = fmt::format("{}:{}", remote_address_, ep.port());
+  }
 }
 
 StreamConnection::~StreamConnection() { close(); }
 
 void StreamConnection::connect(asio::io_context& io, const Tcp::endpoint& to, std::chrono::milliseconds timeout,
-                               std::shared_ptr<const Keyring> keyring, bool require_encryption, ConnectHandler done) {
-  auto conn = std::make_shared<StreamConnection>(Tcp::socket(io), std::move(keyring), require_encryption);
-  conn->remote_ = fmt::format("{}:{}", to.address().to_string(), to.port());
+                               std::shared_ptr<const Keyring> keyring, bool require_encryption, StreamLimits limits,
+                               ConnectHandler done) {
+  auto conn =
+      std::make_shared<StreamConnection>(Tcp::socket(io), std::move(keyring), require_encryption, std::move(limits));
+  conn->remote_address_ = to.address().to_string();
+  conn->remote_ = fmt::format("{}:{}", conn->remote_address_, to.port());
   conn->set_deadline(std::chrono::steady_clock::now() + timeout);
   conn->socket_.async_connect(to, [conn, done = std::move(done)](const boost::system::error_code& ec) {
     if (ec) {
@@ -51,10 +59,14 @@ void StreamConnection::close() {
     socket_.close(ignored);
   }
   deadline_.cancel();
+  // Whatever was buffered is of no use any more: give it back now rather
+  // than when the last handler lets go of this object.
+  reader_.reset();
 }
 
 void StreamConnection::read_message(ReadHandler done) {
-  received_.clear();
+  reader_ = std::make_unique<StreamReader>(keyring_.get(), require_encryption_, limits_.max_message_bytes,
+                                           limits_.budget.get());
   read_more(std::move(done));
 }
 
@@ -63,7 +75,9 @@ void StreamConnection::read_more(ReadHandler done) {
       asio::buffer(chunk_), [self = shared_from_this(), done = std::move(done)](const boost::system::error_code& ec,
                                                                                  std::size_t n) mutable {
         if (ec) {
-          if (ec == asio::error::eof && self->received_.empty()) {
+          const bool nothing_received = !self->reader_ || self->reader_->buffered() == 0;
+          self->reader_.reset();
+          if (ec == asio::error::eof && nothing_received) {
             done(std::nullopt, "eof");
           } else if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
             done(std::nullopt, "timed out");
@@ -72,17 +86,21 @@ void StreamConnection::read_more(ReadHandler done) {
           }
           return;
         }
-        self->received_.insert(self->received_.end(), self->chunk_.begin(),
-                               self->chunk_.begin() + static_cast<std::ptrdiff_t>(n));
-        StreamParse parsed;
+        if (!self->reader_) {  // closed meanwhile
+          done(std::nullopt, "timed out");
+          return;
+        }
+        std::optional<StreamMessage> message;
         try {
-          parsed = parse_stream(self->received_, self->keyring_.get(), self->require_encryption_);
+          message = self->reader_->feed(ByteView(self->chunk_.data(), n));
         } catch (const DecodeError& e) {
+          self->reader_.reset();
           done(std::nullopt, e.what());
           return;
         }
-        if (parsed.complete) {
-          done(std::move(parsed.message), {});
+        if (message) {
+          self->reader_.reset();
+          done(std::move(message), {});
           return;
         }
         self->read_more(std::move(done));

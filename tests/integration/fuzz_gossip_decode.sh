@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer run over the gossip decoders (UDP packets, TCP streams,
-# serf messages): builds the target with clang and fuzzes for a fixed time.
+# the stream reader under small size limits and buffer budgets, serf
+# messages): builds the target with clang and fuzzes for a fixed time.
 # A crash or sanitizer report fails the test.
 set -euo pipefail
 src=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
