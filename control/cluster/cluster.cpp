@@ -54,10 +54,31 @@ std::string status_of(gossip::NodeStateKind state) {
   return state == gossip::NodeStateKind::kAlive || state == gossip::NodeStateKind::kSuspect ? "ready" : "down";
 }
 
+// The agent's NetworkManager as NodeNetworks.
+class NetworkManagerAdapter final : public NodeNetworks {
+ public:
+  explicit NetworkManagerAdapter(NetworkManager& nm) : nm_(nm) {}
+  void attach_cluster(ClusterLink* link) override { nm_.attach_cluster(link); }
+  void detach_cluster() override { nm_.detach_cluster(); }
+  bool has_networks() override { return nm_.has_networks(); }
+  std::vector<Network> local_networks() override { return nm_.local_networks(); }
+  std::vector<Endpoint> local_endpoints() override { return nm_.local_endpoints(); }
+  void apply_remote_network(const Network& n) override { nm_.apply_remote_network(n); }
+  void forget_remote_network(const std::string& id) override { nm_.forget_remote_network(id); }
+  void apply_remote_endpoint(const Endpoint& e, const std::string& vtep) override { nm_.apply_remote_endpoint(e, vtep); }
+  void forget_remote_endpoint(const std::string& id) override { nm_.forget_remote_endpoint(id); }
+  void set_owned(const std::string& space, const ipam::RangeSet& owned) override { nm_.set_owned(space, owned); }
+  ipam::RangeSet free_ranges(const std::string& space) override { return nm_.free_ranges(space); }
+  ipam::Cidr address_pool() override { return nm_.address_pool(); }
+
+ private:
+  NetworkManager& nm_;
+};
+
 }  // namespace
 
 struct Cluster::State {
-  State(ClusterConfig c, NetworkManager& n)
+  State(ClusterConfig c, NodeNetworks& n)
       : config(std::move(c)), nm(n), work(asio::make_work_guard(io)), save_timer(io), reap_timer(io), rejoin_timer(io) {}
 
   // Runs `f` on the gossip thread and waits for its result (or exception).
@@ -116,7 +137,7 @@ struct Cluster::State {
   NodeInfo node_info(const gossip::Member& m) const;
 
   ClusterConfig config;
-  NetworkManager& nm;
+  NodeNetworks& nm;
   Cluster* owner = nullptr;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
@@ -486,6 +507,12 @@ NodeInfo Cluster::State::node_info(const gossip::Member& m) const {
 // --- Cluster -------------------------------------------------------------------
 
 Cluster::Cluster(ClusterConfig config, NetworkManager& networks)
+    : adapter_(std::make_unique<NetworkManagerAdapter>(networks)),
+      state_(std::make_unique<State>(std::move(config), *adapter_)) {
+  state_->owner = this;
+}
+
+Cluster::Cluster(ClusterConfig config, NodeNetworks& networks)
     : state_(std::make_unique<State>(std::move(config), networks)) {
   state_->owner = this;
 }
