@@ -303,7 +303,7 @@ struct Shard {
 
 struct Bench;
 
-struct Instance final : gossip::Delegate, gossip::EventDelegate {
+struct Instance {
   Instance(Bench& b, Shard& s, int i, std::string n) : bench(b), shard(s), index(i), name(std::move(n)) {}
 
   void start(const gossip::Bytes& key);
@@ -321,39 +321,7 @@ struct Instance final : gossip::Delegate, gossip::EventDelegate {
   std::size_t queued() const { return table_gossip ? table_gossip->queued() : 0; }
   int push_pulls() const { return table_gossip ? table_gossip->counters().push_pulls.load() : 0; }
   int syncs_sent() const { return table_gossip ? table_gossip->counters().syncs_sent.load() : 0; }
-
-  // gossip::Delegate / EventDelegate: forwarded as Cluster::State does.
-  gossip::Bytes node_meta(std::size_t) override { return {}; }
-  void notify_msg(gossip::ByteView msg) override {
-    if (!table_gossip) return;
-    try {
-      table_gossip->handle_message(msg);
-    } catch (const std::exception& e) {
-      spdlog::warn("bench {}: dropping malformed message: {}", name, e.what());
-    }
-  }
-  std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
-    return table_gossip ? table_gossip->get_broadcasts(overhead, limit) : std::vector<gossip::Bytes>{};
-  }
-  gossip::Bytes local_state(bool join) override { return table_gossip ? table_gossip->local_state(join) : gossip::Bytes{}; }
-  void merge_remote_state(gossip::ByteView state, bool join) override {
-    if (!table_gossip) return;
-    try {
-      table_gossip->merge_remote_state(state, join);
-    } catch (const std::exception& e) {
-      spdlog::warn("bench {}: dropping malformed push/pull state: {}", name, e.what());
-    }
-  }
-  void notify_join(const gossip::Member& m) override {
-    if (table_gossip) table_gossip->member_joined(m);
-  }
-  void notify_leave(const gossip::Member& m) override {
-    ++leaves;
-    if (table_gossip) table_gossip->member_left(m);
-  }
-  void notify_update(const gossip::Member& m) override {
-    if (table_gossip) table_gossip->member_updated(m);
-  }
+  int leaves() const { return table_gossip ? table_gossip->counters().members_gone.load() : 0; }
 
   void on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
 
@@ -367,7 +335,6 @@ struct Instance final : gossip::Delegate, gossip::EventDelegate {
   std::unique_ptr<gossip::SerfCompat> serf;
   std::unique_ptr<gossip::Memberlist> ml;
   std::atomic<int> live_endpoints{0};
-  std::atomic<int> leaves{0};
 };
 
 struct Bench {
@@ -417,7 +384,7 @@ void Instance::start(const gossip::Bytes& k) {
   gc.keyring = std::make_shared<gossip::Keyring>(k);
   serf = std::make_unique<gossip::SerfCompat>(shard.io, name,
                                               gossip::Tags{{"role", "weft"}, {"id", "bench" + std::to_string(index)}},
-                                              this, this);
+                                              table_gossip.get(), table_gossip.get());
   ml = std::make_unique<gossip::Memberlist>(shard.io, gc, serf.get(), serf.get());
   serf->attach(ml.get());
   table_gossip->attach(ml.get());
@@ -924,7 +891,7 @@ int main(int argc, char** argv) {
   }
 
   // Suspicions/failures during the run would mean the loop didn't keep up.
-  auto leaves = b.each([](Instance& x) { return x.leaves.load(); });
+  auto leaves = b.each([](Instance& x) { return x.leaves(); });
   int total_leaves = 0;
   for (int l : leaves) total_leaves += l;
   out["false_failures"] = total_leaves;

@@ -36,9 +36,6 @@ namespace {
 
 constexpr const char* kNetworksTable = "networks";
 constexpr const char* kEndpointsTable = "endpoints";
-// A node asking a peer for part of an address space: one type byte, JSON.
-// (Table messages use 0x77, 0x79 and 0x7A: table_gossip.cpp.)
-constexpr std::uint8_t kRangeRequest = 0x78;
 constexpr auto kJoinTimeout = std::chrono::seconds(15);
 constexpr auto kRequestThrottle = std::chrono::milliseconds(400);
 
@@ -57,10 +54,31 @@ std::string status_of(gossip::NodeStateKind state) {
   return state == gossip::NodeStateKind::kAlive || state == gossip::NodeStateKind::kSuspect ? "ready" : "down";
 }
 
+// The agent's NetworkManager as NodeNetworks.
+class NetworkManagerAdapter final : public NodeNetworks {
+ public:
+  explicit NetworkManagerAdapter(NetworkManager& nm) : nm_(nm) {}
+  void attach_cluster(ClusterLink* link) override { nm_.attach_cluster(link); }
+  void detach_cluster() override { nm_.detach_cluster(); }
+  bool has_networks() override { return nm_.has_networks(); }
+  std::vector<Network> local_networks() override { return nm_.local_networks(); }
+  std::vector<Endpoint> local_endpoints() override { return nm_.local_endpoints(); }
+  void apply_remote_network(const Network& n) override { nm_.apply_remote_network(n); }
+  void forget_remote_network(const std::string& id) override { nm_.forget_remote_network(id); }
+  void apply_remote_endpoint(const Endpoint& e, const std::string& vtep) override { nm_.apply_remote_endpoint(e, vtep); }
+  void forget_remote_endpoint(const std::string& id) override { nm_.forget_remote_endpoint(id); }
+  void set_owned(const std::string& space, const ipam::RangeSet& owned) override { nm_.set_owned(space, owned); }
+  ipam::RangeSet free_ranges(const std::string& space) override { return nm_.free_ranges(space); }
+  ipam::Cidr address_pool() override { return nm_.address_pool(); }
+
+ private:
+  NetworkManager& nm_;
+};
+
 }  // namespace
 
-struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
-  State(ClusterConfig c, NetworkManager& n)
+struct Cluster::State {
+  State(ClusterConfig c, NodeNetworks& n)
       : config(std::move(c)), nm(n), work(asio::make_work_guard(io)), save_timer(io), reap_timer(io), rejoin_timer(io) {}
 
   // Runs `f` on the gossip thread and waits for its result (or exception).
@@ -115,26 +133,11 @@ struct Cluster::State : gossip::Delegate, gossip::EventDelegate {
   void broadcast(const std::vector<TableEntry>& entries);
   void on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
   void send_range_request(const std::string& space, std::uint32_t unit);
-  void handle_range_request(const json& request);
+  void handle_range_request(const RangeRequest& request);
   NodeInfo node_info(const gossip::Member& m) const;
 
-  // gossip::Delegate
-  gossip::Bytes node_meta(std::size_t) override { return {}; }
-  void notify_msg(gossip::ByteView msg) override;
-  std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
-    return table_gossip ? table_gossip->get_broadcasts(overhead, limit) : std::vector<gossip::Bytes>{};
-  }
-  gossip::Bytes local_state(bool join) override;
-  void merge_remote_state(gossip::ByteView state, bool) override;
-  // gossip::EventDelegate
-  void notify_join(const gossip::Member& m) override;
-  void notify_leave(const gossip::Member& m) override;
-  void notify_update(const gossip::Member& m) override {
-    if (table_gossip) table_gossip->member_updated(m);
-  }
-
   ClusterConfig config;
-  NetworkManager& nm;
+  NodeNetworks& nm;
   Cluster* owner = nullptr;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
@@ -164,7 +167,7 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   tables = std::make_unique<tables::ReplicatedTables>(config.node_name, std::set<std::string>{kEndpointsTable},
                                                        config.tombstone_lifetime);
   ranges = std::make_unique<RangeOwnership>(*tables, [this](const std::vector<TableEntry>& entries) {
-    write_file_atomically(ranges_file(), tables::encode_entries(entries));
+    write_file_atomically(ranges_file(), encode_snapshot(entries));
   });
   tables->subscribe([this](const auto& before, const auto& now) { on_table_change(before, now); });
   if (resume) load_saved_tables();
@@ -175,13 +178,14 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
                                                                  .node_scoped_tables = {kEndpointsTable},
                                                                  .retransmit_mult = gc.retransmit_mult},
                                                *tables);
+  table_gossip->on_range_request([this](const RangeRequest& request) { handle_range_request(request); });
   gc.name = config.node_name;
   gc.bind_addr = config.bind_addr;
   gc.bind_port = config.bind_port;
   gc.advertise_addr = config.advertise_addr;
   gc.keyring = std::make_shared<gossip::Keyring>(key);
   serf = std::make_unique<gossip::SerfCompat>(io, config.node_name, gossip::Tags{{"role", "weft"}, {"id", node_id}},
-                                              this, this);
+                                              table_gossip.get(), table_gossip.get());
   ml = std::make_unique<gossip::Memberlist>(io, gc, serf.get(), serf.get());
   serf->attach(ml.get());
   table_gossip->attach(ml.get());
@@ -223,7 +227,7 @@ std::optional<std::vector<TableEntry>> read_saved_entries(const fs::path& path, 
   }
   if (!bytes) return std::nullopt;
   try {
-    return tables::decode_entries(*bytes);
+    return decode_snapshot(*bytes);
   } catch (const std::exception& e) {
     spdlog::warn("cluster: discarding {} ({} bytes that are not a table snapshot: {}); {}", path.string(),
                  bytes->size(), e.what(), lost);
@@ -334,7 +338,7 @@ void Cluster::State::save_tables() {
   save_pending = false;
   if (!tables) return;
   try {
-    write_file_atomically(tables_file(), tables::encode_entries(tables->snapshot()));
+    write_file_atomically(tables_file(), encode_snapshot(tables->snapshot()));
     if (ml) {
       // Remember where the cluster is, to find it again after a restart.
       std::set<std::string> known(peers.begin(), peers.end());
@@ -439,39 +443,6 @@ void Cluster::State::on_table_change(const std::optional<TableEntry>& before, co
   schedule_save();
 }
 
-void Cluster::State::notify_msg(gossip::ByteView msg) {
-  if (msg.empty() || !table_gossip) return;
-  try {
-    if (table_gossip->handle_message(msg)) return;
-    if (msg[0] == kRangeRequest) handle_range_request(json::parse(msg.begin() + 1, msg.end()));
-  } catch (const std::exception& e) {
-    spdlog::warn("cluster: dropping malformed message: {}", e.what());
-  }
-}
-
-gossip::Bytes Cluster::State::local_state(bool join) {
-  return table_gossip ? table_gossip->local_state(join) : gossip::Bytes{};
-}
-
-void Cluster::State::merge_remote_state(gossip::ByteView state, bool join) {
-  if (!table_gossip) return;
-  try {
-    table_gossip->merge_remote_state(state, join);
-  } catch (const std::exception& e) {
-    spdlog::warn("cluster: dropping malformed push/pull state: {}", e.what());
-  }
-}
-
-void Cluster::State::notify_join(const gossip::Member& m) {
-  spdlog::info("cluster: {} ({}) is alive", m.name, m.address());
-  if (table_gossip) table_gossip->member_joined(m);
-}
-
-void Cluster::State::notify_leave(const gossip::Member& m) {
-  spdlog::info("cluster: {} is {}", m.name, gossip::node_state_name(m.state));
-  if (table_gossip) table_gossip->member_left(m);
-}
-
 void Cluster::State::send_range_request(const std::string& space, std::uint32_t unit) {
   if (!active || !ranges) return;
   auto now = std::chrono::steady_clock::now();
@@ -488,21 +459,15 @@ void Cluster::State::send_range_request(const std::string& space, std::uint32_t 
   }
   // Small gifts keep numbers dense: 16 subnets, 256 VNIs, 64 addresses.
   const std::uint64_t want = space == kPoolSpace ? 16 : space == kVniSpace ? 256 : 64;
-  json request = {{"space", space}, {"unit", unit}, {"want", want}, {"from", config.node_name}};
-  auto msg = request.dump();
-  gossip::Bytes bytes{kRangeRequest};
-  bytes.insert(bytes.end(), msg.begin(), msg.end());
   spdlog::debug("cluster: asking {} for part of {}", *richest, space);
-  ml->send_reliable(*richest, direct_message(std::move(bytes)), [space](const std::string& error) {
-    if (!error.empty()) spdlog::warn("cluster: range request for {} failed: {}", space, error);
-  });
+  table_gossip->send(*richest, RangeRequest{.space = space, .unit = unit, .want = want, .from = config.node_name},
+                     "a range request for " + space);
 }
 
-void Cluster::State::handle_range_request(const json& request) {
-  const auto space = request.at("space").get<std::string>();
-  const auto from = request.at("from").get<std::string>();
-  const auto unit = request.value("unit", 1u);
-  const auto want = request.value("want", std::uint64_t{64});
+void Cluster::State::handle_range_request(const RangeRequest& request) {
+  if (!ranges) return;
+  const auto& [space, unit, want, from] = request;
+  if (want == 0) return;  // nothing asked for
   std::vector<TableEntry> gift;
   try {
     gift = ranges->donate(space, from, nm.free_ranges(space), unit, want);
@@ -542,6 +507,12 @@ NodeInfo Cluster::State::node_info(const gossip::Member& m) const {
 // --- Cluster -------------------------------------------------------------------
 
 Cluster::Cluster(ClusterConfig config, NetworkManager& networks)
+    : adapter_(std::make_unique<NetworkManagerAdapter>(networks)),
+      state_(std::make_unique<State>(std::move(config), *adapter_)) {
+  state_->owner = this;
+}
+
+Cluster::Cluster(ClusterConfig config, NodeNetworks& networks)
     : state_(std::make_unique<State>(std::move(config), networks)) {
   state_->owner = this;
 }

@@ -29,9 +29,30 @@ struct ClusterConfig {
   gossip::Config gossip_timings;
 };
 
+// What the cluster needs of the node's network manager, so that it can run
+// without a kernel behind it (unit tests). Called on the gossip thread.
+class NodeNetworks {
+ public:
+  virtual ~NodeNetworks() = default;
+  virtual void attach_cluster(ClusterLink* link) = 0;
+  virtual void detach_cluster() = 0;
+  virtual bool has_networks() = 0;
+  virtual std::vector<Network> local_networks() = 0;
+  virtual std::vector<Endpoint> local_endpoints() = 0;
+  virtual void apply_remote_network(const Network& network) = 0;
+  virtual void forget_remote_network(const std::string& network_id) = 0;
+  virtual void apply_remote_endpoint(const Endpoint& endpoint, const std::string& vtep) = 0;
+  virtual void forget_remote_endpoint(const std::string& endpoint_id) = 0;
+  virtual void set_owned(const std::string& space, const ipam::RangeSet& owned) = 0;
+  virtual ipam::RangeSet free_ranges(const std::string& space) = 0;
+  virtual ipam::Cidr address_pool() = 0;
+};
+
 class Cluster final : public SwarmService, public ClusterLink {
  public:
+  // The agent's: `networks` must outlive this object.
   Cluster(ClusterConfig config, NetworkManager& networks);
+  Cluster(ClusterConfig config, NodeNetworks& networks);
   ~Cluster() override;
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
@@ -60,6 +81,7 @@ class Cluster final : public SwarmService, public ClusterLink {
 
  private:
   struct State;
+  std::unique_ptr<NodeNetworks> adapter_;  // around the agent's NetworkManager
   std::unique_ptr<State> state_;
 };
 

@@ -4,40 +4,36 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
-#include <msgpack.hpp>
-#include <nlohmann/json.hpp>
 #include <random>
 
 #include "control/gossip/serf_compat.h"
 
 namespace weft::control::cluster {
 namespace gossip = weft::control::gossip;
-using nlohmann::json;
 using tables::TableEntry;
 
 namespace {
 
-// A push/pull after the join carries only a digest of the whole copy: one
-// type byte, JSON {"node", "digest"}.
-constexpr std::uint8_t kStateDigest = 0x79;
-// On a mismatch, the side with the smaller name sends its digests per owner
-// straight to the peer: one type byte, JSON {"node", "owners": {owner:
-// digest}}. (Only on a mismatch: with 100 owners they are ~4 KB, and at
-// rest every push/pull would carry them.)
-constexpr std::uint8_t kOwnerDigests = 0x7B;
-// The answer to a digest mismatch, straight to the peer: one type byte,
-// msgpack [sender, all, [owners...], the newest time of the receiver's
-// entries the sender withdrew], then encoded entries (kWireMagic...).
-constexpr std::uint8_t kSync = 0x7A;
 // What encryption, the message type bytes and a label may add to a pushed
 // packet, kept out of memberlist's UDP buffer size.
 constexpr std::size_t kPushOverhead = 64;
 
-gossip::Bytes to_bytes(const std::string& s) { return gossip::Bytes(s.begin(), s.end()); }
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
 
-std::string_view as_chars(gossip::ByteView bytes) {
-  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-}
+// Sets a flag for a scope, also when the scope throws.
+class FlagScope {
+ public:
+  explicit FlagScope(bool& flag) : flag_(flag) { flag_ = true; }
+  ~FlagScope() { flag_ = false; }
+  FlagScope(const FlagScope&) = delete;
+  FlagScope& operator=(const FlagScope&) = delete;
+
+ private:
+  bool& flag_;
+};
 
 bool is_weft(const gossip::Member& m) {
   try {
@@ -56,11 +52,6 @@ std::mt19937& rng() {
 
 }  // namespace
 
-gossip::Bytes direct_message(gossip::Bytes body) {
-  body.insert(body.begin(), gossip::kWeftUserMessageType);
-  return body;
-}
-
 TableGossip::TableGossip(boost::asio::io_context& io, TableGossipConfig config, tables::ReplicatedTables& tables)
     : io_(io),
       config_(std::move(config)),
@@ -70,7 +61,7 @@ TableGossip::TableGossip(boost::asio::io_context& io, TableGossipConfig config, 
 void TableGossip::broadcast(const std::vector<TableEntry>& entries) {
   if (entries.empty()) return;
   for (const auto& e : entries) {
-    auto msg = to_bytes(tables::encode_entries({e}));
+    auto msg = encode(TableEntries{{e}});
     to_push_.push_back({e, msg.size()});
     queue_.queue(std::move(msg), e.table + "|" + e.key);
   }
@@ -112,130 +103,119 @@ void TableGossip::push_now() {
   }
   for (const auto& packet : packets) {
     if (packet.empty()) continue;
-    const auto msg = direct_message(to_bytes(tables::encode_entries(packet)));
+    const auto msg = encode_direct(TableEntries{packet});
     for (const auto& peer : push_targets())
       if (ml_->send_best_effort(peer, msg)) ++counters_.pushed_packets;
   }
 }
 
 void TableGossip::send_to(const std::string& node, const std::vector<TableEntry>& entries) {
-  if (!ml_ || entries.empty() || node == config_.node_name) return;
-  ml_->send_reliable(node, direct_message(to_bytes(tables::encode_entries(entries))), [node](const std::string& error) {
-    if (!error.empty()) spdlog::debug("tables: sending to {} failed: {}", node, error);
-  });
+  if (entries.empty()) return;
+  // A repair or a gift: anti-entropy sends it again if it is lost.
+  send(node, TableEntries{entries}, "table entries", spdlog::level::debug);
 }
 
-bool TableGossip::handle_message(gossip::ByteView msg) {
-  if (msg.empty()) return false;
-  if (msg[0] == tables::kWireMagic) {
-    std::vector<TableEntry> fresh;
-    for (const auto& e : tables::decode_entries(as_chars(msg)))
-      if (tables_.apply(e)) fresh.push_back(e);
-    broadcast(fresh);  // epidemic: pass on what was news here
-    return true;
+void TableGossip::send(const std::string& node, const WeftMessage& message, std::string what,
+                       spdlog::level::level_enum failure_level) {
+  if (!ml_ || node == config_.node_name) return;
+  ml_->send_reliable(node, encode_direct(message),
+                     [node, what = std::move(what), failure_level](const std::string& error) {
+                       if (!error.empty()) spdlog::log(failure_level, "cluster: sending {} to {} failed: {}", what, node, error);
+                     });
+}
+
+void TableGossip::notify_msg(gossip::ByteView msg) {
+  try {
+    std::visit(Overloaded{
+                   [this](const TableEntries& m) { handle_entries(m.entries); },
+                   [this](const Sync& m) { handle_sync(m); },
+                   [this](const OwnerDigests& m) { handle_owner_digests(m); },
+                   [this](const RangeRequest& m) {
+                     if (on_range_request_) on_range_request_(m);
+                   },
+                   [](const StateDigest&) { throw gossip::DecodeError("a state digest outside a push/pull"); },
+               },
+               decode(msg));
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: dropping malformed message: {}", e.what());
   }
-  if (msg[0] == kSync) {
-    handle_sync(msg.subspan(1));
-    return true;
-  }
-  if (msg[0] == kOwnerDigests) {
-    handle_owner_digests(msg.subspan(1));
-    return true;
-  }
-  return false;
+}
+
+void TableGossip::handle_entries(const std::vector<TableEntry>& entries) {
+  std::vector<TableEntry> fresh;
+  for (const auto& e : entries)
+    if (tables_.apply(e)) fresh.push_back(e);
+  broadcast(fresh);  // epidemic: pass on what was news here
 }
 
 gossip::Bytes TableGossip::local_state(bool join) {
-  if (join) return to_bytes(tables::encode_entries(tables_.snapshot()));
-  json digest = {{"node", config_.node_name}, {"digest", tables_.digest()}};
-  gossip::Bytes out{kStateDigest};
-  const auto text = digest.dump();
-  out.insert(out.end(), text.begin(), text.end());
-  return out;
+  if (join) return encode(TableEntries{tables_.snapshot()});
+  return encode(StateDigest{.node = config_.node_name, .digest = tables_.digest()});
 }
 
 void TableGossip::merge_remote_state(gossip::ByteView state, bool) {
   if (state.empty()) return;
   ++counters_.push_pulls;
-  if (state[0] != kStateDigest) {
-    in_anti_entropy_ = true;
-    try {
-      tables_.merge(tables::decode_entries(as_chars(state)));
-    } catch (...) {
-      in_anti_entropy_ = false;
-      throw;
-    }
-    in_anti_entropy_ = false;
-    return;
+  try {
+    std::visit(Overloaded{
+                   [this](const TableEntries& m) { merge_snapshot(m.entries); },
+                   [this](const StateDigest& m) { handle_state_digest(m); },
+                   [](const auto&) { throw gossip::DecodeError("not a push/pull state"); },
+               },
+               decode(state));
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: dropping malformed push/pull state: {}", e.what());
   }
-  const auto j = json::parse(state.begin() + 1, state.end());
-  const auto peer = j.at("node").get<std::string>();
-  if (peer == config_.node_name || j.at("digest").get<std::uint64_t>() == tables_.digest()) return;
-  // Both ends of a push/pull see the mismatch; one repair is enough.
-  if (config_.node_name > peer) return;
-  json owners = json::object();
-  for (const auto& [owner, digest] : tables_.owner_digests()) owners[owner] = digest;
-  const auto text = json{{"node", config_.node_name}, {"owners", std::move(owners)}}.dump();
-  gossip::Bytes msg{kOwnerDigests};
-  msg.insert(msg.end(), text.begin(), text.end());
-  ml_->send_reliable(peer, direct_message(std::move(msg)), [peer](const std::string& error) {
-    if (!error.empty()) spdlog::warn("tables: sending digests to {} failed: {}", peer, error);
-  });
 }
 
-void TableGossip::handle_owner_digests(gossip::ByteView message) {
-  const auto j = json::parse(message.begin(), message.end());
-  const auto peer = j.at("node").get<std::string>();
+void TableGossip::merge_snapshot(const std::vector<TableEntry>& entries) {
+  FlagScope anti_entropy(in_anti_entropy_);
+  tables_.merge(entries);
+}
+
+void TableGossip::handle_state_digest(const StateDigest& m) {
+  if (m.node == config_.node_name || m.digest == tables_.digest()) return;
+  // Both ends of a push/pull see the mismatch; one repair is enough.
+  if (config_.node_name > m.node) return;
+  send(m.node, OwnerDigests{.node = config_.node_name, .owners = tables_.owner_digests()}, "digests");
+}
+
+void TableGossip::handle_owner_digests(const OwnerDigests& m) {
+  const auto& peer = m.node;
   if (peer == config_.node_name) return;
   // Owners whose entries differ, on either side.
-  const auto theirs = j.at("owners").get<std::map<std::string, std::uint64_t>>();
+  const auto& theirs = m.owners;
   const auto ours = tables_.owner_digests();
   std::set<std::string> differing;
   for (const auto& [owner, digest] : ours)
     if (auto it = theirs.find(owner); it == theirs.end() || it->second != digest) differing.insert(owner);
   for (const auto& [owner, digest] : theirs)
     if (!ours.count(owner)) differing.insert(owner);
-  const auto entries = tables_.snapshot(differing);
+  auto entries = tables_.snapshot(differing);
   spdlog::debug("tables: differ from {}'s in {} owner(s); sending {} entries", peer, differing.size(), entries.size());
-
-  msgpack::sbuffer header;
-  msgpack::pack(header, std::make_tuple(config_.node_name, false,
-                                        std::vector<std::string>(differing.begin(), differing.end()),
-                                        tables_.withdrawn_mark(peer)));
-  gossip::Bytes sync{kSync};
-  sync.insert(sync.end(), header.data(), header.data() + header.size());
-  const auto body = tables::encode_entries(entries);
-  sync.insert(sync.end(), body.begin(), body.end());
   ++counters_.syncs_sent;
   counters_.sync_entries_sent += static_cast<long>(entries.size());
-  ml_->send_reliable(peer, direct_message(std::move(sync)), [peer](const std::string& error) {
-    if (!error.empty()) spdlog::warn("tables: sync with {} failed: {}", peer, error);
-  });
+  send(peer,
+       Sync{.node = config_.node_name,
+            .all = false,
+            .owners = std::vector<std::string>(differing.begin(), differing.end()),
+            .withdrawn_mark = tables_.withdrawn_mark(peer),
+            .entries = std::move(entries)},
+       "a sync");
 }
 
-void TableGossip::handle_sync(gossip::ByteView body) {
-  const auto chars = as_chars(body);
-  std::size_t offset = 0;
-  std::string peer;
-  bool all = false;
-  std::vector<std::string> owner_list;
-  std::uint64_t withdrawn_mark = 0;  // of this node's entries, at the peer
-  try {
-    auto handle = msgpack::unpack(chars.data(), chars.size(), offset);
-    std::tie(peer, all, owner_list, withdrawn_mark) =
-        handle.get().as<std::tuple<std::string, bool, std::vector<std::string>, std::uint64_t>>();
-  } catch (const std::exception& e) {
-    throw std::runtime_error(std::string("malformed sync header: ") + e.what());
-  }
-  const auto theirs = tables::decode_entries(chars.substr(offset));
-  const std::set<std::string> owners(owner_list.begin(), owner_list.end());
-  const auto* scope = all ? nullptr : &owners;
+void TableGossip::handle_sync(const Sync& m) {
+  const auto& peer = m.node;
+  const auto& theirs = m.entries;
+  const std::set<std::string> owners(m.owners.begin(), m.owners.end());
+  const auto* scope = m.all ? nullptr : &owners;
 
   std::vector<TableEntry> fresh;
-  in_anti_entropy_ = true;
-  for (const auto& e : theirs)
-    if (tables_.apply(e)) fresh.push_back(e);
-  in_anti_entropy_ = false;
+  {
+    FlagScope anti_entropy(in_anti_entropy_);
+    for (const auto& e : theirs)
+      if (tables_.apply(e)) fresh.push_back(e);
+  }
   broadcast(fresh);
 
   auto repair = tables_.newer_than(theirs, scope);
@@ -245,7 +225,7 @@ void TableGossip::handle_sync(gossip::ByteView body) {
   // peer merely has not heard of yet is above its mark and goes as it is.)
   const bool ours_withdrawn = std::any_of(repair.begin(), repair.end(), [&](const TableEntry& e) {
     return e.owner == config_.node_name && !e.deleted && config_.node_scoped_tables.count(e.table) &&
-           e.lamport <= withdrawn_mark;
+           e.lamport <= m.withdrawn_mark;
   });
   if (ours_withdrawn) {
     spdlog::info("tables: {} had withdrawn this node's entries; republishing them", peer);
@@ -256,7 +236,8 @@ void TableGossip::handle_sync(gossip::ByteView body) {
   spdlog::debug("tables: synced with {}: {} new here, {} sent back", peer, fresh.size(), repair.size());
 }
 
-void TableGossip::member_joined(const gossip::Member& m) {
+void TableGossip::notify_join(const gossip::Member& m) {
+  spdlog::info("cluster: {} ({}) is alive", m.name, m.address());
   if (m.name == config_.node_name) return;
   if (is_weft(m)) weft_peers_.insert(m.name);
   // It may have withdrawn our entries while it thought us dead (a partition
@@ -264,14 +245,16 @@ void TableGossip::member_joined(const gossip::Member& m) {
   if (gone_nodes_.erase(m.name)) broadcast(tables_.republish_own());
 }
 
-void TableGossip::member_left(const gossip::Member& m) {
+void TableGossip::notify_leave(const gossip::Member& m) {
+  spdlog::info("cluster: {} is {}", m.name, gossip::node_state_name(m.state));
+  ++counters_.members_gone;
   weft_peers_.erase(m.name);
   if (m.name == config_.node_name) return;
   gone_nodes_.insert(m.name);
   tables_.withdraw_node(m.name);
 }
 
-void TableGossip::member_updated(const gossip::Member& m) {
+void TableGossip::notify_update(const gossip::Member& m) {
   if (m.name == config_.node_name) return;
   if (is_weft(m))
     weft_peers_.insert(m.name);

@@ -16,11 +16,16 @@
 //    confirms it dead or left, never on suspicion; when it comes back, or a
 //    peer's copy shows it had withdrawn this node's entries, this node
 //    republishes its own.
+//
+// It is the gossip delegate of weft's own messages and state (SerfCompat
+// hands it what is weft's): every message of weft_messages.h is decoded and
+// dispatched here, and the owner sends its own through send().
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -28,8 +33,10 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <spdlog/common.h>
 
 #include "control/gossip/broadcast_queue.h"
+#include "control/cluster/weft_messages.h"
 #include "control/gossip/memberlist.h"
 #include "control/tables/replicated_tables.h"
 
@@ -52,11 +59,7 @@ struct TableGossipConfig {
   std::size_t push_fanout = 4;
 };
 
-// A message sent straight to one node bypasses SerfCompat's broadcast path,
-// so it carries the type byte that tells serf-speaking peers it is weft's.
-gossip::Bytes direct_message(gossip::Bytes body);
-
-class TableGossip {
+class TableGossip final : public gossip::Delegate, public gossip::EventDelegate {
  public:
   // The tables must outlive this object; memberlist is attached once made
   // (it needs its delegates first).
@@ -70,18 +73,27 @@ class TableGossip {
   void broadcast(const std::vector<tables::TableEntry>& entries);
   // Sends entries straight to one node over TCP.
   void send_to(const std::string& node, const std::vector<tables::TableEntry>& entries);
+  // Sends a message straight to one node over TCP; `what` names it in the
+  // line logged when that fails.
+  void send(const std::string& node, const WeftMessage& message, std::string what,
+            spdlog::level::level_enum failure_level = spdlog::level::warn);
 
-  // The gossip::Delegate / EventDelegate calls, forwarded by the owner.
-  // False when `msg` is not a table message (the owner's to handle).
-  bool handle_message(gossip::ByteView msg);
-  std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) {
+  // Messages that are not the tables' own go to the owner's handler.
+  void on_range_request(std::function<void(const RangeRequest&)> handler) { on_range_request_ = std::move(handler); }
+
+  // gossip::Delegate (SerfCompat's app): malformed input is logged and
+  // dropped here.
+  gossip::Bytes node_meta(std::size_t) override { return {}; }
+  void notify_msg(gossip::ByteView msg) override;
+  std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
     return queue_.get(overhead, limit);
   }
-  gossip::Bytes local_state(bool join);
-  void merge_remote_state(gossip::ByteView state, bool join);
-  void member_joined(const gossip::Member& m);
-  void member_left(const gossip::Member& m);
-  void member_updated(const gossip::Member& m);
+  gossip::Bytes local_state(bool join) override;
+  void merge_remote_state(gossip::ByteView state, bool join) override;
+  // gossip::EventDelegate
+  void notify_join(const gossip::Member& m) override;
+  void notify_leave(const gossip::Member& m) override;
+  void notify_update(const gossip::Member& m) override;
 
   // True while entries from a push/pull or a sync are being applied (a
   // table listener can tell anti-entropy from gossip).
@@ -93,19 +105,24 @@ class TableGossip {
     std::atomic<int> syncs_sent{0};       // digest mismatches answered with entries
     std::atomic<long> sync_entries_sent{0};
     std::atomic<long> pushed_packets{0};  // immediate UDP pushes
+    std::atomic<int> members_gone{0};     // members reported dead or left
   };
   const Counters& counters() const { return counters_; }
 
  private:
   void push_now();
-  void handle_owner_digests(gossip::ByteView body);
-  void handle_sync(gossip::ByteView body);
+  void handle_entries(const std::vector<tables::TableEntry>& entries);
+  void merge_snapshot(const std::vector<tables::TableEntry>& entries);
+  void handle_state_digest(const StateDigest& digest);
+  void handle_owner_digests(const OwnerDigests& digests);
+  void handle_sync(const Sync& sync);
   std::vector<std::string> push_targets();
 
   boost::asio::io_context& io_;
   TableGossipConfig config_;
   tables::ReplicatedTables& tables_;
   gossip::Memberlist* ml_ = nullptr;
+  std::function<void(const RangeRequest&)> on_range_request_;
   gossip::BroadcastQueue queue_;
   std::set<std::string> weft_peers_;  // alive members speaking weft's tables
   std::set<std::string> gone_nodes_;  // seen dead or left

@@ -1,8 +1,5 @@
 #include "control/tables/replicated_tables.h"
 
-#include <msgpack.hpp>
-
-#include <stdexcept>
 #include <tuple>
 
 namespace weft::control::tables {
@@ -199,37 +196,6 @@ std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
     }
   }
   return reaped;
-}
-
-namespace {
-// The msgpack shape of one entry: a fixed array, compact and order-stable.
-using WireEntry = std::tuple<std::string, std::string, std::string, std::uint64_t, bool, std::string>;
-}  // namespace
-
-std::string encode_entries(const std::vector<TableEntry>& entries) {
-  std::vector<WireEntry> wire;
-  wire.reserve(entries.size());
-  for (const auto& e : entries) wire.emplace_back(e.table, e.key, e.owner, e.lamport, e.deleted, e.value);
-  msgpack::sbuffer buffer;
-  buffer.write(reinterpret_cast<const char*>(&kWireMagic), 1);
-  msgpack::pack(buffer, wire);
-  return std::string(buffer.data(), buffer.size());
-}
-
-std::vector<TableEntry> decode_entries(std::string_view bytes) {
-  if (bytes.empty() || static_cast<std::uint8_t>(bytes[0]) != kWireMagic)
-    throw std::runtime_error("not a weft table message");
-  std::vector<TableEntry> result;
-  try {
-    auto handle = msgpack::unpack(bytes.data() + 1, bytes.size() - 1);
-    auto wire = handle.get().as<std::vector<WireEntry>>();
-    result.reserve(wire.size());
-    for (auto& [table, key, owner, lamport, deleted, value] : wire)
-      result.push_back(TableEntry{std::move(table), std::move(key), std::move(owner), lamport, deleted, std::move(value)});
-  } catch (const std::exception& e) {
-    throw std::runtime_error(std::string("malformed weft table message: ") + e.what());
-  }
-  return result;
 }
 
 }  // namespace weft::control::tables

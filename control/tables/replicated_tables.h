@@ -29,6 +29,7 @@ struct TableEntry {
   std::uint64_t lamport = 0;
   bool deleted = false;    // tombstone
   std::string value;       // the table's own encoding (JSON text)
+  // (On the wire and on disk: control/cluster/weft_messages.h.)
 
   bool operator==(const TableEntry&) const = default;
 };
@@ -119,12 +120,5 @@ class ReplicatedTables {
   std::map<std::string, std::uint64_t> withdrawn_up_to_;  // node -> Lamport time
   std::vector<Listener> listeners_;
 };
-
-// Wire form inside gossip user messages and push/pull state: one type byte
-// (kWireMagic, distinct from every type serf uses) then msgpack.
-inline constexpr std::uint8_t kWireMagic = 0x77;  // 'w'
-std::string encode_entries(const std::vector<TableEntry>& entries);
-// Throws std::runtime_error on anything that is not a well-formed message.
-std::vector<TableEntry> decode_entries(std::string_view bytes);
 
 }  // namespace weft::control::tables

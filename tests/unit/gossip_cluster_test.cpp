@@ -7,6 +7,7 @@
 
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
+#include "tests/support/fast_gossip.h"
 
 namespace gossip = weft::control::gossip;
 namespace asio = boost::asio;
@@ -45,16 +46,10 @@ class RecordingApp : public gossip::Delegate {
 };
 
 gossip::Config fast_config(const std::string& name, std::shared_ptr<gossip::Keyring> keyring) {
-  gossip::Config c;
+  gossip::Config c = weft::testing::fast_gossip_timings();
   c.name = name;
   c.bind_addr = "127.0.0.1";
   c.bind_port = 0;
-  c.probe_interval = 100ms;
-  c.probe_timeout = 40ms;
-  c.gossip_interval = 20ms;
-  c.push_pull_interval = 500ms;
-  c.tcp_timeout = 500ms;
-  c.gossip_to_the_dead_time = 10s;
   c.keyring = std::move(keyring);
   return c;
 }

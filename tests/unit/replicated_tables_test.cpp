@@ -147,19 +147,5 @@ TEST(ReplicatedTablesTest, OwnerDigestsNameEveryOwnerOfADifferingSlot) {
   EXPECT_EQ(b.snapshot(std::set<std::string>{"d"}).size(), 1u);
 }
 
-TEST(ReplicatedTablesWireTest, RoundTripAndRejectsGarbage) {
-  std::vector<TableEntry> entries{{"networks", "n1", "node1", 42, false, R"({"a":1})"},
-                                  {"endpoints", "e", "node2", 7, true, std::string("\0bin", 4)}};
-  auto bytes = encode_entries(entries);
-  EXPECT_EQ(static_cast<std::uint8_t>(bytes[0]), kWireMagic);
-  EXPECT_EQ(decode_entries(bytes), entries);
-  EXPECT_THROW(decode_entries(""), std::runtime_error);
-  EXPECT_THROW(decode_entries("\x01garbage"), std::runtime_error);
-  EXPECT_THROW(decode_entries(bytes.substr(0, bytes.size() - 3)), std::runtime_error);
-  std::string wrong_shape = bytes;
-  wrong_shape[1] = static_cast<char>(0xc0);  // nil instead of an array
-  EXPECT_THROW(decode_entries(wrong_shape), std::runtime_error);
-}
-
 }  // namespace
 }  // namespace weft::control::tables

@@ -23,13 +23,13 @@ struct Timings {
   std::size_t push_fanout;
 };
 
-struct Node final : gossip::Delegate, gossip::EventDelegate {
+struct Node {
   Node(asio::io_context& io, const std::string& name, const Timings& t)
       : tables(name, {"endpoints"}),
         table_gossip(io, cluster::TableGossipConfig{.node_name = name, .node_scoped_tables = {"endpoints"},
                                                      .push_fanout = t.push_fanout},
                      tables),
-        serf(io, name, {{"role", "weft"}}, this, this),
+        serf(io, name, {{"role", "weft"}}, &table_gossip, &table_gossip),
         ml(io, config(name, t), &serf, &serf) {
     serf.attach(&ml);
     table_gossip.attach(&ml);
@@ -50,17 +50,6 @@ struct Node final : gossip::Delegate, gossip::EventDelegate {
     return c;
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(ml.bound_port()); }
-
-  gossip::Bytes node_meta(std::size_t) override { return {}; }
-  void notify_msg(gossip::ByteView msg) override { table_gossip.handle_message(msg); }
-  std::vector<gossip::Bytes> get_broadcasts(std::size_t overhead, std::size_t limit) override {
-    return table_gossip.get_broadcasts(overhead, limit);
-  }
-  gossip::Bytes local_state(bool join) override { return table_gossip.local_state(join); }
-  void merge_remote_state(gossip::ByteView state, bool join) override { table_gossip.merge_remote_state(state, join); }
-  void notify_join(const gossip::Member& m) override { table_gossip.member_joined(m); }
-  void notify_leave(const gossip::Member& m) override { table_gossip.member_left(m); }
-  void notify_update(const gossip::Member& m) override { table_gossip.member_updated(m); }
 
   tables::ReplicatedTables tables;
   cluster::TableGossip table_gossip;

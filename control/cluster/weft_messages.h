@@ -1,0 +1,106 @@
+// Every gossip message of weft's own, in one place: its type byte, its
+// fields and their msgpack encoding (as memberlist's own messages).
+//
+// On the wire a message is one type byte, then its fields as one msgpack
+// array in the order `fields` lists them (a table-entries message is the
+// bare array of entries). SerfCompat carries these messages behind its own
+// prefix (kWeftUserMessageType), so serf peers skip them; the type bytes
+// here only tell weft's messages apart.
+//
+// Adding a message: a struct below with kType and fields(), and its name in
+// WeftMessage. The compiler then points at every dispatch that must handle
+// it (TableGossip::notify_msg visits every alternative). A new replicated
+// table needs no message at all: its entries ride in TableEntries.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <variant>
+#include <vector>
+
+#include "control/gossip/msgpack_wire.h"
+#include "control/tables/replicated_tables.h"
+
+namespace weft::control::cluster {
+
+enum class WeftMessageType : std::uint8_t {
+  kTableEntries = 0x77,  // 'w'
+  kRangeRequest = 0x78,
+  kStateDigest = 0x79,
+  kSync = 0x7A,
+  kOwnerDigests = 0x7B,
+};
+
+// Table entries: a change gossiped or pushed, a repair sent to one node, the
+// whole copy in a join's push/pull, and the saved snapshot files
+// (tables.bin, ranges.bin).
+struct TableEntries {
+  static constexpr auto kType = WeftMessageType::kTableEntries;
+  std::vector<tables::TableEntry> entries;
+};
+
+// A node asking the peer holding the most of an address space for a part.
+struct RangeRequest {
+  static constexpr auto kType = WeftMessageType::kRangeRequest;
+  std::string space;
+  std::uint32_t unit = 1;  // numbers per unit (a subnet of the pool: 256)
+  std::uint64_t want = 0;  // units
+  std::string from;        // the requester
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.space, m.unit, m.want, m.from); }
+};
+
+// A push/pull after the join: a digest of the sender's whole copy.
+struct StateDigest {
+  static constexpr auto kType = WeftMessageType::kStateDigest;
+  std::string node;
+  std::uint64_t digest = 0;
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.node, m.digest); }
+};
+
+// After a digest mismatch, straight to the peer: the sender's digest per
+// owner node. (Only on a mismatch: with 100 owners they are ~4 KB, and at
+// rest every push/pull would carry them.)
+struct OwnerDigests {
+  static constexpr auto kType = WeftMessageType::kOwnerDigests;
+  std::string node;
+  std::map<std::string, std::uint64_t> owners;
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.node, m.owners); }
+};
+
+// The answer to OwnerDigests: the entries of the owners whose digests
+// differ, and the newest time of the receiver's entries the sender withdrew
+// (so the receiver can tell it was taken for dead).
+struct Sync {
+  static constexpr auto kType = WeftMessageType::kSync;
+  std::string node;
+  bool all = false;                 // every owner (then `owners` is unused)
+  std::vector<std::string> owners;  // whose entries `entries` holds
+  std::uint64_t withdrawn_mark = 0;
+  std::vector<tables::TableEntry> entries;
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.node, m.all, m.owners, m.withdrawn_mark, m.entries); }
+};
+
+using WeftMessage = std::variant<TableEntries, RangeRequest, StateDigest, OwnerDigests, Sync>;
+
+gossip::Bytes encode(const WeftMessage& message);
+// A message sent straight to one node (memberlist's send_reliable or
+// send_best_effort) bypasses SerfCompat's broadcast path, which adds the
+// prefix that tells serf peers it is weft's: so this adds it.
+gossip::Bytes encode_direct(const WeftMessage& message);
+// Throws gossip::DecodeError on an unknown type byte or a body that is not
+// exactly that message's fields. Bounded: no container may claim more
+// elements than the input has bytes.
+WeftMessage decode(gossip::ByteView bytes);
+
+// A table snapshot (a saved file): a TableEntries message.
+std::string encode_snapshot(const std::vector<tables::TableEntry>& entries);
+std::vector<tables::TableEntry> decode_snapshot(std::string_view bytes);
+
+}  // namespace weft::control::cluster
