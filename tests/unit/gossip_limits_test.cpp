@@ -16,6 +16,7 @@
 #include "control/gossip/security.h"
 #include "control/gossip/serf_compat.h"
 #include "control/gossip/stream.h"
+#include "control/cluster/weft_messages.h"
 #include "control/tables/replicated_tables.h"
 
 namespace gossip = weft::control::gossip;
@@ -242,7 +243,7 @@ TEST(GossipStreamLimits, PushPullOf10000EntriesFitsTheDefault) {
                                    {"vtep", fmt::format("192.0.2.{}", i % 100)}};
     tables.put("endpoints", hex(i, 64), record.dump());
   }
-  const std::string entries = weft::control::tables::encode_entries(tables.snapshot());
+  const std::string entries = weft::control::cluster::encode_snapshot(tables.snapshot());
   gossip::SerfPushPull serf;
   serf.ltime = 12345;
   for (int n = 0; n < 100; ++n) serf.status_ltimes[fmt::format("node-{}", n)] = 100 + n;
