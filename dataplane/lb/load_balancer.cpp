@@ -50,7 +50,10 @@ int libbpf_log(enum libbpf_print_level level, const char* format, va_list args) 
   int n = vsnprintf(line, sizeof line, format, args);
   std::string_view text(line, n > 0 ? std::min<std::size_t>(n, sizeof line - 1) : 0);
   while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
-  if (level == LIBBPF_WARN) {
+  if (text.starts_with("libbpf: ")) text.remove_prefix(8);
+  // Netlink's extended acks for expected outcomes (clsact already there, no
+  // filter to detach) come as warnings; our own errors carry the errno.
+  if (level == LIBBPF_WARN && text.find("Kernel error message") == std::string_view::npos) {
     spdlog::warn("libbpf: {}", text);
   } else {
     spdlog::debug("libbpf: {}", text);
@@ -93,6 +96,18 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
                                std::to_string(info.max_entries) + " entries, asked for " +
                                std::to_string(max_entries) + " (remove the pins to resize)");
   }
+}
+
+// A Maglev table: an ARRAY the program reads and user space fills through
+// mmap, matching the inner map declared in ebpf/lb_maps.h.
+UniqueFd create_table_map(std::uint32_t slots) {
+  bpf_map_create_opts opts{};
+  opts.sz = sizeof opts;
+  opts.map_flags = BPF_F_MMAPABLE;
+  UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_tbl", sizeof(std::uint32_t),
+                             sizeof(std::uint32_t), slots, &opts));
+  if (!fd) throw BpfError(errno, "create Maglev table map");
+  return fd;
 }
 
 }  // namespace
@@ -199,18 +214,18 @@ struct LoadBalancer::Impl {
       return;
     }
     std::vector<std::uint32_t> table = build_maglev_table(active, limits.maglev_table_size);
-    bpf_map_create_opts opts{};
-    opts.sz = sizeof opts;
-    opts.map_flags = BPF_F_MMAPABLE;
-    UniqueFd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_tbl", sizeof(std::uint32_t),
-                                  sizeof(std::uint32_t), limits.maglev_table_size, &opts));
-    if (!inner) throw BpfError(errno, "create Maglev table map");
-    const std::size_t bytes = table.size() * sizeof(std::uint32_t);
+    UniqueFd inner = create_table_map(limits.maglev_table_size);
+    // Array map elements are laid out 8 bytes apart whatever their size.
+    constexpr std::size_t kStride = 8;
+    const std::size_t bytes = table.size() * kStride;
     const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     const std::size_t mapped = (bytes + page - 1) / page * page;
     void* mem = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, inner.get(), 0);
     if (mem == MAP_FAILED) throw BpfError(errno, "mmap Maglev table map");
-    std::memcpy(mem, table.data(), bytes);
+    auto* slots = static_cast<std::uint8_t*>(mem);
+    for (std::size_t i = 0; i < table.size(); ++i) {
+      std::memcpy(slots + i * kStride, &table[i], sizeof table[i]);
+    }
     munmap(mem, mapped);
     int inner_fd = inner.get();
     update(maglev_fd, "lb_maglev", &service_id, &inner_fd);
@@ -332,7 +347,12 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   set_size(skel->maps.lb_vips, limits.max_frontends);
   set_size(skel->maps.lb_services, limits.max_frontends);
   set_size(skel->maps.lb_maglev, limits.max_services);
-  set_size(bpf_map__inner_map(skel->maps.lb_maglev), limits.maglev_table_size);
+  // The outer map's inner template, sized like the tables we will insert.
+  // (libbpf 1.1 crashes resizing its own template: it has no object.)
+  UniqueFd inner_template = create_table_map(limits.maglev_table_size);
+  if (int err = bpf_map__set_inner_map_fd(skel->maps.lb_maglev, inner_template.get()); err != 0) {
+    throw BpfError(err, "set inner map of lb_maglev");
+  }
   set_size(skel->maps.lb_backends, limits.max_backends);
   set_size(skel->maps.lb_backend_counters, limits.max_backends);
   set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
