@@ -25,7 +25,7 @@ static __always_inline __u64 lb_ct_timeout(const struct lb_config *cfg, __u8 pro
 static __always_inline int lb_ct_expired(const struct lb_config *cfg, __u8 proto,
 					 const struct lb_ct_value *ct, __u64 now)
 {
-	return now - ct->last_seen_ns > lb_ct_timeout(cfg, proto, ct->flags);
+	return now - ct->last_seen_ns >= lb_ct_timeout(cfg, proto, ct->flags);
 }
 
 static __always_inline __u8 lb_ct_flags_from_tcp(__u8 tcp_flags, int reply)

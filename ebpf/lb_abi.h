@@ -85,7 +85,7 @@ struct lb_ct_key {
 };
 
 struct lb_ct_value {
-	__u64 last_seen_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC, tick-grained */
 	__u64 packets;
 	__u64 bytes;
 	__u32 backend_id;
@@ -93,6 +93,16 @@ struct lb_ct_value {
 	__u32 service_id;
 	__u8 flags;         /* LB_CT_F_* */
 	__u8 pad[3];
+};
+
+/* One element of a service's Maglev table (an ARRAY of maglev_size + 1
+ * elements). Two generations side by side: user space writes the column not
+ * in use, then flips the generation, so a change needs no map swap (whose
+ * RCU wait costs ~16 ms a call here) and no packet sees a half-written
+ * table. Array elements are 8 bytes apart anyway, so the second column costs
+ * no memory. Element maglev_size holds the live generation in backend[0]. */
+struct lb_maglev_slot {
+	__u32 backend[2];
 };
 
 struct lb_counters {
@@ -144,6 +154,7 @@ LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, dir) == 13, "lb_ct_key.dir");
 LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 40, "lb_ct_value size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 24, "lb_ct_value.backend_id");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 36, "lb_ct_value.flags");
+LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");
 LB_ABI_ASSERT(sizeof(struct lb_counters) == 24, "lb_counters size");
 LB_ABI_ASSERT(sizeof(struct lb_config) == 40, "lb_config size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_config, maglev_size) == 32, "lb_config.maglev_size");

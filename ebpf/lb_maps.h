@@ -27,14 +27,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_services SEC(".maps");
 
-/* One Maglev table per service: slot -> backend id. Built in user space as
- * a fresh inner map, then swapped into the outer array in one update, so a
- * packet sees either the old table or the new one, never a mix. */
+/* One Maglev table per service (struct lb_maglev_slot elements, plus the
+ * generation element), created once for the service and changed in place
+ * by user space through mmap: see lb_abi.h. */
 struct lb_maglev_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 16381);
+	__uint(max_entries, 16382);
 	__type(key, __u32);
-	__type(value, __u32);
+	/* struct lb_maglev_slot; named by size here because clang emits only a
+	 * forward declaration for a struct seen through an inner map's type. */
+	__type(value, __u64);
 	__uint(map_flags, BPF_F_MMAPABLE);
 };
 

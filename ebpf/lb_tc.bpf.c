@@ -31,14 +31,21 @@ static __always_inline __u32 lb_maglev_pick(__u32 service_id, const struct lb_co
 					    const struct lb_flow *flow)
 {
 	void *table = bpf_map_lookup_elem(&lb_maglev, &service_id);
-	__u32 slot, *backend_id;
+	struct lb_maglev_slot *generation, *slot;
+	__u32 index;
 
 	if (!table || cfg->maglev_size == 0)
 		return LB_NO_BACKEND;
-	slot = lb_flow_hash(flow->saddr, flow->sport, flow->dport, flow->proto) %
-	       cfg->maglev_size;
-	backend_id = bpf_map_lookup_elem(table, &slot);
-	return backend_id ? *backend_id : LB_NO_BACKEND;
+	index = cfg->maglev_size;
+	generation = bpf_map_lookup_elem(table, &index);
+	if (!generation)
+		return LB_NO_BACKEND;
+	index = lb_flow_hash(flow->saddr, flow->sport, flow->dport, flow->proto) %
+		cfg->maglev_size;
+	slot = bpf_map_lookup_elem(table, &index);
+	if (!slot)
+		return LB_NO_BACKEND;
+	return slot->backend[generation->backend[0] & 1];
 }
 
 static __always_inline void lb_count(__u32 backend_id, __u64 connections, __u64 bytes)
@@ -88,7 +95,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 	if (!cfg)
 		return TC_ACT_SHOT;
 
-	now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_coarse_ns();
 	if (flow.proto == IPPROTO_TCP)
 		flags = lb_ct_flags_from_tcp(flow.tcp_flags, 0);
 	ct_key.saddr = flow.saddr;
@@ -231,7 +238,7 @@ int lb_to_endpoint(struct __sk_buff *skb)
 		flags = lb_ct_flags_from_tcp(((__u8 *)tcp)[13], 1);
 	}
 	flags |= LB_CT_F_SEEN_REPLY;
-	ct->last_seen_ns = bpf_ktime_get_ns();
+	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
 	ct->packets += 1;
 	ct->bytes += skb->len;
 	if (flags & ~ct->flags) {

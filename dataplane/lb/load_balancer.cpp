@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <set>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -98,17 +100,59 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
   }
 }
 
-// A Maglev table: an ARRAY the program reads and user space fills through
-// mmap, matching the inner map declared in ebpf/lb_maps.h.
+// A service's Maglev table: an ARRAY of `slots` lb_maglev_slot elements plus
+// the generation element, read by the program and written by us through
+// mmap; it matches the inner map declared in ebpf/lb_maps.h.
 UniqueFd create_table_map(std::uint32_t slots) {
   bpf_map_create_opts opts{};
   opts.sz = sizeof opts;
   opts.map_flags = BPF_F_MMAPABLE;
   UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_tbl", sizeof(std::uint32_t),
-                             sizeof(std::uint32_t), slots, &opts));
+                             sizeof(lb_maglev_slot), slots + 1, &opts));
   if (!fd) throw BpfError(errno, "create Maglev table map");
   return fd;
 }
+
+// A table mapped into our memory. A change writes the column the program
+// does not read, then flips the generation (release store): no syscall, no
+// map swap, and a packet reads either the old table or the new one.
+class TableMapping {
+ public:
+  TableMapping(UniqueFd fd, std::uint32_t slots) : fd_(std::move(fd)), slots_(slots) {
+    len_ = (static_cast<std::size_t>(slots) + 1) * sizeof(lb_maglev_slot);
+    void* mem = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+    if (mem == MAP_FAILED) throw BpfError(errno, "mmap Maglev table map");
+    elements_ = static_cast<lb_maglev_slot*>(mem);
+  }
+  TableMapping(const TableMapping&) = delete;
+  TableMapping& operator=(const TableMapping&) = delete;
+  ~TableMapping() { munmap(elements_, len_); }
+
+  int fd() const { return fd_.get(); }
+
+  std::uint32_t generation() const {
+    return std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
+               .load(std::memory_order_acquire) &
+           1u;
+  }
+
+  void write(const std::vector<std::uint32_t>& table) {
+    const std::uint32_t next = generation() ^ 1u;
+    for (std::uint32_t i = 0; i < slots_; ++i) elements_[i].backend[next] = table[i];
+    std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
+        .store(next, std::memory_order_release);
+  }
+
+  std::uint32_t backend_at(std::uint32_t slot) const {
+    return elements_[slot].backend[generation()];
+  }
+
+ private:
+  UniqueFd fd_;
+  std::uint32_t slots_;
+  std::size_t len_ = 0;
+  lb_maglev_slot* elements_ = nullptr;
+};
 
 }  // namespace
 
@@ -130,6 +174,11 @@ struct LoadBalancer::Impl {
     std::vector<std::uint32_t> backends;       // owned, any state but free
     std::vector<std::uint32_t> active_in_table;  // sorted
   };
+  struct Plan {
+    std::uint32_t service_id = 0;
+    std::vector<std::uint32_t> listed;  // sorted
+    std::vector<std::uint32_t> active;  // sorted
+  };
 
   std::filesystem::path pin_dir;
   Limits limits;
@@ -142,6 +191,7 @@ struct LoadBalancer::Impl {
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
   std::unordered_map<std::uint32_t, ServiceState> services;
   std::vector<lb_backend> backends;  // mirror of lb_backends
+  std::unordered_map<std::uint32_t, std::unique_ptr<TableMapping>> tables;  // by service
 
   void update(int fd, const char* name, const void* key, const void* value) {
     if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0) {
@@ -178,6 +228,13 @@ struct LoadBalancer::Impl {
       service.backends.push_back(id);
       if (b.state == LB_BACKEND_ACTIVE) service.active_in_table.push_back(id);
     }
+    for (std::uint32_t id = 0; id < limits.max_services; ++id) {
+      std::uint32_t map_id = 0;
+      if (bpf_map_lookup_elem(maglev_fd, &id, &map_id) != 0) continue;
+      UniqueFd fd(bpf_map_get_fd_by_id(map_id));
+      if (!fd) throw BpfError(errno, "open Maglev table of service " + std::to_string(id));
+      tables[id] = std::make_unique<TableMapping>(std::move(fd), limits.maglev_table_size);
+    }
     lb_service_key key{}, next{};
     lb_service_key* prev = nullptr;
     while (bpf_map_get_next_key(services_fd, prev, &next) == 0) {
@@ -206,31 +263,6 @@ struct LoadBalancer::Impl {
     }
   }
 
-  // Builds the table into a fresh inner map and swaps it in with one update
-  // of the outer array: packets see the old table or the new one.
-  void install_table(std::uint32_t service_id, const std::vector<std::uint32_t>& active) {
-    if (active.empty()) {
-      erase(maglev_fd, "lb_maglev", &service_id);
-      return;
-    }
-    std::vector<std::uint32_t> table = build_maglev_table(active, limits.maglev_table_size);
-    UniqueFd inner = create_table_map(limits.maglev_table_size);
-    // Array map elements are laid out 8 bytes apart whatever their size.
-    constexpr std::size_t kStride = 8;
-    const std::size_t bytes = table.size() * kStride;
-    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t mapped = (bytes + page - 1) / page * page;
-    void* mem = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, inner.get(), 0);
-    if (mem == MAP_FAILED) throw BpfError(errno, "mmap Maglev table map");
-    auto* slots = static_cast<std::uint8_t*>(mem);
-    for (std::size_t i = 0; i < table.size(); ++i) {
-      std::memcpy(slots + i * kStride, &table[i], sizeof table[i]);
-    }
-    munmap(mem, mapped);
-    int inner_fd = inner.get();
-    update(maglev_fd, "lb_maglev", &service_id, &inner_fd);
-  }
-
   void write_backend(std::uint32_t id, const lb_backend& value) {
     update(backends_fd, "lb_backends", &id, &value);
     backends[id] = value;
@@ -241,63 +273,125 @@ struct LoadBalancer::Impl {
     update(counters_fd, "lb_backend_counters", &id, zeros.data());
   }
 
-  void set_backends(std::uint32_t service_id, std::span<const Backend> list) {
-    check_service_id(service_id);
-    std::vector<std::uint32_t> listed;
-    for (const Backend& b : list) {
+  // Checks one service's list; nothing is written before all lists pass.
+  Plan plan(const ServiceBackends& entry, std::unordered_map<std::uint32_t, std::uint32_t>& claimed) {
+    check_service_id(entry.service_id);
+    Plan p;
+    p.service_id = entry.service_id;
+    for (const Backend& b : entry.backends) {
       check_backend_id(b.id);
       if (b.ip == 0) throw std::invalid_argument("backend " + std::to_string(b.id) + " has no IP");
       const lb_backend& current = backends[b.id];
-      if (current.state != LB_BACKEND_FREE && current.state != LB_BACKEND_DEAD &&
-          current.service_id != service_id) {
-        throw std::invalid_argument("backend " + std::to_string(b.id) +
-                                    " belongs to service " +
-                                    std::to_string(current.service_id));
+      std::uint32_t owner = current.service_id;
+      bool owned = current.state != LB_BACKEND_FREE && current.state != LB_BACKEND_DEAD;
+      if (auto it = claimed.find(b.id); it != claimed.end()) {
+        owner = it->second;
+        owned = true;
       }
-      listed.push_back(b.id);
+      if (owned && owner != entry.service_id) {
+        throw std::invalid_argument("backend " + std::to_string(b.id) + " belongs to service " +
+                                    std::to_string(owner));
+      }
+      p.listed.push_back(b.id);
+      if (b.state == BackendState::active) p.active.push_back(b.id);
     }
-    std::sort(listed.begin(), listed.end());
-    if (std::adjacent_find(listed.begin(), listed.end()) != listed.end()) {
-      throw std::invalid_argument("duplicate backend id");
+    std::sort(p.listed.begin(), p.listed.end());
+    std::sort(p.active.begin(), p.active.end());
+    if (std::adjacent_find(p.listed.begin(), p.listed.end()) != p.listed.end()) {
+      throw std::invalid_argument("duplicate backend id in service " +
+                                  std::to_string(entry.service_id));
+    }
+    for (std::uint32_t id : p.listed) claimed[id] = entry.service_id;
+    return p;
+  }
+
+  // New and changed backends are written before any table refers to them;
+  // tables change next (a service's first table is inserted with the others
+  // in one batch: each insertion into the outer map waits for an RCU grace
+  // period, one batch waits once); backends no longer listed are marked
+  // dead last.
+  void set_backends(std::span<const ServiceBackends> entries) {
+    std::vector<Plan> plans;
+    std::unordered_map<std::uint32_t, std::uint32_t> claimed;
+    std::set<std::uint32_t> seen_services;
+    for (const ServiceBackends& entry : entries) {
+      if (!seen_services.insert(entry.service_id).second) {
+        throw std::invalid_argument("service " + std::to_string(entry.service_id) +
+                                    " listed twice");
+      }
+      plans.push_back(plan(entry, claimed));
     }
 
-    ServiceState& service = services[service_id];
-    std::vector<std::uint32_t> active;
-    for (const Backend& b : list) {
-      lb_backend value{};
-      value.ip = htonl(b.ip);
-      std::memcpy(value.mac, b.mac.data(), sizeof value.mac);
-      value.state = static_cast<std::uint8_t>(b.state);
-      value.service_id = service_id;
-      const lb_backend& current = backends[b.id];
-      if (std::memcmp(&current, &value, sizeof value) != 0) {
+    for (const ServiceBackends& entry : entries) {
+      for (const Backend& b : entry.backends) {
+        lb_backend value{};
+        value.ip = htonl(b.ip);
+        std::memcpy(value.mac, b.mac.data(), sizeof value.mac);
+        value.state = static_cast<std::uint8_t>(b.state);
+        value.service_id = entry.service_id;
+        const lb_backend& current = backends[b.id];
+        if (std::memcmp(&current, &value, sizeof value) == 0) continue;
         bool reused = current.state == LB_BACKEND_FREE || current.state == LB_BACKEND_DEAD ||
                       current.ip != value.ip;
         if (reused && b.state != BackendState::dead) reset_counters(b.id);
         write_backend(b.id, value);
       }
-      if (b.state == BackendState::active) active.push_back(b.id);
     }
-    std::sort(active.begin(), active.end());
-    if (active != service.active_in_table) {
-      install_table(service_id, active);
-      service.active_in_table = active;
-    }
-    for (std::uint32_t id : service.backends) {
-      if (std::binary_search(listed.begin(), listed.end(), id)) continue;
-      lb_backend value = backends[id];
-      if (value.state != LB_BACKEND_DEAD && value.service_id == service_id) {
-        value.state = LB_BACKEND_DEAD;
-        write_backend(id, value);
+
+    std::vector<std::uint32_t> new_keys;
+    std::vector<int> new_fds;
+    std::vector<std::pair<std::uint32_t, std::unique_ptr<TableMapping>>> new_tables;
+    for (const Plan& p : plans) {
+      ServiceState& service = services[p.service_id];
+      if (p.active == service.active_in_table) continue;
+      std::vector<std::uint32_t> table = build_maglev_table(p.active, limits.maglev_table_size);
+      if (auto it = tables.find(p.service_id); it != tables.end()) {
+        it->second->write(table);
+      } else if (!p.active.empty()) {
+        auto mapping = std::make_unique<TableMapping>(create_table_map(limits.maglev_table_size),
+                                                      limits.maglev_table_size);
+        mapping->write(table);
+        new_keys.push_back(p.service_id);
+        new_fds.push_back(mapping->fd());
+        new_tables.emplace_back(p.service_id, std::move(mapping));
       }
     }
-    service.backends = listed;
+    if (!new_keys.empty()) {
+      bpf_map_batch_opts opts{};
+      opts.sz = sizeof opts;
+      std::uint32_t count = static_cast<std::uint32_t>(new_keys.size());
+      if (bpf_map_update_batch(maglev_fd, new_keys.data(), new_fds.data(), &count, &opts) != 0) {
+        throw BpfError(errno, "update map lb_maglev (" + std::to_string(count) + " of " +
+                                  std::to_string(new_keys.size()) + " tables inserted)");
+      }
+      for (auto& [service_id, mapping] : new_tables) tables[service_id] = std::move(mapping);
+    }
+    for (const Plan& p : plans) services[p.service_id].active_in_table = p.active;
+
+    for (const Plan& p : plans) {
+      ServiceState& service = services[p.service_id];
+      for (std::uint32_t id : service.backends) {
+        if (std::binary_search(p.listed.begin(), p.listed.end(), id)) continue;
+        lb_backend value = backends[id];
+        if (value.state != LB_BACKEND_DEAD && value.service_id == p.service_id) {
+          value.state = LB_BACKEND_DEAD;
+          write_backend(id, value);
+        }
+      }
+      service.backends = p.listed;
+    }
+  }
+
+  void set_backends(std::uint32_t service_id, std::span<const Backend> list) {
+    ServiceBackends entry{service_id, std::vector<Backend>(list.begin(), list.end())};
+    set_backends(std::span<const ServiceBackends>(&entry, 1));
   }
 
   void drop_service(std::uint32_t service_id) {
     auto it = services.find(service_id);
     if (it == services.end()) return;
-    set_backends(service_id, {});
+    set_backends(service_id, std::span<const Backend>{});
+    if (tables.erase(service_id) > 0) erase(maglev_fd, "lb_maglev", &service_id);
     services.erase(service_id);
   }
 };
@@ -450,6 +544,10 @@ void LoadBalancer::set_backends(std::uint32_t service_id, std::span<const Backen
   impl_->set_backends(service_id, backends);
 }
 
+void LoadBalancer::set_backends(std::span<const ServiceBackends> services) {
+  impl_->set_backends(services);
+}
+
 void LoadBalancer::set_backend_state(std::uint32_t backend_id, BackendState state) {
   Impl& s = *impl_;
   s.check_backend_id(backend_id);
@@ -476,20 +574,12 @@ std::optional<LookupResult> LoadBalancer::lookup(std::uint32_t service_id, std::
                                                  Protocol proto) const {
   const Impl& s = *impl_;
   s.check_service_id(service_id);
-  std::uint32_t inner_id = 0;
-  if (bpf_map_lookup_elem(s.maglev_fd, &service_id, &inner_id) != 0) {
-    if (errno == ENOENT) return std::nullopt;
-    throw BpfError(errno, "read map lb_maglev");
-  }
-  UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
-  if (!inner) throw BpfError(errno, "open Maglev table of service " + std::to_string(service_id));
+  auto table = s.tables.find(service_id);
+  if (table == s.tables.end()) return std::nullopt;
   std::uint32_t slot = lb_flow_hash(htonl(src_ip), htons(src_port), htons(dst_port),
                                     static_cast<std::uint8_t>(proto)) %
                        s.limits.maglev_table_size;
-  std::uint32_t backend_id = 0;
-  if (bpf_map_lookup_elem(inner.get(), &slot, &backend_id) != 0) {
-    throw BpfError(errno, "read Maglev table of service " + std::to_string(service_id));
-  }
+  std::uint32_t backend_id = table->second->backend_at(slot);
   if (backend_id == LB_NO_BACKEND || backend_id >= s.limits.max_backends) return std::nullopt;
   return LookupResult{backend_id, ntohl(s.backends[backend_id].ip)};
 }
@@ -578,14 +668,14 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
     // in one direction holds for both.
     std::uint64_t last_seen = value.last_seen_ns;
     std::uint8_t flags = value.flags;
-    if (now_ns > last_seen && now_ns - last_seen > timeout(key.proto, flags)) {
+    if (now_ns >= last_seen && now_ns - last_seen >= timeout(key.proto, flags)) {
       lb_ct_key partner = partner_of(key, value.nat_addr);
       lb_ct_value other{};
       if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
         last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
         flags |= other.flags;
       }
-      if (now_ns > last_seen && now_ns - last_seen > timeout(key.proto, flags)) {
+      if (now_ns >= last_seen && now_ns - last_seen >= timeout(key.proto, flags)) {
         expired.push_back(key);
       }
     }

@@ -51,6 +51,11 @@ struct Backend {
   BackendState state = BackendState::active;
 };
 
+struct ServiceBackends {
+  std::uint32_t service_id = 0;
+  std::vector<Backend> backends;
+};
+
 struct Limits {
   std::uint32_t max_services = 1024;    // service ids are 0 .. max_services-1
   std::uint32_t max_frontends = 4096;   // VIP:port:proto entries
@@ -131,11 +136,15 @@ class LoadBalancer {
   // Removes every frontend of the service, its table and its backends.
   void remove_service(std::uint32_t service_id);
 
-  // The full backend list of a service: new ones are written before the new
-  // Maglev table is swapped in, backends no longer listed are marked dead
-  // after it. The table is rebuilt only when the set of active backends
-  // changes.
+  // The full backend list of a service: new ones are written before the
+  // Maglev table changes, backends no longer listed are marked dead after
+  // it. The table is rebuilt only when the set of active backends changes.
+  // A service's first table costs one RCU grace period in the kernel (~16 ms
+  // here); later changes are written in place and cost none.
   void set_backends(std::uint32_t service_id, std::span<const Backend> backends);
+  // The same for many services at once (an agent's start): all new tables
+  // are inserted with one batch, so one grace period in all.
+  void set_backends(std::span<const ServiceBackends> services);
   // Drain (draining), fail (dead) or re-activate one backend.
   void set_backend_state(std::uint32_t backend_id, BackendState state);
 
@@ -149,7 +158,7 @@ class LoadBalancer {
   std::vector<std::uint64_t> stats() const;
 
   // Deletes conntrack entries idle past their timeout at `now_ns`
-  // (CLOCK_MONOTONIC, as bpf_ktime_get_ns).
+  // (CLOCK_MONOTONIC; the programs stamp entries with its coarse variant).
   GcResult gc(std::uint64_t now_ns);
   static std::uint64_t monotonic_now_ns();
 
