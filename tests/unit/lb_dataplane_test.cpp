@@ -596,6 +596,84 @@ TEST_F(LbDataplaneTest, BadArgumentsAreRefused) {
   EXPECT_THROW(LoadBalancer::open(pin_dir_ / "other", odd), std::invalid_argument);
 }
 
+TEST_F(LbDataplaneTest, ManyServicesAtOnceAndNothingWrittenOnBadInput) {
+  const std::uint32_t vip2 = ip4(10, 0, 0, 3);
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, 1);
+  lb_->upsert_service({vip2, 80, Protocol::tcp}, 2);
+  std::vector<ServiceBackends> bulk{{1, {backend(1), backend(2)}}, {2, {backend(3)}}};
+  lb_->set_backends(bulk);
+  EXPECT_EQ(lb_->lookup(2, kClient, 1000, 80, Protocol::tcp)->backend_id, 3u);
+  Tcp t;
+  t.saddr = kClient;
+  t.daddr = vip2;
+  t.sport = 1000;
+  t.dport = 80;
+  EXPECT_EQ(backend_of(from_endpoint(tcp_packet(t))), backend_ip(3));
+
+  // Backend 4 claimed by both services: refused before anything changes.
+  std::vector<ServiceBackends> clash{{1, {backend(1), backend(4)}}, {2, {backend(4)}}};
+  EXPECT_THROW(lb_->set_backends(clash), std::invalid_argument);
+  std::vector<ServiceBackends> twice{{1, {backend(1)}}, {1, {backend(2)}}};
+  EXPECT_THROW(lb_->set_backends(twice), std::invalid_argument);
+  for (std::uint16_t p = 2000; p < 2100; ++p) {
+    auto found = lb_->lookup(1, kClient, p, 80, Protocol::tcp);
+    ASSERT_TRUE(found);
+    EXPECT_NE(found->backend_id, 4u);
+  }
+  EXPECT_EQ(lb_->counters(1).size(), 2u);
+}
+
+TEST_F(LbDataplaneTest, UdpFlowOfADeadBackendMovesToALiveOne) {
+  make_service(2);
+  std::uint16_t on_one = 0;
+  for (std::uint16_t sport = 30000; sport < 30100 && !on_one; ++sport) {
+    if (backend_of(from_endpoint(udp_packet(kClient, sport, kVip, 53, "q"))) == backend_ip(1)) {
+      on_one = sport;
+    }
+  }
+  ASSERT_NE(on_one, 0);
+  lb_->set_backend_state(1, BackendState::dead);
+  EXPECT_EQ(backend_of(from_endpoint(udp_packet(kClient, on_one, kVip, 53, "q"))), backend_ip(2));
+}
+
+TEST_F(LbDataplaneTest, FragmentsAndIpOptionsToAVipAreDroppedAndCounted) {
+  make_service(1);
+  Bytes frag = syn(40000);
+  put16(frag, kIp + 6, 0x2000);  // more fragments
+  fill_checksums(frag);
+  EXPECT_EQ(from_endpoint(frag).retval, kShot);
+  Bytes options = syn(40001);
+  options[kIp] = 0x46;
+  EXPECT_EQ(from_endpoint(options).retval, kShot);
+  auto stats = lb_->stats();
+  EXPECT_EQ(stats[LB_STAT_DROP_FRAGMENT], 1u);
+  EXPECT_EQ(stats[LB_STAT_DROP_IP_OPTIONS], 1u);
+}
+
+TEST_F(LbDataplaneTest, FinBothWaysEndsAFlowAndANewSynPicksAgain) {
+  make_service(2);
+  const std::uint16_t sport = 40000;
+  std::uint32_t first = backend_of(from_endpoint(syn(sport)));
+  Tcp fin;
+  fin.saddr = kClient;
+  fin.daddr = kVip;
+  fin.sport = sport;
+  fin.dport = 80;
+  fin.flags = kFin | kAck;
+  EXPECT_EQ(backend_of(from_endpoint(tcp_packet(fin))), first);
+  Tcp reply_fin;
+  reply_fin.saddr = first;
+  reply_fin.daddr = kClient;
+  reply_fin.sport = 80;
+  reply_fin.dport = sport;
+  reply_fin.flags = kFin | kAck;
+  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply_fin)).out, kIp + 12), kVip);
+  // Closed both ways: gone after the closing timeout (10 s), not 6 h.
+  std::uint64_t now = LoadBalancer::monotonic_now_ns();
+  EXPECT_EQ(lb_->gc(now).expired, 0u);
+  EXPECT_EQ(lb_->gc(now + 11ULL * 1000000000ULL).expired, 2u);
+}
+
 // attach/detach on the loopback of a fresh network namespace (a child
 // process, so nothing outside it is touched).
 TEST_F(LbDataplaneTest, AttachAndDetachAtTc) {
