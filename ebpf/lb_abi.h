@@ -117,8 +117,12 @@ struct lb_config {
 	__u64 tcp_closing_timeout_ns;     /* after RST or FIN both ways */
 	__u64 udp_timeout_ns;
 	__u32 maglev_size;                /* slots of every Maglev table */
-	__u32 pad;
+	__u32 abi_version;                /* LB_ABI_VERSION of who wrote the maps */
 };
+
+/* Bumped whenever a key or value above changes meaning: pinned maps written
+ * under another version are refused instead of misread. */
+#define LB_ABI_VERSION 1u
 
 /* Global event counters, a PERCPU array indexed by these. */
 enum lb_stat {

@@ -211,6 +211,7 @@ struct LoadBalancer::Impl {
     cfg.tcp_closing_timeout_ns = ns(t.tcp_closing);
     cfg.udp_timeout_ns = ns(t.udp);
     cfg.maglev_size = limits.maglev_table_size;
+    cfg.abi_version = LB_ABI_VERSION;
     std::uint32_t zero = 0;
     update(config_fd, "lb_config", &zero, &cfg);
   }
@@ -331,6 +332,11 @@ struct LoadBalancer::Impl {
         value.service_id = entry.service_id;
         const lb_backend& current = backends[b.id];
         if (std::memcmp(&current, &value, sizeof value) == 0) continue;
+        if (current.state != LB_BACKEND_FREE && current.service_id != entry.service_id) {
+          // A dead backend's id taken over by another service.
+          auto& previous = services[current.service_id].backends;
+          previous.erase(std::remove(previous.begin(), previous.end(), b.id), previous.end());
+        }
         bool reused = current.state == LB_BACKEND_FREE || current.state == LB_BACKEND_DEAD ||
                       current.ip != value.ip;
         if (reused && b.state != BackendState::dead) reset_counters(b.id);
@@ -464,6 +470,23 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   impl->conntrack_fd = bpf_map__fd(skel->maps.lb_conntrack);
   impl->config_fd = bpf_map__fd(skel->maps.lb_config);
   impl->stats_fd = bpf_map__fd(skel->maps.lb_stats);
+  {
+    lb_config existing{};
+    std::uint32_t zero = 0;
+    if (bpf_map_lookup_elem(impl->config_fd, &zero, &existing) != 0) {
+      throw BpfError(errno, "read map lb_config");
+    }
+    if (existing.abi_version != 0 && existing.abi_version != LB_ABI_VERSION) {
+      throw BpfError(EINVAL, "maps pinned under " + pin_root + " are of ABI version " +
+                                 std::to_string(existing.abi_version) + ", this build uses " +
+                                 std::to_string(LB_ABI_VERSION) + " (remove the pins)");
+    }
+    if (existing.abi_version != 0 && existing.maglev_size != limits.maglev_table_size) {
+      throw BpfError(EINVAL, "Maglev tables pinned under " + pin_root + " have " +
+                                 std::to_string(existing.maglev_size) + " slots, asked for " +
+                                 std::to_string(limits.maglev_table_size) + " (remove the pins)");
+    }
+  }
   impl->write_config(timeouts);
   impl->load_state();
   return LoadBalancer(std::move(impl));

@@ -110,11 +110,15 @@ class TcAttachment {
   int ifindex_ = 0;
 };
 
+// Not thread-safe: one owner (the agent's data-plane thread) drives it.
 class LoadBalancer {
  public:
   // Loads the programs and creates the maps under pin_dir (on a bpffs), or
   // reuses the maps pinned there. Limits must equal those of maps already
-  // pinned (BpfError EINVAL naming the map otherwise).
+  // pinned (BpfError EINVAL naming the map otherwise). Programs are not
+  // pinned: the tc filters hold the running ones, and attach() of a new
+  // instance replaces them in place (same handle and priority).
+  // The Maglev table size must match too.
   static LoadBalancer open(const std::filesystem::path& pin_dir, const Limits& limits,
                            const Timeouts& timeouts = {});
   // Unpins every map under pin_dir and removes the dir. Programs still

@@ -575,6 +575,28 @@ TEST_F(LbDataplaneTest, OtherSizesThanThePinnedMapsAreRefusedByName) {
   }
 }
 
+TEST_F(LbDataplaneTest, OtherMaglevSizeOrAbiVersionThanThePinnedMapsIsRefused) {
+  Limits other = test_limits();
+  other.maglev_table_size = 509;
+  try {
+    LoadBalancer::open(pin_dir_, other);
+    FAIL() << "opened with a different Maglev table size";
+  } catch (const BpfError& e) {
+    EXPECT_NE(std::string(e.what()).find("Maglev"), std::string::npos) << e.what();
+  }
+  lb_config cfg{};
+  std::uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  cfg.abi_version = LB_ABI_VERSION + 1;
+  ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
+  try {
+    LoadBalancer::open(pin_dir_, test_limits());
+    FAIL() << "opened maps of another ABI version";
+  } catch (const BpfError& e) {
+    EXPECT_NE(std::string(e.what()).find("ABI version"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(LbDataplaneTest, RemovePinsLeavesNothing) {
   lb_.reset();
   LoadBalancer::remove_pins(pin_dir_);
