@@ -13,8 +13,11 @@
 //    them there;
 //  * BPF map memory (memlock of every map, Maglev tables included).
 //
+//  * conntrack at scale (--conntrack-flows, two entries each): map memory,
+//    RSS, and the garbage collector's walk.
+//
 //   bench_lb [--services 1,1000,10000] [--maglev-size 1021] [--repeat N]
-//            [--new-flows N]
+//            [--new-flows N] [--conntrack-flows N]
 //
 // Needs root; mounts a private bpffs under a temp dir and removes it again.
 #include <arpa/inet.h>
@@ -52,6 +55,7 @@ struct Options {
   std::uint32_t maglev_size = 1021;  // a prime >= 100 x 10 backends
   std::uint32_t repeat = 1000000;
   std::uint32_t new_flows = 20000;
+  std::uint32_t conntrack_flows = 500000;  // 1 000 000 entries
 };
 
 constexpr std::uint32_t kBackendsPerService = 10;
@@ -295,6 +299,54 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
   std::fflush(stdout);
 }
 
+std::uint64_t vm_rss_kb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+// Conntrack at scale: `flows` flows (two entries each) through the program,
+// then the map's memory, our RSS, and the garbage collector's walk with
+// nothing to delete and with everything to delete.
+void run_conntrack(const std::string& pin_dir, std::uint32_t flows) {
+  lb::Limits limits;
+  limits.max_services = 1;
+  limits.max_frontends = 1;
+  limits.max_backends = kBackendsPerService + 1;
+  limits.conntrack_entries = 2 * flows + flows / 8;
+  lb::LoadBalancer balancer = lb::LoadBalancer::open(pin_dir, limits);
+  balancer.upsert_service({vip_of(0), 80, lb::Protocol::tcp}, 0);
+  auto list = backends_of(0);
+  balancer.set_backends(0, list);
+  const int from = balancer.from_endpoint_prog_fd();
+  auto start = Clock::now();
+  for (std::uint32_t i = 0; i < flows; ++i) {
+    Tcp t;
+    t.saddr = kClient + (i >> 15);
+    t.daddr = vip_of(0);
+    t.sport = static_cast<std::uint16_t>(1024 + (i & 0x7fff));
+    t.dport = 80;
+    test_run(from, tcp_packet(t), 1);
+  }
+  double fill_ms = ms_since(start);
+  start = Clock::now();
+  lb::GcResult kept = balancer.gc(lb::LoadBalancer::monotonic_now_ns());
+  double walk_ms = ms_since(start);
+  start = Clock::now();
+  lb::GcResult gone = balancer.gc(lb::LoadBalancer::monotonic_now_ns() + 86400ULL * 1000000000ULL);
+  double delete_ms = ms_since(start);
+  std::printf(
+      "conntrack %u flows: %" PRIu64 " entries of %" PRIu64 " (map %.1f MB), filled in %.0f ms, "
+      "gc walk with nothing expired %.0f ms, gc deleting all %" PRIu64 " in %.0f ms, RSS %.1f MB\n",
+      flows, kept.entries, kept.capacity,
+      static_cast<double>(memlock_of(balancer.map_fd("lb_conntrack"))) / 1e6, fill_ms, walk_ms,
+      gone.expired, delete_ms, static_cast<double>(vm_rss_kb()) / 1e3);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -315,6 +367,8 @@ int main(int argc, char** argv) {
         opt.maglev_size = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--repeat") {
         opt.repeat = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--conntrack-flows") {
+        opt.conntrack_flows = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--new-flows") {
         opt.new_flows = static_cast<std::uint32_t>(std::stoul(value()));
       } else {
@@ -348,6 +402,11 @@ int main(int argc, char** argv) {
     for (std::uint32_t n : opt.services) {
       std::string pin_dir = dir + "/lb" + std::to_string(n);
       run_one(pin_dir, n, opt);
+      lb::LoadBalancer::remove_pins(pin_dir);
+    }
+    if (opt.conntrack_flows > 0) {
+      std::string pin_dir = dir + "/ct";
+      run_conntrack(pin_dir, opt.conntrack_flows);
       lb::LoadBalancer::remove_pins(pin_dir);
     }
   } catch (const std::exception& e) {

@@ -677,40 +677,95 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
 
   GcResult result;
   result.capacity = s.limits.conntrack_entries;
-  std::vector<lb_ct_key> expired;
+  auto expired_at = [&](std::uint64_t last_seen, std::uint8_t proto, std::uint8_t flags) {
+    return now_ns >= last_seen && now_ns - last_seen >= timeout(proto, flags);
+  };
+
+  // Walk in batches (one syscall per few thousand entries). A flow is as
+  // alive as its most recent direction, and a state change seen in one
+  // direction holds for both: an entry that looks expired goes only if its
+  // partner does too. The partner is usually in the walk's own candidates;
+  // otherwise one lookup tells.
+  constexpr std::uint32_t kBatch = 4096;
+  std::vector<lb_ct_key> keys(kBatch);
+  std::vector<lb_ct_value> values(kBatch);
+  struct Candidate {
+    std::uint64_t last_seen;
+    std::uint32_t nat_addr;
+    std::uint8_t flags;
+  };
+  struct KeyHash {
+    std::size_t operator()(const lb_ct_key& k) const {
+      return lb_jhash_3words(k.saddr ^ k.daddr, (static_cast<std::uint32_t>(k.sport) << 16) | k.dport,
+                             (static_cast<std::uint32_t>(k.proto) << 8) | k.dir, LB_HASH_SEED);
+    }
+  };
+  struct KeyEq {
+    bool operator()(const lb_ct_key& a, const lb_ct_key& b) const {
+      return std::memcmp(&a, &b, sizeof a) == 0;
+    }
+  };
+  std::unordered_map<lb_ct_key, Candidate, KeyHash, KeyEq> candidates;
   std::uint64_t seen = 0;
-  lb_ct_key key{}, next{};
-  lb_ct_key* prev = nullptr;
-  while (bpf_map_get_next_key(s.conntrack_fd, prev, &next) == 0) {
-    key = next;
-    prev = &key;
-    lb_ct_value value{};
-    if (bpf_map_lookup_elem(s.conntrack_fd, &key, &value) != 0) continue;
-    ++seen;
-    // A flow is as alive as its most recent direction; a state change seen
-    // in one direction holds for both.
-    std::uint64_t last_seen = value.last_seen_ns;
-    std::uint8_t flags = value.flags;
-    if (now_ns >= last_seen && now_ns - last_seen >= timeout(key.proto, flags)) {
-      lb_ct_key partner = partner_of(key, value.nat_addr);
+  std::uint64_t in_token = 0, out_token = 0;  // htab batch tokens (bucket numbers)
+  bool first = true, done = false;
+  bpf_map_batch_opts opts{};
+  opts.sz = sizeof opts;
+  while (!done) {
+    std::uint32_t count = kBatch;
+    int err = bpf_map_lookup_batch(s.conntrack_fd, first ? nullptr : &in_token, &out_token,
+                                   keys.data(), values.data(), &count, &opts);
+    if (err != 0) {
+      if (errno != ENOENT) throw BpfError(errno, "walk map lb_conntrack");
+      done = true;
+    }
+    for (std::uint32_t i = 0; i < count; ++i) {
+      ++seen;
+      const lb_ct_value& value = values[i];
+      if (expired_at(value.last_seen_ns, keys[i].proto, value.flags)) {
+        candidates.emplace(keys[i], Candidate{value.last_seen_ns, value.nat_addr, value.flags});
+      }
+    }
+    in_token = out_token;
+    first = false;
+  }
+
+  std::vector<lb_ct_key> expired;
+  expired.reserve(candidates.size());
+  for (const auto& [key, candidate] : candidates) {
+    lb_ct_key partner = partner_of(key, candidate.nat_addr);
+    auto it = candidates.find(partner);
+    std::uint64_t last_seen = candidate.last_seen;
+    std::uint8_t flags = candidate.flags;
+    if (it != candidates.end()) {
+      last_seen = std::max(last_seen, it->second.last_seen);
+      flags |= it->second.flags;
+    } else {
       lb_ct_value other{};
       if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
         last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
         flags |= other.flags;
       }
-      if (now_ns >= last_seen && now_ns - last_seen >= timeout(key.proto, flags)) {
-        expired.push_back(key);
-      }
+    }
+    if (expired_at(last_seen, key.proto, flags)) expired.push_back(key);
+  }
+
+  // Delete in batches; a key the LRU evicted meanwhile stops a batch with
+  // ENOENT, and the rest goes on after it.
+  std::size_t next = 0;
+  while (next < expired.size()) {
+    std::uint32_t count =
+        static_cast<std::uint32_t>(std::min<std::size_t>(kBatch, expired.size() - next));
+    const std::uint32_t asked = count;
+    int err = bpf_map_delete_batch(s.conntrack_fd, &expired[next], &count, &opts);
+    result.expired += count;
+    next += count;
+    if (err != 0) {
+      if (errno != ENOENT) throw BpfError(errno, "delete from map lb_conntrack");
+      if (count < asked) ++next;  // the missing key
     }
   }
-  for (const lb_ct_key& k : expired) {
-    if (bpf_map_delete_elem(s.conntrack_fd, &k) == 0) {
-      ++result.expired;
-    } else if (errno != ENOENT) {
-      throw BpfError(errno, "delete from map lb_conntrack");
-    }
-  }
-  result.entries = seen - result.expired;
+  result.entries = seen - std::min<std::uint64_t>(seen, result.expired);
   return result;
 }
 

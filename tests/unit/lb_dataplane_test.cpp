@@ -535,6 +535,30 @@ TEST_F(LbDataplaneTest, GcExpiresByStateAndIdleTime) {
   EXPECT_EQ(after_six_hours.entries, 0u);
 }
 
+// A flow lives as long as its most recent direction: a UDP stream the
+// backend keeps sending on is not cut because the client went quiet.
+TEST_F(LbDataplaneTest, GcKeepsAFlowWhoseOtherDirectionIsFresh) {
+  make_service(1);
+  ASSERT_EQ(from_endpoint(udp_packet(kClient, 30000, kVip, 53, "q")).retval, kOk);
+  usleep(100 * 1000);
+  ASSERT_EQ(to_endpoint(udp_packet(backend_ip(1), 53, kClient, 30000, "a")).retval, kOk);
+  std::uint64_t original = 0, reply = 0;
+  lb_ct_key key{}, next{};
+  lb_ct_key* prev = nullptr;
+  const int fd = lb_->map_fd("lb_conntrack");
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    lb_ct_value value{};
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
+    (next.dir == LB_CT_DIR_ORIGINAL ? original : reply) = value.last_seen_ns;
+    key = next;
+    prev = &key;
+  }
+  ASSERT_GT(reply, original);
+  const std::uint64_t minute = 60ULL * 1000000000ULL;
+  EXPECT_EQ(lb_->gc(original + minute + (reply - original) / 2).expired, 0u);
+  EXPECT_EQ(lb_->gc(reply + minute).expired, 2u);
+}
+
 TEST_F(LbDataplaneTest, ReopeningThePinDirKeepsConntrackAndTables) {
   make_service(2);
   std::uint16_t sport = 40000;
