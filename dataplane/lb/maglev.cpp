@@ -47,22 +47,25 @@ std::vector<std::uint32_t> build_maglev_table(std::span<const std::uint32_t> bac
     throw std::invalid_argument("duplicate backend id");
   }
   const std::size_t n = ids.size();
-  std::vector<std::uint64_t> offset(n), skip(n), next(n, 0);
+  // pos[i] walks backend i's permutation offset, offset+skip, ... (mod M)
+  // by addition: no multiplication or division per probe.
+  std::vector<std::uint32_t> pos(n), skip(n);
   for (std::size_t i = 0; i < n; ++i) {
-    offset[i] = mix(ids[i]) % table_size;
-    skip[i] = mix(static_cast<std::uint64_t>(ids[i]) | (1ULL << 32)) % (table_size - 1) + 1;
+    pos[i] = static_cast<std::uint32_t>(mix(ids[i]) % table_size);
+    skip[i] = static_cast<std::uint32_t>(
+        mix(static_cast<std::uint64_t>(ids[i]) | (1ULL << 32)) % (table_size - 1) + 1);
   }
+  auto advance = [&](std::size_t i) {
+    pos[i] += skip[i];
+    if (pos[i] >= table_size) pos[i] -= table_size;
+  };
 
   std::uint32_t filled = 0;
   while (true) {
     for (std::size_t i = 0; i < n; ++i) {
-      std::uint64_t slot = (offset[i] + next[i] * skip[i]) % table_size;
-      while (table[slot] != 0) {
-        ++next[i];
-        slot = (offset[i] + next[i] * skip[i]) % table_size;
-      }
-      table[slot] = ids[i];
-      ++next[i];
+      while (table[pos[i]] != 0) advance(i);
+      table[pos[i]] = ids[i];
+      advance(i);
       if (++filled == table_size) return table;
     }
   }
