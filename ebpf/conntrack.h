@@ -40,16 +40,20 @@ static __always_inline __u8 lb_ct_flags_from_tcp(__u8 tcp_flags, int reply)
 }
 
 /* The key of the other entry of the same flow. `nat_addr` is the entry's
- * nat_addr (backend IP for ORIGINAL, VIP for REPLY). */
+ * nat_addr (backend IP for ORIGINAL, VIP for REPLY). A hairpin flow's reply
+ * goes from the backend to the hairpin address instead of to the client
+ * (which is the backend). */
 static __always_inline void lb_ct_partner_key(const struct lb_ct_key *key, __u32 nat_addr,
-					      struct lb_ct_key *partner)
+					      __u8 flags, struct lb_ct_key *partner)
 {
+	int hairpin = flags & LB_CT_F_HAIRPIN;
+
 	if (key->dir == LB_CT_DIR_ORIGINAL) {
 		partner->saddr = nat_addr;
-		partner->daddr = key->saddr;
+		partner->daddr = hairpin ? bpf_htonl(LB_HAIRPIN_ADDR_HOST) : key->saddr;
 		partner->dir = LB_CT_DIR_REPLY;
 	} else {
-		partner->saddr = key->daddr;
+		partner->saddr = hairpin ? key->saddr : key->daddr;
 		partner->daddr = nat_addr;
 		partner->dir = LB_CT_DIR_ORIGINAL;
 	}
@@ -63,12 +67,12 @@ static __always_inline void lb_ct_partner_key(const struct lb_ct_key *key, __u32
  * partner entry, so either entry alone gives the flow's timeout. Only runs
  * when flags change: at most a few times per flow. */
 static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32 nat_addr,
-					      __u8 flags)
+					      __u8 entry_flags, __u8 flags)
 {
 	struct lb_ct_key partner = {};
 	struct lb_ct_value *other;
 
-	lb_ct_partner_key(key, nat_addr, &partner);
+	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
 	other = bpf_map_lookup_elem(&lb_conntrack, &partner);
 	if (other)
 		other->flags |= flags;
@@ -93,18 +97,19 @@ static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backe
 	ret = bpf_map_update_elem(&lb_conntrack, key, &value, BPF_ANY);
 	if (ret)
 		return ret;
-	lb_ct_partner_key(key, backend_ip, &reply);
+	lb_ct_partner_key(key, backend_ip, flags, &reply);
 	value.packets = 0;
 	value.bytes = 0;
 	value.nat_addr = key->daddr;
 	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
 }
 
-static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32 nat_addr)
+static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32 nat_addr,
+					      __u8 entry_flags)
 {
 	struct lb_ct_key partner = {};
 
-	lb_ct_partner_key(key, nat_addr, &partner);
+	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
 	bpf_map_delete_elem(&lb_conntrack, &partner);
 	bpf_map_delete_elem(&lb_conntrack, key);
 }

@@ -43,6 +43,16 @@ enum lb_ct_dir {
 #define LB_CT_F_FIN_REPLY 0x04u
 #define LB_CT_F_RST 0x08u
 #define LB_CT_F_SEEN_REPLY 0x10u
+#define LB_CT_F_HAIRPIN 0x20u /* the client is the backend itself */
+
+/* Hairpin: when a backend's flow to its own VIP is balanced to itself, the
+ * program sends it back in with this address as source (a packet from one's
+ * own address would be dropped as martian), and the backend's replies to it
+ * come back out, turned into replies from the VIP. Link-local, never a VIP;
+ * kept in lb_vips (flag LB_VIP_F_HAIRPIN) so it costs normal traffic
+ * nothing. Host order: 169.254.42.1. */
+#define LB_HAIRPIN_ADDR_HOST 0xa9fe2a01u
+#define LB_VIP_F_HAIRPIN 0x1u
 
 /* A frontend: VIP + port + protocol. port 0 matches every port of the VIP
  * for that protocol (Docker's VIP mode forwards all ports). */
@@ -62,7 +72,7 @@ struct lb_service_value {
  * program only needs presence; the count lets user space remove it. */
 struct lb_vip_value {
 	__u32 frontends;
-	__u32 pad;
+	__u32 flags; /* LB_VIP_F_* */
 };
 
 struct lb_backend {

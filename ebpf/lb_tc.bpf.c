@@ -65,6 +65,62 @@ static __always_inline int lb_backend_usable(const struct lb_backend *backend, _
 	       (backend->state == LB_BACKEND_ACTIVE || backend->state == LB_BACKEND_DRAINING);
 }
 
+/* The backend's own flow to its VIP, balanced to itself: back in, from the
+ * hairpin address. */
+static __always_inline int lb_hairpin_forward(struct __sk_buff *skb, const struct lb_flow *flow,
+					      const struct lb_backend *backend)
+{
+	__u8 vip_mac[ETH_ALEN];
+
+	lb_mac_from_ip(vip_mac, flow->daddr);
+	if (lb_rewrite_both(skb, flow->proto, flow->saddr, bpf_htonl(LB_HAIRPIN_ADDR_HOST),
+			    flow->daddr, backend->ip, backend->mac, vip_mac))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* The backend answering a hairpin flow (to the hairpin address): back in,
+ * from the VIP, as the reply its client socket waits for. */
+static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
+{
+	struct lb_flow flow = {};
+	struct lb_ct_key key = {};
+	struct lb_ct_value *ct;
+	__u8 own_mac[ETH_ALEN], vip_mac[ETH_ALEN];
+	__u8 flags = LB_CT_F_SEEN_REPLY;
+
+	if (lb_parse_l4(skb, &flow))
+		return TC_ACT_SHOT;
+	key.saddr = flow.saddr;
+	key.daddr = flow.daddr;
+	key.sport = flow.sport;
+	key.dport = flow.dport;
+	key.proto = flow.proto;
+	key.dir = LB_CT_DIR_REPLY;
+	ct = bpf_map_lookup_elem(&lb_conntrack, &key);
+	if (!ct) {
+		lb_stat_inc(LB_STAT_DROP_OTHER);
+		return TC_ACT_SHOT;
+	}
+	if (flow.proto == IPPROTO_TCP)
+		flags |= lb_ct_flags_from_tcp(flow.tcp_flags, 1);
+	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
+	ct->packets += 1;
+	ct->bytes += skb->len;
+	if (flags & ~ct->flags) {
+		ct->flags |= flags;
+		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
+	}
+	if (bpf_skb_load_bytes(skb, ETH_ALEN, own_mac, ETH_ALEN))
+		return TC_ACT_SHOT;
+	lb_mac_from_ip(vip_mac, ct->nat_addr);
+	if (lb_rewrite_both(skb, flow.proto, flow.saddr, ct->nat_addr, flow.daddr, flow.saddr,
+			    own_mac, vip_mac))
+		return TC_ACT_SHOT;
+	lb_stat_inc(LB_STAT_REV_NAT);
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 static __always_inline int lb_balance(struct __sk_buff *skb)
 {
 	struct lb_service_value *service;
@@ -118,7 +174,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 			backend = bpf_map_lookup_elem(&lb_backends, &backend_id);
 			if (!lb_backend_usable(backend, ct->nat_addr)) {
 				if (flow.proto == IPPROTO_TCP) {
-					lb_ct_delete_flow(&ct_key, ct->nat_addr);
+					lb_ct_delete_flow(&ct_key, ct->nat_addr, ct->flags);
 					return lb_send_rst(skb, &flow, LB_STAT_RST_DEAD_BACKEND);
 				}
 				ct = 0; /* UDP has no connection to break: choose again */
@@ -132,7 +188,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 		ct->bytes += skb->len;
 		if (flags & ~ct->flags) {
 			ct->flags |= flags;
-			lb_ct_share_flags(&ct_key, ct->nat_addr, flags);
+			lb_ct_share_flags(&ct_key, ct->nat_addr, ct->flags, flags);
 		}
 		lb_count(backend_id, 0, skb->len);
 		lb_stat_inc(LB_STAT_CT_HIT);
@@ -143,6 +199,8 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 			return lb_refuse(skb, &flow, LB_STAT_RST_NO_BACKEND);
 		if (flow.proto == IPPROTO_TCP && (flow.tcp_flags & TCP_FLAG_SYN))
 			flags |= LB_CT_F_SYN_ORIG;
+		if (backend->ip == flow.saddr)
+			flags |= LB_CT_F_HAIRPIN;
 		/* A full conntrack map evicts (LRU); failing here only costs
 		 * stickiness, Maglev still sends the next packet the same way. */
 		lb_ct_create(&ct_key, backend_id, backend->ip, service->service_id, flags, skb->len,
@@ -151,6 +209,8 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 		lb_stat_inc(LB_STAT_NEW_FLOW);
 	}
 
+	if (backend->ip == flow.saddr)
+		return lb_hairpin_forward(skb, &flow, backend);
 	if (lb_dnat(skb, flow.proto, flow.daddr, backend))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
@@ -161,12 +221,14 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
+	struct lb_vip_value *vip;
 	__u32 daddr;
 
 	if ((void *)(ip + 1) > data_end)
 		return TC_ACT_OK;
 	daddr = ip->daddr;
-	if (!bpf_map_lookup_elem(&lb_vips, &daddr))
+	vip = bpf_map_lookup_elem(&lb_vips, &daddr);
+	if (!vip)
 		return TC_ACT_OK;
 
 	if (ip->ihl != 5) {
@@ -175,6 +237,12 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 	}
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
 		lb_stat_inc(LB_STAT_DROP_FRAGMENT);
+		return TC_ACT_SHOT;
+	}
+	if (vip->flags & LB_VIP_F_HAIRPIN) {
+		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)
+			return lb_hairpin_reply(skb);
+		lb_stat_inc(LB_STAT_DROP_OTHER);
 		return TC_ACT_SHOT;
 	}
 	switch (ip->protocol) {
@@ -243,7 +311,7 @@ int lb_to_endpoint(struct __sk_buff *skb)
 	ct->bytes += skb->len;
 	if (flags & ~ct->flags) {
 		ct->flags |= flags;
-		lb_ct_share_flags(&key, ct->nat_addr, flags);
+		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
 	}
 	lb_stat_inc(LB_STAT_REV_NAT);
 	if (lb_reverse_nat(skb, key.proto, key.saddr, ct->nat_addr))

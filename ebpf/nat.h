@@ -61,6 +61,37 @@ static __always_inline int lb_rewrite_addr(struct __sk_buff *skb, __u8 proto, in
 	return 0;
 }
 
+/* Hairpin: the source and the destination change (the backend's own flow,
+ * balanced to itself, goes back in from the hairpin address; its replies
+ * go back in from the VIP). Rare, so two helper calls are fine. 0 or -1. */
+static __always_inline int lb_rewrite_both(struct __sk_buff *skb, __u8 proto, __u32 old_src,
+					   __u32 new_src, __u32 old_dst, __u32 new_dst,
+					   const __u8 *dst_mac, const __u8 *src_mac)
+{
+	__u64 l4_flags = BPF_F_PSEUDO_HDR | sizeof(new_src);
+	void *data, *data_end;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+
+	if (proto == IPPROTO_UDP)
+		l4_flags |= BPF_F_MARK_MANGLED_0;
+	if (bpf_l4_csum_replace(skb, lb_l4_csum_off(proto), old_src, new_src, l4_flags) ||
+	    bpf_l4_csum_replace(skb, lb_l4_csum_off(proto), old_dst, new_dst, l4_flags))
+		return -1;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	eth = data;
+	ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	ip->check = lb_csum_replace4(lb_csum_replace4(ip->check, old_src, new_src), old_dst, new_dst);
+	ip->saddr = new_src;
+	ip->daddr = new_dst;
+	__builtin_memcpy(eth->h_dest, dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, src_mac, ETH_ALEN);
+	return 0;
+}
+
 /* Towards the backend: destination address and destination MAC. */
 static __always_inline int lb_dnat(struct __sk_buff *skb, __u8 proto, __u32 vip,
 				   const struct lb_backend *backend)

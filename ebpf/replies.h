@@ -90,6 +90,7 @@ static __always_inline int lb_arp_reply(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct lb_arp_ipv4 *arp = data + ETH_HLEN;
+	struct lb_vip_value *vip;
 	__u8 vip_mac[ETH_ALEN];
 	__u32 tip;
 
@@ -99,7 +100,8 @@ static __always_inline int lb_arp_reply(struct __sk_buff *skb)
 	    arp->hln != ETH_ALEN || arp->pln != 4 || arp->op != bpf_htons(ARPOP_REQUEST))
 		return TC_ACT_OK;
 	__builtin_memcpy(&tip, arp->tip, 4);
-	if (!bpf_map_lookup_elem(&lb_vips, &tip))
+	vip = bpf_map_lookup_elem(&lb_vips, &tip);
+	if (!vip || (vip->flags & LB_VIP_F_HAIRPIN))
 		return TC_ACT_OK;
 
 	lb_mac_from_ip(vip_mac, tip);

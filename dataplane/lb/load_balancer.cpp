@@ -488,6 +488,13 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
     }
   }
   impl->write_config(timeouts);
+  {
+    // The hairpin address answers in lb_vips like a VIP (see lb_abi.h).
+    std::uint32_t hairpin = htonl(LB_HAIRPIN_ADDR_HOST);
+    lb_vip_value value{};
+    value.flags = LB_VIP_F_HAIRPIN;
+    impl->update(impl->vips_fd, "lb_vips", &hairpin, &value);
+  }
   impl->load_state();
   return LoadBalancer(std::move(impl));
 }
@@ -511,7 +518,9 @@ void LoadBalancer::set_timeouts(const Timeouts& timeouts) { impl_->write_config(
 void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t service_id) {
   Impl& s = *impl_;
   s.check_service_id(service_id);
-  if (frontend.vip == 0) throw std::invalid_argument("service VIP 0.0.0.0");
+  if (frontend.vip == 0 || frontend.vip == LB_HAIRPIN_ADDR_HOST) {
+    throw std::invalid_argument("service VIP cannot be 0.0.0.0 or the hairpin address");
+  }
   if (frontend.proto != Protocol::tcp && frontend.proto != Protocol::udp) {
     throw std::invalid_argument("service protocol must be tcp or udp");
   }
@@ -658,14 +667,16 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
     if (!(flags & LB_CT_F_SEEN_REPLY)) return cfg.tcp_syn_timeout_ns;
     return cfg.tcp_established_timeout_ns;
   };
-  auto partner_of = [](const lb_ct_key& key, std::uint32_t nat_addr) {
+  // As lb_ct_partner_key in ebpf/conntrack.h.
+  auto partner_of = [](const lb_ct_key& key, std::uint32_t nat_addr, std::uint8_t flags) {
+    const bool hairpin = flags & LB_CT_F_HAIRPIN;
     lb_ct_key partner{};
     if (key.dir == LB_CT_DIR_ORIGINAL) {
       partner.saddr = nat_addr;
-      partner.daddr = key.saddr;
+      partner.daddr = hairpin ? htonl(LB_HAIRPIN_ADDR_HOST) : key.saddr;
       partner.dir = LB_CT_DIR_REPLY;
     } else {
-      partner.saddr = key.daddr;
+      partner.saddr = hairpin ? key.saddr : key.daddr;
       partner.daddr = nat_addr;
       partner.dir = LB_CT_DIR_ORIGINAL;
     }
@@ -733,7 +744,7 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
   std::vector<lb_ct_key> expired;
   expired.reserve(candidates.size());
   for (const auto& [key, candidate] : candidates) {
-    lb_ct_key partner = partner_of(key, candidate.nat_addr);
+    lb_ct_key partner = partner_of(key, candidate.nat_addr, candidate.flags);
     auto it = candidates.find(partner);
     std::uint64_t last_seen = candidate.last_seen;
     std::uint8_t flags = candidate.flags;

@@ -535,6 +535,66 @@ TEST_F(LbDataplaneTest, GcExpiresByStateAndIdleTime) {
   EXPECT_EQ(after_six_hours.entries, 0u);
 }
 
+// A backend connecting to its own service's VIP and balanced to itself:
+// the flow goes back in from the hairpin address, its replies come back in
+// from the VIP, and the pair expires together.
+TEST_F(LbDataplaneTest, BackendBalancedToItselfGoesBackInThroughTheHairpinAddress) {
+  const std::uint32_t self_ip = backend_ip(1);
+  const std::uint32_t hairpin = LB_HAIRPIN_ADDR_HOST;
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, kService);
+  auto list = backends(1);
+  lb_->set_backends(kService, list);
+  Tcp t;
+  t.saddr = self_ip;
+  t.daddr = kVip;
+  t.sport = 45000;
+  t.dport = 80;
+  t.dst_mac = mac_of(kVip);
+  RunResult r = from_endpoint(tcp_packet(t));
+  ASSERT_EQ(r.retval, kRedirect);
+  EXPECT_EQ(get32(r.out, kIp + 12), hairpin);
+  EXPECT_EQ(get32(r.out, kIp + 16), self_ip);
+  EXPECT_EQ(get16(r.out, kL4), 45000);
+  EXPECT_EQ(get16(r.out, kL4 + 2), 80);
+  EXPECT_EQ(get_mac(r.out, 0), mac_of(self_ip));
+  EXPECT_EQ(get_mac(r.out, 6), mac_of(kVip));
+  EXPECT_TRUE(ip_checksum_ok(r.out));
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+
+  // The server side answers the hairpin address (via its gateway's MAC).
+  Tcp answer;
+  answer.saddr = self_ip;
+  answer.daddr = hairpin;
+  answer.sport = 80;
+  answer.dport = 45000;
+  answer.flags = kSyn | kAck;
+  answer.dst_mac = {0x02, 0x42, 10, 0, 0, 1};
+  RunResult back = from_endpoint(tcp_packet(answer));
+  ASSERT_EQ(back.retval, kRedirect);
+  EXPECT_EQ(get32(back.out, kIp + 12), kVip);
+  EXPECT_EQ(get32(back.out, kIp + 16), self_ip);
+  EXPECT_EQ(get16(back.out, kL4), 80);
+  EXPECT_EQ(get16(back.out, kL4 + 2), 45000);
+  EXPECT_EQ(get_mac(back.out, 0), mac_of(self_ip));
+  EXPECT_EQ(get_mac(back.out, 6), mac_of(kVip));
+  EXPECT_TRUE(ip_checksum_ok(back.out));
+  EXPECT_TRUE(l4_checksum_ok(back.out));
+
+  // Later packets of the flow take the same way; the pair is one flow.
+  t.flags = kAck;
+  EXPECT_EQ(get32(from_endpoint(tcp_packet(t)).out, kIp + 12), hairpin);
+  EXPECT_EQ(lb_->gc(LoadBalancer::monotonic_now_ns() + 2ULL * 3600 * 1000000000ULL).expired, 0u);
+  GcResult gc = lb_->gc(LoadBalancer::monotonic_now_ns() + 7ULL * 3600 * 1000000000ULL);
+  EXPECT_EQ(gc.expired, 2u);
+
+  // Nothing answers for the hairpin address by itself.
+  answer.sport = 81;
+  EXPECT_EQ(from_endpoint(tcp_packet(answer)).retval, kShot);
+  Bytes arp = arp_request(self_ip, hairpin);
+  EXPECT_EQ(from_endpoint(arp).out, arp);
+  EXPECT_THROW(lb_->upsert_service({hairpin, 80, Protocol::tcp}, 2), std::invalid_argument);
+}
+
 // A flow lives as long as its most recent direction: a UDP stream the
 // backend keeps sending on is not cut because the client went quiet.
 TEST_F(LbDataplaneTest, GcKeepsAFlowWhoseOtherDirectionIsFresh) {
