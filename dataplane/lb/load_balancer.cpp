@@ -423,7 +423,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   if (ec) throw BpfError(ec.value(), "create pin dir " + pin_dir.string());
 
   const std::pair<const char*, std::uint32_t> sizes[] = {
-      {"lb_vips", limits.max_frontends},      {"lb_services", limits.max_frontends},
+      {"lb_vips", limits.max_frontends + 1},      {"lb_services", limits.max_frontends},
       {"lb_maglev", limits.max_services},     {"lb_backends", limits.max_backends},
       {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
@@ -444,7 +444,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
       throw BpfError(err, std::string("size map ") + bpf_map__name(map));
     }
   };
-  set_size(skel->maps.lb_vips, limits.max_frontends);
+  set_size(skel->maps.lb_vips, limits.max_frontends + 1);  // + the hairpin address
   set_size(skel->maps.lb_services, limits.max_frontends);
   set_size(skel->maps.lb_maglev, limits.max_services);
   // The outer map's inner template, sized like the tables we will insert.

@@ -688,6 +688,13 @@ TEST_F(LbDataplaneTest, RemovePinsLeavesNothing) {
   LoadBalancer::remove_pins(pin_dir_);  // idempotent
 }
 
+TEST_F(LbDataplaneTest, TheHairpinAddressTakesNoFrontendSlot) {
+  Limits one = test_limits();
+  one.max_frontends = 1;
+  LoadBalancer small = LoadBalancer::open(pin_dir_ / "small", one);
+  EXPECT_NO_THROW(small.upsert_service({kVip, 80, Protocol::tcp}, kService));
+}
+
 TEST_F(LbDataplaneTest, BadArgumentsAreRefused) {
   EXPECT_THROW(lb_->upsert_service({kVip, 80, Protocol::tcp}, 64), std::invalid_argument);
   std::vector<Backend> zero{Backend{0, backend_ip(1), {}, BackendState::active}};
