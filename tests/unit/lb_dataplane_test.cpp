@@ -66,9 +66,17 @@ RunResult run(int prog_fd, const Bytes& in) {
   return r;
 }
 
+// A bpffs of our own under a temp dir. The process first moves to a mount
+// namespace of its own (once; not possible once threads exist, then the
+// mount is simply ours to undo), so even a crashed test leaves no mount.
 class PrivateBpffs {
  public:
   PrivateBpffs() {
+    static const bool own_namespace = [] {
+      return ::unshare(CLONE_NEWNS) == 0 &&
+             ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+    }();
+    (void)own_namespace;
     char tmpl[] = "/tmp/weft-lb-test-XXXXXX";
     if (!mkdtemp(tmpl)) {
       error_ = std::string("mkdtemp: ") + strerror(errno);
