@@ -1,0 +1,419 @@
+// bench_lb: the eBPF service load balancer's data-plane costs, in one run.
+//
+// For 1, 1 000 and 10 000 services (VIP:80/tcp, 10 backends each):
+//  * ns/packet of the tc programs through BPF_PROG_TEST_RUN (the kernel's
+//    own per-run average, so no syscall cost): a VIP packet starting a new
+//    flow (Maglev pick + two conntrack inserts + DNAT), a packet of a tracked
+//    flow (conntrack hit + DNAT), a reply (reverse NAT), a packet to no VIP
+//    (the cost everybody else pays), and a trivial tc program as the floor
+//    of the method, measured in the same run;
+//  * time to program all services (frontend + 10 backends + Maglev table, in
+//    one bulk call), one backend change (one backend replaced by a new one:
+//    Maglev rebuild and in-place table write) and one drain, with all of
+//    them there;
+//  * BPF map memory (memlock of every map, Maglev tables included).
+//
+//  * conntrack at scale (--conntrack-flows, two entries each): map memory,
+//    RSS, and the garbage collector's walk.
+//
+//   bench_lb [--services 1,1000,10000] [--maglev-size 1021] [--repeat N]
+//            [--new-flows N] [--conntrack-flows N]
+//
+// Needs root; mounts a private bpffs under a temp dir and removes it again.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dataplane/lb/load_balancer.h"
+#include "dataplane/unique_fd.h"
+#include "tests/unit/lb_packets.h"
+
+extern "C" {
+#include "ebpf/lb_abi.h"
+}
+
+namespace lb = weft::dataplane::lb;
+using namespace weft::lbtest;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::vector<std::uint32_t> services{1, 1000, 10000};
+  std::uint32_t maglev_size = 1021;  // a prime >= 100 x 10 backends
+  std::uint32_t repeat = 1000000;
+  std::uint32_t new_flows = 20000;
+  std::uint32_t conntrack_flows = 500000;  // 1 000 000 entries
+};
+
+constexpr std::uint32_t kBackendsPerService = 10;
+const std::uint32_t kClient = ip4(10, 255, 0, 5);
+
+std::uint32_t vip_of(std::uint32_t service) { return ip4(10, 1, 0, 0) + service; }
+std::uint32_t backend_ip_of(std::uint32_t backend_id) { return ip4(10, 128, 0, 0) + backend_id; }
+
+std::vector<lb::Backend> backends_of(std::uint32_t service, std::uint32_t generation = 0) {
+  std::vector<lb::Backend> list;
+  for (std::uint32_t i = 0; i < kBackendsPerService; ++i) {
+    std::uint32_t id = 1 + service * kBackendsPerService + i;
+    std::uint32_t ip = backend_ip_of(id) + generation * 0x100000;
+    list.push_back(lb::Backend{id, ip, lb::mac_from_ip(ip), lb::BackendState::active});
+  }
+  return list;
+}
+
+// Average ns per run as the kernel measured it, and the verdict.
+double test_run(int prog_fd, const Bytes& in, std::uint32_t repeat, int* verdict = nullptr) {
+  std::vector<std::uint8_t> out(in.size() + 256);
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = in.data();
+  opts.data_size_in = static_cast<std::uint32_t>(in.size());
+  opts.data_out = out.data();
+  opts.data_size_out = static_cast<std::uint32_t>(out.size());
+  opts.repeat = repeat;
+  if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) {
+    throw lb::BpfError(errno, "BPF_PROG_TEST_RUN");
+  }
+  if (verdict) *verdict = static_cast<int>(opts.retval);
+  return static_cast<double>(opts.duration);
+}
+
+// `r0 = 0 (TC_ACT_OK); exit`: the floor of a BPF_PROG_TEST_RUN measurement.
+weft::dataplane::UniqueFd trivial_tc_program() {
+  struct bpf_insn insns[2] = {};
+  insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;
+  insns[0].dst_reg = BPF_REG_0;
+  insns[0].imm = 0;
+  insns[1].code = BPF_JMP | BPF_EXIT;
+  weft::dataplane::UniqueFd fd(
+      bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "trivial", "GPL", insns, 2, nullptr));
+  if (!fd) throw lb::BpfError(errno, "load trivial tc program");
+  return fd;
+}
+
+std::uint64_t memlock_of(int fd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+  std::string key;
+  std::uint64_t value = 0;
+  while (in >> key) {
+    if (key == "memlock:") {
+      in >> value;
+      return value;
+    }
+    in.ignore(1 << 20, '\n');
+  }
+  return 0;
+}
+
+std::vector<std::uint32_t> parse_list(const std::string& text) {
+  std::vector<std::uint32_t> values;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) values.push_back(static_cast<std::uint32_t>(std::stoul(item)));
+  return values;
+}
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+void run_one(const std::string& pin_dir, std::uint32_t services, const Options& opt) {
+  lb::Limits limits;
+  limits.max_services = services + 1;  // + the measured service
+  limits.max_frontends = services + 1;
+  limits.max_backends = services * kBackendsPerService + 3;
+  limits.conntrack_entries = 262144;
+  limits.maglev_table_size = opt.maglev_size;
+  lb::LoadBalancer balancer = lb::LoadBalancer::open(pin_dir, limits);
+
+  // All services at once, as an agent starting with its tables would.
+  auto start = Clock::now();
+  std::vector<lb::ServiceBackends> all;
+  all.reserve(services);
+  for (std::uint32_t s = 0; s < services; ++s) {
+    balancer.upsert_service({vip_of(s), 80, lb::Protocol::tcp}, s);
+    all.push_back({s, backends_of(s)});
+  }
+  balancer.set_backends(all);
+  double program_ms = ms_since(start);
+
+  // One backend replaced by a new one (a task restarted elsewhere: new id,
+  // new IP), back and forth, in the middle service: a table rebuild each.
+  const std::uint32_t changed = services / 2;
+  const std::uint32_t spare_id = services * kBackendsPerService + 1;
+  constexpr int kChanges = 200;
+  start = Clock::now();
+  for (int i = 0; i < kChanges; ++i) {
+    auto list = backends_of(changed);
+    if (i % 2 == 0) {
+      list[3].id = spare_id;
+      list[3].ip = backend_ip_of(spare_id);
+      list[3].mac = lb::mac_from_ip(list[3].ip);
+    }
+    balancer.set_backends(changed, list);
+  }
+  double change_us = ms_since(start) * 1000.0 / kChanges;
+  // Draining one backend: its table is rebuilt without it.
+  start = Clock::now();
+  for (int i = 0; i < kChanges; ++i) {
+    balancer.set_backend_state(1 + changed * kBackendsPerService + 6,
+                               i % 2 == 0 ? lb::BackendState::draining
+                                          : lb::BackendState::active);
+  }
+  double drain_us = ms_since(start) * 1000.0 / kChanges;
+
+  const int from = balancer.from_endpoint_prog_fd();
+  const int to = balancer.to_endpoint_prog_fd();
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<std::uint32_t> pick(0, services - 1);
+
+  // Cold new flows: one run per packet, distinct flows to random services.
+  double new_total = 0;
+  for (std::uint32_t i = 0; i < opt.new_flows; ++i) {
+    Tcp t;
+    t.saddr = kClient + (i >> 14);
+    t.daddr = vip_of(pick(rng));
+    t.sport = static_cast<std::uint16_t>(10000 + (i & 0x3fff));
+    t.dport = 80;
+    t.flags = kSyn;
+    int verdict = -1;
+    new_total += test_run(from, tcp_packet(t), 1, &verdict);
+    if (verdict != 0) throw std::runtime_error("new flow not forwarded");
+  }
+  double new_ns = new_total / opt.new_flows;
+
+  // Repeat mode runs the program again and again on the same skb, so a
+  // packet the program rewrites would be a different packet from the second
+  // run on. The measured service's one backend therefore has the VIP's own
+  // address: DNAT and reverse NAT rewrite an address to itself (same helper
+  // calls, same work) and every run takes the same path. Each figure is
+  // checked against the program's own counters.
+  const std::uint32_t measured = services;
+  const std::uint32_t measured_vip = vip_of(measured);
+  balancer.upsert_service({measured_vip, 80, lb::Protocol::tcp}, measured);
+  std::vector<lb::Backend> self{
+      {spare_id + 1, measured_vip, lb::mac_from_ip(measured_vip), lb::BackendState::active}};
+  balancer.set_backends(measured, self);
+  auto stat = [&](int which) { return balancer.stats()[static_cast<std::size_t>(which)]; };
+  auto check = [&](int which, std::uint64_t before, const char* what) {
+    if (stat(which) - before < opt.repeat) {
+      throw std::runtime_error(std::string(what) + ": not every run took the measured path");
+    }
+  };
+  int verdict = -1;
+
+  Tcp first;
+  first.saddr = ip4(10, 254, 0, 1);
+  first.daddr = measured_vip;
+  first.sport = 50000;
+  first.dport = 80;
+  first.flags = kSyn;
+  // A new flow: with every timeout at 0 each run finds its conntrack entry
+  // expired and does all a first packet does (service lookup, Maglev pick,
+  // two conntrack writes, DNAT).
+  balancer.set_timeouts(lb::Timeouts{std::chrono::nanoseconds(0), std::chrono::nanoseconds(0),
+                                     std::chrono::nanoseconds(0), std::chrono::nanoseconds(0)});
+  std::uint64_t before = stat(LB_STAT_NEW_FLOW);
+  double new_repeat_ns = test_run(from, tcp_packet(first), opt.repeat, &verdict);
+  check(LB_STAT_NEW_FLOW, before, "new flow");
+  balancer.set_timeouts(lb::Timeouts{});
+
+  Tcp data = first;
+  data.flags = kAck;
+  data.payload = std::string(64, 'x');
+  Bytes data_packet = tcp_packet(data);
+  test_run(from, data_packet, 1, &verdict);
+  before = stat(LB_STAT_CT_HIT);
+  double hit_ns = test_run(from, data_packet, opt.repeat, &verdict);
+  check(LB_STAT_CT_HIT, before, "conntrack hit");
+
+  Tcp reply;
+  reply.saddr = measured_vip;  // the backend's address
+  reply.daddr = data.saddr;
+  reply.sport = 80;
+  reply.dport = 50000;
+  reply.flags = kAck;
+  reply.payload = std::string(64, 'y');
+  before = stat(LB_STAT_REV_NAT);
+  double reply_ns = test_run(to, tcp_packet(reply), opt.repeat);
+  check(LB_STAT_REV_NAT, before, "reply");
+
+  Tcp other = data;
+  other.daddr = ip4(10, 200, 0, 9);
+  std::uint64_t events = 0;
+  for (std::uint64_t v : balancer.stats()) events += v;
+  double pass_ns = test_run(from, tcp_packet(other), opt.repeat);
+  double pass_to_ns = test_run(to, tcp_packet(other), opt.repeat);
+  std::uint64_t events_after = 0;
+  for (std::uint64_t v : balancer.stats()) events_after += v;
+  if (events_after != events) throw std::runtime_error("non-VIP packets were not passed through");
+  weft::dataplane::UniqueFd trivial = trivial_tc_program();
+  double floor_ns = test_run(trivial.get(), tcp_packet(other), opt.repeat);
+  // Single runs, for comparison with the cold new flows above: each carries
+  // the timer's own cost and cold caches.
+  double hit_single = 0, floor_single = 0;
+  for (std::uint32_t i = 0; i < opt.new_flows; ++i) {
+    hit_single += test_run(from, data_packet, 1);
+    floor_single += test_run(trivial.get(), data_packet, 1);
+  }
+  hit_single /= opt.new_flows;
+  floor_single /= opt.new_flows;
+
+  std::uint64_t map_bytes = 0;
+  const char* names[] = {"lb_vips",     "lb_services",         "lb_maglev",
+                         "lb_backends", "lb_backend_counters", "lb_conntrack",
+                         "lb_config",   "lb_stats"};
+  for (const char* name : names) map_bytes += memlock_of(balancer.map_fd(name));
+  // Every service has a table of its own (the inner maps).
+  std::uint64_t table_bytes = 0;
+  {
+    std::uint32_t id = 0, key = 0;
+    if (bpf_map_lookup_elem(balancer.map_fd("lb_maglev"), &key, &id) == 0) {
+      weft::dataplane::UniqueFd table(bpf_map_get_fd_by_id(id));
+      if (table) table_bytes = memlock_of(table.get()) * services;
+    }
+  }
+
+  std::printf(
+      "%6u services | ns/packet (repeat %u): new flow %5.1f, ct hit %5.1f, reply %5.1f, non-VIP "
+      "%5.1f / %5.1f (from/to), trivial prog %5.1f | single runs, cold: new flow %6.1f, ct hit "
+      "%6.1f, trivial %6.1f | program all %7.1f ms, one backend change %6.1f us, drain %6.1f "
+      "us | maps %6.1f MB (tables %6.1f MB)\n",
+      services, opt.repeat, new_repeat_ns, hit_ns, reply_ns, pass_ns, pass_to_ns, floor_ns,
+      new_ns, hit_single,
+      floor_single, program_ms, change_us, drain_us,
+      static_cast<double>(map_bytes + table_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6);
+  std::fflush(stdout);
+}
+
+std::uint64_t vm_rss_kb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+// Conntrack at scale: `flows` flows (two entries each) through the program,
+// then the map's memory, our RSS, and the garbage collector's walk with
+// nothing to delete and with everything to delete.
+void run_conntrack(const std::string& pin_dir, std::uint32_t flows) {
+  lb::Limits limits;
+  limits.max_services = 1;
+  limits.max_frontends = 1;
+  limits.max_backends = kBackendsPerService + 1;
+  limits.conntrack_entries = 2 * flows + flows / 8;
+  lb::LoadBalancer balancer = lb::LoadBalancer::open(pin_dir, limits);
+  balancer.upsert_service({vip_of(0), 80, lb::Protocol::tcp}, 0);
+  auto list = backends_of(0);
+  balancer.set_backends(0, list);
+  const int from = balancer.from_endpoint_prog_fd();
+  auto start = Clock::now();
+  for (std::uint32_t i = 0; i < flows; ++i) {
+    Tcp t;
+    t.saddr = kClient + (i >> 15);
+    t.daddr = vip_of(0);
+    t.sport = static_cast<std::uint16_t>(1024 + (i & 0x7fff));
+    t.dport = 80;
+    test_run(from, tcp_packet(t), 1);
+  }
+  double fill_ms = ms_since(start);
+  start = Clock::now();
+  lb::GcResult kept = balancer.gc(lb::LoadBalancer::monotonic_now_ns());
+  double walk_ms = ms_since(start);
+  start = Clock::now();
+  lb::GcResult gone = balancer.gc(lb::LoadBalancer::monotonic_now_ns() + 86400ULL * 1000000000ULL);
+  double delete_ms = ms_since(start);
+  std::printf(
+      "conntrack %u flows: %" PRIu64 " entries of %" PRIu64 " (map %.1f MB), filled in %.0f ms, "
+      "gc walk with nothing expired %.0f ms, gc deleting all %" PRIu64 " in %.0f ms, RSS %.1f MB\n",
+      flows, kept.entries, kept.capacity,
+      static_cast<double>(memlock_of(balancer.map_fd("lb_conntrack"))) / 1e6, fill_ms, walk_ms,
+      gone.expired, delete_ms, static_cast<double>(vm_rss_kb()) / 1e3);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_lb: %s needs a value\n", arg.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    try {
+      if (arg == "--services") {
+        opt.services = parse_list(value());
+      } else if (arg == "--maglev-size") {
+        opt.maglev_size = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--repeat") {
+        opt.repeat = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--conntrack-flows") {
+        opt.conntrack_flows = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--new-flows") {
+        opt.new_flows = static_cast<std::uint32_t>(std::stoul(value()));
+      } else {
+        std::fprintf(stderr, "bench_lb: unknown argument %s\n", arg.c_str());
+        return 2;
+      }
+    } catch (const std::exception&) {
+      std::fprintf(stderr, "bench_lb: bad value for %s\n", arg.c_str());
+      return 2;
+    }
+  }
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "bench_lb: needs root (BPF, bpffs mount)\n");
+    return 1;
+  }
+  char tmpl[] = "/tmp/weft-bench-lb-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    std::perror("bench_lb: mkdtemp");
+    return 1;
+  }
+  std::string dir = tmpl;
+  if (::mount("bpf", dir.c_str(), "bpf", 0, nullptr) != 0) {
+    std::perror("bench_lb: mount -t bpf");
+    ::rmdir(dir.c_str());
+    return 1;
+  }
+  int status = 0;
+  try {
+    std::printf("bench_lb: Maglev table %u slots, %u backends per service, repeat %u, %u new flows\n",
+                opt.maglev_size, kBackendsPerService, opt.repeat, opt.new_flows);
+    for (std::uint32_t n : opt.services) {
+      std::string pin_dir = dir + "/lb" + std::to_string(n);
+      run_one(pin_dir, n, opt);
+      lb::LoadBalancer::remove_pins(pin_dir);
+    }
+    if (opt.conntrack_flows > 0) {
+      std::string pin_dir = dir + "/ct";
+      run_conntrack(pin_dir, opt.conntrack_flows);
+      lb::LoadBalancer::remove_pins(pin_dir);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_lb: %s\n", e.what());
+    status = 1;
+  }
+  ::umount2(dir.c_str(), MNT_DETACH);
+  ::rmdir(dir.c_str());
+  return status;
+}

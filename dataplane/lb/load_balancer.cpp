@@ -1,0 +1,884 @@
+#include "dataplane/lb/load_balancer.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <net/if.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#include "dataplane/unique_fd.h"
+
+extern "C" {
+#include "ebpf/lb_abi.h"
+#include "ebpf/lb_hash.h"
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include "lb_tc.skel.h"
+#pragma GCC diagnostic pop
+
+namespace weft::dataplane::lb {
+namespace {
+
+constexpr const char* kMapNames[] = {"lb_vips",     "lb_services",         "lb_maglev",
+                                     "lb_backends", "lb_backend_counters", "lb_conntrack",
+                                     "lb_config",   "lb_stats"};
+
+// Our tc filters on clsact; fixed so that a restarted agent replaces its own
+// filters instead of stacking new ones.
+constexpr std::uint32_t kTcHandle = 0x77ef;
+constexpr std::uint32_t kTcPriority = 1;
+
+int libbpf_log(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char line[1024];
+  int n = vsnprintf(line, sizeof line, format, args);
+  std::string_view text(line, n > 0 ? std::min<std::size_t>(n, sizeof line - 1) : 0);
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (text.starts_with("libbpf: ")) text.remove_prefix(8);
+  // Netlink's extended acks for expected outcomes (clsact already there, no
+  // filter to detach) come as warnings; our own errors carry the errno.
+  if (level == LIBBPF_WARN && text.find("Kernel error message") == std::string_view::npos) {
+    spdlog::warn("libbpf: {}", text);
+  } else {
+    spdlog::debug("libbpf: {}", text);
+  }
+  return 0;
+}
+
+void install_libbpf_log() {
+  static std::once_flag once;
+  std::call_once(once, [] { libbpf_set_print(libbpf_log); });
+}
+
+lb_service_key service_key(const Frontend& frontend) {
+  lb_service_key key{};
+  key.vip = htonl(frontend.vip);
+  key.port = htons(frontend.port);
+  key.proto = static_cast<std::uint8_t>(frontend.proto);
+  return key;
+}
+
+Frontend frontend_of(const lb_service_key& key) {
+  return Frontend{ntohl(key.vip), ntohs(key.port), static_cast<Protocol>(key.proto)};
+}
+
+std::uint64_t ns(std::chrono::nanoseconds d) { return static_cast<std::uint64_t>(d.count()); }
+
+void check_pinned(const std::filesystem::path& path, const char* name, std::uint32_t max_entries) {
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd) {
+    if (errno == ENOENT) return;
+    throw BpfError(errno, std::string("open pinned map ") + path.string());
+  }
+  bpf_map_info info{};
+  std::uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) {
+    throw BpfError(errno, std::string("get info of pinned map ") + name);
+  }
+  if (info.max_entries != max_entries) {
+    throw BpfError(EINVAL, std::string("pinned map ") + name + " has " +
+                               std::to_string(info.max_entries) + " entries, asked for " +
+                               std::to_string(max_entries) + " (remove the pins to resize)");
+  }
+}
+
+// A service's Maglev table: an ARRAY of `slots` lb_maglev_slot elements plus
+// the generation element, read by the program and written by us through
+// mmap; it matches the inner map declared in ebpf/lb_maps.h.
+UniqueFd create_table_map(std::uint32_t slots) {
+  bpf_map_create_opts opts{};
+  opts.sz = sizeof opts;
+  opts.map_flags = BPF_F_MMAPABLE;
+  UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_tbl", sizeof(std::uint32_t),
+                             sizeof(lb_maglev_slot), slots + 1, &opts));
+  if (!fd) throw BpfError(errno, "create Maglev table map");
+  return fd;
+}
+
+// A table mapped into our memory. A change writes the column the program
+// does not read, then flips the generation (release store): no syscall, no
+// map swap, and a packet reads either the old table or the new one.
+class TableMapping {
+ public:
+  TableMapping(UniqueFd fd, std::uint32_t slots) : fd_(std::move(fd)), slots_(slots) {
+    len_ = (static_cast<std::size_t>(slots) + 1) * sizeof(lb_maglev_slot);
+    void* mem = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+    if (mem == MAP_FAILED) throw BpfError(errno, "mmap Maglev table map");
+    elements_ = static_cast<lb_maglev_slot*>(mem);
+  }
+  TableMapping(const TableMapping&) = delete;
+  TableMapping& operator=(const TableMapping&) = delete;
+  ~TableMapping() { munmap(elements_, len_); }
+
+  int fd() const { return fd_.get(); }
+
+  std::uint32_t generation() const {
+    return std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
+               .load(std::memory_order_acquire) &
+           1u;
+  }
+
+  void write(const std::vector<std::uint32_t>& table) {
+    const std::uint32_t next = generation() ^ 1u;
+    for (std::uint32_t i = 0; i < slots_; ++i) elements_[i].backend[next] = table[i];
+    std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
+        .store(next, std::memory_order_release);
+  }
+
+  std::uint32_t backend_at(std::uint32_t slot) const {
+    return elements_[slot].backend[generation()];
+  }
+
+ private:
+  UniqueFd fd_;
+  std::uint32_t slots_;
+  std::size_t len_ = 0;
+  lb_maglev_slot* elements_ = nullptr;
+};
+
+}  // namespace
+
+Mac mac_from_ip(std::uint32_t ip) {
+  return Mac{0x02,
+             0x42,
+             static_cast<std::uint8_t>(ip >> 24),
+             static_cast<std::uint8_t>(ip >> 16),
+             static_cast<std::uint8_t>(ip >> 8),
+             static_cast<std::uint8_t>(ip)};
+}
+
+struct LoadBalancer::Impl {
+  struct SkelDeleter {
+    void operator()(lb_tc* skel) const { lb_tc__destroy(skel); }
+  };
+  struct ServiceState {
+    std::uint32_t frontends = 0;
+    std::vector<std::uint32_t> backends;       // owned, any state but free
+    std::vector<std::uint32_t> active_in_table;  // sorted
+  };
+  struct Plan {
+    std::uint32_t service_id = 0;
+    std::vector<std::uint32_t> listed;  // sorted
+    std::vector<std::uint32_t> active;  // sorted
+  };
+
+  std::filesystem::path pin_dir;
+  Limits limits;
+  std::unique_ptr<lb_tc, SkelDeleter> skel;
+  int ncpus = 1;
+  int vips_fd = -1, services_fd = -1, maglev_fd = -1, backends_fd = -1, counters_fd = -1,
+      conntrack_fd = -1, config_fd = -1, stats_fd = -1;
+
+  std::map<Frontend, std::uint32_t> frontends;
+  std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
+  std::unordered_map<std::uint32_t, ServiceState> services;
+  std::vector<lb_backend> backends;  // mirror of lb_backends
+  std::unordered_map<std::uint32_t, std::unique_ptr<TableMapping>> tables;  // by service
+
+  void update(int fd, const char* name, const void* key, const void* value) {
+    if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0) {
+      throw BpfError(errno, std::string("update map ") + name);
+    }
+  }
+  void erase(int fd, const char* name, const void* key) {
+    if (bpf_map_delete_elem(fd, key) != 0 && errno != ENOENT) {
+      throw BpfError(errno, std::string("delete from map ") + name);
+    }
+  }
+
+  void write_config(const Timeouts& t) {
+    lb_config cfg{};
+    cfg.tcp_syn_timeout_ns = ns(t.tcp_syn);
+    cfg.tcp_established_timeout_ns = ns(t.tcp_established);
+    cfg.tcp_closing_timeout_ns = ns(t.tcp_closing);
+    cfg.udp_timeout_ns = ns(t.udp);
+    cfg.maglev_size = limits.maglev_table_size;
+    cfg.abi_version = LB_ABI_VERSION;
+    std::uint32_t zero = 0;
+    update(config_fd, "lb_config", &zero, &cfg);
+  }
+
+  // Rebuilds the in-memory index from maps left by an earlier process.
+  void load_state() {
+    backends.assign(limits.max_backends, lb_backend{});
+    for (std::uint32_t id = 1; id < limits.max_backends; ++id) {
+      if (bpf_map_lookup_elem(backends_fd, &id, &backends[id]) != 0) {
+        throw BpfError(errno, "read map lb_backends");
+      }
+      const lb_backend& b = backends[id];
+      if (b.state == LB_BACKEND_FREE) continue;
+      ServiceState& service = services[b.service_id];
+      service.backends.push_back(id);
+      if (b.state == LB_BACKEND_ACTIVE) service.active_in_table.push_back(id);
+    }
+    for (std::uint32_t id = 0; id < limits.max_services; ++id) {
+      std::uint32_t map_id = 0;
+      if (bpf_map_lookup_elem(maglev_fd, &id, &map_id) != 0) continue;
+      UniqueFd fd(bpf_map_get_fd_by_id(map_id));
+      if (!fd) throw BpfError(errno, "open Maglev table of service " + std::to_string(id));
+      tables[id] = std::make_unique<TableMapping>(std::move(fd), limits.maglev_table_size);
+    }
+    lb_service_key key{}, next{};
+    lb_service_key* prev = nullptr;
+    while (bpf_map_get_next_key(services_fd, prev, &next) == 0) {
+      lb_service_value value{};
+      if (bpf_map_lookup_elem(services_fd, &next, &value) == 0) {
+        frontends[frontend_of(next)] = value.service_id;
+        services[value.service_id].frontends++;
+        vip_refs[next.vip]++;
+      }
+      key = next;
+      prev = &key;
+    }
+  }
+
+  void check_service_id(std::uint32_t service_id) const {
+    if (service_id >= limits.max_services) {
+      throw std::invalid_argument("service id " + std::to_string(service_id) +
+                                  " out of range (max services " +
+                                  std::to_string(limits.max_services) + ")");
+    }
+  }
+  void check_backend_id(std::uint32_t id) const {
+    if (id == 0 || id >= limits.max_backends) {
+      throw std::invalid_argument("backend id " + std::to_string(id) + " out of range 1.." +
+                                  std::to_string(limits.max_backends - 1));
+    }
+  }
+
+  void write_backend(std::uint32_t id, const lb_backend& value) {
+    update(backends_fd, "lb_backends", &id, &value);
+    backends[id] = value;
+  }
+
+  void reset_counters(std::uint32_t id) {
+    std::vector<lb_counters> zeros(static_cast<std::size_t>(ncpus));
+    update(counters_fd, "lb_backend_counters", &id, zeros.data());
+  }
+
+  // Checks one service's list; nothing is written before all lists pass.
+  Plan plan(const ServiceBackends& entry, std::unordered_map<std::uint32_t, std::uint32_t>& claimed) {
+    check_service_id(entry.service_id);
+    Plan p;
+    p.service_id = entry.service_id;
+    for (const Backend& b : entry.backends) {
+      check_backend_id(b.id);
+      if (b.ip == 0) throw std::invalid_argument("backend " + std::to_string(b.id) + " has no IP");
+      const lb_backend& current = backends[b.id];
+      std::uint32_t owner = current.service_id;
+      bool owned = current.state != LB_BACKEND_FREE && current.state != LB_BACKEND_DEAD;
+      if (auto it = claimed.find(b.id); it != claimed.end()) {
+        owner = it->second;
+        owned = true;
+      }
+      if (owned && owner != entry.service_id) {
+        throw std::invalid_argument("backend " + std::to_string(b.id) + " belongs to service " +
+                                    std::to_string(owner));
+      }
+      p.listed.push_back(b.id);
+      if (b.state == BackendState::active) p.active.push_back(b.id);
+    }
+    std::sort(p.listed.begin(), p.listed.end());
+    std::sort(p.active.begin(), p.active.end());
+    if (std::adjacent_find(p.listed.begin(), p.listed.end()) != p.listed.end()) {
+      throw std::invalid_argument("duplicate backend id in service " +
+                                  std::to_string(entry.service_id));
+    }
+    for (std::uint32_t id : p.listed) claimed[id] = entry.service_id;
+    return p;
+  }
+
+  // New and changed backends are written before any table refers to them;
+  // tables change next (a service's first table is inserted with the others
+  // in one batch: each insertion into the outer map waits for an RCU grace
+  // period, one batch waits once); backends no longer listed are marked
+  // dead last.
+  void set_backends(std::span<const ServiceBackends> entries) {
+    std::vector<Plan> plans;
+    std::unordered_map<std::uint32_t, std::uint32_t> claimed;
+    std::set<std::uint32_t> seen_services;
+    for (const ServiceBackends& entry : entries) {
+      if (!seen_services.insert(entry.service_id).second) {
+        throw std::invalid_argument("service " + std::to_string(entry.service_id) +
+                                    " listed twice");
+      }
+      plans.push_back(plan(entry, claimed));
+    }
+
+    for (const ServiceBackends& entry : entries) {
+      for (const Backend& b : entry.backends) {
+        lb_backend value{};
+        value.ip = htonl(b.ip);
+        std::memcpy(value.mac, b.mac.data(), sizeof value.mac);
+        value.state = static_cast<std::uint8_t>(b.state);
+        value.service_id = entry.service_id;
+        const lb_backend& current = backends[b.id];
+        if (std::memcmp(&current, &value, sizeof value) == 0) continue;
+        if (current.state != LB_BACKEND_FREE && current.service_id != entry.service_id) {
+          // A dead backend's id taken over by another service.
+          auto& previous = services[current.service_id].backends;
+          previous.erase(std::remove(previous.begin(), previous.end(), b.id), previous.end());
+        }
+        bool reused = current.state == LB_BACKEND_FREE || current.state == LB_BACKEND_DEAD ||
+                      current.ip != value.ip;
+        if (reused && b.state != BackendState::dead) reset_counters(b.id);
+        write_backend(b.id, value);
+      }
+    }
+
+    std::vector<std::uint32_t> new_keys;
+    std::vector<int> new_fds;
+    std::vector<std::pair<std::uint32_t, std::unique_ptr<TableMapping>>> new_tables;
+    for (const Plan& p : plans) {
+      ServiceState& service = services[p.service_id];
+      if (p.active == service.active_in_table) continue;
+      std::vector<std::uint32_t> table = build_maglev_table(p.active, limits.maglev_table_size);
+      if (auto it = tables.find(p.service_id); it != tables.end()) {
+        it->second->write(table);
+      } else if (!p.active.empty()) {
+        auto mapping = std::make_unique<TableMapping>(create_table_map(limits.maglev_table_size),
+                                                      limits.maglev_table_size);
+        mapping->write(table);
+        new_keys.push_back(p.service_id);
+        new_fds.push_back(mapping->fd());
+        new_tables.emplace_back(p.service_id, std::move(mapping));
+      }
+    }
+    if (!new_keys.empty()) {
+      bpf_map_batch_opts opts{};
+      opts.sz = sizeof opts;
+      std::uint32_t count = static_cast<std::uint32_t>(new_keys.size());
+      if (bpf_map_update_batch(maglev_fd, new_keys.data(), new_fds.data(), &count, &opts) != 0) {
+        throw BpfError(errno, "update map lb_maglev (" + std::to_string(count) + " of " +
+                                  std::to_string(new_keys.size()) + " tables inserted)");
+      }
+      for (auto& [service_id, mapping] : new_tables) tables[service_id] = std::move(mapping);
+    }
+    for (const Plan& p : plans) services[p.service_id].active_in_table = p.active;
+
+    for (const Plan& p : plans) {
+      ServiceState& service = services[p.service_id];
+      for (std::uint32_t id : service.backends) {
+        if (std::binary_search(p.listed.begin(), p.listed.end(), id)) continue;
+        lb_backend value = backends[id];
+        if (value.state != LB_BACKEND_DEAD && value.service_id == p.service_id) {
+          value.state = LB_BACKEND_DEAD;
+          write_backend(id, value);
+        }
+      }
+      service.backends = p.listed;
+    }
+  }
+
+  void set_backends(std::uint32_t service_id, std::span<const Backend> list) {
+    ServiceBackends entry{service_id, std::vector<Backend>(list.begin(), list.end())};
+    set_backends(std::span<const ServiceBackends>(&entry, 1));
+  }
+
+  void drop_service(std::uint32_t service_id) {
+    auto it = services.find(service_id);
+    if (it == services.end()) return;
+    set_backends(service_id, std::span<const Backend>{});
+    if (tables.erase(service_id) > 0) erase(maglev_fd, "lb_maglev", &service_id);
+    services.erase(service_id);
+  }
+};
+
+LoadBalancer::LoadBalancer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LoadBalancer::LoadBalancer(LoadBalancer&&) noexcept = default;
+LoadBalancer& LoadBalancer::operator=(LoadBalancer&&) noexcept = default;
+LoadBalancer::~LoadBalancer() = default;
+
+LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limits& limits,
+                                const Timeouts& timeouts) {
+  install_libbpf_log();
+  if (!is_prime(limits.maglev_table_size)) {
+    throw std::invalid_argument("Maglev table size " + std::to_string(limits.maglev_table_size) +
+                                " is not a prime");
+  }
+  if (limits.max_services == 0 || limits.max_frontends == 0 || limits.max_backends < 2 ||
+      limits.conntrack_entries == 0) {
+    throw std::invalid_argument("load balancer limits must be positive");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(pin_dir, ec);
+  if (ec) throw BpfError(ec.value(), "create pin dir " + pin_dir.string());
+
+  const std::pair<const char*, std::uint32_t> sizes[] = {
+      {"lb_vips", limits.max_frontends + 1},      {"lb_services", limits.max_frontends},
+      {"lb_maglev", limits.max_services},     {"lb_backends", limits.max_backends},
+      {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
+  for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
+
+  auto impl = std::make_unique<Impl>();
+  impl->pin_dir = pin_dir;
+  impl->limits = limits;
+  const std::string pin_root = pin_dir.string();
+  bpf_object_open_opts opts{};
+  opts.sz = sizeof opts;
+  opts.pin_root_path = pin_root.c_str();
+  impl->skel.reset(lb_tc__open_opts(&opts));
+  if (!impl->skel) throw BpfError(errno, "open BPF object lb_tc");
+  lb_tc* skel = impl->skel.get();
+
+  auto set_size = [](bpf_map* map, std::uint32_t size) {
+    if (int err = bpf_map__set_max_entries(map, size); err != 0) {
+      throw BpfError(err, std::string("size map ") + bpf_map__name(map));
+    }
+  };
+  set_size(skel->maps.lb_vips, limits.max_frontends + 1);  // + the hairpin address
+  set_size(skel->maps.lb_services, limits.max_frontends);
+  set_size(skel->maps.lb_maglev, limits.max_services);
+  // The outer map's inner template, sized like the tables we will insert.
+  // (libbpf 1.1 crashes resizing its own template: it has no object.)
+  UniqueFd inner_template = create_table_map(limits.maglev_table_size);
+  if (int err = bpf_map__set_inner_map_fd(skel->maps.lb_maglev, inner_template.get()); err != 0) {
+    throw BpfError(err, "set inner map of lb_maglev");
+  }
+  set_size(skel->maps.lb_backends, limits.max_backends);
+  set_size(skel->maps.lb_backend_counters, limits.max_backends);
+  set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
+  if (int err = lb_tc__load(skel); err != 0) {
+    throw BpfError(err, "load BPF object lb_tc (pin dir " + pin_root + ")");
+  }
+
+  impl->ncpus = libbpf_num_possible_cpus();
+  if (impl->ncpus <= 0) throw BpfError(-impl->ncpus, "count possible CPUs");
+  impl->vips_fd = bpf_map__fd(skel->maps.lb_vips);
+  impl->services_fd = bpf_map__fd(skel->maps.lb_services);
+  impl->maglev_fd = bpf_map__fd(skel->maps.lb_maglev);
+  impl->backends_fd = bpf_map__fd(skel->maps.lb_backends);
+  impl->counters_fd = bpf_map__fd(skel->maps.lb_backend_counters);
+  impl->conntrack_fd = bpf_map__fd(skel->maps.lb_conntrack);
+  impl->config_fd = bpf_map__fd(skel->maps.lb_config);
+  impl->stats_fd = bpf_map__fd(skel->maps.lb_stats);
+  {
+    lb_config existing{};
+    std::uint32_t zero = 0;
+    if (bpf_map_lookup_elem(impl->config_fd, &zero, &existing) != 0) {
+      throw BpfError(errno, "read map lb_config");
+    }
+    if (existing.abi_version != 0 && existing.abi_version != LB_ABI_VERSION) {
+      throw BpfError(EINVAL, "maps pinned under " + pin_root + " are of ABI version " +
+                                 std::to_string(existing.abi_version) + ", this build uses " +
+                                 std::to_string(LB_ABI_VERSION) + " (remove the pins)");
+    }
+    if (existing.abi_version != 0 && existing.maglev_size != limits.maglev_table_size) {
+      throw BpfError(EINVAL, "Maglev tables pinned under " + pin_root + " have " +
+                                 std::to_string(existing.maglev_size) + " slots, asked for " +
+                                 std::to_string(limits.maglev_table_size) + " (remove the pins)");
+    }
+  }
+  impl->write_config(timeouts);
+  {
+    // The hairpin address answers in lb_vips like a VIP (see lb_abi.h).
+    std::uint32_t hairpin = htonl(LB_HAIRPIN_ADDR_HOST);
+    lb_vip_value value{};
+    value.flags = LB_VIP_F_HAIRPIN;
+    impl->update(impl->vips_fd, "lb_vips", &hairpin, &value);
+  }
+  impl->load_state();
+  return LoadBalancer(std::move(impl));
+}
+
+void LoadBalancer::remove_pins(const std::filesystem::path& pin_dir) {
+  for (const char* name : kMapNames) {
+    std::filesystem::path path = pin_dir / name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      throw BpfError(errno, "unpin " + path.string());
+    }
+  }
+  if (::rmdir(pin_dir.c_str()) != 0 && errno != ENOENT) {
+    throw BpfError(errno, "remove pin dir " + pin_dir.string());
+  }
+}
+
+const Limits& LoadBalancer::limits() const { return impl_->limits; }
+
+void LoadBalancer::set_timeouts(const Timeouts& timeouts) { impl_->write_config(timeouts); }
+
+void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t service_id) {
+  Impl& s = *impl_;
+  s.check_service_id(service_id);
+  if (frontend.vip == 0 || frontend.vip == LB_HAIRPIN_ADDR_HOST) {
+    throw std::invalid_argument("service VIP cannot be 0.0.0.0 or the hairpin address");
+  }
+  if (frontend.proto != Protocol::tcp && frontend.proto != Protocol::udp) {
+    throw std::invalid_argument("service protocol must be tcp or udp");
+  }
+  auto it = s.frontends.find(frontend);
+  if (it != s.frontends.end() && it->second == service_id) return;
+  lb_service_key key = service_key(frontend);
+  const bool new_vip = !s.vip_refs.contains(key.vip);
+  if (new_vip) {
+    lb_vip_value vip{};
+    vip.frontends = 1;
+    s.update(s.vips_fd, "lb_vips", &key.vip, &vip);
+  }
+  lb_service_value value{};
+  value.service_id = service_id;
+  s.update(s.services_fd, "lb_services", &key, &value);
+  if (it != s.frontends.end()) {
+    const std::uint32_t old_service = it->second;
+    it->second = service_id;
+    if (--s.services[old_service].frontends == 0) s.drop_service(old_service);
+  } else {
+    s.frontends.emplace(frontend, service_id);
+    s.vip_refs[key.vip]++;
+  }
+  s.services[service_id].frontends++;
+}
+
+void LoadBalancer::remove_service(const Frontend& frontend) {
+  Impl& s = *impl_;
+  auto it = s.frontends.find(frontend);
+  if (it == s.frontends.end()) return;
+  const std::uint32_t service_id = it->second;
+  lb_service_key key = service_key(frontend);
+  s.erase(s.services_fd, "lb_services", &key);
+  s.frontends.erase(it);
+  if (--s.vip_refs[key.vip] == 0) {
+    s.erase(s.vips_fd, "lb_vips", &key.vip);
+    s.vip_refs.erase(key.vip);
+  }
+  if (--s.services[service_id].frontends == 0) s.drop_service(service_id);
+}
+
+void LoadBalancer::remove_service(std::uint32_t service_id) {
+  Impl& s = *impl_;
+  std::vector<Frontend> mine;
+  for (const auto& [frontend, id] : s.frontends) {
+    if (id == service_id) mine.push_back(frontend);
+  }
+  for (const Frontend& frontend : mine) remove_service(frontend);
+  s.drop_service(service_id);
+}
+
+void LoadBalancer::set_backends(std::uint32_t service_id, std::span<const Backend> backends) {
+  impl_->set_backends(service_id, backends);
+}
+
+void LoadBalancer::set_backends(std::span<const ServiceBackends> services) {
+  impl_->set_backends(services);
+}
+
+void LoadBalancer::set_backend_state(std::uint32_t backend_id, BackendState state) {
+  Impl& s = *impl_;
+  s.check_backend_id(backend_id);
+  const lb_backend& current = s.backends[backend_id];
+  if (current.state == LB_BACKEND_FREE) {
+    throw std::invalid_argument("backend " + std::to_string(backend_id) + " is not in use");
+  }
+  const std::uint32_t service_id = current.service_id;
+  std::vector<Backend> list;
+  for (std::uint32_t id : s.services[service_id].backends) {
+    const lb_backend& b = s.backends[id];
+    Backend backend;
+    backend.id = id;
+    backend.ip = ntohl(b.ip);
+    std::memcpy(backend.mac.data(), b.mac, backend.mac.size());
+    backend.state = id == backend_id ? state : static_cast<BackendState>(b.state);
+    list.push_back(backend);
+  }
+  s.set_backends(service_id, list);
+}
+
+std::optional<LookupResult> LoadBalancer::lookup(std::uint32_t service_id, std::uint32_t src_ip,
+                                                 std::uint16_t src_port, std::uint16_t dst_port,
+                                                 Protocol proto) const {
+  const Impl& s = *impl_;
+  s.check_service_id(service_id);
+  auto table = s.tables.find(service_id);
+  if (table == s.tables.end()) return std::nullopt;
+  std::uint32_t slot = lb_flow_hash(htonl(src_ip), htons(src_port), htons(dst_port),
+                                    static_cast<std::uint8_t>(proto)) %
+                       s.limits.maglev_table_size;
+  std::uint32_t backend_id = table->second->backend_at(slot);
+  if (backend_id == LB_NO_BACKEND || backend_id >= s.limits.max_backends) return std::nullopt;
+  return LookupResult{backend_id, ntohl(s.backends[backend_id].ip)};
+}
+
+std::vector<BackendCounters> LoadBalancer::counters(std::uint32_t service_id) const {
+  const Impl& s = *impl_;
+  std::vector<BackendCounters> result;
+  auto it = s.services.find(service_id);
+  if (it == s.services.end()) return result;
+  std::vector<lb_counters> per_cpu(static_cast<std::size_t>(s.ncpus));
+  for (std::uint32_t id : it->second.backends) {
+    if (bpf_map_lookup_elem(s.counters_fd, &id, per_cpu.data()) != 0) {
+      throw BpfError(errno, "read map lb_backend_counters");
+    }
+    BackendCounters sum;
+    sum.backend_id = id;
+    for (const lb_counters& c : per_cpu) {
+      sum.connections += c.connections;
+      sum.packets += c.packets;
+      sum.bytes += c.bytes;
+    }
+    result.push_back(sum);
+  }
+  return result;
+}
+
+std::vector<std::uint64_t> LoadBalancer::stats() const {
+  const Impl& s = *impl_;
+  std::vector<std::uint64_t> result(LB_STAT_MAX, 0);
+  std::vector<std::uint64_t> per_cpu(static_cast<std::size_t>(s.ncpus));
+  for (std::uint32_t stat = 0; stat < LB_STAT_MAX; ++stat) {
+    if (bpf_map_lookup_elem(s.stats_fd, &stat, per_cpu.data()) != 0) {
+      throw BpfError(errno, "read map lb_stats");
+    }
+    for (std::uint64_t v : per_cpu) result[stat] += v;
+  }
+  return result;
+}
+
+GcResult LoadBalancer::gc(std::uint64_t now_ns) {
+  Impl& s = *impl_;
+  lb_config cfg{};
+  std::uint32_t zero = 0;
+  if (bpf_map_lookup_elem(s.config_fd, &zero, &cfg) != 0) {
+    throw BpfError(errno, "read map lb_config");
+  }
+  auto timeout = [&](std::uint8_t proto, std::uint8_t flags) -> std::uint64_t {
+    if (proto != IPPROTO_TCP) return cfg.udp_timeout_ns;
+    if ((flags & LB_CT_F_RST) ||
+        (flags & (LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)) == (LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)) {
+      return cfg.tcp_closing_timeout_ns;
+    }
+    if (!(flags & LB_CT_F_SEEN_REPLY)) return cfg.tcp_syn_timeout_ns;
+    return cfg.tcp_established_timeout_ns;
+  };
+  // As lb_ct_partner_key in ebpf/conntrack.h.
+  auto partner_of = [](const lb_ct_key& key, std::uint32_t nat_addr, std::uint8_t flags) {
+    const bool hairpin = flags & LB_CT_F_HAIRPIN;
+    lb_ct_key partner{};
+    if (key.dir == LB_CT_DIR_ORIGINAL) {
+      partner.saddr = nat_addr;
+      partner.daddr = hairpin ? htonl(LB_HAIRPIN_ADDR_HOST) : key.saddr;
+      partner.dir = LB_CT_DIR_REPLY;
+    } else {
+      partner.saddr = hairpin ? key.saddr : key.daddr;
+      partner.daddr = nat_addr;
+      partner.dir = LB_CT_DIR_ORIGINAL;
+    }
+    partner.sport = key.dport;
+    partner.dport = key.sport;
+    partner.proto = key.proto;
+    return partner;
+  };
+
+  GcResult result;
+  result.capacity = s.limits.conntrack_entries;
+  auto expired_at = [&](std::uint64_t last_seen, std::uint8_t proto, std::uint8_t flags) {
+    return now_ns >= last_seen && now_ns - last_seen >= timeout(proto, flags);
+  };
+
+  // Walk in batches (one syscall per few thousand entries). A flow is as
+  // alive as its most recent direction, and a state change seen in one
+  // direction holds for both: an entry that looks expired goes only if its
+  // partner does too. The partner is usually in the walk's own candidates;
+  // otherwise one lookup tells.
+  constexpr std::uint32_t kBatch = 4096;
+  std::vector<lb_ct_key> keys(kBatch);
+  std::vector<lb_ct_value> values(kBatch);
+  struct Candidate {
+    std::uint64_t last_seen;
+    std::uint32_t nat_addr;
+    std::uint8_t flags;
+  };
+  struct KeyHash {
+    std::size_t operator()(const lb_ct_key& k) const {
+      return lb_jhash_3words(k.saddr ^ k.daddr, (static_cast<std::uint32_t>(k.sport) << 16) | k.dport,
+                             (static_cast<std::uint32_t>(k.proto) << 8) | k.dir, LB_HASH_SEED);
+    }
+  };
+  struct KeyEq {
+    bool operator()(const lb_ct_key& a, const lb_ct_key& b) const {
+      return std::memcmp(&a, &b, sizeof a) == 0;
+    }
+  };
+  std::unordered_map<lb_ct_key, Candidate, KeyHash, KeyEq> candidates;
+  std::uint64_t seen = 0;
+  std::uint64_t in_token = 0, out_token = 0;  // htab batch tokens (bucket numbers)
+  bool first = true, done = false;
+  bpf_map_batch_opts opts{};
+  opts.sz = sizeof opts;
+  while (!done) {
+    std::uint32_t count = kBatch;
+    int err = bpf_map_lookup_batch(s.conntrack_fd, first ? nullptr : &in_token, &out_token,
+                                   keys.data(), values.data(), &count, &opts);
+    if (err != 0) {
+      if (errno != ENOENT) throw BpfError(errno, "walk map lb_conntrack");
+      done = true;
+    }
+    for (std::uint32_t i = 0; i < count; ++i) {
+      ++seen;
+      const lb_ct_value& value = values[i];
+      if (expired_at(value.last_seen_ns, keys[i].proto, value.flags)) {
+        candidates.emplace(keys[i], Candidate{value.last_seen_ns, value.nat_addr, value.flags});
+      }
+    }
+    in_token = out_token;
+    first = false;
+  }
+
+  std::vector<lb_ct_key> expired;
+  expired.reserve(candidates.size());
+  for (const auto& [key, candidate] : candidates) {
+    lb_ct_key partner = partner_of(key, candidate.nat_addr, candidate.flags);
+    auto it = candidates.find(partner);
+    std::uint64_t last_seen = candidate.last_seen;
+    std::uint8_t flags = candidate.flags;
+    if (it != candidates.end()) {
+      last_seen = std::max(last_seen, it->second.last_seen);
+      flags |= it->second.flags;
+    } else {
+      lb_ct_value other{};
+      if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
+        last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
+        flags |= other.flags;
+      }
+    }
+    if (expired_at(last_seen, key.proto, flags)) expired.push_back(key);
+  }
+
+  // Delete in batches; a key the LRU evicted meanwhile stops a batch with
+  // ENOENT, and the rest goes on after it.
+  std::size_t next = 0;
+  while (next < expired.size()) {
+    std::uint32_t count =
+        static_cast<std::uint32_t>(std::min<std::size_t>(kBatch, expired.size() - next));
+    const std::uint32_t asked = count;
+    int err = bpf_map_delete_batch(s.conntrack_fd, &expired[next], &count, &opts);
+    result.expired += count;
+    next += count;
+    if (err != 0) {
+      if (errno != ENOENT) throw BpfError(errno, "delete from map lb_conntrack");
+      if (count < asked) ++next;  // the missing key
+    }
+  }
+  result.entries = seen - std::min<std::uint64_t>(seen, result.expired);
+  return result;
+}
+
+std::uint64_t LoadBalancer::monotonic_now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+namespace {
+
+bpf_tc_hook tc_hook(int ifindex, bpf_tc_attach_point point) {
+  bpf_tc_hook hook{};
+  hook.sz = sizeof hook;
+  hook.ifindex = ifindex;
+  hook.attach_point = point;
+  return hook;
+}
+
+bpf_tc_opts tc_opts(int prog_fd, std::uint32_t flags) {
+  bpf_tc_opts opts{};
+  opts.sz = sizeof opts;
+  opts.handle = kTcHandle;
+  opts.priority = kTcPriority;
+  opts.prog_fd = prog_fd;
+  opts.flags = flags;
+  return opts;
+}
+
+// 0, or a negative errno other than "already gone".
+int detach_one(int ifindex, bpf_tc_attach_point point) {
+  bpf_tc_hook hook = tc_hook(ifindex, point);
+  bpf_tc_opts opts = tc_opts(0, 0);
+  int err = bpf_tc_detach(&hook, &opts);
+  if (err == -ENOENT || err == -ENODEV || err == -EINVAL) return 0;
+  return err;
+}
+
+}  // namespace
+
+TcAttachment LoadBalancer::attach(int ifindex) {
+  bpf_tc_hook hook = tc_hook(ifindex, BPF_TC_INGRESS);
+  int err = bpf_tc_hook_create(&hook);
+  if (err != 0 && err != -EEXIST) {
+    throw BpfError(err, "create clsact qdisc on ifindex " + std::to_string(ifindex));
+  }
+  bpf_tc_opts ingress = tc_opts(from_endpoint_prog_fd(), BPF_TC_F_REPLACE);
+  err = bpf_tc_attach(&hook, &ingress);
+  if (err != 0) {
+    throw BpfError(err, "attach lb_from_endpoint to ifindex " + std::to_string(ifindex));
+  }
+  TcAttachment attachment(ifindex);  // detaches ingress if egress fails
+  hook.attach_point = BPF_TC_EGRESS;
+  bpf_tc_opts egress = tc_opts(to_endpoint_prog_fd(), BPF_TC_F_REPLACE);
+  err = bpf_tc_attach(&hook, &egress);
+  if (err != 0) {
+    throw BpfError(err, "attach lb_to_endpoint to ifindex " + std::to_string(ifindex));
+  }
+  return attachment;
+}
+
+void LoadBalancer::detach(int ifindex) {
+  int err = detach_one(ifindex, BPF_TC_INGRESS);
+  int err_egress = detach_one(ifindex, BPF_TC_EGRESS);
+  if (err != 0) throw BpfError(err, "detach lb_from_endpoint from ifindex " + std::to_string(ifindex));
+  if (err_egress != 0) {
+    throw BpfError(err_egress, "detach lb_to_endpoint from ifindex " + std::to_string(ifindex));
+  }
+}
+
+TcAttachment::TcAttachment(TcAttachment&& other) noexcept
+    : ifindex_(std::exchange(other.ifindex_, 0)) {}
+
+TcAttachment& TcAttachment::operator=(TcAttachment&& other) noexcept {
+  if (this != &other) {
+    TcAttachment old(std::exchange(ifindex_, std::exchange(other.ifindex_, 0)));
+  }
+  return *this;
+}
+
+TcAttachment::~TcAttachment() {
+  if (ifindex_ <= 0) return;
+  try {
+    LoadBalancer::detach(ifindex_);
+  } catch (const std::exception& e) {
+    spdlog::warn("load balancer: {}", e.what());
+  }
+}
+
+int LoadBalancer::from_endpoint_prog_fd() const {
+  return bpf_program__fd(impl_->skel->progs.lb_from_endpoint);
+}
+
+int LoadBalancer::to_endpoint_prog_fd() const {
+  return bpf_program__fd(impl_->skel->progs.lb_to_endpoint);
+}
+
+int LoadBalancer::map_fd(const char* name) const {
+  bpf_map* map = bpf_object__find_map_by_name(impl_->skel->obj, name);
+  if (!map) throw std::invalid_argument(std::string("no map ") + name);
+  return bpf_map__fd(map);
+}
+
+}  // namespace weft::dataplane::lb

@@ -1,0 +1,117 @@
+/* Connection tracking for balanced flows. Each flow has two entries in the
+ * LRU map lb_conntrack: ORIGINAL (client -> VIP, gives the backend) and
+ * REPLY (backend -> client, gives the VIP for reverse NAT). Entries end by
+ * TCP state or idle time; the timeouts come from lb_config (user space) and
+ * the same rules are applied by the user-space garbage collector. There is
+ * no fixed cut of idle connections: an established TCP flow lives as long as
+ * its configured idle timeout (6 h by default). */
+#ifndef WEFT_EBPF_CONNTRACK_H
+#define WEFT_EBPF_CONNTRACK_H
+
+#include "lb_maps.h"
+
+static __always_inline __u64 lb_ct_timeout(const struct lb_config *cfg, __u8 proto, __u8 flags)
+{
+	if (proto != IPPROTO_TCP)
+		return cfg->udp_timeout_ns;
+	if ((flags & LB_CT_F_RST) ||
+	    (flags & (LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)) == (LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY))
+		return cfg->tcp_closing_timeout_ns;
+	if (!(flags & LB_CT_F_SEEN_REPLY))
+		return cfg->tcp_syn_timeout_ns;
+	return cfg->tcp_established_timeout_ns;
+}
+
+static __always_inline int lb_ct_expired(const struct lb_config *cfg, __u8 proto,
+					 const struct lb_ct_value *ct, __u64 now)
+{
+	return now - ct->last_seen_ns >= lb_ct_timeout(cfg, proto, ct->flags);
+}
+
+static __always_inline __u8 lb_ct_flags_from_tcp(__u8 tcp_flags, int reply)
+{
+	__u8 flags = 0;
+
+	if (tcp_flags & TCP_FLAG_RST)
+		flags |= LB_CT_F_RST;
+	if (tcp_flags & TCP_FLAG_FIN)
+		flags |= reply ? LB_CT_F_FIN_REPLY : LB_CT_F_FIN_ORIG;
+	return flags;
+}
+
+/* The key of the other entry of the same flow. `nat_addr` is the entry's
+ * nat_addr (backend IP for ORIGINAL, VIP for REPLY). A hairpin flow's reply
+ * goes from the backend to the hairpin address instead of to the client
+ * (which is the backend). */
+static __always_inline void lb_ct_partner_key(const struct lb_ct_key *key, __u32 nat_addr,
+					      __u8 flags, struct lb_ct_key *partner)
+{
+	int hairpin = flags & LB_CT_F_HAIRPIN;
+
+	if (key->dir == LB_CT_DIR_ORIGINAL) {
+		partner->saddr = nat_addr;
+		partner->daddr = hairpin ? bpf_htonl(LB_HAIRPIN_ADDR_HOST) : key->saddr;
+		partner->dir = LB_CT_DIR_REPLY;
+	} else {
+		partner->saddr = hairpin ? key->saddr : key->daddr;
+		partner->daddr = nat_addr;
+		partner->dir = LB_CT_DIR_ORIGINAL;
+	}
+	partner->sport = key->dport;
+	partner->dport = key->sport;
+	partner->proto = key->proto;
+	partner->pad = 0;
+}
+
+/* Flags that matter for both directions (state changes) are copied to the
+ * partner entry, so either entry alone gives the flow's timeout. Only runs
+ * when flags change: at most a few times per flow. */
+static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32 nat_addr,
+					      __u8 entry_flags, __u8 flags)
+{
+	struct lb_ct_key partner = {};
+	struct lb_ct_value *other;
+
+	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
+	other = bpf_map_lookup_elem(&lb_conntrack, &partner);
+	if (other)
+		other->flags |= flags;
+}
+
+/* Records a new flow: both entries. 0 or a negative errno. */
+static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
+					__u32 backend_ip, __u32 service_id, __u8 flags,
+					__u32 bytes, __u64 now)
+{
+	struct lb_ct_value value = {};
+	struct lb_ct_key reply = {};
+	int ret;
+
+	value.last_seen_ns = now;
+	value.packets = 1;
+	value.bytes = bytes;
+	value.backend_id = backend_id;
+	value.nat_addr = backend_ip;
+	value.service_id = service_id;
+	value.flags = flags;
+	ret = bpf_map_update_elem(&lb_conntrack, key, &value, BPF_ANY);
+	if (ret)
+		return ret;
+	lb_ct_partner_key(key, backend_ip, flags, &reply);
+	value.packets = 0;
+	value.bytes = 0;
+	value.nat_addr = key->daddr;
+	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
+}
+
+static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32 nat_addr,
+					      __u8 entry_flags)
+{
+	struct lb_ct_key partner = {};
+
+	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
+	bpf_map_delete_elem(&lb_conntrack, &partner);
+	bpf_map_delete_elem(&lb_conntrack, key);
+}
+
+#endif

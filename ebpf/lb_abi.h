@@ -1,0 +1,176 @@
+/* Map keys and values shared by the BPF programs (C, clang -target bpf) and
+ * the C++ loader in dataplane/lb. Plain C, fixed-width types, explicit
+ * padding: both compilers must agree on every byte, which the size and offset
+ * assertions at the end check on both sides.
+ *
+ * Byte order: addresses and ports are kept as they are on the wire (network
+ * order) so the data path never swaps; the C++ API converts. */
+#ifndef WEFT_EBPF_LB_ABI_H
+#define WEFT_EBPF_LB_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#ifdef __cplusplus
+#define LB_ABI_ASSERT(cond, msg) static_assert(cond, msg)
+#define LB_ABI_OFFSETOF(type, field) offsetof(type, field)
+#include <cstddef>
+#else
+#define LB_ABI_ASSERT(cond, msg) _Static_assert(cond, msg)
+#define LB_ABI_OFFSETOF(type, field) __builtin_offsetof(type, field)
+#endif
+
+/* Backend ids index the backend and counter arrays; 0 means "no backend"
+ * (an all-zero Maglev slot, a free backend entry). */
+#define LB_NO_BACKEND 0u
+
+enum lb_backend_state {
+	LB_BACKEND_FREE = 0,     /* never used or released */
+	LB_BACKEND_ACTIVE = 1,   /* in the Maglev table: gets new flows */
+	LB_BACKEND_DRAINING = 2, /* out of the table: existing flows go on */
+	LB_BACKEND_DEAD = 3,     /* existing TCP flows get a RST */
+};
+
+enum lb_ct_dir {
+	LB_CT_DIR_ORIGINAL = 0, /* client -> VIP, as seen leaving the client */
+	LB_CT_DIR_REPLY = 1,    /* backend -> client, as seen towards the client */
+};
+
+/* Flags kept in lb_ct_value.flags (both entries of a flow carry them). */
+#define LB_CT_F_SYN_ORIG 0x01u
+#define LB_CT_F_FIN_ORIG 0x02u
+#define LB_CT_F_FIN_REPLY 0x04u
+#define LB_CT_F_RST 0x08u
+#define LB_CT_F_SEEN_REPLY 0x10u
+#define LB_CT_F_HAIRPIN 0x20u /* the client is the backend itself */
+
+/* Hairpin: when a backend's flow to its own VIP is balanced to itself, the
+ * program sends it back in with this address as source (a packet from one's
+ * own address would be dropped as martian), and the backend's replies to it
+ * come back out, turned into replies from the VIP. Link-local, never a VIP;
+ * kept in lb_vips (flag LB_VIP_F_HAIRPIN) so it costs normal traffic
+ * nothing. Host order: 169.254.42.1. */
+#define LB_HAIRPIN_ADDR_HOST 0xa9fe2a01u
+#define LB_VIP_F_HAIRPIN 0x1u
+
+/* A frontend: VIP + port + protocol. port 0 matches every port of the VIP
+ * for that protocol (Docker's VIP mode forwards all ports). */
+struct lb_service_key {
+	__u32 vip;   /* network order */
+	__u16 port;  /* network order; 0 = any port */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct lb_service_value {
+	__u32 service_id; /* index into lb_maglev_outer */
+	__u32 pad;
+};
+
+/* Value of lb_vips (key: VIP, network order): how many frontends use it. The
+ * program only needs presence; the count lets user space remove it. */
+struct lb_vip_value {
+	__u32 frontends;
+	__u32 flags; /* LB_VIP_F_* */
+};
+
+struct lb_backend {
+	__u32 ip;        /* network order */
+	__u8 mac[6];
+	__u8 state;      /* enum lb_backend_state */
+	__u8 pad;
+	__u32 service_id; /* owner, so user space can rebuild its index */
+	__u32 pad2;
+};
+
+struct lb_ct_key {
+	__u32 saddr; /* network order */
+	__u32 daddr;
+	__u16 sport; /* network order */
+	__u16 dport;
+	__u8 proto;
+	__u8 dir;    /* enum lb_ct_dir */
+	__u16 pad;
+};
+
+struct lb_ct_value {
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC, tick-grained */
+	__u64 packets;
+	__u64 bytes;
+	__u32 backend_id;
+	__u32 nat_addr;     /* ORIGINAL: backend IP; REPLY: VIP (network order) */
+	__u32 service_id;
+	__u8 flags;         /* LB_CT_F_* */
+	__u8 pad[3];
+};
+
+/* One element of a service's Maglev table (an ARRAY of maglev_size + 1
+ * elements). Two generations side by side: user space writes the column not
+ * in use, then flips the generation, so a change needs no map swap (whose
+ * RCU wait costs ~16 ms a call here) and no packet sees a half-written
+ * table. Array elements are 8 bytes apart anyway, so the second column costs
+ * no memory. Element maglev_size holds the live generation in backend[0]. */
+struct lb_maglev_slot {
+	__u32 backend[2];
+};
+
+struct lb_counters {
+	__u64 connections;
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct lb_config {
+	__u64 tcp_syn_timeout_ns;         /* SYN seen, no reply yet */
+	__u64 tcp_established_timeout_ns; /* idle established TCP */
+	__u64 tcp_closing_timeout_ns;     /* after RST or FIN both ways */
+	__u64 udp_timeout_ns;
+	__u32 maglev_size;                /* slots of every Maglev table */
+	__u32 abi_version;                /* LB_ABI_VERSION of who wrote the maps */
+};
+
+/* Bumped whenever a key or value above changes meaning: pinned maps written
+ * under another version are refused instead of misread. */
+#define LB_ABI_VERSION 1u
+
+/* Global event counters, a PERCPU array indexed by these. */
+enum lb_stat {
+	LB_STAT_NEW_FLOW = 0,
+	LB_STAT_CT_HIT,
+	LB_STAT_REV_NAT,
+	LB_STAT_ARP_REPLY,
+	LB_STAT_ECHO_REPLY,
+	LB_STAT_RST_NO_BACKEND,
+	LB_STAT_RST_UNKNOWN_PORT,
+	LB_STAT_RST_DEAD_BACKEND,
+	LB_STAT_ICMP_UNREACH,
+	LB_STAT_DROP_FRAGMENT,
+	LB_STAT_DROP_IP_OPTIONS,
+	LB_STAT_DROP_OTHER,
+	LB_STAT_DROP_NO_BACKEND,
+	LB_STAT_MAX,
+};
+
+LB_ABI_ASSERT(sizeof(struct lb_service_key) == 8, "lb_service_key size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_service_key, port) == 4, "lb_service_key.port");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_service_key, proto) == 6, "lb_service_key.proto");
+LB_ABI_ASSERT(sizeof(struct lb_service_value) == 8, "lb_service_value size");
+LB_ABI_ASSERT(sizeof(struct lb_vip_value) == 8, "lb_vip_value size");
+LB_ABI_ASSERT(sizeof(struct lb_backend) == 20, "lb_backend size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, mac) == 4, "lb_backend.mac");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, state) == 10, "lb_backend.state");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, service_id) == 12, "lb_backend.service_id");
+LB_ABI_ASSERT(sizeof(struct lb_ct_key) == 16, "lb_ct_key size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, sport) == 8, "lb_ct_key.sport");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, proto) == 12, "lb_ct_key.proto");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, dir) == 13, "lb_ct_key.dir");
+LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 40, "lb_ct_value size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 24, "lb_ct_value.backend_id");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 36, "lb_ct_value.flags");
+LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");
+LB_ABI_ASSERT(sizeof(struct lb_counters) == 24, "lb_counters size");
+LB_ABI_ASSERT(sizeof(struct lb_config) == 40, "lb_config size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_config, maglev_size) == 32, "lb_config.maglev_size");
+
+#endif

@@ -1,0 +1,98 @@
+/* Map definitions. Sizes here are placeholders: the loader sets every
+ * max_entries from its arguments before load. All maps are pinned by name
+ * under the loader's pin dir, so a restarted agent reuses them (conntrack
+ * included). */
+#ifndef WEFT_EBPF_LB_MAPS_H
+#define WEFT_EBPF_LB_MAPS_H
+
+#include "lb_abi.h"
+
+/* VIP addresses: the first, cheap check of every IPv4/ARP packet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct lb_vip_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_vips SEC(".maps");
+
+/* Frontends (VIP, port, proto) -> service id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct lb_service_key);
+	__type(value, struct lb_service_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_services SEC(".maps");
+
+/* One Maglev table per service (struct lb_maglev_slot elements, plus the
+ * generation element), created once for the service and changed in place
+ * by user space through mmap: see lb_abi.h. */
+struct lb_maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16382);
+	__type(key, __u32);
+	/* struct lb_maglev_slot; named by size here because clang emits only a
+	 * forward declaration for a struct seen through an inner map's type. */
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_MMAPABLE);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb_maglev_table);
+} lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct lb_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_backend_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lb_ct_key);
+	__type(value, struct lb_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_stats SEC(".maps");
+
+static __always_inline void lb_stat_inc(__u32 stat)
+{
+	__u64 *value = bpf_map_lookup_elem(&lb_stats, &stat);
+	if (value)
+		*value += 1;
+}
+
+#endif

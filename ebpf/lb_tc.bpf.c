@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-2.0
+/* weft's service load balancer, attached at tc on the host-side veth of each
+ * endpoint. Two programs in one object so they share every map without a
+ * map-reuse dance between two skeletons and load as one unit:
+ *
+ *   lb_from_endpoint  tc ingress of the host-side veth (packets the endpoint
+ *                     sends): ARP and ICMP echo for VIPs answered, TCP/UDP to
+ *                     VIP:port DNATed to a backend chosen by Maglev and
+ *                     remembered in conntrack, refusals when nothing serves.
+ *   lb_to_endpoint    tc egress of the host-side veth (packets towards the
+ *                     endpoint): replies of balanced flows get the VIP back
+ *                     as their source.
+ *
+ * Everything else leaves with TC_ACT_OK after one hash lookup. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb_abi.h"
+#include "lb_consts.h"
+#include "lb_hash.h"
+#include "lb_maps.h"
+#include "parsing.h"
+#include "conntrack.h"
+#include "nat.h"
+#include "replies.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline __u32 lb_maglev_pick(__u32 service_id, const struct lb_config *cfg,
+					    const struct lb_flow *flow)
+{
+	void *table = bpf_map_lookup_elem(&lb_maglev, &service_id);
+	struct lb_maglev_slot *generation, *slot;
+	__u32 index;
+
+	if (!table || cfg->maglev_size == 0)
+		return LB_NO_BACKEND;
+	index = cfg->maglev_size;
+	generation = bpf_map_lookup_elem(table, &index);
+	if (!generation)
+		return LB_NO_BACKEND;
+	index = lb_flow_hash(flow->saddr, flow->sport, flow->dport, flow->proto) %
+		cfg->maglev_size;
+	slot = bpf_map_lookup_elem(table, &index);
+	if (!slot)
+		return LB_NO_BACKEND;
+	return slot->backend[generation->backend[0] & 1];
+}
+
+static __always_inline void lb_count(__u32 backend_id, __u64 connections, __u64 bytes)
+{
+	struct lb_counters *counters = bpf_map_lookup_elem(&lb_backend_counters, &backend_id);
+
+	if (counters) {
+		counters->connections += connections;
+		counters->packets += 1;
+		counters->bytes += bytes;
+	}
+}
+
+static __always_inline int lb_backend_usable(const struct lb_backend *backend, __u32 ip)
+{
+	return backend && backend->ip == ip &&
+	       (backend->state == LB_BACKEND_ACTIVE || backend->state == LB_BACKEND_DRAINING);
+}
+
+/* The backend's own flow to its VIP, balanced to itself: back in, from the
+ * hairpin address. */
+static __always_inline int lb_hairpin_forward(struct __sk_buff *skb, const struct lb_flow *flow,
+					      const struct lb_backend *backend)
+{
+	__u8 vip_mac[ETH_ALEN];
+
+	lb_mac_from_ip(vip_mac, flow->daddr);
+	if (lb_rewrite_both(skb, flow->proto, flow->saddr, bpf_htonl(LB_HAIRPIN_ADDR_HOST),
+			    flow->daddr, backend->ip, backend->mac, vip_mac))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* The backend answering a hairpin flow (to the hairpin address): back in,
+ * from the VIP, as the reply its client socket waits for. */
+static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
+{
+	struct lb_flow flow = {};
+	struct lb_ct_key key = {};
+	struct lb_ct_value *ct;
+	__u8 own_mac[ETH_ALEN], vip_mac[ETH_ALEN];
+	__u8 flags = LB_CT_F_SEEN_REPLY;
+
+	if (lb_parse_l4(skb, &flow))
+		return TC_ACT_SHOT;
+	key.saddr = flow.saddr;
+	key.daddr = flow.daddr;
+	key.sport = flow.sport;
+	key.dport = flow.dport;
+	key.proto = flow.proto;
+	key.dir = LB_CT_DIR_REPLY;
+	ct = bpf_map_lookup_elem(&lb_conntrack, &key);
+	if (!ct) {
+		lb_stat_inc(LB_STAT_DROP_OTHER);
+		return TC_ACT_SHOT;
+	}
+	if (flow.proto == IPPROTO_TCP)
+		flags |= lb_ct_flags_from_tcp(flow.tcp_flags, 1);
+	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
+	ct->packets += 1;
+	ct->bytes += skb->len;
+	if (flags & ~ct->flags) {
+		ct->flags |= flags;
+		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
+	}
+	if (bpf_skb_load_bytes(skb, ETH_ALEN, own_mac, ETH_ALEN))
+		return TC_ACT_SHOT;
+	lb_mac_from_ip(vip_mac, ct->nat_addr);
+	if (lb_rewrite_both(skb, flow.proto, flow.saddr, ct->nat_addr, flow.daddr, flow.saddr,
+			    own_mac, vip_mac))
+		return TC_ACT_SHOT;
+	lb_stat_inc(LB_STAT_REV_NAT);
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+static __always_inline int lb_balance(struct __sk_buff *skb)
+{
+	struct lb_service_value *service;
+	struct lb_service_key service_key = {};
+	struct lb_backend *backend = 0;
+	struct lb_ct_key ct_key = {};
+	struct lb_ct_value *ct;
+	struct lb_config *cfg;
+	struct lb_flow flow = {};
+	__u32 zero = 0, backend_id;
+	__u64 now;
+	__u8 flags = 0;
+
+	if (lb_parse_l4(skb, &flow))
+		return TC_ACT_SHOT;
+
+	service_key.vip = flow.daddr;
+	service_key.port = flow.dport;
+	service_key.proto = flow.proto;
+	service = bpf_map_lookup_elem(&lb_services, &service_key);
+	if (!service) {
+		service_key.port = 0;
+		service = bpf_map_lookup_elem(&lb_services, &service_key);
+		if (!service)
+			return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
+	}
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg)
+		return TC_ACT_SHOT;
+
+	now = bpf_ktime_get_coarse_ns();
+	if (flow.proto == IPPROTO_TCP)
+		flags = lb_ct_flags_from_tcp(flow.tcp_flags, 0);
+	ct_key.saddr = flow.saddr;
+	ct_key.daddr = flow.daddr;
+	ct_key.sport = flow.sport;
+	ct_key.dport = flow.dport;
+	ct_key.proto = flow.proto;
+	ct_key.dir = LB_CT_DIR_ORIGINAL;
+	ct = bpf_map_lookup_elem(&lb_conntrack, &ct_key);
+	if (ct) {
+		int reopened = flow.proto == IPPROTO_TCP &&
+			       (flow.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
+			       (ct->flags & (LB_CT_F_RST | LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY));
+
+		if (ct->service_id != service->service_id || reopened ||
+		    lb_ct_expired(cfg, flow.proto, ct, now)) {
+			ct = 0; /* a new flow on an old tuple */
+		} else {
+			backend_id = ct->backend_id;
+			backend = bpf_map_lookup_elem(&lb_backends, &backend_id);
+			if (!lb_backend_usable(backend, ct->nat_addr)) {
+				if (flow.proto == IPPROTO_TCP) {
+					lb_ct_delete_flow(&ct_key, ct->nat_addr, ct->flags);
+					return lb_send_rst(skb, &flow, LB_STAT_RST_DEAD_BACKEND);
+				}
+				ct = 0; /* UDP has no connection to break: choose again */
+			}
+		}
+	}
+
+	if (ct) {
+		ct->last_seen_ns = now;
+		ct->packets += 1;
+		ct->bytes += skb->len;
+		if (flags & ~ct->flags) {
+			ct->flags |= flags;
+			lb_ct_share_flags(&ct_key, ct->nat_addr, ct->flags, flags);
+		}
+		lb_count(backend_id, 0, skb->len);
+		lb_stat_inc(LB_STAT_CT_HIT);
+	} else {
+		backend_id = lb_maglev_pick(service->service_id, cfg, &flow);
+		backend = backend_id ? bpf_map_lookup_elem(&lb_backends, &backend_id) : 0;
+		if (!backend || backend->state != LB_BACKEND_ACTIVE)
+			return lb_refuse(skb, &flow, LB_STAT_RST_NO_BACKEND);
+		if (flow.proto == IPPROTO_TCP && (flow.tcp_flags & TCP_FLAG_SYN))
+			flags |= LB_CT_F_SYN_ORIG;
+		if (backend->ip == flow.saddr)
+			flags |= LB_CT_F_HAIRPIN;
+		/* A full conntrack map evicts (LRU); failing here only costs
+		 * stickiness, Maglev still sends the next packet the same way. */
+		lb_ct_create(&ct_key, backend_id, backend->ip, service->service_id, flags, skb->len,
+			     now);
+		lb_count(backend_id, 1, skb->len);
+		lb_stat_inc(LB_STAT_NEW_FLOW);
+	}
+
+	if (backend->ip == flow.saddr)
+		return lb_hairpin_forward(skb, &flow, backend);
+	if (lb_dnat(skb, flow.proto, flow.daddr, backend))
+		return TC_ACT_SHOT;
+	return TC_ACT_OK;
+}
+
+static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct lb_vip_value *vip;
+	__u32 daddr;
+
+	if ((void *)(ip + 1) > data_end)
+		return TC_ACT_OK;
+	daddr = ip->daddr;
+	vip = bpf_map_lookup_elem(&lb_vips, &daddr);
+	if (!vip)
+		return TC_ACT_OK;
+
+	if (ip->ihl != 5) {
+		lb_stat_inc(LB_STAT_DROP_IP_OPTIONS);
+		return TC_ACT_SHOT;
+	}
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
+		lb_stat_inc(LB_STAT_DROP_FRAGMENT);
+		return TC_ACT_SHOT;
+	}
+	if (vip->flags & LB_VIP_F_HAIRPIN) {
+		if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)
+			return lb_hairpin_reply(skb);
+		lb_stat_inc(LB_STAT_DROP_OTHER);
+		return TC_ACT_SHOT;
+	}
+	switch (ip->protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		return lb_balance(skb);
+	case IPPROTO_ICMP:
+		return lb_icmp_to_vip(skb);
+	default:
+		lb_stat_inc(LB_STAT_DROP_OTHER);
+		return TC_ACT_SHOT;
+	}
+}
+
+SEC("tc")
+int lb_from_endpoint(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_OK;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return lb_from_ipv4(skb);
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return lb_arp_reply(skb);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int lb_to_endpoint(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct udphdr *l4 = data + LB_L4_OFF; /* the ports sit at the same place in TCP */
+	struct lb_ct_key key = {};
+	struct lb_ct_value *ct;
+	__u8 flags = 0;
+
+	if ((void *)(l4 + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
+	    (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
+		return TC_ACT_OK;
+	key.saddr = ip->saddr;
+	key.daddr = ip->daddr;
+	key.sport = l4->source;
+	key.dport = l4->dest;
+	key.proto = ip->protocol;
+	key.dir = LB_CT_DIR_REPLY;
+	ct = bpf_map_lookup_elem(&lb_conntrack, &key);
+	if (!ct)
+		return TC_ACT_OK;
+
+	if (key.proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = data + LB_L4_OFF;
+
+		if ((void *)(tcp + 1) > data_end)
+			return TC_ACT_OK;
+		flags = lb_ct_flags_from_tcp(((__u8 *)tcp)[13], 1);
+	}
+	flags |= LB_CT_F_SEEN_REPLY;
+	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
+	ct->packets += 1;
+	ct->bytes += skb->len;
+	if (flags & ~ct->flags) {
+		ct->flags |= flags;
+		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
+	}
+	lb_stat_inc(LB_STAT_REV_NAT);
+	if (lb_reverse_nat(skb, key.proto, key.saddr, ct->nat_addr))
+		return TC_ACT_SHOT;
+	return TC_ACT_OK;
+}

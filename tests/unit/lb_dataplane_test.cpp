@@ -1,0 +1,843 @@
+// Packet-in/packet-out tests of the load balancer's tc programs through
+// BPF_PROG_TEST_RUN, with the maps programmed by the C++ API. Needs root (BPF
+// and a private bpffs mounted under a temp dir); skips otherwise.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "dataplane/lb/load_balancer.h"
+#include "tests/unit/lb_packets.h"
+
+extern "C" {
+#include "ebpf/lb_abi.h"
+}
+
+namespace weft::dataplane::lb {
+namespace {
+
+using namespace weft::lbtest;
+
+constexpr int kOk = 0, kShot = 2, kRedirect = 7;
+
+const std::uint32_t kVip = ip4(10, 0, 0, 2);
+const std::uint32_t kClient = ip4(10, 0, 0, 5);
+constexpr std::uint32_t kService = 1;
+
+std::uint32_t backend_ip(std::uint32_t id) { return ip4(10, 0, 1, static_cast<int>(id)); }
+
+Backend backend(std::uint32_t id, BackendState state = BackendState::active) {
+  return Backend{id, backend_ip(id), mac_from_ip(backend_ip(id)), state};
+}
+
+std::vector<Backend> backends(std::uint32_t count) {
+  std::vector<Backend> list;
+  for (std::uint32_t id = 1; id <= count; ++id) list.push_back(backend(id));
+  return list;
+}
+
+struct RunResult {
+  int retval = -1;
+  Bytes out;
+};
+
+RunResult run(int prog_fd, const Bytes& in) {
+  RunResult r;
+  r.out.resize(in.size() + 256);
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = in.data();
+  opts.data_size_in = static_cast<std::uint32_t>(in.size());
+  opts.data_out = r.out.data();
+  opts.data_size_out = static_cast<std::uint32_t>(r.out.size());
+  opts.repeat = 1;
+  int err = bpf_prog_test_run_opts(prog_fd, &opts);
+  EXPECT_EQ(err, 0) << "BPF_PROG_TEST_RUN: " << strerror(errno);
+  r.retval = static_cast<int>(opts.retval);
+  r.out.resize(opts.data_size_out);
+  return r;
+}
+
+// A bpffs of our own under a temp dir. The process first moves to a mount
+// namespace of its own (once; not possible once threads exist, then the
+// mount is simply ours to undo), so even a crashed test leaves no mount.
+class PrivateBpffs {
+ public:
+  PrivateBpffs() {
+    static const bool own_namespace = [] {
+      return ::unshare(CLONE_NEWNS) == 0 &&
+             ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+    }();
+    (void)own_namespace;
+    char tmpl[] = "/tmp/weft-lb-test-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+      error_ = std::string("mkdtemp: ") + strerror(errno);
+      return;
+    }
+    dir_ = tmpl;
+    if (::mount("bpf", dir_.c_str(), "bpf", 0, nullptr) != 0) {
+      error_ = std::string("mount -t bpf: ") + strerror(errno);
+      ::rmdir(dir_.c_str());
+      dir_.clear();
+    }
+  }
+  ~PrivateBpffs() {
+    if (dir_.empty()) return;
+    ::umount2(dir_.c_str(), MNT_DETACH);
+    ::rmdir(dir_.c_str());
+  }
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::string error_;
+};
+
+class LbDataplaneTest : public ::testing::Test {
+ protected:
+  static Limits test_limits() {
+    Limits limits;
+    limits.max_services = 64;
+    limits.max_frontends = 64;
+    limits.max_backends = 256;
+    limits.conntrack_entries = 16384;
+    limits.maglev_table_size = 1021;
+    return limits;
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: BPF programs and a private bpffs mount";
+    bpffs_.emplace();
+    if (!bpffs_->ok()) GTEST_SKIP() << "no private bpffs: " << bpffs_->error();
+    pin_dir_ = bpffs_->dir() / "lb";
+    lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  }
+  void TearDown() override {
+    lb_.reset();
+    bpffs_.reset();
+  }
+
+  // VIP:80/tcp and VIP:53/udp of service 1 with `count` backends.
+  void make_service(std::uint32_t count) {
+    lb_->upsert_service({kVip, 80, Protocol::tcp}, kService);
+    lb_->upsert_service({kVip, 53, Protocol::udp}, kService);
+    auto list = backends(count);
+    lb_->set_backends(kService, list);
+  }
+
+  RunResult from_endpoint(const Bytes& in) { return run(lb_->from_endpoint_prog_fd(), in); }
+  RunResult to_endpoint(const Bytes& in) { return run(lb_->to_endpoint_prog_fd(), in); }
+
+  Bytes syn(std::uint16_t sport, std::uint16_t dport = 80) {
+    Tcp t;
+    t.saddr = kClient;
+    t.daddr = kVip;
+    t.sport = sport;
+    t.dport = dport;
+    t.flags = kSyn;
+    t.seq = 5000;
+    return tcp_packet(t);
+  }
+  Bytes ack(std::uint16_t sport, const std::string& payload = "GET /") {
+    Tcp t;
+    t.saddr = kClient;
+    t.daddr = kVip;
+    t.sport = sport;
+    t.dport = 80;
+    t.flags = kAck | kPsh;
+    t.seq = 5001;
+    t.ack = 9001;
+    t.payload = payload;
+    return tcp_packet(t);
+  }
+
+  // Which backend (by IP) the program sent a client packet to.
+  std::uint32_t backend_of(const RunResult& r) {
+    EXPECT_EQ(r.retval, kOk);
+    return get32(r.out, kIp + 16);
+  }
+
+  std::optional<PrivateBpffs> bpffs_;
+  std::filesystem::path pin_dir_;
+  std::optional<LoadBalancer> lb_;
+};
+
+TEST_F(LbDataplaneTest, TcpToVipIsDnatedWithValidChecksums) {
+  make_service(1);
+  Bytes in = syn(40000);
+  RunResult r = from_endpoint(in);
+  ASSERT_EQ(r.retval, kOk);
+  ASSERT_EQ(r.out.size(), in.size());
+  EXPECT_EQ(get32(r.out, kIp + 16), backend_ip(1));
+  EXPECT_EQ(get32(r.out, kIp + 12), kClient);
+  EXPECT_EQ(get16(r.out, kL4), 40000);
+  EXPECT_EQ(get16(r.out, kL4 + 2), 80);  // ports unchanged (VIP mode)
+  EXPECT_EQ(get_mac(r.out, 0), mac_of(backend_ip(1)));
+  EXPECT_EQ(get_mac(r.out, 6), mac_of(kClient));
+  EXPECT_TRUE(ip_checksum_ok(r.out));
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+
+  // With payload too, and the counters see both packets and one connection.
+  RunResult data = from_endpoint(ack(40000));
+  EXPECT_EQ(backend_of(data), backend_ip(1));
+  EXPECT_TRUE(l4_checksum_ok(data.out));
+  auto counters = lb_->counters(kService);
+  ASSERT_EQ(counters.size(), 1u);
+  EXPECT_EQ(counters[0].backend_id, 1u);
+  EXPECT_EQ(counters[0].connections, 1u);
+  EXPECT_EQ(counters[0].packets, 2u);
+  EXPECT_EQ(counters[0].bytes, in.size() + ack(40000).size());
+}
+
+TEST_F(LbDataplaneTest, UdpToVipIsDnatedWithValidChecksums) {
+  make_service(1);
+  RunResult r = from_endpoint(udp_packet(kClient, 33333, kVip, 53, "query"));
+  ASSERT_EQ(r.retval, kOk);
+  EXPECT_EQ(get32(r.out, kIp + 16), backend_ip(1));
+  EXPECT_NE(get16(r.out, kL4 + 6), 0);
+  EXPECT_TRUE(ip_checksum_ok(r.out));
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+
+  // A datagram without a checksum keeps none.
+  RunResult none = from_endpoint(udp_packet(kClient, 33334, kVip, 53, "query", false));
+  ASSERT_EQ(none.retval, kOk);
+  EXPECT_EQ(get32(none.out, kIp + 16), backend_ip(1));
+  EXPECT_EQ(get16(none.out, kL4 + 6), 0);
+  EXPECT_TRUE(ip_checksum_ok(none.out));
+}
+
+TEST_F(LbDataplaneTest, RepliesAreReverseNatedToTheVip) {
+  make_service(1);
+  ASSERT_EQ(from_endpoint(syn(40000)).retval, kOk);
+  Tcp reply;
+  reply.saddr = backend_ip(1);
+  reply.daddr = kClient;
+  reply.sport = 80;
+  reply.dport = 40000;
+  reply.flags = kSyn | kAck;
+  reply.seq = 9000;
+  reply.ack = 5001;
+  RunResult r = to_endpoint(tcp_packet(reply));
+  ASSERT_EQ(r.retval, kOk);
+  EXPECT_EQ(get32(r.out, kIp + 12), kVip);
+  EXPECT_EQ(get32(r.out, kIp + 16), kClient);
+  EXPECT_EQ(get16(r.out, kL4), 80);
+  EXPECT_EQ(get_mac(r.out, 6), mac_of(kVip));
+  EXPECT_TRUE(ip_checksum_ok(r.out));
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+
+  // UDP replies as well.
+  ASSERT_EQ(from_endpoint(udp_packet(kClient, 33333, kVip, 53, "q")).retval, kOk);
+  RunResult u = to_endpoint(udp_packet(backend_ip(1), 53, kClient, 33333, "answer"));
+  ASSERT_EQ(u.retval, kOk);
+  EXPECT_EQ(get32(u.out, kIp + 12), kVip);
+  EXPECT_TRUE(ip_checksum_ok(u.out));
+  EXPECT_TRUE(l4_checksum_ok(u.out));
+}
+
+TEST_F(LbDataplaneTest, TrafficNotToAVipPassesUntouched) {
+  make_service(2);
+  const std::uint32_t other = ip4(10, 0, 0, 9);
+  std::vector<Bytes> packets;
+  Tcp t;
+  t.saddr = kClient;
+  t.daddr = other;
+  t.sport = 40000;
+  t.dport = 80;
+  packets.push_back(tcp_packet(t));
+  packets.push_back(udp_packet(kClient, 1000, other, 53, "x"));
+  packets.push_back(icmp_echo(kClient, other, 1, 1));
+  packets.push_back(arp_request(kClient, other));
+  Bytes ipv6(80, 0);
+  put16(ipv6, 12, 0x86dd);
+  packets.push_back(ipv6);
+  for (const Bytes& in : packets) {
+    RunResult r = from_endpoint(in);
+    EXPECT_EQ(r.retval, kOk);
+    EXPECT_EQ(r.out, in);
+    RunResult back = to_endpoint(in);  // no flow: untouched towards the endpoint too
+    EXPECT_EQ(back.retval, kOk);
+    EXPECT_EQ(back.out, in);
+  }
+  auto stats = lb_->stats();
+  EXPECT_EQ(stats[LB_STAT_NEW_FLOW], 0u);
+}
+
+TEST_F(LbDataplaneTest, ArpRequestForVipIsAnswered) {
+  make_service(1);
+  RunResult r = from_endpoint(arp_request(kClient, kVip));
+  ASSERT_EQ(r.retval, kRedirect);
+  ASSERT_EQ(r.out.size(), 42u);
+  EXPECT_EQ(get_mac(r.out, 0), mac_of(kClient));  // back to the asker
+  EXPECT_EQ(get_mac(r.out, 6), mac_of(kVip));
+  EXPECT_EQ(get16(r.out, 12), 0x0806);
+  EXPECT_EQ(get16(r.out, 20), 2);                  // reply
+  EXPECT_EQ(get_mac(r.out, 22), mac_of(kVip));     // sender: the VIP
+  EXPECT_EQ(get32(r.out, 28), kVip);
+  EXPECT_EQ(get_mac(r.out, 32), mac_of(kClient));  // target: the asker
+  EXPECT_EQ(get32(r.out, 38), kClient);
+}
+
+TEST_F(LbDataplaneTest, EchoRequestToVipIsAnswered) {
+  make_service(1);
+  Bytes in = icmp_echo(kClient, kVip, 77, 3);
+  RunResult r = from_endpoint(in);
+  ASSERT_EQ(r.retval, kRedirect);
+  ASSERT_EQ(r.out.size(), in.size());
+  EXPECT_EQ(get_mac(r.out, 0), mac_of(kClient));
+  EXPECT_EQ(get_mac(r.out, 6), mac_of(kVip));
+  EXPECT_EQ(get32(r.out, kIp + 12), kVip);
+  EXPECT_EQ(get32(r.out, kIp + 16), kClient);
+  EXPECT_EQ(r.out[kL4], 0);  // echo reply
+  EXPECT_EQ(get16(r.out, kL4 + 4), 77);
+  EXPECT_EQ(get16(r.out, kL4 + 6), 3);
+  EXPECT_TRUE(std::equal(in.begin() + kL4 + 8, in.end(), r.out.begin() + kL4 + 8));
+  EXPECT_TRUE(ip_checksum_ok(r.out));
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+}
+
+void expect_rst(const RunResult& r, std::uint16_t vip_port, std::uint16_t client_port) {
+  ASSERT_EQ(r.retval, kRedirect);
+  ASSERT_EQ(r.out.size(), 54u);
+  EXPECT_EQ(get_mac(r.out, 0), mac_of(kClient));
+  EXPECT_EQ(get_mac(r.out, 6), mac_of(kVip));
+  EXPECT_EQ(get32(r.out, kIp + 12), kVip);
+  EXPECT_EQ(get32(r.out, kIp + 16), kClient);
+  EXPECT_EQ(get16(r.out, kIp + 2), 40);
+  EXPECT_EQ(get16(r.out, kL4), vip_port);
+  EXPECT_EQ(get16(r.out, kL4 + 2), client_port);
+  EXPECT_TRUE(r.out[kL4 + 13] & kRst);
+  EXPECT_TRUE(ip_checksum_ok(r.out));
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+}
+
+TEST_F(LbDataplaneTest, UnknownPortOnVipIsRefused) {
+  make_service(1);
+  RunResult r = from_endpoint(syn(40000, 81));
+  expect_rst(r, 81, 40000);
+  EXPECT_EQ(r.out[kL4 + 13], kRst | kAck);
+  EXPECT_EQ(get32(r.out, kL4 + 8), 5001u);  // acknowledges the SYN
+
+  // UDP: ICMP port unreachable quoting the datagram's IP header + 8 bytes.
+  Bytes udp = udp_packet(kClient, 33333, kVip, 54, "payload");
+  RunResult u = from_endpoint(udp);
+  ASSERT_EQ(u.retval, kRedirect);
+  ASSERT_EQ(u.out.size(), 14u + 20 + 8 + 20 + 8);
+  EXPECT_EQ(u.out[kIp + 9], IPPROTO_ICMP);
+  EXPECT_EQ(get32(u.out, kIp + 12), kVip);
+  EXPECT_EQ(get32(u.out, kIp + 16), kClient);
+  EXPECT_EQ(u.out[kL4], 3);
+  EXPECT_EQ(u.out[kL4 + 1], 3);
+  EXPECT_TRUE(std::equal(udp.begin() + kIp, udp.begin() + kIp + 28, u.out.begin() + kL4 + 8));
+  EXPECT_TRUE(ip_checksum_ok(u.out));
+  EXPECT_TRUE(l4_checksum_ok(u.out));
+
+  auto stats = lb_->stats();
+  EXPECT_EQ(stats[LB_STAT_RST_UNKNOWN_PORT], 1u);
+  EXPECT_EQ(stats[LB_STAT_ICMP_UNREACH], 1u);
+}
+
+TEST_F(LbDataplaneTest, VipWithoutBackendsAnswersRst) {
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, kService);
+  expect_rst(from_endpoint(syn(40000)), 80, 40000);
+  // A data segment gets a RST with its ACK number as sequence (RFC 793).
+  RunResult r = from_endpoint(ack(40001));
+  expect_rst(r, 80, 40001);
+  EXPECT_EQ(r.out[kL4 + 13], kRst);
+  EXPECT_EQ(get32(r.out, kL4 + 4), 9001u);
+  // A RST is never answered.
+  Tcp rst;
+  rst.saddr = kClient;
+  rst.daddr = kVip;
+  rst.sport = 40002;
+  rst.dport = 80;
+  rst.flags = kRst;
+  EXPECT_EQ(from_endpoint(tcp_packet(rst)).retval, kShot);
+  EXPECT_EQ(lb_->stats()[LB_STAT_RST_NO_BACKEND], 2u);
+
+  // Backends gone again: refused again.
+  auto list = backends(2);
+  lb_->set_backends(kService, list);
+  EXPECT_EQ(from_endpoint(syn(40003)).retval, kOk);
+  lb_->set_backends(kService, {});
+  expect_rst(from_endpoint(syn(40004)), 80, 40004);
+}
+
+TEST_F(LbDataplaneTest, WildcardPortServiceTakesEveryPort) {
+  lb_->upsert_service({kVip, 0, Protocol::tcp}, kService);
+  auto list = backends(1);
+  lb_->set_backends(kService, list);
+  RunResult r = from_endpoint(syn(40000, 6379));
+  EXPECT_EQ(backend_of(r), backend_ip(1));
+  EXPECT_EQ(get16(r.out, kL4 + 2), 6379);
+  // UDP was not asked for.
+  EXPECT_EQ(from_endpoint(udp_packet(kClient, 1, kVip, 6379, "x")).retval, kRedirect);
+}
+
+TEST_F(LbDataplaneTest, ConntrackKeepsAFlowOnItsBackendWhenBackendsChange) {
+  make_service(2);
+  // A flow whose Maglev choice changes when backends 3..10 join.
+  std::vector<Backend> ten = backends(10);
+  std::optional<std::uint16_t> port;
+  std::uint32_t first = 0;
+  for (std::uint16_t sport = 40000; sport < 40200 && !port; ++sport) {
+    first = backend_of(from_endpoint(syn(sport)));
+    auto before = lb_->lookup(kService, kClient, sport, 80, Protocol::tcp);
+    ASSERT_TRUE(before);
+    EXPECT_EQ(before->ip, first);  // lookup answers as the program does
+    lb_->set_backends(kService, ten);
+    auto after = lb_->lookup(kService, kClient, sport, 80, Protocol::tcp);
+    ASSERT_TRUE(after);
+    if (after->ip != first) {
+      port = sport;
+    } else {
+      auto two = backends(2);
+      lb_->set_backends(kService, two);
+    }
+  }
+  ASSERT_TRUE(port) << "no flow moved in 200 tries";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(backend_of(from_endpoint(ack(*port))), first);
+  EXPECT_GE(lb_->stats()[LB_STAT_CT_HIT], 3u);
+}
+
+TEST_F(LbDataplaneTest, DrainingBackendKeepsItsFlowsButGetsNoNewOnes) {
+  make_service(2);
+  std::uint16_t on_one = 0;
+  for (std::uint16_t sport = 40000; sport < 40100 && !on_one; ++sport) {
+    if (backend_of(from_endpoint(syn(sport))) == backend_ip(1)) on_one = sport;
+  }
+  ASSERT_NE(on_one, 0);
+  lb_->set_backend_state(1, BackendState::draining);
+  EXPECT_EQ(backend_of(from_endpoint(ack(on_one))), backend_ip(1));
+  for (std::uint16_t sport = 41000; sport < 41200; ++sport) {
+    ASSERT_EQ(backend_of(from_endpoint(syn(sport))), backend_ip(2)) << "port " << sport;
+  }
+  // Replies of the draining backend's flow are still reverse-NATed.
+  Tcp reply;
+  reply.saddr = backend_ip(1);
+  reply.daddr = kClient;
+  reply.sport = 80;
+  reply.dport = on_one;
+  reply.flags = kAck;
+  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply)).out, kIp + 12), kVip);
+}
+
+TEST_F(LbDataplaneTest, FlowsToADeadBackendGetARst) {
+  make_service(2);
+  std::uint16_t on_one = 0;
+  for (std::uint16_t sport = 40000; sport < 40100 && !on_one; ++sport) {
+    if (backend_of(from_endpoint(syn(sport))) == backend_ip(1)) on_one = sport;
+  }
+  ASSERT_NE(on_one, 0);
+  lb_->set_backend_state(1, BackendState::dead);
+  RunResult r = from_endpoint(ack(on_one));
+  expect_rst(r, 80, on_one);
+  EXPECT_EQ(get32(r.out, kL4 + 4), 9001u);
+  EXPECT_EQ(lb_->stats()[LB_STAT_RST_DEAD_BACKEND], 1u);
+  // The client reconnects from the same port: the new SYN goes to a live one.
+  EXPECT_EQ(backend_of(from_endpoint(syn(on_one))), backend_ip(2));
+}
+
+TEST_F(LbDataplaneTest, BackendDroppedFromTheListIsDead) {
+  make_service(2);
+  std::uint16_t on_two = 0;
+  for (std::uint16_t sport = 40000; sport < 40100 && !on_two; ++sport) {
+    if (backend_of(from_endpoint(syn(sport))) == backend_ip(2)) on_two = sport;
+  }
+  ASSERT_NE(on_two, 0);
+  auto one = backends(1);
+  lb_->set_backends(kService, one);
+  expect_rst(from_endpoint(ack(on_two)), 80, on_two);
+}
+
+// Issue 9's bound through the program: 2000 flows over 10 backends, one
+// backend removed, the same flows sent again as new flows: only about the
+// removed backend's tenth move.
+TEST_F(LbDataplaneTest, RemovingOneOfTenBackendsMovesAboutATenthOfFlows) {
+  make_service(10);
+  constexpr int kFlows = 2000;
+  std::map<std::uint16_t, std::uint32_t> before;
+  std::map<std::uint32_t, int> share;
+  for (int i = 0; i < kFlows; ++i) {
+    std::uint16_t sport = static_cast<std::uint16_t>(20000 + i);
+    std::uint32_t ip = backend_of(from_endpoint(syn(sport)));
+    auto expected = lb_->lookup(kService, kClient, sport, 80, Protocol::tcp);
+    ASSERT_TRUE(expected);
+    ASSERT_EQ(expected->ip, ip) << "lookup disagrees with the program";
+    before[sport] = ip;
+    share[ip]++;
+  }
+  EXPECT_EQ(share.size(), 10u);
+  for (auto& [ip, n] : share) EXPECT_LT(n, 2 * kFlows / 10) << "backend " << ip;
+
+  std::vector<Backend> nine = backends(10);
+  nine.erase(nine.begin() + 3);  // backend 4
+  lb_->set_backends(kService, nine);
+  GcResult gc = lb_->gc(LoadBalancer::monotonic_now_ns() + 24ULL * 3600 * 1000000000ULL);
+  EXPECT_EQ(gc.expired, 2u * kFlows);
+  EXPECT_EQ(gc.entries, 0u);
+
+  int moved = 0, moved_from_others = 0;
+  for (auto& [sport, ip] : before) {
+    std::uint32_t now = backend_of(from_endpoint(syn(sport)));
+    EXPECT_NE(now, backend_ip(4));
+    if (now != ip) {
+      ++moved;
+      if (ip != backend_ip(4)) ++moved_from_others;
+    }
+  }
+  EXPECT_EQ(moved - moved_from_others, share[backend_ip(4)]);
+  EXPECT_LE(moved, kFlows / 10 + kFlows * 4 / 100) << moved << " of " << kFlows << " moved";
+}
+
+TEST_F(LbDataplaneTest, GcExpiresByStateAndIdleTime) {
+  Timeouts t;
+  lb_->set_timeouts(t);
+  make_service(1);
+  const std::uint64_t s = 1000000000ULL;
+  std::uint64_t start = LoadBalancer::monotonic_now_ns();
+  // 1: UDP; 2: TCP SYN only; 3: TCP established; 4: TCP reset.
+  ASSERT_EQ(from_endpoint(udp_packet(kClient, 30000, kVip, 53, "q")).retval, kOk);
+  ASSERT_EQ(from_endpoint(syn(40001)).retval, kOk);
+  ASSERT_EQ(from_endpoint(syn(40002)).retval, kOk);
+  Tcp reply;
+  reply.saddr = backend_ip(1);
+  reply.daddr = kClient;
+  reply.sport = 80;
+  reply.dport = 40002;
+  reply.flags = kSyn | kAck;
+  ASSERT_EQ(to_endpoint(tcp_packet(reply)).retval, kOk);
+  ASSERT_EQ(from_endpoint(syn(40003)).retval, kOk);
+  Tcp rst;
+  rst.saddr = kClient;
+  rst.daddr = kVip;
+  rst.sport = 40003;
+  rst.dport = 80;
+  rst.flags = kRst | kAck;
+  ASSERT_EQ(from_endpoint(tcp_packet(rst)).retval, kOk);
+
+  GcResult now = lb_->gc(LoadBalancer::monotonic_now_ns());
+  EXPECT_EQ(now.expired, 0u);
+  EXPECT_EQ(now.entries, 8u);
+  EXPECT_EQ(now.capacity, 16384u);
+
+  GcResult after_closing = lb_->gc(start + 11 * s);  // RST: 10 s
+  EXPECT_EQ(after_closing.expired, 2u);
+  GcResult after_minute = lb_->gc(start + 61 * s);   // UDP and SYN-only: 60 s
+  EXPECT_EQ(after_minute.expired, 4u);
+  EXPECT_EQ(after_minute.entries, 2u);
+  // No 900 s cut: the established flow is there after an idle hour.
+  EXPECT_EQ(lb_->gc(start + 3600 * s).expired, 0u);
+  GcResult after_six_hours = lb_->gc(start + (6 * 3600 + 1) * s);
+  EXPECT_EQ(after_six_hours.expired, 2u);
+  EXPECT_EQ(after_six_hours.entries, 0u);
+}
+
+// A backend connecting to its own service's VIP and balanced to itself:
+// the flow goes back in from the hairpin address, its replies come back in
+// from the VIP, and the pair expires together.
+TEST_F(LbDataplaneTest, BackendBalancedToItselfGoesBackInThroughTheHairpinAddress) {
+  const std::uint32_t self_ip = backend_ip(1);
+  const std::uint32_t hairpin = LB_HAIRPIN_ADDR_HOST;
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, kService);
+  auto list = backends(1);
+  lb_->set_backends(kService, list);
+  Tcp t;
+  t.saddr = self_ip;
+  t.daddr = kVip;
+  t.sport = 45000;
+  t.dport = 80;
+  t.dst_mac = mac_of(kVip);
+  RunResult r = from_endpoint(tcp_packet(t));
+  ASSERT_EQ(r.retval, kRedirect);
+  EXPECT_EQ(get32(r.out, kIp + 12), hairpin);
+  EXPECT_EQ(get32(r.out, kIp + 16), self_ip);
+  EXPECT_EQ(get16(r.out, kL4), 45000);
+  EXPECT_EQ(get16(r.out, kL4 + 2), 80);
+  EXPECT_EQ(get_mac(r.out, 0), mac_of(self_ip));
+  EXPECT_EQ(get_mac(r.out, 6), mac_of(kVip));
+  EXPECT_TRUE(ip_checksum_ok(r.out));
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+
+  // The server side answers the hairpin address (via its gateway's MAC).
+  Tcp answer;
+  answer.saddr = self_ip;
+  answer.daddr = hairpin;
+  answer.sport = 80;
+  answer.dport = 45000;
+  answer.flags = kSyn | kAck;
+  answer.dst_mac = {0x02, 0x42, 10, 0, 0, 1};
+  RunResult back = from_endpoint(tcp_packet(answer));
+  ASSERT_EQ(back.retval, kRedirect);
+  EXPECT_EQ(get32(back.out, kIp + 12), kVip);
+  EXPECT_EQ(get32(back.out, kIp + 16), self_ip);
+  EXPECT_EQ(get16(back.out, kL4), 80);
+  EXPECT_EQ(get16(back.out, kL4 + 2), 45000);
+  EXPECT_EQ(get_mac(back.out, 0), mac_of(self_ip));
+  EXPECT_EQ(get_mac(back.out, 6), mac_of(kVip));
+  EXPECT_TRUE(ip_checksum_ok(back.out));
+  EXPECT_TRUE(l4_checksum_ok(back.out));
+
+  // Later packets of the flow take the same way; the pair is one flow.
+  t.flags = kAck;
+  EXPECT_EQ(get32(from_endpoint(tcp_packet(t)).out, kIp + 12), hairpin);
+  EXPECT_EQ(lb_->gc(LoadBalancer::monotonic_now_ns() + 2ULL * 3600 * 1000000000ULL).expired, 0u);
+  GcResult gc = lb_->gc(LoadBalancer::monotonic_now_ns() + 7ULL * 3600 * 1000000000ULL);
+  EXPECT_EQ(gc.expired, 2u);
+
+  // Nothing answers for the hairpin address by itself.
+  answer.sport = 81;
+  EXPECT_EQ(from_endpoint(tcp_packet(answer)).retval, kShot);
+  Bytes arp = arp_request(self_ip, hairpin);
+  EXPECT_EQ(from_endpoint(arp).out, arp);
+  EXPECT_THROW(lb_->upsert_service({hairpin, 80, Protocol::tcp}, 2), std::invalid_argument);
+}
+
+// A flow lives as long as its most recent direction: a UDP stream the
+// backend keeps sending on is not cut because the client went quiet.
+TEST_F(LbDataplaneTest, GcKeepsAFlowWhoseOtherDirectionIsFresh) {
+  make_service(1);
+  ASSERT_EQ(from_endpoint(udp_packet(kClient, 30000, kVip, 53, "q")).retval, kOk);
+  usleep(100 * 1000);
+  ASSERT_EQ(to_endpoint(udp_packet(backend_ip(1), 53, kClient, 30000, "a")).retval, kOk);
+  std::uint64_t original = 0, reply = 0;
+  lb_ct_key key{}, next{};
+  lb_ct_key* prev = nullptr;
+  const int fd = lb_->map_fd("lb_conntrack");
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    lb_ct_value value{};
+    ASSERT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
+    (next.dir == LB_CT_DIR_ORIGINAL ? original : reply) = value.last_seen_ns;
+    key = next;
+    prev = &key;
+  }
+  ASSERT_GT(reply, original);
+  const std::uint64_t minute = 60ULL * 1000000000ULL;
+  EXPECT_EQ(lb_->gc(original + minute + (reply - original) / 2).expired, 0u);
+  EXPECT_EQ(lb_->gc(reply + minute).expired, 2u);
+}
+
+TEST_F(LbDataplaneTest, ReopeningThePinDirKeepsConntrackAndTables) {
+  make_service(2);
+  std::uint16_t sport = 40000;
+  std::uint32_t first = backend_of(from_endpoint(syn(sport)));
+  lb_.reset();  // the agent goes away; the pins stay
+
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  EXPECT_EQ(backend_of(from_endpoint(ack(sport))), first);
+  EXPECT_GE(lb_->stats()[LB_STAT_CT_HIT], 1u);
+  auto counters = lb_->counters(kService);
+  EXPECT_EQ(counters.size(), 2u);
+  auto found = lb_->lookup(kService, kClient, 41000, 80, Protocol::tcp);
+  ASSERT_TRUE(found);
+  // The index came back from the maps: dropping backend 2 marks it dead.
+  auto one = backends(1);
+  lb_->set_backends(kService, one);
+  for (std::uint16_t p = 42000; p < 42050; ++p) {
+    EXPECT_EQ(backend_of(from_endpoint(syn(p))), backend_ip(1));
+  }
+  // Removing the service removes its VIP: its traffic passes untouched.
+  lb_->remove_service(std::uint32_t{kService});
+  Bytes in = syn(43000);
+  RunResult r = from_endpoint(in);
+  EXPECT_EQ(r.retval, kOk);
+  EXPECT_EQ(r.out, in);
+  EXPECT_FALSE(lb_->lookup(kService, kClient, 41000, 80, Protocol::tcp));
+}
+
+TEST_F(LbDataplaneTest, OtherSizesThanThePinnedMapsAreRefusedByName) {
+  Limits bigger = test_limits();
+  bigger.conntrack_entries *= 2;
+  try {
+    LoadBalancer::open(pin_dir_, bigger);
+    FAIL() << "opened with a different conntrack size";
+  } catch (const BpfError& e) {
+    EXPECT_EQ(e.code().value(), EINVAL);
+    EXPECT_NE(std::string(e.what()).find("lb_conntrack"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(LbDataplaneTest, OtherMaglevSizeOrAbiVersionThanThePinnedMapsIsRefused) {
+  Limits other = test_limits();
+  other.maglev_table_size = 509;
+  try {
+    LoadBalancer::open(pin_dir_, other);
+    FAIL() << "opened with a different Maglev table size";
+  } catch (const BpfError& e) {
+    EXPECT_NE(std::string(e.what()).find("Maglev"), std::string::npos) << e.what();
+  }
+  lb_config cfg{};
+  std::uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  cfg.abi_version = LB_ABI_VERSION + 1;
+  ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
+  try {
+    LoadBalancer::open(pin_dir_, test_limits());
+    FAIL() << "opened maps of another ABI version";
+  } catch (const BpfError& e) {
+    EXPECT_NE(std::string(e.what()).find("ABI version"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(LbDataplaneTest, RemovePinsLeavesNothing) {
+  lb_.reset();
+  LoadBalancer::remove_pins(pin_dir_);
+  EXPECT_FALSE(std::filesystem::exists(pin_dir_));
+  LoadBalancer::remove_pins(pin_dir_);  // idempotent
+}
+
+TEST_F(LbDataplaneTest, TheHairpinAddressTakesNoFrontendSlot) {
+  Limits one = test_limits();
+  one.max_frontends = 1;
+  LoadBalancer small = LoadBalancer::open(pin_dir_ / "small", one);
+  EXPECT_NO_THROW(small.upsert_service({kVip, 80, Protocol::tcp}, kService));
+}
+
+TEST_F(LbDataplaneTest, BadArgumentsAreRefused) {
+  EXPECT_THROW(lb_->upsert_service({kVip, 80, Protocol::tcp}, 64), std::invalid_argument);
+  std::vector<Backend> zero{Backend{0, backend_ip(1), {}, BackendState::active}};
+  EXPECT_THROW(lb_->set_backends(kService, zero), std::invalid_argument);
+  std::vector<Backend> big{Backend{256, backend_ip(1), {}, BackendState::active}};
+  EXPECT_THROW(lb_->set_backends(kService, big), std::invalid_argument);
+  auto list = backends(1);
+  lb_->set_backends(kService, list);
+  EXPECT_THROW(lb_->set_backends(kService + 1, list), std::invalid_argument);  // owned by 1
+  Limits odd = test_limits();
+  odd.maglev_table_size = 1024;
+  EXPECT_THROW(LoadBalancer::open(pin_dir_ / "other", odd), std::invalid_argument);
+}
+
+TEST_F(LbDataplaneTest, ManyServicesAtOnceAndNothingWrittenOnBadInput) {
+  const std::uint32_t vip2 = ip4(10, 0, 0, 3);
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, 1);
+  lb_->upsert_service({vip2, 80, Protocol::tcp}, 2);
+  std::vector<ServiceBackends> bulk{{1, {backend(1), backend(2)}}, {2, {backend(3)}}};
+  lb_->set_backends(bulk);
+  EXPECT_EQ(lb_->lookup(2, kClient, 1000, 80, Protocol::tcp)->backend_id, 3u);
+  Tcp t;
+  t.saddr = kClient;
+  t.daddr = vip2;
+  t.sport = 1000;
+  t.dport = 80;
+  EXPECT_EQ(backend_of(from_endpoint(tcp_packet(t))), backend_ip(3));
+
+  // Backend 4 claimed by both services: refused before anything changes.
+  std::vector<ServiceBackends> clash{{1, {backend(1), backend(4)}}, {2, {backend(4)}}};
+  EXPECT_THROW(lb_->set_backends(clash), std::invalid_argument);
+  std::vector<ServiceBackends> twice{{1, {backend(1)}}, {1, {backend(2)}}};
+  EXPECT_THROW(lb_->set_backends(twice), std::invalid_argument);
+  for (std::uint16_t p = 2000; p < 2100; ++p) {
+    auto found = lb_->lookup(1, kClient, p, 80, Protocol::tcp);
+    ASSERT_TRUE(found);
+    EXPECT_NE(found->backend_id, 4u);
+  }
+  EXPECT_EQ(lb_->counters(1).size(), 2u);
+}
+
+TEST_F(LbDataplaneTest, UdpFlowOfADeadBackendMovesToALiveOne) {
+  make_service(2);
+  std::uint16_t on_one = 0;
+  for (std::uint16_t sport = 30000; sport < 30100 && !on_one; ++sport) {
+    if (backend_of(from_endpoint(udp_packet(kClient, sport, kVip, 53, "q"))) == backend_ip(1)) {
+      on_one = sport;
+    }
+  }
+  ASSERT_NE(on_one, 0);
+  lb_->set_backend_state(1, BackendState::dead);
+  EXPECT_EQ(backend_of(from_endpoint(udp_packet(kClient, on_one, kVip, 53, "q"))), backend_ip(2));
+}
+
+TEST_F(LbDataplaneTest, FragmentsAndIpOptionsToAVipAreDroppedAndCounted) {
+  make_service(1);
+  Bytes frag = syn(40000);
+  put16(frag, kIp + 6, 0x2000);  // more fragments
+  fill_checksums(frag);
+  EXPECT_EQ(from_endpoint(frag).retval, kShot);
+  Bytes options = syn(40001);
+  options[kIp] = 0x46;
+  EXPECT_EQ(from_endpoint(options).retval, kShot);
+  auto stats = lb_->stats();
+  EXPECT_EQ(stats[LB_STAT_DROP_FRAGMENT], 1u);
+  EXPECT_EQ(stats[LB_STAT_DROP_IP_OPTIONS], 1u);
+}
+
+TEST_F(LbDataplaneTest, FinBothWaysEndsAFlowAndANewSynPicksAgain) {
+  make_service(2);
+  const std::uint16_t sport = 40000;
+  std::uint32_t first = backend_of(from_endpoint(syn(sport)));
+  Tcp fin;
+  fin.saddr = kClient;
+  fin.daddr = kVip;
+  fin.sport = sport;
+  fin.dport = 80;
+  fin.flags = kFin | kAck;
+  EXPECT_EQ(backend_of(from_endpoint(tcp_packet(fin))), first);
+  Tcp reply_fin;
+  reply_fin.saddr = first;
+  reply_fin.daddr = kClient;
+  reply_fin.sport = 80;
+  reply_fin.dport = sport;
+  reply_fin.flags = kFin | kAck;
+  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply_fin)).out, kIp + 12), kVip);
+  // Closed both ways: gone after the closing timeout (10 s), not 6 h.
+  std::uint64_t now = LoadBalancer::monotonic_now_ns();
+  EXPECT_EQ(lb_->gc(now).expired, 0u);
+  EXPECT_EQ(lb_->gc(now + 11ULL * 1000000000ULL).expired, 2u);
+}
+
+// attach/detach on the loopback of a fresh network namespace (a child
+// process, so nothing outside it is touched).
+TEST_F(LbDataplaneTest, AttachAndDetachAtTc) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (unshare(CLONE_NEWNET) != 0) _exit(10);
+    try {
+      auto query = [](bpf_tc_attach_point point) {
+        bpf_tc_hook hook{};
+        hook.sz = sizeof hook;
+        hook.ifindex = 1;
+        hook.attach_point = point;
+        bpf_tc_opts opts{};
+        opts.sz = sizeof opts;
+        opts.handle = 0x77ef;
+        opts.priority = 1;
+        return bpf_tc_query(&hook, &opts) == 0 ? opts.prog_id : 0u;
+      };
+      {
+        TcAttachment attached = lb_->attach(1);
+        if (query(BPF_TC_INGRESS) == 0 || query(BPF_TC_EGRESS) == 0) _exit(11);
+        TcAttachment again = lb_->attach(1);  // replaces, does not stack
+        again.release();
+      }
+      // `attached` detached on destruction.
+      if (query(BPF_TC_INGRESS) != 0 || query(BPF_TC_EGRESS) != 0) _exit(12);
+      TcAttachment kept = lb_->attach(1);
+      kept.release();
+      if (query(BPF_TC_INGRESS) == 0) _exit(13);
+      LoadBalancer::detach(1);
+      if (query(BPF_TC_INGRESS) != 0) _exit(14);
+      LoadBalancer::detach(1);  // nothing left: no error
+    } catch (const std::exception&) {
+      _exit(15);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace weft::dataplane::lb
