@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "control/model.h"
+#include "tests/support/addresses.h"
 
 namespace weft::control::test_support {
 
@@ -38,8 +39,8 @@ class FakeNetworkService : public NetworkService {
     network.id = make_id(n);
     network.name = spec.name;
     network.driver = spec.driver;
-    network.subnet = spec.subnet.value_or(fmt::format("10.0.{}.0/24", n));
-    network.gateway = spec.gateway.value_or(fmt::format("10.0.{}.1", n));
+    network.subnet = weft::testing::cidr(spec.subnet.value_or(fmt::format("10.0.{}.0/24", n)));
+    network.gateway = weft::testing::ipv4(spec.gateway.value_or(fmt::format("10.0.{}.1", n)));
     network.vni = 4096 + n;
     network.attachable = spec.attachable;
     network.created = "2024-05-01T12:00:00Z";
@@ -76,9 +77,9 @@ class FakeNetworkService : public NetworkService {
     endpoint.network_name = network.name;
     endpoint.netns = request.netns;
     endpoint.ifname = "eth0";
-    endpoint.ip = request.ip.value_or(fmt::format("10.0.0.{}", n + 1));
+    endpoint.ip = weft::testing::ipv4(request.ip.value_or(fmt::format("10.0.0.{}", n + 1)));
     endpoint.prefix_len = 24;
-    endpoint.mac = fmt::format("02:42:0a:00:00:{:02x}", n + 1);
+    endpoint.mac = weft::testing::mac(fmt::format("02:42:0a:00:00:{:02x}", n + 1));
     endpoint.node = "node-1";
     endpoints.push_back(endpoint);
     return endpoint;
