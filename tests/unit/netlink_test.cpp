@@ -103,6 +103,18 @@ TEST_F(NetlinkTest, AddressesAndDefaultRoute) {
   EXPECT_TRUE(sock.has_default_route());
 }
 
+// A failure after the route's nexthop is made (here: no such link) must not
+// leak it: under ASan (scripts/build --asan) LeakSanitizer fails the run.
+TEST_F(NetlinkTest, DefaultRouteViaMissingLinkFailsWithoutLeaking) {
+  try {
+    sock.replace_default_route(ipv4("10.9.0.1"), "nope0");
+    ADD_FAILURE() << "a route via a missing link was added";
+  } catch (const NetlinkError& e) {
+    EXPECT_EQ(e.code().value(), ENODEV) << e.what();
+  }
+  EXPECT_FALSE(sock.has_default_route());
+}
+
 TEST_F(NetlinkTest, NeighbourAndFdbEntries) {
   sock.create_bridge("under0");
   sock.add_address("under0", ipv4("192.0.2.1"), 24);

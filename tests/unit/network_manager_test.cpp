@@ -420,3 +420,30 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
 
 }  // namespace
 }  // namespace weft::control
+
+namespace weft::control {
+namespace {
+
+// The state file keeps addresses as text; one that does not parse makes the
+// file corrupt (as a missing field does) instead of reaching the kernel.
+TEST_F(NetworkManagerTest, StateFileWithMalformedAddressIsCorrupt) {
+  auto c1 = namespaces.make("c1");
+  {
+    auto agent = start_agent();
+    agent->create_network({.name = "net-test"});
+    agent->connect({.network = "net-test", .netns = c1.string()});
+  }
+  auto state = nlohmann::json::parse(*read_file(state_file()));
+  state["endpoints"][0]["mac"] = "02:42:0a:00:00";
+  write_file_atomically(state_file(), state.dump(2));
+  try {
+    start_agent();
+    ADD_FAILURE() << "the agent started on a state file with a malformed MAC";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is corrupt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("\"mac\""), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace weft::control
