@@ -795,7 +795,8 @@ void NetworkManager::detach_cluster() {
   self.early_ownership.clear();
   self.pool.set_owned(ipam::RangeSet(ipam::Range{self.pool.pool().first(), self.pool.pool().last()}));
   self.vni_owned = ipam::RangeSet(kVniRange);
-  for (auto& [id, allocator] : self.addresses) allocator.add_owned(ipam::RangeSet(ipam::host_range(allocator.subnet())));
+  for (auto& [id, allocator] : self.addresses)
+    allocator.add_owned(ipam::RangeSet(ipam::host_range(allocator.subnet())));
 }
 
 bool NetworkManager::has_networks() {

@@ -414,7 +414,8 @@ std::vector<std::pair<MacAddress, Ipv4>> NetlinkSocket::list_fdb(const std::stri
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* neigh = reinterpret_cast<rtnl_neigh*>(obj);
     if (rtnl_neigh_get_ifindex(neigh) != ifindex || rtnl_neigh_get_family(neigh) != AF_BRIDGE) continue;
-    if (const auto dst = ipv4_of(rtnl_neigh_get_dst(neigh))) result.emplace_back(mac_of(rtnl_neigh_get_lladdr(neigh)), *dst);
+    if (const auto dst = ipv4_of(rtnl_neigh_get_dst(neigh)))
+      result.emplace_back(mac_of(rtnl_neigh_get_lladdr(neigh)), *dst);
   }
   return result;
 }

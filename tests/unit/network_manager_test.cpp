@@ -250,7 +250,8 @@ TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
   dp::NetlinkSocket inside(dp::NetnsHandle::open(c1));
   EXPECT_FALSE(inside.find_link("eth0"));
 
-  EXPECT_EQ(agent->connect({.network = "big", .netns = c1.string(), .name = "web", .ip = "10.5.9.9"}).ip.str(), "10.5.9.9");
+  EXPECT_EQ(agent->connect({.network = "big", .netns = c1.string(), .name = "web", .ip = "10.5.9.9"}).ip.str(),
+            "10.5.9.9");
   auto c2 = namespaces.make("c2");
   expect_error([&] { agent->connect({.network = "big", .netns = c2.string(), .name = "web"}); }, K::Conflict);
   expect_error([&] { agent->connect({.network = "big", .netns = c1.string()}); }, K::Conflict);
@@ -393,7 +394,8 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
   write_file_atomically(state_file(), state.dump(2));
   // A complete attach no record mentions (left by an agent without
   // write-ahead records), holding an address the state thinks is free.
-  dp::attach_endpoint(layout, {.host_ifname = "vethbbbbbbbbbbb", .ip = ipv4("10.0.0.4"), .mac = mac("02:42:0a:00:00:04")},
+  dp::attach_endpoint(layout,
+                      {.host_ifname = "vethbbbbbbbbbbb", .ip = ipv4("10.0.0.4"), .mac = mac("02:42:0a:00:00:04")},
                       dp::NetnsHandle::open(c3));
   // A state write cut short.
   std::ofstream(state_dir() / ".state.json.tmp.Zz9Yy8") << "{\"version\":";

@@ -82,8 +82,10 @@ TEST_F(TwoNodeOverlayTest, RemoteEntriesCarryTrafficAcrossNodes) {
   }
   auto c1 = namespaces.make("c1");
   auto c2 = namespaces.make("c2");
-  attach_endpoint(net1, {.host_ifname = "veth1", .ip = ipv4("10.0.0.2"), .mac = mac("02:42:0a:00:00:02")}, NetnsHandle::open(c1));
-  attach_endpoint(net2, {.host_ifname = "veth2", .ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03")}, NetnsHandle::open(c2));
+  attach_endpoint(net1, {.host_ifname = "veth1", .ip = ipv4("10.0.0.2"), .mac = mac("02:42:0a:00:00:02")},
+                  NetnsHandle::open(c1));
+  attach_endpoint(net2, {.host_ifname = "veth2", .ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03")},
+                  NetnsHandle::open(c2));
 
   EXPECT_FALSE(tcp_connects(c1, c2, "10.0.0.3", 7100, 1)) << "reached without entries: flooding or learning is on";
 
@@ -95,8 +97,9 @@ TEST_F(TwoNodeOverlayTest, RemoteEntriesCarryTrafficAcrossNodes) {
 
   NetlinkSocket net(NetnsHandle::open(net1.netns_path));
   EXPECT_EQ(net.list_fdb(vxlan_device_name(4096)).size(), 1u);
-  unprogram_remote_endpoint(net1, {.ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03"), .vtep = ipv4("192.0.2.12")});
-  unprogram_remote_endpoint(net1, {.ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03"), .vtep = ipv4("192.0.2.12")});
+  const RemoteEndpoint on_node2{.ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03"), .vtep = ipv4("192.0.2.12")};
+  unprogram_remote_endpoint(net1, on_node2);
+  unprogram_remote_endpoint(net1, on_node2);
   EXPECT_TRUE(net.list_fdb(vxlan_device_name(4096)).empty());
   EXPECT_TRUE(net.list_neighbors(vxlan_device_name(4096)).empty());
 
