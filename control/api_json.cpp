@@ -105,12 +105,17 @@ json parse_body(std::string_view body) {
   }
 }
 
+// All zero (never a real MAC) in an Endpoint that was never filled in.
+std::string mac_text(const Endpoint& endpoint) {
+  return endpoint.mac == dataplane::MacAddress{} ? "" : endpoint.mac.str();
+}
+
 }  // namespace
 
 void to_json(json& j, const Network& network) {
   json ipam_configs = json::array();
-  if (!network.subnet.empty()) {
-    ipam_configs.push_back(json{{"Subnet", network.subnet}, {"Gateway", network.gateway}});
+  if (network.gateway != ipam::Ipv4{}) {  // see Network::gateway
+    ipam_configs.push_back(json{{"Subnet", network.subnet.str()}, {"Gateway", network.gateway.str()}});
   }
   j = json{
       {"Name", network.name},
@@ -135,7 +140,7 @@ void to_json(json& j, const Endpoint& endpoint) {
       {"Netns", endpoint.netns},
       {"Interface", endpoint.ifname},
       {"IPv4Address", api::ipv4_with_prefix(endpoint)},
-      {"MacAddress", endpoint.mac},
+      {"MacAddress", mac_text(endpoint)},
       {"Node", endpoint.node},
   };
 }
@@ -143,8 +148,8 @@ void to_json(json& j, const Endpoint& endpoint) {
 namespace api {
 
 std::string ipv4_with_prefix(const Endpoint& endpoint) {
-  if (endpoint.ip.empty()) return "";
-  return endpoint.ip + "/" + std::to_string(endpoint.prefix_len);
+  if (endpoint.ip == ipam::Ipv4{}) return "";  // see Endpoint::ip
+  return endpoint.ip.str() + "/" + std::to_string(endpoint.prefix_len);
 }
 
 json network_detail_json(const Network& network, const std::vector<Endpoint>& endpoints) {
@@ -155,7 +160,7 @@ json network_detail_json(const Network& network, const std::vector<Endpoint>& en
     containers[endpoint.id] = json{
         {"Name", endpoint.name},
         {"EndpointID", endpoint.id},
-        {"MacAddress", endpoint.mac},
+        {"MacAddress", mac_text(endpoint)},
         {"IPv4Address", ipv4_with_prefix(endpoint)},
         {"Netns", endpoint.netns},
     };

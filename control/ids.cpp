@@ -21,6 +21,8 @@ std::string random_id() {
   return id;
 }
 
+std::string short_id(std::string_view id) { return std::string(id.substr(0, 12)); }
+
 std::string now_rfc3339() {
   const auto now = std::chrono::system_clock::now();
   const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(now);

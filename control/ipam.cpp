@@ -1,7 +1,6 @@
 #include "control/ipam.h"
 
 #include <algorithm>
-#include <charconv>
 #include <iterator>
 
 namespace weft::control::ipam {
@@ -12,37 +11,12 @@ namespace {
 // not wrap around to 0.0.0.0.
 using Wide = std::uint64_t;
 
-std::uint32_t prefix_mask(int prefix) {
-  // Shifting a 32-bit value by 32 is undefined, hence the 64-bit detour.
-  return static_cast<std::uint32_t>(~((Wide{1} << (32 - prefix)) - 1));
-}
-
-// Parses a decimal number without sign, spaces or leading zeros ("0" itself
-// is fine): "010" would read as octal to inet_aton, so refusing it avoids
-// two tools disagreeing about which address the user meant.
-std::optional<unsigned> parse_decimal(std::string_view text, unsigned max) {
-  if (text.empty() || text.size() > 3 || (text.size() > 1 && text.front() == '0')) {
-    return std::nullopt;
-  }
-  unsigned value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc{} || end != text.data() + text.size() || value > max) {
-    return std::nullopt;
-  }
-  return value;
-}
-
-bool is_valid_cidr(const Cidr& cidr) {
-  return cidr.prefix >= 0 && cidr.prefix <= 32 &&
-         (cidr.base.value & ~prefix_mask(cidr.prefix)) == 0;
-}
-
 const Cidr& require_valid_cidr(const Cidr& cidr, const char* what) {
   if (cidr.prefix < 0 || cidr.prefix > 32) {
     throw IpamError(IpamError::Kind::Invalid,
                     std::string("invalid ") + what + " prefix length " + std::to_string(cidr.prefix));
   }
-  if (!is_valid_cidr(cidr)) {
+  if (!cidr.well_formed()) {
     throw IpamError(IpamError::Kind::Invalid,
                     std::string("invalid ") + what + " " + cidr.str() + ": host bits are set");
   }
@@ -110,67 +84,7 @@ std::optional<Cidr> first_overlapping(const std::set<Cidr>& reserved, const Cidr
 
 }  // namespace
 
-// ---------------------------------------------------------------------------
-// Ipv4
-
-std::optional<Ipv4> Ipv4::parse(std::string_view text) {
-  std::uint32_t value = 0;
-  for (int octet_index = 0; octet_index < 4; ++octet_index) {
-    const bool last_octet = octet_index == 3;
-    const std::size_t dot = text.find('.');
-    if (last_octet != (dot == std::string_view::npos)) {
-      return std::nullopt;  // too few or too many dots
-    }
-    const auto octet = parse_decimal(text.substr(0, dot), 255);
-    if (!octet) {
-      return std::nullopt;
-    }
-    value = (value << 8) | *octet;
-    text = last_octet ? std::string_view{} : text.substr(dot + 1);
-  }
-  return Ipv4{value};
-}
-
-std::string Ipv4::str() const {
-  std::string out;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    out += std::to_string((value >> shift) & 0xFF);
-    if (shift != 0) {
-      out += '.';
-    }
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// Cidr
-
-std::optional<Cidr> Cidr::parse(std::string_view text) {
-  const std::size_t slash = text.find('/');
-  if (slash == std::string_view::npos) {
-    return std::nullopt;
-  }
-  const auto base = Ipv4::parse(text.substr(0, slash));
-  const auto prefix = parse_decimal(text.substr(slash + 1), 32);
-  if (!base || !prefix) {
-    return std::nullopt;
-  }
-  Cidr cidr{*base, static_cast<int>(*prefix)};
-  if (!is_valid_cidr(cidr)) {
-    return std::nullopt;
-  }
-  return cidr;
-}
-
-Ipv4 Cidr::last() const { return Ipv4{base.value | ~prefix_mask(prefix)}; }
-
-bool Cidr::contains(Ipv4 ip) const { return (ip.value & prefix_mask(prefix)) == base.value; }
-
-bool Cidr::overlaps(const Cidr& other) const {
-  return first() <= other.last() && other.first() <= last();
-}
-
-std::string Cidr::str() const { return base.str() + "/" + std::to_string(prefix); }
+Range host_range(const Cidr& subnet) { return Range{Ipv4{subnet.first().value + 1}, Ipv4{subnet.last().value - 1}}; }
 
 // ---------------------------------------------------------------------------
 // RangeSet
@@ -396,6 +310,19 @@ void SubnetPool::release(const Cidr& subnet) {
 
 bool SubnetPool::overlaps_reserved(const Cidr& subnet) const {
   return first_overlapping(reserved_, subnet).has_value();
+}
+
+SubnetPool default_subnet_pool(std::string_view pool, int mask_length) {
+  const auto cidr = Cidr::parse(pool);
+  if (!cidr) {
+    throw std::invalid_argument("invalid --default-addr-pool \"" + std::string(pool) +
+                                "\": not an IPv4 CIDR with host bits zero (e.g. 10.0.0.0/8)");
+  }
+  if (mask_length < cidr->prefix || mask_length > 30) {
+    throw std::invalid_argument("invalid --default-addr-pool-mask-length " + std::to_string(mask_length) +
+                                ": must be between " + std::to_string(cidr->prefix) + " (the pool's prefix) and 30");
+  }
+  return SubnetPool(*cidr, mask_length);
 }
 
 }  // namespace weft::control::ipam

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "dataplane/address.h"
+
 namespace weft::control::ipam {
 
 class IpamError : public std::runtime_error {
@@ -25,26 +27,8 @@ class IpamError : public std::runtime_error {
   Kind kind_;
 };
 
-struct Ipv4 {
-  std::uint32_t value = 0;  // host byte order
-  static std::optional<Ipv4> parse(std::string_view text);
-  std::string str() const;
-  auto operator<=>(const Ipv4&) const = default;
-};
-
-struct Cidr {
-  Ipv4 base;  // network address (host bits zero)
-  int prefix = 0;
-  // Refuses host bits set ("10.0.0.1/24") and prefixes outside 0..32.
-  static std::optional<Cidr> parse(std::string_view text);
-  Ipv4 first() const { return base; }
-  Ipv4 last() const;
-  std::uint64_t size() const { return std::uint64_t{1} << (32 - prefix); }
-  bool contains(Ipv4 ip) const;
-  bool overlaps(const Cidr& other) const;
-  std::string str() const;
-  auto operator<=>(const Cidr&) const = default;
-};
+using Ipv4 = dataplane::Ipv4;
+using Cidr = dataplane::Cidr;
 
 // Inclusive range [first, last].
 struct Range {
@@ -53,6 +37,10 @@ struct Range {
   std::uint64_t size() const { return std::uint64_t{last.value} - first.value + 1; }
   auto operator<=>(const Range&) const = default;
 };
+
+// The addresses of `subnet` nodes may hand out: all but its network and
+// broadcast address. `subnet` must be /30 or larger (networks are).
+Range host_range(const Cidr& subnet);
 
 // Disjoint, coalesced ranges.
 class RangeSet {
@@ -133,5 +121,11 @@ class SubnetPool {
   RangeSet owned_;
   std::set<Cidr> reserved_;
 };
+
+// The pool of weftd's --default-addr-pool and --default-addr-pool-mask-length:
+// throws std::invalid_argument, naming the flag, when the pool is not a CIDR
+// or the mask length is outside the pool's prefix..30 (/31 and /32 leave no
+// address for an endpoint next to the gateway).
+SubnetPool default_subnet_pool(std::string_view pool, int mask_length);
 
 }  // namespace weft::control::ipam

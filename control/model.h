@@ -1,4 +1,7 @@
-// Objects the agent manages, as the API and the CLI see them.
+// Objects the agent manages, as the API and the CLI see them. Addresses are
+// typed values here; they become text only at the JSON edge (api_json,
+// record_json). Requests keep what the user typed: the service parses it and
+// says what is wrong with it.
 #pragma once
 
 #include <cstdint>
@@ -6,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "control/ipam.h"
 
 namespace weft::control {
 
@@ -22,8 +27,10 @@ struct Network {
   std::string id;       // 64 hex chars, like Docker's
   std::string name;
   std::string driver;   // "overlay"
-  std::string subnet;   // CIDR
-  std::string gateway;  // IPv4, no prefix
+  ipam::Cidr subnet{};
+  // Never 0.0.0.0 in a real network (that is the network address of any
+  // subnet holding it): zero marks a Network that was never filled in.
+  ipam::Ipv4 gateway{};
   std::uint32_t vni = 0;
   bool attachable = false;
   std::string created;  // RFC 3339
@@ -50,9 +57,11 @@ struct Endpoint {
   std::string network_name;
   std::string netns;         // as the user gave it
   std::string ifname;        // inside netns, e.g. "eth0"
-  std::string ip;            // IPv4, no prefix
-  int prefix_len = 0;
-  std::string mac;
+  // 0.0.0.0 (never an endpoint's: a network address) marks an Endpoint
+  // that was never filled in.
+  ipam::Ipv4 ip{};
+  int prefix_len = 0;        // its network's
+  dataplane::MacAddress mac{};
   std::string node;
 };
 

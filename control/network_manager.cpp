@@ -25,15 +25,8 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::uint32_t kFirstVni = 4096;
-constexpr std::uint32_t kLastVni = (1u << 24) - 1;
 // How long an attach or create waits for a peer to donate a range.
 constexpr auto kDonationWait = std::chrono::seconds(8);
-
-// The numbers of a subnet nodes may hand out: all but network and broadcast.
-ipam::Range host_range(const ipam::Cidr& subnet) {
-  return ipam::Range{ipam::Ipv4{subnet.first().value + 1}, ipam::Ipv4{subnet.last().value - 1}};
-}
 constexpr int kStateVersion = 1;
 
 [[noreturn]] void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
@@ -64,8 +57,7 @@ std::string explain_bad_subnet(const std::string& text) {
     if (ip && digits) {
       const int prefix = std::stoi(prefix_text);
       if (prefix <= 32) {
-        const std::uint32_t mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
-        const ipam::Cidr network{ipam::Ipv4{ip->value & mask}, prefix};
+        const auto network = ipam::Cidr::containing(*ip, prefix);
         return "invalid subnet \"" + text + "\": host bits are set (did you mean " + network.str() + "?)";
       }
     }
@@ -99,33 +91,30 @@ struct NetworkManager::Impl {
   explicit Impl(AgentConfig c)
       : config(std::move(c)),
         state_lock(lock_state_dir(config.state_dir)),
-        pool(parse_pool(config)),
-        node_mtu(dp::overlay_mtu(node, config.advertise_addr)) {}
+        pool(ipam::default_subnet_pool(config.default_addr_pool, config.default_addr_pool_mask_length)),
+        underlay_ip(parse_advertise_addr(config)),
+        node_mtu(dp::overlay_mtu(node, underlay_ip)) {}
 
-  static ipam::SubnetPool parse_pool(const AgentConfig& config) {
-    auto cidr = ipam::Cidr::parse(config.default_addr_pool);
-    if (!cidr) throw std::invalid_argument("invalid default address pool \"" + config.default_addr_pool + "\"");
-    const int mask = config.default_addr_pool_mask_length;
-    if (mask < cidr->prefix || mask > 30)
-      throw std::invalid_argument("default address pool mask length " + std::to_string(mask) +
-                                  " must be between " + std::to_string(cidr->prefix) + " and 30");
-    return ipam::SubnetPool(*cidr, mask);
+  static ipam::Ipv4 parse_advertise_addr(const AgentConfig& config) {
+    auto ip = ipam::Ipv4::parse(config.advertise_addr);
+    if (!ip) throw std::invalid_argument("invalid advertise address \"" + config.advertise_addr + "\"");
+    return *ip;
   }
 
   fs::path state_path() const { return fs::path(config.state_dir) / "state.json"; }
   fs::path netns_dir() const { return fs::path(config.state_dir) / "netns"; }
-  fs::path netns_path(const Network& n) const { return netns_dir() / n.id.substr(0, 12); }
+  fs::path netns_path(const Network& n) const { return netns_dir() / short_id(n.id); }
 
   dp::OverlayLayout layout(const Network& n) const {
-    const auto cidr = ipam::Cidr::parse(n.subnet);
     return dp::OverlayLayout{.netns_path = netns_path(n),
                              .vni = n.vni,
                              .gateway = n.gateway,
-                             .prefix_len = cidr ? cidr->prefix : 24,
-                             .underlay_ip = config.advertise_addr,
+                             .prefix_len = n.subnet.prefix,
+                             .underlay_ip = underlay_ip,
                              .mtu = node_mtu};
   }
 
+  // "veth" and 11 characters of the id: the 15 an interface name can have.
   static dp::EndpointLayout layout(const Endpoint& e) {
     return dp::EndpointLayout{.host_ifname = "veth" + e.id.substr(0, 11), .ip = e.ip, .mac = e.mac};
   }
@@ -176,12 +165,12 @@ struct NetworkManager::Impl {
     try {
       if (network != networks.end()) dp::detach_endpoint(layout(network->second), layout(e));
     } catch (const std::exception& err) {
-      spdlog::error("endpoint {} ({}): cannot remove its devices: {}; its address stays reserved", e.name, e.ip,
+      spdlog::error("endpoint {} ({}): cannot remove its devices: {}; its address stays reserved", e.name, e.ip.str(),
                     err.what());
       return false;
     }
     if (auto a = addresses.find(e.network_id); a != addresses.end())
-      if (auto ip = ipam::Ipv4::parse(e.ip); ip && a->second.is_allocated(*ip)) a->second.release(*ip);
+      if (a->second.is_allocated(e.ip)) a->second.release(e.ip);
     attaching.erase(id);
     return true;
   }
@@ -221,7 +210,7 @@ struct NetworkManager::Impl {
     // On its own a node owns all of each subnet it makes; in a cluster it
     // owns what the range table gives it.
     if (cluster) return ipam::AddressAllocator(subnet, owned_in(network_space(network_id)));
-    return ipam::AddressAllocator(subnet, ipam::RangeSet(host_range(subnet)));
+    return ipam::AddressAllocator(subnet, ipam::RangeSet(ipam::host_range(subnet)));
   }
 
   // Ownership that arrived before the network itself did.
@@ -293,7 +282,7 @@ struct NetworkManager::Impl {
 
   struct RemoteEndpoint {
     Endpoint endpoint;
-    std::string vtep;
+    ipam::Ipv4 vtep;
     bool reserved_here = false;  // its address was marked used in our allocator
   };
 
@@ -308,8 +297,9 @@ struct NetworkManager::Impl {
   std::condition_variable ranges_changed;
   dp::NetlinkSocket node;  // in the agent's (node's) namespace
   ipam::SubnetPool pool;
+  ipam::Ipv4 underlay_ip;  // config.advertise_addr
   int node_mtu;
-  ipam::RangeSet vni_owned{ipam::Range{ipam::Ipv4{kFirstVni}, ipam::Ipv4{kLastVni}}};
+  ipam::RangeSet vni_owned{kVniRange};
   std::map<std::string, Network> networks;  // every known network, by id
   std::map<std::string, Endpoint> endpoints;  // attached on this node, by id
   // Attaches under way, or cut short (by a crash or a failed state write)
@@ -349,36 +339,31 @@ void NetworkManager::Impl::load_state() {
     throw std::runtime_error("state file " + state_path().string() + " is corrupt: " + e.what());
   }
   for (auto& [id, n] : networks) {
-    auto subnet = ipam::Cidr::parse(n.subnet);
-    auto gateway = ipam::Ipv4::parse(n.gateway);
-    if (!subnet || !gateway) throw std::runtime_error("state file: network " + n.name + " has a bad subnet");
-    pool.reserve(*subnet);
-    auto [it, _] = addresses.emplace(id, make_allocator(*subnet, id));
-    it->second.allocate(*gateway);
+    pool.reserve(n.subnet);
+    auto [it, _] = addresses.emplace(id, make_allocator(n.subnet, id));
+    it->second.allocate(n.gateway);
   }
   for (auto& [id, e] : endpoints) {
-    auto ip = ipam::Ipv4::parse(e.ip);
     auto alloc = addresses.find(e.network_id);
-    if (!ip || alloc == addresses.end()) throw std::runtime_error("state file: endpoint " + id + " is inconsistent");
-    alloc->second.allocate(*ip);
+    if (alloc == addresses.end()) throw std::runtime_error("state file: endpoint " + id + " is inconsistent");
+    alloc->second.allocate(e.ip);
     e.network_name = networks.at(e.network_id).name;
   }
   // An unfinished attach's address may be on a veth in the kernel: it is
   // not handed out before roll_back_attaches() deleted that veth.
   for (auto it = attaching.begin(); it != attaching.end();) {
     auto& e = it->second;
-    auto ip = ipam::Ipv4::parse(e.ip);
     auto alloc = addresses.find(e.network_id);
-    if (!ip || alloc == addresses.end()) {
+    if (alloc == addresses.end()) {
       // Its network is gone, and with the network's namespace its veth.
       spdlog::warn("state file: dropping unfinished attach {} of unknown network {}", it->first, e.network_id);
       it = attaching.erase(it);
       continue;
     }
     try {
-      if (!alloc->second.is_allocated(*ip)) alloc->second.allocate(*ip);
+      if (!alloc->second.is_allocated(e.ip)) alloc->second.allocate(e.ip);
     } catch (const ipam::IpamError& err) {
-      spdlog::warn("state file: unfinished attach {} {}: {}", it->first, e.ip, err.what());
+      spdlog::warn("state file: unfinished attach {} {}: {}", it->first, e.ip.str(), err.what());
     }
     e.network_name = networks.at(e.network_id).name;
     ++it;
@@ -393,7 +378,7 @@ void NetworkManager::Impl::roll_back_attaches() {
   for (const auto& id : ids) {
     const auto e = attaching.at(id);
     if (roll_back_attach(id))
-      spdlog::info("rolled back the unfinished attach of {} to {} ({})", e.netns, e.network_name, e.ip);
+      spdlog::info("rolled back the unfinished attach of {} to {} ({})", e.netns, e.network_name, e.ip.str());
   }
 }
 
@@ -420,7 +405,7 @@ void NetworkManager::Impl::reconcile_network(const Network& n) {
   try {
     dp::ensure_overlay(node, layout(n));
   } catch (const std::exception& e) {
-    spdlog::error("network {} ({}): cannot restore its devices: {}", n.name, n.id.substr(0, 12), e.what());
+    spdlog::error("network {} ({}): cannot restore its devices: {}", n.name, short_id(n.id), e.what());
   }
 }
 
@@ -451,17 +436,12 @@ void NetworkManager::Impl::remove_stale_kernel_objects() {
   for (const auto& entry : fs::directory_iterator(netns_dir(), ec)) {
     const auto name = entry.path().filename().string();
     const bool known = std::any_of(networks.begin(), networks.end(),
-                                   [&](const auto& kv) { return kv.first.substr(0, 12) == name; });
+                                   [&](const auto& kv) { return short_id(kv.first) == name; });
     if (known) continue;
     spdlog::info("removing stale network namespace {}", entry.path().string());
     try {
       // Its VNI is unknown; deleting every link inside frees whatever it held.
-      if (dp::is_pinned_netns(entry.path())) {
-        dp::NetlinkSocket net(dp::NetnsHandle::open(entry.path()));
-        for (const auto& link : net.list_links())
-          if (link.name != "lo") net.delete_link_if_exists(link.name);
-      }
-      dp::remove_pinned_netns(entry.path());
+      dp::remove_network_namespace(entry.path());
     } catch (const std::exception& err) {
       spdlog::error("cannot remove stale namespace {}: {}", entry.path().string(), err.what());
     }
@@ -497,7 +477,7 @@ void NetworkManager::reconcile() {
   for (auto& [id, e] : self.endpoints) self.reconcile_endpoint(e, gone);
   for (const auto& id : gone) {
     const auto& e = self.endpoints.at(id);
-    self.addresses.at(e.network_id).release(*ipam::Ipv4::parse(e.ip));
+    self.addresses.at(e.network_id).release(e.ip);
     self.endpoints.erase(id);
   }
   // Everything reconcile changed is derived again from the same file and the
@@ -537,7 +517,7 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
   Network n;
   try {
     // The creator of a network holds all of its addresses at first.
-    ipam::AddressAllocator allocator(subnet, ipam::RangeSet(host_range(subnet)));
+    ipam::AddressAllocator allocator(subnet, ipam::RangeSet(ipam::host_range(subnet)));
     ipam::Ipv4 gateway{subnet.first().value + 1};
     if (spec.gateway) {
       auto parsed = ipam::Ipv4::parse(*spec.gateway);
@@ -555,8 +535,8 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
     n = Network{.id = random_id(),
                 .name = spec.name,
                 .driver = spec.driver,
-                .subnet = subnet.str(),
-                .gateway = gateway.str(),
+                .subnet = subnet,
+                .gateway = gateway,
                 .vni = vni,
                 .attachable = spec.attachable,
                 .created = now_rfc3339(),
@@ -592,10 +572,10 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
                                                  "; nothing was created");
   }
   if (self.cluster) {
-    self.cluster->claim_space(network_space(n.id), host_range(subnet));
+    self.cluster->claim_space(network_space(n.id), ipam::host_range(subnet));
     self.cluster->publish_network(n);
   }
-  spdlog::info("created network {} ({}) subnet {} vni {}", n.name, n.id.substr(0, 12), n.subnet, n.vni);
+  spdlog::info("created network {} ({}) subnet {} vni {}", n.name, short_id(n.id), n.subnet.str(), n.vni);
   return n;
 }
 
@@ -645,9 +625,9 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
     self.persist_or_log("a failed network removal");
     throw ApiError(ApiError::Kind::Internal, "cannot remove network " + n.name + ": " + e.what());
   }
-  self.pool.release(*ipam::Cidr::parse(n.subnet));
+  self.pool.release(n.subnet);
   if (self.cluster) self.cluster->withdraw_network(n.id);
-  spdlog::info("removed network {} ({})", n.name, n.id.substr(0, 12));
+  spdlog::info("removed network {} ({})", n.name, short_id(n.id));
 }
 
 Endpoint NetworkManager::connect(const AttachRequest& request) {
@@ -663,7 +643,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   }
   if (auto* existing = self.endpoint_in(network.id, request.netns, ns))
     conflict("namespace " + request.netns + " is already attached to network " + network.name + " (endpoint " +
-             existing->name + ", " + existing->ip + ")");
+             existing->name + ", " + existing->ip.str() + ")");
   const std::string name = request.name.value_or(default_endpoint_name(request.netns));
   if (self.endpoint_named(network.id, name))
     conflict("endpoint with name " + name + " already exists in network " + network.name);
@@ -693,9 +673,9 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .network_name = network.name,
              .netns = request.netns,
              .ifname = {},
-             .ip = ip.str(),
-             .prefix_len = ipam::Cidr::parse(network.subnet)->prefix,
-             .mac = dp::format_mac(dp::mac_from_ipv4(ip.str())),
+             .ip = ip,
+             .prefix_len = network.subnet.prefix,
+             .mac = dp::MacAddress::from_ipv4(ip),
              .node = self.config.node_name};
   const auto failed = [&](const std::string& why) {
     return ApiError(ApiError::Kind::Internal,
@@ -731,7 +711,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
     throw failed(std::string("cannot record it in the state file: ") + err.what() + "; nothing was changed");
   }
   if (self.cluster) self.cluster->publish_endpoint(e);
-  spdlog::info("attached {} to {} as {} ({})", e.netns, network.name, e.ip, e.ifname);
+  spdlog::info("attached {} to {} as {} ({})", e.netns, network.name, e.ip.str(), e.ifname);
   return e;
 }
 
@@ -769,7 +749,7 @@ void NetworkManager::disconnect(const DetachRequest& request) {
     throw ApiError(ApiError::Kind::Internal,
                    "cannot detach " + request.netns + " from network " + network.name + ": " + err.what());
   }
-  self.addresses.at(network.id).release(*ipam::Ipv4::parse(e.ip));
+  self.addresses.at(network.id).release(e.ip);
   spdlog::info("detached {} from {}", e.netns, network.name);
   if (self.cluster) self.cluster->withdraw_endpoint(e.id);
 }
@@ -814,8 +794,9 @@ void NetworkManager::detach_cluster() {
   self.remote_endpoints.clear();
   self.early_ownership.clear();
   self.pool.set_owned(ipam::RangeSet(ipam::Range{self.pool.pool().first(), self.pool.pool().last()}));
-  self.vni_owned = ipam::RangeSet(ipam::Range{ipam::Ipv4{kFirstVni}, ipam::Ipv4{kLastVni}});
-  for (auto& [id, allocator] : self.addresses) allocator.add_owned(ipam::RangeSet(host_range(allocator.subnet())));
+  self.vni_owned = ipam::RangeSet(kVniRange);
+  for (auto& [id, allocator] : self.addresses)
+    allocator.add_owned(ipam::RangeSet(ipam::host_range(allocator.subnet())));
 }
 
 bool NetworkManager::has_networks() {
@@ -846,20 +827,14 @@ void NetworkManager::apply_remote_network(const Network& network) {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (self.networks.count(network.id)) return;
-  const auto subnet = ipam::Cidr::parse(network.subnet);
-  const auto gateway = ipam::Ipv4::parse(network.gateway);
-  if (!subnet || !gateway) {
-    spdlog::error("ignoring network {} from {}: bad subnet or gateway", network.name, network.node);
-    return;
-  }
   try {
-    self.pool.reserve(*subnet);
+    self.pool.reserve(network.subnet);
   } catch (const ipam::IpamError& e) {
     // Only explicit subnets chosen on both sides of a partition can collide.
     spdlog::warn("network {} from {}: {}", network.name, network.node, e.what());
   }
-  auto allocator = self.make_allocator(*subnet, network.id);
-  allocator.allocate(*gateway);
+  auto allocator = self.make_allocator(network.subnet, network.id);
+  allocator.allocate(network.gateway);
   try {
     dp::ensure_overlay(self.node, self.layout(network));
   } catch (const std::exception& e) {
@@ -870,8 +845,8 @@ void NetworkManager::apply_remote_network(const Network& network) {
   for (auto& [id, r] : self.remote_endpoints)
     if (r.endpoint.network_id == network.id) self.realise_remote_endpoint(id);
   self.persist_or_log("a network from the cluster");
-  spdlog::info("network {} ({}) from {}: subnet {} vni {}", network.name, network.id.substr(0, 12), network.node,
-               network.subnet, network.vni);
+  spdlog::info("network {} ({}) from {}: subnet {} vni {}", network.name, short_id(network.id), network.node,
+               network.subnet.str(), network.vni);
 }
 
 void NetworkManager::forget_remote_network(const std::string& network_id) {
@@ -889,12 +864,12 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
   self.networks.erase(n.id);
   self.addresses.erase(n.id);
   try {
-    self.pool.release(*ipam::Cidr::parse(n.subnet));
+    self.pool.release(n.subnet);
   } catch (const ipam::IpamError&) {
     // It was never reserved here (see apply_remote_network).
   }
   self.persist_or_log("a network removed in the cluster");
-  spdlog::info("network {} ({}) removed by {}", n.name, n.id.substr(0, 12), n.node);
+  spdlog::info("network {} ({}) removed by {}", n.name, short_id(n.id), n.node);
 }
 
 void NetworkManager::Impl::realise_remote_endpoint(const std::string& id) {
@@ -904,11 +879,10 @@ void NetworkManager::Impl::realise_remote_endpoint(const std::string& id) {
   r.endpoint.network_name = n->second.name;
   if (!r.reserved_here) {
     auto& allocator = addresses.at(n->first);
-    auto ip = ipam::Ipv4::parse(r.endpoint.ip);
     // Only an explicit --ip elsewhere can land in our ranges; never hand it out.
-    if (ip && !allocator.is_allocated(*ip)) {
+    if (!allocator.is_allocated(r.endpoint.ip)) {
       try {
-        allocator.allocate(*ip);
+        allocator.allocate(r.endpoint.ip);
         r.reserved_here = true;
       } catch (const ipam::IpamError&) {
       }
@@ -921,7 +895,7 @@ void NetworkManager::Impl::realise_remote_endpoint(const std::string& id) {
   }
 }
 
-void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, const std::string& vtep) {
+void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep) {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (endpoint.node == self.config.node_name) return;
@@ -935,7 +909,7 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, const std::
     it->second.vtep = vtep;
   }
   self.realise_remote_endpoint(endpoint.id);
-  spdlog::debug("endpoint {} {} on {} via {}", endpoint.name, endpoint.ip, endpoint.node, vtep);
+  spdlog::debug("endpoint {} {} on {} via {}", endpoint.name, endpoint.ip.str(), endpoint.node, vtep.str());
 }
 
 void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
@@ -950,7 +924,7 @@ void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
     } catch (const std::exception& e) {
       spdlog::error("endpoint {}: cannot remove its entries: {}", r.endpoint.name, e.what());
     }
-    if (r.reserved_here) self.addresses.at(n->first).release(*ipam::Ipv4::parse(r.endpoint.ip));
+    if (r.reserved_here) self.addresses.at(n->first).release(r.endpoint.ip);
   }
   self.remote_endpoints.erase(it);
 }

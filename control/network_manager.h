@@ -15,6 +15,9 @@ namespace weft::control {
 // Address spaces whose ranges nodes own in a cluster (control/cluster/).
 inline constexpr const char* kPoolSpace = "pool";
 inline constexpr const char* kVniSpace = "vni";
+// The VXLAN network identifiers networks get (VNIs ride in ranges of Ipv4
+// numbers like addresses do): 4096 up to the largest 24-bit one, as Docker.
+inline constexpr ipam::Range kVniRange{ipam::Ipv4{4096}, ipam::Ipv4{(1u << 24) - 1}};
 std::string network_space(const std::string& network_id);
 
 // What the network manager needs from the cluster layer. Every call only
@@ -65,7 +68,7 @@ class NetworkManager final : public NetworkService {
   void apply_remote_network(const Network& network);
   void forget_remote_network(const std::string& network_id);
   // `vtep`: the underlay address of the node hosting the endpoint.
-  void apply_remote_endpoint(const Endpoint& endpoint, const std::string& vtep);
+  void apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep);
   void forget_remote_endpoint(const std::string& endpoint_id);
   void set_owned(const std::string& space, const ipam::RangeSet& owned);
   // Owned numbers in `space` not handed out: what can be donated.

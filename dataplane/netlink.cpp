@@ -15,7 +15,6 @@
 #include <netlink/socket.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <memory>
 
@@ -66,12 +65,14 @@ struct RtAddrDeleter { void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
 struct RouteDeleter { void operator()(rtnl_route* r) const { rtnl_route_put(r); } };
 struct NeighDeleter { void operator()(rtnl_neigh* n) const { rtnl_neigh_put(n); } };
 struct CacheDeleter { void operator()(nl_cache* c) const { nl_cache_free(c); } };
+struct NexthopDeleter { void operator()(rtnl_nexthop* n) const { rtnl_route_nh_free(n); } };
 using LinkPtr = std::unique_ptr<rtnl_link, LinkDeleter>;
 using AddrPtr = std::unique_ptr<nl_addr, AddrDeleter>;
 using RtAddrPtr = std::unique_ptr<rtnl_addr, RtAddrDeleter>;
 using RoutePtr = std::unique_ptr<rtnl_route, RouteDeleter>;
 using NeighPtr = std::unique_ptr<rtnl_neigh, NeighDeleter>;
 using CachePtr = std::unique_ptr<nl_cache, CacheDeleter>;
+using NexthopPtr = std::unique_ptr<rtnl_nexthop, NexthopDeleter>;
 
 LinkPtr alloc_link() {
   LinkPtr link(rtnl_link_alloc());
@@ -79,9 +80,8 @@ LinkPtr alloc_link() {
   return link;
 }
 
-AddrPtr ipv4_addr(const std::string& ip, int prefix_len = 32) {
-  in_addr raw{};
-  if (inet_pton(AF_INET, ip.c_str(), &raw) != 1) throw NetlinkError(EINVAL, "invalid IPv4 address \"" + ip + "\"");
+AddrPtr ipv4_addr(Ipv4 ip, int prefix_len = 32) {
+  const in_addr raw{htonl(ip.value)};
   AddrPtr addr(nl_addr_build(AF_INET, &raw, sizeof(raw)));
   if (!addr) throw NetlinkError(ENOMEM, "nl_addr_build");
   nl_addr_set_prefixlen(addr.get(), prefix_len);
@@ -89,23 +89,25 @@ AddrPtr ipv4_addr(const std::string& ip, int prefix_len = 32) {
 }
 
 AddrPtr mac_addr(const MacAddress& mac) {
-  AddrPtr addr(nl_addr_build(AF_LLC, mac.data(), mac.size()));
+  AddrPtr addr(nl_addr_build(AF_LLC, mac.bytes.data(), mac.bytes.size()));
   if (!addr) throw NetlinkError(ENOMEM, "nl_addr_build");
   return addr;
 }
 
-std::string ipv4_string(nl_addr* addr) {
-  // Bridge FDB entries carry their IPv4 VTEP with the entry's family.
-  if (!addr || nl_addr_get_len(addr) != 4) return {};
-  char buf[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, nl_addr_get_binary_addr(addr), buf, sizeof(buf));
-  return buf;
+std::optional<Ipv4> ipv4_of(nl_addr* addr) {
+  // Bridge FDB entries carry their IPv4 VTEP with the entry's family, so the
+  // length is what tells an IPv4 address.
+  if (!addr || nl_addr_get_len(addr) != 4) return std::nullopt;
+  in_addr raw{};
+  std::copy_n(static_cast<const std::uint8_t*>(nl_addr_get_binary_addr(addr)), 4,
+              reinterpret_cast<std::uint8_t*>(&raw));
+  return Ipv4{ntohl(raw.s_addr)};
 }
 
 MacAddress mac_of(nl_addr* addr) {
   MacAddress mac{};
-  if (addr && nl_addr_get_len(addr) == mac.size())
-    std::copy_n(static_cast<const std::uint8_t*>(nl_addr_get_binary_addr(addr)), mac.size(), mac.begin());
+  if (addr && nl_addr_get_len(addr) == mac.bytes.size())
+    std::copy_n(static_cast<const std::uint8_t*>(nl_addr_get_binary_addr(addr)), mac.bytes.size(), mac.bytes.begin());
   return mac;
 }
 
@@ -125,28 +127,7 @@ LinkInfo info_of(rtnl_link* link) {
 
 }  // namespace
 
-std::string format_mac(const MacAddress& mac) {
-  char buf[18];
-  std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
-  return buf;
-}
-
-std::optional<MacAddress> parse_mac(const std::string& text) {
-  MacAddress mac{};
-  unsigned int b[6];
-  char trailing = 0;
-  if (std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &trailing) != 6)
-    return std::nullopt;
-  for (int i = 0; i < 6; ++i) mac[i] = static_cast<std::uint8_t>(b[i]);
-  return mac;
-}
-
-MacAddress mac_from_ipv4(const std::string& ip) {
-  in_addr raw{};
-  if (inet_pton(AF_INET, ip.c_str(), &raw) != 1) throw NetlinkError(EINVAL, "invalid IPv4 address \"" + ip + "\"");
-  const auto* bytes = reinterpret_cast<const std::uint8_t*>(&raw);
-  return MacAddress{0x02, 0x42, bytes[0], bytes[1], bytes[2], bytes[3]};
-}
+void NetlinkSocket::SocketDeleter::operator()(nl_sock* sock) const { nl_socket_free(sock); }
 
 NetlinkSocket::NetlinkSocket() { connect(); }
 
@@ -155,26 +136,16 @@ NetlinkSocket::NetlinkSocket(const NetnsHandle& ns) {
   connect();
 }
 
-NetlinkSocket::NetlinkSocket(NetlinkSocket&& other) noexcept : sock_(std::exchange(other.sock_, nullptr)) {}
-
-NetlinkSocket::~NetlinkSocket() {
-  if (sock_) nl_socket_free(sock_);
-}
-
 void NetlinkSocket::connect() {
-  sock_ = nl_socket_alloc();
-  if (!sock_) throw NetlinkError(ENOMEM, "nl_socket_alloc");
-  int rc = nl_connect(sock_, NETLINK_ROUTE);
-  if (rc < 0) {
-    nl_socket_free(sock_);
-    sock_ = nullptr;
-    fail(rc, "connect route netlink");
-  }
+  std::unique_ptr<nl_sock, SocketDeleter> sock(nl_socket_alloc());
+  if (!sock) throw NetlinkError(ENOMEM, "nl_socket_alloc");
+  check(nl_connect(sock.get(), NETLINK_ROUTE), "connect route netlink");
+  sock_ = std::move(sock);
 }
 
 std::optional<LinkInfo> NetlinkSocket::find_link(const std::string& name) {
   rtnl_link* raw = nullptr;
-  int rc = rtnl_link_get_kernel(sock_, 0, name.c_str(), &raw);
+  int rc = rtnl_link_get_kernel(sock(), 0, name.c_str(), &raw);
   if (rc == -NLE_NODEV || rc == -NLE_OBJ_NOTFOUND) return std::nullopt;
   check(rc, "look up link " + name);
   LinkPtr link(raw);
@@ -191,7 +162,7 @@ int NetlinkSocket::ifindex_of(const std::string& name) { return get_link(name).i
 
 std::vector<LinkInfo> NetlinkSocket::list_links() {
   nl_cache* raw = nullptr;
-  check(rtnl_link_alloc_cache(sock_, AF_UNSPEC, &raw), "list links");
+  check(rtnl_link_alloc_cache(sock(), AF_UNSPEC, &raw), "list links");
   CachePtr cache(raw);
   std::vector<LinkInfo> links;
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj))
@@ -204,7 +175,7 @@ void NetlinkSocket::create_bridge(const std::string& name, int mtu) {
   rtnl_link_set_name(link.get(), name.c_str());
   check(rtnl_link_set_type(link.get(), "bridge"), "bridge " + name);
   if (mtu > 0) rtnl_link_set_mtu(link.get(), static_cast<unsigned>(mtu));
-  check(rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL), "create bridge " + name);
+  check(rtnl_link_add(sock(), link.get(), NLM_F_CREATE | NLM_F_EXCL), "create bridge " + name);
 }
 
 void NetlinkSocket::create_vxlan(const VxlanSpec& spec) {
@@ -219,7 +190,7 @@ void NetlinkSocket::create_vxlan(const VxlanSpec& spec) {
   check(rtnl_link_vxlan_set_learning(link.get(), spec.learning ? 1 : 0), what);
   check(rtnl_link_vxlan_set_proxy(link.get(), spec.proxy ? 1 : 0), what);
   if (spec.mtu > 0) rtnl_link_set_mtu(link.get(), static_cast<unsigned>(spec.mtu));
-  check(rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL), what);
+  check(rtnl_link_add(sock(), link.get(), NLM_F_CREATE | NLM_F_EXCL), what);
 }
 
 void NetlinkSocket::create_veth(const VethSpec& spec) {
@@ -238,19 +209,19 @@ void NetlinkSocket::create_veth(const VethSpec& spec) {
     peer_mac = mac_addr(*spec.peer_mac);
     rtnl_link_set_addr(peer, peer_mac.get());
   }
-  check(rtnl_link_add(sock_, link.get(), NLM_F_CREATE | NLM_F_EXCL), what);
+  check(rtnl_link_add(sock(), link.get(), NLM_F_CREATE | NLM_F_EXCL), what);
 }
 
 void NetlinkSocket::delete_link(const std::string& name) {
   auto link = alloc_link();
   rtnl_link_set_name(link.get(), name.c_str());
-  check(rtnl_link_delete(sock_, link.get()), "delete link " + name);
+  check(rtnl_link_delete(sock(), link.get()), "delete link " + name);
 }
 
 bool NetlinkSocket::delete_link_if_exists(const std::string& name) {
   auto link = alloc_link();
   rtnl_link_set_name(link.get(), name.c_str());
-  int rc = rtnl_link_delete(sock_, link.get());
+  int rc = rtnl_link_delete(sock(), link.get());
   if (rc == -NLE_NODEV || rc == -NLE_OBJ_NOTFOUND) return false;
   check(rc, "delete link " + name);
   return true;
@@ -269,88 +240,90 @@ void change_link(nl_sock* sock, const std::string& name, rtnl_link* changes, con
 void NetlinkSocket::move_link_to_netns(const std::string& name, int netns_fd) {
   auto changes = alloc_link();
   rtnl_link_set_ns_fd(changes.get(), netns_fd);
-  change_link(sock_, name, changes.get(), "move link " + name + " to namespace");
+  change_link(sock(), name, changes.get(), "move link " + name + " to namespace");
 }
 
 void NetlinkSocket::set_master(const std::string& name, const std::string& master) {
   auto changes = alloc_link();
   rtnl_link_set_master(changes.get(), ifindex_of(master));
-  change_link(sock_, name, changes.get(), "attach link " + name + " to " + master);
+  change_link(sock(), name, changes.get(), "attach link " + name + " to " + master);
 }
 
 void NetlinkSocket::set_up(const std::string& name) {
   auto changes = alloc_link();
   rtnl_link_set_flags(changes.get(), IFF_UP);
-  change_link(sock_, name, changes.get(), "set link " + name + " up");
+  change_link(sock(), name, changes.get(), "set link " + name + " up");
 }
 
 void NetlinkSocket::set_mtu(const std::string& name, int mtu) {
   auto changes = alloc_link();
   rtnl_link_set_mtu(changes.get(), static_cast<unsigned>(mtu));
-  change_link(sock_, name, changes.get(), "set mtu of " + name);
+  change_link(sock(), name, changes.get(), "set mtu of " + name);
 }
 
-void NetlinkSocket::add_address(const std::string& ifname, const std::string& ip, int prefix_len) {
-  const std::string what = "add address " + ip + "/" + std::to_string(prefix_len) + " to " + ifname;
+void NetlinkSocket::add_address(const std::string& ifname, Ipv4 ip, int prefix_len) {
+  const std::string what = "add address " + ip.str() + "/" + std::to_string(prefix_len) + " to " + ifname;
   RtAddrPtr addr(rtnl_addr_alloc());
   if (!addr) throw NetlinkError(ENOMEM, what);
   rtnl_addr_set_ifindex(addr.get(), ifindex_of(ifname));
   auto local = ipv4_addr(ip, prefix_len);
   check(rtnl_addr_set_local(addr.get(), local.get()), what);
-  check(rtnl_addr_add(sock_, addr.get(), NLM_F_REPLACE), what);
+  check(rtnl_addr_add(sock(), addr.get(), NLM_F_REPLACE), what);
 }
 
-std::vector<std::pair<std::string, int>> NetlinkSocket::list_addresses(const std::string& ifname) {
+std::vector<std::pair<Ipv4, int>> NetlinkSocket::list_addresses(const std::string& ifname) {
   const int ifindex = ifindex_of(ifname);
   nl_cache* raw = nullptr;
-  check(rtnl_addr_alloc_cache(sock_, &raw), "list addresses of " + ifname);
+  check(rtnl_addr_alloc_cache(sock(), &raw), "list addresses of " + ifname);
   CachePtr cache(raw);
-  std::vector<std::pair<std::string, int>> result;
+  std::vector<std::pair<Ipv4, int>> result;
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(obj);
     if (rtnl_addr_get_ifindex(addr) != ifindex || rtnl_addr_get_family(addr) != AF_INET) continue;
-    result.emplace_back(ipv4_string(rtnl_addr_get_local(addr)), rtnl_addr_get_prefixlen(addr));
+    if (const auto local = ipv4_of(rtnl_addr_get_local(addr)))
+      result.emplace_back(*local, rtnl_addr_get_prefixlen(addr));
   }
   return result;
 }
 
-std::optional<LinkInfo> NetlinkSocket::link_with_address(const std::string& ip) {
+std::optional<LinkInfo> NetlinkSocket::link_with_address(Ipv4 ip) {
   nl_cache* raw = nullptr;
-  check(rtnl_addr_alloc_cache(sock_, &raw), "list addresses");
+  check(rtnl_addr_alloc_cache(sock(), &raw), "list addresses");
   CachePtr cache(raw);
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(obj);
-    if (rtnl_addr_get_family(addr) != AF_INET || ipv4_string(rtnl_addr_get_local(addr)) != ip) continue;
+    if (rtnl_addr_get_family(addr) != AF_INET || ipv4_of(rtnl_addr_get_local(addr)) != ip) continue;
     rtnl_link* link_raw = nullptr;
-    check(rtnl_link_get_kernel(sock_, rtnl_addr_get_ifindex(addr), nullptr, &link_raw), "look up link of " + ip);
+    check(rtnl_link_get_kernel(sock(), rtnl_addr_get_ifindex(addr), nullptr, &link_raw), "look up link of " + ip.str());
     LinkPtr link(link_raw);
     return info_of(link.get());
   }
   return std::nullopt;
 }
 
-void NetlinkSocket::replace_default_route(const std::string& gateway, const std::string& ifname) {
-  const std::string what = "default route via " + gateway + " dev " + ifname;
+void NetlinkSocket::replace_default_route(Ipv4 gateway, const std::string& ifname) {
+  const std::string what = "default route via " + gateway.str() + " dev " + ifname;
   RoutePtr route(rtnl_route_alloc());
   if (!route) throw NetlinkError(ENOMEM, what);
   rtnl_route_set_family(route.get(), AF_INET);
-  auto dst = ipv4_addr("0.0.0.0", 0);
+  auto dst = ipv4_addr(Ipv4{}, 0);
   check(rtnl_route_set_dst(route.get(), dst.get()), what);
   rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
   rtnl_route_set_protocol(route.get(), RTPROT_STATIC);
   rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
-  rtnl_nexthop* nexthop = rtnl_route_nh_alloc();
+  // Owned here until the route takes it: ifindex_of() below can throw.
+  NexthopPtr nexthop(rtnl_route_nh_alloc());
   if (!nexthop) throw NetlinkError(ENOMEM, what);
   auto gw = ipv4_addr(gateway);
-  rtnl_route_nh_set_gateway(nexthop, gw.get());
-  rtnl_route_nh_set_ifindex(nexthop, ifindex_of(ifname));
-  rtnl_route_add_nexthop(route.get(), nexthop);  // the route owns it now
-  check(rtnl_route_add(sock_, route.get(), NLM_F_CREATE | NLM_F_REPLACE), what);
+  rtnl_route_nh_set_gateway(nexthop.get(), gw.get());
+  rtnl_route_nh_set_ifindex(nexthop.get(), ifindex_of(ifname));
+  rtnl_route_add_nexthop(route.get(), nexthop.release());
+  check(rtnl_route_add(sock(), route.get(), NLM_F_CREATE | NLM_F_REPLACE), what);
 }
 
 bool NetlinkSocket::has_default_route() {
   nl_cache* raw = nullptr;
-  check(rtnl_route_alloc_cache(sock_, AF_INET, 0, &raw), "list routes");
+  check(rtnl_route_alloc_cache(sock(), AF_INET, 0, &raw), "list routes");
   CachePtr cache(raw);
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* route = reinterpret_cast<rtnl_route*>(obj);
@@ -360,8 +333,8 @@ bool NetlinkSocket::has_default_route() {
   return false;
 }
 
-void NetlinkSocket::replace_neighbor(const std::string& ifname, const std::string& ip, const MacAddress& mac) {
-  const std::string what = "neighbour " + ip + " lladdr " + format_mac(mac) + " dev " + ifname;
+void NetlinkSocket::replace_neighbor(const std::string& ifname, Ipv4 ip, const MacAddress& mac) {
+  const std::string what = "neighbour " + ip.str() + " lladdr " + mac.str() + " dev " + ifname;
   NeighPtr neigh(rtnl_neigh_alloc());
   if (!neigh) throw NetlinkError(ENOMEM, what);
   rtnl_neigh_set_ifindex(neigh.get(), ifindex_of(ifname));
@@ -371,22 +344,22 @@ void NetlinkSocket::replace_neighbor(const std::string& ifname, const std::strin
   auto lladdr = mac_addr(mac);
   rtnl_neigh_set_lladdr(neigh.get(), lladdr.get());
   rtnl_neigh_set_state(neigh.get(), NUD_PERMANENT);
-  check(rtnl_neigh_add(sock_, neigh.get(), NLM_F_CREATE | NLM_F_REPLACE), what);
+  check(rtnl_neigh_add(sock(), neigh.get(), NLM_F_CREATE | NLM_F_REPLACE), what);
 }
 
-void NetlinkSocket::delete_neighbor(const std::string& ifname, const std::string& ip) {
-  const std::string what = "delete neighbour " + ip + " dev " + ifname;
+void NetlinkSocket::delete_neighbor(const std::string& ifname, Ipv4 ip) {
+  const std::string what = "delete neighbour " + ip.str() + " dev " + ifname;
   NeighPtr neigh(rtnl_neigh_alloc());
   if (!neigh) throw NetlinkError(ENOMEM, what);
   rtnl_neigh_set_ifindex(neigh.get(), ifindex_of(ifname));
   rtnl_neigh_set_family(neigh.get(), AF_INET);
   auto dst = ipv4_addr(ip);
   check(rtnl_neigh_set_dst(neigh.get(), dst.get()), what);
-  check(rtnl_neigh_delete(sock_, neigh.get(), 0), what);
+  check(rtnl_neigh_delete(sock(), neigh.get(), 0), what);
 }
 
 namespace {
-NeighPtr fdb_entry(int ifindex, const MacAddress& mac, const std::string& dst_ip, const std::string& what) {
+NeighPtr fdb_entry(int ifindex, const MacAddress& mac, Ipv4 dst_ip, const std::string& what) {
   NeighPtr neigh(rtnl_neigh_alloc());
   if (!neigh) throw NetlinkError(ENOMEM, what);
   rtnl_neigh_set_ifindex(neigh.get(), ifindex);
@@ -403,46 +376,46 @@ NeighPtr fdb_entry(int ifindex, const MacAddress& mac, const std::string& dst_ip
 }
 }  // namespace
 
-void NetlinkSocket::replace_fdb(const std::string& ifname, const MacAddress& mac, const std::string& dst_ip) {
-  const std::string what = "fdb " + format_mac(mac) + " dst " + dst_ip + " dev " + ifname;
+void NetlinkSocket::replace_fdb(const std::string& ifname, const MacAddress& mac, Ipv4 dst_ip) {
+  const std::string what = "fdb " + mac.str() + " dst " + dst_ip.str() + " dev " + ifname;
   auto neigh = fdb_entry(ifindex_of(ifname), mac, dst_ip, what);
-  check(rtnl_neigh_add(sock_, neigh.get(), NLM_F_CREATE | NLM_F_REPLACE), what);
+  check(rtnl_neigh_add(sock(), neigh.get(), NLM_F_CREATE | NLM_F_REPLACE), what);
 }
 
-void NetlinkSocket::delete_fdb(const std::string& ifname, const MacAddress& mac, const std::string& dst_ip) {
-  const std::string what = "delete fdb " + format_mac(mac) + " dst " + dst_ip + " dev " + ifname;
+void NetlinkSocket::delete_fdb(const std::string& ifname, const MacAddress& mac, Ipv4 dst_ip) {
+  const std::string what = "delete fdb " + mac.str() + " dst " + dst_ip.str() + " dev " + ifname;
   auto neigh = fdb_entry(ifindex_of(ifname), mac, dst_ip, what);
-  check(rtnl_neigh_delete(sock_, neigh.get(), 0), what);
+  check(rtnl_neigh_delete(sock(), neigh.get(), 0), what);
 }
 
-std::vector<std::pair<std::string, MacAddress>> NetlinkSocket::list_neighbors(const std::string& ifname) {
+std::vector<std::pair<Ipv4, MacAddress>> NetlinkSocket::list_neighbors(const std::string& ifname) {
   const int ifindex = ifindex_of(ifname);
   nl_cache* raw = nullptr;
-  check(rtnl_neigh_alloc_cache(sock_, &raw), "list neighbours");
+  check(rtnl_neigh_alloc_cache(sock(), &raw), "list neighbours");
   CachePtr cache(raw);
-  std::vector<std::pair<std::string, MacAddress>> result;
+  std::vector<std::pair<Ipv4, MacAddress>> result;
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* neigh = reinterpret_cast<rtnl_neigh*>(obj);
     if (rtnl_neigh_get_ifindex(neigh) != ifindex || rtnl_neigh_get_family(neigh) != AF_INET) continue;
     if (!(rtnl_neigh_get_state(neigh) & NUD_PERMANENT)) continue;
-    result.emplace_back(ipv4_string(rtnl_neigh_get_dst(neigh)), mac_of(rtnl_neigh_get_lladdr(neigh)));
+    if (const auto dst = ipv4_of(rtnl_neigh_get_dst(neigh)))
+      result.emplace_back(*dst, mac_of(rtnl_neigh_get_lladdr(neigh)));
   }
   return result;
 }
 
-std::vector<std::pair<MacAddress, std::string>> NetlinkSocket::list_fdb(const std::string& ifname) {
+std::vector<std::pair<MacAddress, Ipv4>> NetlinkSocket::list_fdb(const std::string& ifname) {
   const int ifindex = ifindex_of(ifname);
   nl_cache* raw = nullptr;
   // A plain dump leaves bridge entries out; iterating families includes them.
-  check(rtnl_neigh_alloc_cache_flags(sock_, &raw, NL_CACHE_AF_ITER), "list fdb");
+  check(rtnl_neigh_alloc_cache_flags(sock(), &raw, NL_CACHE_AF_ITER), "list fdb");
   CachePtr cache(raw);
-  std::vector<std::pair<MacAddress, std::string>> result;
+  std::vector<std::pair<MacAddress, Ipv4>> result;
   for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
     auto* neigh = reinterpret_cast<rtnl_neigh*>(obj);
     if (rtnl_neigh_get_ifindex(neigh) != ifindex || rtnl_neigh_get_family(neigh) != AF_BRIDGE) continue;
-    std::string dst = ipv4_string(rtnl_neigh_get_dst(neigh));
-    if (dst.empty()) continue;
-    result.emplace_back(mac_of(rtnl_neigh_get_lladdr(neigh)), dst);
+    if (const auto dst = ipv4_of(rtnl_neigh_get_dst(neigh)))
+      result.emplace_back(mac_of(rtnl_neigh_get_lladdr(neigh)), *dst);
   }
   return result;
 }

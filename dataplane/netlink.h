@@ -5,24 +5,21 @@
 
 #include <netinet/in.h>
 
-#include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
+
+#include "dataplane/address.h"
 
 struct nl_sock;
 
 namespace weft::dataplane {
 
 class NetnsHandle;
-
-using MacAddress = std::array<std::uint8_t, 6>;
-std::string format_mac(const MacAddress& mac);
-std::optional<MacAddress> parse_mac(const std::string& text);
-// Docker's scheme: 02:42 followed by the four bytes of the IPv4 address.
-MacAddress mac_from_ipv4(const std::string& ip);
 
 // A netlink failure: code() is the kernel's errno, what() names the
 // operation and the object.
@@ -45,7 +42,7 @@ struct LinkInfo {
 struct VxlanSpec {
   std::string name;
   std::uint32_t vni = 0;
-  std::string local_ip;  // underlay source address
+  Ipv4 local_ip;         // underlay source address
   std::uint16_t dstport = 4789;
   int mtu = 0;           // 0: kernel default
   bool learning = false;
@@ -66,8 +63,8 @@ class NetlinkSocket {
   NetlinkSocket();
   // A socket in `ns`.
   explicit NetlinkSocket(const NetnsHandle& ns);
-  ~NetlinkSocket();
-  NetlinkSocket(NetlinkSocket&& other) noexcept;
+  ~NetlinkSocket() = default;
+  NetlinkSocket(NetlinkSocket&& other) noexcept = default;
   NetlinkSocket& operator=(NetlinkSocket&&) = delete;
   NetlinkSocket(const NetlinkSocket&) = delete;
   NetlinkSocket& operator=(const NetlinkSocket&) = delete;
@@ -87,27 +84,31 @@ class NetlinkSocket {
   void set_mtu(const std::string& name, int mtu);
 
   // Addresses and routes (IPv4)
-  void add_address(const std::string& ifname, const std::string& ip, int prefix_len);
-  std::vector<std::pair<std::string, int>> list_addresses(const std::string& ifname);
+  void add_address(const std::string& ifname, Ipv4 ip, int prefix_len);
+  std::vector<std::pair<Ipv4, int>> list_addresses(const std::string& ifname);
   // The interface that holds `ip`, if any.
-  std::optional<LinkInfo> link_with_address(const std::string& ip);
-  void replace_default_route(const std::string& gateway, const std::string& ifname);
+  std::optional<LinkInfo> link_with_address(Ipv4 ip);
+  void replace_default_route(Ipv4 gateway, const std::string& ifname);
   bool has_default_route();
 
   // Neighbour (IP -> MAC) and bridge FDB (MAC -> remote VTEP) entries
-  void replace_neighbor(const std::string& ifname, const std::string& ip, const MacAddress& mac);
-  void delete_neighbor(const std::string& ifname, const std::string& ip);
-  void replace_fdb(const std::string& ifname, const MacAddress& mac, const std::string& dst_ip);
-  void delete_fdb(const std::string& ifname, const MacAddress& mac, const std::string& dst_ip);
+  void replace_neighbor(const std::string& ifname, Ipv4 ip, const MacAddress& mac);
+  void delete_neighbor(const std::string& ifname, Ipv4 ip);
+  void replace_fdb(const std::string& ifname, const MacAddress& mac, Ipv4 dst_ip);
+  void delete_fdb(const std::string& ifname, const MacAddress& mac, Ipv4 dst_ip);
   // Permanent neighbour entries on `ifname`: (ip, mac)
-  std::vector<std::pair<std::string, MacAddress>> list_neighbors(const std::string& ifname);
-  // Static FDB entries with a remote destination on `ifname`: (mac, dst ip)
-  std::vector<std::pair<MacAddress, std::string>> list_fdb(const std::string& ifname);
+  std::vector<std::pair<Ipv4, MacAddress>> list_neighbors(const std::string& ifname);
+  // Static FDB entries with an IPv4 remote destination on `ifname`: (mac, dst ip)
+  std::vector<std::pair<MacAddress, Ipv4>> list_fdb(const std::string& ifname);
 
  private:
+  struct SocketDeleter {
+    void operator()(nl_sock* sock) const;
+  };
   void connect();
   int ifindex_of(const std::string& name);
-  nl_sock* sock_ = nullptr;
+  nl_sock* sock() const { return sock_.get(); }
+  std::unique_ptr<nl_sock, SocketDeleter> sock_;
 };
 
 // Deletes a link it was given unless dismissed: rolls back a half-made

@@ -19,7 +19,7 @@ void ensure_bridge(NetlinkSocket& net, const OverlayLayout& layout) {
   }
   if (!bridge) net.create_bridge(kOverlayBridgeName, layout.mtu);
   const auto addresses = net.list_addresses(kOverlayBridgeName);
-  const std::pair<std::string, int> gateway{layout.gateway, layout.prefix_len};
+  const std::pair<Ipv4, int> gateway{layout.gateway, layout.prefix_len};
   if (std::find(addresses.begin(), addresses.end(), gateway) == addresses.end())
     net.add_address(kOverlayBridgeName, layout.gateway, layout.prefix_len);
   net.set_up(kOverlayBridgeName);
@@ -54,9 +54,9 @@ bool is_vxlan_device_name(const std::string& name) {
          std::all_of(name.begin() + 3, name.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-int overlay_mtu(NetlinkSocket& node, const std::string& underlay_ip) {
+int overlay_mtu(NetlinkSocket& node, Ipv4 underlay_ip) {
   auto underlay = node.link_with_address(underlay_ip);
-  if (!underlay) throw NetlinkError(EADDRNOTAVAIL, "no interface holds the advertise address " + underlay_ip);
+  if (!underlay) throw NetlinkError(EADDRNOTAVAIL, "no interface holds the advertise address " + underlay_ip.str());
   return underlay->mtu - kVxlanOverhead;
 }
 
@@ -95,17 +95,26 @@ void ensure_overlay(NetlinkSocket& node, const OverlayLayout& layout) {
   }
 }
 
+namespace {
+// Namespace teardown is asynchronous in the kernel; deleting the VXLAN now
+// frees its VNI at once, so the network can be made again at once.
+void delete_links_but_lo(const std::filesystem::path& netns_path) {
+  if (!is_pinned_netns(netns_path)) return;
+  NetlinkSocket net(NetnsHandle::open(netns_path));
+  for (const auto& link : net.list_links())
+    if (link.name != "lo") net.delete_link_if_exists(link.name);
+}
+}  // namespace
+
 void remove_overlay(NetlinkSocket& node, const OverlayLayout& layout) {
-  if (is_pinned_netns(layout.netns_path)) {
-    // Namespace teardown is asynchronous in the kernel; deleting the VXLAN
-    // now frees its VNI at once, so the network can be made again at once.
-    auto net_ns = NetnsHandle::open(layout.netns_path);
-    NetlinkSocket net(net_ns);
-    for (const auto& link : net.list_links())
-      if (link.name != "lo") net.delete_link_if_exists(link.name);
-  }
+  delete_links_but_lo(layout.netns_path);
   node.delete_link_if_exists(vxlan_device_name(layout.vni));
   remove_pinned_netns(layout.netns_path);
+}
+
+void remove_network_namespace(const std::filesystem::path& netns_path) {
+  delete_links_but_lo(netns_path);
+  remove_pinned_netns(netns_path);
 }
 
 namespace {
@@ -128,7 +137,7 @@ std::string attach_endpoint(const OverlayLayout& network, const EndpointLayout& 
                            .peer_name = ifname,
                            .peer_netns_fd = container.fd(),
                            .mtu = network.mtu,
-                           .peer_mac = parse_mac(endpoint.mac)});
+                           .peer_mac = endpoint.mac});
   LinkRollback rollback(net, endpoint.host_ifname);
   net.set_master(endpoint.host_ifname, kOverlayBridgeName);
   net.set_up(endpoint.host_ifname);
@@ -174,27 +183,18 @@ std::vector<std::string> remove_unknown_endpoints(const OverlayLayout& network, 
 }  // namespace weft::dataplane
 
 namespace weft::dataplane {
-namespace {
-MacAddress require_mac(const std::string& text) {
-  auto mac = parse_mac(text);
-  if (!mac) throw NetlinkError(EINVAL, "invalid MAC address \"" + text + "\"");
-  return *mac;
-}
-}  // namespace
 
 void program_remote_endpoint(const OverlayLayout& network, const RemoteEndpoint& remote) {
   NetlinkSocket net(NetnsHandle::open(network.netns_path));
   const auto vxlan = vxlan_device_name(network.vni);
-  const auto mac = require_mac(remote.mac);
-  net.replace_neighbor(vxlan, remote.ip, mac);
-  net.replace_fdb(vxlan, mac, remote.vtep);
+  net.replace_neighbor(vxlan, remote.ip, remote.mac);
+  net.replace_fdb(vxlan, remote.mac, remote.vtep);
 }
 
 void unprogram_remote_endpoint(const OverlayLayout& network, const RemoteEndpoint& remote) {
   if (!is_pinned_netns(network.netns_path)) return;
   NetlinkSocket net(NetnsHandle::open(network.netns_path));
   const auto vxlan = vxlan_device_name(network.vni);
-  const auto mac = require_mac(remote.mac);
   auto ignore_absent = [](auto&& op) {
     try {
       op();
@@ -202,7 +202,7 @@ void unprogram_remote_endpoint(const OverlayLayout& network, const RemoteEndpoin
       if (e.code().value() != ENOENT && e.code().value() != ENODEV) throw;
     }
   };
-  ignore_absent([&] { net.delete_fdb(vxlan, mac, remote.vtep); });
+  ignore_absent([&] { net.delete_fdb(vxlan, remote.mac, remote.vtep); });
   ignore_absent([&] { net.delete_neighbor(vxlan, remote.ip); });
 }
 

@@ -25,16 +25,16 @@ bool is_vxlan_device_name(const std::string& name);
 struct OverlayLayout {
   std::filesystem::path netns_path;  // pinned namespace of the network
   std::uint32_t vni = 0;
-  std::string gateway;               // on the bridge
+  Ipv4 gateway;                      // on the bridge
   int prefix_len = 24;
-  std::string underlay_ip;           // VXLAN local address
+  Ipv4 underlay_ip;                  // VXLAN local address
   int mtu = 1450;                    // underlay MTU - VXLAN overhead
 };
 
 // VXLAN over IPv4 adds 50 bytes (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
 inline constexpr int kVxlanOverhead = 50;
 // MTU for overlay devices on a node whose underlay address is `underlay_ip`.
-int overlay_mtu(NetlinkSocket& node, const std::string& underlay_ip);
+int overlay_mtu(NetlinkSocket& node, Ipv4 underlay_ip);
 
 // Turns bridge netfilter (br_netfilter's net.bridge.bridge-nf-call-iptables,
 // -ip6tables, -arptables) off in a network's namespace. Nothing filters there
@@ -53,11 +53,16 @@ void ensure_overlay(NetlinkSocket& node, const OverlayLayout& layout);
 // Removes the network's namespace (and with it the bridge, VXLAN and the
 // host ends of its endpoints) and any leftover VXLAN in the node namespace.
 void remove_overlay(NetlinkSocket& node, const OverlayLayout& layout);
+// Removes a pinned network namespace whose layout is unknown (left by a
+// network the state no longer has): deletes every link in it first, so a
+// VXLAN device frees its VNI at once rather than when the kernel gets to
+// tearing the namespace down.
+void remove_network_namespace(const std::filesystem::path& netns_path);
 
 struct EndpointLayout {
   std::string host_ifname;    // bridge side, in the network namespace
-  std::string ip;
-  std::string mac;
+  Ipv4 ip;
+  MacAddress mac;
 };
 
 // Connects `container` to the network: returns the interface name inside it
@@ -87,9 +92,9 @@ namespace weft::dataplane {
 // a static FDB entry (its MAC -> the owning node's underlay address). No
 // flooding, no learning.
 struct RemoteEndpoint {
-  std::string ip;
-  std::string mac;
-  std::string vtep;  // underlay address of the node that hosts it
+  Ipv4 ip;
+  MacAddress mac;
+  Ipv4 vtep;  // underlay address of the node that hosts it
 };
 
 void program_remote_endpoint(const OverlayLayout& network, const RemoteEndpoint& remote);

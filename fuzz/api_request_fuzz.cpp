@@ -13,7 +13,7 @@
 // Build (clang 14), from the source root:
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
 //     fuzz/api_request_fuzz.cpp control/api_routes.cpp control/api_json.cpp \
-//     control/api_swarm.cpp control/names.cpp -lfmt -lboost_system -o api_request_fuzz
+//     control/api_swarm.cpp control/names.cpp dataplane/address.cpp -lfmt -lboost_system -o api_request_fuzz
 //   ./api_request_fuzz -max_len=4096 -max_total_time=60
 #include <cstddef>
 #include <cstdint>

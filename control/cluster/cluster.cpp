@@ -267,11 +267,7 @@ void Cluster::State::claim_everything() {
   auto add = [&out](std::vector<TableEntry> es) { out.insert(out.end(), es.begin(), es.end()); };
   add(ranges->claim(kPoolSpace, ipam::Range{pool.first(), pool.last()}));
   add(ranges->claim(kVniSpace, ipam::Range{ipam::Ipv4{4096}, ipam::Ipv4{(1u << 24) - 1}}));
-  for (const auto& n : nm.local_networks()) {
-    auto subnet = ipam::Cidr::parse(n.subnet);
-    add(ranges->claim(network_space(n.id),
-                      ipam::Range{ipam::Ipv4{subnet->first().value + 1}, ipam::Ipv4{subnet->last().value - 1}}));
-  }
+  for (const auto& n : nm.local_networks()) add(ranges->claim(network_space(n.id), ipam::host_range(n.subnet)));
   broadcast(out);
 }
 
@@ -281,11 +277,8 @@ void Cluster::State::claim_everything() {
 void Cluster::State::claim_local_networks() {
   std::vector<TableEntry> out;
   for (const auto& n : nm.local_networks()) {
-    auto subnet = ipam::Cidr::parse(n.subnet);
-    if (!subnet) continue;
     try {
-      auto claimed = ranges->claim(network_space(n.id), ipam::Range{ipam::Ipv4{subnet->first().value + 1},
-                                                                    ipam::Ipv4{subnet->last().value - 1}});
+      auto claimed = ranges->claim(network_space(n.id), ipam::host_range(n.subnet));
       if (!claimed.empty())
         spdlog::info("cluster: claimed the addresses of network {} again (not saved before a restart)", n.name);
       out.insert(out.end(), claimed.begin(), claimed.end());
@@ -427,7 +420,7 @@ void Cluster::State::on_table_change(const std::optional<TableEntry>& before, co
       if (now) {
         auto j = json::parse(now->value);
         auto endpoint = endpoint_from_record(j);
-        if (endpoint.node != config.node_name) nm.apply_remote_endpoint(endpoint, j.value("vtep", ""));
+        if (endpoint.node != config.node_name) nm.apply_remote_endpoint(endpoint, vtep_from_record(j));
       } else {
         nm.forget_remote_endpoint(before->key);
       }

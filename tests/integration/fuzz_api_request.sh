@@ -13,6 +13,7 @@ command -v clang++ >/dev/null || { echo "clang++ missing: run scripts/setup" >&2
 cd "$src"
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
   fuzz/api_request_fuzz.cpp control/api_routes.cpp control/api_json.cpp control/api_swarm.cpp control/names.cpp \
+  dataplane/address.cpp \
   -lfmt -lboost_system -o "$work/api_request_fuzz"
 
 # Seeds: one request per route, so the run starts from bodies that parse.

@@ -129,8 +129,8 @@ TEST_F(ApiRoutesTest, InspectNetworkListsOnlyItsOwnEndpointsAsContainers) {
   EXPECT_EQ(detail.at("Containers"), (json{{front.id,
                                             {{"Name", "front"},
                                              {"EndpointID", front.id},
-                                             {"MacAddress", front.mac},
-                                             {"IPv4Address", front.ip + "/24"},
+                                             {"MacAddress", front.mac.str()},
+                                             {"IPv4Address", front.ip.str() + "/24"},
                                              {"Netns", "ns1"}}}}));
 }
 
@@ -179,7 +179,7 @@ TEST_F(ApiRoutesTest, ConnectPassesTheRequestAndAnswersWithTheEndpoint) {
                                        {"Netns", "/proc/42/ns/net"},
                                        {"Interface", "eth0"},
                                        {"IPv4Address", "10.0.1.7/24"},
-                                       {"MacAddress", endpoint.mac},
+                                       {"MacAddress", endpoint.mac.str()},
                                        {"Node", "node-1"}}));
 }
 

@@ -38,8 +38,8 @@ class FakeNetworkService : public NetworkService {
     network.id = make_id(n);
     network.name = spec.name;
     network.driver = spec.driver;
-    network.subnet = spec.subnet.value_or(fmt::format("10.0.{}.0/24", n));
-    network.gateway = spec.gateway.value_or(fmt::format("10.0.{}.1", n));
+    network.subnet = parsed<ipam::Cidr>("subnet", spec.subnet.value_or(fmt::format("10.0.{}.0/24", n)));
+    network.gateway = parsed<ipam::Ipv4>("gateway", spec.gateway.value_or(fmt::format("10.0.{}.1", n)));
     network.vni = 4096 + n;
     network.attachable = spec.attachable;
     network.created = "2024-05-01T12:00:00Z";
@@ -76,9 +76,9 @@ class FakeNetworkService : public NetworkService {
     endpoint.network_name = network.name;
     endpoint.netns = request.netns;
     endpoint.ifname = "eth0";
-    endpoint.ip = request.ip.value_or(fmt::format("10.0.0.{}", n + 1));
+    endpoint.ip = parsed<ipam::Ipv4>("IPv4 address", request.ip.value_or(fmt::format("10.0.0.{}", n + 1)));
     endpoint.prefix_len = 24;
-    endpoint.mac = fmt::format("02:42:0a:00:00:{:02x}", n + 1);
+    endpoint.mac = parsed<dataplane::MacAddress>("MAC address", fmt::format("02:42:0a:00:00:{:02x}", n + 1));
     endpoint.node = "node-1";
     endpoints.push_back(endpoint);
     return endpoint;
@@ -103,6 +103,14 @@ class FakeNetworkService : public NetworkService {
   }
 
  private:
+  // What the real service answers for an address that does not parse.
+  template <class Value>
+  static Value parsed(const char* what, const std::string& text) {
+    const auto value = Value::parse(text);
+    if (!value) throw ApiError(ApiError::Kind::BadRequest, std::string("invalid ") + what + " \"" + text + "\"");
+    return *value;
+  }
+
   // 64 hex characters whose first two differ between n = 1..255.
   static std::string make_id(int n) {
     std::string id;

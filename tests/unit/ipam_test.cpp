@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -166,6 +167,28 @@ TEST(Cidr, OverlapsIsSymmetricAndExcludesNeighbours) {
   EXPECT_FALSE(big.overlaps(next));
   EXPECT_FALSE(next.overlaps(big));
   EXPECT_FALSE(cidr("10.0.0.0/25").overlaps(cidr("10.0.0.128/25")));
+}
+
+TEST(Cidr, ContainingClearsHostBits) {
+  EXPECT_EQ(Cidr::containing(ip("10.0.0.1"), 24), cidr("10.0.0.0/24"));
+  EXPECT_EQ(Cidr::containing(ip("10.0.1.77"), 23), cidr("10.0.0.0/23"));
+  EXPECT_EQ(Cidr::containing(ip("255.255.255.255"), 0), cidr("0.0.0.0/0"));
+  EXPECT_EQ(Cidr::containing(ip("10.0.0.5"), 32), cidr("10.0.0.5/32"));
+}
+
+TEST(Cidr, WellFormedIsWhatParseGuarantees) {
+  EXPECT_TRUE(cidr("10.0.0.0/8").well_formed());
+  EXPECT_FALSE((Cidr{ip("10.0.0.1"), 24}).well_formed());
+  EXPECT_FALSE((Cidr{ip("10.0.0.0"), 33}).well_formed());
+  EXPECT_FALSE((Cidr{ip("10.0.0.0"), -1}).well_formed());
+}
+
+// The numbers nodes hand out and claim for a network (network manager and
+// cluster both use it): everything but network and broadcast address.
+TEST(HostRange, LeavesOutNetworkAndBroadcast) {
+  EXPECT_EQ(host_range(cidr("10.0.0.0/24")), range("10.0.0.1", "10.0.0.254"));
+  EXPECT_EQ(host_range(cidr("10.5.0.0/16")), range("10.5.0.1", "10.5.255.254"));
+  EXPECT_EQ(host_range(cidr("192.168.7.4/30")), range("192.168.7.5", "192.168.7.6"));
 }
 
 // ---------------------------------------------------------------------------
@@ -678,6 +701,29 @@ TEST(SubnetPool, RejectsBadConfiguration) {
   expect_ipam_error(IpamError::Kind::Invalid, [] { SubnetPool(Cidr{Ipv4{0x0A000001}, 8}, 24); });
   SubnetPool pool(cidr("10.0.0.0/16"), 24);
   expect_ipam_error(IpamError::Kind::Invalid, [&] { pool.reserve(Cidr{Ipv4{0x0A000001}, 24}); });
+}
+
+TEST(DefaultSubnetPool, TakesTheFlagsAndNamesTheBadOne) {
+  auto pool = default_subnet_pool("10.0.0.0/8", 24);
+  EXPECT_EQ(pool.pool(), cidr("10.0.0.0/8"));
+  EXPECT_EQ(pool.subnet_prefix(), 24);
+  EXPECT_EQ(pool.allocate(), cidr("10.0.0.0/24"));
+  EXPECT_EQ(default_subnet_pool("10.9.0.0/24", 24).allocate(), cidr("10.9.0.0/24"));
+  auto refused = [](std::string_view text, int mask) -> std::string {
+    try {
+      default_subnet_pool(text, mask);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "accepted " << text << " /" << mask;
+    return {};
+  };
+  EXPECT_THAT(refused("10.0.0.1/8", 24), HasSubstr("invalid --default-addr-pool \"10.0.0.1/8\""));
+  EXPECT_THAT(refused("ten", 24), HasSubstr("--default-addr-pool "));
+  EXPECT_THAT(refused("10.0.0.0/16", 8), HasSubstr("invalid --default-addr-pool-mask-length 8: must be between 16"));
+  // /31 and /32 leave no endpoint address next to the gateway.
+  EXPECT_THAT(refused("10.0.0.0/8", 31), HasSubstr("--default-addr-pool-mask-length 31"));
+  EXPECT_EQ(default_subnet_pool("10.0.0.0/8", 30).allocate(), cidr("10.0.0.0/30"));
 }
 
 TEST(SubnetPool, SubnetSizeEqualToPool) {

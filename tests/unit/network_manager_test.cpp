@@ -21,19 +21,22 @@
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
 #include "dataplane/overlay.h"
+#include "tests/support/addresses.h"
 #include "tests/support/scratch_netns.h"
 
 namespace weft::control {
 namespace {
 namespace dp = weft::dataplane;
 namespace fs = std::filesystem;
+using testing::ipv4;
+using testing::mac;
 
 class NetworkManagerTest : public ::testing::Test {
  protected:
   NetworkManagerTest() {
     dp::NetlinkSocket node(node_ns);
     node.create_veth(dp::VethSpec{.name = "eth0", .peer_name = "eth0peer", .mtu = 1500});
-    node.add_address("eth0", "192.0.2.10", 24);
+    node.add_address("eth0", ipv4("192.0.2.10"), 24);
     node.set_up("eth0");
     node.set_up("lo");
   }
@@ -122,8 +125,8 @@ bool tcp_reaches(const fs::path& from, const fs::path& to, const std::string& ip
 TEST_F(NetworkManagerTest, CreateNetworkLaysOutDevices) {
   auto agent = start_agent();
   auto n = agent->create_network({.name = "net-test"});
-  EXPECT_EQ(n.subnet, "10.0.0.0/24");
-  EXPECT_EQ(n.gateway, "10.0.0.1");
+  EXPECT_EQ(n.subnet.str(), "10.0.0.0/24");
+  EXPECT_EQ(n.gateway.str(), "10.0.0.1");
   EXPECT_EQ(n.vni, 4096u);
   EXPECT_EQ(n.id.size(), 64u);
   EXPECT_EQ(netns_files(), 1u);
@@ -132,11 +135,11 @@ TEST_F(NetworkManagerTest, CreateNetworkLaysOutDevices) {
   auto vxlan = net.get_link("wvx4096");
   EXPECT_EQ(vxlan.master_ifindex, bridge.ifindex);
   EXPECT_EQ(vxlan.mtu, 1450);
-  EXPECT_EQ(net.list_addresses("br0"), (std::vector<std::pair<std::string, int>>{{"10.0.0.1", 24}}));
+  EXPECT_EQ(net.list_addresses("br0"), (std::vector<std::pair<dp::Ipv4, int>>{{ipv4("10.0.0.1"), 24}}));
   EXPECT_EQ(vxlans_in_node(), 0u);
 
   auto second = agent->create_network({.name = "net-two"});
-  EXPECT_EQ(second.subnet, "10.0.1.0/24");
+  EXPECT_EQ(second.subnet.str(), "10.0.1.0/24");
   EXPECT_EQ(second.vni, 4097u);
 }
 
@@ -147,10 +150,10 @@ TEST_F(NetworkManagerTest, EndpointsReachEachOther) {
   auto c2 = namespaces.make("c2");
   auto e1 = agent->connect({.network = "net-test", .netns = c1.string()});
   auto e2 = agent->connect({.network = "net-test", .netns = c2.string(), .name = "second"});
-  EXPECT_EQ(e1.ip, "10.0.0.2");
-  EXPECT_EQ(e2.ip, "10.0.0.3");
+  EXPECT_EQ(e1.ip.str(), "10.0.0.2");
+  EXPECT_EQ(e2.ip.str(), "10.0.0.3");
   EXPECT_EQ(e1.ifname, "eth0");
-  EXPECT_EQ(e1.mac, "02:42:0a:00:00:02");
+  EXPECT_EQ(e1.mac.str(), "02:42:0a:00:00:02");
   EXPECT_EQ(e2.name, "second");
   EXPECT_TRUE(tcp_reaches(c1, c2, "10.0.0.3", 7001));
   EXPECT_TRUE(tcp_reaches(c2, c1, "10.0.0.2", 7002));
@@ -196,14 +199,14 @@ TEST_F(NetworkManagerTest, RestartRemovesStaleObjectsAndGoneEndpoints) {
   }
   dp::remove_pinned_netns(c1);  // the container went away while the agent was down
   dp::create_pinned_netns(netns_dir() / "deadbeef0000");  // a stale network namespace
-  dp::NetlinkSocket(node_ns).create_vxlan({.name = "wvx4999", .vni = 4999, .local_ip = "192.0.2.10"});
+  dp::NetlinkSocket(node_ns).create_vxlan({.name = "wvx4999", .vni = 4999, .local_ip = ipv4("192.0.2.10")});
   auto agent = start_agent();
   EXPECT_TRUE(agent->list_endpoints().empty());
   EXPECT_EQ(netns_files(), 1u);
   EXPECT_EQ(vxlans_in_node(), 0u);
   // Its address is free again.
   auto c2 = namespaces.make("c2");
-  EXPECT_EQ(agent->connect({.network = "net-test", .netns = c2.string()}).ip, "10.0.0.2");
+  EXPECT_EQ(agent->connect({.network = "net-test", .netns = c2.string()}).ip.str(), "10.0.0.2");
 }
 
 TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
@@ -236,7 +239,7 @@ TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
   expect_error([&] { agent->create_network({.name = "x", .subnet = "10.5.3.0/24"}); }, K::Conflict);
   expect_error([&] { agent->create_network({.name = "big"}); }, K::Conflict);
   // After a refused overlap the subnet is still free for a good request.
-  EXPECT_EQ(agent->create_network({.name = "y", .subnet = "10.7.0.0/24", .gateway = "10.7.0.254"}).gateway,
+  EXPECT_EQ(agent->create_network({.name = "y", .subnet = "10.7.0.0/24", .gateway = "10.7.0.254"}).gateway.str(),
             "10.7.0.254");
 
   auto c1 = namespaces.make("c1");
@@ -247,7 +250,8 @@ TEST_F(NetworkManagerTest, BadInputIsRefusedAndLeavesNothing) {
   dp::NetlinkSocket inside(dp::NetnsHandle::open(c1));
   EXPECT_FALSE(inside.find_link("eth0"));
 
-  EXPECT_EQ(agent->connect({.network = "big", .netns = c1.string(), .name = "web", .ip = "10.5.9.9"}).ip, "10.5.9.9");
+  EXPECT_EQ(agent->connect({.network = "big", .netns = c1.string(), .name = "web", .ip = "10.5.9.9"}).ip.str(),
+            "10.5.9.9");
   auto c2 = namespaces.make("c2");
   expect_error([&] { agent->connect({.network = "big", .netns = c2.string(), .name = "web"}); }, K::Conflict);
   expect_error([&] { agent->connect({.network = "big", .netns = c1.string()}); }, K::Conflict);
@@ -337,7 +341,7 @@ TEST_F(NetworkManagerTest, FullDiskChangesNothingAndRestartStillWorks) {
   fs::remove(state_dir() / "filler");
   agent->disconnect({.network = "net-a", .netns = c1.string()});
   agent->remove_network("net-b");
-  EXPECT_EQ(agent->connect({.network = "net-a", .netns = c3.string()}).ip, "10.0.0.2");
+  EXPECT_EQ(agent->connect({.network = "net-a", .netns = c3.string()}).ip.str(), "10.0.0.2");
   agent.reset();
   agent = start_agent();
   EXPECT_EQ(agent->list_endpoints().size(), 2u);
@@ -363,7 +367,7 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
                                  .vni = net.vni,
                                  .gateway = net.gateway,
                                  .prefix_len = 24,
-                                 .underlay_ip = "192.0.2.10",
+                                 .underlay_ip = ipv4("192.0.2.10"),
                                  .mtu = 1450};
   // An attach recorded ahead ("attaching") and cut short in the kernel: the
   // veth pair exists, the container side has no address yet.
@@ -373,16 +377,16 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
                 .network_name = net.name,
                 .netns = c2.string(),
                 .ifname = "eth0",
-                .ip = "10.0.0.3",
+                .ip = ipv4("10.0.0.3"),
                 .prefix_len = 24,
-                .mac = "02:42:0a:00:00:03",
+                .mac = mac("02:42:0a:00:00:03"),
                 .node = "node1"};
   dp::NetlinkSocket(dp::NetnsHandle::open(layout.netns_path))
       .create_veth({.name = "veth" + half.id.substr(0, 11),
                     .peer_name = "eth0",
                     .peer_netns_fd = dp::NetnsHandle::open(c2).fd(),
                     .mtu = 1450,
-                    .peer_mac = dp::parse_mac(half.mac)});
+                    .peer_mac = half.mac});
   auto state = nlohmann::json::parse(*read_file(state_file()));
   auto record = endpoint_record(half);
   record["state"] = "attaching";
@@ -390,7 +394,8 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
   write_file_atomically(state_file(), state.dump(2));
   // A complete attach no record mentions (left by an agent without
   // write-ahead records), holding an address the state thinks is free.
-  dp::attach_endpoint(layout, {.host_ifname = "vethbbbbbbbbbbb", .ip = "10.0.0.4", .mac = "02:42:0a:00:00:04"},
+  dp::attach_endpoint(layout,
+                      {.host_ifname = "vethbbbbbbbbbbb", .ip = ipv4("10.0.0.4"), .mac = mac("02:42:0a:00:00:04")},
                       dp::NetnsHandle::open(c3));
   // A state write cut short.
   std::ofstream(state_dir() / ".state.json.tmp.Zz9Yy8") << "{\"version\":";
@@ -409,10 +414,37 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
   auto e3 = agent->connect({.network = "net-test", .netns = c3.string()});
   EXPECT_EQ(e2.ifname, "eth0");
   EXPECT_EQ(e3.ifname, "eth0");
-  EXPECT_EQ((std::set<std::string>{e1.ip, e2.ip, e3.ip}).size(), 3u);
+  EXPECT_EQ((std::set<dp::Ipv4>{e1.ip, e2.ip, e3.ip}).size(), 3u);
   EXPECT_EQ(interfaces_in(c2), std::set<std::string>{"eth0"});
-  EXPECT_TRUE(tcp_reaches(c2, c3, e3.ip, 7201));
-  EXPECT_TRUE(tcp_reaches(c3, c1, e1.ip, 7202));
+  EXPECT_TRUE(tcp_reaches(c2, c3, e3.ip.str(), 7201));
+  EXPECT_TRUE(tcp_reaches(c3, c1, e1.ip.str(), 7202));
+}
+
+}  // namespace
+}  // namespace weft::control
+
+namespace weft::control {
+namespace {
+
+// The state file keeps addresses as text; one that does not parse makes the
+// file corrupt (as a missing field does) instead of reaching the kernel.
+TEST_F(NetworkManagerTest, StateFileWithMalformedAddressIsCorrupt) {
+  auto c1 = namespaces.make("c1");
+  {
+    auto agent = start_agent();
+    agent->create_network({.name = "net-test"});
+    agent->connect({.network = "net-test", .netns = c1.string()});
+  }
+  auto state = nlohmann::json::parse(*read_file(state_file()));
+  state["endpoints"][0]["mac"] = "02:42:0a:00:00";
+  write_file_atomically(state_file(), state.dump(2));
+  try {
+    start_agent();
+    ADD_FAILURE() << "the agent started on a state file with a malformed MAC";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("is corrupt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("\"mac\""), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -9,10 +9,14 @@
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
 #include "dataplane/overlay.h"
+#include "tests/support/addresses.h"
 #include "tests/support/scratch_netns.h"
 
 namespace weft::dataplane {
 namespace {
+
+using testing::ipv4;
+using testing::mac;
 
 class TwoNodeOverlayTest : public ::testing::Test {
  protected:
@@ -30,14 +34,14 @@ class TwoNodeOverlayTest : public ::testing::Test {
     sw.set_master(port, "sw0");
     sw.set_up(port);
     NetlinkSocket n(node);
-    n.add_address("eth0", ip, 24);
+    n.add_address("eth0", ipv4(ip), 24);
     n.set_up("eth0");
     n.set_up("lo");
   }
 
   OverlayLayout layout(const std::string& name, const std::string& underlay) {
-    return OverlayLayout{.netns_path = dir.path() / "state" / name, .vni = 4096, .gateway = "10.0.0.1",
-                         .prefix_len = 24, .underlay_ip = underlay, .mtu = 1450};
+    return OverlayLayout{.netns_path = dir.path() / "state" / name, .vni = 4096, .gateway = ipv4("10.0.0.1"),
+                         .prefix_len = 24, .underlay_ip = ipv4(underlay), .mtu = 1450};
   }
 
   testing::ScratchDir dir;
@@ -78,21 +82,24 @@ TEST_F(TwoNodeOverlayTest, RemoteEntriesCarryTrafficAcrossNodes) {
   }
   auto c1 = namespaces.make("c1");
   auto c2 = namespaces.make("c2");
-  attach_endpoint(net1, {.host_ifname = "veth1", .ip = "10.0.0.2", .mac = "02:42:0a:00:00:02"}, NetnsHandle::open(c1));
-  attach_endpoint(net2, {.host_ifname = "veth2", .ip = "10.0.0.3", .mac = "02:42:0a:00:00:03"}, NetnsHandle::open(c2));
+  attach_endpoint(net1, {.host_ifname = "veth1", .ip = ipv4("10.0.0.2"), .mac = mac("02:42:0a:00:00:02")},
+                  NetnsHandle::open(c1));
+  attach_endpoint(net2, {.host_ifname = "veth2", .ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03")},
+                  NetnsHandle::open(c2));
 
   EXPECT_FALSE(tcp_connects(c1, c2, "10.0.0.3", 7100, 1)) << "reached without entries: flooding or learning is on";
 
-  program_remote_endpoint(net1, {.ip = "10.0.0.3", .mac = "02:42:0a:00:00:03", .vtep = "192.0.2.12"});
-  program_remote_endpoint(net2, {.ip = "10.0.0.2", .mac = "02:42:0a:00:00:02", .vtep = "192.0.2.11"});
-  program_remote_endpoint(net2, {.ip = "10.0.0.2", .mac = "02:42:0a:00:00:02", .vtep = "192.0.2.11"});
+  program_remote_endpoint(net1, {.ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03"), .vtep = ipv4("192.0.2.12")});
+  program_remote_endpoint(net2, {.ip = ipv4("10.0.0.2"), .mac = mac("02:42:0a:00:00:02"), .vtep = ipv4("192.0.2.11")});
+  program_remote_endpoint(net2, {.ip = ipv4("10.0.0.2"), .mac = mac("02:42:0a:00:00:02"), .vtep = ipv4("192.0.2.11")});
   EXPECT_TRUE(tcp_connects(c1, c2, "10.0.0.3", 7101));
   EXPECT_TRUE(tcp_connects(c2, c1, "10.0.0.2", 7102));
 
   NetlinkSocket net(NetnsHandle::open(net1.netns_path));
   EXPECT_EQ(net.list_fdb(vxlan_device_name(4096)).size(), 1u);
-  unprogram_remote_endpoint(net1, {.ip = "10.0.0.3", .mac = "02:42:0a:00:00:03", .vtep = "192.0.2.12"});
-  unprogram_remote_endpoint(net1, {.ip = "10.0.0.3", .mac = "02:42:0a:00:00:03", .vtep = "192.0.2.12"});
+  const RemoteEndpoint on_node2{.ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03"), .vtep = ipv4("192.0.2.12")};
+  unprogram_remote_endpoint(net1, on_node2);
+  unprogram_remote_endpoint(net1, on_node2);
   EXPECT_TRUE(net.list_fdb(vxlan_device_name(4096)).empty());
   EXPECT_TRUE(net.list_neighbors(vxlan_device_name(4096)).empty());
 
