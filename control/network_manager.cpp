@@ -268,6 +268,8 @@ struct NetworkManager::Impl {
     return nullptr;
   }
 
+  void set_owned(const std::string& space, const ipam::RangeSet& owned);
+  ipam::RangeSet free_ranges(const std::string& space) const;
   void load_state();
   void roll_back_attaches();
   void remove_orphan_endpoints();
@@ -929,35 +931,42 @@ void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
   self.remote_endpoints.erase(it);
 }
 
+void NetworkManager::Impl::set_owned(const std::string& space, const ipam::RangeSet& owned) {
+  if (space == kPoolSpace) {
+    pool.set_owned(owned);
+  } else if (space == kVniSpace) {
+    vni_owned = owned;
+  } else if (space.starts_with("net:")) {
+    auto it = addresses.find(space.substr(4));
+    if (it == addresses.end()) {
+      early_ownership[space] = owned;
+    } else {
+      it->second.remove_owned(it->second.owned());
+      it->second.add_owned(owned);
+    }
+  }
+}
+
+ipam::RangeSet NetworkManager::Impl::free_ranges(const std::string& space) const {
+  if (space == kPoolSpace) return pool.free_ranges();
+  if (space == kVniSpace) return free_vnis();
+  if (space.starts_with("net:"))
+    if (auto it = addresses.find(space.substr(4)); it != addresses.end()) return it->second.free_ranges();
+  return {};
+}
+
 void NetworkManager::set_owned(const std::string& space, const ipam::RangeSet& owned) {
   {
     std::lock_guard lock(impl_->mutex);
-    auto& self = *impl_;
-    if (space == kPoolSpace) {
-      self.pool.set_owned(owned);
-    } else if (space == kVniSpace) {
-      self.vni_owned = owned;
-    } else if (space.starts_with("net:")) {
-      auto it = self.addresses.find(space.substr(4));
-      if (it == self.addresses.end()) {
-        self.early_ownership[space] = owned;
-      } else {
-        it->second.remove_owned(it->second.owned());
-        it->second.add_owned(owned);
-      }
-    }
+    impl_->set_owned(space, owned);
   }
   impl_->ranges_changed.notify_all();
 }
 
-ipam::RangeSet NetworkManager::free_ranges(const std::string& space) {
+void NetworkManager::give_away(const std::string& space,
+                               const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give) {
   std::lock_guard lock(impl_->mutex);
-  auto& self = *impl_;
-  if (space == kPoolSpace) return self.pool.free_ranges();
-  if (space == kVniSpace) return self.free_vnis();
-  if (space.starts_with("net:"))
-    if (auto it = self.addresses.find(space.substr(4)); it != self.addresses.end()) return it->second.free_ranges();
-  return {};
+  impl_->set_owned(space, give(impl_->free_ranges(space)));
 }
 
 }  // namespace weft::control

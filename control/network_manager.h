@@ -3,6 +3,7 @@
 // the state file, and reconciles the kernel with it at start.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -71,8 +72,12 @@ class NetworkManager final : public NetworkService {
   void apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep);
   void forget_remote_endpoint(const std::string& endpoint_id);
   void set_owned(const std::string& space, const ipam::RangeSet& owned);
-  // Owned numbers in `space` not handed out: what can be donated.
-  ipam::RangeSet free_ranges(const std::string& space);
+  // Gives part of this node's numbers in `space` to a peer with no gap in
+  // which an allocation could take one of them: `give` gets the numbers
+  // owned here and not handed out, picks the gift (making it durable) and
+  // returns what this node owns afterwards, in force before the next
+  // allocation.
+  void give_away(const std::string& space, const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give);
   std::string advertise_addr() const;
   ipam::Cidr address_pool() const;
 

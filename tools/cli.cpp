@@ -13,8 +13,6 @@ std::string text_field(const nlohmann::json& object, std::string_view key) {
   return it->get<std::string>();
 }
 
-std::string short_id(std::string_view id) { return std::string(id.substr(0, 12)); }
-
 void print_agent_error(const ApiStatusError& error) {
   // The message may quote names stored before the agent validated them.
   std::cerr << "Error response from agent: " << control::names::printable(error.what()) << '\n';

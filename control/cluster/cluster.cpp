@@ -65,10 +65,13 @@ class NetworkManagerAdapter final : public NodeNetworks {
   std::vector<Endpoint> local_endpoints() override { return nm_.local_endpoints(); }
   void apply_remote_network(const Network& n) override { nm_.apply_remote_network(n); }
   void forget_remote_network(const std::string& id) override { nm_.forget_remote_network(id); }
-  void apply_remote_endpoint(const Endpoint& e, const std::string& vtep) override { nm_.apply_remote_endpoint(e, vtep); }
+  void apply_remote_endpoint(const Endpoint& e, ipam::Ipv4 vtep) override { nm_.apply_remote_endpoint(e, vtep); }
   void forget_remote_endpoint(const std::string& id) override { nm_.forget_remote_endpoint(id); }
   void set_owned(const std::string& space, const ipam::RangeSet& owned) override { nm_.set_owned(space, owned); }
-  ipam::RangeSet free_ranges(const std::string& space) override { return nm_.free_ranges(space); }
+  void give_away(const std::string& space,
+                 const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give) override {
+    nm_.give_away(space, give);
+  }
   ipam::Cidr address_pool() override { return nm_.address_pool(); }
 
  private:
@@ -137,6 +140,9 @@ struct Cluster::State {
   NodeInfo node_info(const gossip::Member& m) const;
 
   ClusterConfig config;
+  // The underlay address endpoints of this node are reached at, as gossiped
+  // in their records (weftd has checked the flag it comes from).
+  ipam::Ipv4 vtep = ipam::Ipv4::parse(config.advertise_addr).value_or(ipam::Ipv4{});
   NodeNetworks& nm;
   Cluster* owner = nullptr;
   asio::io_context io;
@@ -184,7 +190,7 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   gc.bind_port = config.bind_port;
   gc.advertise_addr = config.advertise_addr;
   gc.keyring = std::make_shared<gossip::Keyring>(key);
-  serf = std::make_unique<gossip::SerfCompat>(io, config.node_name, gossip::Tags{{"role", "weft"}, {"id", node_id}},
+  serf = std::make_unique<gossip::SerfCompat>(io, config.node_name, gossip::Tags{{kRoleTag, kWeftRole}, {"id", node_id}},
                                               table_gossip.get(), table_gossip.get());
   ml = std::make_unique<gossip::Memberlist>(io, gc, serf.get(), serf.get());
   serf->attach(ml.get());
@@ -266,7 +272,7 @@ void Cluster::State::claim_everything() {
   std::vector<TableEntry> out;
   auto add = [&out](std::vector<TableEntry> es) { out.insert(out.end(), es.begin(), es.end()); };
   add(ranges->claim(kPoolSpace, ipam::Range{pool.first(), pool.last()}));
-  add(ranges->claim(kVniSpace, ipam::Range{ipam::Ipv4{4096}, ipam::Ipv4{(1u << 24) - 1}}));
+  add(ranges->claim(kVniSpace, kVniRange));
   for (const auto& n : nm.local_networks()) add(ranges->claim(network_space(n.id), ipam::host_range(n.subnet)));
   broadcast(out);
 }
@@ -295,9 +301,7 @@ void Cluster::State::publish_local_state() {
     if (!tables->get(kNetworksTable, n.id)) out.push_back(tables->put(kNetworksTable, n.id, network_record(n).dump()));
   std::set<std::string> mine;
   for (const auto& e : nm.local_endpoints()) {
-    auto record = endpoint_record(e);
-    record["vtep"] = config.advertise_addr;
-    out.push_back(tables->put(kEndpointsTable, e.id, record.dump()));
+    out.push_back(tables->put(kEndpointsTable, e.id, endpoint_record(e, vtep).dump()));
     mine.insert(e.id);
   }
   // Endpoints this node published before a restart that are gone now.
@@ -463,7 +467,12 @@ void Cluster::State::handle_range_request(const RangeRequest& request) {
   if (want == 0) return;  // nothing asked for
   std::vector<TableEntry> gift;
   try {
-    gift = ranges->donate(space, from, nm.free_ranges(space), unit, want);
+    // Under the network manager's lock: no attach can take a number of the
+    // gift between choosing it and no longer owning it.
+    nm.give_away(space, [&](const ipam::RangeSet& free) {
+      gift = ranges->donate(space, from, free, unit, want);
+      return ranges->usable(space);
+    });
   } catch (const std::exception& e) {
     spdlog::error("cluster: not giving {} part of {}: cannot save the gift: {}", from, space, e.what());
     return;
@@ -485,13 +494,13 @@ NodeInfo Cluster::State::node_info(const gossip::Member& m) const {
     tags = gossip::decode_serf_tags(m.meta);
   } catch (const std::exception&) {
   }
-  const bool weft = tags.count("role") && tags.at("role") == "weft";
+  const bool weft = has_weft_role(tags);
   return NodeInfo{.id = tags.count("id") ? tags.at("id") : m.name,
                   .hostname = m.name,
                   .status = status_of(m.state),
                   .availability = "active",
                   .address = m.address(),
-                  .role = weft ? "weft" : "serf",
+                  .role = weft ? kWeftRole : "serf",
                   .membership = gossip::node_state_name(m.state),
                   .self = m.name == config.node_name,
                   .incarnation = m.incarnation};
@@ -739,9 +748,7 @@ void Cluster::withdraw_network(const std::string& network_id) {
 void Cluster::publish_endpoint(const Endpoint& endpoint) {
   state_->post([s = state_.get(), endpoint] {
     if (!s->active) return;
-    auto record = endpoint_record(endpoint);
-    record["vtep"] = s->config.advertise_addr;
-    s->broadcast({s->tables->put(kEndpointsTable, endpoint.id, record.dump())});
+    s->broadcast({s->tables->put(kEndpointsTable, endpoint.id, endpoint_record(endpoint, s->vtep).dump())});
   });
 }
 

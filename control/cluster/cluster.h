@@ -41,10 +41,12 @@ class NodeNetworks {
   virtual std::vector<Endpoint> local_endpoints() = 0;
   virtual void apply_remote_network(const Network& network) = 0;
   virtual void forget_remote_network(const std::string& network_id) = 0;
-  virtual void apply_remote_endpoint(const Endpoint& endpoint, const std::string& vtep) = 0;
+  virtual void apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep) = 0;
   virtual void forget_remote_endpoint(const std::string& endpoint_id) = 0;
   virtual void set_owned(const std::string& space, const ipam::RangeSet& owned) = 0;
-  virtual ipam::RangeSet free_ranges(const std::string& space) = 0;
+  // See NetworkManager::give_away.
+  virtual void give_away(const std::string& space,
+                         const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give) = 0;
   virtual ipam::Cidr address_pool() = 0;
 };
 

@@ -37,9 +37,7 @@ class FlagScope {
 
 bool is_weft(const gossip::Member& m) {
   try {
-    auto tags = gossip::decode_serf_tags(m.meta);
-    auto role = tags.find("role");
-    return role != tags.end() && role->second == "weft";
+    return has_weft_role(gossip::decode_serf_tags(m.meta));
   } catch (const std::exception&) {
     return false;
   }
@@ -260,6 +258,11 @@ void TableGossip::notify_update(const gossip::Member& m) {
     weft_peers_.insert(m.name);
   else
     weft_peers_.erase(m.name);
+}
+
+bool has_weft_role(const gossip::Tags& tags) {
+  auto role = tags.find(kRoleTag);
+  return role != tags.end() && role->second == kWeftRole;
 }
 
 }  // namespace weft::control::cluster

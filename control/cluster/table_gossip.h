@@ -38,9 +38,16 @@
 #include "control/gossip/broadcast_queue.h"
 #include "control/cluster/weft_messages.h"
 #include "control/gossip/memberlist.h"
+#include "control/gossip/serf_compat.h"
 #include "control/tables/replicated_tables.h"
 
 namespace weft::control::cluster {
+
+// The serf tag that marks a member as a weft agent (plain serf agents share
+// the cluster but take no part in the tables).
+inline constexpr const char* kRoleTag = "role";
+inline constexpr const char* kWeftRole = "weft";
+bool has_weft_role(const gossip::Tags& tags);
 
 struct TableGossipConfig {
   std::string node_name;

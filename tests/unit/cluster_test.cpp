@@ -4,6 +4,7 @@
 // and republishes. Each Cluster runs its own gossip thread, as in the agent;
 // the test polls what the fakes were told, with a deadline.
 #include "control/cluster/cluster.h"
+#include "tests/support/addresses.h"
 
 #include <gtest/gtest.h>
 
@@ -55,9 +56,9 @@ class FakeNodeNetworks final : public NodeNetworks {
     std::lock_guard lock(mu_);
     networks_.erase(id);
   }
-  void apply_remote_endpoint(const Endpoint& endpoint, const std::string& vtep) override {
+  void apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep) override {
     std::lock_guard lock(mu_);
-    remote_endpoints_[endpoint.id] = vtep;
+    remote_endpoints_[endpoint.id] = vtep.str();
   }
   void forget_remote_endpoint(const std::string& id) override {
     std::lock_guard lock(mu_);
@@ -69,10 +70,11 @@ class FakeNodeNetworks final : public NodeNetworks {
     owned_[space] = owned;
   }
   // Nothing is handed out here: everything owned is free.
-  ipam::RangeSet free_ranges(const std::string& space) override {
+  void give_away(const std::string& space,
+                 const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give) override {
     std::lock_guard lock(mu_);
     auto it = owned_.find(space);
-    return it == owned_.end() ? ipam::RangeSet{} : it->second;
+    owned_[space] = give(it == owned_.end() ? ipam::RangeSet{} : it->second);
   }
   ipam::Cidr address_pool() override { return *ipam::Cidr::parse("10.0.0.0/8"); }
 
@@ -166,16 +168,16 @@ struct Node {
 };
 
 Network network(const std::string& id, const std::string& node) {
-  return Network{.id = id, .name = "net-" + id.substr(0, 4), .driver = "overlay", .subnet = "10.0.7.0/24",
-                 .gateway = "10.0.7.1", .vni = 4100, .attachable = false, .created = "2024-05-01T12:00:00Z",
+  return Network{.id = id, .name = "net-" + id.substr(0, 4), .driver = "overlay", .subnet = testing::cidr("10.0.7.0/24"),
+                 .gateway = testing::ipv4("10.0.7.1"), .vni = 4100, .attachable = false, .created = "2024-05-01T12:00:00Z",
                  .node = node};
 }
 
 Endpoint endpoint(const std::string& id, const std::string& network_id, const std::string& ip,
                   const std::string& node) {
   return Endpoint{.id = id, .name = "ep-" + id.substr(0, 4), .network_id = network_id, .network_name = "",
-                  .netns = "/run/netns/x", .ifname = "eth0", .ip = ip, .prefix_len = 24,
-                  .mac = "02:42:0a:00:07:02", .node = node};
+                  .netns = "/run/netns/x", .ifname = "eth0", .ip = testing::ipv4(ip), .prefix_len = 24,
+                  .mac = testing::mac("02:42:0a:00:07:02"), .node = node};
 }
 
 std::string hex_id(char c) { return std::string(64, c); }
