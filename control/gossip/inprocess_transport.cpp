@@ -129,11 +129,11 @@ class InProcessTransport final : public Transport {
   }
 
   void send_packet(const HostPort& to, ByteView packet) override {
-    if (!address_ || !net_->reachable(*address_, to)) return;
+    if (!address_ || !net_->packets_pass(*address_, to)) return;
     std::weak_ptr<InProcessNetwork> weak = net_;
     asio::post(net_->io_, [weak, to, from = *address_, bytes = Bytes(packet.begin(), packet.end())] {
       auto net = weak.lock();
-      if (!net || !net->reachable(from, to)) return;
+      if (!net || !net->packets_pass(from, to)) return;
       auto it = net->listeners_.find(to);
       if (it == net->listeners_.end()) return;
       ++net->packets_delivered_;
@@ -194,6 +194,18 @@ void InProcessNetwork::cut_off(const HostPort& at, bool cut) {
     cut_off_.insert(at);
   } else {
     cut_off_.erase(at);
+  }
+}
+
+}  // namespace weft::control::gossip
+
+namespace weft::control::gossip {
+
+void InProcessNetwork::drop_packets(const HostPort& at, bool drop) {
+  if (drop) {
+    packets_dropped_.insert(at);
+  } else {
+    packets_dropped_.erase(at);
   }
 }
 

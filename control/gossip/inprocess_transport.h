@@ -25,6 +25,9 @@ class InProcessNetwork : public std::enable_shared_from_this<InProcessNetwork> {
   // Packets to and from `at`, and streams dialled to it, are lost while
   // cut off: a node whose network failed (it keeps running).
   void cut_off(const HostPort& at, bool cut = true);
+  // Only packets to and from `at` are lost: its UDP is firewalled, its
+  // streams (TCP) still work.
+  void drop_packets(const HostPort& at, bool drop = true);
 
   // Counters, for tests that assert what went over the network.
   std::size_t packets_delivered() const { return packets_delivered_; }
@@ -36,10 +39,14 @@ class InProcessNetwork : public std::enable_shared_from_this<InProcessNetwork> {
   bool reachable(const HostPort& from, const HostPort& to) const {
     return !cut_off_.contains(from) && !cut_off_.contains(to);
   }
+  bool packets_pass(const HostPort& from, const HostPort& to) const {
+    return reachable(from, to) && !packets_dropped_.contains(from) && !packets_dropped_.contains(to);
+  }
 
   boost::asio::io_context& io_;
   std::map<HostPort, InProcessTransport*> listeners_;
   std::set<HostPort> cut_off_;
+  std::set<HostPort> packets_dropped_;
   std::uint16_t next_port_ = 30000;
   std::size_t packets_delivered_ = 0;
   std::size_t streams_opened_ = 0;
