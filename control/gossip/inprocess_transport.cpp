@@ -105,6 +105,14 @@ class PipeEnd final : public ByteStream {
   HostPort remote_;
 };
 
+void mark(std::set<HostPort>& set, const HostPort& at, bool member) {
+  if (member) {
+    set.insert(at);
+  } else {
+    set.erase(at);
+  }
+}
+
 }  // namespace
 
 class InProcessTransport final : public Transport {
@@ -189,24 +197,8 @@ std::unique_ptr<Transport> InProcessNetwork::transport() {
   return std::make_unique<InProcessTransport>(shared_from_this());
 }
 
-void InProcessNetwork::cut_off(const HostPort& at, bool cut) {
-  if (cut) {
-    cut_off_.insert(at);
-  } else {
-    cut_off_.erase(at);
-  }
-}
+void InProcessNetwork::cut_off(const HostPort& at, bool cut) { mark(cut_off_, at, cut); }
 
-}  // namespace weft::control::gossip
-
-namespace weft::control::gossip {
-
-void InProcessNetwork::drop_packets(const HostPort& at, bool drop) {
-  if (drop) {
-    packets_dropped_.insert(at);
-  } else {
-    packets_dropped_.erase(at);
-  }
-}
+void InProcessNetwork::drop_packets(const HostPort& at, bool drop) { mark(packets_dropped_, at, drop); }
 
 }  // namespace weft::control::gossip
