@@ -288,3 +288,17 @@ TEST_F(GossipClusterOverSockets, StoppedNodeIsDetectedDead) {
   nodes[2]->ml.shutdown();
   ASSERT_TRUE(run_until([&] { return all_see({"node2"}, gossip::NodeStateKind::kDead, live({0, 1})); }, 6s));
 }
+
+TEST_F(GossipCluster, JoinErrorsNameThePeerAndTheCause) {
+  auto& n0 = add("node0");
+  auto& n1 = add("node1");
+  std::optional<std::string> refused, timed_out, unparsable;
+  n0.ml.join({"127.0.0.1:1"}, [&](int, std::string err) { refused = err; });
+  network->cut_off(n1.host_port());
+  n0.ml.join({n1.address()}, [&](int, std::string err) { timed_out = err; });
+  n0.ml.join({"127.0.0.1:"}, [&](int, std::string err) { unparsable = err; });
+  ASSERT_TRUE(run_until([&] { return refused && timed_out && unparsable; }, 3s));
+  EXPECT_EQ(*refused, "failed to join 127.0.0.1: connect to 127.0.0.1:1 failed: Connection refused");
+  EXPECT_EQ(*timed_out, "failed to join 127.0.0.1: connect to " + n1.address() + " failed: timed out");
+  EXPECT_EQ(*unparsable, "peer '127.0.0.1:': bad port ''");
+}
