@@ -6,9 +6,9 @@
 //
 // Build (clang 14):
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     fuzz/gossip_decode_fuzz.cpp control/gossip/{msgpack_wire,messages,codec,lzw,\
-//     keyring,security,packet,stream,broadcast_queue,serf_compat,memberlist,stream_conn,suspicion}.cpp \
+//     fuzz/gossip_decode_fuzz.cpp control/gossip/*.cpp \
 //     -lssl -lcrypto -lfmt -lspdlog -lboost_system -o gossip_decode_fuzz
+// (tests/integration/fuzz_gossip_decode.sh does this for a bounded run.)
 //   ./gossip_decode_fuzz -max_len=4096 -max_total_time=60
 // The first input byte selects the path; the rest is the payload.
 #include <cstddef>

@@ -38,6 +38,7 @@
 #include "control/api_routes.h"
 #include "control/api_server.h"
 #include "control/cluster/cluster.h"
+#include "control/gossip/host_port.h"
 #include "control/gossip/profiles.h"
 #include "control/ipam.h"
 #include "control/network_manager.h"
@@ -156,16 +157,15 @@ weft::control::gossip::Config gossip_timings(const Options& options) {
 // "ADDR:PORT" with an IPv4 address and a port 1..65535 (0 allowed for --bind).
 std::pair<std::string, std::uint16_t> parse_host_port(const std::string& text, const std::string& flag,
                                                      bool allow_zero) {
-  const auto colon = text.rfind(':');
   const auto fail = [&] { return UsageError("invalid " + flag + " \"" + text + "\": expected IPv4:PORT"); };
-  if (colon == std::string::npos || !ipam::Ipv4::parse(text.substr(0, colon))) throw fail();
-  const auto port_text = text.substr(colon + 1);
-  if (port_text.empty() || port_text.size() > 5 ||
-      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+  weft::control::gossip::ParsedHostPort parsed;
+  try {
+    parsed = weft::control::gossip::parse_host_port(text);
+  } catch (const weft::control::gossip::InvalidHostPort&) {
     throw fail();
-  const int port = std::stoi(port_text);
-  if (port > 65535 || (port == 0 && !allow_zero)) throw fail();
-  return {text.substr(0, colon), static_cast<std::uint16_t>(port)};
+  }
+  if (!parsed.ip.is_v4() || !parsed.port || (*parsed.port == 0 && !allow_zero)) throw fail();
+  return {parsed.ip.to_string(), *parsed.port};
 }
 
 std::string host_name() {

@@ -22,6 +22,7 @@
 #include "control/gossip/keyring.h"
 #include "control/gossip/messages.h"
 #include "control/gossip/stream.h"
+#include "control/gossip/transport.h"
 
 namespace weft::control::gossip {
 
@@ -117,13 +118,16 @@ class MemberlistImpl;
 class Memberlist {
  public:
   // Delegates are borrowed and must outlive the Memberlist (or its shutdown()).
-  Memberlist(asio::io_context& io, Config config, Delegate* delegate = nullptr, EventDelegate* events = nullptr);
+  // Without a transport it uses UDP and TCP (make_net_transport); tests may
+  // pass one from an InProcessNetwork.
+  Memberlist(asio::io_context& io, Config config, Delegate* delegate = nullptr, EventDelegate* events = nullptr,
+             std::unique_ptr<Transport> transport = nullptr);
   ~Memberlist();  // shuts down (without leaving)
   Memberlist(const Memberlist&) = delete;
   Memberlist& operator=(const Memberlist&) = delete;
 
-  // Binds UDP+TCP, announces ourselves alive and starts the timers. Throws
-  // std::runtime_error with the address if binding fails.
+  // Binds UDP+TCP (listens on the transport), announces ourselves alive and
+  // starts the timers. Throws std::runtime_error with the address if binding fails.
   void start();
 
   // Push/pull join with each "ip:port" (or "name/ip:port"); `done` gets the
@@ -136,9 +140,6 @@ class Memberlist {
   // `done(false)` after `timeout`. Keeps answering probes until shutdown().
   void leave(milliseconds timeout, std::function<void(bool)> done);
 
-  // Re-reads Delegate::node_meta and gossips a new alive message.
-  void update_node();
-
   // Best-effort user message to one member over UDP (piggybacks broadcasts).
   bool send_best_effort(const std::string& node, ByteView msg);
   // Reliable user message over TCP; `done(error)` with empty error on success.
@@ -148,9 +149,7 @@ class Memberlist {
 
   std::vector<Member> members() const;  // every known node, any state
   std::size_t num_alive() const;        // alive + suspect, including us
-  Member local_member() const;
   std::uint16_t bound_port() const;
-  int health_score() const;
   const Config& config() const;
 
  private:

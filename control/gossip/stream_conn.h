@@ -1,19 +1,20 @@
-// One TCP connection carrying memberlist stream messages, with a deadline
+// One stream connection carrying memberlist stream messages, with a deadline
 // that closes it (memberlist's TCPTimeout) so a stalled peer can't pin it.
 #pragma once
 
 #include <array>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/error_code.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-
 #include "control/gossip/keyring.h"
 #include "control/gossip/stream.h"
+#include "control/gossip/transport.h"
 
 namespace weft::control::gossip {
 
@@ -27,32 +28,50 @@ struct StreamLimits {
   std::shared_ptr<StreamBufferBudget> budget;
 };
 
+// Why a stream read ended without a message, beyond the transport's own errors.
+enum class StreamErrc {
+  closed_before_message = 1,  // the peer closed without sending a byte: nothing to answer
+  malformed,                  // the bytes were refused; StreamError::detail says why
+};
+const boost::system::error_category& stream_category();
+inline boost::system::error_code make_error_code(StreamErrc e) { return {static_cast<int>(e), stream_category()}; }
+
+// A failed read: `code` is a StreamErrc, asio::error::timed_out (the
+// deadline, or a close, cut it short) or the transport's error.
+struct StreamError {
+  boost::system::error_code code;
+  std::string detail;  // the decoder's reason, for StreamErrc::malformed
+  explicit operator bool() const { return static_cast<bool>(code); }
+  std::string message() const;
+};
+
+// "timed out" for asio::error::timed_out (as memberlist logs it), else the code's message.
+std::string describe(const boost::system::error_code& ec);
+
 class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
  public:
-  using Tcp = asio::ip::tcp;
-  using ReadHandler = std::function<void(std::optional<StreamMessage>, std::string error)>;
-  using WriteHandler = std::function<void(std::string error)>;
-  using ConnectHandler = std::function<void(std::shared_ptr<StreamConnection>, std::string error)>;
+  using ReadHandler = std::function<void(std::optional<StreamMessage>, const StreamError& error)>;
+  using WriteHandler = std::function<void(const boost::system::error_code& error)>;
+  using ConnectHandler = std::function<void(std::shared_ptr<StreamConnection>, const boost::system::error_code& error)>;
 
-  StreamConnection(Tcp::socket socket, std::shared_ptr<const Keyring> keyring, bool require_encryption,
-                   StreamLimits limits = {});
+  StreamConnection(asio::any_io_executor executor, std::unique_ptr<ByteStream> stream,
+                   std::shared_ptr<const Keyring> keyring, bool require_encryption, StreamLimits limits = {});
   ~StreamConnection();
 
-  // Connects within `timeout`; the handler gets a connection whose deadline
-  // is already set to the same point in time.
-  static void connect(asio::io_context& io, const Tcp::endpoint& to, std::chrono::milliseconds timeout,
+  // Dials `to` within `timeout`; the handler gets a connection whose
+  // deadline is already set to the same point in time.
+  static void connect(asio::io_context& io, Transport& transport, const HostPort& to, std::chrono::milliseconds timeout,
                       std::shared_ptr<const Keyring> keyring, bool require_encryption, StreamLimits limits,
                       ConnectHandler done);
 
   void set_deadline(std::chrono::steady_clock::time_point when);
-  // Reads until one whole message has arrived. error "eof" means the peer
-  // closed without sending anything.
+  // Reads until one whole message has arrived.
   void read_message(ReadHandler done);
   void write(Bytes data, WriteHandler done);
   void close();
-  std::string remote() const { return remote_; }
+  std::string remote() const { return remote_.to_string(); }
   // The peer's IP address alone: the key for rate-limited log lines.
-  std::string remote_address() const { return remote_address_; }
+  std::string remote_address() const { return remote_.ip.to_string(); }
   // Keeps `token` alive as long as this connection (e.g. a slot among the
   // inbound streams, given back when the connection is gone).
   void hold(std::shared_ptr<void> token) { held_ = std::move(token); }
@@ -61,7 +80,7 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
  private:
   void read_more(ReadHandler done);
 
-  Tcp::socket socket_;
+  std::unique_ptr<ByteStream> stream_;
   asio::steady_timer deadline_;
   std::shared_ptr<const Keyring> keyring_;
   bool require_encryption_;
@@ -70,8 +89,11 @@ class StreamConnection : public std::enable_shared_from_this<StreamConnection> {
   std::shared_ptr<void> held_;
   std::array<std::uint8_t, 16 * 1024> chunk_{};
   Bytes outgoing_;
-  std::string remote_;
-  std::string remote_address_;
+  HostPort remote_;
+  bool closed_ = false;
 };
 
 }  // namespace weft::control::gossip
+
+template <>
+struct boost::system::is_error_code_enum<weft::control::gossip::StreamErrc> : std::true_type {};

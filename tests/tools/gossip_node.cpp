@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "control/gossip/host_port.h"
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
 
@@ -109,10 +110,14 @@ int main(int argc, char** argv) {
 
   gossip::Config cfg;
   cfg.name = opt.name;
-  const auto colon = opt.bind.rfind(':');
-  if (colon == std::string::npos) usage_error("--bind needs IP:PORT");
-  cfg.bind_addr = opt.bind.substr(0, colon);
-  cfg.bind_port = static_cast<std::uint16_t>(std::stoi(opt.bind.substr(colon + 1)));
+  try {
+    const auto bind = gossip::parse_host_port(opt.bind);
+    if (!bind.port) usage_error("--bind needs IP:PORT");
+    cfg.bind_addr = bind.ip.to_string();
+    cfg.bind_port = *bind.port;
+  } catch (const gossip::InvalidHostPort& e) {
+    usage_error("--bind needs IP:PORT: " + std::string(e.what()));
+  }
   try {
     if (!opt.keys.empty()) {
       cfg.keyring = std::make_shared<gossip::Keyring>(gossip::Keyring::decode_base64_key(opt.keys.front()));

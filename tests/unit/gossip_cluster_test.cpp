@@ -1,10 +1,14 @@
-// In-process clusters on 127.0.0.1 with fast timings. Every node runs on one
-// io_context driven by the test thread, so the tests are deterministic in
-// structure and bounded in time (each wait has a deadline).
+// In-process clusters with fast timings. Every node runs on one io_context
+// driven by the test thread, so the tests are deterministic in structure and
+// bounded in time (each wait has a deadline). Most clusters talk over an
+// InProcessNetwork (no sockets: nothing is lost to a loaded machine's UDP,
+// and a test can cut a node off); the *OverSockets tests and the plaintext
+// one use UDP and TCP on 127.0.0.1.
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
 
+#include "control/gossip/inprocess_transport.h"
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
 #include "tests/support/fast_gossip.h"
@@ -55,12 +59,17 @@ gossip::Config fast_config(const std::string& name, std::shared_ptr<gossip::Keyr
 }
 
 struct TestNode {
-  TestNode(asio::io_context& io, const std::string& name, std::shared_ptr<gossip::Keyring> keyring)
-      : app(name), serf(io, name, {{"role", "weft"}}, &app), ml(io, fast_config(name, std::move(keyring)), &serf, &serf) {
+  // Without a transport: UDP and TCP on 127.0.0.1.
+  TestNode(asio::io_context& io, const std::string& name, std::shared_ptr<gossip::Keyring> keyring,
+           std::unique_ptr<gossip::Transport> transport = nullptr)
+      : app(name),
+        serf(io, name, {{"role", "weft"}}, &app),
+        ml(io, fast_config(name, std::move(keyring)), &serf, &serf, std::move(transport)) {
     serf.attach(&ml);
     ml.start();
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(ml.bound_port()); }
+  gossip::HostPort host_port() const { return {asio::ip::make_address("127.0.0.1"), ml.bound_port()}; }
   std::optional<gossip::NodeStateKind> state_of(const std::string& name) const {
     for (const auto& m : ml.members()) {
       if (m.name == name) return m.state;
@@ -78,7 +87,8 @@ class GossipCluster : public ::testing::Test {
   void SetUp() override { key = std::make_shared<gossip::Keyring>(Bytes(32, 0x5a)); }
 
   TestNode& add(const std::string& name, std::shared_ptr<gossip::Keyring> keyring = nullptr) {
-    nodes.push_back(std::make_unique<TestNode>(io, name, keyring ? keyring : key));
+    nodes.push_back(std::make_unique<TestNode>(io, name, keyring ? keyring : key,
+                                               over_sockets ? nullptr : network->transport()));
     return *nodes.back();
   }
 
@@ -134,6 +144,8 @@ class GossipCluster : public ::testing::Test {
   }
 
   asio::io_context io;
+  std::shared_ptr<gossip::InProcessNetwork> network = gossip::InProcessNetwork::create(io);
+  bool over_sockets = false;
   std::shared_ptr<gossip::Keyring> key;
   std::vector<std::unique_ptr<TestNode>> nodes;
   std::string last_join_error;
@@ -222,4 +234,66 @@ TEST_F(GossipCluster, PlaintextClusterWithoutKeyring) {
   ASSERT_TRUE(run_until([&] { return joined >= 0; }, 3s));
   EXPECT_EQ(joined, 1);
   EXPECT_TRUE(run_until([&] { return p0.state_of("p1") == gossip::NodeStateKind::kAlive; }, 3s));
+}
+
+TEST_F(GossipCluster, NodeWithBlockedUdpIsKeptAliveByTcpPings) {
+  form_cluster(3);
+  // node2's UDP is firewalled; its TCP port still answers. Probes of it fail
+  // over UDP, but the TCP ping fallback finds it alive, so it is never
+  // suspected (memberlist's "UDP probes failed, network may be misconfigured").
+  network->drop_packets(nodes[2]->host_port());
+  run_until([] { return false; }, 1500ms);
+  EXPECT_TRUE(all_see({"node2"}, gossip::NodeStateKind::kAlive, live({0, 1})));
+  EXPECT_GT(network->streams_opened(), 0u);
+}
+
+TEST_F(GossipCluster, CutOffNodeIsDetectedDeadWhileItKeepsRunning) {
+  form_cluster(4);
+  network->cut_off(nodes[3]->host_port());
+  ASSERT_TRUE(run_until([&] { return all_see({"node3"}, gossip::NodeStateKind::kDead, live({0, 1, 2})); }, 6s))
+      << "node3 not declared dead";
+  EXPECT_TRUE(all_see({"node0", "node1", "node2"}, gossip::NodeStateKind::kAlive, live({0, 1, 2})));
+}
+
+class GossipClusterOverSockets : public GossipCluster {
+ protected:
+  void SetUp() override {
+    GossipCluster::SetUp();
+    over_sockets = true;
+  }
+};
+
+TEST_F(GossipClusterOverSockets, FourNodesConvergeAndCarryMessagesAndState) {
+  form_cluster(4);
+  for (auto& n : nodes) EXPECT_EQ(n->ml.num_alive(), 4u);
+  nodes[0]->app.pending.push_back(Bytes{'h', 'e', 'l', 'l', 'o'});
+  ASSERT_TRUE(run_until(
+      [&] {
+        for (std::size_t i = 1; i < nodes.size(); ++i) {
+          if (std::count(nodes[i]->app.messages.begin(), nodes[i]->app.messages.end(), "hello") == 0) return false;
+        }
+        return true;
+      },
+      10s));
+  EXPECT_GT(std::count(nodes[1]->app.states.begin(), nodes[1]->app.states.end(), "node0"), 0);
+}
+
+TEST_F(GossipClusterOverSockets, StoppedNodeIsDetectedDead) {
+  form_cluster(3);
+  nodes[2]->ml.shutdown();
+  ASSERT_TRUE(run_until([&] { return all_see({"node2"}, gossip::NodeStateKind::kDead, live({0, 1})); }, 6s));
+}
+
+TEST_F(GossipCluster, JoinErrorsNameThePeerAndTheCause) {
+  auto& n0 = add("node0");
+  auto& n1 = add("node1");
+  std::optional<std::string> refused, timed_out, unparsable;
+  n0.ml.join({"127.0.0.1:1"}, [&](int, std::string err) { refused = err; });
+  network->cut_off(n1.host_port());
+  n0.ml.join({n1.address()}, [&](int, std::string err) { timed_out = err; });
+  n0.ml.join({"127.0.0.1:"}, [&](int, std::string err) { unparsable = err; });
+  ASSERT_TRUE(run_until([&] { return refused && timed_out && unparsable; }, 3s));
+  EXPECT_EQ(*refused, "failed to join 127.0.0.1: connect to 127.0.0.1:1 failed: Connection refused");
+  EXPECT_EQ(*timed_out, "failed to join 127.0.0.1: connect to " + n1.address() + " failed: timed out");
+  EXPECT_EQ(*unparsable, "peer '127.0.0.1:': bad port ''");
 }
