@@ -333,6 +333,30 @@ bool NetlinkSocket::has_default_route() {
   return false;
 }
 
+std::optional<std::string> NetlinkSocket::default_route_interface() {
+  nl_cache* raw = nullptr;
+  check(rtnl_route_alloc_cache(sock(), AF_INET, 0, &raw), "list routes");
+  CachePtr cache(raw);
+  std::optional<int> best_ifindex;
+  std::uint32_t best_metric = UINT32_MAX;
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* route = reinterpret_cast<rtnl_route*>(obj);
+    if (rtnl_route_get_table(route) != RT_TABLE_MAIN || nl_addr_get_prefixlen(rtnl_route_get_dst(route)) != 0)
+      continue;
+    if (rtnl_route_get_nnexthops(route) < 1) continue;
+    const int ifindex = rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(route, 0));
+    if (ifindex <= 0) continue;
+    if (!best_ifindex || rtnl_route_get_priority(route) < best_metric) {
+      best_ifindex = ifindex;
+      best_metric = rtnl_route_get_priority(route);
+    }
+  }
+  if (!best_ifindex) return std::nullopt;
+  for (const auto& link : list_links())
+    if (link.ifindex == *best_ifindex) return link.name;
+  return std::nullopt;
+}
+
 void NetlinkSocket::replace_neighbor(const std::string& ifname, Ipv4 ip, const MacAddress& mac) {
   const std::string what = "neighbour " + ip.str() + " lladdr " + mac.str() + " dev " + ifname;
   NeighPtr neigh(rtnl_neigh_alloc());

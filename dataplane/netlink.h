@@ -90,6 +90,9 @@ class NetlinkSocket {
   std::optional<LinkInfo> link_with_address(Ipv4 ip);
   void replace_default_route(Ipv4 gateway, const std::string& ifname);
   bool has_default_route();
+  // The interface of the main table's IPv4 default route with the lowest
+  // metric; nullopt when there is none (or it has no interface).
+  std::optional<std::string> default_route_interface();
 
   // Neighbour (IP -> MAC) and bridge FDB (MAC -> remote VTEP) entries
   void replace_neighbor(const std::string& ifname, Ipv4 ip, const MacAddress& mac);

@@ -5,7 +5,6 @@
 #include <ifaddrs.h>
 #include <malloc.h>
 #include <net/if.h>
-#include <net/route.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -42,6 +41,7 @@
 #include "control/gossip/profiles.h"
 #include "control/ipam.h"
 #include "control/network_manager.h"
+#include "dataplane/netlink.h"
 
 namespace {
 
@@ -63,26 +63,13 @@ bool is_global(in_addr address) {
   return first_octet != 0 && first_octet != 127 && (host_order >> 16) != 0xA9FE;
 }
 
-// The interface of the IPv4 default route with the lowest metric, from
-// /proc/net/route (enough here; no netlink round trip needed).
+// The interface of the IPv4 default route with the lowest metric.
 std::optional<std::string> default_route_interface() {
-  std::ifstream routes("/proc/net/route");
-  std::string line;
-  std::getline(routes, line);  // header
-  std::optional<std::string> best;
-  unsigned long best_metric = std::numeric_limits<unsigned long>::max();
-  while (std::getline(routes, line)) {
-    std::istringstream fields(line);
-    std::string iface, destination, gateway, flags_hex, refcnt, use, metric, mask;
-    if (!(fields >> iface >> destination >> gateway >> flags_hex >> refcnt >> use >> metric >> mask)) continue;
-    const unsigned long flags = std::strtoul(flags_hex.c_str(), nullptr, 16);
-    if (destination != "00000000" || mask != "00000000" || (flags & RTF_UP) == 0) continue;
-    if (const unsigned long value = std::strtoul(metric.c_str(), nullptr, 10); value < best_metric) {
-      best_metric = value;
-      best = iface;
-    }
+  try {
+    return weft::dataplane::NetlinkSocket().default_route_interface();
+  } catch (const std::exception&) {
+    return std::nullopt;  // then the first interface with an address serves
   }
-  return best;
 }
 
 // First global IPv4 address of the default route's interface, else of the
@@ -209,16 +196,10 @@ void complete_and_validate(AgentConfig& config) {
   if (config.state_dir.empty()) throw UsageError("--state-dir must not be empty");
   if (config.bpf_pin_dir.empty()) throw UsageError("--bpf-pin-dir must not be empty");
 
-  const auto pool = ipam::Cidr::parse(config.default_addr_pool);
-  if (!pool) {
-    throw UsageError("invalid --default-addr-pool \"" + config.default_addr_pool +
-                     "\": not an IPv4 CIDR with host bits zero (e.g. 10.0.0.0/8)");
-  }
-  // /31 and /32 leave no address for an endpoint next to the gateway.
-  if (config.default_addr_pool_mask_length < pool->prefix || config.default_addr_pool_mask_length > 30) {
-    throw UsageError("invalid --default-addr-pool-mask-length " +
-                     std::to_string(config.default_addr_pool_mask_length) + ": must be between " +
-                     std::to_string(pool->prefix) + " (the pool's prefix) and 30");
+  try {
+    ipam::default_subnet_pool(config.default_addr_pool, config.default_addr_pool_mask_length);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
   }
 }
 
