@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "control/gossip/keyring.h"
+
 namespace weft::control::cluster {
 
 struct JoinToken {
@@ -21,7 +23,7 @@ JoinToken decode_join_token(const std::string& text);
 // A fresh 32-byte key from OpenSSL's CSPRNG.
 std::vector<unsigned char> generate_gossip_key();
 // Standard base64, the form serf's -encrypt flag takes.
-std::string base64_encode(const std::vector<unsigned char>& bytes);
-std::optional<std::vector<unsigned char>> base64_decode(const std::string& text);
+using gossip::base64_decode;
+using gossip::base64_encode;
 
 }  // namespace weft::control::cluster

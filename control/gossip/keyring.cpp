@@ -8,8 +8,27 @@
 
 namespace weft::control::gossip {
 
+std::string base64_encode(ByteView bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes.data(), static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::optional<Bytes> base64_decode(std::string_view text) {
+  if (text.empty() || text.size() % 4 != 0) return std::nullopt;
+  Bytes out(3 * text.size() / 4);
+  const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts padding as zero bytes.
+  std::size_t size = static_cast<std::size_t>(n);
+  for (auto it = text.rbegin(); it != text.rend() && *it == '='; ++it) --size;
+  out.resize(size);
+  return out;
+}
+
 void Keyring::validate_key(ByteView key) {
-  if (key.size() != 16 && key.size() != 24 && key.size() != 32) {
+  if (!valid_key_size(key.size())) {
     throw std::invalid_argument(
         fmt::format("gossip key must be 16, 24 or 32 bytes (AES-128/192/256), got {} bytes", key.size()));
   }
@@ -32,20 +51,10 @@ Bytes Keyring::decode_base64_key(std::string_view b64) {
   if (trimmed.empty() || trimmed.size() % 4 != 0) {
     throw std::invalid_argument("gossip key is not valid base64 (length must be a multiple of 4)");
   }
-  Bytes out(trimmed.size() / 4 * 3);
-  const int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(trimmed.data()),
-                                static_cast<int>(trimmed.size()));
-  if (n < 0) throw std::invalid_argument("gossip key is not valid base64");
-  // EVP_DecodeBlock does not account for '=' padding.
-  std::size_t len = static_cast<std::size_t>(n);
-  if (trimmed.ends_with("==")) {
-    len -= 2;
-  } else if (trimmed.ends_with("=")) {
-    len -= 1;
-  }
-  out.resize(len);
-  validate_key(out);
-  return out;
+  auto out = base64_decode(trimmed);
+  if (!out) throw std::invalid_argument("gossip key is not valid base64");
+  validate_key(*out);
+  return *out;
 }
 
 void Keyring::add_key(Bytes key) {

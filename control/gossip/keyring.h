@@ -4,12 +4,19 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "control/gossip/msgpack_wire.h"
 
 namespace weft::control::gossip {
+
+// Standard base64 (with padding), the form of serf's `-encrypt` key; decode
+// gives nullopt for anything else.
+std::string base64_encode(ByteView bytes);
+std::optional<Bytes> base64_decode(std::string_view text);
 
 class Keyring {
  public:
@@ -21,6 +28,7 @@ class Keyring {
   // Serf's `-encrypt` takes standard base64 of the raw key.
   static Bytes decode_base64_key(std::string_view b64);
 
+  static bool valid_key_size(std::size_t size) { return size == 16 || size == 24 || size == 32; }
   static void validate_key(ByteView key);
 
   void add_key(Bytes key);      // no-op if already installed

@@ -30,8 +30,8 @@ TEST(JoinTokenTest, RejectsTamperingAndJunk) {
 }
 
 TEST(JoinTokenTest, Base64MatchesKnownVectors) {
-  EXPECT_EQ(base64_encode({'f', 'o', 'o', 'b', 'a', 'r'}), "Zm9vYmFy");
-  EXPECT_EQ(base64_encode({'f', 'o'}), "Zm8=");
+  EXPECT_EQ(base64_encode(std::vector<unsigned char>{'f', 'o', 'o', 'b', 'a', 'r'}), "Zm9vYmFy");
+  EXPECT_EQ(base64_encode(std::vector<unsigned char>{'f', 'o'}), "Zm8=");
   EXPECT_EQ(base64_decode("Zm8="), (std::vector<unsigned char>{'f', 'o'}));
   EXPECT_FALSE(base64_decode("Zm8"));
   EXPECT_FALSE(base64_decode("@@@@"));
