@@ -5,7 +5,7 @@
 namespace weft::control::api {
 
 RequestScheduler::RequestScheduler(Limits limits) : limits_(limits) {
-  limits_.max_running_changes = std::max<std::size_t>(limits_.max_running_changes, 1);
+  limits_.max_running_network_changes = std::max<std::size_t>(limits_.max_running_network_changes, 1);
   limits_.max_pending = std::max<std::size_t>(limits_.max_pending, 1);
 }
 
@@ -15,7 +15,7 @@ bool RequestScheduler::may_start(Workload workload) const {
     case Workload::kRead:
       return true;
     case Workload::kNetworkChange:
-      return !swarm_change_running_ && running_network_changes_ < limits_.max_running_changes;
+      return !swarm_change_running_ && running_network_changes_ < limits_.max_running_network_changes;
     case Workload::kSwarmChange:
       return !swarm_change_running_ && running_network_changes_ == 0;
   }

@@ -15,10 +15,10 @@ namespace weft::control::api {
 class RequestScheduler {
  public:
   struct Limits {
-    // Changes (network or swarm) running at once. Keep it below the number
-    // of workers, so a worker is always left for reads however slow the
-    // changes are.
-    std::size_t max_running_changes = 3;
+    // Network changes running at once (at least 1). Keep it below the
+    // number of workers, so a worker is always left for reads however slow
+    // the changes are.
+    std::size_t max_running_network_changes = 1;
     // Requests admitted and not yet finished (running or waiting); beyond
     // it a request is refused, which the server answers with 503.
     std::size_t max_pending = 64;
@@ -34,7 +34,7 @@ class RequestScheduler {
   // request must be reported back with finished(workload).
   //
   // Reads start at once, next to anything. Network changes run side by side
-  // (the network manager locks itself) but not while a swarm change runs. A
+  // up to the limit, but not while a swarm change runs. A
   // swarm change runs alone among the changes, as it did when the API had
   // one thread: joining refuses a node with networks, leaving forgets remote
   // networks, and the cluster's join/leave/init paths are not written to

@@ -172,6 +172,14 @@ local::acceptor bind_socket(asio::io_context& io, const std::string& socket_path
 
 namespace api {
 
+// Network changes running at once. NetworkManager checks a new network's
+// name and an attach's namespace before a donation wait that releases its
+// lock, and not again after it: two changes in that window could both pass
+// (two networks of one name, one namespace attached twice). Until it checks
+// again after the wait, network changes take turns, as they did when the
+// API had one thread; reads still never wait for them.
+constexpr std::size_t kNetworkChangesAtOnce = 1;
+
 // Runs requests off the io thread: admits them (RequestScheduler, on the io
 // thread), runs their handlers on the worker pool and brings the responses
 // back to the io thread. See the top of api_server.h.
@@ -184,7 +192,8 @@ class RequestDispatcher : public std::enable_shared_from_this<RequestDispatcher>
         services_(services),
         workers_(std::max<std::size_t>(limits.workers, 2)),
         pool_(workers_),
-        scheduler_({.max_running_changes = workers_ - 1, .max_pending = limits.max_pending_requests}) {}
+        scheduler_({.max_running_network_changes = std::min(kNetworkChangesAtOnce, workers_ - 1),
+                    .max_pending = limits.max_pending_requests}) {}
 
   // On the io thread. `done` is called on the io thread, at once for a
   // request that needs no service or is refused, else once its handler has
@@ -246,7 +255,8 @@ class RequestDispatcher : public std::enable_shared_from_this<RequestDispatcher>
 namespace {
 
 // One client connection: waits for a request (idle), reads it (reading),
-// answers it through api::handle_request (writing), and again (keep-alive).
+// has the dispatcher answer it (handling), writes the answer (writing), and
+// again (keep-alive).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   // Handling: a worker runs the request's handler.

@@ -11,20 +11,21 @@
 //   (ApiServerLimits::workers), because a handler may wait for a long time:
 //   a swarm join for up to 15 s, an attach for an address donation for up
 //   to 8 s. Which requests may run side by side is RequestScheduler's rule
-//   (api_scheduler.h): reads always start at once; network changes run side
-//   by side but at most workers - 1 of them, so a worker is always left for
+//   (api_scheduler.h): reads always start at once and never wait for a
+//   change; network changes take turns (see kNetworkChangesAtOnce in
+//   api_server.cpp) and never fill every worker, so one is always left for
 //   reads; a swarm change (init, join, leave, node rm) runs alone among the
-//   changes, in arrival order, as everything did when the API had one
-//   thread. More than max_pending_requests admitted requests get a 503 at
-//   once instead of a place in a queue.
+//   changes; changes start in arrival order, as everything did when the API
+//   had one thread. Beyond max_pending_requests admitted requests a request
+//   gets a 503 at once instead of a place in a queue.
 // - the handler's response is posted back to the io thread, which writes it
 //   on the connection (or drops it if the connection has closed meanwhile).
 // So handlers run on several threads at once. What they call is safe for
 // that: NetworkManager holds one mutex per call (released while it waits for
 // a donation); Cluster runs every swarm operation on its gossip thread
 // (Cluster::State::call), waiting for peers outside it; the swarm changes
-// that check state and act on it across such waits (join, leave, init, node
-// rm) never overlap each other or a network change (the scheduler's rule).
+// and network changes that check state and act on it across such waits
+// never overlap each other (the scheduler's rule).
 // A service passed to the server must be safe to call from several threads.
 //
 // Shutdown: stop() closes the connections and then waits for handlers still
