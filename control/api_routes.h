@@ -27,7 +27,7 @@ using Response = http::response<http::string_body>;
 // {"message": ...} responses (ApiError -> its status, anything else -> 500).
 // The response mirrors the request's HTTP version and keep-alive, and has its
 // payload prepared.
-// What the routes call: the swarm routes answer 503 while `swarm` is null
+// What the routes call: the swarm routes answer 500 while `swarm` is null
 // (an agent built without cluster support, or API tests).
 struct Services {
   NetworkService& networks;
