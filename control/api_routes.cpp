@@ -140,27 +140,33 @@ struct Route {
   http::verb method;
   std::string_view pattern;  // "/"-separated; "{...}" matches any one segment
   Reply (*handler)(const Request&, const Params&, Services&);
+  Workload workload;
 };
+
+constexpr auto kNow = Workload::kImmediate;
+constexpr auto kRead = Workload::kRead;
+constexpr auto kNetwork = Workload::kNetworkChange;
+constexpr auto kSwarm = Workload::kSwarmChange;
 
 // First match wins, so literal segments go before "{id}" at the same place.
 constexpr std::array kRoutes{
-    Route{http::verb::post, "/networks/create", create_network},
-    Route{http::verb::get, "/networks", list_networks},
-    Route{http::verb::get, "/networks/{id}", inspect_network},
-    Route{http::verb::delete_, "/networks/{id}", remove_network},
-    Route{http::verb::post, "/networks/{id}/connect", connect},
-    Route{http::verb::post, "/networks/{id}/disconnect", disconnect},
-    Route{http::verb::get, "/endpoints", list_endpoints},
-    Route{http::verb::post, "/swarm/init", swarm_init},
-    Route{http::verb::post, "/swarm/join", swarm_join},
-    Route{http::verb::post, "/swarm/leave", swarm_leave},
-    Route{http::verb::get, "/swarm", swarm_inspect},
-    Route{http::verb::get, "/nodes", list_nodes},
-    Route{http::verb::get, "/nodes/{id}", inspect_node},
-    Route{http::verb::delete_, "/nodes/{id}", remove_node},
-    Route{http::verb::get, "/_ping", ping},
-    Route{http::verb::head, "/_ping", ping},  // how Docker clients probe first
-    Route{http::verb::get, "/version", version},
+    Route{http::verb::post, "/networks/create", create_network, kNetwork},
+    Route{http::verb::get, "/networks", list_networks, kRead},
+    Route{http::verb::get, "/networks/{id}", inspect_network, kRead},
+    Route{http::verb::delete_, "/networks/{id}", remove_network, kNetwork},
+    Route{http::verb::post, "/networks/{id}/connect", connect, kNetwork},
+    Route{http::verb::post, "/networks/{id}/disconnect", disconnect, kNetwork},
+    Route{http::verb::get, "/endpoints", list_endpoints, kRead},
+    Route{http::verb::post, "/swarm/init", swarm_init, kSwarm},
+    Route{http::verb::post, "/swarm/join", swarm_join, kSwarm},
+    Route{http::verb::post, "/swarm/leave", swarm_leave, kSwarm},
+    Route{http::verb::get, "/swarm", swarm_inspect, kRead},
+    Route{http::verb::get, "/nodes", list_nodes, kRead},
+    Route{http::verb::get, "/nodes/{id}", inspect_node, kRead},
+    Route{http::verb::delete_, "/nodes/{id}", remove_node, kSwarm},
+    Route{http::verb::get, "/_ping", ping, kNow},
+    Route{http::verb::head, "/_ping", ping, kNow},  // how Docker clients probe first
+    Route{http::verb::get, "/version", version, kNow},
 };
 
 std::vector<std::string_view> split_segments(std::string_view path) {
@@ -250,6 +256,33 @@ Reply route(const Request& request, Services& services) {
   return reply;
 }
 
+// The route a request is answered by: the same search as route(), without
+// calling it; null when the router answers itself (404, 405, bad path).
+const Route* route_of(const Request& request) {
+  const auto segments = path_segments(to_std(request.target()));
+  if (!segments) return nullptr;
+  for (const Route& candidate : kRoutes) {
+    if (candidate.method == request.method() && match(candidate.pattern, *segments)) return &candidate;
+  }
+  return nullptr;
+}
+
+Response to_response(const Request& request, Reply reply) {
+  Response response{reply.status, request.version()};
+  response.set(http::field::server, "weftd/" + std::string(kWeftVersion));
+  response.set("Api-Version", to_beast(kApiVersion));
+  if (!reply.content_type.empty()) response.set(http::field::content_type, to_beast(reply.content_type));
+  if (!reply.allow.empty()) response.set(http::field::allow, reply.allow);
+  response.body() = std::move(reply.body);
+  response.keep_alive(request.keep_alive());
+  response.prepare_payload();
+  if (request.method() == http::verb::head) {
+    // Same headers as GET would have, including Content-Length, but no body.
+    response.body().clear();
+  }
+  return response;
+}
+
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -280,21 +313,16 @@ std::optional<std::string> percent_decode(std::string_view segment) {
 }
 
 Response handle_request(const Request& request, Services services) {
-  Reply reply = route(request, services);
+  return to_response(request, route(request, services));
+}
 
-  Response response{reply.status, request.version()};
-  response.set(http::field::server, "weftd/" + std::string(kWeftVersion));
-  response.set("Api-Version", to_beast(kApiVersion));
-  if (!reply.content_type.empty()) response.set(http::field::content_type, to_beast(reply.content_type));
-  if (!reply.allow.empty()) response.set(http::field::allow, reply.allow);
-  response.body() = std::move(reply.body);
-  response.keep_alive(request.keep_alive());
-  response.prepare_payload();
-  if (request.method() == http::verb::head) {
-    // Same headers as GET would have, including Content-Length, but no body.
-    response.body().clear();
-  }
-  return response;
+Workload workload_of(const Request& request) {
+  const Route* found = route_of(request);
+  return found ? found->workload : Workload::kImmediate;
+}
+
+Response error_response(const Request& request, http::status status, const std::string& message) {
+  return to_response(request, error_reply(status, message));
 }
 
 }  // namespace weft::control::api

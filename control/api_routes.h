@@ -27,7 +27,7 @@ using Response = http::response<http::string_body>;
 // {"message": ...} responses (ApiError -> its status, anything else -> 500).
 // The response mirrors the request's HTTP version and keep-alive, and has its
 // payload prepared.
-// What the routes call: the swarm routes answer 503 while `swarm` is null
+// What the routes call: the swarm routes answer 500 while `swarm` is null
 // (an agent built without cluster support, or API tests).
 struct Services {
   NetworkService& networks;
@@ -38,6 +38,27 @@ Response handle_request(const Request& request, Services services);
 inline Response handle_request(const Request& request, NetworkService& service) {
   return handle_request(request, Services{service});
 }
+
+// What answering a request involves, so that the transport can run it where
+// it holds up nobody else (see api_server.h).
+enum class Workload {
+  // Touches no service: _ping, /version, and every error the router answers
+  // itself (404, 405, malformed path). Microseconds.
+  kImmediate,
+  // Reads the services' state: lists, inspects, swarm info.
+  kRead,
+  // Changes networks or endpoints; may wait for a peer to donate addresses
+  // (up to 8 s).
+  kNetworkChange,
+  // Changes this node's swarm membership (init, join, leave, node rm); may
+  // wait for peers for up to 15 s.
+  kSwarmChange,
+};
+Workload workload_of(const Request& request);
+
+// An error response with the same headers handle_request gives one:
+// {"message": ...}, the request's HTTP version and keep-alive.
+Response error_response(const Request& request, http::status status, const std::string& message);
 
 // Decodes %XX escapes in one path segment; nullopt when an escape is
 // malformed or decodes to '/' or NUL, which no name or id contains.

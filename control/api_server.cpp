@@ -8,6 +8,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -20,8 +21,11 @@
 #include <system_error>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
@@ -32,6 +36,7 @@
 
 #include "control/api_json.h"
 #include "control/api_routes.h"
+#include "control/api_scheduler.h"
 
 namespace weft::control {
 
@@ -163,16 +168,107 @@ local::acceptor bind_socket(asio::io_context& io, const std::string& socket_path
   return acceptor;
 }
 
+}  // namespace
+
+namespace api {
+
+// Network changes running at once. NetworkManager checks a new network's
+// name and an attach's namespace before a donation wait that releases its
+// lock, and not again after it: two changes in that window could both pass
+// (two networks of one name, one namespace attached twice). Until it checks
+// again after the wait, network changes take turns, as they did when the
+// API had one thread; reads still never wait for them.
+constexpr std::size_t kNetworkChangesAtOnce = 1;
+
+// Runs requests off the io thread: admits them (RequestScheduler, on the io
+// thread), runs their handlers on the worker pool and brings the responses
+// back to the io thread. See the top of api_server.h.
+class RequestDispatcher : public std::enable_shared_from_this<RequestDispatcher> {
+ public:
+  using Done = std::function<void(Response)>;
+
+  RequestDispatcher(asio::io_context& io, Services services, const ApiServerLimits& limits)
+      : io_(io),
+        services_(services),
+        workers_(std::max<std::size_t>(limits.workers, 2)),
+        pool_(workers_),
+        scheduler_({.max_running_network_changes = std::min(kNetworkChangesAtOnce, workers_ - 1),
+                    .max_pending = limits.max_pending_requests}) {}
+
+  // On the io thread. `done` is called on the io thread, at once for a
+  // request that needs no service or is refused, else once its handler has
+  // run; never if the server stops before the request started.
+  void dispatch(std::shared_ptr<const Request> request, Done done) {
+    if (stopped_) return;
+    const Workload workload = workload_of(*request);
+    if (workload == Workload::kImmediate) return done(handle_request(*request, services_));
+    const auto admission =
+        scheduler_.submit(workload, [self = shared_from_this(), request, done, workload]() mutable {
+          self->run(std::move(request), std::move(done), workload);
+        });
+    if (admission != RequestScheduler::Admission::kRefused) return;
+    if (auto held_back = refused_log_.admit()) {
+      spdlog::warn("api: {} requests in progress, refusing {} {} with 503 ({} more refused since the last report)",
+                   scheduler_.pending(), as_std(request->method_string()), as_std(request->target()), *held_back);
+    }
+    done(error_response(*request, http::status::service_unavailable,
+                        "the agent is busy: " + std::to_string(scheduler_.pending()) +
+                            " requests are in progress; try again"));
+  }
+
+  // Drops the requests not started yet and waits for the running handlers.
+  void stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    scheduler_.clear();
+    pool_.join();
+  }
+
+  std::size_t workers() const { return workers_; }
+
+ private:
+  // On the io thread: hands the request to a worker.
+  void run(std::shared_ptr<const Request> request, Done done, Workload workload) {
+    asio::post(pool_, [self = shared_from_this(), request = std::move(request), done = std::move(done), workload,
+                       io_work = asio::make_work_guard(io_)]() mutable {
+      // Posted but not begun when the server stopped: nobody waits for it.
+      std::optional<Response> response;
+      if (!self->stopped_) response = handle_request(*request, self->services_);
+      asio::post(self->io_, [self, done = std::move(done), workload, response = std::move(response)]() mutable {
+        self->scheduler_.finished(workload);
+        if (response) done(std::move(*response));
+      });
+    });
+  }
+
+  asio::io_context& io_;
+  Services services_;
+  const std::size_t workers_;
+  asio::thread_pool pool_;
+  RequestScheduler scheduler_;  // io thread only
+  SparseLog refused_log_;       // io thread only
+  std::atomic<bool> stopped_ = false;
+};
+
+}  // namespace api
+
+namespace {
+
 // One client connection: waits for a request (idle), reads it (reading),
-// answers it through api::handle_request (writing), and again (keep-alive).
+// has the dispatcher answer it (handling), writes the answer (writing), and
+// again (keep-alive).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  enum class State { Idle, Reading, Writing, Closed };
+  // Handling: a worker runs the request's handler.
+  enum class State { Idle, Reading, Handling, Writing, Closed };
   using List = std::list<std::shared_ptr<Connection>>;
 
-  Connection(local::socket socket, api::Services services, const ApiServerLimits& limits,
+  Connection(local::socket socket, std::shared_ptr<api::RequestDispatcher> dispatcher, const ApiServerLimits& limits,
              std::function<void(Connection&)> on_closed)
-      : stream_(std::move(socket)), services_(services), limits_(limits), on_closed_(std::move(on_closed)) {}
+      : stream_(std::move(socket)),
+        dispatcher_(std::move(dispatcher)),
+        limits_(limits),
+        on_closed_(std::move(on_closed)) {}
 
   // Where the listener keeps this connection; set once, right after insertion.
   List::iterator slot;
@@ -248,15 +344,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (ec) return close();
 
-    const api::Request request = parser_->release();
+    auto request = std::make_shared<const api::Request>(parser_->release());
     parser_.reset();
-    const auto started = Clock::now();
-    response_ = api::handle_request(request, services_);
+    enter(State::Handling);
+    dispatcher_->dispatch(request, [self = shared_from_this(), request, started = Clock::now()](api::Response response) {
+      self->on_handled(*request, std::move(response), started);
+    });
+  }
+
+  void on_handled(const api::Request& request, api::Response response, Clock::time_point started) {
+    if (state_ == State::Closed) return;  // the client went, or the server stopped, meanwhile
+    response_ = std::move(response);
     const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
     const unsigned status = response_.result_int();
     spdlog::debug("api: {} {} -> {} ({} us)", as_std(request.method_string()), as_std(request.target()), status,
                   micros);
-    if (status >= 500) {
+    // A 503 is a refusal the dispatcher has logged already, sparsely.
+    if (status >= 500 && status != 503) {
       spdlog::warn("api: {} {} failed: {}", as_std(request.method_string()), as_std(request.target()),
                    response_.body());
     }
@@ -295,7 +399,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;  // while a request is read
   api::Response response_;  // kept alive until async_write is done with it
-  api::Services services_;
+  std::shared_ptr<api::RequestDispatcher> dispatcher_;
   const ApiServerLimits limits_;
   std::function<void(Connection&)> on_closed_;
   State state_ = State::Idle;
@@ -329,10 +433,11 @@ std::size_t default_max_api_connections() {
 // io_context still holds completions.
 class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(local::acceptor acceptor, api::Services services, std::string socket_path, ApiServerLimits limits)
+  Listener(local::acceptor acceptor, std::shared_ptr<api::RequestDispatcher> dispatcher, std::string socket_path,
+           ApiServerLimits limits)
       : acceptor_(std::move(acceptor)),
         retry_timer_(acceptor_.get_executor()),
-        services_(services),
+        dispatcher_(std::move(dispatcher)),
         socket_path_(std::move(socket_path)),
         socket_file_(FileIdentity::of(socket_path_)),
         limits_(limits) {
@@ -381,7 +486,7 @@ class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
 
   void admit(local::socket socket) {
     auto connection = std::make_shared<Connection>(
-        std::move(socket), services_, limits_,
+        std::move(socket), dispatcher_, limits_,
         [weak = weak_from_this()](Connection& closed) {
           if (auto self = weak.lock()) self->forget(closed);
         });
@@ -442,7 +547,7 @@ class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
 
   local::acceptor acceptor_;
   asio::steady_timer retry_timer_;
-  api::Services services_;
+  std::shared_ptr<api::RequestDispatcher> dispatcher_;
   std::string socket_path_;
   std::optional<FileIdentity> socket_file_;
   ApiServerLimits limits_;
@@ -465,16 +570,21 @@ void ApiServer::start() {
   if (listener_) throw std::logic_error("ApiServer::start called twice");
   create_parent_directories(socket_path_);
   remove_stale_socket(io_, socket_path_);
-  listener_ = std::make_shared<Listener>(bind_socket(io_, socket_path_), api::Services{service_, swarm_}, socket_path_,
-                                         limits_);
+  auto acceptor = bind_socket(io_, socket_path_);
+  dispatcher_ = std::make_shared<api::RequestDispatcher>(io_, api::Services{service_, swarm_}, limits_);
+  listener_ = std::make_shared<Listener>(std::move(acceptor), dispatcher_, socket_path_, limits_);
   listener_->accept_next();
-  spdlog::info("API listening on unix://{} (at most {} connections)", socket_path_, listener_->max_connections());
+  spdlog::info("API listening on unix://{} (at most {} connections, {} workers)", socket_path_,
+               listener_->max_connections(), dispatcher_->workers());
 }
 
 void ApiServer::stop() {
   if (!listener_) return;
   listener_->stop();
   listener_.reset();
+  // After the connections are closed, so no new request arrives meanwhile.
+  dispatcher_->stop();
+  dispatcher_.reset();
 }
 
 }  // namespace weft::control
