@@ -68,10 +68,15 @@ struct lb_service_value {
 	__u32 pad;
 };
 
-/* Value of lb_vips (key: VIP, network order): how many frontends use it. The
- * program only needs presence; the count lets user space remove it. */
+/* Value of lb_vips (key: VIP, network order). `epoch` changes (to a value
+ * never used before) whenever a frontend of the VIP is added, moved or
+ * removed: a conntrack entry stamped with the VIP's current epoch was checked
+ * against the frontends as they still are, so a packet of a tracked flow
+ * needs no frontend lookup. User space keeps the last epoch it handed out in
+ * the hairpin address's entry, so a restarted agent never hands one out
+ * twice. */
 struct lb_vip_value {
-	__u32 frontends;
+	__u32 epoch;
 	__u32 flags; /* LB_VIP_F_* */
 };
 
@@ -103,6 +108,8 @@ struct lb_ct_value {
 	__u32 service_id;
 	__u8 flags;         /* LB_CT_F_* */
 	__u8 pad[3];
+	__u32 vip_epoch;    /* ORIGINAL: lb_vip_value.epoch when the frontend was last checked */
+	__u32 pad2;
 };
 
 /* One element of a service's Maglev table (an ARRAY of maglev_size + 1
@@ -132,7 +139,7 @@ struct lb_config {
 
 /* Bumped whenever a key or value above changes meaning: pinned maps written
  * under another version are refused instead of misread. */
-#define LB_ABI_VERSION 1u
+#define LB_ABI_VERSION 2u
 
 /* Global event counters, a PERCPU array indexed by these. */
 enum lb_stat {
@@ -165,7 +172,8 @@ LB_ABI_ASSERT(sizeof(struct lb_ct_key) == 16, "lb_ct_key size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, sport) == 8, "lb_ct_key.sport");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, proto) == 12, "lb_ct_key.proto");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, dir) == 13, "lb_ct_key.dir");
-LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 40, "lb_ct_value size");
+LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 48, "lb_ct_value size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, vip_epoch) == 40, "lb_ct_value.vip_epoch");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 24, "lb_ct_value.backend_id");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 36, "lb_ct_value.flags");
 LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");

@@ -121,32 +121,40 @@ static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-static __always_inline int lb_balance(struct __sk_buff *skb)
+/* The frontend (VIP, port, proto) the packet is for, exact port first. */
+static __always_inline struct lb_service_value *lb_frontend(const struct lb_flow *flow)
+{
+	struct lb_service_key key = {};
+	struct lb_service_value *service;
+
+	key.vip = flow->daddr;
+	key.port = flow->dport;
+	key.proto = flow->proto;
+	service = bpf_map_lookup_elem(&lb_services, &key);
+	if (service)
+		return service;
+	key.port = 0;
+	return bpf_map_lookup_elem(&lb_services, &key);
+}
+
+/* TCP/UDP to a VIP. A packet of a tracked flow costs one conntrack lookup
+ * (plus array reads): its entry names the backend and, while its stamp
+ * equals the VIP's epoch, stands for the frontend lookup too. */
+static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_vip_value *vip)
 {
 	struct lb_service_value *service;
-	struct lb_service_key service_key = {};
 	struct lb_backend *backend = 0;
 	struct lb_ct_key ct_key = {};
 	struct lb_ct_value *ct;
 	struct lb_config *cfg;
 	struct lb_flow flow = {};
-	__u32 zero = 0, backend_id;
+	__u32 zero = 0, backend_id, service_id;
+	__u32 epoch = vip->epoch;
 	__u64 now;
 	__u8 flags = 0;
 
 	if (lb_parse_l4(skb, &flow))
 		return TC_ACT_SHOT;
-
-	service_key.vip = flow.daddr;
-	service_key.port = flow.dport;
-	service_key.proto = flow.proto;
-	service = bpf_map_lookup_elem(&lb_services, &service_key);
-	if (!service) {
-		service_key.port = 0;
-		service = bpf_map_lookup_elem(&lb_services, &service_key);
-		if (!service)
-			return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
-	}
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return TC_ACT_SHOT;
@@ -161,13 +169,26 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 	ct_key.proto = flow.proto;
 	ct_key.dir = LB_CT_DIR_ORIGINAL;
 	ct = bpf_map_lookup_elem(&lb_conntrack, &ct_key);
+	if (ct && ct->vip_epoch == epoch) {
+		service_id = ct->service_id;
+	} else {
+		/* A new flow, or the VIP's frontends changed since the entry
+		 * was checked: the frontend decides. */
+		service = lb_frontend(&flow);
+		if (!service)
+			return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
+		service_id = service->service_id;
+		if (ct && ct->service_id != service_id)
+			ct = 0; /* the port moved to another service: a new flow */
+		else if (ct)
+			ct->vip_epoch = epoch;
+	}
 	if (ct) {
 		int reopened = flow.proto == IPPROTO_TCP &&
 			       (flow.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
 			       (ct->flags & (LB_CT_F_RST | LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY));
 
-		if (ct->service_id != service->service_id || reopened ||
-		    lb_ct_expired(cfg, flow.proto, ct, now)) {
+		if (reopened || lb_ct_expired(cfg, flow.proto, ct, now)) {
 			ct = 0; /* a new flow on an old tuple */
 		} else {
 			backend_id = ct->backend_id;
@@ -181,7 +202,6 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 			}
 		}
 	}
-
 	if (ct) {
 		ct->last_seen_ns = now;
 		ct->packets += 1;
@@ -193,7 +213,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 		lb_count(backend_id, 0, skb->len);
 		lb_stat_inc(LB_STAT_CT_HIT);
 	} else {
-		backend_id = lb_maglev_pick(service->service_id, cfg, &flow);
+		backend_id = lb_maglev_pick(service_id, cfg, &flow);
 		backend = backend_id ? bpf_map_lookup_elem(&lb_backends, &backend_id) : 0;
 		if (!backend || backend->state != LB_BACKEND_ACTIVE)
 			return lb_refuse(skb, &flow, LB_STAT_RST_NO_BACKEND);
@@ -203,7 +223,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 			flags |= LB_CT_F_HAIRPIN;
 		/* A full conntrack map evicts (LRU); failing here only costs
 		 * stickiness, Maglev still sends the next packet the same way. */
-		lb_ct_create(&ct_key, backend_id, backend->ip, service->service_id, flags, skb->len,
+		lb_ct_create(&ct_key, backend_id, backend->ip, service_id, epoch, flags, skb->len,
 			     now);
 		lb_count(backend_id, 1, skb->len);
 		lb_stat_inc(LB_STAT_NEW_FLOW);
@@ -248,7 +268,7 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 	switch (ip->protocol) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		return lb_balance(skb);
+		return lb_balance(skb, vip);
 	case IPPROTO_ICMP:
 		return lb_icmp_to_vip(skb);
 	default:

@@ -100,6 +100,24 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
   }
 }
 
+// Maps pinned by another ABI version may not even load (libbpf refuses a
+// pinned map whose value size changed), so their version is checked first:
+// lb_config keeps its layout across versions for this.
+void check_pinned_abi(const std::filesystem::path& pin_dir) {
+  UniqueFd fd(bpf_obj_get((pin_dir / "lb_config").c_str()));
+  if (!fd) return;
+  lb_config existing{};
+  std::uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fd.get(), &zero, &existing) != 0) {
+    throw BpfError(errno, "read pinned map lb_config");
+  }
+  if (existing.abi_version != 0 && existing.abi_version != LB_ABI_VERSION) {
+    throw BpfError(EINVAL, "maps pinned under " + pin_dir.string() + " are of ABI version " +
+                               std::to_string(existing.abi_version) + ", this build uses " +
+                               std::to_string(LB_ABI_VERSION) + " (remove the pins)");
+  }
+}
+
 // A service's Maglev table: an ARRAY of `slots` lb_maglev_slot elements plus
 // the generation element, read by the program and written by us through
 // mmap; it matches the inner map declared in ebpf/lb_maps.h.
@@ -189,6 +207,11 @@ struct LoadBalancer::Impl {
 
   std::map<Frontend, std::uint32_t> frontends;
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
+  // VIP epochs (lb_abi.h): the last one handed out, and how far the hairpin
+  // entry has reserved them (written in blocks, so a restart resumes past
+  // every epoch this process may have used).
+  std::uint32_t last_epoch = 0;
+  std::uint32_t reserved_epoch = 0;
   std::unordered_map<std::uint32_t, ServiceState> services;
   std::vector<lb_backend> backends;  // mirror of lb_backends
   std::unordered_map<std::uint32_t, std::unique_ptr<TableMapping>> tables;  // by service
@@ -202,6 +225,30 @@ struct LoadBalancer::Impl {
     if (bpf_map_delete_elem(fd, key) != 0 && errno != ENOENT) {
       throw BpfError(errno, std::string("delete from map ") + name);
     }
+  }
+
+  void write_hairpin_entry() {
+    // The hairpin address answers in lb_vips like a VIP (see lb_abi.h) and
+    // carries the epoch reservation.
+    std::uint32_t hairpin = htonl(LB_HAIRPIN_ADDR_HOST);
+    lb_vip_value value{};
+    value.epoch = reserved_epoch;
+    value.flags = LB_VIP_F_HAIRPIN;
+    update(vips_fd, "lb_vips", &hairpin, &value);
+  }
+
+  // A VIP's frontends changed (after the change is in lb_services): a new
+  // epoch, so tracked flows to it check their frontend again on their next
+  // packet.
+  void write_vip(std::uint32_t vip_net) {
+    if (last_epoch == reserved_epoch) {
+      constexpr std::uint32_t kEpochBlock = 4096;
+      reserved_epoch += kEpochBlock;
+      write_hairpin_entry();
+    }
+    lb_vip_value value{};
+    value.epoch = ++last_epoch;
+    update(vips_fd, "lb_vips", &vip_net, &value);
   }
 
   void write_config(const Timeouts& t) {
@@ -426,6 +473,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
       {"lb_vips", limits.max_frontends + 1},      {"lb_services", limits.max_frontends},
       {"lb_maglev", limits.max_services},     {"lb_backends", limits.max_backends},
       {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
+  check_pinned_abi(pin_dir);
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
 
   auto impl = std::make_unique<Impl>();
@@ -489,11 +537,12 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   }
   impl->write_config(timeouts);
   {
-    // The hairpin address answers in lb_vips like a VIP (see lb_abi.h).
     std::uint32_t hairpin = htonl(LB_HAIRPIN_ADDR_HOST);
     lb_vip_value value{};
-    value.flags = LB_VIP_F_HAIRPIN;
-    impl->update(impl->vips_fd, "lb_vips", &hairpin, &value);
+    if (bpf_map_lookup_elem(impl->vips_fd, &hairpin, &value) == 0) {
+      impl->last_epoch = impl->reserved_epoch = value.epoch;
+    }
+    impl->write_hairpin_entry();
   }
   impl->load_state();
   return LoadBalancer(std::move(impl));
@@ -527,15 +576,10 @@ void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t servic
   auto it = s.frontends.find(frontend);
   if (it != s.frontends.end() && it->second == service_id) return;
   lb_service_key key = service_key(frontend);
-  const bool new_vip = !s.vip_refs.contains(key.vip);
-  if (new_vip) {
-    lb_vip_value vip{};
-    vip.frontends = 1;
-    s.update(s.vips_fd, "lb_vips", &key.vip, &vip);
-  }
   lb_service_value value{};
   value.service_id = service_id;
   s.update(s.services_fd, "lb_services", &key, &value);
+  s.write_vip(key.vip);
   if (it != s.frontends.end()) {
     const std::uint32_t old_service = it->second;
     it->second = service_id;
@@ -558,6 +602,8 @@ void LoadBalancer::remove_service(const Frontend& frontend) {
   if (--s.vip_refs[key.vip] == 0) {
     s.erase(s.vips_fd, "lb_vips", &key.vip);
     s.vip_refs.erase(key.vip);
+  } else {
+    s.write_vip(key.vip);
   }
   if (--s.services[service_id].frontends == 0) s.drop_service(service_id);
 }

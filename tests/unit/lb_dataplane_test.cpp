@@ -745,6 +745,46 @@ TEST_F(LbDataplaneTest, ManyServicesAtOnceAndNothingWrittenOnBadInput) {
   EXPECT_EQ(lb_->counters(1).size(), 2u);
 }
 
+// A tracked flow skips the frontend lookup only while its VIP's frontends
+// are as they were: a port moved to another service starts a new flow there,
+// a port removed refuses the flow, as if every packet looked the port up.
+TEST_F(LbDataplaneTest, TrackedFlowsFollowFrontendChangesOfTheirVip) {
+  make_service(1);
+  ASSERT_EQ(backend_of(from_endpoint(syn(40000))), backend_ip(1));
+  ASSERT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
+
+  std::vector<Backend> other{backend(2)};
+  lb_->set_backends(2, other);
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, 2);
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(2));
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(2));
+
+  // VIP:80 goes; VIP:53/udp keeps the VIP: the flow gets a RST.
+  lb_->remove_service(Frontend{kVip, 80, Protocol::tcp});
+  RunResult gone = from_endpoint(ack(40000));
+  EXPECT_EQ(gone.retval, kRedirect);
+  EXPECT_EQ(gone.out.at(kL4 + 13) & kRst, kRst);
+}
+
+// Epochs are never handed out twice, across a restart too: a conntrack
+// entry stamped before it cannot pass for checked after it.
+TEST_F(LbDataplaneTest, VipEpochsKeepGrowingAcrossARestart) {
+  make_service(1);
+  auto epoch_of = [&](std::uint32_t vip) {
+    std::uint32_t key = htonl(vip);
+    lb_vip_value value{};
+    EXPECT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_vips"), &key, &value), 0);
+    return value.epoch;
+  };
+  const std::uint32_t before = epoch_of(kVip);
+  EXPECT_GT(before, 0u);
+  lb_.reset();
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  EXPECT_EQ(epoch_of(kVip), before);
+  lb_->upsert_service({kVip, 8080, Protocol::tcp}, kService);
+  EXPECT_GT(epoch_of(kVip), before);
+}
+
 TEST_F(LbDataplaneTest, UdpFlowOfADeadBackendMovesToALiveOne) {
   make_service(2);
   std::uint16_t on_one = 0;
