@@ -54,6 +54,15 @@ enum lb_ct_dir {
 #define LB_HAIRPIN_ADDR_HOST 0xa9fe2a01u
 #define LB_VIP_F_HAIRPIN 0x1u
 
+/* lb_vip_filter: a bitmap over hashed destination addresses with the bit of
+ * every lb_vips key set (a Bloom filter with one hash), so a packet to no
+ * VIP leaves after one array read instead of a hash lookup. A set bit only
+ * means "maybe": lb_vips decides. Address in network order. */
+static inline __u32 lb_vip_filter_bit(__u32 addr, __u32 shift)
+{
+	return (addr * 0x9e3779b1u) >> shift;
+}
+
 /* A frontend: VIP + port + protocol. port 0 matches every port of the VIP
  * for that protocol (Docker's VIP mode forwards all ports). */
 struct lb_service_key {
@@ -68,15 +77,10 @@ struct lb_service_value {
 	__u32 pad;
 };
 
-/* Value of lb_vips (key: VIP, network order). `epoch` changes (to a value
- * never used before) whenever a frontend of the VIP is added, moved or
- * removed: a conntrack entry stamped with the VIP's current epoch was checked
- * against the frontends as they still are, so a packet of a tracked flow
- * needs no frontend lookup. User space keeps the last epoch it handed out in
- * the hairpin address's entry, so a restarted agent never hands one out
- * twice. */
+/* Value of lb_vips (key: VIP, network order): how many frontends use it. The
+ * program only needs presence; the count lets user space remove it. */
 struct lb_vip_value {
-	__u32 epoch;
+	__u32 frontends;
 	__u32 flags; /* LB_VIP_F_* */
 };
 
@@ -108,7 +112,7 @@ struct lb_ct_value {
 	__u32 service_id;
 	__u8 flags;         /* LB_CT_F_* */
 	__u8 pad[3];
-	__u32 vip_epoch;    /* ORIGINAL: lb_vip_value.epoch when the frontend was last checked */
+	__u32 frontend_epoch; /* ORIGINAL: lb_config.frontend_epoch when the frontend was checked */
 	__u32 pad2;
 };
 
@@ -135,6 +139,14 @@ struct lb_config {
 	__u64 udp_timeout_ns;
 	__u32 maglev_size;                /* slots of every Maglev table */
 	__u32 abi_version;                /* LB_ABI_VERSION of who wrote the maps */
+	/* Changes whenever a frontend is added, moved or removed (user space
+	 * writes it after the change). A conntrack entry stamped with the
+	 * current epoch was checked against the frontends as they still are,
+	 * so a packet of a tracked flow needs neither the lb_vips nor the
+	 * lb_services lookup. Fields up to abi_version keep their place in
+	 * every ABI version: the loader reads the pinned version first. */
+	__u32 frontend_epoch;
+	__u32 vip_filter_shift;           /* lb_vip_filter: 32 - log2(bits) */
 };
 
 /* Bumped whenever a key or value above changes meaning: pinned maps written
@@ -173,12 +185,13 @@ LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, sport) == 8, "lb_ct_key.sport");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, proto) == 12, "lb_ct_key.proto");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, dir) == 13, "lb_ct_key.dir");
 LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 48, "lb_ct_value size");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, vip_epoch) == 40, "lb_ct_value.vip_epoch");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, frontend_epoch) == 40, "lb_ct_value.frontend_epoch");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 24, "lb_ct_value.backend_id");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 36, "lb_ct_value.flags");
 LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");
 LB_ABI_ASSERT(sizeof(struct lb_counters) == 24, "lb_counters size");
-LB_ABI_ASSERT(sizeof(struct lb_config) == 40, "lb_config size");
+LB_ABI_ASSERT(sizeof(struct lb_config) == 48, "lb_config size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_config, abi_version) == 36, "lb_config.abi_version");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_config, maglev_size) == 32, "lb_config.maglev_size");
 
 #endif

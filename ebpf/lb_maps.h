@@ -7,7 +7,7 @@
 
 #include "lb_abi.h"
 
-/* VIP addresses: the first, cheap check of every IPv4/ARP packet. */
+/* VIP addresses: whether a packet is for a VIP (after lb_vip_filter). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -16,6 +16,24 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_vips SEC(".maps");
+
+/* The VIP pre-filter (see lb_abi.h): 64 bits an element. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_vip_filter SEC(".maps");
+
+static __always_inline int lb_maybe_vip(__u32 addr, const struct lb_config *cfg)
+{
+	__u32 bit = lb_vip_filter_bit(addr, cfg->vip_filter_shift);
+	__u32 word = bit >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&lb_vip_filter, &word);
+
+	return bits && (*bits & (1ull << (bit & 63)));
+}
 
 /* Frontends (VIP, port, proto) -> service id. */
 struct {

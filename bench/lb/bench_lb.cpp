@@ -273,7 +273,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
   floor_single /= opt.new_flows;
 
   std::uint64_t map_bytes = 0;
-  const char* names[] = {"lb_vips",     "lb_services",         "lb_maglev",
+  const char* names[] = {"lb_vips",     "lb_vip_filter",       "lb_services",         "lb_maglev",
                          "lb_backends", "lb_backend_counters", "lb_conntrack",
                          "lb_config",   "lb_stats"};
   for (const char* name : names) map_bytes += memlock_of(balancer.map_fd(name));

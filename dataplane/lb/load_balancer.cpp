@@ -37,9 +37,18 @@ extern "C" {
 namespace weft::dataplane::lb {
 namespace {
 
-constexpr const char* kMapNames[] = {"lb_vips",     "lb_services",         "lb_maglev",
-                                     "lb_backends", "lb_backend_counters", "lb_conntrack",
-                                     "lb_config",   "lb_stats"};
+constexpr const char* kMapNames[] = {"lb_vips",     "lb_vip_filter",       "lb_services",
+                                     "lb_maglev",   "lb_backends",         "lb_backend_counters",
+                                     "lb_conntrack", "lb_config",          "lb_stats"};
+
+// lb_vip_filter's size: 32 bits per possible VIP address (at most ~3% of
+// other addresses then pass it and pay the lb_vips lookup), a power of two.
+std::uint32_t vip_filter_log2_bits(std::uint32_t max_frontends) {
+  const std::uint64_t wanted = 32ULL * (static_cast<std::uint64_t>(max_frontends) + 1);
+  std::uint32_t log2 = 12;  // 512 bytes at least
+  while (log2 < 26 && (1ULL << log2) < wanted) ++log2;
+  return log2;
+}
 
 // Our tc filters on clsact; fixed so that a restarted agent replaces its own
 // filters instead of stacking new ones.
@@ -106,11 +115,22 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
 void check_pinned_abi(const std::filesystem::path& pin_dir) {
   UniqueFd fd(bpf_obj_get((pin_dir / "lb_config").c_str()));
   if (!fd) return;
-  lb_config existing{};
+  bpf_map_info info{};
+  std::uint32_t info_len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &info_len) != 0) {
+    throw BpfError(errno, "get info of pinned map lb_config");
+  }
+  if (info.value_size < offsetof(lb_config, abi_version) + sizeof(std::uint32_t)) {
+    throw BpfError(EINVAL, "pinned map lb_config under " + pin_dir.string() +
+                               " is not weft's (remove the pins)");
+  }
+  std::vector<std::uint8_t> value(std::max<std::size_t>(info.value_size, sizeof(lb_config)));
   std::uint32_t zero = 0;
-  if (bpf_map_lookup_elem(fd.get(), &zero, &existing) != 0) {
+  if (bpf_map_lookup_elem(fd.get(), &zero, value.data()) != 0) {
     throw BpfError(errno, "read pinned map lb_config");
   }
+  lb_config existing{};
+  std::memcpy(&existing, value.data(), sizeof existing);
   if (existing.abi_version != 0 && existing.abi_version != LB_ABI_VERSION) {
     throw BpfError(EINVAL, "maps pinned under " + pin_dir.string() + " are of ABI version " +
                                std::to_string(existing.abi_version) + ", this build uses " +
@@ -207,14 +227,15 @@ struct LoadBalancer::Impl {
 
   std::map<Frontend, std::uint32_t> frontends;
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
-  // VIP epochs (lb_abi.h): the last one handed out, and how far the hairpin
-  // entry has reserved them (written in blocks, so a restart resumes past
-  // every epoch this process may have used).
-  std::uint32_t last_epoch = 0;
-  std::uint32_t reserved_epoch = 0;
   std::unordered_map<std::uint32_t, ServiceState> services;
   std::vector<lb_backend> backends;  // mirror of lb_backends
   std::unordered_map<std::uint32_t, std::unique_ptr<TableMapping>> tables;  // by service
+  Timeouts timeouts;
+  std::uint32_t frontend_epoch = 0;  // lb_config.frontend_epoch, see lb_abi.h
+  int vip_filter_fd = -1;
+  std::uint32_t vip_filter_shift = 32;
+  std::vector<std::uint64_t> vip_filter;  // mirror of lb_vip_filter
+  std::unordered_map<std::uint32_t, std::uint32_t> vip_filter_refs;  // bit -> addresses on it
 
   void update(int fd, const char* name, const void* key, const void* value) {
     if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0) {
@@ -227,31 +248,54 @@ struct LoadBalancer::Impl {
     }
   }
 
-  void write_hairpin_entry() {
-    // The hairpin address answers in lb_vips like a VIP (see lb_abi.h) and
-    // carries the epoch reservation.
-    std::uint32_t hairpin = htonl(LB_HAIRPIN_ADDR_HOST);
-    lb_vip_value value{};
-    value.epoch = reserved_epoch;
-    value.flags = LB_VIP_F_HAIRPIN;
-    update(vips_fd, "lb_vips", &hairpin, &value);
+  // An address's bit in lb_vip_filter: set before the address goes into
+  // lb_vips, cleared after it left, so the filter never hides a VIP.
+  void filter_add(std::uint32_t addr_net) {
+    const std::uint32_t bit = lb_vip_filter_bit(addr_net, vip_filter_shift);
+    if (vip_filter_refs[bit]++ > 0) return;
+    write_filter_word(bit >> 6, vip_filter[bit >> 6] | (1ULL << (bit & 63)));
+  }
+  void filter_remove(std::uint32_t addr_net) {
+    const std::uint32_t bit = lb_vip_filter_bit(addr_net, vip_filter_shift);
+    auto it = vip_filter_refs.find(bit);
+    if (it == vip_filter_refs.end() || --it->second > 0) return;
+    vip_filter_refs.erase(it);
+    write_filter_word(bit >> 6, vip_filter[bit >> 6] & ~(1ULL << (bit & 63)));
+  }
+  void write_filter_word(std::uint32_t word, std::uint64_t value) {
+    update(vip_filter_fd, "lb_vip_filter", &word, &value);
+    vip_filter[word] = value;
+  }
+  // The whole filter from the addresses in lb_vips (after load_state).
+  void rebuild_filter() {
+    vip_filter.assign(vip_filter.size(), 0);
+    vip_filter_refs.clear();
+    auto set = [&](std::uint32_t addr_net) {
+      const std::uint32_t bit = lb_vip_filter_bit(addr_net, vip_filter_shift);
+      vip_filter_refs[bit]++;
+      vip_filter[bit >> 6] |= 1ULL << (bit & 63);
+    };
+    set(htonl(LB_HAIRPIN_ADDR_HOST));
+    for (const auto& [vip, refs] : vip_refs) set(vip);
+    std::vector<std::uint32_t> keys(vip_filter.size());
+    for (std::uint32_t i = 0; i < keys.size(); ++i) keys[i] = i;
+    std::uint32_t count = static_cast<std::uint32_t>(keys.size());
+    bpf_map_batch_opts opts{};
+    opts.sz = sizeof opts;
+    if (bpf_map_update_batch(vip_filter_fd, keys.data(), vip_filter.data(), &count, &opts) != 0) {
+      throw BpfError(errno, "write map lb_vip_filter");
+    }
   }
 
-  // A VIP's frontends changed (after the change is in lb_services): a new
-  // epoch, so tracked flows to it check their frontend again on their next
-  // packet.
-  void write_vip(std::uint32_t vip_net) {
-    if (last_epoch == reserved_epoch) {
-      constexpr std::uint32_t kEpochBlock = 4096;
-      reserved_epoch += kEpochBlock;
-      write_hairpin_entry();
-    }
-    lb_vip_value value{};
-    value.epoch = ++last_epoch;
-    update(vips_fd, "lb_vips", &vip_net, &value);
+  // A frontend was added, moved or removed (and is in lb_services): tracked
+  // flows check their frontend again on their next packet.
+  void frontends_changed() {
+    ++frontend_epoch;
+    write_config(timeouts);
   }
 
   void write_config(const Timeouts& t) {
+    timeouts = t;
     lb_config cfg{};
     cfg.tcp_syn_timeout_ns = ns(t.tcp_syn);
     cfg.tcp_established_timeout_ns = ns(t.tcp_established);
@@ -259,6 +303,8 @@ struct LoadBalancer::Impl {
     cfg.udp_timeout_ns = ns(t.udp);
     cfg.maglev_size = limits.maglev_table_size;
     cfg.abi_version = LB_ABI_VERSION;
+    cfg.frontend_epoch = frontend_epoch;
+    cfg.vip_filter_shift = vip_filter_shift;
     std::uint32_t zero = 0;
     update(config_fd, "lb_config", &zero, &cfg);
   }
@@ -469,8 +515,11 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   std::filesystem::create_directories(pin_dir, ec);
   if (ec) throw BpfError(ec.value(), "create pin dir " + pin_dir.string());
 
+  const std::uint32_t filter_log2 = vip_filter_log2_bits(limits.max_frontends);
+  const std::uint32_t filter_words = (1u << filter_log2) / 64;
   const std::pair<const char*, std::uint32_t> sizes[] = {
       {"lb_vips", limits.max_frontends + 1},      {"lb_services", limits.max_frontends},
+      {"lb_vip_filter", filter_words},
       {"lb_maglev", limits.max_services},     {"lb_backends", limits.max_backends},
       {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
   check_pinned_abi(pin_dir);
@@ -494,6 +543,9 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   };
   set_size(skel->maps.lb_vips, limits.max_frontends + 1);  // + the hairpin address
   set_size(skel->maps.lb_services, limits.max_frontends);
+  set_size(skel->maps.lb_vip_filter, filter_words);
+  impl->vip_filter_shift = 32 - filter_log2;
+  impl->vip_filter.assign(filter_words, 0);
   set_size(skel->maps.lb_maglev, limits.max_services);
   // The outer map's inner template, sized like the tables we will insert.
   // (libbpf 1.1 crashes resizing its own template: it has no object.)
@@ -512,6 +564,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   if (impl->ncpus <= 0) throw BpfError(-impl->ncpus, "count possible CPUs");
   impl->vips_fd = bpf_map__fd(skel->maps.lb_vips);
   impl->services_fd = bpf_map__fd(skel->maps.lb_services);
+  impl->vip_filter_fd = bpf_map__fd(skel->maps.lb_vip_filter);
   impl->maglev_fd = bpf_map__fd(skel->maps.lb_maglev);
   impl->backends_fd = bpf_map__fd(skel->maps.lb_backends);
   impl->counters_fd = bpf_map__fd(skel->maps.lb_backend_counters);
@@ -534,17 +587,18 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
                                  std::to_string(existing.maglev_size) + " slots, asked for " +
                                  std::to_string(limits.maglev_table_size) + " (remove the pins)");
     }
+    impl->frontend_epoch = existing.frontend_epoch;  // never reused by a restart
   }
   impl->write_config(timeouts);
   {
+    // The hairpin address answers in lb_vips like a VIP (see lb_abi.h).
     std::uint32_t hairpin = htonl(LB_HAIRPIN_ADDR_HOST);
     lb_vip_value value{};
-    if (bpf_map_lookup_elem(impl->vips_fd, &hairpin, &value) == 0) {
-      impl->last_epoch = impl->reserved_epoch = value.epoch;
-    }
-    impl->write_hairpin_entry();
+    value.flags = LB_VIP_F_HAIRPIN;
+    impl->update(impl->vips_fd, "lb_vips", &hairpin, &value);
   }
   impl->load_state();
+  impl->rebuild_filter();
   return LoadBalancer(std::move(impl));
 }
 
@@ -576,10 +630,17 @@ void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t servic
   auto it = s.frontends.find(frontend);
   if (it != s.frontends.end() && it->second == service_id) return;
   lb_service_key key = service_key(frontend);
+  const bool new_vip = !s.vip_refs.contains(key.vip);
+  if (new_vip) {
+    s.filter_add(key.vip);
+    lb_vip_value vip{};
+    vip.frontends = 1;
+    s.update(s.vips_fd, "lb_vips", &key.vip, &vip);
+  }
   lb_service_value value{};
   value.service_id = service_id;
   s.update(s.services_fd, "lb_services", &key, &value);
-  s.write_vip(key.vip);
+  s.frontends_changed();
   if (it != s.frontends.end()) {
     const std::uint32_t old_service = it->second;
     it->second = service_id;
@@ -602,9 +663,9 @@ void LoadBalancer::remove_service(const Frontend& frontend) {
   if (--s.vip_refs[key.vip] == 0) {
     s.erase(s.vips_fd, "lb_vips", &key.vip);
     s.vip_refs.erase(key.vip);
-  } else {
-    s.write_vip(key.vip);
+    s.filter_remove(key.vip);
   }
+  s.frontends_changed();
   if (--s.services[service_id].frontends == 0) s.drop_service(service_id);
 }
 

@@ -766,23 +766,61 @@ TEST_F(LbDataplaneTest, TrackedFlowsFollowFrontendChangesOfTheirVip) {
   EXPECT_EQ(gone.out.at(kL4 + 13) & kRst, kRst);
 }
 
-// Epochs are never handed out twice, across a restart too: a conntrack
-// entry stamped before it cannot pass for checked after it.
-TEST_F(LbDataplaneTest, VipEpochsKeepGrowingAcrossARestart) {
-  make_service(1);
-  auto epoch_of = [&](std::uint32_t vip) {
-    std::uint32_t key = htonl(vip);
-    lb_vip_value value{};
-    EXPECT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_vips"), &key, &value), 0);
-    return value.epoch;
+// Frontend epochs are never handed out twice, across a restart too: a
+// conntrack entry stamped before a change cannot pass for checked after it.
+TEST_F(LbDataplaneTest, FrontendEpochKeepsGrowingAcrossARestart) {
+  auto epoch = [&] {
+    lb_config cfg{};
+    std::uint32_t zero = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+    return cfg.frontend_epoch;
   };
-  const std::uint32_t before = epoch_of(kVip);
+  make_service(1);
+  const std::uint32_t before = epoch();
   EXPECT_GT(before, 0u);
+  lb_->set_timeouts(Timeouts{});
+  EXPECT_EQ(epoch(), before);
   lb_.reset();
   lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
-  EXPECT_EQ(epoch_of(kVip), before);
+  EXPECT_EQ(epoch(), before);
   lb_->upsert_service({kVip, 8080, Protocol::tcp}, kService);
-  EXPECT_GT(epoch_of(kVip), before);
+  EXPECT_EQ(epoch(), before + 1);
+}
+
+// lb_vip_filter is one bit per hashed address: addresses sharing a VIP's
+// bit still pass untouched (lb_vips decides), and a VIP whose bit another
+// VIP shares keeps it when that other VIP goes.
+TEST_F(LbDataplaneTest, VipFilterCollisionsNeitherCatchNorHideTraffic) {
+  lb_config cfg{};
+  std::uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  auto bit = [&](std::uint32_t addr) { return lb_vip_filter_bit(htonl(addr), cfg.vip_filter_shift); };
+  std::vector<std::uint32_t> same;  // addresses on kVip's bit
+  for (std::uint32_t a = ip4(10, 0, 0, 3); same.size() < 2 && a < ip4(10, 64, 0, 0); ++a) {
+    if (bit(a) == bit(kVip)) same.push_back(a);
+  }
+  ASSERT_EQ(same.size(), 2u);
+  const std::uint32_t other_vip = same[0], not_a_vip = same[1];
+
+  make_service(1);
+  lb_->upsert_service({other_vip, 80, Protocol::tcp}, 2);
+  std::vector<Backend> two{backend(2)};
+  lb_->set_backends(2, two);
+  Tcp t;
+  t.saddr = kClient;
+  t.daddr = not_a_vip;
+  t.sport = 40000;
+  t.dport = 80;
+  Bytes in = tcp_packet(t);
+  RunResult passed = from_endpoint(in);
+  EXPECT_EQ(passed.retval, kOk);
+  EXPECT_EQ(passed.out, in);
+
+  lb_->remove_service(std::uint32_t{2});
+  EXPECT_EQ(backend_of(from_endpoint(syn(40001))), backend_ip(1));
+  t.daddr = other_vip;
+  in = tcp_packet(t);
+  EXPECT_EQ(from_endpoint(in).out, in);
 }
 
 TEST_F(LbDataplaneTest, UdpFlowOfADeadBackendMovesToALiveOne) {
