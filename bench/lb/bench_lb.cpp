@@ -210,7 +210,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
   auto stat = [&](int which) { return balancer.stats()[static_cast<std::size_t>(which)]; };
   auto check = [&](int which, std::uint64_t before, const char* what) {
     if (stat(which) - before < opt.repeat) {
-      throw std::runtime_error(std::string(what) + ": not every run took the measured path");
+      throw std::runtime_error(std::string(what) + ": not every run took the measured path (" + std::to_string(stat(which) - before) + " of " + std::to_string(opt.repeat) + ")");
     }
   };
   int verdict = -1;

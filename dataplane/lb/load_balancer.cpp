@@ -804,26 +804,28 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
   // direction holds for both: an entry that looks expired goes only if its
   // partner does too. The partner is usually in the walk's own candidates;
   // otherwise one lookup tells.
-  constexpr std::uint32_t kBatch = 4096;
+  constexpr std::uint32_t kBatch = 8192;
   std::vector<lb_ct_key> keys(kBatch);
   std::vector<lb_ct_value> values(kBatch);
+  // An expired-looking entry, filed under its flow (the ORIGINAL key), so
+  // that after sorting both entries of a flow lie side by side: no hash
+  // table of a million nodes (its allocations cost more than the walk).
   struct Candidate {
+    std::array<std::uint64_t, 2> flow;  // the ORIGINAL key's bytes
+    lb_ct_key key;
     std::uint64_t last_seen;
     std::uint32_t nat_addr;
     std::uint8_t flags;
   };
-  struct KeyHash {
-    std::size_t operator()(const lb_ct_key& k) const {
-      return lb_jhash_3words(k.saddr ^ k.daddr, (static_cast<std::uint32_t>(k.sport) << 16) | k.dport,
-                             (static_cast<std::uint32_t>(k.proto) << 8) | k.dir, LB_HASH_SEED);
-    }
+  auto flow_of = [&](const lb_ct_key& key, std::uint32_t nat_addr, std::uint8_t flags) {
+    lb_ct_key original = key.dir == LB_CT_DIR_ORIGINAL ? key : partner_of(key, nat_addr, flags);
+    original.pad = 0;
+    std::array<std::uint64_t, 2> words{};
+    static_assert(sizeof words == sizeof original);
+    std::memcpy(words.data(), &original, sizeof original);
+    return words;
   };
-  struct KeyEq {
-    bool operator()(const lb_ct_key& a, const lb_ct_key& b) const {
-      return std::memcmp(&a, &b, sizeof a) == 0;
-    }
-  };
-  std::unordered_map<lb_ct_key, Candidate, KeyHash, KeyEq> candidates;
+  std::vector<Candidate> candidates;
   std::uint64_t seen = 0;
   std::uint64_t in_token = 0, out_token = 0;  // htab batch tokens (bucket numbers)
   bool first = true, done = false;
@@ -841,32 +843,42 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
       ++seen;
       const lb_ct_value& value = values[i];
       if (expired_at(value.last_seen_ns, keys[i].proto, value.flags)) {
-        candidates.emplace(keys[i], Candidate{value.last_seen_ns, value.nat_addr, value.flags});
+        candidates.push_back(Candidate{flow_of(keys[i], value.nat_addr, value.flags), keys[i],
+                                       value.last_seen_ns, value.nat_addr, value.flags});
       }
     }
     in_token = out_token;
     first = false;
   }
 
+  std::sort(candidates.begin(), candidates.end(),
+            [](const Candidate& a, const Candidate& b) { return a.flow < b.flow; });
   std::vector<lb_ct_key> expired;
   expired.reserve(candidates.size());
-  for (const auto& [key, candidate] : candidates) {
-    lb_ct_key partner = partner_of(key, candidate.nat_addr, candidate.flags);
-    auto it = candidates.find(partner);
-    std::uint64_t last_seen = candidate.last_seen;
-    std::uint8_t flags = candidate.flags;
-    if (it != candidates.end()) {
-      last_seen = std::max(last_seen, it->second.last_seen);
-      flags |= it->second.flags;
-    } else {
-      lb_ct_value other{};
-      if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
-        last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
-        flags |= other.flags;
+  for (std::size_t i = 0; i < candidates.size();) {
+    const Candidate& c = candidates[i];
+    if (i + 1 < candidates.size() && candidates[i + 1].flow == c.flow) {
+      // Both directions look expired; together they may not.
+      const Candidate& d = candidates[i + 1];
+      if (expired_at(std::max(c.last_seen, d.last_seen), c.key.proto, c.flags | d.flags)) {
+        expired.push_back(c.key);
+        expired.push_back(d.key);
       }
+      i += 2;
+      continue;
     }
-    if (expired_at(last_seen, key.proto, flags)) expired.push_back(key);
+    std::uint64_t last_seen = c.last_seen;
+    std::uint8_t flags = c.flags;
+    lb_ct_key partner = partner_of(c.key, c.nat_addr, c.flags);
+    lb_ct_value other{};
+    if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
+      last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
+      flags |= other.flags;
+    }
+    if (expired_at(last_seen, c.key.proto, flags)) expired.push_back(c.key);
+    ++i;
   }
+  candidates = {};
 
   // Delete in batches; a key the LRU evicted meanwhile stops a batch with
   // ENOENT, and the rest goes on after it.
