@@ -45,26 +45,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_services SEC(".maps");
 
-/* One Maglev table per service (struct lb_maglev_slot elements, plus the
- * generation element), created once for the service and changed in place
- * by user space through mmap: see lb_abi.h. */
-struct lb_maglev_table {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 16382);
-	__type(key, __u32);
-	/* struct lb_maglev_slot; named by size here because clang emits only a
-	 * forward declaration for a struct seen through an inner map's type. */
-	__type(value, __u64);
-	__uint(map_flags, BPF_F_MMAPABLE);
-};
-
+/* The Maglev table pool and where each service's table lies in it (see
+ * lb_abi.h). Both are written by user space through mmap. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
+	__type(value, struct lb_maglev_slot);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct lb_maglev_table);
 } lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_maglev_index SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -28,25 +28,25 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-static __always_inline __u32 lb_maglev_pick(__u32 service_id, const struct lb_config *cfg,
-					    const struct lb_flow *flow)
+static __always_inline __u32 lb_maglev_pick(__u32 service_id, const struct lb_flow *flow)
 {
-	void *table = bpf_map_lookup_elem(&lb_maglev, &service_id);
-	struct lb_maglev_slot *generation, *slot;
-	__u32 index;
+	__u64 *entry = bpf_map_lookup_elem(&lb_maglev_index, &service_id);
+	struct lb_maglev_slot *slot;
+	__u32 index, size;
+	__u64 ref;
 
-	if (!table || cfg->maglev_size == 0)
+	if (!entry)
 		return LB_NO_BACKEND;
-	index = cfg->maglev_size;
-	generation = bpf_map_lookup_elem(table, &index);
-	if (!generation)
+	ref = *(volatile __u64 *)entry; /* one load: base, size and generation agree */
+	size = lb_maglev_ref_size(ref);
+	if (size == 0)
 		return LB_NO_BACKEND;
-	index = lb_flow_hash(flow->saddr, flow->sport, flow->dport, flow->proto) %
-		cfg->maglev_size;
-	slot = bpf_map_lookup_elem(table, &index);
+	index = lb_maglev_ref_base(ref) +
+		lb_flow_hash(flow->saddr, flow->sport, flow->dport, flow->proto) % size;
+	slot = bpf_map_lookup_elem(&lb_maglev, &index);
 	if (!slot)
 		return LB_NO_BACKEND;
-	return slot->backend[generation->backend[0] & 1];
+	return slot->backend[lb_maglev_ref_gen(ref)];
 }
 
 static __always_inline void lb_count(__u32 backend_id, __u64 connections, __u64 bytes)
@@ -182,7 +182,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		lb_count(backend_id, 0, skb->len);
 		lb_stat_inc(LB_STAT_CT_HIT);
 	} else {
-		backend_id = lb_maglev_pick(service_id, cfg, flow);
+		backend_id = lb_maglev_pick(service_id, flow);
 		backend = backend_id ? bpf_map_lookup_elem(&lb_backends, &backend_id) : 0;
 		if (!backend || backend->state != LB_BACKEND_ACTIVE)
 			return lb_refuse(skb, flow, LB_STAT_RST_NO_BACKEND);

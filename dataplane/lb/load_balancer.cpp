@@ -4,7 +4,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,9 +39,16 @@ extern "C" {
 namespace weft::dataplane::lb {
 namespace {
 
-constexpr const char* kMapNames[] = {"lb_vips",     "lb_vip_filter",       "lb_services",
-                                     "lb_maglev",   "lb_backends",         "lb_backend_counters",
-                                     "lb_conntrack", "lb_config",          "lb_stats"};
+constexpr const char* kMapNames[] = {
+    "lb_vips",     "lb_vip_filter",       "lb_services",  "lb_maglev", "lb_maglev_index",
+    "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats"};
+
+std::uint32_t maglev_pool_slots(const Limits& limits) {
+  if (limits.maglev_pool_slots != 0) return limits.maglev_pool_slots;
+  const std::uint64_t slots = static_cast<std::uint64_t>(limits.max_services) *
+                              std::min<std::uint32_t>(limits.maglev_table_size, 1021);
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(slots, LB_MAGLEV_SIZE_MASK));
+}
 
 // lb_vip_filter's size: 32 bits per possible VIP address (at most ~3% of
 // other addresses then pass it and pay the lb_vips lookup), a power of two.
@@ -110,9 +119,10 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
 }
 
 // Maps pinned by another ABI version may not even load (libbpf refuses a
-// pinned map whose value size changed), so their version is checked first:
-// lb_config keeps its layout across versions for this.
-void check_pinned_abi(const std::filesystem::path& pin_dir) {
+// pinned map whose value size changed), so their version is checked first
+// (lb_config keeps the place of its first fields across versions for this),
+// and the Maglev size with it: the pool's size follows from it.
+void check_pinned_config(const std::filesystem::path& pin_dir, const Limits& limits) {
   UniqueFd fd(bpf_obj_get((pin_dir / "lb_config").c_str()));
   if (!fd) return;
   bpf_map_info info{};
@@ -136,60 +146,146 @@ void check_pinned_abi(const std::filesystem::path& pin_dir) {
                                std::to_string(existing.abi_version) + ", this build uses " +
                                std::to_string(LB_ABI_VERSION) + " (remove the pins)");
   }
+  if (existing.abi_version != 0 && existing.maglev_size != limits.maglev_table_size) {
+    throw BpfError(EINVAL, "Maglev tables pinned under " + pin_dir.string() + " have up to " +
+                               std::to_string(existing.maglev_size) + " slots, asked for " +
+                               std::to_string(limits.maglev_table_size) + " (remove the pins)");
+  }
 }
 
-// A service's Maglev table: an ARRAY of `slots` lb_maglev_slot elements plus
-// the generation element, read by the program and written by us through
-// mmap; it matches the inner map declared in ebpf/lb_maps.h.
-UniqueFd create_table_map(std::uint32_t slots) {
-  bpf_map_create_opts opts{};
-  opts.sz = sizeof opts;
-  opts.map_flags = BPF_F_MMAPABLE;
-  UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_tbl", sizeof(std::uint32_t),
-                             sizeof(lb_maglev_slot), slots + 1, &opts));
-  if (!fd) throw BpfError(errno, "create Maglev table map");
-  return fd;
-}
-
-// A table mapped into our memory. A change writes the column the program
-// does not read, then flips the generation (release store): no syscall, no
-// map swap, and a packet reads either the old table or the new one.
-class TableMapping {
+// A BPF_F_MMAPABLE array mapped into our memory.
+class MappedArray {
  public:
-  TableMapping(UniqueFd fd, std::uint32_t slots) : fd_(std::move(fd)), slots_(slots) {
-    len_ = (static_cast<std::size_t>(slots) + 1) * sizeof(lb_maglev_slot);
-    void* mem = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-    if (mem == MAP_FAILED) throw BpfError(errno, "mmap Maglev table map");
-    elements_ = static_cast<lb_maglev_slot*>(mem);
+  MappedArray(int fd, std::size_t bytes, const char* name) : len_(bytes) {
+    void* mem = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mem == MAP_FAILED) throw BpfError(errno, std::string("mmap map ") + name);
+    mem_ = mem;
   }
-  TableMapping(const TableMapping&) = delete;
-  TableMapping& operator=(const TableMapping&) = delete;
-  ~TableMapping() { munmap(elements_, len_); }
-
-  int fd() const { return fd_.get(); }
-
-  std::uint32_t generation() const {
-    return std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
-               .load(std::memory_order_acquire) &
-           1u;
-  }
-
-  void write(const std::vector<std::uint32_t>& table) {
-    const std::uint32_t next = generation() ^ 1u;
-    for (std::uint32_t i = 0; i < slots_; ++i) elements_[i].backend[next] = table[i];
-    std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
-        .store(next, std::memory_order_release);
-  }
-
-  std::uint32_t backend_at(std::uint32_t slot) const {
-    return elements_[slot].backend[generation()];
+  MappedArray(const MappedArray&) = delete;
+  MappedArray& operator=(const MappedArray&) = delete;
+  ~MappedArray() { munmap(mem_, len_); }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(mem_);
   }
 
  private:
-  UniqueFd fd_;
-  std::uint32_t slots_;
+  void* mem_ = nullptr;
   std::size_t len_ = 0;
-  lb_maglev_slot* elements_ = nullptr;
+};
+
+// The Maglev table pool (lb_maglev) and its index (lb_maglev_index), see
+// ebpf/lb_abi.h: runs of slots handed out first-fit; a run given back is
+// retired, and becomes free only after an RCU grace period, when no program
+// that read the old descriptor can still be reading the run.
+class MaglevPool {
+ public:
+  MaglevPool(int pool_fd, std::uint32_t slots, int index_fd, std::uint32_t services)
+      : slots_(slots),
+        services_(services),
+        pool_(pool_fd, static_cast<std::size_t>(slots) * sizeof(lb_maglev_slot), "lb_maglev"),
+        index_(index_fd, static_cast<std::size_t>(services) * sizeof(std::uint64_t),
+               "lb_maglev_index") {
+    free_.emplace(0, slots);
+  }
+
+  std::uint64_t ref(std::uint32_t service) const {
+    return std::atomic_ref<std::uint64_t>(index_.as<std::uint64_t>()[service])
+        .load(std::memory_order_acquire);
+  }
+  // Publishes a table: everything written to its run before is seen by a
+  // program that reads this descriptor.
+  void set_ref(std::uint32_t service, std::uint64_t value) {
+    std::atomic_ref<std::uint64_t>(index_.as<std::uint64_t>()[service])
+        .store(value, std::memory_order_release);
+  }
+  lb_maglev_slot* slots() const { return pool_.as<lb_maglev_slot>(); }
+  std::uint32_t size() const { return slots_; }
+
+  // Slots that free() and a grace period can give.
+  std::uint64_t available() const { return free_slots_total() + retired_total_; }
+
+  std::uint32_t allocate(std::uint32_t len) {
+    if (auto base = first_fit(len)) return *base;
+    if (!retired_.empty()) {
+      wait_for_readers();
+      for (auto [base, n] : retired_) give_back(base, n);
+      retired_.clear();
+      retired_total_ = 0;
+      if (auto base = first_fit(len)) return *base;
+    }
+    throw BpfError(ENOSPC, "Maglev table pool full: no run of " + std::to_string(len) +
+                               " free slots in " + std::to_string(slots_) +
+                               " (raise the pool size)");
+  }
+  void retire(std::uint32_t base, std::uint32_t len) {
+    retired_.emplace_back(base, len);
+    retired_total_ += len;
+  }
+  // A run found in use in the pinned index (restart).
+  void claim(std::uint32_t service, std::uint32_t base, std::uint32_t len) {
+    auto it = free_.upper_bound(base);
+    if (len == 0 || it == free_.begin() || base + static_cast<std::uint64_t>(len) > slots_) {
+      throw BpfError(EINVAL, "Maglev table of service " + std::to_string(service) +
+                                 " lies outside the pool or overlaps another");
+    }
+    --it;
+    const auto [free_base, free_len] = *it;
+    if (base + static_cast<std::uint64_t>(len) > free_base + static_cast<std::uint64_t>(free_len)) {
+      throw BpfError(EINVAL, "Maglev table of service " + std::to_string(service) +
+                                 " overlaps another");
+    }
+    free_.erase(it);
+    if (base > free_base) free_.emplace(free_base, base - free_base);
+    if (base + len < free_base + free_len) free_.emplace(base + len, free_base + free_len - base - len);
+  }
+
+ private:
+  std::optional<std::uint32_t> first_fit(std::uint32_t len) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < len) continue;
+      const auto [base, n] = *it;
+      free_.erase(it);
+      if (n > len) free_.emplace(base + len, n - len);
+      return base;
+    }
+    return std::nullopt;
+  }
+  void give_back(std::uint32_t base, std::uint32_t len) {
+    auto next = free_.lower_bound(base);
+    if (next != free_.end() && base + len == next->first) {
+      len += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == base) {
+        prev->second += len;
+        return;
+      }
+    }
+    free_.emplace(base, len);
+  }
+  std::uint64_t free_slots_total() const {
+    std::uint64_t total = 0;
+    for (const auto& [base, n] : free_) total += n;
+    return total;
+  }
+  // tc programs run inside RCU read-side sections: once a grace period has
+  // passed, none still holds a descriptor read before the runs retired.
+  static void wait_for_readers() {
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
+      throw BpfError(errno, "membarrier (wait for an RCU grace period)");
+    }
+  }
+
+  std::uint32_t slots_;
+  std::uint32_t services_;
+  MappedArray pool_;
+  MappedArray index_;
+  std::map<std::uint32_t, std::uint32_t> free_;  // base -> length
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> retired_;
+  std::uint64_t retired_total_ = 0;
 };
 
 }  // namespace
@@ -222,14 +318,15 @@ struct LoadBalancer::Impl {
   Limits limits;
   std::unique_ptr<lb_tc, SkelDeleter> skel;
   int ncpus = 1;
-  int vips_fd = -1, services_fd = -1, maglev_fd = -1, backends_fd = -1, counters_fd = -1,
+  int vips_fd = -1, services_fd = -1, maglev_fd = -1, maglev_index_fd = -1, backends_fd = -1,
+      counters_fd = -1,
       conntrack_fd = -1, config_fd = -1, stats_fd = -1;
 
   std::map<Frontend, std::uint32_t> frontends;
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
   std::unordered_map<std::uint32_t, ServiceState> services;
   std::vector<lb_backend> backends;  // mirror of lb_backends
-  std::unordered_map<std::uint32_t, std::unique_ptr<TableMapping>> tables;  // by service
+  std::unique_ptr<MaglevPool> pool;
   Timeouts timeouts;
   std::uint32_t frontend_epoch = 0;  // lb_config.frontend_epoch, see lb_abi.h
   int vip_filter_fd = -1;
@@ -323,11 +420,10 @@ struct LoadBalancer::Impl {
       if (b.state == LB_BACKEND_ACTIVE) service.active_in_table.push_back(id);
     }
     for (std::uint32_t id = 0; id < limits.max_services; ++id) {
-      std::uint32_t map_id = 0;
-      if (bpf_map_lookup_elem(maglev_fd, &id, &map_id) != 0) continue;
-      UniqueFd fd(bpf_map_get_fd_by_id(map_id));
-      if (!fd) throw BpfError(errno, "open Maglev table of service " + std::to_string(id));
-      tables[id] = std::make_unique<TableMapping>(std::move(fd), limits.maglev_table_size);
+      const std::uint64_t ref = pool->ref(id);
+      if (lb_maglev_ref_size(ref) != 0) {
+        pool->claim(id, lb_maglev_ref_base(ref), lb_maglev_ref_size(ref));
+      }
     }
     lb_service_key key{}, next{};
     lb_service_key* prev = nullptr;
@@ -360,11 +456,6 @@ struct LoadBalancer::Impl {
   void write_backend(std::uint32_t id, const lb_backend& value) {
     update(backends_fd, "lb_backends", &id, &value);
     backends[id] = value;
-  }
-
-  void reset_counters(std::uint32_t id) {
-    std::vector<lb_counters> zeros(static_cast<std::size_t>(ncpus));
-    update(counters_fd, "lb_backend_counters", &id, zeros.data());
   }
 
   // Checks one service's list; nothing is written before all lists pass.
@@ -415,7 +506,10 @@ struct LoadBalancer::Impl {
       }
       plans.push_back(plan(entry, claimed));
     }
+    check_pool(plans);
 
+    std::vector<std::uint32_t> backend_keys, counter_keys;
+    std::vector<lb_backend> backend_values;
     for (const ServiceBackends& entry : entries) {
       for (const Backend& b : entry.backends) {
         lb_backend value{};
@@ -432,38 +526,35 @@ struct LoadBalancer::Impl {
         }
         bool reused = current.state == LB_BACKEND_FREE || current.state == LB_BACKEND_DEAD ||
                       current.ip != value.ip;
-        if (reused && b.state != BackendState::dead) reset_counters(b.id);
-        write_backend(b.id, value);
+        if (reused && b.state != BackendState::dead) counter_keys.push_back(b.id);
+        backend_keys.push_back(b.id);
+        backend_values.push_back(value);
       }
     }
+    // One syscall per map for them all (an agent's start writes ~100 000).
+    bpf_map_batch_opts batch{};
+    batch.sz = sizeof batch;
+    if (!counter_keys.empty()) {
+      std::vector<lb_counters> zeros(counter_keys.size() * static_cast<std::size_t>(ncpus));
+      std::uint32_t count = static_cast<std::uint32_t>(counter_keys.size());
+      if (bpf_map_update_batch(counters_fd, counter_keys.data(), zeros.data(), &count, &batch) != 0) {
+        throw BpfError(errno, "update map lb_backend_counters");
+      }
+    }
+    if (!backend_keys.empty()) {
+      std::uint32_t count = static_cast<std::uint32_t>(backend_keys.size());
+      int err = bpf_map_update_batch(backends_fd, backend_keys.data(), backend_values.data(),
+                                     &count, &batch);
+      for (std::uint32_t i = 0; i < count && i < backend_keys.size(); ++i) {
+        backends[backend_keys[i]] = backend_values[i];
+      }
+      if (err != 0) throw BpfError(errno, "update map lb_backends");
+    }
 
-    std::vector<std::uint32_t> new_keys;
-    std::vector<int> new_fds;
-    std::vector<std::pair<std::uint32_t, std::unique_ptr<TableMapping>>> new_tables;
     for (const Plan& p : plans) {
       ServiceState& service = services[p.service_id];
       if (p.active == service.active_in_table) continue;
-      std::vector<std::uint32_t> table = build_maglev_table(p.active, limits.maglev_table_size);
-      if (auto it = tables.find(p.service_id); it != tables.end()) {
-        it->second->write(table);
-      } else if (!p.active.empty()) {
-        auto mapping = std::make_unique<TableMapping>(create_table_map(limits.maglev_table_size),
-                                                      limits.maglev_table_size);
-        mapping->write(table);
-        new_keys.push_back(p.service_id);
-        new_fds.push_back(mapping->fd());
-        new_tables.emplace_back(p.service_id, std::move(mapping));
-      }
-    }
-    if (!new_keys.empty()) {
-      bpf_map_batch_opts opts{};
-      opts.sz = sizeof opts;
-      std::uint32_t count = static_cast<std::uint32_t>(new_keys.size());
-      if (bpf_map_update_batch(maglev_fd, new_keys.data(), new_fds.data(), &count, &opts) != 0) {
-        throw BpfError(errno, "update map lb_maglev (" + std::to_string(count) + " of " +
-                                  std::to_string(new_keys.size()) + " tables inserted)");
-      }
-      for (auto& [service_id, mapping] : new_tables) tables[service_id] = std::move(mapping);
+      write_table(p.service_id, p.active);
     }
     for (const Plan& p : plans) services[p.service_id].active_in_table = p.active;
 
@@ -481,6 +572,53 @@ struct LoadBalancer::Impl {
     }
   }
 
+  // The table size each changed service will have; throws before anything
+  // is written when the pool cannot hold the new tables.
+  void check_pool(const std::vector<Plan>& plans) {
+    std::uint64_t needed = 0;
+    for (const Plan& p : plans) {
+      auto it = services.find(p.service_id);
+      if (it != services.end() && p.active == it->second.active_in_table) continue;
+      const std::uint32_t current = lb_maglev_ref_size(pool->ref(p.service_id));
+      const std::uint32_t size =
+          maglev_table_size_for(p.active.size(), current, limits.maglev_table_size);
+      if (size != current) needed += size;
+    }
+    if (needed > pool->available()) {
+      throw BpfError(ENOSPC, "Maglev table pool full: " + std::to_string(needed) +
+                                 " slots needed, " + std::to_string(pool->available()) +
+                                 " available of " + std::to_string(pool->size()) +
+                                 " (raise the pool size)");
+    }
+  }
+
+  // Builds a service's table and publishes it: in place (the column not in
+  // use, then the descriptor) while its size stays, else in a new run.
+  void write_table(std::uint32_t service_id, const std::vector<std::uint32_t>& active) {
+    const std::uint64_t ref = pool->ref(service_id);
+    const std::uint32_t current = lb_maglev_ref_size(ref);
+    const std::uint32_t size =
+        maglev_table_size_for(active.size(), current, limits.maglev_table_size);
+    if (size == 0) {
+      pool->set_ref(service_id, 0);
+      if (current != 0) pool->retire(lb_maglev_ref_base(ref), current);
+      return;
+    }
+    const std::vector<std::uint32_t> table = build_maglev_table(active, size);
+    lb_maglev_slot* slots = pool->slots();
+    if (size == current) {
+      const std::uint32_t base = lb_maglev_ref_base(ref);
+      const std::uint32_t next = lb_maglev_ref_gen(ref) ^ 1u;
+      for (std::uint32_t i = 0; i < size; ++i) slots[base + i].backend[next] = table[i];
+      pool->set_ref(service_id, lb_maglev_ref(base, size, next));
+      return;
+    }
+    const std::uint32_t base = pool->allocate(size);
+    for (std::uint32_t i = 0; i < size; ++i) slots[base + i].backend[0] = table[i];
+    pool->set_ref(service_id, lb_maglev_ref(base, size, 0));
+    if (current != 0) pool->retire(lb_maglev_ref_base(ref), current);
+  }
+
   void set_backends(std::uint32_t service_id, std::span<const Backend> list) {
     ServiceBackends entry{service_id, std::vector<Backend>(list.begin(), list.end())};
     set_backends(std::span<const ServiceBackends>(&entry, 1));
@@ -490,7 +628,6 @@ struct LoadBalancer::Impl {
     auto it = services.find(service_id);
     if (it == services.end()) return;
     set_backends(service_id, std::span<const Backend>{});
-    if (tables.erase(service_id) > 0) erase(maglev_fd, "lb_maglev", &service_id);
     services.erase(service_id);
   }
 };
@@ -515,14 +652,16 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   std::filesystem::create_directories(pin_dir, ec);
   if (ec) throw BpfError(ec.value(), "create pin dir " + pin_dir.string());
 
+  const std::uint32_t pool_slots = maglev_pool_slots(limits);
   const std::uint32_t filter_log2 = vip_filter_log2_bits(limits.max_frontends);
   const std::uint32_t filter_words = (1u << filter_log2) / 64;
   const std::pair<const char*, std::uint32_t> sizes[] = {
       {"lb_vips", limits.max_frontends + 1},      {"lb_services", limits.max_frontends},
       {"lb_vip_filter", filter_words},
-      {"lb_maglev", limits.max_services},     {"lb_backends", limits.max_backends},
+      {"lb_maglev", pool_slots},              {"lb_maglev_index", limits.max_services},
+      {"lb_backends", limits.max_backends},
       {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
-  check_pinned_abi(pin_dir);
+  check_pinned_config(pin_dir, limits);
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
 
   auto impl = std::make_unique<Impl>();
@@ -546,13 +685,8 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   set_size(skel->maps.lb_vip_filter, filter_words);
   impl->vip_filter_shift = 32 - filter_log2;
   impl->vip_filter.assign(filter_words, 0);
-  set_size(skel->maps.lb_maglev, limits.max_services);
-  // The outer map's inner template, sized like the tables we will insert.
-  // (libbpf 1.1 crashes resizing its own template: it has no object.)
-  UniqueFd inner_template = create_table_map(limits.maglev_table_size);
-  if (int err = bpf_map__set_inner_map_fd(skel->maps.lb_maglev, inner_template.get()); err != 0) {
-    throw BpfError(err, "set inner map of lb_maglev");
-  }
+  set_size(skel->maps.lb_maglev, pool_slots);
+  set_size(skel->maps.lb_maglev_index, limits.max_services);
   set_size(skel->maps.lb_backends, limits.max_backends);
   set_size(skel->maps.lb_backend_counters, limits.max_backends);
   set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
@@ -566,6 +700,9 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   impl->services_fd = bpf_map__fd(skel->maps.lb_services);
   impl->vip_filter_fd = bpf_map__fd(skel->maps.lb_vip_filter);
   impl->maglev_fd = bpf_map__fd(skel->maps.lb_maglev);
+  impl->maglev_index_fd = bpf_map__fd(skel->maps.lb_maglev_index);
+  impl->pool = std::make_unique<MaglevPool>(impl->maglev_fd, pool_slots, impl->maglev_index_fd,
+                                            limits.max_services);
   impl->backends_fd = bpf_map__fd(skel->maps.lb_backends);
   impl->counters_fd = bpf_map__fd(skel->maps.lb_backend_counters);
   impl->conntrack_fd = bpf_map__fd(skel->maps.lb_conntrack);
@@ -640,7 +777,13 @@ void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t servic
   lb_service_value value{};
   value.service_id = service_id;
   s.update(s.services_fd, "lb_services", &key, &value);
-  s.frontends_changed();
+  // Tracked flows need checking again only where this frontend takes over
+  // from another: a moved one, or a port of a wildcard frontend. A flow
+  // whose frontend went earlier was stamped before that removal's epoch.
+  const bool moved = it != s.frontends.end();
+  const bool shadows_wildcard =
+      frontend.port != 0 && s.frontends.contains(Frontend{frontend.vip, 0, frontend.proto});
+  if (moved || shadows_wildcard) s.frontends_changed();
   if (it != s.frontends.end()) {
     const std::uint32_t old_service = it->second;
     it->second = service_id;
@@ -713,12 +856,14 @@ std::optional<LookupResult> LoadBalancer::lookup(std::uint32_t service_id, std::
                                                  Protocol proto) const {
   const Impl& s = *impl_;
   s.check_service_id(service_id);
-  auto table = s.tables.find(service_id);
-  if (table == s.tables.end()) return std::nullopt;
+  const std::uint64_t ref = s.pool->ref(service_id);
+  const std::uint32_t size = lb_maglev_ref_size(ref);
+  if (size == 0) return std::nullopt;
   std::uint32_t slot = lb_flow_hash(htonl(src_ip), htons(src_port), htons(dst_port),
                                     static_cast<std::uint8_t>(proto)) %
-                       s.limits.maglev_table_size;
-  std::uint32_t backend_id = table->second->backend_at(slot);
+                       size;
+  std::uint32_t backend_id =
+      s.pool->slots()[lb_maglev_ref_base(ref) + slot].backend[lb_maglev_ref_gen(ref)];
   if (backend_id == LB_NO_BACKEND || backend_id >= s.limits.max_backends) return std::nullopt;
   return LookupResult{backend_id, ntohl(s.backends[backend_id].ip)};
 }

@@ -776,15 +776,78 @@ TEST_F(LbDataplaneTest, FrontendEpochKeepsGrowingAcrossARestart) {
     return cfg.frontend_epoch;
   };
   make_service(1);
+  const std::uint32_t first = epoch();
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, 2);  // moved
   const std::uint32_t before = epoch();
-  EXPECT_GT(before, 0u);
+  EXPECT_EQ(before, first + 1);
   lb_->set_timeouts(Timeouts{});
   EXPECT_EQ(epoch(), before);
   lb_.reset();
   lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
   EXPECT_EQ(epoch(), before);
-  lb_->upsert_service({kVip, 8080, Protocol::tcp}, kService);
+  lb_->remove_service(Frontend{kVip, 80, Protocol::tcp});
   EXPECT_EQ(epoch(), before + 1);
+}
+
+// An exact port added beside a wildcard frontend takes that port's tracked
+// flows over, as a frontend lookup per packet would.
+TEST_F(LbDataplaneTest, ExactPortAddedBesideAWildcardTakesItsTrackedFlows) {
+  lb_->upsert_service({kVip, 0, Protocol::tcp}, kService);
+  auto one = backends(1);
+  lb_->set_backends(kService, one);
+  std::vector<Backend> other{backend(2)};
+  lb_->set_backends(2, other);
+  Bytes first = syn(40000, 8080);
+  ASSERT_EQ(backend_of(from_endpoint(first)), backend_ip(1));
+  ASSERT_EQ(backend_of(from_endpoint(first)), backend_ip(1));
+  lb_->upsert_service({kVip, 8080, Protocol::tcp}, 2);
+  EXPECT_EQ(backend_of(from_endpoint(first)), backend_ip(2));
+  EXPECT_EQ(backend_of(from_endpoint(syn(40001, 8081))), backend_ip(1));
+}
+
+// All tables share one pool: a table that grows moves to a new run, its old
+// run comes back after a grace period, and a pool too small for new tables
+// is found before anything is written.
+TEST_F(LbDataplaneTest, MaglevPoolGivesRunsBackAndRefusesWhatDoesNotFit) {
+  Limits limits = test_limits();
+  limits.maglev_pool_slots = 251 + 1021;  // tables up to 1021 slots here
+  LoadBalancer small = LoadBalancer::open(pin_dir_ / "pool", limits);
+  const std::uint32_t vip2 = ip4(10, 0, 0, 3);
+  small.upsert_service({kVip, 80, Protocol::tcp}, 1);
+  small.upsert_service({vip2, 80, Protocol::tcp}, 2);
+  auto two = backends(2);
+  small.set_backends(1, two);  // 251 slots
+  auto twenty = backends(20);
+  small.set_backends(1, twenty);  // 1021 slots; its 251 are retired
+  std::vector<Backend> other{backend(30)};
+  small.set_backends(2, other);  // the retired 251, after a grace period
+  std::set<std::uint32_t> seen;
+  for (std::uint16_t p = 1000; p < 3000; ++p) {
+    seen.insert(small.lookup(1, kClient, p, 80, Protocol::tcp)->backend_id);
+    EXPECT_EQ(small.lookup(2, kClient, p, 80, Protocol::tcp)->backend_id, 30u);
+  }
+  EXPECT_EQ(seen.size(), 20u);
+
+  // A third service's table does not fit: refused, nothing written.
+  const std::uint32_t vip3 = ip4(10, 0, 0, 4);
+  small.upsert_service({vip3, 80, Protocol::tcp}, 3);
+  std::vector<Backend> third{backend(40)};
+  try {
+    small.set_backends(3, third);
+    FAIL() << "a table beyond the pool was accepted";
+  } catch (const BpfError& e) {
+    EXPECT_EQ(e.code().value(), ENOSPC);
+  }
+  EXPECT_TRUE(small.counters(3).empty());
+  EXPECT_FALSE(small.lookup(3, kClient, 1000, 80, Protocol::tcp));
+  lb_backend written{};
+  std::uint32_t id = 40;
+  ASSERT_EQ(bpf_map_lookup_elem(small.map_fd("lb_backends"), &id, &written), 0);
+  EXPECT_EQ(written.state, LB_BACKEND_FREE);
+  // Once service 2 goes (and its run with it), service 3 fits.
+  small.remove_service(std::uint32_t{2});
+  small.set_backends(3, third);
+  EXPECT_EQ(small.lookup(3, kClient, 1000, 80, Protocol::tcp)->backend_id, 40u);
 }
 
 // lb_vip_filter is one bit per hashed address: addresses sharing a VIP's
