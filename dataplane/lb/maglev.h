@@ -1,6 +1,6 @@
 // Maglev consistent hashing (Eisenbud et al., NSDI 2016): the lookup table a
 // service's flows are hashed into. Built here in user space, written to the
-// kernel as one inner map per service, and used as is by lookup().
+// kernel as one run of the shared table pool, and used as is by lookup().
 #pragma once
 
 #include <cstdint>
