@@ -80,8 +80,8 @@ static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32
 
 /* Records a new flow: both entries. 0 or a negative errno. */
 static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
-					__u32 backend_ip, __u32 service_id, __u8 flags,
-					__u32 bytes, __u64 now)
+					__u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
+					__u8 flags, __u32 bytes, __u64 now)
 {
 	struct lb_ct_value value = {};
 	struct lb_ct_key reply = {};
@@ -93,6 +93,7 @@ static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backe
 	value.backend_id = backend_id;
 	value.nat_addr = backend_ip;
 	value.service_id = service_id;
+	value.frontend_epoch = frontend_epoch;
 	value.flags = flags;
 	ret = bpf_map_update_elem(&lb_conntrack, key, &value, BPF_ANY);
 	if (ret)

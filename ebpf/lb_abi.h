@@ -54,6 +54,15 @@ enum lb_ct_dir {
 #define LB_HAIRPIN_ADDR_HOST 0xa9fe2a01u
 #define LB_VIP_F_HAIRPIN 0x1u
 
+/* lb_vip_filter: a bitmap over hashed destination addresses with the bit of
+ * every lb_vips key set (a Bloom filter with one hash), so a packet to no
+ * VIP leaves after one array read instead of a hash lookup. A set bit only
+ * means "maybe": lb_vips decides. Address in network order. */
+static inline __u32 lb_vip_filter_bit(__u32 addr, __u32 shift)
+{
+	return (addr * 0x9e3779b1u) >> shift;
+}
+
 /* A frontend: VIP + port + protocol. port 0 matches every port of the VIP
  * for that protocol (Docker's VIP mode forwards all ports). */
 struct lb_service_key {
@@ -64,7 +73,7 @@ struct lb_service_key {
 };
 
 struct lb_service_value {
-	__u32 service_id; /* index into lb_maglev_outer */
+	__u32 service_id; /* index into lb_maglev_index */
 	__u32 pad;
 };
 
@@ -103,17 +112,35 @@ struct lb_ct_value {
 	__u32 service_id;
 	__u8 flags;         /* LB_CT_F_* */
 	__u8 pad[3];
+	__u32 frontend_epoch; /* ORIGINAL: lb_config.frontend_epoch when the frontend was checked */
+	__u32 pad2;
 };
 
-/* One element of a service's Maglev table (an ARRAY of maglev_size + 1
- * elements). Two generations side by side: user space writes the column not
- * in use, then flips the generation, so a change needs no map swap (whose
- * RCU wait costs ~16 ms a call here) and no packet sees a half-written
- * table. Array elements are 8 bytes apart anyway, so the second column costs
- * no memory. Element maglev_size holds the live generation in backend[0]. */
+/* Maglev tables live in one pool, lb_maglev, an mmapable ARRAY of these
+ * elements, each holding one slot's backend for two generations. A service's
+ * table is the run of `size` elements from `base`, named by its entry in
+ * lb_maglev_index (by service id): one __u64, `base | size << 32 | gen << 63`
+ * (size 0: no table), so the program reads where the table is, how long it
+ * is and which column is live in one load. User space writes the column not
+ * in use through mmap and then stores the new descriptor: no syscall, no
+ * map swap (whose RCU wait costs ~16 ms a call here), and no packet sees a
+ * half-written table. A table that changes size gets a new run; the old one
+ * is reused only after an RCU grace period (membarrier), when no program can
+ * still be reading it. Tables are sized per service (dataplane/lb/maglev.h),
+ * so memory follows the backends, not a fixed size per service. */
 struct lb_maglev_slot {
 	__u32 backend[2];
 };
+
+#define LB_MAGLEV_SIZE_MASK 0x7fffffffu
+
+static inline __u64 lb_maglev_ref(__u32 base, __u32 size, __u32 gen)
+{
+	return (__u64)base | ((__u64)(size & LB_MAGLEV_SIZE_MASK) << 32) | ((__u64)(gen & 1) << 63);
+}
+static inline __u32 lb_maglev_ref_base(__u64 ref) { return (__u32)ref; }
+static inline __u32 lb_maglev_ref_size(__u64 ref) { return (__u32)(ref >> 32) & LB_MAGLEV_SIZE_MASK; }
+static inline __u32 lb_maglev_ref_gen(__u64 ref) { return (__u32)(ref >> 63); }
 
 struct lb_counters {
 	__u64 connections;
@@ -126,13 +153,21 @@ struct lb_config {
 	__u64 tcp_established_timeout_ns; /* idle established TCP */
 	__u64 tcp_closing_timeout_ns;     /* after RST or FIN both ways */
 	__u64 udp_timeout_ns;
-	__u32 maglev_size;                /* slots of every Maglev table */
+	__u32 maglev_size;                /* slots of the largest Maglev table */
 	__u32 abi_version;                /* LB_ABI_VERSION of who wrote the maps */
+	/* Changes whenever a frontend is added, moved or removed (user space
+	 * writes it after the change). A conntrack entry stamped with the
+	 * current epoch was checked against the frontends as they still are,
+	 * so a packet of a tracked flow needs neither the lb_vips nor the
+	 * lb_services lookup. Fields up to abi_version keep their place in
+	 * every ABI version: the loader reads the pinned version first. */
+	__u32 frontend_epoch;
+	__u32 vip_filter_shift;           /* lb_vip_filter: 32 - log2(bits) */
 };
 
 /* Bumped whenever a key or value above changes meaning: pinned maps written
  * under another version are refused instead of misread. */
-#define LB_ABI_VERSION 1u
+#define LB_ABI_VERSION 3u
 
 /* Global event counters, a PERCPU array indexed by these. */
 enum lb_stat {
@@ -165,12 +200,14 @@ LB_ABI_ASSERT(sizeof(struct lb_ct_key) == 16, "lb_ct_key size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, sport) == 8, "lb_ct_key.sport");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, proto) == 12, "lb_ct_key.proto");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, dir) == 13, "lb_ct_key.dir");
-LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 40, "lb_ct_value size");
+LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 48, "lb_ct_value size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, frontend_epoch) == 40, "lb_ct_value.frontend_epoch");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 24, "lb_ct_value.backend_id");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 36, "lb_ct_value.flags");
 LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");
 LB_ABI_ASSERT(sizeof(struct lb_counters) == 24, "lb_counters size");
-LB_ABI_ASSERT(sizeof(struct lb_config) == 40, "lb_config size");
+LB_ABI_ASSERT(sizeof(struct lb_config) == 48, "lb_config size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_config, abi_version) == 36, "lb_config.abi_version");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_config, maglev_size) == 32, "lb_config.maglev_size");
 
 #endif

@@ -7,7 +7,7 @@
 
 #include "lb_abi.h"
 
-/* VIP addresses: the first, cheap check of every IPv4/ARP packet. */
+/* VIP addresses: whether a packet is for a VIP (after lb_vip_filter). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -16,6 +16,24 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_vips SEC(".maps");
+
+/* The VIP pre-filter (see lb_abi.h): 64 bits an element. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_vip_filter SEC(".maps");
+
+static __always_inline int lb_maybe_vip(__u32 addr, const struct lb_config *cfg)
+{
+	__u32 bit = lb_vip_filter_bit(addr, cfg->vip_filter_shift);
+	__u32 word = bit >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&lb_vip_filter, &word);
+
+	return bits && (*bits & (1ull << (bit & 63)));
+}
 
 /* Frontends (VIP, port, proto) -> service id. */
 struct {
@@ -27,26 +45,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_services SEC(".maps");
 
-/* One Maglev table per service (struct lb_maglev_slot elements, plus the
- * generation element), created once for the service and changed in place
- * by user space through mmap: see lb_abi.h. */
-struct lb_maglev_table {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 16382);
-	__type(key, __u32);
-	/* struct lb_maglev_slot; named by size here because clang emits only a
-	 * forward declaration for a struct seen through an inner map's type. */
-	__type(value, __u64);
-	__uint(map_flags, BPF_F_MMAPABLE);
-};
-
+/* The Maglev table pool and where each service's table lies in it (see
+ * lb_abi.h). Both are written by user space through mmap. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
+	__type(value, struct lb_maglev_slot);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct lb_maglev_table);
 } lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_maglev_index SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -11,7 +11,8 @@
  *                     endpoint): replies of balanced flows get the VIP back
  *                     as their source.
  *
- * Everything else leaves with TC_ACT_OK after one hash lookup. */
+ * Everything else leaves with TC_ACT_OK after one array read (from the
+ * endpoint) or one conntrack lookup (towards it). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -27,25 +28,25 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-static __always_inline __u32 lb_maglev_pick(__u32 service_id, const struct lb_config *cfg,
-					    const struct lb_flow *flow)
+static __always_inline __u32 lb_maglev_pick(__u32 service_id, const struct lb_flow *flow)
 {
-	void *table = bpf_map_lookup_elem(&lb_maglev, &service_id);
-	struct lb_maglev_slot *generation, *slot;
-	__u32 index;
+	__u64 *entry = bpf_map_lookup_elem(&lb_maglev_index, &service_id);
+	struct lb_maglev_slot *slot;
+	__u32 index, size;
+	__u64 ref;
 
-	if (!table || cfg->maglev_size == 0)
+	if (!entry)
 		return LB_NO_BACKEND;
-	index = cfg->maglev_size;
-	generation = bpf_map_lookup_elem(table, &index);
-	if (!generation)
+	ref = *(volatile __u64 *)entry; /* one load: base, size and generation agree */
+	size = lb_maglev_ref_size(ref);
+	if (size == 0)
 		return LB_NO_BACKEND;
-	index = lb_flow_hash(flow->saddr, flow->sport, flow->dport, flow->proto) %
-		cfg->maglev_size;
-	slot = bpf_map_lookup_elem(table, &index);
+	index = lb_maglev_ref_base(ref) +
+		lb_flow_hash(flow->saddr, flow->sport, flow->dport, flow->proto) % size;
+	slot = bpf_map_lookup_elem(&lb_maglev, &index);
 	if (!slot)
 		return LB_NO_BACKEND;
-	return slot->backend[generation->backend[0] & 1];
+	return slot->backend[lb_maglev_ref_gen(ref)];
 }
 
 static __always_inline void lb_count(__u32 backend_id, __u64 connections, __u64 bytes)
@@ -121,61 +122,49 @@ static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-static __always_inline int lb_balance(struct __sk_buff *skb)
+/* The frontend (VIP, port, proto) the packet is for, exact port first. */
+static __always_inline struct lb_service_value *lb_frontend(const struct lb_flow *flow)
 {
+	struct lb_service_key key = {};
 	struct lb_service_value *service;
-	struct lb_service_key service_key = {};
+
+	key.vip = flow->daddr;
+	key.port = flow->dport;
+	key.proto = flow->proto;
+	service = bpf_map_lookup_elem(&lb_services, &key);
+	if (service)
+		return service;
+	key.port = 0;
+	return bpf_map_lookup_elem(&lb_services, &key);
+}
+
+/* TCP/UDP to a VIP, `service_id` known: from the flow's conntrack entry
+ * (`ct`, may be 0) or from its frontend. */
+static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_config *cfg,
+				      const struct lb_flow *flow, const struct lb_ct_key *ct_key,
+				      struct lb_ct_value *ct, __u32 service_id, __u32 epoch)
+{
 	struct lb_backend *backend = 0;
-	struct lb_ct_key ct_key = {};
-	struct lb_ct_value *ct;
-	struct lb_config *cfg;
-	struct lb_flow flow = {};
-	__u32 zero = 0, backend_id;
-	__u64 now;
+	__u32 backend_id = 0;
+	__u64 now = bpf_ktime_get_coarse_ns();
 	__u8 flags = 0;
 
-	if (lb_parse_l4(skb, &flow))
-		return TC_ACT_SHOT;
-
-	service_key.vip = flow.daddr;
-	service_key.port = flow.dport;
-	service_key.proto = flow.proto;
-	service = bpf_map_lookup_elem(&lb_services, &service_key);
-	if (!service) {
-		service_key.port = 0;
-		service = bpf_map_lookup_elem(&lb_services, &service_key);
-		if (!service)
-			return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
-	}
-	cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	if (!cfg)
-		return TC_ACT_SHOT;
-
-	now = bpf_ktime_get_coarse_ns();
-	if (flow.proto == IPPROTO_TCP)
-		flags = lb_ct_flags_from_tcp(flow.tcp_flags, 0);
-	ct_key.saddr = flow.saddr;
-	ct_key.daddr = flow.daddr;
-	ct_key.sport = flow.sport;
-	ct_key.dport = flow.dport;
-	ct_key.proto = flow.proto;
-	ct_key.dir = LB_CT_DIR_ORIGINAL;
-	ct = bpf_map_lookup_elem(&lb_conntrack, &ct_key);
+	if (flow->proto == IPPROTO_TCP)
+		flags = lb_ct_flags_from_tcp(flow->tcp_flags, 0);
 	if (ct) {
-		int reopened = flow.proto == IPPROTO_TCP &&
-			       (flow.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
+		int reopened = flow->proto == IPPROTO_TCP &&
+			       (flow->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
 			       (ct->flags & (LB_CT_F_RST | LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY));
 
-		if (ct->service_id != service->service_id || reopened ||
-		    lb_ct_expired(cfg, flow.proto, ct, now)) {
+		if (reopened || lb_ct_expired(cfg, flow->proto, ct, now)) {
 			ct = 0; /* a new flow on an old tuple */
 		} else {
 			backend_id = ct->backend_id;
 			backend = bpf_map_lookup_elem(&lb_backends, &backend_id);
 			if (!lb_backend_usable(backend, ct->nat_addr)) {
-				if (flow.proto == IPPROTO_TCP) {
-					lb_ct_delete_flow(&ct_key, ct->nat_addr, ct->flags);
-					return lb_send_rst(skb, &flow, LB_STAT_RST_DEAD_BACKEND);
+				if (flow->proto == IPPROTO_TCP) {
+					lb_ct_delete_flow(ct_key, ct->nat_addr, ct->flags);
+					return lb_send_rst(skb, flow, LB_STAT_RST_DEAD_BACKEND);
 				}
 				ct = 0; /* UDP has no connection to break: choose again */
 			}
@@ -188,42 +177,77 @@ static __always_inline int lb_balance(struct __sk_buff *skb)
 		ct->bytes += skb->len;
 		if (flags & ~ct->flags) {
 			ct->flags |= flags;
-			lb_ct_share_flags(&ct_key, ct->nat_addr, ct->flags, flags);
+			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags, flags);
 		}
 		lb_count(backend_id, 0, skb->len);
 		lb_stat_inc(LB_STAT_CT_HIT);
 	} else {
-		backend_id = lb_maglev_pick(service->service_id, cfg, &flow);
+		backend_id = lb_maglev_pick(service_id, flow);
 		backend = backend_id ? bpf_map_lookup_elem(&lb_backends, &backend_id) : 0;
 		if (!backend || backend->state != LB_BACKEND_ACTIVE)
-			return lb_refuse(skb, &flow, LB_STAT_RST_NO_BACKEND);
-		if (flow.proto == IPPROTO_TCP && (flow.tcp_flags & TCP_FLAG_SYN))
+			return lb_refuse(skb, flow, LB_STAT_RST_NO_BACKEND);
+		if (flow->proto == IPPROTO_TCP && (flow->tcp_flags & TCP_FLAG_SYN))
 			flags |= LB_CT_F_SYN_ORIG;
-		if (backend->ip == flow.saddr)
+		if (backend->ip == flow->saddr)
 			flags |= LB_CT_F_HAIRPIN;
 		/* A full conntrack map evicts (LRU); failing here only costs
 		 * stickiness, Maglev still sends the next packet the same way. */
-		lb_ct_create(&ct_key, backend_id, backend->ip, service->service_id, flags, skb->len,
+		lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, skb->len,
 			     now);
 		lb_count(backend_id, 1, skb->len);
 		lb_stat_inc(LB_STAT_NEW_FLOW);
 	}
-
-	if (backend->ip == flow.saddr)
-		return lb_hairpin_forward(skb, &flow, backend);
-	if (lb_dnat(skb, flow.proto, flow.daddr, backend))
+	if (!backend)
+		return TC_ACT_SHOT;
+	if (backend->ip == flow->saddr)
+		return lb_hairpin_forward(skb, flow, backend);
+	if (lb_dnat(skb, flow->proto, flow->daddr, backend))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
 }
 
+/* Packets the endpoint sends. A packet to no VIP leaves after one array
+ * read (lb_vip_filter). A packet of a tracked flow costs one hash lookup:
+ * its conntrack entry, while stamped with the current frontend epoch (see
+ * lb_abi.h), stands for the VIP and frontend lookups too. */
 static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
+	struct lb_service_value *service;
 	struct lb_vip_value *vip;
-	__u32 daddr;
+	struct lb_ct_value *ct = 0;
+	struct lb_ct_key ct_key = {};
+	struct lb_flow flow = {};
+	struct lb_config *cfg;
+	__u32 zero = 0, daddr, epoch;
+	int l4 = 0;
 
+	if ((void *)(ip + 1) > data_end)
+		return TC_ACT_OK;
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg || !lb_maybe_vip(ip->daddr, cfg))
+		return TC_ACT_OK;
+	epoch = cfg->frontend_epoch;
+	if (ip->ihl == 5 && !(ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) &&
+	    (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) &&
+	    lb_parse_l4(skb, &flow) == 0) {
+		l4 = 1;
+		ct_key.saddr = flow.saddr;
+		ct_key.daddr = flow.daddr;
+		ct_key.sport = flow.sport;
+		ct_key.dport = flow.dport;
+		ct_key.proto = flow.proto;
+		ct_key.dir = LB_CT_DIR_ORIGINAL;
+		ct = bpf_map_lookup_elem(&lb_conntrack, &ct_key);
+		if (ct && ct->frontend_epoch == epoch)
+			return lb_balance(skb, cfg, &flow, &ct_key, ct, ct->service_id, epoch);
+	}
+
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
 		return TC_ACT_OK;
 	daddr = ip->daddr;
@@ -248,7 +272,18 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 	switch (ip->protocol) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		return lb_balance(skb);
+		if (!l4)
+			return TC_ACT_SHOT; /* truncated L4 header */
+		/* A new flow, or the frontends changed since the entry was
+		 * checked: the frontend decides. */
+		service = lb_frontend(&flow);
+		if (!service)
+			return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
+		if (ct && ct->service_id != service->service_id)
+			ct = 0; /* the port moved to another service: a new flow */
+		else if (ct)
+			ct->frontend_epoch = epoch;
+		return lb_balance(skb, cfg, &flow, &ct_key, ct, service->service_id, epoch);
 	case IPPROTO_ICMP:
 		return lb_icmp_to_vip(skb);
 	default:

@@ -4,52 +4,72 @@
 #ifndef WEFT_EBPF_NAT_H
 #define WEFT_EBPF_NAT_H
 
+#include <bpf/bpf_core_read.h>
+
 #include "lb_consts.h"
+#include "lb_csum.h"
 
 static __always_inline int lb_l4_csum_off(__u8 proto)
 {
 	return proto == IPPROTO_TCP ? LB_TCP_CSUM_OFF : LB_UDP_CSUM_OFF;
 }
 
-/* RFC 1624 incremental update of a checksum for a changed 32-bit word. */
-static __always_inline __u16 lb_csum_replace4(__u16 check, __u32 old_word, __u32 new_word)
-{
-	__u32 sum = (__u16)~check;
+/* The kernel's view of the skb, for ip_summed (a kfunc, kernel 6.2+). */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
-	sum += (__u16)~old_word + (__u16)~(old_word >> 16);
-	sum += (__u16)new_word + (__u16)(new_word >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
+static __always_inline int lb_ip_summed(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+
+	return BPF_CORE_READ_BITFIELD(kskb, ip_summed);
 }
 
 /* Rewrites the IPv4 source (reply) or destination (dnat) address from
  * old_addr to new_addr, fixes both checksums, and sets the MAC at mac_off
- * (0: destination, ETH_ALEN: source) to `mac`. The L4 checksum goes through
- * the kernel helper, which also keeps CHECKSUM_PARTIAL packets (the usual
- * case for TCP from a local socket over veth) right; the IP header's own
- * checksum is always complete, so it and the rest are written directly
- * (one helper call per packet, not four). 0 or -1. */
+ * (0: destination, ETH_ALEN: source) to `mac`. Everything is written through
+ * direct packet access with the checksum deltas computed here (lb_csum.h):
+ * a bpf_l4_csum_replace call costs about as much as the rest of a conntrack
+ * hit. Only a CHECKSUM_COMPLETE skb (whose skb->csum must follow the pseudo
+ * header, which a program cannot write) goes through the helper. 0 or -1. */
 static __always_inline int lb_rewrite_addr(struct __sk_buff *skb, __u8 proto, int reply,
 					   __u32 old_addr, __u32 new_addr, const __u8 *mac)
 {
-	__u64 l4_flags = BPF_F_PSEUDO_HDR | sizeof(new_addr);
+	int summed = lb_ip_summed(skb);
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct iphdr *ip;
 
-	/* A UDP checksum of 0 means "none" and must stay 0. */
-	if (proto == IPPROTO_UDP)
-		l4_flags |= BPF_F_MARK_MANGLED_0;
-	if (bpf_l4_csum_replace(skb, lb_l4_csum_off(proto), old_addr, new_addr, l4_flags))
-		return -1;
+	if (summed == LB_CHECKSUM_COMPLETE) {
+		__u64 l4_flags = BPF_F_PSEUDO_HDR | sizeof(new_addr);
+
+		/* A UDP checksum of 0 means "none" and must stay 0. */
+		if (proto == IPPROTO_UDP)
+			l4_flags |= BPF_F_MARK_MANGLED_0;
+		if (bpf_l4_csum_replace(skb, lb_l4_csum_off(proto), old_addr, new_addr, l4_flags))
+			return -1;
+	}
 
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	eth = data;
 	ip = data + ETH_HLEN;
-	if ((void *)(ip + 1) > data_end)
-		return -1;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = data + LB_L4_OFF;
+
+		if ((void *)(tcp + 1) > data_end)
+			return -1;
+		if (summed != LB_CHECKSUM_COMPLETE)
+			tcp->check = lb_l4_csum_replace_addr(tcp->check, summed == LB_CHECKSUM_PARTIAL,
+							     0, old_addr, new_addr);
+	} else {
+		struct udphdr *udp = data + LB_L4_OFF;
+
+		if ((void *)(udp + 1) > data_end)
+			return -1;
+		if (summed != LB_CHECKSUM_COMPLETE)
+			udp->check = lb_l4_csum_replace_addr(udp->check, summed == LB_CHECKSUM_PARTIAL,
+							     1, old_addr, new_addr);
+	}
 	ip->check = lb_csum_replace4(ip->check, old_addr, new_addr);
 	if (reply) {
 		ip->saddr = new_addr;

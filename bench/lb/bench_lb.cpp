@@ -16,8 +16,11 @@
 //  * conntrack at scale (--conntrack-flows, two entries each): map memory,
 //    RSS, and the garbage collector's walk.
 //
-//   bench_lb [--services 1,1000,10000] [--maglev-size 1021] [--repeat N]
-//            [--new-flows N] [--conntrack-flows N]
+//   bench_lb [--services 1,1000,10000] [--maglev-size 16381] [--maglev-pool SLOTS]
+//            [--repeat N] [--new-flows N] [--conntrack-flows N]
+//
+// --maglev-size is the largest table; a service with 10 backends gets 1021
+// slots either way (dataplane/lb/maglev.h).
 //
 // Needs root; mounts a private bpffs under a temp dir and removes it again.
 #include <arpa/inet.h>
@@ -52,7 +55,8 @@ namespace {
 
 struct Options {
   std::vector<std::uint32_t> services{1, 1000, 10000};
-  std::uint32_t maglev_size = 1021;  // a prime >= 100 x 10 backends
+  std::uint32_t maglev_size = lb::kDefaultMaglevTableSize;  // the largest table
+  std::uint32_t pool_slots = 0;  // 0: the library's default
   std::uint32_t repeat = 1000000;
   std::uint32_t new_flows = 20000;
   std::uint32_t conntrack_flows = 500000;  // 1 000 000 entries
@@ -137,6 +141,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
   limits.max_backends = services * kBackendsPerService + 3;
   limits.conntrack_entries = 262144;
   limits.maglev_table_size = opt.maglev_size;
+  if (opt.pool_slots != 0) limits.maglev_pool_slots = opt.pool_slots;
   lb::LoadBalancer balancer = lb::LoadBalancer::open(pin_dir, limits);
 
   // All services at once, as an agent starting with its tables would.
@@ -210,7 +215,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
   auto stat = [&](int which) { return balancer.stats()[static_cast<std::size_t>(which)]; };
   auto check = [&](int which, std::uint64_t before, const char* what) {
     if (stat(which) - before < opt.repeat) {
-      throw std::runtime_error(std::string(what) + ": not every run took the measured path");
+      throw std::runtime_error(std::string(what) + ": not every run took the measured path (" + std::to_string(stat(which) - before) + " of " + std::to_string(opt.repeat) + ")");
     }
   };
   int verdict = -1;
@@ -273,19 +278,14 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
   floor_single /= opt.new_flows;
 
   std::uint64_t map_bytes = 0;
-  const char* names[] = {"lb_vips",     "lb_services",         "lb_maglev",
-                         "lb_backends", "lb_backend_counters", "lb_conntrack",
-                         "lb_config",   "lb_stats"};
+  const char* names[] = {"lb_vips",         "lb_vip_filter", "lb_services",
+                         "lb_maglev",       "lb_maglev_index", "lb_backends",
+                         "lb_backend_counters", "lb_conntrack", "lb_config",
+                         "lb_stats"};
   for (const char* name : names) map_bytes += memlock_of(balancer.map_fd(name));
-  // Every service has a table of its own (the inner maps).
-  std::uint64_t table_bytes = 0;
-  {
-    std::uint32_t id = 0, key = 0;
-    if (bpf_map_lookup_elem(balancer.map_fd("lb_maglev"), &key, &id) == 0) {
-      weft::dataplane::UniqueFd table(bpf_map_get_fd_by_id(id));
-      if (table) table_bytes = memlock_of(table.get()) * services;
-    }
-  }
+  // The Maglev tables: one pool, and the index of where each service's is.
+  const std::uint64_t table_bytes =
+      memlock_of(balancer.map_fd("lb_maglev")) + memlock_of(balancer.map_fd("lb_maglev_index"));
 
   std::printf(
       "%6u services | ns/packet (repeat %u): new flow %5.1f, ct hit %5.1f, reply %5.1f, non-VIP "
@@ -295,7 +295,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
       services, opt.repeat, new_repeat_ns, hit_ns, reply_ns, pass_ns, pass_to_ns, floor_ns,
       new_ns, hit_single,
       floor_single, program_ms, change_us, drain_us,
-      static_cast<double>(map_bytes + table_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6);
+      static_cast<double>(map_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6);
   std::fflush(stdout);
 }
 
@@ -365,6 +365,8 @@ int main(int argc, char** argv) {
         opt.services = parse_list(value());
       } else if (arg == "--maglev-size") {
         opt.maglev_size = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--maglev-pool") {
+        opt.pool_slots = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--repeat") {
         opt.repeat = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--conntrack-flows") {
@@ -397,7 +399,7 @@ int main(int argc, char** argv) {
   }
   int status = 0;
   try {
-    std::printf("bench_lb: Maglev table %u slots, %u backends per service, repeat %u, %u new flows\n",
+    std::printf("bench_lb: Maglev tables up to %u slots, %u backends per service, repeat %u, %u new flows\n",
                 opt.maglev_size, kBackendsPerService, opt.repeat, opt.new_flows);
     for (std::uint32_t n : opt.services) {
       std::string pin_dir = dir + "/lb" + std::to_string(n);

@@ -4,7 +4,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <net/if.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,9 +39,25 @@ extern "C" {
 namespace weft::dataplane::lb {
 namespace {
 
-constexpr const char* kMapNames[] = {"lb_vips",     "lb_services",         "lb_maglev",
-                                     "lb_backends", "lb_backend_counters", "lb_conntrack",
-                                     "lb_config",   "lb_stats"};
+constexpr const char* kMapNames[] = {
+    "lb_vips",     "lb_vip_filter",       "lb_services",  "lb_maglev", "lb_maglev_index",
+    "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats"};
+
+std::uint32_t maglev_pool_slots(const Limits& limits) {
+  if (limits.maglev_pool_slots != 0) return limits.maglev_pool_slots;
+  const std::uint64_t slots = static_cast<std::uint64_t>(limits.max_services) *
+                              std::min<std::uint32_t>(limits.maglev_table_size, 1021);
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(slots, LB_MAGLEV_SIZE_MASK));
+}
+
+// lb_vip_filter's size: 32 bits per possible VIP address (at most ~3% of
+// other addresses then pass it and pay the lb_vips lookup), a power of two.
+std::uint32_t vip_filter_log2_bits(std::uint32_t max_frontends) {
+  const std::uint64_t wanted = 32ULL * (static_cast<std::uint64_t>(max_frontends) + 1);
+  std::uint32_t log2 = 12;  // 512 bytes at least
+  while (log2 < 26 && (1ULL << log2) < wanted) ++log2;
+  return log2;
+}
 
 // Our tc filters on clsact; fixed so that a restarted agent replaces its own
 // filters instead of stacking new ones.
@@ -100,58 +118,174 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
   }
 }
 
-// A service's Maglev table: an ARRAY of `slots` lb_maglev_slot elements plus
-// the generation element, read by the program and written by us through
-// mmap; it matches the inner map declared in ebpf/lb_maps.h.
-UniqueFd create_table_map(std::uint32_t slots) {
-  bpf_map_create_opts opts{};
-  opts.sz = sizeof opts;
-  opts.map_flags = BPF_F_MMAPABLE;
-  UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_tbl", sizeof(std::uint32_t),
-                             sizeof(lb_maglev_slot), slots + 1, &opts));
-  if (!fd) throw BpfError(errno, "create Maglev table map");
-  return fd;
+// Maps pinned by another ABI version may not even load (libbpf refuses a
+// pinned map whose value size changed), so their version is checked first
+// (lb_config keeps the place of its first fields across versions for this),
+// and the Maglev size with it: the pool's size follows from it.
+void check_pinned_config(const std::filesystem::path& pin_dir, const Limits& limits) {
+  UniqueFd fd(bpf_obj_get((pin_dir / "lb_config").c_str()));
+  if (!fd) return;
+  bpf_map_info info{};
+  std::uint32_t info_len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &info_len) != 0) {
+    throw BpfError(errno, "get info of pinned map lb_config");
+  }
+  if (info.value_size < offsetof(lb_config, abi_version) + sizeof(std::uint32_t)) {
+    throw BpfError(EINVAL, "pinned map lb_config under " + pin_dir.string() +
+                               " is not weft's (remove the pins)");
+  }
+  std::vector<std::uint8_t> value(std::max<std::size_t>(info.value_size, sizeof(lb_config)));
+  std::uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fd.get(), &zero, value.data()) != 0) {
+    throw BpfError(errno, "read pinned map lb_config");
+  }
+  lb_config existing{};
+  std::memcpy(&existing, value.data(), sizeof existing);
+  if (existing.abi_version != 0 && existing.abi_version != LB_ABI_VERSION) {
+    throw BpfError(EINVAL, "maps pinned under " + pin_dir.string() + " are of ABI version " +
+                               std::to_string(existing.abi_version) + ", this build uses " +
+                               std::to_string(LB_ABI_VERSION) + " (remove the pins)");
+  }
+  if (existing.abi_version != 0 && existing.maglev_size != limits.maglev_table_size) {
+    throw BpfError(EINVAL, "Maglev tables pinned under " + pin_dir.string() + " have up to " +
+                               std::to_string(existing.maglev_size) + " slots, asked for " +
+                               std::to_string(limits.maglev_table_size) + " (remove the pins)");
+  }
 }
 
-// A table mapped into our memory. A change writes the column the program
-// does not read, then flips the generation (release store): no syscall, no
-// map swap, and a packet reads either the old table or the new one.
-class TableMapping {
+// A BPF_F_MMAPABLE array mapped into our memory.
+class MappedArray {
  public:
-  TableMapping(UniqueFd fd, std::uint32_t slots) : fd_(std::move(fd)), slots_(slots) {
-    len_ = (static_cast<std::size_t>(slots) + 1) * sizeof(lb_maglev_slot);
-    void* mem = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-    if (mem == MAP_FAILED) throw BpfError(errno, "mmap Maglev table map");
-    elements_ = static_cast<lb_maglev_slot*>(mem);
+  MappedArray(int fd, std::size_t bytes, const char* name) : len_(bytes) {
+    void* mem = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mem == MAP_FAILED) throw BpfError(errno, std::string("mmap map ") + name);
+    mem_ = mem;
   }
-  TableMapping(const TableMapping&) = delete;
-  TableMapping& operator=(const TableMapping&) = delete;
-  ~TableMapping() { munmap(elements_, len_); }
-
-  int fd() const { return fd_.get(); }
-
-  std::uint32_t generation() const {
-    return std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
-               .load(std::memory_order_acquire) &
-           1u;
-  }
-
-  void write(const std::vector<std::uint32_t>& table) {
-    const std::uint32_t next = generation() ^ 1u;
-    for (std::uint32_t i = 0; i < slots_; ++i) elements_[i].backend[next] = table[i];
-    std::atomic_ref<std::uint32_t>(elements_[slots_].backend[0])
-        .store(next, std::memory_order_release);
-  }
-
-  std::uint32_t backend_at(std::uint32_t slot) const {
-    return elements_[slot].backend[generation()];
+  MappedArray(const MappedArray&) = delete;
+  MappedArray& operator=(const MappedArray&) = delete;
+  ~MappedArray() { munmap(mem_, len_); }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(mem_);
   }
 
  private:
-  UniqueFd fd_;
-  std::uint32_t slots_;
+  void* mem_ = nullptr;
   std::size_t len_ = 0;
-  lb_maglev_slot* elements_ = nullptr;
+};
+
+// The Maglev table pool (lb_maglev) and its index (lb_maglev_index), see
+// ebpf/lb_abi.h: runs of slots handed out first-fit; a run given back is
+// retired, and becomes free only after an RCU grace period, when no program
+// that read the old descriptor can still be reading the run.
+class MaglevPool {
+ public:
+  MaglevPool(int pool_fd, std::uint32_t slots, int index_fd, std::uint32_t services)
+      : slots_(slots),
+        services_(services),
+        pool_(pool_fd, static_cast<std::size_t>(slots) * sizeof(lb_maglev_slot), "lb_maglev"),
+        index_(index_fd, static_cast<std::size_t>(services) * sizeof(std::uint64_t),
+               "lb_maglev_index") {
+    free_.emplace(0, slots);
+  }
+
+  std::uint64_t ref(std::uint32_t service) const {
+    return std::atomic_ref<std::uint64_t>(index_.as<std::uint64_t>()[service])
+        .load(std::memory_order_acquire);
+  }
+  // Publishes a table: everything written to its run before is seen by a
+  // program that reads this descriptor.
+  void set_ref(std::uint32_t service, std::uint64_t value) {
+    std::atomic_ref<std::uint64_t>(index_.as<std::uint64_t>()[service])
+        .store(value, std::memory_order_release);
+  }
+  lb_maglev_slot* slots() const { return pool_.as<lb_maglev_slot>(); }
+  std::uint32_t size() const { return slots_; }
+
+  // Slots that free() and a grace period can give.
+  std::uint64_t available() const { return free_slots_total() + retired_total_; }
+
+  std::uint32_t allocate(std::uint32_t len) {
+    if (auto base = first_fit(len)) return *base;
+    if (!retired_.empty()) {
+      wait_for_readers();
+      for (auto [base, n] : retired_) give_back(base, n);
+      retired_.clear();
+      retired_total_ = 0;
+      if (auto base = first_fit(len)) return *base;
+    }
+    throw BpfError(ENOSPC, "Maglev table pool full: no run of " + std::to_string(len) +
+                               " free slots in " + std::to_string(slots_) +
+                               " (raise the pool size)");
+  }
+  void retire(std::uint32_t base, std::uint32_t len) {
+    retired_.emplace_back(base, len);
+    retired_total_ += len;
+  }
+  // A run found in use in the pinned index (restart).
+  void claim(std::uint32_t service, std::uint32_t base, std::uint32_t len) {
+    auto it = free_.upper_bound(base);
+    if (len == 0 || it == free_.begin() || base + static_cast<std::uint64_t>(len) > slots_) {
+      throw BpfError(EINVAL, "Maglev table of service " + std::to_string(service) +
+                                 " lies outside the pool or overlaps another");
+    }
+    --it;
+    const auto [free_base, free_len] = *it;
+    if (base + static_cast<std::uint64_t>(len) > free_base + static_cast<std::uint64_t>(free_len)) {
+      throw BpfError(EINVAL, "Maglev table of service " + std::to_string(service) +
+                                 " overlaps another");
+    }
+    free_.erase(it);
+    if (base > free_base) free_.emplace(free_base, base - free_base);
+    if (base + len < free_base + free_len) free_.emplace(base + len, free_base + free_len - base - len);
+  }
+
+ private:
+  std::optional<std::uint32_t> first_fit(std::uint32_t len) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < len) continue;
+      const auto [base, n] = *it;
+      free_.erase(it);
+      if (n > len) free_.emplace(base + len, n - len);
+      return base;
+    }
+    return std::nullopt;
+  }
+  void give_back(std::uint32_t base, std::uint32_t len) {
+    auto next = free_.lower_bound(base);
+    if (next != free_.end() && base + len == next->first) {
+      len += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == base) {
+        prev->second += len;
+        return;
+      }
+    }
+    free_.emplace(base, len);
+  }
+  std::uint64_t free_slots_total() const {
+    std::uint64_t total = 0;
+    for (const auto& [base, n] : free_) total += n;
+    return total;
+  }
+  // tc programs run inside RCU read-side sections: once a grace period has
+  // passed, none still holds a descriptor read before the runs retired.
+  static void wait_for_readers() {
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
+      throw BpfError(errno, "membarrier (wait for an RCU grace period)");
+    }
+  }
+
+  std::uint32_t slots_;
+  std::uint32_t services_;
+  MappedArray pool_;
+  MappedArray index_;
+  std::map<std::uint32_t, std::uint32_t> free_;  // base -> length
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> retired_;
+  std::uint64_t retired_total_ = 0;
 };
 
 }  // namespace
@@ -184,14 +318,21 @@ struct LoadBalancer::Impl {
   Limits limits;
   std::unique_ptr<lb_tc, SkelDeleter> skel;
   int ncpus = 1;
-  int vips_fd = -1, services_fd = -1, maglev_fd = -1, backends_fd = -1, counters_fd = -1,
+  int vips_fd = -1, services_fd = -1, maglev_fd = -1, maglev_index_fd = -1, backends_fd = -1,
+      counters_fd = -1,
       conntrack_fd = -1, config_fd = -1, stats_fd = -1;
 
   std::map<Frontend, std::uint32_t> frontends;
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
   std::unordered_map<std::uint32_t, ServiceState> services;
   std::vector<lb_backend> backends;  // mirror of lb_backends
-  std::unordered_map<std::uint32_t, std::unique_ptr<TableMapping>> tables;  // by service
+  std::unique_ptr<MaglevPool> pool;
+  Timeouts timeouts;
+  std::uint32_t frontend_epoch = 0;  // lb_config.frontend_epoch, see lb_abi.h
+  int vip_filter_fd = -1;
+  std::uint32_t vip_filter_shift = 32;
+  std::vector<std::uint64_t> vip_filter;  // mirror of lb_vip_filter
+  std::unordered_map<std::uint32_t, std::uint32_t> vip_filter_refs;  // bit -> addresses on it
 
   void update(int fd, const char* name, const void* key, const void* value) {
     if (bpf_map_update_elem(fd, key, value, BPF_ANY) != 0) {
@@ -204,7 +345,54 @@ struct LoadBalancer::Impl {
     }
   }
 
+  // An address's bit in lb_vip_filter: set before the address goes into
+  // lb_vips, cleared after it left, so the filter never hides a VIP.
+  void filter_add(std::uint32_t addr_net) {
+    const std::uint32_t bit = lb_vip_filter_bit(addr_net, vip_filter_shift);
+    if (vip_filter_refs[bit]++ > 0) return;
+    write_filter_word(bit >> 6, vip_filter[bit >> 6] | (1ULL << (bit & 63)));
+  }
+  void filter_remove(std::uint32_t addr_net) {
+    const std::uint32_t bit = lb_vip_filter_bit(addr_net, vip_filter_shift);
+    auto it = vip_filter_refs.find(bit);
+    if (it == vip_filter_refs.end() || --it->second > 0) return;
+    vip_filter_refs.erase(it);
+    write_filter_word(bit >> 6, vip_filter[bit >> 6] & ~(1ULL << (bit & 63)));
+  }
+  void write_filter_word(std::uint32_t word, std::uint64_t value) {
+    update(vip_filter_fd, "lb_vip_filter", &word, &value);
+    vip_filter[word] = value;
+  }
+  // The whole filter from the addresses in lb_vips (after load_state).
+  void rebuild_filter() {
+    vip_filter.assign(vip_filter.size(), 0);
+    vip_filter_refs.clear();
+    auto set = [&](std::uint32_t addr_net) {
+      const std::uint32_t bit = lb_vip_filter_bit(addr_net, vip_filter_shift);
+      vip_filter_refs[bit]++;
+      vip_filter[bit >> 6] |= 1ULL << (bit & 63);
+    };
+    set(htonl(LB_HAIRPIN_ADDR_HOST));
+    for (const auto& [vip, refs] : vip_refs) set(vip);
+    std::vector<std::uint32_t> keys(vip_filter.size());
+    for (std::uint32_t i = 0; i < keys.size(); ++i) keys[i] = i;
+    std::uint32_t count = static_cast<std::uint32_t>(keys.size());
+    bpf_map_batch_opts opts{};
+    opts.sz = sizeof opts;
+    if (bpf_map_update_batch(vip_filter_fd, keys.data(), vip_filter.data(), &count, &opts) != 0) {
+      throw BpfError(errno, "write map lb_vip_filter");
+    }
+  }
+
+  // A frontend was added, moved or removed (and is in lb_services): tracked
+  // flows check their frontend again on their next packet.
+  void frontends_changed() {
+    ++frontend_epoch;
+    write_config(timeouts);
+  }
+
   void write_config(const Timeouts& t) {
+    timeouts = t;
     lb_config cfg{};
     cfg.tcp_syn_timeout_ns = ns(t.tcp_syn);
     cfg.tcp_established_timeout_ns = ns(t.tcp_established);
@@ -212,6 +400,8 @@ struct LoadBalancer::Impl {
     cfg.udp_timeout_ns = ns(t.udp);
     cfg.maglev_size = limits.maglev_table_size;
     cfg.abi_version = LB_ABI_VERSION;
+    cfg.frontend_epoch = frontend_epoch;
+    cfg.vip_filter_shift = vip_filter_shift;
     std::uint32_t zero = 0;
     update(config_fd, "lb_config", &zero, &cfg);
   }
@@ -230,11 +420,10 @@ struct LoadBalancer::Impl {
       if (b.state == LB_BACKEND_ACTIVE) service.active_in_table.push_back(id);
     }
     for (std::uint32_t id = 0; id < limits.max_services; ++id) {
-      std::uint32_t map_id = 0;
-      if (bpf_map_lookup_elem(maglev_fd, &id, &map_id) != 0) continue;
-      UniqueFd fd(bpf_map_get_fd_by_id(map_id));
-      if (!fd) throw BpfError(errno, "open Maglev table of service " + std::to_string(id));
-      tables[id] = std::make_unique<TableMapping>(std::move(fd), limits.maglev_table_size);
+      const std::uint64_t ref = pool->ref(id);
+      if (lb_maglev_ref_size(ref) != 0) {
+        pool->claim(id, lb_maglev_ref_base(ref), lb_maglev_ref_size(ref));
+      }
     }
     lb_service_key key{}, next{};
     lb_service_key* prev = nullptr;
@@ -267,11 +456,6 @@ struct LoadBalancer::Impl {
   void write_backend(std::uint32_t id, const lb_backend& value) {
     update(backends_fd, "lb_backends", &id, &value);
     backends[id] = value;
-  }
-
-  void reset_counters(std::uint32_t id) {
-    std::vector<lb_counters> zeros(static_cast<std::size_t>(ncpus));
-    update(counters_fd, "lb_backend_counters", &id, zeros.data());
   }
 
   // Checks one service's list; nothing is written before all lists pass.
@@ -322,7 +506,10 @@ struct LoadBalancer::Impl {
       }
       plans.push_back(plan(entry, claimed));
     }
+    check_pool(plans);
 
+    std::vector<std::uint32_t> backend_keys, counter_keys;
+    std::vector<lb_backend> backend_values;
     for (const ServiceBackends& entry : entries) {
       for (const Backend& b : entry.backends) {
         lb_backend value{};
@@ -339,38 +526,35 @@ struct LoadBalancer::Impl {
         }
         bool reused = current.state == LB_BACKEND_FREE || current.state == LB_BACKEND_DEAD ||
                       current.ip != value.ip;
-        if (reused && b.state != BackendState::dead) reset_counters(b.id);
-        write_backend(b.id, value);
+        if (reused && b.state != BackendState::dead) counter_keys.push_back(b.id);
+        backend_keys.push_back(b.id);
+        backend_values.push_back(value);
       }
     }
+    // One syscall per map for them all (an agent's start writes ~100 000).
+    bpf_map_batch_opts batch{};
+    batch.sz = sizeof batch;
+    if (!counter_keys.empty()) {
+      std::vector<lb_counters> zeros(counter_keys.size() * static_cast<std::size_t>(ncpus));
+      std::uint32_t count = static_cast<std::uint32_t>(counter_keys.size());
+      if (bpf_map_update_batch(counters_fd, counter_keys.data(), zeros.data(), &count, &batch) != 0) {
+        throw BpfError(errno, "update map lb_backend_counters");
+      }
+    }
+    if (!backend_keys.empty()) {
+      std::uint32_t count = static_cast<std::uint32_t>(backend_keys.size());
+      int err = bpf_map_update_batch(backends_fd, backend_keys.data(), backend_values.data(),
+                                     &count, &batch);
+      for (std::uint32_t i = 0; i < count && i < backend_keys.size(); ++i) {
+        backends[backend_keys[i]] = backend_values[i];
+      }
+      if (err != 0) throw BpfError(errno, "update map lb_backends");
+    }
 
-    std::vector<std::uint32_t> new_keys;
-    std::vector<int> new_fds;
-    std::vector<std::pair<std::uint32_t, std::unique_ptr<TableMapping>>> new_tables;
     for (const Plan& p : plans) {
       ServiceState& service = services[p.service_id];
       if (p.active == service.active_in_table) continue;
-      std::vector<std::uint32_t> table = build_maglev_table(p.active, limits.maglev_table_size);
-      if (auto it = tables.find(p.service_id); it != tables.end()) {
-        it->second->write(table);
-      } else if (!p.active.empty()) {
-        auto mapping = std::make_unique<TableMapping>(create_table_map(limits.maglev_table_size),
-                                                      limits.maglev_table_size);
-        mapping->write(table);
-        new_keys.push_back(p.service_id);
-        new_fds.push_back(mapping->fd());
-        new_tables.emplace_back(p.service_id, std::move(mapping));
-      }
-    }
-    if (!new_keys.empty()) {
-      bpf_map_batch_opts opts{};
-      opts.sz = sizeof opts;
-      std::uint32_t count = static_cast<std::uint32_t>(new_keys.size());
-      if (bpf_map_update_batch(maglev_fd, new_keys.data(), new_fds.data(), &count, &opts) != 0) {
-        throw BpfError(errno, "update map lb_maglev (" + std::to_string(count) + " of " +
-                                  std::to_string(new_keys.size()) + " tables inserted)");
-      }
-      for (auto& [service_id, mapping] : new_tables) tables[service_id] = std::move(mapping);
+      write_table(p.service_id, p.active);
     }
     for (const Plan& p : plans) services[p.service_id].active_in_table = p.active;
 
@@ -388,6 +572,53 @@ struct LoadBalancer::Impl {
     }
   }
 
+  // The table size each changed service will have; throws before anything
+  // is written when the pool cannot hold the new tables.
+  void check_pool(const std::vector<Plan>& plans) {
+    std::uint64_t needed = 0;
+    for (const Plan& p : plans) {
+      auto it = services.find(p.service_id);
+      if (it != services.end() && p.active == it->second.active_in_table) continue;
+      const std::uint32_t current = lb_maglev_ref_size(pool->ref(p.service_id));
+      const std::uint32_t size =
+          maglev_table_size_for(p.active.size(), current, limits.maglev_table_size);
+      if (size != current) needed += size;
+    }
+    if (needed > pool->available()) {
+      throw BpfError(ENOSPC, "Maglev table pool full: " + std::to_string(needed) +
+                                 " slots needed, " + std::to_string(pool->available()) +
+                                 " available of " + std::to_string(pool->size()) +
+                                 " (raise the pool size)");
+    }
+  }
+
+  // Builds a service's table and publishes it: in place (the column not in
+  // use, then the descriptor) while its size stays, else in a new run.
+  void write_table(std::uint32_t service_id, const std::vector<std::uint32_t>& active) {
+    const std::uint64_t ref = pool->ref(service_id);
+    const std::uint32_t current = lb_maglev_ref_size(ref);
+    const std::uint32_t size =
+        maglev_table_size_for(active.size(), current, limits.maglev_table_size);
+    if (size == 0) {
+      pool->set_ref(service_id, 0);
+      if (current != 0) pool->retire(lb_maglev_ref_base(ref), current);
+      return;
+    }
+    const std::vector<std::uint32_t> table = build_maglev_table(active, size);
+    lb_maglev_slot* slots = pool->slots();
+    if (size == current) {
+      const std::uint32_t base = lb_maglev_ref_base(ref);
+      const std::uint32_t next = lb_maglev_ref_gen(ref) ^ 1u;
+      for (std::uint32_t i = 0; i < size; ++i) slots[base + i].backend[next] = table[i];
+      pool->set_ref(service_id, lb_maglev_ref(base, size, next));
+      return;
+    }
+    const std::uint32_t base = pool->allocate(size);
+    for (std::uint32_t i = 0; i < size; ++i) slots[base + i].backend[0] = table[i];
+    pool->set_ref(service_id, lb_maglev_ref(base, size, 0));
+    if (current != 0) pool->retire(lb_maglev_ref_base(ref), current);
+  }
+
   void set_backends(std::uint32_t service_id, std::span<const Backend> list) {
     ServiceBackends entry{service_id, std::vector<Backend>(list.begin(), list.end())};
     set_backends(std::span<const ServiceBackends>(&entry, 1));
@@ -397,7 +628,6 @@ struct LoadBalancer::Impl {
     auto it = services.find(service_id);
     if (it == services.end()) return;
     set_backends(service_id, std::span<const Backend>{});
-    if (tables.erase(service_id) > 0) erase(maglev_fd, "lb_maglev", &service_id);
     services.erase(service_id);
   }
 };
@@ -422,10 +652,16 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   std::filesystem::create_directories(pin_dir, ec);
   if (ec) throw BpfError(ec.value(), "create pin dir " + pin_dir.string());
 
+  const std::uint32_t pool_slots = maglev_pool_slots(limits);
+  const std::uint32_t filter_log2 = vip_filter_log2_bits(limits.max_frontends);
+  const std::uint32_t filter_words = (1u << filter_log2) / 64;
   const std::pair<const char*, std::uint32_t> sizes[] = {
       {"lb_vips", limits.max_frontends + 1},      {"lb_services", limits.max_frontends},
-      {"lb_maglev", limits.max_services},     {"lb_backends", limits.max_backends},
+      {"lb_vip_filter", filter_words},
+      {"lb_maglev", pool_slots},              {"lb_maglev_index", limits.max_services},
+      {"lb_backends", limits.max_backends},
       {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
+  check_pinned_config(pin_dir, limits);
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
 
   auto impl = std::make_unique<Impl>();
@@ -446,13 +682,11 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   };
   set_size(skel->maps.lb_vips, limits.max_frontends + 1);  // + the hairpin address
   set_size(skel->maps.lb_services, limits.max_frontends);
-  set_size(skel->maps.lb_maglev, limits.max_services);
-  // The outer map's inner template, sized like the tables we will insert.
-  // (libbpf 1.1 crashes resizing its own template: it has no object.)
-  UniqueFd inner_template = create_table_map(limits.maglev_table_size);
-  if (int err = bpf_map__set_inner_map_fd(skel->maps.lb_maglev, inner_template.get()); err != 0) {
-    throw BpfError(err, "set inner map of lb_maglev");
-  }
+  set_size(skel->maps.lb_vip_filter, filter_words);
+  impl->vip_filter_shift = 32 - filter_log2;
+  impl->vip_filter.assign(filter_words, 0);
+  set_size(skel->maps.lb_maglev, pool_slots);
+  set_size(skel->maps.lb_maglev_index, limits.max_services);
   set_size(skel->maps.lb_backends, limits.max_backends);
   set_size(skel->maps.lb_backend_counters, limits.max_backends);
   set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
@@ -464,7 +698,11 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   if (impl->ncpus <= 0) throw BpfError(-impl->ncpus, "count possible CPUs");
   impl->vips_fd = bpf_map__fd(skel->maps.lb_vips);
   impl->services_fd = bpf_map__fd(skel->maps.lb_services);
+  impl->vip_filter_fd = bpf_map__fd(skel->maps.lb_vip_filter);
   impl->maglev_fd = bpf_map__fd(skel->maps.lb_maglev);
+  impl->maglev_index_fd = bpf_map__fd(skel->maps.lb_maglev_index);
+  impl->pool = std::make_unique<MaglevPool>(impl->maglev_fd, pool_slots, impl->maglev_index_fd,
+                                            limits.max_services);
   impl->backends_fd = bpf_map__fd(skel->maps.lb_backends);
   impl->counters_fd = bpf_map__fd(skel->maps.lb_backend_counters);
   impl->conntrack_fd = bpf_map__fd(skel->maps.lb_conntrack);
@@ -486,6 +724,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
                                  std::to_string(existing.maglev_size) + " slots, asked for " +
                                  std::to_string(limits.maglev_table_size) + " (remove the pins)");
     }
+    impl->frontend_epoch = existing.frontend_epoch;  // never reused by a restart
   }
   impl->write_config(timeouts);
   {
@@ -496,6 +735,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
     impl->update(impl->vips_fd, "lb_vips", &hairpin, &value);
   }
   impl->load_state();
+  impl->rebuild_filter();
   return LoadBalancer(std::move(impl));
 }
 
@@ -529,6 +769,7 @@ void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t servic
   lb_service_key key = service_key(frontend);
   const bool new_vip = !s.vip_refs.contains(key.vip);
   if (new_vip) {
+    s.filter_add(key.vip);
     lb_vip_value vip{};
     vip.frontends = 1;
     s.update(s.vips_fd, "lb_vips", &key.vip, &vip);
@@ -536,6 +777,13 @@ void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t servic
   lb_service_value value{};
   value.service_id = service_id;
   s.update(s.services_fd, "lb_services", &key, &value);
+  // Tracked flows need checking again only where this frontend takes over
+  // from another: a moved one, or a port of a wildcard frontend. A flow
+  // whose frontend went earlier was stamped before that removal's epoch.
+  const bool moved = it != s.frontends.end();
+  const bool shadows_wildcard =
+      frontend.port != 0 && s.frontends.contains(Frontend{frontend.vip, 0, frontend.proto});
+  if (moved || shadows_wildcard) s.frontends_changed();
   if (it != s.frontends.end()) {
     const std::uint32_t old_service = it->second;
     it->second = service_id;
@@ -558,7 +806,9 @@ void LoadBalancer::remove_service(const Frontend& frontend) {
   if (--s.vip_refs[key.vip] == 0) {
     s.erase(s.vips_fd, "lb_vips", &key.vip);
     s.vip_refs.erase(key.vip);
+    s.filter_remove(key.vip);
   }
+  s.frontends_changed();
   if (--s.services[service_id].frontends == 0) s.drop_service(service_id);
 }
 
@@ -606,12 +856,14 @@ std::optional<LookupResult> LoadBalancer::lookup(std::uint32_t service_id, std::
                                                  Protocol proto) const {
   const Impl& s = *impl_;
   s.check_service_id(service_id);
-  auto table = s.tables.find(service_id);
-  if (table == s.tables.end()) return std::nullopt;
+  const std::uint64_t ref = s.pool->ref(service_id);
+  const std::uint32_t size = lb_maglev_ref_size(ref);
+  if (size == 0) return std::nullopt;
   std::uint32_t slot = lb_flow_hash(htonl(src_ip), htons(src_port), htons(dst_port),
                                     static_cast<std::uint8_t>(proto)) %
-                       s.limits.maglev_table_size;
-  std::uint32_t backend_id = table->second->backend_at(slot);
+                       size;
+  std::uint32_t backend_id =
+      s.pool->slots()[lb_maglev_ref_base(ref) + slot].backend[lb_maglev_ref_gen(ref)];
   if (backend_id == LB_NO_BACKEND || backend_id >= s.limits.max_backends) return std::nullopt;
   return LookupResult{backend_id, ntohl(s.backends[backend_id].ip)};
 }
@@ -697,26 +949,28 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
   // direction holds for both: an entry that looks expired goes only if its
   // partner does too. The partner is usually in the walk's own candidates;
   // otherwise one lookup tells.
-  constexpr std::uint32_t kBatch = 4096;
+  constexpr std::uint32_t kBatch = 8192;
   std::vector<lb_ct_key> keys(kBatch);
   std::vector<lb_ct_value> values(kBatch);
+  // An expired-looking entry, filed under its flow (the ORIGINAL key), so
+  // that after sorting both entries of a flow lie side by side: no hash
+  // table of a million nodes (its allocations cost more than the walk).
   struct Candidate {
+    std::array<std::uint64_t, 2> flow;  // the ORIGINAL key's bytes
+    lb_ct_key key;
     std::uint64_t last_seen;
     std::uint32_t nat_addr;
     std::uint8_t flags;
   };
-  struct KeyHash {
-    std::size_t operator()(const lb_ct_key& k) const {
-      return lb_jhash_3words(k.saddr ^ k.daddr, (static_cast<std::uint32_t>(k.sport) << 16) | k.dport,
-                             (static_cast<std::uint32_t>(k.proto) << 8) | k.dir, LB_HASH_SEED);
-    }
+  auto flow_of = [&](const lb_ct_key& key, std::uint32_t nat_addr, std::uint8_t flags) {
+    lb_ct_key original = key.dir == LB_CT_DIR_ORIGINAL ? key : partner_of(key, nat_addr, flags);
+    original.pad = 0;
+    std::array<std::uint64_t, 2> words{};
+    static_assert(sizeof words == sizeof original);
+    std::memcpy(words.data(), &original, sizeof original);
+    return words;
   };
-  struct KeyEq {
-    bool operator()(const lb_ct_key& a, const lb_ct_key& b) const {
-      return std::memcmp(&a, &b, sizeof a) == 0;
-    }
-  };
-  std::unordered_map<lb_ct_key, Candidate, KeyHash, KeyEq> candidates;
+  std::vector<Candidate> candidates;
   std::uint64_t seen = 0;
   std::uint64_t in_token = 0, out_token = 0;  // htab batch tokens (bucket numbers)
   bool first = true, done = false;
@@ -734,32 +988,42 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
       ++seen;
       const lb_ct_value& value = values[i];
       if (expired_at(value.last_seen_ns, keys[i].proto, value.flags)) {
-        candidates.emplace(keys[i], Candidate{value.last_seen_ns, value.nat_addr, value.flags});
+        candidates.push_back(Candidate{flow_of(keys[i], value.nat_addr, value.flags), keys[i],
+                                       value.last_seen_ns, value.nat_addr, value.flags});
       }
     }
     in_token = out_token;
     first = false;
   }
 
+  std::sort(candidates.begin(), candidates.end(),
+            [](const Candidate& a, const Candidate& b) { return a.flow < b.flow; });
   std::vector<lb_ct_key> expired;
   expired.reserve(candidates.size());
-  for (const auto& [key, candidate] : candidates) {
-    lb_ct_key partner = partner_of(key, candidate.nat_addr, candidate.flags);
-    auto it = candidates.find(partner);
-    std::uint64_t last_seen = candidate.last_seen;
-    std::uint8_t flags = candidate.flags;
-    if (it != candidates.end()) {
-      last_seen = std::max(last_seen, it->second.last_seen);
-      flags |= it->second.flags;
-    } else {
-      lb_ct_value other{};
-      if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
-        last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
-        flags |= other.flags;
+  for (std::size_t i = 0; i < candidates.size();) {
+    const Candidate& c = candidates[i];
+    if (i + 1 < candidates.size() && candidates[i + 1].flow == c.flow) {
+      // Both directions look expired; together they may not.
+      const Candidate& d = candidates[i + 1];
+      if (expired_at(std::max(c.last_seen, d.last_seen), c.key.proto, c.flags | d.flags)) {
+        expired.push_back(c.key);
+        expired.push_back(d.key);
       }
+      i += 2;
+      continue;
     }
-    if (expired_at(last_seen, key.proto, flags)) expired.push_back(key);
+    std::uint64_t last_seen = c.last_seen;
+    std::uint8_t flags = c.flags;
+    lb_ct_key partner = partner_of(c.key, c.nat_addr, c.flags);
+    lb_ct_value other{};
+    if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
+      last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
+      flags |= other.flags;
+    }
+    if (expired_at(last_seen, c.key.proto, flags)) expired.push_back(c.key);
+    ++i;
   }
+  candidates = {};
 
   // Delete in batches; a key the LRU evicted meanwhile stops a batch with
   // ENOENT, and the rest goes on after it.

@@ -61,7 +61,12 @@ struct Limits {
   std::uint32_t max_frontends = 4096;   // VIP:port:proto entries
   std::uint32_t max_backends = 65536;   // backend ids are 1 .. max_backends-1
   std::uint32_t conntrack_entries = 262144;  // two per flow
-  std::uint32_t maglev_table_size = kDefaultMaglevTableSize;  // a prime
+  // The largest Maglev table (a prime); each service's is sized for its
+  // backends (maglev_table_size_for), ~1021 slots for 10.
+  std::uint32_t maglev_table_size = kDefaultMaglevTableSize;
+  // Slots of the pool all tables live in (8 bytes each); 0: max_services x
+  // min(maglev_table_size, 1021), room for every service with 10 backends.
+  std::uint32_t maglev_pool_slots = 0;
 };
 
 struct Timeouts {
@@ -142,12 +147,11 @@ class LoadBalancer {
 
   // The full backend list of a service: new ones are written before the
   // Maglev table changes, backends no longer listed are marked dead after
-  // it. The table is rebuilt only when the set of active backends changes.
-  // A service's first table costs one RCU grace period in the kernel (~16 ms
-  // here); later changes are written in place and cost none.
+  // it. The table is rebuilt only when the set of active backends changes,
+  // and written into the table pool through mmap: no syscall. A full pool
+  // (BpfError ENOSPC) is found before anything is written.
   void set_backends(std::uint32_t service_id, std::span<const Backend> backends);
-  // The same for many services at once (an agent's start): all new tables
-  // are inserted with one batch, so one grace period in all.
+  // The same for many services at once (an agent's start).
   void set_backends(std::span<const ServiceBackends> services);
   // Drain (draining), fail (dead) or re-activate one backend.
   void set_backend_state(std::uint32_t backend_id, BackendState state);

@@ -1,6 +1,7 @@
 #include "dataplane/lb/maglev.h"
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -25,6 +26,26 @@ bool is_prime(std::uint32_t n) {
     if (n % d == 0) return false;
   }
   return true;
+}
+
+std::uint32_t maglev_table_size_for(std::size_t active_backends, std::uint32_t current_size,
+                                    std::uint32_t max_size) {
+  if (active_backends == 0) return 0;
+  static constexpr std::uint32_t kTiers[] = {251,  509,  1021,  2039, 4093,
+                                             8191, 16381, 32749, 65521};
+  const std::uint64_t wanted = 100ULL * active_backends;
+  std::uint32_t size = max_size;
+  std::size_t tier = 0;
+  for (; tier < std::size(kTiers) && kTiers[tier] < max_size; ++tier) {
+    if (kTiers[tier] >= wanted) {
+      size = kTiers[tier];
+      break;
+    }
+  }
+  if (current_size == 0 || current_size > max_size) return size;
+  const bool big_enough = current_size >= std::min<std::uint64_t>(wanted / 2, max_size);
+  const bool far_too_big = current_size > 16ULL * size;  // 4 tiers up
+  return big_enough && !far_too_big ? current_size : size;
 }
 
 std::vector<std::uint32_t> build_maglev_table(std::span<const std::uint32_t> backend_ids,

@@ -97,5 +97,28 @@ TEST(LbMaglevTest, AddingOneToTenMovesAboutAnEleventh) {
   EXPECT_LE(moved, 1.0 / 11 + 0.03);
 }
 
+// Tables follow their backends: ~100 slots each when built, kept while
+// they hold 50 each, so a backend more or less does not reshuffle them.
+TEST(LbMaglevTest, TableSizeFollowsTheBackendsWithHysteresis) {
+  constexpr std::uint32_t kMax = kDefaultMaglevTableSize;
+  EXPECT_EQ(maglev_table_size_for(0, 1021, kMax), 0u);
+  EXPECT_EQ(maglev_table_size_for(1, 0, kMax), 251u);
+  EXPECT_EQ(maglev_table_size_for(3, 0, kMax), 509u);
+  EXPECT_EQ(maglev_table_size_for(10, 0, kMax), 1021u);
+  EXPECT_EQ(maglev_table_size_for(11, 0, kMax), 2039u);
+  EXPECT_EQ(maglev_table_size_for(160, 0, kMax), 16381u);
+  EXPECT_EQ(maglev_table_size_for(1000, 0, kMax), kMax);  // capped
+  EXPECT_EQ(maglev_table_size_for(10, 0, 509), 509u);     // the cap, a prime
+  // Kept: 9 or 11 or 20 backends on 1021 slots.
+  EXPECT_EQ(maglev_table_size_for(9, 1021, kMax), 1021u);
+  EXPECT_EQ(maglev_table_size_for(11, 1021, kMax), 1021u);
+  EXPECT_EQ(maglev_table_size_for(20, 1021, kMax), 1021u);
+  // Grown below 50 slots a backend, shrunk when 4 tiers too big.
+  EXPECT_EQ(maglev_table_size_for(21, 1021, kMax), 4093u);
+  EXPECT_EQ(maglev_table_size_for(12, 16381, kMax), 16381u);  // 3 tiers over 2039
+  EXPECT_EQ(maglev_table_size_for(2, 16381, kMax), 251u);
+  EXPECT_EQ(maglev_table_size_for(3, 16381, 509), 509u);  // over a smaller cap
+}
+
 }  // namespace
 }  // namespace weft::dataplane::lb
