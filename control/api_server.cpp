@@ -172,12 +172,11 @@ local::acceptor bind_socket(asio::io_context& io, const std::string& socket_path
 
 namespace api {
 
-// Network changes running at once. NetworkManager checks a new network's
-// name and an attach's namespace before a donation wait that releases its
-// lock, and not again after it: two changes in that window could both pass
-// (two networks of one name, one namespace attached twice). Until it checks
-// again after the wait, network changes take turns, as they did when the
-// API had one thread; reads still never wait for them.
+// Network changes running at once. NetworkManager holds one lock through
+// each change's kernel work and releases it only while waiting for a peer's
+// donation (after which it checks names and namespaces again), so a second
+// change at once would gain only during such waits; they take turns, as
+// they did when the API had one thread. Reads never wait for them.
 constexpr std::size_t kNetworkChangesAtOnce = 1;
 
 // Runs requests off the io thread: admits them (RequestScheduler, on the io

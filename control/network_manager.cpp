@@ -496,8 +496,12 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
   names::validate_network_name(spec.name);
   if (spec.driver != "overlay")
     bad_request("network driver \"" + spec.driver + "\" is not supported: weft networks use the overlay driver");
-  for (const auto& [id, n] : self.networks)
-    if (n.name == spec.name) conflict("network with name " + spec.name + " already exists");
+  // Checked again after the waits for a donation below, which release the lock.
+  const auto check_name_free = [&] {
+    for (const auto& [id, n] : self.networks)
+      if (n.name == spec.name) conflict("network with name " + spec.name + " already exists");
+  };
+  check_name_free();
   if (spec.gateway && !spec.subnet) bad_request("a gateway needs a subnet (--subnet)");
 
   ipam::Cidr subnet;
@@ -534,6 +538,7 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
       if (!free) throw ipam::IpamError(ipam::IpamError::Kind::Exhausted, "no free VXLAN network identifier");
       return *free;
     });
+    check_name_free();
     n = Network{.id = random_id(),
                 .name = spec.name,
                 .driver = spec.driver,
@@ -643,12 +648,16 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   } catch (const std::system_error& e) {
     not_found("network namespace " + request.netns + " not found: " + e.what());
   }
-  if (auto* existing = self.endpoint_in(network.id, request.netns, ns))
-    conflict("namespace " + request.netns + " is already attached to network " + network.name + " (endpoint " +
-             existing->name + ", " + existing->ip.str() + ")");
   const std::string name = request.name.value_or(default_endpoint_name(request.netns));
-  if (self.endpoint_named(network.id, name))
-    conflict("endpoint with name " + name + " already exists in network " + network.name);
+  // Checked again after a wait for a donation, which releases the lock.
+  const auto check_unique = [&] {
+    if (auto* existing = self.endpoint_in(network.id, request.netns, ns))
+      conflict("namespace " + request.netns + " is already attached to network " + network.name + " (endpoint " +
+               existing->name + ", " + existing->ip.str() + ")");
+    if (self.endpoint_named(network.id, name))
+      conflict("endpoint with name " + name + " already exists in network " + network.name);
+  };
+  check_unique();
 
   ipam::Ipv4 ip;
   try {
@@ -663,6 +672,12 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
         if (it == self.addresses.end()) not_found("network " + network.name + " was removed");
         return it->second.allocate();
       });
+      try {
+        check_unique();
+      } catch (...) {
+        self.addresses.at(network.id).release(ip);
+        throw;
+      }
     }
   } catch (const ipam::IpamError& e) {
     throw from_ipam(e);
