@@ -53,12 +53,14 @@ struct NftLoadBalancer::Impl {
   std::map<std::uint32_t, std::uint32_t> backend_owner;  // backend id -> service id
   std::set<std::uint32_t> pick_chains;
   std::string last_commands;
+  std::size_t last_operations = 0;
 
   nft::Commands commands() const { return nft::Commands(opt.table); }
 
   void apply(const nft::Commands& c, const std::string& what) {
     last_commands = c.text();
-    if (!c.empty()) ctx.run(c.text(), what);
+    last_operations = c.operations();
+    if (!c.empty()) ctx.run(last_commands, what);
   }
 
   void check_service_id(std::uint32_t id) const {
@@ -270,8 +272,10 @@ void NftLoadBalancer::upsert_services(std::span<const std::pair<Frontend, std::u
   auto frontends = m.frontends;
   auto vip_refs = m.vip_refs;
   std::vector<std::uint32_t> new_vips;
+  std::set<Frontend> in_batch;
   for (const auto& [f, id] : list) {
     m.check_service_id(id);
+    if (!in_batch.insert(f).second) throw std::invalid_argument("a frontend listed twice");
     if (f.vip == 0) throw std::invalid_argument("frontend without a VIP");
     if (f.proto != Protocol::tcp && f.proto != Protocol::udp) throw std::invalid_argument("frontend protocol");
     auto it = frontends.find(f);
@@ -370,10 +374,9 @@ void NftLoadBalancer::set_backends(std::span<const ServiceBackends> list) {
     for (const auto& sb : list) {
       m.check_service_id(sb.service_id);
       auto [it, fresh] = planned.try_emplace(sb.service_id);
-      if (fresh) {
-        auto cur = m.services.find(sb.service_id);
-        if (cur != m.services.end()) it->second = cur->second;
-      }
+      if (!fresh) throw std::invalid_argument(fmt::format("service {} listed twice", sb.service_id));
+      auto cur = m.services.find(sb.service_id);
+      if (cur != m.services.end()) it->second = cur->second;
       const auto before = it->second.backends;
       auto r = m.plan_backends(c, sb.service_id, sb.backends, it->second);
       reset.insert(reset.end(), r.begin(), r.end());
@@ -444,5 +447,6 @@ std::set<std::uint32_t> NftLoadBalancer::service_ids() const {
 }
 
 const std::string& NftLoadBalancer::last_commands() const { return impl_->last_commands; }
+std::size_t NftLoadBalancer::last_operations() const { return impl_->last_operations; }
 
 }  // namespace weft::dataplane::lb

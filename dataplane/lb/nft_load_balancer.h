@@ -75,6 +75,7 @@ class NftLoadBalancer final : public ServiceBackend {
   // The text the last change sent to libnftables (tests check that a
   // change is a handful of element updates).
   const std::string& last_commands() const;
+  std::size_t last_operations() const;  // element updates and chains in it
 
  private:
   struct Impl;

@@ -1,5 +1,7 @@
 #include "dataplane/lb/nft_ruleset.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace weft::dataplane::lb::nft {
@@ -70,70 +72,96 @@ std::string replace_snat_rule(const std::string& table, std::uint32_t snat_ip) {
   return fmt::format("flush chain ip {} postrouting\n", table) + snat_rule(table, snat_ip);
 }
 
-void Commands::line(const std::string& text) {
-  text_ += text;
-  text_ += '\n';
-  ++lines_;
+void Commands::push(std::vector<PerMap>& list, const char* map, std::string element) {
+  auto it = std::find_if(list.begin(), list.end(), [&](const PerMap& m) { return m.name == map; });
+  if (it == list.end()) it = list.insert(list.end(), PerMap{map, {}});
+  it->elements.push_back(std::move(element));
+}
+
+std::string Commands::text() const {
+  std::string out;
+  auto render = [&](const char* verb, const std::vector<PerMap>& list) {
+    for (const auto& m : list) {
+      out += fmt::format("{} element ip {} {} {{ ", verb, table_, m.name);
+      for (std::size_t i = 0; i < m.elements.size(); ++i) {
+        if (i) out += ", ";
+        out += m.elements[i];
+      }
+      out += " }\n";
+    }
+  };
+  render("delete", deletes_);
+  for (const auto& c : chains_) out += c;
+  render("add", adds_);
+  return out;
 }
 
 void Commands::add_frontend(const Frontend& f, std::uint32_t service_id) {
+  ++operations_;
   if (f.port == 0)
-    line(fmt::format("add element ip {} fe_any {{ {} . {} : {} }}", table_, ipv4_text(f.vip), proto_text(f.proto),
-                     service_id));
+    push(adds_, "fe_any", fmt::format("{} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), service_id));
   else
-    line(fmt::format("add element ip {} fe_port {{ {} . {} . {} : {} }}", table_, ipv4_text(f.vip),
-                     proto_text(f.proto), f.port, service_id));
+    push(adds_, "fe_port", fmt::format("{} . {} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), f.port, service_id));
 }
 
 void Commands::delete_frontend(const Frontend& f) {
+  ++operations_;
   if (f.port == 0)
-    line(fmt::format("delete element ip {} fe_any {{ {} . {} }}", table_, ipv4_text(f.vip), proto_text(f.proto)));
+    push(deletes_, "fe_any", fmt::format("{} . {}", ipv4_text(f.vip), proto_text(f.proto)));
   else
-    line(fmt::format("delete element ip {} fe_port {{ {} . {} . {} }}", table_, ipv4_text(f.vip),
-                     proto_text(f.proto), f.port));
+    push(deletes_, "fe_port", fmt::format("{} . {} . {}", ipv4_text(f.vip), proto_text(f.proto), f.port));
 }
 
 void Commands::add_vip(std::uint32_t vip) {
-  line(fmt::format("add element ip {} vips {{ {} }}", table_, ipv4_text(vip)));
+  ++operations_;
+  push(adds_, "vips", ipv4_text(vip));
 }
 
 void Commands::delete_vip(std::uint32_t vip) {
-  line(fmt::format("delete element ip {} vips {{ {} }}", table_, ipv4_text(vip)));
+  ++operations_;
+  push(deletes_, "vips", ipv4_text(vip));
 }
 
 void Commands::add_pick_chain(std::uint32_t n) {
   // The slot number is drawn per new connection; conntrack keeps the
   // connection on its backend for its life. ct mark = backend id, so a dead
   // backend's flows can be flushed from conntrack by mark.
-  line(fmt::format("add chain ip {0} pick_{1} {{ ct mark set meta mark . numgen random mod {1} map @slots; "
-                   "dnat ip to ct mark map @backend_addr; }}",
-                   table_, n));
+  ++operations_;
+  chains_.push_back(fmt::format("add chain ip {0} pick_{1} {{ ct mark set meta mark . numgen random mod {1} map "
+                                "@slots; dnat ip to ct mark map @backend_addr; }}\n",
+                                table_, n));
 }
 
 void Commands::add_slot(std::uint32_t service_id, std::uint32_t slot, std::uint32_t backend_id) {
-  line(fmt::format("add element ip {} slots {{ {} . {} : {} }}", table_, service_id, slot, backend_id));
+  ++operations_;
+  push(adds_, "slots", fmt::format("{} . {} : {}", service_id, slot, backend_id));
 }
 
 void Commands::delete_slot(std::uint32_t service_id, std::uint32_t slot) {
-  line(fmt::format("delete element ip {} slots {{ {} . {} }}", table_, service_id, slot));
+  ++operations_;
+  push(deletes_, "slots", fmt::format("{} . {}", service_id, slot));
 }
 
 void Commands::set_pick(std::uint32_t service_id, std::uint32_t n) {
-  line(fmt::format("add element ip {} svc_pick {{ {} : goto pick_{} }}", table_, service_id, n));
+  ++operations_;
+  push(adds_, "svc_pick", fmt::format("{} : goto pick_{}", service_id, n));
 }
 
 void Commands::delete_pick(std::uint32_t service_id) {
-  line(fmt::format("delete element ip {} svc_pick {{ {} }}", table_, service_id));
+  ++operations_;
+  push(deletes_, "svc_pick", std::to_string(service_id));
 }
 
 void Commands::add_backend(std::uint32_t backend_id, std::uint32_t ip, std::uint32_t service_id) {
-  line(fmt::format("add element ip {} backend_addr {{ {} : {} }}", table_, backend_id, ipv4_text(ip)));
-  line(fmt::format("add element ip {} backend_svc {{ {} : {} }}", table_, backend_id, service_id));
+  operations_ += 2;
+  push(adds_, "backend_addr", fmt::format("{} : {}", backend_id, ipv4_text(ip)));
+  push(adds_, "backend_svc", fmt::format("{} : {}", backend_id, service_id));
 }
 
 void Commands::delete_backend(std::uint32_t backend_id) {
-  line(fmt::format("delete element ip {} backend_addr {{ {} }}", table_, backend_id));
-  line(fmt::format("delete element ip {} backend_svc {{ {} }}", table_, backend_id));
+  operations_ += 2;
+  push(deletes_, "backend_addr", std::to_string(backend_id));
+  push(deletes_, "backend_svc", std::to_string(backend_id));
 }
 
 }  // namespace weft::dataplane::lb::nft

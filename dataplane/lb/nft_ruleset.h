@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "dataplane/lb/load_balancer.h"
 
@@ -32,7 +33,9 @@ std::string create_table(const std::string& table, const TableLimits& limits, st
 // Rewrites only the SNAT rule (its address is a flag of the agent).
 std::string replace_snat_rule(const std::string& table, std::uint32_t snat_ip);
 
-// A batch of element changes, sent as one transaction.
+// A batch of element changes, sent as one transaction. Rendered as all
+// deletes, then new chains, then all adds, one statement per map: so a
+// batch must not add a key and then delete it (callers plan each key once).
 class Commands {
  public:
   explicit Commands(std::string table) : table_(std::move(table)) {}
@@ -52,15 +55,21 @@ class Commands {
   void add_backend(std::uint32_t backend_id, std::uint32_t ip, std::uint32_t service_id);
   void delete_backend(std::uint32_t backend_id);
 
-  bool empty() const { return text_.empty(); }
-  const std::string& text() const { return text_; }
-  std::size_t size() const { return lines_; }
+  bool empty() const { return operations_ == 0; }
+  // Element updates and chains in the batch.
+  std::size_t operations() const { return operations_; }
+  std::string text() const;
 
  private:
-  void line(const std::string& text);
+  struct PerMap {
+    std::string name;
+    std::vector<std::string> elements;
+  };
+  static void push(std::vector<PerMap>& list, const char* map, std::string element);
   std::string table_;
-  std::string text_;
-  std::size_t lines_ = 0;
+  std::vector<PerMap> deletes_, adds_;
+  std::vector<std::string> chains_;
+  std::size_t operations_ = 0;
 };
 
 }  // namespace weft::dataplane::lb::nft

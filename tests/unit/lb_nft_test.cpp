@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -171,6 +172,7 @@ class LbNftTest : public ::testing::Test {
     const pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed by a timeout takes its server along
       const int fd = ::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) ::_exit(127);
       // Its own process group: TearDown ends the server and the children it
@@ -423,10 +425,46 @@ TEST_F(LbNftTest, OneBackendChangeIsAFewElementUpdates) {
   lb_->set_backends(kService, ten);
   lb_->set_backend_state(103, BackendState::draining);
   const std::string& text = lb_->last_commands();
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 6) << text;  // slot 3 <- last, last slot gone, pick 10 -> 9
+  // Slot 3 gets the last slot's backend, the last slot goes, the service's
+  // pick goes from 10 to 9 (and pick_9 is made, once).
+  EXPECT_EQ(lb_->last_operations(), 6u) << text;
   EXPECT_EQ(text.find("rule"), std::string::npos) << text;
   EXPECT_EQ(text.find("flush"), std::string::npos) << text;
 }
 
 }  // namespace
 }  // namespace weft::dataplane::lb
+
+namespace weft::dataplane::lb::nft {
+namespace {
+
+// No root needed: what a batch sends, in which order.
+TEST(NftCommands, BatchSendsDeletesThenChainsThenAddsOneStatementPerMap) {
+  Commands c("weft_lb");
+  c.delete_slot(1, 3);
+  c.add_slot(1, 3, 19);
+  c.delete_slot(1, 9);
+  c.delete_pick(1);
+  c.add_pick_chain(9);
+  c.set_pick(1, 9);
+  EXPECT_EQ(c.operations(), 6u);
+  EXPECT_EQ(c.text(),
+            "delete element ip weft_lb slots { 1 . 3, 1 . 9 }\n"
+            "delete element ip weft_lb svc_pick { 1 }\n"
+            "add chain ip weft_lb pick_9 { ct mark set meta mark . numgen random mod 9 map @slots; "
+            "dnat ip to ct mark map @backend_addr; }\n"
+            "add element ip weft_lb slots { 1 . 3 : 19 }\n"
+            "add element ip weft_lb svc_pick { 1 : goto pick_9 }\n");
+}
+
+TEST(NftCommands, FrontendsWithAndWithoutPort) {
+  Commands c("t");
+  c.add_frontend({0x0a000064, 80, Protocol::tcp}, 4);
+  c.add_frontend({0x0a000064, 0, Protocol::udp}, 5);
+  EXPECT_EQ(c.text(),
+            "add element ip t fe_port { 10.0.0.100 . tcp . 80 : 4 }\n"
+            "add element ip t fe_any { 10.0.0.100 . udp : 5 }\n");
+}
+
+}  // namespace
+}  // namespace weft::dataplane::lb::nft
