@@ -46,7 +46,7 @@ struct NftLoadBalancer::Impl {
   NetnsHandle ns;
   NftOptions opt;
   nft::NftContext ctx;
-  nft::BridgeAddresses addresses;
+  nft::VipRoutes addresses;  // the VIPs (and SNAT address) owned by the bridge
   std::map<Frontend, std::uint32_t> frontends;
   std::map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends using it
   std::map<std::uint32_t, Service> services;
@@ -54,6 +54,29 @@ struct NftLoadBalancer::Impl {
   std::set<std::uint32_t> pick_chains;
   std::string last_commands;
   std::size_t last_operations = 0;
+  // A change being planned: owners and chains it adds, applied to the model
+  // only once the kernel took the transaction (no copy of the whole model).
+  std::map<std::uint32_t, std::optional<std::uint32_t>> pending_owners;
+  std::vector<std::uint32_t> pending_chains;
+
+  std::optional<std::uint32_t> owner_of(std::uint32_t backend_id) const {
+    if (auto p = pending_owners.find(backend_id); p != pending_owners.end()) return p->second;
+    if (auto o = backend_owner.find(backend_id); o != backend_owner.end()) return o->second;
+    return std::nullopt;
+  }
+  void commit_plan() {
+    for (const auto& [id, owner] : pending_owners) {
+      if (owner) backend_owner[id] = *owner;
+      else backend_owner.erase(id);
+    }
+    pending_owners.clear();
+    pending_chains.clear();
+  }
+  void abort_plan() {
+    for (auto n : pending_chains) pick_chains.erase(n);
+    pending_owners.clear();
+    pending_chains.clear();
+  }
 
   nft::Commands commands() const { return nft::Commands(opt.table); }
 
@@ -105,7 +128,10 @@ struct NftLoadBalancer::Impl {
       if (!s.slots.empty()) c.delete_pick(service_id);
       if (!next.empty()) {
         const auto n = static_cast<std::uint32_t>(next.size());
-        if (pick_chains.insert(n).second) c.add_pick_chain(n);
+        if (pick_chains.insert(n).second) {
+          c.add_pick_chain(n);
+          pending_chains.push_back(n);
+        }
         c.set_pick(service_id, n);
       }
     }
@@ -122,9 +148,9 @@ struct NftLoadBalancer::Impl {
         throw std::invalid_argument(fmt::format("backend id {} out of range (1..{})", b.id, opt.limits.max_backends - 1));
       if (b.state != BackendState::active && b.state != BackendState::draining && b.state != BackendState::dead)
         throw std::invalid_argument(fmt::format("backend {}: unknown state", b.id));
-      auto owner = backend_owner.find(b.id);
-      if (owner != backend_owner.end() && owner->second != service_id)
-        throw std::invalid_argument(fmt::format("backend {} belongs to service {}", b.id, owner->second));
+      const auto owner = owner_of(b.id);
+      if (owner && *owner != service_id)
+        throw std::invalid_argument(fmt::format("backend {} belongs to service {}", b.id, *owner));
       if (!next.emplace(b.id, b).second) throw std::invalid_argument(fmt::format("backend {} listed twice", b.id));
     }
     std::vector<std::uint32_t> reset;
@@ -147,10 +173,11 @@ struct NftLoadBalancer::Impl {
     return reset;
   }
 
-  void commit_owners(std::uint32_t service_id, const std::map<std::uint32_t, Backend>& before, const Service& after) {
+  void plan_owners(std::uint32_t service_id, const std::map<std::uint32_t, Backend>& before, const Service& after) {
     for (const auto& [id, b] : before)
-      if (!after.backends.count(id)) backend_owner.erase(id);
-    for (const auto& [id, b] : after.backends) backend_owner[id] = service_id;
+      if (!after.backends.count(id)) pending_owners[id] = std::nullopt;
+    for (const auto& [id, b] : after.backends)
+      if (!before.count(id)) pending_owners[id] = service_id;
   }
 
   void reset_flows(const std::vector<std::uint32_t>& backend_ids) {
@@ -257,7 +284,7 @@ NftLoadBalancer NftLoadBalancer::open(const NetnsHandle& network_ns, const NftOp
 void NftLoadBalancer::remove(const NetnsHandle& network_ns, const NftOptions& options) {
   nft::NftContext ctx(nft::duplicate(network_ns));
   ctx.run(fmt::format("add table ip {0}\ndelete table ip {0}\n", options.table), "delete table " + options.table);
-  nft::BridgeAddresses addresses(network_ns, options.bridge);
+  nft::VipRoutes addresses(network_ns, options.bridge);
   for (auto ip : addresses.list()) addresses.remove(ip);
 }
 
@@ -269,34 +296,38 @@ void NftLoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t ser
 void NftLoadBalancer::upsert_services(std::span<const std::pair<Frontend, std::uint32_t>> list) {
   auto& m = *impl_;
   auto c = m.commands();
-  auto frontends = m.frontends;
-  auto vip_refs = m.vip_refs;
+  std::map<Frontend, std::uint32_t> changed;  // planned, applied after the kernel took them
+  std::map<std::uint32_t, std::uint32_t> new_refs;
   std::vector<std::uint32_t> new_vips;
-  std::set<Frontend> in_batch;
+  std::size_t added = 0;
   for (const auto& [f, id] : list) {
     m.check_service_id(id);
-    if (!in_batch.insert(f).second) throw std::invalid_argument("a frontend listed twice");
     if (f.vip == 0) throw std::invalid_argument("frontend without a VIP");
     if (f.proto != Protocol::tcp && f.proto != Protocol::udp) throw std::invalid_argument("frontend protocol");
-    auto it = frontends.find(f);
-    if (it != frontends.end()) {
+    if (changed.count(f)) throw std::invalid_argument("a frontend listed twice");
+    auto it = m.frontends.find(f);
+    if (it != m.frontends.end()) {
       if (it->second == id) continue;
       c.delete_frontend(f);
     } else {
-      if (frontends.size() >= m.opt.limits.max_frontends)
+      if (m.frontends.size() + ++added > m.opt.limits.max_frontends)
         throw std::length_error(fmt::format("more than {} frontends", m.opt.limits.max_frontends));
-      if (vip_refs[f.vip]++ == 0) {
+      if (!m.vip_refs.count(f.vip) && new_refs[f.vip]++ == 0) {
         c.add_vip(f.vip);
         new_vips.push_back(f.vip);
+      } else if (m.vip_refs.count(f.vip)) {
+        ++new_refs[f.vip];
       }
     }
     c.add_frontend(f, id);
-    frontends[f] = id;
+    changed[f] = id;
   }
   m.apply(c, "add frontends");
-  m.frontends = std::move(frontends);
-  m.vip_refs = std::move(vip_refs);
-  for (const auto& [f, id] : list) m.services[id];
+  for (const auto& [f, id] : changed) {
+    m.frontends[f] = id;
+    m.services[id];
+  }
+  for (const auto& [vip, refs] : new_refs) m.vip_refs[vip] += refs;
   // After the table: a crash in between leaves a VIP the next open() adds.
   for (auto vip : new_vips) m.addresses.add(vip);
 }
@@ -336,21 +367,20 @@ void NftLoadBalancer::remove_service(std::uint32_t service_id) {
     }
   }
   std::vector<std::uint32_t> reset;
-  Impl::Service emptied;
   auto sit = m.services.find(service_id);
-  if (sit != m.services.end()) {
-    emptied = sit->second;
-    reset = m.plan_backends(c, service_id, {}, emptied);
-  }
-  auto chains = m.pick_chains;
-  for (auto vip : gone_vips) m.addresses.remove(vip);
   try {
+    if (sit != m.services.end()) {
+      Impl::Service emptied = sit->second;
+      reset = m.plan_backends(c, service_id, {}, emptied);
+      m.plan_owners(service_id, sit->second.backends, emptied);
+    }
+    for (auto vip : gone_vips) m.addresses.remove(vip);
     m.apply(c, "remove service");
   } catch (...) {
-    m.pick_chains = std::move(chains);
+    m.abort_plan();
     throw;
   }
-  if (sit != m.services.end()) m.commit_owners(service_id, sit->second.backends, emptied);
+  m.commit_plan();
   std::erase_if(m.frontends, [&](const auto& kv) { return kv.second == service_id; });
   m.vip_refs = std::move(vip_refs);
   m.services.erase(service_id);
@@ -367,8 +397,6 @@ void NftLoadBalancer::set_backends(std::span<const ServiceBackends> list) {
   auto c = m.commands();
   // Planned on copies: the model changes only once the kernel took it.
   std::map<std::uint32_t, Impl::Service> planned;
-  auto owners = m.backend_owner;
-  auto chains = m.pick_chains;
   std::vector<std::uint32_t> reset;
   try {
     for (const auto& sb : list) {
@@ -380,14 +408,14 @@ void NftLoadBalancer::set_backends(std::span<const ServiceBackends> list) {
       const auto before = it->second.backends;
       auto r = m.plan_backends(c, sb.service_id, sb.backends, it->second);
       reset.insert(reset.end(), r.begin(), r.end());
-      m.commit_owners(sb.service_id, before, it->second);
+      m.plan_owners(sb.service_id, before, it->second);
     }
     m.apply(c, "set backends");
   } catch (...) {
-    m.backend_owner = std::move(owners);
-    m.pick_chains = std::move(chains);
+    m.abort_plan();
     throw;
   }
+  m.commit_plan();
   for (auto& [id, s] : planned) m.services[id] = std::move(s);
   m.reset_flows(reset);
 }

@@ -105,55 +105,55 @@ std::string NftContext::list_json(const std::string& what_to_list) {
   }
 }
 
-BridgeAddresses::BridgeAddresses(const NetnsHandle& ns, std::string bridge)
-    : bridge_(std::move(bridge)), label_(bridge_ + ":lb") {
-  if (label_.size() >= IFNAMSIZ) throw std::invalid_argument("bridge name too long: " + bridge_);
+VipRoutes::VipRoutes(const NetnsHandle& ns, std::string bridge) : bridge_(std::move(bridge)) {
   fd_ = open_socket_in(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   NetnsGuard guard(ns);
   ifindex_ = static_cast<int>(::if_nametoindex(bridge_.c_str()));
   if (ifindex_ == 0) throw std::system_error(errno, std::generic_category(), "no bridge " + bridge_);
 }
 
-void BridgeAddresses::request(std::uint16_t type, std::uint16_t flags, std::uint32_t ip, const char* what) {
-  std::vector<char> msg(NLMSG_LENGTH(sizeof(ifaddrmsg)), 0);
+void VipRoutes::request(std::uint16_t type, std::uint16_t flags, std::uint32_t ip, const char* what) {
+  std::vector<char> msg(NLMSG_LENGTH(sizeof(rtmsg)), 0);
   auto* hdr = reinterpret_cast<nlmsghdr*>(msg.data());
   hdr->nlmsg_type = type;
   hdr->nlmsg_flags = flags;
-  auto* ifa = static_cast<ifaddrmsg*>(NLMSG_DATA(hdr));
-  ifa->ifa_family = AF_INET;
-  ifa->ifa_prefixlen = 32;
-  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
-  ifa->ifa_index = static_cast<unsigned>(ifindex_);
+  auto* rtm = static_cast<rtmsg*>(NLMSG_DATA(hdr));
+  rtm->rtm_family = AF_INET;
+  rtm->rtm_dst_len = 32;
+  rtm->rtm_table = RT_TABLE_LOCAL;
+  rtm->rtm_protocol = kRouteProtocol;
+  rtm->rtm_scope = RT_SCOPE_HOST;
+  rtm->rtm_type = RTN_LOCAL;
   const std::uint32_t net_ip = htonl(ip);
-  put_attr(msg, IFA_LOCAL, &net_ip, 4);
-  put_attr(msg, IFA_ADDRESS, &net_ip, 4);
-  if (type == RTM_NEWADDR) put_attr(msg, IFA_LABEL, label_.c_str(), label_.size() + 1);
+  const std::uint32_t oif = static_cast<std::uint32_t>(ifindex_);
+  put_attr(msg, RTA_DST, &net_ip, 4);
+  put_attr(msg, RTA_OIF, &oif, 4);
   const int err = send_and_ack(fd_.get(), msg, ++seq_);
-  if (err == 0 || (type == RTM_DELADDR && err == EADDRNOTAVAIL)) return;
+  if (err == 0 || (type == RTM_DELROUTE && err == ESRCH)) return;
   throw std::system_error(err, std::generic_category(), std::string(what) + " " + ipv4_text(ip) + " on " + bridge_);
 }
 
-void BridgeAddresses::add(std::uint32_t ip) { request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, ip, "add VIP"); }
+void VipRoutes::add(std::uint32_t ip) { request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, ip, "add VIP route"); }
 
-void BridgeAddresses::remove(std::uint32_t ip) { request(RTM_DELADDR, 0, ip, "remove VIP"); }
+void VipRoutes::remove(std::uint32_t ip) { request(RTM_DELROUTE, 0, ip, "remove VIP route"); }
 
-std::set<std::uint32_t> BridgeAddresses::list() {
-  std::vector<char> msg(NLMSG_LENGTH(sizeof(ifaddrmsg)), 0);
+std::set<std::uint32_t> VipRoutes::list() {
+  std::vector<char> msg(NLMSG_LENGTH(sizeof(rtmsg)), 0);
   auto* hdr = reinterpret_cast<nlmsghdr*>(msg.data());
   hdr->nlmsg_len = static_cast<std::uint32_t>(msg.size());
-  hdr->nlmsg_type = RTM_GETADDR;
+  hdr->nlmsg_type = RTM_GETROUTE;
   hdr->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   hdr->nlmsg_seq = ++seq_;
-  static_cast<ifaddrmsg*>(NLMSG_DATA(hdr))->ifa_family = AF_INET;
+  static_cast<rtmsg*>(NLMSG_DATA(hdr))->rtm_family = AF_INET;
   if (::send(fd_.get(), msg.data(), msg.size(), 0) < 0)
-    throw std::system_error(errno, std::generic_category(), "list addresses of " + bridge_);
+    throw std::system_error(errno, std::generic_category(), "list routes");
   std::set<std::uint32_t> found;
   std::vector<char> buf(1 << 16);
   for (;;) {
     ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw std::system_error(errno, std::generic_category(), "list addresses of " + bridge_);
+      throw std::system_error(errno, std::generic_category(), "list routes");
     }
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, static_cast<unsigned>(n));
          h = NLMSG_NEXT(h, n)) {
@@ -161,18 +161,17 @@ std::set<std::uint32_t> BridgeAddresses::list() {
       if (h->nlmsg_type == NLMSG_DONE) return found;
       if (h->nlmsg_type == NLMSG_ERROR)
         throw std::system_error(-static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error, std::generic_category(),
-                                "list addresses of " + bridge_);
-      if (h->nlmsg_type != RTM_NEWADDR) continue;
-      const auto* ifa = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
-      if (static_cast<int>(ifa->ifa_index) != ifindex_ || ifa->ifa_prefixlen != 32) continue;
-      std::uint32_t local = 0;
-      bool ours = false;
-      int len = static_cast<int>(IFA_PAYLOAD(h));
-      for (auto* a = IFA_RTA(ifa); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-        if (a->rta_type == IFA_LOCAL && RTA_PAYLOAD(a) == 4) std::memcpy(&local, RTA_DATA(a), 4);
-        if (a->rta_type == IFA_LABEL) ours = label_ == static_cast<const char*>(RTA_DATA(a));
+                                "list routes");
+      if (h->nlmsg_type != RTM_NEWROUTE) continue;
+      const auto* rtm = static_cast<const rtmsg*>(NLMSG_DATA(h));
+      if (rtm->rtm_protocol != kRouteProtocol || rtm->rtm_type != RTN_LOCAL || rtm->rtm_dst_len != 32) continue;
+      std::uint32_t dst = 0, oif = 0;
+      int len = static_cast<int>(RTM_PAYLOAD(h));
+      for (auto* a = RTM_RTA(rtm); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == RTA_DST && RTA_PAYLOAD(a) == 4) std::memcpy(&dst, RTA_DATA(a), 4);
+        if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == 4) std::memcpy(&oif, RTA_DATA(a), 4);
       }
-      if (ours && local) found.insert(ntohl(local));
+      if (dst && static_cast<int>(oif) == ifindex_) found.insert(ntohl(dst));
     }
   }
 }

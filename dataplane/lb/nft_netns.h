@@ -44,11 +44,16 @@ class NftContext {
   nft_ctx* ctx_ = nullptr;
 };
 
-// The bridge's IPv4 addresses that this load balancer added (label
-// "<bridge>:lb", /32), so restarts find exactly its own.
-class BridgeAddresses {
+// The VIPs as routes of type local via the bridge (table local, protocol
+// kRouteProtocol): the stack then owns them, so it answers ARP and ping for
+// them on the bridge, like an address would, but a route costs O(log n) to
+// add where the n-th address on a device costs O(n). Listing by protocol
+// finds exactly this load balancer's routes after a restart.
+class VipRoutes {
  public:
-  BridgeAddresses(const NetnsHandle& ns, std::string bridge);
+  static constexpr std::uint8_t kRouteProtocol = 247;  // free in /etc/iproute2/rt_protos
+
+  VipRoutes(const NetnsHandle& ns, std::string bridge);
   std::set<std::uint32_t> list();
   void add(std::uint32_t ip);
   void remove(std::uint32_t ip);  // absent is not an error
@@ -56,7 +61,6 @@ class BridgeAddresses {
  private:
   void request(std::uint16_t type, std::uint16_t flags, std::uint32_t ip, const char* what);
   std::string bridge_;
-  std::string label_;
   int ifindex_ = 0;
   UniqueFd fd_;
   std::uint32_t seq_ = 0;
