@@ -184,7 +184,7 @@ int main(int argc, char** argv) {
   const double backends_ms = ms_since(start);
   const double full = frontends_ms + backends_ms;
   fmt::print("nftables: {} services x {} backends\n", services, per);
-  fmt::print("{:<34} open {:.1f} ms, frontends+VIP addresses {:.1f} ms, backends {:.1f} ms: full load {:.1f} ms\n",
+  fmt::print("{:<34} open {:.1f} ms, frontends+VIP routes {:.1f} ms, backends {:.1f} ms: full load {:.1f} ms\n",
              "weft nftables", open_ms, frontends_ms, backends_ms, full);
 
   // One backend change with all of them present: drain and re-activate a
