@@ -432,6 +432,51 @@ TEST_F(LbNftTest, OneBackendChangeIsAFewElementUpdates) {
   EXPECT_EQ(text.find("flush"), std::string::npos) << text;
 }
 
+TEST_F(LbNftTest, BadInputIsRefusedAndChangesNothing) {
+  make_service();
+  const std::string before = lb_->last_commands();
+  auto refused = [&](auto&& call) {
+    EXPECT_ANY_THROW(call());
+    EXPECT_EQ(lb_->frontends().size(), 2u);
+    EXPECT_EQ(lb_->backends(kService).size(), 2u);
+  };
+  refused([&] { lb_->upsert_service({kVip, 80, Protocol::tcp}, options().limits.max_services); });
+  refused([&] { lb_->upsert_service({0, 80, Protocol::tcp}, 2); });
+  refused([&] {
+    const std::pair<Frontend, std::uint32_t> twice[] = {{{kVip2, 80, Protocol::tcp}, 2}, {{kVip2, 80, Protocol::tcp}, 3}};
+    lb_->upsert_services(twice);
+  });
+  refused([&] { lb_->set_backends(2, std::vector<Backend>{{.id = 11, .ip = kB1, .mac = {}, .state = BackendState::active}}); });
+  refused([&] { lb_->set_backends(2, std::vector<Backend>{{.id = 0, .ip = kB1, .mac = {}, .state = BackendState::active}}); });
+  refused([&] { lb_->set_backends(2, std::vector<Backend>{{.id = 256, .ip = kB1, .mac = {}, .state = BackendState::active}}); });
+  refused([&] { lb_->set_backend_state(99, BackendState::draining); });
+  EXPECT_FALSE(lb_->service_ids().count(2)) << "nothing of the refused calls stayed";
+  // And the data path is as it was.
+  auto seen = connect_many(*client_, 20);
+  EXPECT_EQ(seen["b1"] + seen["b2"], 20);
+}
+
+TEST_F(LbNftTest, OpenReconcilesVipRoutesAndReplacesAForeignTable) {
+  make_service();
+  lb_.reset();
+  // A VIP route of ours the table does not know (a crash between route and
+  // table), and one the table knows but is missing.
+  ASSERT_EQ(shell_in(net_path_, "ip route add local 10.0.0.77/32 dev br0 table local proto 247"), 0);
+  ASSERT_EQ(shell_in(net_path_, "ip route del local 10.0.0.100/32 dev br0 table local proto 247"), 0);
+  lb_.emplace(NftLoadBalancer::open(*net_, options()));
+  EXPECT_NE(shell_in(net_path_, "sh -c 'ip route show table local | grep -q 10.0.0.77'"), 0);
+  EXPECT_EQ(shell_in(client_path_, "ping -c 1 -W 2 10.0.0.100"), 0);
+  EXPECT_EQ(connect_many(*client_, 4).size(), 2u);
+  lb_.reset();
+
+  // A table of that name without this layout's marker is replaced.
+  ASSERT_EQ(shell_in(net_path_, "nft delete set ip weft_lb layout_1"), 0);
+  lb_.emplace(NftLoadBalancer::open(*net_, options()));
+  EXPECT_TRUE(lb_->frontends().empty());
+  EXPECT_NE(shell_in(net_path_, "sh -c 'ip route show table local | grep -q 10.0.0.100'"), 0)
+      << "the new table has no VIP, so its route went";
+}
+
 }  // namespace
 }  // namespace weft::dataplane::lb
 
