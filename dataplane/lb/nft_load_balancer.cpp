@@ -260,8 +260,9 @@ NftLoadBalancer NftLoadBalancer::open(const NetnsHandle& network_ns, const NftOp
     impl->load(impl->ctx.list_json("table ip " + options.table));
     impl->ctx.run(nft::replace_snat_rule(options.table, options.snat_ip), "set the SNAT rule");
     reused = true;
-  } catch (const nft::NftError& e) {
-    // Absent, or of another layout: start clean (one transaction).
+  } catch (const std::exception& e) {
+    // Absent, of another layout, or unreadable: start clean (one
+    // transaction; conntrack, and so established flows, stay).
     spdlog::debug("nft lb: new table {} ({})", options.table, e.what());
   }
   if (!reused) {
