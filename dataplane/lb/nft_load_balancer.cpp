@@ -46,7 +46,7 @@ struct NftLoadBalancer::Impl {
   NetnsHandle ns;
   NftOptions opt;
   nft::NftContext ctx;
-  nft::VipRoutes addresses;  // the VIPs (and SNAT address) owned by the bridge
+  nft::VipRoutes addresses;  // local routes: the VIPs (and SNAT address) the bridge owns
   std::map<Frontend, std::uint32_t> frontends;
   std::map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends using it
   std::map<std::uint32_t, Service> services;

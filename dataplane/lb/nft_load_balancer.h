@@ -39,10 +39,10 @@ class NftLoadBalancer final : public ServiceBackend {
  public:
   // Makes the table in the namespace, or reuses one of this layout and
   // rebuilds the in-memory model from it (services, frontends, backends;
-  // backends out of the slots come back as draining). VIP addresses on the
+  // backends out of the slots come back as draining). VIP routes on the
   // bridge are reconciled with the table. Turns on forwarding there.
   static NftLoadBalancer open(const NetnsHandle& network_ns, const NftOptions& options = {});
-  // Deletes the table and the VIP addresses it put on the bridge.
+  // Deletes the table and the VIP routes it made via the bridge.
   static void remove(const NetnsHandle& network_ns, const NftOptions& options = {});
 
   NftLoadBalancer(NftLoadBalancer&&) noexcept;

@@ -1,6 +1,6 @@
 // What the nftables load balancer needs from the network's namespace
 // besides the table: a libnftables context bound to it, the VIPs as
-// addresses of the bridge (nftables cannot answer ARP), forwarding, and
+// local routes via the bridge (nftables cannot answer ARP), forwarding, and
 // deleting a dead backend's conntrack entries.
 #pragma once
 
