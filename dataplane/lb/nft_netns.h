@@ -1,0 +1,77 @@
+// What the nftables load balancer needs from the network's namespace
+// besides the table: a libnftables context bound to it, the VIPs as
+// local routes via the bridge (nftables cannot answer ARP), forwarding, and
+// deleting a dead backend's conntrack entries.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include "dataplane/netns.h"
+#include "dataplane/unique_fd.h"
+
+struct nft_ctx;
+
+namespace weft::dataplane::lb::nft {
+
+// A failed nftables command: what() carries libnftables' error text.
+class NftError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A second handle on the namespace `ns` refers to.
+NetnsHandle duplicate(const NetnsHandle& ns);
+
+// A libnftables context whose commands run in one network namespace.
+class NftContext {
+ public:
+  explicit NftContext(NetnsHandle ns);
+  ~NftContext();
+  NftContext(const NftContext&) = delete;
+  NftContext& operator=(const NftContext&) = delete;
+
+  // Runs a buffer of commands as one transaction; throws NftError naming
+  // `what` with libnftables' message. Returns the (JSON) output.
+  std::string run(const std::string& commands, const std::string& what);
+  // `list ...` with JSON output.
+  std::string list_json(const std::string& what_to_list);
+
+ private:
+  NetnsHandle ns_;
+  nft_ctx* ctx_ = nullptr;
+};
+
+// The VIPs as routes of type local via the bridge (table local, protocol
+// kRouteProtocol): the stack then owns them, so it answers ARP and ping for
+// them on the bridge, like an address would, but a route costs O(log n) to
+// add where the n-th address on a device costs O(n). Listing by protocol
+// finds exactly this load balancer's routes after a restart.
+class VipRoutes {
+ public:
+  static constexpr std::uint8_t kRouteProtocol = 247;  // free in /etc/iproute2/rt_protos
+
+  VipRoutes(const NetnsHandle& ns, std::string bridge);
+  std::set<std::uint32_t> list();
+  void add(std::uint32_t ip);
+  void remove(std::uint32_t ip);  // absent is not an error
+
+ private:
+  void request(std::uint16_t type, std::uint16_t flags, std::uint32_t ip, const char* what);
+  std::string bridge_;
+  int ifindex_ = 0;
+  UniqueFd fd_;
+  std::uint32_t seq_ = 0;
+};
+
+// ip_forward on, ICMP redirects off (a balanced packet leaves the bridge it
+// came in on; a redirect would tell the client to bypass the VIP).
+void enable_forwarding(const NetnsHandle& ns, const std::string& bridge);
+
+// Deletes every conntrack entry whose mark is `mark`; returns false when
+// the kernel refused (logged by the caller).
+bool delete_conntrack_by_mark(const NetnsHandle& ns, std::uint32_t mark);
+
+}  // namespace weft::dataplane::lb::nft

@@ -1,0 +1,167 @@
+#include "dataplane/lb/nft_ruleset.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace weft::dataplane::lb::nft {
+namespace {
+
+const char* proto_text(Protocol proto) { return proto == Protocol::udp ? "udp" : "tcp"; }
+
+std::string snat_rule(const std::string& table, std::uint32_t snat_ip) {
+  // Replies of a balanced flow must come back through this namespace's IP
+  // stack to be un-NATed: the backend answers the SNAT source, which this
+  // bridge owns (the VIP, or the node's own LB address in the network).
+  const std::string to = snat_ip ? ipv4_text(snat_ip) : std::string("ct original ip daddr");
+  return fmt::format("add rule ip {} postrouting ct status dnat ct original ip daddr @vips snat ip to {}\n",
+                     table, to);
+}
+
+}  // namespace
+
+std::string ipv4_text(std::uint32_t ip) {
+  return fmt::format("{}.{}.{}.{}", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff);
+}
+
+std::string create_table(const std::string& table, const TableLimits& l, std::uint32_t snat_ip) {
+  // "add" then "delete" makes the delete succeed whether or not the table
+  // exists; the whole buffer is one transaction, so no packet sees no table.
+  std::string text = fmt::format(R"(add table ip {t}
+delete table ip {t}
+table ip {t} {{
+  set {marker} {{ type mark; }}
+  set vips {{ type ipv4_addr; size {f}; }}
+  map fe_port {{ type ipv4_addr . inet_proto . inet_service : mark; size {f}; }}
+  map fe_any {{ type ipv4_addr . inet_proto : mark; size {f}; }}
+  map svc_pick {{ type mark : verdict; size {s}; }}
+  map slots {{ typeof meta mark . numgen random mod 2 : ct mark; size {b}; }}
+  map backend_addr {{ type mark : ipv4_addr; size {b}; counter; }}
+  map backend_svc {{ type mark : mark; size {b}; }}
+  chain balance {{
+    tcp flags & (fin|syn|rst|ack) != syn return
+    meta mark vmap @svc_pick
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr != @vips return
+    meta mark set ip daddr . meta l4proto . th dport map @fe_port goto balance
+    meta mark set ip daddr . meta l4proto map @fe_any goto balance
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+  }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    ip daddr @vips meta l4proto tcp reject with tcp reset
+    ip daddr @vips meta l4proto udp reject
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    ct status dnat accept
+  }}
+}}
+)",
+                                 fmt::arg("t", table), fmt::arg("marker", kLayoutMarker),
+                                 fmt::arg("f", l.max_frontends), fmt::arg("s", l.max_services),
+                                 fmt::arg("b", l.max_backends));
+  return text + snat_rule(table, snat_ip);
+}
+
+std::string replace_snat_rule(const std::string& table, std::uint32_t snat_ip) {
+  return fmt::format("flush chain ip {} postrouting\n", table) + snat_rule(table, snat_ip);
+}
+
+void Commands::push(std::vector<PerMap>& list, const char* map, std::string element) {
+  auto it = std::find_if(list.begin(), list.end(), [&](const PerMap& m) { return m.name == map; });
+  if (it == list.end()) it = list.insert(list.end(), PerMap{map, {}});
+  it->elements.push_back(std::move(element));
+}
+
+std::string Commands::text() const {
+  std::string out;
+  auto render = [&](const char* verb, const std::vector<PerMap>& list) {
+    for (const auto& m : list) {
+      out += fmt::format("{} element ip {} {} {{ ", verb, table_, m.name);
+      for (std::size_t i = 0; i < m.elements.size(); ++i) {
+        if (i) out += ", ";
+        out += m.elements[i];
+      }
+      out += " }\n";
+    }
+  };
+  render("delete", deletes_);
+  for (const auto& c : chains_) out += c;
+  render("add", adds_);
+  return out;
+}
+
+void Commands::add_frontend(const Frontend& f, std::uint32_t service_id) {
+  ++operations_;
+  if (f.port == 0)
+    push(adds_, "fe_any", fmt::format("{} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), service_id));
+  else
+    push(adds_, "fe_port", fmt::format("{} . {} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), f.port, service_id));
+}
+
+void Commands::delete_frontend(const Frontend& f) {
+  ++operations_;
+  if (f.port == 0)
+    push(deletes_, "fe_any", fmt::format("{} . {}", ipv4_text(f.vip), proto_text(f.proto)));
+  else
+    push(deletes_, "fe_port", fmt::format("{} . {} . {}", ipv4_text(f.vip), proto_text(f.proto), f.port));
+}
+
+void Commands::add_vip(std::uint32_t vip) {
+  ++operations_;
+  push(adds_, "vips", ipv4_text(vip));
+}
+
+void Commands::delete_vip(std::uint32_t vip) {
+  ++operations_;
+  push(deletes_, "vips", ipv4_text(vip));
+}
+
+void Commands::add_pick_chain(std::uint32_t n) {
+  // The slot number is drawn per new connection; conntrack keeps the
+  // connection on its backend for its life. ct mark = backend id, so a dead
+  // backend's flows can be flushed from conntrack by mark.
+  ++operations_;
+  chains_.push_back(fmt::format("add chain ip {0} pick_{1} {{ ct mark set meta mark . numgen random mod {1} map "
+                                "@slots; dnat ip to ct mark map @backend_addr; }}\n",
+                                table_, n));
+}
+
+void Commands::add_slot(std::uint32_t service_id, std::uint32_t slot, std::uint32_t backend_id) {
+  ++operations_;
+  push(adds_, "slots", fmt::format("{} . {} : {}", service_id, slot, backend_id));
+}
+
+void Commands::delete_slot(std::uint32_t service_id, std::uint32_t slot) {
+  ++operations_;
+  push(deletes_, "slots", fmt::format("{} . {}", service_id, slot));
+}
+
+void Commands::set_pick(std::uint32_t service_id, std::uint32_t n) {
+  ++operations_;
+  push(adds_, "svc_pick", fmt::format("{} : goto pick_{}", service_id, n));
+}
+
+void Commands::delete_pick(std::uint32_t service_id) {
+  ++operations_;
+  push(deletes_, "svc_pick", std::to_string(service_id));
+}
+
+void Commands::add_backend(std::uint32_t backend_id, std::uint32_t ip, std::uint32_t service_id) {
+  operations_ += 2;
+  push(adds_, "backend_addr", fmt::format("{} : {}", backend_id, ipv4_text(ip)));
+  push(adds_, "backend_svc", fmt::format("{} : {}", backend_id, service_id));
+}
+
+void Commands::delete_backend(std::uint32_t backend_id) {
+  operations_ += 2;
+  push(deletes_, "backend_addr", std::to_string(backend_id));
+  push(deletes_, "backend_svc", std::to_string(backend_id));
+}
+
+}  // namespace weft::dataplane::lb::nft
