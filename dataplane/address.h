@@ -3,7 +3,8 @@
 // once where text comes in (the API, the state file, gossip records) and carried
 // as values from there on, so nothing downstream re-parses or can meet a
 // malformed address. They live in the lowest layer because the kernel calls
-// take them too; control/ipam.h re-exports Ipv4 and Cidr as ipam::Ipv4/Cidr.
+// take them too; control/network/ipam.h re-exports Ipv4 and Cidr as
+// network::ipam::Ipv4/Cidr.
 #pragma once
 
 #include <array>

@@ -10,11 +10,11 @@
 // well-formed (known status, JSON where it says JSON) and that nothing the
 // validation refuses ever reaches a service.
 //
-// Build (clang 14), from the source root:
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     fuzz/api_request_fuzz.cpp control/api_routes.cpp control/api_json.cpp \
-//     control/api_swarm.cpp control/names.cpp dataplane/address.cpp -lfmt -lboost_system -o api_request_fuzz
-//   ./api_request_fuzz -max_len=4096 -max_total_time=60
+// Build (clang 14; links weft_api), from the source root:
+//   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWEFT_BUILD_FUZZ=ON
+//   cmake --build build-fuzz --target api_request_fuzz
+//   build-fuzz/bin/api_request_fuzz -max_len=4096 -max_total_time=60
+// (tests/integration/fuzz_api_request.sh does this for a bounded run.)
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -24,8 +24,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "control/api_routes.h"
-#include "control/names.h"
+#include "control/api/routes.h"
+#include "control/model/names.h"
 #include "tests/unit/fake_network_service.h"
 
 namespace control = weft::control;

@@ -4,12 +4,11 @@
 // with and without a keyring, plus serf's user messages and tags, and the
 // StreamReader a connection feeds, with its size limits and buffer budget.
 //
-// Build (clang 14):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-//     fuzz/gossip_decode_fuzz.cpp control/gossip/*.cpp \
-//     -lssl -lcrypto -lfmt -lspdlog -lboost_system -o gossip_decode_fuzz
+// Build (clang 14; links weft_gossip), from the source root:
+//   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DWEFT_BUILD_FUZZ=ON
+//   cmake --build build-fuzz --target gossip_decode_fuzz
+//   build-fuzz/bin/gossip_decode_fuzz -max_len=4096 -max_total_time=60
 // (tests/integration/fuzz_gossip_decode.sh does this for a bounded run.)
-//   ./gossip_decode_fuzz -max_len=4096 -max_total_time=60
 // The first input byte selects the path; the rest is the payload.
 #include <cstddef>
 #include <cstdint>

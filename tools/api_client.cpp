@@ -12,7 +12,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include "control/api_routes.h"
+#include "control/api/routes.h"
 
 namespace weft::tools {
 

@@ -2,7 +2,7 @@
 
 #include <iostream>
 
-#include "control/names.h"
+#include "control/model/names.h"
 
 namespace weft::tools {
 

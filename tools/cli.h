@@ -10,7 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "control/ids.h"
+#include "control/model/ids.h"
 #include "tools/api_client.h"
 
 namespace weft::tools {
@@ -44,7 +44,7 @@ void add_node_commands(CLI::App& app, Cli& cli);
 std::string text_field(const nlohmann::json& object, std::string_view key);
 
 // Docker shows ids cut to 12 characters.
-using control::short_id;  // control/ids.h
+using control::short_id;  // control/model/ids.h
 
 // How a failed request on behalf of one argument is shown (e.g. one of the
 // networks given to `weft network rm`).

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "control/api_json.h"
-#include "control/names.h"
+#include "control/api/json.h"
+#include "control/model/names.h"
 #include "tools/cli.h"
 #include "tools/cli_table.h"
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "control/api_json.h"
+#include "control/api/json.h"
 #include "tools/cli.h"
 #include "tools/cli_table.h"
 

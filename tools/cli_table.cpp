@@ -4,7 +4,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "control/names.h"
+#include "control/model/names.h"
 
 namespace weft::tools {
 

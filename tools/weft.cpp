@@ -2,7 +2,7 @@
 #include <iostream>
 #include <string>
 
-#include "control/api_routes.h"
+#include "control/api/routes.h"
 #include "tools/cli.h"
 
 namespace weft::tools {

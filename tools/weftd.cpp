@@ -33,20 +33,20 @@
 #include <spdlog/sinks/stdout_color_sinks.h>  // also declares the stderr sinks
 #include <spdlog/spdlog.h>
 
-#include "control/agent_config.h"
-#include "control/api_routes.h"
-#include "control/api_server.h"
+#include "control/network/agent_config.h"
+#include "control/api/routes.h"
+#include "control/api/server.h"
 #include "control/cluster/cluster.h"
 #include "control/gossip/host_port.h"
 #include "control/gossip/profiles.h"
-#include "control/ipam.h"
-#include "control/network_manager.h"
+#include "control/network/ipam.h"
+#include "control/network/network_manager.h"
 #include "dataplane/netlink.h"
 
 namespace {
 
-using weft::control::AgentConfig;
-namespace ipam = weft::control::ipam;
+using weft::control::network::AgentConfig;
+namespace ipam = weft::control::network::ipam;
 
 // A flag the agent cannot run with; reported without a log prefix, exit 2.
 class UsageError : public std::runtime_error {
@@ -218,9 +218,9 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
                config.advertise_addr, config.state_dir);
 
   boost::asio::io_context io;
-  weft::control::NetworkManager networks(config);
+  weft::control::network::NetworkManager networks(config);
   weft::control::cluster::Cluster cluster(cluster_config, networks);
-  weft::control::ApiServer server(io, config.api_socket, networks, &cluster);
+  weft::control::api::ApiServer server(io, config.api_socket, networks, &cluster);
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
   // owns. Nothing is served until io.run(), so clients that connect during

@@ -418,7 +418,7 @@ void Instance::on_table_change(const std::optional<TableEntry>& before, const st
   }
 }
 
-// An endpoint record as the agent publishes it (record_json.cpp's
+// An endpoint record as the agent publishes it (control/model/record_json.cpp's
 // endpoint_record plus "vtep"): ~330 bytes of JSON.
 std::string endpoint_value(std::mt19937_64& rng, const std::string& id, const std::string& node, int n) {
   char mac[32];

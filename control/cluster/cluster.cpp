@@ -21,8 +21,8 @@
 #include "control/gossip/keyring.h"
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
-#include "control/record_json.h"
-#include "control/state_file.h"
+#include "control/model/record_json.h"
+#include "control/network/state_file.h"
 #include "control/tables/replicated_tables.h"
 
 namespace weft::control::cluster {
@@ -57,25 +57,29 @@ std::string status_of(gossip::NodeStateKind state) {
 // The agent's NetworkManager as NodeNetworks.
 class NetworkManagerAdapter final : public NodeNetworks {
  public:
-  explicit NetworkManagerAdapter(NetworkManager& nm) : nm_(nm) {}
-  void attach_cluster(ClusterLink* link) override { nm_.attach_cluster(link); }
+  explicit NetworkManagerAdapter(network::NetworkManager& nm) : nm_(nm) {}
+  void attach_cluster(network::ClusterLink* link) override { nm_.attach_cluster(link); }
   void detach_cluster() override { nm_.detach_cluster(); }
   bool has_networks() override { return nm_.has_networks(); }
   std::vector<Network> local_networks() override { return nm_.local_networks(); }
   std::vector<Endpoint> local_endpoints() override { return nm_.local_endpoints(); }
   void apply_remote_network(const Network& n) override { nm_.apply_remote_network(n); }
   void forget_remote_network(const std::string& id) override { nm_.forget_remote_network(id); }
-  void apply_remote_endpoint(const Endpoint& e, ipam::Ipv4 vtep) override { nm_.apply_remote_endpoint(e, vtep); }
+  void apply_remote_endpoint(const Endpoint& e, network::ipam::Ipv4 vtep) override {
+    nm_.apply_remote_endpoint(e, vtep);
+  }
   void forget_remote_endpoint(const std::string& id) override { nm_.forget_remote_endpoint(id); }
-  void set_owned(const std::string& space, const ipam::RangeSet& owned) override { nm_.set_owned(space, owned); }
+  void set_owned(const std::string& space, const network::ipam::RangeSet& owned) override {
+    nm_.set_owned(space, owned);
+  }
   void give_away(const std::string& space,
-                 const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give) override {
+                 const std::function<network::ipam::RangeSet(const network::ipam::RangeSet& free)>& give) override {
     nm_.give_away(space, give);
   }
-  ipam::Cidr address_pool() override { return nm_.address_pool(); }
+  network::ipam::Cidr address_pool() override { return nm_.address_pool(); }
 
  private:
-  NetworkManager& nm_;
+  network::NetworkManager& nm_;
 };
 
 }  // namespace
@@ -142,7 +146,7 @@ struct Cluster::State {
   ClusterConfig config;
   // The underlay address endpoints of this node are reached at, as gossiped
   // in their records (weftd has checked the flag it comes from).
-  ipam::Ipv4 vtep = ipam::Ipv4::parse(config.advertise_addr).value_or(ipam::Ipv4{});
+  network::ipam::Ipv4 vtep = network::ipam::Ipv4::parse(config.advertise_addr).value_or(network::ipam::Ipv4{});
   NodeNetworks& nm;
   Cluster* owner = nullptr;
   asio::io_context io;
@@ -173,7 +177,7 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   tables = std::make_unique<tables::ReplicatedTables>(config.node_name, std::set<std::string>{kEndpointsTable},
                                                        config.tombstone_lifetime);
   ranges = std::make_unique<RangeOwnership>(*tables, [this](const std::vector<TableEntry>& entries) {
-    write_file_atomically(ranges_file(), encode_snapshot(entries));
+    network::write_file_atomically(ranges_file(), encode_snapshot(entries));
   });
   tables->subscribe([this](const auto& before, const auto& now) { on_table_change(before, now); });
   if (resume) load_saved_tables();
@@ -226,7 +230,7 @@ namespace {
 std::optional<std::vector<TableEntry>> read_saved_entries(const fs::path& path, const char* lost) {
   std::optional<std::string> bytes;
   try {
-    bytes = read_file(path);
+    bytes = network::read_file(path);
   } catch (const std::exception& e) {
     spdlog::warn("cluster: cannot read {}: {}; {}", path.string(), e.what(), lost);
     return std::nullopt;
@@ -271,9 +275,10 @@ void Cluster::State::claim_everything() {
   const auto pool = nm.address_pool();
   std::vector<TableEntry> out;
   auto add = [&out](std::vector<TableEntry> es) { out.insert(out.end(), es.begin(), es.end()); };
-  add(ranges->claim(kPoolSpace, ipam::Range{pool.first(), pool.last()}));
-  add(ranges->claim(kVniSpace, kVniRange));
-  for (const auto& n : nm.local_networks()) add(ranges->claim(network_space(n.id), ipam::host_range(n.subnet)));
+  add(ranges->claim(network::kPoolSpace, network::ipam::Range{pool.first(), pool.last()}));
+  add(ranges->claim(network::kVniSpace, network::kVniRange));
+  for (const auto& n : nm.local_networks())
+    add(ranges->claim(network::network_space(n.id), network::ipam::host_range(n.subnet)));
   broadcast(out);
 }
 
@@ -284,7 +289,7 @@ void Cluster::State::claim_local_networks() {
   std::vector<TableEntry> out;
   for (const auto& n : nm.local_networks()) {
     try {
-      auto claimed = ranges->claim(network_space(n.id), ipam::host_range(n.subnet));
+      auto claimed = ranges->claim(network::network_space(n.id), network::ipam::host_range(n.subnet));
       if (!claimed.empty())
         spdlog::info("cluster: claimed the addresses of network {} again (not saved before a restart)", n.name);
       out.insert(out.end(), claimed.begin(), claimed.end());
@@ -322,20 +327,20 @@ void Cluster::State::sync_owned(const std::string& space) {
 }
 
 void Cluster::State::sync_all_owned() {
-  sync_owned(kPoolSpace);
-  sync_owned(kVniSpace);
-  for (const auto& e : tables->entries(kNetworksTable)) sync_owned(network_space(e.key));
+  sync_owned(network::kPoolSpace);
+  sync_owned(network::kVniSpace);
+  for (const auto& e : tables->entries(kNetworksTable)) sync_owned(network::network_space(e.key));
 }
 
 void Cluster::State::save_swarm() {
-  write_file_atomically(swarm_file(), encode_swarm_file({node_id, {key.begin(), key.end()}, peers}));
+  network::write_file_atomically(swarm_file(), encode_swarm_file({node_id, {key.begin(), key.end()}, peers}));
 }
 
 void Cluster::State::save_tables() {
   save_pending = false;
   if (!tables) return;
   try {
-    write_file_atomically(tables_file(), encode_snapshot(tables->snapshot()));
+    network::write_file_atomically(tables_file(), encode_snapshot(tables->snapshot()));
     if (ml) {
       // Remember where the cluster is, to find it again after a restart.
       std::set<std::string> known(peers.begin(), peers.end());
@@ -409,7 +414,7 @@ void Cluster::State::on_table_change(const std::optional<TableEntry>& before, co
       if (now) {
         auto network = network_from_record(json::parse(now->value));
         nm.apply_remote_network(network);
-        const auto space = network_space(network.id);
+        const auto space = network::network_space(network.id);
         // Ask for addresses before anyone needs them, so an attach here does
         // not wait for a donation.
         if (network.node != config.node_name)
@@ -455,7 +460,7 @@ void Cluster::State::send_range_request(const std::string& space, std::uint32_t 
     return;
   }
   // Small gifts keep numbers dense: 16 subnets, 256 VNIs, 64 addresses.
-  const std::uint64_t want = space == kPoolSpace ? 16 : space == kVniSpace ? 256 : 64;
+  const std::uint64_t want = space == network::kPoolSpace ? 16 : space == network::kVniSpace ? 256 : 64;
   spdlog::debug("cluster: asking {} for part of {}", *richest, space);
   table_gossip->send(*richest, RangeRequest{.space = space, .unit = unit, .want = want, .from = config.node_name},
                      "a range request for " + space);
@@ -469,7 +474,7 @@ void Cluster::State::handle_range_request(const RangeRequest& request) {
   try {
     // Under the network manager's lock: no attach can take a number of the
     // gift between choosing it and no longer owning it.
-    nm.give_away(space, [&](const ipam::RangeSet& free) {
+    nm.give_away(space, [&](const network::ipam::RangeSet& free) {
       gift = ranges->donate(space, from, free, unit, want);
       return ranges->usable(space);
     });
@@ -508,7 +513,7 @@ NodeInfo Cluster::State::node_info(const gossip::Member& m) const {
 
 // --- Cluster -------------------------------------------------------------------
 
-Cluster::Cluster(ClusterConfig config, NetworkManager& networks)
+Cluster::Cluster(ClusterConfig config, network::NetworkManager& networks)
     : adapter_(std::make_unique<NetworkManagerAdapter>(networks)),
       state_(std::make_unique<State>(std::move(config), *adapter_)) {
   state_->owner = this;
@@ -527,7 +532,7 @@ void Cluster::start() {
   s.call([&s] {
     std::optional<std::string> saved;
     try {
-      saved = read_file(s.swarm_file());
+      saved = network::read_file(s.swarm_file());
     } catch (const std::exception& e) {
       spdlog::error("cluster: cannot read {}: {}", s.swarm_file().string(), e.what());
     }
@@ -542,7 +547,7 @@ void Cluster::start() {
       return;
     }
     if (s.config.key_file.empty()) return;
-    auto text = read_file(s.config.key_file);
+    auto text = network::read_file(s.config.key_file);
     if (!text) throw std::runtime_error("key file " + s.config.key_file + " does not exist");
     std::string trimmed = *text;
     while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) trimmed.pop_back();
@@ -759,7 +764,7 @@ void Cluster::withdraw_endpoint(const std::string& endpoint_id) {
   });
 }
 
-void Cluster::claim_space(const std::string& space, const ipam::Range& whole) {
+void Cluster::claim_space(const std::string& space, const network::ipam::Range& whole) {
   state_->post([s = state_.get(), space, whole] {
     if (!s->active) return;
     try {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "control/gossip/memberlist.h"
-#include "control/network_manager.h"
-#include "control/swarm_model.h"
+#include "control/network/network_manager.h"
+#include "control/model/swarm_model.h"
 
 namespace weft::control::cluster {
 
@@ -34,26 +34,26 @@ struct ClusterConfig {
 class NodeNetworks {
  public:
   virtual ~NodeNetworks() = default;
-  virtual void attach_cluster(ClusterLink* link) = 0;
+  virtual void attach_cluster(network::ClusterLink* link) = 0;
   virtual void detach_cluster() = 0;
   virtual bool has_networks() = 0;
   virtual std::vector<Network> local_networks() = 0;
   virtual std::vector<Endpoint> local_endpoints() = 0;
   virtual void apply_remote_network(const Network& network) = 0;
   virtual void forget_remote_network(const std::string& network_id) = 0;
-  virtual void apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep) = 0;
+  virtual void apply_remote_endpoint(const Endpoint& endpoint, network::ipam::Ipv4 vtep) = 0;
   virtual void forget_remote_endpoint(const std::string& endpoint_id) = 0;
-  virtual void set_owned(const std::string& space, const ipam::RangeSet& owned) = 0;
+  virtual void set_owned(const std::string& space, const network::ipam::RangeSet& owned) = 0;
   // See NetworkManager::give_away.
   virtual void give_away(const std::string& space,
-                         const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give) = 0;
-  virtual ipam::Cidr address_pool() = 0;
+                         const std::function<network::ipam::RangeSet(const network::ipam::RangeSet& free)>& give) = 0;
+  virtual network::ipam::Cidr address_pool() = 0;
 };
 
-class Cluster final : public SwarmService, public ClusterLink {
+class Cluster final : public SwarmService, public network::ClusterLink {
  public:
   // The agent's: `networks` must outlive this object.
-  Cluster(ClusterConfig config, NetworkManager& networks);
+  Cluster(ClusterConfig config, network::NetworkManager& networks);
   Cluster(ClusterConfig config, NodeNetworks& networks);
   ~Cluster() override;
   Cluster(const Cluster&) = delete;
@@ -64,7 +64,9 @@ class Cluster final : public SwarmService, public ClusterLink {
   void start();
   void stop();
 
-  // SwarmService (called from the API thread)
+  // SwarmService: called from the API's worker threads, several at once
+  // (see control/api/server.h); each does its work on the gossip thread
+  // (State::call), a join waits for peers outside it.
   SwarmInitResult init(const SwarmInitRequest& request) override;
   void join(const SwarmJoinRequest& request) override;
   void leave() override;
@@ -78,7 +80,7 @@ class Cluster final : public SwarmService, public ClusterLink {
   void withdraw_network(const std::string& network_id) override;
   void publish_endpoint(const Endpoint& endpoint) override;
   void withdraw_endpoint(const std::string& endpoint_id) override;
-  void claim_space(const std::string& space, const ipam::Range& whole) override;
+  void claim_space(const std::string& space, const network::ipam::Range& whole) override;
   void request_range(const std::string& space, std::uint32_t unit) override;
 
  private:

@@ -18,8 +18,8 @@ std::optional<HeldRange> parse(const tables::TableEntry& e) {
   try {
     auto j = json::parse(e.value);
     return HeldRange{j.at("space").get<std::string>(),
-                     ipam::Range{ipam::Ipv4{j.at("first").get<std::uint32_t>()},
-                                 ipam::Ipv4{j.at("last").get<std::uint32_t>()}},
+                     network::ipam::Range{network::ipam::Ipv4{j.at("first").get<std::uint32_t>()},
+                                 network::ipam::Ipv4{j.at("last").get<std::uint32_t>()}},
                      j.at("holder").get<std::string>()};
   } catch (const json::exception&) {
     return std::nullopt;
@@ -41,8 +41,8 @@ std::vector<HeldRange> RangeOwnership::ranges(const std::string& space) const {
 
 bool RangeOwnership::known(const std::string& space) const { return !ranges(space).empty(); }
 
-ipam::RangeSet RangeOwnership::held_by(const std::string& space, const std::string& node) const {
-  ipam::RangeSet set;
+network::ipam::RangeSet RangeOwnership::held_by(const std::string& space, const std::string& node) const {
+  network::ipam::RangeSet set;
   for (const auto& r : ranges(space))
     if (r.holder == node) set.add(r.range);
   return set;
@@ -60,7 +60,7 @@ std::optional<std::string> RangeOwnership::richest_holder(
   return best;
 }
 
-tables::TableEntry RangeOwnership::entry(const std::string& space, const ipam::Range& range,
+tables::TableEntry RangeOwnership::entry(const std::string& space, const network::ipam::Range& range,
                                           const std::string& holder, std::uint64_t lamport) const {
   json value = {{"space", space}, {"first", range.first.value}, {"last", range.last.value}, {"holder", holder}};
   return tables::TableEntry{.table = kRangesTable,
@@ -92,18 +92,18 @@ std::vector<tables::TableEntry> RangeOwnership::commit(std::vector<tables::Table
   return planned;
 }
 
-std::vector<tables::TableEntry> RangeOwnership::claim(const std::string& space, const ipam::Range& whole) {
+std::vector<tables::TableEntry> RangeOwnership::claim(const std::string& space, const network::ipam::Range& whole) {
   if (known(space)) return {};
   return commit({entry(space, whole, tables_.local_node(), tables_.clock() + 1)});
 }
 
 std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space, const std::string& to,
-                                                       const ipam::RangeSet& free_here, std::uint32_t unit,
+                                                       const network::ipam::RangeSet& free_here, std::uint32_t unit,
                                                        std::uint64_t max_units) {
   const std::uint64_t u = unit == 0 ? 1 : unit;
   // The largest stretch of whole aligned units that this node holds and has
   // not handed out.
-  std::optional<ipam::Range> stretch;
+  std::optional<network::ipam::Range> stretch;
   std::uint64_t stretch_units = 0;
   const auto held = held_locally(space);
   for (const auto& r : free_here.ranges()) {
@@ -113,13 +113,13 @@ std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space,
     if (end <= first) continue;
     const std::uint64_t units = (end - first) / u;
     if (units > stretch_units)
-      stretch = ipam::Range{ipam::Ipv4{static_cast<std::uint32_t>(first)}, ipam::Ipv4{static_cast<std::uint32_t>(end - 1)}},
+      stretch = network::ipam::Range{network::ipam::Ipv4{static_cast<std::uint32_t>(first)}, network::ipam::Ipv4{static_cast<std::uint32_t>(end - 1)}},
       stretch_units = units;
   }
   if (!stretch || stretch_units < 2) return {};
   const std::uint64_t give_units = std::min(max_units, stretch_units / 2);
   const std::uint64_t give_last = std::uint64_t{stretch->first.value} + give_units * u - 1;
-  const ipam::Range gift{stretch->first, ipam::Ipv4{static_cast<std::uint32_t>(give_last)}};
+  const network::ipam::Range gift{stretch->first, network::ipam::Ipv4{static_cast<std::uint32_t>(give_last)}};
 
   // Re-cut the held range that contains the gift into up to three entries.
   for (const auto& r : ranges(space)) {
@@ -127,10 +127,10 @@ std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space,
     std::vector<tables::TableEntry> out;
     auto lamport = tables_.clock();
     if (r.range.first < gift.first)
-      out.push_back(entry(space, {r.range.first, ipam::Ipv4{gift.first.value - 1}}, tables_.local_node(), ++lamport));
+      out.push_back(entry(space, {r.range.first, network::ipam::Ipv4{gift.first.value - 1}}, tables_.local_node(), ++lamport));
     out.push_back(entry(space, gift, to, ++lamport));
     if (gift.last < r.range.last)
-      out.push_back(entry(space, {ipam::Ipv4{gift.last.value + 1}, r.range.last}, tables_.local_node(), ++lamport));
+      out.push_back(entry(space, {network::ipam::Ipv4{gift.last.value + 1}, r.range.last}, tables_.local_node(), ++lamport));
     return commit(std::move(out));
   }
   return {};
@@ -157,7 +157,7 @@ void RangeOwnership::observe(const std::optional<tables::TableEntry>& before,
   if (is_mine(before) || is_mine(now)) unsaved_ = true;
 }
 
-ipam::RangeSet RangeOwnership::usable(const std::string& space) {
+network::ipam::RangeSet RangeOwnership::usable(const std::string& space) {
   if (unsaved_ && persist_) {
     persist_(tables_.table_snapshot(kRangesTable));
     unsaved_ = false;

@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "control/ipam.h"
+#include "control/network/ipam.h"
 #include "control/tables/replicated_tables.h"
 
 namespace weft::control::cluster {
@@ -40,7 +40,7 @@ inline constexpr const char* kRangesTable = "ranges";
 
 struct HeldRange {
   std::string space;
-  ipam::Range range;
+  network::ipam::Range range;
   std::string holder;
 };
 
@@ -56,8 +56,8 @@ class RangeOwnership {
 
   bool known(const std::string& space) const;
   std::vector<HeldRange> ranges(const std::string& space) const;
-  ipam::RangeSet held_by(const std::string& space, const std::string& node) const;
-  ipam::RangeSet held_locally(const std::string& space) const { return held_by(space, tables_.local_node()); }
+  network::ipam::RangeSet held_by(const std::string& space, const std::string& node) const;
+  network::ipam::RangeSet held_locally(const std::string& space) const { return held_by(space, tables_.local_node()); }
   // The peer to ask for a donation: of the holders `eligible` accepts (live
   // peers), the one holding the most numbers.
   std::optional<std::string> richest_holder(const std::string& space,
@@ -66,7 +66,7 @@ class RangeOwnership {
   // Takes a whole space nobody holds yet (the node that made the cluster, or
   // the creator of a network). Returns the entries to broadcast, already
   // persisted; empty when the space is already held.
-  std::vector<tables::TableEntry> claim(const std::string& space, const ipam::Range& whole);
+  std::vector<tables::TableEntry> claim(const std::string& space, const network::ipam::Range& whole);
 
   // Gives `to` the bottom of the largest stretch in `free_here` (this node's
   // free numbers in `space`): `max_units` units of `unit` numbers (aligned to
@@ -75,7 +75,7 @@ class RangeOwnership {
   // whichever node asks first. Empty when there is nothing to spare. The
   // gift is persisted before it is returned (and so before it can be sent).
   std::vector<tables::TableEntry> donate(const std::string& space, const std::string& to,
-                                         const ipam::RangeSet& free_here, std::uint32_t unit = 1,
+                                         const network::ipam::RangeSet& free_here, std::uint32_t unit = 1,
                                          std::uint64_t max_units = UINT64_MAX);
 
   // A node gone for good: every range it held becomes this node's
@@ -88,13 +88,13 @@ class RangeOwnership {
   void observe(const std::optional<tables::TableEntry>& before, const std::optional<tables::TableEntry>& now);
   // What the allocators may hand out of `space`: the ranges held here, after
   // persisting any unsaved change observed. Throws when that fails.
-  ipam::RangeSet usable(const std::string& space);
+  network::ipam::RangeSet usable(const std::string& space);
   // The tables were just loaded from disk: what they hold is already saved.
   void mark_saved() { unsaved_ = false; }
   bool unsaved() const { return unsaved_; }
 
  private:
-  tables::TableEntry entry(const std::string& space, const ipam::Range& range, const std::string& holder,
+  tables::TableEntry entry(const std::string& space, const network::ipam::Range& range, const std::string& holder,
                            std::uint64_t lamport) const;
   // Persists the ranges table with `planned` (this node's next writes) in
   // it, then applies them: write-ahead.

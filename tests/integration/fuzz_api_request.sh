@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer run over the local API's request handling (routing, body
 # parsing, name validation) against in-memory fakes, no kernel: builds the
-# target with clang and fuzzes for a fixed time. A crash, a sanitizer report
+# CMake target with clang (it links weft_api, in a build dir of its own, see
+# scripts/lib/fuzz_build.sh) and fuzzes for a fixed time. A crash, a sanitizer report
 # or a broken invariant (malformed response, unvalidated input reaching a
 # service) fails the test.
 set -euo pipefail
@@ -9,12 +10,8 @@ src=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 seconds=${WEFT_FUZZ_SECONDS:-45}
 work=$(mktemp -d /tmp/weft-fuzz-api.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-command -v clang++ >/dev/null || { echo "clang++ missing: run scripts/setup" >&2; exit 1; }
-cd "$src"
-clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-  fuzz/api_request_fuzz.cpp control/api_routes.cpp control/api_json.cpp control/api_swarm.cpp control/names.cpp \
-  dataplane/address.cpp \
-  -lfmt -lboost_system -o "$work/api_request_fuzz"
+source "$src/scripts/lib/fuzz_build.sh"
+fuzzer=$(fuzz_build api_request_fuzz)
 
 # Seeds: one request per route, so the run starts from bodies that parse.
 # The first byte picks the method: 0 GET, 1 POST, 2 DELETE, 3 HEAD.
@@ -34,7 +31,7 @@ seed '\x01/swarm/join\n{"JoinToken": "WEFT-1-abc-0123", "RemoteAddrs": ["192.0.2
 seed '\x00/nodes/node1'
 seed '\x03/_ping'
 
-"$work/api_request_fuzz" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+"$fuzzer" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
   -artifact_prefix="$work/" "$work/corpus" 2> "$work/log" || {
   tail -40 "$work/log"
   for f in "$work"/crash-* "$work"/timeout-* "$work"/oom-*; do [[ -e $f ]] && { echo "input: $f"; head -c 300 "$f" | od -c | head -20; }; done

@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "control/api_routes.h"
-#include "control/names.h"
+#include "control/api/routes.h"
+#include "control/model/names.h"
 #include "tests/unit/fake_network_service.h"
 #include "tools/api_client.h"
 #include "tools/cli_table.h"

@@ -15,12 +15,12 @@
 #include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
 
-#include "control/api_scheduler.h"
-#include "control/api_server.h"
+#include "control/api/scheduler.h"
+#include "control/api/server.h"
 #include "tests/unit/fake_network_service.h"
 #include "tools/api_client.h"
 
-namespace weft::control {
+namespace weft::control::api {
 namespace {
 
 namespace asio = boost::asio;
@@ -354,4 +354,4 @@ TEST(ApiWorkloadTest, RoutesSayWhatTheyNeed) {
 }
 
 }  // namespace
-}  // namespace weft::control
+}  // namespace weft::control::api

@@ -1,4 +1,4 @@
-#include "control/api_routes.h"
+#include "control/api/routes.h"
 
 #include <stdexcept>
 #include <string>
@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "control/api_json.h"
+#include "control/api/json.h"
 #include "tests/unit/fake_network_service.h"
 
 namespace weft::control::api {

@@ -22,11 +22,11 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "control/api_server.h"
+#include "control/api/server.h"
 #include "tests/unit/fake_network_service.h"
 #include "tools/api_client.h"
 
-namespace weft::control {
+namespace weft::control::api {
 namespace {
 
 namespace asio = boost::asio;
@@ -244,4 +244,4 @@ TEST_F(ApiServerLimitsTest, RunningOutOfDescriptorsIsLoggedSparsely) {
 }
 
 }  // namespace
-}  // namespace weft::control
+}  // namespace weft::control::api

@@ -1,5 +1,5 @@
 // ApiServer on a real unix socket, driven through the CLI's ApiClient.
-#include "control/api_server.h"
+#include "control/api/server.h"
 
 #include <sys/stat.h>
 
@@ -21,7 +21,7 @@
 #include "tests/unit/fake_network_service.h"
 #include "tools/api_client.h"
 
-namespace weft::control {
+namespace weft::control::api {
 namespace {
 
 namespace asio = boost::asio;
@@ -292,4 +292,4 @@ TEST(ApiClientTest, ErrorMessagePrefersTheAgentsMessage) {
 }
 
 }  // namespace
-}  // namespace weft::control
+}  // namespace weft::control::api

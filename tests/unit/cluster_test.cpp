@@ -28,7 +28,7 @@ using namespace std::chrono_literals;
 // answers from what the test set. Called on the cluster's gossip thread.
 class FakeNodeNetworks final : public NodeNetworks {
  public:
-  void attach_cluster(ClusterLink* link) override {
+  void attach_cluster(network::ClusterLink* link) override {
     std::lock_guard lock(mu_);
     link_ = link;
   }
@@ -56,7 +56,7 @@ class FakeNodeNetworks final : public NodeNetworks {
     std::lock_guard lock(mu_);
     networks_.erase(id);
   }
-  void apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep) override {
+  void apply_remote_endpoint(const Endpoint& endpoint, network::ipam::Ipv4 vtep) override {
     std::lock_guard lock(mu_);
     remote_endpoints_[endpoint.id] = vtep.str();
   }
@@ -65,18 +65,18 @@ class FakeNodeNetworks final : public NodeNetworks {
     remote_endpoints_.erase(id);
     ++forgotten_endpoints_;
   }
-  void set_owned(const std::string& space, const ipam::RangeSet& owned) override {
+  void set_owned(const std::string& space, const network::ipam::RangeSet& owned) override {
     std::lock_guard lock(mu_);
     owned_[space] = owned;
   }
   // Nothing is handed out here: everything owned is free.
   void give_away(const std::string& space,
-                 const std::function<ipam::RangeSet(const ipam::RangeSet& free)>& give) override {
+                 const std::function<network::ipam::RangeSet(const network::ipam::RangeSet& free)>& give) override {
     std::lock_guard lock(mu_);
     auto it = owned_.find(space);
-    owned_[space] = give(it == owned_.end() ? ipam::RangeSet{} : it->second);
+    owned_[space] = give(it == owned_.end() ? network::ipam::RangeSet{} : it->second);
   }
-  ipam::Cidr address_pool() override { return *ipam::Cidr::parse("10.0.0.0/8"); }
+  network::ipam::Cidr address_pool() override { return *network::ipam::Cidr::parse("10.0.0.0/8"); }
 
   // --- the test's side ---
   void set_local(std::vector<Network> networks, std::vector<Endpoint> endpoints) {
@@ -101,21 +101,21 @@ class FakeNodeNetworks final : public NodeNetworks {
     std::lock_guard lock(mu_);
     return forgotten_endpoints_;
   }
-  ipam::RangeSet owned(const std::string& space) {
+  network::ipam::RangeSet owned(const std::string& space) {
     std::lock_guard lock(mu_);
     auto it = owned_.find(space);
-    return it == owned_.end() ? ipam::RangeSet{} : it->second;
+    return it == owned_.end() ? network::ipam::RangeSet{} : it->second;
   }
 
  private:
   std::mutex mu_;
-  ClusterLink* link_ = nullptr;
+  network::ClusterLink* link_ = nullptr;
   std::vector<Network> local_networks_;
   std::vector<Endpoint> local_endpoints_;
   std::map<std::string, Network> networks_;
   std::map<std::string, std::string> remote_endpoints_;  // id -> vtep
   int forgotten_endpoints_ = 0;
-  std::map<std::string, ipam::RangeSet> owned_;
+  std::map<std::string, network::ipam::RangeSet> owned_;
 };
 
 // One agent's cluster layer: its fake networks, state directory and Cluster,
@@ -301,13 +301,13 @@ TEST_F(ClusterTest, SwarmCommandsFollowTheJoinLeaveStateMachine) {
 TEST_F(ClusterTest, NetworkReachesThePeerWhichAsksItsCreatorForAddresses) {
   auto [a, b] = form_two();
   // The whole pool and VNI range are node0's, which made the swarm.
-  EXPECT_EQ(a->networks.owned(kPoolSpace).size(), 1u << 24);
-  EXPECT_TRUE(b->networks.owned(kPoolSpace).empty());
+  EXPECT_EQ(a->networks.owned(network::kPoolSpace).size(), 1u << 24);
+  EXPECT_TRUE(b->networks.owned(network::kPoolSpace).empty());
 
   // node0 creates a network (as its NetworkManager would: claim, publish).
   const auto net = network(hex_id('a'), "node0");
-  const auto space = network_space(net.id);
-  a->cluster->claim_space(space, ipam::Range{*ipam::Ipv4::parse("10.0.7.2"), *ipam::Ipv4::parse("10.0.7.254")});
+  const auto space = network::network_space(net.id);
+  a->cluster->claim_space(space, network::ipam::Range{*network::ipam::Ipv4::parse("10.0.7.2"), *network::ipam::Ipv4::parse("10.0.7.254")});
   a->cluster->publish_network(net);
   ASSERT_TRUE(eventually([&] { return b->networks.knows_network(net.id); }));
   // node1 holds none of its addresses, so it asks node0 at once (a range
@@ -318,13 +318,13 @@ TEST_F(ClusterTest, NetworkReachesThePeerWhichAsksItsCreatorForAddresses) {
   for (const auto& r : got.ranges()) EXPECT_FALSE(a->networks.owned(space).contains(r.first));
 
   // A request for part of the pool, in /24s: node0 gives whole units.
-  b->cluster->request_range(kPoolSpace, 256);
-  ASSERT_TRUE(eventually([&] { return !b->networks.owned(kPoolSpace).empty(); }));
-  const auto given = b->networks.owned(kPoolSpace);
+  b->cluster->request_range(network::kPoolSpace, 256);
+  ASSERT_TRUE(eventually([&] { return !b->networks.owned(network::kPoolSpace).empty(); }));
+  const auto given = b->networks.owned(network::kPoolSpace);
   EXPECT_EQ(given.size() % 256, 0u);
   EXPECT_EQ(given.ranges().front().first.value % 256, 0u);
-  ASSERT_TRUE(eventually([&] { return a->networks.owned(kPoolSpace).size() + given.size() == 1u << 24; }));
-  EXPECT_FALSE(a->networks.owned(kPoolSpace).contains(given.ranges().front().first));
+  ASSERT_TRUE(eventually([&] { return a->networks.owned(network::kPoolSpace).size() + given.size() == 1u << 24; }));
+  EXPECT_FALSE(a->networks.owned(network::kPoolSpace).contains(given.ranges().front().first));
 
   // Withdrawn on node0, gone on node1.
   a->cluster->withdraw_network(net.id);
@@ -380,17 +380,17 @@ TEST_F(ClusterTest, RestartedNodeDeletesEndpointsDetachedWhileItWasDown) {
 
 TEST_F(ClusterTest, RemovedNodesRangesBecomeTheLocalNodes) {
   auto [a, b] = form_two();
-  b->cluster->request_range(kVniSpace, 1);
-  ASSERT_TRUE(eventually([&] { return !b->networks.owned(kVniSpace).empty(); }));
-  const auto given = b->networks.owned(kVniSpace);
-  ASSERT_TRUE(eventually([&] { return !a->networks.owned(kVniSpace).contains(given.ranges().front().first); }));
+  b->cluster->request_range(network::kVniSpace, 1);
+  ASSERT_TRUE(eventually([&] { return !b->networks.owned(network::kVniSpace).empty(); }));
+  const auto given = b->networks.owned(network::kVniSpace);
+  ASSERT_TRUE(eventually([&] { return !a->networks.owned(network::kVniSpace).contains(given.ranges().front().first); }));
 
   b->stop();
   ASSERT_TRUE(eventually([&] { return a->status_of("node1") == "down"; }));
   a->cluster->remove_node("node1");
   EXPECT_FALSE(a->node("node1"));  // no longer listed
-  EXPECT_TRUE(eventually([&] { return a->networks.owned(kVniSpace).contains(given.ranges().front()); }));
-  EXPECT_EQ(a->networks.owned(kVniSpace).size(), (1u << 24) - 4096);
+  EXPECT_TRUE(eventually([&] { return a->networks.owned(network::kVniSpace).contains(given.ranges().front()); }));
+  EXPECT_EQ(a->networks.owned(network::kVniSpace).size(), (1u << 24) - 4096);
 }
 
 }  // namespace

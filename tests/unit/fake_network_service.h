@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "control/model.h"
+#include "control/model/model.h"
 
 namespace weft::control::test_support {
 
@@ -38,8 +38,8 @@ class FakeNetworkService : public NetworkService {
     network.id = make_id(n);
     network.name = spec.name;
     network.driver = spec.driver;
-    network.subnet = parsed<ipam::Cidr>("subnet", spec.subnet.value_or(fmt::format("10.0.{}.0/24", n)));
-    network.gateway = parsed<ipam::Ipv4>("gateway", spec.gateway.value_or(fmt::format("10.0.{}.1", n)));
+    network.subnet = parsed<dataplane::Cidr>("subnet", spec.subnet.value_or(fmt::format("10.0.{}.0/24", n)));
+    network.gateway = parsed<dataplane::Ipv4>("gateway", spec.gateway.value_or(fmt::format("10.0.{}.1", n)));
     network.vni = 4096 + n;
     network.attachable = spec.attachable;
     network.created = "2024-05-01T12:00:00Z";
@@ -76,7 +76,7 @@ class FakeNetworkService : public NetworkService {
     endpoint.network_name = network.name;
     endpoint.netns = request.netns;
     endpoint.ifname = "eth0";
-    endpoint.ip = parsed<ipam::Ipv4>("IPv4 address", request.ip.value_or(fmt::format("10.0.0.{}", n + 1)));
+    endpoint.ip = parsed<dataplane::Ipv4>("IPv4 address", request.ip.value_or(fmt::format("10.0.0.{}", n + 1)));
     endpoint.prefix_len = 24;
     endpoint.mac = parsed<dataplane::MacAddress>("MAC address", fmt::format("02:42:0a:00:00:{:02x}", n + 1));
     endpoint.node = "node-1";

@@ -1,4 +1,4 @@
-#include "control/ipam.h"
+#include "control/network/ipam.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace weft::control::ipam {
+namespace weft::control::network::ipam {
 namespace {
 
 using ::testing::ElementsAre;
@@ -733,4 +733,4 @@ TEST(SubnetPool, SubnetSizeEqualToPool) {
 }
 
 }  // namespace
-}  // namespace weft::control::ipam
+}  // namespace weft::control::network::ipam

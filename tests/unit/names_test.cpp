@@ -1,4 +1,4 @@
-#include "control/names.h"
+#include "control/model/names.h"
 
 #include <chrono>
 #include <string>
@@ -6,7 +6,7 @@
 
 #include <gtest/gtest.h>
 
-#include "control/model.h"
+#include "control/model/model.h"
 
 namespace weft::control::names {
 namespace {

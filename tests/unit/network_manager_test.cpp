@@ -15,16 +15,16 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "control/network_manager.h"
-#include "control/record_json.h"
-#include "control/state_file.h"
+#include "control/network/network_manager.h"
+#include "control/model/record_json.h"
+#include "control/network/state_file.h"
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
 #include "dataplane/overlay.h"
 #include "tests/support/addresses.h"
 #include "tests/support/scratch_netns.h"
 
-namespace weft::control {
+namespace weft::control::network {
 namespace {
 namespace dp = weft::dataplane;
 namespace fs = std::filesystem;
@@ -421,9 +421,9 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
 }
 
 }  // namespace
-}  // namespace weft::control
+}  // namespace weft::control::network
 
-namespace weft::control {
+namespace weft::control::network {
 namespace {
 
 // The state file keeps addresses as text; one that does not parse makes the
@@ -448,4 +448,4 @@ TEST_F(NetworkManagerTest, StateFileWithMalformedAddressIsCorrupt) {
 }
 
 }  // namespace
-}  // namespace weft::control
+}  // namespace weft::control::network

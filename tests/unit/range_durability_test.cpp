@@ -12,9 +12,9 @@
 namespace weft::control::cluster {
 namespace {
 
-using ipam::Ipv4;
-using ipam::Range;
-using ipam::RangeSet;
+using network::ipam::Ipv4;
+using network::ipam::Range;
+using network::ipam::RangeSet;
 using tables::ReplicatedTables;
 using tables::TableEntry;
 

@@ -5,9 +5,9 @@
 namespace weft::control::cluster {
 namespace {
 
-using ipam::Ipv4;
-using ipam::Range;
-using ipam::RangeSet;
+using network::ipam::Ipv4;
+using network::ipam::Range;
+using network::ipam::RangeSet;
 using tables::ReplicatedTables;
 
 Range r(std::uint32_t a, std::uint32_t b) { return Range{Ipv4{a}, Ipv4{b}}; }

@@ -1,13 +1,13 @@
 // The JSON edge of the typed model: addresses are values inside, and the same
 // strings as ever in the stored records (state file, gossip) and in the API.
-#include "control/record_json.h"
+#include "control/model/record_json.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "control/api_json.h"
-#include "control/ids.h"
+#include "control/api/json.h"
+#include "control/model/ids.h"
 #include "tests/support/addresses.h"
 
 namespace weft::control {

@@ -1,4 +1,4 @@
-#include "control/state_file.h"
+#include "control/network/state_file.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,7 +15,7 @@
 #include <system_error>
 #include <vector>
 
-namespace weft::control {
+namespace weft::control::network {
 namespace {
 
 namespace fs = std::filesystem;
@@ -214,4 +214,4 @@ TEST_F(StateFileTest, UnsyncedReplaceIsAtomicAndLeavesNoTempFile) {
 }
 
 }  // namespace
-}  // namespace weft::control
+}  // namespace weft::control::network

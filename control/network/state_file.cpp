@@ -1,4 +1,4 @@
-#include "control/state_file.h"
+#include "control/network/state_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 #include <system_error>
 #include <utility>
 
-namespace weft::control {
+namespace weft::control::network {
 
 namespace {
 
@@ -219,4 +219,4 @@ std::optional<std::string> read_file(const std::filesystem::path& path) {
   }
 }
 
-}  // namespace weft::control
+}  // namespace weft::control::network

@@ -1,10 +1,10 @@
-#include "control/api_json.h"
+#include "control/api/json.h"
 
 #include <optional>
 #include <string>
 #include <utility>
 
-#include "control/names.h"
+#include "control/model/names.h"
 
 namespace weft::control {
 
@@ -114,7 +114,7 @@ std::string mac_text(const Endpoint& endpoint) {
 
 void to_json(json& j, const Network& network) {
   json ipam_configs = json::array();
-  if (network.gateway != ipam::Ipv4{}) {  // see Network::gateway
+  if (network.gateway != dataplane::Ipv4{}) {  // see Network::gateway
     ipam_configs.push_back(json{{"Subnet", network.subnet.str()}, {"Gateway", network.gateway.str()}});
   }
   j = json{
@@ -148,7 +148,7 @@ void to_json(json& j, const Endpoint& endpoint) {
 namespace api {
 
 std::string ipv4_with_prefix(const Endpoint& endpoint) {
-  if (endpoint.ip == ipam::Ipv4{}) return "";  // see Endpoint::ip
+  if (endpoint.ip == dataplane::Ipv4{}) return "";  // see Endpoint::ip
   return endpoint.ip.str() + "/" + std::to_string(endpoint.prefix_len);
 }
 

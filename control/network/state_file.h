@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace weft::control {
+namespace weft::control::network {
 
 // Atomically replaces `path` with `content`: write to a temp file in the same
 // dir, fsync it, rename over, fsync the dir. Creates parent dirs (mode 0700).
@@ -35,4 +35,4 @@ std::vector<std::string> remove_leftover_temp_files(const std::filesystem::path&
 // std::system_error on other errors.
 std::optional<std::string> read_file(const std::filesystem::path& path);
 
-}  // namespace weft::control
+}  // namespace weft::control::network

@@ -10,12 +10,12 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include "control/model.h"
-#include "control/swarm_model.h"
+#include "control/model/model.h"
+#include "control/model/swarm_model.h"
 
 namespace weft::control::api {
 
-inline constexpr std::string_view kWeftVersion = "0.1.0";
+inline constexpr std::string_view kWeftVersion = WEFT_VERSION;  // project(VERSION), see CMakeLists.txt
 inline constexpr std::string_view kApiVersion = "1.0";
 
 namespace http = boost::beast::http;
@@ -40,7 +40,7 @@ inline Response handle_request(const Request& request, NetworkService& service) 
 }
 
 // What answering a request involves, so that the transport can run it where
-// it holds up nobody else (see api_server.h).
+// it holds up nobody else (see server.h).
 enum class Workload {
   // Touches no service: _ping, /version, and every error the router answers
   // itself (404, 405, malformed path). Microseconds.

@@ -1,4 +1,4 @@
-#include "control/ids.h"
+#include "control/model/ids.h"
 
 #include <openssl/rand.h>
 

@@ -47,7 +47,7 @@ struct SwarmInfo {
 };
 
 // Implemented by the agent's cluster layer; API tests use a fake. Errors are
-// ApiError (control/model.h).
+// ApiError (control/model/model.h).
 class SwarmService {
  public:
   virtual ~SwarmService() = default;

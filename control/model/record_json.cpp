@@ -1,4 +1,4 @@
-#include "control/record_json.h"
+#include "control/model/record_json.h"
 
 #include <optional>
 #include <string>
@@ -31,8 +31,8 @@ Network network_from_record(const json& j) {
   n.id = j.at("id").get<std::string>();
   n.name = j.at("name").get<std::string>();
   n.driver = j.at("driver").get<std::string>();
-  n.subnet = parsed_field(j, "subnet", ipam::Cidr::parse);
-  n.gateway = parsed_field(j, "gateway", ipam::Ipv4::parse);
+  n.subnet = parsed_field(j, "subnet", dataplane::Cidr::parse);
+  n.gateway = parsed_field(j, "gateway", dataplane::Ipv4::parse);
   n.vni = j.at("vni").get<std::uint32_t>();
   n.attachable = j.value("attachable", false);
   n.created = j.value("created", "");
@@ -53,19 +53,19 @@ Endpoint endpoint_from_record(const json& j) {
   e.network_id = j.at("network_id").get<std::string>();
   e.netns = j.value("netns", "");
   e.ifname = j.value("ifname", "eth0");
-  e.ip = parsed_field(j, "ip", ipam::Ipv4::parse);
+  e.ip = parsed_field(j, "ip", dataplane::Ipv4::parse);
   e.prefix_len = j.at("prefix_len").get<int>();
   e.mac = parsed_field(j, "mac", dataplane::MacAddress::parse);
   e.node = j.value("node", "");
   return e;
 }
 
-json endpoint_record(const Endpoint& e, ipam::Ipv4 vtep) {
+json endpoint_record(const Endpoint& e, dataplane::Ipv4 vtep) {
   auto record = endpoint_record(e);
   record["vtep"] = vtep.str();
   return record;
 }
 
-ipam::Ipv4 vtep_from_record(const json& j) { return parsed_field(j, "vtep", ipam::Ipv4::parse); }
+dataplane::Ipv4 vtep_from_record(const json& j) { return parsed_field(j, "vtep", dataplane::Ipv4::parse); }
 
 }  // namespace weft::control

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "control/swarm_model.h"
+#include "control/model/swarm_model.h"
 
 namespace weft::control::api {
 

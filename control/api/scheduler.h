@@ -1,5 +1,5 @@
 // Which API requests may run now: admission for the API's worker pool
-// (api_server.h). Pure bookkeeping, no threads: the server calls it only on
+// (server.h). Pure bookkeeping, no threads: the server calls it only on
 // its io thread, so it needs no lock and tests drive it directly.
 #pragma once
 
@@ -8,7 +8,7 @@
 #include <functional>
 #include <utility>
 
-#include "control/api_routes.h"
+#include "control/api/routes.h"
 
 namespace weft::control::api {
 

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "control/model.h"
+#include "control/model/model.h"
 
 namespace weft::control {
 
@@ -19,7 +19,7 @@ Endpoint endpoint_from_record(const nlohmann::json& j);
 
 // An endpoint as the cluster publishes it: its record plus "vtep", the
 // underlay address of the node hosting it.
-nlohmann::json endpoint_record(const Endpoint& e, ipam::Ipv4 vtep);
-ipam::Ipv4 vtep_from_record(const nlohmann::json& j);
+nlohmann::json endpoint_record(const Endpoint& e, dataplane::Ipv4 vtep);
+dataplane::Ipv4 vtep_from_record(const nlohmann::json& j);
 
 }  // namespace weft::control

@@ -1,5 +1,5 @@
 // The agent's local API endpoint: HTTP/1.1 on a unix socket that only its
-// owner (root) may connect to. Routing lives in api_routes.h; this is the
+// owner (root) may connect to. Routing lives in routes.h; this is the
 // transport around it.
 //
 // Threading model. Sockets, connections, timers and the admission
@@ -11,9 +11,9 @@
 //   (ApiServerLimits::workers), because a handler may wait for a long time:
 //   a swarm join for up to 15 s, an attach for an address donation for up
 //   to 8 s. Which requests may run side by side is RequestScheduler's rule
-//   (api_scheduler.h): reads always start at once and never wait for a
+//   (scheduler.h): reads always start at once and never wait for a
 //   change; network changes take turns (see kNetworkChangesAtOnce in
-//   api_server.cpp) and never fill every worker, so one is always left for
+//   server.cpp) and never fill every worker, so one is always left for
 //   reads; a swarm change (init, join, leave, node rm) runs alone among the
 //   changes; changes start in arrival order, as everything did when the API
 //   had one thread. Beyond max_pending_requests admitted requests a request
@@ -41,14 +41,12 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "control/model.h"
-#include "control/swarm_model.h"
+#include "control/model/model.h"
+#include "control/model/swarm_model.h"
 
-namespace weft::control {
+namespace weft::control::api {
 
-namespace api {
-class RequestDispatcher;  // api_server.cpp
-}
+class RequestDispatcher;  // server.cpp
 
 // How much of the agent's resources API clients may hold. The agent shares
 // its descriptors with gossip sockets, netlink and namespace files, so API
@@ -107,8 +105,8 @@ class ApiServer {
   NetworkService& service_;
   SwarmService* swarm_;
   ApiServerLimits limits_;
-  std::shared_ptr<api::RequestDispatcher> dispatcher_;
+  std::shared_ptr<RequestDispatcher> dispatcher_;
   std::shared_ptr<Listener> listener_;
 };
 
-}  // namespace weft::control
+}  // namespace weft::control::api

@@ -1,9 +1,9 @@
-#include "control/ipam.h"
+#include "control/network/ipam.h"
 
 #include <algorithm>
 #include <iterator>
 
-namespace weft::control::ipam {
+namespace weft::control::network::ipam {
 
 namespace {
 
@@ -325,4 +325,4 @@ SubnetPool default_subnet_pool(std::string_view pool, int mask_length) {
   return SubnetPool(*cidr, mask_length);
 }
 
-}  // namespace weft::control::ipam
+}  // namespace weft::control::network::ipam

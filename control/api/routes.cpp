@@ -1,4 +1,4 @@
-#include "control/api_routes.h"
+#include "control/api/routes.h"
 
 #include <array>
 #include <string>
@@ -6,9 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "control/api_json.h"
-#include "control/api_swarm.h"
-#include "control/names.h"
+#include "control/api/json.h"
+#include "control/api/swarm.h"
+#include "control/model/names.h"
 
 namespace weft::control::api {
 

@@ -1,7 +1,7 @@
-#include "control/api_swarm.h"
+#include "control/api/swarm.h"
 
-#include "control/model.h"
-#include "control/names.h"
+#include "control/model/model.h"
+#include "control/model/names.h"
 
 namespace weft::control::api {
 

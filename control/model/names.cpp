@@ -1,8 +1,8 @@
-#include "control/names.h"
+#include "control/model/names.h"
 
 #include <string>
 
-#include "control/model.h"
+#include "control/model/model.h"
 
 namespace weft::control::names {
 

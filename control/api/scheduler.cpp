@@ -1,4 +1,4 @@
-#include "control/api_scheduler.h"
+#include "control/api/scheduler.h"
 
 #include <algorithm>
 

@@ -7,11 +7,11 @@
 #include <memory>
 #include <mutex>
 
-#include "control/agent_config.h"
-#include "control/ipam.h"
-#include "control/model.h"
+#include "control/network/agent_config.h"
+#include "control/network/ipam.h"
+#include "control/model/model.h"
 
-namespace weft::control {
+namespace weft::control::network {
 
 // Address spaces whose ranges nodes own in a cluster (control/cluster/).
 inline constexpr const char* kPoolSpace = "pool";
@@ -86,4 +86,4 @@ class NetworkManager final : public NetworkService {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace weft::control
+}  // namespace weft::control::network

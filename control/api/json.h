@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "control/model.h"
+#include "control/model/model.h"
 
 namespace weft::control {
 

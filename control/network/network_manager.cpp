@@ -1,4 +1,4 @@
-#include "control/network_manager.h"
+#include "control/network/network_manager.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -11,14 +11,14 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "control/ids.h"
-#include "control/record_json.h"
-#include "control/ipam.h"
-#include "control/names.h"
-#include "control/state_file.h"
+#include "control/model/ids.h"
+#include "control/model/record_json.h"
+#include "control/network/ipam.h"
+#include "control/model/names.h"
+#include "control/network/state_file.h"
 #include "dataplane/overlay.h"
 
-namespace weft::control {
+namespace weft::control::network {
 namespace fs = std::filesystem;
 namespace dp = weft::dataplane;
 using nlohmann::json;
@@ -984,4 +984,4 @@ void NetworkManager::give_away(const std::string& space,
   impl_->set_owned(space, give(impl_->free_ranges(space)));
 }
 
-}  // namespace weft::control
+}  // namespace weft::control::network

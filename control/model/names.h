@@ -6,7 +6,7 @@
 //
 // Each rule comes in two forms: `*_error` returns the reason a value is
 // refused (nullopt when it is fine), `validate_*` throws that reason as
-// ApiError(BadRequest) (control/model.h).
+// ApiError(BadRequest) (control/model/model.h).
 #pragma once
 
 #include <cstddef>

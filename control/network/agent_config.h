@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace weft::control {
+namespace weft::control::network {
 
 struct AgentConfig {
   std::string node_name;
@@ -16,4 +16,4 @@ struct AgentConfig {
   int default_addr_pool_mask_length = 24;
 };
 
-}  // namespace weft::control
+}  // namespace weft::control::network

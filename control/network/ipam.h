@@ -15,7 +15,7 @@
 
 #include "dataplane/address.h"
 
-namespace weft::control::ipam {
+namespace weft::control::network::ipam {
 
 class IpamError : public std::runtime_error {
  public:
@@ -128,4 +128,4 @@ class SubnetPool {
 // address for an endpoint next to the gateway).
 SubnetPool default_subnet_pool(std::string_view pool, int mask_length);
 
-}  // namespace weft::control::ipam
+}  // namespace weft::control::network::ipam

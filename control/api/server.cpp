@@ -1,4 +1,4 @@
-#include "control/api_server.h"
+#include "control/api/server.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -34,11 +34,11 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "control/api_json.h"
-#include "control/api_routes.h"
-#include "control/api_scheduler.h"
+#include "control/api/json.h"
+#include "control/api/routes.h"
+#include "control/api/scheduler.h"
 
-namespace weft::control {
+namespace weft::control::api {
 
 namespace {
 
@@ -170,8 +170,6 @@ local::acceptor bind_socket(asio::io_context& io, const std::string& socket_path
 
 }  // namespace
 
-namespace api {
-
 // Network changes running at once. NetworkManager holds one lock through
 // each change's kernel work and releases it only while waiting for a peer's
 // donation (after which it checks names and namespaces again), so a second
@@ -181,7 +179,7 @@ constexpr std::size_t kNetworkChangesAtOnce = 1;
 
 // Runs requests off the io thread: admits them (RequestScheduler, on the io
 // thread), runs their handlers on the worker pool and brings the responses
-// back to the io thread. See the top of api_server.h.
+// back to the io thread. See the top of server.h.
 class RequestDispatcher : public std::enable_shared_from_this<RequestDispatcher> {
  public:
   using Done = std::function<void(Response)>;
@@ -249,7 +247,6 @@ class RequestDispatcher : public std::enable_shared_from_this<RequestDispatcher>
   std::atomic<bool> stopped_ = false;
 };
 
-}  // namespace api
 
 namespace {
 
@@ -586,4 +583,4 @@ void ApiServer::stop() {
   dispatcher_.reset();
 }
 
-}  // namespace weft::control
+}  // namespace weft::control::api

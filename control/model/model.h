@@ -1,6 +1,6 @@
 // Objects the agent manages, as the API and the CLI see them. Addresses are
-// typed values here; they become text only at the JSON edge (api_json,
-// record_json). Requests keep what the user typed: the service parses it and
+// typed values here; they become text only at the JSON edge (api/json,
+// model/record_json). Requests keep what the user typed: the service parses it and
 // says what is wrong with it.
 #pragma once
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "control/ipam.h"
+#include "dataplane/address.h"
 
 namespace weft::control {
 
@@ -27,10 +27,10 @@ struct Network {
   std::string id;       // 64 hex chars, like Docker's
   std::string name;
   std::string driver;   // "overlay"
-  ipam::Cidr subnet{};
+  dataplane::Cidr subnet{};
   // Never 0.0.0.0 in a real network (that is the network address of any
   // subnet holding it): zero marks a Network that was never filled in.
-  ipam::Ipv4 gateway{};
+  dataplane::Ipv4 gateway{};
   std::uint32_t vni = 0;
   bool attachable = false;
   std::string created;  // RFC 3339
@@ -59,7 +59,7 @@ struct Endpoint {
   std::string ifname;        // inside netns, e.g. "eth0"
   // 0.0.0.0 (never an endpoint's: a network address) marks an Endpoint
   // that was never filled in.
-  ipam::Ipv4 ip{};
+  dataplane::Ipv4 ip{};
   int prefix_len = 0;        // its network's
   dataplane::MacAddress mac{};
   std::string node;

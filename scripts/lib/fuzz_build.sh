@@ -1,0 +1,26 @@
+# shellcheck shell=bash
+# Builds one libFuzzer target of fuzz/CMakeLists.txt with clang, in a build
+# dir of its own per target (so fuzz scripts that ctest runs at once do not
+# share one), and prints the program's path. Build output goes to stderr.
+#   source "$WEFT_SRC/scripts/lib/fuzz_build.sh"
+#   fuzzer=$(fuzz_build gossip_decode_fuzz)
+# WEFT_FUZZ_BUILD_DIR overrides the parent dir (default <source>/build-fuzz).
+fuzz_build() {
+  local target=$1
+  local src=${WEFT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+  local dir=${WEFT_FUZZ_BUILD_DIR:-$src/build-fuzz}/$target
+  command -v clang++ >/dev/null || { echo "clang++ missing: run scripts/setup" >&2; return 1; }
+  local launcher=()
+  if command -v ccache >/dev/null; then
+    launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+  mkdir -p "$dir"
+  (
+    flock 9
+    CC=clang CXX=clang++ cmake -S "$src" -B "$dir" -DWEFT_BUILD_FUZZ=ON -DWEFT_BUILD_BENCH=OFF \
+      -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+      "${launcher[@]}" >&2 &&
+      cmake --build "$dir" -j "${WEFT_BUILD_JOBS:-2}" --target "$target" >&2
+  ) 9>"$dir.lock" || return 1
+  echo "$dir/bin/$target"
+}
