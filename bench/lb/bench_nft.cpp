@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
     NetlinkSocket net;
     net.set_up("lo");
     net.create_bridge("br0");
-    net.add_address("br0", "10.0.0.1", 8);
+    net.add_address("br0", *weft::dataplane::Ipv4::parse("10.0.0.1"), 8);
     net.set_up("br0");
   }
   NftOptions options;

@@ -120,7 +120,7 @@ class LbNftTest : public ::testing::Test {
       NetlinkSocket net(*net_);
       net.set_up("lo");
       net.create_bridge("br0");
-      net.add_address("br0", "10.0.0.1", 24);
+      net.add_address("br0", *weft::dataplane::Ipv4::parse("10.0.0.1"), 24);
       net.set_up("br0");
     }
     disable_bridge_netfilter(*net_);
@@ -164,9 +164,9 @@ class LbNftTest : public ::testing::Test {
     net.set_up("v" + name);
     NetlinkSocket inside(ns);
     inside.set_up("lo");
-    inside.add_address("eth0", ip, 24);
+    inside.add_address("eth0", *weft::dataplane::Ipv4::parse(ip), 24);
     inside.set_up("eth0");
-    inside.replace_default_route("10.0.0.1", "eth0");
+    inside.replace_default_route(*weft::dataplane::Ipv4::parse("10.0.0.1"), "eth0");
     return path;
   }
 
