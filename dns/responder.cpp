@@ -1,0 +1,168 @@
+#include "dns/responder.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "dns/wire.h"
+
+namespace weft::dns {
+namespace {
+
+constexpr uint8_t opcode_query = 0;
+
+// "4.3.2.1.in-addr.arpa" -> 1.2.3.4
+std::optional<Ipv4> reverse_address(std::string_view name) {
+  constexpr std::string_view suffix = ".in-addr.arpa";
+  if (!name.ends_with(suffix)) return std::nullopt;
+  name.remove_suffix(suffix.size());
+  std::array<uint8_t, 4> bytes{};
+  for (int i = 3; i >= 0; --i) {
+    auto dot = name.find('.');
+    auto label = name.substr(0, dot);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(label.data(), label.data() + label.size(), value);
+    if (ec != std::errc() || end != label.data() + label.size() || label.empty() || value > 255) return std::nullopt;
+    bytes[static_cast<std::size_t>(i)] = static_cast<uint8_t>(value);
+    if (i == 0) {
+      if (dot != std::string_view::npos) return std::nullopt;
+    } else {
+      if (dot == std::string_view::npos) return std::nullopt;
+      name.remove_prefix(dot + 1);
+    }
+  }
+  return Ipv4(bytes);
+}
+
+ldns_rr* new_rr(const ldns_rdf* owner, ldns_rr_type type, uint32_t ttl) {
+  ldns_rr* rr = ldns_rr_new();
+  ldns_rr_set_owner(rr, ldns_rdf_clone(owner));
+  ldns_rr_set_type(rr, type);
+  ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
+  ldns_rr_set_ttl(rr, ttl);
+  return rr;
+}
+
+ldns_rdf* dname(const std::string& name) { return ldns_dname_new_frm_str((name + ".").c_str()); }
+
+ldns_rdf* a_rdf(Ipv4 address) {
+  auto bytes = address.to_bytes();
+  return ldns_rdf_new_frm_data(LDNS_RDF_TYPE_A, bytes.size(), bytes.data());
+}
+
+// The records of an answer, in the order they go on the wire.
+struct Records {
+  std::vector<ldns_rr*> answer;
+  std::vector<ldns_rr*> additional;
+  ~Records() {
+    for (auto* rr : answer) ldns_rr_free(rr);
+    for (auto* rr : additional) ldns_rr_free(rr);
+  }
+};
+
+}  // namespace
+
+Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std::string_view context) const {
+  Reply reply;
+  // Too short to carry an ID, or a response (answering one invites loops).
+  if (query.size() < header_size || wire_is_response(query)) return reply;
+  if (wire_opcode(query) != opcode_query) {
+    reply.kind = Reply::Kind::answer;
+    reply.wire = header_only_reply(query, LDNS_RCODE_NOTIMPL);
+    return reply;
+  }
+  PktPtr pkt = parse(query);
+  if (!pkt || ldns_pkt_qdcount(pkt.get()) != 1 || ldns_pkt_ancount(pkt.get()) != 0 ||
+      ldns_pkt_nscount(pkt.get()) != 0 || ldns_rr_list_rr_count(ldns_pkt_question(pkt.get())) != 1) {
+    reply.kind = Reply::Kind::answer;
+    reply.wire = header_only_reply(query, LDNS_RCODE_FORMERR);
+    return reply;
+  }
+  const bool edns = ldns_pkt_edns(pkt.get());
+  if (edns) {
+    reply.udp_limit = std::clamp<std::size_t>(ldns_pkt_edns_udp_size(pkt.get()), classic_udp_size,
+                                              std::max<std::size_t>(config_.max_udp_size, classic_udp_size));
+  }
+  const ldns_rr* question = ldns_rr_list_rr(ldns_pkt_question(pkt.get()), 0);
+  const ldns_rr_type qtype = ldns_rr_get_type(question);
+  const std::string name = owner_name(question);
+  if (ldns_rr_get_class(question) != LDNS_RR_CLASS_IN) {
+    reply.kind = Reply::Kind::forward;
+    return reply;
+  }
+
+  uint8_t rcode = LDNS_RCODE_NOERROR;
+  Records records;
+  const ldns_rdf* owner = ldns_rr_owner(question);
+  const auto ownership = view_.owns(context, name);
+  if (ownership == Ownership::hidden) {
+    rcode = LDNS_RCODE_NXDOMAIN;
+  } else if (ownership == Ownership::visible) {
+    if (qtype == LDNS_RR_TYPE_A || qtype == LDNS_RR_TYPE_ANY) {
+      for (auto address : view_.lookup_a(context, name)) {
+        ldns_rr* rr = new_rr(owner, LDNS_RR_TYPE_A, config_.ttl_seconds);
+        ldns_rr_push_rdf(rr, a_rdf(address));
+        records.answer.push_back(rr);
+      }
+    }
+    if (qtype == LDNS_RR_TYPE_SRV || qtype == LDNS_RR_TYPE_ANY) {
+      for (const auto& srv : view_.lookup_srv(context, name)) {
+        ldns_rdf* target = dname(srv.target);
+        if (!target) continue;
+        ldns_rr* rr = new_rr(owner, LDNS_RR_TYPE_SRV, config_.ttl_seconds);
+        ldns_rr_push_rdf(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, srv.priority));
+        ldns_rr_push_rdf(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, srv.weight));
+        ldns_rr_push_rdf(rr, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, srv.port));
+        ldns_rr_push_rdf(rr, target);
+        records.answer.push_back(rr);
+        for (auto address : view_.lookup_a(context, srv.target)) {
+          ldns_rr* glue = new_rr(target, LDNS_RR_TYPE_A, config_.ttl_seconds);
+          ldns_rr_push_rdf(glue, a_rdf(address));
+          records.additional.push_back(glue);
+        }
+      }
+    }
+    // Any other type: NOERROR with no answer, never forwarded (moby#35118).
+  } else {
+    std::optional<std::string> ptr;
+    if (qtype == LDNS_RR_TYPE_PTR) {
+      if (auto address = reverse_address(name)) ptr = view_.lookup_ptr(context, *address);
+    }
+    if (!ptr) {
+      reply.kind = Reply::Kind::forward;
+      return reply;
+    }
+    ldns_rdf* target = dname(*ptr);
+    if (target) {
+      ldns_rr* rr = new_rr(owner, LDNS_RR_TYPE_PTR, config_.ttl_seconds);
+      ldns_rr_push_rdf(rr, target);
+      records.answer.push_back(rr);
+    }
+  }
+
+  auto build = [&](bool with_records) {
+    PktPtr out(ldns_pkt_new());
+    ldns_pkt_set_id(out.get(), ldns_pkt_id(pkt.get()));
+    ldns_pkt_set_qr(out.get(), true);
+    ldns_pkt_set_aa(out.get(), true);
+    ldns_pkt_set_rd(out.get(), ldns_pkt_rd(pkt.get()));
+    ldns_pkt_set_ra(out.get(), true);
+    ldns_pkt_set_opcode(out.get(), LDNS_PACKET_QUERY);
+    ldns_pkt_set_rcode(out.get(), rcode);
+    ldns_pkt_push_rr(out.get(), LDNS_SECTION_QUESTION, ldns_rr_clone(question));
+    if (with_records) {
+      for (auto* rr : records.answer) ldns_pkt_push_rr(out.get(), LDNS_SECTION_ANSWER, ldns_rr_clone(rr));
+      for (auto* rr : records.additional) ldns_pkt_push_rr(out.get(), LDNS_SECTION_ADDITIONAL, ldns_rr_clone(rr));
+    } else {
+      ldns_pkt_set_tc(out.get(), true);
+    }
+    if (edns) ldns_pkt_set_edns_udp_size(out.get(), std::max<uint16_t>(config_.max_udp_size, classic_udp_size));
+    return encode(out.get());
+  };
+  reply.wire = build(true);
+  if (transport == Transport::udp && reply.wire.size() > reply.udp_limit) reply.wire = build(false);
+  if (reply.wire.empty()) reply.wire = header_only_reply(query, LDNS_RCODE_SERVFAIL);
+  reply.kind = Reply::Kind::answer;
+  return reply;
+}
+
+}  // namespace weft::dns
