@@ -264,3 +264,25 @@ TEST_F(DnsServerTest, TcpConnectionsAreCapped) {
 
 }  // namespace
 }  // namespace weft::dns::testing
+
+namespace weft::dns::testing {
+namespace {
+
+TEST_F(DnsServerTest, ForwardsInFlightAreBounded) {
+  asio::io_context io;
+  udp::socket silent(io, udp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));  // never answers
+  ForwarderConfig config{{silent.local_endpoint()}, std::chrono::milliseconds(1500)};
+  config.max_in_flight = 1;
+  start(config);
+  // The first waits on the silent upstream; the second is over the bound and
+  // gets SERVFAIL at once, long before the timeout.
+  EXPECT_FALSE(send_query(front_, make_query("one.example", 1), std::chrono::milliseconds(100)));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto answer = send_query(front_, make_query("two.example", 1), std::chrono::milliseconds(1000));
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(rcode_of(*answer), 2);  // SERVFAIL
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+}
+
+}  // namespace
+}  // namespace weft::dns::testing
