@@ -286,3 +286,27 @@ TEST_F(DnsServerTest, ForwardsInFlightAreBounded) {
 
 }  // namespace
 }  // namespace weft::dns::testing
+
+namespace weft::dns::testing {
+namespace {
+
+TEST_F(DnsServerTest, RemovedRecordsAndContextsStopAtOnce) {
+  start();
+  ASSERT_EQ(dig(front_, "+short client"), "10.0.1.20\n");
+  // A detach: the endpoint leaves the view; the next query no longer finds it
+  // (not ours any more, and with no upstream that is SERVFAIL).
+  view_.set_network("front", {}, {});
+  auto after = dig(front_, "client");
+  EXPECT_THAT(after, Not(HasSubstr("10.0.1.20")));
+  EXPECT_THAT(after, HasSubstr("status: SERVFAIL"));
+  // The endpoint's sockets go with its context.
+  harness_->on_loop([&] {
+    harness_->server().remove_context("ep-front");
+    return 0;
+  });
+  EXPECT_FALSE(send_query(front_, make_query("web", 1), std::chrono::milliseconds(300)));
+  EXPECT_EQ(dig(back_, "+short db"), "10.0.2.2\n");
+}
+
+}  // namespace
+}  // namespace weft::dns::testing
