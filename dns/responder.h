@@ -18,6 +18,8 @@ struct ResponderConfig {
   uint32_t ttl_seconds = 5;
   // The largest UDP answer we send whatever the client's EDNS0 size says.
   uint16_t max_udp_size = 4096;
+  // Answer plain A queries for owned names without ldns (same bytes).
+  bool fast_path = true;
 };
 
 struct Reply {
@@ -34,10 +36,14 @@ class Responder {
   Reply handle(std::span<const uint8_t> query, Transport transport, std::string_view context) const;
 
   const ResponderConfig& config() const { return config_; }
+  uint64_t fast_answers() const { return fast_answers_; }
 
  private:
+  bool fast_answer(std::span<const uint8_t> query, Transport transport, std::string_view context, Reply& reply) const;
+
   const NameView& view_;
   ResponderConfig config_;
+  mutable uint64_t fast_answers_ = 0;
 };
 
 }  // namespace weft::dns
