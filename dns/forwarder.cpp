@@ -114,39 +114,34 @@ void Forwarder::try_udp(const std::shared_ptr<Job>& job) {
   });
   job->udp_socket.async_send(asio::buffer(job->query), [](boost::system::error_code, std::size_t) {});
   job->buffer.resize(65535);
-  auto receive = std::make_shared<std::function<void()>>();
-  *receive = [this, job, attempt, alive = alive_, receive]() {
-    job->udp_socket.async_receive(
-        asio::buffer(job->buffer), [this, job, attempt, alive, receive](boost::system::error_code rec, std::size_t n) {
-          if (!*alive || job->finished || job->attempt != attempt) {
-            *receive = nullptr;  // break the cycle
-            return;
-          }
-          if (rec) {
-            // ICMP unreachable and the like: this upstream is down.
-            *receive = nullptr;
-            next_upstream(job);
-            return;
-          }
-          std::span<const uint8_t> answer(job->buffer.data(), n);
-          if (n < header_size || wire_id(answer) != job->upstream_id || !wire_is_response(answer)) {
-            (*receive)();  // not ours: keep waiting within the timeout
-            return;
-          }
-          *receive = nullptr;
-          if (wire_truncated(answer)) {
-            try_tcp(job);
-            return;
-          }
-          const auto rcode = wire_rcode(answer);
-          if (rcode == LDNS_RCODE_SERVFAIL || rcode == LDNS_RCODE_REFUSED) {
-            next_upstream(job);
-            return;
-          }
-          finish(job, std::vector<uint8_t>(answer.begin(), answer.end()));
-        });
-  };
-  (*receive)();
+  receive_udp(job, attempt);
+}
+
+void Forwarder::receive_udp(const std::shared_ptr<Job>& job, unsigned attempt) {
+  job->udp_socket.async_receive(
+      asio::buffer(job->buffer), [this, job, attempt, alive = alive_](boost::system::error_code rec, std::size_t n) {
+        if (!*alive || job->finished || job->attempt != attempt) return;
+        if (rec) {
+          // ICMP unreachable and the like: this upstream is down.
+          next_upstream(job);
+          return;
+        }
+        std::span<const uint8_t> answer(job->buffer.data(), n);
+        if (n < header_size || wire_id(answer) != job->upstream_id || !wire_is_response(answer)) {
+          receive_udp(job, attempt);  // not ours: keep waiting within the timeout
+          return;
+        }
+        if (wire_truncated(answer)) {
+          try_tcp(job);
+          return;
+        }
+        const auto rcode = wire_rcode(answer);
+        if (rcode == LDNS_RCODE_SERVFAIL || rcode == LDNS_RCODE_REFUSED) {
+          next_upstream(job);
+          return;
+        }
+        finish(job, std::vector<uint8_t>(answer.begin(), answer.end()));
+      });
 }
 
 void Forwarder::try_tcp(const std::shared_ptr<Job>& job) {

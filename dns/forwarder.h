@@ -52,6 +52,7 @@ class Forwarder {
  private:
   struct Job;
   void try_udp(const std::shared_ptr<Job>& job);
+  void receive_udp(const std::shared_ptr<Job>& job, unsigned attempt);
   void try_tcp(const std::shared_ptr<Job>& job);
   void next_upstream(const std::shared_ptr<Job>& job);
   void finish(const std::shared_ptr<Job>& job, std::vector<uint8_t> answer);
