@@ -1,0 +1,39 @@
+// weft's DNS server for the bench: 100 names x 4 A records (dnsrr services)
+// on IP:PORT, answered from a StaticNameView; no upstreams.
+//   dns_bench_server IP PORT [NAMES]
+#include <utility>  // before Boost.Asio: its awaitable.hpp uses std::exchange without it
+
+#include <boost/asio.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "dns/server.h"
+#include "dns/static_name_view.h"
+
+int main(int argc, char** argv) {
+  using namespace weft::dns;
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES]\n");
+    return 2;
+  }
+  const int names = argc > 3 ? std::atoi(argv[3]) : 100;
+  StaticNameView view;
+  std::vector<Service> services;
+  for (int i = 0; i < names; ++i) {
+    Service s{"name" + std::to_string(i), EndpointMode::dnsrr, {}, {}, {}};
+    for (uint32_t k = 1; k <= 4; ++k) s.backends.push_back(Ipv4(0x0a000000u + static_cast<uint32_t>(i) * 8 + k));
+    services.push_back(std::move(s));
+  }
+  view.set_network("bench", std::move(services), {});
+  view.set_context("bench", {"bench"});
+  boost::asio::io_context io;
+  Server server(io, view, ResponderConfig{}, ForwarderConfig{});
+  const auto address = boost::asio::ip::make_address_v4(argv[1]);
+  const auto port = static_cast<uint16_t>(std::atoi(argv[2]));
+  boost::asio::ip::udp::socket udp(io, boost::asio::ip::udp::endpoint(address, port));
+  udp.set_option(boost::asio::socket_base::receive_buffer_size(4 << 20));
+  server.add_udp(std::move(udp), "bench");
+  server.add_tcp(boost::asio::ip::tcp::acceptor(io, boost::asio::ip::tcp::endpoint(address, port)), "bench");
+  io.run();
+}
