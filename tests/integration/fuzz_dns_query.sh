@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer run over the DNS query path (responder on UDP and TCP,
 # cache key, upstream answers stored, loaded and truncated): builds the
-# target with clang and fuzzes for a fixed time, starting from a few
-# well-formed queries. A crash or sanitizer report fails the test.
+# CMake target with clang (it links weft_dns, see scripts/lib/fuzz_build.sh)
+# and fuzzes for a fixed time, starting from a few well-formed queries. A
+# crash or sanitizer report fails the test.
 set -euo pipefail
 src=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 seconds=${WEFT_FUZZ_SECONDS:-45}
 work=$(mktemp -d /tmp/weft-fuzz-dns.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-command -v clang++ >/dev/null || { echo "clang++ missing: run scripts/setup" >&2; exit 1; }
-cd "$src"
-clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
-  fuzz/dns_query_fuzz.cpp dns/*.cpp \
-  -lldns -lfmt -lspdlog -lboost_system -o "$work/dns_query_fuzz"
+source "$src/scripts/lib/fuzz_build.sh"
+fuzzer=$(fuzz_build dns_query_fuzz)
 mkdir -p "$work/corpus"
 # Seeds: A, AAAA, SRV, PTR, ANY queries, one with EDNS0, in wire form.
 python3 - "$work/corpus" <<'PY'
@@ -30,7 +28,7 @@ seeds = [q("web", 1), q("big", 1), q("big", 1, True), q("web", 28), q("_http._tc
 for i, s in enumerate(seeds):
     open(f"{sys.argv[1]}/seed{i}", "wb").write(s)
 PY
-"$work/dns_query_fuzz" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 \
+"$fuzzer" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 \
   -artifact_prefix="$work/" "$work/corpus" 2> "$work/log" || { tail -40 "$work/log"; exit 1; }
 grep -E "^Done|stat::number_of_executed_units" "$work/log" || tail -3 "$work/log"
 echo "fuzzed the DNS query path for ${seconds}s without a crash"
