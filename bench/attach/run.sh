@@ -29,6 +29,9 @@ while (($#)); do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+# shellcheck source=scripts/lib/bench_prepare.sh
+source "$WEFT_SRC/scripts/lib/bench_prepare.sh"
+bench_prepare weftd weft || { echo "run.sh: cannot build weftd/weft" >&2; exit 1; }
 CNI_PATH=${CNI_PATH:-/usr/lib/cni}
 [[ -x $CNI_PATH/bridge && -x $CNI_PATH/host-local ]] ||
   { echo "run.sh: CNI plugins not found in $CNI_PATH (scripts/setup installs containernetworking-plugins)" >&2; exit 1; }

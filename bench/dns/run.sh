@@ -6,13 +6,13 @@
 # physical limit of the machine. Then latency at a fixed rate (20k q/s).
 #   bench/dns/run.sh [SECONDS]        (default 5; WEFT_BIN overrides build/bin)
 set -euo pipefail
-src=$(cd "$(dirname "$0")/../.." && pwd)
-bin=${WEFT_BIN:-$src/build/bin}
+export WEFT_SRC=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 seconds=${1:-5}
 rate=${WEFT_DNS_BENCH_RATE:-20000}
-for p in dns_loadgen dns_echo dns_bench_server; do
-  [[ -x $bin/$p ]] || { echo "missing $bin/$p: run scripts/build -- --target dns_loadgen dns_echo dns_bench_server" >&2; exit 1; }
-done
+# shellcheck source=scripts/lib/bench_prepare.sh
+source "$WEFT_SRC/scripts/lib/bench_prepare.sh"
+bench_prepare dns_loadgen dns_echo dns_bench_server || { echo "run.sh: cannot build the DNS bench programs" >&2; exit 1; }
+bin=$WEFT_BIN
 work=$(mktemp -d /tmp/weft-dns-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }

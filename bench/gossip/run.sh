@@ -18,8 +18,8 @@
 # Full run ~5 minutes (more if a change misses a node: trials then wait for
 # anti-entropy, up to a push/pull interval + 15 s); --quick (weft N=10,100,
 # serf N=10, fewer trials, short windows) under a minute.
-# Binaries: $WEFT_BIN (default <repo>/build/bin); bench_gossip is built if
-# missing or stale (in WEFT_BIN's build tree, or with scripts/build).
+# Installs what it runs and builds bench_gossip (scripts/lib/bench_prepare.sh;
+# WEFT_BIN overrides <repo>/build/bin).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -53,35 +53,11 @@ largest=$(tr ' ' '\n' <<<"$sizes" | sort -n | tail -1)
 command -v python3 >/dev/null || { echo "run.sh: python3 is required" >&2; exit 1; }
 
 # --- binaries -------------------------------------------------------------------
-if [[ -n ${WEFT_BIN:-} ]]; then
-  bin=$WEFT_BIN
-  build_dir=$(dirname "$bin")
-  [[ -f $build_dir/CMakeCache.txt ]] || build_dir=""
-else
-  bin=$repo/build/bin
-  build_dir=$repo/build
-fi
-build_log=$(mktemp /tmp/weft-bench-gossip-build.XXXXXX)
-if [[ -n $build_dir ]]; then
-  echo "bench: building bench_gossip in $build_dir" >&2
-  if [[ -f $build_dir/CMakeCache.txt ]]; then
-    build_cmd=(cmake --build "$build_dir" -j "${WEFT_BUILD_JOBS:-2}" --target bench_gossip)
-  else
-    build_cmd=("$repo/scripts/build" -- bench_gossip)
-  fi
-  if ! "${build_cmd[@]}" >"$build_log" 2>&1; then
-    if [[ -x $bin/bench_gossip ]]; then
-      echo "bench: warning: build failed (see $build_log); using the existing $bin/bench_gossip" >&2
-    else
-      tail -n 30 "$build_log" >&2
-      echo "run.sh: cannot build bench_gossip (log: $build_log)" >&2
-      exit 1
-    fi
-  else
-    rm -f "$build_log"
-  fi
-fi
-[[ -x $bin/bench_gossip ]] || { echo "run.sh: $bin/bench_gossip not found" >&2; exit 1; }
+export WEFT_SRC=$repo
+# shellcheck source=scripts/lib/bench_prepare.sh
+source "$repo/scripts/lib/bench_prepare.sh"
+bench_prepare bench_gossip || { echo "run.sh: cannot build bench_gossip" >&2; exit 1; }
+bin=$WEFT_BIN
 have_serf=1
 command -v serf >/dev/null || have_serf=0
 

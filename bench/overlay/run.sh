@@ -63,34 +63,11 @@ done
 if ((quick)); then rounds=${rounds:-1} seconds=${seconds:-3}; else rounds=${rounds:-3} seconds=${seconds:-10}; fi
 
 ((EUID == 0)) || { echo "run.sh: must run as root (network namespaces)" >&2; exit 1; }
-command -v iperf3 >/dev/null || { echo "run.sh: iperf3 not found (apt-get install iperf3)" >&2; exit 1; }
 
-# --- binaries: build weftd and weft if missing or stale ------------------------------
-if [[ -n ${WEFT_BIN:-} ]]; then
-  build_dir=$(dirname "$WEFT_BIN")
-  [[ -f $build_dir/CMakeCache.txt ]] || build_dir=""
-else
-  export WEFT_BIN=$WEFT_SRC/build/bin
-  build_dir=$WEFT_SRC/build
-fi
-if [[ -n $build_dir ]]; then
-  build_log=$(mktemp /tmp/weft-bench-overlay-build.XXXXXX)
-  echo "bench: building weftd and weft in $build_dir" >&2
-  if [[ -f $build_dir/CMakeCache.txt ]]; then
-    build_cmd=(cmake --build "$build_dir" -j "${WEFT_BUILD_JOBS:-2}" --target weftd weft)
-  else
-    build_cmd=("$WEFT_SRC/scripts/build" -- weftd weft)
-  fi
-  if "${build_cmd[@]}" >"$build_log" 2>&1; then
-    rm -f "$build_log"
-  elif [[ -x $WEFT_BIN/weftd && -x $WEFT_BIN/weft ]]; then
-    echo "bench: warning: build failed (see $build_log); using the existing binaries in $WEFT_BIN" >&2
-  else
-    tail -n 30 "$build_log" >&2
-    echo "run.sh: cannot build weftd/weft (log: $build_log)" >&2
-    exit 1
-  fi
-fi
+# --- packages (iperf3 among them) and binaries -----------------------------------
+# shellcheck source=scripts/lib/bench_prepare.sh
+source "$WEFT_SRC/scripts/lib/bench_prepare.sh"
+bench_prepare weftd weft || { echo "run.sh: cannot build weftd/weft" >&2; exit 1; }
 
 # shellcheck source=scripts/lib/testbed.sh
 source "$WEFT_SRC/scripts/lib/testbed.sh"
