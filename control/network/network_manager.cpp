@@ -270,6 +270,17 @@ struct NetworkManager::Impl {
 
   void set_owned(const std::string& space, const ipam::RangeSet& owned);
   ipam::RangeSet free_ranges(const std::string& space) const;
+  // The namespace an attach or detach names; nullopt (and why in `error`)
+  // when it does not exist (any more).
+  static std::optional<dp::NetnsHandle> open_request_netns(const std::string& ref, std::string* error = nullptr) {
+    if (ref.empty()) bad_request("a network namespace is required (--netns NAME|PATH)");
+    try {
+      return dp::NetnsHandle::open(ref);
+    } catch (const std::system_error& e) {
+      if (error) *error = e.what();
+      return std::nullopt;
+    }
+  }
   void load_state();
   void roll_back_attaches();
   void remove_orphan_endpoints();
@@ -641,13 +652,9 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   const Network network = self.find_network(request.network);
-  if (request.netns.empty()) bad_request("a network namespace is required (--netns NAME|PATH)");
-  std::optional<dp::NetnsHandle> ns;
-  try {
-    ns = dp::NetnsHandle::open(request.netns);
-  } catch (const std::system_error& e) {
-    not_found("network namespace " + request.netns + " not found: " + e.what());
-  }
+  std::string why;
+  auto ns = self.open_request_netns(request.netns, &why);
+  if (!ns) not_found("network namespace " + request.netns + " not found: " + why);
   const std::string name = request.name.value_or(default_endpoint_name(request.netns));
   // Checked again after a wait for a donation, which releases the lock.
   const auto check_unique = [&] {
@@ -736,13 +743,8 @@ void NetworkManager::disconnect(const DetachRequest& request) {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   const Network network = self.find_network(request.network);
-  if (request.netns.empty()) bad_request("a network namespace is required (--netns NAME|PATH)");
-  std::optional<dp::NetnsHandle> ns;
-  try {
-    ns = dp::NetnsHandle::open(request.netns);
-  } catch (const std::system_error&) {
-    // A namespace that is gone can still be detached by the name it had.
-  }
+  // A namespace that is gone can still be detached by the name it had.
+  const auto ns = self.open_request_netns(request.netns);
   Endpoint* found = self.endpoint_in(network.id, request.netns, ns);
   if (!found) not_found("no endpoint of namespace " + request.netns + " on network " + network.name);
   const Endpoint e = *found;

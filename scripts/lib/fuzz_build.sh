@@ -24,3 +24,22 @@ fuzz_build() {
   ) 9>"$dir.lock" || return 1
   echo "$dir/bin/$target"
 }
+
+# fuzz_run FUZZER WORK_DIR SECONDS [LIBFUZZER_ARGS...]: fuzzes for SECONDS
+# from the corpus in WORK_DIR/corpus (created if missing), artifacts in
+# WORK_DIR; on a crash, a sanitizer report or a time-out prints the log's end
+# and the offending inputs, and fails.
+fuzz_run() {
+  local fuzzer=$1 work=$2 seconds=$3 f
+  shift 3
+  mkdir -p "$work/corpus"
+  if ! "$fuzzer" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 "$@" \
+    -artifact_prefix="$work/" "$work/corpus" 2>"$work/log"; then
+    tail -40 "$work/log"
+    for f in "$work"/crash-* "$work"/timeout-* "$work"/oom-*; do
+      [[ -e $f ]] && { echo "input: $f"; head -c 300 "$f" | od -c | head -20; }
+    done
+    return 1
+  fi
+  grep -E "^Done|stat::number_of_executed_units" "$work/log" || tail -3 "$work/log"
+}

@@ -31,11 +31,5 @@ seed '\x01/swarm/join\n{"JoinToken": "WEFT-1-abc-0123", "RemoteAddrs": ["192.0.2
 seed '\x00/nodes/node1'
 seed '\x03/_ping'
 
-"$fuzzer" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
-  -artifact_prefix="$work/" "$work/corpus" 2> "$work/log" || {
-  tail -40 "$work/log"
-  for f in "$work"/crash-* "$work"/timeout-* "$work"/oom-*; do [[ -e $f ]] && { echo "input: $f"; head -c 300 "$f" | od -c | head -20; }; done
-  exit 1
-}
-grep -E "^Done|stat::number_of_executed_units" "$work/log" || tail -3 "$work/log"
+fuzz_run "$fuzzer" "$work" "$seconds" -timeout=10
 echo "fuzzed API request handling for ${seconds}s without a crash"

@@ -28,7 +28,5 @@ seeds = [q("web", 1), q("big", 1), q("big", 1, True), q("web", 28), q("_http._tc
 for i, s in enumerate(seeds):
     open(f"{sys.argv[1]}/seed{i}", "wb").write(s)
 PY
-"$fuzzer" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 \
-  -artifact_prefix="$work/" "$work/corpus" 2> "$work/log" || { tail -40 "$work/log"; exit 1; }
-grep -E "^Done|stat::number_of_executed_units" "$work/log" || tail -3 "$work/log"
+fuzz_run "$fuzzer" "$work" "$seconds"
 echo "fuzzed the DNS query path for ${seconds}s without a crash"

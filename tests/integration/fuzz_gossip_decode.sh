@@ -11,8 +11,5 @@ work=$(mktemp -d /tmp/weft-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 source "$src/scripts/lib/fuzz_build.sh"
 fuzzer=$(fuzz_build gossip_decode_fuzz)
-mkdir -p "$work/corpus"
-"$fuzzer" -max_len=4096 -max_total_time="$seconds" -rss_limit_mb=2048 \
-  -artifact_prefix="$work/" "$work/corpus" 2> "$work/log" || { tail -40 "$work/log"; exit 1; }
-grep -E "^Done|stat::number_of_executed_units" "$work/log" || tail -3 "$work/log"
+fuzz_run "$fuzzer" "$work" "$seconds"
 echo "fuzzed gossip decoders for ${seconds}s without a crash"
