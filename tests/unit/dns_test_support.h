@@ -71,14 +71,26 @@ class ServerHarness {
     if (thread_.joinable()) thread_.join();
   }
   // Listens on 127.0.0.1 (UDP and TCP, same port) for the context.
+  // The UDP port is the kernel's pick; the same TCP port may be taken (by a
+  // parallel test's connection, say): then another pick.
   uint16_t listen(const std::string& context) {
     const auto address = asio::ip::make_address_v4("127.0.0.1");
-    udp::socket u(io_, udp::endpoint(address, 0));
-    const uint16_t port = u.local_endpoint().port();
-    tcp::acceptor t(io_, tcp::endpoint(address, port));
-    server_->add_udp(std::move(u), context);
-    server_->add_tcp(std::move(t), context);
-    return port;
+    for (int attempt = 0;; ++attempt) {
+      udp::socket u(io_, udp::endpoint(address, 0));
+      const uint16_t port = u.local_endpoint().port();
+      tcp::acceptor t(io_);
+      boost::system::error_code ec;
+      t.open(tcp::v4(), ec);
+      if (!ec) t.bind(tcp::endpoint(address, port), ec);
+      if (!ec) t.listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        if (attempt < 50) continue;
+        throw boost::system::system_error(ec, "bind a TCP port beside the UDP one");
+      }
+      server_->add_udp(std::move(u), context);
+      server_->add_tcp(std::move(t), context);
+      return port;
+    }
   }
   void start() {
     thread_ = std::thread([this] { io_.run(); });
