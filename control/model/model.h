@@ -43,12 +43,23 @@ struct AttachRequest {
   std::string netns;    // a name under /run/netns or a path (/proc/PID/ns/net)
   std::optional<std::string> name{};
   std::optional<std::string> ip{};
+  // Makes the endpoint a backend of this service (name, id or unique
+  // prefix); the service must be on the network.
+  std::optional<std::string> service{};
 };
 
 struct DetachRequest {
   std::string network;
   std::string netns;
+  // With a drain time, a service backend first stops getting new
+  // connections while its open ones go on; the endpoint goes once they are
+  // closed or the time is up (the request returns at once).
+  std::optional<std::uint32_t> drain_seconds{};
 };
+
+// A service backend's state in the load balancer: active ones get new
+// connections; draining ones only keep theirs.
+enum class BackendState : std::uint8_t { active, draining };
 
 struct Endpoint {
   std::string id;            // 64 hex chars
@@ -63,6 +74,11 @@ struct Endpoint {
   int prefix_len = 0;        // its network's
   dataplane::MacAddress mac{};
   std::string node;
+  // The service this endpoint is a backend of (its id); empty: none.
+  std::string service_id;
+  BackendState backend_state = BackendState::active;
+  // While draining: when the endpoint goes (RFC 3339, UTC).
+  std::string drain_until;
 };
 
 // An error the API reports to its client with an HTTP status.

@@ -1,0 +1,111 @@
+// Services as the API, the CLI, the cluster and the load balancer see them:
+// `weft service ...`, modelled on Docker's services. A service has one VIP
+// per network (endpoint mode vip) or none (dnsrr); its backends are the
+// endpoints attached with `--service` (control/model/model.h Endpoint::service_id),
+// on any node. Addresses are typed; text only at the JSON edge.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/model/model.h"
+#include "dataplane/address.h"
+
+namespace weft::control {
+
+enum class EndpointMode : std::uint8_t { vip, dnsrr };
+enum class PortProtocol : std::uint8_t { tcp = 6, udp = 17 };
+
+struct PublishedPort {
+  std::uint16_t port = 0;  // 1..65535
+  PortProtocol protocol = PortProtocol::tcp;
+  auto operator<=>(const PublishedPort&) const = default;
+};
+
+// What a user asks for with `weft service create`; kept as typed, the
+// service manager parses it and says what is wrong with it.
+struct ServiceSpec {
+  std::string name;
+  std::vector<std::string> networks;         // names, ids or unique id prefixes; at least one
+  std::optional<std::string> endpoint_mode;  // "vip" (default) or "dnsrr"
+  std::vector<std::string> ports;            // "6379", "6379/tcp", "53/udp"
+};
+
+struct ServiceVip {
+  std::string network_id;
+  dataplane::Ipv4 addr{};
+  int prefix_len = 0;  // its network's: "10.0.0.2/24" at the JSON edge
+};
+
+struct Service {
+  std::string id;  // 64 hex chars, like Docker's
+  std::string name;
+  EndpointMode mode = EndpointMode::vip;
+  std::vector<PublishedPort> ports;
+  std::vector<std::string> network_ids;
+  std::vector<ServiceVip> vips;  // one per network in vip mode, none in dnsrr
+  std::string created;           // RFC 3339
+  std::string node;              // node that created (owns) it
+  // The tasks issue adds: command, replicas, restart condition.
+};
+
+// Per-backend counters, as the load balancer's maps hold them (summed over
+// CPUs). Only the node whose programs saw the flows counts them; the
+// inspecting node shows its own view.
+struct BackendCounters {
+  std::uint64_t connections = 0;
+  std::uint64_t packets = 0;  // client -> backend
+  std::uint64_t bytes = 0;
+};
+
+// One backend of a service: an endpoint attached with --service.
+struct ServiceBackendInfo {
+  std::string endpoint_id;
+  std::string endpoint_name;
+  std::string network_id;
+  dataplane::Ipv4 ip{};
+  std::string node;
+  BackendState state = BackendState::active;
+  std::optional<BackendCounters> counters{};  // nullopt: no load balancer here
+};
+
+struct ServiceDetail {
+  Service service;
+  std::vector<ServiceBackendInfo> backends;
+};
+
+// `weft lb lookup SERVICE --src IP:PORT --dport N [--proto tcp|udp] [--network NET]`
+struct LbLookupRequest {
+  std::string service;                 // name, id or unique prefix
+  std::optional<std::string> network;  // needed when the service has several
+  std::string src;                     // "IP:PORT" as typed
+  std::string dport;                   // as typed
+  std::optional<std::string> proto;    // "tcp" (default) or "udp"
+};
+
+struct LbLookupResult {
+  std::string service_id;
+  std::string network_id;
+  dataplane::Ipv4 vip{};
+  std::string backend_endpoint_id;  // empty: no backend would get the flow
+  dataplane::Ipv4 backend_ip{};
+  std::string lb_backend;           // "ebpf" or "nftables"
+  bool deterministic = true;        // false: nftables draws at random per connection
+};
+
+// The operations behind `weft service` and `weft lb`. Implemented by the
+// agent's service manager (control/services); API tests use a fake. Errors
+// are ApiError. Safe to call from several threads.
+class ServiceApi {
+ public:
+  virtual ~ServiceApi() = default;
+  virtual Service create_service(const ServiceSpec& spec) = 0;
+  virtual std::vector<ServiceDetail> list_services() = 0;
+  virtual ServiceDetail get_service(const std::string& name_or_id) = 0;
+  virtual void remove_service(const std::string& name_or_id) = 0;
+  virtual LbLookupResult lookup(const LbLookupRequest& request) = 0;
+};
+
+}  // namespace weft::control
