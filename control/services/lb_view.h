@@ -5,8 +5,12 @@
 // data-plane side never reaches back into the managers.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "control/model/model.h"
@@ -41,6 +45,25 @@ struct LbView {
   std::vector<Endpoint> backends;      // every endpoint with a service_id, on any node
   std::vector<LbNetwork> networks;     // networks with a namespace on this node
   std::vector<LbAttachPoint> attach_points;
+};
+
+// What the service manager asks of the node's load balancer (implemented by
+// ServiceDataplane). Safe to call from several threads.
+class LbQuery {
+ public:
+  virtual ~LbQuery() = default;
+  // "ebpf" or "nftables", as `weftd --lb-backend` spells it.
+  virtual std::string_view kind() const = 0;
+  // The backend endpoint a new flow from src:sport to the service's VIP on
+  // that network, port dport, would get, from the very table the data path
+  // uses: "" when none would; nullopt when the data path draws at random
+  // per connection (nftables).
+  virtual std::optional<std::string> lookup(const std::string& service_id, const std::string& network_id,
+                                            dataplane::Ipv4 src, std::uint16_t sport, std::uint16_t dport,
+                                            PortProtocol proto) = 0;
+  // Counters per backend endpoint id of the service on that network.
+  virtual std::map<std::string, BackendCounters> counters(const std::string& service_id,
+                                                          const std::string& network_id) = 0;
 };
 
 }  // namespace weft::control::services
