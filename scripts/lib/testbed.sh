@@ -152,6 +152,8 @@ tb_agent_wait_ready() {
 }
 
 # tb_agent_start I: starts weftd in node I's namespace (not waiting).
+# TB_WEFTD_ARGS: more weftd flags for every agent (word-split), e.g.
+# "--lb-backend nftables".
 # nsenter, not `ip netns exec`: the agent must stay in the root mount
 # namespace so the bind mounts it makes under its state dir outlive it.
 tb_agent_start() {
@@ -168,6 +170,7 @@ tb_agent_start() {
       --state-dir "$dir/state" \
       --bpf-pin-dir "$(tb_pin_dir "$i")" \
       --log-level "$TB_LOG_LEVEL" \
+      ${TB_WEFTD_ARGS:-} \
       </dev/null >>"$dir/weftd.log" 2>&1 &
   echo $! >"$dir/weftd.pid"
   # No "Killed" job notice when a test kill -9s it; bash still reaps it.
