@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -81,7 +82,13 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
   if (bpf_map_lookup_elem(balancer.map_fd("lb_config"), &zero, &config) != 0) {
     throw dlb::BpfError(errno, "read map lb_config");
   }
-  const std::uint64_t now = dlb::LoadBalancer::monotonic_now_ns();
+  // The program stamps entries with bpf_ktime_get_coarse_ns, which lags the
+  // fine clock by up to a tick; an entry stamped ahead of it would look
+  // expired (now - last_seen underflows), so stamp with the same clock.
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  const std::uint64_t now =
+      static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
 
   constexpr std::uint32_t kBatchFlows = 32768;
   std::vector<lb_ct_key> keys;
