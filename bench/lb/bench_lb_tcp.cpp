@@ -21,6 +21,7 @@
 //
 //   bench_lb_tcp [--backends 4] [--parallel 16] [--seconds 3] [--warmup-ms 500]
 //                [--runs 5] [--client-cpu 0] [--server-cpu 1] [--direct-to-member 0|1]
+//                [--modes direct,direct-bpf,ebpf,nft]
 //
 // Needs root. Namespaces, bpffs and maps live in a private mount namespace
 // (private_scratch.h): nothing outlives the process, even a SIGKILL.
@@ -44,6 +45,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -73,6 +75,28 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 void on_signal(int) { g_interrupted = true; }
 
+enum class Mode { direct, direct_bpf, ebpf_vip, nft_vip };
+constexpr std::array<Mode, 4> kModes{Mode::direct, Mode::direct_bpf, Mode::ebpf_vip, Mode::nft_vip};
+const char* name_of(Mode m) {
+  switch (m) {
+    case Mode::direct: return "direct";
+    case Mode::direct_bpf: return "direct+bpf";
+    case Mode::ebpf_vip: return "ebpf VIP";
+    case Mode::nft_vip: return "nft VIP";
+  }
+  return "?";
+}
+// As --modes spells them.
+const char* mode_flag(Mode m) {
+  switch (m) {
+    case Mode::direct: return "direct";
+    case Mode::direct_bpf: return "direct-bpf";
+    case Mode::ebpf_vip: return "ebpf";
+    case Mode::nft_vip: return "nft";
+  }
+  return "?";
+}
+
 struct Options {
   std::uint32_t backends = 4;
   std::uint32_t parallel = 16;
@@ -87,6 +111,7 @@ struct Options {
   // that flow's conntrack entry (closing, 10 s) and are reverse-NATed to the
   // VIP, so the connection fails (direct+bpf stalls).
   bool direct_to_member = false;
+  std::vector<Mode> modes{kModes.begin(), kModes.end()};
 };
 
 constexpr std::uint32_t ip4(std::uint32_t a, std::uint32_t b, std::uint32_t c, std::uint32_t d) {
@@ -214,6 +239,14 @@ class Server {
     return counts;
   }
   std::string error() const { return failed_ ? error_ : std::string(); }
+  // The server thread's CPU clock (its softirq work included: the kernel
+  // here has no IRQ time accounting, so packet processing raised by its own
+  // sends is charged to it).
+  clockid_t cpu_clock() {
+    clockid_t id;
+    if (pthread_getcpuclockid(thread_.native_handle(), &id) != 0) throw std::runtime_error("pthread_getcpuclockid");
+    return id;
+  }
 
  private:
   static constexpr std::uint64_t kListenerTag = 1ULL << 40;
@@ -293,13 +326,25 @@ struct ClientResult {
   std::uint64_t slow = 0;  // took longer than 200 ms (a lost SYN: 1 s)
   double seconds = 0;
   double p50_us = 0, p99_us = 0;
+  // CPU time of the client and server threads over the measured window,
+  // per completed connection: the cost, whatever else runs on the machine.
+  double client_cpu_us = 0, server_cpu_us = 0;
+  double cpu_us_per_conn() const {
+    return completed ? (client_cpu_us + server_cpu_us) / static_cast<double>(completed) : 0;
+  }
   double per_second() const { return seconds > 0 ? static_cast<double>(completed) / seconds : 0; }
 };
 
 // `parallel` connections to dst:port, each connect -> request -> reply +
 // close by the server -> close, then a new one; from one thread in the
 // client's namespace pinned to `cpu`.
-ClientResult run_client(const dp::NetnsHandle& ns, std::uint32_t dst, const Options& opt) {
+double cpu_us(clockid_t clock) {
+  timespec ts{};
+  ::clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+ClientResult run_client(const dp::NetnsHandle& ns, std::uint32_t dst, clockid_t server_clock, const Options& opt) {
   ClientResult result;
   std::string error;
   std::thread worker([&] {
@@ -355,10 +400,20 @@ ClientResult run_client(const dp::NetnsHandle& ns, std::uint32_t dst, const Opti
       for (std::size_t i = 0; i < conns.size(); ++i) open_conn(i);
       std::array<epoll_event, 256> events;
       std::size_t open_count = conns.size();
+      enum { before_window, in_window, after_window } window = before_window;
       while (open_count > 0) {
         const int n = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), 100);
         if (n < 0 && errno != EINTR) throw_errno("epoll_wait (client)");
         const auto now = Clock::now();
+        if (window == before_window && now >= measure_from) {
+          result.client_cpu_us = -cpu_us(CLOCK_THREAD_CPUTIME_ID);
+          result.server_cpu_us = -cpu_us(server_clock);
+          window = in_window;
+        } else if (window == in_window && now >= end) {
+          result.client_cpu_us += cpu_us(CLOCK_THREAD_CPUTIME_ID);
+          result.server_cpu_us += cpu_us(server_clock);
+          window = after_window;
+        }
         for (int e = 0; e < n; ++e) {
           const auto slot = static_cast<std::size_t>(events[static_cast<std::size_t>(e)].data.u64);
           Conn& c = conns[slot];
@@ -412,18 +467,6 @@ ClientResult run_client(const dp::NetnsHandle& ns, std::uint32_t dst, const Opti
   worker.join();
   if (!error.empty()) throw std::runtime_error("client: " + error);
   return result;
-}
-
-enum class Mode { direct, direct_bpf, ebpf_vip, nft_vip };
-constexpr std::array<Mode, 4> kModes{Mode::direct, Mode::direct_bpf, Mode::ebpf_vip, Mode::nft_vip};
-const char* name_of(Mode m) {
-  switch (m) {
-    case Mode::direct: return "direct";
-    case Mode::direct_bpf: return "direct+bpf";
-    case Mode::ebpf_vip: return "ebpf VIP";
-    case Mode::nft_vip: return "nft VIP";
-  }
-  return "?";
 }
 
 double median(std::vector<double> v) {
@@ -487,10 +530,11 @@ void run(const PrivateScratch& scratch, const Options& opt) {
               loadavg().c_str());
   std::map<Mode, std::vector<double>> rates;
   std::map<Mode, std::vector<double>> p99s;
+  std::map<Mode, std::vector<double>> costs;
   for (std::uint32_t r = 0; r < opt.runs; ++r) {
-    for (std::size_t k = 0; k < kModes.size(); ++k) {
+    for (std::size_t k = 0; k < opt.modes.size(); ++k) {
       if (g_interrupted) throw std::runtime_error("interrupted");
-      const Mode mode = kModes[(k + r) % kModes.size()];
+      const Mode mode = opt.modes[(k + r) % opt.modes.size()];
       const bool bpf = mode == Mode::direct_bpf || mode == Mode::ebpf_vip;
       const std::uint32_t dst = mode == Mode::ebpf_vip  ? kEbpfVip
                                 : mode == Mode::nft_vip ? kNftVip
@@ -501,7 +545,7 @@ void run(const PrivateScratch& scratch, const Options& opt) {
       const auto stats_before = ebpf.stats();
       ClientResult result;
       try {
-        result = run_client(bed.client(), dst, opt);
+        result = run_client(bed.client(), dst, server.cpu_clock(), opt);
       } catch (...) {
         if (bpf) detach();
         throw;
@@ -543,6 +587,7 @@ void run(const PrivateScratch& scratch, const Options& opt) {
       }
       rates[mode].push_back(result.per_second());
       p99s[mode].push_back(result.p99_us);
+      costs[mode].push_back(result.cpu_us_per_conn());
       std::string shares;
       if (balanced) {
         for (std::uint64_t n : per_backend) {
@@ -551,34 +596,46 @@ void run(const PrivateScratch& scratch, const Options& opt) {
         }
         shares += " %";
       }
-      std::printf("run %u %-10s %8.0f conns/s  p50 %5.0f us  p99 %6.0f us  errors %" PRIu64 "  slow %" PRIu64 "%s\n",
-                  r + 1, name_of(mode), result.per_second(), result.p50_us, result.p99_us, result.errors, result.slow,
-                  shares.c_str());
+      std::printf("run %u %-10s %8.0f conns/s  CPU %5.1f us/conn (client %5.1f, server %5.1f)  p50 %5.0f us  p99 %6.0f us  "
+                  "errors %" PRIu64 "  slow %" PRIu64 "%s\n",
+                  r + 1, name_of(mode), result.per_second(), result.cpu_us_per_conn(),
+                  result.client_cpu_us / static_cast<double>(result.completed),
+                  result.server_cpu_us / static_cast<double>(result.completed), result.p50_us, result.p99_us,
+                  result.errors, result.slow, shares.c_str());
       std::fflush(stdout);
     }
   }
   std::printf("medians of %u runs (load average now %s):\n", opt.runs, loadavg().c_str());
-  for (Mode m : kModes) {
-    std::printf("  %-10s %8.0f conns/s  p99 %6.0f us\n", name_of(m), median(rates[m]), median(p99s[m]));
+  for (Mode m : opt.modes) {
+    std::printf("  %-10s %8.0f conns/s  CPU %5.1f us/conn  p99 %6.0f us\n", name_of(m), median(rates[m]),
+                median(costs[m]), median(p99s[m]));
   }
-  const double direct = median(rates[Mode::direct]);
-  const double ebpf_rate = median(rates[Mode::ebpf_vip]);
-  const double nft_rate = median(rates[Mode::nft_vip]);
-  std::printf("  ebpf VIP / direct     %.3f (target >= 0.95: %s)\n", ebpf_rate / direct,
-              ebpf_rate / direct >= 0.95 ? "met" : "NOT met");
-  std::printf("  ebpf VIP / nft VIP    %.3f (target > 1: %s)\n", ebpf_rate / nft_rate,
-              ebpf_rate > nft_rate ? "met" : "NOT met");
-  std::printf("  direct+bpf / direct   %.3f\n", median(rates[Mode::direct_bpf]) / direct);
-  std::printf("  nft VIP / direct      %.3f\n", nft_rate / direct);
-  // Per-run ratios (each run measures the modes back to back), less
-  // exposed to the load of other work on the machine than the medians.
-  std::vector<double> run_ratio;
-  for (std::size_t i = 0; i < rates[Mode::direct].size(); ++i) {
-    run_ratio.push_back(rates[Mode::ebpf_vip][i] / rates[Mode::direct][i]);
-  }
-  std::string list;
-  for (double v : run_ratio) list += fmt::format("{}{:.3f}", list.empty() ? "" : " ", v);
-  std::printf("  ebpf VIP / direct per run: %s (median %.3f)\n", list.c_str(), median(run_ratio));
+  // a / b by median rate, by median CPU per connection (b's cost / a's:
+  // the rate the CPUs would allow, relative; steadier than rates on a busy
+  // machine), and the median of the per-run rate ratios (each run measures
+  // the modes back to back, so load that comes and goes cancels better).
+  auto compare = [&](Mode a, Mode b, const char* target, double bound, bool strict) {
+    if (!rates.count(a) || !rates.count(b)) return;
+    const double by_rate = median(rates[a]) / median(rates[b]);
+    const double by_cpu = median(costs[b]) / median(costs[a]);
+    std::vector<double> per_run;
+    std::string list;
+    for (std::size_t i = 0; i < rates[a].size(); ++i) {
+      per_run.push_back(rates[a][i] / rates[b][i]);
+      list += fmt::format("{}{:.3f}", list.empty() ? "" : " ", per_run.back());
+    }
+    std::string verdict;
+    if (target) {
+      const bool met = strict ? by_rate > bound : by_rate >= bound;
+      verdict = fmt::format(" (target {}: {})", target, met ? "met" : "NOT met");
+    }
+    std::printf("  %-10s / %-10s %.3f by rate%s; %.3f by CPU per connection; per run %s (median %.3f)\n",
+                name_of(a), name_of(b), by_rate, verdict.c_str(), by_cpu, list.c_str(), median(per_run));
+  };
+  compare(Mode::ebpf_vip, Mode::direct, ">= 0.95", 0.95, false);
+  compare(Mode::ebpf_vip, Mode::nft_vip, "> 1", 1.0, true);
+  compare(Mode::direct_bpf, Mode::direct, nullptr, 0, false);
+  compare(Mode::nft_vip, Mode::direct, nullptr, 0, false);
   std::fflush(stdout);
 }
 
@@ -594,7 +651,16 @@ int main(int argc, char** argv) {
     }
     const std::string value = argv[++i];
     try {
-      if (arg == "--direct-to-member") {
+      if (arg == "--modes") {
+        opt.modes.clear();
+        std::stringstream list(value);
+        for (std::string item; std::getline(list, item, ',');) {
+          auto it = std::find_if(kModes.begin(), kModes.end(), [&](Mode m) { return item == mode_flag(m); });
+          if (it == kModes.end()) throw std::invalid_argument(item);
+          opt.modes.push_back(*it);
+        }
+        if (opt.modes.empty()) throw std::invalid_argument(value);
+      } else if (arg == "--direct-to-member") {
         opt.direct_to_member = value == "1" || value == "yes";
       } else if (arg == "--backends") {
         opt.backends = static_cast<std::uint32_t>(std::stoul(value));
