@@ -21,7 +21,7 @@
 //
 //   bench_lb_tcp [--backends 4] [--parallel 16] [--seconds 3] [--warmup-ms 500]
 //                [--runs 5] [--client-cpu 0] [--server-cpu 1] [--direct-to-member 0|1]
-//                [--modes direct,direct-bpf,ebpf,nft]
+//                [--modes direct,direct-bpf,ebpf,nft] [--conntrack-entries 262144]
 //
 // Needs root. Namespaces, bpffs and maps live in a private mount namespace
 // (private_scratch.h): nothing outlives the process, even a SIGKILL.
@@ -112,6 +112,7 @@ struct Options {
   // VIP, so the connection fails (direct+bpf stalls).
   bool direct_to_member = false;
   std::vector<Mode> modes{kModes.begin(), kModes.end()};
+  std::uint32_t conntrack_entries = dlb::Limits{}.conntrack_entries;
 };
 
 constexpr std::uint32_t ip4(std::uint32_t a, std::uint32_t b, std::uint32_t c, std::uint32_t d) {
@@ -499,6 +500,7 @@ void run(const PrivateScratch& scratch, const Options& opt) {
   limits.max_services = 4;
   limits.max_frontends = 4;
   limits.max_backends = opt.backends + 2;
+  limits.conntrack_entries = opt.conntrack_entries;
   dlb::LoadBalancer ebpf = dlb::LoadBalancer::open(scratch.bpffs() / "lb", limits);
   ebpf.upsert_service({kEbpfVip, kPort, dlb::Protocol::tcp}, kService);
   ebpf.set_backends(kService, backends);
@@ -525,9 +527,9 @@ void run(const PrivateScratch& scratch, const Options& opt) {
   };
 
   std::printf("bench_lb_tcp: %u backends, %u parallel connections, %.1f s per run after %u ms warm-up, %u runs; "
-              "client on CPU %d, server on CPU %d; load average %s\n",
+              "client on CPU %d, server on CPU %d; eBPF conntrack map %u entries; load average %s\n",
               opt.backends, opt.parallel, opt.seconds, opt.warmup_ms, opt.runs, opt.client_cpu, opt.server_cpu,
-              loadavg().c_str());
+              opt.conntrack_entries, loadavg().c_str());
   std::map<Mode, std::vector<double>> rates;
   std::map<Mode, std::vector<double>> p99s;
   std::map<Mode, std::vector<double>> costs;
@@ -660,6 +662,8 @@ int main(int argc, char** argv) {
           opt.modes.push_back(*it);
         }
         if (opt.modes.empty()) throw std::invalid_argument(value);
+      } else if (arg == "--conntrack-entries") {
+        opt.conntrack_entries = static_cast<std::uint32_t>(std::stoul(value));
       } else if (arg == "--direct-to-member") {
         opt.direct_to_member = value == "1" || value == "yes";
       } else if (arg == "--backends") {
