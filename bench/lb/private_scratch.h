@@ -1,9 +1,9 @@
 // A scratch directory that nothing outside the process sees and nothing
 // outlives: the process moves to a mount namespace of its own (call first
-// thing in main, before any thread starts), mounts a tmpfs on a fresh
-// /tmp/weft-bench-lb-* dir and a bpffs below it. Namespaces pinned there and
-// maps pinned on the bpffs die with the process even on SIGKILL; only the
-// empty directory can be left in /tmp then.
+// thing in main, before any thread starts), mounts a tmpfs over /tmp there
+// (the host's /tmp is neither seen nor written) and a bpffs in a
+// /tmp/weft-bench-lb-* dir on it. Namespaces pinned there and maps pinned on
+// the bpffs die with the process, even on SIGKILL.
 #pragma once
 
 #include <sched.h>
@@ -22,17 +22,16 @@ class PrivateScratch {
   explicit PrivateScratch(const std::string& tag) {
     if (::unshare(CLONE_NEWNS) != 0) fail("unshare(CLONE_NEWNS)");
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail("make / private");
+    if (::mount("tmpfs", "/tmp", "tmpfs", 0, "size=16m,mode=1777") != 0) fail("mount tmpfs on /tmp");
     std::string tmpl = "/tmp/weft-bench-lb-" + tag + "-XXXXXX";
     if (!::mkdtemp(tmpl.data())) fail("mkdtemp");
     dir_ = tmpl;
-    if (::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=16m") != 0) fail("mount tmpfs");
     std::filesystem::create_directory(dir_ / "bpf");
     if (::mount("bpf", (dir_ / "bpf").c_str(), "bpf", 0, nullptr) != 0) fail("mount bpffs");
   }
   ~PrivateScratch() {
     ::umount2((dir_ / "bpf").c_str(), MNT_DETACH);
-    ::umount2(dir_.c_str(), MNT_DETACH);
-    ::rmdir(dir_.c_str());
+    ::umount2("/tmp", MNT_DETACH);
   }
   PrivateScratch(const PrivateScratch&) = delete;
   PrivateScratch& operator=(const PrivateScratch&) = delete;
@@ -43,7 +42,6 @@ class PrivateScratch {
  private:
   [[noreturn]] void fail(const char* what) {
     const int err = errno;
-    if (!dir_.empty()) ::rmdir(dir_.c_str());
     throw std::system_error(err, std::generic_category(), what);
   }
   std::filesystem::path dir_;
