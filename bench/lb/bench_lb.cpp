@@ -22,11 +22,11 @@
 // --maglev-size is the largest table; a service with 10 backends gets 1021
 // slots either way (dataplane/lb/maglev.h).
 //
-// Needs root; mounts a private bpffs under a temp dir and removes it again.
+// Needs root; its bpffs is mounted in a private mount namespace
+// (private_scratch.h), so nothing outlives the process.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/lb/private_scratch.h"
 #include "dataplane/lb/load_balancer.h"
 #include "dataplane/unique_fd.h"
 #include "tests/unit/lb_packets.h"
@@ -386,19 +387,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_lb: needs root (BPF, bpffs mount)\n");
     return 1;
   }
-  char tmpl[] = "/tmp/weft-bench-lb-XXXXXX";
-  if (!mkdtemp(tmpl)) {
-    std::perror("bench_lb: mkdtemp");
-    return 1;
-  }
-  std::string dir = tmpl;
-  if (::mount("bpf", dir.c_str(), "bpf", 0, nullptr) != 0) {
-    std::perror("bench_lb: mount -t bpf");
-    ::rmdir(dir.c_str());
-    return 1;
-  }
   int status = 0;
   try {
+    weft::bench::lb::PrivateScratch scratch("pkt");
+    const std::string dir = scratch.bpffs().string();
     std::printf("bench_lb: Maglev tables up to %u slots, %u backends per service, repeat %u, %u new flows\n",
                 opt.maglev_size, kBackendsPerService, opt.repeat, opt.new_flows);
     for (std::uint32_t n : opt.services) {
@@ -415,7 +407,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_lb: %s\n", e.what());
     status = 1;
   }
-  ::umount2(dir.c_str(), MNT_DETACH);
-  ::rmdir(dir.c_str());
   return status;
 }

@@ -1,0 +1,69 @@
+// A service load for the load balancer benchmarks, reusable for measuring
+// the agent later: N services x M backends (one VIP:80/tcp frontend each),
+// programmed into either data path, and conntrack filled with established
+// flows to them without sending a packet (bpf map batch updates in the
+// entry format of ebpf/lb_abi.h).
+//
+// Addresses (host order): VIPs from 10.1.0.0 (service s: 10.1.0.0 + s + 1),
+// backends from 10.128.0.0 (backend id b: 10.128.0.0 + b), clients from
+// 10.192.0.0. Backend ids are 1 + s*M .. (s+1)*M, so max_backends must be
+// at least N*M + 1.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dataplane/lb/backend.h"
+#include "dataplane/lb/load_balancer.h"
+
+namespace weft::bench::lb {
+
+namespace dlb = weft::dataplane::lb;
+
+struct ServiceLoad {
+  std::vector<std::pair<dlb::Frontend, std::uint32_t>> frontends;  // frontend -> service id
+  std::vector<dlb::ServiceBackends> services;
+};
+
+// Service ids 0 .. services-1, each with `backends_per_service` active
+// backends (MAC from the IP, as weft does).
+ServiceLoad make_service_load(std::uint32_t services, std::uint32_t backends_per_service);
+
+// Limits of an eBPF LoadBalancer that holds `load` and `conntrack_entries`
+// (two per flow) with a little room to spare.
+dlb::Limits limits_for(const ServiceLoad& load, std::uint32_t conntrack_entries);
+
+// Every frontend, then all backend lists in one bulk call (an agent's start).
+void program_services(dlb::ServiceBackend& balancer, const ServiceLoad& load);
+
+struct ConntrackFill {
+  std::uint64_t flows = 0;
+  std::uint64_t entries = 0;  // two per flow
+  double ms = 0;
+};
+
+// Writes `flows` established TCP flows spread over the load's services (the
+// backend each would get from the Maglev table), both entries per flow,
+// stamped now, with map batch updates. The flows are those of
+// conntrack_flow(i).
+ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& load,
+                             std::uint32_t flows);
+
+// Flow i of fill_conntrack: client address and port, and its service.
+struct FlowId {
+  std::uint32_t client_ip = 0;
+  std::uint16_t client_port = 0;
+  std::uint32_t service_index = 0;
+};
+FlowId conntrack_flow(const ServiceLoad& load, std::uint32_t i);
+
+// memlock of a BPF map or program fd as the kernel reports it in fdinfo.
+std::uint64_t fdinfo_memlock(int fd);
+
+// Fields of /proc/self/status in kB (VmRSS, VmHWM, RssAnon, RssFile,
+// RssShmem); 0 when absent.
+std::uint64_t proc_status_kb(const std::string& field);
+
+}  // namespace weft::bench::lb
