@@ -53,7 +53,14 @@ std::vector<udp::endpoint> configured_upstreams(const DnsAgentConfig& c) {
   return out;
 }
 
-bool is_name(const std::string& netns_ref) { return netns_ref.find('/') == std::string::npos; }
+// The name under /run/netns a reference means (`ip netns` names), if any.
+std::optional<std::string> named_namespace(const std::string& netns_ref) {
+  constexpr std::string_view run_netns = "/run/netns/";
+  std::string_view name = netns_ref;
+  if (name.starts_with(run_netns)) name.remove_prefix(run_netns.size());
+  if (name.empty() || name.find('/') != std::string_view::npos) return std::nullopt;
+  return std::string(name);
+}
 
 }  // namespace
 
@@ -135,9 +142,10 @@ bool DnsAgent::add_namespace(const std::string& context, const std::string& netn
     server_->add_udp(std::move(s->udp), context);
     server_->add_tcp(std::move(s->tcp), context);
   });
-  Attached attached{netns_ref, netns_path, false};
-  if (is_name(netns_ref)) {
-    const auto result = resolv_conf_.write(netns_ref);
+  Attached attached{netns_ref, netns_path, {}, false};
+  if (const auto name = named_namespace(netns_ref)) {
+    attached.netns_name = *name;
+    const auto result = resolv_conf_.write(*name);
     switch (result.outcome) {
       case dns::ResolvConfFiles::Outcome::written:
         attached.resolv_conf = true;
@@ -147,7 +155,7 @@ bool DnsAgent::add_namespace(const std::string& context, const std::string& netn
         break;
       case dns::ResolvConfFiles::Outcome::bad_name:
       case dns::ResolvConfFiles::Outcome::failed:
-        spdlog::warn("dns: no resolv.conf for namespace {}: {}", netns_ref, result.error);
+        spdlog::warn("dns: no resolv.conf for namespace {}: {}", *name, result.error);
         break;
     }
   }
@@ -169,7 +177,7 @@ void DnsAgent::remove_locked(const std::string& context, const Attached& attache
   // same namespace must find 127.0.0.11:53 free again.
   on_io([this, context] { server_->remove_context(context); });
   if (attached.resolv_conf) {
-    auto removal = resolv_conf_.remove(attached.netns_ref);
+    auto removal = resolv_conf_.remove(attached.netns_name);
     if (!removal.error.empty()) spdlog::warn("dns: {}", removal.error);
   }
   spdlog::debug("dns: no longer serving {}", context);
@@ -180,6 +188,39 @@ void DnsAgent::publish(const Snapshot& snapshot) {
     view_.publish(snapshot);
   } catch (const std::exception& e) {
     spdlog::error("dns: names not updated: {}", e.what());
+  }
+}
+
+void DnsAgent::sync(const DnsInputs& inputs) {
+  sync([&inputs]() -> DnsInputs { return inputs; });
+}
+
+void DnsAgent::sync(const std::function<DnsInputs()>& read) {
+  std::lock_guard sync_lock(sync_mutex_);
+  std::map<std::string, std::vector<Endpoint>> wanted;
+  try {
+    const DnsInputs inputs = read();
+    wanted = group_by_namespace(inputs.local_endpoints);
+    view_.publish(build_snapshot(inputs.services, inputs.endpoints, inputs.networks, wanted, inputs.aliases));
+  } catch (const std::exception& e) {
+    spdlog::error("dns: names not updated: {}", e.what());
+    return;
+  }
+  std::vector<std::string> gone;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [context, attached] : attached_)
+      if (!wanted.contains(context)) gone.push_back(context);
+  }
+  for (const auto& context : gone) remove_namespace(context);
+  std::erase_if(failed_, [&](const std::string& context) { return !wanted.contains(context); });
+  for (const auto& [context, endpoints] : wanted) {
+    if (serves(context) || failed_.contains(context)) continue;
+    // A bare name, when any endpoint used one, gets the namespace its resolv.conf.
+    std::string ref = endpoints.front().netns;
+    for (const auto& e : endpoints)
+      if (named_namespace(e.netns)) ref = e.netns;
+    if (!add_namespace(context, ref, context)) failed_.insert(context);
   }
 }
 

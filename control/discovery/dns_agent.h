@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +56,16 @@ struct DnsAgentConfig {
 std::vector<boost::asio::ip::udp::endpoint> upstreams_from_resolv_conf(const std::filesystem::path& path,
                                                                       std::vector<std::string>* skipped = nullptr);
 
+// Everything the names and the served namespaces follow from: the
+// replicated tables' current contents and this node's endpoints.
+struct DnsInputs {
+  std::vector<Service> services;
+  std::vector<Endpoint> endpoints;        // all, local and remote
+  std::vector<Network> networks;
+  std::vector<Endpoint> local_endpoints;  // this node's: one context per namespace
+  Aliases aliases;
+};
+
 class DnsAgent {
  public:
   // Throws std::invalid_argument for a malformed upstream or search domain.
@@ -66,8 +77,8 @@ class DnsAgent {
   DnsAgent& operator=(const DnsAgent&) = delete;
 
   // Serves `context` (see namespace_context) in the namespace at
-  // `netns_path`; when `netns_ref` is a name (no '/') also writes
-  // /etc/netns/<netns_ref>/resolv.conf. Idempotent: the same context and
+  // `netns_path`; when `netns_ref` names a namespace under /run/netns (a
+  // bare name, or /run/netns/NAME) also writes /etc/netns/NAME/resolv.conf. Idempotent: the same context and
   // path again is a no-op; another path replaces the old sockets. False
   // when the sockets could not be opened (logged); a resolv.conf that could
   // not be written is logged only (the sockets serve anyway).
@@ -79,6 +90,18 @@ class DnsAgent {
   // Swaps in the names to answer from; returns when queries see them.
   void publish(const Snapshot& snapshot);
 
+  // The one call for the wiring, after any change to services, endpoints
+  // or networks (and once at start, after the network manager reconciled):
+  // publishes the names, then serves each namespace of `local_endpoints`
+  // not yet served (context namespace_context(netns), the endpoint's netns
+  // as reference) and stops serving those without endpoints left. A
+  // namespace whose sockets could not be opened is not retried (nor logged
+  // again) until it has left the inputs once. Calls are serialised; `read`
+  // runs under that lock, so the last call publishes the latest state even
+  // when changes race. Do not call it while holding a lock `read` takes.
+  void sync(const std::function<DnsInputs()>& read);
+  void sync(const DnsInputs& inputs);
+
   std::size_t namespaces() const;
   bool serves(const std::string& context) const;
   std::vector<boost::asio::ip::udp::endpoint> upstreams() const { return upstreams_; }
@@ -89,7 +112,8 @@ class DnsAgent {
   struct Attached {
     std::string netns_ref;
     std::filesystem::path netns_path;
-    bool resolv_conf = false;  // we wrote one
+    std::string netns_name;    // under /run/netns, if it is a named one
+    bool resolv_conf = false;  // we wrote /etc/netns/<netns_name>/resolv.conf
   };
   void remove_locked(const std::string& context, const Attached& attached);
   // Runs `work` on the io thread and waits for it (5 s at most).
@@ -106,6 +130,8 @@ class DnsAgent {
 
   mutable std::mutex mutex_;
   std::map<std::string, Attached> attached_;
+  std::mutex sync_mutex_;  // taken before mutex_, never after
+  std::set<std::string> failed_;  // contexts sync() could not serve: not retried while they stay
 };
 
 }  // namespace weft::control::discovery

@@ -299,6 +299,87 @@ TEST_F(DnsAgentTest, GetentResolvesThroughTheWrittenResolvConf) {
   fs::remove_all(etc, ec);
 }
 
+// sync(): the one call the wiring makes. From the model's objects it
+// publishes the names and serves exactly the namespaces of local endpoints.
+TEST_F(DnsAgentTest, SyncServesTheLocalNamespacesAndFollowsChanges) {
+  DnsAgent agent(config({}));
+  Network front_net;
+  front_net.id = "id-front";
+  front_net.name = "front";
+  Network back_net;
+  back_net.id = "id-back";
+  back_net.name = "back";
+  Service web;
+  web.id = "svc-web";
+  web.name = "web";
+  web.network_ids = {"id-front"};
+  web.vips = {{"id-front", ip("10.0.1.2"), 24}};
+  auto make = [](std::string id, std::string name, std::string net, const char* addr, const fs::path& netns) {
+    Endpoint e;
+    e.id = std::move(id);
+    e.name = std::move(name);
+    e.network_id = std::move(net);
+    e.ip = ip(addr);
+    e.netns = netns.string();
+    return e;
+  };
+  DnsInputs inputs;
+  inputs.services = {web};
+  inputs.networks = {front_net, back_net};
+  // front_ is on both networks (two endpoints, one namespace, one socket).
+  inputs.local_endpoints = {make("a", "alpha", "id-front", "10.0.1.20", front_),
+                            make("b", "alpha-b", "id-back", "10.0.2.20", front_),
+                            make("c", "gamma", "id-back", "10.0.2.21", back_)};
+  inputs.endpoints = inputs.local_endpoints;
+  agent.sync(inputs);
+  EXPECT_EQ(agent.namespaces(), 2u);
+  EXPECT_EQ(dig_in(front_, "+short web"), "10.0.1.2\n");
+  EXPECT_EQ(dig_in(front_, "+short gamma"), "10.0.2.21\n");  // front_ sees back too
+  EXPECT_THAT(dig_in(back_, "web"), HasSubstr("status: NXDOMAIN"));
+  EXPECT_EQ(dig_in(back_, "+short alpha-b.back"), "10.0.2.20\n");
+
+  // gamma detached: back_ is served no more; its name is gone everywhere.
+  inputs.local_endpoints.pop_back();
+  inputs.endpoints = inputs.local_endpoints;
+  // The service went too.
+  inputs.services.clear();
+  agent.sync([&] { return inputs; });
+  EXPECT_EQ(agent.namespaces(), 1u);
+  EXPECT_FALSE(agent.serves(back_.string()));
+  EXPECT_THAT(dig_in(back_, "web"), HasSubstr("no servers could be reached"));
+  EXPECT_THAT(dig_in(front_, "gamma"), HasSubstr("status: SERVFAIL"));  // not ours: forwarded, no upstream
+  EXPECT_THAT(dig_in(front_, "web"), HasSubstr("status: SERVFAIL"));
+  EXPECT_EQ(dig_in(front_, "+short alpha"), "10.0.1.20\n");
+}
+
+// A namespace whose sockets cannot be opened is tried once, not on every
+// sync (no log flood), and again after it left the inputs.
+TEST_F(DnsAgentTest, SyncDoesNotRetryAFailedNamespaceUntilItLeaves) {
+  DnsAgent agent(config({}));
+  const fs::path later = dir_.path() / "ns" / "later";
+  Endpoint e;
+  e.id = "a";
+  e.name = "alpha";
+  e.network_id = "n";
+  e.ip = ip("10.0.0.2");
+  e.netns = later.string();
+  DnsInputs inputs;
+  inputs.networks = {Network{}};
+  inputs.networks[0].id = "n";
+  inputs.networks[0].name = "net";
+  inputs.local_endpoints = inputs.endpoints = {e};
+  agent.sync(inputs);
+  EXPECT_EQ(agent.namespaces(), 0u);
+  ns_.make("later");
+  agent.sync(inputs);
+  EXPECT_EQ(agent.namespaces(), 0u);
+  DnsInputs empty;
+  agent.sync(empty);
+  agent.sync(inputs);
+  EXPECT_EQ(agent.namespaces(), 1u);
+  EXPECT_EQ(dig_in(later, "+short alpha"), "10.0.0.2\n");
+}
+
 TEST(UpstreamsFromResolvConfTest, SkipsLoopbackAndIpv6) {
   weft::testing::ScratchDir dir;
   const auto path = dir.path() / "resolv.conf";
