@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -30,6 +31,8 @@ std::string describe(int error) { return std::strerror(error); }
 struct Opened {
   UniqueFd udp;
   UniqueFd tcp;
+  dev_t device = 0;
+  ino_t inode = 0;
   int error = 0;
   std::string message;
 };
@@ -107,6 +110,11 @@ void open_inside(Opened& out, const std::filesystem::path& ns, const ListenAddre
     out.message = ns.string() + " is not a network namespace";
     return;
   }
+  struct stat identity {};
+  if (::fstat(ns_fd.get(), &identity) == 0) {
+    out.device = identity.st_dev;
+    out.inode = identity.st_ino;
+  }
   if (::setns(ns_fd.get(), CLONE_NEWNET) != 0) {
     out.error = errno;
     out.message = "enter namespace " + ns.string() + ": " + describe(out.error);
@@ -128,7 +136,8 @@ DnsSockets open_dns_sockets(boost::asio::io_context& io, const std::filesystem::
   worker.join();
   if (opened.error != 0) throw ListenError(opened.error, opened.message);
 
-  DnsSockets sockets{boost::asio::ip::udp::socket(io), boost::asio::ip::tcp::acceptor(io)};
+  DnsSockets sockets{boost::asio::ip::udp::socket(io), boost::asio::ip::tcp::acceptor(io), opened.device,
+                     opened.inode};
   boost::system::error_code ec;
   sockets.udp.assign(boost::asio::ip::udp::v4(), opened.udp.get(), ec);
   if (ec) throw ListenError(ec.value(), "serve " + where_text(where, "udp", netns_path) + ": " + ec.message());

@@ -10,6 +10,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <stdexcept>
@@ -24,6 +26,10 @@ struct ListenAddress {
 struct DnsSockets {
   boost::asio::ip::udp::socket udp;
   boost::asio::ip::tcp::acceptor tcp;
+  // The namespace's identity (its nsfs file), so the owner can tell later
+  // whether the path still names the namespace the sockets live in.
+  dev_t netns_device = 0;
+  ino_t netns_inode = 0;
 };
 
 // Why the sockets could not be opened; the message names the namespace and

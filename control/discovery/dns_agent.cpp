@@ -3,6 +3,8 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -142,7 +144,7 @@ bool DnsAgent::add_namespace(const std::string& context, const std::string& netn
     server_->add_udp(std::move(s->udp), context);
     server_->add_tcp(std::move(s->tcp), context);
   });
-  Attached attached{netns_ref, netns_path, {}, false};
+  Attached attached{netns_ref, netns_path, {}, sockets->netns_device, sockets->netns_inode, false};
   if (const auto name = named_namespace(netns_ref)) {
     attached.netns_name = *name;
     const auto result = resolv_conf_.write(*name);
@@ -213,6 +215,7 @@ void DnsAgent::sync(const std::function<DnsInputs()>& read) {
       if (!wanted.contains(context)) gone.push_back(context);
   }
   for (const auto& context : gone) remove_namespace(context);
+  prune();
   std::erase_if(failed_, [&](const std::string& context) { return !wanted.contains(context); });
   for (const auto& [context, endpoints] : wanted) {
     if (serves(context) || failed_.contains(context)) continue;
@@ -222,6 +225,24 @@ void DnsAgent::sync(const std::function<DnsInputs()>& read) {
       if (named_namespace(e.netns)) ref = e.netns;
     if (!add_namespace(context, ref, context)) failed_.insert(context);
   }
+}
+
+std::vector<std::string> DnsAgent::prune() {
+  std::vector<std::string> gone;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [context, attached] : attached_) {
+      struct stat now {};
+      if (::stat(attached.netns_path.c_str(), &now) != 0 || now.st_dev != attached.device ||
+          now.st_ino != attached.inode)
+        gone.push_back(context);
+    }
+  }
+  for (const auto& context : gone) {
+    spdlog::info("dns: namespace of {} is gone; no longer serving it", context);
+    remove_namespace(context);
+  }
+  return gone;
 }
 
 std::size_t DnsAgent::namespaces() const {

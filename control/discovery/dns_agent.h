@@ -87,6 +87,12 @@ class DnsAgent {
   // Closes the context's sockets (and TCP connections) and removes its
   // resolv.conf if it is ours. Unknown contexts are ignored.
   void remove_namespace(const std::string& context);
+  // Stops serving every namespace whose path is gone or names another
+  // namespace now (deleted without a detach: `ip netns del`, a container
+  // that exited). Our sockets would otherwise keep it alive, with its eth0.
+  // sync() calls it; the wiring may also call it on a timer. Returns the
+  // contexts dropped.
+  std::vector<std::string> prune();
   // Swaps in the names to answer from; returns when queries see them.
   void publish(const Snapshot& snapshot);
 
@@ -113,6 +119,8 @@ class DnsAgent {
     std::string netns_ref;
     std::filesystem::path netns_path;
     std::string netns_name;    // under /run/netns, if it is a named one
+    dev_t device = 0;          // the namespace the sockets live in
+    ino_t inode = 0;
     bool resolv_conf = false;  // we wrote /etc/netns/<netns_name>/resolv.conf
   };
   void remove_locked(const std::string& context, const Attached& attached);

@@ -352,6 +352,24 @@ TEST_F(DnsAgentTest, SyncServesTheLocalNamespacesAndFollowsChanges) {
   EXPECT_EQ(dig_in(front_, "+short alpha"), "10.0.1.20\n");
 }
 
+// A namespace deleted without a detach: prune() lets it go (our sockets
+// were the last thing keeping it), also a path that names a new namespace.
+TEST_F(DnsAgentTest, PruneDropsNamespacesWhosePathIsGoneOrReplaced) {
+  DnsAgent agent(config({}));
+  ASSERT_TRUE(agent.add_namespace("front", front_.string(), front_));
+  ASSERT_TRUE(agent.add_namespace("back", back_.string(), back_));
+  EXPECT_TRUE(agent.prune().empty());
+  dataplane::remove_pinned_netns(front_);
+  dataplane::remove_pinned_netns(back_);
+  dataplane::create_pinned_netns(back_);  // same path, another namespace
+  EXPECT_EQ(agent.prune(), (std::vector<std::string>{"back", "front"}));
+  EXPECT_EQ(agent.namespaces(), 0u);
+  // The new namespace at that path can be served.
+  ASSERT_TRUE(agent.add_namespace("back", back_.string(), back_));
+  agent.publish(names("front", "back"));
+  EXPECT_EQ(dig_in(back_, "+short db"), "10.0.2.2\n");
+}
+
 // A namespace whose sockets cannot be opened is tried once, not on every
 // sync (no log flood), and again after it left the inputs.
 TEST_F(DnsAgentTest, SyncDoesNotRetryAFailedNamespaceUntilItLeaves) {
