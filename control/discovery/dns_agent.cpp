@@ -138,16 +138,21 @@ bool DnsAgent::add_namespace(const std::string& context, const std::string& netn
     spdlog::warn("dns: not serving {}: {}", context, e.what());
     return false;
   }
+  Attached attached{netns_ref, netns_path, {}, sockets->netns_device, sockets->netns_inode, false};
   // The server is the io thread's; the sockets go to it in order with any
   // earlier removal of the same context.
   asio::post(io_, [this, context, s = std::make_shared<dns::DnsSockets>(std::move(*sockets))]() mutable {
     server_->add_udp(std::move(s->udp), context);
     server_->add_tcp(std::move(s->tcp), context);
   });
-  Attached attached{netns_ref, netns_path, {}, sockets->netns_device, sockets->netns_inode, false};
   if (const auto name = named_namespace(netns_ref)) {
     attached.netns_name = *name;
-    const auto result = resolv_conf_.write(*name);
+    dns::ResolvConfFiles::Result result{dns::ResolvConfFiles::Outcome::failed, {}};
+    try {
+      result = resolv_conf_.write(*name);
+    } catch (const std::exception& e) {
+      result.error = e.what();
+    }
     switch (result.outcome) {
       case dns::ResolvConfFiles::Outcome::written:
         attached.resolv_conf = true;
