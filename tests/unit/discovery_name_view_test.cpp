@@ -1,0 +1,285 @@
+// ClusterNameView: every kind of name, rotation, hidden vs not ours,
+// draining backends, and the atomic swap of snapshots.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "control/discovery/cluster_name_view.h"
+#include "control/discovery/snapshot.h"
+
+namespace weft::control::discovery {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+using dns::Ownership;
+
+dataplane::Ipv4 ip(const char* text) { return *dataplane::Ipv4::parse(text); }
+dns::Ipv4 a(const char* text) { return boost::asio::ip::make_address_v4(text); }
+
+EndpointRecord endpoint(std::string id, std::string name, std::string network, const char* address,
+                        std::string service = "", BackendState state = BackendState::active) {
+  EndpointRecord e;
+  e.id = std::move(id);
+  e.name = std::move(name);
+  e.network_id = std::move(network);
+  e.ip = ip(address);
+  e.service_id = std::move(service);
+  e.state = state;
+  e.node = "node1";
+  return e;
+}
+
+// Two networks: front (web vip, cache dnsrr, client), back (db vip, dbhost);
+// "both" is a vip service on both networks.
+Snapshot cluster() {
+  Snapshot s;
+  s.networks = {{"id-front", "front"}, {"id-back", "Back"}};
+  s.services = {
+      {"svc-web", "Web", EndpointMode::vip, {"id-front"}, {{"id-front", ip("10.0.1.2")}},
+       {{80, PortProtocol::tcp}, {53, PortProtocol::udp}}},
+      {"svc-cache", "cache", EndpointMode::dnsrr, {"id-front"}, {}, {}},
+      {"svc-empty", "empty", EndpointMode::dnsrr, {"id-front"}, {}, {}},
+      {"svc-db", "db", EndpointMode::vip, {"id-back"}, {{"id-back", ip("10.0.2.2")}}, {{5432, PortProtocol::tcp}}},
+      {"svc-both", "both", EndpointMode::vip, {"id-front", "id-back"},
+       {{"id-front", ip("10.0.1.3")}, {"id-back", ip("10.0.2.3")}}, {}},
+  };
+  s.endpoints = {
+      endpoint("e1", "web-1", "id-front", "10.0.1.5", "svc-web"),
+      endpoint("e2", "", "id-front", "10.0.1.6", "svc-web"),
+      endpoint("e3", "web-3", "id-front", "10.0.1.7", "svc-web", BackendState::draining),
+      endpoint("e4", "", "id-front", "10.0.1.8", "svc-cache"),
+      endpoint("e5", "", "id-front", "10.0.1.9", "svc-cache"),
+      endpoint("e6", "", "id-front", "10.0.1.10", "svc-cache"),
+      endpoint("e7", "", "id-front", "10.0.1.11", "svc-cache", BackendState::draining),
+      endpoint("e8", "Client", "id-front", "10.0.1.20"),
+      endpoint("e9", "dbhost", "id-back", "10.0.2.9"),
+      endpoint("e10", "db-1", "id-back", "10.0.2.5", "svc-db"),
+  };
+  s.endpoints[7].aliases = {"Buddy", "pal"};
+  s.contexts = {{"ctx-front", {"id-front"}}, {"ctx-back", {"id-back"}}, {"ctx-both", {"id-front", "id-back"}}};
+  return s;
+}
+
+class ClusterNameViewTest : public ::testing::Test {
+ protected:
+  void SetUp() override { view_.publish(cluster()); }
+
+  std::vector<dns::Ipv4> sorted_a(std::string_view context, std::string_view name) {
+    auto out = view_.lookup_a(context, name);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  ClusterNameView view_;
+};
+
+TEST_F(ClusterNameViewTest, ServiceNameIsTheVipOfTheNetworksTheContextSees) {
+  EXPECT_EQ(view_.owns("ctx-front", "web"), Ownership::visible);
+  EXPECT_THAT(view_.lookup_a("ctx-front", "web"), ElementsAre(a("10.0.1.2")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "web.front"), ElementsAre(a("10.0.1.2")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "both"), ElementsAre(a("10.0.1.3")));
+  EXPECT_THAT(view_.lookup_a("ctx-back", "both"), ElementsAre(a("10.0.2.3")));
+  EXPECT_THAT(sorted_a("ctx-both", "both"), ElementsAre(a("10.0.1.3"), a("10.0.2.3")));
+  EXPECT_THAT(view_.lookup_a("ctx-both", "both.back"), ElementsAre(a("10.0.2.3")));
+}
+
+TEST_F(ClusterNameViewTest, TasksAreTheActiveBackendsRotated) {
+  EXPECT_THAT(sorted_a("ctx-front", "tasks.web"), ElementsAre(a("10.0.1.5"), a("10.0.1.6")));
+  EXPECT_THAT(sorted_a("ctx-front", "tasks.web.front"), ElementsAre(a("10.0.1.5"), a("10.0.1.6")));
+  const auto first = view_.lookup_a("ctx-front", "tasks.web");
+  const auto second = view_.lookup_a("ctx-front", "tasks.web");
+  EXPECT_NE(first.front(), second.front());
+}
+
+TEST_F(ClusterNameViewTest, DnsrrServiceIsItsActiveBackendsRotatedDrainingLeftOut) {
+  std::set<dns::Ipv4> firsts;
+  for (int i = 0; i < 3; ++i) {
+    auto answer = view_.lookup_a("ctx-front", "cache");
+    ASSERT_EQ(answer.size(), 3u);
+    firsts.insert(answer.front());
+    EXPECT_EQ(std::count(answer.begin(), answer.end(), a("10.0.1.11")), 0) << "a draining backend was answered";
+  }
+  EXPECT_EQ(firsts.size(), 3u) << "three queries should start with three different backends";
+  EXPECT_THAT(sorted_a("ctx-front", "tasks.cache"), ElementsAre(a("10.0.1.8"), a("10.0.1.9"), a("10.0.1.10")));
+}
+
+TEST_F(ClusterNameViewTest, AServiceWithoutActiveBackendsIsOursAndEmpty) {
+  EXPECT_EQ(view_.owns("ctx-front", "empty"), Ownership::visible);
+  EXPECT_TRUE(view_.lookup_a("ctx-front", "empty").empty());
+  EXPECT_EQ(view_.owns("ctx-front", "tasks.empty"), Ownership::visible);
+}
+
+TEST_F(ClusterNameViewTest, EndpointNamesAliasesAndNetworkSuffixCaseInsensitive) {
+  EXPECT_THAT(view_.lookup_a("ctx-front", "client"), ElementsAre(a("10.0.1.20")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "buddy"), ElementsAre(a("10.0.1.20")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "pal.front"), ElementsAre(a("10.0.1.20")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "client.front"), ElementsAre(a("10.0.1.20")));
+  EXPECT_THAT(view_.lookup_a("ctx-back", "dbhost.back"), ElementsAre(a("10.0.2.9")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "web-1"), ElementsAre(a("10.0.1.5")));
+}
+
+TEST_F(ClusterNameViewTest, NamesOnlyOnUnseenNetworksAreHiddenOthersNotOurs) {
+  EXPECT_EQ(view_.owns("ctx-front", "db"), Ownership::hidden);
+  EXPECT_EQ(view_.owns("ctx-front", "dbhost"), Ownership::hidden);
+  EXPECT_EQ(view_.owns("ctx-front", "tasks.db"), Ownership::hidden);
+  EXPECT_EQ(view_.owns("ctx-front", "web.back"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("ctx-front", "both.back"), Ownership::hidden);
+  EXPECT_TRUE(view_.lookup_a("ctx-front", "db").empty());
+  EXPECT_TRUE(view_.lookup_a("ctx-front", "both.back").empty());
+  EXPECT_EQ(view_.owns("ctx-front", "example.com"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("ctx-front", "front"), Ownership::not_ours);
+  // A context the snapshot does not know sees no network.
+  EXPECT_EQ(view_.owns("ctx-unknown", "web"), Ownership::hidden);
+  EXPECT_TRUE(view_.lookup_a("ctx-unknown", "web").empty());
+}
+
+TEST_F(ClusterNameViewTest, PtrForEndpointsBackendsAndVips) {
+  EXPECT_EQ(view_.lookup_ptr("ctx-front", a("10.0.1.20")), "client.front");
+  EXPECT_EQ(view_.lookup_ptr("ctx-front", a("10.0.1.5")), "web-1.front");    // a named backend
+  EXPECT_EQ(view_.lookup_ptr("ctx-front", a("10.0.1.6")), "web.front");      // an unnamed one
+  EXPECT_EQ(view_.lookup_ptr("ctx-front", a("10.0.1.2")), "web.front");      // the VIP
+  EXPECT_EQ(view_.lookup_ptr("ctx-both", a("10.0.2.3")), "both.back");
+  EXPECT_EQ(view_.lookup_ptr("ctx-front", a("10.0.2.9")), std::nullopt);     // another network's
+  EXPECT_EQ(view_.lookup_ptr("ctx-front", a("192.0.2.1")), std::nullopt);
+  // The PTR targets resolve back.
+  EXPECT_THAT(view_.lookup_a("ctx-front", "web-1.front"), ElementsAre(a("10.0.1.5")));
+}
+
+TEST_F(ClusterNameViewTest, SrvForPublishedPorts) {
+  EXPECT_EQ(view_.owns("ctx-front", "_80._tcp.web"), Ownership::visible);
+  auto srv = view_.lookup_srv("ctx-front", "_80._tcp.web");
+  ASSERT_EQ(srv.size(), 1u);
+  EXPECT_EQ(srv[0].port, 80);
+  EXPECT_EQ(srv[0].target, "web.front");
+  EXPECT_EQ(view_.lookup_srv("ctx-front", "_53._udp.web.front").size(), 1u);
+  // A port the service does not publish: ours, no record; never forwarded.
+  EXPECT_EQ(view_.owns("ctx-front", "_81._tcp.web"), Ownership::visible);
+  EXPECT_TRUE(view_.lookup_srv("ctx-front", "_81._tcp.web").empty());
+  EXPECT_TRUE(view_.lookup_srv("ctx-front", "_53._tcp.web").empty());
+  EXPECT_EQ(view_.owns("ctx-front", "_5432._tcp.db"), Ownership::hidden);
+  EXPECT_EQ(view_.owns("ctx-front", "_80._tcp.client"), Ownership::not_ours);  // an endpoint, no service
+}
+
+TEST_F(ClusterNameViewTest, APublishedSnapshotReplacesTheOldOneWhole) {
+  auto s = cluster();
+  s.services.erase(s.services.begin());  // web goes
+  std::erase_if(s.endpoints, [](const EndpointRecord& e) { return e.id == "e1" || e.id == "e8"; });
+  s.contexts.erase("ctx-back");
+  view_.publish(s);
+  EXPECT_EQ(view_.owns("ctx-front", "web"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("ctx-front", "tasks.web"), Ownership::not_ours);
+  EXPECT_TRUE(view_.lookup_a("ctx-front", "web").empty());
+  EXPECT_EQ(view_.lookup_ptr("ctx-front", a("10.0.1.2")), std::nullopt);
+  EXPECT_EQ(view_.owns("ctx-front", "client"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("ctx-front", "web-1"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("ctx-back", "db"), Ownership::hidden);  // its context is gone
+}
+
+// A reader on another thread while snapshots alternate: every answer comes
+// whole from one snapshot, never a mix, and never from a freed one.
+TEST_F(ClusterNameViewTest, ReadersSeeOneSnapshotOrTheOtherDuringSwaps) {
+  Snapshot one;
+  one.networks = {{"n", "net"}};
+  one.services = {{"s", "svc", EndpointMode::dnsrr, {"n"}, {}, {}}};
+  Snapshot two = one;
+  for (int i = 0; i < 4; ++i) {
+    one.endpoints.push_back(endpoint("a" + std::to_string(i), "", "n", ("10.1.0." + std::to_string(i + 1)).c_str(), "s"));
+    two.endpoints.push_back(endpoint("b" + std::to_string(i), "", "n", ("10.2.0." + std::to_string(i + 1)).c_str(), "s"));
+  }
+  one.contexts = two.contexts = {{"c", {"n"}}};
+  view_.publish(one);
+  std::atomic<bool> stop{false};
+  std::atomic<int> mixed{0}, empty{0}, reads{0};
+  std::thread reader([&] {
+    while (!stop) {
+      auto answer = view_.lookup_a("c", "svc");
+      ++reads;
+      if (answer.size() != 4) {
+        ++empty;
+        continue;
+      }
+      const auto net = answer[0].to_bytes()[1];
+      for (auto x : answer)
+        if (x.to_bytes()[1] != net) ++mixed;
+    }
+  });
+  for (int i = 0; i < 2000; ++i) view_.publish(i % 2 ? one : two);
+  view_.publish(two);
+  while (reads < 100) std::this_thread::yield();
+  stop = true;
+  reader.join();
+  EXPECT_EQ(mixed, 0);
+  EXPECT_EQ(empty, 0);
+  // After the last publish, only its names.
+  for (auto x : view_.lookup_a("c", "svc")) EXPECT_EQ(x.to_bytes()[1], 2);
+}
+
+TEST_F(ClusterNameViewTest, NamesThatAreNoDnsNamesAreSkipped) {
+  Snapshot s;
+  s.networks = {{"n", "net"}};
+  s.endpoints = {endpoint("x", "bad name", "n", "10.0.0.5"), endpoint("y", std::string(64, 'x'), "n", "10.0.0.6"),
+                 endpoint("z", "good", "n", "10.0.0.7")};
+  s.contexts = {{"c", {"n"}}};
+  view_.publish(s);
+  EXPECT_EQ(view_.counts().skipped, 2u);
+  EXPECT_EQ(view_.owns("c", "bad name"), Ownership::not_ours);
+  EXPECT_THAT(view_.lookup_a("c", "good"), ElementsAre(a("10.0.0.7")));
+}
+
+// The snapshot from the model's objects: one context per namespace seeing
+// the networks of all its endpoints.
+TEST(BuildSnapshotTest, FromModelObjectsOneContextPerNamespace) {
+  Network front;
+  front.id = "id-front";
+  front.name = "front";
+  Network back;
+  back.id = "id-back";
+  back.name = "back";
+  Service web;
+  web.id = "svc-web";
+  web.name = "web";
+  web.network_ids = {"id-front"};
+  web.vips = {{"id-front", ip("10.0.1.2"), 24}};
+  web.ports = {{80, PortProtocol::tcp}};
+  auto make = [](std::string id, std::string name, std::string net, const char* addr, std::string netns,
+                 std::string service = "", BackendState state = BackendState::active) {
+    Endpoint e;
+    e.id = std::move(id);
+    e.name = std::move(name);
+    e.network_id = std::move(net);
+    e.ip = ip(addr);
+    e.netns = std::move(netns);
+    e.service_id = std::move(service);
+    e.backend_state = state;
+    return e;
+  };
+  // c1 is on both networks (one namespace, two endpoints); the backends are remote.
+  std::vector<Endpoint> local = {make("l1", "c1", "id-front", "10.0.1.20", "c1"),
+                                 make("l2", "c1b", "id-back", "10.0.2.20", "/run/netns/c1"),
+                                 make("l3", "c2", "id-back", "10.0.2.21", "/proc/42/ns/net")};
+  std::vector<Endpoint> all = local;
+  all.push_back(make("r1", "w1", "id-front", "10.0.1.5", "x", "svc-web"));
+  all.push_back(make("r2", "w2", "id-front", "10.0.1.6", "x", "svc-web", BackendState::draining));
+  auto groups = group_by_namespace(local);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups["/run/netns/c1"].size(), 2u);
+  auto snapshot = build_snapshot({web}, all, {front, back}, groups, {{"l1", {"alias1"}}});
+  EXPECT_EQ(snapshot.contexts["/run/netns/c1"], (std::set<std::string>{"id-front", "id-back"}));
+  EXPECT_EQ(snapshot.contexts["/proc/42/ns/net"], (std::set<std::string>{"id-back"}));
+
+  ClusterNameView view;
+  view.publish(snapshot);
+  EXPECT_THAT(view.lookup_a("/run/netns/c1", "web"), ElementsAre(a("10.0.1.2")));
+  EXPECT_THAT(view.lookup_a("/run/netns/c1", "tasks.web"), ElementsAre(a("10.0.1.5")));
+  EXPECT_THAT(view.lookup_a("/run/netns/c1", "c2"), ElementsAre(a("10.0.2.21")));
+  EXPECT_THAT(view.lookup_a("/run/netns/c1", "alias1"), ElementsAre(a("10.0.1.20")));
+  EXPECT_EQ(view.owns("/proc/42/ns/net", "web"), Ownership::hidden);
+  EXPECT_EQ(view.owns("/proc/42/ns/net", "c1b"), Ownership::visible);
+}
+
+}  // namespace
+}  // namespace weft::control::discovery
