@@ -75,10 +75,10 @@ struct Endpoint {
   dataplane::MacAddress mac{};
   std::string node;
   // The service this endpoint is a backend of (its id); empty: none.
-  std::string service_id;
+  std::string service_id{};
   BackendState backend_state = BackendState::active;
   // While draining: when the endpoint goes (RFC 3339, UTC).
-  std::string drain_until;
+  std::string drain_until{};
 };
 
 // An error the API reports to its client with an HTTP status.
