@@ -324,6 +324,13 @@ TEST_F(CliServiceTest, LbLookupWithNftablesOrWithoutBackend) {
   EXPECT_EQ(run.out, "no backend (ebpf): new connections are refused\n");
 }
 
+TEST_F(CliServiceTest, LbLookupPrintsControlCharactersEscaped) {
+  services.add(redis());
+  services.lookup_result.lb_backend = "odd\x1b[2J";
+  const CliRun run = weft({"lb", "lookup", "redis", "--src", "10.0.0.9:1", "--dport", "6379"});
+  EXPECT_EQ(run.out, "no backend (odd\\x1b[2J): new connections are refused\n");
+}
+
 TEST_F(CliServiceTest, LbLookupReportsErrors) {
   const CliRun unknown = weft({"lb", "lookup", "nope", "--src", "10.0.0.9:1", "--dport", "1"});
   EXPECT_EQ(unknown.status, 1);
