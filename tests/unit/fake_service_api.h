@@ -36,10 +36,9 @@ class FakeServiceApi : public ServiceApi {
     return id;
   }
 
-  ServiceDetail& add(ServiceDetail detail) {
+  void add(ServiceDetail detail) {
     std::lock_guard lock(mutex_);
     services.push_back(std::move(detail));
-    return services.back();
   }
 
   Service create_service(const ServiceSpec& spec) override {
