@@ -1,5 +1,5 @@
-// What the `weft` command groups share. Each group (network, endpoint, and
-// later swarm, node, service, ...) lives in its own cli_<group>.cpp and adds
+// What the `weft` command groups share. Each group (network, endpoint,
+// swarm, node, service, lb, ...) lives in its own cli_<group>.cpp and adds
 // itself to the CLI11 app through an add_<group>_commands function.
 #pragma once
 
@@ -36,6 +36,13 @@ void add_endpoint_commands(CLI::App& app, Cli& cli);
 void add_version_command(CLI::App& app, Cli& cli);
 void add_swarm_commands(CLI::App& app, Cli& cli);
 void add_node_commands(CLI::App& app, Cli& cli);
+void add_service_commands(CLI::App& app, Cli& cli);
+void add_lb_commands(CLI::App& app, Cli& cli);
+
+// Runs `weft` with these arguments (main's): parses, runs the chosen command
+// and reports errors; returns the exit status. Output goes to std::cout and
+// std::cerr.
+int run_cli(int argc, const char* const* argv);
 
 // --- helpers for commands -----------------------------------------------------
 
@@ -45,6 +52,10 @@ std::string text_field(const nlohmann::json& object, std::string_view key);
 
 // Docker shows ids cut to 12 characters.
 using control::short_id;  // control/model/ids.h
+
+// "/services/NAME", percent-encoded; a reference no service can have is
+// refused here (ApiStatusError 400) with the agent's own message.
+std::string service_path(const std::string& name_or_id);
 
 // How a failed request on behalf of one argument is shown (e.g. one of the
 // networks given to `weft network rm`).

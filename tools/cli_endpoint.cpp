@@ -1,9 +1,14 @@
 // `weft endpoint attach|detach|ls`: endpoints are weft's stand-in for
 // containers, a network namespace with one interface on an overlay network.
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <tuple>
 
 #include "control/api/json.h"
@@ -27,12 +32,14 @@ struct AttachOptions {
   std::string netns;
   std::string name;
   std::string ip;
+  std::string service;
 };
 
 int attach(Cli& cli, const AttachOptions& options) {
   json body{{"Container", options.netns}};
   if (!options.name.empty()) body["Name"] = options.name;
   if (!options.ip.empty()) body["EndpointConfig"] = json{{"IPAMConfig", {{"IPv4Address", options.ip}}}};
+  if (!options.service.empty()) body["Service"] = options.service;
   const json endpoint = cli.client().call(http::verb::post, network_path(options.network, "connect"), body);
   // Just the address, so scripts can use it as is: IP=$(weft endpoint attach ...)
   const std::string address = text_field(endpoint, "IPv4Address");
@@ -43,11 +50,41 @@ int attach(Cli& cli, const AttachOptions& options) {
 struct DetachOptions {
   std::string network;
   std::string netns;
+  std::optional<std::string> drain;  // whole seconds, as typed
 };
 
+std::uint32_t drain_seconds(const std::string& text) {
+  std::uint32_t seconds = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (text.empty() || error != std::errc{} || end != text.data() + text.size()) {
+    throw ApiStatusError(400, "invalid --drain " + control::names::quoted_preview(text) +
+                                  ": want whole seconds from 0 to 4294967295");
+  }
+  return seconds;
+}
+
 int detach(Cli& cli, const DetachOptions& options) {
-  cli.client().call(http::verb::post, network_path(options.network, "disconnect"), json{{"Container", options.netns}});
+  json body{{"Container", options.netns}};
+  if (options.drain) body["DrainSeconds"] = drain_seconds(*options.drain);
+  cli.client().call(http::verb::post, network_path(options.network, "disconnect"), body);
   return 0;
+}
+
+// Service ids to names for the SERVICE column; the short id where the agent
+// cannot say (no services there, or the service went meanwhile).
+std::map<std::string, std::string> service_names(Cli& cli, const json& endpoints) {
+  std::map<std::string, std::string> names;
+  const bool any = std::any_of(endpoints.begin(), endpoints.end(),
+                               [](const json& e) { return !text_field(e, "Service").empty(); });
+  if (!any) return names;
+  const ApiResponse response = cli.client().request(http::verb::get, "/services");
+  if (!response.ok() || !response.json.is_array()) return names;
+  for (const json& service : response.json) {
+    auto spec = service.find("Spec");
+    if (spec == service.end()) continue;
+    names[text_field(service, "ID")] = text_field(*spec, "Name");
+  }
+  return names;
 }
 
 struct ListOptions {
@@ -71,12 +108,18 @@ int list(Cli& cli, const ListOptions& options) {
     for (const json& endpoint : endpoints) std::cout << short_id(text_field(endpoint, "Id")) << '\n';
     return 0;
   }
-  Table table({"ENDPOINT ID", "NAME", "NETWORK", "NETNS", "INTERFACE", "IPV4 ADDRESS", "MAC ADDRESS", "NODE"});
+  // SERVICE and STATE last, so scripts that pick columns by position keep working.
+  Table table({"ENDPOINT ID", "NAME", "NETWORK", "NETNS", "INTERFACE", "IPV4 ADDRESS", "MAC ADDRESS", "NODE",
+               "SERVICE", "STATE"});
+  const auto names = service_names(cli, endpoints);
   for (const json& endpoint : endpoints) {
+    const std::string service_id = text_field(endpoint, "Service");
+    const auto name = names.find(service_id);
     table.add_row({short_id(text_field(endpoint, "Id")), text_field(endpoint, "Name"), text_field(endpoint, "Network"),
                    text_field(endpoint, "Netns"), text_field(endpoint, "Interface"),
                    text_field(endpoint, "IPv4Address"), text_field(endpoint, "MacAddress"),
-                   text_field(endpoint, "Node")});
+                   text_field(endpoint, "Node"), name != names.end() ? name->second : short_id(service_id),
+                   text_field(endpoint, "BackendState")});
   }
   table.print(std::cout);
   return 0;
@@ -96,6 +139,7 @@ void add_endpoint_commands(CLI::App& app, Cli& cli) {
         ->required();
     command->add_option("--name", options->name, "Endpoint name (default: the namespace)");
     command->add_option("--ip", options->ip, "IPv4 address to use (default: the next free one)");
+    command->add_option("--service", options->service, "Make the endpoint a backend of this service (name or id)");
     on_run(command, cli, [&cli, options] { return attach(cli, *options); });
   }
   {
@@ -103,6 +147,11 @@ void add_endpoint_commands(CLI::App& app, Cli& cli) {
     CLI::App* command = endpoint->add_subcommand("detach", "Detach a network namespace from a network");
     command->add_option("NETWORK", options->network, "Network name or id")->required();
     command->add_option("--netns", options->netns, "Namespace name or path, as given to attach")->required();
+    CLI::Option* drain = command->add_option_function<std::string>(
+        "--drain", [options](const std::string& seconds) { options->drain = seconds; },
+        "A service backend first gets no new connections and keeps its open ones for up to SECONDS "
+        "(the command returns at once)");
+    drain->type_name("SECONDS");
     on_run(command, cli, [&cli, options] { return detach(cli, *options); });
   }
   {

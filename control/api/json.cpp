@@ -1,9 +1,13 @@
 #include "control/api/json.h"
 
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
 
+#include "control/api/body_reader.h"
+#include "control/api/services.h"
 #include "control/model/names.h"
 
 namespace weft::control {
@@ -12,102 +16,28 @@ using nlohmann::json;
 
 namespace {
 
-[[noreturn]] void bad_request(const std::string& message) {
-  throw ApiError(ApiError::Kind::BadRequest, message);
-}
-
-// Read-only view of one JSON object of a request body that reports type
-// errors with the field's full path ("IPAM.Config[0].Subnet"), so a client
-// can tell exactly what to fix. Null counts as absent, as it does for the Go
-// clients the Docker-shaped API is meant to be usable from.
-class ObjectReader {
- public:
-  // `path` names `value` in messages; empty for the body itself.
-  static ObjectReader of(const json& value, std::string path) {
-    if (!value.is_object()) {
-      bad_request(path.empty() ? "request body must be a JSON object, got " + std::string(value.type_name())
-                               : "\"" + path + "\" must be an object, got " + value.type_name());
-    }
-    return ObjectReader(value, std::move(path));
-  }
-
-  std::optional<std::string> string(const std::string& key) const {
-    const json* value = find(key);
-    if (value == nullptr) return std::nullopt;
-    if (!value->is_string()) bad_request("\"" + path_of(key) + "\" must be a string, got " + value->type_name());
-    return value->get<std::string>();
-  }
-
-  // Absent or "" both mean "not given": Go clients cannot tell them apart.
-  std::optional<std::string> non_empty_string(const std::string& key) const {
-    auto value = string(key);
-    if (value && value->empty()) return std::nullopt;
-    return value;
-  }
-
-  std::string required_string(const std::string& key) const {
-    auto value = non_empty_string(key);
-    if (!value) bad_request("missing required field \"" + path_of(key) + "\"");
-    return *value;
-  }
-
-  bool boolean(const std::string& key, bool fallback) const {
-    const json* value = find(key);
-    if (value == nullptr) return fallback;
-    if (!value->is_boolean()) bad_request("\"" + path_of(key) + "\" must be a boolean, got " + value->type_name());
-    return value->get<bool>();
-  }
-
-  std::optional<ObjectReader> object(const std::string& key) const {
-    const json* value = find(key);
-    if (value == nullptr) return std::nullopt;
-    return of(*value, path_of(key));
-  }
-
-  // The array's elements paired with their paths; empty when absent.
-  std::vector<std::pair<const json*, std::string>> array(const std::string& key) const {
-    std::vector<std::pair<const json*, std::string>> elements;
-    const json* value = find(key);
-    if (value == nullptr) return elements;
-    if (!value->is_array()) bad_request("\"" + path_of(key) + "\" must be an array, got " + value->type_name());
-    for (std::size_t i = 0; i < value->size(); ++i) {
-      elements.emplace_back(&(*value)[i], path_of(key) + "[" + std::to_string(i) + "]");
-    }
-    return elements;
-  }
-
- private:
-  ObjectReader(const json& value, std::string path) : value_(value), path_(std::move(path)) {}
-
-  const json* find(const std::string& key) const {
-    auto it = value_.find(key);
-    if (it == value_.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-
-  std::string path_of(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
-
-  const json& value_;
-  std::string path_;
-};
-
-json parse_body(std::string_view body) {
-  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return json::object();
-  try {
-    return json::parse(body);
-  } catch (const json::parse_error& e) {
-    // Drop nlohmann's "[json.exception.parse_error.101] " tag: noise to a user.
-    std::string detail = e.what();
-    if (auto end = detail.find("] "); detail.starts_with("[json.exception.") && end != std::string::npos) {
-      detail.erase(0, end + 2);
-    }
-    bad_request("invalid JSON in request body: " + detail);
-  }
-}
+using api::bad_request;
+using api::ObjectReader;
+using api::parse_body;
 
 // All zero (never a real MAC) in an Endpoint that was never filled in.
 std::string mac_text(const Endpoint& endpoint) {
   return endpoint.mac == dataplane::MacAddress{} ? "" : endpoint.mac.str();
+}
+
+const char* backend_state_text(BackendState state) {
+  return state == BackendState::draining ? "draining" : "active";
+}
+
+// weft's service fields of an endpoint: only on service backends, so the
+// JSON of other endpoints stays as it was.
+void add_service_fields(json& j, const Endpoint& endpoint) {
+  if (endpoint.service_id.empty()) return;
+  j["Service"] = endpoint.service_id;
+  j["BackendState"] = backend_state_text(endpoint.backend_state);
+  if (endpoint.backend_state == BackendState::draining && !endpoint.drain_until.empty()) {
+    j["DrainUntil"] = endpoint.drain_until;
+  }
 }
 
 }  // namespace
@@ -143,6 +73,7 @@ void to_json(json& j, const Endpoint& endpoint) {
       {"MacAddress", mac_text(endpoint)},
       {"Node", endpoint.node},
   };
+  add_service_fields(j, endpoint);
 }
 
 namespace api {
@@ -157,13 +88,15 @@ json network_detail_json(const Network& network, const std::vector<Endpoint>& en
   json containers = json::object();
   for (const Endpoint& endpoint : endpoints) {
     if (endpoint.network_id != network.id) continue;
-    containers[endpoint.id] = json{
+    json container{
         {"Name", endpoint.name},
         {"EndpointID", endpoint.id},
         {"MacAddress", mac_text(endpoint)},
         {"IPv4Address", ipv4_with_prefix(endpoint)},
         {"Netns", endpoint.netns},
     };
+    add_service_fields(container, endpoint);
+    containers[endpoint.id] = std::move(container);
   }
   detail["Containers"] = std::move(containers);
   return detail;
@@ -221,6 +154,9 @@ AttachRequest parse_network_connect(std::string_view network, std::string_view b
       if (request.ip) names::validate_text("IPv4 address", *request.ip, names::kMaxShortText);
     }
   }
+  // weft's extension: the endpoint becomes a backend of this service.
+  request.service = root.non_empty_string("Service");
+  if (request.service) validate_service_ref(*request.service);
   return request;
 }
 
@@ -237,6 +173,10 @@ DetachRequest parse_network_disconnect(std::string_view network, std::string_vie
   // Nothing keeps a weft endpoint busy, so Force changes nothing; it is
   // still type-checked so a malformed request is not silently accepted.
   (void)root.boolean("Force", false);
+  // weft's extension: a service backend first drains for this long.
+  if (auto seconds = root.unsigned_integer("DrainSeconds", std::numeric_limits<std::uint32_t>::max())) {
+    request.drain_seconds = static_cast<std::uint32_t>(*seconds);
+  }
   return request;
 }
 

@@ -30,6 +30,10 @@ std::string ipv4_with_prefix(const Endpoint& endpoint);
 // (Docker clients send more than weft models). Every malformed body throws
 // ApiError(BadRequest) naming the offending field.
 NetworkSpec parse_network_create(std::string_view body);
+// weft's extensions to Docker's bodies: connect takes a top-level "Service"
+// (name, id or id prefix; the endpoint becomes its backend), disconnect a
+// "DrainSeconds" (0..2^32-1). Endpoints that are service backends show
+// "Service" (its id), "BackendState" and, while draining, "DrainUntil".
 AttachRequest parse_network_connect(std::string_view network, std::string_view body);
 DetachRequest parse_network_disconnect(std::string_view network, std::string_view body);
 

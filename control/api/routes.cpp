@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/api/json.h"
+#include "control/api/services.h"
 #include "control/api/swarm.h"
 #include "control/model/names.h"
 
@@ -134,6 +135,59 @@ Reply remove_node(const Request&, const Params& params, Services& s) {
   return Reply{http::status::no_content, {}, {}, {}};
 }
 
+// --- services and the load balancer --------------------------------------------
+
+ServiceApi& services_of(Services& s) {
+  if (!s.services) throw ApiError(ApiError::Kind::Internal, "services are not available");
+  return *s.services;
+}
+
+const std::string& service_ref(const Params& params) {
+  validate_service_ref(params[0]);
+  return params[0];
+}
+
+Reply create_service(const Request& request, const Params&, Services& s) {
+  const ServiceSpec spec = parse_service_create(request.body());
+  const Service service = services_of(s).create_service(spec);
+  return json_reply(http::status::created, json{{"ID", service.id}});
+}
+
+Reply list_services(const Request&, const Params&, Services& s) {
+  json services = json::array();
+  for (const ServiceDetail& detail : services_of(s).list_services()) services.push_back(service_json(detail));
+  return json_reply(http::status::ok, services);
+}
+
+Reply inspect_service(const Request&, const Params& params, Services& s) {
+  const std::string& service = service_ref(params);
+  return json_reply(http::status::ok, service_json(services_of(s).get_service(service)));
+}
+
+Reply remove_service(const Request&, const Params& params, Services& s) {
+  const std::string& service = service_ref(params);
+  services_of(s).remove_service(service);
+  return Reply{http::status::ok, {}, {}, {}};  // Docker answers 200 without a body
+}
+
+Reply lb_lookup(const Request& request, const Params&, Services& s) {
+  const std::string_view target = to_std(request.target());
+  const auto question = target.find('?');
+  const std::string_view query =
+      question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
+  const LbLookupRequest lookup = parse_lb_lookup_query(query.substr(0, query.find('#')));
+  ServiceApi& services = services_of(s);
+  const LbLookupResult result = services.lookup(lookup);
+  // The result names the service by id; show its name too, as typed if it
+  // went away meanwhile.
+  std::string name = lookup.service;
+  try {
+    name = services.get_service(result.service_id).service.name;
+  } catch (const ApiError&) {
+  }
+  return json_reply(http::status::ok, lb_lookup_json(result, name));
+}
+
 // --- routing ----------------------------------------------------------------
 
 struct Route {
@@ -157,6 +211,11 @@ constexpr std::array kRoutes{
     Route{http::verb::post, "/networks/{id}/connect", connect, kNetwork},
     Route{http::verb::post, "/networks/{id}/disconnect", disconnect, kNetwork},
     Route{http::verb::get, "/endpoints", list_endpoints, kRead},
+    Route{http::verb::post, "/services/create", create_service, kNetwork},
+    Route{http::verb::get, "/services", list_services, kRead},
+    Route{http::verb::get, "/services/{id}", inspect_service, kRead},
+    Route{http::verb::delete_, "/services/{id}", remove_service, kNetwork},
+    Route{http::verb::get, "/lb/lookup", lb_lookup, kRead},
     Route{http::verb::post, "/swarm/init", swarm_init, kSwarm},
     Route{http::verb::post, "/swarm/join", swarm_join, kSwarm},
     Route{http::verb::post, "/swarm/leave", swarm_leave, kSwarm},

@@ -11,6 +11,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "control/model/model.h"
+#include "control/model/service_model.h"
 #include "control/model/swarm_model.h"
 
 namespace weft::control::api {
@@ -28,10 +29,12 @@ using Response = http::response<http::string_body>;
 // The response mirrors the request's HTTP version and keep-alive, and has its
 // payload prepared.
 // What the routes call: the swarm routes answer 500 while `swarm` is null
-// (an agent built without cluster support, or API tests).
+// (an agent built without cluster support, or API tests), the service and
+// load-balancer routes while `services` is.
 struct Services {
   NetworkService& networks;
   SwarmService* swarm = nullptr;
+  ServiceApi* services = nullptr;
 };
 
 Response handle_request(const Request& request, Services services);
@@ -45,10 +48,10 @@ enum class Workload {
   // Touches no service: _ping, /version, and every error the router answers
   // itself (404, 405, malformed path). Microseconds.
   kImmediate,
-  // Reads the services' state: lists, inspects, swarm info.
+  // Reads the services' state: lists, inspects, swarm info, lb lookup.
   kRead,
-  // Changes networks or endpoints; may wait for a peer to donate addresses
-  // (up to 8 s).
+  // Changes networks, endpoints or services; may wait for a peer to donate
+  // addresses (up to 8 s).
   kNetworkChange,
   // Changes this node's swarm membership (init, join, leave, node rm); may
   // wait for peers for up to 15 s.

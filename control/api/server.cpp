@@ -558,7 +558,11 @@ class ApiServer::Listener : public std::enable_shared_from_this<Listener> {
 
 ApiServer::ApiServer(asio::io_context& io, const std::string& socket_path, NetworkService& service,
                      SwarmService* swarm, ApiServerLimits limits)
-    : io_(io), socket_path_(socket_path), service_(service), swarm_(swarm), limits_(limits) {}
+    : ApiServer(io, socket_path, Services{service, swarm}, limits) {}
+
+ApiServer::ApiServer(asio::io_context& io, const std::string& socket_path, Services services,
+                     ApiServerLimits limits)
+    : io_(io), socket_path_(socket_path), services_(services), limits_(limits) {}
 
 ApiServer::~ApiServer() { stop(); }
 
@@ -567,7 +571,7 @@ void ApiServer::start() {
   create_parent_directories(socket_path_);
   remove_stale_socket(io_, socket_path_);
   auto acceptor = bind_socket(io_, socket_path_);
-  dispatcher_ = std::make_shared<api::RequestDispatcher>(io_, api::Services{service_, swarm_}, limits_);
+  dispatcher_ = std::make_shared<api::RequestDispatcher>(io_, services_, limits_);
   listener_ = std::make_shared<Listener>(std::move(acceptor), dispatcher_, socket_path_, limits_);
   listener_->accept_next();
   spdlog::info("API listening on unix://{} (at most {} connections, {} workers)", socket_path_,

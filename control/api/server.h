@@ -41,6 +41,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "control/api/routes.h"
 #include "control/model/model.h"
 #include "control/model/swarm_model.h"
 
@@ -80,6 +81,10 @@ class ApiServer {
   // threads. `swarm` may be null: the swarm and node routes then answer 500.
   ApiServer(boost::asio::io_context& io, const std::string& socket_path, NetworkService& service,
             SwarmService* swarm = nullptr, ApiServerLimits limits = {});
+  // The same with every service the routes call (routes.h); what is null
+  // there answers 500.
+  ApiServer(boost::asio::io_context& io, const std::string& socket_path, Services services,
+            ApiServerLimits limits = {});
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
@@ -102,8 +107,7 @@ class ApiServer {
 
   boost::asio::io_context& io_;
   std::string socket_path_;
-  NetworkService& service_;
-  SwarmService* swarm_;
+  Services services_;
   ApiServerLimits limits_;
   std::shared_ptr<RequestDispatcher> dispatcher_;
   std::shared_ptr<Listener> listener_;
