@@ -448,6 +448,8 @@ TEST_F(ServiceDataplaneTest, DriverAppliesChangesAndRetriesWhatFailed) {
   current.attach_points.push_back(LbAttachPoint{std::string(64, '9'), kNet, "vlate"});
   DriverTiming timing;
   timing.first_retry = 100ms;
+  timing.debounce = 100ms;  // roomy: a loaded machine must not split the burst below
+  timing.max_delay = 2s;
   ServiceDataplaneDriver driver(*dp_, [&] {
     std::lock_guard lock(mutex);
     return current;
@@ -468,9 +470,12 @@ TEST_F(ServiceDataplaneTest, DriverAppliesChangesAndRetriesWhatFailed) {
     current = two_backends(BackendState::draining);
   }
   const auto before = driver.applies();
-  for (int i = 0; i < 5; ++i) driver.changed();  // one burst, one apply
+  for (int i = 0; i < 5; ++i) {  // one burst, one apply
+    driver.changed();
+    std::this_thread::sleep_for(10ms);
+  }
   ASSERT_TRUE(wait_for([&] { return driver.applies() > before; }));
-  std::this_thread::sleep_for(300ms);
+  std::this_thread::sleep_for(400ms);
   EXPECT_EQ(driver.applies(), before + 1);
   EXPECT_EQ(connect_many(10)["b2"], 10);
 }
