@@ -167,7 +167,8 @@ struct ServiceDataplane::Impl {
   void sync_nft_networks(const std::map<std::string, const LbNetwork*>& nets, bool& complete);
   void load_ebpf_state();
   void program(std::uint32_t id, const Target& target, bool& complete);
-  void remove_unwanted(const std::map<std::uint32_t, Target>& targets, bool& complete);
+  void remove_unwanted(const std::map<std::uint32_t, Target>& targets,
+                       const std::map<std::string, const LbNetwork*>& nets, bool& complete);
   void release_unused_ids(const std::map<std::uint32_t, Target>& targets);
   void drop_nft_networks(const std::map<std::string, const LbNetwork*>& nets);
   void sync_attachments(const LbView& view, const std::map<std::string, const LbNetwork*>& nets, bool& complete);
@@ -204,10 +205,18 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
       wanted[key].vip = vip.addr.value;
     }
   }
+  // nftables without an address of this node in the network cannot SNAT
+  // balanced flows to it: a remote backend's replies would not come back
+  // here, so only local backends (those with a veth here) are used rather
+  // than black-holing the flows given to remote ones.
+  std::set<std::string> local;
+  for (const LbAttachPoint& point : view.attach_points) local.insert(point.endpoint_id);
   for (const Endpoint& endpoint : view.backends) {
     if (endpoint.service_id.empty() || endpoint.ip.value == 0) continue;
     auto it = wanted.find(LbServiceKey{endpoint.service_id, endpoint.network_id});
-    if (it != wanted.end()) it->second.endpoints.push_back(&endpoint);
+    if (it == wanted.end()) continue;
+    if (!ebpf && nets.at(endpoint.network_id)->node_lb_address.value == 0 && !local.contains(endpoint.id)) continue;
+    it->second.endpoints.push_back(&endpoint);
   }
 
   std::map<std::uint32_t, Target> targets;
@@ -337,7 +346,8 @@ void ServiceDataplane::Impl::program(std::uint32_t id, const Target& target, boo
   }
 }
 
-void ServiceDataplane::Impl::remove_unwanted(const std::map<std::uint32_t, Target>& targets, bool& complete) {
+void ServiceDataplane::Impl::remove_unwanted(const std::map<std::uint32_t, Target>& targets,
+                                             const std::map<std::string, const LbNetwork*>& nets, bool& complete) {
   for (auto it = applied.begin(); it != applied.end();) {
     if (targets.contains(it->first)) {
       ++it;
@@ -345,6 +355,13 @@ void ServiceDataplane::Impl::remove_unwanted(const std::map<std::uint32_t, Targe
     }
     const std::uint32_t id = it->first;
     lb::ServiceBackend* backend = backend_for(it->second.network_id);
+    if (!backend && nets.contains(it->second.network_id)) {
+      // nftables: the network's table did not open (logged), so the
+      // service may still be in it: keep its id until it can be removed.
+      complete = false;
+      ++it;
+      continue;
+    }
     try {
       // nftables without its network's table: the table went with the
       // network (or goes with it below), and the service with it.
@@ -474,7 +491,7 @@ bool ServiceDataplane::Impl::apply(const LbView& view) {
     return false;
   }
   for (const auto& [id, target] : targets) program(id, target, complete);
-  remove_unwanted(targets, complete);
+  remove_unwanted(targets, nets, complete);
   release_unused_ids(targets);
   if (!ebpf) drop_nft_networks(nets);
   sync_attachments(view, nets, complete);

@@ -368,6 +368,26 @@ TEST_F(ServiceDataplaneTest, NftablesBalancesDrainsAndResets) {
   EXPECT_FALSE(dp_->service_number(kService, kNet));
 }
 
+TEST_F(ServiceDataplaneTest, NftablesWithoutANodeAddressUsesOnlyLocalBackends) {
+  dp_.emplace(ServiceDataplane::open(options(LbKind::nftables)));
+  // A backend on another node: no veth here. Without an address of this
+  // node to SNAT to, its replies could not come back: left out, so no
+  // connection is black-holed.
+  const std::string remote = std::string(63, 'e') + "9";
+  LbView v = two_backends();
+  v.backends.push_back(backend(remote, "10.0.0.50"));
+  ASSERT_TRUE(dp_->apply(v));
+  auto seen = connect_many(15);
+  EXPECT_EQ(seen["b1"] + seen["b2"], 15) << "no connection went to the unreachable remote backend";
+  EXPECT_FALSE(dp_->counters(kService, kNet).contains(remote));
+
+  // With an address of this node in the network, remote backends are used.
+  v.networks[0].node_lb_address = *Ipv4::parse("10.0.0.99");
+  ASSERT_TRUE(dp_->apply(v));
+  EXPECT_TRUE(dp_->counters(kService, kNet).contains(remote));
+  EXPECT_EQ(dp_->counters(kService, kNet).size(), 3u);
+}
+
 TEST_F(ServiceDataplaneTest, LookupNamesTheBackendThatGetsTheFlow) {
   dp_.emplace(ServiceDataplane::open(options(LbKind::ebpf)));
   ASSERT_TRUE(dp_->apply(two_backends()));
