@@ -71,10 +71,10 @@ bool same_backends(const std::vector<lb::Backend>& a, const std::vector<lb::Back
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
-// Something of ours is pinned there: eBPF maps an earlier agent used.
+// The load balancer's maps are pinned there: an earlier agent used eBPF.
 bool pins_present(const std::filesystem::path& pin_dir) {
   std::error_code ec;
-  return std::filesystem::is_directory(pin_dir, ec) && !std::filesystem::is_empty(pin_dir, ec);
+  return std::filesystem::exists(pin_dir / "lb_config", ec);
 }
 
 // Attaches the programs to the loopback of a namespace made for the purpose
@@ -531,7 +531,15 @@ ServiceDataplane ServiceDataplane::open(const ServiceDataplaneOptions& options) 
         spdlog::info("service load balancer: eBPF (auto: its programs load and attach), maps pinned in {}",
                      options.pin_dir.string());
       } catch (const std::exception& e) {
-        if (pinned) {
+        if (!pinned) {
+          // Maps this attempt may have pinned (the programs loaded but would
+          // not attach) would stop the next start's fallback.
+          try {
+            lb::LoadBalancer::remove_pins(options.pin_dir);
+          } catch (const std::exception& cleanup) {
+            spdlog::debug("eBPF load balancer: pins not removed: {}", cleanup.what());
+          }
+        } else {
           throw std::runtime_error(fmt::format(
               "eBPF load balancer: {}; {} holds maps of an earlier run, whose programs may still be on endpoints, "
               "so auto does not fall back to nftables: fix the cause (or remove the pins) or pass --lb-backend",

@@ -353,6 +353,27 @@ TEST_F(ServiceDataplaneTest, AutoPicksEbpfAndBalancesDrainsAndResets) {
   EXPECT_TRUE(tc_attached("vclient"));
 }
 
+TEST_F(ServiceDataplaneTest, AutoFallsBackToNftablesOnlyWhenNoMapsArePinned) {
+  // No bpffs under the pin dir: the programs cannot be pinned, nftables it is.
+  auto no_bpffs = options(LbKind::automatic);
+  no_bpffs.pin_dir = dir_.path() / "not-bpffs" / "lb";
+  EXPECT_EQ(ServiceDataplane::open(no_bpffs).kind(), "nftables");
+  EXPECT_EQ(ServiceDataplane::open(no_bpffs).kind(), "nftables") << "and again on the next start";
+
+  // Maps pinned by an eBPF run that cannot be reused (other sizes): auto
+  // refuses rather than leave their programs on the endpoints beside nftables.
+  ServiceDataplane::open(options(LbKind::ebpf));
+  auto other_sizes = options(LbKind::automatic);
+  other_sizes.limits.conntrack_entries *= 2;
+  try {
+    ServiceDataplane::open(other_sizes);
+    ADD_FAILURE() << "auto fell back to nftables with eBPF maps pinned";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds maps of an earlier run"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(ServiceDataplane::open(options(LbKind::automatic)).kind(), "ebpf");
+}
+
 TEST_F(ServiceDataplaneTest, NftablesBalancesDrainsAndResets) {
   dp_.emplace(ServiceDataplane::open(options(LbKind::nftables)));
   EXPECT_EQ(dp_->kind(), "nftables");
