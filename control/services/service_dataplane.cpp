@@ -211,8 +211,9 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
   // than black-holing the flows given to remote ones.
   std::set<std::string> local;
   for (const LbAttachPoint& point : view.attach_points) local.insert(point.endpoint_id);
+  std::set<std::string> seen;  // an endpoint listed twice would make its service's list invalid
   for (const Endpoint& endpoint : view.backends) {
-    if (endpoint.service_id.empty() || endpoint.ip.value == 0) continue;
+    if (endpoint.service_id.empty() || endpoint.ip.value == 0 || !seen.insert(endpoint.id).second) continue;
     auto it = wanted.find(LbServiceKey{endpoint.service_id, endpoint.network_id});
     if (it == wanted.end()) continue;
     if (!ebpf && nets.at(endpoint.network_id)->node_lb_address.value == 0 && !local.contains(endpoint.id)) continue;

@@ -411,7 +411,9 @@ TEST_F(ServiceDataplaneTest, NftablesWithoutANodeAddressUsesOnlyLocalBackends) {
 
 TEST_F(ServiceDataplaneTest, LookupNamesTheBackendThatGetsTheFlow) {
   dp_.emplace(ServiceDataplane::open(options(LbKind::ebpf)));
-  ASSERT_TRUE(dp_->apply(two_backends()));
+  LbView listed_twice = two_backends();
+  listed_twice.backends.push_back(listed_twice.backends[0]);
+  ASSERT_TRUE(dp_->apply(listed_twice)) << "an endpoint listed twice counts once";
   const std::map<std::string, std::string> name_of{{kB1, "b1"}, {kB2, "b2"}};
   std::map<std::string, int> seen;
   for (std::uint16_t sport = 41000; sport < 41010; ++sport) {
