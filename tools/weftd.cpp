@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"ebpf", "nftables", "auto"}))
       ->capture_default_str();
   app.add_option("--lb-max-services", options.lb_max_services, "Services x networks the load balancer holds")
-      ->check(CLI::Range(2, 65536))
+      ->check(CLI::Range(2, 16384))  // the eBPF Maglev pool takes ~8 KiB each, allocated at start
       ->capture_default_str();
   app.add_option("--lb-max-backends", options.lb_max_backends, "Service backends the load balancer holds")
       ->check(CLI::Range(2, 1 << 20))
