@@ -351,6 +351,25 @@ TEST_F(ServiceDataplaneTest, AutoPicksEbpfAndBalancesDrainsAndResets) {
   EXPECT_EQ(dp_->kind(), "ebpf");
   balance_drain_and_reset();
   EXPECT_TRUE(tc_attached("vclient"));
+  // Conntrack collection reports the map's fill (the flows above are fresh).
+  auto fill = dp_->collect_garbage();
+  ASSERT_TRUE(fill.has_value());
+  EXPECT_EQ(fill->capacity, 16384u);
+  EXPECT_GT(fill->entries, 0u);
+  EXPECT_EQ(dp_->conntrack_fill().entries, fill->entries);
+}
+
+TEST_F(ServiceDataplaneTest, ANewVipTakesTheServiceOver) {
+  dp_.emplace(ServiceDataplane::open(options(LbKind::ebpf)));
+  ASSERT_TRUE(dp_->apply(two_backends()));
+  LbView moved = two_backends();
+  const Ipv4 new_vip = *Ipv4::parse("10.0.0.101");
+  moved.services[0].vips[0].addr = new_vip;
+  ASSERT_TRUE(dp_->apply(moved));
+  TcpClient c(*client_, new_vip, 80);
+  ASSERT_EQ(c.error(), 0);
+  EXPECT_FALSE(c.greeting().empty());
+  EXPECT_NE(TcpClient(*client_, kVip, 80).error(), 0) << "the old VIP is gone";
 }
 
 TEST_F(ServiceDataplaneTest, AutoFallsBackToNftablesOnlyWhenNoMapsArePinned) {
@@ -378,6 +397,7 @@ TEST_F(ServiceDataplaneTest, NftablesBalancesDrainsAndResets) {
   dp_.emplace(ServiceDataplane::open(options(LbKind::nftables)));
   EXPECT_EQ(dp_->kind(), "nftables");
   balance_drain_and_reset();
+  EXPECT_FALSE(dp_->collect_garbage()) << "the kernel's conntrack ages nftables' flows";
   EXPECT_FALSE(tc_attached("vclient")) << "no tc programs with nftables";
   EXPECT_EQ(dp_->lookup(kService, kNet, *Ipv4::parse("10.0.0.2"), 40000, 80, PortProtocol::tcp), std::nullopt)
       << "nftables draws at random: nothing to predict";
