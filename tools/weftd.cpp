@@ -41,6 +41,7 @@
 #include "control/gossip/profiles.h"
 #include "control/network/ipam.h"
 #include "control/network/network_manager.h"
+#include "control/services/service_dataplane.h"
 #include "dataplane/netlink.h"
 
 namespace {
@@ -116,6 +117,10 @@ struct Options {
   // What unauthenticated TCP peers may cost (see gossip::Config).
   std::optional<std::uint64_t> max_stream_size;
   std::optional<std::size_t> max_inbound_streams;
+  // The node's service load balancer (--lb-*).
+  std::string lb_backend = "auto";
+  std::uint32_t lb_max_services = 1024, lb_max_backends = 65536, lb_conntrack_entries = 262144;
+  std::uint32_t lb_tcp_timeout_s = 21600, lb_udp_timeout_s = 60;
 };
 
 weft::control::gossip::Config gossip_timings(const Options& options) {
@@ -203,6 +208,21 @@ void complete_and_validate(AgentConfig& config) {
   }
 }
 
+weft::control::services::ServiceDataplaneOptions lb_dataplane_options(const Options& options) {
+  weft::control::services::ServiceDataplaneOptions o;
+  o.kind = *weft::control::services::parse_lb_kind(options.lb_backend);  // checked by CLI11
+  o.pin_dir = options.config.bpf_pin_dir;
+  o.state_dir = options.config.state_dir;
+  o.limits.max_services = options.lb_max_services;
+  // Two frontends per service and network (VIP, every port, tcp and udp).
+  o.limits.max_frontends = std::max<std::uint32_t>(4096, 2 * options.lb_max_services);
+  o.limits.max_backends = options.lb_max_backends;
+  o.limits.conntrack_entries = options.lb_conntrack_entries;
+  o.timeouts.tcp_established = std::chrono::seconds(options.lb_tcp_timeout_s);
+  o.timeouts.udp = std::chrono::seconds(options.lb_udp_timeout_s);
+  return o;
+}
+
 // --- running ----------------------------------------------------------------
 
 void set_up_logging(const std::string& node_name, const std::string& level) {
@@ -213,7 +233,8 @@ void set_up_logging(const std::string& node_name, const std::string& level) {
   spdlog::set_default_logger(std::move(logger));
 }
 
-int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& cluster_config) {
+int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& cluster_config,
+        const weft::control::services::ServiceDataplaneOptions& lb_options) {
   spdlog::info("weftd {} starting: advertise address {}, state in {}", weft::control::api::kWeftVersion,
                config.advertise_addr, config.state_dir);
 
@@ -239,6 +260,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   });
 
   networks.reconcile();
+  // The node's service load balancer: eBPF or nftables, ids and pins from
+  // the last run. The service manager drives it through a
+  // ServiceDataplaneDriver (control/services/service_dataplane_driver.h).
+  auto lb_dataplane = weft::control::services::ServiceDataplane::open(lb_options);
   // After reconcile: the cluster publishes what this node really has.
   cluster.start();
 
@@ -297,6 +322,28 @@ int main(int argc, char** argv) {
   app.add_option("--max-inbound-streams", options.max_inbound_streams,
                  "Gossip TCP connections served at once; more are closed at once (default 64)")
       ->check(CLI::Range(1, 4096));
+  // The service load balancer. Map sizes must stay the same across restarts
+  // while maps are pinned (a different size is refused at start).
+  app.add_option("--lb-backend", options.lb_backend,
+                 "Service load balancer: ebpf, nftables, or auto (eBPF when its programs load)")
+      ->check(CLI::IsMember({"ebpf", "nftables", "auto"}))
+      ->capture_default_str();
+  app.add_option("--lb-max-services", options.lb_max_services, "Services x networks the load balancer holds")
+      ->check(CLI::Range(2, 16384))  // the eBPF Maglev pool takes ~8 KiB each, allocated at start
+      ->capture_default_str();
+  app.add_option("--lb-max-backends", options.lb_max_backends, "Service backends the load balancer holds")
+      ->check(CLI::Range(2, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--lb-conntrack-entries", options.lb_conntrack_entries,
+                 "Size of the eBPF conntrack map (two entries per flow)")
+      ->check(CLI::Range(1024, 1 << 26))
+      ->capture_default_str();
+  app.add_option("--lb-tcp-timeout", options.lb_tcp_timeout_s, "Idle timeout of established TCP flows, seconds")
+      ->check(CLI::Range(1, 30 * 24 * 3600))
+      ->capture_default_str();
+  app.add_option("--lb-udp-timeout", options.lb_udp_timeout_s, "Idle timeout of UDP flows, seconds")
+      ->check(CLI::Range(1, 24 * 3600))
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -305,6 +352,7 @@ int main(int argc, char** argv) {
     return status == 0 ? 0 : 2;
   }
   weft::control::cluster::ClusterConfig cluster_config;
+  weft::control::services::ServiceDataplaneOptions lb_options;
   try {
     complete_and_validate(config);
     auto [bind_addr, bind_port] = parse_host_port(options.bind, "--bind", true);
@@ -322,6 +370,7 @@ int main(int argc, char** argv) {
       cluster_config.tombstone_lifetime =
           std::chrono::duration_cast<std::chrono::seconds>(std::chrono::milliseconds(*options.tombstone_lifetime_ms));
     }
+    lb_options = lb_dataplane_options(options);
   } catch (const UsageError& e) {
     std::cerr << "weftd: " << e.what() << '\n';
     return 2;
@@ -337,7 +386,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    return run(config, cluster_config);
+    return run(config, cluster_config, lb_options);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

@@ -700,7 +700,10 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .ip = ip,
              .prefix_len = network.subnet.prefix,
              .mac = dp::MacAddress::from_ipv4(ip),
-             .node = self.config.node_name};
+             .node = self.config.node_name,
+             .service_id = {},
+             .backend_state = BackendState::active,
+             .drain_until = {}};
   const auto failed = [&](const std::string& why) {
     return ApiError(ApiError::Kind::Internal,
                     "cannot attach " + request.netns + " to network " + network.name + ": " + why);

@@ -890,6 +890,16 @@ std::vector<BackendCounters> LoadBalancer::counters(std::uint32_t service_id) co
   return result;
 }
 
+std::map<Frontend, std::uint32_t> LoadBalancer::frontends() const { return impl_->frontends; }
+
+std::set<std::uint32_t> LoadBalancer::service_ids() const {
+  std::set<std::uint32_t> ids;
+  for (const auto& [id, service] : impl_->services) {
+    if (service.frontends > 0 || !service.backends.empty()) ids.insert(id);
+  }
+  return ids;
+}
+
 std::vector<std::uint64_t> LoadBalancer::stats() const {
   const Impl& s = *impl_;
   std::vector<std::uint64_t> result(LB_STAT_MAX, 0);

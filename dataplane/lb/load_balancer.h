@@ -13,7 +13,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -164,6 +166,12 @@ class LoadBalancer {
   std::vector<BackendCounters> counters(std::uint32_t service_id) const;
   // Global event counters indexed by enum lb_stat (ebpf/lb_abi.h).
   std::vector<std::uint64_t> stats() const;
+
+  // What the maps hold (after open(): what an earlier process left), so an
+  // agent can find services it no longer knows: every frontend, and every
+  // service with a frontend or a backend not yet freed (dead ones too).
+  std::map<Frontend, std::uint32_t> frontends() const;
+  std::set<std::uint32_t> service_ids() const;
 
   // Deletes conntrack entries idle past their timeout at `now_ns`
   // (CLOCK_MONOTONIC; the programs stamp entries with its coarse variant).

@@ -1,0 +1,187 @@
+#include "control/services/lb_id_map.h"
+
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "control/network/state_file.h"
+
+namespace weft::control::services {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kFormat = "weft-lb-ids";
+constexpr int kVersion = 1;
+// Ids in the model are 64 hex characters; anything far longer is not ours.
+constexpr std::size_t kMaxKeyLength = 128;
+
+// The first id not in `taken` from `cursor` on, going round 1..limit-1.
+template <typename Taken>
+std::optional<std::uint32_t> first_free(const Taken& taken, std::uint32_t limit, std::uint32_t cursor) {
+  if (limit <= 1 || taken.size() >= limit - 1) return std::nullopt;
+  if (cursor == 0 || cursor >= limit) cursor = 1;
+  for (std::uint32_t n = 0; n < limit - 1; ++n) {
+    const std::uint32_t id = 1 + (cursor - 1 + n) % (limit - 1);
+    if (!taken.contains(id)) return id;
+  }
+  return std::nullopt;
+}
+
+bool plausible_key(const std::string& s) {
+  if (s.empty() || s.size() > kMaxKeyLength) return false;
+  for (unsigned char c : s)
+    if (c < 0x21 || c > 0x7e) return false;
+  return true;
+}
+
+}  // namespace
+
+LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
+  LbIdMap map(path, bounds);
+  auto refuse = [&](const std::string& what) {
+    return LbIdMapError(fmt::format(
+        "{}: not a usable load-balancer id map: {}. weftd will not guess the ids that open connections "
+        "through service VIPs depend on; move the file away to start with new ids (such connections are "
+        "then reset)",
+        path.string(), what));
+  };
+
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec == std::errc::no_such_file_or_directory) return map;
+  if (ec) throw refuse("cannot stat it: " + ec.message());
+  // Every entry takes well under 512 bytes; a larger file is not one we wrote
+  // with these limits, and reading it whole would cost what it likes.
+  const std::uint64_t max_size =
+      (std::uint64_t{bounds.max_services} + bounds.max_backends) * 512 + 4096;
+  if (size > max_size) throw refuse(fmt::format("{} bytes, more than {} for these limits", size, max_size));
+
+  std::string text;
+  try {
+    auto content = network::read_file(path);
+    if (!content) return map;  // removed meanwhile
+    text = std::move(*content);
+  } catch (const std::exception& e) {
+    throw refuse(e.what());
+  }
+
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::exception& e) {
+    throw refuse(std::string("malformed JSON (") + e.what() + ")");
+  }
+  try {
+    if (!doc.is_object() || doc.value("format", "") != kFormat) throw refuse("no \"format\": \"weft-lb-ids\"");
+    if (doc.at("version") != kVersion) throw refuse(fmt::format("version {} (this weftd reads {})", doc.at("version").dump(), kVersion));
+    map.next_service_ = doc.at("next_service").get<std::uint32_t>();
+    map.next_backend_ = doc.at("next_backend").get<std::uint32_t>();
+    for (const auto& entry : doc.at("services")) {
+      const auto id = entry.at("id").get<std::uint32_t>();
+      LbServiceKey key{entry.at("service").get<std::string>(), entry.at("network").get<std::string>()};
+      if (id == 0 || id >= bounds.max_services)
+        throw refuse(fmt::format("service id {} outside 1..{} (was --lb-max-services lowered?)", id,
+                                 bounds.max_services - 1));
+      if (!plausible_key(key.service_id) || !plausible_key(key.network_id))
+        throw refuse(fmt::format("service id {} has a malformed service or network id", id));
+      if (!map.service_by_id_.emplace(id, key).second) throw refuse(fmt::format("service id {} given twice", id));
+      if (!map.service_ids_.emplace(key, id).second)
+        throw refuse(fmt::format("service {} on network {} has two ids", key.service_id, key.network_id));
+    }
+    for (const auto& entry : doc.at("backends")) {
+      const auto id = entry.at("id").get<std::uint32_t>();
+      auto endpoint = entry.at("endpoint").get<std::string>();
+      if (id == 0 || id >= bounds.max_backends)
+        throw refuse(fmt::format("backend id {} outside 1..{} (was --lb-max-backends lowered?)", id,
+                                 bounds.max_backends - 1));
+      if (!plausible_key(endpoint)) throw refuse(fmt::format("backend id {} has a malformed endpoint id", id));
+      if (!map.endpoint_by_id_.emplace(id, endpoint).second) throw refuse(fmt::format("backend id {} given twice", id));
+      if (!map.backend_ids_.emplace(endpoint, id).second)
+        throw refuse(fmt::format("endpoint {} has two backend ids", endpoint));
+    }
+  } catch (const json::exception& e) {
+    throw refuse(std::string("unexpected content (") + e.what() + ")");
+  }
+  return map;
+}
+
+std::optional<std::uint32_t> LbIdMap::service(const LbServiceKey& key) const {
+  auto it = service_ids_.find(key);
+  if (it == service_ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::uint32_t> LbIdMap::backend(const std::string& endpoint_id) const {
+  auto it = backend_ids_.find(endpoint_id);
+  if (it == backend_ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+const LbServiceKey* LbIdMap::service_key(std::uint32_t id) const {
+  auto it = service_by_id_.find(id);
+  return it == service_by_id_.end() ? nullptr : &it->second;
+}
+
+const std::string* LbIdMap::endpoint_of(std::uint32_t backend_id) const {
+  auto it = endpoint_by_id_.find(backend_id);
+  return it == endpoint_by_id_.end() ? nullptr : &it->second;
+}
+
+std::optional<std::uint32_t> LbIdMap::assign_service(const LbServiceKey& key) {
+  if (auto id = service(key)) return id;
+  auto id = first_free(service_by_id_, bounds_.max_services, next_service_);
+  if (!id) return std::nullopt;
+  service_ids_.emplace(key, *id);
+  service_by_id_.emplace(*id, key);
+  next_service_ = *id + 1;
+  dirty_ = true;
+  return id;
+}
+
+std::optional<std::uint32_t> LbIdMap::assign_backend(const std::string& endpoint_id) {
+  if (auto id = backend(endpoint_id)) return id;
+  auto id = first_free(endpoint_by_id_, bounds_.max_backends, next_backend_);
+  if (!id) return std::nullopt;
+  backend_ids_.emplace(endpoint_id, *id);
+  endpoint_by_id_.emplace(*id, endpoint_id);
+  next_backend_ = *id + 1;
+  dirty_ = true;
+  return id;
+}
+
+void LbIdMap::release_service(std::uint32_t id) {
+  auto it = service_by_id_.find(id);
+  if (it == service_by_id_.end()) return;
+  service_ids_.erase(it->second);
+  service_by_id_.erase(it);
+  dirty_ = true;
+}
+
+void LbIdMap::release_backend(std::uint32_t id) {
+  auto it = endpoint_by_id_.find(id);
+  if (it == endpoint_by_id_.end()) return;
+  backend_ids_.erase(it->second);
+  endpoint_by_id_.erase(it);
+  dirty_ = true;
+}
+
+std::string LbIdMap::serialize() const {
+  json doc{{"format", kFormat}, {"version", kVersion}, {"next_service", next_service_},
+           {"next_backend", next_backend_}, {"services", json::array()}, {"backends", json::array()}};
+  for (const auto& [id, key] : service_by_id_)
+    doc["services"].push_back({{"id", id}, {"service", key.service_id}, {"network", key.network_id}});
+  for (const auto& [id, endpoint] : endpoint_by_id_) doc["backends"].push_back({{"id", id}, {"endpoint", endpoint}});
+  return doc.dump() + "\n";
+}
+
+void LbIdMap::save() {
+  if (!dirty_) return;
+  network::replace_file_unsynced(path_, serialize());
+  dirty_ = false;
+}
+
+}  // namespace weft::control::services

@@ -1,0 +1,89 @@
+// The load balancer's numeric ids: one u32 per (service, network) and one
+// per backend endpoint, as the eBPF maps and the nftables table key them.
+// Conntrack entries name backends by these numbers, so a restarted agent
+// must map every service and endpoint to the very ids it had: the map is
+// written to a small file in the state dir before any kernel map uses a new
+// id (write-ahead), and read back on start.
+//
+// The file describes kernel objects that a reboot wipes too (pinned maps,
+// conntrack), so it is replaced atomically but not fsync'ed: it survives a
+// killed agent, which is what it is for (see state_file.h).
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace weft::control::services {
+
+struct LbServiceKey {
+  std::string service_id;
+  std::string network_id;
+  auto operator<=>(const LbServiceKey&) const = default;
+};
+
+// A file that cannot be the id map (unreadable, not this format, ids out of
+// range or given twice). The agent refuses to guess: ids that open
+// connections depend on would be wrong.
+class LbIdMapError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Not thread-safe: one owner (ServiceDataplane, under its lock).
+class LbIdMap {
+ public:
+  struct Bounds {
+    std::uint32_t max_services = 1024;  // service ids 1 .. max_services-1
+    std::uint32_t max_backends = 65536; // backend ids 1 .. max_backends-1
+  };
+
+  // The map kept in `path`; empty when the file does not exist. Throws
+  // LbIdMapError naming the file and what is wrong with it.
+  static LbIdMap load(const std::filesystem::path& path, Bounds bounds);
+
+  std::optional<std::uint32_t> service(const LbServiceKey& key) const;
+  std::optional<std::uint32_t> backend(const std::string& endpoint_id) const;
+  const LbServiceKey* service_key(std::uint32_t id) const;
+  const std::string* endpoint_of(std::uint32_t backend_id) const;
+
+  // The key's id, given a free one when it has none; nullopt when every id
+  // is taken. A freed id is given again only after all others (a cursor
+  // goes round), so a conntrack entry left by a gone backend is unlikely to
+  // meet a new one under its old number.
+  std::optional<std::uint32_t> assign_service(const LbServiceKey& key);
+  std::optional<std::uint32_t> assign_backend(const std::string& endpoint_id);
+  void release_service(std::uint32_t id);
+  void release_backend(std::uint32_t id);
+
+  const std::map<std::uint32_t, LbServiceKey>& services() const { return service_by_id_; }
+  const std::map<std::uint32_t, std::string>& backends() const { return endpoint_by_id_; }
+
+  // True when changed since the last save() (or load()).
+  bool dirty() const { return dirty_; }
+  // Writes the file when dirty; throws std::system_error naming it.
+  void save();
+
+  const std::filesystem::path& path() const { return path_; }
+  // The file's text for this content (also what save() writes).
+  std::string serialize() const;
+
+ private:
+  LbIdMap(std::filesystem::path path, Bounds bounds) : path_(std::move(path)), bounds_(bounds) {}
+
+  std::filesystem::path path_;
+  Bounds bounds_;
+  std::map<LbServiceKey, std::uint32_t> service_ids_;
+  std::map<std::uint32_t, LbServiceKey> service_by_id_;
+  std::map<std::string, std::uint32_t> backend_ids_;
+  std::map<std::uint32_t, std::string> endpoint_by_id_;
+  std::uint32_t next_service_ = 1;
+  std::uint32_t next_backend_ = 1;
+  bool dirty_ = false;
+};
+
+}  // namespace weft::control::services

@@ -1,0 +1,147 @@
+// The load balancer's id map: ids survive a restart through the file, freed
+// ids come back last, limits hold, and a file that is not a sound id map is
+// refused with a message naming it (never guessed at).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <string>
+
+#include "control/services/lb_id_map.h"
+#include "tests/support/scratch_netns.h"
+
+namespace weft::control::services {
+namespace {
+
+using weft::testing::ScratchDir;
+
+std::string hex_id(char c) { return std::string(64, c); }
+LbServiceKey key(char service, char network = 'n') { return {hex_id(service), hex_id(network)}; }
+
+class LbIdMapTest : public ::testing::Test {
+ protected:
+  std::filesystem::path path() const { return dir_.path() / "lb" / "ids.json"; }
+  LbIdMap load(LbIdMap::Bounds bounds = {}) { return LbIdMap::load(path(), bounds); }
+  void write(const std::string& text) {
+    std::filesystem::create_directories(path().parent_path());
+    std::ofstream(path()) << text;
+  }
+  // The message of the LbIdMapError that loading throws ("" if none).
+  std::string refusal(LbIdMap::Bounds bounds = {}) {
+    try {
+      load(bounds);
+    } catch (const LbIdMapError& e) {
+      return e.what();
+    }
+    return "";
+  }
+  ScratchDir dir_;
+};
+
+TEST_F(LbIdMapTest, NoFileIsAnEmptyMap) {
+  auto map = load();
+  EXPECT_TRUE(map.services().empty());
+  EXPECT_TRUE(map.backends().empty());
+  EXPECT_FALSE(map.dirty());
+  map.save();  // nothing to write
+  EXPECT_FALSE(std::filesystem::exists(path()));
+}
+
+TEST_F(LbIdMapTest, IdsSurviveSaveAndLoad) {
+  {
+    auto map = load();
+    EXPECT_EQ(map.assign_service(key('a')), 1u);
+    EXPECT_EQ(map.assign_service(key('b')), 2u);
+    EXPECT_EQ(map.assign_service(key('a', 'm')), 3u) << "one id per (service, network)";
+    EXPECT_EQ(map.assign_service(key('a')), 1u) << "a key keeps its id";
+    EXPECT_EQ(map.assign_backend(hex_id('e')), 1u);
+    EXPECT_EQ(map.assign_backend(hex_id('f')), 2u);
+    map.release_backend(1);
+    EXPECT_TRUE(map.dirty());
+    map.save();
+    EXPECT_FALSE(map.dirty());
+  }
+  auto map = load();
+  EXPECT_EQ(map.service(key('a')), 1u);
+  EXPECT_EQ(map.service(key('b')), 2u);
+  EXPECT_EQ(map.service(key('a', 'm')), 3u);
+  EXPECT_EQ(map.backend(hex_id('f')), 2u);
+  EXPECT_EQ(map.backend(hex_id('e')), std::nullopt);
+  ASSERT_NE(map.endpoint_of(2), nullptr);
+  EXPECT_EQ(*map.endpoint_of(2), hex_id('f'));
+  ASSERT_NE(map.service_key(3), nullptr);
+  EXPECT_EQ(*map.service_key(3), key('a', 'm'));
+  // The cursor came back too: the next id is not the freed one.
+  EXPECT_EQ(map.assign_backend(hex_id('g')), 3u);
+}
+
+TEST_F(LbIdMapTest, FreedIdsComeBackOnlyAfterAllOthers) {
+  auto map = load({.max_services = 5, .max_backends = 4});
+  for (char c : {'a', 'b', 'c'}) map.assign_backend(hex_id(c));  // 1, 2, 3
+  map.release_backend(2);
+  EXPECT_EQ(map.assign_backend(hex_id('d')), 2u) << "2 is the only free id of 1..3";
+  map.release_backend(1);
+  map.release_backend(3);
+  EXPECT_EQ(map.assign_backend(hex_id('e')), 3u) << "after 2 comes 3, not the older 1";
+  EXPECT_EQ(map.assign_backend(hex_id('f')), 1u);
+}
+
+TEST_F(LbIdMapTest, LimitsHold) {
+  auto map = load({.max_services = 3, .max_backends = 3});
+  EXPECT_EQ(map.assign_service(key('a')), 1u);
+  EXPECT_EQ(map.assign_service(key('b')), 2u);
+  EXPECT_EQ(map.assign_service(key('c')), std::nullopt) << "ids are 1 .. max_services-1";
+  EXPECT_EQ(map.assign_backend(hex_id('a')), 1u);
+  EXPECT_EQ(map.assign_backend(hex_id('b')), 2u);
+  EXPECT_EQ(map.assign_backend(hex_id('c')), std::nullopt);
+  map.release_service(1);
+  EXPECT_EQ(map.assign_service(key('c')), 1u);
+  map.save();
+  // Lower limits than the file's ids: refused, naming the flag.
+  auto message = refusal({.max_services = 2, .max_backends = 3});
+  EXPECT_NE(message.find("--lb-max-services"), std::string::npos) << message;
+}
+
+TEST_F(LbIdMapTest, CorruptFilesAreRefusedWithAClearMessage) {
+  const std::string good = [&] {
+    auto map = load();
+    map.assign_service(key('a'));
+    map.assign_backend(hex_id('e'));
+    return map.serialize();
+  }();
+  write(good);
+  EXPECT_EQ(refusal(), "") << "the good file loads";
+
+  auto expect_refused = [&](const std::string& text, const std::string& why) {
+    SCOPED_TRACE(why);
+    write(text);
+    const auto message = refusal();
+    ASSERT_NE(message, "") << "accepted: " << text;
+    EXPECT_NE(message.find(path().string()), std::string::npos) << message;
+    EXPECT_NE(message.find("move the file away"), std::string::npos) << message;
+  };
+  expect_refused(good.substr(0, good.size() / 2), "truncated");
+  expect_refused("", "empty");
+  expect_refused("[]", "not an object");
+  expect_refused(R"({"format":"something-else","version":1})", "another format");
+  expect_refused(R"({"format":"weft-lb-ids","version":2,"next_service":1,"next_backend":1,"services":[],"backends":[]})",
+                 "another version");
+  expect_refused(R"({"format":"weft-lb-ids","version":1,"next_service":1,"next_backend":1,"services":[{"id":0,"service":")" +
+                     hex_id('a') + R"(","network":")" + hex_id('n') + R"("}],"backends":[]})",
+                 "id 0");
+  expect_refused(R"({"format":"weft-lb-ids","version":1,"next_service":1,"next_backend":1,"services":[],"backends":[{"id":1,"endpoint":")" +
+                     hex_id('a') + R"("},{"id":1,"endpoint":")" + hex_id('b') + R"("}]})",
+                 "one id twice");
+  expect_refused(R"({"format":"weft-lb-ids","version":1,"next_service":1,"next_backend":1,"services":[],"backends":[{"id":1,"endpoint":")" +
+                     hex_id('a') + R"("},{"id":2,"endpoint":")" + hex_id('a') + R"("}]})",
+                 "one endpoint twice");
+  expect_refused(R"({"format":"weft-lb-ids","version":1,"next_service":1,"next_backend":1,"services":[],"backends":[{"id":1,"endpoint":"a\nb"}]})",
+                 "control character in a key");
+  expect_refused(R"({"format":"weft-lb-ids","version":1,"next_service":1,"next_backend":1,"services":[],"backends":[{"id":"1","endpoint":"x"}]})",
+                 "id of another type");
+  // Far larger than any map within the limits: refused before reading it.
+  expect_refused(std::string(4 * 1024 * 1024, ' '), "oversized");
+}
+
+}  // namespace
+}  // namespace weft::control::services
