@@ -13,6 +13,7 @@
 
 #include "control/model/ids.h"
 #include "control/model/record_json.h"
+#include "control/network/drain_timer.h"
 #include "control/network/ipam.h"
 #include "control/model/names.h"
 #include "control/network/state_file.h"
@@ -73,6 +74,30 @@ std::string default_endpoint_name(const std::string& netns_ref) {
   }
   return name;
 }
+
+// Tells the endpoint listeners about a change once the scope ends: declared
+// before the manager's lock is taken, it runs after the lock is released.
+class ChangeNotice {
+ public:
+  explicit ChangeNotice(const std::vector<std::function<void()>>& listeners) : listeners_(listeners) {}
+  ~ChangeNotice() {
+    if (!fired_) return;
+    for (const auto& listener : listeners_) {
+      try {
+        listener();
+      } catch (const std::exception& e) {
+        spdlog::error("an endpoint change listener failed: {}", e.what());
+      }
+    }
+  }
+  ChangeNotice(const ChangeNotice&) = delete;
+  ChangeNotice& operator=(const ChangeNotice&) = delete;
+  void fire() { fired_ = true; }
+
+ private:
+  const std::vector<std::function<void()>>& listeners_;
+  bool fired_ = false;
+};
 
 }  // namespace
 
@@ -137,6 +162,11 @@ struct NetworkManager::Impl {
       auto record = endpoint_record(e);
       record[kStateKey] = kAttaching;
       state["endpoints"].push_back(std::move(record));
+    }
+    if (!reserved.empty()) {
+      state["reservations"] = json::array();
+      for (const auto& r : reserved)
+        state["reservations"].push_back({{"network_id", r.network_id}, {"ip", r.ip.str()}, {"owner", r.owner}});
     }
     write(state_path(), state.dump(2) + "\n");
     if (state_behind) spdlog::info("state file {} is up to date again", state_path().string());
@@ -268,6 +298,35 @@ struct NetworkManager::Impl {
     return nullptr;
   }
 
+  // Removes an attached endpoint: the record first (a crash after the write
+  // leaves a veth no record accounts for, which the next start deletes; a
+  // failed write leaves everything as it was), then the veth; the address
+  // is free only once the veth is gone. ApiError (`what` says which change)
+  // when it cannot.
+  void detach_now(const Endpoint& e, const Network& network, const std::string& what) {
+    endpoints.erase(e.id);
+    try {
+      persist();
+    } catch (const std::exception& err) {
+      endpoints.emplace(e.id, e);
+      throw ApiError(ApiError::Kind::Internal, "cannot " + what + ": cannot record it in the state file: " +
+                                                   err.what() + "; the endpoint is still attached");
+    }
+    try {
+      dp::detach_endpoint(layout(network), layout(e));
+    } catch (const std::exception& err) {
+      endpoints.emplace(e.id, e);
+      persist_or_log("a failed detach");
+      throw ApiError(ApiError::Kind::Internal, "cannot " + what + ": " + err.what());
+    }
+    addresses.at(network.id).release(e.ip);
+    if (drains) drains->cancel(e.id);
+    if (cluster) cluster->withdraw_endpoint(e.id);
+  }
+  // A backend's drain time is over (the drain timer's thread).
+  void finish_drain(const std::string& endpoint_id);
+  void start_drain(const Endpoint& e, std::uint32_t seconds, const std::string& what);
+
   void set_owned(const std::string& space, const ipam::RangeSet& owned);
   ipam::RangeSet free_ranges(const std::string& space) const;
   // The namespace an attach or detach names; nullopt (and why in `error`)
@@ -324,11 +383,18 @@ struct NetworkManager::Impl {
   std::map<std::string, ipam::AddressAllocator> addresses;  // by network id
   std::map<std::string, ipam::RangeSet> early_ownership;  // by space
   ClusterLink* cluster = nullptr;
+  ServiceDirectory* services = nullptr;
+  std::vector<std::function<void()>> endpoint_listeners;
+  std::vector<AddressReservation> reserved;  // allocated in `addresses` too
+  // Last: stopped first, while everything its callback uses still exists.
+  std::unique_ptr<DrainTimer> drains;
 };
 
 std::string network_space(const std::string& network_id) { return "net:" + network_id; }
 
-NetworkManager::NetworkManager(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+NetworkManager::NetworkManager(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
+  impl_->drains = std::make_unique<DrainTimer>([impl = impl_.get()](const std::string& id) { impl->finish_drain(id); });
+}
 NetworkManager::~NetworkManager() = default;
 
 void NetworkManager::Impl::load_state() {
@@ -337,6 +403,8 @@ void NetworkManager::Impl::load_state() {
   json state;
   try {
     state = json::parse(*text);
+    if (state.contains("reservations") && !state.at("reservations").is_array())
+      throw json::type_error::create(302, "\"reservations\" is not an array", &state);
     for (const auto& j : state.at("networks")) {
       auto n = network_from_record(j);
       networks.emplace(n.id, n);
@@ -380,6 +448,30 @@ void NetworkManager::Impl::load_state() {
     }
     e.network_name = networks.at(e.network_id).name;
     ++it;
+  }
+  for (const auto& j : state.value("reservations", json::array())) {
+    AddressReservation r;
+    try {
+      r = AddressReservation{.network_id = j.at("network_id").get<std::string>(),
+                             .ip = *ipam::Ipv4::parse(j.at("ip").get<std::string>()),
+                             .owner = j.at("owner").get<std::string>()};
+      if (r.ip == ipam::Ipv4{}) throw std::invalid_argument("no address");
+    } catch (const std::exception& e) {
+      spdlog::warn("state file: dropping a malformed address reservation {}: {}", j.dump(), e.what());
+      continue;
+    }
+    auto alloc = addresses.find(r.network_id);
+    if (alloc == addresses.end()) {
+      spdlog::warn("state file: dropping the reservation of {} for {}: network {} is gone", r.ip.str(), r.owner,
+                   r.network_id);
+      continue;
+    }
+    try {
+      alloc->second.allocate(r.ip);
+      reserved.push_back(r);
+    } catch (const ipam::IpamError& err) {
+      spdlog::warn("state file: dropping the reservation of {} for {}: {}", r.ip.str(), r.owner, err.what());
+    }
   }
 }
 
@@ -470,6 +562,8 @@ void NetworkManager::Impl::remove_stale_kernel_objects() {
 }
 
 void NetworkManager::reconcile() {
+  ChangeNotice notice(impl_->endpoint_listeners);
+  notice.fire();
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   // Nothing else writes in the state dir yet (the cluster starts after).
@@ -492,6 +586,14 @@ void NetworkManager::reconcile() {
     const auto& e = self.endpoints.at(id);
     self.addresses.at(e.network_id).release(e.ip);
     self.endpoints.erase(id);
+  }
+  // Drains a restart interrupted: overdue ones finish now, the others at
+  // their time.
+  for (const auto& [id, e] : self.endpoints) {
+    if (e.backend_state != BackendState::draining) continue;
+    const auto until = parse_rfc3339(e.drain_until);
+    if (!until) spdlog::warn("endpoint {}: unreadable drain time \"{}\"; finishing its drain now", e.name, e.drain_until);
+    self.drains->arm(id, until.value_or(DrainTimer::Clock::now()));
   }
   // Everything reconcile changed is derived again from the same file and the
   // kernel at the next start, so a full disk must not stop the agent: it
@@ -618,6 +720,8 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
                                             [&](const auto& kv) { return kv.second.endpoint.network_id == n.id; });
   if (!self.endpoints_of(n.id).empty() || remote_endpoints)
     conflict("error while removing network: network " + n.name + " id " + n.id + " has active endpoints");
+  if (std::any_of(self.reserved.begin(), self.reserved.end(), [&](const auto& r) { return r.network_id == n.id; }))
+    conflict("error while removing network: network " + n.name + " id " + n.id + " is in use by a service");
   // The record goes first: a crash after the write leaves a namespace the
   // state does not know, which the next start removes; a failed write
   // leaves everything as it was.
@@ -649,9 +753,20 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
 }
 
 Endpoint NetworkManager::connect(const AttachRequest& request) {
+  // Looked up before the lock: the service manager calls the network
+  // manager with its own lock held, never the other way round.
+  std::optional<Service> service;
+  if (request.service) {
+    if (impl_->services) service = impl_->services->find(*request.service);
+    if (!service) not_found("service " + *request.service + " not found");
+  }
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   const Network network = self.find_network(request.network);
+  if (service && std::find(service->network_ids.begin(), service->network_ids.end(), network.id) ==
+                     service->network_ids.end())
+    bad_request("service " + service->name + " is not on network " + network.name);
   std::string why;
   auto ns = self.open_request_netns(request.netns, &why);
   if (!ns) not_found("network namespace " + request.netns + " not found: " + why);
@@ -700,7 +815,10 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .ip = ip,
              .prefix_len = network.subnet.prefix,
              .mac = dp::MacAddress::from_ipv4(ip),
-             .node = self.config.node_name};
+             .node = self.config.node_name,
+             .service_id = service ? service->id : std::string{},
+             .backend_state = BackendState::active,
+             .drain_until = {}};
   const auto failed = [&](const std::string& why) {
     return ApiError(ApiError::Kind::Internal,
                     "cannot attach " + request.netns + " to network " + network.name + ": " + why);
@@ -735,42 +853,77 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
     throw failed(std::string("cannot record it in the state file: ") + err.what() + "; nothing was changed");
   }
   if (self.cluster) self.cluster->publish_endpoint(e);
-  spdlog::info("attached {} to {} as {} ({})", e.netns, network.name, e.ip.str(), e.ifname);
+  notice.fire();
+  spdlog::info("attached {} to {} as {} ({}){}", e.netns, network.name, e.ip.str(), e.ifname,
+               service ? ", a backend of service " + service->name : "");
   return e;
 }
 
 void NetworkManager::disconnect(const DetachRequest& request) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   const Network network = self.find_network(request.network);
+  if (request.drain_seconds && *request.drain_seconds > kMaxDrainSeconds)
+    bad_request("drain time " + std::to_string(*request.drain_seconds) + "s is too long: at most " +
+                std::to_string(kMaxDrainSeconds) + "s");
   // A namespace that is gone can still be detached by the name it had.
   const auto ns = self.open_request_netns(request.netns);
   Endpoint* found = self.endpoint_in(network.id, request.netns, ns);
   if (!found) not_found("no endpoint of namespace " + request.netns + " on network " + network.name);
   const Endpoint e = *found;
-  // The record goes first: a crash after the write leaves a veth no record
-  // accounts for, which the next start deletes; a failed write leaves
-  // everything as it was. The address is free only once the veth is gone.
-  self.endpoints.erase(e.id);
-  try {
-    self.persist();
-  } catch (const std::exception& err) {
-    self.endpoints.emplace(e.id, e);
-    throw ApiError(ApiError::Kind::Internal, "cannot detach " + request.netns + " from network " + network.name +
-                                                 ": cannot record it in the state file: " + err.what() +
-                                                 "; the endpoint is still attached");
+  const std::string what = "detach " + request.netns + " from network " + network.name;
+  // Only a service backend has connections to drain; anything else goes now.
+  if (request.drain_seconds && *request.drain_seconds > 0 && !e.service_id.empty()) {
+    self.start_drain(e, *request.drain_seconds, what);
+    notice.fire();
+    return;
   }
-  try {
-    dp::detach_endpoint(self.layout(network), self.layout(e));
-  } catch (const std::exception& err) {
-    self.endpoints.emplace(e.id, e);
-    self.persist_or_log("a failed detach");
-    throw ApiError(ApiError::Kind::Internal,
-                   "cannot detach " + request.netns + " from network " + network.name + ": " + err.what());
-  }
-  self.addresses.at(network.id).release(e.ip);
+  self.detach_now(e, network, what);
+  notice.fire();
   spdlog::info("detached {} from {}", e.netns, network.name);
-  if (self.cluster) self.cluster->withdraw_endpoint(e.id);
+}
+
+// Write-ahead like everything else: the draining state and its deadline are
+// on disk (so a restart finishes the drain) and then published (so every
+// node's load balancer stops giving the backend new connections).
+void NetworkManager::Impl::start_drain(const Endpoint& e, std::uint32_t seconds, const std::string& what) {
+  const auto until = DrainTimer::Clock::now() + std::chrono::seconds(seconds);
+  Endpoint draining = e;
+  draining.backend_state = BackendState::draining;
+  draining.drain_until = rfc3339_seconds(until);
+  endpoints[e.id] = draining;
+  try {
+    persist();
+  } catch (const std::exception& err) {
+    endpoints[e.id] = e;
+    throw ApiError(ApiError::Kind::Internal, "cannot " + what + ": cannot record it in the state file: " +
+                                                 err.what() + "; the endpoint is unchanged");
+  }
+  if (cluster) cluster->publish_endpoint(draining);
+  drains->arm(e.id, until);
+  spdlog::info("draining {} on {} until {}", e.name, e.network_name, draining.drain_until);
+}
+
+void NetworkManager::Impl::finish_drain(const std::string& endpoint_id) {
+  ChangeNotice notice(endpoint_listeners);
+  std::lock_guard lock(mutex);
+  auto it = endpoints.find(endpoint_id);
+  // Detached meanwhile, or its network went.
+  if (it == endpoints.end() || it->second.backend_state != BackendState::draining) return;
+  const Endpoint e = it->second;
+  auto network = networks.find(e.network_id);
+  if (network == networks.end()) return;
+  try {
+    detach_now(e, network->second, "finish the drain of " + e.name);
+  } catch (const std::exception& err) {
+    constexpr auto kRetry = std::chrono::seconds(5);
+    spdlog::error("{}; trying again in {}s", err.what(), kRetry.count());
+    drains->arm(endpoint_id, DrainTimer::Clock::now() + kRetry);
+    return;
+  }
+  notice.fire();
+  spdlog::info("drained {}: detached {} from {}", e.name, e.netns, network->second.name);
 }
 
 std::vector<Endpoint> NetworkManager::list_endpoints() {
@@ -783,6 +936,88 @@ std::vector<Endpoint> NetworkManager::list_endpoints() {
   });
   return result;
 }
+
+// --- services ---------------------------------------------------------------
+
+void NetworkManager::set_service_directory(ServiceDirectory* directory) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->services = directory;
+}
+
+void NetworkManager::on_endpoints_changed(std::function<void()> listener) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->endpoint_listeners.push_back(std::move(listener));
+}
+
+ipam::Ipv4 NetworkManager::reserve_address(const std::string& network_ref, const std::string& owner) {
+  std::unique_lock lock(impl_->mutex);
+  auto& self = *impl_;
+  const Network network = self.find_network(network_ref);
+  ipam::Ipv4 ip;
+  try {
+    ip = self.with_donations(lock, network_space(network.id), 1, [&] {
+      auto it = self.addresses.find(network.id);
+      if (it == self.addresses.end()) not_found("network " + network.name + " was removed");
+      return it->second.allocate();
+    });
+  } catch (const ipam::IpamError& e) {
+    throw from_ipam(e);
+  }
+  self.reserved.push_back({.network_id = network.id, .ip = ip, .owner = owner});
+  try {
+    self.persist();
+  } catch (const std::exception& err) {
+    self.reserved.pop_back();
+    self.addresses.at(network.id).release(ip);
+    throw ApiError(ApiError::Kind::Internal, "cannot reserve an address of network " + network.name +
+                                                 ": cannot record it in the state file: " + err.what());
+  }
+  return ip;
+}
+
+void NetworkManager::release_address(const std::string& network_id, ipam::Ipv4 ip) {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  auto it = std::find_if(self.reserved.begin(), self.reserved.end(),
+                         [&](const auto& r) { return r.network_id == network_id && r.ip == ip; });
+  if (it == self.reserved.end()) return;
+  const auto r = *it;
+  self.reserved.erase(it);
+  try {
+    self.persist();
+  } catch (const std::exception& err) {
+    // Still on disk, so it stays allocated: handing it out now could give it
+    // twice after a crash. The next start drops it, its owner being gone.
+    self.reserved.push_back(r);
+    spdlog::error("cannot release {} (held for {}): {}; it is freed at the next start", ip.str(), r.owner,
+                  err.what());
+    return;
+  }
+  if (auto a = self.addresses.find(network_id); a != self.addresses.end() && a->second.is_allocated(ip))
+    a->second.release(ip);
+}
+
+std::vector<AddressReservation> NetworkManager::reservations() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->reserved;
+}
+
+LocalTopology NetworkManager::local_topology() {
+  std::lock_guard lock(impl_->mutex);
+  auto& self = *impl_;
+  LocalTopology topology;
+  for (const auto& [id, n] : self.networks)
+    topology.networks.push_back({.network_id = id,
+                                 .netns = self.netns_path(n),
+                                 .bridge = dp::kOverlayBridgeName,
+                                 .subnet = n.subnet,
+                                 .gateway = n.gateway});
+  for (const auto& [id, e] : self.endpoints)
+    topology.veths.push_back({.endpoint_id = id, .network_id = e.network_id, .host_ifname = Impl::layout(e).host_ifname});
+  return topology;
+}
+
+std::size_t NetworkManager::pending_drains() { return impl_->drains->pending(); }
 
 // --- cluster side ---------------------------------------------------------
 
@@ -798,6 +1033,8 @@ void NetworkManager::attach_cluster(ClusterLink* link) {
 }
 
 void NetworkManager::detach_cluster() {
+  ChangeNotice notice(impl_->endpoint_listeners);
+  notice.fire();
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   self.cluster = nullptr;
@@ -869,6 +1106,7 @@ void NetworkManager::apply_remote_network(const Network& network) {
 }
 
 void NetworkManager::forget_remote_network(const std::string& network_id) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   auto it = self.networks.find(network_id);
@@ -879,6 +1117,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
     dp::detach_endpoint(self.layout(n), self.layout(*e));
   }
   std::erase_if(self.endpoints, [&](const auto& kv) { return kv.second.network_id == n.id; });
+  std::erase_if(self.reserved, [&](const auto& r) { return r.network_id == n.id; });
   dp::remove_overlay(self.node, self.layout(n));
   self.networks.erase(n.id);
   self.addresses.erase(n.id);
@@ -888,6 +1127,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
     // It was never reserved here (see apply_remote_network).
   }
   self.persist_or_log("a network removed in the cluster");
+  notice.fire();
   spdlog::info("network {} ({}) removed by {}", n.name, short_id(n.id), n.node);
 }
 
@@ -915,12 +1155,20 @@ void NetworkManager::Impl::realise_remote_endpoint(const std::string& id) {
 }
 
 void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (endpoint.node == self.config.node_name) return;
   auto [it, inserted] = self.remote_endpoints.try_emplace(endpoint.id, Impl::RemoteEndpoint{endpoint, vtep});
+  notice.fire();
   if (!inserted) {
-    if (it->second.endpoint.ip == endpoint.ip && it->second.vtep == vtep) return;
+    if (it->second.endpoint.ip == endpoint.ip && it->second.vtep == vtep) {
+      // Same place; what may have changed is its service or backend state.
+      const auto network_name = it->second.endpoint.network_name;
+      it->second.endpoint = endpoint;
+      it->second.endpoint.network_name = network_name;
+      return;
+    }
     // Moved or re-addressed: the old entries must go first.
     if (auto n = self.networks.find(it->second.endpoint.network_id); n != self.networks.end())
       dp::unprogram_remote_endpoint(self.layout(n->second), {it->second.endpoint.ip, it->second.endpoint.mac, it->second.vtep});
@@ -932,10 +1180,12 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 
 }
 
 void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   auto it = self.remote_endpoints.find(endpoint_id);
   if (it == self.remote_endpoints.end()) return;
+  notice.fire();
   const auto& r = it->second;
   if (auto n = self.networks.find(r.endpoint.network_id); n != self.networks.end()) {
     try {
