@@ -41,6 +41,7 @@
 #include "control/gossip/profiles.h"
 #include "control/network/ipam.h"
 #include "control/network/network_manager.h"
+#include "control/services/service_manager.h"
 #include "dataplane/netlink.h"
 
 namespace {
@@ -219,7 +220,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
 
   boost::asio::io_context io;
   weft::control::network::NetworkManager networks(config);
+  weft::control::services::ServiceManager services({.node_name = config.node_name, .state_dir = config.state_dir},
+                                                   networks);
   weft::control::cluster::Cluster cluster(cluster_config, networks);
+  cluster.set_services(&services);
   weft::control::api::ApiServer server(io, config.api_socket, networks, &cluster);
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
@@ -239,6 +243,9 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   });
 
   networks.reconcile();
+  // After the networks: it releases virtual IPs the network manager still
+  // holds for services a crash kept from being recorded.
+  services.reconcile();
   // After reconcile: the cluster publishes what this node really has.
   cluster.start();
 

@@ -11,6 +11,7 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include "control/model/model.h"
+#include "control/model/service_model.h"
 #include "control/model/swarm_model.h"
 
 namespace weft::control::api {
@@ -32,6 +33,7 @@ using Response = http::response<http::string_body>;
 struct Services {
   NetworkService& networks;
   SwarmService* swarm = nullptr;
+  ServiceApi* services = nullptr;
 };
 
 Response handle_request(const Request& request, Services services);

@@ -261,42 +261,54 @@ Service ServiceManager::create_service(const ServiceSpec& spec) {
     if (std::none_of(networks.begin(), networks.end(), [&](const auto& m) { return m.id == n.id; }))
       networks.push_back(std::move(n));
   }
-  Service s;
-  {
-    std::lock_guard lock(impl_->mutex);
-    auto& self = *impl_;
+  auto& self = *impl_;
+  const auto check_name_free = [&] {
     if (self.name_taken(checked.name)) conflict("service with name " + checked.name + " already exists");
-    s = Service{.id = random_id(),
-                .name = checked.name,
-                .mode = checked.mode,
-                .ports = checked.ports,
-                .network_ids = {},
-                .vips = {},
-                .created = now_rfc3339(),
-                .node = self.config.node_name};
-    for (const auto& n : networks) s.network_ids.push_back(n.id);
-    // Write-ahead: each VIP is reserved on disk, naming this service, before
-    // the service is; a crash in between leaves a reservation reconcile
-    // releases.
+  };
+  {
+    std::lock_guard lock(self.mutex);
+    check_name_free();
+  }
+  Service s{.id = random_id(),
+            .name = checked.name,
+            .mode = checked.mode,
+            .ports = checked.ports,
+            .network_ids = {},
+            .vips = {},
+            .created = now_rfc3339(),
+            .node = self.config.node_name};
+  for (const auto& n : networks) s.network_ids.push_back(n.id);
+  // Write-ahead: each VIP is reserved on disk, naming this service, before
+  // the service is; a crash in between leaves a reservation reconcile
+  // releases. Reserved without this manager's lock: a reservation may wait
+  // for a peer's donation, which the cluster's thread brings in, and that
+  // thread may be waiting for this lock to hand over a remote service.
+  try {
+    if (s.mode == EndpointMode::vip)
+      for (const auto& n : networks)
+        s.vips.push_back(ServiceVip{.network_id = n.id,
+                                    .addr = self.networks.reserve_address(n.id, vip_owner(s.id)),
+                                    .prefix_len = n.subnet.prefix});
+  } catch (...) {
+    self.release_vips(s);
+    throw;
+  }
+  {
+    std::lock_guard lock(self.mutex);
     try {
-      if (s.mode == EndpointMode::vip)
-        for (const auto& n : networks)
-          s.vips.push_back(ServiceVip{.network_id = n.id,
-                                      .addr = self.networks.reserve_address(n.id, vip_owner(s.id)),
-                                      .prefix_len = n.subnet.prefix});
+      check_name_free();  // again: the lock was released meanwhile
+      self.local.emplace(s.id, s);
+      try {
+        self.persist();
+      } catch (const std::exception& e) {
+        self.local.erase(s.id);
+        throw ApiError(ApiError::Kind::Internal, "cannot create service " + s.name +
+                                                     ": cannot record it in the state file: " + e.what() +
+                                                     "; nothing was created");
+      }
     } catch (...) {
       self.release_vips(s);
       throw;
-    }
-    self.local.emplace(s.id, s);
-    try {
-      self.persist();
-    } catch (const std::exception& e) {
-      self.local.erase(s.id);
-      self.release_vips(s);
-      throw ApiError(ApiError::Kind::Internal, "cannot create service " + s.name +
-                                                   ": cannot record it in the state file: " + e.what() +
-                                                   "; nothing was created");
     }
     if (self.cluster) self.cluster->publish_service(s);
   }

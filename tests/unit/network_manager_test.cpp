@@ -380,7 +380,10 @@ TEST_F(NetworkManagerTest, RestartRollsBackInterruptedAttachesAndRemovesOrphans)
                 .ip = ipv4("10.0.0.3"),
                 .prefix_len = 24,
                 .mac = mac("02:42:0a:00:00:03"),
-                .node = "node1"};
+                .node = "node1",
+                .service_id = {},
+                .backend_state = BackendState::active,
+                .drain_until = {}};
   dp::NetlinkSocket(dp::NetnsHandle::open(layout.netns_path))
       .create_veth({.name = "veth" + half.id.substr(0, 11),
                     .peer_name = "eth0",

@@ -40,7 +40,10 @@ Endpoint sample_endpoint() {
                   .ip = ipv4("10.0.9.2"),
                   .prefix_len = 24,
                   .mac = mac("02:42:0a:00:09:02"),
-                  .node = "node1"};
+                  .node = "node1",
+                  .service_id = {},
+                  .backend_state = BackendState::active,
+                  .drain_until = {}};
 }
 
 TEST(RecordJson, NetworkRecordKeepsAddressesAsText) {
