@@ -178,16 +178,21 @@ struct ServiceManager::Impl {
 };
 
 ServiceManager::ServiceManager(ServiceManagerConfig config, ServiceNetworks& networks)
-    : impl_(std::make_unique<Impl>(std::move(config), networks)) {
-  networks.set_service_directory(this);
-  networks.on_endpoints_changed([impl = impl_.get()] { impl->notify(); });
+    : impl_(std::make_shared<Impl>(std::move(config), networks)) {
+  wire();
 }
 
 ServiceManager::ServiceManager(ServiceManagerConfig config, network::NetworkManager& networks)
     : adapter_(std::make_unique<NetworkManagerNetworks>(networks)),
-      impl_(std::make_unique<Impl>(std::move(config), *adapter_)) {
-  adapter_->set_service_directory(this);
-  adapter_->on_endpoints_changed([impl = impl_.get()] { impl->notify(); });
+      impl_(std::make_shared<Impl>(std::move(config), *adapter_)) {
+  wire();
+}
+
+void ServiceManager::wire() {
+  impl_->networks.set_service_directory(this);
+  impl_->networks.on_endpoints_changed([weak = std::weak_ptr<Impl>(impl_)] {
+    if (auto impl = weak.lock()) impl->notify();
+  });
 }
 
 ServiceManager::~ServiceManager() { impl_->networks.set_service_directory(nullptr); }

@@ -76,8 +76,11 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
 
  private:
   struct Impl;
+  void wire();
   std::unique_ptr<ServiceNetworks> adapter_;
-  std::unique_ptr<Impl> impl_;
+  // Shared with the network manager's endpoint listener, which may outlive
+  // this object (it has no way to be removed): it holds a weak reference.
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace weft::control::services
