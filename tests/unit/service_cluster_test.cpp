@@ -25,8 +25,11 @@ using namespace std::chrono_literals;
 const std::string kNetworkId(64, 'a');
 
 struct Agent {
-  Agent(const std::string& name, const fs::path& dir) : networks(name) {
+  Agent(const std::string& name, const fs::path& dir) : name(name), dir(dir), networks(name) {
     networks.add_network("net-test", "10.0.0.0/24", kNetworkId);
+    start();
+  }
+  void start() {
     services = std::make_unique<ServiceManager>(ServiceManagerConfig{.node_name = name, .state_dir = dir}, networks);
     services->reconcile();
     cluster::ClusterConfig config;
@@ -34,11 +37,19 @@ struct Agent {
     config.advertise_addr = "127.0.0.1";
     config.state_dir = dir.string();
     config.bind_addr = "127.0.0.1";
-    config.bind_port = 0;
+    config.bind_port = port;
     config.gossip_timings = weft::testing::fast_gossip_timings();
     cluster = std::make_unique<cluster::Cluster>(config, networks);
     cluster->set_services(services.get());
     cluster->start();
+  }
+  // The agent goes down (its tables saved, as at a stop) and comes back on
+  // the same port: memberlist does not move a name to a new address.
+  void stop() {
+    const auto advertise = cluster->info().advertise;
+    port = static_cast<std::uint16_t>(std::stoi(advertise.substr(advertise.rfind(':') + 1)));
+    cluster.reset();
+    services.reset();
   }
   std::optional<ServiceDetail> service(const std::string& ref) {
     try {
@@ -48,6 +59,9 @@ struct Agent {
     }
   }
 
+  std::string name;
+  fs::path dir;
+  std::uint16_t port = 0;
   weft::testing::FakeServiceNetworks networks;
   std::unique_ptr<ServiceManager> services;
   std::unique_ptr<cluster::Cluster> cluster;  // last: stopped first
@@ -140,6 +154,24 @@ TEST_F(ServiceClusterTest, RemovalReplicatesAndTheCreatorReleasesTheVip) {
   EXPECT_EQ(a->networks.released(), (std::vector<std::string>{"10.0.0.2", "10.0.0.3"}));
   EXPECT_TRUE(a->networks.reservations().empty());
   EXPECT_TRUE(a->services->local_services().empty());
+}
+
+TEST_F(ServiceClusterTest, ACreatorThatWasDownWhenItsServiceWasRemovedDoesNotBringItBack) {
+  a->services->create_service({.name = "one", .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}});
+  a->services->create_service({.name = "kept", .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}});
+  ASSERT_TRUE(eventually([&] { return b->service("one") && b->service("kept"); }));
+  a->stop();
+  b->services->remove_service("one");
+  // Not node-scoped: node0's services stay known while it is away.
+  EXPECT_TRUE(b->service("kept"));
+  a->start();
+  ASSERT_TRUE(eventually([&] { return !a->service("one"); }, 15s));
+  EXPECT_EQ(a->networks.released(), std::vector<std::string>{"10.0.0.2"});
+  EXPECT_TRUE(a->service("kept"));
+  // Well after node0 is back, node1 still has no "one".
+  std::this_thread::sleep_for(1s);
+  EXPECT_FALSE(b->service("one"));
+  EXPECT_TRUE(b->service("kept"));
 }
 
 }  // namespace
