@@ -81,8 +81,13 @@ struct ServiceManager::Impl {
     return nullptr;
   }
 
+  static void validate_ref(const std::string& ref) {
+    if (ref.empty()) bad_request("service name or id is required");
+    names::validate_text("service name or id", ref, names::kMaxNetworkRef);
+  }
+
   const Service& get(const std::string& ref) const {
-    names::validate_network_ref(ref);  // same bounds as any object reference
+    validate_ref(ref);
     const Service* s = find(ref);
     if (!s) not_found("service " + ref + " not found");
     return *s;
@@ -424,8 +429,8 @@ LbLookupResult ServiceManager::lookup(const LbLookupRequest& request) {
 }
 
 std::optional<Service> ServiceManager::find(const std::string& name_or_id) {
+  Impl::validate_ref(name_or_id);
   std::lock_guard lock(impl_->mutex);
-  names::validate_network_ref(name_or_id);
   const Service* s = impl_->find(name_or_id);
   return s ? std::optional(*s) : std::nullopt;
 }

@@ -11,14 +11,8 @@ namespace {
 
 [[noreturn]] void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
 
-// Echoed values are cut short: a message stays small whatever was sent.
-std::string echoed(std::string_view text) {
-  constexpr std::size_t kEcho = 64;
-  std::string out = "\"";
-  for (char c : text.substr(0, kEcho)) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
-  if (text.size() > kEcho) out += "...";
-  return out + "\"";
-}
+// Echoed values are cut short and control characters escaped.
+std::string echoed(std::string_view text) { return names::quoted_preview(text); }
 
 std::optional<std::uint16_t> parse_port_number(std::string_view text) {
   if (text.empty() || text.size() > 5) return std::nullopt;
