@@ -53,14 +53,22 @@ inline ApiError from_ipam(const ipam::IpamError& e) {
   return ApiError(ApiError::Kind::BadRequest, e.what());
 }
 
-// Tells the endpoint listeners about a change once the scope ends: declared
-// before the manager's lock is taken, it runs after the lock is released.
-class ChangeNotice {
+// The endpoint listeners, told about a change once a scope ends: a
+// ChangeNotice declared before the manager's lock is taken runs them after
+// the lock is released.
+class EndpointListeners {
  public:
-  explicit ChangeNotice(const std::vector<std::function<void()>>& listeners) : listeners_(listeners) {}
-  ~ChangeNotice() {
-    if (!fired_) return;
-    for (const auto& listener : listeners_) {
+  void add(std::function<void()> listener) {
+    std::lock_guard lock(mutex_);
+    listeners_.push_back(std::move(listener));
+  }
+  void notify() const {
+    std::vector<std::function<void()>> listeners;
+    {
+      std::lock_guard lock(mutex_);
+      listeners = listeners_;
+    }
+    for (const auto& listener : listeners) {
       try {
         listener();
       } catch (const std::exception& e) {
@@ -68,12 +76,24 @@ class ChangeNotice {
       }
     }
   }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::function<void()>> listeners_;
+};
+
+class ChangeNotice {
+ public:
+  explicit ChangeNotice(const EndpointListeners& listeners) : listeners_(listeners) {}
+  ~ChangeNotice() {
+    if (fired_) listeners_.notify();
+  }
   ChangeNotice(const ChangeNotice&) = delete;
   ChangeNotice& operator=(const ChangeNotice&) = delete;
   void fire() { fired_ = true; }
 
  private:
-  const std::vector<std::function<void()>>& listeners_;
+  const EndpointListeners& listeners_;
   bool fired_ = false;
 };
 
@@ -353,7 +373,7 @@ struct NetworkManager::Impl {
   ClusterLink* cluster = nullptr;
   // Read by attaches without the lock (see connect).
   std::atomic<ServiceDirectory*> services{nullptr};
-  std::vector<std::function<void()>> endpoint_listeners;
+  EndpointListeners endpoint_listeners;
   std::vector<AddressReservation> reserved;  // allocated in `addresses` too
   // Last: stopped first, while everything its callback uses still exists.
   std::unique_ptr<DrainTimer> drains;

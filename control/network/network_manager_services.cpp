@@ -57,8 +57,7 @@ void NetworkManager::Impl::finish_drain(const std::string& endpoint_id) {
 void NetworkManager::set_service_directory(ServiceDirectory* directory) { impl_->services = directory; }
 
 void NetworkManager::on_endpoints_changed(std::function<void()> listener) {
-  std::lock_guard lock(impl_->mutex);
-  impl_->endpoint_listeners.push_back(std::move(listener));
+  impl_->endpoint_listeners.add(std::move(listener));
 }
 
 ipam::Ipv4 NetworkManager::reserve_address(const std::string& network_ref, const std::string& owner) {
