@@ -193,6 +193,8 @@ TEST_F(ServiceManagerTest, FindsByIdNameAndUniquePrefix) {
   EXPECT_EQ(manager->find(a.id.substr(0, 10))->id, a.id);
   EXPECT_FALSE(manager->find("beta"));
   EXPECT_EQ(error_of([&] { manager->find(std::string(200, 'a')); }).http_status(), 400);
+  EXPECT_THAT(error_of([&] { manager->find(""); }).what(), HasSubstr("service name or id is required"));
+  EXPECT_THAT(error_of([&] { manager->get_service("a\nb"); }).what(), HasSubstr("\\n"));
   EXPECT_EQ(manager->get_service("alpha").service.id, a.id);
 }
 
@@ -258,6 +260,8 @@ TEST_F(ServiceManagerTest, LookupParsesItsArgumentsAndAsksTheLoadBalancer) {
   EXPECT_FALSE(lookup("10.0.0.9:40000", "6379").deterministic);
   lb.answer = "";
   EXPECT_EQ(lookup("10.0.0.9:40000", "6379").backend_endpoint_id, "");
+  manager->create_service({.name = "dns", .networks = {"net-test"}, .endpoint_mode = "dnsrr", .ports = {}});
+  EXPECT_THAT(error_of([&] { lookup("10.0.0.9:40000", "53", {}, {}, "dns"); }).what(), HasSubstr("no virtual IP"));
 }
 
 TEST_F(ServiceManagerTest, LookupOnSeveralNetworksNeedsOne) {
