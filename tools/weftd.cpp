@@ -42,6 +42,8 @@
 #include "control/network/ipam.h"
 #include "control/network/network_manager.h"
 #include "control/services/service_dataplane.h"
+#include "control/services/service_dataplane_driver.h"
+#include "control/services/service_manager.h"
 #include "dataplane/netlink.h"
 
 namespace {
@@ -240,8 +242,17 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
 
   boost::asio::io_context io;
   weft::control::network::NetworkManager networks(config);
+  // Declared before the service manager, which calls into both, so they
+  // outlive it; the driver is stopped explicitly after io.run().
+  std::optional<weft::control::services::ServiceDataplane> lb_dataplane;
+  std::optional<weft::control::services::ServiceDataplaneDriver> lb_driver;
+  weft::control::services::ServiceManager services({.node_name = config.node_name, .state_dir = config.state_dir},
+                                                   networks);
   weft::control::cluster::Cluster cluster(cluster_config, networks);
-  weft::control::api::ApiServer server(io, config.api_socket, networks, &cluster);
+  cluster.set_services(&services);
+  weft::control::api::ApiServer server(
+      io, config.api_socket,
+      weft::control::api::Services{.networks = networks, .swarm = &cluster, .services = &services});
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
   // owns. Nothing is served until io.run(), so clients that connect during
@@ -260,14 +271,24 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   });
 
   networks.reconcile();
+  // After the networks: it releases virtual IPs the network manager still
+  // holds for services a crash kept from being recorded.
+  services.reconcile();
   // The node's service load balancer: eBPF or nftables, ids and pins from
   // the last run. The service manager drives it through a
   // ServiceDataplaneDriver (control/services/service_dataplane_driver.h).
-  auto lb_dataplane = weft::control::services::ServiceDataplane::open(lb_options);
+  lb_dataplane.emplace(weft::control::services::ServiceDataplane::open(lb_options));
+  services.set_load_balancer(&*lb_dataplane);
   // After reconcile: the cluster publishes what this node really has.
   cluster.start();
+  // After the cluster has loaded the tables it saved (remote services and
+  // backends): the driver's first apply removes from the maps whatever the
+  // view lacks, which would reset those flows.
+  lb_driver.emplace(*lb_dataplane, [&services] { return services.lb_view(); });
+  services.on_change([&lb_driver] { lb_driver->changed(); });
 
   io.run();
+  lb_driver->stop();
   spdlog::info("stopped");
   return 0;
 }

@@ -36,6 +36,8 @@ namespace {
 
 constexpr const char* kNetworksTable = "networks";
 constexpr const char* kEndpointsTable = "endpoints";
+// Not node-scoped: a service outlives the node that created it.
+constexpr const char* kServicesTable = "services";
 constexpr auto kJoinTimeout = std::chrono::seconds(15);
 constexpr auto kRequestThrottle = std::chrono::milliseconds(400);
 
@@ -148,6 +150,7 @@ struct Cluster::State {
   // in their records (weftd has checked the flag it comes from).
   network::ipam::Ipv4 vtep = network::ipam::Ipv4::parse(config.advertise_addr).value_or(network::ipam::Ipv4{});
   NodeNetworks& nm;
+  services::ClusterServices* services = nullptr;
   Cluster* owner = nullptr;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
@@ -174,6 +177,7 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   key = gossip_key;
   node_id = id;
   nm.attach_cluster(owner);
+  if (services) services->attach_cluster(owner);
   tables = std::make_unique<tables::ReplicatedTables>(config.node_name, std::set<std::string>{kEndpointsTable},
                                                        config.tombstone_lifetime);
   ranges = std::make_unique<RangeOwnership>(*tables, [this](const std::vector<TableEntry>& entries) {
@@ -222,6 +226,7 @@ void Cluster::State::deactivate() {
   ranges.reset();
   tables.reset();
   nm.detach_cluster();
+  if (services) services->detach_cluster();
 }
 
 namespace {
@@ -313,6 +318,18 @@ void Cluster::State::publish_local_state() {
   for (const auto& e : tables->entries(kEndpointsTable))
     if (e.owner == config.node_name && !mine.count(e.key))
       if (auto tomb = tables->remove(kEndpointsTable, e.key)) out.push_back(*tomb);
+  if (services) {
+    std::set<std::string> removed;
+    for (const auto& e : tables->table_snapshot(kServicesTable))
+      if (e.deleted) removed.insert(e.key);
+    for (const auto& s : services->local_services()) {
+      // Removed on another node while this one was away: not brought back.
+      if (removed.count(s.id))
+        services->forget_service(s.id);
+      else if (!tables->get(kServicesTable, s.id))
+        out.push_back(tables->put(kServicesTable, s.id, service_record(s).dump()));
+    }
+  }
   broadcast(out);
 }
 
@@ -433,6 +450,13 @@ void Cluster::State::on_table_change(const std::optional<TableEntry>& before, co
       } else {
         nm.forget_remote_endpoint(before->key);
       }
+    } else if (e.table == kServicesTable) {
+      if (!services) {
+      } else if (now) {
+        services->apply_remote_service(service_from_record(json::parse(now->value)));
+      } else {
+        services->forget_service(before->key);
+      }
     } else if (e.table == kRangesTable) {
       if (ranges) ranges->observe(before, now);
       // Deferred: a donation runs while the network manager is consulted.
@@ -525,6 +549,8 @@ Cluster::Cluster(ClusterConfig config, NodeNetworks& networks)
 }
 
 Cluster::~Cluster() { stop(); }
+
+void Cluster::set_services(services::ClusterServices* services) { state_->services = services; }
 
 void Cluster::start() {
   auto& s = *state_;
@@ -761,6 +787,19 @@ void Cluster::withdraw_endpoint(const std::string& endpoint_id) {
   state_->post([s = state_.get(), endpoint_id] {
     if (!s->active) return;
     if (auto tomb = s->tables->remove(kEndpointsTable, endpoint_id)) s->broadcast({*tomb});
+  });
+}
+
+void Cluster::publish_service(const Service& service) {
+  state_->post([s = state_.get(), service] {
+    if (s->active) s->broadcast({s->tables->put(kServicesTable, service.id, service_record(service).dump())});
+  });
+}
+
+void Cluster::withdraw_service(const std::string& service_id) {
+  state_->post([s = state_.get(), service_id] {
+    if (!s->active) return;
+    if (auto tomb = s->tables->remove(kServicesTable, service_id)) s->broadcast({*tomb});
   });
 }
 

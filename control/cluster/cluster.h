@@ -12,6 +12,7 @@
 #include "control/gossip/memberlist.h"
 #include "control/network/network_manager.h"
 #include "control/model/swarm_model.h"
+#include "control/services/service_cluster.h"
 
 namespace weft::control::cluster {
 
@@ -50,7 +51,7 @@ class NodeNetworks {
   virtual network::ipam::Cidr address_pool() = 0;
 };
 
-class Cluster final : public SwarmService, public network::ClusterLink {
+class Cluster final : public SwarmService, public network::ClusterLink, public services::ServiceClusterLink {
  public:
   // The agent's: `networks` must outlive this object.
   Cluster(ClusterConfig config, network::NetworkManager& networks);
@@ -58,6 +59,11 @@ class Cluster final : public SwarmService, public network::ClusterLink {
   ~Cluster() override;
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
+
+  // Replicates services through `services` (the agent's ServiceManager),
+  // which must outlive this object; call before start(). Without it the
+  // services table is still carried, just not acted on here.
+  void set_services(services::ClusterServices* services);
 
   // Starts the gossip thread and, when this node was in a swarm before (or
   // was given --key-file), resumes it: rejoins known peers.
@@ -82,6 +88,10 @@ class Cluster final : public SwarmService, public network::ClusterLink {
   void withdraw_endpoint(const std::string& endpoint_id) override;
   void claim_space(const std::string& space, const network::ipam::Range& whole) override;
   void request_range(const std::string& space, std::uint32_t unit) override;
+
+  // ServiceClusterLink (called by the service manager; queue work only)
+  void publish_service(const Service& service) override;
+  void withdraw_service(const std::string& service_id) override;
 
  private:
   struct State;

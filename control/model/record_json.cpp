@@ -41,9 +41,16 @@ Network network_from_record(const json& j) {
 }
 
 json endpoint_record(const Endpoint& e) {
-  return {{"id", e.id},         {"name", e.name},      {"network_id", e.network_id}, {"netns", e.netns},
-          {"ifname", e.ifname}, {"ip", e.ip.str()},    {"prefix_len", e.prefix_len}, {"mac", e.mac.str()},
-          {"node", e.node}};
+  json record = {{"id", e.id},         {"name", e.name},      {"network_id", e.network_id}, {"netns", e.netns},
+                 {"ifname", e.ifname}, {"ip", e.ip.str()},    {"prefix_len", e.prefix_len}, {"mac", e.mac.str()},
+                 {"node", e.node}};
+  // Only service backends carry these, so other records stay as they were.
+  if (!e.service_id.empty()) {
+    record["service_id"] = e.service_id;
+    record["backend_state"] = backend_state_name(e.backend_state);
+    if (!e.drain_until.empty()) record["drain_until"] = e.drain_until;
+  }
+  return record;
 }
 
 Endpoint endpoint_from_record(const json& j) {
@@ -57,6 +64,14 @@ Endpoint endpoint_from_record(const json& j) {
   e.prefix_len = j.at("prefix_len").get<int>();
   e.mac = parsed_field(j, "mac", dataplane::MacAddress::parse);
   e.node = j.value("node", "");
+  e.service_id = j.value("service_id", "");
+  if (j.contains("backend_state")) {
+    const auto& state = j.at("backend_state").get_ref<const std::string&>();
+    auto parsed = parse_backend_state(state);
+    if (!parsed) throw json::other_error::create(599, "field \"backend_state\" is malformed: " + state, &j);
+    e.backend_state = *parsed;
+  }
+  e.drain_until = j.value("drain_until", "");
   return e;
 }
 
@@ -67,5 +82,84 @@ json endpoint_record(const Endpoint& e, dataplane::Ipv4 vtep) {
 }
 
 dataplane::Ipv4 vtep_from_record(const json& j) { return parsed_field(j, "vtep", dataplane::Ipv4::parse); }
+
+std::string backend_state_name(BackendState state) { return state == BackendState::draining ? "draining" : "active"; }
+
+std::optional<BackendState> parse_backend_state(std::string_view text) {
+  if (text == "active") return BackendState::active;
+  if (text == "draining") return BackendState::draining;
+  return std::nullopt;
+}
+
+std::string endpoint_mode_name(EndpointMode mode) { return mode == EndpointMode::dnsrr ? "dnsrr" : "vip"; }
+
+std::optional<EndpointMode> parse_endpoint_mode(std::string_view text) {
+  if (text == "vip") return EndpointMode::vip;
+  if (text == "dnsrr") return EndpointMode::dnsrr;
+  return std::nullopt;
+}
+
+std::string port_text(const PublishedPort& p) {
+  return std::to_string(p.port) + (p.protocol == PortProtocol::udp ? "/udp" : "/tcp");
+}
+
+std::optional<PublishedPort> parse_port(std::string_view text) {
+  PublishedPort port;
+  auto number = text;
+  if (const auto slash = text.find('/'); slash != std::string_view::npos) {
+    const auto proto = text.substr(slash + 1);
+    if (proto == "tcp")
+      port.protocol = PortProtocol::tcp;
+    else if (proto == "udp")
+      port.protocol = PortProtocol::udp;
+    else
+      return std::nullopt;
+    number = text.substr(0, slash);
+  }
+  if (number.empty() || number.size() > 5) return std::nullopt;
+  unsigned value = 0;
+  for (char c : number) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value < 1 || value > 65535) return std::nullopt;
+  port.port = static_cast<std::uint16_t>(value);
+  return port;
+}
+
+json service_record(const Service& s) {
+  json ports = json::array();
+  for (const auto& p : s.ports) ports.push_back(port_text(p));
+  json vips = json::array();
+  for (const auto& v : s.vips)
+    vips.push_back({{"network_id", v.network_id}, {"addr", v.addr.str()}, {"prefix_len", v.prefix_len}});
+  return {{"id", s.id},           {"name", s.name},     {"mode", endpoint_mode_name(s.mode)},
+          {"ports", ports},       {"networks", s.network_ids}, {"vips", vips},
+          {"created", s.created}, {"node", s.node}};
+}
+
+Service service_from_record(const json& j) {
+  Service s;
+  s.id = j.at("id").get<std::string>();
+  s.name = j.at("name").get<std::string>();
+  const auto& mode = j.at("mode").get_ref<const std::string&>();
+  auto parsed_mode = parse_endpoint_mode(mode);
+  if (!parsed_mode) throw json::other_error::create(599, "field \"mode\" is malformed: " + mode, &j);
+  s.mode = *parsed_mode;
+  for (const auto& p : j.at("ports")) {
+    const auto& text = p.get_ref<const std::string&>();
+    auto port = parse_port(text);
+    if (!port) throw json::other_error::create(599, "a port is malformed: " + text, &j);
+    s.ports.push_back(*port);
+  }
+  s.network_ids = j.at("networks").get<std::vector<std::string>>();
+  for (const auto& v : j.at("vips"))
+    s.vips.push_back(ServiceVip{.network_id = v.at("network_id").get<std::string>(),
+                                .addr = parsed_field(v, "addr", dataplane::Ipv4::parse),
+                                .prefix_len = v.at("prefix_len").get<int>()});
+  s.created = j.value("created", "");
+  s.node = j.value("node", "");
+  return s;
+}
 
 }  // namespace weft::control

@@ -6,7 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
+#include <string>
+#include <string_view>
+
 #include "control/model/model.h"
+#include "control/model/service_model.h"
 
 namespace weft::control {
 
@@ -21,5 +26,20 @@ Endpoint endpoint_from_record(const nlohmann::json& j);
 // underlay address of the node hosting it.
 nlohmann::json endpoint_record(const Endpoint& e, dataplane::Ipv4 vtep);
 dataplane::Ipv4 vtep_from_record(const nlohmann::json& j);
+
+// Services as the service manager's state file and the cluster's services
+// table keep them.
+nlohmann::json service_record(const Service& s);
+Service service_from_record(const nlohmann::json& j);
+
+// The text forms of the service model's enums and ports ("active",
+// "draining"; "vip", "dnsrr"; "6379/tcp"): nullopt for anything else.
+std::string backend_state_name(BackendState state);
+std::optional<BackendState> parse_backend_state(std::string_view text);
+std::string endpoint_mode_name(EndpointMode mode);
+std::optional<EndpointMode> parse_endpoint_mode(std::string_view text);
+std::string port_text(const PublishedPort& p);
+// "P", "P/tcp" or "P/udp" with P in 1..65535 (no sign, at most 5 digits).
+std::optional<PublishedPort> parse_port(std::string_view text);
 
 }  // namespace weft::control

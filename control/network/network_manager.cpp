@@ -5,46 +5,22 @@
 #include <sys/file.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "control/model/ids.h"
+#include "control/model/names.h"
 #include "control/model/record_json.h"
 #include "control/network/ipam.h"
-#include "control/model/names.h"
+#include "control/network/network_manager_impl.h"
 #include "control/network/state_file.h"
 #include "dataplane/overlay.h"
 
 namespace weft::control::network {
-namespace fs = std::filesystem;
-namespace dp = weft::dataplane;
-using nlohmann::json;
 
 namespace {
-
-// How long an attach or create waits for a peer to donate a range.
-constexpr auto kDonationWait = std::chrono::seconds(8);
-constexpr int kStateVersion = 1;
-
-[[noreturn]] void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
-[[noreturn]] void not_found(const std::string& message) { throw ApiError(ApiError::Kind::NotFound, message); }
-[[noreturn]] void conflict(const std::string& message) { throw ApiError(ApiError::Kind::Conflict, message); }
-
-ApiError from_ipam(const ipam::IpamError& e) {
-  using K = ipam::IpamError::Kind;
-  switch (e.kind()) {
-    case K::Overlap:
-    case K::InUse: return ApiError(ApiError::Kind::Conflict, e.what());
-    case K::Exhausted: return ApiError(ApiError::Kind::Conflict, e.what());
-    case K::NotAllocated: return ApiError(ApiError::Kind::NotFound, e.what());
-    case K::Invalid:
-    case K::OutOfRange: break;
-  }
-  return ApiError(ApiError::Kind::BadRequest, e.what());
-}
 
 // Why a subnet did not parse, with the fix when host bits are set.
 std::string explain_bad_subnet(const std::string& text) {
@@ -76,6 +52,7 @@ std::string default_endpoint_name(const std::string& netns_ref) {
 
 }  // namespace
 
+
 // Two agents on one state dir would each "repair" the other's devices away.
 dp::UniqueFd lock_state_dir(const fs::path& dir) {
   std::error_code ec;
@@ -87,248 +64,12 @@ dp::UniqueFd lock_state_dir(const fs::path& dir) {
   return fd;
 }
 
-struct NetworkManager::Impl {
-  explicit Impl(AgentConfig c)
-      : config(std::move(c)),
-        state_lock(lock_state_dir(config.state_dir)),
-        pool(ipam::default_subnet_pool(config.default_addr_pool, config.default_addr_pool_mask_length)),
-        underlay_ip(parse_advertise_addr(config)),
-        node_mtu(dp::overlay_mtu(node, underlay_ip)) {}
-
-  static ipam::Ipv4 parse_advertise_addr(const AgentConfig& config) {
-    auto ip = ipam::Ipv4::parse(config.advertise_addr);
-    if (!ip) throw std::invalid_argument("invalid advertise address \"" + config.advertise_addr + "\"");
-    return *ip;
-  }
-
-  fs::path state_path() const { return fs::path(config.state_dir) / "state.json"; }
-  fs::path netns_dir() const { return fs::path(config.state_dir) / "netns"; }
-  fs::path netns_path(const Network& n) const { return netns_dir() / short_id(n.id); }
-
-  dp::OverlayLayout layout(const Network& n) const {
-    return dp::OverlayLayout{.netns_path = netns_path(n),
-                             .vni = n.vni,
-                             .gateway = n.gateway,
-                             .prefix_len = n.subnet.prefix,
-                             .underlay_ip = underlay_ip,
-                             .mtu = node_mtu};
-  }
-
-  // "veth" and 11 characters of the id: the 15 an interface name can have.
-  static dp::EndpointLayout layout(const Endpoint& e) {
-    return dp::EndpointLayout{.host_ifname = "veth" + e.id.substr(0, 11), .ip = e.ip, .mac = e.mac};
-  }
-
-  // Writes memory to disk; throws std::system_error (e.g. ENOSPC). Every
-  // change is made in memory, persisted, and undone in memory when that
-  // fails, before the kernel is touched where the order matters (see
-  // connect, disconnect, remove_network).
-  void persist() { write_state(&write_file_atomically); }
-  // A write-ahead record only has to outlive the kernel objects it is about:
-  // they survive a kill of the agent (so does the page cache), not a reboot.
-  // Skipping the fsyncs keeps an attach at one wait for the disk.
-  void persist_intent() { write_state(&replace_file_unsynced); }
-
-  void write_state(void (*write)(const fs::path&, std::string_view)) {
-    json state = {{"version", kStateVersion}, {"networks", json::array()}, {"endpoints", json::array()}};
-    for (const auto& [id, n] : networks) state["networks"].push_back(network_record(n));
-    for (const auto& [id, e] : endpoints) state["endpoints"].push_back(endpoint_record(e));
-    for (const auto& [id, e] : attaching) {
-      auto record = endpoint_record(e);
-      record[kStateKey] = kAttaching;
-      state["endpoints"].push_back(std::move(record));
-    }
-    write(state_path(), state.dump(2) + "\n");
-    if (state_behind) spdlog::info("state file {} is up to date again", state_path().string());
-    state_behind = false;
-  }
-
-  // For changes that are already true in the kernel and that the next start
-  // derives again from the kernel or the cluster anyway: a failed write is
-  // logged and the file catches up with the next successful one.
-  void persist_or_log(const char* after) {
-    try {
-      persist();
-    } catch (const std::exception& e) {
-      if (!state_behind)
-        spdlog::error("cannot write the state file after {}: {}; it catches up with the next change", after,
-                      e.what());
-      state_behind = true;
-    }
-  }
-
-  // Rolls back an attach that did not complete: deletes its veth (if the
-  // kernel has it) and then, only once that worked, its record and address.
-  bool roll_back_attach(const std::string& id) {
-    const auto& e = attaching.at(id);
-    auto network = networks.find(e.network_id);
-    try {
-      if (network != networks.end()) dp::detach_endpoint(layout(network->second), layout(e));
-    } catch (const std::exception& err) {
-      spdlog::error("endpoint {} ({}): cannot remove its devices: {}; its address stays reserved", e.name, e.ip.str(),
-                    err.what());
-      return false;
-    }
-    if (auto a = addresses.find(e.network_id); a != addresses.end())
-      if (a->second.is_allocated(e.ip)) a->second.release(e.ip);
-    attaching.erase(id);
-    return true;
-  }
-
-  // Docker's order: full ID, then exact name, then unique ID prefix.
-  Network& find_network(const std::string& ref) {
-    if (ref.empty()) bad_request("network name or ID is required");
-    if (auto it = networks.find(ref); it != networks.end()) return it->second;
-    std::vector<Network*> by_name, by_prefix;
-    for (auto& [id, n] : networks) {
-      if (n.name == ref) by_name.push_back(&n);
-      if (id.starts_with(ref)) by_prefix.push_back(&n);
-    }
-    if (by_name.size() == 1) return *by_name.front();
-    if (by_name.size() > 1)
-      conflict("network name \"" + ref + "\" is ambiguous (" + std::to_string(by_name.size()) +
-               " networks have it): use the network ID");
-    if (by_prefix.size() == 1) return *by_prefix.front();
-    if (by_prefix.size() > 1) conflict("network ID prefix \"" + ref + "\" is ambiguous");
-    not_found("network " + ref + " not found");
-  }
-
-  // Lowest owned VNI no known network uses; nullopt when none is left.
-  std::optional<std::uint32_t> free_vni() const {
-    auto free = free_vnis();
-    if (free.empty()) return std::nullopt;
-    return free.ranges().front().first.value;
-  }
-
-  ipam::RangeSet free_vnis() const {
-    ipam::RangeSet free = vni_owned;
-    for (const auto& [id, n] : networks) free.remove(ipam::Range{ipam::Ipv4{n.vni}, ipam::Ipv4{n.vni}});
-    return free;
-  }
-
-  ipam::AddressAllocator make_allocator(const ipam::Cidr& subnet, const std::string& network_id) const {
-    // On its own a node owns all of each subnet it makes; in a cluster it
-    // owns what the range table gives it.
-    if (cluster) return ipam::AddressAllocator(subnet, owned_in(network_space(network_id)));
-    return ipam::AddressAllocator(subnet, ipam::RangeSet(ipam::host_range(subnet)));
-  }
-
-  // Ownership that arrived before the network itself did.
-  ipam::RangeSet owned_in(const std::string& space) const {
-    auto it = early_ownership.find(space);
-    return it == early_ownership.end() ? ipam::RangeSet{} : it->second;
-  }
-
-  // Runs `attempt` until it stops failing for lack of numbers, asking peers
-  // for a range of `space` meanwhile. Only a cluster node can run out and be
-  // helped; the wait releases the lock so the answer can come in.
-  template <class Attempt>
-  auto with_donations(std::unique_lock<std::mutex>& lock, const std::string& space, std::uint32_t unit,
-                      Attempt attempt) {
-    const auto deadline = std::chrono::steady_clock::now() + kDonationWait;
-    for (;;) {
-      try {
-        return attempt();
-      } catch (const ipam::IpamError& e) {
-        if (e.kind() != ipam::IpamError::Kind::Exhausted || !cluster) throw;
-        if (std::chrono::steady_clock::now() >= deadline)
-          throw ApiError(ApiError::Kind::Conflict,
-                         std::string(e.what()) + " on this node, and no peer donated a range in time");
-        cluster->request_range(space, unit);
-        ranges_changed.wait_for(lock, std::chrono::milliseconds(500));
-      }
-    }
-  }
-
-  std::vector<Endpoint*> endpoints_of(const std::string& network_id) {
-    std::vector<Endpoint*> result;
-    for (auto& [id, e] : endpoints)
-      if (e.network_id == network_id) result.push_back(&e);
-    return result;
-  }
-
-  bool endpoint_named(const std::string& network_id, const std::string& name) const {
-    auto same = [&](const Endpoint& e) { return e.network_id == network_id && e.name == name; };
-    return std::any_of(endpoints.begin(), endpoints.end(), [&](const auto& kv) { return same(kv.second); }) ||
-           std::any_of(remote_endpoints.begin(), remote_endpoints.end(),
-                       [&](const auto& kv) { return same(kv.second.endpoint); });
-  }
-
-  Endpoint* endpoint_in(const std::string& network_id, const std::string& netns_ref,
-                        const std::optional<dp::NetnsHandle>& ns) {
-    for (auto* e : endpoints_of(network_id)) {
-      if (e->netns == netns_ref) return e;
-      if (!ns) continue;
-      try {
-        if (dp::NetnsHandle::open(e->netns).same_as(*ns)) return e;
-      } catch (const std::system_error&) {
-        // That endpoint's namespace is gone; it cannot be this one.
-      }
-    }
-    return nullptr;
-  }
-
-  void set_owned(const std::string& space, const ipam::RangeSet& owned);
-  ipam::RangeSet free_ranges(const std::string& space) const;
-  // The namespace an attach or detach names; nullopt (and why in `error`)
-  // when it does not exist (any more).
-  static std::optional<dp::NetnsHandle> open_request_netns(const std::string& ref, std::string* error = nullptr) {
-    if (ref.empty()) bad_request("a network namespace is required (--netns NAME|PATH)");
-    try {
-      return dp::NetnsHandle::open(ref);
-    } catch (const std::system_error& e) {
-      if (error) *error = e.what();
-      return std::nullopt;
-    }
-  }
-  void load_state();
-  void roll_back_attaches();
-  void remove_orphan_endpoints();
-  void reconcile_network(const Network& n);
-  void reconcile_endpoint(Endpoint& e, std::vector<std::string>& gone);
-  void remove_stale_kernel_objects();
-
-  void realise_remote_endpoint(const std::string& id);
-  void publish(const Network& n) {
-    if (cluster) cluster->publish_network(n);
-  }
-
-  struct RemoteEndpoint {
-    Endpoint endpoint;
-    ipam::Ipv4 vtep;
-    bool reserved_here = false;  // its address was marked used in our allocator
-  };
-
-  // An attach is recorded with "state": "attaching" before it touches the
-  // kernel (write-ahead), and without that key once it is complete.
-  static constexpr const char* kStateKey = "state";
-  static constexpr const char* kAttaching = "attaching";
-
-  AgentConfig config;
-  dp::UniqueFd state_lock;
-  std::mutex mutex;
-  std::condition_variable ranges_changed;
-  dp::NetlinkSocket node;  // in the agent's (node's) namespace
-  ipam::SubnetPool pool;
-  ipam::Ipv4 underlay_ip;  // config.advertise_addr
-  int node_mtu;
-  ipam::RangeSet vni_owned{kVniRange};
-  std::map<std::string, Network> networks;  // every known network, by id
-  std::map<std::string, Endpoint> endpoints;  // attached on this node, by id
-  // Attaches under way, or cut short (by a crash or a failed state write)
-  // and not rolled back yet: their veths may exist, so their addresses stay
-  // allocated until roll_back_attach() deleted them. By id.
-  std::map<std::string, Endpoint> attaching;
-  bool state_behind = false;  // the last write of the state file failed
-  std::map<std::string, RemoteEndpoint> remote_endpoints;  // on other nodes, by id
-  std::map<std::string, ipam::AddressAllocator> addresses;  // by network id
-  std::map<std::string, ipam::RangeSet> early_ownership;  // by space
-  ClusterLink* cluster = nullptr;
-};
 
 std::string network_space(const std::string& network_id) { return "net:" + network_id; }
 
-NetworkManager::NetworkManager(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+NetworkManager::NetworkManager(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
+  impl_->drains = std::make_unique<DrainTimer>([impl = impl_.get()](const std::string& id) { impl->finish_drain(id); });
+}
 NetworkManager::~NetworkManager() = default;
 
 void NetworkManager::Impl::load_state() {
@@ -337,6 +78,8 @@ void NetworkManager::Impl::load_state() {
   json state;
   try {
     state = json::parse(*text);
+    if (state.contains("reservations") && !state.at("reservations").is_array())
+      throw json::type_error::create(302, "\"reservations\" is not an array", &state);
     for (const auto& j : state.at("networks")) {
       auto n = network_from_record(j);
       networks.emplace(n.id, n);
@@ -380,6 +123,30 @@ void NetworkManager::Impl::load_state() {
     }
     e.network_name = networks.at(e.network_id).name;
     ++it;
+  }
+  for (const auto& j : state.value("reservations", json::array())) {
+    AddressReservation r;
+    try {
+      r = AddressReservation{.network_id = j.at("network_id").get<std::string>(),
+                             .ip = *ipam::Ipv4::parse(j.at("ip").get<std::string>()),
+                             .owner = j.at("owner").get<std::string>()};
+      if (r.ip == ipam::Ipv4{}) throw std::invalid_argument("no address");
+    } catch (const std::exception& e) {
+      spdlog::warn("state file: dropping a malformed address reservation {}: {}", j.dump(), e.what());
+      continue;
+    }
+    auto alloc = addresses.find(r.network_id);
+    if (alloc == addresses.end()) {
+      spdlog::warn("state file: dropping the reservation of {} for {}: network {} is gone", r.ip.str(), r.owner,
+                   r.network_id);
+      continue;
+    }
+    try {
+      alloc->second.allocate(r.ip);
+      reserved.push_back(r);
+    } catch (const ipam::IpamError& err) {
+      spdlog::warn("state file: dropping the reservation of {} for {}: {}", r.ip.str(), r.owner, err.what());
+    }
   }
 }
 
@@ -470,6 +237,8 @@ void NetworkManager::Impl::remove_stale_kernel_objects() {
 }
 
 void NetworkManager::reconcile() {
+  ChangeNotice notice(impl_->endpoint_listeners);
+  notice.fire();
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   // Nothing else writes in the state dir yet (the cluster starts after).
@@ -492,6 +261,14 @@ void NetworkManager::reconcile() {
     const auto& e = self.endpoints.at(id);
     self.addresses.at(e.network_id).release(e.ip);
     self.endpoints.erase(id);
+  }
+  // Drains a restart interrupted: overdue ones finish now, the others at
+  // their time.
+  for (const auto& [id, e] : self.endpoints) {
+    if (e.backend_state != BackendState::draining) continue;
+    const auto until = parse_rfc3339(e.drain_until);
+    if (!until) spdlog::warn("endpoint {}: unreadable drain time \"{}\"; finishing its drain now", e.name, e.drain_until);
+    self.drains->arm(id, until.value_or(DrainTimer::Clock::now()));
   }
   // Everything reconcile changed is derived again from the same file and the
   // kernel at the next start, so a full disk must not stop the agent: it
@@ -618,6 +395,8 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
                                             [&](const auto& kv) { return kv.second.endpoint.network_id == n.id; });
   if (!self.endpoints_of(n.id).empty() || remote_endpoints)
     conflict("error while removing network: network " + n.name + " id " + n.id + " has active endpoints");
+  if (std::any_of(self.reserved.begin(), self.reserved.end(), [&](const auto& r) { return r.network_id == n.id; }))
+    conflict("error while removing network: network " + n.name + " id " + n.id + " is in use by a service");
   // The record goes first: a crash after the write leaves a namespace the
   // state does not know, which the next start removes; a failed write
   // leaves everything as it was.
@@ -649,9 +428,20 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
 }
 
 Endpoint NetworkManager::connect(const AttachRequest& request) {
+  // Looked up before the lock: the service manager calls the network
+  // manager with its own lock held, never the other way round.
+  std::optional<Service> service;
+  if (request.service) {
+    if (auto* directory = impl_->services.load()) service = directory->find(*request.service);
+    if (!service) not_found("service " + *request.service + " not found");
+  }
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   const Network network = self.find_network(request.network);
+  if (service && std::find(service->network_ids.begin(), service->network_ids.end(), network.id) ==
+                     service->network_ids.end())
+    bad_request("service " + service->name + " is not on network " + network.name);
   std::string why;
   auto ns = self.open_request_netns(request.netns, &why);
   if (!ns) not_found("network namespace " + request.netns + " not found: " + why);
@@ -701,7 +491,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .prefix_len = network.subnet.prefix,
              .mac = dp::MacAddress::from_ipv4(ip),
              .node = self.config.node_name,
-             .service_id = {},
+             .service_id = service ? service->id : std::string{},
              .backend_state = BackendState::active,
              .drain_until = {}};
   const auto failed = [&](const std::string& why) {
@@ -738,42 +528,35 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
     throw failed(std::string("cannot record it in the state file: ") + err.what() + "; nothing was changed");
   }
   if (self.cluster) self.cluster->publish_endpoint(e);
-  spdlog::info("attached {} to {} as {} ({})", e.netns, network.name, e.ip.str(), e.ifname);
+  notice.fire();
+  spdlog::info("attached {} to {} as {} ({}){}", e.netns, network.name, e.ip.str(), e.ifname,
+               service ? ", a backend of service " + service->name : "");
   return e;
 }
 
 void NetworkManager::disconnect(const DetachRequest& request) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   const Network network = self.find_network(request.network);
+  if (request.drain_seconds && *request.drain_seconds > kMaxDrainSeconds)
+    bad_request("drain time " + std::to_string(*request.drain_seconds) + "s is too long: at most " +
+                std::to_string(kMaxDrainSeconds) + "s");
   // A namespace that is gone can still be detached by the name it had.
   const auto ns = self.open_request_netns(request.netns);
   Endpoint* found = self.endpoint_in(network.id, request.netns, ns);
   if (!found) not_found("no endpoint of namespace " + request.netns + " on network " + network.name);
   const Endpoint e = *found;
-  // The record goes first: a crash after the write leaves a veth no record
-  // accounts for, which the next start deletes; a failed write leaves
-  // everything as it was. The address is free only once the veth is gone.
-  self.endpoints.erase(e.id);
-  try {
-    self.persist();
-  } catch (const std::exception& err) {
-    self.endpoints.emplace(e.id, e);
-    throw ApiError(ApiError::Kind::Internal, "cannot detach " + request.netns + " from network " + network.name +
-                                                 ": cannot record it in the state file: " + err.what() +
-                                                 "; the endpoint is still attached");
+  const std::string what = "detach " + request.netns + " from network " + network.name;
+  // Only a service backend has connections to drain; anything else goes now.
+  if (request.drain_seconds && *request.drain_seconds > 0 && !e.service_id.empty()) {
+    self.start_drain(e, *request.drain_seconds, what);
+    notice.fire();
+    return;
   }
-  try {
-    dp::detach_endpoint(self.layout(network), self.layout(e));
-  } catch (const std::exception& err) {
-    self.endpoints.emplace(e.id, e);
-    self.persist_or_log("a failed detach");
-    throw ApiError(ApiError::Kind::Internal,
-                   "cannot detach " + request.netns + " from network " + network.name + ": " + err.what());
-  }
-  self.addresses.at(network.id).release(e.ip);
+  self.detach_now(e, network, what);
+  notice.fire();
   spdlog::info("detached {} from {}", e.netns, network.name);
-  if (self.cluster) self.cluster->withdraw_endpoint(e.id);
 }
 
 std::vector<Endpoint> NetworkManager::list_endpoints() {
@@ -801,6 +584,8 @@ void NetworkManager::attach_cluster(ClusterLink* link) {
 }
 
 void NetworkManager::detach_cluster() {
+  ChangeNotice notice(impl_->endpoint_listeners);
+  notice.fire();
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   self.cluster = nullptr;
@@ -872,6 +657,7 @@ void NetworkManager::apply_remote_network(const Network& network) {
 }
 
 void NetworkManager::forget_remote_network(const std::string& network_id) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   auto it = self.networks.find(network_id);
@@ -882,6 +668,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
     dp::detach_endpoint(self.layout(n), self.layout(*e));
   }
   std::erase_if(self.endpoints, [&](const auto& kv) { return kv.second.network_id == n.id; });
+  std::erase_if(self.reserved, [&](const auto& r) { return r.network_id == n.id; });
   dp::remove_overlay(self.node, self.layout(n));
   self.networks.erase(n.id);
   self.addresses.erase(n.id);
@@ -891,6 +678,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
     // It was never reserved here (see apply_remote_network).
   }
   self.persist_or_log("a network removed in the cluster");
+  notice.fire();
   spdlog::info("network {} ({}) removed by {}", n.name, short_id(n.id), n.node);
 }
 
@@ -918,12 +706,20 @@ void NetworkManager::Impl::realise_remote_endpoint(const std::string& id) {
 }
 
 void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 vtep) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (endpoint.node == self.config.node_name) return;
   auto [it, inserted] = self.remote_endpoints.try_emplace(endpoint.id, Impl::RemoteEndpoint{endpoint, vtep});
+  notice.fire();
   if (!inserted) {
-    if (it->second.endpoint.ip == endpoint.ip && it->second.vtep == vtep) return;
+    if (it->second.endpoint.ip == endpoint.ip && it->second.vtep == vtep) {
+      // Same place; what may have changed is its service or backend state.
+      const auto network_name = it->second.endpoint.network_name;
+      it->second.endpoint = endpoint;
+      it->second.endpoint.network_name = network_name;
+      return;
+    }
     // Moved or re-addressed: the old entries must go first.
     if (auto n = self.networks.find(it->second.endpoint.network_id); n != self.networks.end())
       dp::unprogram_remote_endpoint(self.layout(n->second), {it->second.endpoint.ip, it->second.endpoint.mac, it->second.vtep});
@@ -935,10 +731,12 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 
 }
 
 void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   auto it = self.remote_endpoints.find(endpoint_id);
   if (it == self.remote_endpoints.end()) return;
+  notice.fire();
   const auto& r = it->second;
   if (auto n = self.networks.find(r.endpoint.network_id); n != self.networks.end()) {
     try {

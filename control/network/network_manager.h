@@ -3,12 +3,14 @@
 // the state file, and reconciles the kernel with it at start.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 
 #include "control/network/agent_config.h"
 #include "control/network/ipam.h"
+#include "control/network/service_directory.h"
 #include "control/model/model.h"
 
 namespace weft::control::network {
@@ -36,6 +38,36 @@ class ClusterLink {
   virtual void request_range(const std::string& space, std::uint32_t unit) = 0;
 };
 
+// An address of a network held for something that is not an endpoint (a
+// service's virtual IP): recorded in the state file with its owner before
+// the owner hears of it, so a crash in between cannot leak it unnoticed.
+struct AddressReservation {
+  std::string network_id;
+  ipam::Ipv4 ip{};
+  std::string owner;  // e.g. "service:<id>"
+};
+
+// What this node's load balancer needs of its networks' kernel side.
+struct NetworkNamespaceInfo {
+  std::string network_id;
+  std::filesystem::path netns;  // the network's namespace file
+  std::string bridge;
+  ipam::Cidr subnet{};
+  ipam::Ipv4 gateway{};
+};
+struct EndpointVeth {
+  std::string endpoint_id;
+  std::string network_id;
+  std::string host_ifname;  // in the network's namespace
+};
+struct LocalTopology {
+  std::vector<NetworkNamespaceInfo> networks;
+  std::vector<EndpointVeth> veths;  // of the endpoints attached here
+};
+
+// The longest `endpoint detach --drain`: a day.
+inline constexpr std::uint32_t kMaxDrainSeconds = 86400;
+
 class NetworkManager final : public NetworkService {
  public:
   explicit NetworkManager(AgentConfig config);
@@ -58,6 +90,26 @@ class NetworkManager final : public NetworkService {
   Endpoint connect(const AttachRequest& request) override;
   void disconnect(const DetachRequest& request) override;
   std::vector<Endpoint> list_endpoints() override;
+
+  // --- services (control/services) ---
+  // Where `attach --service` looks services up; set before the API serves.
+  // Without one, every --service is "not found".
+  void set_service_directory(ServiceDirectory* directory);
+  // Called, without locks held, after any endpoint (local or remote) or its
+  // backend state changed; set before the API serves.
+  void on_endpoints_changed(std::function<void()> listener);
+  // Takes an address of the network (name, id or prefix) from this node's
+  // ranges for `owner`, durably (fsync'ed) before it returns; ApiError when
+  // none is free (after asking peers) or the state file cannot be written.
+  ipam::Ipv4 reserve_address(const std::string& network, const std::string& owner);
+  // Gives a reserved address back. Never throws: an unknown reservation is
+  // ignored; one that cannot be dropped from the state file stays reserved
+  // (logged) until a start finds its owner gone.
+  void release_address(const std::string& network_id, ipam::Ipv4 ip);
+  std::vector<AddressReservation> reservations();
+  LocalTopology local_topology();
+  // Drains whose deadline is armed, for tests.
+  std::size_t pending_drains();
 
   // --- cluster side (called by control/cluster on its own thread) ---
   // Switches to cluster mode: numbers come only from ranges this node owns.

@@ -177,8 +177,8 @@ Endpoint endpoint(const std::string& id, const std::string& network_id, const st
                   const std::string& node) {
   return Endpoint{.id = id, .name = "ep-" + id.substr(0, 4), .network_id = network_id, .network_name = "",
                   .netns = "/run/netns/x", .ifname = "eth0", .ip = testing::ipv4(ip), .prefix_len = 24,
-                  .mac = testing::mac("02:42:0a:00:07:02"), .node = node,
-                  .service_id = {}, .backend_state = BackendState::active, .drain_until = {}};
+                  .mac = testing::mac("02:42:0a:00:07:02"), .node = node, .service_id = {},
+                  .backend_state = BackendState::active, .drain_until = {}};
 }
 
 std::string hex_id(char c) { return std::string(64, c); }
