@@ -111,9 +111,16 @@ struct lb_ct_value {
 	__u32 nat_addr;     /* ORIGINAL: backend IP; REPLY: VIP (network order) */
 	__u32 service_id;
 	__u8 flags;         /* LB_CT_F_* */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 syn_len;      /* payload bytes of that SYN (TCP Fast Open); host order */
 	__u32 frontend_epoch; /* ORIGINAL: lb_config.frontend_epoch when the frontend was checked */
-	__u32 pad2;
+	/* With LB_CT_F_SYN_ORIG: the sequence number of the client's SYN that
+	 * opened the flow (network order). It tells this connection from a new
+	 * one on the same 4-tuple: a bare SYN with another sequence number
+	 * starts a new flow, and a SYN-ACK towards the client that does not
+	 * acknowledge it answers some other connection (the client's direct
+	 * one to the backend, from a port that just carried a balanced flow). */
+	__u32 syn_seq;
 };
 
 /* Maglev tables live in one pool, lb_maglev, an mmapable ARRAY of these
@@ -167,7 +174,7 @@ struct lb_config {
 
 /* Bumped whenever a key or value above changes meaning: pinned maps written
  * under another version are refused instead of misread. */
-#define LB_ABI_VERSION 3u
+#define LB_ABI_VERSION 4u
 
 /* Global event counters, a PERCPU array indexed by these. */
 enum lb_stat {
@@ -184,6 +191,11 @@ enum lb_stat {
 	LB_STAT_DROP_IP_OPTIONS,
 	LB_STAT_DROP_OTHER,
 	LB_STAT_DROP_NO_BACKEND,
+	/* A tracked flow's tuple was taken by a new connection: a SYN to the
+	 * VIP with another sequence number, or a backend's SYN-ACK answering
+	 * another SYN than the flow's (that reply then passes untouched). */
+	LB_STAT_FLOW_REOPENED,
+	LB_STAT_FOREIGN_SYNACK,
 	LB_STAT_MAX,
 };
 
@@ -204,6 +216,8 @@ LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 48, "lb_ct_value size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, frontend_epoch) == 40, "lb_ct_value.frontend_epoch");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 24, "lb_ct_value.backend_id");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 36, "lb_ct_value.flags");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_len) == 38, "lb_ct_value.syn_len");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_seq) == 44, "lb_ct_value.syn_seq");
 LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");
 LB_ABI_ASSERT(sizeof(struct lb_counters) == 24, "lb_counters size");
 LB_ABI_ASSERT(sizeof(struct lb_config) == 48, "lb_config size");
