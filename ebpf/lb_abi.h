@@ -41,9 +41,16 @@ enum lb_ct_dir {
 #define LB_CT_F_SYN_ORIG 0x01u
 #define LB_CT_F_FIN_ORIG 0x02u
 #define LB_CT_F_FIN_REPLY 0x04u
+#define LB_CT_F_FIN_BOTH (LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)
 #define LB_CT_F_RST 0x08u
 #define LB_CT_F_SEEN_REPLY 0x10u
 #define LB_CT_F_HAIRPIN 0x20u /* the client is the backend itself */
+/* Set (in the REPLY entry) by every client packet once the client has sent
+ * its FIN, cleared by the backend's next packet: after FIN both ways the
+ * backend only ever answers the client, so a packet from it without this
+ * flag answers another connection on the tuple (the ACK of its TIME_WAIT
+ * to the client's direct SYN) and passes untouched. */
+#define LB_CT_F_CLIENT_SPOKE 0x40u
 
 /* Hairpin: when a backend's flow to its own VIP is balanced to itself, the
  * program sends it back in with this address as source (a packet from one's
@@ -192,10 +199,12 @@ enum lb_stat {
 	LB_STAT_DROP_OTHER,
 	LB_STAT_DROP_NO_BACKEND,
 	/* A tracked flow's tuple was taken by a new connection: a SYN to the
-	 * VIP with another sequence number, or a backend's SYN-ACK answering
-	 * another SYN than the flow's (that reply then passes untouched). */
+	 * VIP with another sequence number; or a backend's packet for another
+	 * connection on the tuple (a SYN-ACK answering another SYN than the
+	 * flow's, an ACK from TIME_WAIT after the flow closed), which then
+	 * passes untouched. */
 	LB_STAT_FLOW_REOPENED,
-	LB_STAT_FOREIGN_SYNACK,
+	LB_STAT_FOREIGN_REPLY,
 	LB_STAT_MAX,
 };
 

@@ -190,7 +190,15 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		ct->last_seen_ns = now;
 		ct->packets += 1;
 		ct->bytes += skb->len;
-		if (flags & ~ct->flags) {
+		/* The client's FIN, and each of its packets once closed both
+		 * ways, may be answered by the backend after FIN both ways
+		 * (see LB_CT_F_CLIENT_SPOKE): a few packets per flow. */
+		if ((flags & LB_CT_F_FIN_ORIG) ||
+		    (ct->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH) {
+			ct->flags |= flags;
+			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags,
+					  flags | LB_CT_F_CLIENT_SPOKE);
+		} else if (flags & ~ct->flags) {
 			ct->flags |= flags;
 			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags, flags);
 		}
@@ -369,10 +377,16 @@ int lb_to_endpoint(struct __sk_buff *skb)
 		 * holds no other connection on that tuple (it would not send
 		 * a SYN then), so the balanced flow is over: end it and let
 		 * the packet pass as it is. */
-		if ((tcp_flags & TCP_FLAG_SYN) && !lb_ct_answers_syn(ct, tcp->ack_seq)) {
-			lb_ct_end_from_reply(&key, ct);
-			lb_stat_inc(LB_STAT_FOREIGN_SYNACK);
-			return TC_ACT_OK;
+		if ((tcp_flags & TCP_FLAG_SYN) && !lb_ct_answers_syn(ct, tcp->ack_seq))
+			goto foreign;
+		/* Closed both ways and the client has said nothing since the
+		 * backend last spoke: this answers another connection, as the
+		 * ACK a backend's TIME_WAIT sends to the client's direct SYN
+		 * on the same tuple. */
+		if ((ct->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH && !(tcp_flags & TCP_FLAG_RST)) {
+			if (!(ct->flags & LB_CT_F_CLIENT_SPOKE))
+				goto foreign;
+			ct->flags &= ~LB_CT_F_CLIENT_SPOKE;
 		}
 		flags = lb_ct_flags_from_tcp(tcp_flags, 1);
 	}
@@ -387,5 +401,12 @@ int lb_to_endpoint(struct __sk_buff *skb)
 	lb_stat_inc(LB_STAT_REV_NAT);
 	if (lb_reverse_nat(skb, key.proto, key.saddr, ct->nat_addr))
 		return TC_ACT_SHOT;
+	return TC_ACT_OK;
+
+foreign:
+	/* The backend holds another connection on the flow's tuple, so the
+	 * balanced flow is over there: end it, and let the packet pass. */
+	lb_ct_end_from_reply(&key, ct);
+	lb_stat_inc(LB_STAT_FOREIGN_REPLY);
 	return TC_ACT_OK;
 }

@@ -1005,6 +1005,20 @@ std::vector<ReuseCase> reuse_cases() {
   return {
       {"direct connection after the balanced flow closed with FINs",
        opening() + fin_both_ways() + direct_connection()},
+      {"direct SYN answered by the backend's TIME_WAIT of the closed balanced flow",
+       opening() + fin_both_ways() +
+           std::vector<Step>{
+               {"direct SYN", C2B, kClient, kB1, kSyn, 7000, 0, "", Out::untouched},
+               {"TIME_WAIT's ACK", B2C, kB1, kClient, kAck, 9002, 5005, "", Out::untouched},
+               {"client's RST for it", C2B, kClient, kB1, kRst, 5005, 0, "", Out::untouched},
+           } +
+           direct_connection()},
+      {"the client's FIN retransmitted after the close is still answered through the VIP",
+       opening() + fin_both_ways() +
+           std::vector<Step>{
+               {"client's FIN again", C2V, kClient, kVip, kFinAck, 5004, 9002, "", Out::to_backend_1},
+               {"backend's ACK again", B2C, kB1, kClient, kAck, 9002, 5005, "", Out::from_vip},
+           }},
       {"direct connection after the balanced flow was reset",
        opening() +
            std::vector<Step>{{"client's RST", C2V, kClient, kVip, kRst | kAck, 5004, 9001, "",
