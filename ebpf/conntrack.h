@@ -79,6 +79,55 @@ static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32
 		other->flags |= flags;
 }
 
+/* The fields both entries of a flow start with. */
+static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_id,
+				       __u32 nat_addr, __u32 service_id, __u32 frontend_epoch,
+				       __u8 flags, __u64 now, const struct lb_flow *flow)
+{
+	value->backend_id = backend_id;
+	value->nat_addr = nat_addr;
+	value->service_id = service_id;
+	value->frontend_epoch = frontend_epoch;
+	value->flags = flags;
+	if (flags & LB_CT_F_SYN_ORIG) {
+		value->syn_seq = flow->tcp_seq;
+		value->syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
+	} else {
+		value->syn_seq = 0;
+		value->syn_len = 0;
+	}
+	value->last_seen_ns = now;
+}
+
+/* A new flow on the tuple of an old one with the same backend: both keys
+ * stay, so both entries are rewritten where they are instead of being
+ * inserted again (an LRU insert costs a node from the LRU lists and the
+ * bucket lock, several times a lookup). `old` is the ORIGINAL entry. The
+ * REPLY entry is inserted only when it is missing (evicted). */
+static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct_value *old,
+				       __u32 backend_id, __u32 backend_ip, __u32 service_id,
+				       __u32 frontend_epoch, __u8 flags, __u32 bytes, __u64 now,
+				       const struct lb_flow *flow)
+{
+	struct lb_ct_value value = {};
+	struct lb_ct_key reply = {};
+	struct lb_ct_value *other;
+
+	lb_ct_fill(old, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
+	old->packets = 1;
+	old->bytes = bytes;
+	lb_ct_partner_key(key, backend_ip, flags, &reply);
+	other = bpf_map_lookup_elem(&lb_conntrack, &reply);
+	if (other) {
+		lb_ct_fill(other, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
+		other->packets = 0;
+		other->bytes = 0;
+		return 0;
+	}
+	lb_ct_fill(&value, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
+	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
+}
+
 /* Records a new flow: both entries. 0 or a negative errno. */
 static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
 					__u32 backend_ip, __u32 service_id, __u32 frontend_epoch,

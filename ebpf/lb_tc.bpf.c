@@ -145,6 +145,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 				      struct lb_ct_value *ct, __u32 service_id, __u32 epoch)
 {
 	struct lb_backend *backend = 0;
+	struct lb_ct_value *stale = 0; /* the entry of an old flow on this tuple */
 	__u32 backend_id = 0, stale_nat_addr = 0;
 	__u64 now = bpf_ktime_get_coarse_ns();
 	__u8 flags = 0, stale_flags = 0;
@@ -165,6 +166,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		if (reopened)
 			lb_stat_inc(LB_STAT_FLOW_REOPENED);
 		if (reopened || lb_ct_expired(cfg, flow->proto, ct, now)) {
+			stale = ct;
 			stale_nat_addr = ct->nat_addr;
 			stale_flags = ct->flags;
 			ct = 0; /* a new flow on an old tuple */
@@ -179,6 +181,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 					lb_ct_delete_flow(ct_key, ct->nat_addr, ct->flags);
 					return lb_send_rst(skb, flow, LB_STAT_RST_DEAD_BACKEND);
 				}
+				stale = ct;
 				stale_nat_addr = ct->nat_addr;
 				stale_flags = ct->flags;
 				ct = 0;
@@ -216,12 +219,20 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		/* The old flow's reply entry is keyed by its backend: left
 		 * behind, it would turn that backend's packets to the client
 		 * (say, of a direct connection) into replies from the VIP. */
-		if (stale_nat_addr && stale_nat_addr != backend->ip)
+		if (stale && stale_nat_addr != backend->ip)
 			lb_ct_delete_partner(ct_key, stale_nat_addr, stale_flags);
-		/* A full conntrack map evicts (LRU); failing here only costs
-		 * stickiness, Maglev still sends the next packet the same way. */
-		lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, skb->len,
-			     now, flow);
+		/* A reused tuple (client ports come round again within
+		 * seconds under short connections) on the same backend keeps
+		 * both keys: its entries are rewritten in place, no insert.
+		 * Otherwise a full conntrack map evicts (LRU); failing here
+		 * only costs stickiness, Maglev still sends the next packet
+		 * the same way. */
+		if (stale && stale_nat_addr == backend->ip)
+			lb_ct_renew(ct_key, stale, backend_id, backend->ip, service_id, epoch, flags,
+				    skb->len, now, flow);
+		else
+			lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags,
+				     skb->len, now, flow);
 		lb_count(backend_id, 1, skb->len);
 		lb_stat_inc(LB_STAT_NEW_FLOW);
 	}

@@ -1128,6 +1128,65 @@ TEST_F(LbDataplaneTest, NewConnectionsOnTheTupleOfABalancedFlowAreNotTakenForIt)
   }
 }
 
+// A new connection on a reused tuple with the same backend rewrites the
+// flow's two entries where they are (no LRU insert); a reply entry the LRU
+// evicted meanwhile is written again.
+TEST_F(LbDataplaneTest, ReusedTupleOnTheSameBackendRenewsBothEntries) {
+  make_service(1);
+  const int fd = lb_->map_fd("lb_conntrack");
+  auto entries = [&] {
+    std::vector<std::pair<lb_ct_key, lb_ct_value>> all;
+    lb_ct_key key{}, next{};
+    lb_ct_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      lb_ct_value value{};
+      EXPECT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
+      all.emplace_back(next, value);
+      key = next;
+      prev = &key;
+    }
+    return all;
+  };
+  auto syn_seq = [&](std::uint32_t seq) {
+    Bytes p = syn(40000);
+    put32(p, kL4 + 4, seq);
+    fill_checksums(p);
+    return p;
+  };
+  auto syn_ack = [&](std::uint32_t ack) {
+    Tcp t;
+    t.saddr = backend_ip(1);
+    t.daddr = kClient;
+    t.sport = 80;
+    t.dport = 40000;
+    t.flags = kSyn | kAck;
+    t.seq = 9000;
+    t.ack = ack;
+    return tcp_packet(t);
+  };
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(5000))), backend_ip(1));
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(6000))), backend_ip(1));  // a new connection
+  auto now = entries();
+  ASSERT_EQ(now.size(), 2u);
+  for (auto& [key, value] : now) {
+    EXPECT_EQ(ntohl(value.syn_seq), 6000u) << "dir " << int(key.dir);
+    EXPECT_EQ(value.nat_addr, htonl(key.dir == LB_CT_DIR_ORIGINAL ? backend_ip(1) : kVip));
+  }
+  EXPECT_EQ(to_endpoint(syn_ack(5001)).out, syn_ack(5001));  // the old handshake's: not ours
+  EXPECT_EQ(entries().size(), 0u);                          // ... and it ended the flow
+
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(6000))), backend_ip(1));
+  for (auto& [key, value] : entries()) {
+    if (key.dir == LB_CT_DIR_REPLY) {
+      ASSERT_EQ(bpf_map_delete_elem(fd, &key), 0);  // as if evicted
+    }
+  }
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(7000))), backend_ip(1));
+  EXPECT_EQ(entries().size(), 2u);
+  EXPECT_EQ(get32(to_endpoint(syn_ack(7001)).out, kIp + 12), kVip);
+  EXPECT_EQ(lb_->stats()[LB_STAT_FLOW_REOPENED], 2u);
+}
+
 // attach/detach on the loopback of a fresh network namespace (a child
 // process, so nothing outside it is touched).
 TEST_F(LbDataplaneTest, AttachAndDetachAtTc) {
