@@ -106,7 +106,7 @@ static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_
  * REPLY entry is inserted only when it is missing (evicted). */
 static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct_value *old,
 				       __u32 backend_id, __u32 backend_ip, __u32 service_id,
-				       __u32 frontend_epoch, __u8 flags, __u32 bytes, __u64 now,
+				       __u32 frontend_epoch, __u8 flags, __u64 now,
 				       const struct lb_flow *flow)
 {
 	struct lb_ct_value value = {};
@@ -114,14 +114,10 @@ static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct
 	struct lb_ct_value *other;
 
 	lb_ct_fill(old, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
-	old->packets = 1;
-	old->bytes = bytes;
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
 	other = bpf_map_lookup_elem(&lb_conntrack, &reply);
 	if (other) {
 		lb_ct_fill(other, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
-		other->packets = 0;
-		other->bytes = 0;
 		return 0;
 	}
 	lb_ct_fill(&value, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
@@ -131,7 +127,7 @@ static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct
 /* Records a new flow: both entries. 0 or a negative errno. */
 static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
 					__u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
-					__u8 flags, __u32 bytes, __u64 now,
+					__u8 flags, __u64 now,
 					const struct lb_flow *flow)
 {
 	struct lb_ct_value value = {};
@@ -139,8 +135,6 @@ static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backe
 	int ret;
 
 	value.last_seen_ns = now;
-	value.packets = 1;
-	value.bytes = bytes;
 	value.backend_id = backend_id;
 	value.nat_addr = backend_ip;
 	value.service_id = service_id;
@@ -154,8 +148,6 @@ static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backe
 	if (ret)
 		return ret;
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
-	value.packets = 0;
-	value.bytes = 0;
 	value.nat_addr = key->daddr;
 	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
 }

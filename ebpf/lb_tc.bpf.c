@@ -106,8 +106,6 @@ static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
 	if (flow.proto == IPPROTO_TCP)
 		flags |= lb_ct_flags_from_tcp(flow.tcp_flags, 1);
 	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
-	ct->packets += 1;
-	ct->bytes += skb->len;
 	if (flags & ~ct->flags) {
 		ct->flags |= flags;
 		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
@@ -191,8 +189,6 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 
 	if (ct) {
 		ct->last_seen_ns = now;
-		ct->packets += 1;
-		ct->bytes += skb->len;
 		/* The client's FIN, and each of its packets once closed both
 		 * ways, may be answered by the backend after FIN both ways
 		 * (see LB_CT_F_CLIENT_SPOKE): a few packets per flow. */
@@ -229,10 +225,10 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		 * the same way. */
 		if (stale && stale_nat_addr == backend->ip)
 			lb_ct_renew(ct_key, stale, backend_id, backend->ip, service_id, epoch, flags,
-				    skb->len, now, flow);
+				    now, flow);
 		else
-			lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags,
-				     skb->len, now, flow);
+			lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, now,
+				     flow);
 		lb_count(backend_id, 1, skb->len);
 		lb_stat_inc(LB_STAT_NEW_FLOW);
 	}
@@ -403,8 +399,6 @@ int lb_to_endpoint(struct __sk_buff *skb)
 	}
 	flags |= LB_CT_F_SEEN_REPLY;
 	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
-	ct->packets += 1;
-	ct->bytes += skb->len;
 	if (flags & ~ct->flags) {
 		ct->flags |= flags;
 		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
