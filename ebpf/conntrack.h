@@ -9,6 +9,7 @@
 #define WEFT_EBPF_CONNTRACK_H
 
 #include "lb_maps.h"
+#include "parsing.h"
 
 static __always_inline __u64 lb_ct_timeout(const struct lb_config *cfg, __u8 proto, __u8 flags)
 {
@@ -78,31 +79,101 @@ static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32
 		other->flags |= flags;
 }
 
+/* The fields both entries of a flow start with. */
+static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_id,
+				       __u32 nat_addr, __u32 service_id, __u32 frontend_epoch,
+				       __u8 flags, __u64 now, const struct lb_flow *flow)
+{
+	value->backend_id = backend_id;
+	value->nat_addr = nat_addr;
+	value->service_id = service_id;
+	value->frontend_epoch = frontend_epoch;
+	value->flags = flags;
+	if (flags & LB_CT_F_SYN_ORIG) {
+		value->syn_seq = flow->tcp_seq;
+		value->syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
+	} else {
+		value->syn_seq = 0;
+		value->syn_len = 0;
+	}
+	value->last_seen_ns = now;
+}
+
+/* A new flow on the tuple of an old one with the same backend: both keys
+ * stay, so both entries are rewritten where they are instead of being
+ * inserted again (an LRU insert costs a node from the LRU lists and the
+ * bucket lock, several times a lookup). `old` is the ORIGINAL entry. The
+ * REPLY entry is inserted only when it is missing (evicted). */
+static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct_value *old,
+				       __u32 backend_id, __u32 backend_ip, __u32 service_id,
+				       __u32 frontend_epoch, __u8 flags, __u64 now,
+				       const struct lb_flow *flow)
+{
+	struct lb_ct_value value = {};
+	struct lb_ct_key reply = {};
+	struct lb_ct_value *other;
+
+	lb_ct_fill(old, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
+	lb_ct_partner_key(key, backend_ip, flags, &reply);
+	other = bpf_map_lookup_elem(&lb_conntrack, &reply);
+	if (other) {
+		lb_ct_fill(other, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
+		return 0;
+	}
+	lb_ct_fill(&value, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
+	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
+}
+
 /* Records a new flow: both entries. 0 or a negative errno. */
 static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
 					__u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
-					__u8 flags, __u32 bytes, __u64 now)
+					__u8 flags, __u64 now,
+					const struct lb_flow *flow)
 {
 	struct lb_ct_value value = {};
 	struct lb_ct_key reply = {};
 	int ret;
 
 	value.last_seen_ns = now;
-	value.packets = 1;
-	value.bytes = bytes;
 	value.backend_id = backend_id;
 	value.nat_addr = backend_ip;
 	value.service_id = service_id;
 	value.frontend_epoch = frontend_epoch;
 	value.flags = flags;
+	if (flags & LB_CT_F_SYN_ORIG) {
+		value.syn_seq = flow->tcp_seq;
+		value.syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
+	}
 	ret = bpf_map_update_elem(&lb_conntrack, key, &value, BPF_ANY);
 	if (ret)
 		return ret;
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
-	value.packets = 0;
-	value.bytes = 0;
 	value.nat_addr = key->daddr;
 	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
+}
+
+/* Whether a SYN-ACK towards the client with this acknowledgment number
+ * (network order) answers the SYN that opened the flow: it acknowledges
+ * that SYN, and with TCP Fast Open perhaps its data. Anything else answers
+ * another connection on the same 4-tuple. */
+static __always_inline int lb_ct_answers_syn(const struct lb_ct_value *ct, __u32 ack_seq)
+{
+	__u32 beyond_syn;
+
+	if (!(ct->flags & LB_CT_F_SYN_ORIG))
+		return 0;
+	beyond_syn = bpf_ntohl(ack_seq) - (bpf_ntohl(ct->syn_seq) + 1);
+	return beyond_syn <= ct->syn_len;
+}
+
+/* Deletes the other entry of a flow whose entry `key` is being replaced. */
+static __always_inline void lb_ct_delete_partner(const struct lb_ct_key *key, __u32 nat_addr,
+						 __u8 entry_flags)
+{
+	struct lb_ct_key partner = {};
+
+	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
+	bpf_map_delete_elem(&lb_conntrack, &partner);
 }
 
 static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32 nat_addr,
@@ -112,6 +183,21 @@ static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32
 
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
 	bpf_map_delete_elem(&lb_conntrack, &partner);
+	bpf_map_delete_elem(&lb_conntrack, key);
+}
+
+/* Ends the flow whose REPLY entry is `key`, and its ORIGINAL entry unless a
+ * newer flow on another backend has taken that over meanwhile. */
+static __always_inline void lb_ct_end_from_reply(const struct lb_ct_key *key,
+						 const struct lb_ct_value *ct)
+{
+	struct lb_ct_key original = {};
+	struct lb_ct_value *other;
+
+	lb_ct_partner_key(key, ct->nat_addr, ct->flags, &original);
+	other = bpf_map_lookup_elem(&lb_conntrack, &original);
+	if (other && other->nat_addr == key->saddr)
+		bpf_map_delete_elem(&lb_conntrack, &original);
 	bpf_map_delete_elem(&lb_conntrack, key);
 }
 

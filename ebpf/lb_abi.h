@@ -41,9 +41,16 @@ enum lb_ct_dir {
 #define LB_CT_F_SYN_ORIG 0x01u
 #define LB_CT_F_FIN_ORIG 0x02u
 #define LB_CT_F_FIN_REPLY 0x04u
+#define LB_CT_F_FIN_BOTH (LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)
 #define LB_CT_F_RST 0x08u
 #define LB_CT_F_SEEN_REPLY 0x10u
 #define LB_CT_F_HAIRPIN 0x20u /* the client is the backend itself */
+/* Set (in the REPLY entry) by every client packet once the client has sent
+ * its FIN, cleared by the backend's next packet: after FIN both ways the
+ * backend only ever answers the client, so a packet from it without this
+ * flag answers another connection on the tuple (the ACK of its TIME_WAIT
+ * to the client's direct SYN) and passes untouched. */
+#define LB_CT_F_CLIENT_SPOKE 0x40u
 
 /* Hairpin: when a backend's flow to its own VIP is balanced to itself, the
  * program sends it back in with this address as source (a packet from one's
@@ -105,15 +112,23 @@ struct lb_ct_key {
 
 struct lb_ct_value {
 	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC, tick-grained */
-	__u64 packets;
-	__u64 bytes;
 	__u32 backend_id;
 	__u32 nat_addr;     /* ORIGINAL: backend IP; REPLY: VIP (network order) */
 	__u32 service_id;
-	__u8 flags;         /* LB_CT_F_* */
-	__u8 pad[3];
 	__u32 frontend_epoch; /* ORIGINAL: lb_config.frontend_epoch when the frontend was checked */
-	__u32 pad2;
+	/* With LB_CT_F_SYN_ORIG: the sequence number of the client's SYN that
+	 * opened the flow (network order). It tells this connection from a new
+	 * one on the same 4-tuple: a bare SYN with another sequence number
+	 * starts a new flow, and a SYN-ACK towards the client that does not
+	 * acknowledge it answers some other connection (the client's direct
+	 * one to the backend, from a port that just carried a balanced flow). */
+	__u32 syn_seq;
+	__u8 flags;         /* LB_CT_F_* */
+	__u8 pad;
+	__u16 syn_len;      /* payload bytes of that SYN (TCP Fast Open); host order */
+	/* No per-flow packet or byte counts: nothing read them, and without
+	 * them an entry is 32 bytes (16 less per entry, two fewer writes per
+	 * packet); per-backend counts are in lb_backend_counters. */
 };
 
 /* Maglev tables live in one pool, lb_maglev, an mmapable ARRAY of these
@@ -167,7 +182,7 @@ struct lb_config {
 
 /* Bumped whenever a key or value above changes meaning: pinned maps written
  * under another version are refused instead of misread. */
-#define LB_ABI_VERSION 3u
+#define LB_ABI_VERSION 5u
 
 /* Global event counters, a PERCPU array indexed by these. */
 enum lb_stat {
@@ -184,6 +199,13 @@ enum lb_stat {
 	LB_STAT_DROP_IP_OPTIONS,
 	LB_STAT_DROP_OTHER,
 	LB_STAT_DROP_NO_BACKEND,
+	/* A tracked flow's tuple was taken by a new connection: a SYN to the
+	 * VIP with another sequence number; or a backend's packet for another
+	 * connection on the tuple (a SYN-ACK answering another SYN than the
+	 * flow's, an ACK from TIME_WAIT after the flow closed), which then
+	 * passes untouched. */
+	LB_STAT_FLOW_REOPENED,
+	LB_STAT_FOREIGN_REPLY,
 	LB_STAT_MAX,
 };
 
@@ -200,10 +222,12 @@ LB_ABI_ASSERT(sizeof(struct lb_ct_key) == 16, "lb_ct_key size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, sport) == 8, "lb_ct_key.sport");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, proto) == 12, "lb_ct_key.proto");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, dir) == 13, "lb_ct_key.dir");
-LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 48, "lb_ct_value size");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, frontend_epoch) == 40, "lb_ct_value.frontend_epoch");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 24, "lb_ct_value.backend_id");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 36, "lb_ct_value.flags");
+LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 32, "lb_ct_value size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 8, "lb_ct_value.backend_id");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, frontend_epoch) == 20, "lb_ct_value.frontend_epoch");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_seq) == 24, "lb_ct_value.syn_seq");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 28, "lb_ct_value.flags");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_len) == 30, "lb_ct_value.syn_len");
 LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");
 LB_ABI_ASSERT(sizeof(struct lb_counters) == 24, "lb_counters size");
 LB_ABI_ASSERT(sizeof(struct lb_config) == 48, "lb_config size");

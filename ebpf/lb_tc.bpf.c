@@ -106,8 +106,6 @@ static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
 	if (flow.proto == IPPROTO_TCP)
 		flags |= lb_ct_flags_from_tcp(flow.tcp_flags, 1);
 	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
-	ct->packets += 1;
-	ct->bytes += skb->len;
 	if (flags & ~ct->flags) {
 		ct->flags |= flags;
 		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
@@ -145,37 +143,61 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 				      struct lb_ct_value *ct, __u32 service_id, __u32 epoch)
 {
 	struct lb_backend *backend = 0;
-	__u32 backend_id = 0;
+	struct lb_ct_value *stale = 0; /* the entry of an old flow on this tuple */
+	__u32 backend_id = 0, stale_nat_addr = 0;
 	__u64 now = bpf_ktime_get_coarse_ns();
-	__u8 flags = 0;
+	__u8 flags = 0, stale_flags = 0;
+	int bare_syn = flow->proto == IPPROTO_TCP &&
+		       (flow->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 
 	if (flow->proto == IPPROTO_TCP)
 		flags = lb_ct_flags_from_tcp(flow->tcp_flags, 0);
 	if (ct) {
-		int reopened = flow->proto == IPPROTO_TCP &&
-			       (flow->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN &&
-			       (ct->flags & (LB_CT_F_RST | LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY));
+		/* A bare SYN other than the one that opened the flow starts a
+		 * new connection on the old tuple (TIME_WAIT reuse, a client
+		 * that lost its socket): a new flow, with a new Maglev choice.
+		 * A retransmitted SYN (same sequence number) stays. */
+		int reopened = bare_syn &&
+			       ((ct->flags & (LB_CT_F_RST | LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)) ||
+				!(ct->flags & LB_CT_F_SYN_ORIG) || ct->syn_seq != flow->tcp_seq);
 
+		if (reopened)
+			lb_stat_inc(LB_STAT_FLOW_REOPENED);
 		if (reopened || lb_ct_expired(cfg, flow->proto, ct, now)) {
+			stale = ct;
+			stale_nat_addr = ct->nat_addr;
+			stale_flags = ct->flags;
 			ct = 0; /* a new flow on an old tuple */
 		} else {
 			backend_id = ct->backend_id;
 			backend = bpf_map_lookup_elem(&lb_backends, &backend_id);
 			if (!lb_backend_usable(backend, ct->nat_addr)) {
-				if (flow->proto == IPPROTO_TCP) {
+				/* An established TCP connection cannot move: it
+				 * gets a RST. A handshake (a retransmitted SYN)
+				 * and UDP have nothing to break: choose again. */
+				if (flow->proto == IPPROTO_TCP && !bare_syn) {
 					lb_ct_delete_flow(ct_key, ct->nat_addr, ct->flags);
 					return lb_send_rst(skb, flow, LB_STAT_RST_DEAD_BACKEND);
 				}
-				ct = 0; /* UDP has no connection to break: choose again */
+				stale = ct;
+				stale_nat_addr = ct->nat_addr;
+				stale_flags = ct->flags;
+				ct = 0;
 			}
 		}
 	}
 
 	if (ct) {
 		ct->last_seen_ns = now;
-		ct->packets += 1;
-		ct->bytes += skb->len;
-		if (flags & ~ct->flags) {
+		/* The client's FIN, and each of its packets once closed both
+		 * ways, may be answered by the backend after FIN both ways
+		 * (see LB_CT_F_CLIENT_SPOKE): a few packets per flow. */
+		if ((flags & LB_CT_F_FIN_ORIG) ||
+		    (ct->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH) {
+			ct->flags |= flags;
+			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags,
+					  flags | LB_CT_F_CLIENT_SPOKE);
+		} else if (flags & ~ct->flags) {
 			ct->flags |= flags;
 			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags, flags);
 		}
@@ -190,10 +212,23 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 			flags |= LB_CT_F_SYN_ORIG;
 		if (backend->ip == flow->saddr)
 			flags |= LB_CT_F_HAIRPIN;
-		/* A full conntrack map evicts (LRU); failing here only costs
-		 * stickiness, Maglev still sends the next packet the same way. */
-		lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, skb->len,
-			     now);
+		/* The old flow's reply entry is keyed by its backend: left
+		 * behind, it would turn that backend's packets to the client
+		 * (say, of a direct connection) into replies from the VIP. */
+		if (stale && stale_nat_addr != backend->ip)
+			lb_ct_delete_partner(ct_key, stale_nat_addr, stale_flags);
+		/* A reused tuple (client ports come round again within
+		 * seconds under short connections) on the same backend keeps
+		 * both keys: its entries are rewritten in place, no insert.
+		 * Otherwise a full conntrack map evicts (LRU); failing here
+		 * only costs stickiness, Maglev still sends the next packet
+		 * the same way. */
+		if (stale && stale_nat_addr == backend->ip)
+			lb_ct_renew(ct_key, stale, backend_id, backend->ip, service_id, epoch, flags,
+				    now, flow);
+		else
+			lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, now,
+				     flow);
 		lb_count(backend_id, 1, skb->len);
 		lb_stat_inc(LB_STAT_NEW_FLOW);
 	}
@@ -279,9 +314,11 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 		service = lb_frontend(&flow);
 		if (!service)
 			return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
-		if (ct && ct->service_id != service->service_id)
-			ct = 0; /* the port moved to another service: a new flow */
-		else if (ct)
+		if (ct && ct->service_id != service->service_id) {
+			/* The port moved to another service: a new flow. */
+			lb_ct_delete_partner(&ct_key, ct->nat_addr, ct->flags);
+			ct = 0;
+		} else if (ct)
 			ct->frontend_epoch = epoch;
 		return lb_balance(skb, cfg, &flow, &ct_key, ct, service->service_id, epoch);
 	case IPPROTO_ICMP:
@@ -335,15 +372,33 @@ int lb_to_endpoint(struct __sk_buff *skb)
 
 	if (key.proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = data + LB_L4_OFF;
+		__u8 tcp_flags;
 
 		if ((void *)(tcp + 1) > data_end)
 			return TC_ACT_OK;
-		flags = lb_ct_flags_from_tcp(((__u8 *)tcp)[13], 1);
+		tcp_flags = ((__u8 *)tcp)[13];
+		/* A SYN from the backend that does not answer the flow's own
+		 * SYN belongs to another connection on the same 4-tuple, most
+		 * likely the client's direct one to the backend from a port
+		 * that carried a balanced flow a moment ago. The backend
+		 * holds no other connection on that tuple (it would not send
+		 * a SYN then), so the balanced flow is over: end it and let
+		 * the packet pass as it is. */
+		if ((tcp_flags & TCP_FLAG_SYN) && !lb_ct_answers_syn(ct, tcp->ack_seq))
+			goto foreign;
+		/* Closed both ways and the client has said nothing since the
+		 * backend last spoke: this answers another connection, as the
+		 * ACK a backend's TIME_WAIT sends to the client's direct SYN
+		 * on the same tuple. */
+		if ((ct->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH && !(tcp_flags & TCP_FLAG_RST)) {
+			if (!(ct->flags & LB_CT_F_CLIENT_SPOKE))
+				goto foreign;
+			ct->flags &= ~LB_CT_F_CLIENT_SPOKE;
+		}
+		flags = lb_ct_flags_from_tcp(tcp_flags, 1);
 	}
 	flags |= LB_CT_F_SEEN_REPLY;
 	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
-	ct->packets += 1;
-	ct->bytes += skb->len;
 	if (flags & ~ct->flags) {
 		ct->flags |= flags;
 		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
@@ -351,5 +406,12 @@ int lb_to_endpoint(struct __sk_buff *skb)
 	lb_stat_inc(LB_STAT_REV_NAT);
 	if (lb_reverse_nat(skb, key.proto, key.saddr, ct->nat_addr))
 		return TC_ACT_SHOT;
+	return TC_ACT_OK;
+
+foreign:
+	/* The backend holds another connection on the flow's tuple, so the
+	 * balanced flow is over there: end it, and let the packet pass. */
+	lb_ct_end_from_reply(&key, ct);
+	lb_stat_inc(LB_STAT_FOREIGN_REPLY);
 	return TC_ACT_OK;
 }

@@ -555,6 +555,13 @@ void run(const PrivateScratch& scratch, const Options& opt) {
       const auto stats_after = ebpf.stats();
       const std::uint64_t new_flows = stats_after[LB_STAT_NEW_FLOW] - stats_before[LB_STAT_NEW_FLOW];
       const std::uint64_t rev_nats = stats_after[LB_STAT_REV_NAT] - stats_before[LB_STAT_REV_NAT];
+      // New flows on a reused tuple (a client port whose old flow's entries
+      // are still there), and packets of other connections on a balanced
+      // flow's tuple let through (direct modes after VIP runs).
+      const std::uint64_t reopened =
+          stats_after[LB_STAT_FLOW_REOPENED] - stats_before[LB_STAT_FLOW_REOPENED];
+      const std::uint64_t foreign =
+          stats_after[LB_STAT_FOREIGN_REPLY] - stats_before[LB_STAT_FOREIGN_REPLY];
       if (bpf) detach();
       if (!server.error().empty()) throw std::runtime_error("server: " + server.error());
       const auto accepted_after = server.accepted();
@@ -598,6 +605,8 @@ void run(const PrivateScratch& scratch, const Options& opt) {
         }
         shares += " %";
       }
+      if (mode == Mode::ebpf_vip) shares += fmt::format(", reused tuples {}", reopened);
+      if (foreign != 0) shares += fmt::format(", other connections' packets let through {}", foreign);
       std::printf("run %u %-10s %8.0f conns/s  CPU %5.1f us/conn (client %5.1f, server %5.1f)  p50 %5.0f us  p99 %6.0f us  "
                   "errors %" PRIu64 "  slow %" PRIu64 "%s\n",
                   r + 1, name_of(mode), result.per_second(), result.cpu_us_per_conn(),

@@ -114,8 +114,6 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
       original.dir = LB_CT_DIR_ORIGINAL;
       lb_ct_value value{};
       value.last_seen_ns = now;
-      value.packets = 3;
-      value.bytes = 180;
       value.backend_id = pick->backend_id;
       value.nat_addr = htonl(pick->ip);
       value.service_id = service;
@@ -131,8 +129,6 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
       reply.dport = original.sport;
       reply.proto = original.proto;
       reply.dir = LB_CT_DIR_REPLY;
-      value.packets = 2;
-      value.bytes = 120;
       value.nat_addr = original.daddr;
       keys.push_back(reply);
       values.push_back(value);

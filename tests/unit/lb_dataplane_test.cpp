@@ -517,7 +517,8 @@ TEST_F(LbDataplaneTest, GcExpiresByStateAndIdleTime) {
   reply.sport = 80;
   reply.dport = 40002;
   reply.flags = kSyn | kAck;
-  ASSERT_EQ(to_endpoint(tcp_packet(reply)).retval, kOk);
+  reply.ack = 5001;  // answers syn()'s SYN (seq 5000)
+  ASSERT_EQ(get32(to_endpoint(tcp_packet(reply)).out, kIp + 12), kVip);
   ASSERT_EQ(from_endpoint(syn(40003)).retval, kOk);
   Tcp rst;
   rst.saddr = kClient;
@@ -935,6 +936,255 @@ TEST_F(LbDataplaneTest, FinBothWaysEndsAFlowAndANewSynPicksAgain) {
   std::uint64_t now = LoadBalancer::monotonic_now_ns();
   EXPECT_EQ(lb_->gc(now).expired, 0u);
   EXPECT_EQ(lb_->gc(now + 11ULL * 1000000000ULL).expired, 2u);
+}
+
+// Tuple reuse (issue 9, found by bench_lb_tcp --direct-to-member 1): a new
+// connection on the 4-tuple of a balanced flow, straight to the backend or
+// again to the VIP, must not be taken for that flow. Each case is a packet
+// sequence through both programs, {packet in, verdict, packet out}, on fresh
+// maps with two backends; the client port is one that Maglev gives backend 1.
+enum class Way { from_client, to_client };  // lb_from_endpoint, lb_to_endpoint
+enum class Out {
+  untouched,     // TC_ACT_OK, not a byte changed
+  to_backend_1,  // TC_ACT_OK, DNATed to backend 1
+  to_backend_2,
+  from_vip,      // TC_ACT_OK, source rewritten to the VIP
+  rst,           // answered with a RST from the VIP
+};
+struct Step {
+  const char* what;
+  Way way;
+  // Who sends (kClient to the VIP or to a backend, or a backend to
+  // kClient), TCP flags, seq, ack, payload.
+  std::uint32_t from, to;
+  std::uint8_t flags;
+  std::uint32_t seq, ack;
+  const char* payload;
+  Out out;
+  std::optional<std::uint32_t> kill_backend_before = std::nullopt;
+};
+struct ReuseCase {
+  const char* name;
+  std::vector<Step> steps;
+};
+
+const std::uint32_t kB1 = backend_ip(1), kB2 = backend_ip(2);
+constexpr std::uint8_t kSynAck = kSyn | kAck, kFinAck = kFin | kAck;
+constexpr auto C2V = Way::from_client, C2B = Way::from_client, B2C = Way::to_client;
+
+// The balanced flow's opening: SYN seq 5000, backend 1 answers ISN 9000.
+std::vector<Step> opening() {
+  return {
+      {"SYN to the VIP", C2V, kClient, kVip, kSyn, 5000, 0, "", Out::to_backend_1},
+      {"SYN-ACK", B2C, kB1, kClient, kSynAck, 9000, 5001, "", Out::from_vip},
+      {"ACK with a request", C2V, kClient, kVip, kAck | kPsh, 5001, 9001, "GET", Out::to_backend_1},
+  };
+}
+std::vector<Step> fin_both_ways() {
+  return {
+      {"backend's FIN", B2C, kB1, kClient, kFinAck, 9001, 5004, "", Out::from_vip},
+      {"client's FIN", C2V, kClient, kVip, kFinAck, 5004, 9002, "", Out::to_backend_1},
+      {"last ACK", B2C, kB1, kClient, kAck, 9002, 5005, "", Out::from_vip},
+  };
+}
+// The client's direct connection to backend 1 from the same port.
+std::vector<Step> direct_connection() {
+  return {
+      {"direct SYN", C2B, kClient, kB1, kSyn, 7000, 0, "", Out::untouched},
+      {"direct SYN-ACK", B2C, kB1, kClient, kSynAck, 3000, 7001, "", Out::untouched},
+      {"direct ACK", C2B, kClient, kB1, kAck, 7001, 3001, "", Out::untouched},
+      {"direct data back", B2C, kB1, kClient, kAck | kPsh, 3001, 7001, "OK", Out::untouched},
+  };
+}
+std::vector<Step> operator+(std::vector<Step> a, const std::vector<Step>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+std::vector<ReuseCase> reuse_cases() {
+  return {
+      {"direct connection after the balanced flow closed with FINs",
+       opening() + fin_both_ways() + direct_connection()},
+      {"direct SYN answered by the backend's TIME_WAIT of the closed balanced flow",
+       opening() + fin_both_ways() +
+           std::vector<Step>{
+               {"direct SYN", C2B, kClient, kB1, kSyn, 7000, 0, "", Out::untouched},
+               {"TIME_WAIT's ACK", B2C, kB1, kClient, kAck, 9002, 5005, "", Out::untouched},
+               {"client's RST for it", C2B, kClient, kB1, kRst, 5005, 0, "", Out::untouched},
+           } +
+           direct_connection()},
+      {"the client's FIN retransmitted after the close is still answered through the VIP",
+       opening() + fin_both_ways() +
+           std::vector<Step>{
+               {"client's FIN again", C2V, kClient, kVip, kFinAck, 5004, 9002, "", Out::to_backend_1},
+               {"backend's ACK again", B2C, kB1, kClient, kAck, 9002, 5005, "", Out::from_vip},
+           }},
+      {"direct connection after the balanced flow was reset",
+       opening() +
+           std::vector<Step>{{"client's RST", C2V, kClient, kVip, kRst | kAck, 5004, 9001, "",
+                              Out::to_backend_1}} +
+           direct_connection()},
+      {"direct connection while the balanced flow still looks open (its client vanished)",
+       opening() + direct_connection()},
+      {"retransmitted SYN-ACK of the balanced flow is still reverse-NATed",
+       opening() + std::vector<Step>{
+                       {"SYN-ACK again", B2C, kB1, kClient, kSynAck, 9000, 5001, "", Out::from_vip},
+                       {"data back", B2C, kB1, kClient, kAck | kPsh, 9001, 5004, "OK", Out::from_vip},
+                       {"client's ACK", C2V, kClient, kVip, kAck, 5004, 9003, "", Out::to_backend_1},
+                   }},
+      {"TCP Fast Open: a SYN-ACK acknowledging the SYN's data is the flow's",
+       {
+           {"SYN with data", C2V, kClient, kVip, kSyn, 5000, 0, "hello", Out::to_backend_1},
+           {"SYN-ACK of the data", B2C, kB1, kClient, kSynAck, 9000, 5006, "", Out::from_vip},
+           {"SYN-ACK of the SYN only", B2C, kB1, kClient, kSynAck, 9000, 5001, "", Out::from_vip},
+           {"SYN-ACK beyond the data", B2C, kB1, kClient, kSynAck, 9000, 5007, "", Out::untouched},
+       }},
+      {"new connection to the VIP on a closed flow's tuple, its backend dead since",
+       opening() + fin_both_ways() +
+           std::vector<Step>{
+               {"new SYN", C2V, kClient, kVip, kSyn, 6000, 0, "", Out::to_backend_2, 1},
+               {"old backend's late ACK", B2C, kB1, kClient, kAck, 9002, 5005, "", Out::untouched},
+               {"SYN-ACK of the new backend", B2C, kB2, kClient, kSynAck, 4000, 6001, "",
+                Out::from_vip},
+               {"ACK", C2V, kClient, kVip, kAck, 6001, 4001, "", Out::to_backend_2},
+           }},
+      {"new connection (another ISN) on an open-looking flow's tuple, its backend dead since",
+       opening() + std::vector<Step>{
+                       {"new SYN", C2V, kClient, kVip, kSyn, 6000, 0, "", Out::to_backend_2, 1},
+                       {"SYN-ACK", B2C, kB2, kClient, kSynAck, 4000, 6001, "", Out::from_vip},
+                   }},
+      {"retransmitted SYN whose backend died meanwhile chooses again",
+       {
+           {"SYN", C2V, kClient, kVip, kSyn, 5000, 0, "", Out::to_backend_1},
+           {"SYN again", C2V, kClient, kVip, kSyn, 5000, 0, "", Out::to_backend_2, 1},
+           {"SYN-ACK", B2C, kB2, kClient, kSynAck, 9000, 5001, "", Out::from_vip},
+       }},
+      {"established flow whose backend died still gets a RST",
+       opening() + std::vector<Step>{
+                       {"data", C2V, kClient, kVip, kAck | kPsh, 5004, 9001, "x", Out::rst, 1},
+                   }},
+      {"new connection to the VIP on a closed flow's tuple, same backend",
+       opening() + fin_both_ways() +
+           std::vector<Step>{
+               {"new SYN", C2V, kClient, kVip, kSyn, 6000, 0, "", Out::to_backend_1},
+               {"SYN-ACK", B2C, kB1, kClient, kSynAck, 4000, 6001, "", Out::from_vip},
+               {"ACK", C2V, kClient, kVip, kAck, 6001, 4001, "", Out::to_backend_1},
+           }},
+  };
+}
+
+TEST_F(LbDataplaneTest, NewConnectionsOnTheTupleOfABalancedFlowAreNotTakenForIt) {
+  int n = 0;
+  for (const ReuseCase& c : reuse_cases()) {
+    SCOPED_TRACE(c.name);
+    lb_.emplace(LoadBalancer::open(pin_dir_ / ("reuse" + std::to_string(n++)), test_limits()));
+    make_service(2);
+    std::uint16_t port = 0;
+    for (std::uint16_t p = 40000; p < 40100 && !port; ++p) {
+      if (lb_->lookup(kService, kClient, p, 80, Protocol::tcp)->backend_id == 1) port = p;
+    }
+    ASSERT_NE(port, 0);
+    for (const Step& s : c.steps) {
+      SCOPED_TRACE(s.what);
+      if (s.kill_backend_before) lb_->set_backend_state(*s.kill_backend_before, BackendState::dead);
+      Tcp t;
+      t.saddr = s.from;
+      t.daddr = s.to;
+      const bool from_client = s.way == Way::from_client;
+      t.sport = from_client ? port : 80;
+      t.dport = from_client ? 80 : port;
+      t.flags = s.flags;
+      t.seq = s.seq;
+      t.ack = s.ack;
+      t.payload = s.payload;
+      const Bytes in = tcp_packet(t);
+      const RunResult r = from_client ? from_endpoint(in) : to_endpoint(in);
+      switch (s.out) {
+        case Out::untouched:
+          EXPECT_EQ(r.retval, kOk);
+          EXPECT_EQ(r.out, in) << "rewritten: source " << std::hex << get32(r.out, kIp + 12)
+                               << ", destination " << get32(r.out, kIp + 16);
+          break;
+        case Out::to_backend_1:
+        case Out::to_backend_2: {
+          const std::uint32_t want = s.out == Out::to_backend_1 ? kB1 : kB2;
+          EXPECT_EQ(r.retval, kOk);
+          EXPECT_EQ(get32(r.out, kIp + 16), want);
+          EXPECT_EQ(get_mac(r.out, 0), mac_of(want));
+          EXPECT_TRUE(l4_checksum_ok(r.out));
+          break;
+        }
+        case Out::from_vip:
+          EXPECT_EQ(r.retval, kOk);
+          EXPECT_EQ(get32(r.out, kIp + 12), kVip);
+          EXPECT_EQ(get_mac(r.out, 6), mac_of(kVip));
+          EXPECT_TRUE(l4_checksum_ok(r.out));
+          break;
+        case Out::rst:
+          expect_rst(r, 80, port);
+          break;
+      }
+    }
+  }
+}
+
+// A new connection on a reused tuple with the same backend rewrites the
+// flow's two entries where they are (no LRU insert); a reply entry the LRU
+// evicted meanwhile is written again.
+TEST_F(LbDataplaneTest, ReusedTupleOnTheSameBackendRenewsBothEntries) {
+  make_service(1);
+  const int fd = lb_->map_fd("lb_conntrack");
+  auto entries = [&] {
+    std::vector<std::pair<lb_ct_key, lb_ct_value>> all;
+    lb_ct_key key{}, next{};
+    lb_ct_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      lb_ct_value value{};
+      EXPECT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
+      all.emplace_back(next, value);
+      key = next;
+      prev = &key;
+    }
+    return all;
+  };
+  auto syn_seq = [&](std::uint32_t seq) {
+    Bytes p = syn(40000);
+    put32(p, kL4 + 4, seq);
+    fill_checksums(p);
+    return p;
+  };
+  auto syn_ack = [&](std::uint32_t ack) {
+    Tcp t;
+    t.saddr = backend_ip(1);
+    t.daddr = kClient;
+    t.sport = 80;
+    t.dport = 40000;
+    t.flags = kSyn | kAck;
+    t.seq = 9000;
+    t.ack = ack;
+    return tcp_packet(t);
+  };
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(5000))), backend_ip(1));
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(6000))), backend_ip(1));  // a new connection
+  auto now = entries();
+  ASSERT_EQ(now.size(), 2u);
+  for (auto& [key, value] : now) {
+    EXPECT_EQ(ntohl(value.syn_seq), 6000u) << "dir " << int(key.dir);
+    EXPECT_EQ(value.nat_addr, htonl(key.dir == LB_CT_DIR_ORIGINAL ? backend_ip(1) : kVip));
+  }
+  EXPECT_EQ(to_endpoint(syn_ack(5001)).out, syn_ack(5001));  // the old handshake's: not ours
+  EXPECT_EQ(entries().size(), 0u);                          // ... and it ended the flow
+
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(6000))), backend_ip(1));
+  for (auto& [key, value] : entries()) {
+    if (key.dir == LB_CT_DIR_REPLY) {
+      ASSERT_EQ(bpf_map_delete_elem(fd, &key), 0);  // as if evicted
+    }
+  }
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(7000))), backend_ip(1));
+  EXPECT_EQ(entries().size(), 2u);
+  EXPECT_EQ(get32(to_endpoint(syn_ack(7001)).out, kIp + 12), kVip);
+  EXPECT_EQ(lb_->stats()[LB_STAT_FLOW_REOPENED], 2u);
 }
 
 // attach/detach on the loopback of a fresh network namespace (a child
