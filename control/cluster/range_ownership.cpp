@@ -1,4 +1,5 @@
 #include "control/cluster/range_ownership.h"
+#include "control/network/network_manager.h"
 
 #include <fmt/format.h>
 
@@ -118,8 +119,17 @@ std::vector<tables::TableEntry> RangeOwnership::donate(const std::string& space,
   }
   if (!stretch || stretch_units < 2) return {};
   const std::uint64_t give_units = std::min(max_units, stretch_units / 2);
-  const std::uint64_t give_last = std::uint64_t{stretch->first.value} + give_units * u - 1;
-  const network::ipam::Range gift{stretch->first, network::ipam::Ipv4{static_cast<std::uint32_t>(give_last)}};
+  network::ipam::Range gift;
+  if (space.starts_with(network::kNetworkSpacePrefix)) {
+    // A network's addresses: the top of the stretch goes, so the network's
+    // creator keeps its low addresses and hands them out first (the first
+    // service on a fresh /24 gets .2, as in Docker), however early a peer asks.
+    const std::uint64_t give_first = std::uint64_t{stretch->last.value} + 1 - give_units * u;
+    gift = {network::ipam::Ipv4{static_cast<std::uint32_t>(give_first)}, stretch->last};
+  } else {
+    const std::uint64_t give_last = std::uint64_t{stretch->first.value} + give_units * u - 1;
+    gift = {stretch->first, network::ipam::Ipv4{static_cast<std::uint32_t>(give_last)}};
+  }
 
   // Re-cut the held range that contains the gift into up to three entries.
   for (const auto& r : ranges(space)) {

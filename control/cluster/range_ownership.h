@@ -72,7 +72,8 @@ class RangeOwnership {
   // free numbers in `space`): `max_units` units of `unit` numbers (aligned to
   // `unit`), but never more than half of the stretch. Taking from the bottom
   // keeps a cluster's numbers low and Docker-like (10.0.0.0/24, VNI 4096)
-  // whichever node asks first. Empty when there is nothing to spare. The
+  // whichever node asks first. A network's addresses (kNetworkSpacePrefix)
+  // are given from the top instead: its creator keeps .2 and up. Empty when there is nothing to spare. The
   // gift is persisted before it is returned (and so before it can be sent).
   std::vector<tables::TableEntry> donate(const std::string& space, const std::string& to,
                                          const network::ipam::RangeSet& free_here, std::uint32_t unit = 1,

@@ -65,7 +65,7 @@ dp::UniqueFd lock_state_dir(const fs::path& dir) {
 }
 
 
-std::string network_space(const std::string& network_id) { return "net:" + network_id; }
+std::string network_space(const std::string& network_id) { return std::string(kNetworkSpacePrefix) + network_id; }
 
 NetworkManager::NetworkManager(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
   impl_->drains = std::make_unique<DrainTimer>([impl = impl_.get()](const std::string& id) { impl->finish_drain(id); });
@@ -754,7 +754,7 @@ void NetworkManager::Impl::set_owned(const std::string& space, const ipam::Range
     pool.set_owned(owned);
   } else if (space == kVniSpace) {
     vni_owned = owned;
-  } else if (space.starts_with("net:")) {
+  } else if (space.starts_with(kNetworkSpacePrefix)) {
     auto it = addresses.find(space.substr(4));
     if (it == addresses.end()) {
       early_ownership[space] = owned;
@@ -768,7 +768,7 @@ void NetworkManager::Impl::set_owned(const std::string& space, const ipam::Range
 ipam::RangeSet NetworkManager::Impl::free_ranges(const std::string& space) const {
   if (space == kPoolSpace) return pool.free_ranges();
   if (space == kVniSpace) return free_vnis();
-  if (space.starts_with("net:"))
+  if (space.starts_with(kNetworkSpacePrefix))
     if (auto it = addresses.find(space.substr(4)); it != addresses.end()) return it->second.free_ranges();
   return {};
 }

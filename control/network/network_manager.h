@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <string_view>
 #include <memory>
 #include <mutex>
 
@@ -21,6 +22,8 @@ inline constexpr const char* kVniSpace = "vni";
 // The VXLAN network identifiers networks get (VNIs ride in ranges of Ipv4
 // numbers like addresses do): 4096 up to the largest 24-bit one, as Docker.
 inline constexpr ipam::Range kVniRange{ipam::Ipv4{4096}, ipam::Ipv4{(1u << 24) - 1}};
+// A network's own addresses: the space "net:<network id>".
+inline constexpr std::string_view kNetworkSpacePrefix = "net:";
 std::string network_space(const std::string& network_id);
 
 // What the network manager needs from the cluster layer. Every call only

@@ -91,14 +91,18 @@ def udp(args):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("0.0.0.0", args.sport))
-    sock.settimeout(2)
-    sock.sendto(b"who\n", (args.ip, args.port))
-    try:
-        print(sock.recv(256).decode().strip())
-    except OSError as e:
-        print(f"ERR {e}")
-        return 1
-    return 0
+    # UDP may lose a datagram: one more try on the same flow (same source
+    # port), which must reach the same backend.
+    sock.settimeout(1)
+    for attempt in range(2):
+        sock.sendto(b"who\n", (args.ip, args.port))
+        try:
+            print(sock.recv(256).decode().strip())
+            return 0
+        except OSError as e:
+            if attempt == 1:
+                print(f"ERR {e}")
+    return 1
 
 
 def ask(args):

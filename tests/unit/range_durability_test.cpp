@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "control/cluster/range_ownership.h"
+#include "control/network/network_manager.h"
 
 namespace weft::control::cluster {
 namespace {
@@ -168,6 +169,24 @@ TEST(RangeDurabilityTest, CommittedEntriesAdvanceTheClockLikePut) {
   // A peer takes every entry as news.
   ReplicatedTables peer("p");
   EXPECT_EQ(peer.merge(a.tables.snapshot()), a.tables.snapshot().size());
+}
+
+// A network's creator keeps its lowest addresses whoever asks first: on a
+// fresh /24 its first service still gets .2, as in Docker.
+TEST(RangeDurabilityTest, NetworkAddressesAreGivenFromTheTopPoolFromTheBottom) {
+  Node a("a");
+  const std::string space = std::string(weft::control::network::kNetworkSpacePrefix) + "abc";
+  a.ownership.claim(space, r(0x0A000002, 0x0A0000FE));  // 10.0.0.2 - 10.0.0.254
+  a.ownership.donate(space, "b", RangeSet(r(0x0A000002, 0x0A0000FE)), 1, 64);
+  const auto given = a.ownership.held_by(space, "b");
+  ASSERT_EQ(given.size(), 64u);
+  EXPECT_TRUE(given.contains(r(0x0A0000FE - 63, 0x0A0000FE)));
+  EXPECT_TRUE(a.ownership.held_locally(space).contains(r(0x0A000002, 0x0A000002 + 100)));
+
+  Node c("c");
+  c.ownership.claim("pool", r(0x0A000000, 0x0AFFFFFF));
+  c.ownership.donate("pool", "d", RangeSet(r(0x0A000000, 0x0AFFFFFF)), 256, 1);
+  EXPECT_TRUE(c.ownership.held_by("pool", "d").contains(r(0x0A000000, 0x0A0000FF)));
 }
 
 }  // namespace
