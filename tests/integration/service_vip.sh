@@ -218,7 +218,7 @@ sticky=0
 for sport in $(seq 42001 42030); do
   first=$(ip netns exec "$client" $LBC udp "$udp_vip" 9000 --sport "$sport")
   second=$(ip netns exec "$client" $LBC udp "$udp_vip" 9000 --sport "$sport")
-  [[ $first == "$second" && $first == u? ]] && sticky=$((sticky + 1))
+  if [[ $first == "$second" && $first == u? ]]; then sticky=$((sticky + 1)); else echo "flow from port $sport: $first, then $second"; fi
   udp_hits[$first]=$((${udp_hits[$first]:-0} + 1))
 done
 echo "30 UDP flows: $(for k in "${!udp_hits[@]}"; do echo "$k=${udp_hits[$k]}"; done | sort | tr '\n' ' ')"
