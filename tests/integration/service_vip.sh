@@ -208,7 +208,7 @@ for u in u1 u2 u3; do
   node=1; [[ $u == u3 ]] && node=2
   ns=$(tb_netns_add "$u")
   tb_weft "$node" endpoint attach net-test --netns "$ns" --service echo --name "$u" >/dev/null
-  ip netns exec "$ns" setsid socat UDP4-RECVFROM:9000,fork SYSTEM:"echo $u" </dev/null >/dev/null 2>&1 &
+  ip netns exec "$ns" setsid $LBC serve-udp 9000 "$u" </dev/null >/dev/null 2>&1 &
 done
 udp_ready() { tb_weft 1 service inspect echo | tb_json 'len(d[0]["Backends"])' | grep -qx 3; }
 check "node 1 sees the 3 UDP backends" wait_for 15 udp_ready

@@ -7,6 +7,7 @@ hold: opens COUNT TCP connections to a redis-like server (inline protocol:
       appends "N i backend" or "N i ERR reason" lines; "quit" ends.
 send: sends FILE to IP:PORT paced over SECONDS (a long transfer).
 udp:  one datagram from --sport to IP:PORT, prints the reply (or ERR).
+serve-udp: answers every datagram on PORT with NAME (a UDP backend).
 ask:  one connection from --sport (0: any), "GET whoami", prints the reply.
 """
 import argparse
@@ -105,6 +106,15 @@ def udp(args):
     return 1
 
 
+def serve_udp(args):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", args.port))
+    reply = (args.name + "\n").encode()
+    while True:
+        _, peer = sock.recvfrom(256)
+        sock.sendto(reply, peer)
+
+
 def ask(args):
     try:
         s = connect(args.ip, args.port, args.sport)
@@ -128,10 +138,12 @@ def main():
     s.add_argument("--file", required=True); s.add_argument("--seconds", type=float, default=5)
     u = sub.add_parser("udp")
     u.add_argument("ip"); u.add_argument("port", type=int); u.add_argument("--sport", type=int, required=True)
+    v = sub.add_parser("serve-udp")
+    v.add_argument("port", type=int); v.add_argument("name")
     a = sub.add_parser("ask")
     a.add_argument("ip"); a.add_argument("port", type=int); a.add_argument("--sport", type=int, default=0)
     args = p.parse_args()
-    return {"hold": hold, "send": send, "udp": udp, "ask": ask}[args.cmd](args) or 0
+    return {"hold": hold, "send": send, "udp": udp, "ask": ask, "serve-udp": serve_udp}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":
