@@ -291,4 +291,28 @@ check "node 2 forgets the removed service" wait_for 10 forgot_empty
 vip_unanswered() { ! ip netns exec "$client" ping -c 1 -W 1 "$empty_vip" >/dev/null; }
 check "the removed service's VIP no longer answers" wait_for 10 vip_unanswered
 
+# --- a backend's node dies: its flows get a RST on their next packet ----------------
+: >"$work/held"
+ip netns exec "$client" $LBC hold "$VIP" 6379 --count 16 --out "$work/held" --ctl "$work/ctl" &
+holder=$!
+exec 7>"$work/ctl"
+n_check=0
+check "16 connections held open again" wait_for 15 grep -q '^ready$' "$work/held"
+on_b4=$(held_on b4)
+echo "held on b4: ${on_b4:-none}"
+tb_agent_stop 2 --kill
+ip -n "$(tb_ns 2)" link set eth0 down  # node 2 is gone from the underlay
+b4_withdrawn() { ! tb_weft 1 service inspect redis | grep -q '"b4"'; }
+check "node 1 withdraws node 2's backend once node 2 is found dead" wait_for 60 b4_withdrawn
+check_round
+for i in $on_b4; do
+  check_match "held connection $i to b4 on the dead node is reset, not left hanging" \
+    "$(awk -v i="$i" '$1 == i' <<<"$round")" "ERR ConnectionResetError"
+done
+for i in $(held_on b2); do
+  check_match "held connection $i on b2 (node 1) survives node 2's death" "$(awk -v i="$i" '$1 == i' <<<"$round")" "^$i b2$"
+done
+echo quit >&7; exec 7>&-
+wait "$holder" 2>/dev/null
+
 tb_summary
