@@ -61,6 +61,7 @@ for b in b1 b2 b3 b4; do
   backend_node[$b]=$node
   ip netns exec "$ns" setsid redis-server --port 6379 --protected-mode no --save '' --appendonly no \
     --daemonize no --logfile "$work/redis-$b.log" </dev/null >/dev/null 2>&1 &
+  disown "$!"
 done
 echo "backends: b1 ${backend_ip[b1]} b2 ${backend_ip[b2]} (node1), b3 ${backend_ip[b3]} b4 ${backend_ip[b4]} (node2)"
 redis_up() { ip netns exec "$TESTBED_PREFIX$1" redis-cli -h "${backend_ip[$1]}" set whoami "$1" | grep -q OK; }
@@ -209,6 +210,7 @@ for u in u1 u2 u3; do
   ns=$(tb_netns_add "$u")
   tb_weft "$node" endpoint attach net-test --netns "$ns" --service echo --name "$u" >/dev/null
   ip netns exec "$ns" setsid $LBC serve-udp 9000 "$u" </dev/null >/dev/null 2>&1 &
+  disown "$!"
 done
 udp_ready() { tb_weft 1 service inspect echo | tb_json 'len(d[0]["Backends"])' | grep -qx 3; }
 check "node 1 sees the 3 UDP backends" wait_for 15 udp_ready
