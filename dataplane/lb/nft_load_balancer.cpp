@@ -279,14 +279,20 @@ NftLoadBalancer NftLoadBalancer::open(const NetnsHandle& network_ns, const NftOp
     if (!wanted.count(ip)) impl->addresses.remove(ip);
   for (auto ip : wanted)
     if (!present.count(ip)) impl->addresses.add(ip);
+  impl->ctx.run(nft::replace_snat_mac_table(options.table, options.bridge, options.snat_ip),
+                "set the SNAT address's MAC rule");
+  nft::reconcile_snat_mac(network_ns, options.bridge, options.snat_ip);
   return NftLoadBalancer(std::move(impl));
 }
 
 void NftLoadBalancer::remove(const NetnsHandle& network_ns, const NftOptions& options) {
   nft::NftContext ctx(nft::duplicate(network_ns));
-  ctx.run(fmt::format("add table ip {0}\ndelete table ip {0}\n", options.table), "delete table " + options.table);
+  ctx.run(fmt::format("add table ip {0}\ndelete table ip {0}\n", options.table) +
+              nft::replace_snat_mac_table(options.table, options.bridge, 0),
+          "delete table " + options.table);
   nft::VipRoutes addresses(network_ns, options.bridge);
   for (auto ip : addresses.list()) addresses.remove(ip);
+  nft::reconcile_snat_mac(network_ns, options.bridge, 0);
 }
 
 void NftLoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t service_id) {
