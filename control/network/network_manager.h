@@ -70,6 +70,7 @@ inline constexpr std::string_view kNodeLbOwnerPrefix = "node-lb:";
 std::string node_lb_owner(const std::string& node_name);
 std::string node_lb_endpoint_id(const std::string& node_name, const std::string& network_id);
 bool is_node_lb_endpoint(const Endpoint& endpoint);
+
 struct EndpointVeth {
   std::string endpoint_id;
   std::string network_id;
