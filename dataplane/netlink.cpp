@@ -444,6 +444,52 @@ std::vector<std::pair<MacAddress, Ipv4>> NetlinkSocket::list_fdb(const std::stri
   return result;
 }
 
+namespace {
+// An entry with no destination port: the kernel points it at the bridge
+// itself. NUD_PERMANENT makes it local (static alone would be refused for
+// the bridge device: an entry without a port must be local).
+NeighPtr local_fdb_entry(int ifindex, const MacAddress& mac, const std::string& what) {
+  NeighPtr neigh(rtnl_neigh_alloc());
+  if (!neigh) throw NetlinkError(ENOMEM, what);
+  rtnl_neigh_set_ifindex(neigh.get(), ifindex);
+  rtnl_neigh_set_family(neigh.get(), AF_BRIDGE);
+  auto lladdr = mac_addr(mac);
+  rtnl_neigh_set_lladdr(neigh.get(), lladdr.get());
+  rtnl_neigh_set_flags(neigh.get(), NTF_SELF);
+  rtnl_neigh_set_state(neigh.get(), NUD_PERMANENT);
+  return neigh;
+}
+}  // namespace
+
+void NetlinkSocket::add_local_fdb(const std::string& bridge, const MacAddress& mac) {
+  const std::string what = "fdb " + mac.str() + " dev " + bridge + " self local";
+  auto neigh = local_fdb_entry(ifindex_of(bridge), mac, what);
+  check(rtnl_neigh_add(sock(), neigh.get(), NLM_F_CREATE | NLM_F_REPLACE), what);
+}
+
+void NetlinkSocket::delete_local_fdb(const std::string& bridge, const MacAddress& mac) {
+  const std::string what = "delete fdb " + mac.str() + " dev " + bridge + " self local";
+  auto neigh = local_fdb_entry(ifindex_of(bridge), mac, what);
+  const int rc = rtnl_neigh_delete(sock(), neigh.get(), 0);
+  if (rc < 0 && errno_of(rc) != ENOENT) fail(rc, what);
+}
+
+std::vector<MacAddress> NetlinkSocket::list_local_fdb(const std::string& bridge) {
+  const int ifindex = ifindex_of(bridge);
+  nl_cache* raw = nullptr;
+  check(rtnl_neigh_alloc_cache_flags(sock(), &raw, NL_CACHE_AF_ITER), "list fdb");
+  CachePtr cache(raw);
+  std::vector<MacAddress> result;
+  for (nl_object* obj = nl_cache_get_first(cache.get()); obj; obj = nl_cache_get_next(obj)) {
+    auto* neigh = reinterpret_cast<rtnl_neigh*>(obj);
+    if (rtnl_neigh_get_ifindex(neigh) != ifindex || rtnl_neigh_get_family(neigh) != AF_BRIDGE) continue;
+    if (!(rtnl_neigh_get_state(neigh) & NUD_PERMANENT) || !rtnl_neigh_get_lladdr(neigh)) continue;
+    const MacAddress mac = mac_of(rtnl_neigh_get_lladdr(neigh));
+    if (std::find(result.begin(), result.end(), mac) == result.end()) result.push_back(mac);
+  }
+  return result;
+}
+
 LinkRollback::~LinkRollback() {
   if (!socket_) return;
   try {

@@ -103,6 +103,14 @@ class NetlinkSocket {
   std::vector<std::pair<Ipv4, MacAddress>> list_neighbors(const std::string& ifname);
   // Static FDB entries with an IPv4 remote destination on `ifname`: (mac, dst ip)
   std::vector<std::pair<MacAddress, Ipv4>> list_fdb(const std::string& ifname);
+  // Bridge-local FDB entries (`bridge fdb add MAC dev BRIDGE self local`):
+  // the bridge delivers frames sent to such a MAC to its own IP stack
+  // instead of flooding them to its ports. Absent is not an error for
+  // delete. list_local_fdb gives the MACs of every local entry on the
+  // bridge device itself, its own MAC included.
+  void add_local_fdb(const std::string& bridge, const MacAddress& mac);
+  void delete_local_fdb(const std::string& bridge, const MacAddress& mac);
+  std::vector<MacAddress> list_local_fdb(const std::string& bridge);
 
  private:
   struct SocketDeleter {

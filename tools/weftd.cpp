@@ -281,6 +281,13 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   services.set_load_balancer(&*lb_dataplane);
   // After reconcile: the cluster publishes what this node really has.
   cluster.start();
+  // The nftables load balancer SNATs balanced flows to an address of this
+  // node in each network, so backends on other nodes answer through it; eBPF
+  // needs none (and releases those of an earlier nftables run). After the
+  // cluster started (a resumed swarm member allocates only from the ranges
+  // it holds) and before the first apply (which would otherwise reopen the
+  // tables without it).
+  networks.set_node_lb_addresses(lb_dataplane->kind() == "nftables");
   // After the cluster has loaded the tables it saved (remote services and
   // backends): the driver's first apply removes from the maps whatever the
   // view lacks, which would reset those flows.

@@ -208,6 +208,17 @@ Ipv4 AddressAllocator::allocate() {
   return ip;
 }
 
+Ipv4 AddressAllocator::allocate_highest() {
+  if (free_.empty()) {
+    throw IpamError(IpamError::Kind::Exhausted,
+                    "no available IPv4 addresses in subnet " + subnet_.str());
+  }
+  const Ipv4 ip = free_.ranges().back().last;
+  free_.remove(Range{ip, ip});
+  allocated_.insert(ip);
+  return ip;
+}
+
 void AddressAllocator::allocate(Ipv4 ip) {
   if (!subnet_.contains(ip)) {
     throw IpamError(IpamError::Kind::OutOfRange,

@@ -72,6 +72,9 @@ class AddressAllocator {
   const Cidr& subnet() const { return subnet_; }
   // Lowest free owned address; IpamError::Exhausted when none is left.
   Ipv4 allocate();
+  // Highest free owned address (kept for the node itself, away from the
+  // low addresses services and endpoints get first); Exhausted when none.
+  Ipv4 allocate_highest();
   // A specific address: OutOfRange outside the subnet, InUse when taken,
   // Invalid for network/broadcast. Works for addresses outside the owned
   // ranges too (an explicit --ip is the user's call).

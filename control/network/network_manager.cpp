@@ -279,6 +279,7 @@ void NetworkManager::reconcile() {
 }
 
 Network NetworkManager::create_network(const NetworkSpec& spec) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   names::validate_network_name(spec.name);
@@ -370,6 +371,7 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
     self.cluster->claim_space(network_space(n.id), ipam::host_range(subnet));
     self.cluster->publish_network(n);
   }
+  if (self.ensure_node_lb_address(n.id)) notice.fire();
   spdlog::info("created network {} ({}) subnet {} vni {}", n.name, short_id(n.id), n.subnet.str(), n.vni);
   return n;
 }
@@ -391,20 +393,28 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   const Network n = self.find_network(name_or_id);
-  const bool remote_endpoints = std::any_of(self.remote_endpoints.begin(), self.remote_endpoints.end(),
-                                            [&](const auto& kv) { return kv.second.endpoint.network_id == n.id; });
+  // Nodes' load-balancer addresses do not keep a network (as in Docker).
+  const bool remote_endpoints =
+      std::any_of(self.remote_endpoints.begin(), self.remote_endpoints.end(), [&](const auto& kv) {
+        return kv.second.endpoint.network_id == n.id && !is_node_lb_endpoint(kv.second.endpoint);
+      });
   if (!self.endpoints_of(n.id).empty() || remote_endpoints)
     conflict("error while removing network: network " + n.name + " id " + n.id + " has active endpoints");
-  if (std::any_of(self.reserved.begin(), self.reserved.end(), [&](const auto& r) { return r.network_id == n.id; }))
+  if (std::any_of(self.reserved.begin(), self.reserved.end(),
+                  [&](const auto& r) { return r.network_id == n.id && !Impl::is_node_lb_reservation(r); }))
     conflict("error while removing network: network " + n.name + " id " + n.id + " is in use by a service");
   // The record goes first: a crash after the write leaves a namespace the
   // state does not know, which the next start removes; a failed write
   // leaves everything as it was.
   auto allocator = self.addresses.extract(n.id);
+  const auto reserved_before = self.reserved;
+  const bool had_lb_address = self.node_lb_reservation(n.id) != nullptr;
+  std::erase_if(self.reserved, [&](const auto& r) { return r.network_id == n.id; });
   self.networks.erase(n.id);
   auto restore = [&] {
     self.networks.emplace(n.id, n);
     self.addresses.insert(std::move(allocator));
+    self.reserved = reserved_before;
   };
   try {
     self.persist();
@@ -423,7 +433,11 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
     throw ApiError(ApiError::Kind::Internal, "cannot remove network " + n.name + ": " + e.what());
   }
   self.pool.release(n.subnet);
-  if (self.cluster) self.cluster->withdraw_network(n.id);
+  if (self.cluster) {
+    if (had_lb_address) self.cluster->withdraw_endpoint(node_lb_endpoint_id(self.config.node_name, n.id));
+    self.cluster->withdraw_network(n.id);
+  }
+  self.node_lb_waiting.erase(n.id);
   spdlog::info("removed network {} ({})", n.name, short_id(n.id));
 }
 
@@ -564,6 +578,7 @@ std::vector<Endpoint> NetworkManager::list_endpoints() {
   std::vector<Endpoint> result;
   for (const auto& [id, e] : impl_->endpoints) result.push_back(e);
   for (const auto& [id, r] : impl_->remote_endpoints) result.push_back(r.endpoint);
+  for (auto& e : impl_->node_lb_endpoints()) result.push_back(std::move(e));
   std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) {
     return std::tie(a.network_name, a.node, a.name) < std::tie(b.network_name, b.node, b.name);
   });
@@ -623,6 +638,7 @@ std::vector<Endpoint> NetworkManager::local_endpoints() {
   std::lock_guard lock(impl_->mutex);
   std::vector<Endpoint> result;
   for (const auto& [id, e] : impl_->endpoints) result.push_back(e);
+  for (auto& e : impl_->node_lb_endpoints()) result.push_back(std::move(e));
   return result;
 }
 
@@ -631,6 +647,7 @@ std::string NetworkManager::advertise_addr() const { return impl_->config.advert
 ipam::Cidr NetworkManager::address_pool() const { return impl_->pool.pool(); }
 
 void NetworkManager::apply_remote_network(const Network& network) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (self.networks.count(network.id)) return;
@@ -652,6 +669,7 @@ void NetworkManager::apply_remote_network(const Network& network) {
   for (auto& [id, r] : self.remote_endpoints)
     if (r.endpoint.network_id == network.id) self.realise_remote_endpoint(id);
   self.persist_or_log("a network from the cluster");
+  if (self.ensure_node_lb_address(network.id)) notice.fire();
   spdlog::info("network {} ({}) from {}: subnet {} vni {}", network.name, short_id(network.id), network.node,
                network.subnet.str(), network.vni);
 }
@@ -668,6 +686,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
     dp::detach_endpoint(self.layout(n), self.layout(*e));
   }
   std::erase_if(self.endpoints, [&](const auto& kv) { return kv.second.network_id == n.id; });
+  self.withdraw_node_lb_endpoint(n.id);
   std::erase_if(self.reserved, [&](const auto& r) { return r.network_id == n.id; });
   dp::remove_overlay(self.node, self.layout(n));
   self.networks.erase(n.id);
@@ -774,9 +793,14 @@ ipam::RangeSet NetworkManager::Impl::free_ranges(const std::string& space) const
 }
 
 void NetworkManager::set_owned(const std::string& space, const ipam::RangeSet& owned) {
+  ChangeNotice notice(impl_->endpoint_listeners);
   {
     std::lock_guard lock(impl_->mutex);
     impl_->set_owned(space, owned);
+    // A donation this node's load-balancer address may have waited for.
+    if (space.starts_with(kNetworkSpacePrefix) &&
+        impl_->ensure_node_lb_address(space.substr(kNetworkSpacePrefix.size())))
+      notice.fire();
   }
   impl_->ranges_changed.notify_all();
 }

@@ -57,7 +57,20 @@ struct NetworkNamespaceInfo {
   std::string bridge;
   ipam::Cidr subnet{};
   ipam::Ipv4 gateway{};
+  // This node's load-balancer address in the network (see
+  // set_node_lb_addresses); zero: none (yet).
+  ipam::Ipv4 node_lb_address{};
 };
+
+// A node's own address in a network, for the nftables load balancer's SNAT
+// (node_lb_addresses.cpp): reserved with the owner "node-lb:<node>" and
+// published as an endpoint record with an id derived from the node and the
+// network, so every node can tell such records from attached endpoints.
+inline constexpr std::string_view kNodeLbOwnerPrefix = "node-lb:";
+std::string node_lb_owner(const std::string& node_name);
+std::string node_lb_endpoint_id(const std::string& node_name, const std::string& network_id);
+bool is_node_lb_endpoint(const Endpoint& endpoint);
+
 struct EndpointVeth {
   std::string endpoint_id;
   std::string network_id;
@@ -111,6 +124,18 @@ class NetworkManager final : public NetworkService {
   void release_address(const std::string& network_id, ipam::Ipv4 ip);
   std::vector<AddressReservation> reservations();
   LocalTopology local_topology();
+  // Whether this node keeps an address of its own in every network it has
+  // (on when the load balancer is the nftables fallback, which SNATs
+  // balanced flows to it so replies of backends on other nodes come back
+  // here; like Docker's lb-<network> endpoint). On: each network gets one
+  // from this node's ranges (the highest free one; when there is none yet,
+  // once a peer donated some), reserved durably before anything uses it,
+  // published as an endpoint record ("lb-<node>", no namespace) and listed
+  // by list_endpoints(); it goes with its network. Off: every such address
+  // is released. Call once at start, after the cluster started (a node that
+  // resumes a swarm gets its ranges then), and before the load balancer
+  // programs anything.
+  void set_node_lb_addresses(bool on);
   // Drains whose deadline is armed, for tests.
   std::size_t pending_drains();
 
@@ -120,7 +145,9 @@ class NetworkManager final : public NetworkService {
   void detach_cluster();  // back to a single node after leaving the swarm
   bool has_networks();
   std::vector<Network> local_networks();   // created on this node
-  std::vector<Endpoint> local_endpoints();  // attached on this node
+  // Attached on this node, and this node's load-balancer addresses (no
+  // netns; see set_node_lb_addresses): what the cluster publishes as ours.
+  std::vector<Endpoint> local_endpoints();
   void apply_remote_network(const Network& network);
   void forget_remote_network(const std::string& network_id);
   // `vtep`: the underlay address of the node hosting the endpoint.

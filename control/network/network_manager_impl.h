@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -335,6 +336,17 @@ struct NetworkManager::Impl {
   void reconcile_endpoint(Endpoint& e, std::vector<std::string>& gone);
   void remove_stale_kernel_objects();
 
+  // This node's load-balancer addresses (node_lb_addresses.cpp).
+  static bool is_node_lb_reservation(const AddressReservation& r) { return r.owner.starts_with(kNodeLbOwnerPrefix); }
+  const AddressReservation* node_lb_reservation(const std::string& network_id) const;
+  Endpoint node_lb_endpoint(const AddressReservation& r) const;
+  std::vector<Endpoint> node_lb_endpoints() const;
+  // Reserves the network's when it is wanted and missing; true when it did.
+  bool ensure_node_lb_address(const std::string& network_id);
+  // The network goes: its record goes from the cluster (the caller drops
+  // the reservation with the network).
+  void withdraw_node_lb_endpoint(const std::string& network_id);
+
   void realise_remote_endpoint(const std::string& id);
   void publish(const Network& n) {
     if (cluster) cluster->publish_network(n);
@@ -375,6 +387,8 @@ struct NetworkManager::Impl {
   std::atomic<ServiceDirectory*> services{nullptr};
   EndpointListeners endpoint_listeners;
   std::vector<AddressReservation> reserved;  // allocated in `addresses` too
+  bool node_lb_addresses = false;  // set_node_lb_addresses
+  std::set<std::string> node_lb_waiting;  // networks whose missing address was logged
   // Last: stopped first, while everything its callback uses still exists.
   std::unique_ptr<DrainTimer> drains;
 };

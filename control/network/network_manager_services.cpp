@@ -117,12 +117,15 @@ LocalTopology NetworkManager::local_topology() {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   LocalTopology topology;
-  for (const auto& [id, n] : self.networks)
+  for (const auto& [id, n] : self.networks) {
+    const auto* lb = self.node_lb_reservation(id);
     topology.networks.push_back({.network_id = id,
                                  .netns = self.netns_path(n),
                                  .bridge = dp::kOverlayBridgeName,
                                  .subnet = n.subnet,
-                                 .gateway = n.gateway});
+                                 .gateway = n.gateway,
+                                 .node_lb_address = lb ? lb->ip : ipam::Ipv4{}});
+  }
   for (const auto& [id, e] : self.endpoints)
     topology.veths.push_back({.endpoint_id = id, .network_id = e.network_id, .host_ifname = Impl::layout(e).host_ifname});
   return topology;

@@ -256,7 +256,7 @@ LbView ServiceManager::lb_view() {
                                       .bridge = n.bridge,
                                       .subnet = n.subnet,
                                       .gateway = n.gateway,
-                                      .node_lb_address = {}});
+                                      .node_lb_address = n.node_lb_address});
   for (const auto& v : topology.veths)
     view.attach_points.push_back(
         LbAttachPoint{.endpoint_id = v.endpoint_id, .network_id = v.network_id, .host_ifname = v.host_ifname});

@@ -279,14 +279,30 @@ NftLoadBalancer NftLoadBalancer::open(const NetnsHandle& network_ns, const NftOp
     if (!wanted.count(ip)) impl->addresses.remove(ip);
   for (auto ip : wanted)
     if (!present.count(ip)) impl->addresses.add(ip);
+  try {
+    impl->ctx.run(nft::replace_snat_mac_table(options.table, options.bridge, options.snat_ip),
+                  "set the SNAT address's MAC rule");
+  } catch (const nft::NftError& e) {
+    // Without a SNAT address nothing needs the netdev table: a kernel
+    // without that family still balances to local backends.
+    if (options.snat_ip) throw;
+    spdlog::debug("nft lb: netdev table {} not removed: {}", options.table, e.what());
+  }
+  nft::reconcile_snat_mac(network_ns, options.bridge, options.snat_ip);
   return NftLoadBalancer(std::move(impl));
 }
 
 void NftLoadBalancer::remove(const NetnsHandle& network_ns, const NftOptions& options) {
   nft::NftContext ctx(nft::duplicate(network_ns));
   ctx.run(fmt::format("add table ip {0}\ndelete table ip {0}\n", options.table), "delete table " + options.table);
+  try {
+    ctx.run(nft::replace_snat_mac_table(options.table, options.bridge, 0), "delete netdev table " + options.table);
+  } catch (const nft::NftError& e) {
+    spdlog::debug("nft lb: netdev table {} not removed: {}", options.table, e.what());
+  }
   nft::VipRoutes addresses(network_ns, options.bridge);
   for (auto ip : addresses.list()) addresses.remove(ip);
+  nft::reconcile_snat_mac(network_ns, options.bridge, 0);
 }
 
 void NftLoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t service_id) {

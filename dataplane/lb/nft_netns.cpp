@@ -1,6 +1,7 @@
 #include "dataplane/lb/nft_netns.h"
 
 #include "dataplane/lb/nft_ruleset.h"
+#include "dataplane/netlink.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <system_error>
 #include <vector>
 
@@ -174,6 +176,25 @@ std::set<std::uint32_t> VipRoutes::list() {
       if (dst && static_cast<int>(oif) == ifindex_) found.insert(ntohl(dst));
     }
   }
+}
+
+void reconcile_snat_mac(const NetnsHandle& ns, const std::string& bridge, std::uint32_t snat_ip) {
+  NetlinkSocket net(ns);
+  const MacAddress own = net.get_link(bridge).mac;
+  std::optional<MacAddress> wanted;
+  if (snat_ip) wanted = MacAddress::from_ipv4(Ipv4{snat_ip});
+  bool present = false;
+  for (const MacAddress& mac : net.list_local_fdb(bridge)) {
+    if (wanted && mac == *wanted) {
+      present = true;
+      continue;
+    }
+    // Only weft's scheme: the bridge also lists its own MAC and the
+    // multicast addresses it has joined.
+    if (mac == own || mac.bytes[0] != 0x02 || mac.bytes[1] != 0x42) continue;
+    net.delete_local_fdb(bridge, mac);
+  }
+  if (wanted && !present) net.add_local_fdb(bridge, *wanted);
 }
 
 void enable_forwarding(const NetnsHandle& ns, const std::string& bridge) {

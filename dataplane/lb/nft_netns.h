@@ -66,6 +66,18 @@ class VipRoutes {
   std::uint32_t seq_ = 0;
 };
 
+// The SNAT address's MAC (02:42:<address>, the MAC its endpoint record
+// gives every other node) as a local FDB entry of the bridge. Replies of
+// backends on other nodes arrive from the VXLAN port addressed to that MAC;
+// a local entry makes the bridge hand them to its own stack (where the
+// netdev table of replace_snat_mac_table marks them as this host's, and
+// conntrack un-NATs them) instead of flooding them to its ports. Setting
+// the bridge's MAC to it instead would need neither, but would change the
+// MAC the gateway and the VIPs answer ARP with under attached endpoints.
+// Makes the bridge's local 02:42 entries, other than its own MAC, exactly
+// that one; snat_ip 0: none.
+void reconcile_snat_mac(const NetnsHandle& ns, const std::string& bridge, std::uint32_t snat_ip);
+
 // ip_forward on, ICMP redirects off (a balanced packet leaves the bridge it
 // came in on; a redirect would tell the client to bypass the VIP).
 void enable_forwarding(const NetnsHandle& ns, const std::string& bridge);

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "dataplane/address.h"
+
 namespace weft::dataplane::lb::nft {
 namespace {
 
@@ -70,6 +72,22 @@ table ip {t} {{
 
 std::string replace_snat_rule(const std::string& table, std::uint32_t snat_ip) {
   return fmt::format("flush chain ip {} postrouting\n", table) + snat_rule(table, snat_ip);
+}
+
+std::string replace_snat_mac_table(const std::string& table, const std::string& bridge, std::uint32_t snat_ip) {
+  std::string text = fmt::format("add table netdev {0}\ndelete table netdev {0}\n", table);
+  if (!snat_ip) return text;
+  const auto mac = MacAddress::from_ipv4(Ipv4{snat_ip});
+  // Ingress of the bridge sees only what the bridge passes up to its own
+  // stack, not the frames it forwards between endpoints.
+  return text + fmt::format(R"(table netdev {t} {{
+  chain snat_mac {{
+    type filter hook ingress device "{d}" priority filter; policy accept;
+    ether daddr {m} meta pkttype set host
+  }}
+}}
+)",
+                            fmt::arg("t", table), fmt::arg("d", bridge), fmt::arg("m", mac.str()));
 }
 
 void Commands::push(std::vector<PerMap>& list, const char* map, std::string element) {

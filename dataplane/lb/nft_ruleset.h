@@ -32,6 +32,13 @@ std::string ipv4_text(std::uint32_t ip);  // host byte order in
 std::string create_table(const std::string& table, const TableLimits& limits, std::uint32_t snat_ip);
 // Rewrites only the SNAT rule (its address is a flag of the agent).
 std::string replace_snat_rule(const std::string& table, std::uint32_t snat_ip);
+// Replaces (or, `snat_ip` 0, deletes) the netdev table of that name whose
+// ingress chain on the bridge marks frames to the SNAT address's MAC
+// (02:42:<address>) as this host's. Backends on other nodes reply to that
+// MAC; the bridge hands such frames to its stack (a local FDB entry, see
+// reconcile_snat_mac) but, the MAC not being its own, as another host's,
+// which IP drops before any other hook could see them.
+std::string replace_snat_mac_table(const std::string& table, const std::string& bridge, std::uint32_t snat_ip);
 
 // A batch of element changes, sent as one transaction. Rendered as all
 // deletes, then new chains, then all adds, one statement per map: so a

@@ -521,6 +521,23 @@ TEST(AddressAllocator, AddOwnedExtendsWhatCanBeHandedOut) {
   expect_ipam_error(IpamError::Kind::Exhausted, [&] { alloc.allocate(); });
 }
 
+// A node's own load-balancer address comes from the top of what it owns,
+// leaving the low addresses to endpoints and services.
+TEST(AddressAllocator, AllocateHighestTakesTheTopOfTheOwnedRanges) {
+  RangeSet owned(Range{ip("10.0.0.1"), ip("10.0.0.20")});
+  owned.add(Range{ip("10.0.0.100"), ip("10.0.0.101")});
+  AddressAllocator a(cidr("10.0.0.0/24"), owned);
+  a.allocate(ip("10.0.0.101"));
+  EXPECT_EQ(a.allocate_highest(), ip("10.0.0.100"));
+  EXPECT_EQ(a.allocate_highest(), ip("10.0.0.20"));
+  EXPECT_EQ(a.allocate(), ip("10.0.0.1")) << "allocate() still starts at the bottom";
+  EXPECT_TRUE(a.is_allocated(ip("10.0.0.20")));
+  a.release(ip("10.0.0.20"));
+  EXPECT_EQ(a.allocate_highest(), ip("10.0.0.20"));
+  AddressAllocator none(cidr("10.0.0.0/24"), RangeSet{});
+  EXPECT_THROW(none.allocate_highest(), IpamError);
+}
+
 TEST(AddressAllocator, LargeSubnetAllocatesInOrderAndExhausts) {
   const Cidr subnet = cidr("10.20.0.0/16");
   AddressAllocator alloc(subnet, whole(subnet));

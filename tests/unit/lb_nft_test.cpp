@@ -16,6 +16,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -478,6 +479,48 @@ TEST_F(LbNftTest, OpenReconcilesVipRoutesAndReplacesAForeignTable) {
   EXPECT_TRUE(lb_->frontends().empty());
   EXPECT_NE(shell_in(net_path_, "sh -c 'ip route show table local | grep -q 10.0.0.100'"), 0)
       << "the new table has no VIP, so its route went";
+}
+
+// The SNAT address of a node (NftOptions::snat_ip) is reached by backends on
+// other nodes at its MAC, 02:42:<address>, through the VXLAN port, not by
+// ARP for it on this bridge. Here the backends have the neighbour entry a
+// remote node's proxy ARP would give them; the bridge must hand frames to
+// that MAC to its own stack (a local FDB entry), else it floods them to its
+// ports and the balanced connections die unanswered.
+TEST_F(LbNftTest, SnatAddressTakesFramesToItsMacOnTheBridge) {
+  constexpr std::uint32_t kSnat = ip4(10, 0, 0, 250), kSnat2 = ip4(10, 0, 0, 251);
+  const MacAddress snat_mac = MacAddress::from_ipv4(Ipv4{kSnat});
+  auto local_macs = [&] {
+    auto macs = NetlinkSocket(*net_).list_local_fdb("br0");
+    return std::set<MacAddress>(macs.begin(), macs.end());
+  };
+  lb_.reset();
+  NftOptions o = options();
+  o.snat_ip = kSnat;
+  lb_.emplace(NftLoadBalancer::open(*net_, o));
+  EXPECT_TRUE(local_macs().count(snat_mac));
+  for (const auto& path : {b1_path_, b2_path_, client_path_})
+    ASSERT_EQ(shell_in(path, "ip neigh replace 10.0.0.250 lladdr " + snat_mac.str() + " dev eth0 nud permanent"), 0);
+  EXPECT_EQ(shell_in(client_path_, "ping -c 1 -W 2 10.0.0.250"), 0) << "a frame to the SNAT MAC reaches the stack";
+  make_service();
+  auto seen = connect_many(*client_, 20);
+  EXPECT_EQ(seen["b1"] + seen["b2"], 20) << "the backends' replies to the SNAT address come back";
+  TcpClient c(*client_, kVip, 80);
+  c.greeting();
+  EXPECT_EQ(c.echo("via the node's address\n"), "via the node's address\n");
+
+  // Another address: the entry moves with it; without one, none is left.
+  lb_.reset();
+  o.snat_ip = kSnat2;
+  lb_.emplace(NftLoadBalancer::open(*net_, o));
+  EXPECT_FALSE(local_macs().count(snat_mac));
+  EXPECT_TRUE(local_macs().count(MacAddress::from_ipv4(Ipv4{kSnat2})));
+  lb_.reset();
+  NftLoadBalancer::remove(*net_, options());
+  const MacAddress own = NetlinkSocket(*net_).get_link("br0").mac;
+  for (const MacAddress& mac : local_macs())
+    EXPECT_FALSE(mac.bytes[0] == 0x02 && mac.bytes[1] == 0x42 && mac != own) << mac.str();
+  EXPECT_NE(shell_in(net_path_, "nft list table netdev weft_lb"), 0) << "its netdev table went too";
 }
 
 }  // namespace
