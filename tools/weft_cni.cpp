@@ -226,7 +226,9 @@ Config parse_config(const std::string& text) {
   if (config.network.empty()) {
     throw CniError(kInvalidConfig, "no weft network: set \"network\" (or \"name\") in the config", "network");
   }
-  if (auto error = names::network_ref_error(config.network)) throw CniError(kInvalidConfig, *error, "network");
+  // Names and ids both follow Docker's name rule; what breaks it can name no
+  // network, so it is a config error rather than "not found".
+  if (auto error = names::network_name_error(config.network)) throw CniError(kInvalidConfig, *error, "network");
 
   config.socket = string_member(document, "socket").value_or(std::string(kDefaultSocket));
   if (auto error = names::text_error("socket", config.socket, names::kMaxNetnsPath); error || config.socket.empty()) {
