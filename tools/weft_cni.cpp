@@ -9,6 +9,7 @@
 // itself (the network's ring IPAM), so an "ipam" section is refused.
 #include <algorithm>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -52,8 +53,9 @@ constexpr std::size_t kMaxStdin = 1 << 20;
 constexpr std::size_t kMaxEnvValue = 4096;
 constexpr std::size_t kMaxContainerId = 1024;
 // An attach may wait for an address range from a peer; a wedged agent must
-// not hang the runtime forever.
-constexpr unsigned kAgentTimeoutSeconds = 60;
+// not hang the runtime forever ("agentTimeoutSeconds" in the config).
+constexpr unsigned kDefaultAgentTimeout = 60;
+constexpr unsigned kMaxAgentTimeout = 3600;
 
 // The spec's error codes (1-99 reserved), then weft's own.
 enum Code : int {
@@ -89,6 +91,7 @@ struct Config {
   std::string network;  // weft network name or id
   std::string socket;
   std::optional<std::string> service;
+  unsigned agent_timeout = kDefaultAgentTimeout;  // seconds
   json prev_result;  // CHECK (and chained ADD/DEL); null when absent
 };
 
@@ -240,6 +243,14 @@ Config parse_config(const std::string& text) {
     if (auto error = names::text_error("service", *config.service, names::kMaxShortText)) {
       throw CniError(kInvalidConfig, *error, "service");
     }
+  }
+  if (auto timeout = document.find("agentTimeoutSeconds"); timeout != document.end() && !timeout->is_null()) {
+    if (!timeout->is_number_unsigned() || timeout->get<std::uint64_t>() < 1 ||
+        timeout->get<std::uint64_t>() > kMaxAgentTimeout) {
+      throw CniError(kInvalidConfig, "\"agentTimeoutSeconds\" must be a whole number from 1 to " +
+                                         std::to_string(kMaxAgentTimeout), "agentTimeoutSeconds");
+    }
+    config.agent_timeout = timeout->get<unsigned>();
   }
   if (auto prev = document.find("prevResult"); prev != document.end()) config.prev_result = *prev;
   return config;
@@ -476,11 +487,15 @@ extern "C" void on_agent_timeout(int) {
   ::_exit(1);
 }
 
-void arm_watchdog(std::string_view version) {
-  timeout_reply = error_json(version, CniError(kTryAgainLater, "the weft agent did not answer within " +
-                                                                   std::to_string(kAgentTimeoutSeconds) + " s"));
+// (Re)arms the watchdog with a reply in `version`'s shape; the alarm is off
+// while the reply changes, so the handler never sees it half written.
+void arm_watchdog(std::string_view version, unsigned seconds) {
+  ::alarm(0);
+  timeout_reply = error_json(
+      version, CniError(kTryAgainLater, "no answer from the weft agent within " + std::to_string(seconds) + " s",
+                        "agentTimeoutSeconds"));
   std::signal(SIGALRM, on_agent_timeout);
-  ::alarm(kAgentTimeoutSeconds);
+  ::alarm(seconds);
 }
 
 int run() {
@@ -493,13 +508,14 @@ int run() {
       throw CniError(kInvalidEnvironment, "unknown CNI_COMMAND " + names::quoted_preview(command),
                      "CNI_COMMAND: weft-cni knows ADD, DEL, CHECK and VERSION");
     }
+    arm_watchdog(version, kDefaultAgentTimeout);  // also bounds a runtime that never closes stdin
     const Config config = parse_config(read_stdin());
     version = config.cni_version;
     const Environment env = read_environment(command);
     if (command == "CHECK" && (config.cni_version == "0.3.0" || config.cni_version == "0.3.1")) {
       throw CniError(kIncompatibleVersion, "CHECK needs CNI version 0.4.0 or later", config.cni_version);
     }
-    arm_watchdog(version);
+    arm_watchdog(version, config.agent_timeout);
     if (command == "ADD") return command_add(config, env);
     if (command == "DEL") return command_del(config, env);
     return command_check(config, env);
@@ -513,7 +529,6 @@ int run() {
 }
 
 }  // namespace
-
 }  // namespace weft::cni
 
 int main() { return weft::cni::run(); }

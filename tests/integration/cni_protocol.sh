@@ -5,8 +5,9 @@
 # from the container id or K8S_POD_NAME, a service backend); CHECK (good,
 # wrong address, after DEL); DEL twice, DEL without CNI_NETNS, DEL after the
 # namespace is gone, DEL on a network the agent does not have; bad config
-# and environment (codes 1, 4, 6, 7, 101) leaving nothing behind; the agent
-# down gives code 11. Ends with no endpoint and no address left.
+# and environment (codes 1, 4, 6, 7, 101) leaving nothing behind; a wedged
+# agent (SIGSTOP) and the agent down give code 11. Ends with no endpoint and
+# no address left.
 set -euo pipefail
 
 WEFT_SRC=${WEFT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -161,7 +162,23 @@ check_eq "ADD in a 0.4.0 config writes a 0.4.0 result" \
 out=$(conf | sed 's/"1.0.0"/"0.4.0"/' | cni DEL "bbbb0000" "/run/netns/$c4" eth0)
 check_eq "  DEL of it succeeds" "$(rc_of "$out")" 0
 
-# --- agent down --------------------------------------------------------------------
+# --- a wedged agent, then the agent down ------------------------------------------------
+# Stopped, the agent's socket still accepts; the plugin gives up after
+# agentTimeoutSeconds. The runtime's DEL after the failed ADD then undoes
+# whatever the agent did with the request once it went on.
+pid=$(tb_agent_pid 1)
+kill -STOP "$pid"
+start=$SECONDS
+out=$(conf '"agentTimeoutSeconds":2' | add)
+took=$((SECONDS - start))
+kill -CONT "$pid"
+expect_code "ADD with a wedged agent: try again later" 11 "$out"
+check "  after agentTimeoutSeconds, not the agent's pace (took ${took}s)" test "$took" -le 6
+out=$(conf | cni DEL "bbbb0000" "/run/netns/$c4" eth0)
+check_eq "  the DEL that follows a failed ADD succeeds" "$(rc_of "$out")" 0
+check_eq "  and leaves no endpoint" "$(endpoint_count)" 0
+expect_code "agentTimeoutSeconds not a number" 7 "$(conf '"agentTimeoutSeconds":"soon"' | add)"
+
 tb_agent_stop 1
 out=$(conf | add)
 expect_code "ADD with the agent down: try again later" 11 "$out"
