@@ -75,6 +75,13 @@ check_eq "ADD: the endpoint is named after K8S_POD_NAME" \
 ip2=$(field "$add2" 'd["ips"][0]["address"]')
 check "the two containers ping each other" wait_for 10 ip netns exec "$c1" ping -c 1 -W 1 "${ip2%/*}"
 
+c6=$(tb_netns_add c6)
+out=$(conf | cni ADD "dddd00001111" "/run/netns/$c6" eth0 "K8S_POD_NAME=not a dns name")
+check_eq "ADD with a K8S_POD_NAME that is no DNS name names the endpoint after the container id" \
+  "$(rc_of "$out"),$(endpoints | tb_json "[e['Name'] for e in d if e['Netns'] == '/run/netns/$c6']")" '0,["dddd00001111"]'
+out=$(conf | cni DEL "dddd00001111" "/run/netns/$c6" eth0 "K8S_POD_NAME=not a dns name")
+check_eq "  DEL of it succeeds" "$(rc_of "$out")" 0
+
 dup=$(conf | cni ADD "fedcba9876543210" "/run/netns/$c2" eth0)
 check_eq "a second ADD of an attached namespace fails with code 100 (the agent's refusal)" \
   "$(rc_of "$dup"),$(field "$dup" 'd["code"]')" 1,100
@@ -143,6 +150,8 @@ expect_code "another plugin type" 7 "$(conf | sed 's/"weft-cni"/"bridge"/' | add
 expect_code "a network name Docker would refuse" 7 "$(conf '"network":"-bad name"' | add)"
 expect_code "a tcp:// socket" 7 "$(conf | sed 's#"socket":"[^"]*"#"socket":"tcp://127.0.0.1:2375"#' | add)"
 expect_code "2 MiB on stdin" 6 "$(head -c 2097152 /dev/zero | tr '\0' ' ' | add)"
+expect_code "1 MB of nested arrays" 6 "$(head -c 1000000 /dev/zero | tr '\0' '[' | add)"
+expect_code "CNI_ARGS that are not KEY=VALUE" 4 "$(conf | cni ADD "bbbb0000" "/run/netns/$c4" eth0 "junk")"
 expect_code "an unknown network" 101 "$(conf '"network":"no-such-net"' | add)"
 expect_code "no CNI_NETNS on ADD" 4 "$(conf | cni ADD "bbbb0000" "" eth0)"
 expect_code "no CNI_CONTAINERID" 4 "$(conf | cni ADD "" "/run/netns/$c4" eth0)"
