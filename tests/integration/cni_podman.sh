@@ -56,7 +56,6 @@ trap 'exit 129' HUP
 
 [[ -x $WEFT_BIN/weft-cni ]] || { echo "FAIL - $WEFT_BIN/weft-cni is not built"; exit 1; }
 testbed_up -n 2 || { echo "FAIL - test-bed with two nodes did not come up"; exit 1; }
-P=$TESTBED_PREFIX
 RD=$TESTBED_RUN_DIR
 
 # --- podman per node, everything under the run dir -------------------------------
