@@ -10,6 +10,7 @@
 #include <string>
 #include <system_error>
 #include <tuple>
+#include <vector>
 
 #include "control/api/json.h"
 #include "control/model/names.h"
@@ -33,12 +34,14 @@ struct AttachOptions {
   std::string name;
   std::string ip;
   std::string service;
+  std::vector<std::string> aliases;
 };
 
 int attach(Cli& cli, const AttachOptions& options) {
   json body{{"Container", options.netns}};
   if (!options.name.empty()) body["Name"] = options.name;
-  if (!options.ip.empty()) body["EndpointConfig"] = json{{"IPAMConfig", {{"IPv4Address", options.ip}}}};
+  if (!options.ip.empty()) body["EndpointConfig"]["IPAMConfig"] = json{{"IPv4Address", options.ip}};
+  if (!options.aliases.empty()) body["EndpointConfig"]["Aliases"] = options.aliases;
   if (!options.service.empty()) body["Service"] = options.service;
   const json endpoint = cli.client().call(http::verb::post, network_path(options.network, "connect"), body);
   // Just the address, so scripts can use it as is: IP=$(weft endpoint attach ...)
@@ -140,6 +143,10 @@ void add_endpoint_commands(CLI::App& app, Cli& cli) {
     command->add_option("--name", options->name, "Endpoint name (default: the namespace)");
     command->add_option("--ip", options->ip, "IPv4 address to use (default: the next free one)");
     command->add_option("--service", options->service, "Make the endpoint a backend of this service (name or id)");
+    command->add_option("--alias", options->aliases,
+                        "Another DNS name of the endpoint on the network (repeatable, at most 16)")
+        ->type_name("NAME")
+        ->allow_extra_args(false);  // one value per --alias, so NETWORK stays free
     on_run(command, cli, [&cli, options] { return attach(cli, *options); });
   }
   {

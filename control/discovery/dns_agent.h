@@ -63,7 +63,6 @@ struct DnsInputs {
   std::vector<Endpoint> endpoints;        // all, local and remote
   std::vector<Network> networks;
   std::vector<Endpoint> local_endpoints;  // this node's: one context per namespace
-  Aliases aliases;
 };
 
 class DnsAgent {

@@ -446,6 +446,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   auto ns = self.open_request_netns(request.netns, &why);
   if (!ns) not_found("network namespace " + request.netns + " not found: " + why);
   const std::string name = request.name.value_or(default_endpoint_name(request.netns));
+  names::validate_aliases(request.aliases);
   // Checked again after a wait for a donation, which releases the lock.
   const auto check_unique = [&] {
     if (auto* existing = self.endpoint_in(network.id, request.netns, ns))
@@ -493,7 +494,8 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .node = self.config.node_name,
              .service_id = service ? service->id : std::string{},
              .backend_state = BackendState::active,
-             .drain_until = {}};
+             .drain_until = {},
+             .aliases = request.aliases};
   const auto failed = [&](const std::string& why) {
     return ApiError(ApiError::Kind::Internal,
                     "cannot attach " + request.netns + " to network " + network.name + ": " + why);
