@@ -279,6 +279,7 @@ void NetworkManager::reconcile() {
 }
 
 Network NetworkManager::create_network(const NetworkSpec& spec) {
+  ChangeNotice notice(impl_->network_listeners);
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   names::validate_network_name(spec.name);
@@ -370,6 +371,7 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
     self.cluster->claim_space(network_space(n.id), ipam::host_range(subnet));
     self.cluster->publish_network(n);
   }
+  notice.fire();
   spdlog::info("created network {} ({}) subnet {} vni {}", n.name, short_id(n.id), n.subnet.str(), n.vni);
   return n;
 }
@@ -388,6 +390,7 @@ Network NetworkManager::get_network(const std::string& name_or_id) {
 }
 
 void NetworkManager::remove_network(const std::string& name_or_id) {
+  ChangeNotice notice(impl_->network_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   const Network n = self.find_network(name_or_id);
@@ -424,6 +427,7 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   }
   self.pool.release(n.subnet);
   if (self.cluster) self.cluster->withdraw_network(n.id);
+  notice.fire();
   spdlog::info("removed network {} ({})", n.name, short_id(n.id));
 }
 
@@ -435,6 +439,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
     if (auto* directory = impl_->services.load()) service = directory->find(*request.service);
     if (!service) not_found("service " + *request.service + " not found");
   }
+  ChangeNotice done(impl_->local_change_listeners);
   ChangeNotice notice(impl_->endpoint_listeners);
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
@@ -531,12 +536,14 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   }
   if (self.cluster) self.cluster->publish_endpoint(e);
   notice.fire();
+  done.fire();
   spdlog::info("attached {} to {} as {} ({}){}", e.netns, network.name, e.ip.str(), e.ifname,
                service ? ", a backend of service " + service->name : "");
   return e;
 }
 
 void NetworkManager::disconnect(const DetachRequest& request) {
+  ChangeNotice done(impl_->local_change_listeners);
   ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
@@ -554,10 +561,12 @@ void NetworkManager::disconnect(const DetachRequest& request) {
   if (request.drain_seconds && *request.drain_seconds > 0 && !e.service_id.empty()) {
     self.start_drain(e, *request.drain_seconds, what);
     notice.fire();
+    done.fire();
     return;
   }
   self.detach_now(e, network, what);
   notice.fire();
+  done.fire();
   spdlog::info("detached {} from {}", e.netns, network.name);
 }
 
@@ -633,9 +642,11 @@ std::string NetworkManager::advertise_addr() const { return impl_->config.advert
 ipam::Cidr NetworkManager::address_pool() const { return impl_->pool.pool(); }
 
 void NetworkManager::apply_remote_network(const Network& network) {
+  ChangeNotice notice(impl_->network_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (self.networks.count(network.id)) return;
+  notice.fire();
   try {
     self.pool.reserve(network.subnet);
   } catch (const ipam::IpamError& e) {
@@ -659,11 +670,13 @@ void NetworkManager::apply_remote_network(const Network& network) {
 }
 
 void NetworkManager::forget_remote_network(const std::string& network_id) {
+  ChangeNotice networks_notice(impl_->network_listeners);
   ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   auto it = self.networks.find(network_id);
   if (it == self.networks.end()) return;
+  networks_notice.fire();
   const Network n = it->second;
   for (auto* e : self.endpoints_of(n.id)) {
     spdlog::warn("network {} was removed elsewhere: detaching its endpoint {}", n.name, e->name);
