@@ -51,6 +51,7 @@ upstream_log=$work/upstream.log
 ip netns exec "$up" setsid dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null \
   --bind-interfaces --listen-address="$UPSTREAM" --interface=eth0 --pid-file= --user=root --group=root \
   --address=/example.test/192.0.2.200 --log-queries --log-facility="$upstream_log" </dev/null >/dev/null 2>&1 &
+disown "$!"  # the test-bed's teardown kills it; no job notice then
 upstream_answers() { [[ $(tb_exec 1 dig @"$UPSTREAM" +short +time=1 +tries=1 probe.example.test) == 192.0.2.200 ]]; }
 require "the upstream answers from node 1's namespace" wait_for 10 upstream_answers
 
@@ -86,6 +87,7 @@ peer=${TESTBED_PREFIX}peer
 for b in r1 r2; do
   ip netns exec "$TESTBED_PREFIX$b" setsid redis-server --port 6379 --protected-mode no --save '' \
     --appendonly no --daemonize no --logfile "$work/redis-$b.log" </dev/null >/dev/null 2>&1 &
+  disown "$!"
 done
 echo "VIP $VIP; r1 ${ip_of[r1]} r2 ${ip_of[r2]} d1 ${ip_of[d1]} d2 ${ip_of[d2]} client ${ip_of[client]} peer ${ip_of[peer]}"
 
@@ -157,6 +159,20 @@ check_eq "network inspect Containers show DNS and aliases" \
   "$(tb_weft 1 network inspect net-test |
     tb_json '[c["DNS"] + " " + ",".join(c["Aliases"]) for c in d[0]["Containers"].values() if c["Name"] == "client"][0]')" \
   "127.0.0.11 db-client"
+
+# --- attach and detach return once the DNS has followed them -------------------------------
+# No waiting here: a namespace is served, and its name answers, as soon as
+# its attach returns; both are gone as soon as its detach returns.
+late=0
+for i in 1 2 3 4 5; do
+  ns=$(tb_netns_add "quick$i")
+  tb_weft 1 endpoint attach net-test --netns "$ns" --name "quick$i" --alias "quick-alias$i" >/dev/null
+  [[ $(short "$ns" "quick-alias$i") == "$(short "$ns" "quick$i")" && -n $(short "$ns" "quick$i") &&
+     -e /etc/netns/$ns/resolv.conf ]] || late=$((late + 1))
+  tb_weft 1 endpoint detach net-test --netns "$ns"
+  [[ -z $(short "$client" "quick$i") && ! -e /etc/netns/$ns/resolv.conf ]] || late=$((late + 1))
+done
+check_eq "5 attaches and detaches: names and resolv.conf followed each before it returned" "$late late" "0 late"
 
 # --- freshness ----------------------------------------------------------------------------
 require "detach d1 (node 1)" tb_weft 1 endpoint detach net-test --netns "${TESTBED_PREFIX}d1"
