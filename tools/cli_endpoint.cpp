@@ -128,6 +128,39 @@ int list(Cli& cli, const ListOptions& options) {
   return 0;
 }
 
+struct InspectOptions {
+  std::string network;
+  std::string netns;
+};
+
+// A namespace as endpoints name it: a bare name means /run/netns/NAME.
+std::string netns_path(const std::string& netns) {
+  return netns.find('/') == std::string::npos ? "/run/netns/" + netns : netns;
+}
+
+// The endpoints of NETNS on NETWORK (its name, id or id prefix), from the
+// list every agent serves; on several nodes a namespace may have the same
+// name, so each match is shown, with its Node.
+int inspect(Cli& cli, const InspectOptions& options) {
+  if (auto error = control::names::network_ref_error(options.network)) throw ApiStatusError(400, *error);
+  json endpoints = cli.client().call(http::verb::get, "/endpoints");
+  if (!endpoints.is_array()) endpoints = json::array();
+  json found = json::array();
+  for (const json& endpoint : endpoints) {
+    const std::string network_id = text_field(endpoint, "NetworkID");
+    const bool on_network = text_field(endpoint, "Network") == options.network ||
+                            (!network_id.empty() && network_id.starts_with(options.network));
+    if (on_network && netns_path(text_field(endpoint, "Netns")) == netns_path(options.netns))
+      found.push_back(endpoint);
+  }
+  if (found.empty()) {
+    // Printed escaped, as every agent error (print_agent_error).
+    throw ApiStatusError(404, "no endpoint of namespace " + options.netns + " on network " + options.network);
+  }
+  std::cout << control::api::dump(found, 4) << '\n';
+  return 0;
+}
+
 }  // namespace
 
 void add_endpoint_commands(CLI::App& app, Cli& cli) {
@@ -160,6 +193,14 @@ void add_endpoint_commands(CLI::App& app, Cli& cli) {
         "(the command returns at once)");
     drain->type_name("SECONDS");
     on_run(command, cli, [&cli, options] { return detach(cli, *options); });
+  }
+  {
+    auto options = std::make_shared<InspectOptions>();
+    CLI::App* command = endpoint->add_subcommand(
+        "inspect", "Show a namespace's endpoint on a network as JSON (its address, DNS server, aliases)");
+    command->add_option("NETWORK", options->network, "Network name or id")->required();
+    command->add_option("--netns", options->netns, "Namespace name or path, as given to attach")->required();
+    on_run(command, cli, [&cli, options] { return inspect(cli, *options); });
   }
   {
     auto options = std::make_shared<ListOptions>();

@@ -160,6 +160,10 @@ check_eq "network inspect Containers show DNS and aliases" \
     tb_json '[c["DNS"] + " " + ",".join(c["Aliases"]) for c in d[0]["Containers"].values() if c["Name"] == "client"][0]')" \
   "127.0.0.11 db-client"
 
+check_eq "endpoint inspect shows the client's DNS address and aliases" \
+  "$(tb_weft 1 endpoint inspect net-test --netns "$client" | tb_json 'd[0]["DNS"] + " " + ",".join(d[0]["Aliases"])')" \
+  "127.0.0.11 db-client"
+
 # --- attach and detach return once the DNS has followed them -------------------------------
 # No waiting here: a namespace is served, and its name answers, as soon as
 # its attach returns; both are gone as soon as its detach returns.
