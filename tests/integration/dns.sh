@@ -10,8 +10,10 @@
 # the test-bed switch, logging its queries), which answers other names; a
 # detach removes the records at once on its node and within seconds on the
 # other, and the namespace's resolv.conf; `service rm` removes the name;
-# endpoint JSON shows DNS and Aliases; bad --dns-* flags and aliases are
-# refused.
+# endpoint JSON and `endpoint inspect` show DNS and Aliases; after a stop or
+# a kill -9 the agent serves the namespaces again, and removes the
+# resolv.conf of one deleted while it was down; bad --dns-* flags and
+# aliases are refused.
 set -euo pipefail
 
 WEFT_SRC=${WEFT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -23,19 +25,14 @@ UPSTREAM=${TB_UNDERLAY_NET}.53
 export TB_WEFTD_ARGS="--dns-upstream $UPSTREAM --dns-timeout 1s ${TB_WEFTD_ARGS:-}"
 
 # The agents write /etc/netns/<namespace>/resolv.conf for the test's
-# namespaces; whatever a failure leaves there goes with the test-bed.
-dns_prefix=""
+# namespaces; testbed_down removes what is left of them, and this test
+# /etc/netns too when it made it.
 etc_netns_existed=0
 [[ -d /etc/netns ]] && etc_netns_existed=1
-cleanup_etc_netns() {
-  if [[ -n $dns_prefix ]]; then rm -rf /etc/netns/"$dns_prefix"*; fi
-  ((etc_netns_existed)) || rmdir /etc/netns 2>/dev/null || true
-}
 testbed_install_traps
-trap 'testbed_down; cleanup_etc_netns' EXIT
+trap 'testbed_down; ((etc_netns_existed)) || rmdir /etc/netns 2>/dev/null || true' EXIT
 set +e
 testbed_up -n 2 || { echo "FAIL - test-bed with two nodes did not come up"; exit 1; }
-dns_prefix=$TESTBED_PREFIX
 work=$TESTBED_RUN_DIR/work
 mkdir -p "$work"
 
@@ -206,7 +203,16 @@ require "graceful restart of node 1's agent" tb_restart_agent 1
 check_match "the agent stopped cleanly" "$(grep -c '\] info stopped$' "$(tb_log_file 1)")" '^1$'
 check "the client's resolv.conf is still there" test -e "/etc/netns/$client/resolv.conf"
 check "the client is served again after the restart" wait_for 10 short_is "$client" redis "$VIP"
-require "kill -9 and restart of node 1's agent" tb_restart_agent 1 --kill
+vanish=$(tb_netns_add vanish)
+tb_weft 1 endpoint attach net-test --netns "$vanish" >/dev/null
+check "a namespace attached on node 1 has its resolv.conf" test -e "/etc/netns/$vanish/resolv.conf"
+require "kill -9 of node 1's agent" tb_agent_stop 1 --kill
+ip netns del "$vanish"
+tb_agent_start 1
+require "node 1's agent answers again" tb_agent_wait_ready 1
+resolv_swept() { [[ ! -e /etc/netns/$vanish ]]; }
+check "the resolv.conf of a namespace deleted while the agent was down is removed at its start" \
+  wait_for 5 resolv_swept
 check "the client is served again after kill -9" wait_for 10 short_is "$client" redis "$VIP"
 check_eq "its alias is still known on node 2" "$(short "$peer" db-client)" "${ip_of[client]}"
 
