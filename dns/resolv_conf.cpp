@@ -145,8 +145,11 @@ ResolvConfFiles::Result ResolvConfFiles::write(const std::string& name) const {
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) return fail("fsync");
-  fd.reset();
+  // No fsync: the file describes a namespace under /run/netns, which no
+  // reboot keeps, and an agent killed after the rename leaves it whole in
+  // the page cache; the rename alone makes the change atomic. An fsync here
+  // was most of what the DNS added to an attach.
+  if (::close(fd.release()) != 0) return fail("close");
   if (::rename(temp.c_str(), file.c_str()) != 0) return fail("rename over " + file.string() + ":");
   return {Outcome::written, {}};
 }

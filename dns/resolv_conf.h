@@ -38,7 +38,8 @@ class ResolvConfFiles {
   // each), so a bad flag fails at start, not per namespace.
   explicit ResolvConfFiles(ResolvConfConfig config);
 
-  // Atomic: a temporary file in the same directory, fsync'ed, renamed over.
+  // Atomic: a temporary file in the same directory, renamed over (not
+  // fsync'ed: no reboot keeps the namespace the file is for).
   Result write(const std::string& netns_name) const;
   // Removes the file if it is ours, and the directory if we made it and it
   // is empty now. `removed` false with no error: nothing of ours was there.

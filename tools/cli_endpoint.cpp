@@ -10,6 +10,7 @@
 #include <string>
 #include <system_error>
 #include <tuple>
+#include <vector>
 
 #include "control/api/json.h"
 #include "control/model/names.h"
@@ -33,12 +34,14 @@ struct AttachOptions {
   std::string name;
   std::string ip;
   std::string service;
+  std::vector<std::string> aliases;
 };
 
 int attach(Cli& cli, const AttachOptions& options) {
   json body{{"Container", options.netns}};
   if (!options.name.empty()) body["Name"] = options.name;
-  if (!options.ip.empty()) body["EndpointConfig"] = json{{"IPAMConfig", {{"IPv4Address", options.ip}}}};
+  if (!options.ip.empty()) body["EndpointConfig"]["IPAMConfig"] = json{{"IPv4Address", options.ip}};
+  if (!options.aliases.empty()) body["EndpointConfig"]["Aliases"] = options.aliases;
   if (!options.service.empty()) body["Service"] = options.service;
   const json endpoint = cli.client().call(http::verb::post, network_path(options.network, "connect"), body);
   // Just the address, so scripts can use it as is: IP=$(weft endpoint attach ...)
@@ -125,6 +128,39 @@ int list(Cli& cli, const ListOptions& options) {
   return 0;
 }
 
+struct InspectOptions {
+  std::string network;
+  std::string netns;
+};
+
+// A namespace as endpoints name it: a bare name means /run/netns/NAME.
+std::string netns_path(const std::string& netns) {
+  return netns.find('/') == std::string::npos ? "/run/netns/" + netns : netns;
+}
+
+// The endpoints of NETNS on NETWORK (its name, id or id prefix), from the
+// list every agent serves; on several nodes a namespace may have the same
+// name, so each match is shown, with its Node.
+int inspect(Cli& cli, const InspectOptions& options) {
+  if (auto error = control::names::network_ref_error(options.network)) throw ApiStatusError(400, *error);
+  json endpoints = cli.client().call(http::verb::get, "/endpoints");
+  if (!endpoints.is_array()) endpoints = json::array();
+  json found = json::array();
+  for (const json& endpoint : endpoints) {
+    const std::string network_id = text_field(endpoint, "NetworkID");
+    const bool on_network = text_field(endpoint, "Network") == options.network ||
+                            (!network_id.empty() && network_id.starts_with(options.network));
+    if (on_network && netns_path(text_field(endpoint, "Netns")) == netns_path(options.netns))
+      found.push_back(endpoint);
+  }
+  if (found.empty()) {
+    // Printed escaped, as every agent error (print_agent_error).
+    throw ApiStatusError(404, "no endpoint of namespace " + options.netns + " on network " + options.network);
+  }
+  std::cout << control::api::dump(found, 4) << '\n';
+  return 0;
+}
+
 }  // namespace
 
 void add_endpoint_commands(CLI::App& app, Cli& cli) {
@@ -140,6 +176,10 @@ void add_endpoint_commands(CLI::App& app, Cli& cli) {
     command->add_option("--name", options->name, "Endpoint name (default: the namespace)");
     command->add_option("--ip", options->ip, "IPv4 address to use (default: the next free one)");
     command->add_option("--service", options->service, "Make the endpoint a backend of this service (name or id)");
+    command->add_option("--alias", options->aliases,
+                        "Another DNS name of the endpoint on the network (repeatable, at most 16)")
+        ->type_name("NAME")
+        ->allow_extra_args(false);  // one value per --alias, so NETWORK stays free
     on_run(command, cli, [&cli, options] { return attach(cli, *options); });
   }
   {
@@ -153,6 +193,14 @@ void add_endpoint_commands(CLI::App& app, Cli& cli) {
         "(the command returns at once)");
     drain->type_name("SECONDS");
     on_run(command, cli, [&cli, options] { return detach(cli, *options); });
+  }
+  {
+    auto options = std::make_shared<InspectOptions>();
+    CLI::App* command = endpoint->add_subcommand(
+        "inspect", "Show a namespace's endpoint on a network as JSON (its address, DNS server, aliases)");
+    command->add_option("NETWORK", options->network, "Network name or id")->required();
+    command->add_option("--netns", options->netns, "Namespace name or path, as given to attach")->required();
+    on_run(command, cli, [&cli, options] { return inspect(cli, *options); });
   }
   {
     auto options = std::make_shared<ListOptions>();

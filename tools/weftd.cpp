@@ -37,6 +37,8 @@
 #include "control/api/routes.h"
 #include "control/api/server.h"
 #include "control/cluster/cluster.h"
+#include "control/discovery/dns_agent.h"
+#include "control/discovery/dns_sync_driver.h"
 #include "control/gossip/host_port.h"
 #include "control/gossip/profiles.h"
 #include "control/network/ipam.h"
@@ -45,6 +47,8 @@
 #include "control/services/service_dataplane_driver.h"
 #include "control/services/service_manager.h"
 #include "dataplane/netlink.h"
+#include "dns/forwarder.h"
+#include "dns/resolv_conf.h"
 
 namespace {
 
@@ -123,6 +127,11 @@ struct Options {
   std::string lb_backend = "auto";
   std::uint32_t lb_max_services = 1024, lb_max_backends = 65536, lb_conntrack_entries = 262144;
   std::uint32_t lb_tcp_timeout_s = 21600, lb_udp_timeout_s = 60;
+  // The embedded DNS (--dns-*).
+  std::uint32_t dns_ttl_s = 5;
+  std::vector<std::string> dns_upstreams;  // none: the node's /etc/resolv.conf
+  std::int64_t dns_timeout_ms = 2000;
+  std::vector<std::string> dns_search;
 };
 
 weft::control::gossip::Config gossip_timings(const Options& options) {
@@ -225,6 +234,45 @@ weft::control::services::ServiceDataplaneOptions lb_dataplane_options(const Opti
   return o;
 }
 
+weft::control::discovery::DnsAgentConfig dns_agent_config(const Options& options) {
+  weft::control::discovery::DnsAgentConfig c;
+  c.node_name = options.config.node_name;
+  c.state_dir = options.config.state_dir;
+  c.ttl_seconds = options.dns_ttl_s;
+  if (options.dns_upstreams.size() > 8) throw UsageError("at most 8 --dns-upstream");
+  for (const auto& upstream : options.dns_upstreams)
+    if (!weft::dns::parse_upstream(upstream))
+      throw UsageError("invalid --dns-upstream \"" + upstream + "\": expected IPv4[:PORT]");
+  c.upstreams = options.dns_upstreams;
+  if (options.dns_timeout_ms < 100 || options.dns_timeout_ms > 30000)
+    throw UsageError("invalid --dns-timeout: must be between 100ms and 30s");
+  c.timeout = std::chrono::milliseconds(options.dns_timeout_ms);
+  c.search_domains = options.dns_search;
+  try {
+    // What the resolv.conf files could not carry is refused here, at start.
+    weft::dns::ResolvConfConfig resolv_conf;
+    resolv_conf.search = c.search_domains;
+    weft::dns::ResolvConfFiles{resolv_conf};
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("invalid --dns-search: ") + e.what());
+  }
+  return c;
+}
+
+// What the embedded DNS answers from: every service, network and endpoint
+// this node knows (local and remote), and this node's endpoints, whose
+// namespaces it serves.
+weft::control::discovery::DnsInputs dns_inputs(weft::control::network::NetworkManager& networks,
+                                               weft::control::services::ServiceManager& services) {
+  weft::control::discovery::DnsInputs in;
+  // The load balancer's view holds every service; its other parts are not needed here.
+  in.services = services.lb_view().services;
+  in.networks = networks.list_networks();
+  in.endpoints = networks.list_endpoints();
+  in.local_endpoints = networks.local_endpoints();
+  return in;
+}
+
 // --- running ----------------------------------------------------------------
 
 void set_up_logging(const std::string& node_name, const std::string& level) {
@@ -236,11 +284,18 @@ void set_up_logging(const std::string& node_name, const std::string& level) {
 }
 
 int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& cluster_config,
-        const weft::control::services::ServiceDataplaneOptions& lb_options) {
+        const weft::control::services::ServiceDataplaneOptions& lb_options,
+        const weft::control::discovery::DnsAgentConfig& dns_config) {
   spdlog::info("weftd {} starting: advertise address {}, state in {}", weft::control::api::kWeftVersion,
                config.advertise_addr, config.state_dir);
 
   boost::asio::io_context io;
+  // The embedded DNS: declared before the managers, so it outlives the
+  // listeners they keep (a drain timer may still tell them of a change while
+  // the network manager goes); the driver is stopped explicitly after
+  // io.run(), so nothing reads the managers once they start to go.
+  std::optional<weft::control::discovery::DnsAgent> dns;
+  std::optional<weft::control::discovery::DnsSyncDriver> dns_driver;
   weft::control::network::NetworkManager networks(config);
   // Declared before the service manager, which calls into both, so they
   // outlive it; the driver is stopped explicitly after io.run().
@@ -293,9 +348,21 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // view lacks, which would reset those flows.
   lb_driver.emplace(*lb_dataplane, [&services] { return services.lb_view(); });
   services.on_change([&lb_driver] { lb_driver->changed(); });
+  // Also after the cluster start, so the first sync already has the names
+  // of other nodes' services and endpoints the cluster saved; then on every
+  // change of endpoints (here and elsewhere), networks and services. An
+  // attach or detach waits for its sync: once it returns, the namespace is
+  // served (or no longer) and its names answer (or are gone) on this node.
+  dns.emplace(dns_config);
+  dns_driver.emplace(*dns, [&networks, &services] { return dns_inputs(networks, services); });
+  networks.on_endpoints_changed([&dns_driver] { dns_driver->changed(); });
+  networks.on_networks_changed([&dns_driver] { dns_driver->changed(); });
+  services.on_change([&dns_driver] { dns_driver->changed(); });
+  networks.after_local_attach_or_detach([&dns_driver] { dns_driver->sync_now(std::chrono::seconds(2)); });
 
   io.run();
   lb_driver->stop();
+  dns_driver->stop();
   spdlog::info("stopped");
   return 0;
 }
@@ -372,6 +439,17 @@ int main(int argc, char** argv) {
   app.add_option("--lb-udp-timeout", options.lb_udp_timeout_s, "Idle timeout of UDP flows, seconds")
       ->check(CLI::Range(1, 24 * 3600))
       ->capture_default_str();
+  // The embedded DNS at 127.0.0.11 in every attached namespace.
+  app.add_option("--dns-ttl", options.dns_ttl_s, "TTL of the names weft answers, seconds")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  app.add_option("--dns-upstream", options.dns_upstreams,
+                 "Resolver for other names, IPv4[:PORT] (repeatable; default: the nameservers of /etc/resolv.conf)");
+  app.add_option("--dns-timeout", options.dns_timeout_ms,
+                 "How long a forwarded query waits for one upstream (e.g. 2s, 500ms; default 2s)")
+      ->transform(duration);
+  app.add_option("--dns-search", options.dns_search,
+                 "Search domain written to the namespaces' resolv.conf (repeatable)");
 
   try {
     app.parse(argc, argv);
@@ -381,6 +459,7 @@ int main(int argc, char** argv) {
   }
   weft::control::cluster::ClusterConfig cluster_config;
   weft::control::services::ServiceDataplaneOptions lb_options;
+  weft::control::discovery::DnsAgentConfig dns_config;
   try {
     complete_and_validate(config);
     auto [bind_addr, bind_port] = parse_host_port(options.bind, "--bind", true);
@@ -399,6 +478,7 @@ int main(int argc, char** argv) {
           std::chrono::duration_cast<std::chrono::seconds>(std::chrono::milliseconds(*options.tombstone_lifetime_ms));
     }
     lb_options = lb_dataplane_options(options);
+    dns_config = dns_agent_config(options);
   } catch (const UsageError& e) {
     std::cerr << "weftd: " << e.what() << '\n';
     return 2;
@@ -414,7 +494,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    return run(config, cluster_config, lb_options);
+    return run(config, cluster_config, lb_options, dns_config);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

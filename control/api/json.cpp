@@ -40,6 +40,13 @@ void add_service_fields(json& j, const Endpoint& endpoint) {
   }
 }
 
+// Where the endpoint's namespace asks for names (every node serves its own
+// endpoints there) and the extra names it answers to.
+void add_dns_fields(json& j, const Endpoint& endpoint) {
+  j["DNS"] = kEmbeddedDnsAddress;
+  j["Aliases"] = endpoint.aliases;
+}
+
 }  // namespace
 
 void to_json(json& j, const Network& network) {
@@ -73,6 +80,7 @@ void to_json(json& j, const Endpoint& endpoint) {
       {"MacAddress", mac_text(endpoint)},
       {"Node", endpoint.node},
   };
+  add_dns_fields(j, endpoint);
   add_service_fields(j, endpoint);
 }
 
@@ -95,6 +103,7 @@ json network_detail_json(const Network& network, const std::vector<Endpoint>& en
         {"IPv4Address", ipv4_with_prefix(endpoint)},
         {"Netns", endpoint.netns},
     };
+    add_dns_fields(container, endpoint);
     add_service_fields(container, endpoint);
     containers[endpoint.id] = std::move(container);
   }
@@ -153,6 +162,16 @@ AttachRequest parse_network_connect(std::string_view network, std::string_view b
       request.ip = ipam_config->non_empty_string("IPv4Address");
       if (request.ip) names::validate_text("IPv4 address", *request.ip, names::kMaxShortText);
     }
+    // Docker's place for them: EndpointConfig.Aliases, a list of names.
+    const auto aliases = endpoint_config->array("Aliases");
+    if (aliases.size() > names::kMaxAliases)
+      bad_request("\"" + endpoint_config->path_of("Aliases") + "\" has " + std::to_string(aliases.size()) +
+                  " entries; an endpoint has at most " + std::to_string(names::kMaxAliases) + " aliases");
+    for (const auto& [value, path] : aliases) {
+      if (!value->is_string()) bad_request("\"" + path + "\" must be a string, got " + value->type_name());
+      request.aliases.push_back(value->get<std::string>());
+    }
+    names::validate_aliases(request.aliases);
   }
   // weft's extension: the endpoint becomes a backend of this service.
   request.service = root.non_empty_string("Service");

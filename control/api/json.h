@@ -34,6 +34,9 @@ NetworkSpec parse_network_create(std::string_view body);
 // (name, id or id prefix; the endpoint becomes its backend), disconnect a
 // "DrainSeconds" (0..2^32-1). Endpoints that are service backends show
 // "Service" (its id), "BackendState" and, while draining, "DrainUntil".
+// Connect takes Docker's "EndpointConfig.Aliases" (at most 16 DNS names);
+// every endpoint shows "DNS" (the embedded DNS address, 127.0.0.11) and
+// "Aliases" (a list, maybe empty).
 AttachRequest parse_network_connect(std::string_view network, std::string_view body);
 DetachRequest parse_network_disconnect(std::string_view network, std::string_view body);
 

@@ -208,10 +208,18 @@ void DnsAgent::sync(const std::function<DnsInputs()>& read) {
   try {
     const DnsInputs inputs = read();
     wanted = group_by_namespace(inputs.local_endpoints);
-    view_.publish(build_snapshot(inputs.services, inputs.endpoints, inputs.networks, wanted, inputs.aliases));
+    view_.publish(build_snapshot(inputs.services, inputs.endpoints, inputs.networks, wanted));
   } catch (const std::exception& e) {
     spdlog::error("dns: names not updated: {}", e.what());
     return;
+  }
+  if (!swept_) {
+    swept_ = true;
+    std::set<std::string> keep;
+    for (const auto& [context, endpoints] : wanted)
+      for (const auto& e : endpoints)
+        if (const auto name = named_namespace(e.netns)) keep.insert(*name);
+    sweep_resolv_confs(keep);
   }
   std::vector<std::string> gone;
   {
@@ -230,6 +238,26 @@ void DnsAgent::sync(const std::function<DnsInputs()>& read) {
       if (named_namespace(e.netns)) ref = e.netns;
     if (!add_namespace(context, ref, context)) failed_.insert(context);
   }
+}
+
+void DnsAgent::sweep_resolv_confs(const std::set<std::string>& keep) {
+  // Bounded: /etc/netns of a busy host holds a few thousand entries at most.
+  constexpr std::size_t max_entries = 65536;
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (auto it = std::filesystem::directory_iterator(config_.resolv_root, ec);
+       !ec && it != std::filesystem::directory_iterator() && names.size() < max_entries; it.increment(ec))
+    names.push_back(it->path().filename().string());
+  std::size_t removed = 0;
+  for (const auto& name : names) {
+    if (keep.contains(name) || !dns::ResolvConfFiles::valid_name(name)) continue;
+    const auto removal = resolv_conf_.remove(name);  // only a file with our marker
+    if (removal.removed) ++removed;
+    if (!removal.error.empty()) spdlog::debug("dns: {}", removal.error);
+  }
+  if (removed > 0)
+    spdlog::info("dns: removed {} resolv.conf file(s) under {} of namespaces no endpoint of this node is in",
+                 removed, config_.resolv_root.string());
 }
 
 std::vector<std::string> DnsAgent::prune() {

@@ -63,7 +63,6 @@ struct DnsInputs {
   std::vector<Endpoint> endpoints;        // all, local and remote
   std::vector<Network> networks;
   std::vector<Endpoint> local_endpoints;  // this node's: one context per namespace
-  Aliases aliases;
 };
 
 class DnsAgent {
@@ -124,6 +123,11 @@ class DnsAgent {
     bool resolv_conf = false;  // we wrote /etc/netns/<netns_name>/resolv.conf
   };
   void remove_locked(const std::string& context, const Attached& attached);
+  // Removes this agent's resolv.conf files of named namespaces not in
+  // `keep`: left by a kill (a stop keeps them on purpose) for a namespace
+  // that went meanwhile, or whose endpoint the start's reconcile removed.
+  // Files of others (no marker of this agent) stay. At the first sync.
+  void sweep_resolv_confs(const std::set<std::string>& keep);
   // Runs `work` on the io thread and waits for it (5 s at most).
   bool on_io(std::function<void()> work);
 
@@ -140,6 +144,7 @@ class DnsAgent {
   std::map<std::string, Attached> attached_;
   std::mutex sync_mutex_;  // taken before mutex_, never after
   std::set<std::string> failed_;  // contexts sync() could not serve: not retried while they stay
+  bool swept_ = false;            // sweep_resolv_confs() ran (first sync)
 };
 
 }  // namespace weft::control::discovery

@@ -9,14 +9,16 @@ std::string namespace_context(const std::string& netns) {
 
 std::map<std::string, std::vector<Endpoint>> group_by_namespace(const std::vector<Endpoint>& local_endpoints) {
   std::map<std::string, std::vector<Endpoint>> out;
-  for (const auto& e : local_endpoints) out[namespace_context(e.netns)].push_back(e);
+  for (const auto& e : local_endpoints)
+    // A node's own load-balancer address (nftables fallback) is an endpoint
+    // without a namespace: no container asks names through it.
+    if (!e.netns.empty()) out[namespace_context(e.netns)].push_back(e);
   return out;
 }
 
 Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<Endpoint>& endpoints,
                         const std::vector<Network>& networks,
-                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces,
-                        const Aliases& aliases) {
+                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces) {
   Snapshot s;
   s.networks.reserve(networks.size());
   for (const auto& n : networks) s.networks.push_back(NetworkRecord{n.id, n.name});
@@ -29,9 +31,8 @@ Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<
   }
   s.endpoints.reserve(endpoints.size());
   for (const auto& e : endpoints) {
-    EndpointRecord r{e.id, e.name, {}, e.network_id, e.ip, e.service_id, e.backend_state, e.node};
-    if (auto a = aliases.find(e.id); a != aliases.end()) r.aliases = a->second;
-    s.endpoints.push_back(std::move(r));
+    s.endpoints.push_back(
+        EndpointRecord{e.id, e.name, e.aliases, e.network_id, e.ip, e.service_id, e.backend_state, e.node});
   }
   for (const auto& [context, local] : local_namespaces) {
     auto& seen = s.contexts[context];

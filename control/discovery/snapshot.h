@@ -60,14 +60,11 @@ std::string namespace_context(const std::string& netns);
 // namespace on two networks has one 127.0.0.11, so one context).
 std::map<std::string, std::vector<Endpoint>> group_by_namespace(const std::vector<Endpoint>& local_endpoints);
 
-// Endpoint id -> its --alias names (the model has no aliases yet; empty).
-using Aliases = std::map<std::string, std::vector<std::string>>;
-
 // `endpoints` are all of them, local and remote; a service's backends are
-// the endpoints whose service_id is its id. Names are lower-cased here.
+// the endpoints whose service_id is its id; an endpoint's --alias names come
+// with it (Endpoint::aliases). Names are lower-cased when published.
 Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<Endpoint>& endpoints,
                         const std::vector<Network>& networks,
-                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces,
-                        const Aliases& aliases = {});
+                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces);
 
 }  // namespace weft::control::discovery

@@ -46,6 +46,8 @@ struct AttachRequest {
   // Makes the endpoint a backend of this service (name, id or unique
   // prefix); the service must be on the network.
   std::optional<std::string> service{};
+  // More DNS names the endpoint answers to on its network (--alias).
+  std::vector<std::string> aliases{};
 };
 
 struct DetachRequest {
@@ -79,7 +81,12 @@ struct Endpoint {
   BackendState backend_state = BackendState::active;
   // While draining: when the endpoint goes (RFC 3339, UTC).
   std::string drain_until{};
+  // More DNS names of the endpoint on its network (`attach --alias`).
+  std::vector<std::string> aliases{};
 };
+
+// Where the embedded DNS answers inside every attached namespace.
+inline constexpr const char* kEmbeddedDnsAddress = "127.0.0.11";
 
 // An error the API reports to its client with an HTTP status.
 class ApiError : public std::runtime_error {

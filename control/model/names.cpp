@@ -102,6 +102,15 @@ void validate_dns_name(std::string_view field, std::string_view name) { throw_if
 std::optional<std::string> endpoint_name_error(std::string_view name) { return dns_name_error("endpoint name", name); }
 void validate_endpoint_name(std::string_view name) { throw_if(endpoint_name_error(name)); }
 
+std::optional<std::string> aliases_error(const std::vector<std::string>& aliases) {
+  if (aliases.size() > kMaxAliases)
+    return "an endpoint has at most " + std::to_string(kMaxAliases) + " aliases, not " + std::to_string(aliases.size());
+  for (const auto& alias : aliases)
+    if (auto error = dns_name_error("alias", alias)) return error;
+  return std::nullopt;
+}
+void validate_aliases(const std::vector<std::string>& aliases) { throw_if(aliases_error(aliases)); }
+
 std::optional<std::string> netns_error(std::string_view netns) {
   if (netns.empty()) return "a network namespace is required (--netns NAME|PATH)";
   if (netns.front() == '/') {

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace weft::control::names {
 
@@ -33,6 +34,9 @@ inline constexpr std::size_t kMaxServiceName = 63;
 // 253 in all (the textual form without a trailing dot).
 inline constexpr std::size_t kMaxDnsLabel = 63;
 inline constexpr std::size_t kMaxDnsName = 253;
+// `endpoint attach --alias` names per endpoint: each one costs a DNS name on
+// every node, and they ride in every copy of the endpoint's record.
+inline constexpr std::size_t kMaxAliases = 16;
 // A namespace name under /run/netns is one file name (NAME_MAX); a path is
 // bounded by PATH_MAX including its terminating NUL.
 inline constexpr std::size_t kMaxNetnsName = 255;
@@ -81,6 +85,10 @@ void validate_dns_name(std::string_view field, std::string_view name);
 // it will be resolvable on its network.
 std::optional<std::string> endpoint_name_error(std::string_view name);
 void validate_endpoint_name(std::string_view name);
+
+// An endpoint's aliases: at most kMaxAliases, each a DNS name.
+std::optional<std::string> aliases_error(const std::vector<std::string>& aliases);
+void validate_aliases(const std::vector<std::string>& aliases);
 
 // `--netns`: a name under /run/netns (no '/', not "." or "..", 1..255) or an
 // absolute path (1..4095); no control characters in either. A relative path

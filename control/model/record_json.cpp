@@ -3,6 +3,8 @@
 #include <optional>
 #include <string>
 
+#include "control/model/names.h"
+
 namespace weft::control {
 
 using nlohmann::json;
@@ -50,6 +52,8 @@ json endpoint_record(const Endpoint& e) {
     record["backend_state"] = backend_state_name(e.backend_state);
     if (!e.drain_until.empty()) record["drain_until"] = e.drain_until;
   }
+  // Only when there are some, so records without aliases stay as they were.
+  if (!e.aliases.empty()) record["aliases"] = e.aliases;
   return record;
 }
 
@@ -72,6 +76,13 @@ Endpoint endpoint_from_record(const json& j) {
     e.backend_state = *parsed;
   }
   e.drain_until = j.value("drain_until", "");
+  // Optional (records of older agents have none); they come from peers too,
+  // so they are held to the attach rules: at most 16 DNS names.
+  if (j.contains("aliases")) {
+    e.aliases = j.at("aliases").get<std::vector<std::string>>();
+    if (auto error = names::aliases_error(e.aliases))
+      throw json::other_error::create(599, "field \"aliases\" is malformed: " + *error, &j);
+  }
   return e;
 }
 

@@ -279,7 +279,10 @@ void NetworkManager::reconcile() {
 }
 
 Network NetworkManager::create_network(const NetworkSpec& spec) {
-  ChangeNotice notice(impl_->endpoint_listeners);
+  // Networks change what the DNS serves; the service manager (the load
+  // balancer's view) listens to endpoints, node load-balancer addresses included.
+  ChangeNotice notice(impl_->network_listeners);
+  ChangeNotice endpoint_notice(impl_->endpoint_listeners);
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
   names::validate_network_name(spec.name);
@@ -371,7 +374,8 @@ Network NetworkManager::create_network(const NetworkSpec& spec) {
     self.cluster->claim_space(network_space(n.id), ipam::host_range(subnet));
     self.cluster->publish_network(n);
   }
-  if (self.ensure_node_lb_address(n.id)) notice.fire();
+  if (self.ensure_node_lb_address(n.id)) endpoint_notice.fire();
+  notice.fire();
   spdlog::info("created network {} ({}) subnet {} vni {}", n.name, short_id(n.id), n.subnet.str(), n.vni);
   return n;
 }
@@ -390,6 +394,8 @@ Network NetworkManager::get_network(const std::string& name_or_id) {
 }
 
 void NetworkManager::remove_network(const std::string& name_or_id) {
+  ChangeNotice notice(impl_->network_listeners);
+  ChangeNotice endpoint_notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   const Network n = self.find_network(name_or_id);
@@ -438,6 +444,8 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
     self.cluster->withdraw_network(n.id);
   }
   self.node_lb_waiting.erase(n.id);
+  if (had_lb_address) endpoint_notice.fire();
+  notice.fire();
   spdlog::info("removed network {} ({})", n.name, short_id(n.id));
 }
 
@@ -449,6 +457,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
     if (auto* directory = impl_->services.load()) service = directory->find(*request.service);
     if (!service) not_found("service " + *request.service + " not found");
   }
+  ChangeNotice done(impl_->local_change_listeners);
   ChangeNotice notice(impl_->endpoint_listeners);
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;
@@ -460,6 +469,7 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   auto ns = self.open_request_netns(request.netns, &why);
   if (!ns) not_found("network namespace " + request.netns + " not found: " + why);
   const std::string name = request.name.value_or(default_endpoint_name(request.netns));
+  names::validate_aliases(request.aliases);
   // Checked again after a wait for a donation, which releases the lock.
   const auto check_unique = [&] {
     if (auto* existing = self.endpoint_in(network.id, request.netns, ns))
@@ -507,7 +517,8 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
              .node = self.config.node_name,
              .service_id = service ? service->id : std::string{},
              .backend_state = BackendState::active,
-             .drain_until = {}};
+             .drain_until = {},
+             .aliases = request.aliases};
   const auto failed = [&](const std::string& why) {
     return ApiError(ApiError::Kind::Internal,
                     "cannot attach " + request.netns + " to network " + network.name + ": " + why);
@@ -543,12 +554,14 @@ Endpoint NetworkManager::connect(const AttachRequest& request) {
   }
   if (self.cluster) self.cluster->publish_endpoint(e);
   notice.fire();
+  done.fire();
   spdlog::info("attached {} to {} as {} ({}){}", e.netns, network.name, e.ip.str(), e.ifname,
                service ? ", a backend of service " + service->name : "");
   return e;
 }
 
 void NetworkManager::disconnect(const DetachRequest& request) {
+  ChangeNotice done(impl_->local_change_listeners);
   ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
@@ -566,10 +579,12 @@ void NetworkManager::disconnect(const DetachRequest& request) {
   if (request.drain_seconds && *request.drain_seconds > 0 && !e.service_id.empty()) {
     self.start_drain(e, *request.drain_seconds, what);
     notice.fire();
+    done.fire();
     return;
   }
   self.detach_now(e, network, what);
   notice.fire();
+  done.fire();
   spdlog::info("detached {} from {}", e.netns, network.name);
 }
 
@@ -647,10 +662,15 @@ std::string NetworkManager::advertise_addr() const { return impl_->config.advert
 ipam::Cidr NetworkManager::address_pool() const { return impl_->pool.pool(); }
 
 void NetworkManager::apply_remote_network(const Network& network) {
-  ChangeNotice notice(impl_->endpoint_listeners);
+  // Networks change what the DNS serves; the service manager (the load
+  // balancer's view) listens to endpoints, node load-balancer addresses included.
+  ChangeNotice notice(impl_->network_listeners);
+  ChangeNotice endpoint_notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (self.networks.count(network.id)) return;
+  notice.fire();
+  endpoint_notice.fire();  // the load balancer's view gains the network
   try {
     self.pool.reserve(network.subnet);
   } catch (const ipam::IpamError& e) {
@@ -669,17 +689,19 @@ void NetworkManager::apply_remote_network(const Network& network) {
   for (auto& [id, r] : self.remote_endpoints)
     if (r.endpoint.network_id == network.id) self.realise_remote_endpoint(id);
   self.persist_or_log("a network from the cluster");
-  if (self.ensure_node_lb_address(network.id)) notice.fire();
+  self.ensure_node_lb_address(network.id);
   spdlog::info("network {} ({}) from {}: subnet {} vni {}", network.name, short_id(network.id), network.node,
                network.subnet.str(), network.vni);
 }
 
 void NetworkManager::forget_remote_network(const std::string& network_id) {
+  ChangeNotice networks_notice(impl_->network_listeners);
   ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   auto it = self.networks.find(network_id);
   if (it == self.networks.end()) return;
+  networks_notice.fire();
   const Network n = it->second;
   for (auto* e : self.endpoints_of(n.id)) {
     spdlog::warn("network {} was removed elsewhere: detaching its endpoint {}", n.name, e->name);

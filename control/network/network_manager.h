@@ -114,6 +114,15 @@ class NetworkManager final : public NetworkService {
   // Called, without locks held, after any endpoint (local or remote) or its
   // backend state changed; set before the API serves.
   void on_endpoints_changed(std::function<void()> listener);
+  // Called, without locks held, after a network was created or removed,
+  // here or in the cluster; set before the API serves.
+  void on_networks_changed(std::function<void()> listener);
+  // Called on the thread of an attach or detach (or the start of a drain),
+  // once it is done and without locks held, before the call returns: a
+  // listener may wait there a little. The embedded DNS does, so an attach
+  // returns once its namespace is served and a detach once its names are
+  // gone on this node. Set before the API serves.
+  void after_local_attach_or_detach(std::function<void()> listener);
   // Takes an address of the network (name, id or prefix) from this node's
   // ranges for `owner`, durably (fsync'ed) before it returns; ApiError when
   // none is free (after asking peers) or the state file cannot be written.

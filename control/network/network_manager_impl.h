@@ -54,7 +54,7 @@ inline ApiError from_ipam(const ipam::IpamError& e) {
   return ApiError(ApiError::Kind::BadRequest, e.what());
 }
 
-// The endpoint listeners, told about a change once a scope ends: a
+// Change listeners (of endpoints, networks, ...), told about a change once a scope ends: a
 // ChangeNotice declared before the manager's lock is taken runs them after
 // the lock is released.
 class EndpointListeners {
@@ -386,6 +386,8 @@ struct NetworkManager::Impl {
   // Read by attaches without the lock (see connect).
   std::atomic<ServiceDirectory*> services{nullptr};
   EndpointListeners endpoint_listeners;
+  EndpointListeners network_listeners;       // networks created or removed, here or elsewhere
+  EndpointListeners local_change_listeners;  // after an attach or detach, on its thread
   std::vector<AddressReservation> reserved;  // allocated in `addresses` too
   bool node_lb_addresses = false;  // set_node_lb_addresses
   std::set<std::string> node_lb_waiting;  // networks whose missing address was logged

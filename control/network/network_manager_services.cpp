@@ -60,6 +60,14 @@ void NetworkManager::on_endpoints_changed(std::function<void()> listener) {
   impl_->endpoint_listeners.add(std::move(listener));
 }
 
+void NetworkManager::on_networks_changed(std::function<void()> listener) {
+  impl_->network_listeners.add(std::move(listener));
+}
+
+void NetworkManager::after_local_attach_or_detach(std::function<void()> listener) {
+  impl_->local_change_listeners.add(std::move(listener));
+}
+
 ipam::Ipv4 NetworkManager::reserve_address(const std::string& network_ref, const std::string& owner) {
   std::unique_lock lock(impl_->mutex);
   auto& self = *impl_;

@@ -376,6 +376,9 @@ testbed_down() {
       ip netns del "$ns" 2>/dev/null || umount -l "/run/netns/$ns" 2>/dev/null || true
       rm -f "/run/netns/$ns" 2>/dev/null || true
     done
+    # The resolv.conf files the agents (killed above, before they could
+    # detach) wrote for our namespaces.
+    rm -rf /etc/netns/"$prefix"* 2>/dev/null || true
   fi
 
   # 3. Mounts under the run dir (the agents' per-network namespace bind

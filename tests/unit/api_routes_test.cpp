@@ -131,7 +131,9 @@ TEST_F(ApiRoutesTest, InspectNetworkListsOnlyItsOwnEndpointsAsContainers) {
                                              {"EndpointID", front.id},
                                              {"MacAddress", front.mac.str()},
                                              {"IPv4Address", front.ip.str() + "/24"},
-                                             {"Netns", "ns1"}}}}));
+                                             {"Netns", "ns1"},
+                                             {"DNS", "127.0.0.11"},
+                                             {"Aliases", json::array()}}}}));
 }
 
 TEST_F(ApiRoutesTest, InspectNetworkWithoutEndpointsHasEmptyContainers) {
@@ -161,7 +163,7 @@ TEST_F(ApiRoutesTest, ConnectPassesTheRequestAndAnswersWithTheEndpoint) {
   const Response response =
       send(http::verb::post, "/networks/web/connect",
            R"({"Container": "/proc/42/ns/net", "Name": "api",
-               "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.0.1.7"}, "Aliases": ["ignored"]}})");
+               "EndpointConfig": {"IPAMConfig": {"IPv4Address": "10.0.1.7"}, "Aliases": ["db", "cache.local"]}})");
   ASSERT_EQ(response.result_int(), 200u) << response.body();
 
   ASSERT_EQ(service.connect_requests.size(), 1u);
@@ -170,6 +172,7 @@ TEST_F(ApiRoutesTest, ConnectPassesTheRequestAndAnswersWithTheEndpoint) {
   EXPECT_EQ(request.netns, "/proc/42/ns/net");
   EXPECT_EQ(request.name, "api");
   EXPECT_EQ(request.ip, "10.0.1.7");
+  EXPECT_EQ(request.aliases, (std::vector<std::string>{"db", "cache.local"}));
 
   const Endpoint& endpoint = service.endpoints.at(0);
   EXPECT_EQ(body_json(response), (json{{"Id", endpoint.id},
@@ -180,7 +183,9 @@ TEST_F(ApiRoutesTest, ConnectPassesTheRequestAndAnswersWithTheEndpoint) {
                                        {"Interface", "eth0"},
                                        {"IPv4Address", "10.0.1.7/24"},
                                        {"MacAddress", endpoint.mac.str()},
-                                       {"Node", "node-1"}}));
+                                       {"Node", "node-1"},
+                                       {"DNS", "127.0.0.11"},
+                                       {"Aliases", {"db", "cache.local"}}}));
 }
 
 TEST_F(ApiRoutesTest, ConnectWithoutOptionalFieldsLeavesThemUnset) {
@@ -199,6 +204,14 @@ TEST_F(ApiRoutesTest, ConnectRejectsMalformedBodies) {
       {R"({"Container": "ns1", "Name": false})", "\"Name\" must be a string, got boolean"},
       {R"({"Container": "ns1", "EndpointConfig": {"IPAMConfig": {"IPv4Address": 1}}})",
        "\"EndpointConfig.IPAMConfig.IPv4Address\" must be a string, got number"},
+      {R"({"Container": "ns1", "EndpointConfig": {"Aliases": "db"}})",
+       "\"EndpointConfig.Aliases\" must be an array, got string"},
+      {R"({"Container": "ns1", "EndpointConfig": {"Aliases": ["db", 7]}})",
+       "\"EndpointConfig.Aliases[1]\" must be a string, got number"},
+      {R"({"Container": "ns1", "EndpointConfig": {"Aliases": ["bad name"]}})", "alias"},
+      {R"({"Container": "ns1", "EndpointConfig": {"Aliases": ["a..b"]}})", "alias"},
+      {R"({"Container": "ns1", "EndpointConfig": {"Aliases": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}})",
+       "\"EndpointConfig.Aliases\" has 17 entries; an endpoint has at most 16 aliases"},
       {"{\"Container\": \"\xff\"}", "invalid JSON in request body"},
   };
   for (const auto& [body, message_part] : cases) {

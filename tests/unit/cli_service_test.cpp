@@ -282,6 +282,44 @@ TEST_F(CliServiceTest, EndpointListShowsServiceNameAndState) {
   EXPECT_EQ(listed.at(2).at("DrainUntil"), "2024-05-01T12:00:30Z");
 }
 
+// Issue 10: --alias (repeatable) goes as Docker's EndpointConfig.Aliases;
+// endpoint ls --format json and endpoint inspect show the DNS address and
+// the aliases.
+TEST_F(CliServiceTest, EndpointAliasesAndTheirDnsAddress) {
+  networks.create_network(NetworkSpec{.name = "net-a"});
+  const CliRun attach = weft({"endpoint", "attach", "net-a", "--alias", "db", "--netns", "c1", "--alias",
+                              "cache.local", "--ip", "10.0.0.9"});
+  ASSERT_EQ(attach.status, 0) << attach.err;
+  EXPECT_EQ(networks.connect_requests.at(0).aliases, (std::vector<std::string>{"db", "cache.local"}));
+  EXPECT_EQ(networks.connect_requests.at(0).ip, "10.0.0.9");
+  ASSERT_EQ(weft({"endpoint", "attach", "net-a", "--netns", "/proc/42/ns/net"}).status, 0);
+  EXPECT_TRUE(networks.connect_requests.at(1).aliases.empty());
+
+  const json listed = json::parse(weft({"endpoint", "ls", "--format", "json"}).out);
+  ASSERT_EQ(listed.size(), 2u);
+  for (const json& e : listed) {
+    EXPECT_EQ(e.at("DNS"), "127.0.0.11");
+    EXPECT_EQ(e.at("Aliases"), (e.at("Netns") == "c1" ? json{"db", "cache.local"} : json::array()));
+  }
+
+  for (const char* netns : {"c1", "/run/netns/c1"}) {
+    const CliRun run = weft({"endpoint", "inspect", "net-a", "--netns", netns});
+    ASSERT_EQ(run.status, 0) << run.err;
+    const json shown = json::parse(run.out);
+    ASSERT_EQ(shown.size(), 1u) << run.out;
+    EXPECT_EQ(shown.at(0).at("IPv4Address"), "10.0.0.9/24");
+    EXPECT_EQ(shown.at(0).at("DNS"), "127.0.0.11");
+    EXPECT_EQ(shown.at(0).at("Aliases"), (json{"db", "cache.local"}));
+  }
+  const CliRun by_id = weft({"endpoint", "inspect", networks.networks.at(0).id.substr(0, 6), "--netns", "/proc/42/ns/net"});
+  ASSERT_EQ(by_id.status, 0) << by_id.err;
+  EXPECT_EQ(json::parse(by_id.out).at(0).at("Aliases"), json::array());
+  const CliRun missing = weft({"endpoint", "inspect", "net-a", "--netns", "c2"});
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.err.find("no endpoint of namespace c2 on network net-a"), std::string::npos) << missing.err;
+  EXPECT_NE(weft({"endpoint", "inspect", "net-b", "--netns", "c1"}).status, 0);
+}
+
 TEST_F(CliServiceTest, LbLookupPrintsTheMaglevBackend) {
   services.add(redis());
   services.lookup_result.network_id = kNet;

@@ -261,13 +261,14 @@ TEST(BuildSnapshotTest, FromModelObjectsOneContextPerNamespace) {
   std::vector<Endpoint> local = {make("l1", "c1", "id-front", "10.0.1.20", "c1"),
                                  make("l2", "c1b", "id-back", "10.0.2.20", "/run/netns/c1"),
                                  make("l3", "c2", "id-back", "10.0.2.21", "/proc/42/ns/net")};
+  local[0].aliases = {"alias1"};
   std::vector<Endpoint> all = local;
   all.push_back(make("r1", "w1", "id-front", "10.0.1.5", "x", "svc-web"));
   all.push_back(make("r2", "w2", "id-front", "10.0.1.6", "x", "svc-web", BackendState::draining));
   auto groups = group_by_namespace(local);
   ASSERT_EQ(groups.size(), 2u);
   EXPECT_EQ(groups["/run/netns/c1"].size(), 2u);
-  auto snapshot = build_snapshot({web}, all, {front, back}, groups, {{"l1", {"alias1"}}});
+  auto snapshot = build_snapshot({web}, all, {front, back}, groups);
   EXPECT_EQ(snapshot.contexts["/run/netns/c1"], (std::set<std::string>{"id-front", "id-back"}));
   EXPECT_EQ(snapshot.contexts["/proc/42/ns/net"], (std::set<std::string>{"id-back"}));
 

@@ -76,6 +76,7 @@ class FakeNetworkService : public NetworkService {
     endpoint.network_name = network.name;
     endpoint.netns = request.netns;
     endpoint.ifname = "eth0";
+    endpoint.aliases = request.aliases;
     endpoint.ip = parsed<dataplane::Ipv4>("IPv4 address", request.ip.value_or(fmt::format("10.0.0.{}", n + 1)));
     endpoint.prefix_len = 24;
     endpoint.mac = parsed<dataplane::MacAddress>("MAC address", fmt::format("02:42:0a:00:00:{:02x}", n + 1));

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "control/model/model.h"
@@ -119,6 +120,18 @@ TEST(DnsNameTest, LabelsAndCharacters) {
             "invalid endpoint name \"a\\nb\": only letters, digits, '-' and '_' are allowed in a DNS label, "
             "and '.' between labels");
   EXPECT_THROW(validate_endpoint_name("bad name"), ApiError);
+}
+
+TEST(AliasesTest, AtMostSixteenDnsNames) {
+  std::vector<std::string> aliases;
+  EXPECT_EQ(aliases_error(aliases), std::nullopt);
+  for (int i = 0; i < 16; ++i) aliases.push_back(std::string("a").append(std::to_string(i)));
+  EXPECT_EQ(aliases_error(aliases), std::nullopt);
+  aliases.push_back("one-more");
+  EXPECT_EQ(aliases_error(aliases), "an endpoint has at most 16 aliases, not 17");
+  EXPECT_THROW(validate_aliases(aliases), ApiError);
+  EXPECT_THAT(aliases_error({"ok", "not ok"}).value_or(""), ::testing::HasSubstr("invalid alias \"not ok\""));
+  EXPECT_EQ(aliases_error({""}), "alias is required");
 }
 
 TEST(NetnsNameTest, NamesAndAbsolutePaths) {

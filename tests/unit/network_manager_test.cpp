@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "control/network/network_manager.h"
 #include "control/model/record_json.h"
@@ -448,6 +449,57 @@ TEST_F(NetworkManagerTest, StateFileWithMalformedAddressIsCorrupt) {
     EXPECT_NE(std::string(e.what()).find("is corrupt"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("\"mac\""), std::string::npos) << e.what();
   }
+}
+
+// Issue 10: `attach --alias` names are kept with the endpoint (state file,
+// restart), bad ones are refused before anything is made; the embedded DNS
+// hears of network changes and of local attaches and detaches on their
+// own thread, before the call returns.
+TEST_F(NetworkManagerTest, AliasesAreKeptAndTheDnsHooksAreTold) {
+  auto agent = start_agent();
+  int networks_told = 0, local_told = 0;
+  std::thread::id local_thread;
+  agent->on_networks_changed([&] { ++networks_told; });
+  agent->after_local_attach_or_detach([&] {
+    ++local_told;
+    local_thread = std::this_thread::get_id();
+  });
+  agent->create_network({.name = "net-test"});
+  EXPECT_EQ(networks_told, 1);
+  auto c1 = namespaces.make("c1");
+  auto e = agent->connect({.network = "net-test", .netns = c1.string(), .aliases = {"db", "Cache.local"}});
+  EXPECT_EQ(e.aliases, (std::vector<std::string>{"db", "Cache.local"}));
+  EXPECT_EQ(local_told, 1);
+  EXPECT_EQ(local_thread, std::this_thread::get_id());
+
+  auto state = nlohmann::json::parse(*read_file(state_file()));
+  EXPECT_EQ(state["endpoints"][0]["aliases"], (nlohmann::json{"db", "Cache.local"}));
+
+  auto c2 = namespaces.make("c2");
+  std::vector<std::string> seventeen;
+  for (int i = 0; i < 17; ++i) seventeen.push_back(std::string("a").append(std::to_string(i)));
+  for (const auto& bad : {std::vector<std::string>{"no way"}, std::vector<std::string>{"a..b"}, seventeen}) {
+    try {
+      agent->connect({.network = "net-test", .netns = c2.string(), .aliases = bad});
+      ADD_FAILURE() << "aliases accepted: " << bad.front();
+    } catch (const ApiError& err) {
+      EXPECT_EQ(err.kind(), ApiError::Kind::BadRequest) << err.what();
+    }
+  }
+  EXPECT_EQ(interfaces_in(c2), std::set<std::string>{});
+  EXPECT_EQ(local_told, 1) << "a refused attach changed nothing";
+
+  agent.reset();
+  agent = start_agent();
+  ASSERT_EQ(agent->list_endpoints().size(), 1u);
+  EXPECT_EQ(agent->list_endpoints()[0].aliases, (std::vector<std::string>{"db", "Cache.local"}));
+  int told_after_restart = 0;
+  agent->after_local_attach_or_detach([&] { ++told_after_restart; });
+  agent->on_networks_changed([&] { ++told_after_restart; });
+  agent->disconnect({.network = "net-test", .netns = c1.string()});
+  EXPECT_EQ(told_after_restart, 1);
+  agent->remove_network("net-test");
+  EXPECT_EQ(told_after_restart, 2);
 }
 
 }  // namespace

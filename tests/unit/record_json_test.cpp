@@ -106,6 +106,44 @@ TEST(RecordJson, PublishedEndpointCarriesItsVtep) {
   EXPECT_THROW(vtep_from_record(without), json::exception);
 }
 
+// Issue 10: aliases ride in the record only when there are some (records of
+// endpoints without them, and of older agents, stay as they were); from a
+// peer they are held to the attach rules.
+TEST(RecordJson, EndpointAliasesAreOptionalAndBounded) {
+  EXPECT_FALSE(endpoint_record(sample_endpoint()).contains("aliases"));
+  EXPECT_TRUE(endpoint_from_record(endpoint_record(sample_endpoint())).aliases.empty());
+  Endpoint e = sample_endpoint();
+  e.aliases = {"db", "Cache.local"};
+  const json record = endpoint_record(e, ipv4("192.0.2.11"));
+  EXPECT_EQ(record.at("aliases"), (json{"db", "Cache.local"}));
+  EXPECT_EQ(endpoint_from_record(record).aliases, e.aliases);
+
+  auto with_aliases = [](json value) {
+    json r = endpoint_record(sample_endpoint());
+    r["aliases"] = std::move(value);
+    return r;
+  };
+  EXPECT_THROW(endpoint_from_record(with_aliases("db")), json::exception);
+  EXPECT_THROW(endpoint_from_record(with_aliases(json{"db", 7})), json::exception);
+  EXPECT_THROW(endpoint_from_record(with_aliases(json{"no way"})), json::exception);
+  json seventeen = json::array();
+  for (int i = 0; i < 17; ++i) seventeen.push_back(std::string("a").append(std::to_string(i)));
+  EXPECT_THROW(endpoint_from_record(with_aliases(seventeen)), json::exception);
+  seventeen.erase(seventeen.begin());
+  EXPECT_EQ(endpoint_from_record(with_aliases(seventeen)).aliases.size(), 16u);
+}
+
+TEST(ApiJson, EndpointsShowTheirDnsAddressAndAliases) {
+  Endpoint e = sample_endpoint();
+  EXPECT_EQ(json(e).at("DNS"), "127.0.0.11");
+  EXPECT_EQ(json(e).at("Aliases"), json::array());
+  e.aliases = {"db"};
+  EXPECT_EQ(json(e).at("Aliases"), (json{"db"}));
+  const json container = api::network_detail_json(sample_network(), {e}).at("Containers").at(e.id);
+  EXPECT_EQ(container.at("DNS"), "127.0.0.11");
+  EXPECT_EQ(container.at("Aliases"), (json{"db"}));
+}
+
 TEST(ApiJson, AddressesAppearAsBefore) {
   const json network = sample_network();
   EXPECT_EQ(network.at("IPAM").at("Config"), (json::array({{{"Subnet", "10.0.9.0/24"}, {"Gateway", "10.0.9.1"}}})));
