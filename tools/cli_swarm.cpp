@@ -1,5 +1,7 @@
 // `weft swarm init|join|leave|key|join-token`
+#include <cstdint>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,8 +34,10 @@ int join(Cli& cli, const std::string& token, const std::vector<std::string>& add
   return 0;
 }
 
-int leave(Cli& cli) {
-  cli.client().call(http::verb::post, "/swarm/leave", json::object());
+int leave(Cli& cli, std::uint32_t drain_seconds) {
+  json body = json::object();
+  if (drain_seconds > 0) body["DrainSeconds"] = drain_seconds;
+  cli.client().call(http::verb::post, "/swarm/leave", body);
   std::cout << "Node left the swarm.\n";
   return 0;
 }
@@ -63,7 +67,13 @@ void add_swarm_commands(CLI::App& app, Cli& cli) {
   on_run(join_cmd, cli, [&cli, token, addrs] { return join(cli, *token, *addrs); });
 
   auto* leave_cmd = swarm->add_subcommand("leave", "Leave the swarm gracefully");
-  on_run(leave_cmd, cli, [&cli] { return leave(cli); });
+  auto drain = std::make_shared<std::uint32_t>(0);
+  leave_cmd
+      ->add_option("--drain", *drain,
+                   "First let this node's service backends take no new connections for SECONDS while "
+                   "their open ones go on (at most 3600)")
+      ->check(CLI::Range(0u, 3600u));
+  on_run(leave_cmd, cli, [&cli, drain] { return leave(cli, *drain); });
 
   auto* key_cmd = swarm->add_subcommand("key", "Print the gossip key, base64 (the form serf's -encrypt takes)");
   on_run(key_cmd, cli, [&cli] {

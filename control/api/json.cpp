@@ -199,6 +199,15 @@ DetachRequest parse_network_disconnect(std::string_view network, std::string_vie
   return request;
 }
 
+SwarmLeaveRequest parse_swarm_leave(std::string_view body) {
+  const json document = parse_body(body);
+  const ObjectReader root = ObjectReader::of(document, "");
+  SwarmLeaveRequest request;
+  if (auto seconds = root.unsigned_integer("DrainSeconds", kMaxLeaveDrainSeconds))
+    request.drain_seconds = static_cast<std::uint32_t>(*seconds);
+  return request;
+}
+
 std::string dump(const json& j, int indent) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/model/model.h"
+#include "control/model/swarm_model.h"
 
 namespace weft::control {
 
@@ -39,6 +40,10 @@ NetworkSpec parse_network_create(std::string_view body);
 // "Aliases" (a list, maybe empty).
 AttachRequest parse_network_connect(std::string_view network, std::string_view body);
 DetachRequest parse_network_disconnect(std::string_view network, std::string_view body);
+// `POST /swarm/leave`: Docker's clients send no body (force is a query
+// parameter, ignored: leaving never strands anything here); weft's
+// extension `{"DrainSeconds": N}`, at most kMaxLeaveDrainSeconds.
+SwarmLeaveRequest parse_swarm_leave(std::string_view body);
 
 // Serialises for the wire. Strings that are not valid UTF-8 (a netns path is
 // whatever the user typed) are replaced rather than failing the response.

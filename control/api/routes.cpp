@@ -109,8 +109,8 @@ Reply swarm_join(const Request& request, const Params&, Services& s) {
   return json_reply(http::status::ok, json::object());
 }
 
-Reply swarm_leave(const Request&, const Params&, Services& s) {
-  swarm_of(s).leave();
+Reply swarm_leave(const Request& request, const Params&, Services& s) {
+  swarm_of(s).leave(parse_swarm_leave(request.body()));
   return json_reply(http::status::ok, json::object());
 }
 

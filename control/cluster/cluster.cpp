@@ -22,6 +22,7 @@
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
 #include "control/model/record_json.h"
+#include "control/network/drain_timer.h"
 #include "control/network/state_file.h"
 #include "control/tables/replicated_tables.h"
 
@@ -667,8 +668,12 @@ void Cluster::join(const SwarmJoinRequest& request) {
   });
 }
 
-void Cluster::leave() {
+void Cluster::leave(const SwarmLeaveRequest& request) {
   auto& s = *state_;
+  if (request.drain_seconds > kMaxLeaveDrainSeconds)
+    throw ApiError(ApiError::Kind::BadRequest, "a leave drains for at most " +
+                                                   std::to_string(kMaxLeaveDrainSeconds) + " seconds");
+  if (request.drain_seconds > 0) drain_before_leave(std::chrono::seconds(request.drain_seconds));
   // A node that has just restarted may not have found its peers again yet;
   // a leave gossiped to nobody would look like a failure to them.
   auto rejoined = std::make_shared<std::promise<void>>();
@@ -705,6 +710,32 @@ void Cluster::leave() {
     s.removed_nodes.clear();
     spdlog::info("cluster: left the swarm");
   });
+}
+
+// Every node sees this node's service backends as draining (no new
+// connections, open ones go on) for `drain`, and only then does the node
+// leave, which withdraws them. Only the published records say so: this
+// node's own state keeps them active, so a crash during the drain leaves
+// nothing to undo (the restarted agent publishes them as they are), and no
+// drain timer ever detaches them.
+void Cluster::drain_before_leave(std::chrono::seconds drain) {
+  auto& s = *state_;
+  const auto until = network::rfc3339_seconds(std::chrono::system_clock::now() + drain);
+  std::size_t draining = 0;
+  s.call([&] {
+    if (!s.active) conflict("this node is not part of a swarm");
+    std::vector<TableEntry> changed;
+    for (Endpoint e : s.nm.local_endpoints()) {
+      if (e.service_id.empty() || e.backend_state == BackendState::draining) continue;
+      e.backend_state = BackendState::draining;
+      e.drain_until = until;
+      changed.push_back(s.tables->put(kEndpointsTable, e.id, endpoint_record(e, s.vtep).dump()));
+    }
+    draining = changed.size();
+    s.broadcast(changed);
+  });
+  spdlog::info("cluster: leaving: {} service backend(s) drain for {} s first", draining, drain.count());
+  if (draining > 0) std::this_thread::sleep_for(drain);
 }
 
 SwarmInfo Cluster::info() {

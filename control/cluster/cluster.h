@@ -75,7 +75,7 @@ class Cluster final : public SwarmService, public network::ClusterLink, public s
   // (State::call), a join waits for peers outside it.
   SwarmInitResult init(const SwarmInitRequest& request) override;
   void join(const SwarmJoinRequest& request) override;
-  void leave() override;
+  void leave(const SwarmLeaveRequest& request) override;
   SwarmInfo info() override;
   std::vector<NodeInfo> list_nodes() override;
   NodeInfo get_node(const std::string& id_or_name) override;
@@ -94,6 +94,7 @@ class Cluster final : public SwarmService, public network::ClusterLink, public s
   void withdraw_service(const std::string& service_id) override;
 
  private:
+  void drain_before_leave(std::chrono::seconds drain);
   struct State;
   std::unique_ptr<NodeNetworks> adapter_;  // around the agent's NetworkManager
   std::unique_ptr<State> state_;

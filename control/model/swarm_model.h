@@ -20,6 +20,16 @@ struct SwarmInitResult {
   std::string advertise;  // "ip:port" to pass to `weft swarm join`
 };
 
+// `weft swarm leave [--drain SECONDS]`
+struct SwarmLeaveRequest {
+  // This node's service backends first get no new connections for this long
+  // on every other node, while their open ones go on; then the node leaves
+  // (and its backends' remaining flows elsewhere are reset). 0: at once.
+  std::uint32_t drain_seconds = 0;
+};
+// The longest drain a leave waits for (the request waits with it).
+inline constexpr std::uint32_t kMaxLeaveDrainSeconds = 3600;
+
 struct SwarmJoinRequest {
   std::string join_token;
   std::vector<std::string> remote_addrs;  // "ip:port"
@@ -53,7 +63,7 @@ class SwarmService {
   virtual ~SwarmService() = default;
   virtual SwarmInitResult init(const SwarmInitRequest& request) = 0;
   virtual void join(const SwarmJoinRequest& request) = 0;
-  virtual void leave() = 0;
+  virtual void leave(const SwarmLeaveRequest& request) = 0;
   virtual SwarmInfo info() = 0;
   virtual std::vector<NodeInfo> list_nodes() = 0;
   virtual NodeInfo get_node(const std::string& id_or_name) = 0;

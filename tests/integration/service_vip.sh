@@ -24,7 +24,7 @@ LBC="python3 $WEFT_SRC/tests/support/lb_client.py"
 
 testbed_install_traps
 set +e
-testbed_up -n 2 || { echo "FAIL - test-bed with two nodes did not come up"; exit 1; }
+testbed_up -n 3 || { echo "FAIL - test-bed with three nodes did not come up"; exit 1; }
 work=$TESTBED_RUN_DIR/work
 mkdir -p "$work"
 echo "load balancer: $LB"
@@ -33,6 +33,7 @@ echo "load balancer: $LB"
 init_out=$(tb_weft 1 swarm init)
 token=$(grep -o 'WEFT-1-[A-Za-z0-9_-]*' <<<"$init_out" | head -1)
 require "node 2 joins" tb_weft 2 swarm join --token "$token" "$(tb_addr 1):7946"
+require "node 3 joins" tb_weft 3 swarm join --token "$token" "$(tb_addr 1):7946"
 require "network create" tb_weft 1 network create -d overlay net-test
 has_network() { tb_weft "$1" network ls --format json | tb_json '[n["Name"] for n in d]' | grep -q "$2"; }
 require "net-test reaches node 2" wait_for 15 has_network 2 net-test
@@ -292,6 +293,48 @@ forgot_empty() { ! tb_weft 2 service ls | grep -qw empty; }
 check "node 2 forgets the removed service" wait_for 10 forgot_empty
 vip_unanswered() { ! ip netns exec "$client" ping -c 1 -W 1 "$empty_vip" >/dev/null; }
 check "the removed service's VIP no longer answers" wait_for 10 vip_unanswered
+
+# --- a node leaving gracefully drains its backends first --------------------------------
+b5=$(tb_netns_add b5)
+backend_ip[b5]=$(tb_weft 3 endpoint attach net-test --netns "$b5" --service redis --name b5)
+ip netns exec "$b5" setsid redis-server --port 6379 --protected-mode no --save '' --appendonly no \
+  --daemonize no --logfile "$work/redis-b5.log" </dev/null >/dev/null 2>&1 &
+disown "$!"
+check "redis on b5 (node 3) answers" wait_for 10 redis_up b5
+b5_state() { tb_weft 1 service inspect redis | tb_json '[b["State"] for b in d[0]["Backends"] if b["Name"] == "b5"]'; }
+b5_active() { [[ $(b5_state) == '["active"]' ]]; }
+check "node 1 has b5 as an active backend" wait_for 15 b5_active
+: >"$work/held"
+ip netns exec "$client" $LBC hold "$VIP" 6379 --count 16 --out "$work/held" --ctl "$work/ctl" &
+holder=$!
+exec 7>"$work/ctl"
+n_check=0
+check "16 connections held open" wait_for 15 grep -q '^ready$' "$work/held"
+on_b5=$(held_on b5)
+echo "held on b5: ${on_b5:-none}"
+tb_weft 3 swarm leave --drain 8 >"$work/leave.out" 2>&1 &
+leaver=$!
+b5_draining() { [[ $(b5_state) == '["draining"]' ]]; }
+check "node 1 sees node 3's backend draining while node 3 leaves" wait_for 5 b5_draining
+declare -A during=()
+for _ in $(seq 40); do who=$(ask "$client" "$VIP"); during[$who]=$((${during[$who]:-0} + 1)); done
+echo "40 connections while node 3 leaves: $(for k in "${!during[@]}"; do echo "$k=${during[$k]}"; done | sort | tr '\n' ' ')"
+check_eq "new connections avoid the leaving node's backend" "${during[b5]:-0}" 0
+check_round
+for i in $on_b5; do
+  check_match "held connection $i on b5 keeps working during the leave's drain" "$(awk -v i="$i" '$1 == i' <<<"$round")" "^$i b5$"
+done
+wait "$leaver"; leave_rc=$?
+check_eq "swarm leave --drain 8 returns 0 after the drain ($(cat "$work/leave.out"))" "$leave_rc" 0
+b5_gone() { [[ $(b5_state) == '[]' ]]; }
+check "node 1 withdraws b5 once node 3 has left" wait_for 15 b5_gone
+check_round
+for i in $on_b5; do
+  check_match "held connection $i on b5 ends once node 3 has left" "$(awk -v i="$i" '$1 == i' <<<"$round")" "ERR"
+done
+echo quit >&7; exec 7>&-
+wait "$holder" 2>/dev/null
+refused "a leave drain over an hour" "3600|at most" tb_weft 2 swarm leave --drain 4000
 
 # --- a backend's node dies: its flows get a RST on their next packet ----------------
 : >"$work/held"

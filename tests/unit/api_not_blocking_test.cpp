@@ -99,7 +99,7 @@ class SlowJoinSwarm : public SwarmService {
 
   SwarmInitResult init(const SwarmInitRequest&) override { return {}; }
   void join(const SwarmJoinRequest&) override { join_gate.wait(); }
-  void leave() override {}
+  void leave(const SwarmLeaveRequest&) override {}
   SwarmInfo info() override {
     SwarmInfo info;
     info.node_name = "node1";

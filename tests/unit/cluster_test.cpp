@@ -243,7 +243,7 @@ TEST_F(ClusterTest, SwarmCommandsFollowTheJoinLeaveStateMachine) {
   EXPECT_FALSE(a.cluster->info().active);
   EXPECT_FALSE(a.networks.attached());
   EXPECT_EQ(error_kind([&] { a.cluster->list_nodes(); }), ApiError::Kind::Conflict);
-  EXPECT_EQ(error_kind([&] { a.cluster->leave(); }), ApiError::Kind::Conflict);
+  EXPECT_EQ(error_kind([&] { a.cluster->leave({}); }), ApiError::Kind::Conflict);
 
   const auto made = a.cluster->init({});
   EXPECT_TRUE(a.cluster->info().active);
@@ -287,7 +287,7 @@ TEST_F(ClusterTest, SwarmCommandsFollowTheJoinLeaveStateMachine) {
 
   // A graceful leave: the peer sees "left", the node is outside again and
   // forgets its swarm on disk.
-  b.cluster->leave();
+  b.cluster->leave({});
   EXPECT_FALSE(b.cluster->info().active);
   EXPECT_FALSE(b.networks.attached());
   EXPECT_FALSE(fs::exists(root / "node1" / "cluster" / "swarm.json"));
