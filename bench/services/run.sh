@@ -121,7 +121,7 @@ print(f"{count} service creates, {clients} client(s): {total:.1f} s ({count / to
       f"latency mean {1000 * sum(times) / count:.2f} ms, p50 {1000 * s[len(s) // 2]:.2f} ms, "
       f"p99 {1000 * s[int(len(s) * 0.99)]:.2f} ms, last 100 mean {1000 * sum(last) / len(last):.2f} ms")
 PY
-sleep 2  # the load balancer driver applies the last changes
+sleep 4  # the driver applies the last changes, then (2 s quiet) trims the heap
 echo "weftd with $count services: $(memline)"
 state=$(tb_state_dir 1)
 if ((preload > count)); then
@@ -167,9 +167,9 @@ PY
     ((n >= preload)) && break
     sleep 0.5
   done
-  sleep 3  # the last apply's map writes
+  sleep 4  # the last apply's map writes, and the heap trim 2 s after
   echo "preloaded to $preload services: agent ready and load balancer ids for $n in" \
-    "$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s - 3 }') s"
+    "$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s - 4 }') s"
   echo "weftd with $preload services (after a restart): $(memline)"
   tb_weft 1 service ls | awk 'NR > 1' | wc -l | sed 's/^/services listed: /'
 fi
