@@ -99,9 +99,10 @@ LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
         throw refuse(fmt::format("backend id {} outside 1..{} (was --lb-max-backends lowered?)", id,
                                  bounds.max_backends - 1));
       if (!plausible_key(endpoint)) throw refuse(fmt::format("backend id {} has a malformed endpoint id", id));
-      if (!map.endpoint_by_id_.emplace(id, endpoint).second) throw refuse(fmt::format("backend id {} given twice", id));
-      if (!map.backend_ids_.emplace(endpoint, id).second)
-        throw refuse(fmt::format("endpoint {} has two backend ids", endpoint));
+      if (map.endpoint_by_id_.contains(id)) throw refuse(fmt::format("backend id {} given twice", id));
+      auto [it, fresh] = map.backend_ids_.emplace(std::move(endpoint), id);
+      if (!fresh) throw refuse(fmt::format("endpoint {} has two backend ids", it->first));
+      map.endpoint_by_id_.emplace(id, &it->first);
     }
   } catch (const json::exception& e) {
     throw refuse(std::string("unexpected content (") + e.what() + ")");
@@ -128,7 +129,7 @@ const LbServiceKey* LbIdMap::service_key(std::uint32_t id) const {
 
 const std::string* LbIdMap::endpoint_of(std::uint32_t backend_id) const {
   auto it = endpoint_by_id_.find(backend_id);
-  return it == endpoint_by_id_.end() ? nullptr : &it->second;
+  return it == endpoint_by_id_.end() ? nullptr : it->second;
 }
 
 std::optional<std::uint32_t> LbIdMap::assign_service(const LbServiceKey& key) {
@@ -146,8 +147,8 @@ std::optional<std::uint32_t> LbIdMap::assign_backend(const std::string& endpoint
   if (auto id = backend(endpoint_id)) return id;
   auto id = first_free(endpoint_by_id_, bounds_.max_backends, next_backend_);
   if (!id) return std::nullopt;
-  backend_ids_.emplace(endpoint_id, *id);
-  endpoint_by_id_.emplace(*id, endpoint_id);
+  auto it = backend_ids_.emplace(endpoint_id, *id).first;
+  endpoint_by_id_.emplace(*id, &it->first);
   next_backend_ = *id + 1;
   dirty_ = true;
   return id;
@@ -164,18 +165,42 @@ void LbIdMap::release_service(std::uint32_t id) {
 void LbIdMap::release_backend(std::uint32_t id) {
   auto it = endpoint_by_id_.find(id);
   if (it == endpoint_by_id_.end()) return;
-  backend_ids_.erase(it->second);
+  const std::string endpoint = *it->second;
   endpoint_by_id_.erase(it);
+  backend_ids_.erase(endpoint);
   dirty_ = true;
 }
 
+// Written out directly, in the very text a json document of the same
+// content dumps (keys in order, no spaces): a document with 100 000 backends
+// would cost ~50 MB of nodes for a 10 MB file.
 std::string LbIdMap::serialize() const {
-  json doc{{"format", kFormat}, {"version", kVersion}, {"next_service", next_service_},
-           {"next_backend", next_backend_}, {"services", json::array()}, {"backends", json::array()}};
-  for (const auto& [id, key] : service_by_id_)
-    doc["services"].push_back({{"id", id}, {"service", key.service_id}, {"network", key.network_id}});
-  for (const auto& [id, endpoint] : endpoint_by_id_) doc["backends"].push_back({{"id", id}, {"endpoint", endpoint}});
-  return doc.dump() + "\n";
+  std::string out;
+  out.reserve(128 + 160 * (service_by_id_.size() + endpoint_by_id_.size()));
+  auto quoted = [&out](const std::string& text) { out += json(text).dump(); };
+  out += "{\"backends\":[";
+  const char* sep = "";
+  for (const auto& [id, endpoint] : endpoint_by_id_) {
+    out += sep;
+    out += "{\"endpoint\":";
+    quoted(*endpoint);
+    out += fmt::format(",\"id\":{}}}", id);
+    sep = ",";
+  }
+  out += fmt::format("],\"format\":\"{}\",\"next_backend\":{},\"next_service\":{},\"services\":[", kFormat,
+                     next_backend_, next_service_);
+  sep = "";
+  for (const auto& [id, key] : service_by_id_) {
+    out += sep;
+    out += fmt::format("{{\"id\":{},\"network\":", id);
+    quoted(key.network_id);
+    out += ",\"service\":";
+    quoted(key.service_id);
+    out += "}";
+    sep = ",";
+  }
+  out += fmt::format("],\"version\":{}}}\n", kVersion);
+  return out;
 }
 
 void LbIdMap::save() {

@@ -1,5 +1,7 @@
 #include "control/services/service_dataplane_driver.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
@@ -46,10 +48,17 @@ bool ServiceDataplaneDriver::last_apply_complete() const {
   return last_complete_;
 }
 
+std::uint64_t ServiceDataplaneDriver::memory_releases() const {
+  std::lock_guard lock(mutex_);
+  return releases_;
+}
+
 void ServiceDataplaneDriver::run() {
   std::optional<Clock::time_point> retry_at;
   auto retry_delay = timing_.first_retry;
   auto next_gc = Clock::now() + timing_.gc_interval;
+  constexpr auto kNever = Clock::time_point::max();
+  auto release_at = kNever;
   bool fill_warned = false;
 
   std::unique_lock lock(mutex_);
@@ -73,6 +82,7 @@ void ServiceDataplaneDriver::run() {
       lock.lock();
       ++applies_;
       last_complete_ = complete;
+      if (timing_.release_after.count() > 0) release_at = Clock::now() + timing_.release_after;
       if (complete) {
         retry_delay = timing_.first_retry;
       } else {
@@ -102,7 +112,17 @@ void ServiceDataplaneDriver::run() {
       next_gc = Clock::now() + timing_.gc_interval;
       continue;
     }
-    const auto until = apply_at ? std::min(*apply_at, next_gc) : next_gc;
+    // Only in a quiet spell: a change on its way resets it.
+    if (first_change_) release_at = kNever;
+    if (release_at <= now) {
+      release_at = kNever;
+      lock.unlock();
+      malloc_trim(0);
+      lock.lock();
+      ++releases_;
+      continue;
+    }
+    const auto until = std::min(apply_at ? std::min(*apply_at, next_gc) : next_gc, release_at);
     wake_.wait_until(lock, until);
   }
 }

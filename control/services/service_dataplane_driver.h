@@ -3,7 +3,8 @@
 // little for more (debounce), takes the current LbView and applies it.
 // apply() runs only here, so the data path has one driver; an apply that
 // left something undone is retried with a back-off; conntrack is collected
-// every gc_interval. weftd wires it to the service manager:
+// every gc_interval; once applies have stopped for release_after, the heap's
+// free pages go back to the system. weftd wires it to the service manager:
 //
 //   ServiceDataplaneDriver driver(dataplane, [&] { return services.lb_view(); });
 //   services.on_change([&] { driver.changed(); });
@@ -31,6 +32,12 @@ struct DriverTiming {
   std::chrono::milliseconds first_retry{500};
   std::chrono::milliseconds max_retry{30000};
   std::chrono::milliseconds gc_interval{10000};
+  // Quiet time after the last apply until free heap pages are handed back
+  // (malloc_trim; 0: never). Building views of thousands of services, and
+  // the creates that led to them, leave glibc's arenas holding as much free
+  // memory as is in use (10 000 services: 55 MB held, 25 MB in use), which
+  // it would otherwise keep for good.
+  std::chrono::milliseconds release_after{2000};
 };
 
 class ServiceDataplaneDriver {
@@ -50,6 +57,8 @@ class ServiceDataplaneDriver {
   // Applies done and whether the last one was complete (tests, metrics).
   std::uint64_t applies() const;
   bool last_apply_complete() const;
+  // Times free heap was handed back (tests, metrics).
+  std::uint64_t memory_releases() const;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -64,6 +73,7 @@ class ServiceDataplaneDriver {
   std::optional<Clock::time_point> first_change_, last_change_;
   std::uint64_t applies_ = 0;
   bool last_complete_ = false;
+  std::uint64_t releases_ = 0;
   std::thread thread_;  // last: starts once the rest is ready
 };
 

@@ -14,12 +14,14 @@
 #include <algorithm>
 #include <atomic>
 #include <set>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -174,6 +176,72 @@ class MappedArray {
   std::size_t len_ = 0;
 };
 
+// A BPF_F_MMAPABLE array whose pages are mapped only where asked. The kernel
+// maps the whole range of an mmap of a BPF array at once (its pages count
+// in our RSS from then on), so the Maglev pool, sized for every service at
+// its largest table, would sit in RSS in full from start. Instead its
+// address range is reserved and mapped a chunk at a time when a table first
+// reaches it: RSS follows the tables in use. Chunks stay mapped until the
+// object goes, so a reader never meets a page taken away.
+class LazyMappedArray {
+ public:
+  static constexpr std::size_t kChunkBytes = std::size_t{1} << 18;  // 256 KiB
+
+  LazyMappedArray(int fd, std::size_t bytes, const char* name)
+      : fd_(fd), name_(name), len_(page_align(bytes)), mapped_((len_ + kChunkBytes - 1) / kChunkBytes) {
+    void* mem = mmap(nullptr, len_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) throw BpfError(errno, std::string("reserve address space for map ") + name);
+    mem_ = static_cast<std::byte*>(mem);
+  }
+  LazyMappedArray(const LazyMappedArray&) = delete;
+  LazyMappedArray& operator=(const LazyMappedArray&) = delete;
+  ~LazyMappedArray() { munmap(mem_, len_); }
+
+  template <typename T>
+  T* as() const {
+    return reinterpret_cast<T*>(mem_);
+  }
+  // Maps the chunks holding bytes [offset, offset + bytes); throws when the
+  // kernel refuses (nothing of the range is then promised).
+  void ensure_mapped(std::size_t offset, std::size_t bytes) {
+    if (bytes == 0) return;
+    const std::size_t last = std::min(offset + bytes - 1, len_ - 1) / kChunkBytes;
+    for (std::size_t chunk = offset / kChunkBytes; chunk <= last; ++chunk) {
+      if (mapped_[chunk]) continue;
+      const std::size_t start = chunk * kChunkBytes;
+      const std::size_t n = std::min(kChunkBytes, len_ - start);
+      void* at = mmap(mem_ + start, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd_,
+                      static_cast<off_t>(start));
+      if (at == MAP_FAILED) {
+        const int err = errno;
+        // MAP_FIXED may have replaced the reservation before failing.
+        mmap(mem_ + start, n, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+        throw BpfError(err, std::string("mmap map ") + name_);
+      }
+      mapped_[chunk] = true;
+    }
+  }
+  std::size_t mapped_bytes() const {
+    std::size_t total = 0;
+    for (std::size_t chunk = 0; chunk < mapped_.size(); ++chunk) {
+      if (mapped_[chunk]) total += std::min(kChunkBytes, len_ - chunk * kChunkBytes);
+    }
+    return total;
+  }
+
+ private:
+  static std::size_t page_align(std::size_t bytes) {
+    const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    return (bytes + page - 1) / page * page;
+  }
+
+  int fd_;
+  const char* name_;
+  std::byte* mem_ = nullptr;
+  std::size_t len_ = 0;
+  std::vector<bool> mapped_;
+};
+
 // The Maglev table pool (lb_maglev) and its index (lb_maglev_index), see
 // ebpf/lb_abi.h: runs of slots handed out first-fit; a run given back is
 // retired, and becomes free only after an RCU grace period, when no program
@@ -206,13 +274,13 @@ class MaglevPool {
   std::uint64_t available() const { return free_slots_total() + retired_total_; }
 
   std::uint32_t allocate(std::uint32_t len) {
-    if (auto base = first_fit(len)) return *base;
+    if (auto base = first_fit(len)) return mapped(*base, len);
     if (!retired_.empty()) {
       wait_for_readers();
       for (auto [base, n] : retired_) give_back(base, n);
       retired_.clear();
       retired_total_ = 0;
-      if (auto base = first_fit(len)) return *base;
+      if (auto base = first_fit(len)) return mapped(*base, len);
     }
     throw BpfError(ENOSPC, "Maglev table pool full: no run of " + std::to_string(len) +
                                " free slots in " + std::to_string(slots_) +
@@ -235,12 +303,27 @@ class MaglevPool {
       throw BpfError(EINVAL, "Maglev table of service " + std::to_string(service) +
                                  " overlaps another");
     }
+    pool_.ensure_mapped(static_cast<std::size_t>(base) * sizeof(lb_maglev_slot),
+                        static_cast<std::size_t>(len) * sizeof(lb_maglev_slot));
     free_.erase(it);
     if (base > free_base) free_.emplace(free_base, base - free_base);
     if (base + len < free_base + free_len) free_.emplace(base + len, free_base + free_len - base - len);
   }
+  // Bytes of the pool mapped into this process.
+  std::size_t mapped_bytes() const { return pool_.mapped_bytes(); }
 
  private:
+  // A run just taken from the free list, mapped; given back when it cannot be.
+  std::uint32_t mapped(std::uint32_t base, std::uint32_t len) {
+    try {
+      pool_.ensure_mapped(static_cast<std::size_t>(base) * sizeof(lb_maglev_slot),
+                          static_cast<std::size_t>(len) * sizeof(lb_maglev_slot));
+    } catch (...) {
+      give_back(base, len);
+      throw;
+    }
+    return base;
+  }
   std::optional<std::uint32_t> first_fit(std::uint32_t len) {
     for (auto it = free_.begin(); it != free_.end(); ++it) {
       if (it->second < len) continue;
@@ -281,7 +364,7 @@ class MaglevPool {
 
   std::uint32_t slots_;
   std::uint32_t services_;
-  MappedArray pool_;
+  LazyMappedArray pool_;
   MappedArray index_;
   std::map<std::uint32_t, std::uint32_t> free_;  // base -> length
   std::vector<std::pair<std::uint32_t, std::uint32_t>> retired_;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -849,6 +851,59 @@ TEST_F(LbDataplaneTest, MaglevPoolGivesRunsBackAndRefusesWhatDoesNotFit) {
   small.remove_service(std::uint32_t{2});
   small.set_backends(3, third);
   EXPECT_EQ(small.lookup(3, kClient, 1000, 80, Protocol::tcp)->backend_id, 40u);
+}
+
+// The kernel maps all of a BPF array's pages at mmap: a pool mapped whole
+// would put tables for every possible service into the agent's RSS from
+// start. Only the runs in use are mapped, also after a restart.
+std::uint64_t rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  std::uint64_t value = 0;
+  while (status >> key) {
+    if (key == "VmRSS:" && status >> value) return value;
+    status.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return 0;
+}
+
+TEST_F(LbDataplaneTest, MaglevPoolIsInRssOnlyWhereTablesAre) {
+  Limits limits = test_limits();
+  limits.max_services = 4096;
+  limits.max_backends = 1024;
+  const std::uint64_t pool_kib = std::uint64_t{4096} * 1021 * sizeof(lb_maglev_slot) / 1024;
+  const std::uint64_t before = rss_kib();
+  std::optional<LoadBalancer> big(LoadBalancer::open(pin_dir_ / "big", limits));
+  const std::uint64_t opened = rss_kib();
+  EXPECT_LT(opened - before, pool_kib / 8) << "pool of " << pool_kib << " KiB";
+
+  auto ten_of = [](std::uint32_t service) {  // a 1021-slot table
+    std::vector<Backend> list;
+    for (std::uint32_t id = service * 10; id < service * 10 + 10; ++id) {
+      const std::uint32_t ip = ip4(10, 1, 0, 0) + id;
+      list.push_back(Backend{id, ip, mac_from_ip(ip), BackendState::active});
+    }
+    return list;
+  };
+  for (std::uint32_t s = 1; s <= 64; ++s) {
+    big->upsert_service({ip4(10, 0, 2, static_cast<int>(s)), 80, Protocol::tcp}, s);
+    auto list = ten_of(s);
+    big->set_backends(s, list);
+  }
+  EXPECT_LT(rss_kib() - before, pool_kib / 8);
+  big.reset();
+  big.emplace(LoadBalancer::open(pin_dir_ / "big", limits));
+  EXPECT_LT(rss_kib() - before, pool_kib / 8);
+  for (std::uint32_t s = 1; s <= 64; ++s) {
+    auto found = big->lookup(s, kClient, 40000, 80, Protocol::tcp);
+    ASSERT_TRUE(found) << "service " << s;
+    EXPECT_GE(found->backend_id, s * 10);
+    EXPECT_LT(found->backend_id, s * 10 + 10);
+  }
+  auto three = ten_of(64);
+  three.resize(3);
+  big->set_backends(64, three);  // a smaller table in a new run
+  EXPECT_LT(big->lookup(64, kClient, 40000, 80, Protocol::tcp)->backend_id, 643u);
 }
 
 // lb_vip_filter is one bit per hashed address: addresses sharing a VIP's

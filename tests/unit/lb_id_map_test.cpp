@@ -2,6 +2,7 @@
 // ids come back last, limits hold, and a file that is not a sound id map is
 // refused with a message naming it (never guessed at).
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <set>
@@ -73,6 +74,25 @@ TEST_F(LbIdMapTest, IdsSurviveSaveAndLoad) {
   EXPECT_EQ(*map.service_key(3), key('a', 'm'));
   // The cursor came back too: the next id is not the freed one.
   EXPECT_EQ(map.assign_backend(hex_id('g')), 3u);
+}
+
+// The file is written without a json document in memory: its text must be
+// the one the document dumps, quotes escaped.
+TEST_F(LbIdMapTest, SerializedTextIsTheJsonDocumentsDump) {
+  auto map = load();
+  EXPECT_EQ(map.serialize(), nlohmann::json::parse(map.serialize()).dump() + "\n") << "empty";
+  ASSERT_TRUE(map.assign_service(key('a')));
+  ASSERT_TRUE(map.assign_service({"svc\"quoted\\", hex_id('n')}));
+  ASSERT_TRUE(map.assign_backend(hex_id('e')));
+  ASSERT_TRUE(map.assign_backend("ep\"2"));
+  map.release_backend(*map.backend(hex_id('e')));
+  const std::string text = map.serialize();
+  const auto doc = nlohmann::json::parse(text);
+  EXPECT_EQ(text, doc.dump() + "\n");
+  EXPECT_EQ(doc.at("services").size(), 2u);
+  EXPECT_EQ(doc.at("services")[1].at("service"), "svc\"quoted\\");
+  EXPECT_EQ(doc.at("backends")[0].at("endpoint"), "ep\"2");
+  EXPECT_EQ(doc.at("next_backend"), 3);
 }
 
 TEST_F(LbIdMapTest, FreedIdsComeBackOnlyAfterAllOthers) {

@@ -544,4 +544,33 @@ TEST_F(ServiceDataplaneTest, DriverAppliesChangesAndRetriesWhatFailed) {
 }
 
 }  // namespace
+// Free heap goes back to the system once applies stop for release_after,
+// not while a burst of changes goes on, and once per quiet spell.
+TEST_F(ServiceDataplaneTest, DriverReleasesFreeHeapOnceChangesStop) {
+  dp_.emplace(ServiceDataplane::open(options(LbKind::ebpf)));
+  DriverTiming timing;
+  timing.debounce = 10ms;
+  timing.max_delay = 50ms;
+  timing.release_after = 1s;  // roomy: a loaded machine's sleeps run long
+  ServiceDataplaneDriver driver(*dp_, [&] { return two_backends(); }, timing);
+  auto wait_for = [&](auto&& condition) {
+    for (int i = 0; i < 100 && !condition(); ++i) std::this_thread::sleep_for(50ms);
+    return condition();
+  };
+  ASSERT_TRUE(wait_for([&] { return driver.memory_releases() == 1; })) << "after the first apply";
+  EXPECT_GE(driver.applies(), 1u);
+
+  // Changes every 50 ms for 1.5 s: applies, but no quiet spell of 1 s.
+  const auto before = driver.applies();
+  for (int i = 0; i < 30; ++i) {
+    driver.changed();
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(driver.applies(), before);
+  EXPECT_EQ(driver.memory_releases(), 1u) << "released during a burst";
+  ASSERT_TRUE(wait_for([&] { return driver.memory_releases() == 2; })) << "after the burst";
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(driver.memory_releases(), 2u) << "released again with nothing applied";
+}
+
 }  // namespace weft::control::services
