@@ -152,6 +152,25 @@ check "the restarted agent on $a_node adopted slot $a_slot (same pid $a_pid)" \
   wait_for 10 eval "running_slots $ai | awk '\$1 == $a_slot {print \$3}' | grep -qx $a_pid"
 check "the adopted process still runs" pid_alive "$a_pid"
 
+# --- weft exec into a task, weft run on the network ---------------------------------------
+e_slot=$(running_slots 1 | awk '$2 == "node1" {print $1}' | head -1)
+if [[ -n $e_slot ]]; then
+  check_eq "weft exec redis.$e_slot reaches the task's own redis" \
+    "$(tb_weft 1 exec "redis.$e_slot" -- redis-cli -h 127.0.0.1 ping 2>&1)" PONG
+else
+  not_ok "fixture: a task on node1 for weft exec"
+fi
+check_match "weft exec into an endpoint by name sees its eth0" \
+  "$(tb_weft 1 exec client -- ip -br -4 addr show eth0 2>&1)" '^eth0(@[a-z0-9]+)? +UP +10\.0\.0\.'
+
+run_ns=${TESTBED_PREFIX}run1
+check_eq "weft run --rm reaches the VIP" \
+  "$(tb_weft 1 run --network net-test --name "$run_ns" --rm -- redis-cli -h "$VIP" ping 2>&1)" PONG
+check "weft run --rm leaves no namespace" eval "! ip netns list | awk '{print \$1}' | grep -qx $run_ns"
+check "weft run --rm leaves no endpoint" eval "! tb_weft 1 endpoint ls | grep -q $run_ns"
+tb_weft 1 run --network net-test --name "${TESTBED_PREFIX}run2" --rm -- sh -c 'exit 7'
+check_eq "weft run passes the command's exit status on" "$?" 7
+
 # --- service rm: no process, no namespace, no address --------------------------------------
 pids=$(running_slots 1 | awk '{print $3}')
 check "service rm" tb_weft 1 service rm redis
