@@ -192,12 +192,12 @@ std::string ago(const std::string& rfc3339) {
   const auto then = std::chrono::system_clock::from_time_t(timegm(&tm));
   const auto seconds =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - then).count();
-  if (seconds < 1) return "Less than a second ago";
+  if (seconds < 1) return "less than a second ago";
   if (seconds < 60) return std::to_string(seconds) + (seconds == 1 ? " second ago" : " seconds ago");
   const auto minutes = seconds / 60;
-  if (minutes < 60) return (minutes == 1 ? std::string("About a minute") : std::to_string(minutes) + " minutes") + " ago";
+  if (minutes < 60) return (minutes == 1 ? std::string("about a minute") : std::to_string(minutes) + " minutes") + " ago";
   const auto hours = minutes / 60;
-  if (hours < 48) return (hours == 1 ? std::string("About an hour") : std::to_string(hours) + " hours") + " ago";
+  if (hours < 48) return (hours == 1 ? std::string("about an hour") : std::to_string(hours) + " hours") + " ago";
   return std::to_string(hours / 24) + " days ago";
 }
 

@@ -89,6 +89,10 @@ check_match "service ps has Docker's columns" "$(head -1 <<<"$ps_out")" \
   '^ID +NAME +NODE +DESIRED STATE +CURRENT STATE +ERROR'
 check_match "service ps names tasks redis.N and says Running ... ago" "$ps_out" 'redis\.4 +node[0-9] +Running +Running .*ago'
 
+l_node=$(running_slots 1 | awk '{print $2}' | head -1)
+redis_logged() { tb_weft "${l_node#node}" service logs redis | grep -q "Ready to accept connections"; }
+check "service logs on $l_node shows its task's output" wait_for 10 redis_logged
+
 # --- a client reaches the tasks through the VIP ---------------------------------------
 client=$(tb_netns_add client)
 tb_weft 1 endpoint attach net-test --netns "$client" --name client >/dev/null
