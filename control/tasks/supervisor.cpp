@@ -36,6 +36,9 @@ constexpr auto kMaxDelay = std::chrono::seconds(60);
 // A task that ran this long before it exited starts its back-off afresh.
 constexpr auto kHealthyRun = std::chrono::seconds(60);
 constexpr auto kKillGrace = std::chrono::seconds(5);
+// A task's log is rotated (one old copy kept) when its process starts with
+// the log past this size, so a task that keeps failing cannot fill the disk.
+constexpr std::uintmax_t kMaxLogBytes = 16u << 20;
 
 // Fixed width, so that start times compare as text (placement.h).
 std::string now_precise() {
@@ -186,6 +189,10 @@ struct Supervisor::Impl {
   bool spawn(LocalTask& t, const Service& s) {
     fs::create_directories(dir() / "logs");
     const auto log = log_path(s.id, t.record.slot);
+    std::error_code size_error;
+    if (fs::file_size(log, size_error) > kMaxLogBytes && !size_error) {
+      fs::rename(log, fs::path(log.string() + ".1"), size_error);
+    }
     const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (log_fd < 0) {
       t.record.error = "cannot open log " + log.string() + ": " + std::strerror(errno);
@@ -272,6 +279,10 @@ struct Supervisor::Impl {
                                                           .service = s.id});
         if (t.record.endpoint_id.empty()) t.record.endpoint_id = e.id;
       }
+      const auto resolv_conf = config.netns_etc_dir / t.netns_name / "resolv.conf";
+      for (const auto until = Clock::now() + config.resolv_conf_wait;
+           Clock::now() < until && !fs::exists(resolv_conf);)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (!spawn(t, s)) error = t.record.error;
     } catch (const std::exception& e) {
       error = e.what();
@@ -619,7 +630,9 @@ std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_by
   std::vector<fs::path> files;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(impl_->dir() / "logs", ec))
-    if (entry.path().filename().string().starts_with(service_id + ".")) files.push_back(entry.path());
+    if (const auto name = entry.path().filename().string();
+        name.starts_with(service_id + ".") && name.ends_with(".log"))
+      files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   std::string out;
   for (const auto& f : files) out += impl_->tail(f, max_bytes);

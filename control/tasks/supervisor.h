@@ -4,7 +4,8 @@
 // a backend (NetworkService::connect with the service), started through
 // `ip netns exec` so it gets a private mount namespace where /etc/resolv.conf
 // is the agent's (/etc/netns/NAME/resolv.conf, 127.0.0.11). Its stdout and
-// stderr go to <state-dir>/tasks/logs/<service id>.<slot>.log.
+// stderr go to <state-dir>/tasks/logs/<service id>.<slot>.log, rotated (one
+// old copy, .log.1) when a process starts with it past 16 MiB.
 //
 // - Durable intent: a task is recorded in <state-dir>/tasks/state.json before
 //   its namespace is made or its process forked, and its pid and start time
@@ -44,6 +45,11 @@ struct SupervisorConfig {
   std::chrono::milliseconds settle{std::chrono::seconds(5)};
   std::chrono::seconds drain{2};
   std::filesystem::path netns_dir = "/run/netns";
+  // With the agent's DNS on: how long a new task waits after its attach for
+  // /etc/netns/NAME/resolv.conf (written by the DNS agent when it serves the
+  // namespace), so `ip netns exec` finds it to bind-mount. 0: no wait.
+  std::chrono::milliseconds resolv_conf_wait{0};
+  std::filesystem::path netns_etc_dir = "/etc/netns";
 };
 
 class Supervisor final : public ClusterTasks, public services::TaskView {
