@@ -3,6 +3,9 @@
 // `weft endpoint attach --service`).
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <ctime>
+#include <thread>
 #include <system_error>
 #include <iostream>
 #include <memory>
@@ -26,9 +29,20 @@ struct CreateOptions {
   std::vector<std::string> networks;
   std::string endpoint_mode;
   std::vector<std::string> ports;
-  // Reserved for the tasks to come (`service create ... -- COMMAND...`).
+  std::string replicas;           // as typed; checked here for a clear message
+  CLI::Option* replicas_option = nullptr;  // given at all (even as "")?
+  std::string restart_condition;  // any, on-failure, none
   std::vector<std::string> command;
 };
+
+// A whole number of replicas, or a usage error naming what was typed.
+std::uint64_t parse_replicas(const std::string& text) {
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc{} || end != text.data() + text.size())
+    throw ApiStatusError(400, "invalid replicas " + control::names::quoted_preview(text) + ": want a whole number");
+  return value;
+}
 
 // "6379", "6379/tcp" or "53/udp" as Docker's {"Protocol", "TargetPort"}.
 json port_json(const std::string& text) {
@@ -49,20 +63,20 @@ json port_json(const std::string& text) {
 }
 
 int create(Cli& cli, const CreateOptions& options) {
-  if (!options.command.empty()) {
-    std::cerr << "Error: running tasks is not supported yet; attach backends with "
-                 "`weft endpoint attach NETWORK --netns NS --service NAME`\n";
-    return 1;
-  }
   json networks = json::array();
   for (const std::string& network : options.networks) networks.push_back(json{{"Target", network}});
   json ports = json::array();
   for (const std::string& port : options.ports) ports.push_back(port_json(port));
   json endpoint_spec{{"Ports", std::move(ports)}};
   if (!options.endpoint_mode.empty()) endpoint_spec["Mode"] = options.endpoint_mode;
-  const json body{{"Name", options.name},
-                  {"TaskTemplate", {{"Networks", std::move(networks)}}},
-                  {"EndpointSpec", std::move(endpoint_spec)}};
+  json body{{"Name", options.name},
+            {"TaskTemplate", {{"Networks", std::move(networks)}}},
+            {"EndpointSpec", std::move(endpoint_spec)}};
+  // Checked by the agent too, but a typo is best refused before anything is sent.
+  if (options.replicas_option && options.replicas_option->count() > 0) body["Mode"] = {{"Replicated", {{"Replicas", parse_replicas(options.replicas)}}}};
+  if (!options.command.empty()) body["TaskTemplate"]["ContainerSpec"] = {{"Args", options.command}};
+  if (!options.restart_condition.empty())
+    body["TaskTemplate"]["RestartPolicy"] = {{"Condition", options.restart_condition}};
   const json created = cli.client().call(http::verb::post, "/services/create", body);
   std::cout << text_field(created, "ID") << '\n';  // the full id, as docker prints it
   return 0;
@@ -104,6 +118,17 @@ std::string backends_of(const json& service) {
   return text;
 }
 
+// "running/desired" as Docker shows it ("4/4"); "-" for a service without tasks.
+std::string replicas_of(const json& service) {
+  const json& status = member(service, "ServiceStatus");
+  const auto running = status.find("RunningTasks");
+  const auto desired = status.find("DesiredTasks");
+  if (running == status.end() || desired == status.end() || !running->is_number_unsigned() ||
+      !desired->is_number_unsigned())
+    return "-";
+  return std::to_string(running->get<std::uint64_t>()) + "/" + std::to_string(desired->get<std::uint64_t>());
+}
+
 struct ListOptions {
   std::string format = "table";
   bool quiet = false;
@@ -124,11 +149,11 @@ int list(Cli& cli, const ListOptions& options) {
     for (const json& service : services) std::cout << short_id(text_field(service, "ID")) << '\n';
     return 0;
   }
-  Table table({"ID", "NAME", "ENDPOINT MODE", "VIPS", "BACKENDS"});
+  Table table({"ID", "NAME", "ENDPOINT MODE", "VIPS", "BACKENDS", "REPLICAS"});
   for (const json& service : services) {
     table.add_row({short_id(text_field(service, "ID")), name_of(service),
                    text_field(member(member(service, "Spec"), "EndpointSpec"), "Mode"), vips_of(service),
-                   backends_of(service)});
+                   backends_of(service), replicas_of(service)});
   }
   table.print(std::cout);
   return 0;
@@ -150,6 +175,77 @@ int inspect(Cli& cli, const std::vector<std::string>& names) {
   }
   std::cout << control::api::dump(found, 4) << '\n';
   return status;
+}
+
+int update(Cli& cli, const std::string& name, const std::string& replicas, bool replicas_given) {
+  json body = json::object();
+  if (replicas_given) body["Mode"] = {{"Replicated", {{"Replicas", parse_replicas(replicas)}}}};
+  cli.client().call(http::verb::post, service_path(name) + "/update", body);
+  std::cout << control::names::printable(name) << '\n';
+  return 0;
+}
+
+// "Running 2 minutes ago", as docker service ps says it.
+std::string ago(const std::string& rfc3339) {
+  std::tm tm{};
+  if (rfc3339.size() < 19 || !strptime(rfc3339.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return "";
+  const auto then = std::chrono::system_clock::from_time_t(timegm(&tm));
+  const auto seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - then).count();
+  if (seconds < 1) return "less than a second ago";
+  if (seconds < 60) return std::to_string(seconds) + (seconds == 1 ? " second ago" : " seconds ago");
+  const auto minutes = seconds / 60;
+  if (minutes < 60) return (minutes == 1 ? std::string("about a minute") : std::to_string(minutes) + " minutes") + " ago";
+  const auto hours = minutes / 60;
+  if (hours < 48) return (hours == 1 ? std::string("about an hour") : std::to_string(hours) + " hours") + " ago";
+  return std::to_string(hours / 24) + " days ago";
+}
+
+std::string capitalized(std::string text) {
+  if (!text.empty() && text[0] >= 'a' && text[0] <= 'z') text[0] = static_cast<char>(text[0] - 'a' + 'A');
+  return text;
+}
+
+int ps(Cli& cli, const std::string& name) {
+  ApiClient client = cli.client();
+  const json service = client.call(http::verb::get, service_path(name));
+  const std::string service_name = text_field(member(service, "Spec"), "Name");
+  json tasks = client.call(http::verb::get, service_path(name) + "/tasks");
+  if (!tasks.is_array()) tasks = json::array();
+  Table table({"ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"});
+  for (const json& task : tasks) {
+    const json& status = member(task, "Status");
+    const std::string slot = task.contains("Slot") ? task["Slot"].dump() : "";
+    std::string current = capitalized(text_field(status, "State"));
+    const std::string since = ago(text_field(status, "Timestamp"));
+    if (!since.empty()) current += " " + since;
+    table.add_row({short_id(text_field(task, "ServiceID")) + "." + slot, service_name + "." + slot,
+                   text_field(task, "NodeID"), capitalized(text_field(task, "DesiredState")), current,
+                   text_field(status, "Err")});
+  }
+  table.print(std::cout);
+  return 0;
+}
+
+int logs(Cli& cli, const std::string& name, bool follow) {
+  ApiClient client = cli.client();
+  const std::string path = service_path(name) + "/logs";
+  std::string shown;
+  while (true) {
+    const ApiResponse response = client.request(http::verb::get, path);
+    if (!response.ok()) throw ApiStatusError(response.status, response.error_message());
+    // The agent sends each task's tail; print what is new since the last look.
+    const std::string& text = response.text;
+    if (text.starts_with(shown)) {
+      std::cout << text.substr(shown.size());
+    } else {
+      std::cout << text;
+    }
+    std::cout.flush();
+    shown = text;
+    if (!follow) return 0;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
 }
 
 int remove(Cli& cli, const std::vector<std::string>& names) {
@@ -193,7 +289,11 @@ void add_service_commands(CLI::App& app, Cli& cli) {
     command->add_option("--endpoint-mode", options->endpoint_mode, "vip (a virtual IP, default) or dnsrr");
     command->add_option("--port", options->ports, "Port the service serves, PORT[/tcp|udp] (repeatable)")
         ->allow_extra_args(false);
-    command->add_option("COMMAND", options->command, "Not supported yet (tasks)");
+    options->replicas_option =
+        command->add_option("--replicas", options->replicas, "Number of tasks (default 1 with a command)");
+    command->add_option("--restart-condition", options->restart_condition,
+                        "Restart a task that exits: any (default), on-failure, none");
+    command->add_option("COMMAND", options->command, "Command the service's tasks run (after --)");
     on_run(command, cli, [&cli, options] { return create(cli, *options); });
   }
   {
@@ -211,6 +311,28 @@ void add_service_commands(CLI::App& app, Cli& cli) {
     CLI::App* command = service->add_subcommand("inspect", "Show services in detail, as JSON");
     command->add_option("SERVICE", *names, "Service names or ids")->required();
     on_run(command, cli, [&cli, names] { return inspect(cli, *names); });
+  }
+  {
+    auto name = std::make_shared<std::string>();
+    auto replicas = std::make_shared<std::string>();
+    CLI::App* command = service->add_subcommand("update", "Update a service (scale its tasks)");
+    CLI::Option* given = command->add_option("--replicas", *replicas, "Number of tasks");
+    command->add_option("SERVICE", *name, "Service name or id")->required();
+    on_run(command, cli, [&cli, name, replicas, given] { return update(cli, *name, *replicas, given->count() > 0); });
+  }
+  {
+    auto name = std::make_shared<std::string>();
+    CLI::App* command = service->add_subcommand("ps", "List a service's tasks");
+    command->add_option("SERVICE", *name, "Service name or id")->required();
+    on_run(command, cli, [&cli, name] { return ps(cli, *name); });
+  }
+  {
+    auto name = std::make_shared<std::string>();
+    auto follow = std::make_shared<bool>(false);
+    CLI::App* command = service->add_subcommand("logs", "Show the logs of a service's tasks on this node");
+    command->add_flag("-f,--follow", *follow, "Keep showing new output");
+    command->add_option("SERVICE", *name, "Service name or id")->required();
+    on_run(command, cli, [&cli, name, follow] { return logs(cli, *name, *follow); });
   }
   {
     auto names = std::make_shared<std::vector<std::string>>();

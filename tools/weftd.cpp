@@ -46,6 +46,7 @@
 #include "control/services/service_dataplane.h"
 #include "control/services/service_dataplane_driver.h"
 #include "control/services/service_manager.h"
+#include "control/tasks/supervisor.h"
 #include "dataplane/netlink.h"
 #include "dns/forwarder.h"
 #include "dns/resolv_conf.h"
@@ -305,6 +306,17 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
                                                    networks);
   weft::control::cluster::Cluster cluster(cluster_config, networks);
   cluster.set_services(&services);
+  // Service tasks (control/tasks): this node's slots, placed from the
+  // cluster's Ready nodes; task records ride in the cluster's tasks table.
+  weft::control::tasks::Supervisor tasks(
+      {.node_name = config.node_name, .state_dir = config.state_dir}, services, networks, [&cluster] {
+        std::vector<std::string> ready;
+        for (const auto& node : cluster.list_nodes())
+          if (node.status == "ready" && node.role == "weft") ready.push_back(node.hostname);
+        return ready;
+      });
+  cluster.set_tasks(&tasks);
+  services.set_task_view(&tasks);
   weft::control::api::ApiServer server(
       io, config.api_socket,
       weft::control::api::Services{.networks = networks, .swarm = &cluster, .services = &services});
@@ -329,6 +341,8 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // After the networks: it releases virtual IPs the network manager still
   // holds for services a crash kept from being recorded.
   services.reconcile();
+  // After both: adopts the tasks still running, tears down the others.
+  tasks.reconcile();
   // The node's service load balancer: eBPF or nftables, ids and pins from
   // the last run. The service manager drives it through a
   // ServiceDataplaneDriver (control/services/service_dataplane_driver.h).
@@ -359,8 +373,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   networks.on_networks_changed([&dns_driver] { dns_driver->changed(); });
   services.on_change([&dns_driver] { dns_driver->changed(); });
   networks.after_local_attach_or_detach([&dns_driver] { dns_driver->sync_now(std::chrono::seconds(2)); });
+  tasks.start();
 
   io.run();
+  tasks.stop();  // the tasks themselves keep running
   lb_driver->stop();
   dns_driver->stop();
   spdlog::info("stopped");

@@ -170,6 +170,29 @@ Reply remove_service(const Request&, const Params& params, Services& s) {
   return Reply{http::status::ok, {}, {}, {}};  // Docker answers 200 without a body
 }
 
+// Tasks (control/tasks): weft's service tasks, Docker-shaped.
+Reply update_service(const Request& request, const Params& params, Services& s) {
+  const std::string& service = service_ref(params);
+  const ServiceUpdate update = parse_service_update(request.body());
+  services_of(s).update_service(service, update);
+  return json_reply(http::status::ok, json{{"Warnings", json::array()}});
+}
+
+Reply service_tasks(const Request&, const Params& params, Services& s) {
+  const std::string& ref = service_ref(params);
+  ServiceApi& services = services_of(s);
+  const Service service = services.get_service(ref).service;
+  json tasks = json::array();
+  for (const TaskRecord& task : services.list_tasks(service.id)) tasks.push_back(task_json(task, service));
+  return json_reply(http::status::ok, tasks);
+}
+
+// This node's task logs, at most 1 MiB from the end of each task's file.
+Reply service_logs(const Request&, const Params& params, Services& s) {
+  const std::string& ref = service_ref(params);
+  return Reply{http::status::ok, services_of(s).task_logs(ref, 1u << 20), "text/plain", {}};
+}
+
 Reply lb_lookup(const Request& request, const Params&, Services& s) {
   const std::string_view target = to_std(request.target());
   const auto question = target.find('?');
@@ -215,6 +238,9 @@ constexpr std::array kRoutes{
     Route{http::verb::get, "/services", list_services, kRead},
     Route{http::verb::get, "/services/{id}", inspect_service, kRead},
     Route{http::verb::delete_, "/services/{id}", remove_service, kNetwork},
+    Route{http::verb::post, "/services/{id}/update", update_service, kNetwork},
+    Route{http::verb::get, "/services/{id}/tasks", service_tasks, kRead},
+    Route{http::verb::get, "/services/{id}/logs", service_logs, kRead},
     Route{http::verb::get, "/lb/lookup", lb_lookup, kRead},
     Route{http::verb::post, "/swarm/init", swarm_init, kSwarm},
     Route{http::verb::post, "/swarm/join", swarm_join, kSwarm},

@@ -9,6 +9,7 @@
 #include "control/api/routes.h"
 #include "control/model/model.h"
 #include "control/model/names.h"
+#include "control/model/record_json.h"
 
 namespace weft::control::api {
 
@@ -120,7 +121,7 @@ json service_json(const ServiceDetail& detail) {
   for (const ServiceBackendInfo& backend : detail.backends) backends.push_back(backend_json(backend));
 
   const json endpoint_spec = endpoint_spec_json(service);
-  return json{
+  json j{
       {"ID", service.id},
       {"CreatedAt", service.created},
       {"Spec",
@@ -131,6 +132,61 @@ json service_json(const ServiceDetail& detail) {
       {"Backends", std::move(backends)},
       {"Node", service.node},
   };
+  // Only services with tasks have these, so the JSON of the others is as it was.
+  if (!service.command.empty()) {
+    j["Spec"]["TaskTemplate"]["ContainerSpec"] = {{"Args", service.command}};
+    j["Spec"]["TaskTemplate"]["RestartPolicy"] = {{"Condition", restart_condition_name(service.restart_condition)}};
+    j["Spec"]["Mode"] = {{"Replicated", {{"Replicas", service.replicas}}}};
+    j["Version"] = {{"Index", service.version}};
+    j["ServiceStatus"] = {{"RunningTasks", detail.running_tasks}, {"DesiredTasks", service.replicas}};
+  }
+  return j;
+}
+
+json task_json(const TaskRecord& task, const Service& service) {
+  return json{
+      {"ID", task.key()},
+      {"ServiceID", task.service_id},
+      {"Slot", task.slot},
+      {"NodeID", task.node},
+      {"DesiredState", task.slot <= service.replicas ? "running" : "shutdown"},
+      {"Status", {{"State", task.state}, {"Timestamp", task.started_at}, {"Err", task.error}, {"PID", task.pid}}},
+      {"EndpointID", task.endpoint_id},
+      {"Netns", task.netns},
+  };
+}
+
+namespace {
+
+constexpr std::size_t kMaxCommandArgs = 256;
+
+std::vector<std::string> string_array(const ObjectReader& reader, const std::string& key) {
+  const auto elements = reader.array(key);
+  if (elements.size() > kMaxCommandArgs)
+    bad_request("\"" + reader.path_of(key) + "\" has " + std::to_string(elements.size()) + " elements: at most " +
+                std::to_string(kMaxCommandArgs));
+  std::vector<std::string> out;
+  for (const auto& [element, path] : elements) {
+    if (!element->is_string()) bad_request("\"" + path + "\" must be a string");
+    out.push_back(element->get<std::string>());
+  }
+  return out;
+}
+
+std::optional<std::uint64_t> replicas_of(const ObjectReader& root) {
+  auto mode = root.object("Mode");
+  if (!mode) return std::nullopt;
+  auto replicated = mode->object("Replicated");
+  if (!replicated) return std::nullopt;
+  return replicated->unsigned_integer("Replicas", 1u << 20);
+}
+
+}  // namespace
+
+ServiceUpdate parse_service_update(std::string_view body) {
+  const json document = parse_body(body);
+  const ObjectReader root = ObjectReader::of(document, "");
+  return ServiceUpdate{.replicas = replicas_of(root)};
 }
 
 json lb_lookup_json(const LbLookupResult& result, const std::string& service_name) {
@@ -164,6 +220,18 @@ ServiceSpec parse_service_create(std::string_view body) {
     if (spec.endpoint_mode) names::validate_text("endpoint mode", *spec.endpoint_mode, names::kMaxShortText);
     spec.ports = service_ports(*endpoint_spec);
   }
+  if (auto task_template = root.object("TaskTemplate")) {
+    if (auto container = task_template->object("ContainerSpec")) {
+      spec.command = string_array(*container, "Command");
+      auto args = string_array(*container, "Args");
+      spec.command.insert(spec.command.end(), args.begin(), args.end());
+    }
+    if (auto policy = task_template->object("RestartPolicy")) {
+      spec.restart_condition = policy->non_empty_string("Condition");
+      if (spec.restart_condition) names::validate_text("restart condition", *spec.restart_condition, names::kMaxShortText);
+    }
+  }
+  spec.replicas = replicas_of(root);
   return spec;
 }
 

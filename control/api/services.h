@@ -35,7 +35,19 @@ nlohmann::json lb_lookup_json(const LbLookupResult& result, const std::string& s
 // Throws ApiError(BadRequest) naming the field: "Name", the networks of
 // "TaskTemplate.Networks" (or the top-level "Networks" older Docker clients
 // send), "EndpointSpec.Mode" and "EndpointSpec.Ports[i]".
+// Tasks: "TaskTemplate.ContainerSpec.Command" + ".Args" (the argv, joined),
+// "Mode.Replicated.Replicas", "TaskTemplate.RestartPolicy.Condition".
 ServiceSpec parse_service_create(std::string_view body);
+
+// `POST /services/{id}/update`: Docker's body is a whole spec; weft reads
+// what it can change, "Mode.Replicated.Replicas".
+ServiceUpdate parse_service_update(std::string_view body);
+
+// `GET /services/{id}/tasks`, each element Docker's task shape:
+// {"ID", "ServiceID", "Slot", "NodeID", "DesiredState", "Status": {"State",
+// "Timestamp", "Err", "PID"}, "EndpointID", "Netns"}; desired state is
+// "running" for slots the service still has, "shutdown" for others.
+nlohmann::json task_json(const TaskRecord& task, const Service& service);
 
 // The query of `/lb/lookup?service=S&src=IP:PORT&dport=N[&proto=P][&network=NET]`
 // (the part after '?', percent-encoded). Unknown parameters are ignored, a

@@ -39,6 +39,8 @@ constexpr const char* kNetworksTable = "networks";
 constexpr const char* kEndpointsTable = "endpoints";
 // Not node-scoped: a service outlives the node that created it.
 constexpr const char* kServicesTable = "services";
+// Node-scoped: a task runs where its node is (control/tasks/task_cluster.h).
+constexpr const char* kTasksTable = "tasks";
 constexpr auto kJoinTimeout = std::chrono::seconds(15);
 constexpr auto kRequestThrottle = std::chrono::milliseconds(400);
 
@@ -152,6 +154,7 @@ struct Cluster::State {
   network::ipam::Ipv4 vtep = network::ipam::Ipv4::parse(config.advertise_addr).value_or(network::ipam::Ipv4{});
   NodeNetworks& nm;
   services::ClusterServices* services = nullptr;
+  tasks::ClusterTasks* tasks_sink = nullptr;
   Cluster* owner = nullptr;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
@@ -179,7 +182,9 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   node_id = id;
   nm.attach_cluster(owner);
   if (services) services->attach_cluster(owner);
-  tables = std::make_unique<tables::ReplicatedTables>(config.node_name, std::set<std::string>{kEndpointsTable},
+  if (tasks_sink) tasks_sink->attach_cluster(owner);
+  tables = std::make_unique<tables::ReplicatedTables>(config.node_name,
+                                                       std::set<std::string>{kEndpointsTable, kTasksTable},
                                                        config.tombstone_lifetime);
   ranges = std::make_unique<RangeOwnership>(*tables, [this](const std::vector<TableEntry>& entries) {
     network::write_file_atomically(ranges_file(), encode_snapshot(entries));
@@ -190,7 +195,7 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   gossip::Config gc = config.gossip_timings;
   table_gossip = std::make_unique<TableGossip>(io,
                                                TableGossipConfig{.node_name = config.node_name,
-                                                                 .node_scoped_tables = {kEndpointsTable},
+                                                                 .node_scoped_tables = {kEndpointsTable, kTasksTable},
                                                                  .retransmit_mult = gc.retransmit_mult},
                                                *tables);
   table_gossip->on_range_request([this](const RangeRequest& request) { handle_range_request(request); });
@@ -228,6 +233,7 @@ void Cluster::State::deactivate() {
   tables.reset();
   nm.detach_cluster();
   if (services) services->detach_cluster();
+  if (tasks_sink) tasks_sink->detach_cluster();
 }
 
 namespace {
@@ -330,6 +336,16 @@ void Cluster::State::publish_local_state() {
       else if (!tables->get(kServicesTable, s.id))
         out.push_back(tables->put(kServicesTable, s.id, service_record(s).dump()));
     }
+  }
+  if (tasks_sink) {
+    std::set<std::string> running;
+    for (const auto& t : tasks_sink->local_tasks()) {
+      out.push_back(tables->put(kTasksTable, t.key(), task_record(t).dump()));
+      running.insert(t.key());
+    }
+    for (const auto& e : tables->entries(kTasksTable))
+      if (e.owner == config.node_name && !running.count(e.key))
+        if (auto tomb = tables->remove(kTasksTable, e.key)) out.push_back(*tomb);
   }
   broadcast(out);
 }
@@ -458,6 +474,13 @@ void Cluster::State::on_table_change(const std::optional<TableEntry>& before, co
       } else {
         services->forget_service(before->key);
       }
+    } else if (e.table == kTasksTable) {
+      if (!tasks_sink) {
+      } else if (now) {
+        tasks_sink->apply_task(task_from_record(json::parse(now->value)));
+      } else {
+        tasks_sink->forget_task(before->key);
+      }
     } else if (e.table == kRangesTable) {
       if (ranges) ranges->observe(before, now);
       // Deferred: a donation runs while the network manager is consulted.
@@ -552,6 +575,8 @@ Cluster::Cluster(ClusterConfig config, NodeNetworks& networks)
 Cluster::~Cluster() { stop(); }
 
 void Cluster::set_services(services::ClusterServices* services) { state_->services = services; }
+
+void Cluster::set_tasks(tasks::ClusterTasks* tasks) { state_->tasks_sink = tasks; }
 
 void Cluster::start() {
   auto& s = *state_;
@@ -831,6 +856,19 @@ void Cluster::withdraw_service(const std::string& service_id) {
   state_->post([s = state_.get(), service_id] {
     if (!s->active) return;
     if (auto tomb = s->tables->remove(kServicesTable, service_id)) s->broadcast({*tomb});
+  });
+}
+
+void Cluster::publish_task(const TaskRecord& task) {
+  state_->post([s = state_.get(), task] {
+    if (s->active) s->broadcast({s->tables->put(kTasksTable, task.key(), task_record(task).dump())});
+  });
+}
+
+void Cluster::withdraw_task(const std::string& key) {
+  state_->post([s = state_.get(), key] {
+    if (!s->active) return;
+    if (auto tomb = s->tables->remove(kTasksTable, key)) s->broadcast({*tomb});
   });
 }
 

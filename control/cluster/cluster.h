@@ -13,6 +13,7 @@
 #include "control/network/network_manager.h"
 #include "control/model/swarm_model.h"
 #include "control/services/service_cluster.h"
+#include "control/tasks/task_cluster.h"
 
 namespace weft::control::cluster {
 
@@ -51,7 +52,10 @@ class NodeNetworks {
   virtual network::ipam::Cidr address_pool() = 0;
 };
 
-class Cluster final : public SwarmService, public network::ClusterLink, public services::ServiceClusterLink {
+class Cluster final : public SwarmService,
+                      public network::ClusterLink,
+                      public services::ServiceClusterLink,
+                      public tasks::TaskClusterLink {
  public:
   // The agent's: `networks` must outlive this object.
   Cluster(ClusterConfig config, network::NetworkManager& networks);
@@ -64,6 +68,8 @@ class Cluster final : public SwarmService, public network::ClusterLink, public s
   // which must outlive this object; call before start(). Without it the
   // services table is still carried, just not acted on here.
   void set_services(services::ClusterServices* services);
+  // The same for task records (the agent's task supervisor); before start().
+  void set_tasks(tasks::ClusterTasks* tasks);
 
   // Starts the gossip thread and, when this node was in a swarm before (or
   // was given --key-file), resumes it: rejoins known peers.
@@ -92,6 +98,10 @@ class Cluster final : public SwarmService, public network::ClusterLink, public s
   // ServiceClusterLink (called by the service manager; queue work only)
   void publish_service(const Service& service) override;
   void withdraw_service(const std::string& service_id) override;
+
+  // TaskClusterLink (called by the task supervisor; queue work only)
+  void publish_task(const TaskRecord& task) override;
+  void withdraw_task(const std::string& key) override;
 
  private:
   void drain_before_leave(std::chrono::seconds drain);

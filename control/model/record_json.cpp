@@ -146,7 +146,9 @@ json service_record(const Service& s) {
     vips.push_back({{"network_id", v.network_id}, {"addr", v.addr.str()}, {"prefix_len", v.prefix_len}});
   return {{"id", s.id},           {"name", s.name},     {"mode", endpoint_mode_name(s.mode)},
           {"ports", ports},       {"networks", s.network_ids}, {"vips", vips},
-          {"created", s.created}, {"node", s.node}};
+          {"created", s.created}, {"node", s.node}, {"command", s.command},
+          {"replicas", s.replicas},  {"restart_condition", restart_condition_name(s.restart_condition)},
+          {"version", s.version}};
 }
 
 Service service_from_record(const json& j) {
@@ -170,7 +172,51 @@ Service service_from_record(const json& j) {
                                 .prefix_len = v.at("prefix_len").get<int>()});
   s.created = j.value("created", "");
   s.node = j.value("node", "");
+  // Records from before tasks have none of these.
+  if (auto it = j.find("command"); it != j.end()) s.command = it->get<std::vector<std::string>>();
+  s.replicas = j.value("replicas", std::uint64_t{0});
+  const auto condition = j.value("restart_condition", std::string("any"));
+  auto parsed_condition = parse_restart_condition(condition);
+  if (!parsed_condition) throw json::other_error::create(599, "field \"restart_condition\" is malformed: " + condition, &j);
+  s.restart_condition = *parsed_condition;
+  s.version = j.value("version", std::uint64_t{0});
   return s;
+}
+
+std::string restart_condition_name(RestartCondition condition) {
+  switch (condition) {
+    case RestartCondition::on_failure: return "on-failure";
+    case RestartCondition::none: return "none";
+    case RestartCondition::any: break;
+  }
+  return "any";
+}
+
+std::optional<RestartCondition> parse_restart_condition(std::string_view text) {
+  if (text == "any") return RestartCondition::any;
+  if (text == "on-failure") return RestartCondition::on_failure;
+  if (text == "none") return RestartCondition::none;
+  return std::nullopt;
+}
+
+json task_record(const TaskRecord& t) {
+  return {{"service_id", t.service_id}, {"slot", t.slot},   {"node", t.node},
+          {"endpoint_id", t.endpoint_id}, {"state", t.state}, {"started_at", t.started_at},
+          {"error", t.error},           {"pid", t.pid},     {"netns", t.netns}};
+}
+
+TaskRecord task_from_record(const json& j) {
+  TaskRecord t;
+  t.service_id = j.at("service_id").get<std::string>();
+  t.slot = j.at("slot").get<std::uint64_t>();
+  t.node = j.at("node").get<std::string>();
+  t.endpoint_id = j.value("endpoint_id", "");
+  t.state = j.at("state").get<std::string>();
+  t.started_at = j.value("started_at", "");
+  t.error = j.value("error", "");
+  t.pid = j.value("pid", std::int64_t{0});
+  t.netns = j.value("netns", "");
+  return t;
 }
 
 }  // namespace weft::control

@@ -31,6 +31,11 @@ dataplane::Ipv4 vtep_from_record(const nlohmann::json& j);
 // table keep them.
 nlohmann::json service_record(const Service& s);
 Service service_from_record(const nlohmann::json& j);
+// A task as the cluster's tasks table and the task supervisor's state keep it.
+nlohmann::json task_record(const TaskRecord& t);
+TaskRecord task_from_record(const nlohmann::json& j);
+std::string restart_condition_name(RestartCondition condition);
+std::optional<RestartCondition> parse_restart_condition(std::string_view text);
 
 // The text forms of the service model's enums and ports ("active",
 // "draining"; "vip", "dnsrr"; "6379/tcp"): nullopt for anything else.

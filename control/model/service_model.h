@@ -17,6 +17,8 @@ namespace weft::control {
 
 enum class EndpointMode : std::uint8_t { vip, dnsrr };
 enum class PortProtocol : std::uint8_t { tcp = 6, udp = 17 };
+// When a task that exited is started again (Docker's RestartPolicy.Condition).
+enum class RestartCondition : std::uint8_t { any, on_failure, none };
 
 struct PublishedPort {
   std::uint16_t port = 0;  // 1..65535
@@ -31,6 +33,16 @@ struct ServiceSpec {
   std::vector<std::string> networks;         // names, ids or unique id prefixes; at least one
   std::optional<std::string> endpoint_mode;  // "vip" (default) or "dnsrr"
   std::vector<std::string> ports;            // "6379", "6379/tcp", "53/udp"
+  // Tasks: the command (argv) each replica runs; none: backends are attached
+  // by hand, as before tasks existed.
+  std::vector<std::string> command{};
+  std::optional<std::uint64_t> replicas{};         // default 1 with a command
+  std::optional<std::string> restart_condition{};  // "any" (default), "on-failure", "none"
+};
+
+// `weft service update`: what changes; absent fields stay as they are.
+struct ServiceUpdate {
+  std::optional<std::uint64_t> replicas;
 };
 
 struct ServiceVip {
@@ -48,7 +60,34 @@ struct Service {
   std::vector<ServiceVip> vips;  // one per network in vip mode, none in dnsrr
   std::string created;           // RFC 3339
   std::string node;              // node that created (owns) it
-  // The tasks issue adds: command, replicas, restart condition.
+  // Tasks (control/tasks): empty command = no tasks, replicas is then 0.
+  std::vector<std::string> command{};
+  std::uint64_t replicas = 0;
+  RestartCondition restart_condition = RestartCondition::any;
+  std::uint64_t version = 0;  // raised by each update; a record's newer copy wins
+};
+
+// The tasks table's key of one holder of a slot: "<service id>.<slot>@<node>".
+inline std::string task_key(const std::string& service_id, std::uint64_t slot, const std::string& node) {
+  return service_id + "." + std::to_string(slot) + "@" + node;
+}
+
+// One task of a service: a replica slot running on a node. Published by the
+// node that runs it in the cluster's node-scoped `tasks` table, so a dead
+// node's tasks vanish with it (control/tasks).
+struct TaskRecord {
+  std::string service_id{};
+  std::uint64_t slot = 0;  // 1..replicas
+  std::string node{};
+  std::string endpoint_id{};  // first network's endpoint; empty until attached
+  std::string state{};        // "starting", "running", "restarting", "stopping", "failed", "complete"
+  std::string started_at{};   // RFC 3339 with nanoseconds, of the current process
+  std::string error{};        // why the last run ended, if it failed
+  std::int64_t pid = 0;       // on `node`
+  std::string netns{};        // path of the task's network namespace, on `node`
+  // The table key: one record per (service, slot, node), so two holders of
+  // a slot (a partition) are both seen and one of them can stop.
+  std::string key() const { return task_key(service_id, slot, node); }
 };
 
 // Per-backend counters, as the load balancer's maps hold them (summed over
@@ -74,6 +113,7 @@ struct ServiceBackendInfo {
 struct ServiceDetail {
   Service service;
   std::vector<ServiceBackendInfo> backends;
+  std::uint64_t running_tasks = 0;  // task records in state "running", cluster-wide
 };
 
 // `weft lb lookup SERVICE --src IP:PORT --dport N [--proto tcp|udp] [--network NET]`
@@ -106,6 +146,21 @@ class ServiceApi {
   virtual ServiceDetail get_service(const std::string& name_or_id) = 0;
   virtual void remove_service(const std::string& name_or_id) = 0;
   virtual LbLookupResult lookup(const LbLookupRequest& request) = 0;
+  // Tasks; an agent without them refuses (API tests' fakes need not know).
+  virtual Service update_service(const std::string& name_or_id, const ServiceUpdate& update) {
+    (void)name_or_id, (void)update;
+    throw ApiError(ApiError::Kind::Internal, "service update is not available");
+  }
+  virtual std::vector<TaskRecord> list_tasks(const std::string& name_or_id) {
+    (void)name_or_id;
+    throw ApiError(ApiError::Kind::Internal, "tasks are not available");
+  }
+  // The logs of the service's tasks on this node, at most `max_bytes` from
+  // the end of each.
+  virtual std::string task_logs(const std::string& name_or_id, std::uint64_t max_bytes) {
+    (void)name_or_id, (void)max_bytes;
+    throw ApiError(ApiError::Kind::Internal, "task logs are not available");
+  }
 };
 
 }  // namespace weft::control

@@ -171,6 +171,14 @@ struct ServiceManager::Impl {
     }
   }
 
+  // One running task per slot counts, whatever holds it twice for a moment.
+  static void count_running(ServiceDetail& d, const std::vector<TaskRecord>& tasks) {
+    std::set<std::uint64_t> slots;
+    for (const auto& t : tasks)
+      if (t.service_id == d.service.id && t.state == "running" && t.slot <= d.service.replicas) slots.insert(t.slot);
+    d.running_tasks = slots.size();
+  }
+
   ServiceManagerConfig config;
   ServiceNetworks& networks;
   std::mutex mutex;
@@ -178,6 +186,7 @@ struct ServiceManager::Impl {
   std::map<std::string, Service> remote;  // other nodes', by id
   ServiceClusterLink* cluster = nullptr;
   std::atomic<LbQuery*> lb{nullptr};
+  std::atomic<TaskView*> task_view{nullptr};
   std::mutex listeners_mutex;
   std::vector<std::function<void()>> listeners;
 };
@@ -235,6 +244,78 @@ void ServiceManager::reconcile() {
 
 void ServiceManager::set_load_balancer(LbQuery* lb) { impl_->lb = lb; }
 
+void ServiceManager::set_task_view(TaskView* tasks) { impl_->task_view = tasks; }
+
+std::vector<Service> ServiceManager::services() {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<Service> result;
+  for (const auto& [id, s] : impl_->local) result.push_back(s);
+  for (const auto& [id, s] : impl_->remote) result.push_back(s);
+  return result;
+}
+
+// Any node may update any service: the update is a new version of the
+// service's record, written by this node; where two updates cross, the
+// cluster's table (Lamport time) decides and every copy takes its winner.
+Service ServiceManager::update_service(const std::string& name_or_id, const ServiceUpdate& update) {
+  Service s;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto& self = *impl_;
+    s = self.get(name_or_id);
+    if (update.replicas) {
+      if (s.command.empty())
+        bad_request("service " + s.name + " runs no tasks (it was created without a command): nothing to scale");
+      check_replicas(*update.replicas);
+      s.replicas = *update.replicas;
+    }
+    ++s.version;
+    if (auto it = self.local.find(s.id); it != self.local.end()) {
+      const Service before = it->second;
+      it->second = s;
+      try {
+        self.persist();
+      } catch (const std::exception& e) {
+        it->second = before;
+        throw ApiError(ApiError::Kind::Internal, "cannot update service " + s.name +
+                                                     ": cannot record it in the state file: " + e.what() +
+                                                     "; the service is unchanged");
+      }
+    } else {
+      self.remote[s.id] = s;
+    }
+    if (self.cluster) self.cluster->publish_service(s);
+  }
+  spdlog::info("updated service {} ({}): {} replicas", s.name, short_id(s.id), s.replicas);
+  impl_->notify();
+  return s;
+}
+
+std::vector<TaskRecord> ServiceManager::list_tasks(const std::string& name_or_id) {
+  Service s;
+  {
+    std::lock_guard lock(impl_->mutex);
+    s = impl_->get(name_or_id);
+  }
+  std::vector<TaskRecord> result;
+  if (auto* view = impl_->task_view.load())
+    for (auto& t : view->tasks())
+      if (t.service_id == s.id) result.push_back(std::move(t));
+  std::sort(result.begin(), result.end(),
+            [](const auto& a, const auto& b) { return std::tie(a.slot, a.node) < std::tie(b.slot, b.node); });
+  return result;
+}
+
+std::string ServiceManager::task_logs(const std::string& name_or_id, std::uint64_t max_bytes) {
+  Service s;
+  {
+    std::lock_guard lock(impl_->mutex);
+    s = impl_->get(name_or_id);
+  }
+  auto* view = impl_->task_view.load();
+  return view ? view->logs(s.id, max_bytes) : std::string{};
+}
+
 void ServiceManager::on_change(std::function<void()> listener) {
   std::lock_guard lock(impl_->listeners_mutex);
   impl_->listeners.push_back(std::move(listener));
@@ -286,7 +367,11 @@ Service ServiceManager::create_service(const ServiceSpec& spec) {
             .network_ids = {},
             .vips = {},
             .created = now_rfc3339(),
-            .node = self.config.node_name};
+            .node = self.config.node_name,
+            .command = checked.command,
+            .replicas = checked.replicas,
+            .restart_condition = checked.restart_condition,
+            .version = 0};
   for (const auto& n : networks) s.network_ids.push_back(n.id);
   // Write-ahead: each VIP is reserved on disk, naming this service, before
   // the service is; a crash in between leaves a reservation reconcile
@@ -344,9 +429,11 @@ std::vector<ServiceDetail> ServiceManager::list_services() {
             [](const auto& a, const auto& b) { return std::tie(a.name, a.id) < std::tie(b.name, b.id); });
   const auto endpoints = impl_->networks.list_endpoints();
   std::vector<ServiceDetail> result;
+  const auto tasks = impl_->task_view.load() ? impl_->task_view.load()->tasks() : std::vector<TaskRecord>{};
   for (const auto& s : services) {
     result.push_back(impl_->detail(s, endpoints));
     Impl::add_counters(result.back(), impl_->lb.load());
+    Impl::count_running(result.back(), tasks);
   }
   return result;
 }
@@ -359,6 +446,7 @@ ServiceDetail ServiceManager::get_service(const std::string& name_or_id) {
   }
   auto d = impl_->detail(s, impl_->networks.list_endpoints());
   Impl::add_counters(d, impl_->lb.load());
+  if (auto* view = impl_->task_view.load()) Impl::count_running(d, view->tasks());
   return d;
 }
 
@@ -461,8 +549,25 @@ std::vector<Service> ServiceManager::local_services() {
 void ServiceManager::apply_remote_service(const Service& service) {
   {
     std::lock_guard lock(impl_->mutex);
-    if (impl_->local.count(service.id)) return;  // our own, echoed back
-    impl_->remote[service.id] = service;
+    if (auto it = impl_->local.find(service.id); it != impl_->local.end()) {
+      // Ours, updated on another node (our own writes never come back: the
+      // table only reports changes). The table decided: take its version.
+      auto& mine = it->second;
+      if (mine.command == service.command && mine.replicas == service.replicas &&
+          mine.restart_condition == service.restart_condition && mine.version == service.version)
+        return;
+      mine.command = service.command;
+      mine.replicas = service.replicas;
+      mine.restart_condition = service.restart_condition;
+      mine.version = service.version;
+      try {
+        impl_->persist();
+      } catch (const std::exception& e) {
+        spdlog::error("service {}: cannot record an update from the cluster: {}", mine.name, e.what());
+      }
+    } else {
+      impl_->remote[service.id] = service;
+    }
   }
   impl_->notify();
 }

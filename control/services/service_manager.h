@@ -33,6 +33,15 @@ struct ServiceManagerConfig {
 // The owner recorded with a service's virtual IP reservations.
 std::string vip_owner(const std::string& service_id);
 
+// What the task supervisor (control/tasks) shows of the tasks: every task
+// record of the cluster, and this node's task logs.
+class TaskView {
+ public:
+  virtual ~TaskView() = default;
+  virtual std::vector<TaskRecord> tasks() = 0;
+  virtual std::string logs(const std::string& service_id, std::uint64_t max_bytes) = 0;
+};
+
 class ServiceManager final : public ServiceApi, public network::ServiceDirectory, public ClusterServices {
  public:
   // `networks` must outlive this object. Registers itself as the network
@@ -52,6 +61,8 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
 
   // The node's load balancer, for counters and lookups (may stay unset).
   void set_load_balancer(LbQuery* lb);
+  // The node's tasks (may stay unset: services then show no tasks).
+  void set_task_view(TaskView* tasks);
   // Called without locks held whenever a service or a backend (its state)
   // changes, and once after reconcile. Often: the consumer debounces.
   void on_change(std::function<void()> listener);
@@ -63,6 +74,11 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   ServiceDetail get_service(const std::string& name_or_id) override;
   void remove_service(const std::string& name_or_id) override;
   LbLookupResult lookup(const LbLookupRequest& request) override;
+  Service update_service(const std::string& name_or_id, const ServiceUpdate& update) override;
+  std::vector<TaskRecord> list_tasks(const std::string& name_or_id) override;
+  std::string task_logs(const std::string& name_or_id, std::uint64_t max_bytes) override;
+  // Every service, local and remote (the task supervisor's input).
+  std::vector<Service> services();
 
   // network::ServiceDirectory
   std::optional<Service> find(const std::string& name_or_id) override;

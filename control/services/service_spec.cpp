@@ -55,7 +55,38 @@ CheckedSpec check_spec(const ServiceSpec& spec) {
     if (std::find(checked.networks.begin(), checked.networks.end(), network) == checked.networks.end())
       checked.networks.push_back(network);
   }
+  if (spec.command.size() > kMaxCommandArgs)
+    bad_request("the command has " + std::to_string(spec.command.size()) + " arguments: at most " +
+                std::to_string(kMaxCommandArgs));
+  std::size_t bytes = 0;
+  for (const auto& arg : spec.command) {
+    bytes += arg.size() + 1;
+    if (arg.find('\0') != std::string::npos) bad_request("a command argument contains a NUL character");
+  }
+  if (bytes > kMaxCommandBytes)
+    bad_request("the command is " + std::to_string(bytes) + " bytes long: at most " + std::to_string(kMaxCommandBytes));
+  if (!spec.command.empty() && spec.command.front().empty()) bad_request("the command is empty: name a program to run");
+  checked.command = spec.command;
+  if (spec.command.empty()) {
+    if (spec.replicas) bad_request("--replicas needs a command to run (service create ... -- COMMAND [ARGS...])");
+    if (spec.restart_condition)
+      bad_request("--restart-condition needs a command to run (service create ... -- COMMAND [ARGS...])");
+    return checked;
+  }
+  checked.replicas = spec.replicas.value_or(1);
+  check_replicas(checked.replicas);
+  if (spec.restart_condition) {
+    auto condition = parse_restart_condition(*spec.restart_condition);
+    if (!condition)
+      bad_request("unknown restart condition " + echoed(*spec.restart_condition) + ": use any, on-failure or none");
+    checked.restart_condition = *condition;
+  }
   return checked;
+}
+
+void check_replicas(std::uint64_t replicas) {
+  if (replicas > kMaxReplicas)
+    bad_request("too many replicas (" + std::to_string(replicas) + "): at most " + std::to_string(kMaxReplicas));
 }
 
 CheckedLookup check_lookup(const LbLookupRequest& request) {

@@ -311,7 +311,7 @@ exec 7>"$work/ctl"
 n_check=0
 check "16 connections held open" wait_for 15 grep -q '^ready$' "$work/held"
 on_b5=$(held_on b5)
-echo "held on b5: ${on_b5:-none}"
+echo "held on b5: $(echo ${on_b5:-none})"
 tb_weft 3 swarm leave --drain 8 >"$work/leave.out" 2>&1 &
 leaver=$!
 b5_draining() { [[ $(b5_state) == '["draining"]' ]]; }
@@ -344,7 +344,7 @@ exec 7>"$work/ctl"
 n_check=0
 check "16 connections held open again" wait_for 15 grep -q '^ready$' "$work/held"
 on_b4=$(held_on b4)
-echo "held on b4: ${on_b4:-none}"
+echo "held on b4: $(echo ${on_b4:-none})"
 tb_agent_stop 2 --kill
 ip -n "$(tb_ns 2)" link set eth0 down  # node 2 is gone from the underlay
 b4_withdrawn() { ! tb_weft 1 service inspect redis | grep -q '"b4"'; }

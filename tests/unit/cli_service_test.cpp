@@ -155,12 +155,23 @@ TEST_F(CliServiceTest, CreateRefusesBadPortsBeforeAskingTheAgent) {
   EXPECT_TRUE(services.create_requests.empty());
 }
 
-TEST_F(CliServiceTest, CreateReservesTheCommandForTasks) {
-  for (const auto& run : {weft({"service", "create", "--name", "web", "--network", "net-a", "--", "redis-server",
-                                "--port", "7000"}),
-                          weft({"service", "create", "--name", "web", "--network", "net-a", "redis-server"})}) {
-    EXPECT_EQ(run.status, 1);
-    EXPECT_NE(run.err.find("running tasks is not supported yet"), std::string::npos) << run.err;
+TEST_F(CliServiceTest, CreateSendsTheCommandReplicasAndRestartCondition) {
+  const CliRun run = weft({"service", "create", "--name", "redis", "--network", "net-a", "--replicas", "3",
+                           "--restart-condition", "on-failure", "--", "redis-server", "--port", "7000"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  ASSERT_EQ(services.create_requests.size(), 1u);
+  const ServiceSpec& spec = services.create_requests[0];
+  EXPECT_EQ(spec.command, (std::vector<std::string>{"redis-server", "--port", "7000"}));
+  EXPECT_EQ(spec.replicas, 3u);
+  EXPECT_EQ(spec.restart_condition, "on-failure");
+}
+
+TEST_F(CliServiceTest, CreateRefusesReplicasThatAreNotANumber) {
+  for (const char* replicas : {"four", "", "-1", "2x", "1.5"}) {
+    const CliRun run = weft({"service", "create", "--name", "web", "--network", "net-a", "--replicas", replicas,
+                             "--", "true"});
+    EXPECT_EQ(run.status, 1) << replicas;
+    EXPECT_NE(run.err.find("invalid replicas"), std::string::npos) << replicas << ": " << run.err;
   }
   EXPECT_TRUE(services.create_requests.empty());
 }
@@ -180,9 +191,9 @@ TEST_F(CliServiceTest, ListShowsModeVipsAndBackends) {
   const CliRun run = weft({"service", "ls"});
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_EQ(run.out,
-            "ID             NAME    ENDPOINT MODE   VIPS          BACKENDS\n"
-            "a2a2a2a2a2a2   db      dnsrr                         0\n"
-            "a1a1a1a1a1a1   redis   vip             10.0.0.2/24   1 (+1 draining)\n");
+            "ID             NAME    ENDPOINT MODE   VIPS          BACKENDS          REPLICAS\n"
+            "a2a2a2a2a2a2   db      dnsrr                         0                 -\n"
+            "a1a1a1a1a1a1   redis   vip             10.0.0.2/24   1 (+1 draining)   -\n");
 
   const CliRun quiet = weft({"service", "ls", "-q"});
   EXPECT_EQ(quiet.out, "a2a2a2a2a2a2\na1a1a1a1a1a1\n");

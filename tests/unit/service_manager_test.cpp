@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/network/state_file.h"
+#include "control/services/service_spec.h"
 #include "tests/support/addresses.h"
 #include "tests/support/fake_service_networks.h"
 #include "tests/support/scratch_netns.h"
@@ -304,6 +305,60 @@ TEST_F(ServiceManagerTest, LbViewHasServicesBackendsNetworksAndAttachPoints) {
   manager->remove_service(s.id);
   EXPECT_EQ(changes, 4);
   EXPECT_TRUE(manager->lb_view().services.empty());
+}
+
+}  // namespace
+}  // namespace weft::control::services
+
+namespace weft::control::services {
+namespace {
+
+TEST_F(ServiceManagerTest, ACommandMakesTasksAndUpdateScalesThem) {
+  ServiceSpec spec{.name = "redis", .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}};
+  spec.command = {"redis-server", "--port", "6379"};
+  auto s = manager->create_service(spec);
+  EXPECT_EQ(s.replicas, 1u);
+  EXPECT_EQ(s.command, spec.command);
+  auto updated = manager->update_service("redis", ServiceUpdate{.replicas = 4});
+  EXPECT_EQ(updated.replicas, 4u);
+  EXPECT_EQ(updated.version, 1u);
+  start();  // the update was recorded
+  EXPECT_EQ(manager->get_service("redis").service.replicas, 4u);
+  EXPECT_EQ(error_of([&] { manager->update_service("redis", ServiceUpdate{.replicas = kMaxReplicas + 1}); })
+                .http_status(),
+            400);
+}
+
+TEST_F(ServiceManagerTest, ServicesWithoutACommandHaveNothingToScale) {
+  manager->create_service({.name = "plain", .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}});
+  auto e = error_of([&] { manager->update_service("plain", ServiceUpdate{.replicas = 2}); });
+  EXPECT_EQ(e.http_status(), 400);
+  EXPECT_THAT(e.what(), HasSubstr("runs no tasks"));
+}
+
+TEST_F(ServiceManagerTest, BadTaskInputIsRefusedAndReservesNothing) {
+  ServiceSpec spec{.name = "redis", .networks = {"nope"}, .endpoint_mode = {}, .ports = {}};
+  spec.command = {"redis-server"};
+  EXPECT_EQ(error_of([&] { manager->create_service(spec); }).http_status(), 404);
+  spec.networks = {"net-test"};
+  spec.command = {""};
+  EXPECT_THAT(error_of([&] { manager->create_service(spec); }).what(), HasSubstr("the command is empty"));
+  EXPECT_TRUE(fake.reservations().empty());
+  EXPECT_TRUE(manager->list_services().empty());
+}
+
+TEST_F(ServiceManagerTest, AnUpdateFromAnotherNodeReachesTheCreatorsRecord) {
+  ServiceSpec spec{.name = "redis", .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}};
+  spec.command = {"redis-server"};
+  auto s = manager->create_service(spec);
+  Service theirs = s;
+  theirs.replicas = 3;
+  theirs.version = 1;
+  manager->apply_remote_service(theirs);
+  EXPECT_EQ(manager->get_service("redis").service.replicas, 3u);
+  start();
+  EXPECT_EQ(manager->get_service("redis").service.replicas, 3u) << "recorded in the state file";
+  EXPECT_EQ(manager->local_services().size(), 1u) << "still this node's service";
 }
 
 }  // namespace

@@ -1,0 +1,642 @@
+#include "control/tasks/supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "control/model/ids.h"
+#include "control/model/record_json.h"
+#include "control/network/state_file.h"
+#include "control/tasks/placement.h"
+#include "dataplane/netns.h"
+
+namespace weft::control::tasks {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kStateVersion = 1;
+constexpr auto kFirstDelay = std::chrono::seconds(5);
+constexpr auto kMaxDelay = std::chrono::seconds(60);
+// A task that ran this long before it exited starts its back-off afresh.
+constexpr auto kHealthyRun = std::chrono::seconds(60);
+constexpr auto kKillGrace = std::chrono::seconds(5);
+// A task's log is rotated (one old copy kept) when its process starts with
+// the log past this size, so a task that keeps failing cannot fill the disk.
+constexpr std::uintmax_t kMaxLogBytes = 16u << 20;
+
+// Fixed width, so that start times compare as text (placement.h).
+std::string now_precise() {
+  const auto now = std::chrono::system_clock::now();
+  const auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
+  const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(now - secs).count();
+  const std::time_t t = std::chrono::system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[96];
+  std::snprintf(out, sizeof out, "%s.%09lldZ", buf, static_cast<long long>(nanos));
+  return out;
+}
+
+// Field 22 of /proc/PID/stat (start time in clock ticks since boot): with
+// the pid, it tells a process from a later one that got the same pid.
+// 0 when the process is gone or a zombie.
+std::uint64_t process_start(pid_t pid) {
+  if (pid <= 0) return 0;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!std::getline(in, text)) return 0;
+  const auto paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(text.substr(paren + 2));
+  std::string field;
+  std::vector<std::string> values;
+  while (fields >> field && values.size() < 20) values.push_back(field);
+  if (values.size() < 20 || values[0] == "Z" || values[0] == "X") return 0;
+  try {
+    return std::stoull(values[19]);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+std::string ip_program() {
+  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
+    if (::access(path, X_OK) == 0) return path;
+  return "ip";
+}
+
+// Runs a program and waits for it; its exit status (-1 when it could not run).
+int run_program(const std::vector<std::string>& argv) {
+  // Prepared before fork(): the child of a threaded process must not allocate.
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+    }
+    ::close_range(3, ~0U, 0);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct LocalTask {
+  TaskRecord record;
+  std::string service_name;
+  std::string netns_name;
+  std::vector<std::string> network_ids;  // attached
+  std::uint64_t start_ticks = 0;
+  bool child = false;  // forked by this agent: waitpid tells its status
+  int quick_failures = 0;
+  Clock::time_point started{};
+  Clock::time_point next_start{};  // while "restarting"
+  Clock::time_point stop_at{};     // while "stopping"
+  bool stopping = false;
+};
+
+}  // namespace
+
+struct Supervisor::Impl {
+  Impl(SupervisorConfig c, services::ServiceManager& s, NetworkService& n, std::function<std::vector<std::string>()> r)
+      : config(std::move(c)), services(s), networks(n), ready_nodes(std::move(r)) {}
+
+  fs::path dir() const { return config.state_dir / "tasks"; }
+  fs::path state_path() const { return dir() / "state.json"; }
+  fs::path log_path(const std::string& service_id, std::uint64_t slot) const {
+    return dir() / "logs" / (service_id + "." + std::to_string(slot) + ".log");
+  }
+  fs::path netns_path(const std::string& name) const { return config.netns_dir / name; }
+
+  // Called with `data` held.
+  void persist() {
+    json state = {{"version", kStateVersion}, {"tasks", json::array()}};
+    for (const auto& [key, t] : local) {
+      json j = task_record(t.record);
+      j["service_name"] = t.service_name;
+      j["netns_name"] = t.netns_name;
+      j["network_ids"] = t.network_ids;
+      j["start_ticks"] = t.start_ticks;
+      j["stopping"] = t.stopping;
+      state["tasks"].push_back(j);
+    }
+    network::write_file_atomically(state_path(), state.dump(2) + "\n");
+  }
+
+  void publish(const LocalTask& t) {
+    if (cluster) cluster->publish_task(t.record);
+  }
+
+  // A task's kernel objects go: endpoints detached (no drain), namespace removed.
+  void teardown(const LocalTask& t) {
+    for (const auto& network_id : t.network_ids) {
+      try {
+        networks.disconnect(DetachRequest{.network = network_id, .netns = t.netns_name, .drain_seconds = {}});
+      } catch (const std::exception& e) {
+        spdlog::debug("tasks: detach {} from {}: {}", t.netns_name, short_id(network_id), e.what());
+      }
+    }
+    try {
+      dataplane::remove_pinned_netns(netns_path(t.netns_name));
+    } catch (const std::exception& e) {
+      spdlog::warn("tasks: cannot remove namespace {}: {}", t.netns_name, e.what());
+    }
+  }
+
+  void kill_process(LocalTask& t) {
+    const pid_t pid = static_cast<pid_t>(t.record.pid);
+    if (pid <= 0 || process_start(pid) != t.start_ticks) return;
+    ::kill(-pid, SIGTERM);
+    ::kill(pid, SIGTERM);
+    const auto deadline = Clock::now() + kKillGrace;
+    while (Clock::now() < deadline) {
+      if (t.child) ::waitpid(pid, nullptr, WNOHANG);
+      if (process_start(pid) != t.start_ticks) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+    if (t.child) ::waitpid(pid, nullptr, 0);
+  }
+
+  // The process of a task whose namespace is attached; true when it runs.
+  bool spawn(LocalTask& t, const Service& s) {
+    fs::create_directories(dir() / "logs");
+    const auto log = log_path(s.id, t.record.slot);
+    std::error_code size_error;
+    if (fs::file_size(log, size_error) > kMaxLogBytes && !size_error) {
+      fs::rename(log, fs::path(log.string() + ".1"), size_error);
+    }
+    const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (log_fd < 0) {
+      t.record.error = "cannot open log " + log.string() + ": " + std::strerror(errno);
+      return false;
+    }
+    std::vector<std::string> argv{ip_program(), "netns", "exec", t.netns_name};
+    argv.insert(argv.end(), s.command.begin(), s.command.end());
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      ::close(log_fd);
+      t.record.error = std::string("fork: ") + std::strerror(errno);
+      return false;
+    }
+    if (pid == 0) {
+      // Its own session and process group: outlives the agent, and stops
+      // with all its children.
+      ::setsid();
+      const int null = ::open("/dev/null", O_RDONLY);
+      if (null >= 0) ::dup2(null, 0);
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      // Nothing of the agent's (its API socket, its gossip port) may stay
+      // open in a process that outlives it.
+      ::close_range(3, ~0U, 0);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(log_fd);
+    t.record.pid = pid;
+    t.child = true;
+    // The child may not have exec'ed yet, but its start time is set at fork.
+    t.start_ticks = process_start(pid);
+    t.record.state = "running";
+    t.record.started_at = now_precise();
+    t.started = Clock::now();
+    return true;
+  }
+
+  // Makes a task for a slot: recorded, namespace, endpoints, process.
+  void start_task(const Service& s, std::uint64_t slot) {
+    LocalTask t;
+    t.record = TaskRecord{.service_id = s.id,
+                          .slot = slot,
+                          .node = config.node_name,
+                          .endpoint_id = {},
+                          .state = "starting",
+                          .started_at = now_precise(),
+                          .error = {},
+                          .pid = 0,
+                          .netns = {}};
+    t.service_name = s.name;
+    t.netns_name = "weft-" + config.node_name + "-" + short_id(s.id) + "-" + std::to_string(slot);
+    t.record.netns = netns_path(t.netns_name).string();
+    t.network_ids = s.network_ids;  // recorded before attaching: a crash leaves nothing unnamed
+    const std::string key = t.record.key();
+    {
+      std::lock_guard lock(data);
+      local[key] = t;
+      try {
+        persist();
+      } catch (const std::exception& e) {
+        local.erase(key);
+        spdlog::error("tasks: cannot record task {}.{}: {}", s.name, slot, e.what());
+        return;
+      }
+    }
+    std::string error;
+    try {
+      if (dataplane::is_pinned_netns(netns_path(t.netns_name))) dataplane::remove_pinned_netns(netns_path(t.netns_name));
+      // `ip netns add` so /run/netns is set up as ip(8) expects it.
+      if (run_program({ip_program(), "netns", "add", t.netns_name}) != 0)
+        throw std::runtime_error("ip netns add " + t.netns_name + " failed");
+      for (const auto& network_id : s.network_ids) {
+        const Endpoint e = networks.connect(AttachRequest{.network = network_id,
+                                                          .netns = t.netns_name,
+                                                          .name = t.netns_name,
+                                                          .ip = {},
+                                                          .service = s.id});
+        if (t.record.endpoint_id.empty()) t.record.endpoint_id = e.id;
+      }
+      const auto resolv_conf = config.netns_etc_dir / t.netns_name / "resolv.conf";
+      for (const auto until = Clock::now() + config.resolv_conf_wait;
+           Clock::now() < until && !fs::exists(resolv_conf);)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (!spawn(t, s)) error = t.record.error;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty()) teardown(t);
+    std::lock_guard lock(data);
+    if (!error.empty()) {
+      spdlog::error("tasks: cannot start task {}.{}: {}", s.name, slot, error);
+      local.erase(key);
+      try {
+        persist();
+      } catch (const std::exception&) {
+      }
+      next_attempt[key] = Clock::now() + kFirstDelay;
+      return;
+    }
+    local[key] = t;
+    try {
+      persist();
+    } catch (const std::exception& e) {
+      spdlog::error("tasks: cannot record task {}.{}'s pid: {}", s.name, slot, e.what());
+    }
+    spdlog::info("tasks: started {}.{} (pid {}) in {}", s.name, slot, t.record.pid, t.netns_name);
+    publish(t);
+  }
+
+  // Ends a task: drained (`drain`) or at once; its record withdrawn.
+  void finish(const std::string& key, bool drain) {
+    LocalTask t;
+    bool drain_now = false;
+    {
+      std::lock_guard lock(data);
+      auto it = local.find(key);
+      if (it == local.end()) return;
+      if (drain && !it->second.stopping && it->second.record.state == "running") {
+        it->second.stopping = true;
+        it->second.stop_at = Clock::now() + config.drain;
+        it->second.record.state = "stopping";
+        try {
+          persist();
+        } catch (const std::exception&) {
+        }
+        publish(it->second);
+        spdlog::info("tasks: draining {}.{}", it->second.service_name, it->second.record.slot);
+        t = it->second;
+        drain_now = true;
+      }
+    }
+    if (drain_now) {
+      // Outside the lock: a detach tells listeners, which may ask for tasks.
+      for (const auto& network_id : t.network_ids) {
+        try {
+          networks.disconnect(DetachRequest{.network = network_id,
+                                            .netns = t.netns_name,
+                                            .drain_seconds = static_cast<std::uint32_t>(config.drain.count())});
+        } catch (const std::exception& e) {
+          spdlog::debug("tasks: drain {}: {}", t.netns_name, e.what());
+        }
+      }
+      return;
+    }
+    {
+      std::lock_guard lock(data);
+      auto it = local.find(key);
+      if (it == local.end()) return;
+      if (it->second.stopping && Clock::now() < it->second.stop_at) return;
+      t = it->second;
+    }
+    kill_process(t);
+    teardown(t);
+    {
+      std::lock_guard lock(data);
+      local.erase(key);
+      try {
+        persist();
+      } catch (const std::exception& e) {
+        spdlog::error("tasks: cannot record that task {} stopped: {}", key, e.what());
+      }
+      if (cluster) cluster->withdraw_task(key);
+    }
+    spdlog::info("tasks: stopped {}.{}", t.service_name, t.record.slot);
+  }
+
+  // A running task's process ended? Then restart it per the condition.
+  void check_exit(const std::string& key, const Service& s) {
+    std::lock_guard lock(data);
+    auto it = local.find(key);
+    if (it == local.end()) return;
+    LocalTask& t = it->second;
+    const auto now = Clock::now();
+    if (t.record.state == "running") {
+      const pid_t pid = static_cast<pid_t>(t.record.pid);
+      int status = 0;
+      bool exited = false;
+      std::optional<int> code;
+      if (t.child) {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+          exited = true;
+          if (WIFEXITED(status)) code = WEXITSTATUS(status);
+          else if (WIFSIGNALED(status)) code = 128 + WTERMSIG(status);
+        } else if (r < 0 && errno == ECHILD) {
+          exited = process_start(pid) != t.start_ticks;
+        }
+      } else {
+        exited = process_start(pid) != t.start_ticks;
+      }
+      if (!exited) return;
+      const bool failed = !code || *code != 0;
+      t.record.error = code ? (*code == 0 ? "" : "task: non-zero exit (" + std::to_string(*code) + ")")
+                            : "task: exited while the agent was away (status unknown)";
+      if (now - t.started >= kHealthyRun) t.quick_failures = 0;
+      const bool again = s.restart_condition == RestartCondition::any ||
+                         (s.restart_condition == RestartCondition::on_failure && failed);
+      t.record.pid = 0;
+      t.start_ticks = 0;
+      if (!again) {
+        t.record.state = failed ? "failed" : "complete";
+      } else {
+        auto delay = kFirstDelay * (1 << std::min(t.quick_failures, 4));
+        if (delay > kMaxDelay) delay = kMaxDelay;
+        ++t.quick_failures;
+        t.next_start = now + delay;
+        t.record.state = "restarting";
+      }
+      spdlog::info("tasks: {}.{} exited ({}); {}", t.service_name, t.record.slot,
+                   code ? std::to_string(*code) : "status unknown", t.record.state);
+      try {
+        persist();
+      } catch (const std::exception&) {
+      }
+      publish(t);
+    } else if (t.record.state == "restarting" && now >= t.next_start) {
+      if (spawn(t, s)) {
+        spdlog::info("tasks: restarted {}.{} (pid {})", t.service_name, t.record.slot, t.record.pid);
+      } else {
+        t.next_start = now + kMaxDelay;
+      }
+      try {
+        persist();
+      } catch (const std::exception&) {
+      }
+      publish(t);
+    }
+  }
+
+  void tick() {
+    const auto now = Clock::now();
+    std::vector<std::string> ready;
+    try {
+      ready = ready_nodes();
+    } catch (const std::exception&) {
+      // Not in a swarm: this node alone places every slot.
+    }
+    if (std::find(ready.begin(), ready.end(), config.node_name) == ready.end()) ready.push_back(config.node_name);
+    std::map<std::string, Service> by_id;
+    for (auto& s : services.services())
+      if (!s.command.empty()) by_id.emplace(s.id, std::move(s));
+
+    std::set<std::string> keep;  // local task keys that stay
+    std::vector<std::pair<const Service*, std::uint64_t>> to_start;
+    {
+      std::lock_guard lock(data);
+      for (const auto& [id, s] : by_id) {
+        PlacementInput input{.service_id = id, .replicas = s.replicas, .ready_nodes = ready, .holders = {}};
+        for (const auto& [key, r] : remote)
+          if (r.service_id == id) input.holders[r.slot].push_back(SlotHolder{r.node, r.started_at});
+        for (const auto& [key, t] : local)
+          if (t.record.service_id == id && !t.stopping)
+            input.holders[t.record.slot].push_back(SlotHolder{t.record.node, t.record.started_at});
+        const auto placement = place(input);
+        for (const auto& [slot, node] : placement) {
+          if (node != config.node_name) continue;
+          const std::string key = task_key(id, slot, node);
+          if (local.count(key) && !local[key].stopping) {
+            keep.insert(key);
+          } else if (!local.count(key) && now >= settle_until) {
+            auto wait = next_attempt.find(key);
+            if (wait == next_attempt.end() || now >= wait->second) to_start.emplace_back(&s, slot);
+          }
+        }
+      }
+    }
+    std::vector<std::pair<std::string, bool>> to_finish;  // key, drain
+    {
+      std::lock_guard lock(data);
+      for (const auto& [key, t] : local)
+        if (!keep.count(key)) to_finish.emplace_back(key, by_id.count(t.record.service_id) != 0);
+    }
+    for (const auto& [key, drain] : to_finish) finish(key, drain);
+    for (const auto& key : keep) check_exit(key, by_id.at(local_service(key)));
+    for (const auto& [s, slot] : to_start) start_task(*s, slot);
+  }
+
+  std::string local_service(const std::string& key) {
+    std::lock_guard lock(data);
+    return local.at(key).record.service_id;
+  }
+
+  void load_and_adopt() {
+    std::lock_guard lock(data);
+    local.clear();
+    auto text = network::read_file(state_path());
+    if (!text) return;
+    std::vector<LocalTask> loaded;
+    try {
+      const json state = json::parse(*text);  // named: a temporary would die before the loop
+      for (const auto& j : state.at("tasks")) {
+        LocalTask t;
+        t.record = task_from_record(j);
+        t.service_name = j.value("service_name", "");
+        t.netns_name = j.at("netns_name").get<std::string>();
+        t.network_ids = j.value("network_ids", std::vector<std::string>{});
+        t.start_ticks = j.value("start_ticks", std::uint64_t{0});
+        t.stopping = j.value("stopping", false);
+        loaded.push_back(std::move(t));
+      }
+    } catch (const std::exception& e) {
+      throw std::runtime_error("state file " + state_path().string() + " is corrupt: " + e.what());
+    }
+    std::size_t adopted = 0, cleaned = 0;
+    for (auto& t : loaded) {
+      const bool alive = t.record.state == "running" && t.record.pid > 0 &&
+                         process_start(static_cast<pid_t>(t.record.pid)) == t.start_ticks && t.start_ticks != 0;
+      if (alive && !t.stopping) {
+        t.child = false;
+        t.started = Clock::now();
+        local[t.record.key()] = t;
+        ++adopted;
+        continue;
+      }
+      // Half made (a crash before the pid was recorded), exited, or being
+      // stopped: torn down; the loop starts it again if it is still due.
+      if (t.record.pid > 0 && t.start_ticks != 0 && process_start(static_cast<pid_t>(t.record.pid)) == t.start_ticks)
+        kill_process(t);
+      teardown(t);
+      ++cleaned;
+    }
+    persist();
+    spdlog::info("tasks: adopted {} running tasks, cleaned up {}", adopted, cleaned);
+  }
+
+  std::string tail(const fs::path& path, std::uint64_t max_bytes) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    in.seekg(0, std::ios::end);
+    const auto size = static_cast<std::uint64_t>(in.tellg());
+    const auto from = size > max_bytes ? size - max_bytes : 0;
+    in.seekg(static_cast<std::streamoff>(from));
+    std::string out(size - from, '\0');
+    in.read(out.data(), static_cast<std::streamsize>(out.size()));
+    return out;
+  }
+
+  SupervisorConfig config;
+  services::ServiceManager& services;
+  NetworkService& networks;
+  std::function<std::vector<std::string>()> ready_nodes;
+
+  std::mutex data;
+  std::map<std::string, LocalTask> local;    // by TaskRecord::key()
+  std::map<std::string, TaskRecord> remote;  // other nodes' records
+  std::map<std::string, Clock::time_point> next_attempt;  // failed starts
+  TaskClusterLink* cluster = nullptr;
+  Clock::time_point settle_until{};
+
+  std::mutex run_mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::thread thread;
+};
+
+Supervisor::Supervisor(SupervisorConfig config, services::ServiceManager& services, NetworkService& networks,
+                       std::function<std::vector<std::string>()> ready_nodes)
+    : impl_(std::make_unique<Impl>(std::move(config), services, networks, std::move(ready_nodes))) {}
+
+Supervisor::~Supervisor() { stop(); }
+
+void Supervisor::reconcile() { impl_->load_and_adopt(); }
+
+void Supervisor::start() {
+  impl_->settle_until = Clock::now() + impl_->config.settle;
+  impl_->thread = std::thread([impl = impl_.get()] {
+    std::unique_lock lock(impl->run_mutex);
+    while (!impl->stopping) {
+      lock.unlock();
+      try {
+        impl->tick();
+      } catch (const std::exception& e) {
+        spdlog::error("tasks: {}", e.what());
+      }
+      lock.lock();
+      impl->wake.wait_for(lock, impl->config.tick, [impl] { return impl->stopping; });
+    }
+  });
+}
+
+void Supervisor::stop() {
+  {
+    std::lock_guard lock(impl_->run_mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void Supervisor::attach_cluster(TaskClusterLink* link) {
+  std::lock_guard lock(impl_->data);
+  impl_->cluster = link;
+}
+
+void Supervisor::detach_cluster() {
+  std::lock_guard lock(impl_->data);
+  impl_->cluster = nullptr;
+  impl_->remote.clear();
+}
+
+std::vector<TaskRecord> Supervisor::local_tasks() {
+  std::lock_guard lock(impl_->data);
+  std::vector<TaskRecord> out;
+  for (const auto& [key, t] : impl_->local) out.push_back(t.record);
+  return out;
+}
+
+void Supervisor::apply_task(const TaskRecord& task) {
+  if (task.node == impl_->config.node_name) return;
+  std::lock_guard lock(impl_->data);
+  impl_->remote[task.key()] = task;
+}
+
+void Supervisor::forget_task(const std::string& key) {
+  std::lock_guard lock(impl_->data);
+  impl_->remote.erase(key);
+}
+
+std::vector<TaskRecord> Supervisor::tasks() {
+  std::lock_guard lock(impl_->data);
+  std::vector<TaskRecord> out;
+  for (const auto& [key, t] : impl_->local) out.push_back(t.record);
+  for (const auto& [key, r] : impl_->remote) out.push_back(r);
+  return out;
+}
+
+std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(impl_->dir() / "logs", ec))
+    if (const auto name = entry.path().filename().string();
+        name.starts_with(service_id + ".") && name.ends_with(".log"))
+      files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::string out;
+  for (const auto& f : files) out += impl_->tail(f, max_bytes);
+  return out;
+}
+
+}  // namespace weft::control::tasks

@@ -1,0 +1,88 @@
+// Runs the task slots that fall to this node (placement.h): a task is the
+// service's command in a network namespace of its own, /run/netns/
+// weft-<node>-<service id, 12>-<slot>, attached to the service's networks as
+// a backend (NetworkService::connect with the service), started through
+// `ip netns exec` so it gets a private mount namespace where /etc/resolv.conf
+// is the agent's (/etc/netns/NAME/resolv.conf, 127.0.0.11). Its stdout and
+// stderr go to <state-dir>/tasks/logs/<service id>.<slot>.log, rotated (one
+// old copy, .log.1) when a process starts with it past 16 MiB.
+//
+// - Durable intent: a task is recorded in <state-dir>/tasks/state.json before
+//   its namespace is made or its process forked, and its pid and start time
+//   (from /proc) once it runs. A restarted agent adopts the tasks whose
+//   process still runs (same pid, same start time); the others are torn down
+//   (endpoints detached, namespace removed) and started again if still due.
+// - Tasks run in a session of their own: the agent stopping, even kill -9,
+//   does not stop them.
+// - A task that exits is started again per the service's restart condition
+//   after a delay of 5 s that doubles with each quick failure, up to 60 s.
+// - A slot that is not this node's any more (scaled down, placed elsewhere)
+//   is drained first: its endpoints are detached with a short drain, the
+//   process gets SIGTERM when the drain ends, SIGKILL 5 s later. A removed
+//   service's tasks stop at once.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/model/model.h"
+#include "control/services/service_manager.h"
+#include "control/tasks/task_cluster.h"
+
+namespace weft::control::tasks {
+
+struct SupervisorConfig {
+  std::string node_name;
+  std::filesystem::path state_dir;  // tasks/ goes here
+  std::chrono::milliseconds tick{500};
+  // New tasks wait this long after start, so the cluster's tables (where
+  // peers' tasks run) are in before this node places anything: a returning
+  // node must not start slots that moved while it was away.
+  std::chrono::milliseconds settle{std::chrono::seconds(5)};
+  std::chrono::seconds drain{2};
+  std::filesystem::path netns_dir = "/run/netns";
+  // With the agent's DNS on: how long a new task waits after its attach for
+  // /etc/netns/NAME/resolv.conf (written by the DNS agent when it serves the
+  // namespace), so `ip netns exec` finds it to bind-mount. 0: no wait.
+  std::chrono::milliseconds resolv_conf_wait{0};
+  std::filesystem::path netns_etc_dir = "/etc/netns";
+};
+
+class Supervisor final : public ClusterTasks, public services::TaskView {
+ public:
+  // `ready_nodes`: the Ready weft nodes of the cluster (this node's name
+  // alone outside a swarm). All references must outlive this object.
+  Supervisor(SupervisorConfig config, services::ServiceManager& services, NetworkService& networks,
+             std::function<std::vector<std::string>()> ready_nodes);
+  ~Supervisor() override;
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Loads the state file, adopts running tasks, tears down the rest. After
+  // the network manager's and the service manager's reconcile.
+  void reconcile();
+  // Starts the supervising thread; stop() ends it (tasks keep running).
+  void start();
+  void stop();
+
+  // ClusterTasks
+  void attach_cluster(TaskClusterLink* link) override;
+  void detach_cluster() override;
+  std::vector<TaskRecord> local_tasks() override;
+  void apply_task(const TaskRecord& task) override;
+  void forget_task(const std::string& key) override;
+
+  // services::TaskView
+  std::vector<TaskRecord> tasks() override;
+  std::string logs(const std::string& service_id, std::uint64_t max_bytes) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace weft::control::tasks
