@@ -173,26 +173,17 @@ done
 printf 'name%d A\n' $(seq 0 99) >"$work/queries.txt"
 latency_servers=("${servers[@]}")
 ((fwd)) && latency_servers+=(weft-fwd)
-for s in "${latency_servers[@]}"; do
-  line=$(in_ns taskset -c 1 "$bin/dns_loadgen" 127.0.0.1 "${port[$s]}" "$seconds" --window 256 --rate "$rate")
-  echo "rate $s $line load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
-  [[ $s == echo ]] && continue  # dnsperf counts the echoed queries as malformed answers
-  in_ns taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries.txt" -l "$seconds" -Q "$rate" -v \
-    >"$work/dnsperf-$s.txt" 2>&1 || true
-  python3 - "$work/dnsperf-$s.txt" "$s" <<'EOF' | tee -a "$results" >&2
-import sys
-lat, rcodes = [], {}
-for line in open(sys.argv[1]):
-    f = line.split()
-    if len(f) == 5 and f[0] == ">":
-        rcodes[f[1]] = rcodes.get(f[1], 0) + 1
-        lat.append(float(f[4]) * 1e6)
-lat.sort()
-p99 = lat[min(len(lat) - 1, len(lat) * 99 // 100)] if lat else 0
-mean = sum(lat) / len(lat) if lat else 0
-print(f"dnsperf {sys.argv[2]} answered={len(lat)} mean_us={mean:.1f} p99_us={p99:.1f} "
-      f"rcodes={','.join(f'{k}:{v}' for k, v in sorted(rcodes.items()))}")
-EOF
+m=${#latency_servers[@]}
+for ((r = 0; r < rounds; r++)); do
+  for ((j = 0; j < m; j++)); do
+    s=${latency_servers[$(((j + r) % m))]}
+    line=$(in_ns taskset -c 1 "$bin/dns_loadgen" 127.0.0.1 "${port[$s]}" "$seconds" --window 256 --rate "$rate")
+    echo "rate $s $line load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
+    [[ $s == echo ]] && continue  # dnsperf counts the echoed queries as malformed answers
+    in_ns taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries.txt" -l "$seconds" -Q "$rate" -v \
+      >"$work/dnsperf-$s.txt" 2>&1 || true
+    python3 "$(dirname "$0")/dnsperf_stats.py" "$work/dnsperf-$s.txt" "$s" | tee -a "$results" >&2
+  done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results" >&2
 
@@ -200,18 +191,23 @@ python3 - "$results" "$rate" <<'EOF'
 import re, statistics, sys
 rate = sys.argv[2]
 qps, fixed, perf, loads = {}, {}, {}, []
+def med(runs):  # the median of each figure over the rounds; lost summed
+    out = {k: str(statistics.median(float(r[k]) for r in runs)) for k in ("mean_us", "p99_us")}
+    out["lost"] = str(sum(int(r.get("lost", 0)) for r in runs))
+    return out
 for line in open(sys.argv[1]):
     f = line.split()
     kv = dict(x.split("=", 1) for x in f[2:] if "=" in x)
     if f[0] == "qps":
         qps.setdefault(f[1], []).append(float(kv["qps"]))
-    elif f[0] == "rate":
-        fixed[f[1]] = kv
-    elif f[0] == "dnsperf":
-        perf[f[1]] = kv
+    elif f[0] in ("rate", "dnsperf"):
+        (fixed if f[0] == "rate" else perf).setdefault(f[1], []).append(kv)
     elif f[0] == "load":
         loads.append(line.strip())
+fixed = {s: med(r) for s, r in fixed.items()}
+perf = {s: med(r) for s, r in perf.items()}
 print("\nDNS, one core per server, loopback in one namespace; " + "; ".join(loads))
+print(f"(latency: median over {max(map(len, qps.values()), default=0)} rounds of each round's mean and p99)")
 print(f"\n{'server':10} {'q/s median':>11} {'(min-max)':>17}   "
       f"{'loadgen@' + rate + ' mean/p99 us':>28}   {'dnsperf@' + rate + ' mean/p99 us':>28}")
 for s in list(qps) + [s for s in fixed if s not in qps]:
