@@ -54,7 +54,7 @@ sleep 2  # let the DNS view settle
 rss1=$(kib VmRSS) hwm1=$(kib VmHWM) fd1=$(fds)
 first=${names[0]} last=${names[count - 1]}
 answer=$(ip netns exec "$last" dig +time=2 +tries=2 +short "$first" 2>&1 || true)
-resolv=$(cat "/etc/netns/$last/resolv.conf" 2>/dev/null | head -1 || true)
+resolv=$(head -1 "/etc/netns/$last/resolv.conf" 2>/dev/null || true)
 
 python3 - "$count" "$rss0" "$rss1" "$hwm0" "$hwm1" "$fd0" "$fd1" "$attach_s" <<EOF
 import sys

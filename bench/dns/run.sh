@@ -35,8 +35,9 @@ for pkg in unbound nsd knot dnsperf; do
 done
 if ((${#missing[@]})); then
   echo "run.sh: installing ${missing[*]}" >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
-    { echo "run.sh: apt-get install ${missing[*]} failed" >&2; exit 1; }
+  if ! { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+    echo "run.sh: apt-get install ${missing[*]} failed" >&2; exit 1
+  fi
 fi
 
 ns=wd$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n' | cut -c1-5)dns
@@ -44,7 +45,7 @@ work=$(mktemp -d /tmp/weft-dns-bench.XXXXXX)
 pids=()
 cleanup() {
   local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$work"
@@ -132,7 +133,10 @@ EOF
 
 start_server() {  # NAME COMMAND...: starts it on CPU 0 in the namespace, checks it answers name1 with 4 A records
   local name=$1 count; shift
-  in_ns taskset -c 0 "$@" >"$work/$name.log" 2>&1 &
+  # nsenter and taskset exec the server, so $! is the server itself (a
+  # function in the background would be a subshell, and killing it would
+  # leave the server running).
+  nsenter --net="/run/netns/$ns" -- taskset -c 0 "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
   [[ $name == echo ]] && { sleep 0.3; return 0; }  # the echo's answers are no DNS dig accepts
   for _ in $(seq 50); do
