@@ -1,12 +1,16 @@
 // weft's DNS server for the bench: 100 names x 4 A records (dnsrr services)
-// on IP:PORT, answered from a StaticNameView; no upstreams.
-//   dns_bench_server IP PORT [NAMES]
+// on IP:PORT, answered from a StaticNameView. With --upstream, every name it
+// does not own goes there (NAMES 0 makes it a pure forwarder); --cache
+// sizes the forwarder's answer cache (0: every query goes upstream, which is
+// what the forwarding-latency measurement wants).
+//   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES]
 #include <utility>  // before Boost.Asio: its awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "dns/server.h"
 #include "dns/static_name_view.h"
@@ -14,10 +18,26 @@
 int main(int argc, char** argv) {
   using namespace weft::dns;
   if (argc < 3) {
-    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES]\n");
+    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES]\n");
     return 2;
   }
-  const int names = argc > 3 ? std::atoi(argv[3]) : 100;
+  int names = 100;
+  ForwarderConfig forwarder;
+  for (int i = 3; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--upstream" && i + 1 < argc) {
+      auto upstream = parse_upstream(argv[++i]);
+      if (!upstream) {
+        std::fprintf(stderr, "dns_bench_server: bad upstream %s\n", argv[i]);
+        return 2;
+      }
+      forwarder.upstreams.push_back(*upstream);
+    } else if (arg == "--cache" && i + 1 < argc) {
+      forwarder.cache_entries = std::strtoul(argv[++i], nullptr, 10);
+    } else {
+      names = std::atoi(argv[i]);
+    }
+  }
   StaticNameView view;
   std::vector<Service> services;
   for (int i = 0; i < names; ++i) {
@@ -28,7 +48,7 @@ int main(int argc, char** argv) {
   view.set_network("bench", std::move(services), {});
   view.set_context("bench", {"bench"});
   boost::asio::io_context io;
-  Server server(io, view, ResponderConfig{}, ForwarderConfig{});
+  Server server(io, view, ResponderConfig{}, forwarder);
   const auto address = boost::asio::ip::make_address_v4(argv[1]);
   const auto port = static_cast<uint16_t>(std::atoi(argv[2]));
   boost::asio::ip::udp::socket udp(io, boost::asio::ip::udp::endpoint(address, port));
