@@ -54,7 +54,10 @@ class FakeSwarm : public control::SwarmService {
     }
     for (const auto& address : request.remote_addrs) check_text(address, names::kMaxAddress);
   }
-  void leave(const SwarmLeaveRequest&) override {}
+  void leave(const control::SwarmLeaveRequest& request) override {
+    if (request.drain_seconds > control::kMaxLeaveDrainSeconds)
+      fail("leave with a drain over the limit", std::to_string(request.drain_seconds));
+  }
   control::SwarmInfo info() override { return {true, "node1id", "node1", "a2V5", "WEFT-1-token", "192.0.2.11:7946"}; }
   std::vector<control::NodeInfo> list_nodes() override { return {node("node1")}; }
   control::NodeInfo get_node(const std::string& id_or_name) override {
