@@ -362,6 +362,25 @@ testbed_down() {
     done
   fi
 
+  # 1b. Service tasks the agents ran: named by node and service, not by our
+  #     prefix, so found through the agents' task state files (written
+  #     before a task's namespace is made). Their processes outlive a killed
+  #     agent by design; here they go, with their namespaces and the
+  #     resolv.conf files the agents wrote for them.
+  if [[ -n $run_dir ]]; then
+    local task_ns
+    for task_ns in $(cat "$run_dir"/n*/state/tasks/state.json 2>/dev/null |
+      grep -o '"netns_name": *"weft-[A-Za-z0-9._-]*"' | sed 's/.*"\(weft-[^"]*\)"$/\1/' | sort -u); do
+      [[ -e /run/netns/$task_ns ]] || continue
+      for pid in $(ip netns pids "$task_ns" 2>/dev/null); do
+        kill -KILL "$pid" 2>/dev/null || true
+      done
+      ip netns del "$task_ns" 2>/dev/null || umount -l "/run/netns/$task_ns" 2>/dev/null || true
+      rm -f "/run/netns/$task_ns" 2>/dev/null || true
+      rm -rf --one-file-system "/etc/netns/$task_ns" 2>/dev/null || true
+    done
+  fi
+
   # 2. Processes left in our namespaces (servers tests started), then the
   #    namespaces themselves.
   if [[ -n $prefix ]]; then
