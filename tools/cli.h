@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -57,6 +58,16 @@ using control::short_id;  // control/model/ids.h
 // "/services/NAME", percent-encoded; a reference no service can have is
 // refused here (ApiStatusError 400) with the agent's own message.
 std::string service_path(const std::string& name_or_id);
+
+// `docker X inspect NAME...`: GETs path_of(name) for each name, prints what
+// was found as one JSON array, reports the rest; 1 if anything was not found.
+int inspect_each(Cli& cli, const std::vector<std::string>& names,
+                 const std::function<std::string(const std::string&)>& path_of);
+
+// `docker X rm NAME...`: DELETEs path_of(name) for each name, prints each
+// name removed, reports the rest; 1 if anything could not be removed.
+int remove_each(Cli& cli, const std::vector<std::string>& names,
+                const std::function<std::string(const std::string&)>& path_of);
 
 // How a failed request on behalf of one argument is shown (e.g. one of the
 // networks given to `weft network rm`).

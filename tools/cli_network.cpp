@@ -81,39 +81,6 @@ int list(Cli& cli, const ListOptions& options) {
   return 0;
 }
 
-// Like `docker network inspect`: prints what was found, reports the rest,
-// and fails if anything was not found.
-int inspect(Cli& cli, const std::vector<std::string>& names) {
-  ApiClient client = cli.client();
-  json found = json::array();
-  int status = 0;
-  for (const std::string& name : names) {
-    try {
-      found.push_back(client.call(http::verb::get, network_path(name)));
-    } catch (const ApiStatusError& error) {
-      print_agent_error(error);
-      status = 1;
-    }
-  }
-  std::cout << control::api::dump(found, 4) << '\n';
-  return status;
-}
-
-int remove(Cli& cli, const std::vector<std::string>& names) {
-  ApiClient client = cli.client();
-  int status = 0;
-  for (const std::string& name : names) {
-    try {
-      client.call(http::verb::delete_, network_path(name));
-      std::cout << name << '\n';
-    } catch (const ApiStatusError& error) {
-      print_agent_error(error);
-      status = 1;
-    }
-  }
-  return status;
-}
-
 }  // namespace
 
 void add_network_commands(CLI::App& app, Cli& cli) {
@@ -144,14 +111,14 @@ void add_network_commands(CLI::App& app, Cli& cli) {
     auto names = std::make_shared<std::vector<std::string>>();
     CLI::App* command = network->add_subcommand("inspect", "Show networks in detail, as JSON");
     command->add_option("NETWORK", *names, "Network names or ids")->required();
-    on_run(command, cli, [&cli, names] { return inspect(cli, *names); });
+    on_run(command, cli, [&cli, names] { return inspect_each(cli, *names, network_path); });
   }
   {
     auto names = std::make_shared<std::vector<std::string>>();
     CLI::App* command = network->add_subcommand("rm", "Remove networks");
     command->alias("remove");
     command->add_option("NETWORK", *names, "Network names or ids")->required();
-    on_run(command, cli, [&cli, names] { return remove(cli, *names); });
+    on_run(command, cli, [&cli, names] { return remove_each(cli, *names, network_path); });
   }
 }
 

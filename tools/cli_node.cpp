@@ -37,35 +37,7 @@ int list(Cli& cli, const std::string& format) {
   return 0;
 }
 
-int inspect(Cli& cli, const std::vector<std::string>& names) {
-  json found = json::array();
-  int status = 0;
-  for (const auto& name : names) {
-    const auto response = cli.client().request(http::verb::get, "/nodes/" + escape_path_segment(name));
-    if (response.ok()) {
-      found.push_back(response.json);
-    } else {
-      print_agent_error(ApiStatusError(response.status, response.error_message()));
-      status = 1;
-    }
-  }
-  std::cout << control::api::dump(found, 4) << '\n';
-  return status;
-}
-
-int remove(Cli& cli, const std::vector<std::string>& names) {
-  int status = 0;
-  for (const auto& name : names) {
-    const auto response = cli.client().request(http::verb::delete_, "/nodes/" + escape_path_segment(name));
-    if (response.ok()) {
-      std::cout << name << '\n';
-    } else {
-      print_agent_error(ApiStatusError(response.status, response.error_message()));
-      status = 1;
-    }
-  }
-  return status;
-}
+std::string node_path(const std::string& name_or_id) { return "/nodes/" + escape_path_segment(name_or_id); }
 
 }  // namespace
 
@@ -81,12 +53,12 @@ void add_node_commands(CLI::App& app, Cli& cli) {
   auto* inspect_cmd = node->add_subcommand("inspect", "Show nodes as JSON");
   auto inspect_names = std::make_shared<std::vector<std::string>>();
   inspect_cmd->add_option("NODE", *inspect_names, "Node ID or hostname")->required();
-  on_run(inspect_cmd, cli, [&cli, inspect_names] { return inspect(cli, *inspect_names); });
+  on_run(inspect_cmd, cli, [&cli, inspect_names] { return inspect_each(cli, *inspect_names, node_path); });
 
   auto* rm = node->add_subcommand("rm", "Remove nodes that are gone for good; their address ranges move here");
   auto rm_names = std::make_shared<std::vector<std::string>>();
   rm->add_option("NODE", *rm_names, "Node ID or hostname")->required();
-  on_run(rm, cli, [&cli, rm_names] { return remove(cli, *rm_names); });
+  on_run(rm, cli, [&cli, rm_names] { return remove_each(cli, *rm_names, node_path); });
 }
 
 }  // namespace weft::tools

@@ -159,24 +159,6 @@ int list(Cli& cli, const ListOptions& options) {
   return 0;
 }
 
-// Like `docker service inspect`: prints what was found as one JSON array,
-// reports the rest, and fails if anything was not found.
-int inspect(Cli& cli, const std::vector<std::string>& names) {
-  ApiClient client = cli.client();
-  json found = json::array();
-  int status = 0;
-  for (const std::string& name : names) {
-    try {
-      found.push_back(client.call(http::verb::get, service_path(name)));
-    } catch (const ApiStatusError& error) {
-      print_agent_error(error);
-      status = 1;
-    }
-  }
-  std::cout << control::api::dump(found, 4) << '\n';
-  return status;
-}
-
 int update(Cli& cli, const std::string& name, const std::string& replicas, bool replicas_given) {
   json body = json::object();
   if (replicas_given) body["Mode"] = {{"Replicated", {{"Replicas", parse_replicas(replicas)}}}};
@@ -248,21 +230,6 @@ int logs(Cli& cli, const std::string& name, bool follow) {
   }
 }
 
-int remove(Cli& cli, const std::vector<std::string>& names) {
-  ApiClient client = cli.client();
-  int status = 0;
-  for (const std::string& name : names) {
-    try {
-      client.call(http::verb::delete_, service_path(name));
-      std::cout << control::names::printable(name) << '\n';
-    } catch (const ApiStatusError& error) {
-      print_agent_error(error);
-      status = 1;
-    }
-  }
-  return status;
-}
-
 }  // namespace
 
 std::string service_path(const std::string& name_or_id) {
@@ -310,7 +277,7 @@ void add_service_commands(CLI::App& app, Cli& cli) {
     auto names = std::make_shared<std::vector<std::string>>();
     CLI::App* command = service->add_subcommand("inspect", "Show services in detail, as JSON");
     command->add_option("SERVICE", *names, "Service names or ids")->required();
-    on_run(command, cli, [&cli, names] { return inspect(cli, *names); });
+    on_run(command, cli, [&cli, names] { return inspect_each(cli, *names, service_path); });
   }
   {
     auto name = std::make_shared<std::string>();
@@ -339,7 +306,7 @@ void add_service_commands(CLI::App& app, Cli& cli) {
     CLI::App* command = service->add_subcommand("rm", "Remove services");
     command->alias("remove");
     command->add_option("SERVICE", *names, "Service names or ids")->required();
-    on_run(command, cli, [&cli, names] { return remove(cli, *names); });
+    on_run(command, cli, [&cli, names] { return remove_each(cli, *names, service_path); });
   }
 }
 
