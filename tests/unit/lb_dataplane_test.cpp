@@ -17,6 +17,7 @@
 #include <set>
 
 #include "dataplane/lb/load_balancer.h"
+#include "tests/support/private_bpffs.h"
 #include "tests/unit/lb_packets.h"
 
 extern "C" {
@@ -28,6 +29,7 @@ namespace weft::dataplane::lb {
 namespace {
 
 using namespace weft::lbtest;
+using weft::testing::PrivateBpffs;
 
 constexpr int kOk = 0, kShot = 2, kRedirect = 7;
 
@@ -68,43 +70,6 @@ RunResult run(int prog_fd, const Bytes& in) {
   r.out.resize(opts.data_size_out);
   return r;
 }
-
-// A bpffs of our own under a temp dir. The process first moves to a mount
-// namespace of its own (once; not possible once threads exist, then the
-// mount is simply ours to undo), so even a crashed test leaves no mount.
-class PrivateBpffs {
- public:
-  PrivateBpffs() {
-    static const bool own_namespace = [] {
-      return ::unshare(CLONE_NEWNS) == 0 &&
-             ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
-    }();
-    (void)own_namespace;
-    char tmpl[] = "/tmp/weft-lb-test-XXXXXX";
-    if (!mkdtemp(tmpl)) {
-      error_ = std::string("mkdtemp: ") + strerror(errno);
-      return;
-    }
-    dir_ = tmpl;
-    if (::mount("bpf", dir_.c_str(), "bpf", 0, nullptr) != 0) {
-      error_ = std::string("mount -t bpf: ") + strerror(errno);
-      ::rmdir(dir_.c_str());
-      dir_.clear();
-    }
-  }
-  ~PrivateBpffs() {
-    if (dir_.empty()) return;
-    ::umount2(dir_.c_str(), MNT_DETACH);
-    ::rmdir(dir_.c_str());
-  }
-  bool ok() const { return error_.empty(); }
-  const std::string& error() const { return error_; }
-  const std::filesystem::path& dir() const { return dir_; }
-
- private:
-  std::filesystem::path dir_;
-  std::string error_;
-};
 
 class LbDataplaneTest : public ::testing::Test {
  protected:

@@ -28,6 +28,7 @@
 #include "dataplane/lb/nft_load_balancer.h"
 #include "dataplane/netlink.h"
 #include "dataplane/overlay.h"
+#include "tests/support/netns_sockets.h"
 #include "tests/support/scratch_netns.h"
 
 namespace weft::dataplane::lb {
@@ -36,6 +37,8 @@ namespace {
 using namespace std::chrono_literals;
 using testing::ScratchDir;
 using testing::ScratchNamespaces;
+using testing::TcpClient;
+using testing::read_some;
 
 constexpr std::uint32_t ip4(int a, int b, int c, int d) {
   return (std::uint32_t(a) << 24) | (std::uint32_t(b) << 16) | (std::uint32_t(c) << 8) | std::uint32_t(d);
@@ -54,61 +57,10 @@ sockaddr_in addr_of(std::uint32_t ip, std::uint16_t port) {
   return sa;
 }
 
-// Waits for `fd` to become readable and reads what is there. nullopt on
-// timeout; the errno in `err` when the read fails (e.g. ECONNRESET).
-std::optional<std::string> read_some(int fd, std::chrono::milliseconds timeout, int* err = nullptr) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return std::nullopt;
-  char buf[256];
-  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-  if (n < 0) {
-    if (err) *err = errno;
-    return std::string();
-  }
-  if (err) *err = 0;
-  return std::string(buf, static_cast<std::size_t>(n));
-}
-
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
   return s;
 }
-
-// A TCP connection from inside a namespace; error() is 0 or the connect's errno.
-class TcpClient {
- public:
-  TcpClient(const NetnsHandle& ns, std::uint32_t ip, std::uint16_t port)
-      : fd_(open_socket_in(ns, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    timeval tv{2, 0};
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // bounds connect()
-    auto sa = addr_of(ip, port);
-    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) error_ = errno;
-  }
-  int error() const { return error_; }
-  int fd() const { return fd_.get(); }
-  // The server's first line: the backend's name.
-  std::string greeting() {
-    std::string got;
-    while (got.find('\n') == std::string::npos) {
-      auto part = read_some(fd_.get(), 2s);
-      if (!part || part->empty()) break;
-      got += *part;
-    }
-    return trimmed(got);
-  }
-  // Sends `text` and reads its echo (the servers echo after the greeting).
-  std::optional<std::string> echo(const std::string& text, int* err = nullptr) {
-    if (::send(fd_.get(), text.data(), text.size(), MSG_NOSIGNAL) < 0) {
-      if (err) *err = errno;
-      return std::string();
-    }
-    return read_some(fd_.get(), 2s, err);
-  }
-
- private:
-  UniqueFd fd_;
-  int error_ = 0;
-};
 
 class LbNftTest : public ::testing::Test {
  protected:

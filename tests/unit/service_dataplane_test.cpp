@@ -31,6 +31,8 @@
 #include "control/services/service_dataplane_driver.h"
 #include "dataplane/netlink.h"
 #include "dataplane/overlay.h"
+#include "tests/support/netns_sockets.h"
+#include "tests/support/private_bpffs.h"
 #include "tests/support/scratch_netns.h"
 
 namespace weft::control::services {
@@ -41,7 +43,11 @@ using dataplane::Ipv4;
 using dataplane::NetlinkSocket;
 using dataplane::NetnsHandle;
 using dataplane::UniqueFd;
+using weft::testing::PrivateBpffs;
 using weft::testing::ScratchDir;
+using weft::testing::TcpClient;
+using weft::testing::read_some;
+using weft::testing::socket_address;
 using weft::testing::ScratchNamespaces;
 
 const Ipv4 kVip = *Ipv4::parse("10.0.0.100");
@@ -51,91 +57,6 @@ const std::string kDnsrrService = std::string(64, 'c');
 const std::string kB1 = std::string(63, 'e') + "1";
 const std::string kB2 = std::string(63, 'e') + "2";
 const std::string kClient = std::string(63, 'e') + "0";
-
-sockaddr_in addr_of(Ipv4 ip, std::uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(ip.value);
-  return sa;
-}
-
-std::optional<std::string> read_some(int fd, std::chrono::milliseconds timeout, int* err = nullptr) {
-  pollfd p{fd, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return std::nullopt;
-  char buf[256];
-  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-  if (n < 0) {
-    if (err) *err = errno;
-    return std::string();
-  }
-  if (err) *err = 0;
-  return std::string(buf, static_cast<std::size_t>(n));
-}
-
-// A TCP connection from inside a namespace (from `sport` when given).
-class TcpClient {
- public:
-  TcpClient(const NetnsHandle& ns, Ipv4 ip, std::uint16_t port, std::uint16_t sport = 0)
-      : fd_(dataplane::open_socket_in(ns, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    timeval tv{2, 0};
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (sport != 0) {
-      int one = 1;
-      ::setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      auto local = addr_of(Ipv4{}, sport);
-      if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) error_ = errno;
-    }
-    auto sa = addr_of(ip, port);
-    if (error_ == 0 && ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) error_ = errno;
-  }
-  int error() const { return error_; }
-  // The server's first line: the backend's name.
-  std::string greeting() {
-    std::string got;
-    while (got.find('\n') == std::string::npos) {
-      auto part = read_some(fd_.get(), 2s);
-      if (!part || part->empty()) break;
-      got += *part;
-    }
-    while (!got.empty() && got.back() == '\n') got.pop_back();
-    return got;
-  }
-  std::optional<std::string> echo(const std::string& text, int* err = nullptr) {
-    if (::send(fd_.get(), text.data(), text.size(), MSG_NOSIGNAL) < 0) {
-      if (err) *err = errno;
-      return std::string();
-    }
-    return read_some(fd_.get(), 2s, err);
-  }
-
- private:
-  UniqueFd fd_;
-  int error_ = 0;
-};
-
-// A bpffs of our own under the scratch dir, in a mount namespace of the
-// process's own when it can still make one (no threads yet), so a crashed
-// test leaves no mount behind.
-class PrivateBpffs {
- public:
-  explicit PrivateBpffs(const std::filesystem::path& dir) : dir_(dir) {
-    static const bool own_namespace = [] {
-      return ::unshare(CLONE_NEWNS) == 0 && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
-    }();
-    (void)own_namespace;
-    std::filesystem::create_directories(dir_);
-    if (::mount("bpf", dir_.c_str(), "bpf", 0, nullptr) != 0) error_ = std::string("mount -t bpf: ") + strerror(errno);
-  }
-  ~PrivateBpffs() {
-    if (error_.empty()) ::umount2(dir_.c_str(), MNT_DETACH);
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  std::filesystem::path dir_;
-  std::string error_;
-};
 
 class ServiceDataplaneTest : public ::testing::Test {
  protected:
