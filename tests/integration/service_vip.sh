@@ -114,14 +114,22 @@ else
 fi
 
 # --- open connections, then drain one backend and remove another ----------------------
+# The client holds COUNT connections to VIP:6379 open; each check round asks
+# every one of them again (see lb_client.py hold), through the fifo on fd 7.
 mkfifo "$work/ctl"
-ip netns exec "$client" $LBC hold "$VIP" 6379 --count 24 --out "$work/held" --ctl "$work/ctl" &
-holder=$!
-exec 7>"$work/ctl"
-check "24 connections held open" wait_for 15 grep -q '^ready$' "$work/held"
+hold_open() {  # hold_open COUNT DESCRIPTION
+  : >"$work/held"
+  ip netns exec "$client" $LBC hold "$VIP" 6379 --count "$1" --out "$work/held" --ctl "$work/ctl" &
+  holder=$!
+  exec 7>"$work/ctl"
+  n_check=0
+  check "$2" wait_for 15 grep -q '^ready$' "$work/held"
+}
+release_held() { echo quit >&7; exec 7>&-; wait "$holder" 2>/dev/null; }
 held_on() { awk -v b="$1" 'NF == 2 && $2 == b {print $1}' "$work/held"; }
+held_answer() { awk -v i="$1" '$1 == i' <<<"$round"; }  # this round's line for held connection $1
+hold_open 24 "24 connections held open"
 cat "$work/held" | tr '\n' ' '; echo
-n_check=0
 check_round() {  # sets $round to the "i backend|ERR ..." lines of a new check round
   n_check=$((n_check + 1))
   echo "check $n_check" >&7
@@ -154,15 +162,15 @@ sleep 1
 check_round
 echo "$round" | tr '\n' ';'; echo
 for i in $(held_on "$removed"); do
-  check_match "held connection $i on the removed $removed fails" "$(awk -v i="$i" '$1 == i' <<<"$round")" "ERR"
+  check_match "held connection $i on the removed $removed fails" "$(held_answer "$i")" "ERR"
 done
 for b in b2 b4; do
   for i in $(held_on "$b"); do
-    check_match "held connection $i on $b survives" "$(awk -v i="$i" '$1 == i' <<<"$round")" "^$i $b$"
+    check_match "held connection $i on $b survives" "$(held_answer "$i")" "^$i $b$"
   done
 done
 for i in $(held_on "$drained"); do
-  check_match "held connection $i on the draining $drained still works" "$(awk -v i="$i" '$1 == i' <<<"$round")" "^$i $drained$"
+  check_match "held connection $i on the draining $drained still works" "$(held_answer "$i")" "^$i $drained$"
 done
 # The drain ends: the endpoint goes, its flows with it.
 left=$((t0 + 14 - $(date +%s)))
@@ -171,13 +179,12 @@ drained_gone() { ! ip -n "$TESTBED_PREFIX$drained" -o addr show | grep -q "${bac
 check "after the drain time $drained's endpoint is gone" wait_for 10 drained_gone
 check_round
 for i in $(held_on "$drained"); do
-  check_match "held connection $i on $drained ends with the drain" "$(awk -v i="$i" '$1 == i' <<<"$round")" "ERR"
+  check_match "held connection $i on $drained ends with the drain" "$(held_answer "$i")" "ERR"
 done
 for i in $(held_on b2); do
-  check_match "held connection $i on b2 still survives" "$(awk -v i="$i" '$1 == i' <<<"$round")" "^$i b2$"
+  check_match "held connection $i on b2 still survives" "$(held_answer "$i")" "^$i b2$"
 done
-echo quit >&7; exec 7>&-
-wait "$holder" 2>/dev/null
+release_held
 
 # --- hairpin: a backend connects to its own service's VIP ------------------------------
 declare -A hp=()
@@ -304,12 +311,7 @@ check "redis on b5 (node 3) answers" wait_for 10 redis_up b5
 b5_state() { tb_weft 1 service inspect redis | tb_json '[b["State"] for b in d[0]["Backends"] if b["Name"] == "b5"]'; }
 b5_active() { [[ $(b5_state) == '["active"]' ]]; }
 check "node 1 has b5 as an active backend" wait_for 15 b5_active
-: >"$work/held"
-ip netns exec "$client" $LBC hold "$VIP" 6379 --count 16 --out "$work/held" --ctl "$work/ctl" &
-holder=$!
-exec 7>"$work/ctl"
-n_check=0
-check "16 connections held open" wait_for 15 grep -q '^ready$' "$work/held"
+hold_open 16 "16 connections held open"
 on_b5=$(held_on b5)
 echo "held on b5: $(echo ${on_b5:-none})"
 tb_weft 3 swarm leave --drain 8 >"$work/leave.out" 2>&1 &
@@ -322,7 +324,7 @@ echo "40 connections while node 3 leaves: $(for k in "${!during[@]}"; do echo "$
 check_eq "new connections avoid the leaving node's backend" "${during[b5]:-0}" 0
 check_round
 for i in $on_b5; do
-  check_match "held connection $i on b5 keeps working during the leave's drain" "$(awk -v i="$i" '$1 == i' <<<"$round")" "^$i b5$"
+  check_match "held connection $i on b5 keeps working during the leave's drain" "$(held_answer "$i")" "^$i b5$"
 done
 wait "$leaver"; leave_rc=$?
 check_eq "swarm leave --drain 8 returns 0 after the drain ($(cat "$work/leave.out"))" "$leave_rc" 0
@@ -330,19 +332,13 @@ b5_gone() { [[ $(b5_state) == '[]' ]]; }
 check "node 1 withdraws b5 once node 3 has left" wait_for 15 b5_gone
 check_round
 for i in $on_b5; do
-  check_match "held connection $i on b5 ends once node 3 has left" "$(awk -v i="$i" '$1 == i' <<<"$round")" "ERR"
+  check_match "held connection $i on b5 ends once node 3 has left" "$(held_answer "$i")" "ERR"
 done
-echo quit >&7; exec 7>&-
-wait "$holder" 2>/dev/null
+release_held
 refused "a leave drain over an hour" "3600|at most" tb_weft 2 swarm leave --drain 4000
 
 # --- a backend's node dies: its flows get a RST on their next packet ----------------
-: >"$work/held"
-ip netns exec "$client" $LBC hold "$VIP" 6379 --count 16 --out "$work/held" --ctl "$work/ctl" &
-holder=$!
-exec 7>"$work/ctl"
-n_check=0
-check "16 connections held open again" wait_for 15 grep -q '^ready$' "$work/held"
+hold_open 16 "16 connections held open again"
 on_b4=$(held_on b4)
 echo "held on b4: $(echo ${on_b4:-none})"
 tb_agent_stop 2 --kill
@@ -352,12 +348,11 @@ check "node 1 withdraws node 2's backend once node 2 is found dead" wait_for 60 
 check_round
 for i in $on_b4; do
   check_match "held connection $i to b4 on the dead node is reset, not left hanging" \
-    "$(awk -v i="$i" '$1 == i' <<<"$round")" "ERR ConnectionResetError"
+    "$(held_answer "$i")" "ERR ConnectionResetError"
 done
 for i in $(held_on b2); do
-  check_match "held connection $i on b2 (node 1) survives node 2's death" "$(awk -v i="$i" '$1 == i' <<<"$round")" "^$i b2$"
+  check_match "held connection $i on b2 (node 1) survives node 2's death" "$(held_answer "$i")" "^$i b2$"
 done
-echo quit >&7; exec 7>&-
-wait "$holder" 2>/dev/null
+release_held
 
 tb_summary
