@@ -9,29 +9,19 @@
 
 #include "control/discovery/cluster_name_view.h"
 #include "control/discovery/snapshot.h"
+#include "tests/support/discovery_records.h"
 
 namespace weft::control::discovery {
 namespace {
+
+using testing::endpoint;
+using testing::ip;
 
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 using dns::Ownership;
 
-dataplane::Ipv4 ip(const char* text) { return *dataplane::Ipv4::parse(text); }
 dns::Ipv4 a(const char* text) { return boost::asio::ip::make_address_v4(text); }
-
-EndpointRecord endpoint(std::string id, std::string name, std::string network, const char* address,
-                        std::string service = "", BackendState state = BackendState::active) {
-  EndpointRecord e;
-  e.id = std::move(id);
-  e.name = std::move(name);
-  e.network_id = std::move(network);
-  e.ip = ip(address);
-  e.service_id = std::move(service);
-  e.state = state;
-  e.node = "node1";
-  return e;
-}
 
 // Two networks: front (web vip, cache dnsrr, client), back (db vip, dbhost);
 // "both" is a vip service on both networks.

@@ -11,11 +11,15 @@
 
 #include "control/discovery/dns_agent.h"
 #include "dns/netns_listener.h"
+#include "tests/support/discovery_records.h"
 #include "tests/support/scratch_netns.h"
 #include "tests/unit/dns_test_support.h"
 
 namespace weft::control::discovery {
 namespace {
+
+using testing::endpoint;
+using testing::ip;
 
 namespace fs = std::filesystem;
 using dns::testing::Dnsmasq;
@@ -24,7 +28,6 @@ using dns::testing::run;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-dataplane::Ipv4 ip(const char* text) { return *dataplane::Ipv4::parse(text); }
 
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;
@@ -37,18 +40,6 @@ std::vector<std::string> lines(const std::string& text) {
 // dig at 127.0.0.11 from inside the namespace.
 std::string dig_in(const fs::path& ns, const std::string& args) {
   return run("nsenter --net=" + ns.string() + " dig @127.0.0.11 +time=2 +tries=1 " + args);
-}
-
-EndpointRecord endpoint(std::string id, std::string name, std::string network, const char* address,
-                        std::string service = "", BackendState state = BackendState::active) {
-  EndpointRecord e;
-  e.id = std::move(id);
-  e.name = std::move(name);
-  e.network_id = std::move(network);
-  e.ip = ip(address);
-  e.service_id = std::move(service);
-  e.state = state;
-  return e;
 }
 
 // front: web (vip), cache (dnsrr), the client; back: db (vip).
