@@ -3,12 +3,15 @@
 // For 1, 1 000 and 10 000 services (VIP:80/tcp, 10 backends each):
 //  * ns/packet of the tc programs through BPF_PROG_TEST_RUN (the kernel's
 //    own per-run average, so no syscall cost): a VIP packet starting a new
-//    flow on a reused tuple (Maglev pick, the old flow's two conntrack
-//    entries rewritten in place, DNAT; single cold runs give the cost of a
-//    fresh tuple, with two inserts), a packet of a tracked
+//    flow on a fresh tuple (a connection's first packet: conntrack miss,
+//    frontend, Maglev pick, two conntrack inserts, DNAT; a chain of VIPs
+//    makes every repeat run a tuple never seen), a VIP packet starting a new
+//    flow on a reused tuple (the old flow's two entries rewritten in place),
+//    a packet of a tracked
 //    flow (conntrack hit + DNAT), a reply (reverse NAT), a packet to no VIP
 //    (the cost everybody else pays), and a trivial tc program as the floor
-//    of the method, measured in the same run;
+//    of the method, measured in the same run; each with conntrack's common
+//    LRU lists and with per-CPU ones (--conntrack-lru), as peers;
 //  * time to program all services (frontend + 10 backends + Maglev table, in
 //    one bulk call), one backend change (one backend replaced by a new one:
 //    Maglev rebuild and in-place table write) and one drain, with all of
@@ -20,7 +23,7 @@
 //
 //   bench_lb [--services 1,1000,10000] [--maglev-size 16381] [--maglev-pool SLOTS]
 //            [--repeat N] [--new-flows N] [--fresh-flows N] [--conntrack-flows N]
-//            [--conntrack-entries N]
+//            [--conntrack-entries N] [--conntrack-lru common|per-cpu|both]
 //
 // --maglev-size is the largest table; a service with 10 backends gets 1021
 // slots either way (dataplane/lb/maglev.h).
@@ -65,6 +68,9 @@ struct Options {
   std::uint32_t repeat = 1000000;
   std::uint32_t new_flows = 20000;
   std::uint32_t conntrack_entries = 262144;  // in the ns/packet runs
+  // Conntrack with common LRU lists (the default) and/or per-CPU ones
+  // (Limits::conntrack_lru_per_cpu), run one after the other as peers.
+  std::vector<bool> lru_per_cpu{false, true};
   std::uint32_t fresh_flows = 51200;  // fresh tuples in repeat runs (x2 entries)
   std::uint32_t conntrack_flows = 500000;  // 1 000 000 entries
 };
@@ -145,8 +151,10 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-void run_one(const std::string& pin_dir, std::uint32_t services, const Options& opt) {
+void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cpu,
+             const Options& opt) {
   lb::Limits limits;
+  limits.conntrack_lru_per_cpu = lru_per_cpu;
   limits.max_services = services + 1 + kChainServices;  // + the measured ones
   limits.max_frontends = services + 1 + kChainServices;
   limits.max_backends = services * kBackendsPerService + 3 + kChainServices;
@@ -348,11 +356,11 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
       memlock_of(balancer.map_fd("lb_maglev")) + memlock_of(balancer.map_fd("lb_maglev_index"));
 
   std::printf(
-      "%6u services | ns/packet (repeat %u): new flow (fresh tuple) %5.1f, new flow (reused tuple) %5.1f, ct hit %5.1f, reply %5.1f, non-VIP "
+      "%6u services, %-6s LRU | ns/packet (repeat %u): new flow (fresh tuple) %5.1f, new flow (reused tuple) %5.1f, ct hit %5.1f, reply %5.1f, non-VIP "
       "%5.1f / %5.1f (from/to), trivial prog %5.1f | single runs, cold: new flow (fresh tuple) %6.1f, new flow (reused tuple) %6.1f, ct hit "
       "%6.1f, trivial %6.1f | program all %7.1f ms, one backend change %6.1f us, drain %6.1f "
       "us | maps %6.1f MB (tables %6.1f MB)\n",
-      services, opt.repeat, fresh_ns, new_repeat_ns, hit_ns, reply_ns, pass_ns, pass_to_ns, floor_ns,
+      services, lru_per_cpu ? "per-CPU" : "common", opt.repeat, fresh_ns, new_repeat_ns, hit_ns, reply_ns, pass_ns, pass_to_ns, floor_ns,
       new_ns, reused_ns, hit_single,
       floor_single, program_ms, change_us, drain_us,
       static_cast<double>(map_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6);
@@ -431,6 +439,17 @@ int main(int argc, char** argv) {
         opt.repeat = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--conntrack-flows") {
         opt.conntrack_flows = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--conntrack-lru") {
+        std::string mode = value();
+        if (mode == "common") {
+          opt.lru_per_cpu = {false};
+        } else if (mode == "per-cpu") {
+          opt.lru_per_cpu = {true};
+        } else if (mode == "both") {
+          opt.lru_per_cpu = {false, true};
+        } else {
+          throw std::invalid_argument(mode);
+        }
       } else if (arg == "--conntrack-entries") {
         opt.conntrack_entries = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--fresh-flows") {
@@ -457,9 +476,11 @@ int main(int argc, char** argv) {
     std::printf("bench_lb: Maglev tables up to %u slots, %u backends per service, repeat %u, %u new flows\n",
                 opt.maglev_size, kBackendsPerService, opt.repeat, opt.new_flows);
     for (std::uint32_t n : opt.services) {
-      std::string pin_dir = dir + "/lb" + std::to_string(n);
-      run_one(pin_dir, n, opt);
-      lb::LoadBalancer::remove_pins(pin_dir);
+      for (bool per_cpu : opt.lru_per_cpu) {
+        std::string pin_dir = dir + "/lb" + std::to_string(n);
+        run_one(pin_dir, n, per_cpu, opt);
+        lb::LoadBalancer::remove_pins(pin_dir);
+      }
     }
     if (opt.conntrack_flows > 0) {
       std::string pin_dir = dir + "/ct";
