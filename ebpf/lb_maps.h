@@ -81,6 +81,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_backend_counters SEC(".maps");
 
+/* Conntrack (conntrack.h). The loader sets map_flags too: 0 (common LRU
+ * lists) or BPF_F_NO_COMMON_LRU (per-CPU LRU lists, one table all CPUs
+ * read; Limits::conntrack_lru_per_cpu). Not LRU_PERCPU_HASH: its values are
+ * per CPU, and a reply handled on another CPU than its flow's first packet
+ * would find nothing there. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);

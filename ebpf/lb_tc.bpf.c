@@ -241,6 +241,22 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 	return TC_ACT_OK;
 }
 
+/* TCP/UDP to a frontend whose conntrack entry (`ct`, may be 0) is missing
+ * or was stamped under other frontends. */
+static __always_inline int lb_new_or_moved(struct __sk_buff *skb, const struct lb_config *cfg,
+					   const struct lb_flow *flow, const struct lb_ct_key *ct_key,
+					   struct lb_ct_value *ct,
+					   const struct lb_service_value *service, __u32 epoch)
+{
+	if (ct && ct->service_id != service->service_id) {
+		/* The port moved to another service: a new flow. */
+		lb_ct_delete_partner(ct_key, ct->nat_addr, ct->flags);
+		ct = 0;
+	} else if (ct)
+		ct->frontend_epoch = epoch;
+	return lb_balance(skb, cfg, flow, ct_key, ct, service->service_id, epoch);
+}
+
 /* Packets the endpoint sends. A packet to no VIP leaves after one array
  * read (lb_vip_filter). A packet of a tracked flow costs one hash lookup:
  * its conntrack entry, while stamped with the current frontend epoch (see
@@ -278,6 +294,15 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 		ct = bpf_map_lookup_elem(&lb_conntrack, &ct_key);
 		if (ct && ct->frontend_epoch == epoch)
 			return lb_balance(skb, cfg, &flow, &ct_key, ct, ct->service_id, epoch);
+		/* A new flow, or the frontends changed since the entry was
+		 * checked: the frontend decides. A frontend stands for its VIP
+		 * (user space adds the VIP first and removes it last), so a
+		 * first packet skips the lb_vips lookup: one hash lookup less
+		 * on every new flow. lb_vips still decides for everything
+		 * else (ARP, ICMP, unknown ports, the hairpin address). */
+		service = lb_frontend(&flow);
+		if (service)
+			return lb_new_or_moved(skb, cfg, &flow, &ct_key, ct, service, epoch);
 	}
 
 	data = (void *)(long)skb->data;
@@ -309,18 +334,8 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 	case IPPROTO_UDP:
 		if (!l4)
 			return TC_ACT_SHOT; /* truncated L4 header */
-		/* A new flow, or the frontends changed since the entry was
-		 * checked: the frontend decides. */
-		service = lb_frontend(&flow);
-		if (!service)
-			return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
-		if (ct && ct->service_id != service->service_id) {
-			/* The port moved to another service: a new flow. */
-			lb_ct_delete_partner(&ct_key, ct->nat_addr, ct->flags);
-			ct = 0;
-		} else if (ct)
-			ct->frontend_epoch = epoch;
-		return lb_balance(skb, cfg, &flow, &ct_key, ct, service->service_id, epoch);
+		/* No frontend for this port (looked up above). */
+		return lb_refuse(skb, &flow, LB_STAT_RST_UNKNOWN_PORT);
 	case IPPROTO_ICMP:
 		return lb_icmp_to_vip(skb);
 	default:

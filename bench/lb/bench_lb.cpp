@@ -3,12 +3,15 @@
 // For 1, 1 000 and 10 000 services (VIP:80/tcp, 10 backends each):
 //  * ns/packet of the tc programs through BPF_PROG_TEST_RUN (the kernel's
 //    own per-run average, so no syscall cost): a VIP packet starting a new
-//    flow on a reused tuple (Maglev pick, the old flow's two conntrack
-//    entries rewritten in place, DNAT; single cold runs give the cost of a
-//    fresh tuple, with two inserts), a packet of a tracked
+//    flow on a fresh tuple (a connection's first packet: conntrack miss,
+//    frontend, Maglev pick, two conntrack inserts, DNAT; a chain of VIPs
+//    makes every repeat run a tuple never seen), a VIP packet starting a new
+//    flow on a reused tuple (the old flow's two entries rewritten in place),
+//    a packet of a tracked
 //    flow (conntrack hit + DNAT), a reply (reverse NAT), a packet to no VIP
 //    (the cost everybody else pays), and a trivial tc program as the floor
-//    of the method, measured in the same run;
+//    of the method, measured in the same run; each with conntrack's common
+//    LRU lists and with per-CPU ones (--conntrack-lru), as peers;
 //  * time to program all services (frontend + 10 backends + Maglev table, in
 //    one bulk call), one backend change (one backend replaced by a new one:
 //    Maglev rebuild and in-place table write) and one drain, with all of
@@ -19,7 +22,8 @@
 //    RSS, and the garbage collector's walk.
 //
 //   bench_lb [--services 1,1000,10000] [--maglev-size 16381] [--maglev-pool SLOTS]
-//            [--repeat N] [--new-flows N] [--conntrack-flows N]
+//            [--repeat N] [--new-flows N] [--fresh-flows N] [--conntrack-flows N]
+//            [--conntrack-entries N] [--conntrack-lru common|per-cpu|both]
 //
 // --maglev-size is the largest table; a service with 10 backends gets 1021
 // slots either way (dataplane/lb/maglev.h).
@@ -31,6 +35,7 @@
 #include <linux/bpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -61,14 +66,27 @@ struct Options {
   std::uint32_t maglev_size = lb::kDefaultMaglevTableSize;  // the largest table
   std::uint32_t pool_slots = 0;  // 0: the library's default
   std::uint32_t repeat = 1000000;
-  std::uint32_t new_flows = 20000;
+  // Cold single-run flows (two entries each). With the fresh flows below
+  // they stay under one CPU's share of a per-CPU-LRU conntrack map (the
+  // 262 144 entries split over 2 CPUs here), so that mode is measured
+  // inserting, not evicting.
+  std::uint32_t new_flows = 5000;
+  std::uint32_t conntrack_entries = 262144;  // in the ns/packet runs
+  // Conntrack with common LRU lists (the default) and/or per-CPU ones
+  // (Limits::conntrack_lru_per_cpu), run one after the other as peers.
+  std::vector<bool> lru_per_cpu{false, true};
+  std::uint32_t fresh_flows = 51200;  // fresh tuples in repeat runs (x2 entries)
   std::uint32_t conntrack_flows = 500000;  // 1 000 000 entries
 };
 
 constexpr std::uint32_t kBackendsPerService = 10;
+// The chain of services that makes every repeat run a fresh tuple (see
+// fresh_flows in run_one).
+constexpr std::uint32_t kChainServices = 256;
 const std::uint32_t kClient = ip4(10, 255, 0, 5);
 
 std::uint32_t vip_of(std::uint32_t service) { return ip4(10, 1, 0, 0) + service; }
+std::uint32_t chain_vip_of(std::uint32_t link) { return ip4(10, 96, 0, 0) + link; }
 std::uint32_t backend_ip_of(std::uint32_t backend_id) { return ip4(10, 128, 0, 0) + backend_id; }
 
 std::vector<lb::Backend> backends_of(std::uint32_t service, std::uint32_t generation = 0) {
@@ -137,12 +155,14 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-void run_one(const std::string& pin_dir, std::uint32_t services, const Options& opt) {
+void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cpu,
+             const Options& opt) {
   lb::Limits limits;
-  limits.max_services = services + 1;  // + the measured service
-  limits.max_frontends = services + 1;
-  limits.max_backends = services * kBackendsPerService + 3;
-  limits.conntrack_entries = 262144;
+  limits.conntrack_lru_per_cpu = lru_per_cpu;
+  limits.max_services = services + 1 + kChainServices;  // + the measured ones
+  limits.max_frontends = services + 1 + kChainServices;
+  limits.max_backends = services * kBackendsPerService + 3 + kChainServices;
+  limits.conntrack_entries = opt.conntrack_entries;
   limits.maglev_table_size = opt.maglev_size;
   if (opt.pool_slots != 0) limits.maglev_pool_slots = opt.pool_slots;
   lb::LoadBalancer balancer = lb::LoadBalancer::open(pin_dir, limits);
@@ -249,6 +269,45 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
   check(LB_STAT_NEW_FLOW, before, "new flow");
   balancer.set_timeouts(lb::Timeouts{});
 
+  // A new flow on a fresh tuple, what a connection's first packet costs,
+  // with no syscall between runs: a chain of kChainServices services whose
+  // one backend each is the next one's VIP (the last's is the first's).
+  // Each run DNATs the packet to the next VIP, so the next run sees a tuple
+  // never seen (client, next VIP, same ports): conntrack miss, frontend,
+  // Maglev pick, both entries inserted, DNAT. kChainServices runs bring the
+  // packet round to the first VIP, so each call of the repeat loop is
+  // exactly one lap, from a new source port each time (then all tuples are
+  // new again). The chain's services add to the measured count: a 1-service
+  // run has 1 + kChainServices there.
+  const std::uint32_t chain_base = services + 1;
+  const std::uint32_t chain_backend = spare_id + 2;
+  for (std::uint32_t k = 0; k < kChainServices; ++k) {
+    balancer.upsert_service({chain_vip_of(k), 80, lb::Protocol::tcp}, chain_base + k);
+    const std::uint32_t next = chain_vip_of((k + 1) % kChainServices);
+    std::vector<lb::Backend> one{
+        {chain_backend + k, next, lb::mac_from_ip(next), lb::BackendState::active}};
+    balancer.set_backends(chain_base + k, one);
+  }
+  const std::uint32_t laps = std::max<std::uint32_t>(1, opt.fresh_flows / kChainServices);
+  before = stat(LB_STAT_NEW_FLOW);
+  std::uint64_t reopened = stat(LB_STAT_FLOW_REOPENED);
+  double fresh_ns = 0;
+  for (std::uint32_t lap = 0; lap < laps; ++lap) {
+    Tcp t;
+    t.saddr = ip4(10, 253, 0, 1) + (lap >> 15);
+    t.daddr = chain_vip_of(0);
+    t.sport = static_cast<std::uint16_t>(20000 + (lap & 0x7fff));
+    t.dport = 80;
+    t.flags = kSyn;
+    fresh_ns += test_run(from, tcp_packet(t), kChainServices, &verdict);
+    if (verdict != 0) throw std::runtime_error("fresh new flow not forwarded");
+  }
+  fresh_ns /= laps;
+  if (stat(LB_STAT_NEW_FLOW) - before != std::uint64_t{laps} * kChainServices ||
+      stat(LB_STAT_FLOW_REOPENED) != reopened) {
+    throw std::runtime_error("fresh new flow: not every run started a flow on a fresh tuple");
+  }
+
   Tcp data = first;
   data.flags = kAck;
   data.payload = std::string(64, 'x');
@@ -301,11 +360,11 @@ void run_one(const std::string& pin_dir, std::uint32_t services, const Options& 
       memlock_of(balancer.map_fd("lb_maglev")) + memlock_of(balancer.map_fd("lb_maglev_index"));
 
   std::printf(
-      "%6u services | ns/packet (repeat %u): new flow (reused tuple) %5.1f, ct hit %5.1f, reply %5.1f, non-VIP "
+      "%6u services, %-6s LRU | ns/packet (repeat %u): new flow (fresh tuple) %5.1f, new flow (reused tuple) %5.1f, ct hit %5.1f, reply %5.1f, non-VIP "
       "%5.1f / %5.1f (from/to), trivial prog %5.1f | single runs, cold: new flow (fresh tuple) %6.1f, new flow (reused tuple) %6.1f, ct hit "
       "%6.1f, trivial %6.1f | program all %7.1f ms, one backend change %6.1f us, drain %6.1f "
       "us | maps %6.1f MB (tables %6.1f MB)\n",
-      services, opt.repeat, new_repeat_ns, hit_ns, reply_ns, pass_ns, pass_to_ns, floor_ns,
+      services, lru_per_cpu ? "per-CPU" : "common", opt.repeat, fresh_ns, new_repeat_ns, hit_ns, reply_ns, pass_ns, pass_to_ns, floor_ns,
       new_ns, reused_ns, hit_single,
       floor_single, program_ms, change_us, drain_us,
       static_cast<double>(map_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6);
@@ -384,6 +443,21 @@ int main(int argc, char** argv) {
         opt.repeat = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--conntrack-flows") {
         opt.conntrack_flows = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--conntrack-lru") {
+        std::string mode = value();
+        if (mode == "common") {
+          opt.lru_per_cpu = {false};
+        } else if (mode == "per-cpu") {
+          opt.lru_per_cpu = {true};
+        } else if (mode == "both") {
+          opt.lru_per_cpu = {false, true};
+        } else {
+          throw std::invalid_argument(mode);
+        }
+      } else if (arg == "--conntrack-entries") {
+        opt.conntrack_entries = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (arg == "--fresh-flows") {
+        opt.fresh_flows = static_cast<std::uint32_t>(std::stoul(value()));
       } else if (arg == "--new-flows") {
         opt.new_flows = static_cast<std::uint32_t>(std::stoul(value()));
       } else {
@@ -406,9 +480,11 @@ int main(int argc, char** argv) {
     std::printf("bench_lb: Maglev tables up to %u slots, %u backends per service, repeat %u, %u new flows\n",
                 opt.maglev_size, kBackendsPerService, opt.repeat, opt.new_flows);
     for (std::uint32_t n : opt.services) {
-      std::string pin_dir = dir + "/lb" + std::to_string(n);
-      run_one(pin_dir, n, opt);
-      lb::LoadBalancer::remove_pins(pin_dir);
+      for (bool per_cpu : opt.lru_per_cpu) {
+        std::string pin_dir = dir + "/lb" + std::to_string(n);
+        run_one(pin_dir, n, per_cpu, opt);
+        lb::LoadBalancer::remove_pins(pin_dir);
+      }
     }
     if (opt.conntrack_flows > 0) {
       std::string pin_dir = dir + "/ct";

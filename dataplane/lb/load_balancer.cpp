@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -102,7 +103,8 @@ Frontend frontend_of(const lb_service_key& key) {
 
 std::uint64_t ns(std::chrono::nanoseconds d) { return static_cast<std::uint64_t>(d.count()); }
 
-void check_pinned(const std::filesystem::path& path, const char* name, std::uint32_t max_entries) {
+void check_pinned(const std::filesystem::path& path, const char* name, std::uint32_t max_entries,
+                  std::optional<std::uint32_t> map_flags = std::nullopt) {
   UniqueFd fd(bpf_obj_get(path.c_str()));
   if (!fd) {
     if (errno == ENOENT) return;
@@ -117,6 +119,12 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
     throw BpfError(EINVAL, std::string("pinned map ") + name + " has " +
                                std::to_string(info.max_entries) + " entries, asked for " +
                                std::to_string(max_entries) + " (remove the pins to resize)");
+  }
+  if (map_flags && info.map_flags != *map_flags) {
+    throw BpfError(EINVAL, std::string("pinned map ") + name + " has map flags " +
+                               std::to_string(info.map_flags) + ", asked for " +
+                               std::to_string(*map_flags) +
+                               " (per-CPU LRU lists or not; remove the pins to change)");
   }
 }
 
@@ -746,6 +754,9 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
       {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
   check_pinned_config(pin_dir, limits);
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
+  const std::uint32_t conntrack_flags = limits.conntrack_lru_per_cpu ? BPF_F_NO_COMMON_LRU : 0;
+  check_pinned(pin_dir / "lb_conntrack", "lb_conntrack", limits.conntrack_entries,
+               conntrack_flags);
 
   auto impl = std::make_unique<Impl>();
   impl->pin_dir = pin_dir;
@@ -773,6 +784,9 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   set_size(skel->maps.lb_backends, limits.max_backends);
   set_size(skel->maps.lb_backend_counters, limits.max_backends);
   set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
+  if (int err = bpf_map__set_map_flags(skel->maps.lb_conntrack, conntrack_flags); err != 0) {
+    throw BpfError(err, "set flags of map lb_conntrack");
+  }
   if (int err = lb_tc__load(skel); err != 0) {
     throw BpfError(err, "load BPF object lb_tc (pin dir " + pin_root + ")");
   }

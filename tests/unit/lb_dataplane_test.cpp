@@ -636,6 +636,94 @@ TEST_F(LbDataplaneTest, OtherSizesThanThePinnedMapsAreRefusedByName) {
   }
 }
 
+TEST_F(LbDataplaneTest, PinnedConntrackOfTheOtherLruModeIsRefused) {
+  Limits per_cpu = test_limits();
+  per_cpu.conntrack_lru_per_cpu = true;
+  try {
+    LoadBalancer::open(pin_dir_, per_cpu);
+    FAIL() << "opened a conntrack map with common LRU lists as per-CPU";
+  } catch (const BpfError& e) {
+    EXPECT_EQ(e.code().value(), EINVAL);
+    EXPECT_NE(std::string(e.what()).find("lb_conntrack"), std::string::npos) << e.what();
+  }
+  lb_.reset();
+  LoadBalancer::remove_pins(pin_dir_);
+  lb_.emplace(LoadBalancer::open(pin_dir_, per_cpu));
+  lb_.reset();
+  EXPECT_THROW(LoadBalancer::open(pin_dir_, test_limits()), BpfError);
+  lb_.emplace(LoadBalancer::open(pin_dir_, per_cpu));  // the same mode reopens
+}
+
+// Pins the calling thread to one CPU for its life, then gives the old
+// affinity back. BPF_PROG_TEST_RUN of a tc program runs on the caller's CPU.
+class OnCpu {
+ public:
+  explicit OnCpu(int cpu) {
+    sched_getaffinity(0, sizeof old_, &old_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ok_ = sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == cpu;
+  }
+  ~OnCpu() { sched_setaffinity(0, sizeof old_, &old_); }
+  bool ok() const { return ok_; }
+
+ private:
+  cpu_set_t old_{};
+  bool ok_ = false;
+};
+
+// A flow's first packet and its reply (or its next packet) may be handled
+// on different CPUs. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU) keep one hash
+// table for all CPUs, so both directions find the entries wherever they
+// were made; a per-CPU value map (LRU_PERCPU_HASH) would not.
+TEST_F(LbDataplaneTest, FlowsMadeOnOneCpuAreFoundOnAnother) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 2; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  }
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  for (bool per_cpu : {false, true}) {
+    SCOPED_TRACE(per_cpu ? "per-CPU LRU lists" : "common LRU lists");
+    lb_.reset();
+    LoadBalancer::remove_pins(pin_dir_);
+    Limits limits = test_limits();
+    limits.conntrack_lru_per_cpu = per_cpu;
+    lb_.emplace(LoadBalancer::open(pin_dir_, limits));
+    make_service(4);
+    for (std::uint16_t sport = 40000; sport < 40008; ++sport) {
+      std::uint32_t chosen = 0;
+      {
+        OnCpu on(cpus[sport % 2]);
+        ASSERT_TRUE(on.ok());
+        chosen = backend_of(from_endpoint(syn(sport)));
+      }
+      OnCpu other(cpus[(sport + 1) % 2]);
+      ASSERT_TRUE(other.ok());
+      Tcp reply;
+      reply.saddr = chosen;
+      reply.daddr = kClient;
+      reply.sport = 80;
+      reply.dport = sport;
+      reply.flags = kSyn | kAck;
+      reply.seq = 9000;
+      reply.ack = 5001;
+      RunResult r = to_endpoint(tcp_packet(reply));
+      ASSERT_EQ(r.retval, kOk);
+      EXPECT_EQ(get32(r.out, kIp + 12), kVip) << "reply on the other CPU not reverse-NATed";
+      EXPECT_TRUE(l4_checksum_ok(r.out));
+      // The client's next packet, on that CPU too, is a conntrack hit.
+      const std::uint64_t hits = lb_->stats()[LB_STAT_CT_HIT];
+      EXPECT_EQ(backend_of(from_endpoint(ack(sport))), chosen);
+      EXPECT_EQ(lb_->stats()[LB_STAT_CT_HIT], hits + 1);
+    }
+    EXPECT_EQ(lb_->stats()[LB_STAT_NEW_FLOW], 8u);
+    EXPECT_EQ(lb_->stats()[LB_STAT_REV_NAT], 8u);
+  }
+}
+
 TEST_F(LbDataplaneTest, OtherMaglevSizeOrAbiVersionThanThePinnedMapsIsRefused) {
   Limits other = test_limits();
   other.maglev_table_size = 509;
