@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -31,8 +32,10 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr int kStateVersion = 1;
-constexpr auto kFirstDelay = std::chrono::seconds(5);
-constexpr auto kMaxDelay = std::chrono::seconds(60);
+// The test knob for SupervisorConfig::restart_delay (supervisor.h).
+constexpr const char* kRestartDelayEnv = "WEFT_TASK_RESTART_DELAY_MS";
+constexpr long kMinRestartDelayMs = 100;
+constexpr long kMaxRestartDelayMs = 60000;
 // A task that ran this long before it exited starts its back-off afresh.
 constexpr auto kHealthyRun = std::chrono::seconds(60);
 constexpr auto kKillGrace = std::chrono::seconds(5);
@@ -296,7 +299,7 @@ struct Supervisor::Impl {
         persist();
       } catch (const std::exception&) {
       }
-      next_attempt[key] = Clock::now() + kFirstDelay;
+      next_attempt[key] = Clock::now() + config.restart_delay;
       return;
     }
     local[key] = t;
@@ -402,8 +405,8 @@ struct Supervisor::Impl {
       if (!again) {
         t.record.state = failed ? "failed" : "complete";
       } else {
-        auto delay = kFirstDelay * (1 << std::min(t.quick_failures, 4));
-        if (delay > kMaxDelay) delay = kMaxDelay;
+        auto delay = config.restart_delay * (1 << std::min(t.quick_failures, 4));
+        if (delay > config.max_restart_delay) delay = config.max_restart_delay;
         ++t.quick_failures;
         t.next_start = now + delay;
         t.record.state = "restarting";
@@ -419,7 +422,7 @@ struct Supervisor::Impl {
       if (spawn(t, s)) {
         spdlog::info("tasks: restarted {}.{} (pid {})", t.service_name, t.record.slot, t.record.pid);
       } else {
-        t.next_start = now + kMaxDelay;
+        t.next_start = now + config.max_restart_delay;
       }
       try {
         persist();
@@ -525,12 +528,14 @@ struct Supervisor::Impl {
     spdlog::info("tasks: adopted {} running tasks, cleaned up {}", adopted, cleaned);
   }
 
-  std::string tail(const fs::path& path, std::uint64_t max_bytes) {
+  // The last `max_bytes` of a file; `cut` when it starts past the beginning.
+  std::string tail(const fs::path& path, std::uint64_t max_bytes, bool& cut) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return {};
     in.seekg(0, std::ios::end);
     const auto size = static_cast<std::uint64_t>(in.tellg());
     const auto from = size > max_bytes ? size - max_bytes : 0;
+    cut = from > 0;
     in.seekg(static_cast<std::streamoff>(from));
     std::string out(size - from, '\0');
     in.read(out.data(), static_cast<std::streamsize>(out.size()));
@@ -557,7 +562,19 @@ struct Supervisor::Impl {
 
 Supervisor::Supervisor(SupervisorConfig config, services::ServiceManager& services, NetworkService& networks,
                        std::function<std::vector<std::string>()> ready_nodes)
-    : impl_(std::make_unique<Impl>(std::move(config), services, networks, std::move(ready_nodes))) {}
+    : impl_(std::make_unique<Impl>(std::move(config), services, networks, std::move(ready_nodes))) {
+  if (const char* text = std::getenv(kRestartDelayEnv)) {
+    char* end = nullptr;
+    const long ms = std::strtol(text, &end, 10);
+    if (end != text && *end == '\0' && ms >= kMinRestartDelayMs && ms <= kMaxRestartDelayMs) {
+      impl_->config.restart_delay = std::chrono::milliseconds(ms);
+      spdlog::warn("tasks: first restart delay {} ms ({}, meant for tests)", ms, kRestartDelayEnv);
+    } else {
+      spdlog::warn("tasks: ignoring {}={:.20}: not a number of ms from {} to {}", kRestartDelayEnv, text,
+                   kMinRestartDelayMs, kMaxRestartDelayMs);
+    }
+  }
+}
 
 Supervisor::~Supervisor() { stop(); }
 
@@ -626,16 +643,49 @@ std::vector<TaskRecord> Supervisor::tasks() {
   return out;
 }
 
+// Each line prefixed as Docker does ("redis.2.<service id, 12>@node1 | "),
+// so lines of several tasks (and of several nodes, merged by a client) tell
+// whose they are. A tail that starts inside a line drops that partial line.
 std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
-  std::vector<fs::path> files;
+  std::string service_name;
+  {
+    std::lock_guard lock(impl_->data);
+    for (const auto& [key, t] : impl_->local)
+      if (t.record.service_id == service_id && !t.service_name.empty()) service_name = t.service_name;
+  }
+  if (service_name.empty())
+    if (const auto s = impl_->services.find(service_id)) service_name = s->name;
+  if (service_name.empty()) service_name = short_id(service_id);
+  std::vector<std::pair<std::uint64_t, fs::path>> files;  // by slot
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(impl_->dir() / "logs", ec))
-    if (const auto name = entry.path().filename().string();
-        name.starts_with(service_id + ".") && name.ends_with(".log"))
-      files.push_back(entry.path());
+  const std::string prefix = service_id + ".";
+  for (const auto& entry : fs::directory_iterator(impl_->dir() / "logs", ec)) {
+    const auto name = entry.path().filename().string();
+    if (!name.starts_with(prefix) || !name.ends_with(".log")) continue;
+    const std::string slot = name.substr(prefix.size(), name.size() - prefix.size() - 4);
+    if (slot.empty() || slot.size() > 19 || slot.find_first_not_of("0123456789") != std::string::npos) continue;
+    files.emplace_back(std::stoull(slot), entry.path());
+  }
   std::sort(files.begin(), files.end());
   std::string out;
-  for (const auto& f : files) out += impl_->tail(f, max_bytes);
+  for (const auto& [slot, path] : files) {
+    const std::string who = service_name + "." + std::to_string(slot) + "." + short_id(service_id) + "@" +
+                            impl_->config.node_name + " | ";
+    bool cut = false;
+    const std::string text = impl_->tail(path, max_bytes, cut);
+    std::size_t pos = 0;
+    if (cut) {
+      const auto nl = text.find('\n');
+      pos = nl == std::string::npos ? text.size() : nl + 1;
+    }
+    while (pos < text.size()) {
+      const auto nl = text.find('\n', pos);
+      const auto end = nl == std::string::npos ? text.size() : nl + 1;
+      out += who;
+      out.append(text, pos, end - pos);
+      pos = end;
+    }
+  }
   return out;
 }
 

@@ -16,6 +16,9 @@
 //   does not stop them.
 // - A task that exits is started again per the service's restart condition
 //   after a delay of 5 s that doubles with each quick failure, up to 60 s.
+//   For tests only, the environment variable WEFT_TASK_RESTART_DELAY_MS
+//   (100 to 60000) sets the first delay instead of 5 s, so a test can watch
+//   the delays grow without waiting minutes.
 // - A slot that is not this node's any more (scaled down, placed elsewhere)
 //   is drained first: its endpoints are detached with a short drain, the
 //   process gets SIGTERM when the drain ends, SIGKILL 5 s later. A removed
@@ -44,6 +47,10 @@ struct SupervisorConfig {
   // node must not start slots that moved while it was away.
   std::chrono::milliseconds settle{std::chrono::seconds(5)};
   std::chrono::seconds drain{2};
+  // The first restart delay; it doubles with each quick failure, up to
+  // max_restart_delay (Swarm's 5 s back-off).
+  std::chrono::milliseconds restart_delay{std::chrono::seconds(5)};
+  std::chrono::milliseconds max_restart_delay{std::chrono::seconds(60)};
   std::filesystem::path netns_dir = "/run/netns";
   // With the agent's DNS on: how long a new task waits after its attach for
   // /etc/netns/NAME/resolv.conf (written by the DNS agent when it serves the
