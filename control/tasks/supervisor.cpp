@@ -435,12 +435,15 @@ struct Supervisor::Impl {
   void tick() {
     const auto now = Clock::now();
     std::vector<std::string> ready;
+    bool in_swarm = true;
     try {
       ready = ready_nodes();
     } catch (const std::exception&) {
       // Not in a swarm: this node alone places every slot.
+      in_swarm = false;
     }
     if (std::find(ready.begin(), ready.end(), config.node_name) == ready.end()) ready.push_back(config.node_name);
+    const bool may_start = track_quorum(ready, in_swarm, now);
     std::map<std::string, Service> by_id;
     for (auto& s : services.services())
       if (!s.command.empty()) by_id.emplace(s.id, std::move(s));
@@ -462,7 +465,7 @@ struct Supervisor::Impl {
           const std::string key = task_key(id, slot, node);
           if (local.count(key) && !local[key].stopping) {
             keep.insert(key);
-          } else if (!local.count(key) && now >= settle_until) {
+          } else if (!local.count(key) && now >= settle_until && may_start) {
             auto wait = next_attempt.find(key);
             if (wait == next_attempt.end() || now >= wait->second) to_start.emplace_back(&s, slot);
           }
@@ -478,6 +481,42 @@ struct Supervisor::Impl {
     for (const auto& [key, drain] : to_finish) finish(key, drain);
     for (const auto& key : keep) check_exit(key, by_id.at(local_service(key)));
     for (const auto& [s, slot] : to_start) start_task(*s, slot);
+  }
+
+  // Whether this node may start tasks: it sees a majority of the nodes it
+  // saw Ready within member_memory (half of them and the first name of all,
+  // on a tie). A node cut off from the others keeps its own tasks running
+  // but does not start copies of theirs, which would run twice and, started
+  // last, win over the majority's long-running ones when the partition heals
+  // (placement.h rule 2). Any change of the Ready set also holds new starts
+  // for `settle`: a node that becomes Ready (a heal, a join) until its task
+  // records are in, and a node that goes until the others' failures are
+  // seen too (cut off, this node sees its peers fail one by one, and with
+  // one gone and the other still suspect it would seem to have a majority).
+  bool track_quorum(const std::vector<std::string>& ready, bool in_swarm, Clock::time_point now) {
+    if (!in_swarm) {
+      seen.clear();
+      last_ready.clear();
+      return true;
+    }
+    std::set<std::string> ready_set(ready.begin(), ready.end());
+    if (!last_ready.empty() && ready_set != last_ready) settle_until = std::max(settle_until, now + config.settle);
+    for (const auto& node : ready_set) seen[node] = now;
+    last_ready = ready_set;
+    std::erase_if(seen, [&](const auto& entry) { return now - entry.second > config.member_memory; });
+    const bool quorum = 2 * ready_set.size() > seen.size() ||
+                        (2 * ready_set.size() == seen.size() && ready_set.count(seen.begin()->first));
+    if (quorum != had_quorum) {
+      if (quorum)
+        spdlog::info("tasks: {} of the {} nodes seen lately are Ready: starting tasks again", ready_set.size(),
+                     seen.size());
+      else
+        spdlog::warn("tasks: only {} of the {} nodes seen lately are Ready, no majority: starting no tasks "
+                     "(this node's keep running)",
+                     ready_set.size(), seen.size());
+      had_quorum = quorum;
+    }
+    return quorum;
   }
 
   std::string local_service(const std::string& key) {
@@ -553,6 +592,10 @@ struct Supervisor::Impl {
   std::map<std::string, Clock::time_point> next_attempt;  // failed starts
   TaskClusterLink* cluster = nullptr;
   Clock::time_point settle_until{};
+  // track_quorum(): when each node was last seen Ready; the last Ready set.
+  std::map<std::string, Clock::time_point> seen;
+  std::set<std::string> last_ready;
+  bool had_quorum = true;
 
   std::mutex run_mutex;
   std::condition_variable wake;
