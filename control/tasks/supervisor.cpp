@@ -22,6 +22,7 @@
 #include "control/model/record_json.h"
 #include "control/network/state_file.h"
 #include "control/tasks/placement.h"
+#include "control/tasks/start_gate.h"
 #include "dataplane/netns.h"
 
 namespace weft::control::tasks {
@@ -483,40 +484,25 @@ struct Supervisor::Impl {
     for (const auto& [s, slot] : to_start) start_task(*s, slot);
   }
 
-  // Whether this node may start tasks: it sees a majority of the nodes it
-  // saw Ready within member_memory (half of them and the first name of all,
-  // on a tie). A node cut off from the others keeps its own tasks running
-  // but does not start copies of theirs, which would run twice and, started
-  // last, win over the majority's long-running ones when the partition heals
-  // (placement.h rule 2). Any change of the Ready set also holds new starts
-  // for `settle`: a node that becomes Ready (a heal, a join) until its task
-  // records are in, and a node that goes until the others' failures are
-  // seen too (cut off, this node sees its peers fail one by one, and with
-  // one gone and the other still suspect it would seem to have a majority).
+  // StartGate (start_gate.h), logging when the majority comes or goes.
   bool track_quorum(const std::vector<std::string>& ready, bool in_swarm, Clock::time_point now) {
     if (!in_swarm) {
-      seen.clear();
-      last_ready.clear();
+      gate.reset();
       return true;
     }
-    std::set<std::string> ready_set(ready.begin(), ready.end());
-    if (!last_ready.empty() && ready_set != last_ready) settle_until = std::max(settle_until, now + config.settle);
-    for (const auto& node : ready_set) seen[node] = now;
-    last_ready = ready_set;
-    std::erase_if(seen, [&](const auto& entry) { return now - entry.second > config.member_memory; });
-    const bool quorum = 2 * ready_set.size() > seen.size() ||
-                        (2 * ready_set.size() == seen.size() && ready_set.count(seen.begin()->first));
-    if (quorum != had_quorum) {
-      if (quorum)
+    const std::set<std::string> ready_set(ready.begin(), ready.end());
+    const bool had = gate.has_majority();
+    const bool may = gate.observe(ready_set, now);
+    if (gate.has_majority() != had) {
+      if (gate.has_majority())
         spdlog::info("tasks: {} of the {} nodes seen lately are Ready: starting tasks again", ready_set.size(),
-                     seen.size());
+                     gate.remembered());
       else
         spdlog::warn("tasks: only {} of the {} nodes seen lately are Ready, no majority: starting no tasks "
                      "(this node's keep running)",
-                     ready_set.size(), seen.size());
-      had_quorum = quorum;
+                     ready_set.size(), gate.remembered());
     }
-    return quorum;
+    return may;
   }
 
   std::string local_service(const std::string& key) {
@@ -592,10 +578,7 @@ struct Supervisor::Impl {
   std::map<std::string, Clock::time_point> next_attempt;  // failed starts
   TaskClusterLink* cluster = nullptr;
   Clock::time_point settle_until{};
-  // track_quorum(): when each node was last seen Ready; the last Ready set.
-  std::map<std::string, Clock::time_point> seen;
-  std::set<std::string> last_ready;
-  bool had_quorum = true;
+  StartGate gate{config.member_memory, config.settle};
 
   std::mutex run_mutex;
   std::condition_variable wake;

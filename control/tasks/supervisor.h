@@ -21,9 +21,9 @@
 //   the delays grow without waiting minutes.
 // - A node that does not see a majority of the nodes it saw Ready lately
 //   (a partition's smaller side) starts no task, and nothing is started for
-//   `settle` after the Ready nodes change: on a heal, each slot's older copy
-//   on the majority side stays (placement.h) and the cut-off node's stale
-//   copies stop.
+//   `settle` after the Ready nodes change (start_gate.h): on a heal, each
+//   slot's older copy on the majority side stays (placement.h) and the
+//   cut-off node's stale copies stop.
 // - A slot that is not this node's any more (scaled down, placed elsewhere)
 //   is drained first: its endpoints are detached with a short drain, the
 //   process gets SIGTERM when the drain ends, SIGKILL 5 s later. A removed
@@ -51,10 +51,8 @@ struct SupervisorConfig {
   // peers' tasks run) are in before this node places anything: a returning
   // node must not start slots that moved while it was away.
   std::chrono::milliseconds settle{std::chrono::seconds(5)};
-  // A node counts toward the majority a node needs to start tasks (see
-  // supervisor.cpp, track_quorum) for this long after it was last Ready: a
-  // node cut off alone takes the others' slots only after this, and a node
-  // that left stops counting after it.
+  // A node counts toward the majority a node needs to start tasks
+  // (start_gate.h) for this long after it was last Ready.
   std::chrono::milliseconds member_memory{std::chrono::minutes(10)};
   std::chrono::seconds drain{2};
   // The first restart delay; it doubles with each quick failure, up to
