@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -372,6 +373,16 @@ struct Supervisor::Impl {
 
   // A running task's process ended? Then restart it per the condition.
   void check_exit(const std::string& key, const Service& s) {
+    std::optional<LocalTask> ended;
+    check_exit_locked(key, s, ended);
+    // Outside the lock (a detach tells listeners, which may ask for tasks):
+    // a Complete or Failed task is no backend any more, and its namespace
+    // goes; its record stays, so `service ps` shows it and it is not started
+    // again.
+    if (ended) teardown(*ended);
+  }
+
+  void check_exit_locked(const std::string& key, const Service& s, std::optional<LocalTask>& ended) {
     std::lock_guard lock(data);
     auto it = local.find(key);
     if (it == local.end()) return;
@@ -405,6 +416,7 @@ struct Supervisor::Impl {
       t.start_ticks = 0;
       if (!again) {
         t.record.state = failed ? "failed" : "complete";
+        ended = t;
       } else {
         auto delay = config.restart_delay * (1 << std::min(t.quick_failures, 4));
         if (delay > config.max_restart_delay) delay = config.max_restart_delay;
@@ -540,6 +552,12 @@ struct Supervisor::Impl {
         t.started = Clock::now();
         local[t.record.key()] = t;
         ++adopted;
+        continue;
+      }
+      if ((t.record.state == "complete" || t.record.state == "failed") && !t.stopping) {
+        // Ended for good (its restart condition said so): it stays ended.
+        teardown(t);
+        local[t.record.key()] = t;
         continue;
       }
       // Half made (a crash before the pid was recorded), exited, or being
@@ -679,8 +697,13 @@ std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_by
     for (const auto& [key, t] : impl_->local)
       if (t.record.service_id == service_id && !t.service_name.empty()) service_name = t.service_name;
   }
-  if (service_name.empty())
-    if (const auto s = impl_->services.find(service_id)) service_name = s->name;
+  if (service_name.empty()) {
+    try {
+      if (const auto s = impl_->services.find(service_id)) service_name = s->name;
+    } catch (const std::exception&) {
+      // Named by its id below.
+    }
+  }
   if (service_name.empty()) service_name = short_id(service_id);
   std::vector<std::pair<std::uint64_t, fs::path>> files;  // by slot
   std::error_code ec;

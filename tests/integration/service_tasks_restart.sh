@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Service tasks on three emulated nodes, the parts service_tasks.sh leaves
 # out (control/tasks, issue 11):
-# - restart conditions: on-failure leaves a task that exits 0 Complete and
+# - restart conditions: on-failure leaves a task that exits 0 Complete (its
+#   namespace and backend gone, still Complete after an agent restart) and
 #   restarts one that exits non-zero; none never restarts; `service ps` says
 #   Complete / Failed with Docker's ERROR "task: non-zero exit (N)";
 # - the restart back-off grows (first delay 1 s through the test knob
@@ -88,7 +89,15 @@ check "  gap 3 ($g3 s) >= 1.5 x gap 2" grows "$g2" "$g3"
 check "  gap 4 ($g4 s) >= 1.5 x gap 3" grows "$g3" "$g4"
 check "  the first delay is the knob's 1 s, not 5 s (gap 1 $g1 s)" awk -v a="$g1" 'BEGIN {exit !(a >= 0.9 && a < 3)}'
 
-sleep 3
+done_node=$(ps_row 1 done0 1 | awk '{print $3}')
+done_ns="weft-$done_node-${svc_ids[0]:0:12}-1"
+check "the Complete task's namespace is gone" wait_for 10 eval "! ip netns list | awk '{print \$1}' | grep -qx $done_ns"
+check_eq "  and it is no backend any more (no endpoint in its namespace)" \
+  "$(tb_weft "${done_node#node}" endpoint ls --format json | tb_json "len([e for e in d if '$done_ns' in e['Netns']])")" 0
+tb_restart_agent "${done_node#node}" --kill
+require "$done_node's agent is back" tb_agent_wait_ready "${done_node#node}"
+sleep 8  # past the agent's start-up settle
+check "after an agent restart the Complete task is still Complete" state_is done0 Complete
 check_eq "on-failure, exit 0: never started again" "$(wc -l <"$RUN/done0.runs")" 1
 check_eq "none: never started again" "$(wc -l <"$RUN/none4.runs")" 1
 check "the Complete and Failed tasks stay so" eval "state_is done0 Complete && state_is none4 Failed"
