@@ -229,9 +229,10 @@ int ps(Cli& cli, const std::string& name) {
 }
 
 // Tells (on stderr, once per task) which of the service's tasks run on other
-// nodes: their logs stay there, and `service logs` shows this node's only.
+// nodes whose lines did not come back: the agent asks the other nodes for
+// their logs, and one may not have answered in time.
 void note_remote_tasks(ApiClient& client, const std::string& name, const std::string& node,
-                       std::map<std::string, bool>& noted) {
+                       const std::string& text, std::map<std::string, bool>& noted) {
   if (node.empty()) return;
   const ApiResponse response = client.request(http::verb::get, service_path(name) + "/tasks");
   if (!response.ok() || !response.json.is_array()) return;
@@ -240,16 +241,17 @@ void note_remote_tasks(ApiClient& client, const std::string& name, const std::st
     const std::string on = text_field(task, "NodeID");
     if (on.empty() || on == node || text_field(task, "DesiredState") != "running") continue;
     const std::string slot = task.contains("Slot") ? task["Slot"].dump() : "?";
-    if (noted[slot + "@" + on]) continue;
+    const std::string marker = "." + slot + "." + short_id(text_field(task, "ServiceID")) + "@" + on + " | ";
+    if (noted[slot + "@" + on] || text.find(marker) != std::string::npos) continue;
     noted[slot + "@" + on] = true;
-    std::cerr << "note: " << service_name << "." << slot << " runs on " << control::names::printable(on)
-              << ": its logs are there (weft service logs " << service_name << " on " << control::names::printable(on)
-              << "); this node (" << control::names::printable(node) << ") shows its own tasks' logs\n";
+    std::cerr << "note: no log lines of " << service_name << "." << slot << ", which runs on "
+              << control::names::printable(on) << " (it did not answer in time, or the task logged nothing): "
+              << "weft service logs " << service_name << " on " << control::names::printable(on) << " shows them\n";
   }
 }
 
-// The agent answers each local task's tail, a line at a time prefixed with
-// the task ("redis.2.<id>@node1 | "). --follow asks again each second and
+// The agent answers each task's tail (its own, then the other nodes'), a
+// line at a time prefixed with the task ("redis.2.<id>@node1 | "). --follow asks again each second and
 // prints, per task, the complete lines that came after those it printed.
 int logs(Cli& cli, const std::string& name, bool follow) {
   ApiClient client = cli.client();
@@ -262,7 +264,7 @@ int logs(Cli& cli, const std::string& name, bool follow) {
   while (true) {
     const ApiResponse response = client.request(http::verb::get, path);
     if (!response.ok()) throw ApiStatusError(response.status, response.error_message());
-    note_remote_tasks(client, name, node, noted);
+    note_remote_tasks(client, name, node, response.text, noted);
     if (!follow) {
       std::cout << response.text;
       std::cout.flush();
@@ -380,7 +382,7 @@ void add_service_commands(CLI::App& app, Cli& cli) {
   {
     auto name = std::make_shared<std::string>();
     auto follow = std::make_shared<bool>(false);
-    CLI::App* command = service->add_subcommand("logs", "Show the logs of a service's tasks on this node (and where the others run)");
+    CLI::App* command = service->add_subcommand("logs", "Show the logs of a service's tasks (all nodes')");
     command->add_flag("-f,--follow", *follow, "Keep showing new output");
     command->add_option("SERVICE", *name, "Service name or id")->required();
     on_run(command, cli, [&cli, name, follow] { return logs(cli, *name, *follow); });

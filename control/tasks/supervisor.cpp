@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -34,6 +35,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr int kStateVersion = 1;
+// How long `service logs` waits for the other nodes' task logs.
+constexpr auto kRemoteLogsTimeout = std::chrono::milliseconds(1500);
 // The test knob for SupervisorConfig::restart_delay (supervisor.h).
 constexpr const char* kRestartDelayEnv = "WEFT_TASK_RESTART_DELAY_MS";
 constexpr long kMinRestartDelayMs = 100;
@@ -690,7 +693,7 @@ std::vector<TaskRecord> Supervisor::tasks() {
 // Each line prefixed as Docker does ("redis.2.<service id, 12>@node1 | "),
 // so lines of several tasks (and of several nodes, merged by a client) tell
 // whose they are. A tail that starts inside a line drops that partial line.
-std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
+std::string Supervisor::local_logs(const std::string& service_id, std::uint64_t max_bytes) {
   std::string service_name;
   {
     std::lock_guard lock(impl_->data);
@@ -735,6 +738,26 @@ std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_by
       pos = end;
     }
   }
+  return out;
+}
+
+// This node's task logs, then the other Ready nodes' (asked over the
+// cluster; a node that does not answer in time is left out).
+std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
+  std::string out = local_logs(service_id, max_bytes);
+  TaskClusterLink* link = nullptr;
+  {
+    std::lock_guard lock(impl_->data);
+    link = impl_->cluster;
+  }
+  if (!link) return out;
+  auto answer = std::make_shared<std::promise<std::map<std::string, std::string>>>();
+  auto got = answer->get_future();
+  link->request_logs(service_id, max_bytes, kRemoteLogsTimeout,
+                     [answer](std::map<std::string, std::string> texts) { answer->set_value(std::move(texts)); });
+  // Bounded even if the cluster goes away without answering.
+  if (got.wait_for(kRemoteLogsTimeout + std::chrono::seconds(1)) != std::future_status::ready) return out;
+  for (const auto& [node, text] : got.get()) out += text;
   return out;
 }
 

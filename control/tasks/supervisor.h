@@ -5,7 +5,9 @@
 // `ip netns exec` so it gets a private mount namespace where /etc/resolv.conf
 // is the agent's (/etc/netns/NAME/resolv.conf, 127.0.0.11). Its stdout and
 // stderr go to <state-dir>/tasks/logs/<service id>.<slot>.log, rotated (one
-// old copy, .log.1) when a process starts with it past 16 MiB.
+// old copy, .log.1) when a process starts with it past 16 MiB. `service
+// logs` shows this node's tails and asks the other Ready nodes for theirs
+// over the cluster (each line prefixed "name.slot.<service id>@node | ").
 //
 // - Durable intent: a task is recorded in <state-dir>/tasks/state.json before
 //   its namespace is made or its process forked, and its pid and start time
@@ -90,6 +92,7 @@ class Supervisor final : public ClusterTasks, public services::TaskView {
   std::vector<TaskRecord> local_tasks() override;
   void apply_task(const TaskRecord& task) override;
   void forget_task(const std::string& key) override;
+  std::string local_logs(const std::string& service_id, std::uint64_t max_bytes) override;
 
   // services::TaskView
   std::vector<TaskRecord> tasks() override;
