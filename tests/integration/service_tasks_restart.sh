@@ -74,7 +74,8 @@ check "none, exit 4: the task is Failed" wait_for 40 state_is none4 Failed
 ps_row 1 none4 1
 check_match "  service ps shows ERROR task: non-zero exit (4)" "$(ps_row 1 none4 1)" 'Failed .*task: non-zero exit \(4\)$'
 check_match "  node 2's service ps says the same" "$(ps_row 2 none4 1)" 'Failed .*task: non-zero exit \(4\)$'
-check_match "  on-failure's Complete task has no ERROR" "$(ps_row 1 done0 1)" 'Complete .*ago$'
+check_match "  on-failure's Complete task: DESIRED STATE Shutdown, no ERROR" "$(ps_row 1 done0 1)" ' Shutdown +Complete .*ago$'
+check_match "  the Failed one is Shutdown too" "$(ps_row 1 none4 1)" ' Shutdown +Failed '
 
 # Restarts of fail3 (each start appends its time): 1 s, 2 s, 4 s, 8 s apart.
 runs_at_least() { (($(wc -l <"$RUN/fail3.runs" 2>/dev/null || echo 0) >= $1)); }
