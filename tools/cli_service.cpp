@@ -8,6 +8,7 @@
 #include <thread>
 #include <system_error>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -209,23 +210,75 @@ int ps(Cli& cli, const std::string& name) {
   return 0;
 }
 
+// Tells (on stderr, once per task) which of the service's tasks run on other
+// nodes whose lines did not come back: the agent asks the other nodes for
+// their logs, and one may not have answered in time.
+void note_remote_tasks(ApiClient& client, const std::string& name, const std::string& node,
+                       const std::string& text, std::map<std::string, bool>& noted) {
+  if (node.empty()) return;
+  const ApiResponse response = client.request(http::verb::get, service_path(name) + "/tasks");
+  if (!response.ok() || !response.json.is_array()) return;
+  std::string service_name = control::names::printable(name);
+  for (const json& task : response.json) {
+    const std::string on = text_field(task, "NodeID");
+    if (on.empty() || on == node || text_field(task, "DesiredState") != "running") continue;
+    const std::string slot = task.contains("Slot") ? task["Slot"].dump() : "?";
+    const std::string marker = "." + slot + "." + short_id(text_field(task, "ServiceID")) + "@" + on + " | ";
+    if (noted[slot + "@" + on] || text.find(marker) != std::string::npos) continue;
+    noted[slot + "@" + on] = true;
+    std::cerr << "note: no log lines of " << service_name << "." << slot << ", which runs on "
+              << control::names::printable(on) << " (it did not answer in time, or the task logged nothing): "
+              << "weft service logs " << service_name << " on " << control::names::printable(on) << " shows them\n";
+  }
+}
+
+// The agent answers each task's tail (its own, then the other nodes'), a
+// line at a time prefixed with the task ("redis.2.<id>@node1 | "). --follow asks again each second and
+// prints, per task, the complete lines that came after those it printed.
 int logs(Cli& cli, const std::string& name, bool follow) {
   ApiClient client = cli.client();
   const std::string path = service_path(name) + "/logs";
-  std::string shown;
+  std::string node;
+  if (const ApiResponse swarm = client.request(http::verb::get, "/swarm"); swarm.ok())
+    node = text_field(swarm.json, "NodeName");
+  std::map<std::string, bool> noted;
+  std::map<std::string, std::vector<std::string>> shown;  // task prefix -> its complete lines printed
   while (true) {
     const ApiResponse response = client.request(http::verb::get, path);
     if (!response.ok()) throw ApiStatusError(response.status, response.error_message());
-    // The agent sends each task's tail; print what is new since the last look.
+    note_remote_tasks(client, name, node, response.text, noted);
+    if (!follow) {
+      std::cout << response.text;
+      std::cout.flush();
+      return 0;
+    }
+    std::map<std::string, std::vector<std::string>> now;
     const std::string& text = response.text;
-    if (text.starts_with(shown)) {
-      std::cout << text.substr(shown.size());
-    } else {
-      std::cout << text;
+    for (std::size_t pos = 0; pos < text.size();) {
+      const auto nl = text.find('\n', pos);
+      if (nl == std::string::npos) break;  // not complete yet: printed when it is
+      std::string line = text.substr(pos, nl + 1 - pos);
+      pos = nl + 1;
+      const auto bar = line.find(" | ");
+      now[bar == std::string::npos ? std::string() : line.substr(0, bar)].push_back(std::move(line));
+    }
+    for (auto& [task, lines] : now) {
+      auto& old = shown[task];
+      // Where the new tail continues what was printed: after the old lines
+      // when it starts with them, else after the last printed line seen
+      // again (the tail window moved), else (the log was rotated) all of it.
+      std::size_t from = 0;
+      if (!old.empty()) {
+        if (lines.size() >= old.size() && std::equal(old.begin(), old.end(), lines.begin())) {
+          from = old.size();
+        } else if (auto it = std::find(lines.rbegin(), lines.rend(), old.back()); it != lines.rend()) {
+          from = static_cast<std::size_t>(lines.rend() - it);
+        }
+      }
+      for (std::size_t i = from; i < lines.size(); ++i) std::cout << lines[i];
+      old = std::move(lines);
     }
     std::cout.flush();
-    shown = text;
-    if (!follow) return 0;
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
 }
@@ -296,7 +349,7 @@ void add_service_commands(CLI::App& app, Cli& cli) {
   {
     auto name = std::make_shared<std::string>();
     auto follow = std::make_shared<bool>(false);
-    CLI::App* command = service->add_subcommand("logs", "Show the logs of a service's tasks on this node");
+    CLI::App* command = service->add_subcommand("logs", "Show the logs of a service's tasks (all nodes')");
     command->add_flag("-f,--follow", *follow, "Keep showing new output");
     command->add_option("SERVICE", *name, "Service name or id")->required();
     on_run(command, cli, [&cli, name, follow] { return logs(cli, *name, *follow); });

@@ -1,5 +1,5 @@
-// `weft-cni`: a CNI plugin (spec 1.0.0, results also in the 0.3.x/0.4.0
-// shape) that has the local weftd attach and detach a container's network
+// `weft-cni`: a CNI plugin (spec 1.1.0 with STATUS and GC, results also in
+// the 0.3.x/0.4.0 shape) that has the local weftd attach and detach a container's network
 // namespace, so container runtimes (podman's CNI backend, ...) put containers
 // on weft's overlay networks as they do with any network plugin.
 //
@@ -7,6 +7,14 @@
 // variables and the network's config as JSON on stdin; the plugin answers
 // with a result or a CNI error as JSON on stdout. weft allocates the address
 // itself (the network's ring IPAM), so an "ipam" section is refused.
+//
+// GC must detach only what this plugin attached, so ADD records each
+// attachment (before asking the agent) in a directory next to the agent's
+// socket, <socket dir>/cni/<network>/<container id>@<ifname>, and DEL
+// removes the record after the detach. GC detaches the recorded attachments
+// that `cni.dev/valid-attachments` does not list; endpoints attached
+// otherwise (weft endpoint attach, tasks) have no record and are never
+// touched.
 #include <algorithm>
 #include <csignal>
 #include <cstdint>
@@ -20,8 +28,14 @@
 #include <string_view>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -39,10 +53,10 @@ using tools::ApiResponse;
 namespace http = tools::http;
 namespace names = control::names;
 
-constexpr std::string_view kCurrentVersion = "1.0.0";
+constexpr std::string_view kCurrentVersion = "1.1.0";
 // The result shapes of these versions are what this plugin writes; CHECK
-// exists from 0.4.0 on.
-const std::vector<std::string> kSupportedVersions{"0.3.0", "0.3.1", "0.4.0", "1.0.0"};
+// exists from 0.4.0 on, STATUS and GC from 1.1.0.
+const std::vector<std::string> kSupportedVersions{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
 constexpr std::string_view kDefaultSocket = "/run/weft/weftd.sock";
 // Inside the container, weft's DNS responder listens here (control/discovery).
 constexpr std::string_view kNameserver = "127.0.0.11";
@@ -64,6 +78,7 @@ enum Code : int {
   kDecodingFailure = 6,
   kInvalidConfig = 7,
   kTryAgainLater = 11,
+  kPluginNotAvailable = 50,  // STATUS: ADD cannot be served now
   kAgentRefused = 100,      // the agent answered an error; msg is its message
   kNetworkNotFound = 101,   // the config's network does not exist on this agent
   kEndpointMissing = 102,   // CHECK: the container is not attached (any more)
@@ -93,7 +108,13 @@ struct Config {
   std::optional<std::string> service;
   unsigned agent_timeout = kDefaultAgentTimeout;  // seconds
   json prev_result;  // CHECK (and chained ADD/DEL); null when absent
+  // GC: the attachments to keep, as (container id, ifname).
+  std::set<std::pair<std::string, std::string>> valid_attachments;
 };
+
+// A GC's list holds one entry per attachment the runtime keeps; this bounds
+// what a broken runtime can make the plugin hold (stdin is bounded too).
+constexpr std::size_t kMaxValidAttachments = 100000;
 
 std::string env_value(const char* name) {
   const char* value = std::getenv(name);
@@ -145,11 +166,11 @@ std::map<std::string, std::string> parse_args(const std::string& text) {
   return args;
 }
 
-// ADD, DEL and CHECK name the container; VERSION needs nothing.
+// ADD, DEL and CHECK name the container; VERSION, STATUS and GC need nothing.
 Environment read_environment(const std::string& command) {
   Environment env;
   env.command = command;
-  if (command == "VERSION") return env;
+  if (command == "VERSION" || command == "STATUS" || command == "GC") return env;
   env.container_id = required_env("CNI_CONTAINERID", command);
   check_container_id(env.container_id);
   // DEL may come after the namespace is gone, without CNI_NETNS.
@@ -253,6 +274,23 @@ Config parse_config(const std::string& text) {
     config.agent_timeout = timeout->get<unsigned>();
   }
   if (auto prev = document.find("prevResult"); prev != document.end()) config.prev_result = *prev;
+  if (auto valid = document.find("cni.dev/valid-attachments"); valid != document.end() && !valid->is_null()) {
+    if (!valid->is_array() || valid->size() > kMaxValidAttachments) {
+      throw CniError(kInvalidConfig, "\"cni.dev/valid-attachments\" must be an array of at most " +
+                                         std::to_string(kMaxValidAttachments) + " attachments",
+                     "cni.dev/valid-attachments");
+    }
+    for (const json& a : *valid) {
+      auto id = a.is_object() ? a.find("containerID") : a.end();
+      auto ifname = a.is_object() ? a.find("ifname") : a.end();
+      if (!a.is_object() || id == a.end() || !id->is_string() || ifname == a.end() || !ifname->is_string()) {
+        throw CniError(kInvalidConfig,
+                       "each of \"cni.dev/valid-attachments\" needs \"containerID\" and \"ifname\" strings",
+                       "cni.dev/valid-attachments");
+      }
+      config.valid_attachments.emplace(id->get<std::string>(), ifname->get<std::string>());
+    }
+  }
   return config;
 }
 
@@ -351,7 +389,67 @@ std::optional<json> find_endpoint(Agent& agent, const json& network, const std::
   return std::nullopt;
 }
 
-bool legacy_result(const Config& config) { return config.cni_version != "1.0.0"; }
+bool legacy_result(const Config& config) { return config.cni_version.starts_with("0."); }
+
+// --- the records of what this plugin attached (see the top of the file) ---
+
+namespace fs = std::filesystem;
+
+fs::path records_dir(const Config& config) {
+  return fs::path(config.socket).parent_path() / "cni" / config.network;
+}
+
+fs::path record_path(const Config& config, const std::string& container_id, const std::string& ifname) {
+  return records_dir(config) / (container_id + "@" + ifname);
+}
+
+// Written before the attach (a crash between leaves a record GC can act on,
+// never an attachment without one); atomic, so a reader sees all or nothing.
+void write_record(const Config& config, const Environment& env, const std::string& name) {
+  std::error_code ec;
+  fs::create_directories(records_dir(config), ec);
+  const fs::path path = record_path(config, env.container_id, env.ifname);
+  const fs::path temp = path.string() + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << json{{"containerID", env.container_id}, {"ifname", env.ifname}, {"netns", env.netns}, {"name", name}}.dump()
+        << '\n';
+    out.flush();
+    if (!out) {
+      fs::remove(temp, ec);
+      throw CniError(kAgentRefused, "cannot record the attachment in " + records_dir(config).string(),
+                     "weft-cni keeps what it attached there, for GC");
+    }
+  }
+  fs::rename(temp, path, ec);
+  if (ec) {
+    fs::remove(temp, ec);
+    throw CniError(kAgentRefused, "cannot record the attachment in " + records_dir(config).string(), ec.message());
+  }
+}
+
+void remove_record(const Config& config, const std::string& container_id, const std::string& ifname) {
+  std::error_code ec;
+  fs::remove(record_path(config, container_id, ifname), ec);
+}
+
+struct Record {
+  std::string container_id;
+  std::string ifname;
+  std::string netns;
+};
+
+std::optional<Record> read_record(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  // A record is a few hundred bytes: anything much larger is not one.
+  if (!in || !std::getline(in, line) || line.size() > 8192) return std::nullopt;
+  const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return std::nullopt;
+  Record r{text(j, "containerID"), text(j, "ifname"), text(j, "netns")};
+  if (r.container_id.empty() || r.ifname.empty()) return std::nullopt;
+  return r;
+}
 
 json make_result(const Config& config, const Environment& env, const json& endpoint, const std::string& gateway) {
   json ip{{"address", text(endpoint, "IPv4Address")}, {"interface", 0}};
@@ -389,7 +487,17 @@ int command_add(const Config& config, const Environment& env) {
 
   json body{{"Container", env.netns}, {"Name", name}};
   if (config.service) body["Service"] = *config.service;
+  // A repeated ADD of an attachment must not lose the record of the first.
+  std::error_code ec;
+  const bool had_record = fs::exists(record_path(config, env.container_id, env.ifname), ec);
+  write_record(config, env, name);
+  const auto forget = [&] {
+    if (!had_record) remove_record(config, env.container_id, env.ifname);
+  };
+  // A transport failure keeps the record: the agent may still attach, and
+  // the runtime's DEL (or a GC) undoes it then.
   ApiResponse response = agent.request(http::verb::post, network_path(config, "connect"), body);
+  if (!response.ok()) forget();
   // The network went between the inspect and the connect.
   if (response.status == 404 && response.error_message() == "network " + config.network + " not found") {
     throw CniError(kNetworkNotFound, "weft network " + names::quoted_preview(config.network) + " not found",
@@ -402,6 +510,7 @@ int command_add(const Config& config, const Environment& env) {
   if (text(endpoint, "Interface") != env.ifname) {
     // weft chose another ethN (the namespace has interfaces already): undo.
     disconnect(agent, config, env.netns);
+    forget();
     throw CniError(kInvalidEnvironment,
                    "weft named the interface " + names::quoted_preview(text(endpoint, "Interface")) +
                        ", not CNI_IFNAME " + names::quoted_preview(env.ifname),
@@ -413,8 +522,13 @@ int command_add(const Config& config, const Environment& env) {
 
 int command_del(const Config& config, const Environment& env) {
   Agent agent(config.socket);
-  if (!env.netns.empty()) {
-    disconnect(agent, config, env.netns);
+  std::string netns = env.netns;
+  if (netns.empty()) {
+    if (auto record = read_record(record_path(config, env.container_id, env.ifname))) netns = record->netns;
+  }
+  if (!netns.empty()) {
+    disconnect(agent, config, netns);
+    remove_record(config, env.container_id, env.ifname);
     return 0;
   }
   // No namespace path: the endpoint is found by the name ADD gave it.
@@ -425,6 +539,52 @@ int command_del(const Config& config, const Environment& env) {
   if (auto endpoint = find_endpoint(agent, response.json, "", name)) {
     disconnect(agent, config, text(*endpoint, "Netns"));
   }
+  remove_record(config, env.container_id, env.ifname);
+  return 0;
+}
+
+// STATUS: ready when the agent answers and has the network (else ADD could
+// not be served): nothing on stdout and exit 0, or code 50.
+int command_status(const Config& config) {
+  Agent agent(config.socket);
+  ApiResponse response;
+  try {
+    response = agent.request(http::verb::get, network_path(config));
+  } catch (const CniError& e) {
+    throw CniError(kPluginNotAvailable, "plugin not available: the weft agent is not reachable", e.details);
+  }
+  if (response.status == 404) {
+    throw CniError(kPluginNotAvailable,
+                   "plugin not available: weft network " + names::quoted_preview(config.network) + " not found",
+                   response.error_message());
+  }
+  if (!response.ok()) {
+    throw CniError(kPluginNotAvailable, "plugin not available: the weft agent answered an error",
+                   response.error_message());
+  }
+  return 0;
+}
+
+// GC: detaches what this plugin attached to the network and the runtime no
+// longer lists in cni.dev/valid-attachments; each detach done, its record goes.
+int command_gc(const Config& config) {
+  Agent agent(config.socket);
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(records_dir(config), ec)) {
+    const std::string file = entry.path().filename().string();
+    if (file.ends_with(".tmp")) continue;  // an ADD in progress
+    const auto record = read_record(entry.path());
+    if (!record) {
+      // Not a record (or a torn one from before the rename): nothing to detach.
+      continue;
+    }
+    if (file != record->container_id + "@" + record->ifname) continue;
+    if (config.valid_attachments.count({record->container_id, record->ifname})) continue;
+    if (!record->netns.empty()) disconnect(agent, config, record->netns);
+    stale.push_back(entry.path());
+  }
+  for (const auto& path : stale) fs::remove(path, ec);
   return 0;
 }
 
@@ -489,10 +649,10 @@ extern "C" void on_agent_timeout(int) {
 
 // (Re)arms the watchdog with a reply in `version`'s shape; the alarm is off
 // while the reply changes, so the handler never sees it half written.
-void arm_watchdog(std::string_view version, unsigned seconds) {
+void arm_watchdog(std::string_view version, unsigned seconds, int code = kTryAgainLater) {
   ::alarm(0);
   timeout_reply = error_json(
-      version, CniError(kTryAgainLater, "no answer from the weft agent within " + std::to_string(seconds) + " s",
+      version, CniError(code, "no answer from the weft agent within " + std::to_string(seconds) + " s",
                         "agentTimeoutSeconds"));
   std::signal(SIGALRM, on_agent_timeout);
   ::alarm(seconds);
@@ -504,9 +664,9 @@ int run() {
     const std::string command = env_value("CNI_COMMAND");
     if (command.empty()) throw CniError(kInvalidEnvironment, "CNI_COMMAND is not set", "CNI_COMMAND");
     if (command == "VERSION") return command_version();
-    if (command != "ADD" && command != "DEL" && command != "CHECK") {
+    if (command != "ADD" && command != "DEL" && command != "CHECK" && command != "STATUS" && command != "GC") {
       throw CniError(kInvalidEnvironment, "unknown CNI_COMMAND " + names::quoted_preview(command),
-                     "CNI_COMMAND: weft-cni knows ADD, DEL, CHECK and VERSION");
+                     "CNI_COMMAND: weft-cni knows ADD, DEL, CHECK, STATUS, GC and VERSION");
     }
     arm_watchdog(version, kDefaultAgentTimeout);  // also bounds a runtime that never closes stdin
     const Config config = parse_config(read_stdin());
@@ -515,7 +675,12 @@ int run() {
     if (command == "CHECK" && (config.cni_version == "0.3.0" || config.cni_version == "0.3.1")) {
       throw CniError(kIncompatibleVersion, "CHECK needs CNI version 0.4.0 or later", config.cni_version);
     }
-    arm_watchdog(version, config.agent_timeout);
+    if ((command == "STATUS" || command == "GC") && config.cni_version != "1.1.0") {
+      throw CniError(kIncompatibleVersion, command + " needs CNI version 1.1.0", config.cni_version);
+    }
+    arm_watchdog(version, config.agent_timeout, command == "STATUS" ? kPluginNotAvailable : kTryAgainLater);
+    if (command == "STATUS") return command_status(config);
+    if (command == "GC") return command_gc(config);
     if (command == "ADD") return command_add(config, env);
     if (command == "DEL") return command_del(config, env);
     return command_check(config, env);

@@ -149,7 +149,10 @@ json task_json(const TaskRecord& task, const Service& service) {
       {"ServiceID", task.service_id},
       {"Slot", task.slot},
       {"NodeID", task.node},
-      {"DesiredState", task.slot <= service.replicas ? "running" : "shutdown"},
+      // As Docker: a task that ended for good (its restart condition said
+      // so) or whose slot is gone is meant to be shut down.
+      {"DesiredState",
+       task.slot <= service.replicas && task.state != "complete" && task.state != "failed" ? "running" : "shutdown"},
       {"Status", {{"State", task.state}, {"Timestamp", task.started_at}, {"Err", task.error}, {"PID", task.pid}}},
       {"EndpointID", task.endpoint_id},
       {"Netns", task.netns},

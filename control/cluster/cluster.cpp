@@ -146,6 +146,9 @@ struct Cluster::State {
   void on_table_change(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
   void send_range_request(const std::string& space, std::uint32_t unit);
   void handle_range_request(const RangeRequest& request);
+  void handle_log_request(const LogRequest& request);
+  void handle_log_reply(const LogReply& reply);
+  void finish_log_fetch(std::uint64_t id);
   NodeInfo node_info(const gossip::Member& m) const;
 
   ClusterConfig config;
@@ -171,6 +174,15 @@ struct Cluster::State {
   std::unique_ptr<gossip::Memberlist> ml;
   std::set<std::string> removed_nodes;  // `weft node rm`
   std::map<std::string, std::chrono::steady_clock::time_point> last_request;
+  // `service logs` asking the peers (request_logs): by request id.
+  struct LogFetch {
+    std::set<std::string> waiting;            // peers that have not answered
+    std::map<std::string, std::string> got;   // node -> its text
+    std::function<void(std::map<std::string, std::string>)> done;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::map<std::uint64_t, LogFetch> log_fetches;
+  std::uint64_t last_log_fetch = 0;
   asio::steady_timer save_timer, reap_timer, rejoin_timer;
   bool save_pending = false;
 };
@@ -199,6 +211,8 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
                                                                  .retransmit_mult = gc.retransmit_mult},
                                                *tables);
   table_gossip->on_range_request([this](const RangeRequest& request) { handle_range_request(request); });
+  table_gossip->on_log_request([this](const LogRequest& request) { handle_log_request(request); });
+  table_gossip->on_log_reply([this](const LogReply& reply) { handle_log_reply(reply); });
   gc.name = config.node_name;
   gc.bind_addr = config.bind_addr;
   gc.bind_port = config.bind_port;
@@ -512,6 +526,42 @@ void Cluster::State::send_range_request(const std::string& space, std::uint32_t 
   spdlog::debug("cluster: asking {} for part of {}", *richest, space);
   table_gossip->send(*richest, RangeRequest{.space = space, .unit = unit, .want = want, .from = config.node_name},
                      "a range request for " + space);
+}
+
+// A peer's `service logs`: this node's tails of the service's task logs,
+// bounded per task and in all (a reply is one stream message).
+void Cluster::State::handle_log_request(const LogRequest& request) {
+  constexpr std::uint64_t kMaxPerTask = 256 * 1024;
+  constexpr std::size_t kMaxReply = 4 * 1024 * 1024;
+  if (!tasks_sink || request.from.empty() || request.from == config.node_name) return;
+  std::string text;
+  try {
+    text = tasks_sink->local_logs(request.service_id, std::min(request.max_bytes, kMaxPerTask));
+  } catch (const std::exception& e) {
+    spdlog::debug("cluster: task logs for {}: {}", request.from, e.what());
+  }
+  if (text.size() > kMaxReply) {
+    const auto cut = text.find('\n', text.size() - kMaxReply);
+    text.erase(0, cut == std::string::npos ? text.size() : cut + 1);
+  }
+  table_gossip->send(request.from, LogReply{.id = request.id, .node = config.node_name, .text = std::move(text)},
+                     "task logs");
+}
+
+void Cluster::State::handle_log_reply(const LogReply& reply) {
+  auto it = log_fetches.find(reply.id);
+  if (it == log_fetches.end() || !it->second.waiting.erase(reply.node)) return;  // late, or not asked
+  it->second.got[reply.node] = reply.text;
+  if (it->second.waiting.empty()) finish_log_fetch(reply.id);
+}
+
+void Cluster::State::finish_log_fetch(std::uint64_t id) {
+  auto it = log_fetches.find(id);
+  if (it == log_fetches.end()) return;
+  LogFetch fetch = std::move(it->second);
+  log_fetches.erase(it);
+  if (fetch.timer) fetch.timer->cancel();
+  if (fetch.done) fetch.done(std::move(fetch.got));
 }
 
 void Cluster::State::handle_range_request(const RangeRequest& request) {
@@ -862,6 +912,35 @@ void Cluster::withdraw_service(const std::string& service_id) {
 void Cluster::publish_task(const TaskRecord& task) {
   state_->post([s = state_.get(), task] {
     if (s->active) s->broadcast({s->tables->put(kTasksTable, task.key(), task_record(task).dump())});
+  });
+}
+
+void Cluster::request_logs(const std::string& service_id, std::uint64_t max_bytes, std::chrono::milliseconds timeout,
+                           std::function<void(std::map<std::string, std::string>)> done) {
+  state_->post([s = state_.get(), service_id, max_bytes, timeout, done = std::move(done)]() mutable {
+    std::set<std::string> peers;
+    if (s->active && s->ml)
+      for (const auto& m : s->ml->members())
+        if (m.name != s->config.node_name && !s->removed_nodes.count(m.name)) {
+          const NodeInfo node = s->node_info(m);
+          if (node.status == "ready" && node.role == kWeftRole) peers.insert(m.name);
+        }
+    if (peers.empty()) {
+      done({});
+      return;
+    }
+    const std::uint64_t id = ++s->last_log_fetch;
+    auto& fetch = s->log_fetches[id];
+    fetch.waiting = peers;
+    fetch.done = std::move(done);
+    fetch.timer = std::make_unique<asio::steady_timer>(s->io, timeout);
+    fetch.timer->async_wait([s, id](const boost::system::error_code& ec) {
+      if (!ec) s->finish_log_fetch(id);
+    });
+    for (const auto& peer : peers)
+      s->table_gossip->send(
+          peer, LogRequest{.id = id, .service_id = service_id, .max_bytes = max_bytes, .from = s->config.node_name},
+          "a task log request", spdlog::level::debug);
   });
 }
 

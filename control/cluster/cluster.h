@@ -102,6 +102,8 @@ class Cluster final : public SwarmService,
   // TaskClusterLink (called by the task supervisor; queue work only)
   void publish_task(const TaskRecord& task) override;
   void withdraw_task(const std::string& key) override;
+  void request_logs(const std::string& service_id, std::uint64_t max_bytes, std::chrono::milliseconds timeout,
+                    std::function<void(std::map<std::string, std::string>)> done) override;
 
  private:
   void drain_before_leave(std::chrono::seconds drain);

@@ -131,6 +131,12 @@ void TableGossip::notify_msg(gossip::ByteView msg) {
                    [this](const RangeRequest& m) {
                      if (on_range_request_) on_range_request_(m);
                    },
+                   [this](const LogRequest& m) {
+                     if (on_log_request_) on_log_request_(m);
+                   },
+                   [this](const LogReply& m) {
+                     if (on_log_reply_) on_log_reply_(m);
+                   },
                    [](const StateDigest&) { throw gossip::DecodeError("a state digest outside a push/pull"); },
                },
                decode(msg));

@@ -87,6 +87,8 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
 
   // Messages that are not the tables' own go to the owner's handler.
   void on_range_request(std::function<void(const RangeRequest&)> handler) { on_range_request_ = std::move(handler); }
+  void on_log_request(std::function<void(const LogRequest&)> handler) { on_log_request_ = std::move(handler); }
+  void on_log_reply(std::function<void(const LogReply&)> handler) { on_log_reply_ = std::move(handler); }
 
   // gossip::Delegate (SerfCompat's app): malformed input is logged and
   // dropped here.
@@ -130,6 +132,8 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
   tables::ReplicatedTables& tables_;
   gossip::Memberlist* ml_ = nullptr;
   std::function<void(const RangeRequest&)> on_range_request_;
+  std::function<void(const LogRequest&)> on_log_request_;
+  std::function<void(const LogReply&)> on_log_reply_;
   gossip::BroadcastQueue queue_;
   std::set<std::string> weft_peers_;  // alive members speaking weft's tables
   std::set<std::string> gone_nodes_;  // seen dead or left

@@ -32,6 +32,8 @@ enum class WeftMessageType : std::uint8_t {
   kStateDigest = 0x79,
   kSync = 0x7A,
   kOwnerDigests = 0x7B,
+  kLogRequest = 0x7C,
+  kLogReply = 0x7D,
 };
 
 // Table entries: a change gossiped or pushed, a repair sent to one node, the
@@ -87,7 +89,29 @@ struct Sync {
   static auto fields(Self& m) { return std::tie(m.node, m.all, m.owners, m.withdrawn_mark, m.entries); }
 };
 
-using WeftMessage = std::variant<TableEntries, RangeRequest, StateDigest, OwnerDigests, Sync>;
+// `weft service logs` on one node asking a peer for the tails of its task
+// logs of a service (at most max_bytes per task); the answer goes back to
+// `from` as a LogReply with the same id.
+struct LogRequest {
+  static constexpr auto kType = WeftMessageType::kLogRequest;
+  std::uint64_t id = 0;
+  std::string service_id;
+  std::uint64_t max_bytes = 0;
+  std::string from;
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.id, m.service_id, m.max_bytes, m.from); }
+};
+
+struct LogReply {
+  static constexpr auto kType = WeftMessageType::kLogReply;
+  std::uint64_t id = 0;
+  std::string node;
+  std::string text;  // lines prefixed "name.slot.id@node | "
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.id, m.node, m.text); }
+};
+
+using WeftMessage = std::variant<TableEntries, RangeRequest, StateDigest, OwnerDigests, Sync, LogRequest, LogReply>;
 
 gossip::Bytes encode(const WeftMessage& message);
 // A message sent straight to one node (memberlist's send_reliable or

@@ -9,10 +9,13 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -21,6 +24,7 @@
 #include "control/model/record_json.h"
 #include "control/network/state_file.h"
 #include "control/tasks/placement.h"
+#include "control/tasks/start_gate.h"
 #include "dataplane/netns.h"
 
 namespace weft::control::tasks {
@@ -31,8 +35,12 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr int kStateVersion = 1;
-constexpr auto kFirstDelay = std::chrono::seconds(5);
-constexpr auto kMaxDelay = std::chrono::seconds(60);
+// How long `service logs` waits for the other nodes' task logs.
+constexpr auto kRemoteLogsTimeout = std::chrono::milliseconds(1500);
+// The test knob for SupervisorConfig::restart_delay (supervisor.h).
+constexpr const char* kRestartDelayEnv = "WEFT_TASK_RESTART_DELAY_MS";
+constexpr long kMinRestartDelayMs = 100;
+constexpr long kMaxRestartDelayMs = 60000;
 // A task that ran this long before it exited starts its back-off afresh.
 constexpr auto kHealthyRun = std::chrono::seconds(60);
 constexpr auto kKillGrace = std::chrono::seconds(5);
@@ -296,7 +304,7 @@ struct Supervisor::Impl {
         persist();
       } catch (const std::exception&) {
       }
-      next_attempt[key] = Clock::now() + kFirstDelay;
+      next_attempt[key] = Clock::now() + config.restart_delay;
       return;
     }
     local[key] = t;
@@ -368,6 +376,16 @@ struct Supervisor::Impl {
 
   // A running task's process ended? Then restart it per the condition.
   void check_exit(const std::string& key, const Service& s) {
+    std::optional<LocalTask> ended;
+    check_exit_locked(key, s, ended);
+    // Outside the lock (a detach tells listeners, which may ask for tasks):
+    // a Complete or Failed task is no backend any more, and its namespace
+    // goes; its record stays, so `service ps` shows it and it is not started
+    // again.
+    if (ended) teardown(*ended);
+  }
+
+  void check_exit_locked(const std::string& key, const Service& s, std::optional<LocalTask>& ended) {
     std::lock_guard lock(data);
     auto it = local.find(key);
     if (it == local.end()) return;
@@ -401,9 +419,10 @@ struct Supervisor::Impl {
       t.start_ticks = 0;
       if (!again) {
         t.record.state = failed ? "failed" : "complete";
+        ended = t;
       } else {
-        auto delay = kFirstDelay * (1 << std::min(t.quick_failures, 4));
-        if (delay > kMaxDelay) delay = kMaxDelay;
+        auto delay = config.restart_delay * (1 << std::min(t.quick_failures, 4));
+        if (delay > config.max_restart_delay) delay = config.max_restart_delay;
         ++t.quick_failures;
         t.next_start = now + delay;
         t.record.state = "restarting";
@@ -419,7 +438,7 @@ struct Supervisor::Impl {
       if (spawn(t, s)) {
         spdlog::info("tasks: restarted {}.{} (pid {})", t.service_name, t.record.slot, t.record.pid);
       } else {
-        t.next_start = now + kMaxDelay;
+        t.next_start = now + config.max_restart_delay;
       }
       try {
         persist();
@@ -432,12 +451,15 @@ struct Supervisor::Impl {
   void tick() {
     const auto now = Clock::now();
     std::vector<std::string> ready;
+    bool in_swarm = true;
     try {
       ready = ready_nodes();
     } catch (const std::exception&) {
       // Not in a swarm: this node alone places every slot.
+      in_swarm = false;
     }
     if (std::find(ready.begin(), ready.end(), config.node_name) == ready.end()) ready.push_back(config.node_name);
+    const bool may_start = track_quorum(ready, in_swarm, now);
     std::map<std::string, Service> by_id;
     for (auto& s : services.services())
       if (!s.command.empty()) by_id.emplace(s.id, std::move(s));
@@ -459,7 +481,7 @@ struct Supervisor::Impl {
           const std::string key = task_key(id, slot, node);
           if (local.count(key) && !local[key].stopping) {
             keep.insert(key);
-          } else if (!local.count(key) && now >= settle_until) {
+          } else if (!local.count(key) && now >= settle_until && may_start) {
             auto wait = next_attempt.find(key);
             if (wait == next_attempt.end() || now >= wait->second) to_start.emplace_back(&s, slot);
           }
@@ -475,6 +497,27 @@ struct Supervisor::Impl {
     for (const auto& [key, drain] : to_finish) finish(key, drain);
     for (const auto& key : keep) check_exit(key, by_id.at(local_service(key)));
     for (const auto& [s, slot] : to_start) start_task(*s, slot);
+  }
+
+  // StartGate (start_gate.h), logging when the majority comes or goes.
+  bool track_quorum(const std::vector<std::string>& ready, bool in_swarm, Clock::time_point now) {
+    if (!in_swarm) {
+      gate.reset();
+      return true;
+    }
+    const std::set<std::string> ready_set(ready.begin(), ready.end());
+    const bool had = gate.has_majority();
+    const bool may = gate.observe(ready_set, now);
+    if (gate.has_majority() != had) {
+      if (gate.has_majority())
+        spdlog::info("tasks: {} of the {} nodes seen lately are Ready: starting tasks again", ready_set.size(),
+                     gate.remembered());
+      else
+        spdlog::warn("tasks: only {} of the {} nodes seen lately are Ready, no majority: starting no tasks "
+                     "(this node's keep running)",
+                     ready_set.size(), gate.remembered());
+    }
+    return may;
   }
 
   std::string local_service(const std::string& key) {
@@ -514,6 +557,12 @@ struct Supervisor::Impl {
         ++adopted;
         continue;
       }
+      if ((t.record.state == "complete" || t.record.state == "failed") && !t.stopping) {
+        // Ended for good (its restart condition said so): it stays ended.
+        teardown(t);
+        local[t.record.key()] = t;
+        continue;
+      }
       // Half made (a crash before the pid was recorded), exited, or being
       // stopped: torn down; the loop starts it again if it is still due.
       if (t.record.pid > 0 && t.start_ticks != 0 && process_start(static_cast<pid_t>(t.record.pid)) == t.start_ticks)
@@ -525,12 +574,14 @@ struct Supervisor::Impl {
     spdlog::info("tasks: adopted {} running tasks, cleaned up {}", adopted, cleaned);
   }
 
-  std::string tail(const fs::path& path, std::uint64_t max_bytes) {
+  // The last `max_bytes` of a file; `cut` when it starts past the beginning.
+  std::string tail(const fs::path& path, std::uint64_t max_bytes, bool& cut) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return {};
     in.seekg(0, std::ios::end);
     const auto size = static_cast<std::uint64_t>(in.tellg());
     const auto from = size > max_bytes ? size - max_bytes : 0;
+    cut = from > 0;
     in.seekg(static_cast<std::streamoff>(from));
     std::string out(size - from, '\0');
     in.read(out.data(), static_cast<std::streamsize>(out.size()));
@@ -548,6 +599,7 @@ struct Supervisor::Impl {
   std::map<std::string, Clock::time_point> next_attempt;  // failed starts
   TaskClusterLink* cluster = nullptr;
   Clock::time_point settle_until{};
+  StartGate gate{config.member_memory, config.settle};
 
   std::mutex run_mutex;
   std::condition_variable wake;
@@ -557,7 +609,19 @@ struct Supervisor::Impl {
 
 Supervisor::Supervisor(SupervisorConfig config, services::ServiceManager& services, NetworkService& networks,
                        std::function<std::vector<std::string>()> ready_nodes)
-    : impl_(std::make_unique<Impl>(std::move(config), services, networks, std::move(ready_nodes))) {}
+    : impl_(std::make_unique<Impl>(std::move(config), services, networks, std::move(ready_nodes))) {
+  if (const char* text = std::getenv(kRestartDelayEnv)) {
+    char* end = nullptr;
+    const long ms = std::strtol(text, &end, 10);
+    if (end != text && *end == '\0' && ms >= kMinRestartDelayMs && ms <= kMaxRestartDelayMs) {
+      impl_->config.restart_delay = std::chrono::milliseconds(ms);
+      spdlog::warn("tasks: first restart delay {} ms ({}, meant for tests)", ms, kRestartDelayEnv);
+    } else {
+      spdlog::warn("tasks: ignoring {}={:.20}: not a number of ms from {} to {}", kRestartDelayEnv, text,
+                   kMinRestartDelayMs, kMaxRestartDelayMs);
+    }
+  }
+}
 
 Supervisor::~Supervisor() { stop(); }
 
@@ -626,16 +690,74 @@ std::vector<TaskRecord> Supervisor::tasks() {
   return out;
 }
 
-std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
-  std::vector<fs::path> files;
+// Each line prefixed as Docker does ("redis.2.<service id, 12>@node1 | "),
+// so lines of several tasks (and of several nodes, merged by a client) tell
+// whose they are. A tail that starts inside a line drops that partial line.
+std::string Supervisor::local_logs(const std::string& service_id, std::uint64_t max_bytes) {
+  std::string service_name;
+  {
+    std::lock_guard lock(impl_->data);
+    for (const auto& [key, t] : impl_->local)
+      if (t.record.service_id == service_id && !t.service_name.empty()) service_name = t.service_name;
+  }
+  if (service_name.empty()) {
+    try {
+      if (const auto s = impl_->services.find(service_id)) service_name = s->name;
+    } catch (const std::exception&) {
+      // Named by its id below.
+    }
+  }
+  if (service_name.empty()) service_name = short_id(service_id);
+  std::vector<std::pair<std::uint64_t, fs::path>> files;  // by slot
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(impl_->dir() / "logs", ec))
-    if (const auto name = entry.path().filename().string();
-        name.starts_with(service_id + ".") && name.ends_with(".log"))
-      files.push_back(entry.path());
+  const std::string prefix = service_id + ".";
+  for (const auto& entry : fs::directory_iterator(impl_->dir() / "logs", ec)) {
+    const auto name = entry.path().filename().string();
+    if (!name.starts_with(prefix) || !name.ends_with(".log")) continue;
+    const std::string slot = name.substr(prefix.size(), name.size() - prefix.size() - 4);
+    if (slot.empty() || slot.size() > 19 || slot.find_first_not_of("0123456789") != std::string::npos) continue;
+    files.emplace_back(std::stoull(slot), entry.path());
+  }
   std::sort(files.begin(), files.end());
   std::string out;
-  for (const auto& f : files) out += impl_->tail(f, max_bytes);
+  for (const auto& [slot, path] : files) {
+    const std::string who = service_name + "." + std::to_string(slot) + "." + short_id(service_id) + "@" +
+                            impl_->config.node_name + " | ";
+    bool cut = false;
+    const std::string text = impl_->tail(path, max_bytes, cut);
+    std::size_t pos = 0;
+    if (cut) {
+      const auto nl = text.find('\n');
+      pos = nl == std::string::npos ? text.size() : nl + 1;
+    }
+    while (pos < text.size()) {
+      const auto nl = text.find('\n', pos);
+      const auto end = nl == std::string::npos ? text.size() : nl + 1;
+      out += who;
+      out.append(text, pos, end - pos);
+      pos = end;
+    }
+  }
+  return out;
+}
+
+// This node's task logs, then the other Ready nodes' (asked over the
+// cluster; a node that does not answer in time is left out).
+std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
+  std::string out = local_logs(service_id, max_bytes);
+  TaskClusterLink* link = nullptr;
+  {
+    std::lock_guard lock(impl_->data);
+    link = impl_->cluster;
+  }
+  if (!link) return out;
+  auto answer = std::make_shared<std::promise<std::map<std::string, std::string>>>();
+  auto got = answer->get_future();
+  link->request_logs(service_id, max_bytes, kRemoteLogsTimeout,
+                     [answer](std::map<std::string, std::string> texts) { answer->set_value(std::move(texts)); });
+  // Bounded even if the cluster goes away without answering.
+  if (got.wait_for(kRemoteLogsTimeout + std::chrono::seconds(1)) != std::future_status::ready) return out;
+  for (const auto& [node, text] : got.get()) out += text;
   return out;
 }
 

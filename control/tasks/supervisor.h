@@ -5,7 +5,9 @@
 // `ip netns exec` so it gets a private mount namespace where /etc/resolv.conf
 // is the agent's (/etc/netns/NAME/resolv.conf, 127.0.0.11). Its stdout and
 // stderr go to <state-dir>/tasks/logs/<service id>.<slot>.log, rotated (one
-// old copy, .log.1) when a process starts with it past 16 MiB.
+// old copy, .log.1) when a process starts with it past 16 MiB. `service
+// logs` shows this node's tails and asks the other Ready nodes for theirs
+// over the cluster (each line prefixed "name.slot.<service id>@node | ").
 //
 // - Durable intent: a task is recorded in <state-dir>/tasks/state.json before
 //   its namespace is made or its process forked, and its pid and start time
@@ -16,6 +18,14 @@
 //   does not stop them.
 // - A task that exits is started again per the service's restart condition
 //   after a delay of 5 s that doubles with each quick failure, up to 60 s.
+//   For tests only, the environment variable WEFT_TASK_RESTART_DELAY_MS
+//   (100 to 60000) sets the first delay instead of 5 s, so a test can watch
+//   the delays grow without waiting minutes.
+// - A node that does not see a majority of the nodes it saw Ready lately
+//   (a partition's smaller side) starts no task, and nothing is started for
+//   `settle` after the Ready nodes change (start_gate.h): on a heal, each
+//   slot's older copy on the majority side stays (placement.h) and the
+//   cut-off node's stale copies stop.
 // - A slot that is not this node's any more (scaled down, placed elsewhere)
 //   is drained first: its endpoints are detached with a short drain, the
 //   process gets SIGTERM when the drain ends, SIGKILL 5 s later. A removed
@@ -43,7 +53,14 @@ struct SupervisorConfig {
   // peers' tasks run) are in before this node places anything: a returning
   // node must not start slots that moved while it was away.
   std::chrono::milliseconds settle{std::chrono::seconds(5)};
+  // A node counts toward the majority a node needs to start tasks
+  // (start_gate.h) for this long after it was last Ready.
+  std::chrono::milliseconds member_memory{std::chrono::minutes(10)};
   std::chrono::seconds drain{2};
+  // The first restart delay; it doubles with each quick failure, up to
+  // max_restart_delay (Swarm's 5 s back-off).
+  std::chrono::milliseconds restart_delay{std::chrono::seconds(5)};
+  std::chrono::milliseconds max_restart_delay{std::chrono::seconds(60)};
   std::filesystem::path netns_dir = "/run/netns";
   // With the agent's DNS on: how long a new task waits after its attach for
   // /etc/netns/NAME/resolv.conf (written by the DNS agent when it serves the
@@ -75,6 +92,7 @@ class Supervisor final : public ClusterTasks, public services::TaskView {
   std::vector<TaskRecord> local_tasks() override;
   void apply_task(const TaskRecord& task) override;
   void forget_task(const std::string& key) override;
+  std::string local_logs(const std::string& service_id, std::uint64_t max_bytes) override;
 
   // services::TaskView
   std::vector<TaskRecord> tasks() override;

@@ -6,8 +6,10 @@
 # wrong address, after DEL); DEL twice, DEL without CNI_NETNS, DEL after the
 # namespace is gone, DEL on a network the agent does not have; bad config
 # and environment (codes 1, 4, 6, 7, 101) leaving nothing behind; a wedged
-# agent (SIGSTOP) and the agent down give code 11. Ends with no endpoint and
-# no address left.
+# agent (SIGSTOP) and the agent down give code 11; STATUS (0 with the agent
+# up, 50 when it is down or has no such network) and GC (detaches only the
+# attachments weft-cni made that cni.dev/valid-attachments does not list).
+# Ends with no endpoint and no address left.
 set -euo pipefail
 
 WEFT_SRC=${WEFT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -46,8 +48,8 @@ endpoint_count() { endpoints | tb_json 'len(d)'; }
 out=$(cni VERSION "" "" "" </dev/null)
 check_eq "VERSION succeeds" "$(rc_of "$out")" 0
 check_eq "VERSION lists the versions whose results weft-cni writes" \
-  "$(field "$out" 'd["supportedVersions"]')" '["0.3.0", "0.3.1", "0.4.0", "1.0.0"]'
-check_eq "VERSION says cniVersion 1.0.0" "$(field "$out" 'd["cniVersion"]')" 1.0.0
+  "$(field "$out" 'd["supportedVersions"]')" '["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]'
+check_eq "VERSION says cniVersion 1.1.0" "$(field "$out" 'd["cniVersion"]')" 1.1.0
 
 # --- ADD --------------------------------------------------------------------------
 c1=$(tb_netns_add c1); c2=$(tb_netns_add c2)
@@ -171,6 +173,44 @@ check_eq "ADD in a 0.4.0 config writes a 0.4.0 result" \
 out=$(conf | sed 's/"1.0.0"/"0.4.0"/' | cni DEL "bbbb0000" "/run/netns/$c4" eth0)
 check_eq "  DEL of it succeeds" "$(rc_of "$out")" 0
 
+# --- STATUS and GC (CNI 1.1.0) ---------------------------------------------------------
+conf11() { conf "$@" | sed 's/"1.0.0"/"1.1.0"/'; }
+out=$(conf11 | cni STATUS "" "" "")
+check_eq "STATUS with the agent up: exit 0, nothing printed" "$(rc_of "$out"),$(json_of "$out")" "0,"
+expect_code "STATUS for a network the agent does not have" 50 "$(conf11 '"network":"no-such-net"' | cni STATUS "" "" "")"
+expect_code "STATUS in a 1.0.0 config" 1 "$(conf | cni STATUS "" "" "")"
+expect_code "GC with valid-attachments not a list" 7 \
+  "$(conf11 '"cni.dev/valid-attachments":{"containerID":"x"}' | cni GC "" "" "")"
+# Three attachments made by weft-cni (one in a 1.1.0 config), one made by hand.
+g1=$(tb_netns_add g1); g2=$(tb_netns_add g2); g3=$(tb_netns_add g3); g4=$(tb_netns_add g4)
+out=$(conf | cni ADD "gc0000000001" "/run/netns/$g1" eth0)
+check_eq "GC fixture: ADD 1" "$(rc_of "$out")" 0
+out=$(conf | cni ADD "gc0000000002" "/run/netns/$g2" eth0)
+check_eq "GC fixture: ADD 2" "$(rc_of "$out")" 0
+out=$(conf11 | cni ADD "gc0000000003" "/run/netns/$g3" eth0)
+check_eq "GC fixture: ADD 3 in a 1.1.0 config (a 1.0-shaped result)" \
+  "$(rc_of "$out"),$(field "$out" '[d["cniVersion"], "version" in d["ips"][0]]')" '0,["1.1.0", false]'
+require "GC fixture: an endpoint attached by hand" tb_weft 1 endpoint attach net-cni --netns "/run/netns/$g4" --name byhand
+in_netns() { endpoints | tb_json "len([e for e in d if e['Netns'] == '/run/netns/$1'])"; }
+out=$(conf11 '"cni.dev/valid-attachments":[{"containerID":"gc0000000001","ifname":"eth0"},{"containerID":"gc0000000003","ifname":"eth1"},{"containerID":"other","ifname":"eth0"}]' |
+  cni GC "" "" "")
+check_eq "GC succeeds and prints nothing" "$(rc_of "$out"),$(json_of "$out")" "0,"
+check_eq "GC kept the listed attachment" "$(in_netns "$g1")" 1
+check_eq "GC detached the unlisted one" "$(in_netns "$g2")" 0
+check_eq "GC detached the one listed with another ifname" "$(in_netns "$g3")" 0
+check "  and its eth0 is gone" bash -c "! ip -n '$g3' link show eth0"
+check_eq "GC left the endpoint attached by hand alone" "$(in_netns "$g4")" 1
+out=$(conf11 | cni GC "" "" "")
+check_eq "GC with no valid attachments succeeds" "$(rc_of "$out")" 0
+check_eq "  and detached the last weft-cni attachment" "$(in_netns "$g1")" 0
+check_eq "  the hand-made endpoint is still there" "$(in_netns "$g4")" 1
+out=$(conf11 | cni GC "" "" "")
+check_eq "GC again: nothing to do, succeeds" "$(rc_of "$out")" 0
+out=$(conf | cni DEL "gc0000000001" "/run/netns/$g1" eth0)
+check_eq "DEL after GC detached it succeeds" "$(rc_of "$out")" 0
+require "GC fixture: detach the hand-made endpoint" tb_weft 1 endpoint detach net-cni --netns "/run/netns/$g4"
+check_eq "no endpoint left after GC" "$(endpoint_count)" 0
+
 # --- a wedged agent, then the agent down ------------------------------------------------
 # Stopped, the agent's socket still accepts; the plugin gives up after
 # agentTimeoutSeconds. The runtime's DEL after the failed ADD then undoes
@@ -193,6 +233,7 @@ out=$(conf | add)
 expect_code "ADD with the agent down: try again later" 11 "$out"
 out=$(conf | cni DEL "bbbb0000" "/run/netns/$c4" eth0)
 expect_code "DEL with the agent down: try again later" 11 "$out"
+expect_code "STATUS with the agent down: plugin not available" 50 "$(conf11 | cni STATUS "" "" "")"
 tb_agent_start 1
 require "the agent comes back" tb_agent_wait_ready 1
 

@@ -33,6 +33,8 @@ TEST(WeftMessagesTest, TypeBytesAreTheDocumentedOnes) {
   EXPECT_EQ(static_cast<int>(StateDigest::kType), 0x79);
   EXPECT_EQ(static_cast<int>(Sync::kType), 0x7A);
   EXPECT_EQ(static_cast<int>(OwnerDigests::kType), 0x7B);
+  EXPECT_EQ(static_cast<int>(LogRequest::kType), 0x7C);
+  EXPECT_EQ(static_cast<int>(LogReply::kType), 0x7D);
 }
 
 TEST(WeftMessagesTest, EveryMessageRoundTrips) {
@@ -60,6 +62,18 @@ TEST(WeftMessagesTest, EveryMessageRoundTrips) {
   EXPECT_EQ(sync.owners, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(sync.withdrawn_mark, 9u);
   EXPECT_EQ(sync.entries, kEntries);
+
+  const std::string service(64, 'a');
+  const auto logs = round_trip(LogRequest{.id = 7, .service_id = service, .max_bytes = 1024, .from = "node2"});
+  EXPECT_EQ(logs.id, 7u);
+  EXPECT_EQ(logs.service_id, service);
+  EXPECT_EQ(logs.max_bytes, 1024u);
+  EXPECT_EQ(logs.from, "node2");
+
+  const auto reply = round_trip(LogReply{.id = 7, .node = "node3", .text = "redis.1.aaaa@node3 | hi\n"});
+  EXPECT_EQ(reply.id, 7u);
+  EXPECT_EQ(reply.node, "node3");
+  EXPECT_EQ(reply.text, "redis.1.aaaa@node3 | hi\n");
 }
 
 TEST(WeftMessagesTest, DirectMessagesCarrySerfCompatsPrefix) {
