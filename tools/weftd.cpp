@@ -50,6 +50,8 @@
 #include "dataplane/netlink.h"
 #include "dns/forwarder.h"
 #include "dns/resolv_conf.h"
+#include "observe/cluster_snapshot_source.h"
+#include "observe/event_feed.h"
 
 namespace {
 
@@ -317,9 +319,19 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
       });
   cluster.set_tasks(&tasks);
   services.set_task_view(&tasks);
+  // The live page's picture of the cluster (observe/): served by the local
+  // API (`weft top`) and the observability listener (/ui). Its poller starts
+  // once the cluster runs and stops before the cluster does.
+  weft::observe::AgentStateSource state_source(
+      {.node_name = config.node_name, .advertise_addr = config.advertise_addr,
+       .version = std::string(weft::control::api::kWeftVersion)},
+      networks, &cluster, &services);
+  weft::observe::EventFeed state_feed(state_source);
+  std::optional<weft::observe::FeedPoller> state_poller;
   weft::control::api::ApiServer server(
       io, config.api_socket,
-      weft::control::api::Services{.networks = networks, .swarm = &cluster, .services = &services});
+      weft::control::api::Services{
+          .networks = networks, .swarm = &cluster, .services = &services, .state = &state_feed});
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
   // owns. Nothing is served until io.run(), so clients that connect during
@@ -333,6 +345,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
     if (ec) return;
     spdlog::info("{}: shutting down; networks stay in place", ::strsignal(signal_number));
     server.stop();
+    if (state_poller) state_poller->stop();
     cluster.stop();
     io.stop();
   });
@@ -374,8 +387,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   services.on_change([&dns_driver] { dns_driver->changed(); });
   networks.after_local_attach_or_detach([&dns_driver] { dns_driver->sync_now(std::chrono::seconds(2)); });
   tasks.start();
+  state_poller.emplace(state_feed, std::chrono::milliseconds(500));
 
   io.run();
+  if (state_poller) state_poller->stop();
   tasks.stop();  // the tasks themselves keep running
   lb_driver->stop();
   dns_driver->stop();
