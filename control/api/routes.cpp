@@ -414,6 +414,11 @@ Workload workload_of(const Request& request) {
   return found ? found->workload : Workload::kImmediate;
 }
 
+std::string_view route_pattern(const Request& request) {
+  const Route* found = route_of(request);
+  return found ? found->pattern : std::string_view("unmatched");
+}
+
 Response error_response(const Request& request, http::status status, const std::string& message) {
   return to_response(request, error_reply(status, message));
 }

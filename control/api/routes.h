@@ -65,6 +65,11 @@ enum class Workload {
 };
 Workload workload_of(const Request& request);
 
+// The route template that answers a request ("/networks/{id}"), for metrics:
+// never the raw path, so its values are bounded by the route table.
+// "unmatched" when no route takes it (404, 405, a malformed path).
+std::string_view route_pattern(const Request& request);
+
 // An error response with the same headers handle_request gives one:
 // {"message": ...}, the request's HTTP version and keep-alive.
 Response error_response(const Request& request, http::status status, const std::string& message);
