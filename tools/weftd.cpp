@@ -52,6 +52,8 @@
 #include "dns/resolv_conf.h"
 #include "observe/cluster_snapshot_source.h"
 #include "observe/event_feed.h"
+#include "observe/http_server.h"
+#include "observe/ui_routes.h"
 
 namespace {
 
@@ -135,6 +137,8 @@ struct Options {
   std::vector<std::string> dns_upstreams;  // none: the node's /etc/resolv.conf
   std::int64_t dns_timeout_ms = 2000;
   std::vector<std::string> dns_search;
+  // The observability listener (--metrics-addr); empty: off.
+  std::string metrics_addr;
 };
 
 weft::control::gossip::Config gossip_timings(const Options& options) {
@@ -288,7 +292,8 @@ void set_up_logging(const std::string& node_name, const std::string& level) {
 
 int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& cluster_config,
         const weft::control::services::ServiceDataplaneOptions& lb_options,
-        const weft::control::discovery::DnsAgentConfig& dns_config) {
+        const weft::control::discovery::DnsAgentConfig& dns_config,
+        const std::optional<boost::asio::ip::tcp::endpoint>& metrics_endpoint) {
   spdlog::info("weftd {} starting: advertise address {}, state in {}", weft::control::api::kWeftVersion,
                config.advertise_addr, config.state_dir);
 
@@ -332,6 +337,20 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
       io, config.api_socket,
       weft::control::api::Services{
           .networks = networks, .swarm = &cluster, .services = &services, .state = &state_feed});
+  // The observability listener: the live page (/ui) and its feeds, read-only.
+  // Declared after the feed it reads, so it stops first.
+  std::optional<weft::observe::ObserveServer> observe;
+  if (metrics_endpoint) {
+    observe.emplace(*metrics_endpoint);
+    weft::observe::add_ui_routes(*observe, state_feed);
+    try {
+      observe->start();
+    } catch (const std::runtime_error& e) {
+      throw UsageError(std::string("cannot listen on --metrics-addr: ") + e.what());
+    }
+    spdlog::info("live page on http://{}:{}/ui", observe->local_endpoint().address().to_string(),
+                 observe->local_endpoint().port());
+  }
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
   // owns. Nothing is served until io.run(), so clients that connect during
@@ -344,6 +363,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
     if (ec) return;
     spdlog::info("{}: shutting down; networks stay in place", ::strsignal(signal_number));
+    if (observe) observe->stop();
     server.stop();
     if (state_poller) state_poller->stop();
     cluster.stop();
@@ -390,6 +410,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   state_poller.emplace(state_feed, std::chrono::milliseconds(500));
 
   io.run();
+  if (observe) observe->stop();
   if (state_poller) state_poller->stop();
   tasks.stop();  // the tasks themselves keep running
   lb_driver->stop();
@@ -481,6 +502,8 @@ int main(int argc, char** argv) {
       ->transform(duration);
   app.add_option("--dns-search", options.dns_search,
                  "Search domain written to the namespaces' resolv.conf (repeatable)");
+  app.add_option("--metrics-addr", options.metrics_addr,
+                 "Serve the live page (/ui) and its feeds over HTTP on ADDR:PORT, e.g. 192.0.2.1:9323 (default: off)");
 
   try {
     app.parse(argc, argv);
@@ -491,6 +514,7 @@ int main(int argc, char** argv) {
   weft::control::cluster::ClusterConfig cluster_config;
   weft::control::services::ServiceDataplaneOptions lb_options;
   weft::control::discovery::DnsAgentConfig dns_config;
+  std::optional<boost::asio::ip::tcp::endpoint> metrics_endpoint;
   try {
     complete_and_validate(config);
     auto [bind_addr, bind_port] = parse_host_port(options.bind, "--bind", true);
@@ -510,6 +534,13 @@ int main(int argc, char** argv) {
     }
     lb_options = lb_dataplane_options(options);
     dns_config = dns_agent_config(options);
+    if (!options.metrics_addr.empty()) {
+      try {
+        metrics_endpoint = weft::observe::parse_listen_address(options.metrics_addr);
+      } catch (const weft::observe::ListenAddressError& e) {
+        throw UsageError("invalid --metrics-addr \"" + options.metrics_addr + "\": " + e.what());
+      }
+    }
   } catch (const UsageError& e) {
     std::cerr << "weftd: " << e.what() << '\n';
     return 2;
@@ -525,7 +556,10 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    return run(config, cluster_config, lb_options, dns_config);
+    return run(config, cluster_config, lb_options, dns_config, metrics_endpoint);
+  } catch (const UsageError& e) {
+    spdlog::critical("{}", e.what());
+    return 2;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
