@@ -104,8 +104,8 @@ ip -n "$(tb_ns "$vi")" link set eth0 down
 
 js_down="(() => { const e = document.querySelector('[data-node=\"$victim\"]'); return e !== null && e.dataset.state == 'down' && e.textContent.includes('Down'); })()"
 check "the page shows $victim Down without a reload" in_node1 "${CDP[@]}" wait 90 "$js_down"
-js_moved='(() => { const t = [...document.querySelectorAll("[data-task^=\"redis.\"][data-state=running]")].filter(e => e.closest("[data-node]").dataset.state == "ready").map(e => e.dataset.task); return new Set(t).size == 4 ? t.sort().join(" ") : false; })()'
-check "the page shows the four tasks running on the survivors" in_node1 "${CDP[@]}" wait 90 "$js_moved"
+js_moved="(() => { const all = [...document.querySelectorAll('[data-task^=\"redis.\"][data-state=running]')]; if (all.some(e => e.dataset.taskNode == '$victim')) return false; const t = all.filter(e => e.closest('[data-node]').dataset.state == 'ready').map(e => e.dataset.task); return new Set(t).size == 4 ? t.sort().join(' ') : false; })()"
+check "the page shows the four tasks running on the survivors, none on $victim" in_node1 "${CDP[@]}" wait 90 "$js_moved"
 check_eq "the page was not reloaded" "$(in_node1 "${CDP[@]}" eval 'window.__weftNoReload')" 42
 sse_after=$(in_node1 "${CDP[@]}" eval 'Number(document.body.dataset.sseUpdates)')
 check "the changes came over server-sent events ($sse_before -> $sse_after updates)" test "$sse_after" -gt "$sse_before"
