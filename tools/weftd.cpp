@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <climits>
@@ -53,6 +54,8 @@
 #include "observe/cluster_snapshot_source.h"
 #include "observe/event_feed.h"
 #include "observe/http_server.h"
+#include "observe/metrics.h"
+#include "observe/metrics_agent.h"
 #include "observe/ui_routes.h"
 
 namespace {
@@ -282,6 +285,11 @@ weft::control::discovery::DnsInputs dns_inputs(weft::control::network::NetworkMa
 
 // --- running ----------------------------------------------------------------
 
+std::string observe_address(const boost::asio::ip::tcp::endpoint& endpoint) {
+  const std::string host = endpoint.address().to_string();
+  return (endpoint.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(endpoint.port());
+}
+
 void set_up_logging(const std::string& node_name, const std::string& level) {
   auto logger = std::make_shared<spdlog::logger>("weftd", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
   // Several agents often share one terminal or log in test clusters.
@@ -337,19 +345,38 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
       io, config.api_socket,
       weft::control::api::Services{
           .networks = networks, .swarm = &cluster, .services = &services, .state = &state_feed});
-  // The observability listener: the live page (/ui) and its feeds, read-only.
-  // Declared after the feed it reads, so it stops first.
+  // The observability listener, before the API claims its socket so that a
+  // taken address stops the agent (exit 2) before it changed anything.
+  // /metrics reads the modules at scrape time; those not made yet are left
+  // out. Declared after everything it reads, so it stops first.
+  struct Ready {  // set here as each module starts; read by the listener's thread
+    std::atomic<weft::control::cluster::Cluster*> cluster{nullptr};
+    std::atomic<weft::control::services::ServiceDataplane*> dataplane{nullptr};
+    std::atomic<weft::control::services::ServiceDataplaneDriver*> driver{nullptr};
+    std::atomic<weft::control::discovery::DnsAgent*> dns{nullptr};
+  } ready;
   std::optional<weft::observe::ObserveServer> observe;
   if (metrics_endpoint) {
     observe.emplace(*metrics_endpoint);
+    weft::observe::AgentSources sources{
+        .cluster = [&ready] { return ready.cluster.load(); },
+        .services = &services,
+        .dataplane = [&ready] { return ready.dataplane.load(); },
+        .driver = [&ready] { return ready.driver.load(); },
+        .dns = [&ready] { return ready.dns.load(); },
+    };
+    observe->add_route("/metrics", [sources](const weft::observe::HttpGet&) {
+      return weft::observe::HttpReply{200, std::string(weft::observe::kMetricsContentType),
+                                      weft::observe::render_metrics(weft::observe::gather_metrics(sources))};
+    });
+    // The live page (/ui) and its feeds, from the state feed declared above.
     weft::observe::add_ui_routes(*observe, state_feed);
     try {
       observe->start();
     } catch (const std::runtime_error& e) {
-      throw UsageError(std::string("cannot listen on --metrics-addr: ") + e.what());
+      throw UsageError(std::string("cannot listen on --metrics-addr ") + e.what());
     }
-    spdlog::info("live page on http://{}:{}/ui", observe->local_endpoint().address().to_string(),
-                 observe->local_endpoint().port());
+    spdlog::info("metrics on http://{}/metrics", observe_address(observe->local_endpoint()));
   }
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
@@ -363,6 +390,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
     if (ec) return;
     spdlog::info("{}: shutting down; networks stay in place", ::strsignal(signal_number));
+    // First: a scrape waits on the cluster's thread, which stops next.
     if (observe) observe->stop();
     server.stop();
     if (state_poller) state_poller->stop();
@@ -381,8 +409,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // ServiceDataplaneDriver (control/services/service_dataplane_driver.h).
   lb_dataplane.emplace(weft::control::services::ServiceDataplane::open(lb_options));
   services.set_load_balancer(&*lb_dataplane);
+  ready.dataplane = &*lb_dataplane;
   // After reconcile: the cluster publishes what this node really has.
   cluster.start();
+  ready.cluster = &cluster;
   // The nftables load balancer SNATs balanced flows to an address of this
   // node in each network, so backends on other nodes answer through it; eBPF
   // needs none (and releases those of an earlier nftables run). After the
@@ -394,6 +424,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // backends): the driver's first apply removes from the maps whatever the
   // view lacks, which would reset those flows.
   lb_driver.emplace(*lb_dataplane, [&services] { return services.lb_view(); });
+  ready.driver = &*lb_driver;
   services.on_change([&lb_driver] { lb_driver->changed(); });
   // Also after the cluster start, so the first sync already has the names
   // of other nodes' services and endpoints the cluster saved; then on every
@@ -401,6 +432,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // attach or detach waits for its sync: once it returns, the namespace is
   // served (or no longer) and its names answer (or are gone) on this node.
   dns.emplace(dns_config);
+  ready.dns = &*dns;
   dns_driver.emplace(*dns, [&networks, &services] { return dns_inputs(networks, services); });
   networks.on_endpoints_changed([&dns_driver] { dns_driver->changed(); });
   networks.on_networks_changed([&dns_driver] { dns_driver->changed(); });
@@ -410,6 +442,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   state_poller.emplace(state_feed, std::chrono::milliseconds(500));
 
   io.run();
+  // First: its handlers read the modules that go below.
   if (observe) observe->stop();
   if (state_poller) state_poller->stop();
   tasks.stop();  // the tasks themselves keep running
@@ -503,7 +536,7 @@ int main(int argc, char** argv) {
   app.add_option("--dns-search", options.dns_search,
                  "Search domain written to the namespaces' resolv.conf (repeatable)");
   app.add_option("--metrics-addr", options.metrics_addr,
-                 "Serve the live page (/ui) and its feeds over HTTP on ADDR:PORT, e.g. 192.0.2.1:9323 (default: off)");
+                 "Serve Prometheus metrics (/metrics) and the live page (/ui) over HTTP on ADDR:PORT, e.g. 192.0.2.1:9323 (default: off)");
 
   try {
     app.parse(argc, argv);
@@ -538,7 +571,7 @@ int main(int argc, char** argv) {
       try {
         metrics_endpoint = weft::observe::parse_listen_address(options.metrics_addr);
       } catch (const weft::observe::ListenAddressError& e) {
-        throw UsageError("invalid --metrics-addr \"" + options.metrics_addr + "\": " + e.what());
+        throw UsageError(std::string("--metrics-addr: ") + e.what());
       }
     }
   } catch (const UsageError& e) {
@@ -558,7 +591,7 @@ int main(int argc, char** argv) {
   try {
     return run(config, cluster_config, lb_options, dns_config, metrics_endpoint);
   } catch (const UsageError& e) {
-    spdlog::critical("{}", e.what());
+    std::cerr << "weftd: " << e.what() << '\n';
     return 2;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

@@ -582,12 +582,26 @@ std::optional<ConntrackFill> ServiceDataplane::collect_garbage() {
 LbMetrics ServiceDataplane::metrics() const {
   std::lock_guard lock(impl_->mutex);
   LbMetrics m;
+  // eBPF: the whole counter map in a few batch reads, then sums per service.
+  std::vector<std::uint64_t> by_backend;
+  if (impl_->ebpf) {
+    try {
+      by_backend = impl_->ebpf->ebpf().connections_by_backend();
+    } catch (const std::exception&) {
+      // Per service below, as service inspect reads them.
+    }
+  }
   for (const auto& [number, applied] : impl_->applied) {
     const LbServiceKey* key = impl_->ids.service_key(number);
     if (!key) continue;
+    std::uint64_t& sum = m.connections[key->service_id];
+    if (!by_backend.empty() && applied.backends) {
+      for (const lb::Backend& b : *applied.backends)
+        if (b.id < by_backend.size()) sum += by_backend[b.id];
+      continue;
+    }
     lb::ServiceBackend* backend = impl_->backend_for(applied.network_id);
     if (!backend) continue;
-    std::uint64_t& sum = m.connections[key->service_id];
     try {
       for (const lb::BackendCounters& c : backend->counters(number)) sum += c.connections;
     } catch (const std::exception&) {
