@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The live page (/ui) in a real browser (issue 12): three emulated nodes run
 # the demo's redis service (4 redis-server tasks); Debian's chromium, headless
-# inside node 1's namespace, opens http://127.0.0.1:9323/ui on node 1's
-# observability listener (every agent runs --metrics-addr 127.0.0.1:9323, each
-# on its own namespace's loopback). Through the DevTools protocol
+# inside node 1's namespace, opens /ui on node 1's observability listener (the
+# test-bed runs every agent with --metrics-addr on its underlay address, port
+# TB_METRICS_PORT). Through the DevTools protocol
 # (tests/integration/ui_cdp.py) the test reads the DOM: the three nodes, the
 # four redis tasks and the VIP; then a node's agent is killed (and its
 # underlay taken down, as service_tasks.sh does) and, without a reload (a
@@ -34,7 +34,7 @@ ARTIFACTS=${WEFT_ARTIFACTS:-$WEFT_SRC/build/artifacts}
 mkdir -p "$ARTIFACTS"
 CDP=(/usr/bin/python3 "$WEFT_SRC/tests/integration/ui_cdp.py" 9222)
 
-export TB_WEFTD_ARGS="${TB_WEFTD_ARGS:-} --metrics-addr 127.0.0.1:9323"
+export TB_METRICS=1
 browser_pid=""
 cleanup() {
   local rc=$?
@@ -48,6 +48,7 @@ trap cleanup EXIT
 set +e
 testbed_up -n 3 || { echo "FAIL - test-bed with three nodes did not come up"; exit 1; }
 ns1=/run/netns/$(tb_ns 1)
+UI=http://$(tb_addr 1):$TB_METRICS_PORT
 in_node1() { nsenter --net="$ns1" -- "$@"; }
 
 init_out=$(tb_weft 1 swarm init)
@@ -64,12 +65,12 @@ VIP=$(tb_weft 1 service inspect redis | tb_json 'd[0]["Endpoint"]["VirtualIPs"][
 echo "VIP $VIP"
 
 # --- the feeds, without a browser ---------------------------------------------------
-state() { in_node1 curl -s --max-time 5 http://127.0.0.1:9323/api/v1/state; }
+state() { in_node1 curl -s --max-time 5 $UI/api/v1/state; }
 three_ready() { [[ $(state | tb_json 'len([n for n in d["nodes"] if n["state"] == "Ready"])') == 3 ]]; }
 check "/api/v1/state shows the three nodes Ready" wait_for 30 three_ready
 four_running() { [[ $(state | tb_json 'len([t for t in d["tasks"] if t["state"] == "running"])') == 4 ]]; }
 check "/api/v1/state shows four running tasks" wait_for 30 four_running
-events=$(in_node1 curl -s -N --max-time 3 http://127.0.0.1:9323/api/v1/events)
+events=$(in_node1 curl -s -N --max-time 3 $UI/api/v1/events)
 check_match "/api/v1/events streams the state at once" "$events" '^event: state'
 top=$(tb_weft 1 top --once)
 echo "$top"
@@ -81,7 +82,7 @@ profile=$(mktemp -d "$TESTBED_RUN_DIR/chromium.XXXXXX")
 setsid nsenter --net="$ns1" -- "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --no-first-run \
   --disable-extensions --disable-background-networking --user-data-dir="$profile" \
   --remote-debugging-port=9222 --remote-allow-origins='*' --window-size=1400,900 \
-  http://127.0.0.1:9323/ui >"$TESTBED_RUN_DIR/chromium.log" 2>&1 </dev/null &
+  "$UI/ui" >"$TESTBED_RUN_DIR/chromium.log" 2>&1 </dev/null &
 browser_pid=$!
 
 js_nodes='(() => { const n = [...document.querySelectorAll("[data-node]")].map(e => e.dataset.node + ":" + e.dataset.state); return n.length == 3 && n.every(x => x.endsWith(":ready")) ? n.sort().join(" ") : false; })()'
