@@ -126,6 +126,7 @@ void Server::drain_udp(const std::shared_ptr<UdpListener>& listener) {
     }
     const int received = ::recvmmsg(fd, in.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
     if (received <= 0) break;
+    const auto arrived = std::chrono::steady_clock::now();
     answers.clear();
     answers.reserve(static_cast<std::size_t>(received));
     std::vector<std::size_t> answered;  // index into `in` of each answer
@@ -138,8 +139,10 @@ void Server::drain_udp(const std::shared_ptr<UdpListener>& listener) {
       }
       ++stats_.udp_queries;
       std::span<const uint8_t> query(receive_buffers_[static_cast<std::size_t>(i)].data(), size);
+      metrics_.query(Transport::udp, query);
       Reply reply = responder_.handle(query, Transport::udp, listener->context);
       if (reply.kind == Reply::Kind::answer) {
+        metrics_.answered(reply.wire, std::chrono::steady_clock::now() - arrived);
         answers.push_back(std::move(reply.wire));
         answered.push_back(static_cast<std::size_t>(i));
       } else if (reply.kind == Reply::Kind::forward) {
@@ -148,11 +151,13 @@ void Server::drain_udp(const std::shared_ptr<UdpListener>& listener) {
         socklen_t peer_len = msg.msg_hdr.msg_namelen;
         const std::size_t limit = reply.udp_limit;
         std::weak_ptr<UdpListener> weak = listener;
-        forwarder_.forward(query, [weak, peer, peer_len, limit](std::vector<uint8_t> answer) {
+        forwarder_.forward(query, [weak, peer, peer_len, limit, arrived, metrics = &metrics_,
+                                   alive = alive_](std::vector<uint8_t> answer) {
           auto l = weak.lock();
           if (!l || !l->socket.is_open()) return;
           if (answer.size() > limit) answer = truncated_copy(answer);
           if (answer.empty()) return;
+          if (*alive) metrics->answered(answer, std::chrono::steady_clock::now() - arrived);
           ::sendto(l->socket.native_handle(), answer.data(), answer.size(), MSG_DONTWAIT,
                    reinterpret_cast<const sockaddr*>(&peer), peer_len);
         });
@@ -225,13 +230,17 @@ void Server::read_tcp(const std::shared_ptr<TcpConnection>& c) {
         return;
       }
       ++stats_.tcp_queries;
+      const auto arrived = std::chrono::steady_clock::now();
+      metrics_.query(Transport::tcp, c->query);
       Reply reply = responder_.handle(c->query, Transport::tcp, c->context);
       if (reply.kind == Reply::Kind::answer) {
+        metrics_.answered(reply.wire, std::chrono::steady_clock::now() - arrived);
         write_tcp(c, std::move(reply.wire));
       } else if (reply.kind == Reply::Kind::forward) {
         ++stats_.forwarded;
-        forwarder_.forward(c->query, [this, c, alive](std::vector<uint8_t> answer) {
+        forwarder_.forward(c->query, [this, c, alive, arrived](std::vector<uint8_t> answer) {
           if (!*alive || c->closed) return;
+          metrics_.answered(answer, std::chrono::steady_clock::now() - arrived);
           write_tcp(c, std::move(answer));
         });
       } else {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dns/forwarder.h"
+#include "dns/query_metrics.h"
 #include "dns/responder.h"
 
 namespace weft::dns {
@@ -50,6 +51,8 @@ class Server {
   void stop();
 
   const ServerStats& stats() const { return stats_; }
+  // Safe to read from any thread (weftd's /metrics).
+  const QueryMetrics& metrics() const { return metrics_; }
   std::size_t tcp_connections() const { return tcp_connections_; }
   const Forwarder& forwarder() const { return forwarder_; }
 
@@ -69,6 +72,7 @@ class Server {
   Forwarder forwarder_;
   ServerLimits limits_;
   ServerStats stats_;
+  QueryMetrics metrics_;
   std::list<std::shared_ptr<UdpListener>> udp_;
   std::list<std::shared_ptr<TcpListener>> tcp_;
   std::list<std::weak_ptr<TcpConnection>> connections_;

@@ -40,6 +40,7 @@ void add_node_commands(CLI::App& app, Cli& cli);
 void add_service_commands(CLI::App& app, Cli& cli);
 void add_lb_commands(CLI::App& app, Cli& cli);
 void add_task_commands(CLI::App& app, Cli& cli);  // exec, run
+void add_top_command(CLI::App& app, Cli& cli);     // cli_top.cpp
 
 // Runs `weft` with these arguments (main's): parses, runs the chosen command
 // and reports errors; returns the exit status. Output goes to std::cout and

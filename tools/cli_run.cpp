@@ -48,6 +48,7 @@ int run_cli(int argc, const char* const* argv) {
   add_service_commands(app, cli);
   add_lb_commands(app, cli);
   add_task_commands(app, cli);
+  add_top_command(app, cli);
   add_version_command(app, cli);
 
   try {

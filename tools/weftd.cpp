@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <climits>
@@ -50,6 +51,12 @@
 #include "dataplane/netlink.h"
 #include "dns/forwarder.h"
 #include "dns/resolv_conf.h"
+#include "observe/cluster_snapshot_source.h"
+#include "observe/event_feed.h"
+#include "observe/http_server.h"
+#include "observe/metrics.h"
+#include "observe/metrics_agent.h"
+#include "observe/ui_routes.h"
 
 namespace {
 
@@ -133,6 +140,8 @@ struct Options {
   std::vector<std::string> dns_upstreams;  // none: the node's /etc/resolv.conf
   std::int64_t dns_timeout_ms = 2000;
   std::vector<std::string> dns_search;
+  // The observability listener (--metrics-addr); empty: off.
+  std::string metrics_addr;
 };
 
 weft::control::gossip::Config gossip_timings(const Options& options) {
@@ -276,6 +285,11 @@ weft::control::discovery::DnsInputs dns_inputs(weft::control::network::NetworkMa
 
 // --- running ----------------------------------------------------------------
 
+std::string observe_address(const boost::asio::ip::tcp::endpoint& endpoint) {
+  const std::string host = endpoint.address().to_string();
+  return (endpoint.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(endpoint.port());
+}
+
 void set_up_logging(const std::string& node_name, const std::string& level) {
   auto logger = std::make_shared<spdlog::logger>("weftd", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
   // Several agents often share one terminal or log in test clusters.
@@ -286,7 +300,8 @@ void set_up_logging(const std::string& node_name, const std::string& level) {
 
 int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& cluster_config,
         const weft::control::services::ServiceDataplaneOptions& lb_options,
-        const weft::control::discovery::DnsAgentConfig& dns_config) {
+        const weft::control::discovery::DnsAgentConfig& dns_config,
+        const std::optional<boost::asio::ip::tcp::endpoint>& metrics_endpoint) {
   spdlog::info("weftd {} starting: advertise address {}, state in {}", weft::control::api::kWeftVersion,
                config.advertise_addr, config.state_dir);
 
@@ -317,9 +332,52 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
       });
   cluster.set_tasks(&tasks);
   services.set_task_view(&tasks);
+  // The live page's picture of the cluster (observe/): served by the local
+  // API (`weft top`) and the observability listener (/ui). Its poller starts
+  // once the cluster runs and stops before the cluster does.
+  weft::observe::AgentStateSource state_source(
+      {.node_name = config.node_name, .advertise_addr = config.advertise_addr,
+       .version = std::string(weft::control::api::kWeftVersion)},
+      networks, &cluster, &services);
+  weft::observe::EventFeed state_feed(state_source);
+  std::optional<weft::observe::FeedPoller> state_poller;
   weft::control::api::ApiServer server(
       io, config.api_socket,
-      weft::control::api::Services{.networks = networks, .swarm = &cluster, .services = &services});
+      weft::control::api::Services{
+          .networks = networks, .swarm = &cluster, .services = &services, .state = &state_feed});
+  // The observability listener, before the API claims its socket so that a
+  // taken address stops the agent (exit 2) before it changed anything.
+  // /metrics reads the modules at scrape time; those not made yet are left
+  // out. Declared after everything it reads, so it stops first.
+  struct Ready {  // set here as each module starts; read by the listener's thread
+    std::atomic<weft::control::cluster::Cluster*> cluster{nullptr};
+    std::atomic<weft::control::services::ServiceDataplane*> dataplane{nullptr};
+    std::atomic<weft::control::services::ServiceDataplaneDriver*> driver{nullptr};
+    std::atomic<weft::control::discovery::DnsAgent*> dns{nullptr};
+  } ready;
+  std::optional<weft::observe::ObserveServer> observe;
+  if (metrics_endpoint) {
+    observe.emplace(*metrics_endpoint);
+    weft::observe::AgentSources sources{
+        .cluster = [&ready] { return ready.cluster.load(); },
+        .services = &services,
+        .dataplane = [&ready] { return ready.dataplane.load(); },
+        .driver = [&ready] { return ready.driver.load(); },
+        .dns = [&ready] { return ready.dns.load(); },
+    };
+    observe->add_route("/metrics", [sources](const weft::observe::HttpGet&) {
+      return weft::observe::HttpReply{200, std::string(weft::observe::kMetricsContentType),
+                                      weft::observe::render_metrics(weft::observe::gather_metrics(sources))};
+    });
+    // The live page (/ui) and its feeds, from the state feed declared above.
+    weft::observe::add_ui_routes(*observe, state_feed);
+    try {
+      observe->start();
+    } catch (const std::runtime_error& e) {
+      throw UsageError(std::string("cannot listen on --metrics-addr ") + e.what());
+    }
+    spdlog::info("metrics on http://{}/metrics", observe_address(observe->local_endpoint()));
+  }
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
   // owns. Nothing is served until io.run(), so clients that connect during
@@ -332,7 +390,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   signals.async_wait([&](const boost::system::error_code& ec, int signal_number) {
     if (ec) return;
     spdlog::info("{}: shutting down; networks stay in place", ::strsignal(signal_number));
+    // First: a scrape waits on the cluster's thread, which stops next.
+    if (observe) observe->stop();
     server.stop();
+    if (state_poller) state_poller->stop();
     cluster.stop();
     io.stop();
   });
@@ -348,8 +409,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // ServiceDataplaneDriver (control/services/service_dataplane_driver.h).
   lb_dataplane.emplace(weft::control::services::ServiceDataplane::open(lb_options));
   services.set_load_balancer(&*lb_dataplane);
+  ready.dataplane = &*lb_dataplane;
   // After reconcile: the cluster publishes what this node really has.
   cluster.start();
+  ready.cluster = &cluster;
   // The nftables load balancer SNATs balanced flows to an address of this
   // node in each network, so backends on other nodes answer through it; eBPF
   // needs none (and releases those of an earlier nftables run). After the
@@ -361,6 +424,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // backends): the driver's first apply removes from the maps whatever the
   // view lacks, which would reset those flows.
   lb_driver.emplace(*lb_dataplane, [&services] { return services.lb_view(); });
+  ready.driver = &*lb_driver;
   services.on_change([&lb_driver] { lb_driver->changed(); });
   // Also after the cluster start, so the first sync already has the names
   // of other nodes' services and endpoints the cluster saved; then on every
@@ -368,14 +432,19 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // attach or detach waits for its sync: once it returns, the namespace is
   // served (or no longer) and its names answer (or are gone) on this node.
   dns.emplace(dns_config);
+  ready.dns = &*dns;
   dns_driver.emplace(*dns, [&networks, &services] { return dns_inputs(networks, services); });
   networks.on_endpoints_changed([&dns_driver] { dns_driver->changed(); });
   networks.on_networks_changed([&dns_driver] { dns_driver->changed(); });
   services.on_change([&dns_driver] { dns_driver->changed(); });
   networks.after_local_attach_or_detach([&dns_driver] { dns_driver->sync_now(std::chrono::seconds(2)); });
   tasks.start();
+  state_poller.emplace(state_feed, std::chrono::milliseconds(500));
 
   io.run();
+  // First: its handlers read the modules that go below.
+  if (observe) observe->stop();
+  if (state_poller) state_poller->stop();
   tasks.stop();  // the tasks themselves keep running
   lb_driver->stop();
   dns_driver->stop();
@@ -466,6 +535,8 @@ int main(int argc, char** argv) {
       ->transform(duration);
   app.add_option("--dns-search", options.dns_search,
                  "Search domain written to the namespaces' resolv.conf (repeatable)");
+  app.add_option("--metrics-addr", options.metrics_addr,
+                 "Serve Prometheus metrics (/metrics) and the live page (/ui) over HTTP on ADDR:PORT, e.g. 192.0.2.1:9323 (default: off)");
 
   try {
     app.parse(argc, argv);
@@ -476,6 +547,7 @@ int main(int argc, char** argv) {
   weft::control::cluster::ClusterConfig cluster_config;
   weft::control::services::ServiceDataplaneOptions lb_options;
   weft::control::discovery::DnsAgentConfig dns_config;
+  std::optional<boost::asio::ip::tcp::endpoint> metrics_endpoint;
   try {
     complete_and_validate(config);
     auto [bind_addr, bind_port] = parse_host_port(options.bind, "--bind", true);
@@ -495,6 +567,13 @@ int main(int argc, char** argv) {
     }
     lb_options = lb_dataplane_options(options);
     dns_config = dns_agent_config(options);
+    if (!options.metrics_addr.empty()) {
+      try {
+        metrics_endpoint = weft::observe::parse_listen_address(options.metrics_addr);
+      } catch (const weft::observe::ListenAddressError& e) {
+        throw UsageError(std::string("--metrics-addr: ") + e.what());
+      }
+    }
   } catch (const UsageError& e) {
     std::cerr << "weftd: " << e.what() << '\n';
     return 2;
@@ -510,7 +589,10 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    return run(config, cluster_config, lb_options, dns_config);
+    return run(config, cluster_config, lb_options, dns_config, metrics_endpoint);
+  } catch (const UsageError& e) {
+    std::cerr << "weftd: " << e.what() << '\n';
+    return 2;
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

@@ -10,6 +10,7 @@
 #include "control/api/services.h"
 #include "control/api/swarm.h"
 #include "control/model/names.h"
+#include "observe/cluster_snapshot.h"
 
 namespace weft::control::api {
 
@@ -211,6 +212,12 @@ Reply lb_lookup(const Request& request, const Params&, Services& s) {
   return json_reply(http::status::ok, lb_lookup_json(result, name));
 }
 
+// The live page's state JSON (observe/cluster_snapshot.h), for `weft top`.
+Reply cluster_state(const Request&, const Params&, Services& s) {
+  if (!s.state) throw ApiError(ApiError::Kind::Internal, "this agent has no state feed");
+  return Reply{http::status::ok, s.state->state_json(), "application/json", {}};
+}
+
 // --- routing ----------------------------------------------------------------
 
 struct Route {
@@ -249,6 +256,7 @@ constexpr std::array kRoutes{
     Route{http::verb::get, "/nodes", list_nodes, kRead},
     Route{http::verb::get, "/nodes/{id}", inspect_node, kRead},
     Route{http::verb::delete_, "/nodes/{id}", remove_node, kSwarm},
+    Route{http::verb::get, "/api/v1/state", cluster_state, kRead},
     Route{http::verb::get, "/_ping", ping, kNow},
     Route{http::verb::head, "/_ping", ping, kNow},  // how Docker clients probe first
     Route{http::verb::get, "/version", version, kNow},
@@ -404,6 +412,11 @@ Response handle_request(const Request& request, Services services) {
 Workload workload_of(const Request& request) {
   const Route* found = route_of(request);
   return found ? found->workload : Workload::kImmediate;
+}
+
+std::string_view route_pattern(const Request& request) {
+  const Route* found = route_of(request);
+  return found ? found->pattern : std::string_view("unmatched");
 }
 
 Response error_response(const Request& request, http::status status, const std::string& message) {

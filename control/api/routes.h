@@ -14,6 +14,10 @@
 #include "control/model/service_model.h"
 #include "control/model/swarm_model.h"
 
+namespace weft::observe {
+class StateView;  // observe/cluster_snapshot.h
+}
+
 namespace weft::control::api {
 
 inline constexpr std::string_view kWeftVersion = WEFT_VERSION;  // project(VERSION), see CMakeLists.txt
@@ -35,6 +39,8 @@ struct Services {
   NetworkService& networks;
   SwarmService* swarm = nullptr;
   ServiceApi* services = nullptr;
+  // `GET /api/v1/state` (the live page's state JSON, for `weft top`); 500 while null.
+  const observe::StateView* state = nullptr;
 };
 
 Response handle_request(const Request& request, Services services);
@@ -58,6 +64,11 @@ enum class Workload {
   kSwarmChange,
 };
 Workload workload_of(const Request& request);
+
+// The route template that answers a request ("/networks/{id}"), for metrics:
+// never the raw path, so its values are bounded by the route table.
+// "unmatched" when no route takes it (404, 405, a malformed path).
+std::string_view route_pattern(const Request& request);
 
 // An error response with the same headers handle_request gives one:
 // {"message": ...}, the request's HTTP version and keep-alive.

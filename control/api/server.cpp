@@ -35,6 +35,7 @@
 #include <spdlog/spdlog.h>
 
 #include "control/api/json.h"
+#include "control/api/request_counters.h"
 #include "control/api/routes.h"
 #include "control/api/scheduler.h"
 
@@ -353,6 +354,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     response_ = std::move(response);
     const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
     const unsigned status = response_.result_int();
+    api::request_counters().record(api::route_pattern(request), status);
     spdlog::debug("api: {} {} -> {} ({} us)", as_std(request.method_string()), as_std(request.target()), status,
                   micros);
     // A 503 is a refusal the dispatcher has logged already, sparsely.
@@ -367,6 +369,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // connection ends with this response.
   void reply_and_close(http::status status, const std::string& message) {
     spdlog::debug("api: rejected request: {}", message);
+    api::request_counters().record("unmatched", static_cast<unsigned>(status));
     parser_.reset();
     response_ = api::Response{status, 11};
     response_.set(http::field::content_type, "application/json");

@@ -841,6 +841,20 @@ std::vector<NodeInfo> Cluster::list_nodes() {
   });
 }
 
+ClusterMetrics Cluster::metrics() {
+  auto& s = *state_;
+  return s.call([&] {
+    ClusterMetrics m;
+    m.active = s.active;
+    if (!s.active) return m;
+    for (const auto& member : s.ml->members())
+      if (!s.removed_nodes.count(member.name)) ++m.nodes[s.node_info(member).status];
+    if (s.tables) m.table_entries = s.tables->live_counts();
+    if (s.table_gossip) m.table_sync_bytes = s.table_gossip->counters().sync_bytes.load(std::memory_order_relaxed);
+    return m;
+  });
+}
+
 NodeInfo Cluster::get_node(const std::string& id_or_name) {
   auto nodes = list_nodes();
   std::vector<NodeInfo> prefix;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +54,14 @@ class NodeNetworks {
   virtual network::ipam::Cidr address_pool() = 0;
 };
 
+// What weftd's /metrics reads of the cluster (Cluster::metrics()).
+struct ClusterMetrics {
+  bool active = false;                              // in a swarm
+  std::map<std::string, std::size_t> nodes;         // by status: "ready", "down", ...
+  std::map<std::string, std::size_t> table_entries; // live entries by table
+  std::uint64_t table_sync_bytes = 0;
+};
+
 class Cluster final : public SwarmService,
                       public network::ClusterLink,
                       public services::ServiceClusterLink,
@@ -85,6 +95,8 @@ class Cluster final : public SwarmService,
   SwarmInfo info() override;
   std::vector<NodeInfo> list_nodes() override;
   NodeInfo get_node(const std::string& id_or_name) override;
+  // Counts for /metrics, taken on the gossip thread; any thread may call.
+  ClusterMetrics metrics();
   void remove_node(const std::string& id_or_name) override;
 
   // ClusterLink (called by the network manager; queue work only)

@@ -123,6 +123,7 @@ void TableGossip::send(const std::string& node, const WeftMessage& message, std:
 }
 
 void TableGossip::notify_msg(gossip::ByteView msg) {
+  counters_.sync_bytes.fetch_add(msg.size(), std::memory_order_relaxed);
   try {
     std::visit(Overloaded{
                    [this](const TableEntries& m) { handle_entries(m.entries); },
@@ -153,13 +154,16 @@ void TableGossip::handle_entries(const std::vector<TableEntry>& entries) {
 }
 
 gossip::Bytes TableGossip::local_state(bool join) {
-  if (join) return encode(TableEntries{tables_.snapshot()});
-  return encode(StateDigest{.node = config_.node_name, .digest = tables_.digest()});
+  gossip::Bytes state = join ? encode(TableEntries{tables_.snapshot()})
+                             : encode(StateDigest{.node = config_.node_name, .digest = tables_.digest()});
+  counters_.sync_bytes.fetch_add(state.size(), std::memory_order_relaxed);
+  return state;
 }
 
 void TableGossip::merge_remote_state(gossip::ByteView state, bool) {
   if (state.empty()) return;
   ++counters_.push_pulls;
+  counters_.sync_bytes.fetch_add(state.size(), std::memory_order_relaxed);
   try {
     std::visit(Overloaded{
                    [this](const TableEntries& m) { merge_snapshot(m.entries); },

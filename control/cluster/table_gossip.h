@@ -115,6 +115,8 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
     std::atomic<long> sync_entries_sent{0};
     std::atomic<long> pushed_packets{0};  // immediate UDP pushes
     std::atomic<int> members_gone{0};     // members reported dead or left
+    // Table data in bytes: messages received, push/pull states sent and merged.
+    std::atomic<std::uint64_t> sync_bytes{0};
   };
   const Counters& counters() const { return counters_; }
 

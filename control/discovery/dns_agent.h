@@ -111,6 +111,8 @@ class DnsAgent {
   bool serves(const std::string& context) const;
   std::vector<boost::asio::ip::udp::endpoint> upstreams() const { return upstreams_; }
   dns::ServerStats stats();
+  // The server's query counters; readable from any thread while this agent lives.
+  const dns::QueryMetrics* query_metrics() const { return server_ ? &server_->metrics() : nullptr; }
   const ClusterNameView& view() const { return view_; }
 
  private:

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include "control/gossip/codec.h"
+#include "control/gossip/gossip_counters.h"
 #include "control/gossip/memberlist_impl.h"
 #include "control/gossip/packet.h"
 #include "control/gossip/security.h"
@@ -131,7 +132,17 @@ void MemberlistImpl::ingest_packet(ByteView packet, const HostPort& from) {
   }
   for (auto& msg : decoded.messages) {
     if (shutdown_) return;
-    std::visit([&](auto& m) { handle(m, from); }, msg);
+    std::visit(
+        [&](auto& m) {
+          using Message = std::decay_t<decltype(m)>;
+          if constexpr (std::is_same_v<Message, UserMessage>) {
+            gossip_counters().count(MessageType::kUser);
+          } else {
+            gossip_counters().count(Message::kType);
+          }
+          handle(m, from);
+        },
+        msg);
   }
 }
 
@@ -375,6 +386,7 @@ void MemberlistImpl::handle_stream(std::unique_ptr<ByteStream> stream) {
 }
 
 void MemberlistImpl::dispatch_stream(const std::shared_ptr<StreamConnection>& conn, StreamMessage msg) {
+  gossip_counters().count(msg.type);
   switch (msg.type) {
     case MessageType::kPushPull: {
       if (push_pull_in_flight_ >= kMaxPushPullRequests) {

@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 
 #include "control/gossip/codec.h"
+#include "control/gossip/gossip_counters.h"
 #include "control/gossip/memberlist_impl.h"
 #include "control/gossip/packet.h"
 
@@ -403,6 +404,7 @@ void MemberlistImpl::suspect_node(const Suspect& s) {
 
   state->m.incarnation = s.incarnation;
   state->m.state = NodeStateKind::kSuspect;
+  gossip_counters().member_flaps.fetch_add(1, std::memory_order_relaxed);
   const auto change_time = Clock::now();
   state->state_change = change_time;
 
@@ -447,6 +449,8 @@ void MemberlistImpl::dead_node(const Dead& d) {
     broadcast(d.node, encode_message(d));
   }
 
+  if (d.node != d.from && state->m.state == NodeStateKind::kAlive)
+    gossip_counters().member_flaps.fetch_add(1, std::memory_order_relaxed);
   state->m.incarnation = d.incarnation;
   // A node announcing its own death has left gracefully.
   state->m.state = d.node == d.from ? NodeStateKind::kLeft : NodeStateKind::kDead;

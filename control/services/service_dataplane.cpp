@@ -14,6 +14,7 @@
 
 #include "control/services/lb_id_map.h"
 #include "dataplane/lb/ebpf_service_backend.h"
+#include "ebpf/lb_abi.h"
 #include "dataplane/lb/nft_load_balancer.h"
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
@@ -576,6 +577,56 @@ std::optional<ConntrackFill> ServiceDataplane::collect_garbage() {
   impl_->fill.capacity = r.capacity;
   impl_->fill.expired += r.expired;
   return impl_->fill;
+}
+
+LbMetrics ServiceDataplane::metrics() const {
+  std::lock_guard lock(impl_->mutex);
+  LbMetrics m;
+  // eBPF: the whole counter map in a few batch reads, then sums per service.
+  std::vector<std::uint64_t> by_backend;
+  if (impl_->ebpf) {
+    try {
+      by_backend = impl_->ebpf->ebpf().connections_by_backend();
+    } catch (const std::exception&) {
+      // Per service below, as service inspect reads them.
+    }
+  }
+  for (const auto& [number, applied] : impl_->applied) {
+    const LbServiceKey* key = impl_->ids.service_key(number);
+    if (!key) continue;
+    std::uint64_t& sum = m.connections[key->service_id];
+    if (!by_backend.empty() && applied.backends) {
+      for (const lb::Backend& b : *applied.backends)
+        if (b.id < by_backend.size()) sum += by_backend[b.id];
+      continue;
+    }
+    lb::ServiceBackend* backend = impl_->backend_for(applied.network_id);
+    if (!backend) continue;
+    try {
+      for (const lb::BackendCounters& c : backend->counters(number)) sum += c.connections;
+    } catch (const std::exception&) {
+      // A map read failing here is no reason to fail the scrape.
+    }
+  }
+  if (impl_->ebpf) {
+    lb::LoadBalancer& lb = impl_->ebpf->ebpf();
+    try {
+      const std::vector<std::uint64_t> stats = lb.stats();
+      const std::pair<lb_stat, const char*> kDrops[] = {{LB_STAT_DROP_FRAGMENT, "fragment"},
+                                                        {LB_STAT_DROP_IP_OPTIONS, "ip_options"},
+                                                        {LB_STAT_DROP_NO_BACKEND, "no_backend"},
+                                                        {LB_STAT_DROP_OTHER, "other"}};
+      for (const auto& [stat, reason] : kDrops)
+        if (static_cast<std::size_t>(stat) < stats.size()) m.drops[reason] = stats[stat];
+    } catch (const std::exception&) {
+    }
+    const auto& limits = impl_->options.limits;
+    m.maps.push_back({"lb_vips", lb.frontends().size(), limits.max_frontends});
+    m.maps.push_back({"lb_services", impl_->applied.size(), limits.max_services});
+    m.maps.push_back({"lb_backends", impl_->ids.backends().size(), limits.max_backends});
+    m.maps.push_back({"lb_conntrack", impl_->fill.entries, impl_->fill.capacity});
+  }
+  return m;
 }
 
 ConntrackFill ServiceDataplane::conntrack_fill() const {

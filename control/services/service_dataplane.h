@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "control/services/lb_view.h"
 #include "dataplane/lb/load_balancer.h"
@@ -53,6 +54,22 @@ struct ConntrackFill {
   std::uint64_t entries = 0;   // after the last collection
   std::uint64_t capacity = 0;  // the conntrack map's size
   std::uint64_t expired = 0;   // deleted by collections since open
+};
+
+// What weftd's /metrics reads of the load balancer (ServiceDataplane::metrics()).
+struct LbMetrics {
+  // Connections balanced per service id, summed over its networks and its
+  // current backends (the programs' per-CPU counters; eBPF and nftables).
+  std::map<std::string, std::uint64_t> connections;
+  // Packets the programs dropped, by reason (eBPF only; empty with nftables).
+  std::map<std::string, std::uint64_t> drops;
+  // How full each eBPF map is; conntrack as of its last collection.
+  struct MapFill {
+    std::string map_name;
+    std::uint64_t entries = 0;
+    std::uint64_t capacity = 0;
+  };
+  std::vector<MapFill> maps;
 };
 
 class ServiceDataplane final : public LbQuery {
@@ -79,6 +96,11 @@ class ServiceDataplane final : public LbQuery {
   std::optional<ConntrackFill> collect_garbage();
   // The fill as of the last collection (zeros before the first, or nftables).
   ConntrackFill conntrack_fill() const;
+
+  // Counters and map fill for /metrics: the counter maps are read (one
+  // lookup per backend, one per drop reason), the fill of the other maps
+  // comes from what this object programmed. Safe from any thread.
+  LbMetrics metrics() const;
 
   // Where the id map of a state dir lives.
   static std::filesystem::path id_map_path(const std::filesystem::path& state_dir);

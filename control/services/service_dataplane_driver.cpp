@@ -74,11 +74,13 @@ void ServiceDataplaneDriver::run() {
       retry_at.reset();
       lock.unlock();
       bool complete = false;
+      const auto apply_started = Clock::now();
       try {
         complete = dataplane_.apply(view_());
       } catch (const std::exception& e) {
         spdlog::warn("service load balancer: apply failed: {}", e.what());
       }
+      apply_durations_.observe(Clock::now() - apply_started);
       lock.lock();
       ++applies_;
       last_complete_ = complete;

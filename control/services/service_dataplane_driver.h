@@ -20,6 +20,7 @@
 
 #include "control/services/lb_view.h"
 #include "control/services/service_dataplane.h"
+#include "observe/metrics_histogram.h"
 
 namespace weft::control::services {
 
@@ -59,6 +60,8 @@ class ServiceDataplaneDriver {
   bool last_apply_complete() const;
   // Times free heap was handed back (tests, metrics).
   std::uint64_t memory_releases() const;
+  // How long each apply took, the view's making included (weftd's /metrics).
+  const observe::AtomicHistogram& apply_durations() const { return apply_durations_; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -74,6 +77,7 @@ class ServiceDataplaneDriver {
   std::uint64_t applies_ = 0;
   bool last_complete_ = false;
   std::uint64_t releases_ = 0;
+  observe::AtomicHistogram apply_durations_{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   std::thread thread_;  // last: starts once the rest is ready
 };
 

@@ -76,6 +76,13 @@ std::vector<TableEntry> ReplicatedTables::entries(const std::string& table) cons
   return result;
 }
 
+std::map<std::string, std::size_t> ReplicatedTables::live_counts() const {
+  std::map<std::string, std::size_t> counts;
+  for (const auto& [key, slot] : slots_)
+    if (!slot.entry.deleted) ++counts[key.first];
+  return counts;
+}
+
 std::vector<TableEntry> ReplicatedTables::snapshot() const {
   std::vector<TableEntry> result;
   result.reserve(slots_.size());

@@ -66,6 +66,8 @@ class ReplicatedTables {
   std::optional<TableEntry> get(const std::string& table, const std::string& key) const;
   // Live entries of one table.
   std::vector<TableEntry> entries(const std::string& table) const;
+  // Live entries per table (tables without any are absent); no copies.
+  std::map<std::string, std::size_t> live_counts() const;
   // Everything, tombstones included: what a push/pull sends.
   std::vector<TableEntry> snapshot() const;
   // Everything of one table, tombstones included.

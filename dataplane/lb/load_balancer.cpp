@@ -987,6 +987,34 @@ std::vector<BackendCounters> LoadBalancer::counters(std::uint32_t service_id) co
   return result;
 }
 
+std::vector<std::uint64_t> LoadBalancer::connections_by_backend() const {
+  const Impl& s = *impl_;
+  const std::size_t ncpus = static_cast<std::size_t>(s.ncpus);
+  std::vector<std::uint64_t> result(s.limits.max_backends, 0);
+  constexpr std::uint32_t kChunk = 4096;
+  std::vector<std::uint32_t> keys(kChunk);
+  std::vector<lb_counters> values(kChunk * ncpus);
+  bpf_map_batch_opts batch{};
+  batch.sz = sizeof batch;
+  std::uint32_t next = 0;
+  bool first = true;
+  for (;;) {
+    std::uint32_t count = kChunk;
+    const int err = bpf_map_lookup_batch(s.counters_fd, first ? nullptr : &next, &next, keys.data(), values.data(),
+                                         &count, &batch);
+    if (err != 0 && errno != ENOENT) throw BpfError(errno, "read map lb_backend_counters (batch)");
+    first = false;
+    for (std::uint32_t i = 0; i < count && i < kChunk; ++i) {
+      if (keys[i] >= result.size()) continue;
+      std::uint64_t sum = 0;
+      for (std::size_t cpu = 0; cpu < ncpus; ++cpu) sum += values[i * ncpus + cpu].connections;
+      result[keys[i]] = sum;
+    }
+    if (err != 0 || count == 0) break;  // ENOENT: the map's end
+  }
+  return result;
+}
+
 std::map<Frontend, std::uint32_t> LoadBalancer::frontends() const { return impl_->frontends; }
 
 std::set<std::uint32_t> LoadBalancer::service_ids() const {

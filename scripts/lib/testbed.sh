@@ -32,6 +32,10 @@ TB_CMD_TIMEOUT=${TB_CMD_TIMEOUT:-60}       # bound on one CLI call
 TB_LOG_LEVEL=${TB_LOG_LEVEL:-debug}
 TB_UNDERLAY_NET=${TB_UNDERLAY_NET:-192.0.2}  # /24, node i gets .(10+i)
 TB_QUIET=${TB_QUIET:-0}
+# Each agent serves /metrics on its underlay address, port TB_METRICS_PORT
+# (weftd --metrics-addr); TB_METRICS=0 leaves it off.
+TB_METRICS=${TB_METRICS:-1}
+TB_METRICS_PORT=${TB_METRICS_PORT:-9323}
 
 tb_log() { ((TB_QUIET)) || printf '[testbed] %s\n' "$*" >&2; }
 tb_die() { printf '[testbed] error: %s\n' "$*" >&2; return 1; }
@@ -151,14 +155,18 @@ tb_agent_wait_ready() {
   done
 }
 
+# tb_metrics_url I: node I's /metrics (inside the test-bed's namespaces).
+tb_metrics_url() { printf 'http://%s:%s/metrics' "$(tb_addr "$1")" "$TB_METRICS_PORT"; }
+
 # tb_agent_start I: starts weftd in node I's namespace (not waiting).
 # TB_WEFTD_ARGS: more weftd flags for every agent (word-split), e.g.
 # "--lb-backend nftables".
 # nsenter, not `ip netns exec`: the agent must stay in the root mount
 # namespace so the bind mounts it makes under its state dir outlive it.
 tb_agent_start() {
-  local i=$1 dir
+  local i=$1 dir metrics=()
   dir=$(tb_node_dir "$i")
+  ((TB_METRICS)) && metrics=(--metrics-addr "$(tb_addr "$i"):$TB_METRICS_PORT")
   mkdir -p "$dir/state"
   mkdir -p "$(tb_pin_dir "$i")"
   printf '==== start %s\n' "$(date -u +%FT%T.%3NZ)" >>"$dir/weftd.log"
@@ -170,6 +178,7 @@ tb_agent_start() {
       --state-dir "$dir/state" \
       --bpf-pin-dir "$(tb_pin_dir "$i")" \
       --log-level "$TB_LOG_LEVEL" \
+      "${metrics[@]}" \
       ${TB_WEFTD_ARGS:-} \
       </dev/null >>"$dir/weftd.log" 2>&1 &
   echo $! >"$dir/weftd.pid"

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 
@@ -165,6 +166,22 @@ TEST_F(LbDataplaneTest, TcpToVipIsDnatedWithValidChecksums) {
   EXPECT_EQ(counters[0].connections, 1u);
   EXPECT_EQ(counters[0].packets, 2u);
   EXPECT_EQ(counters[0].bytes, in.size() + ack(40000).size());
+}
+
+// /metrics reads every backend's connections in batches; they must be what
+// the per-backend lookups (service inspect) read.
+TEST_F(LbDataplaneTest, ConnectionsByBackendMatchThePerBackendCounters) {
+  make_service(3);
+  for (std::uint16_t sport = 41000; sport < 41030; ++sport) ASSERT_EQ(from_endpoint(syn(sport)).retval, kOk);
+  const std::vector<std::uint64_t> all = lb_->connections_by_backend();
+  ASSERT_EQ(all.size(), test_limits().max_backends);
+  std::uint64_t sum = 0;
+  for (const auto& c : lb_->counters(kService)) {
+    EXPECT_EQ(all[c.backend_id], c.connections) << "backend " << c.backend_id;
+    sum += all[c.backend_id];
+  }
+  EXPECT_EQ(sum, 30u);
+  EXPECT_EQ(std::accumulate(all.begin(), all.end(), std::uint64_t{0}), 30u);
 }
 
 TEST_F(LbDataplaneTest, UdpToVipIsDnatedWithValidChecksums) {
