@@ -144,20 +144,29 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
 
 Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std::string_view context) const {
   Reply reply;
+  handle(query, transport, context, reply);
+  return reply;
+}
+
+void Responder::handle(std::span<const uint8_t> query, Transport transport, std::string_view context,
+                       Reply& reply) const {
+  reply.kind = Reply::Kind::drop;
+  reply.wire.clear();  // keeps its capacity: the fast path writes in place
+  reply.udp_limit = classic_udp_size;
   // Too short to carry an ID, or a response (answering one invites loops).
-  if (query.size() < header_size || wire_is_response(query)) return reply;
+  if (query.size() < header_size || wire_is_response(query)) return;
   if (wire_opcode(query) != opcode_query) {
     reply.kind = Reply::Kind::answer;
     reply.wire = header_only_reply(query, LDNS_RCODE_NOTIMPL);
-    return reply;
+    return;
   }
-  if (config_.fast_path && fast_answer(query, transport, context, reply)) return reply;
+  if (config_.fast_path && fast_answer(query, transport, context, reply)) return;
   PktPtr pkt = parse(query);
   if (!pkt || ldns_pkt_qdcount(pkt.get()) != 1 || ldns_pkt_ancount(pkt.get()) != 0 ||
       ldns_pkt_nscount(pkt.get()) != 0 || ldns_rr_list_rr_count(ldns_pkt_question(pkt.get())) != 1) {
     reply.kind = Reply::Kind::answer;
     reply.wire = header_only_reply(query, LDNS_RCODE_FORMERR);
-    return reply;
+    return;
   }
   const bool edns = ldns_pkt_edns(pkt.get());
   if (edns) {
@@ -169,7 +178,7 @@ Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std
   const std::string name = owner_name(question);
   if (ldns_rr_get_class(question) != LDNS_RR_CLASS_IN) {
     reply.kind = Reply::Kind::forward;
-    return reply;
+    return;
   }
 
   uint8_t rcode = LDNS_RCODE_NOERROR;
@@ -211,7 +220,7 @@ Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std
     }
     if (!ptr) {
       reply.kind = Reply::Kind::forward;
-      return reply;
+      return;
     }
     ldns_rdf* target = dname(*ptr);
     if (target) {
@@ -244,7 +253,7 @@ Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std
   if (transport == Transport::udp && reply.wire.size() > reply.udp_limit) reply.wire = build(false);
   if (reply.wire.empty()) reply.wire = header_only_reply(query, LDNS_RCODE_SERVFAIL);
   reply.kind = Reply::Kind::answer;
-  return reply;
+  return;
 }
 
 }  // namespace weft::dns

@@ -34,6 +34,9 @@ class Responder {
   Responder(const NameView& view, ResponderConfig config) : view_(view), config_(config) {}
 
   Reply handle(std::span<const uint8_t> query, Transport transport, std::string_view context) const;
+  // The same into a reply the caller reuses (its buffer's capacity stays,
+  // so the server's UDP batches allocate nothing per answer).
+  void handle(std::span<const uint8_t> query, Transport transport, std::string_view context, Reply& reply) const;
 
   const ResponderConfig& config() const { return config_; }
   uint64_t fast_answers() const { return fast_answers_; }
