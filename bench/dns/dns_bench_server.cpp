@@ -2,8 +2,10 @@
 // on IP:PORT, answered from a StaticNameView. With --upstream, every name it
 // does not own goes there (NAMES 0 makes it a pure forwarder); --cache
 // sizes the forwarder's answer cache (0: every query goes upstream, which is
-// what the forwarding-latency measurement wants).
-//   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES]
+// what the forwarding-latency measurement wants). --idle N adds N more UDP
+// listeners (and their TCP twins) on IP, random ports, that get no queries, as the agent has one
+// per attached namespace: what they cost the busy one.
+//   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N]
 #include <utility>  // before Boost.Asio: its awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
@@ -18,10 +20,11 @@
 int main(int argc, char** argv) {
   using namespace weft::dns;
   if (argc < 3) {
-    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES]\n");
+    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N]\n");
     return 2;
   }
   int names = 100;
+  int idle = 0;
   ForwarderConfig forwarder;
   for (int i = 3; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -32,6 +35,8 @@ int main(int argc, char** argv) {
         return 2;
       }
       forwarder.upstreams.push_back(*upstream);
+    } else if (arg == "--idle" && i + 1 < argc) {
+      idle = std::atoi(argv[++i]);
     } else if (arg == "--cache" && i + 1 < argc) {
       forwarder.cache_entries = std::strtoul(argv[++i], nullptr, 10);
     } else {
@@ -54,6 +59,17 @@ int main(int argc, char** argv) {
   boost::asio::ip::udp::socket udp(io, boost::asio::ip::udp::endpoint(address, port));
   udp.set_option(boost::asio::socket_base::receive_buffer_size(4 << 20));
   server.add_udp(std::move(udp), "bench");
+  for (int i = 0; i < idle; ++i) {
+    boost::asio::ip::udp::socket socket(io, boost::asio::ip::udp::endpoint(address, 0));
+    const auto idle_port = socket.local_endpoint().port();
+    server.add_udp(std::move(socket), "bench");
+    boost::system::error_code ec;  // the TCP twin where its port is free
+    boost::asio::ip::tcp::acceptor acceptor(io);
+    acceptor.open(boost::asio::ip::tcp::v4(), ec);
+    if (!ec) acceptor.bind(boost::asio::ip::tcp::endpoint(address, idle_port), ec);
+    if (!ec) acceptor.listen(boost::asio::socket_base::max_listen_connections, ec);
+    if (!ec) server.add_tcp(std::move(acceptor), "bench");
+  }
   server.add_tcp(boost::asio::ip::tcp::acceptor(io, boost::asio::ip::tcp::endpoint(address, port)), "bench");
   io.run();
 }
