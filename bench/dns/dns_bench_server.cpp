@@ -4,8 +4,9 @@
 // sizes the forwarder's answer cache (0: every query goes upstream, which is
 // what the forwarding-latency measurement wants). --idle N adds N more UDP
 // listeners (and their TCP twins) on IP, random ports, that get no queries, as the agent has one
-// per attached namespace: what they cost the busy one.
-//   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N]
+// per attached namespace: what they cost the busy one. --batch sets the
+// datagrams per recvmmsg/sendmmsg (ServerLimits::udp_batch).
+//   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N] [--batch N]
 #include <utility>  // before Boost.Asio: its awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
@@ -20,11 +21,12 @@
 int main(int argc, char** argv) {
   using namespace weft::dns;
   if (argc < 3) {
-    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N]\n");
+    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N] [--batch N]\n");
     return 2;
   }
   int names = 100;
   int idle = 0;
+  ServerLimits limits;
   ForwarderConfig forwarder;
   for (int i = 3; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -35,6 +37,8 @@ int main(int argc, char** argv) {
         return 2;
       }
       forwarder.upstreams.push_back(*upstream);
+    } else if (arg == "--batch" && i + 1 < argc) {
+      limits.udp_batch = std::strtoul(argv[++i], nullptr, 10);
     } else if (arg == "--idle" && i + 1 < argc) {
       idle = std::atoi(argv[++i]);
     } else if (arg == "--cache" && i + 1 < argc) {
@@ -53,7 +57,7 @@ int main(int argc, char** argv) {
   view.set_network("bench", std::move(services), {});
   view.set_context("bench", {"bench"});
   boost::asio::io_context io;
-  Server server(io, view, ResponderConfig{}, forwarder);
+  Server server(io, view, ResponderConfig{}, forwarder, limits);
   const auto address = boost::asio::ip::make_address_v4(argv[1]);
   const auto port = static_cast<uint16_t>(std::atoi(argv[2]));
   boost::asio::ip::udp::socket udp(io, boost::asio::ip::udp::endpoint(address, port));

@@ -143,6 +143,7 @@ start_server() {  # NAME COMMAND...: starts it on CPU 0 in the namespace, checks
   # leave the server running).
   nsenter --net="/run/netns/$ns" -- taskset -c 0 "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
+  spid[$name]=$!
   [[ $name == echo ]] && { sleep 0.3; return 0; }  # the echo's answers are no DNS dig accepts
   for _ in $(seq 50); do
     count=$(in_ns dig @127.0.0.1 -p "${port[$name]}" +time=1 +tries=1 +short name1 A 2>/dev/null | grep -c '^10\.' || true)
@@ -153,6 +154,17 @@ start_server() {  # NAME COMMAND...: starts it on CPU 0 in the namespace, checks
   return 1
 }
 
+declare -A spid=()
+# CPU time (clock ticks) a server and its children have used so far: the
+# CPU per answered query does not depend on how often the other helpers'
+# compiles took the core away, which throughput does.
+cpu_ticks() {
+  local p t=0
+  for p in "${spid[$1]}" $(pgrep -P "${spid[$1]}" || true); do
+    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
 servers=()
 try_start() { local name=$1; shift; if start_server "$name" "$@"; then servers+=("$name"); fi; }
 if [[ $mode == all ]]; then
@@ -180,8 +192,13 @@ n=${#servers[@]}
 for ((r = 0; r < rounds * (n > 0); r++)); do
   for ((j = 0; j < n; j++)); do
     s=${servers[$(((j + r) % n))]}
+    t0=$(cpu_ticks "$s")
     line=$(in_ns taskset -c 1 "$bin/dns_loadgen" 127.0.0.1 "${port[$s]}" "$seconds" --window 256)
-    echo "qps $s $line load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
+    t1=$(cpu_ticks "$s")
+    answered=$(sed -n 's/.*answered=\([0-9]*\).*/\1/p' <<<"$line")
+    cpu_us=$(awk -v t=$((t1 - t0)) -v a="${answered:-0}" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { printf "%.3f", (a > 0 ? t * 1e6 / hz / a : 0) }')
+    echo "qps $s $line cpu_us_per_q=$cpu_us load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
   done
 done
 printf 'name%d A\n' $(seq 0 99) >"$work/queries.txt"
@@ -204,7 +221,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results" >&2
 python3 - "$results" "$rate" <<'EOF'
 import re, statistics, sys
 rate = sys.argv[2]
-qps, fixed, perf, loads = {}, {}, {}, []
+qps, cpu, fixed, perf, loads = {}, {}, {}, {}, []
 def med(runs):  # the median of each figure over the rounds; lost summed
     out = {k: str(statistics.median(float(r[k]) for r in runs)) for k in ("mean_us", "p99_us")}
     out["lost"] = str(sum(int(r.get("lost", 0)) for r in runs))
@@ -214,6 +231,8 @@ for line in open(sys.argv[1]):
     kv = dict(x.split("=", 1) for x in f[2:] if "=" in x)
     if f[0] == "qps":
         qps.setdefault(f[1], []).append(float(kv["qps"]))
+        if float(kv.get("cpu_us_per_q", 0)) > 0:
+            cpu.setdefault(f[1], []).append(float(kv["cpu_us_per_q"]))
     elif f[0] in ("rate", "dnsperf"):
         (fixed if f[0] == "rate" else perf).setdefault(f[1], []).append(kv)
     elif f[0] == "load":
@@ -223,7 +242,7 @@ fixed = {s: med(r) for s, r in fixed.items()}
 perf = {s: med(r) for s, r in perf.items()}
 print("\nDNS, one core per server, loopback in one namespace; " + "; ".join(loads))
 print(f"(latency: median over {nrounds} rounds of each round's mean and p99)")
-print(f"\n{'server':10} {'q/s median':>11} {'(min-max)':>17}   "
+print(f"\n{'server':10} {'q/s median':>11} {'(min-max)':>17} {'CPU us/q':>9}   "
       f"{'loadgen@' + rate + ' mean/p99 us':>28}   {'dnsperf@' + rate + ' mean/p99 us':>28}")
 for s in list(qps) + [s for s in fixed if s not in qps]:
     q = qps.get(s, [])
@@ -235,13 +254,16 @@ for s in list(qps) + [s for s in fixed if s not in qps]:
         lg += f" (lost {fx['lost']})"
     dp = perf.get(s, {})
     dps = f"{float(dp['mean_us']):.1f} / {float(dp['p99_us']):.1f}" if dp else "-"
-    print(f"{s:10} {med} {rng:>17}   {lg:>28}   {dps:>28}")
+    c = f"{statistics.median(cpu[s]):9.2f}" if s in cpu else f"{'-':>9}"
+    print(f"{s:10} {med} {rng:>17} {c}   {lg:>28}   {dps:>28}")
 print()
 if "weft" in qps:
     w = statistics.median(qps["weft"])
     for s in qps:
         if s != "weft":
-            print(f"weft / {s:8}: {w / statistics.median(qps[s]):.2f}x" + ("   (target >= 0.90x)" if s == "echo" else ""))
+            by_cpu = (f", by CPU per query {statistics.median(cpu[s]) / statistics.median(cpu['weft']):.2f}x"
+                      if s in cpu and "weft" in cpu else "")
+            print(f"weft / {s:8}: {w / statistics.median(qps[s]):.2f}x{by_cpu}" + ("   (target >= 0.90x)" if s == "echo" else ""))
     for src, d in (("loadgen", fixed), ("dnsperf", perf)):
         if "weft" in d:
             p99 = float(d["weft"]["p99_us"])
