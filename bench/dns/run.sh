@@ -211,9 +211,15 @@ for ((r = 0; r < rounds; r++)); do
     line=$(in_ns taskset -c 1 "$bin/dns_loadgen" 127.0.0.1 "${port[$s]}" "$seconds" --window 256 --rate "$rate")
     echo "rate $s $line load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
     [[ $s == echo ]] && continue  # dnsperf counts the echoed queries as malformed answers
+    t0=$(cpu_ticks "$s")
     in_ns taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries.txt" -l "$seconds" -Q "$rate" -v \
       >"$work/dnsperf-$s.txt" 2>&1 || true
-    python3 "$(dirname "$0")/dnsperf_stats.py" "$work/dnsperf-$s.txt" "$s" | tee -a "$results" >&2
+    t1=$(cpu_ticks "$s")
+    line=$(python3 "$(dirname "$0")/dnsperf_stats.py" "$work/dnsperf-$s.txt" "$s")
+    answered=$(sed -n 's/.*answered=\([0-9]*\).*/\1/p' <<<"$line")
+    cpu_us=$(awk -v t=$((t1 - t0)) -v a="${answered:-0}" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { printf "%.3f", (a > 0 ? t * 1e6 / hz / a : 0) }')
+    echo "$line cpu_us_per_q=$cpu_us" | tee -a "$results" >&2
   done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results" >&2
@@ -221,7 +227,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results" >&2
 python3 - "$results" "$rate" <<'EOF'
 import re, statistics, sys
 rate = sys.argv[2]
-qps, cpu, fixed, perf, loads = {}, {}, {}, {}, []
+qps, cpu, fixed, perf, perf_cpu, loads = {}, {}, {}, {}, {}, []
 def med(runs):  # the median of each figure over the rounds; lost summed
     out = {k: str(statistics.median(float(r[k]) for r in runs)) for k in ("mean_us", "p99_us")}
     out["lost"] = str(sum(int(r.get("lost", 0)) for r in runs))
@@ -234,6 +240,8 @@ for line in open(sys.argv[1]):
         if float(kv.get("cpu_us_per_q", 0)) > 0:
             cpu.setdefault(f[1], []).append(float(kv["cpu_us_per_q"]))
     elif f[0] in ("rate", "dnsperf"):
+        if f[0] == "dnsperf" and float(kv.get("cpu_us_per_q", 0)) > 0:
+            perf_cpu.setdefault(f[1], []).append(float(kv["cpu_us_per_q"]))
         (fixed if f[0] == "rate" else perf).setdefault(f[1], []).append(kv)
     elif f[0] == "load":
         loads.append(line.strip())
@@ -269,6 +277,10 @@ if "weft" in qps:
             p99 = float(d["weft"]["p99_us"])
             echo = f", the echo's own p99 (loadgen) {float(fixed['echo']['p99_us']):.1f} us" if "echo" in fixed else ""
             print(f"weft p99 at {rate} q/s ({src}): {p99:.1f} us{echo}   (target < 1000 us: {'met' if p99 < 1000 else 'MISSED'})")
+if perf_cpu.get("weft-fwd"):
+    print(f"weft-fwd CPU per forwarded query at {rate} q/s (dnsperf rounds, median): "
+          f"{statistics.median(perf_cpu['weft-fwd']):.2f} us (dnsmasq answering them: "
+          f"{statistics.median(perf_cpu.get('dnsmasq', [0])):.2f} us)")
 for src, d in (("loadgen", fixed), ("dnsperf", perf)):
     if "weft-fwd" in d and "dnsmasq" in d:
         a, b = d["weft-fwd"], d["dnsmasq"]
