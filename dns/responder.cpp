@@ -62,7 +62,9 @@ struct Records {
 }  // namespace
 
 // The common query, answered by hand: one uncompressed question of type A,
-// class IN, for a plain name weft owns, with at most a bare EDNS0 OPT.
+// class IN, for a plain name weft owns, with at most a bare EDNS0 OPT; the
+// same shape of query for a name weft does not own (other than PTR) is
+// handed to the forwarder from here.
 // Anything else (and an answer that would need TC) takes the ldns path,
 // which builds the same bytes: ldns was half the server's CPU in bench/dns.
 bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std::string_view context,
@@ -89,8 +91,8 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
   }
   if (name_size == 0) return false;
   const std::size_t question_end = pos + 5;
-  if (question_end > q.size() || q[pos + 1] != 0 || q[pos + 2] != 1 || q[pos + 3] != 0 || q[pos + 4] != 1)
-    return false;
+  if (question_end > q.size() || q[pos + 3] != 0 || q[pos + 4] != 1) return false;  // class IN
+  const uint16_t qtype = static_cast<uint16_t>(q[pos + 1] << 8 | q[pos + 2]);
   std::size_t udp_limit = classic_udp_size;
   if (edns) {
     // A bare OPT: root owner, version 0, no extended rcode, no options.
@@ -104,7 +106,16 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
     return false;
   }
   const std::string_view name(name_buffer, name_size);
-  if (view_.owns(context, name) != Ownership::visible) return false;
+  const auto ownership = view_.owns(context, name);
+  if (ownership == Ownership::not_ours && qtype != LDNS_RR_TYPE_PTR) {
+    // Not ours and no PTR we could answer: forwarded as the ldns path would,
+    // without parsing it twice (the forwarder's cache key parses it again).
+    reply.kind = Reply::Kind::forward;
+    reply.udp_limit = udp_limit;
+    ++fast_forwards_;
+    return true;
+  }
+  if (qtype != LDNS_RR_TYPE_A || ownership != Ownership::visible) return false;
   const auto addresses = view_.lookup_a(context, name);
   const std::size_t size = question_end + addresses.size() * 16 + (edns ? 11 : 0);
   if (transport == Transport::udp && size > udp_limit) return false;

@@ -40,6 +40,7 @@ class Responder {
 
   const ResponderConfig& config() const { return config_; }
   uint64_t fast_answers() const { return fast_answers_; }
+  uint64_t fast_forwards() const { return fast_forwards_; }
 
  private:
   bool fast_answer(std::span<const uint8_t> query, Transport transport, std::string_view context, Reply& reply) const;
@@ -47,6 +48,7 @@ class Responder {
   const NameView& view_;
   ResponderConfig config_;
   mutable uint64_t fast_answers_ = 0;
+  mutable uint64_t fast_forwards_ = 0;
 };
 
 }  // namespace weft::dns
