@@ -159,9 +159,15 @@ declare -A spid=()
 # CPU per answered query does not depend on how often the other helpers'
 # compiles took the core away, which throughput does.
 cpu_ticks() {
-  local p t=0
-  for p in "${spid[$1]}" $(pgrep -P "${spid[$1]}" || true); do
-    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  local p t=0 all=("${spid[$1]}") i=0
+  # The server and all its descendants (nsd serves from a child); utime and
+  # stime counted after the command name, which may hold spaces ("nsd: main").
+  while ((i < ${#all[@]})); do
+    all+=($(pgrep -P "${all[i]}" || true))
+    ((++i))
+  done
+  for p in "${all[@]}"; do
+    [[ -r /proc/$p/stat ]] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
   done
   echo "$t"
 }
