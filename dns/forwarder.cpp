@@ -124,6 +124,19 @@ Forwarder::~Forwarder() {
     if (slot->tcp) slot->tcp->socket.close(ec);
 }
 
+void Forwarder::stop() {
+  for (SlotIndex k = 0; k < slots_.size(); ++k)
+    if (slots_[k]->in_use) finish(k, error_reply(slots_[k]->query, LDNS_RCODE_SERVFAIL));
+  boost::system::error_code ec;
+  for (auto& pool : pools_) {
+    for (auto& s : pool) s->socket.close(ec);
+    pool.clear();
+  }
+  for (auto& s : retiring_) s->socket.close(ec);
+  retiring_.clear();
+  timer_.cancel();
+}
+
 std::size_t Forwarder::upstream_sockets() const {
   std::size_t n = retiring_.size();
   for (const auto& pool : pools_) n += pool.size();

@@ -57,6 +57,9 @@ class Forwarder {
   // `query` must hold at least a header. Over the in-flight bound the answer
   // is SERVFAIL at once.
   void forward(std::span<const uint8_t> query, Done done);
+  // Answers every query in flight with SERVFAIL and closes the upstream
+  // sockets: nothing of the forwarder keeps the io_context busy afterwards.
+  void stop();
 
   std::size_t in_flight() const { return in_flight_; }
   std::size_t cached() const { return cache_.size(); }

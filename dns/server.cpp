@@ -101,6 +101,7 @@ void Server::stop() {
   udp_.clear();
   tcp_.clear();
   connections_.clear();
+  forwarder_.stop();
 }
 
 void Server::wait_udp(const std::shared_ptr<UdpListener>& listener) {

@@ -54,6 +54,7 @@ class Server {
   const ServerStats& stats() const { return stats_; }
   std::size_t tcp_connections() const { return tcp_connections_; }
   const Forwarder& forwarder() const { return forwarder_; }
+  Forwarder& forwarder() { return forwarder_; }
 
  private:
   struct UdpListener;

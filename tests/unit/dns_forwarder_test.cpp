@@ -181,5 +181,28 @@ TEST(DnsForwarderTest, ManyQueriesOnASilentUpstreamAllFailAfterOneTimeout) {
   EXPECT_EQ(run.in_flight_after, 0u);
 }
 
+TEST(DnsForwarderTest, StopAnswersWhatIsInFlightAndLeavesTheLoopIdle) {
+  asio::io_context silent_io;
+  udp::socket silent(silent_io, udp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));  // never reads
+  asio::io_context io;
+  Forwarder forwarder(io, ForwarderConfig{{silent.local_endpoint()}, std::chrono::seconds(30)});
+  std::vector<int> rcodes;
+  for (int i = 0; i < 3; ++i)
+    forwarder.forward(make_query("q" + std::to_string(i) + ".example", 1),
+                      [&](std::vector<uint8_t> answer) { rcodes.push_back(rcode_of(answer)); });
+  io.run_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(forwarder.in_flight(), 3u);
+  ASSERT_GE(forwarder.upstream_sockets(), 1u);
+  forwarder.stop();
+  EXPECT_EQ(rcodes, (std::vector<int>{2, 2, 2}));  // SERVFAIL
+  EXPECT_EQ(forwarder.in_flight(), 0u);
+  EXPECT_EQ(forwarder.upstream_sockets(), 0u);
+  // No socket wait and no timer left: run() returns instead of waiting 30 s.
+  io.restart();
+  const auto t0 = std::chrono::steady_clock::now();
+  io.run_for(std::chrono::seconds(5));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+}
+
 }  // namespace
 }  // namespace weft::dns::testing
