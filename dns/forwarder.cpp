@@ -220,12 +220,7 @@ void Forwarder::read_answers(const std::shared_ptr<UpstreamSocket>& s) {
     const ssize_t n = ::recv(s->socket.native_handle(), receive_buffer_.data(), receive_buffer_.size(), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-      // ICMP unreachable and the like: the upstream is down for every query
-      // waiting on this socket.
-      std::vector<SlotIndex> moved;
-      for (SlotIndex k = 0; k < slots_.size(); ++k)
-        if (slots_[k]->in_use && slots_[k]->socket == s) moved.push_back(k);
-      for (auto k : moved) next_upstream(k);
+      fail_waiting(s);  // ICMP unreachable and the like
       continue;
     }
     on_udp_answer(*s, std::span<const uint8_t>(receive_buffer_.data(), static_cast<std::size_t>(n)));
@@ -256,6 +251,16 @@ void Forwarder::on_udp_answer(UpstreamSocket& s, std::span<const uint8_t> answer
     return;
   }
   finish(index, std::vector<uint8_t>(answer.begin(), answer.end()));
+}
+
+void Forwarder::fail_waiting(const std::shared_ptr<UpstreamSocket>& s) {
+  // The socket's error is the upstream's (it is connected to it alone), and
+  // the kernel reports it once, to whichever call comes first: every query
+  // waiting on the socket moves on, not only the one that saw it.
+  std::vector<SlotIndex> moved;
+  for (SlotIndex k = 0; k < slots_.size(); ++k)
+    if (slots_[k]->in_use && slots_[k]->socket == s) moved.push_back(k);
+  for (auto k : moved) next_upstream(k);
 }
 
 void Forwarder::release_socket(Slot& slot) {
@@ -296,9 +301,11 @@ void Forwarder::try_udp(SlotIndex index) {
   }
   if (::send(s->socket.native_handle(), slot.query.data(), slot.query.size(), MSG_DONTWAIT) < 0 &&
       errno != EAGAIN && errno != EWOULDBLOCK) {
-    // An ICMP error from an earlier datagram surfaces here: this upstream is down.
+    // An ICMP error from an earlier datagram surfaces here: this upstream is
+    // down, for the queries sent on this socket before as well.
     spdlog::debug("dns: upstream {}: send: {}", config_.upstreams[slot.upstream].address().to_string(),
                   std::strerror(errno));
+    fail_waiting(s);
     next_upstream(index);
     return;
   }

@@ -77,6 +77,7 @@ class Forwarder {
   void wait_answers(const std::shared_ptr<UpstreamSocket>& socket);
   void read_answers(const std::shared_ptr<UpstreamSocket>& socket);
   void on_udp_answer(UpstreamSocket& socket, std::span<const uint8_t> answer);
+  void fail_waiting(const std::shared_ptr<UpstreamSocket>& socket);
   void release_socket(Slot& slot);
 
   void try_udp(SlotIndex index);

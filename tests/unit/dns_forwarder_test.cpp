@@ -204,5 +204,23 @@ TEST(DnsForwarderTest, StopAnswersWhatIsInFlightAndLeavesTheLoopIdle) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
 }
 
+TEST(DnsForwarderTest, UnreachableUpstreamMovesOnAtOnceNotAfterTheTimeout) {
+  RecordingUpstream upstream;
+  udp::endpoint closed;
+  {
+    asio::io_context io;
+    udp::socket s(io, udp::endpoint(asio::ip::make_address_v4("127.0.0.1"), 0));
+    closed = s.local_endpoint();
+  }  // nothing listens there now: the kernel answers ICMP port unreachable
+  ForwarderConfig config{{closed, upstream.endpoint()}, std::chrono::seconds(3)};
+  config.cache_entries = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto run = forward_all(config, 10, 10);
+  ASSERT_EQ(run.answers.size(), 10u);
+  for (const auto& a : run.answers) EXPECT_EQ(rcode_of(a), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_EQ(upstream.queries(), 10);
+}
+
 }  // namespace
 }  // namespace weft::dns::testing
