@@ -3,18 +3,26 @@
 // failure, SERVFAIL when all fail. The client's ID and EDNS0 options are
 // kept (the query goes upstream as the client sent it, with an ID of our
 // own). Sockets are opened in the namespace of the thread that forwards.
+//
+// The UDP path costs no socket and no timer per query: each upstream has a
+// small pool of connected sockets (each on its own kernel-chosen random
+// port, replaced after a number of queries so the ports keep moving), the
+// queries in flight sit in a bounded table keyed by a random upstream ID,
+// and one timer follows the earliest deadline. An answer is taken only from
+// the socket its query went out on, with its ID and its question.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <random>
 #include <span>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "dns/answer_cache.h"
@@ -24,9 +32,13 @@ namespace weft::dns {
 struct ForwarderConfig {
   std::vector<boost::asio::ip::udp::endpoint> upstreams;
   std::chrono::milliseconds timeout{2000};  // per upstream and transport
-  std::size_t max_in_flight = 1024;
+  std::size_t max_in_flight = 1024;         // at most 32768 (upstream IDs are unique among them)
   std::size_t cache_entries = 4096;
   uint32_t max_cache_ttl_seconds = 3600;
+  std::size_t sockets_per_upstream = 4;
+  // A socket that has carried this many queries is closed once its last
+  // answer is in, and a new one (a new random port) takes its place.
+  std::size_t queries_per_socket = 4096;
 };
 
 // "IP" or "IP:PORT" (port 53 by default); nothing when malformed.
@@ -45,25 +57,57 @@ class Forwarder {
   // `query` must hold at least a header. Over the in-flight bound the answer
   // is SERVFAIL at once.
   void forward(std::span<const uint8_t> query, Done done);
+  // Answers every query in flight with SERVFAIL and closes the upstream
+  // sockets: nothing of the forwarder keeps the io_context busy afterwards.
+  void stop();
 
-  std::size_t in_flight() const { return *in_flight_; }
+  std::size_t in_flight() const { return in_flight_; }
   std::size_t cached() const { return cache_.size(); }
+  // UDP sockets open towards the upstreams (pooled and retiring ones).
+  std::size_t upstream_sockets() const;
 
  private:
-  struct Job;
-  void try_udp(const std::shared_ptr<Job>& job);
-  void receive_udp(const std::shared_ptr<Job>& job, unsigned attempt);
-  void try_tcp(const std::shared_ptr<Job>& job);
-  void next_upstream(const std::shared_ptr<Job>& job);
-  void finish(const std::shared_ptr<Job>& job, std::vector<uint8_t> answer);
+  struct UpstreamSocket;
+  struct TcpAttempt;
+  struct Slot;
+  using SlotIndex = uint32_t;
+  static constexpr SlotIndex none = UINT32_MAX;
+
+  std::shared_ptr<UpstreamSocket> socket_for(std::size_t upstream);
+  void wait_answers(const std::shared_ptr<UpstreamSocket>& socket);
+  void read_answers(const std::shared_ptr<UpstreamSocket>& socket);
+  void on_udp_answer(UpstreamSocket& socket, std::span<const uint8_t> answer);
+  void fail_waiting(const std::shared_ptr<UpstreamSocket>& socket);
+  void release_socket(Slot& slot);
+
+  void try_udp(SlotIndex index);
+  void try_tcp(SlotIndex index);
+  void next_upstream(SlotIndex index);
+  void finish(SlotIndex index, std::vector<uint8_t> answer);
+
+  // The deadline list: slots waiting on an attempt, earliest first (every
+  // attempt has the same timeout, so a new one goes last).
+  void arm(SlotIndex index);
+  void disarm(SlotIndex index);
+  void schedule_timer();
+  void on_timer();
 
   boost::asio::io_context& io_;
   ForwarderConfig config_;
   AnswerCache cache_;
-  std::mt19937 ids_;
-  // Shared with the jobs so a job finishing after the forwarder is gone
-  // (its handlers run with operation_aborted) touches nothing freed.
-  std::shared_ptr<std::size_t> in_flight_ = std::make_shared<std::size_t>(0);
+  std::vector<std::unique_ptr<Slot>> slots_;  // grows to max_in_flight, then reused
+  std::vector<SlotIndex> free_slots_;
+  std::unordered_map<uint16_t, SlotIndex> by_id_;
+  std::size_t in_flight_ = 0;
+  std::vector<std::vector<std::shared_ptr<UpstreamSocket>>> pools_;  // per upstream
+  std::vector<std::size_t> next_in_pool_;
+  std::vector<std::shared_ptr<UpstreamSocket>> retiring_;
+  std::vector<uint8_t> receive_buffer_;
+  SlotIndex first_deadline_ = none, last_deadline_ = none;
+  boost::asio::steady_timer timer_;
+  bool timer_armed_ = false;
+  // Handlers that run after the forwarder is gone (with operation_aborted)
+  // see this false and touch nothing.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

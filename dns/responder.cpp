@@ -62,7 +62,9 @@ struct Records {
 }  // namespace
 
 // The common query, answered by hand: one uncompressed question of type A,
-// class IN, for a plain name weft owns, with at most a bare EDNS0 OPT.
+// class IN, for a plain name weft owns, with at most a bare EDNS0 OPT; the
+// same shape of query for a name weft does not own (other than PTR) is
+// handed to the forwarder from here.
 // Anything else (and an answer that would need TC) takes the ldns path,
 // which builds the same bytes: ldns was half the server's CPU in bench/dns.
 bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std::string_view context,
@@ -89,8 +91,8 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
   }
   if (name_size == 0) return false;
   const std::size_t question_end = pos + 5;
-  if (question_end > q.size() || q[pos + 1] != 0 || q[pos + 2] != 1 || q[pos + 3] != 0 || q[pos + 4] != 1)
-    return false;
+  if (question_end > q.size() || q[pos + 3] != 0 || q[pos + 4] != 1) return false;  // class IN
+  const uint16_t qtype = static_cast<uint16_t>(q[pos + 1] << 8 | q[pos + 2]);
   std::size_t udp_limit = classic_udp_size;
   if (edns) {
     // A bare OPT: root owner, version 0, no extended rcode, no options.
@@ -104,7 +106,16 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
     return false;
   }
   const std::string_view name(name_buffer, name_size);
-  if (view_.owns(context, name) != Ownership::visible) return false;
+  const auto ownership = view_.owns(context, name);
+  if (ownership == Ownership::not_ours && qtype != LDNS_RR_TYPE_PTR) {
+    // Not ours and no PTR we could answer: forwarded as the ldns path would,
+    // without parsing it twice (the forwarder's cache key parses it again).
+    reply.kind = Reply::Kind::forward;
+    reply.udp_limit = udp_limit;
+    ++fast_forwards_;
+    return true;
+  }
+  if (qtype != LDNS_RR_TYPE_A || ownership != Ownership::visible) return false;
   const auto addresses = view_.lookup_a(context, name);
   const std::size_t size = question_end + addresses.size() * 16 + (edns ? 11 : 0);
   if (transport == Transport::udp && size > udp_limit) return false;
@@ -144,20 +155,29 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
 
 Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std::string_view context) const {
   Reply reply;
+  handle(query, transport, context, reply);
+  return reply;
+}
+
+void Responder::handle(std::span<const uint8_t> query, Transport transport, std::string_view context,
+                       Reply& reply) const {
+  reply.kind = Reply::Kind::drop;
+  reply.wire.clear();  // keeps its capacity: the fast path writes in place
+  reply.udp_limit = classic_udp_size;
   // Too short to carry an ID, or a response (answering one invites loops).
-  if (query.size() < header_size || wire_is_response(query)) return reply;
+  if (query.size() < header_size || wire_is_response(query)) return;
   if (wire_opcode(query) != opcode_query) {
     reply.kind = Reply::Kind::answer;
     reply.wire = header_only_reply(query, LDNS_RCODE_NOTIMPL);
-    return reply;
+    return;
   }
-  if (config_.fast_path && fast_answer(query, transport, context, reply)) return reply;
+  if (config_.fast_path && fast_answer(query, transport, context, reply)) return;
   PktPtr pkt = parse(query);
   if (!pkt || ldns_pkt_qdcount(pkt.get()) != 1 || ldns_pkt_ancount(pkt.get()) != 0 ||
       ldns_pkt_nscount(pkt.get()) != 0 || ldns_rr_list_rr_count(ldns_pkt_question(pkt.get())) != 1) {
     reply.kind = Reply::Kind::answer;
     reply.wire = header_only_reply(query, LDNS_RCODE_FORMERR);
-    return reply;
+    return;
   }
   const bool edns = ldns_pkt_edns(pkt.get());
   if (edns) {
@@ -169,7 +189,7 @@ Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std
   const std::string name = owner_name(question);
   if (ldns_rr_get_class(question) != LDNS_RR_CLASS_IN) {
     reply.kind = Reply::Kind::forward;
-    return reply;
+    return;
   }
 
   uint8_t rcode = LDNS_RCODE_NOERROR;
@@ -211,7 +231,7 @@ Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std
     }
     if (!ptr) {
       reply.kind = Reply::Kind::forward;
-      return reply;
+      return;
     }
     ldns_rdf* target = dname(*ptr);
     if (target) {
@@ -244,7 +264,7 @@ Reply Responder::handle(std::span<const uint8_t> query, Transport transport, std
   if (transport == Transport::udp && reply.wire.size() > reply.udp_limit) reply.wire = build(false);
   if (reply.wire.empty()) reply.wire = header_only_reply(query, LDNS_RCODE_SERVFAIL);
   reply.kind = Reply::Kind::answer;
-  return reply;
+  return;
 }
 
 }  // namespace weft::dns

@@ -34,9 +34,13 @@ class Responder {
   Responder(const NameView& view, ResponderConfig config) : view_(view), config_(config) {}
 
   Reply handle(std::span<const uint8_t> query, Transport transport, std::string_view context) const;
+  // The same into a reply the caller reuses (its buffer's capacity stays,
+  // so the server's UDP batches allocate nothing per answer).
+  void handle(std::span<const uint8_t> query, Transport transport, std::string_view context, Reply& reply) const;
 
   const ResponderConfig& config() const { return config_; }
   uint64_t fast_answers() const { return fast_answers_; }
+  uint64_t fast_forwards() const { return fast_forwards_; }
 
  private:
   bool fast_answer(std::span<const uint8_t> query, Transport transport, std::string_view context, Reply& reply) const;
@@ -44,6 +48,7 @@ class Responder {
   const NameView& view_;
   ResponderConfig config_;
   mutable uint64_t fast_answers_ = 0;
+  mutable uint64_t fast_forwards_ = 0;
 };
 
 }  // namespace weft::dns

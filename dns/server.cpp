@@ -50,6 +50,12 @@ Server::Server(asio::io_context& io, const NameView& view, ResponderConfig respo
   if (limits_.udp_batch == 0) limits_.udp_batch = 1;
   // One byte over the limit so an oversized query is seen as such.
   receive_buffers_.assign(limits_.udp_batch, std::vector<uint8_t>(limits_.max_query_size + 1));
+  in_.resize(limits_.udp_batch);
+  out_.resize(limits_.udp_batch);
+  in_iov_.resize(limits_.udp_batch);
+  out_iov_.resize(limits_.udp_batch);
+  peers_.resize(limits_.udp_batch);
+  replies_.resize(limits_.udp_batch);
 }
 
 Server::~Server() {
@@ -95,6 +101,7 @@ void Server::stop() {
   udp_.clear();
   tcp_.clear();
   connections_.clear();
+  forwarder_.stop();
 }
 
 void Server::wait_udp(const std::shared_ptr<UdpListener>& listener) {
@@ -108,28 +115,22 @@ void Server::wait_udp(const std::shared_ptr<UdpListener>& listener) {
 
 void Server::drain_udp(const std::shared_ptr<UdpListener>& listener) {
   const std::size_t batch = limits_.udp_batch;
-  std::vector<mmsghdr> in(batch);
-  std::vector<iovec> in_iov(batch);
-  std::vector<sockaddr_storage> peers(batch);
-  std::vector<std::vector<uint8_t>> answers;
-  std::vector<mmsghdr> out;
-  std::vector<iovec> out_iov;
+  auto& in = in_;
+  auto& out = out_;
   const int fd = listener->socket.native_handle();
   for (int round = 0; round < udp_rounds_per_wakeup; ++round) {
     for (std::size_t i = 0; i < batch; ++i) {
-      in_iov[i] = iovec{receive_buffers_[i].data(), receive_buffers_[i].size()};
+      in_iov_[i] = iovec{receive_buffers_[i].data(), receive_buffers_[i].size()};
       in[i] = mmsghdr{};
-      in[i].msg_hdr.msg_name = &peers[i];
+      in[i].msg_hdr.msg_name = &peers_[i];
       in[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-      in[i].msg_hdr.msg_iov = &in_iov[i];
+      in[i].msg_hdr.msg_iov = &in_iov_[i];
       in[i].msg_hdr.msg_iovlen = 1;
     }
     const int received = ::recvmmsg(fd, in.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
     if (received <= 0) break;
     const auto arrived = std::chrono::steady_clock::now();
-    answers.clear();
-    answers.reserve(static_cast<std::size_t>(received));
-    std::vector<std::size_t> answered;  // index into `in` of each answer
+    std::size_t answers = 0;
     for (int i = 0; i < received; ++i) {
       const auto& msg = in[static_cast<std::size_t>(i)];
       const std::size_t size = msg.msg_len;
@@ -140,14 +141,21 @@ void Server::drain_udp(const std::shared_ptr<UdpListener>& listener) {
       ++stats_.udp_queries;
       std::span<const uint8_t> query(receive_buffers_[static_cast<std::size_t>(i)].data(), size);
       metrics_.query(Transport::udp, query);
-      Reply reply = responder_.handle(query, Transport::udp, listener->context);
+      // Answers fill replies_ from the front; replies_[answers] is free.
+      Reply& reply = replies_[answers];
+      responder_.handle(query, Transport::udp, listener->context, reply);
       if (reply.kind == Reply::Kind::answer) {
         metrics_.answered(reply.wire, std::chrono::steady_clock::now() - arrived);
-        answers.push_back(std::move(reply.wire));
-        answered.push_back(static_cast<std::size_t>(i));
+        out_iov_[answers] = iovec{reply.wire.data(), reply.wire.size()};
+        out[answers] = mmsghdr{};
+        out[answers].msg_hdr.msg_name = msg.msg_hdr.msg_name;
+        out[answers].msg_hdr.msg_namelen = msg.msg_hdr.msg_namelen;
+        out[answers].msg_hdr.msg_iov = &out_iov_[answers];
+        out[answers].msg_hdr.msg_iovlen = 1;
+        ++answers;
       } else if (reply.kind == Reply::Kind::forward) {
         ++stats_.forwarded;
-        sockaddr_storage peer = peers[static_cast<std::size_t>(i)];
+        sockaddr_storage peer = peers_[static_cast<std::size_t>(i)];
         socklen_t peer_len = msg.msg_hdr.msg_namelen;
         const std::size_t limit = reply.udp_limit;
         std::weak_ptr<UdpListener> weak = listener;
@@ -165,23 +173,11 @@ void Server::drain_udp(const std::shared_ptr<UdpListener>& listener) {
         ++stats_.dropped;
       }
     }
-    if (!answers.empty()) {
-      out.assign(answers.size(), mmsghdr{});
-      out_iov.resize(answers.size());
-      for (std::size_t k = 0; k < answers.size(); ++k) {
-        out_iov[k] = iovec{answers[k].data(), answers[k].size()};
-        auto& hdr = in[answered[k]].msg_hdr;
-        out[k].msg_hdr.msg_name = hdr.msg_name;
-        out[k].msg_hdr.msg_namelen = hdr.msg_namelen;
-        out[k].msg_hdr.msg_iov = &out_iov[k];
-        out[k].msg_hdr.msg_iovlen = 1;
-      }
-      std::size_t sent = 0;
-      while (sent < out.size()) {
-        const int n = ::sendmmsg(fd, out.data() + sent, static_cast<unsigned>(out.size() - sent), MSG_DONTWAIT);
-        if (n <= 0) break;  // a full socket buffer drops the rest, as the network could
-        sent += static_cast<std::size_t>(n);
-      }
+    std::size_t sent = 0;
+    while (sent < answers) {
+      const int n = ::sendmmsg(fd, out.data() + sent, static_cast<unsigned>(answers - sent), MSG_DONTWAIT);
+      if (n <= 0) break;  // a full socket buffer drops the rest, as the network could
+      sent += static_cast<std::size_t>(n);
     }
     if (static_cast<std::size_t>(received) < batch) break;
   }

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/socket.h>
+
 #include "dns/forwarder.h"
 #include "dns/query_metrics.h"
 #include "dns/responder.h"
@@ -55,6 +57,7 @@ class Server {
   const QueryMetrics& metrics() const { return metrics_; }
   std::size_t tcp_connections() const { return tcp_connections_; }
   const Forwarder& forwarder() const { return forwarder_; }
+  Forwarder& forwarder() { return forwarder_; }
 
  private:
   struct UdpListener;
@@ -80,6 +83,11 @@ class Server {
   // Shared by every UDP socket: the loop is single-threaded and drains one
   // socket at a time, so a thousand sockets do not cost a thousand batches.
   std::vector<std::vector<uint8_t>> receive_buffers_;
+  // The batch's headers and answers, sized once: a batch allocates nothing.
+  std::vector<mmsghdr> in_, out_;
+  std::vector<iovec> in_iov_, out_iov_;
+  std::vector<sockaddr_storage> peers_;
+  std::vector<Reply> replies_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -52,12 +52,46 @@ void StaticNameView::set_network(const std::string& network, std::vector<Service
   std::lock_guard lock(mutex_);
   networks_[lower(network)] = Network{std::move(services), std::move(endpoints)};
   rotation_.clear();
+  rebuild_index();
 }
 
 void StaticNameView::remove_network(const std::string& network) {
   std::lock_guard lock(mutex_);
   networks_.erase(lower(network));
   rotation_.clear();
+  rebuild_index();
+}
+
+void StaticNameView::rebuild_index() {
+  index_.clear();
+  for (const auto& [net_name, net] : networks_) {
+    std::set<std::string> locals;
+    for (const auto& s : net.services) {
+      locals.insert(s.name);
+      locals.insert("tasks." + s.name);
+    }
+    for (const auto& e : net.endpoints) {
+      locals.insert(e.name);
+      locals.insert(e.aliases.begin(), e.aliases.end());
+    }
+    for (const auto& local : locals) {
+      if (local.starts_with('_')) continue;  // answered by the scan, as SRV names are
+      auto addresses = addresses_in(net, local);
+      index_[local].push_back(Hit{&net_name, false, addresses});
+      index_[local + "." + net_name].push_back(Hit{&net_name, true, std::move(addresses)});
+    }
+  }
+  // The scan's order: network by network, the name itself before the
+  // suffixed form.
+  for (auto& [name, hits] : index_)
+    std::stable_sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) {
+      return *a.network != *b.network ? *a.network < *b.network : a.suffix < b.suffix;
+    });
+}
+
+const std::set<std::string>* StaticNameView::seen_by(std::string_view context) const {
+  auto c = contexts_.find(context);
+  return c == contexts_.end() ? nullptr : &c->second;
 }
 
 void StaticNameView::set_context(const std::string& context, std::set<std::string> networks) {
@@ -110,6 +144,14 @@ bool StaticNameView::network_owns(const Network& net, std::string_view name) {
 
 Ownership StaticNameView::owns(std::string_view context, std::string_view name) const {
   std::lock_guard lock(mutex_);
+  if (!name.starts_with('_')) {
+    auto found = index_.find(name);
+    if (found == index_.end()) return Ownership::not_ours;
+    if (const auto* seen = seen_by(context))
+      for (const auto& hit : found->second)
+        if (seen->contains(*hit.network)) return Ownership::visible;
+    return Ownership::hidden;
+  }
   for (const auto& [net, local] : candidates(context, name, false))
     if (network_owns(networks_.find(*net)->second, local)) return Ownership::visible;
   for (const auto& [net, local] : candidates(context, name, true))
@@ -117,13 +159,39 @@ Ownership StaticNameView::owns(std::string_view context, std::string_view name) 
   return Ownership::not_ours;
 }
 
-std::vector<Ipv4> StaticNameView::rotated(const std::string& key, std::vector<Ipv4> addresses) const {
+std::vector<Ipv4> StaticNameView::rotated(std::string_view context, std::string_view name,
+                                          std::vector<Ipv4> addresses) const {
   if (addresses.size() < 2) return addresses;
-  auto& turn = rotation_[key];
+  rotation_key_.assign(context);
+  rotation_key_ += '|';
+  rotation_key_ += name;
+  auto at = rotation_.find(rotation_key_);
+  if (at == rotation_.end()) at = rotation_.emplace(rotation_key_, 0).first;
+  auto& turn = at->second;
   std::rotate(addresses.begin(), addresses.begin() + static_cast<std::ptrdiff_t>(turn % addresses.size()),
               addresses.end());
   ++turn;
   return addresses;
+}
+
+std::vector<Ipv4> StaticNameView::addresses_in(const Network& net, std::string_view local) {
+  std::vector<Ipv4> found;
+  auto add = [&found](Ipv4 a) {
+    if (std::find(found.begin(), found.end(), a) == found.end()) found.push_back(a);
+  };
+  for (const auto& s : net.services) {
+    if (local == s.name) {
+      if (s.mode == EndpointMode::vip)
+        add(s.vip);
+      else
+        for (auto b : s.backends) add(b);
+    } else if (local.starts_with("tasks.") && local.substr(6) == s.name) {
+      for (auto b : s.backends) add(b);
+    }
+  }
+  for (const auto& e : net.endpoints)
+    if (local == e.name || std::find(e.aliases.begin(), e.aliases.end(), local) != e.aliases.end()) add(e.address);
+  return found;
 }
 
 std::vector<Ipv4> StaticNameView::lookup_a(std::string_view context, std::string_view name) const {
@@ -132,22 +200,18 @@ std::vector<Ipv4> StaticNameView::lookup_a(std::string_view context, std::string
   auto add = [&found](Ipv4 a) {
     if (std::find(found.begin(), found.end(), a) == found.end()) found.push_back(a);
   };
-  for (const auto& [net_name, local] : candidates(context, name, false)) {
-    const auto& net = networks_.find(*net_name)->second;
-    for (const auto& s : net.services) {
-      if (local == s.name) {
-        if (s.mode == EndpointMode::vip)
-          add(s.vip);
-        else
-          for (auto b : s.backends) add(b);
-      } else if (local.starts_with("tasks.") && std::string_view(local).substr(6) == s.name) {
-        for (auto b : s.backends) add(b);
-      }
-    }
-    for (const auto& e : net.endpoints)
-      if (local == e.name || std::find(e.aliases.begin(), e.aliases.end(), local) != e.aliases.end()) add(e.address);
+  if (!name.starts_with('_')) {
+    auto hits = index_.find(name);
+    const auto* seen = seen_by(context);
+    if (hits != index_.end() && seen)
+      for (const auto& hit : hits->second)
+        if (seen->contains(*hit.network))
+          for (auto a : hit.addresses) add(a);
+  } else {
+    for (const auto& [net_name, local] : candidates(context, name, false))
+      for (auto a : addresses_in(networks_.find(*net_name)->second, local)) add(a);
   }
-  return rotated(std::string(context) + '|' + std::string(name), std::move(found));
+  return rotated(context, name, std::move(found));
 }
 
 std::optional<std::string> StaticNameView::lookup_ptr(std::string_view context, Ipv4 address) const {

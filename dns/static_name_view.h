@@ -7,6 +7,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dns/name_view.h"
@@ -58,12 +59,33 @@ class StaticNameView final : public NameView {
   std::vector<std::pair<const std::string*, std::string>> candidates(std::string_view context, std::string_view name,
                                                                      bool all_networks) const;
   static bool network_owns(const Network& net, std::string_view name);
-  std::vector<Ipv4> rotated(const std::string& key, std::vector<Ipv4> addresses) const;
+  static std::vector<Ipv4> addresses_in(const Network& net, std::string_view local);
+  std::vector<Ipv4> rotated(std::string_view context, std::string_view name, std::vector<Ipv4> addresses) const;
+  void rebuild_index();
+  const std::set<std::string>* seen_by(std::string_view context) const;
+
+  // One network's meaning of an indexed name: the name itself there, or
+  // `<local>.<network>` (suffix), with the addresses lookup_a gives for it.
+  struct Hit {
+    const std::string* network;  // a key of networks_
+    bool suffix;
+    std::vector<Ipv4> addresses;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using Index = std::unordered_map<std::string, std::vector<Hit>, StringHash, std::equal_to<>>;
 
   mutable std::mutex mutex_;
   std::map<std::string, Network, std::less<>> networks_;
   std::map<std::string, std::set<std::string>, std::less<>> contexts_;
-  mutable std::map<std::string, uint64_t> rotation_;  // bounded by the names the view holds
+  // Every name but the SRV ones (`_...`, matched by pattern on networks_),
+  // rebuilt when a network changes: a query costs a hash lookup, not a scan
+  // of every service and endpoint (that scan was a tenth of bench/dns's CPU).
+  Index index_;
+  mutable std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> rotation_;  // owned names only
+  mutable std::string rotation_key_;  // reused: no allocation per lookup
 };
 
 }  // namespace weft::dns

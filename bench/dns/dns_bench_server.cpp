@@ -2,8 +2,11 @@
 // on IP:PORT, answered from a StaticNameView. With --upstream, every name it
 // does not own goes there (NAMES 0 makes it a pure forwarder); --cache
 // sizes the forwarder's answer cache (0: every query goes upstream, which is
-// what the forwarding-latency measurement wants).
-//   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES]
+// what the forwarding-latency measurement wants). --idle N adds N more UDP
+// listeners (and their TCP twins) on IP, random ports, that get no queries, as the agent has one
+// per attached namespace: what they cost the busy one. --batch sets the
+// datagrams per recvmmsg/sendmmsg (ServerLimits::udp_batch).
+//   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N] [--batch N]
 #include <utility>  // before Boost.Asio: its awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
@@ -18,10 +21,12 @@
 int main(int argc, char** argv) {
   using namespace weft::dns;
   if (argc < 3) {
-    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES]\n");
+    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N] [--batch N]\n");
     return 2;
   }
   int names = 100;
+  int idle = 0;
+  ServerLimits limits;
   ForwarderConfig forwarder;
   for (int i = 3; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -32,6 +37,10 @@ int main(int argc, char** argv) {
         return 2;
       }
       forwarder.upstreams.push_back(*upstream);
+    } else if (arg == "--batch" && i + 1 < argc) {
+      limits.udp_batch = std::strtoul(argv[++i], nullptr, 10);
+    } else if (arg == "--idle" && i + 1 < argc) {
+      idle = std::atoi(argv[++i]);
     } else if (arg == "--cache" && i + 1 < argc) {
       forwarder.cache_entries = std::strtoul(argv[++i], nullptr, 10);
     } else {
@@ -48,12 +57,23 @@ int main(int argc, char** argv) {
   view.set_network("bench", std::move(services), {});
   view.set_context("bench", {"bench"});
   boost::asio::io_context io;
-  Server server(io, view, ResponderConfig{}, forwarder);
+  Server server(io, view, ResponderConfig{}, forwarder, limits);
   const auto address = boost::asio::ip::make_address_v4(argv[1]);
   const auto port = static_cast<uint16_t>(std::atoi(argv[2]));
   boost::asio::ip::udp::socket udp(io, boost::asio::ip::udp::endpoint(address, port));
   udp.set_option(boost::asio::socket_base::receive_buffer_size(4 << 20));
   server.add_udp(std::move(udp), "bench");
+  for (int i = 0; i < idle; ++i) {
+    boost::asio::ip::udp::socket socket(io, boost::asio::ip::udp::endpoint(address, 0));
+    const auto idle_port = socket.local_endpoint().port();
+    server.add_udp(std::move(socket), "bench");
+    boost::system::error_code ec;  // the TCP twin where its port is free
+    boost::asio::ip::tcp::acceptor acceptor(io);
+    acceptor.open(boost::asio::ip::tcp::v4(), ec);
+    if (!ec) acceptor.bind(boost::asio::ip::tcp::endpoint(address, idle_port), ec);
+    if (!ec) acceptor.listen(boost::asio::socket_base::max_listen_connections, ec);
+    if (!ec) server.add_tcp(std::move(acceptor), "bench");
+  }
   server.add_tcp(boost::asio::ip::tcp::acceptor(io, boost::asio::ip::tcp::endpoint(address, port)), "bench");
   io.run();
 }

@@ -15,12 +15,16 @@
 #    (per-query latencies from dnsperf -v); weft-fwd minus dnsmasq is what
 #    forwarding adds over the upstream's own latency.
 # unbound, nsd, knot and dnsperf are installed with apt-get when missing.
-#   bench/dns/run.sh [SECONDS] [ROUNDS]   (default 5 3; WEFT_BIN overrides
-#   build/bin, WEFT_DNS_BENCH_RATE the fixed rate, default 20000)
+#   bench/dns/run.sh [SECONDS] [ROUNDS] [MODE]   (default 5 3 all; WEFT_BIN
+#   overrides build/bin, WEFT_DNS_BENCH_RATE the fixed rate, default 20000)
+# MODE forwarding runs only section 2 for dnsmasq and weft-fwd, alternating
+# them ROUNDS times: what forwarding adds, with less else on the machine.
 set -euo pipefail
 export WEFT_SRC=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 seconds=${1:-5}
 rounds=${2:-3}
+mode=${3:-all}
+[[ $mode == all || $mode == forwarding ]] || { echo "run.sh: MODE is all or forwarding" >&2; exit 2; }
 rate=${WEFT_DNS_BENCH_RATE:-20000}
 ((EUID == 0)) || { echo "run.sh: must run as root (it makes a network namespace)" >&2; exit 1; }
 # shellcheck source=scripts/lib/bench_prepare.sh
@@ -28,7 +32,8 @@ source "$WEFT_SRC/scripts/lib/bench_prepare.sh"
 bench_prepare dns_loadgen dns_echo dns_bench_server || { echo "run.sh: cannot build the DNS bench programs" >&2; exit 1; }
 bin=$WEFT_BIN
 
-# The peers (scripts/setup carries dnsmasq-base and dnsutils already).
+# The peers: scripts/setup (run by bench_prepare) installs them; this is for
+# a WEFT_BIN of prebuilt programs on a machine set up before they were listed.
 missing=()
 for pkg in unbound nsd knot dnsperf; do
   [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true) == "install ok installed" ]] || missing+=("$pkg")
@@ -138,6 +143,7 @@ start_server() {  # NAME COMMAND...: starts it on CPU 0 in the namespace, checks
   # leave the server running).
   nsenter --net="/run/netns/$ns" -- taskset -c 0 "$@" >"$work/$name.log" 2>&1 &
   pids+=($!)
+  spid[$name]=$!
   [[ $name == echo ]] && { sleep 0.3; return 0; }  # the echo's answers are no DNS dig accepts
   for _ in $(seq 50); do
     count=$(in_ns dig @127.0.0.1 -p "${port[$name]}" +time=1 +tries=1 +short name1 A 2>/dev/null | grep -c '^10\.' || true)
@@ -148,16 +154,37 @@ start_server() {  # NAME COMMAND...: starts it on CPU 0 in the namespace, checks
   return 1
 }
 
+declare -A spid=()
+# CPU time (clock ticks) a server and its children have used so far: the
+# CPU per answered query does not depend on how often the other helpers'
+# compiles took the core away, which throughput does.
+cpu_ticks() {
+  local p t=0 all=("${spid[$1]}") i=0
+  # The server and all its descendants (nsd serves from a child); utime and
+  # stime counted after the command name, which may hold spaces ("nsd: main").
+  while ((i < ${#all[@]})); do
+    all+=($(pgrep -P "${all[i]}" || true))
+    ((++i))
+  done
+  for p in "${all[@]}"; do
+    [[ -r /proc/$p/stat ]] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
+  done
+  echo "$t"
+}
 servers=()
 try_start() { local name=$1; shift; if start_server "$name" "$@"; then servers+=("$name"); fi; }
-try_start weft "$bin/dns_bench_server" 127.0.0.1 "${port[weft]}"
-try_start echo "$bin/dns_echo" 127.0.0.1 "${port[echo]}"
+if [[ $mode == all ]]; then
+  try_start weft "$bin/dns_bench_server" 127.0.0.1 "${port[weft]}"
+  try_start echo "$bin/dns_echo" 127.0.0.1 "${port[echo]}"
+fi
 try_start dnsmasq dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null \
   --bind-interfaces --listen-address=127.0.0.1 --interface=lo --pid-file= --user=root --group=root \
   --port="${port[dnsmasq]}" --addn-hosts="$work/hosts" --cache-size=10000 --dns-forward-max=1000 --local-ttl=5
-try_start unbound unbound -d -c "$work/unbound.conf"
-try_start nsd nsd -d -c "$work/nsd.conf"
-try_start knot knotd -c "$work/knot.conf"
+if [[ $mode == all ]]; then
+  try_start unbound unbound -d -c "$work/unbound.conf"
+  try_start nsd nsd -d -c "$work/nsd.conf"
+  try_start knot knotd -c "$work/knot.conf"
+fi
 fwd=0
 if [[ " ${servers[*]} " == *" dnsmasq "* ]] &&
   start_server weft-fwd "$bin/dns_bench_server" 127.0.0.1 "${port[weft-fwd]}" 0 \
@@ -167,11 +194,17 @@ results=$work/results.txt
 : >"$results"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results" >&2
 n=${#servers[@]}
-for ((r = 0; r < rounds; r++)); do
+[[ $mode == forwarding ]] && n=0
+for ((r = 0; r < rounds * (n > 0); r++)); do
   for ((j = 0; j < n; j++)); do
     s=${servers[$(((j + r) % n))]}
+    t0=$(cpu_ticks "$s")
     line=$(in_ns taskset -c 1 "$bin/dns_loadgen" 127.0.0.1 "${port[$s]}" "$seconds" --window 256)
-    echo "qps $s $line load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
+    t1=$(cpu_ticks "$s")
+    answered=$(sed -n 's/.*answered=\([0-9]*\).*/\1/p' <<<"$line")
+    cpu_us=$(awk -v t=$((t1 - t0)) -v a="${answered:-0}" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { printf "%.3f", (a > 0 ? t * 1e6 / hz / a : 0) }')
+    echo "qps $s $line cpu_us_per_q=$cpu_us load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
   done
 done
 printf 'name%d A\n' $(seq 0 99) >"$work/queries.txt"
@@ -184,9 +217,15 @@ for ((r = 0; r < rounds; r++)); do
     line=$(in_ns taskset -c 1 "$bin/dns_loadgen" 127.0.0.1 "${port[$s]}" "$seconds" --window 256 --rate "$rate")
     echo "rate $s $line load=$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
     [[ $s == echo ]] && continue  # dnsperf counts the echoed queries as malformed answers
+    t0=$(cpu_ticks "$s")
     in_ns taskset -c 1 dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries.txt" -l "$seconds" -Q "$rate" -v \
       >"$work/dnsperf-$s.txt" 2>&1 || true
-    python3 "$(dirname "$0")/dnsperf_stats.py" "$work/dnsperf-$s.txt" "$s" | tee -a "$results" >&2
+    t1=$(cpu_ticks "$s")
+    line=$(python3 "$(dirname "$0")/dnsperf_stats.py" "$work/dnsperf-$s.txt" "$s")
+    answered=$(sed -n 's/.*answered=\([0-9]*\).*/\1/p' <<<"$line")
+    cpu_us=$(awk -v t=$((t1 - t0)) -v a="${answered:-0}" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { printf "%.3f", (a > 0 ? t * 1e6 / hz / a : 0) }')
+    echo "$line cpu_us_per_q=$cpu_us" | tee -a "$results" >&2
   done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results" >&2
@@ -194,7 +233,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results" >&2
 python3 - "$results" "$rate" <<'EOF'
 import re, statistics, sys
 rate = sys.argv[2]
-qps, fixed, perf, loads = {}, {}, {}, []
+qps, cpu, fixed, perf, perf_cpu, loads = {}, {}, {}, {}, {}, []
 def med(runs):  # the median of each figure over the rounds; lost summed
     out = {k: str(statistics.median(float(r[k]) for r in runs)) for k in ("mean_us", "p99_us")}
     out["lost"] = str(sum(int(r.get("lost", 0)) for r in runs))
@@ -204,15 +243,20 @@ for line in open(sys.argv[1]):
     kv = dict(x.split("=", 1) for x in f[2:] if "=" in x)
     if f[0] == "qps":
         qps.setdefault(f[1], []).append(float(kv["qps"]))
+        if float(kv.get("cpu_us_per_q", 0)) > 0:
+            cpu.setdefault(f[1], []).append(float(kv["cpu_us_per_q"]))
     elif f[0] in ("rate", "dnsperf"):
+        if f[0] == "dnsperf" and float(kv.get("cpu_us_per_q", 0)) > 0:
+            perf_cpu.setdefault(f[1], []).append(float(kv["cpu_us_per_q"]))
         (fixed if f[0] == "rate" else perf).setdefault(f[1], []).append(kv)
     elif f[0] == "load":
         loads.append(line.strip())
+nrounds = max([len(v) for v in list(qps.values()) + list(fixed.values())], default=0)
 fixed = {s: med(r) for s, r in fixed.items()}
 perf = {s: med(r) for s, r in perf.items()}
 print("\nDNS, one core per server, loopback in one namespace; " + "; ".join(loads))
-print(f"(latency: median over {max(map(len, qps.values()), default=0)} rounds of each round's mean and p99)")
-print(f"\n{'server':10} {'q/s median':>11} {'(min-max)':>17}   "
+print(f"(latency: median over {nrounds} rounds of each round's mean and p99)")
+print(f"\n{'server':10} {'q/s median':>11} {'(min-max)':>17} {'CPU us/q':>9}   "
       f"{'loadgen@' + rate + ' mean/p99 us':>28}   {'dnsperf@' + rate + ' mean/p99 us':>28}")
 for s in list(qps) + [s for s in fixed if s not in qps]:
     q = qps.get(s, [])
@@ -224,22 +268,30 @@ for s in list(qps) + [s for s in fixed if s not in qps]:
         lg += f" (lost {fx['lost']})"
     dp = perf.get(s, {})
     dps = f"{float(dp['mean_us']):.1f} / {float(dp['p99_us']):.1f}" if dp else "-"
-    print(f"{s:10} {med} {rng:>17}   {lg:>28}   {dps:>28}")
+    c = f"{statistics.median(cpu[s]):9.2f}" if s in cpu else f"{'-':>9}"
+    print(f"{s:10} {med} {rng:>17} {c}   {lg:>28}   {dps:>28}")
+print()
 if "weft" in qps:
     w = statistics.median(qps["weft"])
-    print()
     for s in qps:
         if s != "weft":
-            print(f"weft / {s:8}: {w / statistics.median(qps[s]):.2f}x" + ("   (target >= 0.90x)" if s == "echo" else ""))
+            by_cpu = (f", by CPU per query {statistics.median(cpu[s]) / statistics.median(cpu['weft']):.2f}x"
+                      if s in cpu and "weft" in cpu else "")
+            print(f"weft / {s:8}: {w / statistics.median(qps[s]):.2f}x{by_cpu}" + ("   (target >= 0.90x)" if s == "echo" else ""))
     for src, d in (("loadgen", fixed), ("dnsperf", perf)):
         if "weft" in d:
             p99 = float(d["weft"]["p99_us"])
-            print(f"weft p99 at {rate} q/s ({src}): {p99:.1f} us   (target < 1000 us: {'met' if p99 < 1000 else 'MISSED'})")
-    for src, d in (("loadgen", fixed), ("dnsperf", perf)):
-        if "weft-fwd" in d and "dnsmasq" in d:
-            a, b = d["weft-fwd"], d["dnsmasq"]
-            dm = float(a["mean_us"]) - float(b["mean_us"])
-            dp = float(a["p99_us"]) - float(b["p99_us"])
-            print(f"forwarding adds ({src}, weft->dnsmasq minus dnsmasq): mean {dm:+.1f} us, p99 {dp:+.1f} us"
-                  f"   (target < 50 us: {'met' if dm < 50 else 'MISSED'} on the mean)")
+            echo = f", the echo's own p99 (loadgen) {float(fixed['echo']['p99_us']):.1f} us" if "echo" in fixed else ""
+            print(f"weft p99 at {rate} q/s ({src}): {p99:.1f} us{echo}   (target < 1000 us: {'met' if p99 < 1000 else 'MISSED'})")
+if perf_cpu.get("weft-fwd"):
+    print(f"weft-fwd CPU per forwarded query at {rate} q/s (dnsperf rounds, median): "
+          f"{statistics.median(perf_cpu['weft-fwd']):.2f} us (dnsmasq answering them: "
+          f"{statistics.median(perf_cpu.get('dnsmasq', [0])):.2f} us)")
+for src, d in (("loadgen", fixed), ("dnsperf", perf)):
+    if "weft-fwd" in d and "dnsmasq" in d:
+        a, b = d["weft-fwd"], d["dnsmasq"]
+        dm = float(a["mean_us"]) - float(b["mean_us"])
+        dp = float(a["p99_us"]) - float(b["p99_us"])
+        print(f"forwarding adds ({src}, weft->dnsmasq minus dnsmasq): mean {dm:+.1f} us, p99 {dp:+.1f} us"
+              f"   (target < 50 us: {'met' if dm < 50 else 'MISSED'} on the mean)")
 EOF

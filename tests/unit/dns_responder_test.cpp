@@ -68,5 +68,29 @@ TEST_F(DnsResponderTest, FastPathDeclinesWhatItDoesNotKnow) {
   EXPECT_TRUE(big.wire[2] & 0x02);  // TC
 }
 
+TEST_F(DnsResponderTest, NamesNotOursAreForwardedWithoutLdnsAsWithIt) {
+  auto ad = make_query("example.com", 1);
+  ad[3] = 0x20;
+  const std::vector<std::vector<uint8_t>> queries = {
+      make_query("example.com", 1), make_query("Example.COM", 28), make_query("mx.example", 15),
+      with_edns(make_query("example.com", 1), 1232), with_edns(make_query("example.com", 16), 65535), ad};
+  for (const auto& q : queries) {
+    const auto before = fast.fast_forwards();
+    Reply a = fast.handle(q, Transport::udp, "ep");
+    Reply b = slow.handle(q, Transport::udp, "ep");
+    EXPECT_EQ(fast.fast_forwards(), before + 1) << "fast path not taken";
+    EXPECT_EQ(a.kind, Reply::Kind::forward);
+    EXPECT_EQ(b.kind, Reply::Kind::forward);
+    EXPECT_EQ(a.udp_limit, b.udp_limit);
+  }
+  // A PTR the view answers, an owned name's other types: never forwarded.
+  for (const auto& q : {make_query("20.1.0.10.in-addr.arpa", 12), make_query("web", 28), make_query("client", 15)}) {
+    const auto before = fast.fast_forwards();
+    Reply a = fast.handle(q, Transport::udp, "ep");
+    EXPECT_EQ(fast.fast_forwards(), before);
+    EXPECT_NE(a.kind, Reply::Kind::forward);
+  }
+}
+
 }  // namespace
 }  // namespace weft::dns::testing
