@@ -17,7 +17,7 @@
 namespace weft::control::api {
 
 inline constexpr std::string_view kWeftVersion = WEFT_VERSION;  // project(VERSION), see CMakeLists.txt
-inline constexpr std::string_view kApiVersion = "1.0";
+inline constexpr std::string_view kApiVersion = "1.41";
 
 namespace http = boost::beast::http;
 
