@@ -468,12 +468,27 @@ std::string docker_stream_frame(std::uint8_t stream, std::string_view payload) {
   return frame;
 }
 
-DockerAnswer docker_service_logs(const std::string& ref, std::string_view target, ServiceApi& services,
-                                 SwarmService* swarm) {
+namespace {
+
+// This node's name and its /nodes ID; empty outside a swarm.
+std::pair<std::string, std::string> this_node(SwarmService* swarm) {
+  if (!swarm) return {};
+  try {
+    const SwarmInfo info = swarm->info();
+    return {info.node_name, info.node_id.empty() ? info.node_name : info.node_id};
+  } catch (const ApiError&) {
+    return {};
+  }
+}
+
+// The logs of `service`'s tasks on this node (only `slot` when given).
+DockerAnswer docker_logs(const Service& service, std::optional<std::uint64_t> only_slot,
+                         const std::string& weft_ref, std::string_view target, ServiceApi& services,
+                         SwarmService* swarm) {
   if (flag_parameter(target, "follow")) {
     return json_answer(json{{"message", "weft answers docker service logs without --follow only; "
                                         "follow a service's logs with `weft service logs --follow " +
-                                            names::printable(ref) + "`"}},
+                                            names::printable(weft_ref) + "`"}},
                        http::status::not_implemented);
   }
   if (flag_parameter(target, "timestamps")) {
@@ -494,23 +509,12 @@ DockerAnswer docker_service_logs(const std::string& ref, std::string_view target
     tail = lines;
   }
   const bool details = flag_parameter(target, "details");
-
-  const Service service = services.get_service(ref).service;
-  std::string node_name;
-  std::string node_id;
-  if (swarm) {
-    try {
-      const SwarmInfo info = swarm->info();
-      node_name = info.node_name;
-      node_id = info.node_id.empty() ? info.node_name : info.node_id;
-    } catch (const ApiError&) {
-    }
-  }
+  const auto [node_name, node_id] = this_node(swarm);
   // Only tasks this node still runs: the CLI inspects the task of each line,
   // and a log left by a slot that moved away or was scaled down has none.
   std::vector<std::uint64_t> local_slots;
   for (const TaskRecord& task : services.list_tasks(service.id)) {
-    if (task.node == node_name) local_slots.push_back(task.slot);
+    if (task.node == node_name && (!only_slot || task.slot == *only_slot)) local_slots.push_back(task.slot);
   }
   // weft keeps a task's stdout and stderr in one file: it is sent as the
   // stream asked for, stdout when both are.
@@ -540,7 +544,27 @@ DockerAnswer docker_service_logs(const std::string& ref, std::string_view target
   return DockerAnswer{http::status::ok, std::move(out), "application/vnd.docker.raw-stream"};
 }
 
-void refuse_service_image(std::string_view create_body) {
+}  // namespace
+
+DockerAnswer docker_service_logs(const std::string& ref, std::string_view target, ServiceApi& services,
+                                 SwarmService* swarm) {
+  return docker_logs(services.get_service(ref).service, std::nullopt, ref, target, services, swarm);
+}
+
+DockerAnswer docker_task_logs(const std::string& ref, std::string_view target, ServiceApi& services,
+                              NetworkService& networks, SwarmService* swarm) {
+  const json task = json::parse(docker_inspect_task(ref, services, networks, swarm).body);
+  const Service service = services.get_service(task.at("ServiceID").get<std::string>()).service;
+  const std::uint64_t slot = task.at("Slot").get<std::uint64_t>();
+  const auto [node_name, node_id] = this_node(swarm);
+  if (task.at("NodeID") != node_id && task.at("NodeID") != node_name) {
+    bad_request("task " + names::printable(ref) + " (" + service.name + "." + std::to_string(slot) +
+                ") runs on another node: ask that node's agent for its logs");
+  }
+  return docker_logs(service, slot, service.name, target, services, swarm);
+}
+
+void refuse_service_image(std::string_view create_body, NetworkService* networks) {
   const json document = parse_body(create_body);
   const ObjectReader root = ObjectReader::of(document, "");
   const auto task_template = root.object("TaskTemplate");
@@ -550,15 +574,23 @@ void refuse_service_image(std::string_view create_body) {
 
   std::string name = "NAME";
   if (const auto given = root.non_empty_string("Name"); given && !names::service_name_error(*given)) name = *given;
-  std::string networks;
+  std::string network_options;
   for (const auto& [element, path] : task_template->array("Networks")) {
     if (!element->is_object()) continue;
     const auto target = element->find("Target");
     if (target == element->end() || !target->is_string() || names::network_ref_error(target->get<std::string>()))
       continue;
-    networks += " --network " + short_if_id(target->get<std::string>());
+    std::string network = target->get<std::string>();
+    // The docker CLI sends the id it looked up; the user knows the name.
+    if (networks) {
+      try {
+        network = networks->get_network(network).name;
+      } catch (const ApiError&) {
+      }
+    }
+    network_options += " --network " + short_if_id(network);
   }
-  if (networks.empty()) networks = " --network NET";
+  if (network_options.empty()) network_options = " --network NET";
   std::string command;
   for (const std::string key : {"Command", "Args"}) {
     for (const auto& [element, path] : container->array(key)) {
@@ -568,7 +600,7 @@ void refuse_service_image(std::string_view create_body) {
   }
   if (command.empty() || command.size() > 512) command = " COMMAND [ARGS...]";
   bad_request("weft runs programs, not images: it cannot run image " + names::quoted_preview(*image) +
-              ". Run the program as the service's tasks instead: weft service create --name " + name + networks +
+              ". Run the program as the service's tasks instead: weft service create --name " + name + network_options +
               " --" + command);
 }
 

@@ -107,6 +107,10 @@ bool wants_docker_logs(std::string_view target);
 // and answers a request at once (`weft service logs --follow` polls).
 DockerAnswer docker_service_logs(const std::string& ref, std::string_view target, ServiceApi& services,
                                  SwarmService* swarm);
+// `GET /tasks/{id}/logs` (`docker service logs TASK`): the same for one task,
+// refused when it runs on another node.
+DockerAnswer docker_task_logs(const std::string& ref, std::string_view target, ServiceApi& services,
+                              NetworkService& networks, SwarmService* swarm);
 
 // Docker's multiplexed-stream frame: {stream, 0, 0, 0, size (big-endian
 // 32 bits)} then the payload.
@@ -115,7 +119,8 @@ std::string docker_stream_frame(std::uint8_t stream, std::string_view payload);
 // `POST /services/create` with TaskTemplate.ContainerSpec.Image (what
 // `docker service create IMAGE` sends): weft runs programs, not images.
 // Throws ApiError(BadRequest) whose message shows the `weft service create
-// ... -- COMMAND` form, with the body's name, networks and arguments.
-void refuse_service_image(std::string_view create_body);
+// ... -- COMMAND` form, with the body's name, networks (by name when
+// `networks` knows them) and arguments.
+void refuse_service_image(std::string_view create_body, NetworkService* networks = nullptr);
 
 }  // namespace weft::control::api

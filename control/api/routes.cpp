@@ -154,7 +154,7 @@ Reply from_docker(DockerAnswer answer) {
 }
 
 Reply create_service(const Request& request, const Params&, Services& s) {
-  refuse_service_image(request.body());
+  refuse_service_image(request.body(), &s.networks);
   const ServiceSpec spec = parse_service_create(request.body());
   const Service service = services_of(s).create_service(spec);
   return json_reply(http::status::created, json{{"ID", service.id}});
@@ -207,6 +207,10 @@ Reply inspect_task(const Request&, const Params& params, Services& s) {
   return from_docker(docker_inspect_task(params[0], services_of(s), s.networks, s.swarm));
 }
 
+Reply task_logs(const Request& request, const Params& params, Services& s) {
+  return from_docker(docker_task_logs(params[0], to_std(request.target()), services_of(s), s.networks, s.swarm));
+}
+
 Reply lb_lookup(const Request& request, const Params&, Services& s) {
   const std::string_view target = to_std(request.target());
   const auto question = target.find('?');
@@ -257,6 +261,7 @@ constexpr std::array kRoutes{
     Route{http::verb::get, "/services/{id}/logs", service_logs, kRead},
     Route{http::verb::get, "/tasks", list_tasks, kRead},
     Route{http::verb::get, "/tasks/{id}", inspect_task, kRead},
+    Route{http::verb::get, "/tasks/{id}/logs", task_logs, kRead},
     Route{http::verb::get, "/lb/lookup", lb_lookup, kRead},
     Route{http::verb::post, "/swarm/init", swarm_init, kSwarm},
     Route{http::verb::post, "/swarm/join", swarm_join, kSwarm},

@@ -119,6 +119,9 @@ check "docker service logs on $slot1_node: pinger.1.<task>@<node> | pinger task 
 dk "$li" service logs pinger
 check_match "docker service logs --raw is the output itself" "$(dk "$li" service logs --raw pinger 2>&1)" \
   '^pinger task up$'
+task1=$(dk 1 service ps pinger --no-trunc --format '{{.ID}} {{.Name}}' | awk '$2 == "pinger.1" {print $1}')
+check_match "docker service logs TASK (pinger.1's id)" "$(dk "$li" service logs "$task1" 2>&1)" \
+  "^pinger\.1\.${task1:0:12}@[^ ]+ +\| pinger task up$"
 out=$(dk "$li" service logs --follow pinger 2>&1)
 check_match "docker service logs --follow is refused with the weft command" "$out" \
   'weft service logs --follow pinger'
@@ -141,7 +144,7 @@ out=$(dk 1 service create --detach --name web --network net-test alpine echo hi 
 rc=$?
 check "docker service create IMAGE fails" test "$rc" -ne 0
 check_match "...with the weft service create form" "$out" \
-  'weft runs programs, not images.*weft service create --name web --network [^ ]+ -- echo hi'
+  'weft runs programs, not images.*weft service create --name web --network net-test -- echo hi'
 check_eq "...and no service web exists" "$(tb_weft 1 service ls --format json | tb_json '[s["Spec"]["Name"] for s in d]')" \
   '["pinger"]'
 

@@ -442,6 +442,21 @@ TEST_F(ApiDockerServicesTest, DockerLogsAreMultiplexedWithTaskDetails) {
   EXPECT_EQ(text[http::field::content_type], "text/plain");
 }
 
+TEST_F(ApiDockerServicesTest, DockerLogsOfOneTaskOnlyWhereItRuns) {
+  const std::string id = FakeServiceApi::make_id(1);
+  services.logs[id] = {TaskLog{1, "one\n"}, TaskLog{2, "two\n"}};
+  const json tasks = get("/tasks");
+  const std::string here = tasks[0].at("ID");  // slot 1, node1: this node
+  const Response response = send(http::verb::get, "/v1.41/tasks/" + here + "/logs?stdout=1&stderr=1&details=true");
+  ASSERT_EQ(response.result_int(), 200u) << response.body();
+  EXPECT_EQ(response.body(), docker_stream_frame(1, "com.docker.swarm.node.id=id-node1,com.docker.swarm.service.id=" +
+                                                        id + ",com.docker.swarm.task.id=" + here + " one\n"));
+  const Response elsewhere =
+      send(http::verb::get, "/tasks/" + tasks[1].at("ID").get<std::string>() + "/logs?stdout=1&stderr=1");
+  EXPECT_EQ(elsewhere.result_int(), 400u);
+  EXPECT_NE(message_of(elsewhere).find("redis.2) runs on another node"), std::string::npos) << elsewhere.body();
+}
+
 TEST_F(ApiDockerServicesTest, DockerLogsRefuseFollowAndTimestampsClearly) {
   Response response = send(http::verb::get, "/services/redis/logs?follow=1&stdout=1&stderr=1");
   EXPECT_EQ(response.result_int(), 501u);
@@ -464,6 +479,11 @@ TEST_F(ApiDockerServicesTest, CreateWithAnImageShowsTheWeftCommand) {
             "weft runs programs, not images: it cannot run image \"redis:7\". Run the program as the service's "
             "tasks instead: weft service create --name cache --network net-test -- redis-server --port 6379");
   EXPECT_TRUE(services.create_requests.empty());
+  // The CLI sends the id of the network it looked up: the form names it.
+  const Response by_id = send(http::verb::post, "/services/create",
+                              R"({"Name": "cache", "TaskTemplate": {"ContainerSpec": {"Image": "redis"},
+                                  "Networks": [{"Target": ")" + kNet + R"("}]}})");
+  EXPECT_NE(message_of(by_id).find("--name cache --network net-test --"), std::string::npos) << message_of(by_id);
   // Without arguments the form shows where the command goes.
   const Response bare = send(http::verb::post, "/services/create",
                              R"({"Name": "x", "TaskTemplate": {"ContainerSpec": {"Image": "alpine"}}})");
