@@ -405,22 +405,31 @@ DockerAnswer docker_list_tasks(std::string_view target, ServiceApi& services, Ne
   return json_answer(list);
 }
 
-DockerAnswer docker_inspect_task(const std::string& ref, ServiceApi& services, NetworkService& networks,
-                                 SwarmService* swarm) {
+namespace {
+
+// A task by its Docker id, a unique prefix of it, or its weft key.
+FoundTask find_task(const std::string& ref, ServiceApi& services, NetworkService& networks, SwarmService* swarm) {
   if (ref.empty()) bad_request("task id is required");
   names::validate_text("task id", ref, kMaxTaskRef);
   std::vector<FoundTask> tasks = all_tasks(services, networks, swarm, [](const Service&) { return true; });
   for (FoundTask& found : tasks) {
-    if (found.task.at("ID") == ref || found.record.key() == ref) return json_answer(found.task);
+    if (found.task.at("ID") == ref || found.record.key() == ref) return std::move(found);
   }
-  const FoundTask* match = nullptr;
-  for (const FoundTask& found : tasks) {
+  FoundTask* match = nullptr;
+  for (FoundTask& found : tasks) {
     if (!found.task.at("ID").get_ref<const std::string&>().starts_with(ref)) continue;
-    if (match) bad_request("task " + ref + " is ambiguous (several tasks have ids starting with it)");
+    if (match) bad_request("task " + names::printable(ref) + " is ambiguous (several tasks have ids starting with it)");
     match = &found;
   }
   if (!match) throw ApiError(ApiError::Kind::NotFound, "no such task: " + names::printable(ref));
-  return json_answer(match->task);
+  return std::move(*match);
+}
+
+}  // namespace
+
+DockerAnswer docker_inspect_task(const std::string& ref, ServiceApi& services, NetworkService& networks,
+                                 SwarmService* swarm) {
+  return json_answer(find_task(ref, services, networks, swarm).task);
 }
 
 DockerAnswer docker_update_service(const std::string& ref, std::string_view target, std::string_view body,
@@ -553,15 +562,13 @@ DockerAnswer docker_service_logs(const std::string& ref, std::string_view target
 
 DockerAnswer docker_task_logs(const std::string& ref, std::string_view target, ServiceApi& services,
                               NetworkService& networks, SwarmService* swarm) {
-  const json task = json::parse(docker_inspect_task(ref, services, networks, swarm).body);
-  const Service service = services.get_service(task.at("ServiceID").get<std::string>()).service;
-  const std::uint64_t slot = task.at("Slot").get<std::uint64_t>();
-  const auto [node_name, node_id] = this_node(swarm);
-  if (task.at("NodeID") != node_id && task.at("NodeID") != node_name) {
-    bad_request("task " + names::printable(ref) + " (" + service.name + "." + std::to_string(slot) +
+  const FoundTask found = find_task(ref, services, networks, swarm);
+  const std::uint64_t slot = found.record.slot;
+  if (found.record.node != this_node(swarm).first) {
+    bad_request("task " + names::printable(ref) + " (" + found.service.name + "." + std::to_string(slot) +
                 ") runs on another node: ask that node's agent for its logs");
   }
-  return docker_logs(service, slot, service.name, target, services, swarm);
+  return docker_logs(found.service, slot, found.service.name, target, services, swarm);
 }
 
 void refuse_service_image(std::string_view create_body, NetworkService* networks) {
