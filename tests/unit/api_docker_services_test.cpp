@@ -4,6 +4,7 @@
 // a test; filters; the update the CLI sends back; the logs stream; the
 // refusal of an image.
 #include "control/api/docker_services.h"
+#include "control/api/docker_service_events.h"
 
 #include <map>
 #include <string>
@@ -500,6 +501,43 @@ TEST(DockerQuery, ParametersAreDecodedAndBounded) {
   std::string many = "%7B%22id%22%3A%5B";
   for (int i = 0; i < 65; ++i) many += std::string(i ? "%2C" : "") + "%22a%22";
   EXPECT_THROW(parse_docker_filters("/tasks?filters=" + many + "%5D%7D", {"id"}), ApiError);
+}
+
+}  // namespace
+}  // namespace weft::control::api
+
+namespace weft::control::api {
+namespace {
+
+ServiceDetail listed(const std::string& id, const std::string& name, std::uint64_t version, std::uint64_t replicas) {
+  ServiceDetail detail;
+  detail.service.id = id;
+  detail.service.name = name;
+  detail.service.version = version;
+  detail.service.replicas = replicas;
+  return detail;
+}
+
+std::vector<std::string> described(const std::vector<ServiceEvent>& events) {
+  std::vector<std::string> out;
+  for (const ServiceEvent& e : events) {
+    std::string text = e.action + " " + e.service_id;
+    for (const auto& [key, value] : e.attributes) text += " " + key + "=" + value;
+    out.push_back(text);
+  }
+  return out;
+}
+
+TEST(DockerServiceEvents, CreateUpdateRemoveFromSuccessiveListings) {
+  ServiceEventDiff diff;
+  EXPECT_TRUE(diff.next({listed("a1", "old", 0, 1)}).empty());  // the baseline
+  EXPECT_EQ(described(diff.next({listed("a1", "old", 0, 1), listed("b2", "redis", 0, 1)})),
+            std::vector<std::string>{"create b2 name=redis"});
+  EXPECT_TRUE(diff.next({listed("a1", "old", 0, 1), listed("b2", "redis", 0, 1)}).empty());
+  EXPECT_EQ(described(diff.next({listed("a1", "old", 0, 1), listed("b2", "redis", 1, 4)})),
+            std::vector<std::string>{"update b2 name=redis replicas.new=4 replicas.old=1"});
+  EXPECT_EQ(described(diff.next({listed("b2", "redis", 2, 4)})),
+            (std::vector<std::string>{"update b2 name=redis", "remove a1 name=old"}));
 }
 
 }  // namespace
