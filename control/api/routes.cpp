@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/api/docker_services.h"
 #include "control/api/json.h"
 #include "control/api/services.h"
 #include "control/api/swarm.h"
@@ -148,16 +149,20 @@ const std::string& service_ref(const Params& params) {
   return params[0];
 }
 
+// Docker's services and tasks (docker_services.h) answer what they make.
+Reply from_docker(DockerAnswer answer) {
+  return Reply{answer.status, std::move(answer.body), answer.content_type, {}};
+}
+
 Reply create_service(const Request& request, const Params&, Services& s) {
+  refuse_service_image(request.body(), &s.networks);
   const ServiceSpec spec = parse_service_create(request.body());
   const Service service = services_of(s).create_service(spec);
   return json_reply(http::status::created, json{{"ID", service.id}});
 }
 
-Reply list_services(const Request&, const Params&, Services& s) {
-  json services = json::array();
-  for (const ServiceDetail& detail : services_of(s).list_services()) services.push_back(service_json(detail));
-  return json_reply(http::status::ok, services);
+Reply list_services(const Request& request, const Params&, Services& s) {
+  return from_docker(docker_list_services(to_std(request.target()), services_of(s)));
 }
 
 Reply inspect_service(const Request&, const Params& params, Services& s) {
@@ -174,9 +179,7 @@ Reply remove_service(const Request&, const Params& params, Services& s) {
 // Tasks (control/tasks): weft's service tasks, Docker-shaped.
 Reply update_service(const Request& request, const Params& params, Services& s) {
   const std::string& service = service_ref(params);
-  const ServiceUpdate update = parse_service_update(request.body());
-  services_of(s).update_service(service, update);
-  return json_reply(http::status::ok, json{{"Warnings", json::array()}});
+  return from_docker(docker_update_service(service, to_std(request.target()), request.body(), services_of(s)));
 }
 
 Reply service_tasks(const Request&, const Params& params, Services& s) {
@@ -189,9 +192,24 @@ Reply service_tasks(const Request&, const Params& params, Services& s) {
 }
 
 // This node's task logs, at most 1 MiB from the end of each task's file.
-Reply service_logs(const Request&, const Params& params, Services& s) {
+Reply service_logs(const Request& request, const Params& params, Services& s) {
   const std::string& ref = service_ref(params);
+  if (wants_docker_logs(to_std(request.target()))) {
+    return from_docker(docker_service_logs(ref, to_std(request.target()), services_of(s), s.swarm));
+  }
   return Reply{http::status::ok, services_of(s).task_logs(ref, 1u << 20), "text/plain", {}};
+}
+
+Reply list_tasks(const Request& request, const Params&, Services& s) {
+  return from_docker(docker_list_tasks(to_std(request.target()), services_of(s), s.networks, s.swarm));
+}
+
+Reply inspect_task(const Request&, const Params& params, Services& s) {
+  return from_docker(docker_inspect_task(params[0], services_of(s), s.networks, s.swarm));
+}
+
+Reply task_logs(const Request& request, const Params& params, Services& s) {
+  return from_docker(docker_task_logs(params[0], to_std(request.target()), services_of(s), s.networks, s.swarm));
 }
 
 Reply lb_lookup(const Request& request, const Params&, Services& s) {
@@ -248,6 +266,9 @@ constexpr std::array kRoutes{
     Route{http::verb::post, "/services/{id}/update", update_service, kNetwork},
     Route{http::verb::get, "/services/{id}/tasks", service_tasks, kRead},
     Route{http::verb::get, "/services/{id}/logs", service_logs, kRead},
+    Route{http::verb::get, "/tasks", list_tasks, kRead},
+    Route{http::verb::get, "/tasks/{id}", inspect_task, kRead},
+    Route{http::verb::get, "/tasks/{id}/logs", task_logs, kRead},
     Route{http::verb::get, "/lb/lookup", lb_lookup, kRead},
     Route{http::verb::post, "/swarm/init", swarm_init, kSwarm},
     Route{http::verb::post, "/swarm/join", swarm_join, kSwarm},

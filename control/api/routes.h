@@ -21,7 +21,7 @@ class StateView;  // observe/cluster_snapshot.h
 namespace weft::control::api {
 
 inline constexpr std::string_view kWeftVersion = WEFT_VERSION;  // project(VERSION), see CMakeLists.txt
-inline constexpr std::string_view kApiVersion = "1.0";
+inline constexpr std::string_view kApiVersion = "1.41";
 
 namespace http = boost::beast::http;
 

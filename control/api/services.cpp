@@ -121,23 +121,33 @@ json service_json(const ServiceDetail& detail) {
   for (const ServiceBackendInfo& backend : detail.backends) backends.push_back(backend_json(backend));
 
   const json endpoint_spec = endpoint_spec_json(service);
+  json endpoint{{"Spec", endpoint_spec}, {"VirtualIPs", std::move(vips)}};
+  if (!endpoint_spec["Ports"].empty()) endpoint["Ports"] = endpoint_spec["Ports"];
   json j{
       {"ID", service.id},
+      {"Version", {{"Index", service.version}}},
       {"CreatedAt", service.created},
+      // weft records no time of update; Docker's clients need a time here.
+      {"UpdatedAt", service.created},
       {"Spec",
        {{"Name", service.name},
-        {"TaskTemplate", {{"Networks", std::move(networks)}}},
+        {"Labels", json::object()},
+        // The docker CLI dereferences ContainerSpec (service update, logs):
+        // present even when the service runs no tasks.
+        {"TaskTemplate", {{"ContainerSpec", json::object()}, {"Networks", std::move(networks)}}},
         {"EndpointSpec", endpoint_spec}}},
-      {"Endpoint", {{"Spec", endpoint_spec}, {"VirtualIPs", std::move(vips)}}},
+      {"Endpoint", std::move(endpoint)},
       {"Backends", std::move(backends)},
       {"Node", service.node},
   };
-  // Only services with tasks have these, so the JSON of the others is as it was.
+  // Go's clients cannot read "" as a time.
+  if (service.created.empty()) j.erase("CreatedAt"), j.erase("UpdatedAt");
+  // Only services with tasks have these: a service whose backends are
+  // attached by hand has no mode or replicas.
   if (!service.command.empty()) {
     j["Spec"]["TaskTemplate"]["ContainerSpec"] = {{"Args", service.command}};
     j["Spec"]["TaskTemplate"]["RestartPolicy"] = {{"Condition", restart_condition_name(service.restart_condition)}};
     j["Spec"]["Mode"] = {{"Replicated", {{"Replicas", service.replicas}}}};
-    j["Version"] = {{"Index", service.version}};
     j["ServiceStatus"] = {{"RunningTasks", detail.running_tasks}, {"DesiredTasks", service.replicas}};
   }
   return j;

@@ -90,6 +90,12 @@ struct TaskRecord {
   std::string key() const { return task_key(service_id, slot, node); }
 };
 
+// The log of one task on this node: at most the requested bytes from its end.
+struct TaskLog {
+  std::uint64_t slot = 0;
+  std::string text{};
+};
+
 // Per-backend counters, as the load balancer's maps hold them (summed over
 // CPUs). Only the node whose programs saw the flows counts them; the
 // inspecting node shows its own view.
@@ -158,6 +164,12 @@ class ServiceApi {
   // The logs of the service's tasks on this node, at most `max_bytes` from
   // the end of each.
   virtual std::string task_logs(const std::string& name_or_id, std::uint64_t max_bytes) {
+    (void)name_or_id, (void)max_bytes;
+    throw ApiError(ApiError::Kind::Internal, "task logs are not available");
+  }
+  // The same, one entry per task (slot) on this node, in slot order: the
+  // docker CLI labels each line with its task.
+  virtual std::vector<TaskLog> task_logs_by_slot(const std::string& name_or_id, std::uint64_t max_bytes) {
     (void)name_or_id, (void)max_bytes;
     throw ApiError(ApiError::Kind::Internal, "task logs are not available");
   }

@@ -316,6 +316,16 @@ std::string ServiceManager::task_logs(const std::string& name_or_id, std::uint64
   return view ? view->logs(s.id, max_bytes) : std::string{};
 }
 
+std::vector<TaskLog> ServiceManager::task_logs_by_slot(const std::string& name_or_id, std::uint64_t max_bytes) {
+  Service s;
+  {
+    std::lock_guard lock(impl_->mutex);
+    s = impl_->get(name_or_id);
+  }
+  auto* view = impl_->task_view.load();
+  return view ? view->logs_by_slot(s.id, max_bytes) : std::vector<TaskLog>{};
+}
+
 void ServiceManager::on_change(std::function<void()> listener) {
   std::lock_guard lock(impl_->listeners_mutex);
   impl_->listeners.push_back(std::move(listener));

@@ -40,6 +40,10 @@ class TaskView {
   virtual ~TaskView() = default;
   virtual std::vector<TaskRecord> tasks() = 0;
   virtual std::string logs(const std::string& service_id, std::uint64_t max_bytes) = 0;
+  // The same per task (slot), for the docker CLI's task-labelled lines.
+  virtual std::vector<TaskLog> logs_by_slot(const std::string& service_id, std::uint64_t max_bytes) {
+    return {TaskLog{.slot = 0, .text = logs(service_id, max_bytes)}};
+  }
 };
 
 class ServiceManager final : public ServiceApi, public network::ServiceDirectory, public ClusterServices {
@@ -77,6 +81,7 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   Service update_service(const std::string& name_or_id, const ServiceUpdate& update) override;
   std::vector<TaskRecord> list_tasks(const std::string& name_or_id) override;
   std::string task_logs(const std::string& name_or_id, std::uint64_t max_bytes) override;
+  std::vector<TaskLog> task_logs_by_slot(const std::string& name_or_id, std::uint64_t max_bytes) override;
   // Every service, local and remote (the task supervisor's input).
   std::vector<Service> services();
 

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
@@ -759,6 +760,23 @@ std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_by
   if (got.wait_for(kRemoteLogsTimeout + std::chrono::seconds(1)) != std::future_status::ready) return out;
   for (const auto& [node, text] : got.get()) out += text;
   return out;
+}
+
+std::vector<TaskLog> Supervisor::logs_by_slot(const std::string& service_id, std::uint64_t max_bytes) {
+  std::vector<TaskLog> logs;
+  std::error_code ec;
+  const std::string prefix = service_id + ".";
+  for (const auto& entry : fs::directory_iterator(impl_->dir() / "logs", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with(prefix) || !name.ends_with(".log")) continue;
+    const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - 4);
+    std::uint64_t slot = 0;
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), slot);
+    if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size()) continue;
+    logs.push_back(TaskLog{.slot = slot, .text = impl_->tail(entry.path(), max_bytes)});
+  }
+  std::sort(logs.begin(), logs.end(), [](const TaskLog& a, const TaskLog& b) { return a.slot < b.slot; });
+  return logs;
 }
 
 }  // namespace weft::control::tasks

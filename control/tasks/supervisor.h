@@ -97,6 +97,7 @@ class Supervisor final : public ClusterTasks, public services::TaskView {
   // services::TaskView
   std::vector<TaskRecord> tasks() override;
   std::string logs(const std::string& service_id, std::uint64_t max_bytes) override;
+  std::vector<TaskLog> logs_by_slot(const std::string& service_id, std::uint64_t max_bytes) override;
 
  private:
   struct Impl;

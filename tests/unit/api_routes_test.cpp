@@ -262,7 +262,7 @@ TEST_F(ApiRoutesTest, PingAndVersion) {
 
   const Response version = send(http::verb::get, "/version");
   EXPECT_EQ(version.result_int(), 200u);
-  EXPECT_EQ(body_json(version), (json{{"Version", "0.1.0"}, {"ApiVersion", "1.0"}}));
+  EXPECT_EQ(body_json(version), (json{{"Version", "0.1.0"}, {"ApiVersion", "1.41"}}));
 }
 
 TEST_F(ApiRoutesTest, HeadPingHasGetHeadersButNoBody) {

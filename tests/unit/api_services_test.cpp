@@ -163,13 +163,16 @@ TEST_F(ApiServicesTest, InspectIsDockerShapedWithBackends) {
   const std::string net(64, 'e');
   const json expected = json::parse(R"({
       "ID": ")" + FakeServiceApi::make_id(1) + R"(",
+      "Version": {"Index": 0},
       "CreatedAt": "2024-05-01T12:00:00Z",
-      "Spec": {"Name": "redis",
-               "TaskTemplate": {"Networks": [{"Target": ")" + net + R"("}]},
+      "UpdatedAt": "2024-05-01T12:00:00Z",
+      "Spec": {"Name": "redis", "Labels": {},
+               "TaskTemplate": {"ContainerSpec": {}, "Networks": [{"Target": ")" + net + R"("}]},
                "EndpointSpec": {"Mode": "vip", "Ports": [{"Protocol": "tcp", "TargetPort": 6379},
                                                          {"Protocol": "udp", "TargetPort": 53}]}},
       "Endpoint": {"Spec": {"Mode": "vip", "Ports": [{"Protocol": "tcp", "TargetPort": 6379},
                                                      {"Protocol": "udp", "TargetPort": 53}]},
+                   "Ports": [{"Protocol": "tcp", "TargetPort": 6379}, {"Protocol": "udp", "TargetPort": 53}],
                    "VirtualIPs": [{"NetworkID": ")" + net + R"(", "Addr": "10.0.0.2/24"}]},
       "Backends": [
         {"EndpointID": ")" + std::string(64, '1') + R"(", "Name": "r1", "NetworkID": ")" + net + R"(",
