@@ -34,6 +34,8 @@
 #include <spdlog/spdlog.h>
 
 #include "control/network/agent_config.h"
+#include "control/api/docker_engine.h"
+#include "control/api/event_watcher.h"
 #include "control/api/routes.h"
 #include "control/api/server.h"
 #include "control/cluster/cluster.h"
@@ -317,9 +319,17 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
       });
   cluster.set_tasks(&tasks);
   services.set_task_view(&tasks);
+  // The Docker routes' state: host facts, the event bus (`GET /events`)
+  // and the swarm state for `/_ping`; the watcher publishes the cluster's
+  // network and node changes to the bus (started with the cluster, stopped
+  // before it).
+  weft::control::api::DockerEngineState docker;
+  weft::control::api::ClusterEventWatcher event_watcher(docker.events, networks, &cluster,
+                                                        std::chrono::milliseconds(500), &docker.swarm_active);
   weft::control::api::ApiServer server(
       io, config.api_socket,
-      weft::control::api::Services{.networks = networks, .swarm = &cluster, .services = &services});
+      weft::control::api::Services{
+          .networks = networks, .swarm = &cluster, .services = &services, .docker = &docker});
   // Claiming the socket first makes a second agent started by mistake fail
   // here, before its reconcile() removes kernel objects the running agent
   // owns. Nothing is served until io.run(), so clients that connect during
@@ -333,6 +343,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
     if (ec) return;
     spdlog::info("{}: shutting down; networks stay in place", ::strsignal(signal_number));
     server.stop();
+    event_watcher.stop();
     cluster.stop();
     io.stop();
   });
@@ -374,8 +385,10 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   services.on_change([&dns_driver] { dns_driver->changed(); });
   networks.after_local_attach_or_detach([&dns_driver] { dns_driver->sync_now(std::chrono::seconds(2)); });
   tasks.start();
+  event_watcher.start();
 
   io.run();
+  event_watcher.stop();
   tasks.stop();  // the tasks themselves keep running
   lb_driver->stop();
   dns_driver->stop();

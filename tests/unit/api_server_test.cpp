@@ -198,7 +198,7 @@ TEST_F(ApiServerTest, ServesSeveralOpenConnections) {
   ApiClient second = client();
   EXPECT_EQ(first.request(verb::get, "/_ping").status, 200u);
   EXPECT_EQ(second.request(verb::get, "/_ping").status, 200u);  // while first stays connected
-  EXPECT_EQ(first.request(verb::get, "/version").json.at("ApiVersion"), "1.0");
+  EXPECT_EQ(first.request(verb::get, "/version").json.at("ApiVersion"), "1.41");
 }
 
 TEST_F(ApiServerTest, ClientRecoversWhenTheAgentRestarts) {
