@@ -385,6 +385,17 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   services.on_change([&dns_driver] { dns_driver->changed(); });
   networks.after_local_attach_or_detach([&dns_driver] { dns_driver->sync_now(std::chrono::seconds(2)); });
   tasks.start();
+  // Docker events: remote changes are compared at once, a local attach or
+  // detach before it returns (so a short-lived endpoint is reported too).
+  networks.on_endpoints_changed([&event_watcher] { event_watcher.changed(); });
+  networks.on_networks_changed([&event_watcher] { event_watcher.changed(); });
+  networks.after_local_attach_or_detach([&event_watcher] {
+    try {
+      event_watcher.poll_networks();
+    } catch (const std::exception& e) {
+      spdlog::debug("events: listing failed: {}", e.what());
+    }
+  });
   event_watcher.start();
 
   io.run();

@@ -23,9 +23,18 @@ void ClusterEventWatcher::start() {
         spdlog::debug("events: listing failed: {}", e.what());
       }
       lock.lock();
-      wake_.wait_for(lock, period_, [this] { return stopping_; });
+      wake_.wait_for(lock, period_, [this] { return stopping_ || changed_; });
+      changed_ = false;
     }
   });
+}
+
+void ClusterEventWatcher::changed() {
+  {
+    std::lock_guard lock(mutex_);
+    changed_ = true;
+  }
+  wake_.notify_all();
 }
 
 void ClusterEventWatcher::stop() {
@@ -38,9 +47,16 @@ void ClusterEventWatcher::stop() {
 }
 
 void ClusterEventWatcher::poll() {
+  std::lock_guard lock(poll_mutex_);
   diff_networks();
   diff_nodes();
   first_ = false;
+}
+
+void ClusterEventWatcher::poll_networks() {
+  std::lock_guard lock(poll_mutex_);
+  // Before the first full comparison there is no baseline to compare with.
+  if (!first_) diff_networks();
 }
 
 void ClusterEventWatcher::diff_networks() {

@@ -32,8 +32,17 @@ class ClusterEventWatcher {
 
   void start();
   void stop();  // idempotent
-  // One comparison, on the caller's thread (tests; start() runs it periodically).
+  // One comparison, on the caller's thread; safe from any thread. The agent
+  // compares the endpoints after each local attach or detach
+  // (poll_networks), so even an endpoint that comes and goes between two
+  // periodic comparisons has its events.
   void poll();
+  // The networks and endpoints part of poll() only: it never waits for the
+  // cluster, so it may run on any thread that changes endpoints.
+  void poll_networks();
+  // Something changed (a remote endpoint, a network): compare now on the
+  // watcher's thread instead of at the next period. Never blocks.
+  void changed();
 
  private:
   struct NetworkSeen {
@@ -62,9 +71,11 @@ class ClusterEventWatcher {
   std::map<std::string, EndpointSeen> endpoints_seen_;
   std::map<std::string, NodeSeen> nodes_seen_;
 
+  std::mutex poll_mutex_;  // one comparison at a time; guards the *_seen_ maps
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool changed_ = false;
   std::thread thread_;
 };
 

@@ -380,8 +380,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const unsigned status = response_.result_int();
     spdlog::debug("api: {} {} -> {} ({} us)", as_std(request.method_string()), as_std(request.target()), status,
                   micros);
-    // A 503 is a refusal the dispatcher has logged already, sparsely.
-    if (status >= 500 && status != 503) {
+    // A 503 is a refusal the dispatcher has logged already, sparsely; a 501
+    // (what weft is not, docker_engine.h) is any client's to ask for and
+    // costs no warning.
+    if (status >= 500 && status != 503 && status != 501) {
       spdlog::warn("api: {} {} failed: {}", as_std(request.method_string()), as_std(request.target()),
                    response_.body());
     }
