@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "control/api/filters.h"
 #include "control/model/model.h"
 
 namespace weft::control::api {
@@ -11,33 +12,6 @@ using nlohmann::json;
 namespace {
 
 [[noreturn]] void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
-
-constexpr std::size_t kMaxFilterValues = 64;
-constexpr std::size_t kMaxFilterText = 256;
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded: '+' is a space, %XX a byte.
-std::string form_decode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hex_digit(text[i + 1]) >= 0 && hex_digit(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex_digit(text[i + 1]) * 16 + hex_digit(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
 
 // dockerd's timestamps: seconds since the epoch with an optional fraction
 // ("1700000000.000000001"); the CLI turns "10m" and dates into these.
@@ -51,36 +25,13 @@ std::int64_t parse_timestamp(const std::string& name, const std::string& text) {
   if (seconds.empty() || seconds.size() > 12 || !all_digits(seconds) || fraction.size() > 9 || !all_digits(fraction))
     bad_request("invalid value for " + name + ": " + text.substr(0, 64) + " (seconds since the epoch expected)");
   fraction.resize(9, '0');
-  return std::stoll(seconds) * 1'000'000'000 + std::stoll(fraction);
+  // Nanoseconds fit an int64 until 2262; later is "never" to a stream.
+  constexpr std::int64_t kLatestSeconds = 9'000'000'000;
+  const std::int64_t whole = std::min<std::int64_t>(std::stoll(seconds), kLatestSeconds);
+  return whole * 1'000'000'000 + std::stoll(fraction);
 }
 
 const std::set<std::string> kFilterKeys = {"type", "event", "network", "node", "service", "scope"};
-
-void add_filter_value(EventQuery& query, const std::string& key, const json& value) {
-  if (!value.is_string()) bad_request("filters: values of " + key + " must be strings");
-  auto& values = query.filters[key];
-  if (values.size() >= kMaxFilterValues) bad_request("filters: too many values for " + key);
-  const auto text = value.get<std::string>();
-  if (text.size() > kMaxFilterText) bad_request("filters: a value of " + key + " is too long");
-  values.insert(text);
-}
-
-void parse_filters(EventQuery& query, const std::string& text) {
-  const json filters = json::parse(text, nullptr, false);
-  if (filters.is_discarded() || !filters.is_object()) bad_request("filters must be a JSON object");
-  for (const auto& [key, values] : filters.items()) {
-    if (!kFilterKeys.count(key)) bad_request("invalid filter '" + key.substr(0, 64) + "'");
-    // {"type": {"network": true}} (Docker's clients) or {"type": ["network"]}.
-    if (values.is_object()) {
-      for (const auto& [value, enabled] : values.items())
-        if (enabled.is_boolean() && enabled.get<bool>()) add_filter_value(query, key, json(value));
-    } else if (values.is_array()) {
-      for (const auto& value : values) add_filter_value(query, key, value);
-    } else {
-      bad_request("filters: " + key + " must be an object or a list");
-    }
-  }
-}
 
 bool attribute_is(const DockerEvent& event, const char* name, const std::set<std::string>& values) {
   auto it = event.attributes.find(name);
@@ -121,18 +72,12 @@ bool EventQuery::matches(const DockerEvent& e) const {
 
 EventQuery parse_event_query(std::string_view query) {
   EventQuery result;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const auto eq = pair.find('=');
-    const std::string key = form_decode(pair.substr(0, eq));
-    const std::string value = eq == std::string_view::npos ? "" : form_decode(pair.substr(eq + 1));
-    if (value.empty()) continue;
-    if (key == "since") result.since_nano = parse_timestamp("since", value);
-    else if (key == "until") result.until_nano = parse_timestamp("until", value);
-    else if (key == "filters") parse_filters(result, value);
-  }
+  if (auto since = query_parameter(query, "since"); since && !since->empty())
+    result.since_nano = parse_timestamp("since", *since);
+  if (auto until = query_parameter(query, "until"); until && !until->empty())
+    result.until_nano = parse_timestamp("until", *until);
+  if (auto filters = query_parameter(query, "filters"); filters && !filters->empty())
+    result.filters = parse_filters(*filters, kFilterKeys);
   return result;
 }
 

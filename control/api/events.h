@@ -42,7 +42,7 @@ nlohmann::json event_json(const DockerEvent& event);
 struct EventQuery {
   std::optional<std::int64_t> since_nano;
   std::optional<std::int64_t> until_nano;
-  std::map<std::string, std::set<std::string>> filters;  // type, event, network, node, service, scope
+  std::map<std::string, std::set<std::string>> filters{};  // type, event, network, node, service, scope
   bool matches(const DockerEvent& event) const;
 };
 

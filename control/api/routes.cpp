@@ -8,6 +8,7 @@
 
 #include "control/api/docker_engine.h"
 #include "control/api/events.h"
+#include "control/api/filters.h"
 #include "control/api/json.h"
 #include "control/api/services.h"
 #include "control/api/swarm.h"
@@ -47,8 +48,36 @@ Reply create_network(const Request& request, const Params&, Services& s) {
   return json_reply(http::status::created, json{{"Id", network.id}, {"Warning", ""}});
 }
 
-Reply list_networks(const Request&, const Params&, Services& s) {
-  return json_reply(http::status::ok, json(s.networks.list_networks()));
+// dockerd's network filters that mean something here: name (a part of
+// it), id (a prefix), driver, scope ("swarm": weft's networks all are).
+bool network_matches(const Network& network, const Filters& filters) {
+  for (const auto& [key, values] : filters) {
+    if (values.empty() || (key != "name" && key != "id" && key != "driver" && key != "scope")) continue;
+    bool ok = false;
+    for (const std::string& value : values) {
+      if (key == "name") ok = network.name.find(value) != std::string::npos;
+      else if (key == "id") ok = network.id.starts_with(value);
+      else if (key == "driver") ok = network.driver == value;
+      else if (key == "scope") ok = value == "swarm";
+      if (ok) break;
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Reply list_networks(const Request& request, const Params&, Services& s) {
+  Filters filters;
+  if (auto text = query_parameter(query_of(to_std(request.target())), "filters"); text && !text->empty())
+    filters = parse_filters(*text, {"name", "id", "driver", "scope", "type", "label", "dangling"});
+  json networks = json::array();
+  for (const Network& network : s.networks.list_networks()) {
+    // weft's networks have no labels, are never dangling, and are all custom.
+    if (filters.count("label") && !filters["label"].empty()) continue;
+    if (filters.count("type") && !filters["type"].empty() && !filters["type"].count("custom")) continue;
+    if (network_matches(network, filters)) networks.push_back(network);
+  }
+  return json_reply(http::status::ok, networks);
 }
 
 // A network reference from the path, bounded before the service sees it.

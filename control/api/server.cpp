@@ -463,7 +463,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     const std::int64_t now = api::now_nano();
     if (query_.until_nano && *query_.until_nano <= now) return finish_stream();
-    if (query_.until_nano) {
+    // An `until` more than a year away is as good as none: the stream lasts
+    // until the client goes (and the timer's arithmetic stays in range).
+    constexpr std::int64_t kLongestUntilNano = 366LL * 24 * 3600 * 1'000'000'000;
+    if (query_.until_nano && *query_.until_nano - now <= kLongestUntilNano) {
       until_timer_.emplace(stream_.get_executor());
       until_timer_->expires_after(std::chrono::nanoseconds(*query_.until_nano - now));
       until_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {

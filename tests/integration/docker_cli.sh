@@ -118,6 +118,9 @@ for i in 1 2 3; do
   check_eq "node $i: network inspect --format" "$(d "$i" network inspect --format "$fmt" net-docker)" \
     "net-docker overlay 10.77.0.0/24 swarm"
 done
+check_eq "network ls --filter name= lists only matching networks" \
+  "$(d 3 network ls --filter name=docker --filter driver=overlay --format '{{.Name}}')" "net-docker"
+check_eq "network ls --filter name= with no match lists none" "$(d 3 network ls --filter name=nomatch --format '{{.Name}}')" ""
 check_eq "network ls --format {{json .}} names the driver" \
   "$(d 2 network ls --filter name=net-docker --format '{{json .}}' | tb_json 'd["Driver"]')" "overlay"
 

@@ -346,6 +346,28 @@ TEST_F(ApiDockerTest, NetworkConnectTakesTheCliBody) {
   EXPECT_EQ(networks.connect_requests[0].netns, "c1");
 }
 
+TEST_F(ApiDockerTest, NetworkListHonoursDockersFilters) {
+  for (const char* name : {"web", "web-2", "db"})
+    ASSERT_EQ(send(http::verb::post, "/v1.41/networks/create",
+                   json{{"Name", name}, {"Driver", "overlay"}}.dump()).result_int(), 201u);
+  auto names = [&](const std::string& filters) {
+    const Response response = send(http::verb::get, "/v1.41/networks?filters=" + filters);
+    EXPECT_EQ(response.result_int(), 200u) << response.body();
+    std::vector<std::string> out;
+    for (const json& n : body_json(response)) out.push_back(n["Name"]);
+    return out;
+  };
+  // `docker network ls --filter name=web`: a part of the name, as dockerd.
+  EXPECT_EQ(names("%7B%22name%22%3A%7B%22web%22%3Atrue%7D%7D"), (std::vector<std::string>{"web", "web-2"}));
+  EXPECT_EQ(names(R"({"driver":["overlay"],"name":["db"]})"), std::vector<std::string>{"db"});
+  EXPECT_EQ(names(R"({"driver":["bridge"]})"), std::vector<std::string>{});
+  EXPECT_EQ(names(R"({"label":["a=b"]})"), std::vector<std::string>{});
+  EXPECT_EQ(names("%7B%7D").size(), 3u);
+  const Response bad = send(http::verb::get, R"(/v1.41/networks?filters={"bogus":["x"]})");
+  EXPECT_EQ(bad.result_int(), 400u);
+  EXPECT_EQ(message_of(bad), "invalid filter 'bogus'");
+}
+
 // --- what weft is not ----------------------------------------------------------------
 
 TEST_F(ApiDockerTest, ContainersImagesVolumesAre501WithTheWeftCommand) {
@@ -381,6 +403,9 @@ TEST(EventQueryTest, ParsesWhatTheCliSends) {
   EXPECT_FALSE(list.matches(create));
   DockerEvent node{.type = "node", .action = "create", .actor_id = "net-a"};
   EXPECT_FALSE(list.matches(node));  // a network filter matches networks only
+
+  // Far-future timestamps stay in range (nanoseconds in an int64).
+  EXPECT_EQ(parse_event_query("until=999999999999.999999999").until_nano, 9'000'000'000'999'999'999);
 
   EXPECT_THROW(parse_event_query("filters={\"bogus\":[\"x\"]}"), ApiError);
   EXPECT_THROW(parse_event_query("since=yesterday"), ApiError);
