@@ -313,7 +313,6 @@ std::optional<std::string> not_implemented_message(std::string_view first) {
       Unsupported{"session", "build sessions", "weft runs commands, not images"},
       Unsupported{"grpc", "BuildKit", "weft runs commands, not images"},
       Unsupported{"system", "system data usage", "see `weft network ls`, `weft endpoint ls` and `weft service ls`"},
-      Unsupported{"swarm/unlock", "swarm unlock", "weft's swarm has no lock"},
   };
   for (const auto& u : kUnsupported) {
     if (u.segment == first)

@@ -86,9 +86,9 @@ nlohmann::json docker_swarm_json(const SwarmInfo& info);
 // swarm shows the same one and a new swarm a new one.
 std::string cluster_id(const SwarmInfo& info);
 
-// Paths weft does not serve because it is not a container engine, with the
-// weft command to use instead; nullopt for any other path. `segments` are
-// the path's segments without the version prefix.
+// The 501 message for a path whose first segment (after the version
+// prefix) is something weft is not (containers, images, volumes...), naming
+// the weft command to use instead; nullopt for any other segment.
 std::optional<std::string> not_implemented_message(std::string_view first_segment);
 
 }  // namespace weft::control::api
