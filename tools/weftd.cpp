@@ -35,6 +35,8 @@
 #include <spdlog/spdlog.h>
 
 #include "control/network/agent_config.h"
+#include "control/api/docker_engine.h"
+#include "control/api/event_watcher.h"
 #include "control/api/routes.h"
 #include "control/api/server.h"
 #include "control/cluster/cluster.h"
@@ -332,6 +334,14 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
       });
   cluster.set_tasks(&tasks);
   services.set_task_view(&tasks);
+  // The Docker routes' state: host facts, the event bus (`GET /events`)
+  // and the swarm state for `/_ping`; the watcher publishes the cluster's
+  // network and node changes to the bus (started with the cluster, stopped
+  // before it).
+  weft::control::api::DockerEngineState docker;
+  weft::control::api::ClusterEventWatcher event_watcher(docker.events, networks, &cluster,
+                                                        std::chrono::milliseconds(500), &docker.swarm_active,
+                                                        &services);
   // The live page's picture of the cluster (observe/): served by the local
   // API (`weft top`) and the observability listener (/ui). Its poller starts
   // once the cluster runs and stops before the cluster does.
@@ -343,8 +353,11 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   std::optional<weft::observe::FeedPoller> state_poller;
   weft::control::api::ApiServer server(
       io, config.api_socket,
-      weft::control::api::Services{
-          .networks = networks, .swarm = &cluster, .services = &services, .state = &state_feed});
+      weft::control::api::Services{.networks = networks,
+                                   .swarm = &cluster,
+                                   .services = &services,
+                                   .state = &state_feed,
+                                   .docker = &docker});
   // The observability listener, before the API claims its socket so that a
   // taken address stops the agent (exit 2) before it changed anything.
   // /metrics reads the modules at scrape time; those not made yet are left
@@ -394,6 +407,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
     if (observe) observe->stop();
     server.stop();
     if (state_poller) state_poller->stop();
+    event_watcher.stop();
     cluster.stop();
     io.stop();
   });
@@ -441,10 +455,24 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   tasks.start();
   state_poller.emplace(state_feed, std::chrono::milliseconds(500));
 
+  // Docker events: remote changes are compared at once, a local attach or
+  // detach before it returns (so a short-lived endpoint is reported too).
+  networks.on_endpoints_changed([&event_watcher] { event_watcher.changed(); });
+  networks.on_networks_changed([&event_watcher] { event_watcher.changed(); });
+  networks.after_local_attach_or_detach([&event_watcher] {
+    try {
+      event_watcher.poll_networks();
+    } catch (const std::exception& e) {
+      spdlog::debug("events: listing failed: {}", e.what());
+    }
+  });
+  event_watcher.start();
+
   io.run();
   // First: its handlers read the modules that go below.
   if (observe) observe->stop();
   if (state_poller) state_poller->stop();
+  event_watcher.stop();
   tasks.stop();  // the tasks themselves keep running
   lb_driver->stop();
   dns_driver->stop();

@@ -29,13 +29,6 @@ constexpr std::size_t kMaxNamedDifferences = 8;
 // Deeper than any spec Docker sends; a body nested further counts as changed.
 constexpr int kMaxSpecDepth = 32;
 
-std::string_view query_of(std::string_view target) {
-  const auto question = target.find('?');
-  if (question == std::string_view::npos) return {};
-  const std::string_view query = target.substr(question + 1);
-  return query.substr(0, query.find('#'));
-}
-
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -43,29 +36,8 @@ int hex_digit(char c) {
   return -1;
 }
 
-// Query decoding: '+' is a space, %XX a byte; NUL and bad escapes refused.
-std::string decode_query_value(std::string_view name, std::string_view raw) {
-  std::string out;
-  out.reserve(raw.size());
-  for (std::size_t i = 0; i < raw.size(); ++i) {
-    char c = raw[i];
-    if (c == '+') {
-      c = ' ';
-    } else if (c == '%') {
-      const int high = i + 2 < raw.size() ? hex_digit(raw[i + 1]) : -1;
-      const int low = i + 2 < raw.size() ? hex_digit(raw[i + 2]) : -1;
-      if (high < 0 || low < 0) bad_request("malformed percent-encoding in query parameter \"" + std::string(name) + "\"");
-      c = static_cast<char>(high * 16 + low);
-      i += 2;
-    }
-    if (c == '\0') bad_request("query parameter \"" + std::string(name) + "\" holds a NUL byte");
-    out += c;
-  }
-  return out;
-}
-
 bool flag_parameter(std::string_view target, std::string_view name) {
-  const auto value = query_parameter(target, name);
+  const auto value = query_parameter(query_of(target), name);
   return value && (*value == "1" || *value == "true" || *value == "True" || *value == "TRUE");
 }
 
@@ -74,7 +46,7 @@ DockerAnswer json_answer(const json& body, http::status status = http::status::o
 }
 
 // Key absent: no constraint; else any of its values must match.
-bool passes(const DockerFilters& filters, const std::string& key,
+bool passes(const Filters& filters, const std::string& key,
             const std::function<bool(const std::string&)>& matches) {
   const auto it = filters.find(key);
   if (it == filters.end()) return true;
@@ -233,63 +205,6 @@ std::string details_escape(std::string_view text) {
 
 }  // namespace
 
-std::optional<std::string> query_parameter(std::string_view target, std::string_view name, std::size_t max_length) {
-  std::string_view query = query_of(target);
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const auto eq = pair.find('=');
-    if (pair.substr(0, eq) != name) continue;
-    const std::string_view raw = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    // Bounded before decoding: an escape is three characters for one.
-    if (raw.size() > 3 * max_length) {
-      bad_request("query parameter \"" + std::string(name) + "\" is longer than " + std::to_string(max_length) +
-                  " characters");
-    }
-    std::string value = decode_query_value(name, raw);
-    if (value.size() > max_length) {
-      bad_request("query parameter \"" + std::string(name) + "\" is longer than " + std::to_string(max_length) +
-                  " characters");
-    }
-    return value;  // the first, as dockerd reads it
-  }
-  return std::nullopt;
-}
-
-DockerFilters parse_docker_filters(std::string_view target, const std::vector<std::string_view>& accepted) {
-  DockerFilters filters;
-  const auto text = query_parameter(target, "filters", kMaxFiltersLength);
-  if (!text || text->empty()) return filters;
-  const json document = json::parse(*text, nullptr, false);
-  if (document.is_discarded() || !document.is_object()) {
-    bad_request(R"(filters must be a JSON object, e.g. {"name":["redis"]})");
-  }
-  for (const auto& [key, value] : document.items()) {
-    if (std::find(accepted.begin(), accepted.end(), key) == accepted.end()) {
-      bad_request("invalid filter '" + names::printable(key) + "'");
-    }
-    std::vector<std::string>& values = filters[key];
-    if (value.is_array()) {
-      for (const json& element : value) {
-        if (!element.is_string()) bad_request("filter '" + key + "' must list strings");
-        values.push_back(element.get<std::string>());
-      }
-    } else if (value.is_object()) {
-      for (const auto& [element, set] : value.items()) {
-        if (!set.is_boolean()) bad_request("filter '" + key + "' must map values to true");
-        if (set.get<bool>()) values.push_back(element);
-      }
-    } else {
-      bad_request("filter '" + key + "' must be a list of values");
-    }
-    if (values.size() > kMaxFilterValues) {
-      bad_request("filter '" + key + "' lists more than " + std::to_string(kMaxFilterValues) + " values");
-    }
-  }
-  return filters;
-}
-
 std::string docker_task_id(const TaskRecord& task) {
   const std::string key = task.key();
   char text[33];
@@ -361,7 +276,7 @@ json docker_task_json(const TaskRecord& task, const Service& service, const Task
 }
 
 DockerAnswer docker_list_services(std::string_view target, ServiceApi& services) {
-  const DockerFilters filters = parse_docker_filters(target, {"id", "name", "label", "mode"});
+  const Filters filters = filters_of(target, {"id", "name", "label", "mode"});
   const bool with_status = flag_parameter(target, "status");
   json list = json::array();
   for (const ServiceDetail& detail : services.list_services()) {
@@ -380,7 +295,7 @@ DockerAnswer docker_list_services(std::string_view target, ServiceApi& services)
 
 DockerAnswer docker_list_tasks(std::string_view target, ServiceApi& services, NetworkService& networks,
                                SwarmService* swarm) {
-  const DockerFilters filters = parse_docker_filters(
+  const Filters filters = filters_of(
       target, {"id", "name", "service", "node", "desired-state", "label", "_up-to-date"});
   const auto keep_service = [&](const Service& s) {
     return passes(filters, "service", [&](const std::string& v) {
@@ -436,7 +351,7 @@ DockerAnswer docker_update_service(const std::string& ref, std::string_view targ
                                    ServiceApi& services) {
   const ServiceDetail detail = services.get_service(ref);
   const Service& service = detail.service;
-  if (const auto version = query_parameter(target, "version")) {
+  if (const auto version = query_parameter(query_of(target), "version")) {
     std::uint64_t index = 0;
     const auto [end, error] = std::from_chars(version->data(), version->data() + version->size(), index);
     if (version->empty() || error != std::errc{} || end != version->data() + version->size()) {
@@ -465,7 +380,7 @@ DockerAnswer docker_update_service(const std::string& ref, std::string_view targ
 }
 
 bool wants_docker_logs(std::string_view target) {
-  return query_parameter(target, "stdout").has_value() || query_parameter(target, "stderr").has_value();
+  return query_parameter(query_of(target), "stdout").has_value() || query_parameter(query_of(target), "stderr").has_value();
 }
 
 std::string docker_stream_frame(std::uint8_t stream, std::string_view payload) {
@@ -503,13 +418,13 @@ DockerAnswer docker_logs(const Service& service, std::optional<std::uint64_t> on
   if (flag_parameter(target, "timestamps")) {
     bad_request("weft keeps no time per log line: ask again without --timestamps");
   }
-  if (const auto since = query_parameter(target, "since"); since && !since->empty() && *since != "0") {
+  if (const auto since = query_parameter(query_of(target), "since"); since && !since->empty() && *since != "0") {
     bad_request("weft keeps no time per log line: ask again without --since");
   }
   const bool to_stdout = flag_parameter(target, "stdout");
   if (!to_stdout && !flag_parameter(target, "stderr")) bad_request("Bad parameters: you must choose at least one stream");
   std::optional<std::uint64_t> tail;
-  if (const auto text = query_parameter(target, "tail"); text && !text->empty() && *text != "all") {
+  if (const auto text = query_parameter(query_of(target), "tail"); text && !text->empty() && *text != "all") {
     std::uint64_t lines = 0;
     const auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), lines);
     if (error != std::errc{} || end != text->data() + text->size()) {

@@ -18,29 +18,12 @@
 #include <boost/beast/http/status.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control/api/filters.h"
 #include "control/model/model.h"
 #include "control/model/service_model.h"
 #include "control/model/swarm_model.h"
 
 namespace weft::control::api {
-
-// Bounds on what a query may ask: the `filters` JSON, the values per key,
-// and one query parameter's length.
-inline constexpr std::size_t kMaxFiltersLength = 4096;
-inline constexpr std::size_t kMaxFilterValues = 64;
-inline constexpr std::size_t kMaxQueryValue = 256;
-
-// One parameter of a request target's query ("/tasks?filters=..."),
-// percent- and '+'-decoded; nullopt when absent. Throws
-// ApiError(BadRequest) for a malformed or overlong value.
-std::optional<std::string> query_parameter(std::string_view target, std::string_view name,
-                                           std::size_t max_length = kMaxQueryValue);
-
-// Docker's `filters` query parameter: {"name":["redis"]} or the older
-// {"name":{"redis":true}} the 20.10 CLI sends. Keys outside `accepted` are
-// refused as dockerd refuses them ("invalid filter 'x'").
-using DockerFilters = std::map<std::string, std::vector<std::string>>;
-DockerFilters parse_docker_filters(std::string_view target, const std::vector<std::string_view>& accepted);
 
 // A task's Docker id: 25 hex digits derived from its weft key
 // ("<service id>.<slot>@<node>"), so every node names it alike and the CLI's

@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "control/api/docker_services.h"
+#include "control/api/docker_engine.h"
+#include "control/api/events.h"
+#include "control/api/filters.h"
 #include "control/api/json.h"
 #include "control/api/services.h"
 #include "control/api/swarm.h"
@@ -29,6 +32,7 @@ struct Reply {
   std::string body;
   std::string_view content_type;  // empty: no body
   std::string allow;              // for 405 only
+  std::vector<std::pair<std::string, std::string>> headers{};  // more headers
 };
 
 Reply json_reply(http::status status, const json& body) {
@@ -46,8 +50,36 @@ Reply create_network(const Request& request, const Params&, Services& s) {
   return json_reply(http::status::created, json{{"Id", network.id}, {"Warning", ""}});
 }
 
-Reply list_networks(const Request&, const Params&, Services& s) {
-  return json_reply(http::status::ok, json(s.networks.list_networks()));
+// dockerd's network filters that mean something here: name (a part of
+// it), id (a prefix), driver, scope ("swarm": weft's networks all are).
+bool network_matches(const Network& network, const Filters& filters) {
+  for (const auto& [key, values] : filters) {
+    if (values.empty() || (key != "name" && key != "id" && key != "driver" && key != "scope")) continue;
+    bool ok = false;
+    for (const std::string& value : values) {
+      if (key == "name") ok = network.name.find(value) != std::string::npos;
+      else if (key == "id") ok = network.id.starts_with(value);
+      else if (key == "driver") ok = network.driver == value;
+      else if (key == "scope") ok = value == "swarm";
+      if (ok) break;
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Reply list_networks(const Request& request, const Params&, Services& s) {
+  Filters filters;
+  if (auto text = query_parameter(query_of(to_std(request.target())), "filters", kMaxFiltersLength); text && !text->empty())
+    filters = parse_filters(*text, {"name", "id", "driver", "scope", "type", "label", "dangling"});
+  json networks = json::array();
+  for (const Network& network : s.networks.list_networks()) {
+    // weft's networks have no labels, are never dangling, and are all custom.
+    if (filters.count("label") && !filters["label"].empty()) continue;
+    if (filters.count("type") && !filters["type"].empty() && !filters["type"].count("custom")) continue;
+    if (network_matches(network, filters)) networks.push_back(network);
+  }
+  return json_reply(http::status::ok, networks);
 }
 
 // A network reference from the path, bounded before the service sees it.
@@ -85,12 +117,71 @@ Reply list_endpoints(const Request&, const Params&, Services& s) {
   return json_reply(http::status::ok, json(s.networks.list_endpoints()));
 }
 
-Reply ping(const Request&, const Params&, Services&) {
-  return Reply{http::status::ok, "OK", "text/plain; charset=utf-8", {}};
+// dockerd's headers: clients negotiate their API version from Api-Version
+// (to_response) and learn the swarm's state from Swarm.
+Reply ping(const Request&, const Params&, Services& s) {
+  const bool active = s.docker && s.docker->swarm_active.load();
+  Reply reply{http::status::ok, "OK", "text/plain; charset=utf-8", {}};
+  // Every weft node takes swarm-wide changes, so an active one is a manager.
+  reply.headers = {{"Docker-Experimental", "false"},
+                   {"Swarm", active ? "active/manager" : "inactive"},
+                   {"OSType", "linux"},
+                   {"Cache-Control", "no-cache, no-store, must-revalidate"},
+                   {"Pragma", "no-cache"}};
+  return reply;
 }
 
-Reply version(const Request&, const Params&, Services&) {
-  return json_reply(http::status::ok, json{{"Version", kWeftVersion}, {"ApiVersion", kApiVersion}});
+HostFacts host_of(const Services& s) { return s.docker ? s.docker->host : host_facts(); }
+
+void remember_swarm_state(Services& s, bool active) {
+  if (s.docker) s.docker->swarm_active = active;
+}
+
+Reply version(const Request&, const Params&, Services& s) {
+  return json_reply(http::status::ok, version_json(host_of(s)));
+}
+
+Reply info(const Request&, const Params&, Services& s) {
+  std::optional<SwarmInfo> swarm;
+  std::vector<NodeInfo> nodes;
+  if (s.swarm) {
+    swarm = s.swarm->info();
+    remember_swarm_state(s, swarm->active);
+    if (swarm->active) {
+      try {
+        nodes = s.swarm->list_nodes();
+      } catch (const ApiError&) {
+        // Left meanwhile: no nodes.
+      }
+    }
+  }
+  const std::size_t networks = s.networks.list_networks().size();
+  return json_reply(http::status::ok, info_json(host_of(s), swarm ? &*swarm : nullptr, nodes, networks));
+}
+
+Reply not_implemented(const Request&, const Params&, Services&, const std::string& message) {
+  return error_reply(http::status::not_implemented, message);
+}
+
+Reply swarm_update(const Request& r, const Params& p, Services& s) {
+  return not_implemented(r, p, s,
+                         "weft's swarm has no settings to update, and its join token is the cluster's gossip key: "
+                         "a new token means a new swarm (`docker swarm leave` on every node, then `docker swarm "
+                         "init`)");
+}
+
+Reply swarm_unlock(const Request& r, const Params& p, Services& s) {
+  return not_implemented(r, p, s, "weft's swarm has no lock: there is nothing to unlock");
+}
+
+Reply update_node(const Request& r, const Params& p, Services& s) {
+  return not_implemented(r, p, s,
+                         "weft nodes have no role, availability or labels to change: every node is a peer "
+                         "(`docker node ls` shows them)");
+}
+
+Reply events_without_stream(const Request& r, const Params& p, Services& s) {
+  return not_implemented(r, p, s, "the event stream is served by the agent's API socket only");
 }
 
 // --- swarm and nodes ----------------------------------------------------------
@@ -102,33 +193,53 @@ SwarmService& swarm_of(Services& s) {
 
 Reply swarm_init(const Request& request, const Params&, Services& s) {
   const SwarmInitRequest init = parse_swarm_init(request.body());
-  return json_reply(http::status::ok, swarm_init_json(swarm_of(s).init(init)));
+  const SwarmInitResult result = swarm_of(s).init(init);
+  remember_swarm_state(s, true);
+  // dockerd answers the node's id as a JSON string.
+  if (is_docker_path(to_std(request.target()))) return json_reply(http::status::ok, json(result.node_id));
+  return json_reply(http::status::ok, swarm_init_json(result));
 }
 
 Reply swarm_join(const Request& request, const Params&, Services& s) {
   const SwarmJoinRequest join = parse_swarm_join(request.body());
   swarm_of(s).join(join);
+  remember_swarm_state(s, true);
   return json_reply(http::status::ok, json::object());
 }
 
 Reply swarm_leave(const Request& request, const Params&, Services& s) {
   swarm_of(s).leave(parse_swarm_leave(request.body()));
+  remember_swarm_state(s, false);
   return json_reply(http::status::ok, json::object());
 }
 
-Reply swarm_inspect(const Request&, const Params&, Services& s) {
-  return json_reply(http::status::ok, swarm_json(swarm_of(s).info()));
+Reply swarm_inspect(const Request& request, const Params&, Services& s) {
+  const SwarmInfo info = swarm_of(s).info();
+  remember_swarm_state(s, info.active);
+  if (!is_docker_path(to_std(request.target()))) return json_reply(http::status::ok, swarm_json(info));
+  if (!info.active) {
+    // dockerd's answer and words, which the CLI shows as they are.
+    return error_reply(http::status::service_unavailable,
+                       "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to "
+                       "connect this node to swarm and try again.");
+  }
+  return json_reply(http::status::ok, docker_swarm_json(info));
 }
 
-Reply list_nodes(const Request&, const Params&, Services& s) {
+// Docker's clients (a versioned path) get Docker's node; weft's CLI weft's.
+json node_json_for(const Request& request, const NodeInfo& node) {
+  return is_docker_path(to_std(request.target())) ? docker_node_json(node) : node_json(node);
+}
+
+Reply list_nodes(const Request& request, const Params&, Services& s) {
   json nodes = json::array();
-  for (const auto& n : swarm_of(s).list_nodes()) nodes.push_back(node_json(n));
+  for (const auto& n : swarm_of(s).list_nodes()) nodes.push_back(node_json_for(request, n));
   return json_reply(http::status::ok, nodes);
 }
 
-Reply inspect_node(const Request&, const Params& params, Services& s) {
+Reply inspect_node(const Request& request, const Params& params, Services& s) {
   const std::string& node = node_ref(params);
-  return json_reply(http::status::ok, node_json(swarm_of(s).get_node(node)));
+  return json_reply(http::status::ok, node_json_for(request, swarm_of(s).get_node(node)));
 }
 
 Reply remove_node(const Request&, const Params& params, Services& s) {
@@ -273,11 +384,17 @@ constexpr std::array kRoutes{
     Route{http::verb::post, "/swarm/init", swarm_init, kSwarm},
     Route{http::verb::post, "/swarm/join", swarm_join, kSwarm},
     Route{http::verb::post, "/swarm/leave", swarm_leave, kSwarm},
+    Route{http::verb::post, "/swarm/update", swarm_update, kNow},
+    Route{http::verb::get, "/swarm/unlockkey", swarm_unlock, kNow},
+    Route{http::verb::post, "/swarm/unlock", swarm_unlock, kNow},
     Route{http::verb::get, "/swarm", swarm_inspect, kRead},
     Route{http::verb::get, "/nodes", list_nodes, kRead},
     Route{http::verb::get, "/nodes/{id}", inspect_node, kRead},
     Route{http::verb::delete_, "/nodes/{id}", remove_node, kSwarm},
     Route{http::verb::get, "/api/v1/state", cluster_state, kRead},
+    Route{http::verb::post, "/nodes/{id}/update", update_node, kNow},
+    Route{http::verb::get, "/info", info, kRead},
+    Route{http::verb::get, "/events", events_without_stream, kNow},
     Route{http::verb::get, "/_ping", ping, kNow},
     Route{http::verb::head, "/_ping", ping, kNow},  // how Docker clients probe first
     Route{http::verb::get, "/version", version, kNow},
@@ -343,9 +460,20 @@ std::optional<Params> match(std::string_view pattern, const std::vector<std::str
   return params;
 }
 
+// dockerd's answer to a path that names an API version it does not serve.
+std::optional<Reply> refuse_version(const Request& request) {
+  std::string_view target = to_std(request.target());
+  if (!is_docker_path(target)) return std::nullopt;
+  target.remove_prefix(1);
+  const auto version = parse_version_segment(target.substr(0, target.find_first_of("/?#")));
+  if (auto message = unsupported_version_message(*version)) return error_reply(http::status::bad_request, *message);
+  return std::nullopt;
+}
+
 Reply route(const Request& request, Services& services) {
   const auto segments = path_segments(to_std(request.target()));
   if (!segments) return error_reply(http::status::bad_request, "malformed percent-encoding in request path");
+  if (auto refused = refuse_version(request)) return std::move(*refused);
 
   std::string allowed;  // methods of routes whose path matched
   for (const Route& candidate : kRoutes) {
@@ -364,7 +492,11 @@ Reply route(const Request& request, Services& services) {
       return error_reply(http::status::internal_server_error, e.what());
     }
   }
-  if (allowed.empty()) return error_reply(http::status::not_found, "page not found");
+  if (allowed.empty()) {
+    if (auto message = not_implemented_message(segments->front()))
+      return error_reply(http::status::not_implemented, *message);
+    return error_reply(http::status::not_found, "page not found");
+  }
   Reply reply = error_reply(http::status::method_not_allowed, "method not allowed");
   reply.allow = std::move(allowed);
   return reply;
@@ -387,6 +519,7 @@ Response to_response(const Request& request, Reply reply) {
   response.set("Api-Version", to_beast(kApiVersion));
   if (!reply.content_type.empty()) response.set(http::field::content_type, to_beast(reply.content_type));
   if (!reply.allow.empty()) response.set(http::field::allow, reply.allow);
+  for (const auto& [name, value] : reply.headers) response.set(name, value);
   response.body() = std::move(reply.body);
   response.keep_alive(request.keep_alive());
   response.prepare_payload();
@@ -442,6 +575,25 @@ std::string_view route_pattern(const Request& request) {
 
 Response error_response(const Request& request, http::status status, const std::string& message) {
   return to_response(request, error_reply(status, message));
+}
+
+bool is_event_stream_request(const Request& request) {
+  if (request.method() != http::verb::get) return false;
+  const auto segments = path_segments(to_std(request.target()));
+  return segments && segments->size() == 1 && segments->front() == "events";
+}
+
+std::optional<Response> refuse_event_stream(const Request& request, const Services& services) {
+  if (auto refused = refuse_version(request)) return to_response(request, std::move(*refused));
+  if (!services.docker) return error_response(request, http::status::not_implemented, "this agent has no event stream");
+  const std::string_view target = to_std(request.target());
+  const auto question = target.find('?');
+  try {
+    if (question != std::string_view::npos) parse_event_query(target.substr(question + 1));
+  } catch (const ApiError& e) {
+    return error_response(request, static_cast<http::status>(e.http_status()), e.what());
+  }
+  return std::nullopt;
 }
 
 }  // namespace weft::control::api

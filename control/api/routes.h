@@ -35,12 +35,17 @@ using Response = http::response<http::string_body>;
 // What the routes call: the swarm routes answer 500 while `swarm` is null
 // (an agent built without cluster support, or API tests), the service and
 // load-balancer routes while `services` is.
+struct DockerEngineState;  // docker_engine.h
 struct Services {
   NetworkService& networks;
   SwarmService* swarm = nullptr;
   ServiceApi* services = nullptr;
   // `GET /api/v1/state` (the live page's state JSON, for `weft top`); 500 while null.
   const observe::StateView* state = nullptr;
+  // Host facts, the event bus and the cached swarm state of the Docker
+  // routes (docker_engine.h); when null, /events answers 501 and the rest
+  // works from fresh facts.
+  DockerEngineState* docker = nullptr;
 };
 
 Response handle_request(const Request& request, Services services);
@@ -73,6 +78,13 @@ std::string_view route_pattern(const Request& request);
 // An error response with the same headers handle_request gives one:
 // {"message": ...}, the request's HTTP version and keep-alive.
 Response error_response(const Request& request, http::status status, const std::string& message);
+
+// `GET /events` (any API version): the transport streams these itself
+// (server.cpp) instead of calling handle_request.
+bool is_event_stream_request(const Request& request);
+// The response that refuses or ends a request for the event stream before
+// it starts (bad version or query, no event bus), else nullopt.
+std::optional<Response> refuse_event_stream(const Request& request, const Services& services);
 
 // Decodes %XX escapes in one path segment; nullopt when an escape is
 // malformed or decodes to '/' or NUL, which no name or id contains.

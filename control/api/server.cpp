@@ -8,10 +8,13 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <list>
@@ -26,6 +29,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
@@ -34,6 +38,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "control/api/docker_engine.h"
+#include "control/api/events.h"
 #include "control/api/json.h"
 #include "control/api/request_counters.h"
 #include "control/api/routes.h"
@@ -64,6 +70,11 @@ constexpr std::chrono::seconds kWarningInterval{10};
 // Below this many connections at the peak, giving memory back is not worth a
 // malloc_trim; above it, the heap is trimmed once three quarters have closed.
 constexpr std::size_t kTrimAfterPeak = 64;
+// Event streams (`GET /events`) open at once; one more is answered 503.
+constexpr std::size_t kMaxEventStreams = 32;
+// Events written to a stream and not yet taken by its client; a client this
+// far behind is disconnected rather than buffered for.
+constexpr std::size_t kMaxStreamBacklogBytes = 1024 * 1024;
 
 using Clock = std::chrono::steady_clock;
 
@@ -223,6 +234,16 @@ class RequestDispatcher : public std::enable_shared_from_this<RequestDispatcher>
   }
 
   std::size_t workers() const { return workers_; }
+  const Services& services() const { return services_; }
+
+  // Event streams, io thread only: a stream holds no worker, only its
+  // connection, and at most kMaxEventStreams are open.
+  bool begin_stream() {
+    if (stopped_ || streams_ >= kMaxEventStreams) return false;
+    ++streams_;
+    return true;
+  }
+  void end_stream() { --streams_; }
 
  private:
   // On the io thread: hands the request to a worker.
@@ -245,6 +266,7 @@ class RequestDispatcher : public std::enable_shared_from_this<RequestDispatcher>
   asio::thread_pool pool_;
   RequestScheduler scheduler_;  // io thread only
   SparseLog refused_log_;       // io thread only
+  std::size_t streams_ = 0;     // io thread only
   std::atomic<bool> stopped_ = false;
 };
 
@@ -256,8 +278,9 @@ namespace {
 // again (keep-alive).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  // Handling: a worker runs the request's handler.
-  enum class State { Idle, Reading, Handling, Writing, Closed };
+  // Handling: a worker runs the request's handler. Streaming: the
+  // connection carries an event stream until it ends or the client goes.
+  enum class State { Idle, Reading, Handling, Writing, Streaming, Closed };
   using List = std::list<std::shared_ptr<Connection>>;
 
   Connection(local::socket socket, std::shared_ptr<api::RequestDispatcher> dispatcher, const ApiServerLimits& limits,
@@ -281,6 +304,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (state_ == State::Closed) return;
     const auto self = shared_from_this();  // the listener may hold the last reference
     enter(State::Closed);
+    end_event_stream();
     boost::system::error_code ignored;
     stream_.socket().shutdown(local::socket::shutdown_both, ignored);
     stream_.close();
@@ -343,6 +367,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     auto request = std::make_shared<const api::Request>(parser_->release());
     parser_.reset();
+    if (api::is_event_stream_request(*request)) return start_event_stream(*request);
     enter(State::Handling);
     dispatcher_->dispatch(request, [self = shared_from_this(), request, started = Clock::now()](api::Response response) {
       self->on_handled(*request, std::move(response), started);
@@ -357,8 +382,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     api::request_counters().record(api::route_pattern(request), status);
     spdlog::debug("api: {} {} -> {} ({} us)", as_std(request.method_string()), as_std(request.target()), status,
                   micros);
-    // A 503 is a refusal the dispatcher has logged already, sparsely.
-    if (status >= 500 && status != 503) {
+    // A 503 is a refusal the dispatcher has logged already, sparsely; a 501
+    // (what weft is not, docker_engine.h) is any client's to ask for and
+    // costs no warning.
+    if (status >= 500 && status != 503 && status != 501) {
       spdlog::warn("api: {} {} failed: {}", as_std(request.method_string()), as_std(request.target()),
                    response_.body());
     }
@@ -394,6 +421,127 @@ class Connection : public std::enable_shared_from_this<Connection> {
     wait_for_request();
   }
 
+  // --- the event stream (GET /events) ---------------------------------------
+
+  void start_event_stream(const api::Request& request) {
+    const Clock::time_point started = Clock::now();
+    enter(State::Handling);
+    const api::Services& services = dispatcher_->services();
+    if (auto refusal = api::refuse_event_stream(request, services)) {
+      return on_handled(request, std::move(*refusal), started);
+    }
+    if (!dispatcher_->begin_stream()) {
+      return on_handled(request,
+                        api::error_response(request, http::status::service_unavailable,
+                                            "too many event streams are open (" + std::to_string(kMaxEventStreams) +
+                                                "); try again later"),
+                        started);
+    }
+    streaming_ = true;
+    const std::string_view target = as_std(request.target());
+    const auto question = target.find('?');
+    query_ = api::parse_event_query(question == std::string_view::npos ? "" : target.substr(question + 1));
+    chunked_ = request.version() >= 11;
+    enter(State::Streaming);
+    stream_.expires_never();
+    spdlog::debug("api: {} -> event stream", as_std(request.target()));
+
+    std::string head = std::string("HTTP/") + (chunked_ ? "1.1" : "1.0") +
+                       " 200 OK\r\nServer: weftd/" + std::string(api::kWeftVersion) +
+                       "\r\nApi-Version: " + std::string(api::kApiVersion) +
+                       "\r\nDocker-Experimental: false\r\nOstype: linux\r\nContent-Type: application/json\r\n" +
+                       (chunked_ ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n") + "\r\n";
+    enqueue(std::move(head));
+
+    events_ = &services.docker->events;
+    std::vector<api::DockerEvent> backlog;
+    subscription_ = events_->subscribe(
+        [weak = weak_from_this(), executor = stream_.get_executor()](const api::DockerEvent& event) {
+          asio::post(executor, [weak, event] {
+            if (auto self = weak.lock()) self->on_event(event);
+          });
+        },
+        query_.since_nano, backlog);
+    for (const auto& event : backlog) on_event(event);
+
+    const std::int64_t now = api::now_nano();
+    if (query_.until_nano && *query_.until_nano <= now) return finish_stream();
+    // An `until` more than a year away is as good as none: the stream lasts
+    // until the client goes (and the timer's arithmetic stays in range).
+    constexpr std::int64_t kLongestUntilNano = 366LL * 24 * 3600 * 1'000'000'000;
+    if (query_.until_nano && *query_.until_nano - now <= kLongestUntilNano) {
+      until_timer_.emplace(stream_.get_executor());
+      until_timer_->expires_after(std::chrono::nanoseconds(*query_.until_nano - now));
+      until_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+        if (auto self = weak.lock(); self && !ec) self->finish_stream();
+      });
+    }
+    // The client sends nothing more: whatever arrives, or the end of the
+    // connection, ends the stream.
+    stream_.socket().async_read_some(asio::buffer(probe_), [self = shared_from_this()](beast::error_code, std::size_t) {
+      if (self->state_ == State::Streaming) self->close();
+    });
+  }
+
+  void on_event(const api::DockerEvent& event) {
+    if (state_ != State::Streaming || ending_) return;
+    if (query_.since_nano && event.time_nano < *query_.since_nano) return;
+    if (query_.until_nano && event.time_nano > *query_.until_nano) return;
+    if (!query_.matches(event)) return;
+    std::string line = api::dump(api::event_json(event)) + "\n";
+    if (!chunked_) return enqueue(std::move(line));
+    char size[20];
+    std::snprintf(size, sizeof size, "%zx\r\n", line.size());
+    enqueue(size + line + "\r\n");
+  }
+
+  // until has passed: the stream ends cleanly (the last chunk), then the
+  // connection.
+  void finish_stream() {
+    if (state_ != State::Streaming || ending_) return;
+    if (chunked_) enqueue("0\r\n\r\n");
+    ending_ = true;
+    if (!writing_) close();
+  }
+
+  void enqueue(std::string bytes) {
+    if (stream_backlog_bytes_ + bytes.size() > kMaxStreamBacklogBytes) {
+      if (auto held_back = slow_stream_log_.admit())
+        spdlog::warn("api: an event stream's client is {} bytes behind; closing it ({} more since the last report)",
+                     stream_backlog_bytes_, *held_back);
+      return close();
+    }
+    stream_backlog_bytes_ += bytes.size();
+    outgoing_.push_back(std::move(bytes));
+    if (!writing_) write_next();
+  }
+
+  void write_next() {
+    if (outgoing_.empty()) {
+      writing_ = false;
+      if (ending_) close();
+      return;
+    }
+    writing_ = true;
+    asio::async_write(stream_, asio::buffer(outgoing_.front()),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (self->state_ != State::Streaming) return;
+                        if (ec) return self->close();
+                        self->stream_backlog_bytes_ -= self->outgoing_.front().size();
+                        self->outgoing_.pop_front();
+                        self->write_next();
+                      });
+  }
+
+  void end_event_stream() {
+    if (!streaming_) return;
+    streaming_ = false;
+    if (events_) events_->unsubscribe(subscription_);
+    events_ = nullptr;
+    if (until_timer_) until_timer_->cancel();
+    dispatcher_->end_stream();
+  }
+
   beast::basic_stream<local> stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;  // while a request is read
@@ -403,6 +551,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::function<void(Connection&)> on_closed_;
   State state_ = State::Idle;
   Clock::time_point state_since_ = Clock::now();
+  // The event stream's, io thread only.
+  bool streaming_ = false;
+  bool chunked_ = true;
+  bool ending_ = false;
+  bool writing_ = false;
+  api::EventQuery query_;
+  api::EventBus* events_ = nullptr;
+  std::uint64_t subscription_ = 0;
+  std::optional<asio::steady_timer> until_timer_;
+  std::deque<std::string> outgoing_;
+  std::size_t stream_backlog_bytes_ = 0;
+  std::array<char, 64> probe_{};
+  SparseLog slow_stream_log_;
 };
 
 bool is_out_of_descriptors(const boost::system::error_code& ec) {

@@ -20,6 +20,10 @@
 //   gets a 503 at once instead of a place in a queue.
 // - the handler's response is posted back to the io thread, which writes it
 //   on the connection (or drops it if the connection has closed meanwhile).
+// - `GET /events` holds no worker: the connection subscribes to the
+//   DockerEngineState's EventBus and writes each event as a chunk on the io
+//   thread until `until`, the client closing, or the client falling 1 MiB
+//   behind; at most 32 streams at once (then 503).
 // So handlers run on several threads at once. What they call is safe for
 // that: NetworkManager holds one mutex per call (released while it waits for
 // a donation); Cluster runs every swarm operation on its gossip thread

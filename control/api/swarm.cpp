@@ -48,9 +48,14 @@ SwarmInitRequest parse_swarm_init(const std::string& body) {
   SwarmInitRequest request;
   if (auto it = j.find("AdvertiseAddr"); it != j.end() && !it->is_null()) {
     if (!it->is_string()) bad_request("AdvertiseAddr must be a string");
-    request.advertise_addr = it->get<std::string>();
-    names::validate_text("AdvertiseAddr", *request.advertise_addr, names::kMaxAddress);
+    std::string address = it->get<std::string>();
+    names::validate_text("AdvertiseAddr", address, names::kMaxAddress);
+    // Docker's CLI sends "" without --advertise-addr: the agent's own.
+    if (!address.empty()) request.advertise_addr = std::move(address);
   }
+  // ListenAddr, DataPathAddr, DataPathPort, DefaultAddrPool, Spec... (what
+  // Docker's CLI sends) are the agent's flags here (--bind,
+  // --default-addr-pool) and are ignored.
   return request;
 }
 

@@ -683,9 +683,13 @@ SwarmInitResult Cluster::init(const SwarmInitRequest& request) {
   auto& s = *state_;
   return s.call([&] {
     if (s.active) conflict("this node is already part of a swarm: run `weft swarm leave` first");
-    if (request.advertise_addr && *request.advertise_addr != s.config.advertise_addr)
+    // Docker's clients may add a port (2377): the gossip port is the
+    // agent's --bind, so only the address has to match.
+    if (request.advertise_addr && *request.advertise_addr != s.config.advertise_addr &&
+        request.advertise_addr->substr(0, request.advertise_addr->rfind(':')) != s.config.advertise_addr)
       throw ApiError(ApiError::Kind::BadRequest,
-                     "the advertise address is the agent's (--advertise-addr " + s.config.advertise_addr + ")");
+                     "the advertise address is the agent's (--advertise-addr " + s.config.advertise_addr +
+                         "): leave it out, or restart the agent with another --advertise-addr");
     s.remove_saved_tables();
     auto key = generate_gossip_key();
     s.activate(gossip::Bytes(key.begin(), key.end()), random_node_id(), false);

@@ -773,7 +773,8 @@ std::vector<TaskLog> Supervisor::logs_by_slot(const std::string& service_id, std
     std::uint64_t slot = 0;
     const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), slot);
     if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size()) continue;
-    logs.push_back(TaskLog{.slot = slot, .text = impl_->tail(entry.path(), max_bytes)});
+    bool cut = false;  // the older part beyond max_bytes is left out, as docker service logs --tail does
+    logs.push_back(TaskLog{.slot = slot, .text = impl_->tail(entry.path(), max_bytes, cut)});
   }
   std::sort(logs.begin(), logs.end(), [](const TaskLog& a, const TaskLog& b) { return a.slot < b.slot; });
   return logs;

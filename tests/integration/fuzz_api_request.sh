@@ -30,6 +30,12 @@ seed '\x01/swarm/init\n{"AdvertiseAddr": "192.0.2.11:7946"}'
 seed '\x01/swarm/join\n{"JoinToken": "WEFT-1-abc-0123", "RemoteAddrs": ["192.0.2.11:7946"]}'
 seed '\x00/nodes/node1'
 seed '\x03/_ping'
+seed '\x00/v1.41/info'
+seed '\x00/v1.41/nodes'
+seed '\x00/v1.41/swarm'
+seed '\x00/v1.99/version'
+seed '\x00/v1.41/containers/json'
+seed '\x01/v1.41/swarm/init\n{"ListenAddr":"0.0.0.0:2377","AdvertiseAddr":"","DataPathPort":0,"Spec":{"Labels":null}}'
 
 fuzz_run "$fuzzer" "$work" "$seconds" -timeout=10
 echo "fuzzed API request handling for ${seconds}s without a crash"

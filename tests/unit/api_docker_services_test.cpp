@@ -493,14 +493,14 @@ TEST_F(ApiDockerServicesTest, CreateWithAnImageShowsTheWeftCommand) {
 }
 
 TEST(DockerQuery, ParametersAreDecodedAndBounded) {
-  EXPECT_EQ(query_parameter("/tasks?a=1&filters=%7B%7D+x", "filters"), "{} x");
-  EXPECT_EQ(query_parameter("/tasks?a=1", "filters"), std::nullopt);
-  EXPECT_THROW(query_parameter("/tasks?filters=%zz", "filters"), ApiError);
-  EXPECT_THROW(query_parameter("/tasks?filters=%00", "filters"), ApiError);
-  EXPECT_THROW(query_parameter("/tasks?f=" + std::string(300, 'a'), "f", 256), ApiError);
+  EXPECT_EQ(query_parameter(query_of("/tasks?a=1&filters=%7B%7D+x"), "filters"), "{} x");
+  EXPECT_EQ(query_parameter(query_of("/tasks?a=1"), "filters"), std::nullopt);
+  EXPECT_THROW(query_parameter(query_of("/tasks?filters=%zz"), "filters"), ApiError);
+  EXPECT_THROW(query_parameter(query_of("/tasks?filters=%00"), "filters"), ApiError);
+  EXPECT_THROW(query_parameter(query_of("/tasks?f=" + std::string(300, 'a')), "f", 256), ApiError);
   std::string many = "%7B%22id%22%3A%5B";
   for (int i = 0; i < 65; ++i) many += std::string(i ? "%2C" : "") + "%22a%22";
-  EXPECT_THROW(parse_docker_filters("/tasks?filters=" + many + "%5D%7D", {"id"}), ApiError);
+  EXPECT_THROW(filters_of("/tasks?filters=" + many + "%5D%7D", {"id"}), ApiError);
 }
 
 }  // namespace

@@ -262,7 +262,8 @@ TEST_F(ApiRoutesTest, PingAndVersion) {
 
   const Response version = send(http::verb::get, "/version");
   EXPECT_EQ(version.result_int(), 200u);
-  EXPECT_EQ(body_json(version), (json{{"Version", "0.1.0"}, {"ApiVersion", "1.41"}}));
+  EXPECT_EQ(body_json(version).at("Version"), "0.1.0");
+  EXPECT_EQ(body_json(version).at("ApiVersion"), "1.41");
 }
 
 TEST_F(ApiRoutesTest, HeadPingHasGetHeadersButNoBody) {
@@ -304,7 +305,8 @@ TEST_F(ApiRoutesTest, CreateIsALiteralOnlyForPost) {
 }
 
 TEST_F(ApiRoutesTest, UnknownRouteIs404AndWrongMethodIs405) {
-  const Response unknown = send(http::verb::get, "/containers/json");
+  // (/containers/json is a 501 naming the weft command: api_docker_test.cpp)
+  const Response unknown = send(http::verb::get, "/nothing/here");
   EXPECT_EQ(unknown.result_int(), 404u);
   EXPECT_EQ(message_of(unknown), "page not found");
   EXPECT_EQ(send(http::verb::get, "/networks/web/connect/extra").result_int(), 404u);

@@ -1,0 +1,145 @@
+#include "control/api/event_watcher.h"
+
+#include <exception>
+
+#include <spdlog/spdlog.h>
+
+namespace weft::control::api {
+
+ClusterEventWatcher::ClusterEventWatcher(EventBus& bus, NetworkService& networks, SwarmService* swarm,
+                                         std::chrono::milliseconds period, std::atomic<bool>* swarm_active,
+                                         ServiceApi* services)
+    : bus_(bus),
+      networks_(networks),
+      swarm_(swarm),
+      period_(period),
+      swarm_active_(swarm_active),
+      services_(services) {}
+
+ClusterEventWatcher::~ClusterEventWatcher() { stop(); }
+
+void ClusterEventWatcher::start() {
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      lock.unlock();
+      try {
+        poll();
+      } catch (const std::exception& e) {
+        spdlog::debug("events: listing failed: {}", e.what());
+      }
+      lock.lock();
+      wake_.wait_for(lock, period_, [this] { return stopping_ || changed_; });
+      changed_ = false;
+    }
+  });
+}
+
+void ClusterEventWatcher::changed() {
+  {
+    std::lock_guard lock(mutex_);
+    changed_ = true;
+  }
+  wake_.notify_all();
+}
+
+void ClusterEventWatcher::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ClusterEventWatcher::poll() {
+  std::lock_guard lock(poll_mutex_);
+  diff_networks();
+  diff_nodes();
+  diff_services();
+  first_ = false;
+}
+
+void ClusterEventWatcher::diff_services() {
+  if (services_ == nullptr) return;
+  for (ServiceEvent& e : service_diff_.next(services_->list_services())) {
+    bus_.publish(DockerEvent{.type = "service",
+                             .action = std::move(e.action),
+                             .actor_id = std::move(e.service_id),
+                             .attributes = std::move(e.attributes)});
+  }
+}
+
+void ClusterEventWatcher::poll_networks() {
+  std::lock_guard lock(poll_mutex_);
+  // Before the first full comparison there is no baseline to compare with.
+  if (!first_) diff_networks();
+}
+
+void ClusterEventWatcher::diff_networks() {
+  std::map<std::string, NetworkSeen> networks;
+  for (const Network& n : networks_.list_networks()) networks[n.id] = {n.name, n.driver};
+  std::map<std::string, EndpointSeen> endpoints;
+  for (const Endpoint& e : networks_.list_endpoints()) endpoints[e.id] = {e.network_id, e.name};
+
+  auto network_event = [&](const std::string& action, const std::string& id, const NetworkSeen& n) {
+    DockerEvent event{.type = "network", .action = action, .actor_id = id,
+                      .attributes = {{"name", n.name}, {"type", n.driver}}};
+    return event;
+  };
+  auto endpoint_event = [&](const std::string& action, const std::string& id, const EndpointSeen& e,
+                            const std::map<std::string, NetworkSeen>& names) {
+    auto event = network_event(action, e.network_id, names.count(e.network_id) ? names.at(e.network_id)
+                                                                                : NetworkSeen{"", "overlay"});
+    event.attributes["container"] = id;  // Docker names the container; weft's endpoint stands in
+    if (!e.name.empty()) event.attributes["endpoint"] = e.name;
+    return event;
+  };
+
+  if (!first_) {
+    for (const auto& [id, n] : networks)
+      if (!networks_seen_.count(id)) bus_.publish(network_event("create", id, n));
+    for (const auto& [id, e] : endpoints)
+      if (!endpoints_seen_.count(id)) bus_.publish(endpoint_event("connect", id, e, networks));
+    for (const auto& [id, e] : endpoints_seen_)
+      if (!endpoints.count(id)) bus_.publish(endpoint_event("disconnect", id, e, networks_seen_));
+    for (const auto& [id, n] : networks_seen_)
+      if (!networks.count(id)) bus_.publish(network_event("destroy", id, n));
+  }
+  networks_seen_ = std::move(networks);
+  endpoints_seen_ = std::move(endpoints);
+}
+
+void ClusterEventWatcher::diff_nodes() {
+  std::map<std::string, NodeSeen> nodes;
+  if (swarm_) {
+    try {
+      for (const NodeInfo& n : swarm_->list_nodes()) nodes[n.id] = {n.hostname, n.status};
+      if (swarm_active_) *swarm_active_ = true;
+    } catch (const ApiError&) {
+      // Not in a swarm: no nodes.
+      if (swarm_active_) *swarm_active_ = false;
+    }
+  }
+  auto node_event = [](const std::string& action, const std::string& id, const NodeSeen& n) {
+    return DockerEvent{.type = "node", .action = action, .actor_id = id, .attributes = {{"name", n.hostname}}};
+  };
+  if (!first_) {
+    for (const auto& [id, n] : nodes) {
+      auto seen = nodes_seen_.find(id);
+      if (seen == nodes_seen_.end()) {
+        bus_.publish(node_event("create", id, n));
+      } else if (seen->second.state != n.state) {
+        auto event = node_event("update", id, n);
+        event.attributes["state.old"] = seen->second.state;
+        event.attributes["state.new"] = n.state;
+        bus_.publish(event);
+      }
+    }
+    for (const auto& [id, n] : nodes_seen_)
+      if (!nodes.count(id)) bus_.publish(node_event("remove", id, n));
+  }
+  nodes_seen_ = std::move(nodes);
+}
+
+}  // namespace weft::control::api
