@@ -86,6 +86,9 @@ Filters parse_filters(const std::string& text, const std::set<std::string>& keys
   if (filters.is_discarded() || !filters.is_object()) bad_request("filters must be a JSON object");
   for (const auto& [key, values] : filters.items()) {
     if (!keys.count(key)) bad_request("invalid filter '" + key.substr(0, 64) + "'");
+    // Counted as given, before duplicates fold: the bound is on the work.
+    if ((values.is_object() || values.is_array()) && values.size() > kMaxFilterValues)
+      bad_request("filters: too many values for " + key.substr(0, 64));
     // {"type": {"network": true}} (Docker's clients) or {"type": ["network"]}.
     if (values.is_object()) {
       for (const auto& [value, enabled] : values.items())
