@@ -134,6 +134,14 @@ check_eq "weft service ls agrees: 3/3" "$(tb_weft 1 service ls | awk '$2 == "pin
 out=$(dk 2 service update --replicas 1 --detach pinger 2>&1)
 check_eq "docker service update --replicas 1 prints the service" "$out" pinger
 check "docker service ls: 1/1" wait_for 40 replicas_are 1 1/1
+# Without --detach the CLI follows the tasks through /tasks and /nodes until
+# they run (Docker's "verify: Service converged").
+out=$(DOCKER_CONFIG="$TESTBED_RUN_DIR/docker-config" timeout 90 "$DOCKER" -H "$(tb_host 1)" service scale pinger=2 2>&1)
+check_match "docker service scale pinger=2 (attached) waits until the service converges" "$out" 'converged'
+check_match "docker service ps shows the nodes' hostnames" \
+  "$(dk 1 service ps pinger --format '{{.Node}}' | sort -u | tr '\n' ' ')" '^(node[0-9] ?)+$'
+out=$(dk 1 service update --replicas 1 --detach pinger 2>&1)
+check "docker service ls: 1/1 again" wait_for 40 replicas_are 1 1/1
 out=$(dk 1 service update --image alpine --detach pinger 2>&1)
 check_match "docker service update --image is refused, naming the field" "$out" \
   'weft can change only .*TaskTemplate\.ContainerSpec\.Image'
