@@ -11,6 +11,7 @@
 #include "control/model/record_json.h"
 #include "control/network/state_file.h"
 #include "control/services/service_spec.h"
+#include "control/services/service_store.h"
 
 namespace weft::control::services {
 namespace fs = std::filesystem;
@@ -18,7 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kStateVersion = 1;
 constexpr const char* kVipOwnerPrefix = "service:";
 
 [[noreturn]] void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
@@ -36,27 +36,11 @@ std::string vip_owner(const std::string& service_id) { return kVipOwnerPrefix + 
 struct ServiceManager::Impl {
   Impl(ServiceManagerConfig c, ServiceNetworks& n) : config(std::move(c)), networks(n) {}
 
-  fs::path state_path() const { return config.state_dir / "services.json"; }
-
   // Durable (fsync'ed): a service whose create was answered survives a crash.
-  void persist() {
-    json state = {{"version", kStateVersion}, {"services", json::array()}};
-    for (const auto& [id, s] : local) state["services"].push_back(service_record(s));
-    network::write_file_atomically(state_path(), state.dump(2) + "\n");
-  }
+  void persist(const Service& s) { store.write(s); }
 
   void load() {
-    auto text = network::read_file(state_path());
-    if (!text) return;
-    try {
-      const auto state = json::parse(*text);
-      for (const auto& j : state.at("services")) {
-        auto s = service_from_record(j);
-        local.emplace(s.id, s);
-      }
-    } catch (const json::exception& e) {
-      throw std::runtime_error("state file " + state_path().string() + " is corrupt: " + e.what());
-    }
+    for (auto& [id, s] : store.load()) local.emplace(id, std::move(s));
   }
 
   // Docker's order: full id, then exact name, then unique id prefix.
@@ -107,7 +91,7 @@ struct ServiceManager::Impl {
   void remove_local(const Service& s, bool must_persist) {
     local.erase(s.id);
     try {
-      persist();
+      store.remove(s.id);
     } catch (const std::exception& e) {
       if (must_persist) {
         local.emplace(s.id, s);
@@ -180,6 +164,7 @@ struct ServiceManager::Impl {
   }
 
   ServiceManagerConfig config;
+  ServiceStore store{config.state_dir};
   ServiceNetworks& networks;
   std::mutex mutex;
   std::map<std::string, Service> local;   // created here, by id
@@ -274,7 +259,7 @@ Service ServiceManager::update_service(const std::string& name_or_id, const Serv
       const Service before = it->second;
       it->second = s;
       try {
-        self.persist();
+        self.persist(s);
       } catch (const std::exception& e) {
         it->second = before;
         throw ApiError(ApiError::Kind::Internal, "cannot update service " + s.name +
@@ -394,7 +379,7 @@ Service ServiceManager::create_service(const ServiceSpec& spec) {
       check_name_free();  // again: the lock was released meanwhile
       self.local.emplace(s.id, s);
       try {
-        self.persist();
+        self.persist(s);
       } catch (const std::exception& e) {
         self.local.erase(s.id);
         throw ApiError(ApiError::Kind::Internal, "cannot create service " + s.name +
@@ -561,7 +546,7 @@ void ServiceManager::apply_remote_service(const Service& service) {
       mine.restart_condition = service.restart_condition;
       mine.version = service.version;
       try {
-        impl_->persist();
+        impl_->persist(mine);
       } catch (const std::exception& e) {
         spdlog::error("service {}: cannot record an update from the cluster: {}", mine.name, e.what());
       }

@@ -27,7 +27,7 @@ namespace weft::control::services {
 
 struct ServiceManagerConfig {
   std::string node_name;
-  std::filesystem::path state_dir;  // services.json goes here
+  std::filesystem::path state_dir;  // services/<id>.json go here (service_store.h)
 };
 
 // The owner recorded with a service's virtual IP reservations.
