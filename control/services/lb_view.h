@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,8 +42,51 @@ struct LbAttachPoint {
   std::string host_ifname;  // in the network's namespace
 };
 
+// The services of a view: an immutable list shared with the service
+// manager (and every other view of the same moment) rather than a copy per
+// view; changed in place only by its sole holder, otherwise copied first
+// (tests and tools build views by hand).
+class ServiceList {
+ public:
+  using List = std::vector<Service>;
+  ServiceList() = default;
+  ServiceList(std::initializer_list<Service> services) : list_(std::make_shared<List>(services)) {}
+  explicit ServiceList(std::shared_ptr<const List> shared) : list_(std::move(shared)) {}
+
+  const List& list() const { return list_ ? *list_ : no_services(); }
+  List::const_iterator begin() const { return list().begin(); }
+  List::const_iterator end() const { return list().end(); }
+  std::size_t size() const { return list().size(); }
+  bool empty() const { return list().empty(); }
+  const Service& at(std::size_t i) const { return list().at(i); }
+  const Service& operator[](std::size_t i) const { return list()[i]; }
+  const Service& back() const { return list().back(); }
+
+  // Copy on write.
+  List& mutate() {
+    if (!list_ || list_.use_count() > 1) {
+      auto copy = std::make_shared<List>(list());
+      list_ = copy;
+      return *copy;
+    }
+    // Made as a mutable List (above or by the manager) and held by no one else.
+    return const_cast<List&>(*list_);
+  }
+  Service& operator[](std::size_t i) { return mutate()[i]; }
+  Service& back() { return mutate().back(); }
+  void push_back(Service s) { mutate().push_back(std::move(s)); }
+  void clear() { list_.reset(); }
+
+ private:
+  static const List& no_services() {
+    static const List none;
+    return none;
+  }
+  std::shared_ptr<const List> list_;
+};
+
 struct LbView {
-  std::vector<Service> services;       // every service known here (vip and dnsrr)
+  ServiceList services;                // every service known here (vip and dnsrr)
   std::vector<Endpoint> backends;      // every endpoint with a service_id, on any node
   std::vector<LbNetwork> networks;     // networks with a namespace on this node
   std::vector<LbAttachPoint> attach_points;

@@ -90,11 +90,13 @@ struct ServiceManager::Impl {
   // reservations without an owner, which the next reconcile releases).
   void remove_local(const Service& s, bool must_persist) {
     local.erase(s.id);
+    snapshot.reset();
     try {
       store.remove(s.id);
     } catch (const std::exception& e) {
       if (must_persist) {
         local.emplace(s.id, s);
+        snapshot.reset();
         throw ApiError(ApiError::Kind::Internal, "cannot remove service " + s.name +
                                                      ": cannot record it in the state file: " + e.what() +
                                                      "; the service is unchanged");
@@ -169,6 +171,21 @@ struct ServiceManager::Impl {
   std::mutex mutex;
   std::map<std::string, Service> local;   // created here, by id
   std::map<std::string, Service> remote;  // other nodes', by id
+  // Every service (local, then remote) as one immutable list that readers
+  // share (the load balancer's view per apply, the DNS per sync, the tasks)
+  // until the next change: each change drops it under `mutex`, the next
+  // reader builds it once. Before, each reader copied every service.
+  std::shared_ptr<const std::vector<Service>> snapshot;
+  std::shared_ptr<const std::vector<Service>> all_services() {
+    if (!snapshot) {
+      auto list = std::make_shared<std::vector<Service>>();
+      list->reserve(local.size() + remote.size());
+      for (const auto& [id, s] : local) list->push_back(s);
+      for (const auto& [id, s] : remote) list->push_back(s);
+      snapshot = std::move(list);
+    }
+    return snapshot;
+  }
   ServiceClusterLink* cluster = nullptr;
   std::atomic<LbQuery*> lb{nullptr};
   std::atomic<TaskView*> task_view{nullptr};
@@ -201,7 +218,9 @@ void ServiceManager::reconcile() {
     std::lock_guard lock(impl_->mutex);
     auto& self = *impl_;
     self.local.clear();
+    self.snapshot.reset();
     self.load();
+    self.snapshot.reset();
     std::set<std::pair<std::string, std::uint32_t>> recorded;
     for (const auto& [id, s] : self.local)
       for (const auto& vip : s.vips) recorded.insert({vip.network_id, vip.addr.value});
@@ -231,12 +250,11 @@ void ServiceManager::set_load_balancer(LbQuery* lb) { impl_->lb = lb; }
 
 void ServiceManager::set_task_view(TaskView* tasks) { impl_->task_view = tasks; }
 
-std::vector<Service> ServiceManager::services() {
+std::vector<Service> ServiceManager::services() { return *shared_services(); }
+
+std::shared_ptr<const std::vector<Service>> ServiceManager::shared_services() {
   std::lock_guard lock(impl_->mutex);
-  std::vector<Service> result;
-  for (const auto& [id, s] : impl_->local) result.push_back(s);
-  for (const auto& [id, s] : impl_->remote) result.push_back(s);
-  return result;
+  return impl_->all_services();
 }
 
 // Any node may update any service: the update is a new version of the
@@ -258,16 +276,19 @@ Service ServiceManager::update_service(const std::string& name_or_id, const Serv
     if (auto it = self.local.find(s.id); it != self.local.end()) {
       const Service before = it->second;
       it->second = s;
+      self.snapshot.reset();
       try {
         self.persist(s);
       } catch (const std::exception& e) {
         it->second = before;
+        self.snapshot.reset();
         throw ApiError(ApiError::Kind::Internal, "cannot update service " + s.name +
                                                      ": cannot record it in the state file: " + e.what() +
                                                      "; the service is unchanged");
       }
     } else {
       self.remote[s.id] = s;
+      self.snapshot.reset();
     }
     if (self.cluster) self.cluster->publish_service(s);
   }
@@ -308,11 +329,7 @@ void ServiceManager::on_change(std::function<void()> listener) {
 
 LbView ServiceManager::lb_view() {
   LbView view;
-  {
-    std::lock_guard lock(impl_->mutex);
-    for (const auto& [id, s] : impl_->local) view.services.push_back(s);
-    for (const auto& [id, s] : impl_->remote) view.services.push_back(s);
-  }
+  view.services = ServiceList(shared_services());
   for (auto& e : impl_->networks.list_endpoints())
     if (!e.service_id.empty()) view.backends.push_back(std::move(e));
   const auto topology = impl_->networks.local_topology();
@@ -378,10 +395,12 @@ Service ServiceManager::create_service(const ServiceSpec& spec) {
     try {
       check_name_free();  // again: the lock was released meanwhile
       self.local.emplace(s.id, s);
+      self.snapshot.reset();
       try {
         self.persist(s);
       } catch (const std::exception& e) {
         self.local.erase(s.id);
+        self.snapshot.reset();
         throw ApiError(ApiError::Kind::Internal, "cannot create service " + s.name +
                                                      ": cannot record it in the state file: " + e.what() +
                                                      "; nothing was created");
@@ -445,6 +464,7 @@ void ServiceManager::remove_service(const std::string& name_or_id) {
     } else {
       // Another node's: the tombstone reaches it, and it releases the VIPs.
       self.remote.erase(s.id);
+      self.snapshot.reset();
     }
     if (self.cluster) self.cluster->withdraw_service(s.id);
     spdlog::info("removed service {} ({})", s.name, short_id(s.id));
@@ -520,6 +540,7 @@ void ServiceManager::detach_cluster() {
     std::lock_guard lock(impl_->mutex);
     impl_->cluster = nullptr;
     impl_->remote.clear();
+    impl_->snapshot.reset();
   }
   impl_->notify();
 }
@@ -545,6 +566,7 @@ void ServiceManager::apply_remote_service(const Service& service) {
       mine.replicas = service.replicas;
       mine.restart_condition = service.restart_condition;
       mine.version = service.version;
+      impl_->snapshot.reset();
       try {
         impl_->persist(mine);
       } catch (const std::exception& e) {
@@ -552,6 +574,7 @@ void ServiceManager::apply_remote_service(const Service& service) {
       }
     } else {
       impl_->remote[service.id] = service;
+      impl_->snapshot.reset();
     }
   }
   impl_->notify();
@@ -568,6 +591,7 @@ void ServiceManager::forget_service(const std::string& service_id) {
     } else if (!self.remote.erase(service_id)) {
       return;
     }
+    self.snapshot.reset();
   }
   impl_->notify();
 }

@@ -79,6 +79,8 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   std::string task_logs(const std::string& name_or_id, std::uint64_t max_bytes) override;
   // Every service, local and remote (the task supervisor's input).
   std::vector<Service> services();
+  // The same, shared and immutable until the next change (no copy).
+  std::shared_ptr<const std::vector<Service>> shared_services();
 
   // network::ServiceDirectory
   std::optional<Service> find(const std::string& name_or_id) override;
