@@ -53,10 +53,10 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   ServiceManager(const ServiceManager&) = delete;
   ServiceManager& operator=(const ServiceManager&) = delete;
 
-  // Loads services.json and releases every virtual IP reserved for a
-  // service that is not recorded (a crash between the reservation and the
-  // record); then tells the on_change listeners. After the network
-  // manager's reconcile, before the API serves.
+  // Loads the services (service_store.h) and releases every virtual IP
+  // reserved for a service that is not recorded (a crash between the
+  // reservation and the record); then tells the on_change listeners. After
+  // the network manager's reconcile, before the API serves.
   void reconcile();
 
   // The node's load balancer, for counters and lookups (may stay unset).
