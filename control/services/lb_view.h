@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <boost/iterator/indirect_iterator.hpp>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -42,42 +43,54 @@ struct LbAttachPoint {
   std::string host_ifname;  // in the network's namespace
 };
 
-// The services of a view: an immutable list shared with the service
-// manager (and every other view of the same moment) rather than a copy per
-// view; changed in place only by its sole holder, otherwise copied first
-// (tests and tools build views by hand).
+// The services of a view: an immutable list of immutable services shared
+// with the service manager (and every other view of the same moment) rather
+// than a copy per view. Changed only through copies: the list when shared,
+// and each service changed by hand (tests and tools build views so).
 class ServiceList {
  public:
-  using List = std::vector<Service>;
+  using List = std::vector<std::shared_ptr<const Service>>;
+  using const_iterator = boost::indirect_iterator<List::const_iterator>;
+
   ServiceList() = default;
-  ServiceList(std::initializer_list<Service> services) : list_(std::make_shared<List>(services)) {}
+  ServiceList(std::initializer_list<Service> services) {
+    auto list = std::make_shared<List>();
+    for (const auto& s : services) list->push_back(std::make_shared<const Service>(s));
+    list_ = std::move(list);
+  }
   explicit ServiceList(std::shared_ptr<const List> shared) : list_(std::move(shared)) {}
 
   const List& list() const { return list_ ? *list_ : no_services(); }
-  List::const_iterator begin() const { return list().begin(); }
-  List::const_iterator end() const { return list().end(); }
+  const_iterator begin() const { return const_iterator(list().begin()); }
+  const_iterator end() const { return const_iterator(list().end()); }
   std::size_t size() const { return list().size(); }
   bool empty() const { return list().empty(); }
-  const Service& at(std::size_t i) const { return list().at(i); }
-  const Service& operator[](std::size_t i) const { return list()[i]; }
-  const Service& back() const { return list().back(); }
+  const Service& at(std::size_t i) const { return *list().at(i); }
+  const Service& operator[](std::size_t i) const { return *list()[i]; }
+  const Service& back() const { return *list().back(); }
 
-  // Copy on write.
+  Service& operator[](std::size_t i) { return own(mutate()[i]); }
+  Service& back() { return own(mutate().back()); }
+  void push_back(Service s) { mutate().push_back(std::make_shared<const Service>(std::move(s))); }
+  void clear() { list_.reset(); }
+
+ private:
+  // The list, this view's own (copied when shared).
   List& mutate() {
     if (!list_ || list_.use_count() > 1) {
       auto copy = std::make_shared<List>(list());
       list_ = copy;
       return *copy;
     }
-    // Made as a mutable List (above or by the manager) and held by no one else.
+    // Made as a mutable List (here or by the manager) and held by no one else.
     return const_cast<List&>(*list_);
   }
-  Service& operator[](std::size_t i) { return mutate()[i]; }
-  Service& back() { return mutate().back(); }
-  void push_back(Service s) { mutate().push_back(std::move(s)); }
-  void clear() { list_.reset(); }
-
- private:
+  // A service of this view's own list, copied before it is changed.
+  static Service& own(std::shared_ptr<const Service>& slot) {
+    auto copy = std::make_shared<Service>(*slot);
+    slot = copy;
+    return *copy;
+  }
   static const List& no_services() {
     static const List none;
     return none;

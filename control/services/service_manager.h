@@ -80,7 +80,7 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   // Every service, local and remote (the task supervisor's input).
   std::vector<Service> services();
   // The same, shared and immutable until the next change (no copy).
-  std::shared_ptr<const std::vector<Service>> shared_services();
+  std::shared_ptr<const ServiceList::List> shared_services();
 
   // network::ServiceDirectory
   std::optional<Service> find(const std::string& name_or_id) override;

@@ -3,6 +3,8 @@
 // reader; a view changed by hand copies first (ServiceList, lb_view.h).
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include "control/services/service_manager.h"
 #include "tests/support/fake_service_networks.h"
 #include "tests/support/scratch_netns.h"
@@ -22,6 +24,7 @@ TEST(ServiceSnapshotTest, ViewsShareOneListUntilAChange) {
   ASSERT_EQ(first.services.size(), 1u);
   EXPECT_EQ(&first.services.list(), &second.services.list()) << "each view copied the services";
   EXPECT_EQ(manager.shared_services().get(), &first.services.list());
+  const Service* a = &std::as_const(first.services)[0];
 
   // A view changed by hand is its own; the manager's list stays.
   second.services[0].name = "changed";
@@ -32,6 +35,10 @@ TEST(ServiceSnapshotTest, ViewsShareOneListUntilAChange) {
   auto third = manager.lb_view();
   EXPECT_EQ(third.services.size(), 2u) << "a change makes a new list";
   EXPECT_EQ(first.services.size(), 1u) << "and leaves the one a view holds";
+  const Service* a_again = nullptr;
+  for (const Service& s : third.services)
+    if (s.name == "a") a_again = &s;
+  EXPECT_EQ(a_again, a) << "the new list shares the unchanged service (copy on write per service)";
   manager.update_service("b", {});
   EXPECT_NE(&manager.lb_view().services.list(), &third.services.list());
   manager.remove_service("a");
