@@ -277,8 +277,8 @@ weft::control::discovery::DnsAgentConfig dns_agent_config(const Options& options
 weft::control::discovery::DnsInputs dns_inputs(weft::control::network::NetworkManager& networks,
                                                weft::control::services::ServiceManager& services) {
   weft::control::discovery::DnsInputs in;
-  // The load balancer's view holds every service; its other parts are not needed here.
-  in.services = services.lb_view().services;
+  // The services alone: the load balancer's view would copy every backend too.
+  in.services = services.services();
   in.networks = networks.list_networks();
   in.endpoints = networks.list_endpoints();
   in.local_endpoints = networks.local_endpoints();

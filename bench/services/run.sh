@@ -11,12 +11,12 @@
 #   -j CLIENTS        API clients creating in parallel, each on its own
 #                     connection (default 1)
 #   --preload TOTAL   then stop the agent, add services up to TOTAL to its
-#                     state files (services.json, and the VIP reservations
-#                     in state.json, as creates write them) and start it
+#                     state files (services/<id>.json, and the VIP
+#                     reservations in state.json) and start it
 #                     again: it loads them and programs the load balancer
 #                     with its own code, as after a restart, in seconds
 #                     where TOTAL creates through the API take many
-#                     minutes (each rewrites whole state files)
+#                     minutes
 #   --max-services N  weftd --lb-max-services (default 16384, the largest)
 #
 # Prints weftd's VmRSS / VmHWM (with RssAnon: heap; RssFile: mapped files
@@ -127,36 +127,53 @@ state=$(tb_state_dir 1)
 if ((preload > count)); then
   tb_agent_stop 1
   python3 - "$state" "$preload" <<'PY'
-import hashlib, ipaddress, json, os, sys
+import glob, hashlib, ipaddress, json, os, sys
 state, total = sys.argv[1], int(sys.argv[2])
 def load(name):
     with open(os.path.join(state, name)) as f: return json.load(f)
-def store(name, doc):
-    tmp = os.path.join(state, name + ".preload")
+def store(path, doc):
+    tmp = path + ".preload"
     with open(tmp, "w") as f: json.dump(doc, f, separators=(",", ":"))
-    os.replace(tmp, os.path.join(state, name))
-services, net_state = load("services.json"), load("state.json")
-template = services["services"][0]
+    os.replace(tmp, path)
+# One file a service (services/<id>.json); the VIP reservations are in
+# state.json and in the journal of its generation (reservations.journal).
+services = [load(p) for p in glob.glob(os.path.join(state, "services", "*.json"))]
+net_state = load("state.json")
+reserved = {(r["network_id"], r["ip"]) for r in net_state.get("reservations", [])}
+try:
+    with open(os.path.join(state, "reservations.journal")) as f:
+        lines = [json.loads(l) for l in f.read().splitlines()]
+    if lines and lines[0].get("generation") == net_state.get("reservation_journal", 0):
+        for op in lines[1:]:
+            key = (op["network_id"], op["ip"])
+            if op["op"] == "+": reserved.add(key)
+            else: reserved.discard(key)
+except FileNotFoundError:
+    pass
+template = services[0]
 network_id = template["networks"][0]
 subnet = ipaddress.ip_network(next(n["subnet"] for n in net_state["networks"] if n["id"] == network_id))
 gateway = next(n["gateway"] for n in net_state["networks"] if n["id"] == network_id)
-taken = {r["ip"] for r in net_state["reservations"]} | {gateway}
+taken = {ip for (_, ip) in reserved} | {gateway}
 free = (str(a) for a in subnet.hosts() if str(a) not in taken)
-names = {s["name"] for s in services["services"]}
-i = 0
-while len(services["services"]) < total:
+names = {s["name"] for s in services}
+net_state.setdefault("reservations", [])
+i, count = 0, len(services)
+added = []
+while count < total:
     name = f"svc{i}"
     i += 1
     if name in names: continue
     sid = hashlib.sha256(f"bench-preload-{name}".encode()).hexdigest()
     addr = next(free)
-    s = dict(template, id=sid, name=name,
-             vips=[dict(template["vips"][0], addr=addr, network_id=network_id)])
-    services["services"].append(s)
+    added.append(dict(template, id=sid, name=name,
+                      vips=[dict(template["vips"][0], addr=addr, network_id=network_id)]))
     net_state["reservations"].append({"ip": addr, "network_id": network_id, "owner": f"service:{sid}"})
+    count += 1
 # Reservations before the services that name them, as a create writes them.
-store("state.json", net_state)
-store("services.json", services)
+store(os.path.join(state, "state.json"), net_state)
+for s in added:
+    store(os.path.join(state, "services", s["id"] + ".json"), s)
 PY
   start=$(date +%s.%N)
   tb_agent_start 1
@@ -173,6 +190,7 @@ PY
   echo "weftd with $preload services (after a restart): $(memline)"
   tb_weft 1 service ls | awk 'NR > 1' | wc -l | sed 's/^/services listed: /'
 fi
-echo "state files: services.json $(stat -c %s "$state/services.json" 2>/dev/null || echo '?') B," \
+echo "state files: services/ $(du -sb "$state/services" 2>/dev/null | cut -f1 || echo '?') B," \
+  "reservations.journal $(stat -c %s "$state/reservations.journal" 2>/dev/null || echo '?') B," \
   "state.json $(stat -c %s "$state/state.json" 2>/dev/null || echo '?') B," \
   "lb/ids.json $(stat -c %s "$state/lb/ids.json" 2>/dev/null || echo '?') B"

@@ -124,17 +124,30 @@ void NetworkManager::Impl::load_state() {
     e.network_name = networks.at(e.network_id).name;
     ++it;
   }
+  // By network and address: a journal line replaces or drops one.
+  std::map<std::pair<std::string, std::uint32_t>, AddressReservation> recorded;
   for (const auto& j : state.value("reservations", json::array())) {
-    AddressReservation r;
     try {
-      r = AddressReservation{.network_id = j.at("network_id").get<std::string>(),
-                             .ip = *ipam::Ipv4::parse(j.at("ip").get<std::string>()),
-                             .owner = j.at("owner").get<std::string>()};
+      AddressReservation r{.network_id = j.at("network_id").get<std::string>(),
+                           .ip = *ipam::Ipv4::parse(j.at("ip").get<std::string>()),
+                           .owner = j.at("owner").get<std::string>()};
       if (r.ip == ipam::Ipv4{}) throw std::invalid_argument("no address");
+      auto key = std::pair(r.network_id, r.ip.value);
+      recorded.insert_or_assign(std::move(key), std::move(r));
     } catch (const std::exception& e) {
       spdlog::warn("state file: dropping a malformed address reservation {}: {}", j.dump(), e.what());
-      continue;
     }
+  }
+  // The reservations made and released since this snapshot.
+  journal_generation = state.value(kJournalGenerationKey, std::uint64_t{0});
+  for (auto& change : reservation_journal().read(journal_generation)) {
+    auto key = std::pair(change.reservation.network_id, change.reservation.ip.value);
+    if (change.reserved)
+      recorded.insert_or_assign(std::move(key), std::move(change.reservation));
+    else
+      recorded.erase(key);
+  }
+  for (const auto& [key, r] : recorded) {
     auto alloc = addresses.find(r.network_id);
     if (alloc == addresses.end()) {
       spdlog::warn("state file: dropping the reservation of {} for {}: network {} is gone", r.ip.str(), r.owner,

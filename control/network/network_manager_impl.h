@@ -23,6 +23,7 @@
 #include "control/network/drain_timer.h"
 #include "control/network/ipam.h"
 #include "control/network/network_manager.h"
+#include "control/network/reservation_journal.h"
 #include "control/network/state_file.h"
 #include "dataplane/netlink.h"
 #include "dataplane/netns.h"
@@ -36,6 +37,10 @@ using nlohmann::json;
 // How long an attach or create waits for a peer to donate a range.
 inline constexpr auto kDonationWait = std::chrono::seconds(8);
 inline constexpr int kStateVersion = 1;
+// state.json: the generation of the reservation journal that follows it.
+inline constexpr const char* kJournalGenerationKey = "reservation_journal";
+// Journal lines beyond the reservations' count before it is compacted.
+inline constexpr std::size_t kJournalSlack = 1024;
 
 [[noreturn]] inline void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
 [[noreturn]] inline void not_found(const std::string& message) { throw ApiError(ApiError::Kind::NotFound, message); }
@@ -144,7 +149,14 @@ struct NetworkManager::Impl {
   void persist_intent() { write_state(&replace_file_unsynced); }
 
   void write_state(void (*write)(const fs::path&, std::string_view)) {
-    json state = {{"version", kStateVersion}, {"networks", json::array()}, {"endpoints", json::array()}};
+    // A durable snapshot takes a new journal generation (reservation_journal.h);
+    // an unsynced one stays in the current generation and leaves the journal.
+    const bool durable = write == &write_file_atomically;
+    const std::uint64_t generation = durable ? journal_generation + 1 : journal_generation;
+    json state = {{"version", kStateVersion},
+                  {"networks", json::array()},
+                  {"endpoints", json::array()},
+                  {kJournalGenerationKey, generation}};
     for (const auto& [id, n] : networks) state["networks"].push_back(network_record(n));
     for (const auto& [id, e] : endpoints) state["endpoints"].push_back(endpoint_record(e));
     for (const auto& [id, e] : attaching) {
@@ -160,6 +172,37 @@ struct NetworkManager::Impl {
     write(state_path(), state.dump(2) + "\n");
     if (state_behind) spdlog::info("state file {} is up to date again", state_path().string());
     state_behind = false;
+    if (durable) {
+      journal_generation = generation;
+      try {
+        reservation_journal().reset(generation);
+      } catch (const std::exception& e) {
+        // Until a reset works, reservations are written in the state file.
+        spdlog::warn("cannot start the reservation journal over: {}; reservations go to the state file whole",
+                     e.what());
+      }
+    }
+  }
+
+  fs::path journal_path() const { return fs::path(config.state_dir) / "reservations.journal"; }
+  ReservationJournal& reservation_journal() {
+    if (!journal) journal = std::make_unique<ReservationJournal>(journal_path());
+    return *journal;
+  }
+  // A reservation made or released, on disk (throws std::system_error): one
+  // fsynced journal line; the whole state file while the journal is not
+  // usable (before the first durable snapshot, or after a failed write).
+  // Compacted into the state file once the journal has more lines than
+  // there are reservations (and at every start), so a create costs the same
+  // with many services.
+  void record_reservation(const ReservationChange& change) {
+    auto& j = reservation_journal();
+    if (!j.usable()) {
+      persist();
+      return;
+    }
+    j.append(change);
+    if (j.appended() > kJournalSlack + reserved.size()) persist_or_log("compacting the reservation journal");
   }
 
   // For changes that are already true in the kernel and that the next start
@@ -389,6 +432,8 @@ struct NetworkManager::Impl {
   EndpointListeners network_listeners;       // networks created or removed, here or elsewhere
   EndpointListeners local_change_listeners;  // after an attach or detach, on its thread
   std::vector<AddressReservation> reserved;  // allocated in `addresses` too
+  std::uint64_t journal_generation = 0;       // of the last state file written or loaded
+  std::unique_ptr<ReservationJournal> journal;  // reservation_journal()
   bool node_lb_addresses = false;  // set_node_lb_addresses
   std::set<std::string> node_lb_waiting;  // networks whose missing address was logged
   // Last: stopped first, while everything its callback uses still exists.

@@ -84,7 +84,7 @@ ipam::Ipv4 NetworkManager::reserve_address(const std::string& network_ref, const
   }
   self.reserved.push_back({.network_id = network.id, .ip = ip, .owner = owner});
   try {
-    self.persist();
+    self.record_reservation({.reserved = true, .reservation = self.reserved.back()});
   } catch (const std::exception& err) {
     self.reserved.pop_back();
     self.addresses.at(network.id).release(ip);
@@ -103,7 +103,7 @@ void NetworkManager::release_address(const std::string& network_id, ipam::Ipv4 i
   const auto r = *it;
   self.reserved.erase(it);
   try {
-    self.persist();
+    self.record_reservation({.reserved = false, .reservation = r});
   } catch (const std::exception& err) {
     // Still on disk, so it stays allocated: handing it out now could give it
     // twice after a crash. The next start drops it, its owner being gone.

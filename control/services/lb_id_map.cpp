@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -31,6 +32,24 @@ std::optional<std::uint32_t> first_free(const Taken& taken, std::uint32_t limit,
   return std::nullopt;
 }
 
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// A model id (64 lowercase hex characters) packed, or nullopt.
+std::optional<std::array<std::uint8_t, 32>> pack(const std::string& id) {
+  if (id.size() != 64) return std::nullopt;
+  std::array<std::uint8_t, 32> packed{};
+  for (std::size_t i = 0; i < 32; ++i) {
+    const int high = hex_value(id[2 * i]), low = hex_value(id[2 * i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    packed[i] = static_cast<std::uint8_t>(high << 4 | low);
+  }
+  return packed;
+}
+
 bool plausible_key(const std::string& s) {
   if (s.empty() || s.size() > kMaxKeyLength) return false;
   for (unsigned char c : s)
@@ -39,6 +58,32 @@ bool plausible_key(const std::string& s) {
 }
 
 }  // namespace
+
+std::string LbIdMap::EndpointRef::str() const {
+  if (other) return *other;
+  if (!packed) return {};
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string id(64, '0');
+  for (std::size_t i = 0; i < 32; ++i) {
+    id[2 * i] = kDigits[(*packed)[i] >> 4];
+    id[2 * i + 1] = kDigits[(*packed)[i] & 0xf];
+  }
+  return id;
+}
+
+std::size_t LbIdMap::PackedHash::operator()(const std::array<std::uint8_t, 32>& id) const noexcept {
+  // Every byte counts: ids made by tools and tests share long prefixes.
+  return std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
+}
+
+std::pair<LbIdMap::EndpointRef, bool> LbIdMap::emplace_backend(const std::string& endpoint_id, std::uint32_t id) {
+  if (auto packed = pack(endpoint_id)) {
+    auto [it, fresh] = packed_backend_ids_.emplace(*packed, id);
+    return {EndpointRef{.packed = &it->first, .other = nullptr}, fresh};
+  }
+  auto [it, fresh] = other_backend_ids_.emplace(endpoint_id, id);
+  return {EndpointRef{.packed = nullptr, .other = &it->first}, fresh};
+}
 
 LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
   LbIdMap map(path, bounds);
@@ -100,9 +145,9 @@ LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
                                  bounds.max_backends - 1));
       if (!plausible_key(endpoint)) throw refuse(fmt::format("backend id {} has a malformed endpoint id", id));
       if (map.endpoint_by_id_.contains(id)) throw refuse(fmt::format("backend id {} given twice", id));
-      auto [it, fresh] = map.backend_ids_.emplace(std::move(endpoint), id);
-      if (!fresh) throw refuse(fmt::format("endpoint {} has two backend ids", it->first));
-      map.endpoint_by_id_.emplace(id, &it->first);
+      auto [ref, fresh] = map.emplace_backend(endpoint, id);
+      if (!fresh) throw refuse(fmt::format("endpoint {} has two backend ids", endpoint));
+      map.endpoint_by_id_.emplace(id, ref);
     }
   } catch (const json::exception& e) {
     throw refuse(std::string("unexpected content (") + e.what() + ")");
@@ -117,8 +162,13 @@ std::optional<std::uint32_t> LbIdMap::service(const LbServiceKey& key) const {
 }
 
 std::optional<std::uint32_t> LbIdMap::backend(const std::string& endpoint_id) const {
-  auto it = backend_ids_.find(endpoint_id);
-  if (it == backend_ids_.end()) return std::nullopt;
+  if (auto packed = pack(endpoint_id)) {
+    auto it = packed_backend_ids_.find(*packed);
+    if (it == packed_backend_ids_.end()) return std::nullopt;
+    return it->second;
+  }
+  auto it = other_backend_ids_.find(endpoint_id);
+  if (it == other_backend_ids_.end()) return std::nullopt;
   return it->second;
 }
 
@@ -127,9 +177,10 @@ const LbServiceKey* LbIdMap::service_key(std::uint32_t id) const {
   return it == service_by_id_.end() ? nullptr : &it->second;
 }
 
-const std::string* LbIdMap::endpoint_of(std::uint32_t backend_id) const {
+std::optional<std::string> LbIdMap::endpoint_of(std::uint32_t backend_id) const {
   auto it = endpoint_by_id_.find(backend_id);
-  return it == endpoint_by_id_.end() ? nullptr : it->second;
+  if (it == endpoint_by_id_.end()) return std::nullopt;
+  return it->second.str();
 }
 
 std::optional<std::uint32_t> LbIdMap::assign_service(const LbServiceKey& key) {
@@ -147,8 +198,7 @@ std::optional<std::uint32_t> LbIdMap::assign_backend(const std::string& endpoint
   if (auto id = backend(endpoint_id)) return id;
   auto id = first_free(endpoint_by_id_, bounds_.max_backends, next_backend_);
   if (!id) return std::nullopt;
-  auto it = backend_ids_.emplace(endpoint_id, *id).first;
-  endpoint_by_id_.emplace(*id, &it->first);
+  endpoint_by_id_.emplace(*id, emplace_backend(endpoint_id, *id).first);
   next_backend_ = *id + 1;
   dirty_ = true;
   return id;
@@ -165,9 +215,16 @@ void LbIdMap::release_service(std::uint32_t id) {
 void LbIdMap::release_backend(std::uint32_t id) {
   auto it = endpoint_by_id_.find(id);
   if (it == endpoint_by_id_.end()) return;
-  const std::string endpoint = *it->second;
+  const EndpointRef ref = it->second;
   endpoint_by_id_.erase(it);
-  backend_ids_.erase(endpoint);
+  // Copies: the keys erased by are the erased nodes' own.
+  if (ref.packed) {
+    const auto key = *ref.packed;
+    packed_backend_ids_.erase(key);
+  } else if (ref.other) {
+    const std::string key = *ref.other;
+    other_backend_ids_.erase(key);
+  }
   dirty_ = true;
 }
 
@@ -183,7 +240,7 @@ std::string LbIdMap::serialize() const {
   for (const auto& [id, endpoint] : endpoint_by_id_) {
     out += sep;
     out += "{\"endpoint\":";
-    quoted(*endpoint);
+    quoted(endpoint.str());
     out += fmt::format(",\"id\":{}}}", id);
     sep = ",";
   }

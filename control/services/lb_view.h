@@ -7,7 +7,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <boost/iterator/indirect_iterator.hpp>
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,8 +43,63 @@ struct LbAttachPoint {
   std::string host_ifname;  // in the network's namespace
 };
 
+// The services of a view: an immutable list of immutable services shared
+// with the service manager (and every other view of the same moment) rather
+// than a copy per view. Changed only through copies: the list when shared,
+// and each service changed by hand (tests and tools build views so).
+class ServiceList {
+ public:
+  using List = std::vector<std::shared_ptr<const Service>>;
+  using const_iterator = boost::indirect_iterator<List::const_iterator>;
+
+  ServiceList() = default;
+  ServiceList(std::initializer_list<Service> services) {
+    auto list = std::make_shared<List>();
+    for (const auto& s : services) list->push_back(std::make_shared<const Service>(s));
+    list_ = std::move(list);
+  }
+  explicit ServiceList(std::shared_ptr<const List> shared) : list_(std::move(shared)) {}
+
+  const List& list() const { return list_ ? *list_ : no_services(); }
+  const_iterator begin() const { return const_iterator(list().begin()); }
+  const_iterator end() const { return const_iterator(list().end()); }
+  std::size_t size() const { return list().size(); }
+  bool empty() const { return list().empty(); }
+  const Service& at(std::size_t i) const { return *list().at(i); }
+  const Service& operator[](std::size_t i) const { return *list()[i]; }
+  const Service& back() const { return *list().back(); }
+
+  Service& operator[](std::size_t i) { return own(mutate()[i]); }
+  Service& back() { return own(mutate().back()); }
+  void push_back(Service s) { mutate().push_back(std::make_shared<const Service>(std::move(s))); }
+  void clear() { list_.reset(); }
+
+ private:
+  // The list, this view's own (copied when shared).
+  List& mutate() {
+    if (!list_ || list_.use_count() > 1) {
+      auto copy = std::make_shared<List>(list());
+      list_ = copy;
+      return *copy;
+    }
+    // Made as a mutable List (here or by the manager) and held by no one else.
+    return const_cast<List&>(*list_);
+  }
+  // A service of this view's own list, copied before it is changed.
+  static Service& own(std::shared_ptr<const Service>& slot) {
+    auto copy = std::make_shared<Service>(*slot);
+    slot = copy;
+    return *copy;
+  }
+  static const List& no_services() {
+    static const List none;
+    return none;
+  }
+  std::shared_ptr<const List> list_;
+};
+
 struct LbView {
-  std::vector<Service> services;       // every service known here (vip and dnsrr)
+  ServiceList services;                // every service known here (vip and dnsrr)
   std::vector<Endpoint> backends;      // every endpoint with a service_id, on any node
   std::vector<LbNetwork> networks;     // networks with a namespace on this node
   std::vector<LbAttachPoint> attach_points;

@@ -645,8 +645,7 @@ std::optional<std::string> ServiceDataplane::lookup(const std::string& service_i
   if (!id || !impl_->applied.contains(*id)) return std::string();
   auto result = impl_->ebpf->lookup(*id, src.value, sport, dport, static_cast<lb::Protocol>(proto));
   if (!result) return std::string();
-  const std::string* endpoint = impl_->ids.endpoint_of(result->backend_id);
-  return endpoint ? *endpoint : std::string();
+  return impl_->ids.endpoint_of(result->backend_id).value_or(std::string());
 }
 
 std::map<std::string, BackendCounters> ServiceDataplane::counters(const std::string& service_id,
@@ -658,7 +657,7 @@ std::map<std::string, BackendCounters> ServiceDataplane::counters(const std::str
   lb::ServiceBackend* backend = impl_->backend_for(network_id);
   if (!backend) return out;
   for (const lb::BackendCounters& c : backend->counters(*id)) {
-    const std::string* endpoint = impl_->ids.endpoint_of(c.backend_id);
+    const auto endpoint = impl_->ids.endpoint_of(c.backend_id);
     if (!endpoint) continue;  // dead, its endpoint gone
     out[*endpoint] = BackendCounters{.connections = c.connections, .packets = c.packets, .bytes = c.bytes};
   }

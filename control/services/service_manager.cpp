@@ -11,6 +11,7 @@
 #include "control/model/record_json.h"
 #include "control/network/state_file.h"
 #include "control/services/service_spec.h"
+#include "control/services/service_store.h"
 
 namespace weft::control::services {
 namespace fs = std::filesystem;
@@ -18,7 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kStateVersion = 1;
 constexpr const char* kVipOwnerPrefix = "service:";
 
 [[noreturn]] void bad_request(const std::string& message) { throw ApiError(ApiError::Kind::BadRequest, message); }
@@ -36,38 +36,22 @@ std::string vip_owner(const std::string& service_id) { return kVipOwnerPrefix + 
 struct ServiceManager::Impl {
   Impl(ServiceManagerConfig c, ServiceNetworks& n) : config(std::move(c)), networks(n) {}
 
-  fs::path state_path() const { return config.state_dir / "services.json"; }
-
   // Durable (fsync'ed): a service whose create was answered survives a crash.
-  void persist() {
-    json state = {{"version", kStateVersion}, {"services", json::array()}};
-    for (const auto& [id, s] : local) state["services"].push_back(service_record(s));
-    network::write_file_atomically(state_path(), state.dump(2) + "\n");
-  }
+  void persist(const Service& s) { store.write(s); }
 
   void load() {
-    auto text = network::read_file(state_path());
-    if (!text) return;
-    try {
-      const auto state = json::parse(*text);
-      for (const auto& j : state.at("services")) {
-        auto s = service_from_record(j);
-        local.emplace(s.id, s);
-      }
-    } catch (const json::exception& e) {
-      throw std::runtime_error("state file " + state_path().string() + " is corrupt: " + e.what());
-    }
+    for (auto& [id, s] : store.load()) local.emplace(id, std::make_shared<const Service>(std::move(s)));
   }
 
   // Docker's order: full id, then exact name, then unique id prefix.
   const Service* find(const std::string& ref) const {
-    if (auto it = local.find(ref); it != local.end()) return &it->second;
-    if (auto it = remote.find(ref); it != remote.end()) return &it->second;
+    if (auto it = local.find(ref); it != local.end()) return it->second.get();
+    if (auto it = remote.find(ref); it != remote.end()) return it->second.get();
     std::vector<const Service*> by_name, by_prefix;
-    auto scan = [&](const std::map<std::string, Service>& services) {
+    auto scan = [&](const ServiceMap& services) {
       for (const auto& [id, s] : services) {
-        if (s.name == ref) by_name.push_back(&s);
-        if (id.starts_with(ref)) by_prefix.push_back(&s);
+        if (s->name == ref) by_name.push_back(s.get());
+        if (id.starts_with(ref)) by_prefix.push_back(s.get());
       }
     };
     scan(local);
@@ -94,7 +78,7 @@ struct ServiceManager::Impl {
   }
 
   bool name_taken(const std::string& name) const {
-    auto same = [&](const auto& kv) { return kv.second.name == name; };
+    auto same = [&](const auto& kv) { return kv.second->name == name; };
     return std::any_of(local.begin(), local.end(), same) || std::any_of(remote.begin(), remote.end(), same);
   }
 
@@ -106,11 +90,13 @@ struct ServiceManager::Impl {
   // reservations without an owner, which the next reconcile releases).
   void remove_local(const Service& s, bool must_persist) {
     local.erase(s.id);
+    snapshot.reset();
     try {
-      persist();
+      store.remove(s.id);
     } catch (const std::exception& e) {
       if (must_persist) {
-        local.emplace(s.id, s);
+        local.emplace(s.id, std::make_shared<const Service>(s));
+        snapshot.reset();
         throw ApiError(ApiError::Kind::Internal, "cannot remove service " + s.name +
                                                      ": cannot record it in the state file: " + e.what() +
                                                      "; the service is unchanged");
@@ -180,10 +166,30 @@ struct ServiceManager::Impl {
   }
 
   ServiceManagerConfig config;
+  ServiceStore store{config.state_dir};
   ServiceNetworks& networks;
   std::mutex mutex;
-  std::map<std::string, Service> local;   // created here, by id
-  std::map<std::string, Service> remote;  // other nodes', by id
+  // Each service immutable, shared with the lists below: a change replaces
+  // the service's pointer (copy on write per service).
+  using ServiceMap = std::map<std::string, std::shared_ptr<const Service>>;
+  ServiceMap local;   // created here, by id
+  ServiceMap remote;  // other nodes', by id
+  // Every service (local, then remote) as one immutable list that readers
+  // share (the load balancer's view per apply, the DNS per sync, the tasks)
+  // until the next change: each change drops it under `mutex`, the next
+  // reader builds it once, from pointers. Before, each reader copied every
+  // service.
+  std::shared_ptr<const ServiceList::List> snapshot;
+  std::shared_ptr<const ServiceList::List> all_services() {
+    if (!snapshot) {
+      auto list = std::make_shared<ServiceList::List>();
+      list->reserve(local.size() + remote.size());
+      for (const auto& [id, s] : local) list->push_back(s);
+      for (const auto& [id, s] : remote) list->push_back(s);
+      snapshot = std::move(list);
+    }
+    return snapshot;
+  }
   ServiceClusterLink* cluster = nullptr;
   std::atomic<LbQuery*> lb{nullptr};
   std::atomic<TaskView*> task_view{nullptr};
@@ -216,10 +222,12 @@ void ServiceManager::reconcile() {
     std::lock_guard lock(impl_->mutex);
     auto& self = *impl_;
     self.local.clear();
+    self.snapshot.reset();
     self.load();
+    self.snapshot.reset();
     std::set<std::pair<std::string, std::uint32_t>> recorded;
     for (const auto& [id, s] : self.local)
-      for (const auto& vip : s.vips) recorded.insert({vip.network_id, vip.addr.value});
+      for (const auto& vip : s->vips) recorded.insert({vip.network_id, vip.addr.value});
     std::size_t released = 0;
     for (const auto& r : self.networks.reservations()) {
       if (!r.owner.starts_with(kVipOwnerPrefix)) continue;
@@ -247,11 +255,16 @@ void ServiceManager::set_load_balancer(LbQuery* lb) { impl_->lb = lb; }
 void ServiceManager::set_task_view(TaskView* tasks) { impl_->task_view = tasks; }
 
 std::vector<Service> ServiceManager::services() {
-  std::lock_guard lock(impl_->mutex);
+  const auto list = shared_services();
   std::vector<Service> result;
-  for (const auto& [id, s] : impl_->local) result.push_back(s);
-  for (const auto& [id, s] : impl_->remote) result.push_back(s);
+  result.reserve(list->size());
+  for (const auto& s : *list) result.push_back(*s);
   return result;
+}
+
+std::shared_ptr<const ServiceList::List> ServiceManager::shared_services() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->all_services();
 }
 
 // Any node may update any service: the update is a new version of the
@@ -271,18 +284,21 @@ Service ServiceManager::update_service(const std::string& name_or_id, const Serv
     }
     ++s.version;
     if (auto it = self.local.find(s.id); it != self.local.end()) {
-      const Service before = it->second;
-      it->second = s;
+      const auto before = it->second;
+      it->second = std::make_shared<const Service>(s);
+      self.snapshot.reset();
       try {
-        self.persist();
+        self.persist(s);
       } catch (const std::exception& e) {
         it->second = before;
+        self.snapshot.reset();
         throw ApiError(ApiError::Kind::Internal, "cannot update service " + s.name +
                                                      ": cannot record it in the state file: " + e.what() +
                                                      "; the service is unchanged");
       }
     } else {
-      self.remote[s.id] = s;
+      self.remote[s.id] = std::make_shared<const Service>(s);
+      self.snapshot.reset();
     }
     if (self.cluster) self.cluster->publish_service(s);
   }
@@ -333,11 +349,7 @@ void ServiceManager::on_change(std::function<void()> listener) {
 
 LbView ServiceManager::lb_view() {
   LbView view;
-  {
-    std::lock_guard lock(impl_->mutex);
-    for (const auto& [id, s] : impl_->local) view.services.push_back(s);
-    for (const auto& [id, s] : impl_->remote) view.services.push_back(s);
-  }
+  view.services = ServiceList(shared_services());
   for (auto& e : impl_->networks.list_endpoints())
     if (!e.service_id.empty()) view.backends.push_back(std::move(e));
   const auto topology = impl_->networks.local_topology();
@@ -402,11 +414,13 @@ Service ServiceManager::create_service(const ServiceSpec& spec) {
     std::lock_guard lock(self.mutex);
     try {
       check_name_free();  // again: the lock was released meanwhile
-      self.local.emplace(s.id, s);
+      self.local.emplace(s.id, std::make_shared<const Service>(s));
+      self.snapshot.reset();
       try {
-        self.persist();
+        self.persist(s);
       } catch (const std::exception& e) {
         self.local.erase(s.id);
+        self.snapshot.reset();
         throw ApiError(ApiError::Kind::Internal, "cannot create service " + s.name +
                                                      ": cannot record it in the state file: " + e.what() +
                                                      "; nothing was created");
@@ -432,8 +446,8 @@ std::vector<ServiceDetail> ServiceManager::list_services() {
   std::vector<Service> services;
   {
     std::lock_guard lock(impl_->mutex);
-    for (const auto& [id, s] : impl_->local) services.push_back(s);
-    for (const auto& [id, s] : impl_->remote) services.push_back(s);
+    for (const auto& [id, s] : impl_->local) services.push_back(*s);
+    for (const auto& [id, s] : impl_->remote) services.push_back(*s);
   }
   std::sort(services.begin(), services.end(),
             [](const auto& a, const auto& b) { return std::tie(a.name, a.id) < std::tie(b.name, b.id); });
@@ -470,6 +484,7 @@ void ServiceManager::remove_service(const std::string& name_or_id) {
     } else {
       // Another node's: the tombstone reaches it, and it releases the VIPs.
       self.remote.erase(s.id);
+      self.snapshot.reset();
     }
     if (self.cluster) self.cluster->withdraw_service(s.id);
     spdlog::info("removed service {} ({})", s.name, short_id(s.id));
@@ -545,6 +560,7 @@ void ServiceManager::detach_cluster() {
     std::lock_guard lock(impl_->mutex);
     impl_->cluster = nullptr;
     impl_->remote.clear();
+    impl_->snapshot.reset();
   }
   impl_->notify();
 }
@@ -552,7 +568,7 @@ void ServiceManager::detach_cluster() {
 std::vector<Service> ServiceManager::local_services() {
   std::lock_guard lock(impl_->mutex);
   std::vector<Service> result;
-  for (const auto& [id, s] : impl_->local) result.push_back(s);
+  for (const auto& [id, s] : impl_->local) result.push_back(*s);
   return result;
 }
 
@@ -562,21 +578,26 @@ void ServiceManager::apply_remote_service(const Service& service) {
     if (auto it = impl_->local.find(service.id); it != impl_->local.end()) {
       // Ours, updated on another node (our own writes never come back: the
       // table only reports changes). The table decided: take its version.
-      auto& mine = it->second;
-      if (mine.command == service.command && mine.replicas == service.replicas &&
-          mine.restart_condition == service.restart_condition && mine.version == service.version)
+      const Service& current = *it->second;
+      if (current.command == service.command && current.replicas == service.replicas &&
+          current.restart_condition == service.restart_condition && current.version == service.version)
         return;
+      auto updated = std::make_shared<Service>(current);
+      auto& mine = *updated;
+      it->second = updated;
       mine.command = service.command;
       mine.replicas = service.replicas;
       mine.restart_condition = service.restart_condition;
       mine.version = service.version;
+      impl_->snapshot.reset();
       try {
-        impl_->persist();
+        impl_->persist(mine);
       } catch (const std::exception& e) {
         spdlog::error("service {}: cannot record an update from the cluster: {}", mine.name, e.what());
       }
     } else {
-      impl_->remote[service.id] = service;
+      impl_->remote[service.id] = std::make_shared<const Service>(service);
+      impl_->snapshot.reset();
     }
   }
   impl_->notify();
@@ -587,12 +608,13 @@ void ServiceManager::forget_service(const std::string& service_id) {
     std::lock_guard lock(impl_->mutex);
     auto& self = *impl_;
     if (auto it = self.local.find(service_id); it != self.local.end()) {
-      const Service s = it->second;
+      const Service s = *it->second;
       self.remove_local(s, false);
       spdlog::info("service {} ({}) was removed in the cluster; released its virtual IPs", s.name, short_id(s.id));
     } else if (!self.remote.erase(service_id)) {
       return;
     }
+    self.snapshot.reset();
   }
   impl_->notify();
 }

@@ -27,7 +27,7 @@ namespace weft::control::services {
 
 struct ServiceManagerConfig {
   std::string node_name;
-  std::filesystem::path state_dir;  // services.json goes here
+  std::filesystem::path state_dir;  // services/<id>.json go here (service_store.h)
 };
 
 // The owner recorded with a service's virtual IP reservations.
@@ -57,10 +57,10 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   ServiceManager(const ServiceManager&) = delete;
   ServiceManager& operator=(const ServiceManager&) = delete;
 
-  // Loads services.json and releases every virtual IP reserved for a
-  // service that is not recorded (a crash between the reservation and the
-  // record); then tells the on_change listeners. After the network
-  // manager's reconcile, before the API serves.
+  // Loads the services (service_store.h) and releases every virtual IP
+  // reserved for a service that is not recorded (a crash between the
+  // reservation and the record); then tells the on_change listeners. After
+  // the network manager's reconcile, before the API serves.
   void reconcile();
 
   // The node's load balancer, for counters and lookups (may stay unset).
@@ -84,6 +84,8 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   std::vector<TaskLog> task_logs_by_slot(const std::string& name_or_id, std::uint64_t max_bytes) override;
   // Every service, local and remote (the task supervisor's input).
   std::vector<Service> services();
+  // The same, shared and immutable until the next change (no copy).
+  std::shared_ptr<const ServiceList::List> shared_services();
 
   // network::ServiceDirectory
   std::optional<Service> find(const std::string& name_or_id) override;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <string>
@@ -68,12 +69,42 @@ TEST_F(LbIdMapTest, IdsSurviveSaveAndLoad) {
   EXPECT_EQ(map.service(key('a', 'm')), 3u);
   EXPECT_EQ(map.backend(hex_id('f')), 2u);
   EXPECT_EQ(map.backend(hex_id('e')), std::nullopt);
-  ASSERT_NE(map.endpoint_of(2), nullptr);
+  ASSERT_TRUE(map.endpoint_of(2));
   EXPECT_EQ(*map.endpoint_of(2), hex_id('f'));
   ASSERT_NE(map.service_key(3), nullptr);
   EXPECT_EQ(*map.service_key(3), key('a', 'm'));
   // The cursor came back too: the next id is not the freed one.
   EXPECT_EQ(map.assign_backend(hex_id('g')), 3u);
+}
+
+// Model ids (64 lowercase hex) are held packed, others as strings: both
+// come back with their exact text, and neither is taken for the other.
+TEST_F(LbIdMapTest, PackedAndOtherEndpointIdsKeepTheirText) {
+  const std::string model = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  std::string upper = model;
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  const std::string shorter = model.substr(1);
+  {
+    auto map = load();
+    EXPECT_EQ(map.assign_backend(model), 1u);
+    EXPECT_EQ(map.assign_backend(upper), 2u) << "another id than the lowercase one";
+    EXPECT_EQ(map.assign_backend(shorter), 3u);
+    EXPECT_EQ(map.assign_backend(model), 1u);
+    EXPECT_EQ(map.endpoint_of(1), model);
+    EXPECT_EQ(map.endpoint_of(2), upper);
+    map.release_backend(2);
+    EXPECT_EQ(map.backend(upper), std::nullopt);
+    EXPECT_EQ(map.backend(model), 1u);
+    map.save();
+  }
+  auto map = load();
+  EXPECT_EQ(map.endpoint_of(1), model);
+  EXPECT_EQ(map.endpoint_of(3), shorter);
+  EXPECT_EQ(map.backend(shorter), 3u);
+  EXPECT_EQ(map.backends().size(), 2u);
+  map.release_backend(1);
+  EXPECT_EQ(map.backend(model), std::nullopt);
+  EXPECT_EQ(map.assign_backend(model), 4u);
 }
 
 // The file is written without a json document in memory: its text must be
