@@ -72,6 +72,7 @@ class ServiceList {
   Service& operator[](std::size_t i) { return own(mutate()[i]); }
   Service& back() { return own(mutate().back()); }
   void push_back(Service s) { mutate().push_back(std::make_shared<const Service>(std::move(s))); }
+  void reserve(std::size_t n) { mutate().reserve(n); }
   void clear() { list_.reset(); }
 
  private:
