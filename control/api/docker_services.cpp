@@ -394,17 +394,6 @@ std::string docker_stream_frame(std::uint8_t stream, std::string_view payload) {
 
 namespace {
 
-// This node's name and its /nodes ID; empty outside a swarm.
-std::pair<std::string, std::string> this_node(SwarmService* swarm) {
-  if (!swarm) return {};
-  try {
-    const SwarmInfo info = swarm->info();
-    return {info.node_name, info.node_id.empty() ? info.node_name : info.node_id};
-  } catch (const ApiError&) {
-    return {};
-  }
-}
-
 // The logs of `service`'s tasks on this node (only `slot` when given).
 DockerAnswer docker_logs(const Service& service, std::optional<std::uint64_t> only_slot,
                          const std::string& weft_ref, std::string_view target, ServiceApi& services,
@@ -433,23 +422,35 @@ DockerAnswer docker_logs(const Service& service, std::optional<std::uint64_t> on
     tail = lines;
   }
   const bool details = flag_parameter(target, "details");
-  const auto [node_name, node_id] = this_node(swarm);
-  // Only tasks this node still runs: the CLI inspects the task of each line,
-  // and a log left by a slot that moved away or was scaled down has none.
-  std::vector<std::uint64_t> local_slots;
-  for (const TaskRecord& task : services.list_tasks(service.id)) {
-    if (task.node == node_name && (!only_slot || task.slot == *only_slot)) local_slots.push_back(task.slot);
+  // The tasks the service has now, wherever they run (the agent gathers the
+  // other nodes' logs over the cluster): the CLI inspects the task of each
+  // line, and a log left by a slot that moved away or was scaled down has
+  // none, so such logs are left out.
+  std::map<std::uint64_t, TaskRecord> current;  // by slot
+  for (TaskRecord& task : services.list_tasks(service.id)) {
+    if (!only_slot || task.slot == *only_slot) current[task.slot] = std::move(task);
+  }
+  std::map<std::string, std::string> node_ids;  // hostname -> /nodes ID
+  if (details && swarm) {
+    try {
+      for (const NodeInfo& node : swarm->list_nodes()) node_ids[node.hostname] = node.id;
+    } catch (const ApiError&) {
+      // Not in a swarm: the node is named as weft names it.
+    }
   }
   // weft keeps a task's stdout and stderr in one file: it is sent as the
   // stream asked for, stdout when both are.
   const std::uint8_t stream = to_stdout ? 1 : 2;
   std::string out;
   for (const TaskLog& log : services.task_logs_by_slot(service.id, kMaxLogBytesPerTask)) {
-    if (std::find(local_slots.begin(), local_slots.end(), log.slot) == local_slots.end()) continue;
-    const TaskRecord task{.service_id = service.id, .slot = log.slot, .node = node_name};
-    const std::string prefix = "com.docker.swarm.node.id=" + details_escape(node_id) +
-                               ",com.docker.swarm.service.id=" + details_escape(service.id) +
-                               ",com.docker.swarm.task.id=" + details_escape(docker_task_id(task)) + " ";
+    const auto found = current.find(log.slot);
+    if (found == current.end()) continue;
+    const TaskRecord& task = found->second;
+    const auto id = node_ids.find(task.node);
+    const std::string prefix =
+        "com.docker.swarm.node.id=" + details_escape(id == node_ids.end() ? task.node : id->second) +
+        ",com.docker.swarm.service.id=" + details_escape(service.id) +
+        ",com.docker.swarm.task.id=" + details_escape(docker_task_id(task)) + " ";
     std::vector<std::string_view> lines;
     std::string_view text = log.text;
     while (!text.empty()) {
@@ -478,12 +479,7 @@ DockerAnswer docker_service_logs(const std::string& ref, std::string_view target
 DockerAnswer docker_task_logs(const std::string& ref, std::string_view target, ServiceApi& services,
                               NetworkService& networks, SwarmService* swarm) {
   const FoundTask found = find_task(ref, services, networks, swarm);
-  const std::uint64_t slot = found.record.slot;
-  if (found.record.node != this_node(swarm).first) {
-    bad_request("task " + names::printable(ref) + " (" + found.service.name + "." + std::to_string(slot) +
-                ") runs on another node: ask that node's agent for its logs");
-  }
-  return docker_logs(found.service, slot, found.service.name, target, services, swarm);
+  return docker_logs(found.service, found.record.slot, found.service.name, target, services, swarm);
 }
 
 void refuse_service_image(std::string_view create_body, NetworkService* networks) {

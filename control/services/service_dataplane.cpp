@@ -145,6 +145,16 @@ struct ServiceDataplane::Impl {
   std::set<std::string> no_snat_logged;
   ConntrackFill fill;
   LogLimiter log;
+  // weft_lb_connections_total must never go down, but a service's sum over
+  // its current backends does when a backend goes or its counter restarts
+  // (a reused id). So each service keeps what its gone backends had counted
+  // (as last read), plus each current backend's last reading. Connections a
+  // backend took after the last read and before it went are not counted.
+  struct ConnectionHistory {
+    std::uint64_t retired = 0;
+    std::map<std::uint32_t, std::uint64_t> last;  // backend id -> its count as last read
+  };
+  std::map<std::string, ConnectionHistory> connection_history;  // by service id
   mutable std::mutex mutex;
 
   std::string_view kind() const { return ebpf ? "ebpf" : "nftables"; }
@@ -582,7 +592,7 @@ std::optional<ConntrackFill> ServiceDataplane::collect_garbage() {
 LbMetrics ServiceDataplane::metrics() const {
   std::lock_guard lock(impl_->mutex);
   LbMetrics m;
-  // eBPF: the whole counter map in a few batch reads, then sums per service.
+  // eBPF: the whole counter map in a few batch reads, then per backend.
   std::vector<std::uint64_t> by_backend;
   if (impl_->ebpf) {
     try {
@@ -591,23 +601,39 @@ LbMetrics ServiceDataplane::metrics() const {
       // Per service below, as service inspect reads them.
     }
   }
+  // This read's count per service and backend (a service may be programmed
+  // on several networks: its backends' counts add up).
+  std::map<std::string, std::map<std::uint32_t, std::uint64_t>> now;
   for (const auto& [number, applied] : impl_->applied) {
     const LbServiceKey* key = impl_->ids.service_key(number);
     if (!key) continue;
-    std::uint64_t& sum = m.connections[key->service_id];
+    auto& counts = now[key->service_id];
     if (!by_backend.empty() && applied.backends) {
       for (const lb::Backend& b : *applied.backends)
-        if (b.id < by_backend.size()) sum += by_backend[b.id];
+        if (b.id < by_backend.size()) counts[b.id] += by_backend[b.id];
       continue;
     }
     lb::ServiceBackend* backend = impl_->backend_for(applied.network_id);
     if (!backend) continue;
     try {
-      for (const lb::BackendCounters& c : backend->counters(number)) sum += c.connections;
+      for (const lb::BackendCounters& c : backend->counters(number)) counts[c.backend_id] += c.connections;
     } catch (const std::exception&) {
       // A map read failing here is no reason to fail the scrape.
     }
   }
+  for (auto& [service_id, counts] : now) {
+    auto& history = impl_->connection_history[service_id];
+    for (const auto& [id, last] : history.last) {
+      const auto it = counts.find(id);
+      if (it == counts.end() || it->second < last) history.retired += last;  // gone, or restarted
+    }
+    history.last = std::move(counts);
+    std::uint64_t sum = history.retired;
+    for (const auto& [id, count] : history.last) sum += count;
+    m.connections[service_id] = sum;
+  }
+  // Services no longer programmed here are no longer reported.
+  std::erase_if(impl_->connection_history, [&](const auto& entry) { return !now.count(entry.first); });
   if (impl_->ebpf) {
     lb::LoadBalancer& lb = impl_->ebpf->ebpf();
     try {

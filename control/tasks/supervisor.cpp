@@ -742,23 +742,29 @@ std::string Supervisor::local_logs(const std::string& service_id, std::uint64_t 
   return out;
 }
 
-// This node's task logs, then the other Ready nodes' (asked over the
-// cluster; a node that does not answer in time is left out).
-std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
-  std::string out = local_logs(service_id, max_bytes);
+// The other Ready nodes' task logs of the service, by node, each as
+// local_logs() formats them there; a node that does not answer in time is
+// left out.
+std::map<std::string, std::string> Supervisor::remote_logs(const std::string& service_id, std::uint64_t max_bytes) {
   TaskClusterLink* link = nullptr;
   {
     std::lock_guard lock(impl_->data);
     link = impl_->cluster;
   }
-  if (!link) return out;
+  if (!link) return {};
   auto answer = std::make_shared<std::promise<std::map<std::string, std::string>>>();
   auto got = answer->get_future();
   link->request_logs(service_id, max_bytes, kRemoteLogsTimeout,
                      [answer](std::map<std::string, std::string> texts) { answer->set_value(std::move(texts)); });
   // Bounded even if the cluster goes away without answering.
-  if (got.wait_for(kRemoteLogsTimeout + std::chrono::seconds(1)) != std::future_status::ready) return out;
-  for (const auto& [node, text] : got.get()) out += text;
+  if (got.wait_for(kRemoteLogsTimeout + std::chrono::seconds(1)) != std::future_status::ready) return {};
+  return got.get();
+}
+
+// This node's task logs, then the other Ready nodes'.
+std::string Supervisor::logs(const std::string& service_id, std::uint64_t max_bytes) {
+  std::string out = local_logs(service_id, max_bytes);
+  for (const auto& [node, text] : remote_logs(service_id, max_bytes)) out += text;
   return out;
 }
 
@@ -775,6 +781,40 @@ std::vector<TaskLog> Supervisor::logs_by_slot(const std::string& service_id, std
     if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size()) continue;
     bool cut = false;  // the older part beyond max_bytes is left out, as docker service logs --tail does
     logs.push_back(TaskLog{.slot = slot, .text = impl_->tail(entry.path(), max_bytes, cut)});
+  }
+  // The other nodes' lines, "NAME.SLOT.ID@NODE | text" (local_logs' form
+  // there): back to their slot's log without the prefix. Names may hold
+  // dots, so the slot is read backwards from the '@'.
+  for (const auto& [node, text] : remote_logs(service_id, max_bytes)) {
+    std::map<std::uint64_t, std::string> by_slot;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+      const auto nl = text.find('\n', pos);
+      const auto end = nl == std::string::npos ? text.size() : nl + 1;
+      const std::string_view line(text.data() + pos, end - pos);
+      pos = end;
+      const auto bar = line.find(" | ");
+      if (bar == std::string_view::npos) continue;
+      const std::string_view who = line.substr(0, bar);
+      const auto at = who.rfind('@');
+      const auto id_dot = at == std::string_view::npos ? std::string_view::npos : who.rfind('.', at);
+      const auto slot_dot = id_dot == std::string_view::npos || id_dot == 0 ? std::string_view::npos
+                                                                            : who.rfind('.', id_dot - 1);
+      if (slot_dot == std::string_view::npos) continue;
+      const std::string_view digits = who.substr(slot_dot + 1, id_dot - slot_dot - 1);
+      std::uint64_t slot = 0;
+      const auto [stop, error] = std::from_chars(digits.data(), digits.data() + digits.size(), slot);
+      if (digits.empty() || error != std::errc{} || stop != digits.data() + digits.size()) continue;
+      by_slot[slot].append(line.substr(bar + 3));
+    }
+    for (auto& [slot, lines] : by_slot) {
+      const auto same = std::find_if(logs.begin(), logs.end(), [&](const TaskLog& l) { return l.slot == slot; });
+      if (same != logs.end()) {
+        same->text += lines;  // the slot moved: its earlier log here, its later one there
+      } else {
+        logs.push_back(TaskLog{.slot = slot, .text = std::move(lines)});
+      }
+    }
   }
   std::sort(logs.begin(), logs.end(), [](const TaskLog& a, const TaskLog& b) { return a.slot < b.slot; });
   return logs;

@@ -35,6 +35,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +101,7 @@ class Supervisor final : public ClusterTasks, public services::TaskView {
   std::vector<TaskLog> logs_by_slot(const std::string& service_id, std::uint64_t max_bytes) override;
 
  private:
+  std::map<std::string, std::string> remote_logs(const std::string& service_id, std::uint64_t max_bytes);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

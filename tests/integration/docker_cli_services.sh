@@ -42,6 +42,14 @@ has_network() { tb_weft "$1" network ls --format json | tb_json '[n["Name"] for 
 require "net-test reaches node 2" wait_for 15 has_network 2
 require "the docker CLI talks to weftd" dk 1 version
 
+# docker events on node 2 while node 1 creates, scales and removes the
+# service: service create, update and remove, whichever node made them.
+mkdir -p "$TESTBED_RUN_DIR/docker-config"
+events_file="$TESTBED_RUN_DIR/service-events.jsonl"
+DOCKER_CONFIG="$TESTBED_RUN_DIR/docker-config" "$DOCKER" -H "$(tb_host 2)" events --filter type=service \
+  --format '{{json .}}' >"$events_file" 2>&1 &
+events_pid=$!
+
 svc_id=$(tb_weft 1 service create --name pinger --network net-test --replicas 2 -- \
   sh -c 'echo "pinger task up"; exec sleep 100000')
 require "weft service create with a command prints the id" grep -Eq '^[0-9a-f]{64}$' <<<"$svc_id"
@@ -105,6 +113,10 @@ slot1_node=$(curl -s --max-time 5 --unix-socket "$(tb_sock 1)" "http://weft/serv
 li=${slot1_node#node}
 logged() { dk "$li" service logs pinger 2>&1 | grep -Eq '^pinger\.1\.[0-9a-f]{12}@[^ ]+ +\| pinger task up$'; }
 check "docker service logs on $slot1_node: pinger.1.<task>@<node> | pinger task up" wait_for 15 logged
+other=$((li == 1 ? 2 : 1))
+logged_elsewhere() { dk "$other" service logs pinger 2>&1 | grep -Eq '^pinger\.1\.[0-9a-f]{12}@[^ ]+ +\| pinger task up$'; }
+check "docker service logs on node $other shows pinger.1's log from $slot1_node (asked over the cluster)" \
+  wait_for 15 logged_elsewhere
 dk "$li" service logs pinger
 check_match "docker service logs --raw is the output itself" "$(dk "$li" service logs --raw pinger 2>&1)" \
   '^pinger task up$'
@@ -151,5 +163,14 @@ check_eq "docker service ls is empty" "$(dk 1 service ls -q)" ""
 check_eq "weft service ls -q is empty" "$(tb_weft 2 service ls -q | wc -l)" 0
 no_task_netns() { ! ip netns list | awk '{print $1}' | grep -q -- "-$svc_short-"; }
 check "no task namespace is left" wait_for 20 no_task_netns
+
+# --- docker events: the service's life, seen on node 2 ------------------------------------------
+service_event() { grep -q "\"Action\":\"$1\".*\"ID\":\"$svc_id\"" "$events_file"; }
+for action in create update remove; do
+  check "docker events on node 2 streamed service $action" wait_for 10 service_event "$action"
+done
+check "a service event carries the name" grep -q '"Type":"service".*"name":"pinger"' "$events_file"
+kill "$events_pid" 2>/dev/null
+wait "$events_pid" 2>/dev/null
 
 tb_summary docker_cli_services

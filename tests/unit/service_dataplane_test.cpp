@@ -247,6 +247,7 @@ void ServiceDataplaneTest::balance_drain_and_reset() {
     total += c.connections;
   }
   EXPECT_EQ(total, 30u) << "counters by endpoint id";
+  EXPECT_EQ(dp_->metrics().connections[kService], 30u) << "weft_lb_connections_total";
   EXPECT_FALSE(dp_->service_number(kDnsrrService, kNet)) << "dnsrr services have nothing in the load balancer";
 
   auto on_b1 = connection_to("b1");
@@ -257,6 +258,7 @@ void ServiceDataplaneTest::balance_drain_and_reset() {
   EXPECT_EQ(connect_many(20)["b2"], 20) << "a draining backend gets no new connection";
   EXPECT_EQ(on_b1->echo("still here\n"), "still here\n") << "a draining backend's open connection goes on";
 
+  const std::uint64_t before_removal = dp_->metrics().connections[kService];
   ASSERT_TRUE(dp_->apply(view({backend(kB2, "10.0.0.12")})));
   int err = 0;
   auto got = on_b1->echo("anyone?\n", &err);
@@ -265,6 +267,8 @@ void ServiceDataplaneTest::balance_drain_and_reset() {
   EXPECT_EQ(on_b2->echo("fine\n"), "fine\n") << "another backend's flow is untouched";
   EXPECT_EQ(connect_many(10)["b2"], 10);
   EXPECT_FALSE(dp_->backend_number(kB1)) << "the removed backend's id is freed";
+  // A counter never goes down: the removed backend's connections still count.
+  EXPECT_EQ(dp_->metrics().connections[kService], before_removal + 10);
 }
 
 TEST_F(ServiceDataplaneTest, AutoPicksEbpfAndBalancesDrainsAndResets) {
