@@ -33,16 +33,6 @@ void write_all(int fd, std::string_view data, const fs::path& path) {
   }
 }
 
-void sync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw_errno("cannot open", dir);
-  const int rc = ::fsync(fd);
-  const int saved = errno;
-  ::close(fd);
-  errno = saved;
-  if (rc != 0) throw_errno("cannot sync", dir);
-}
-
 }  // namespace
 
 ReservationJournal::ReservationJournal(fs::path path) : path_(std::move(path)) {}
@@ -109,7 +99,7 @@ void ReservationJournal::reset(std::uint64_t generation) {
   try {
     write_all(fd, json{{"generation", generation}}.dump() + "\n", path_);
     if (::fdatasync(fd) != 0) throw_errno("cannot sync", path_);
-    if (!existed) sync_dir(path_.has_parent_path() ? path_.parent_path() : fs::path("."));
+    if (!existed) sync_directory(path_.has_parent_path() ? path_.parent_path() : fs::path("."));
   } catch (...) {
     ::close(fd);
     throw;

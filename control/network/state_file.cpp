@@ -117,18 +117,6 @@ void write_all(int fd, std::string_view content, const std::string& path) {
   }
 }
 
-// Without this the rename itself may not survive a crash, leaving the old
-// file (or none at all) in place after reboot.
-void sync_directory(const std::filesystem::path& dir, const std::filesystem::path& for_file) {
-  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir_fd.valid()) {
-    throw_errno("cannot open the directory of", for_file.native());
-  }
-  if (::fsync(dir_fd.get()) != 0) {
-    throw_errno("cannot sync the directory of", for_file.native());
-  }
-}
-
 }  // namespace
 
 namespace {
@@ -163,7 +151,7 @@ void replace_file(const std::filesystem::path& path, std::string_view content, S
     throw_errno("cannot replace", path.native());
   }
   temp.dismiss();
-  if (sync == Sync::ToDisk) sync_directory(dir, path);
+  if (sync == Sync::ToDisk) sync_directory(dir);
 }
 
 }  // namespace
@@ -192,6 +180,12 @@ std::vector<std::string> remove_leftover_temp_files(const std::filesystem::path&
   }
   std::sort(removed.begin(), removed.end());
   return removed;
+}
+
+void sync_directory(const std::filesystem::path& dir) {
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd.valid()) throw_errno("cannot open the directory", dir.native());
+  if (::fsync(dir_fd.get()) != 0) throw_errno("cannot sync the directory", dir.native());
 }
 
 std::optional<std::string> read_file(const std::filesystem::path& path) {

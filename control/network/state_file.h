@@ -31,6 +31,11 @@ void replace_file_unsynced(const std::filesystem::path& path, std::string_view c
 // std::system_error when a temp file cannot be removed.
 std::vector<std::string> remove_leftover_temp_files(const std::filesystem::path& dir);
 
+// Makes what was created, renamed or unlinked in `dir` durable (fsync of the
+// directory); without it a rename may not survive a crash of the machine.
+// Throws std::system_error naming `dir`.
+void sync_directory(const std::filesystem::path& dir);
+
 // Reads the whole file; std::nullopt if it does not exist; throws
 // std::system_error on other errors.
 std::optional<std::string> read_file(const std::filesystem::path& path);

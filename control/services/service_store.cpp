@@ -32,17 +32,6 @@ bool valid_file_id(const std::string& id) {
          std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-// An unlink or a rename is durable once its directory is synced.
-void sync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw_errno("cannot open", dir);
-  const int rc = ::fsync(fd);
-  const int saved = errno;
-  ::close(fd);
-  errno = saved;
-  if (rc != 0) throw_errno("cannot sync", dir);
-}
-
 Service parse_record(const fs::path& path, const std::string& text) {
   try {
     return service_from_record(json::parse(text));
@@ -100,7 +89,7 @@ std::map<std::string, Service> ServiceStore::load() {
     throw std::runtime_error("state file " + legacy_path().string() + " is corrupt: " + e.what());
   }
   if (::unlink(legacy_path().c_str()) != 0 && errno != ENOENT) throw_errno("cannot remove", legacy_path());
-  sync_dir(state_dir_);
+  network::sync_directory(state_dir_);
   spdlog::info("migrated {} services from {} to {}/", migrated, legacy_path().string(), dir().string());
   return services;
 }
@@ -110,7 +99,7 @@ void ServiceStore::write(const Service& service) {
   if (!dir_durable_) {
     // The first write may have made the directory: its name is durable once
     // the state dir is synced.
-    sync_dir(state_dir_);
+    network::sync_directory(state_dir_);
     dir_durable_ = true;
   }
 }
@@ -121,7 +110,7 @@ void ServiceStore::remove(const std::string& service_id) {
     if (errno == ENOENT) return;
     throw_errno("cannot remove", path);
   }
-  sync_dir(dir());
+  network::sync_directory(dir());
 }
 
 }  // namespace weft::control::services
