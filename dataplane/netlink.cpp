@@ -170,11 +170,16 @@ std::vector<LinkInfo> NetlinkSocket::list_links() {
   return links;
 }
 
-void NetlinkSocket::create_bridge(const std::string& name, int mtu) {
+void NetlinkSocket::create_bridge(const std::string& name, int mtu, std::optional<MacAddress> mac) {
   auto link = alloc_link();
   rtnl_link_set_name(link.get(), name.c_str());
   check(rtnl_link_set_type(link.get(), "bridge"), "bridge " + name);
   if (mtu > 0) rtnl_link_set_mtu(link.get(), static_cast<unsigned>(mtu));
+  AddrPtr address;
+  if (mac) {
+    address = mac_addr(*mac);
+    rtnl_link_set_addr(link.get(), address.get());
+  }
   check(rtnl_link_add(sock(), link.get(), NLM_F_CREATE | NLM_F_EXCL), "create bridge " + name);
 }
 
@@ -259,6 +264,13 @@ void NetlinkSocket::set_mtu(const std::string& name, int mtu) {
   auto changes = alloc_link();
   rtnl_link_set_mtu(changes.get(), static_cast<unsigned>(mtu));
   change_link(sock(), name, changes.get(), "set mtu of " + name);
+}
+
+void NetlinkSocket::set_mac(const std::string& name, const MacAddress& mac) {
+  auto changes = alloc_link();
+  auto address = mac_addr(mac);
+  rtnl_link_set_addr(changes.get(), address.get());
+  change_link(sock(), name, changes.get(), "set the MAC address of " + name);
 }
 
 void NetlinkSocket::add_address(const std::string& ifname, Ipv4 ip, int prefix_len) {

@@ -73,7 +73,9 @@ class NetlinkSocket {
   std::optional<LinkInfo> find_link(const std::string& name);
   LinkInfo get_link(const std::string& name);  // NetlinkError(ENODEV) if absent
   std::vector<LinkInfo> list_links();
-  void create_bridge(const std::string& name, int mtu = 0);
+  // `mac`: a fixed address, which the kernel then keeps; without one the
+  // bridge takes its lowest port's and changes it when that port goes.
+  void create_bridge(const std::string& name, int mtu = 0, std::optional<MacAddress> mac = std::nullopt);
   void create_vxlan(const VxlanSpec& spec);
   void create_veth(const VethSpec& spec);
   void delete_link(const std::string& name);
@@ -82,6 +84,7 @@ class NetlinkSocket {
   void set_master(const std::string& name, const std::string& master);
   void set_up(const std::string& name);
   void set_mtu(const std::string& name, int mtu);
+  void set_mac(const std::string& name, const MacAddress& mac);
 
   // Addresses and routes (IPv4)
   void add_address(const std::string& ifname, Ipv4 ip, int prefix_len);

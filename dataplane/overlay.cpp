@@ -17,7 +17,13 @@ void ensure_bridge(NetlinkSocket& net, const OverlayLayout& layout) {
     net.delete_link(kOverlayBridgeName);
     bridge.reset();
   }
-  if (!bridge) net.create_bridge(kOverlayBridgeName, layout.mtu);
+  // The bridge answers for the gateway (and, on the nftables fallback, the
+  // VIPs): a MAC of its own, fixed, so that removing the endpoint whose veth
+  // had the lowest MAC does not change it under the neighbour entries of the
+  // endpoints left (their held connections would time out until ARP ran again).
+  const auto mac = MacAddress::from_ipv4(layout.gateway);
+  if (!bridge) net.create_bridge(kOverlayBridgeName, layout.mtu, mac);
+  else if (bridge->mac != mac) net.set_mac(kOverlayBridgeName, mac);
   const auto addresses = net.list_addresses(kOverlayBridgeName);
   const std::pair<Ipv4, int> gateway{layout.gateway, layout.prefix_len};
   if (std::find(addresses.begin(), addresses.end(), gateway) == addresses.end())

@@ -108,5 +108,36 @@ TEST_F(TwoNodeOverlayTest, RemoteEntriesCarryTrafficAcrossNodes) {
   remove_overlay(n2, net2);
 }
 
+// The bridge answers ARP for the gateway (and, on the nftables fallback, for
+// the VIPs). Left to itself the kernel gives it the lowest MAC of its ports
+// and changes it when that port goes: the endpoints still attached then send
+// to a MAC nobody owns until their neighbour entry expires.
+TEST_F(TwoNodeOverlayTest, BridgeKeepsItsMacWhenEndpointsComeAndGo) {
+  auto net1 = layout("net-on-1", "192.0.2.11");
+  NetlinkSocket node(node1_ns);
+  ensure_overlay(node, net1);
+  NetlinkSocket net(NetnsHandle::open(net1.netns_path));
+  const auto gateway_mac = mac("02:42:0a:00:00:01");
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+
+  const EndpointLayout first{.host_ifname = "veth1", .ip = ipv4("10.0.0.2"), .mac = mac("02:42:0a:00:00:02")};
+  const EndpointLayout second{.host_ifname = "veth2", .ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03")};
+  attach_endpoint(net1, first, NetnsHandle::open(namespaces.make("c1")));
+  attach_endpoint(net1, second, NetnsHandle::open(namespaces.make("c2")));
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  // Whichever host-side veth has the lowest (random) MAC, neither's going
+  // moves the bridge's.
+  detach_endpoint(net1, first);
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  detach_endpoint(net1, second);
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+
+  // A bridge made before this rule (kernel-chosen MAC) is corrected in place.
+  net.set_mac(kOverlayBridgeName, mac("06:00:00:00:00:01"));
+  ensure_overlay(node, net1);
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  remove_overlay(node, net1);
+}
+
 }  // namespace
 }  // namespace weft::dataplane
