@@ -53,9 +53,12 @@ for i in 1 2 3; do require "node$i's agent starts with fast timings" start_fast_
 token=$(tb_weft 1 swarm init | grep -o 'WEFT-1-[A-Za-z0-9_-]*' | head -1)
 require "node2 joins" tb_weft 2 swarm join --token "$token" "$(tb_addr 1):7946"
 require "node3 joins" tb_weft 3 swarm join --token "$token" "$(tb_addr 1):7946"
-ready_count() { tb_weft 1 node ls | grep -c Ready; }
-all_ready() { [[ $(ready_count) == 3 ]]; }
-require "node1 lists three nodes Ready" wait_for 10 all_ready
+ready_count() { tb_weft "$1" node ls | grep -c Ready; }
+all_ready() { [[ $(ready_count "$1") == 3 ]]; }
+# Every node must know node3 before it dies: a node that has not yet heard
+# node3's alive message when the dead one reaches it ignores the death of a
+# node it never knew (as memberlist does), and would never list node3 at all.
+for i in 1 2 3; do require "node$i lists three nodes Ready" wait_for 10 all_ready "$i"; done
 
 node3_down() { tb_weft 1 node ls | grep node3 | grep -q Down; }
 kill -KILL "$(tb_agent_pid 3)"
