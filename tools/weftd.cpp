@@ -130,6 +130,7 @@ struct Options {
   std::optional<std::int64_t> probe_interval_ms, probe_timeout_ms, gossip_interval_ms, push_pull_interval_ms;
   std::optional<int> suspicion_mult, retransmit_mult;
   std::optional<std::int64_t> tombstone_lifetime_ms;
+  std::optional<std::int64_t> cluster_tombstone_lifetime_ms;
   // What unauthenticated TCP peers may cost (see gossip::Config).
   std::optional<std::uint64_t> max_stream_size;
   std::optional<std::size_t> max_inbound_streams;
@@ -506,8 +507,9 @@ int main(int argc, char** argv) {
   app.add_option("--join", options.join, "Gossip address of a swarm node to join at start (repeatable)");
   app.add_option("--key-file", options.key_file, "File holding the gossip key (base64); joins or starts a swarm at start");
   // Durations take a unit, as serf's and Docker's flags do: 500ms, 2s, 1m.
-  const auto duration = CLI::AsNumberWithUnit(std::map<std::string, std::int64_t>{{"ms", 1}, {"s", 1000}, {"m", 60000}},
-                                              CLI::AsNumberWithUnit::UNIT_REQUIRED, "DURATION");
+  const auto duration = CLI::AsNumberWithUnit(
+      std::map<std::string, std::int64_t>{{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}},
+      CLI::AsNumberWithUnit::UNIT_REQUIRED, "DURATION");
   app.add_option("--gossip-profile", options.gossip_profile,
                  "memberlist timing profile: lan, wan or local (as serf's -profile)")
       ->capture_default_str();
@@ -522,7 +524,11 @@ int main(int argc, char** argv) {
   app.add_option("--suspicion-mult", options.suspicion_mult, "Suspicion timeout multiplier")->check(CLI::Range(1, 100));
   app.add_option("--retransmit-mult", options.retransmit_mult, "Gossip retransmit multiplier")->check(CLI::Range(1, 100));
   app.add_option("--tombstone-lifetime", options.tombstone_lifetime_ms,
-                 "How long a deleted table entry is remembered (e.g. 30m)")
+                 "How long a deleted endpoint or task entry is remembered (e.g. 30m)")
+      ->transform(duration);
+  app.add_option("--cluster-tombstone-lifetime", options.cluster_tombstone_lifetime_ms,
+                 "How long a deleted network, service or address range is remembered, so that a node away "
+                 "for less than this cannot bring it back (e.g. 168h; default 168h)")
       ->transform(duration);
   app.add_option("--max-stream-size", options.max_stream_size,
                  "Largest gossip TCP message accepted, with a unit (e.g. 16MiB; default 16MiB)")
@@ -592,6 +598,12 @@ int main(int argc, char** argv) {
       if (*options.tombstone_lifetime_ms < 1000) throw UsageError("--tombstone-lifetime must be at least 1s");
       cluster_config.tombstone_lifetime =
           std::chrono::duration_cast<std::chrono::seconds>(std::chrono::milliseconds(*options.tombstone_lifetime_ms));
+    }
+    if (options.cluster_tombstone_lifetime_ms) {
+      if (*options.cluster_tombstone_lifetime_ms < 1000)
+        throw UsageError("--cluster-tombstone-lifetime must be at least 1s");
+      cluster_config.cluster_tombstone_lifetime = std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::milliseconds(*options.cluster_tombstone_lifetime_ms));
     }
     lb_options = lb_dataplane_options(options);
     dns_config = dns_agent_config(options);

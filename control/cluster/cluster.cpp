@@ -197,7 +197,8 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
   if (tasks_sink) tasks_sink->attach_cluster(owner);
   tables = std::make_unique<tables::ReplicatedTables>(config.node_name,
                                                        std::set<std::string>{kEndpointsTable, kTasksTable},
-                                                       config.tombstone_lifetime);
+                                                       config.tombstone_lifetime,
+                                                       config.cluster_tombstone_lifetime);
   ranges = std::make_unique<RangeOwnership>(*tables, [this](const std::vector<TableEntry>& entries) {
     network::write_file_atomically(ranges_file(), encode_snapshot(entries));
   });

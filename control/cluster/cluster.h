@@ -15,6 +15,7 @@
 #include "control/network/network_manager.h"
 #include "control/model/swarm_model.h"
 #include "control/services/service_cluster.h"
+#include "control/tables/replicated_tables.h"
 #include "control/tasks/task_cluster.h"
 
 namespace weft::control::cluster {
@@ -27,7 +28,10 @@ struct ClusterConfig {
   std::uint16_t bind_port = 7946;
   std::vector<std::string> join;  // --join ADDR:PORT, tried at start
   std::string key_file;           // --key-file: the gossip key, base64
-  std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30);
+  std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30);  // endpoints, tasks
+  // Networks, services, address ranges: a node away longer than this brings
+  // back, with its stale copy, what was deleted while it was gone.
+  std::chrono::seconds cluster_tombstone_lifetime = tables::ReplicatedTables::kDefaultClusterTombstoneLifetime;
   // memberlist's timings (probe, gossip, push/pull, suspicion...); name,
   // addresses and key are filled in from the fields above.
   gossip::Config gossip_timings;

@@ -1,5 +1,6 @@
 #include "control/tables/replicated_tables.h"
 
+#include <algorithm>
 #include <tuple>
 
 namespace weft::control::tables {
@@ -9,10 +10,14 @@ bool supersedes(const TableEntry& incoming, const TableEntry& current) {
 }
 
 ReplicatedTables::ReplicatedTables(std::string local_node, std::set<std::string> node_scoped_tables,
-                                   std::chrono::seconds tombstone_lifetime)
+                                   std::chrono::seconds tombstone_lifetime,
+                                   std::chrono::seconds cluster_tombstone_lifetime,
+                                   std::size_t max_cluster_tombstones)
     : local_node_(std::move(local_node)),
       node_scoped_tables_(std::move(node_scoped_tables)),
-      tombstone_lifetime_(tombstone_lifetime) {}
+      tombstone_lifetime_(tombstone_lifetime),
+      cluster_tombstone_lifetime_(cluster_tombstone_lifetime),
+      max_cluster_tombstones_(max_cluster_tombstones) {}
 
 void ReplicatedTables::notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now) {
   if (!before && !now) return;
@@ -194,13 +199,30 @@ std::vector<TableEntry> ReplicatedTables::republish_own() {
 
 std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
   std::size_t reaped = 0;
+  // The cluster-wide tables' tombstones left after their lifetime, per table,
+  // oldest first: beyond the bound, the oldest go.
+  std::map<std::string, std::vector<std::map<Key, Slot>::iterator>> kept;
   for (auto it = slots_.begin(); it != slots_.end();) {
-    if (it->second.entry.deleted && now - it->second.deleted_at >= tombstone_lifetime_) {
+    if (!it->second.entry.deleted) {
+      ++it;
+      continue;
+    }
+    const bool node_entry = node_scoped(it->second.entry.table);
+    if (now - it->second.deleted_at >= (node_entry ? tombstone_lifetime_ : cluster_tombstone_lifetime_)) {
       it = slots_.erase(it);
       ++reaped;
-    } else {
-      ++it;
+      continue;
     }
+    if (!node_entry) kept[it->second.entry.table].push_back(it);
+    ++it;
+  }
+  for (auto& [table, tombstones] : kept) {
+    if (tombstones.size() <= max_cluster_tombstones_) continue;
+    const auto excess = static_cast<std::ptrdiff_t>(tombstones.size() - max_cluster_tombstones_);
+    std::nth_element(tombstones.begin(), tombstones.begin() + excess, tombstones.end(),
+                     [](const auto& a, const auto& b) { return a->second.deleted_at < b->second.deleted_at; });
+    for (auto it = tombstones.begin(); it != tombstones.begin() + excess; ++it) slots_.erase(*it);
+    reaped += static_cast<std::size_t>(excess);
   }
   return reaped;
 }

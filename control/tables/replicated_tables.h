@@ -4,7 +4,10 @@
 //  - every entry has an owner node and a Lamport time; the higher time wins,
 //    ties go to the greater owner name, so all copies converge;
 //  - deletes are tombstones, reaped after a configurable time, so a late
-//    broadcast cannot resurrect a deleted entry;
+//    broadcast cannot resurrect a deleted entry; cluster-wide objects
+//    (networks, services, ranges) keep theirs far longer (days, bounded in
+//    number), because a node away past that time brings back, with its own
+//    stale copy, what was deleted while it was gone;
 //  - a node's entries are withdrawn only when the node is confirmed dead,
 //    never on suspicion; a node that comes back republishes its own entries
 //    with fresh times;
@@ -47,8 +50,18 @@ class ReplicatedTables {
   // `node_scoped_tables`: tables whose entries live and die with their owner
   // node (endpoints); entries of other tables (networks, address ranges)
   // outlive it.
+  // `tombstone_lifetime`: how long deletes of node-scoped entries are kept
+  // (their owner republishes them with fresh times when it comes back);
+  // `cluster_tombstone_lifetime`: the other tables', which nothing else
+  // protects from a returning node's stale copy; at most
+  // `max_cluster_tombstones` of them per table, oldest reaped first.
   explicit ReplicatedTables(std::string local_node, std::set<std::string> node_scoped_tables = {},
-                            std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30));
+                            std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30),
+                            std::chrono::seconds cluster_tombstone_lifetime = kDefaultClusterTombstoneLifetime,
+                            std::size_t max_cluster_tombstones = kDefaultMaxClusterTombstones);
+
+  static constexpr std::chrono::seconds kDefaultClusterTombstoneLifetime = std::chrono::hours(24 * 7);
+  static constexpr std::size_t kDefaultMaxClusterTombstones = 100000;
 
   const std::string& local_node() const { return local_node_; }
   std::uint64_t clock() const { return clock_; }
@@ -117,6 +130,8 @@ class ReplicatedTables {
   std::string local_node_;
   std::set<std::string> node_scoped_tables_;
   std::chrono::seconds tombstone_lifetime_;
+  std::chrono::seconds cluster_tombstone_lifetime_;
+  std::size_t max_cluster_tombstones_;
   std::uint64_t clock_ = 0;
   std::map<Key, Slot> slots_;
   std::map<std::string, std::uint64_t> withdrawn_up_to_;  // node -> Lamport time

@@ -103,13 +103,51 @@ TEST(ReplicatedTablesTest, DeadNodeIsWithdrawnAndComesBackWithFreshTimes) {
 }
 
 TEST(ReplicatedTablesTest, TombstonesAreReapedAfterTheirLifetime) {
-  ReplicatedTables t("a", {}, std::chrono::seconds(60));
+  ReplicatedTables t("a", {"endpoints"}, std::chrono::seconds(60), std::chrono::seconds(3600));
   const auto t0 = ReplicatedTables::Clock::now();
-  t.apply({"n", "k", "b", 3, true, ""}, t0);
-  t.apply({"n", "live", "b", 4, false, ""}, t0);
+  t.apply({"endpoints", "k", "b", 3, true, ""}, t0);
+  t.apply({"endpoints", "live", "b", 4, false, ""}, t0);
+  t.apply({"services", "gone", "b", 5, true, ""}, t0);
   EXPECT_EQ(t.reap_tombstones(t0 + 59s), 0u);
-  EXPECT_EQ(t.reap_tombstones(t0 + 61s), 1u);
+  EXPECT_EQ(t.reap_tombstones(t0 + 61s), 1u);  // the endpoint's
+  EXPECT_EQ(t.snapshot().size(), 2u);
+  EXPECT_EQ(t.reap_tombstones(t0 + 3599s), 0u);
+  EXPECT_EQ(t.reap_tombstones(t0 + 3601s), 1u);  // the service's, after the cluster lifetime
   EXPECT_EQ(t.snapshot().size(), 1u);
+}
+
+// The creator of a service is away (agent stopped, or cut off) while another
+// node removes the service. Past the endpoints' tombstone lifetime, its stale
+// copy arriving must not bring the service back.
+TEST(ReplicatedTablesTest, ANodeAwayPastTheEndpointLifetimeCannotReviveADeletedService) {
+  ReplicatedTables creator("a", {"endpoints"}, std::chrono::seconds(60));
+  ReplicatedTables other("b", {"endpoints"}, std::chrono::seconds(60));
+  const auto t0 = ReplicatedTables::Clock::now();
+  other.apply(creator.put("services", "redis", "{}"), t0);
+  other.apply(creator.put("networks", "net", "{}"), t0);
+  ASSERT_TRUE(other.remove("services", "redis"));
+  ASSERT_TRUE(other.remove("networks", "net"));
+  EXPECT_EQ(other.reap_tombstones(t0 + std::chrono::hours(2)), 0u);
+  EXPECT_EQ(other.merge(creator.snapshot(), t0 + std::chrono::hours(2)), 0u);
+  EXPECT_FALSE(other.get("services", "redis"));
+  EXPECT_FALSE(other.get("networks", "net"));
+  // And the creator learns of the deletes.
+  creator.merge(other.snapshot());
+  EXPECT_FALSE(creator.get("services", "redis"));
+  EXPECT_FALSE(creator.get("networks", "net"));
+}
+
+TEST(ReplicatedTablesTest, ClusterTombstonesAreBoundedOldestFirst) {
+  ReplicatedTables t("a", {"endpoints"}, std::chrono::seconds(60), std::chrono::seconds(3600), 3);
+  const auto t0 = ReplicatedTables::Clock::now();
+  const std::vector<std::string> keys{"s0", "s1", "s2", "s3", "s4"};
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    t.apply({"services", keys[i], "b", i + 1, true, ""}, t0 + std::chrono::seconds(i));
+  t.apply({"networks", "n", "b", 9, true, ""}, t0);
+  EXPECT_EQ(t.reap_tombstones(t0 + 10s), 2u);  // s0 and s1: the oldest of the five
+  EXPECT_EQ(t.table_snapshot("services").size(), 3u);
+  for (const auto& e : t.table_snapshot("services")) EXPECT_NE(e.key, "s0");
+  EXPECT_EQ(t.table_snapshot("networks").size(), 1u);  // bounded per table
 }
 
 TEST(ReplicatedTablesTest, NewerThanIsTheRepairAPeerNeeds) {
