@@ -21,7 +21,7 @@ void ensure_bridge(NetlinkSocket& net, const OverlayLayout& layout) {
   // VIPs): a MAC of its own, fixed, so that removing the endpoint whose veth
   // had the lowest MAC does not change it under the neighbour entries of the
   // endpoints left (their held connections would time out until ARP ran again).
-  const auto mac = MacAddress::from_ipv4(layout.gateway);
+  const auto mac = overlay_bridge_mac(layout.underlay_ip);
   if (!bridge) net.create_bridge(kOverlayBridgeName, layout.mtu, mac);
   else if (bridge->mac != mac) net.set_mac(kOverlayBridgeName, mac);
   const auto addresses = net.list_addresses(kOverlayBridgeName);
@@ -52,6 +52,12 @@ void ensure_vxlan(NetlinkSocket& node, NetlinkSocket& net, const NetnsHandle& ne
 }
 
 }  // namespace
+
+MacAddress overlay_bridge_mac(Ipv4 underlay_ip) {
+  auto mac = MacAddress::from_ipv4(underlay_ip);
+  mac.bytes[0] = 0x0a;  // locally administered, unicast; endpoints have 02
+  return mac;
+}
 
 std::string vxlan_device_name(std::uint32_t vni) { return kVxlanPrefix + std::to_string(vni); }
 

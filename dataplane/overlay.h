@@ -31,6 +31,14 @@ struct OverlayLayout {
   int mtu = 1450;                    // underlay MTU - VXLAN overhead
 };
 
+// The MAC of a network's bridge on the node whose underlay address is
+// `underlay_ip`: 0a:42 and that address. Fixed, so the kernel does not change
+// it when ports come and go; per node, because the bridge's routed frames
+// (the nftables fallback's) cross the VXLAN, and a bridge that receives
+// a frame with its own address as the source logs a warning for each one;
+// apart from the endpoints' 02:42:<overlay address>.
+MacAddress overlay_bridge_mac(Ipv4 underlay_ip);
+
 // VXLAN over IPv4 adds 50 bytes (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8).
 inline constexpr int kVxlanOverhead = 50;
 // MTU for overlay devices on a node whose underlay address is `underlay_ip`.

@@ -117,25 +117,27 @@ TEST_F(TwoNodeOverlayTest, BridgeKeepsItsMacWhenEndpointsComeAndGo) {
   NetlinkSocket node(node1_ns);
   ensure_overlay(node, net1);
   NetlinkSocket net(NetnsHandle::open(net1.netns_path));
-  const auto gateway_mac = mac("02:42:0a:00:00:01");
-  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  const auto bridge_mac = mac("0a:42:c0:00:02:0b");  // of the underlay address 192.0.2.11
+  EXPECT_EQ(overlay_bridge_mac(ipv4("192.0.2.11")), bridge_mac);
+  EXPECT_NE(overlay_bridge_mac(ipv4("192.0.2.12")), bridge_mac);  // each node's own
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, bridge_mac);
 
   const EndpointLayout first{.host_ifname = "veth1", .ip = ipv4("10.0.0.2"), .mac = mac("02:42:0a:00:00:02")};
   const EndpointLayout second{.host_ifname = "veth2", .ip = ipv4("10.0.0.3"), .mac = mac("02:42:0a:00:00:03")};
   attach_endpoint(net1, first, NetnsHandle::open(namespaces.make("c1")));
   attach_endpoint(net1, second, NetnsHandle::open(namespaces.make("c2")));
-  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, bridge_mac);
   // Whichever host-side veth has the lowest (random) MAC, neither's going
   // moves the bridge's.
   detach_endpoint(net1, first);
-  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, bridge_mac);
   detach_endpoint(net1, second);
-  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, bridge_mac);
 
   // A bridge made before this rule (kernel-chosen MAC) is corrected in place.
   net.set_mac(kOverlayBridgeName, mac("06:00:00:00:00:01"));
   ensure_overlay(node, net1);
-  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, gateway_mac);
+  EXPECT_EQ(net.get_link(kOverlayBridgeName).mac, bridge_mac);
   remove_overlay(node, net1);
 }
 
