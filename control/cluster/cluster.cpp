@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <future>
 #include <map>
@@ -413,7 +414,10 @@ void Cluster::State::schedule_save() {
 }
 
 void Cluster::State::schedule_reap() {
-  reap_timer.expires_after(std::chrono::seconds(30));
+  // Twice per shortest lifetime, at most every 30 s: a walk over every entry.
+  const auto shortest = std::min(config.tombstone_lifetime, config.cluster_tombstone_lifetime);
+  reap_timer.expires_after(std::clamp<std::chrono::seconds>(shortest / 2, std::chrono::seconds(1),
+                                                            std::chrono::seconds(30)));
   reap_timer.async_wait([this](const boost::system::error_code& ec) {
     if (ec || !tables) return;
     if (auto n = tables->reap_tombstones()) spdlog::debug("cluster: reaped {} tombstones", n);

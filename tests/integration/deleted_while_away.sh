@@ -40,9 +40,10 @@ require "node2 sees node1 Down" wait_for 30 node1_down
 require "node2 removes node1's service" tb_weft 2 service rm away
 require "node2 removes node1's network" tb_weft 2 network rm net-away
 check "node2 no longer lists the service" eval '! has_service 2'
-# The agent reaps tombstones every 30 s; past two rounds every 1 s lifetime
-# has run out.
-sleep 62
+# With --tombstone-lifetime 1s the agent reaps every second: past a few
+# rounds every endpoint tombstone is gone (and with the old single lifetime,
+# the service's and network's too).
+sleep 4
 
 # --- node1 comes back with its saved tables -------------------------------------------------
 tb_agent_start 1
