@@ -1,4 +1,4 @@
-// `weft node ls|inspect|rm`
+// `weft node ls|inspect|update|rm`
 #include <iostream>
 #include <memory>
 #include <string>
@@ -54,6 +54,21 @@ void add_node_commands(CLI::App& app, Cli& cli) {
   auto inspect_names = std::make_shared<std::vector<std::string>>();
   inspect_cmd->add_option("NODE", *inspect_names, "Node ID or hostname")->required();
   on_run(inspect_cmd, cli, [&cli, inspect_names] { return inspect_each(cli, *inspect_names, node_path); });
+
+  auto* update = node->add_subcommand(
+      "update", "Change a node's availability: active, pause (keeps its tasks, gets no new ones) or drain (its "
+                "tasks move to other nodes)");
+  auto availability = std::make_shared<std::string>();
+  auto update_name = std::make_shared<std::string>();
+  update->add_option("--availability", *availability, "active, pause or drain")
+      ->required()
+      ->check(CLI::IsMember({"active", "pause", "drain"}));
+  update->add_option("NODE", *update_name, "Node ID or hostname")->required();
+  on_run(update, cli, [&cli, availability, update_name] {
+    cli.client().call(http::verb::post, node_path(*update_name) + "/update", json{{"Availability", *availability}});
+    std::cout << *update_name << '\n';  // as docker node update prints the node
+    return 0;
+  });
 
   auto* rm = node->add_subcommand("rm", "Remove nodes that are gone for good; their address ranges move here");
   auto rm_names = std::make_shared<std::vector<std::string>>();

@@ -328,9 +328,9 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // cluster's Ready nodes; task records ride in the cluster's tasks table.
   weft::control::tasks::Supervisor tasks(
       {.node_name = config.node_name, .state_dir = config.state_dir}, services, networks, [&cluster] {
-        std::vector<std::string> ready;
+        std::vector<weft::control::tasks::ReadyNode> ready;
         for (const auto& node : cluster.list_nodes())
-          if (node.status == "ready" && node.role == "weft") ready.push_back(node.hostname);
+          if (node.status == "ready" && node.role == "weft") ready.push_back({node.hostname, node.availability});
         return ready;
       });
   cluster.set_tasks(&tasks);

@@ -114,7 +114,7 @@ void ClusterEventWatcher::diff_nodes() {
   std::map<std::string, NodeSeen> nodes;
   if (swarm_) {
     try {
-      for (const NodeInfo& n : swarm_->list_nodes()) nodes[n.id] = {n.hostname, n.status};
+      for (const NodeInfo& n : swarm_->list_nodes()) nodes[n.id] = {n.hostname, n.status, n.availability};
       if (swarm_active_) *swarm_active_ = true;
     } catch (const ApiError&) {
       // Not in a swarm: no nodes.
@@ -129,10 +129,16 @@ void ClusterEventWatcher::diff_nodes() {
       auto seen = nodes_seen_.find(id);
       if (seen == nodes_seen_.end()) {
         bus_.publish(node_event("create", id, n));
-      } else if (seen->second.state != n.state) {
+      } else if (seen->second.state != n.state || seen->second.availability != n.availability) {
         auto event = node_event("update", id, n);
-        event.attributes["state.old"] = seen->second.state;
-        event.attributes["state.new"] = n.state;
+        if (seen->second.state != n.state) {
+          event.attributes["state.old"] = seen->second.state;
+          event.attributes["state.new"] = n.state;
+        }
+        if (seen->second.availability != n.availability) {
+          event.attributes["availability.old"] = seen->second.availability;
+          event.attributes["availability.new"] = n.availability;
+        }
         bus_.publish(event);
       }
     }

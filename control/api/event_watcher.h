@@ -60,6 +60,7 @@ class ClusterEventWatcher {
   struct NodeSeen {
     std::string hostname;
     std::string state;
+    std::string availability;
   };
 
   void diff_networks();

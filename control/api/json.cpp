@@ -208,6 +208,21 @@ SwarmLeaveRequest parse_swarm_leave(std::string_view body) {
   return request;
 }
 
+std::string parse_node_update(std::string_view body, const std::string& current_role) {
+  const json document = parse_body(body);
+  const ObjectReader root = ObjectReader::of(document, "");
+  if (auto role = root.non_empty_string("Role"); role && *role != current_role)
+    bad_request("weft nodes have no role to change (every weft node is a peer, shown as " + current_role +
+                "): only Availability can be updated");
+  if (auto labels = root.object("Labels"); labels && document.at("Labels").is_object() && !document.at("Labels").empty())
+    bad_request("weft nodes have no labels: only Availability can be updated");
+  const auto availability = root.non_empty_string("Availability");
+  if (!availability) bad_request("Availability is required: active, pause or drain");
+  if (!is_node_availability(*availability))
+    bad_request("invalid Availability \"" + *availability + "\": expected active, pause or drain");
+  return *availability;
+}
+
 std::string dump(const json& j, int indent) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }

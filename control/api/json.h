@@ -44,6 +44,12 @@ DetachRequest parse_network_disconnect(std::string_view network, std::string_vie
 // parameter, ignored: leaving never strands anything here); weft's
 // extension `{"DrainSeconds": N}`, at most kMaxLeaveDrainSeconds.
 SwarmLeaveRequest parse_swarm_leave(std::string_view body);
+// `POST /nodes/{id}/update`: the node's new availability, from weft's
+// `{"Availability": "drain"}` or the NodeSpec the docker CLI sends back
+// whole (`Name`, `Labels`, `Role`, `Availability`). `current_role` is the
+// role the node is shown with: a different one, or any label, is refused
+// (weft nodes are peers and carry no labels).
+std::string parse_node_update(std::string_view body, const std::string& current_role);
 
 // Serialises for the wire. Strings that are not valid UTF-8 (a netns path is
 // whatever the user typed) are replaced rather than failing the response.

@@ -174,12 +174,6 @@ Reply swarm_unlock(const Request& r, const Params& p, Services& s) {
   return not_implemented(r, p, s, "weft's swarm has no lock: there is nothing to unlock");
 }
 
-Reply update_node(const Request& r, const Params& p, Services& s) {
-  return not_implemented(r, p, s,
-                         "weft nodes have no role, availability or labels to change: every node is a peer "
-                         "(`docker node ls` shows them)");
-}
-
 Reply events_without_stream(const Request& r, const Params& p, Services& s) {
   return not_implemented(r, p, s, "the event stream is served by the agent's API socket only");
 }
@@ -240,6 +234,19 @@ Reply list_nodes(const Request& request, const Params&, Services& s) {
 Reply inspect_node(const Request& request, const Params& params, Services& s) {
   const std::string& node = node_ref(params);
   return json_reply(http::status::ok, node_json_for(request, swarm_of(s).get_node(node)));
+}
+
+// Docker's CLI sends the node's whole spec back with the availability
+// changed; weft's sends {"Availability": ...}. Docker answers 200 with no body.
+Reply update_node(const Request& request, const Params& params, Services& s) {
+  const std::string& node = node_ref(params);
+  auto& swarm = swarm_of(s);
+  const NodeInfo current = swarm.get_node(node);
+  const std::string role = is_docker_path(to_std(request.target()))
+                               ? docker_node_json(current)["Spec"].value("Role", std::string("manager"))
+                               : current.role;
+  swarm.set_node_availability(current.id, parse_node_update(request.body(), role));
+  return json_reply(http::status::ok, json::object());
 }
 
 Reply remove_node(const Request&, const Params& params, Services& s) {
@@ -392,7 +399,7 @@ constexpr std::array kRoutes{
     Route{http::verb::get, "/nodes/{id}", inspect_node, kRead},
     Route{http::verb::delete_, "/nodes/{id}", remove_node, kSwarm},
     Route{http::verb::get, "/api/v1/state", cluster_state, kRead},
-    Route{http::verb::post, "/nodes/{id}/update", update_node, kNow},
+    Route{http::verb::post, "/nodes/{id}/update", update_node, kSwarm},
     Route{http::verb::get, "/info", info, kRead},
     Route{http::verb::get, "/events", events_without_stream, kNow},
     Route{http::verb::get, "/_ping", ping, kNow},

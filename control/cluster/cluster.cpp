@@ -42,6 +42,9 @@ constexpr const char* kEndpointsTable = "endpoints";
 constexpr const char* kServicesTable = "services";
 // Node-scoped: a task runs where its node is (control/tasks/task_cluster.h).
 constexpr const char* kTasksTable = "tasks";
+// Not node-scoped: a drained node stays drained through its restarts. Key:
+// the node name; value: {"Availability": "drain"}; no entry: active.
+constexpr const char* kNodesTable = "nodes";
 constexpr auto kJoinTimeout = std::chrono::seconds(15);
 constexpr auto kRequestThrottle = std::chrono::milliseconds(400);
 
@@ -603,10 +606,19 @@ NodeInfo Cluster::State::node_info(const gossip::Member& m) const {
   } catch (const std::exception&) {
   }
   const bool weft = has_weft_role(tags);
+  std::string availability = "active";
+  if (auto entry = tables ? tables->get(kNodesTable, m.name) : std::nullopt) {
+    try {
+      const auto text = json::parse(entry->value).value("Availability", std::string("active"));
+      if (is_node_availability(text)) availability = text;
+    } catch (const std::exception&) {
+      // A malformed record counts as none: the node is active.
+    }
+  }
   return NodeInfo{.id = tags.count("id") ? tags.at("id") : m.name,
                   .hostname = m.name,
                   .status = status_of(m.state),
-                  .availability = "active",
+                  .availability = availability,
                   .address = m.address(),
                   .role = weft ? kWeftRole : "serf",
                   .membership = gossip::node_state_name(m.state),
@@ -887,6 +899,20 @@ void Cluster::remove_node(const std::string& id_or_name) {
     s.tables->withdraw_node(node.hostname);
     s.removed_nodes.insert(node.hostname);
     spdlog::info("cluster: removed node {}; its address ranges are now {}'s", node.hostname, s.config.node_name);
+  });
+}
+
+void Cluster::set_node_availability(const std::string& id_or_name, const std::string& availability) {
+  if (!is_node_availability(availability))
+    throw ApiError(ApiError::Kind::BadRequest,
+                   "invalid availability \"" + availability + "\": expected active, pause or drain");
+  auto node = get_node(id_or_name);
+  if (node.role != kWeftRole)
+    conflict("node " + node.hostname + " is a serf agent, not a weft node: it runs no tasks");
+  auto& s = *state_;
+  s.call([&] {
+    s.broadcast({s.tables->put(kNodesTable, node.hostname, json{{"Availability", availability}}.dump())});
+    spdlog::info("cluster: node {} is now {}", node.hostname, availability);
   });
 }
 

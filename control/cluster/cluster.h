@@ -98,6 +98,7 @@ class Cluster final : public SwarmService,
   void leave(const SwarmLeaveRequest& request) override;
   SwarmInfo info() override;
   std::vector<NodeInfo> list_nodes() override;
+  void set_node_availability(const std::string& id_or_name, const std::string& availability) override;
   NodeInfo get_node(const std::string& id_or_name) override;
   // Counts for /metrics, taken on the gossip thread; any thread may call.
   ClusterMetrics metrics();

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "control/model/model.h"
+
 namespace weft::control {
 
 struct SwarmInitRequest {
@@ -39,7 +41,7 @@ struct NodeInfo {
   std::string id;            // the node's id (its name for a non-weft peer)
   std::string hostname;      // the node name
   std::string status;        // "ready", "down" or "left" (Docker: Ready/Down)
-  std::string availability;  // "active"
+  std::string availability;  // "active", "pause" or "drain" (Swarm's)
   std::string address;       // underlay "ip:port" of its gossip
   std::string role;          // "weft", or "serf" for a plain serf agent
   std::string membership;    // gossip state: "alive", "suspect", "dead", "left"
@@ -70,6 +72,19 @@ class SwarmService {
   // A node gone for good: its address ranges go to a live node. Refused
   // while the node is alive.
   virtual void remove_node(const std::string& id_or_name) = 0;
+  // Swarm's availability: "active", "pause" (keeps its tasks, gets no new
+  // ones) or "drain" (its tasks move to other nodes). Replicated: any node
+  // may set any node's, and it outlives the node's restarts.
+  virtual void set_node_availability(const std::string& id_or_name, const std::string& availability) {
+    (void)id_or_name;
+    (void)availability;
+    throw ApiError(ApiError::Kind::Internal, "this agent cannot change a node's availability");
+  }
 };
+
+// "active", "pause", "drain": the availabilities a node may be given.
+inline bool is_node_availability(const std::string& text) {
+  return text == "active" || text == "pause" || text == "drain";
+}
 
 }  // namespace weft::control

@@ -62,19 +62,23 @@ std::map<std::uint64_t, std::string> place(const PlacementInput& input) {
     ++load[best->node];
   }
 
-  // 3: the rest to the least loaded node, by rendezvous score among equals.
+  // 3: the rest to the least loaded node that is not paused, by rendezvous
+  // score among equals.
+  const std::set<std::string> paused(input.paused_nodes.begin(), input.paused_nodes.end());
   for (std::uint64_t slot = 1; slot <= input.replicas; ++slot) {
     if (placement.count(slot)) continue;
     const std::string key = slot_key(input.service_id, slot);
     const std::string* chosen = nullptr;
     std::uint64_t chosen_score = 0;
     for (const auto& [node, count] : load) {
+      if (paused.count(node)) continue;
       const std::uint64_t score = rendezvous_score(key, node);
       if (!chosen || count < load[*chosen] || (count == load[*chosen] && score > chosen_score)) {
         chosen = &node;
         chosen_score = score;
       }
     }
+    if (!chosen) continue;  // every Ready node is paused
     placement[slot] = *chosen;
     ++load[*chosen];
   }

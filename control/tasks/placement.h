@@ -11,12 +11,17 @@
 //     nodes started it in the same instant) keeps the holder whose task
 //     started last (it was started because the other holder was seen gone),
 //     ties broken by the rendezvous score; the other holders stop theirs.
-//  3. Every other slot (new, or its node died) goes to the Ready node with
+//  3. Every other slot (new, or its node died or was drained) goes to the
+//     Ready node that is not paused with
 //     the fewest of the service's slots so far, ties broken by the
 //     rendezvous score of "service-id/slot" over the node names: 4 replicas
 //     on 3 nodes go 2/1/1, and which node gets a slot does not depend on
 //     which node computes it.
 // Slots above the replica count are placed nowhere: their holders stop them.
+// A drained node (Swarm's `node update --availability drain`) is left out of
+// `ready_nodes` by the caller: its slots move. A paused one keeps its slots
+// (rules 1 and 2) but gets no new ones; a slot with only paused nodes Ready
+// is placed nowhere until one is active again.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +42,7 @@ struct PlacementInput {
   std::string service_id;
   std::uint64_t replicas = 0;
   std::vector<std::string> ready_nodes;  // any order, duplicates ignored
+  std::vector<std::string> paused_nodes;  // of the ready ones: keep their slots, get no new ones
   std::map<std::uint64_t, std::vector<SlotHolder>> holders;  // slot -> its task records
 };
 

@@ -133,7 +133,7 @@ struct LocalTask {
 }  // namespace
 
 struct Supervisor::Impl {
-  Impl(SupervisorConfig c, services::ServiceManager& s, NetworkService& n, std::function<std::vector<std::string>()> r)
+  Impl(SupervisorConfig c, services::ServiceManager& s, NetworkService& n, std::function<std::vector<ReadyNode>()> r)
       : config(std::move(c)), services(s), networks(n), ready_nodes(std::move(r)) {}
 
   fs::path dir() const { return config.state_dir / "tasks"; }
@@ -451,15 +451,27 @@ struct Supervisor::Impl {
 
   void tick() {
     const auto now = Clock::now();
-    std::vector<std::string> ready;
+    std::vector<std::string> ready;      // for the quorum: drained nodes count
+    std::vector<std::string> eligible;   // for placement: not drained
+    std::vector<std::string> paused;
     bool in_swarm = true;
     try {
-      ready = ready_nodes();
+      for (auto& node : ready_nodes()) {
+        if (node.availability == "pause") paused.push_back(node.name);
+        if (node.availability != "drain") eligible.push_back(node.name);
+        ready.push_back(std::move(node.name));
+      }
     } catch (const std::exception&) {
       // Not in a swarm: this node alone places every slot.
       in_swarm = false;
+      ready.clear();
+      eligible.clear();
+      paused.clear();
     }
-    if (std::find(ready.begin(), ready.end(), config.node_name) == ready.end()) ready.push_back(config.node_name);
+    if (std::find(ready.begin(), ready.end(), config.node_name) == ready.end()) {
+      ready.push_back(config.node_name);
+      eligible.push_back(config.node_name);
+    }
     const bool may_start = track_quorum(ready, in_swarm, now);
     std::map<std::string, Service> by_id;
     for (auto& s : services.services())
@@ -470,7 +482,8 @@ struct Supervisor::Impl {
     {
       std::lock_guard lock(data);
       for (const auto& [id, s] : by_id) {
-        PlacementInput input{.service_id = id, .replicas = s.replicas, .ready_nodes = ready, .holders = {}};
+        PlacementInput input{
+            .service_id = id, .replicas = s.replicas, .ready_nodes = eligible, .paused_nodes = paused, .holders = {}};
         for (const auto& [key, r] : remote)
           if (r.service_id == id) input.holders[r.slot].push_back(SlotHolder{r.node, r.started_at});
         for (const auto& [key, t] : local)
@@ -592,7 +605,7 @@ struct Supervisor::Impl {
   SupervisorConfig config;
   services::ServiceManager& services;
   NetworkService& networks;
-  std::function<std::vector<std::string>()> ready_nodes;
+  std::function<std::vector<ReadyNode>()> ready_nodes;
 
   std::mutex data;
   std::map<std::string, LocalTask> local;    // by TaskRecord::key()
@@ -609,7 +622,7 @@ struct Supervisor::Impl {
 };
 
 Supervisor::Supervisor(SupervisorConfig config, services::ServiceManager& services, NetworkService& networks,
-                       std::function<std::vector<std::string>()> ready_nodes)
+                       std::function<std::vector<ReadyNode>()> ready_nodes)
     : impl_(std::make_unique<Impl>(std::move(config), services, networks, std::move(ready_nodes))) {
   if (const char* text = std::getenv(kRestartDelayEnv)) {
     char* end = nullptr;

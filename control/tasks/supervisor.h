@@ -70,12 +70,20 @@ struct SupervisorConfig {
   std::filesystem::path netns_etc_dir = "/etc/netns";
 };
 
+// A Ready node as placement sees it: Swarm's availability, "active",
+// "pause" (keeps its tasks, gets no new ones) or "drain" (its tasks move).
+struct ReadyNode {
+  std::string name;
+  std::string availability = "active";
+};
+
 class Supervisor final : public ClusterTasks, public services::TaskView {
  public:
-  // `ready_nodes`: the Ready weft nodes of the cluster (this node's name
-  // alone outside a swarm). All references must outlive this object.
+  // `ready_nodes`: the Ready weft nodes of the cluster with their
+  // availability (this node alone outside a swarm). All references must
+  // outlive this object.
   Supervisor(SupervisorConfig config, services::ServiceManager& services, NetworkService& networks,
-             std::function<std::vector<std::string>()> ready_nodes);
+             std::function<std::vector<ReadyNode>()> ready_nodes);
   ~Supervisor() override;
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;

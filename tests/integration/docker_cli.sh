@@ -98,8 +98,8 @@ check_eq "node inspect self: hostname, role, state, address" \
   "$self2 node2 manager ready $(tb_addr 2) $(tb_addr 2):7946"
 check_eq "node inspect {{json .Status}}" "$(d 1 node inspect node3 --format '{{json .Status}}')" \
   "{\"State\":\"ready\",\"Addr\":\"$(tb_addr 3)\"}"
-out=$(d 1 node update --availability drain node3 2>&1)
-check_match "node update is a 501 that says why" "$out" "no role, availability"
+out=$(d 1 node update --role worker node3 2>&1)
+check_match "node update --role is refused, saying why" "$out" "no role to change"
 
 # --- events, streaming from node 3 --------------------------------------------------------
 d 3 events --format '{{json .}}' >"$work/events.jsonl" 2>"$work/events.err" &

@@ -86,6 +86,10 @@ class FakeSwarm : public SwarmService {
     throw ApiError(ApiError::Kind::NotFound, "node " + id + " not found");
   }
   void remove_node(const std::string&) override {}
+  void set_node_availability(const std::string& id, const std::string& availability) override {
+    availability_set.emplace_back(id, availability);
+  }
+  std::vector<std::pair<std::string, std::string>> availability_set;
 };
 
 NodeInfo node(std::string id, std::string hostname, std::string status, std::string address, std::string role,
@@ -292,6 +296,35 @@ TEST_F(ApiDockerTest, NodesContractForDockerClients) {
   EXPECT_EQ(inspected["Status"]["State"], "down");
 }
 
+// `docker node update --availability drain node2` sends the spec it read back
+// whole; only the availability may differ.
+TEST_F(ApiDockerTest, NodeUpdateTakesTheCliSpecAndChangesOnlyTheAvailability) {
+  swarm.active = true;
+  swarm.nodes = three_nodes();
+  const std::string spec = R"({"Labels": {}, "Role": "manager", "Availability": "drain"})";
+  const Response drained = send(http::verb::post, "/v1.41/nodes/node2/update?version=3", spec);
+  ASSERT_EQ(drained.result_int(), 200u) << drained.body();
+  ASSERT_EQ(swarm.availability_set.size(), 1u);
+  EXPECT_EQ(swarm.availability_set[0], (std::pair<std::string, std::string>{"downid0000000000000000002", "drain"}));
+  // weft's own CLI sends the availability alone.
+  EXPECT_EQ(send(http::verb::post, "/nodes/node1/update", R"({"Availability": "pause"})").result_int(), 200u);
+  EXPECT_EQ(swarm.availability_set.back().second, "pause");
+
+  auto refused = [&](const std::string& target, const std::string& body, const std::string& words) {
+    const Response r = send(http::verb::post, target, body);
+    EXPECT_EQ(r.result_int(), 400u) << body;
+    EXPECT_NE(message_of(r).find(words), std::string::npos) << message_of(r);
+  };
+  refused("/v1.41/nodes/node2/update", R"({"Role": "worker", "Availability": "drain"})", "no role to change");
+  refused("/v1.41/nodes/node2/update", R"({"Role": "manager", "Labels": {"zone": "a"}, "Availability": "drain"})",
+          "no labels");
+  refused("/nodes/node2/update", R"({"Availability": "off"})", "expected active, pause or drain");
+  refused("/nodes/node2/update", "{}", "Availability is required");
+  refused("/nodes/node2/update", "{", "");
+  EXPECT_EQ(send(http::verb::post, "/nodes/nobody/update", R"({"Availability": "drain"})").result_int(), 404u);
+  EXPECT_EQ(swarm.availability_set.size(), 2u);  // nothing refused reached the swarm
+}
+
 TEST_F(ApiDockerTest, WeftsOwnNodeJsonStaysOnUnversionedPaths) {
   swarm.active = true;
   swarm.nodes = three_nodes();
@@ -382,7 +415,6 @@ TEST_F(ApiDockerTest, ContainersImagesVolumesAre501WithTheWeftCommand) {
   EXPECT_EQ(send(http::verb::get, "/v1.41/configs").result_int(), 501u);
   EXPECT_EQ(send(http::verb::get, "/v1.41/plugins").result_int(), 501u);
   EXPECT_EQ(send(http::verb::post, "/v1.41/swarm/update?rotateWorkerToken=true").result_int(), 501u);
-  EXPECT_EQ(send(http::verb::post, "/v1.41/nodes/x/update?version=1").result_int(), 501u);
   // Anything else is still unknown.
   EXPECT_EQ(send(http::verb::get, "/v1.41/nope").result_int(), 404u);
 }

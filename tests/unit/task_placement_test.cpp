@@ -31,7 +31,7 @@ std::map<std::uint64_t, std::vector<SlotHolder>> holders_of(const std::map<std::
 }
 
 TEST(TaskPlacement, EveryNodeComputesTheSameAnswerWhateverTheOrderOfItsInputs) {
-  PlacementInput a{.service_id = kService, .replicas = 7, .ready_nodes = {"node1", "node2", "node3"}, .holders = {}};
+  PlacementInput a{.service_id = kService, .replicas = 7, .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}};
   PlacementInput b = a;
   b.ready_nodes = {"node3", "node1", "node2", "node1"};
   EXPECT_EQ(place(a), place(b));
@@ -40,7 +40,7 @@ TEST(TaskPlacement, EveryNodeComputesTheSameAnswerWhateverTheOrderOfItsInputs) {
 
 TEST(TaskPlacement, SpreadsFourReplicasOverThreeNodesTwoOneOne) {
   const auto placement =
-      place({.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .holders = {}});
+      place({.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}});
   ASSERT_EQ(placement.size(), 4u);
   auto load = load_of(placement);
   ASSERT_EQ(load.size(), 3u);
@@ -54,14 +54,14 @@ TEST(TaskPlacement, DifferentServicesDoNotAllStartOnTheSameNode) {
   std::set<std::string> first_nodes;
   for (char c : std::string("abcdefghij")) {
     const auto placement = place({.service_id = std::string(64, c), .replicas = 1,
-                                  .ready_nodes = {"node1", "node2", "node3"}, .holders = {}});
+                                  .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}});
     first_nodes.insert(placement.at(1));
   }
   EXPECT_GT(first_nodes.size(), 1u);
 }
 
 TEST(TaskPlacement, SlotsOfADeadNodeMoveToTheSurvivorsAndTheOthersStay) {
-  PlacementInput input{.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .holders = {}};
+  PlacementInput input{.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}};
   const auto before = place(input);
   const std::string victim = before.at(1);
   input.holders = holders_of(before);
@@ -80,7 +80,7 @@ TEST(TaskPlacement, SlotsOfADeadNodeMoveToTheSurvivorsAndTheOthersStay) {
 }
 
 TEST(TaskPlacement, ANodeThatComesBackDoesNotPullItsSlotsBack) {
-  PlacementInput input{.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .holders = {}};
+  PlacementInput input{.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}};
   const auto before = place(input);
   const std::string victim = before.at(1);
   PlacementInput without = input;
@@ -97,7 +97,7 @@ TEST(TaskPlacement, ANodeThatComesBackDoesNotPullItsSlotsBack) {
 }
 
 TEST(TaskPlacement, AfterAPartitionHealsTheTaskStartedLastKeepsTheSlot) {
-  PlacementInput input{.service_id = kService, .replicas = 1, .ready_nodes = {"node1", "node2"}, .holders = {}};
+  PlacementInput input{.service_id = kService, .replicas = 1, .ready_nodes = {"node1", "node2"}, .paused_nodes = {}, .holders = {}};
   input.holders[1] = {SlotHolder{"node1", "2026-01-01T00:00:00.000000000Z"},
                       SlotHolder{"node2", "2026-01-01T00:05:00.000000000Z"}};
   EXPECT_EQ(place(input).at(1), "node2");
@@ -111,7 +111,7 @@ TEST(TaskPlacement, AfterAPartitionHealsTheTaskStartedLastKeepsTheSlot) {
 }
 
 TEST(TaskPlacement, ScalingDownDropsTheHighestSlots) {
-  PlacementInput input{.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .holders = {}};
+  PlacementInput input{.service_id = kService, .replicas = 4, .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}};
   const auto four = place(input);
   input.holders = holders_of(four);
   input.replicas = 2;
@@ -122,11 +122,54 @@ TEST(TaskPlacement, ScalingDownDropsTheHighestSlots) {
 }
 
 TEST(TaskPlacement, HoldersOnNodesThatAreNotReadyDoNotCount) {
-  PlacementInput input{.service_id = kService, .replicas = 1, .ready_nodes = {"node1"}, .holders = {}};
+  PlacementInput input{.service_id = kService, .replicas = 1, .ready_nodes = {"node1"}, .paused_nodes = {}, .holders = {}};
   input.holders[1] = {SlotHolder{"node9", "2026-01-01T00:00:00.000000000Z"}};
   EXPECT_EQ(place(input).at(1), "node1");
   input.ready_nodes.clear();
   EXPECT_TRUE(place(input).empty());
+}
+
+// Swarm's `node update --availability pause`: a paused node keeps the slots
+// it runs but gets none of those that move (drain is the caller leaving the
+// node out of ready_nodes: its slots move like a dead node's).
+TEST(TaskPlacement, APausedNodeKeepsItsSlotsButGetsNoNewOnes) {
+  PlacementInput input{.service_id = kService, .replicas = 6, .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}};
+  const auto before = place(input);
+  input.holders = holders_of(before);
+  input.paused_nodes = {"node2"};
+  EXPECT_EQ(place(input), before);  // nothing moves off a paused node
+
+  input.replicas = 9;  // three new slots: none on node2
+  const auto scaled = place(input);
+  EXPECT_EQ(load_of(scaled)["node2"], load_of(before)["node2"]);
+  EXPECT_EQ(scaled.size(), 9u);
+
+  input.replicas = 6;
+  input.ready_nodes = {"node1", "node2"};  // node3 died
+  const auto moved = place(input);
+  for (const auto& [slot, node] : before) {
+    if (node == "node3") {
+      EXPECT_EQ(moved.at(slot), "node1") << "slot " << slot;
+    }
+  }
+
+  input.ready_nodes = {"node2"};
+  input.holders.clear();
+  EXPECT_TRUE(place(input).empty()) << "only a paused node is Ready: nothing placed";
+}
+
+TEST(TaskPlacement, ADrainedNodesSlotsMoveAndDoNotComeBackWhenItIsActiveAgain) {
+  PlacementInput input{.service_id = kService, .replicas = 6, .ready_nodes = {"node1", "node2", "node3"}, .paused_nodes = {}, .holders = {}};
+  const auto before = place(input);
+  input.holders = holders_of(before);
+  input.ready_nodes = {"node1", "node3"};  // node2 drained
+  const auto drained = place(input);
+  EXPECT_EQ(load_of(drained).count("node2"), 0u);
+  EXPECT_EQ(drained.size(), 6u);
+  // Active again: the moved slots stay where they now run.
+  input.holders = holders_of(drained, "2026-01-01T00:01:00.000000000Z");
+  input.ready_nodes = {"node1", "node2", "node3"};
+  EXPECT_EQ(place(input), drained);
 }
 
 TEST(TaskPlacement, RendezvousScoresDependOnKeyAndNode) {
