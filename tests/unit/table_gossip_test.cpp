@@ -110,7 +110,14 @@ TEST_F(TableGossipTest, ChangeIsPushedAtOnceWithoutWaitingForGossip) {
   auto& origin = *nodes[0];
   origin.table_gossip.broadcast({origin.tables.put("endpoints", "ep-1", "{}")});
   EXPECT_TRUE(run_until([&] { return everyone_has("ep-1"); }, 1s));
-  // Every node pushed it on once, as news.
+  // Every node pushed it on once, as news (each push is queued when the news
+  // arrives, so the last receivers' may still be pending when all have it).
+  auto all_pushed = [&] {
+    for (auto& node : nodes)
+      if (node->table_gossip.counters().pushed_packets.load() == 0) return false;
+    return true;
+  };
+  run_until(all_pushed, 1s);
   for (auto& node : nodes) EXPECT_GT(node->table_gossip.counters().pushed_packets.load(), 0) << node->ml.config().name;
   // A second change goes out too (the push is not a one-off).
   origin.table_gossip.broadcast({origin.tables.put("endpoints", "ep-2", "{}")});
