@@ -460,6 +460,7 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   // detach before it returns (so a short-lived endpoint is reported too).
   networks.on_endpoints_changed([&event_watcher] { event_watcher.changed(); });
   networks.on_networks_changed([&event_watcher] { event_watcher.changed(); });
+  services.on_change([&event_watcher] { event_watcher.changed(); });
   networks.after_local_attach_or_detach([&event_watcher] {
     try {
       event_watcher.poll_networks();

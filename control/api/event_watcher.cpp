@@ -1,6 +1,7 @@
 #include "control/api/event_watcher.h"
 
 #include <exception>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -20,17 +21,25 @@ ClusterEventWatcher::~ClusterEventWatcher() { stop(); }
 
 void ClusterEventWatcher::start() {
   thread_ = std::thread([this] {
+    using Clock = std::chrono::steady_clock;
     std::unique_lock lock(mutex_);
+    std::optional<Clock::time_point> last_full;
     while (!stopping_) {
+      const auto now = Clock::now();
+      const bool full = changed_ || !last_full || now - *last_full >= kResync;
+      changed_ = false;
       lock.unlock();
       try {
-        poll();
+        if (full)
+          poll();
+        else
+          poll_nodes();
       } catch (const std::exception& e) {
         spdlog::debug("events: listing failed: {}", e.what());
       }
       lock.lock();
+      if (full) last_full = now;
       wake_.wait_for(lock, period_, [this] { return stopping_ || changed_; });
-      changed_ = false;
     }
   });
 }
@@ -68,6 +77,11 @@ void ClusterEventWatcher::diff_services() {
                              .actor_id = std::move(e.service_id),
                              .attributes = std::move(e.attributes)});
   }
+}
+
+void ClusterEventWatcher::poll_nodes() {
+  std::lock_guard lock(poll_mutex_);
+  if (!first_) diff_nodes();
 }
 
 void ClusterEventWatcher::poll_networks() {

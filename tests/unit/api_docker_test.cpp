@@ -5,7 +5,11 @@
 // docker-swarm-visualizer read, so renaming one fails here.
 #include "control/api/docker_engine.h"
 
+#include <atomic>
+#include <chrono>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -77,9 +81,16 @@ class FakeSwarm : public SwarmService {
     return info;
   }
   std::vector<NodeInfo> list_nodes() override {
+    std::lock_guard lock(nodes_mutex);
     if (!active) throw ApiError(ApiError::Kind::Conflict, "this node is not part of a swarm");
     return nodes;
   }
+  // For a test whose watcher thread reads the nodes meanwhile.
+  void set_status(std::size_t i, const std::string& status) {
+    std::lock_guard lock(nodes_mutex);
+    nodes.at(i).status = status;
+  }
+  std::mutex nodes_mutex;
   NodeInfo get_node(const std::string& id) override {
     for (const auto& n : list_nodes())
       if (n.id == id || n.hostname == id) return n;
@@ -471,6 +482,56 @@ TEST(EventBusTest, BacklogSinceAndLiveEventsWithoutGapsOrRepeats) {
   EXPECT_EQ(bus.subscribers(), 0u);
   bus.publish({.type = "network", .action = "destroy", .actor_id = "b"});
   EXPECT_EQ(live.size(), 1u);
+}
+
+// Its thread compares nodes every period, but networks, endpoints and
+// services only when told of a change (or every kResync): listing 100 000
+// endpoints each period cost an idle agent most of a core.
+TEST(ClusterEventWatcherTest, ItsThreadListsNetworksOnlyWhenToldOfAChange) {
+  FakeNetworkService networks;
+  FakeSwarm swarm;
+  swarm.active = true;
+  swarm.nodes = three_nodes();
+  EventBus bus;
+  std::mutex seen_mutex;
+  std::vector<DockerEvent> seen;
+  std::vector<DockerEvent> none;
+  bus.subscribe(
+      [&](const DockerEvent& e) {
+        std::lock_guard lock(seen_mutex);
+        seen.push_back(e);
+      },
+      std::nullopt, none);
+  auto count = [&](const std::string& type) {
+    std::lock_guard lock(seen_mutex);
+    return std::count_if(seen.begin(), seen.end(), [&](const DockerEvent& e) { return e.type == type; });
+  };
+  auto within = [](std::chrono::milliseconds limit, const std::function<bool()>& done) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+  };
+  ClusterEventWatcher watcher(bus, networks, &swarm, std::chrono::milliseconds(100));
+  watcher.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the baseline
+
+  // FakeNetworkService is not thread-safe: it is changed only after the
+  // baseline, when the thread lists nodes alone (which FakeSwarm guards).
+  NetworkSpec spec;
+  spec.name = "unannounced";
+  spec.driver = "overlay";
+  networks.create_network(spec);
+  swarm.set_status(1, "ready");
+  EXPECT_TRUE(within(std::chrono::seconds(2), [&] { return count("node") == 1; })) << "nodes every period";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(count("network"), 0) << "networks listed without a change signalled";
+
+  watcher.changed();
+  EXPECT_TRUE(within(std::chrono::seconds(2), [&] { return count("network") == 1; }));
+  watcher.stop();
 }
 
 TEST(ClusterEventWatcherTest, ReportsNetworkEndpointAndNodeChangesAfterTheBaseline) {
