@@ -40,6 +40,18 @@ class NameView {
   virtual std::optional<std::string> lookup_ptr(std::string_view context, Ipv4 address) const = 0;
   // `name` is `_<port>._<proto>.<service>`.
   virtual std::vector<SrvRecord> lookup_srv(std::string_view context, std::string_view name) const = 0;
+
+  // The fast path's question in one call: the name's ownership and, when it
+  // is visible, its A records (rotated as lookup_a's) in `out`, which is
+  // cleared first and reused by the caller. A view overrides it to find the
+  // name once and allocate nothing once `out` has grown; this one asks
+  // owns() and lookup_a().
+  virtual Ownership resolve_a(std::string_view context, std::string_view name, std::vector<Ipv4>& out) const {
+    out.clear();
+    const Ownership ownership = owns(context, name);
+    if (ownership == Ownership::visible) out = lookup_a(context, name);
+    return ownership;
+  }
 };
 
 }  // namespace weft::dns

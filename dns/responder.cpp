@@ -106,17 +106,21 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
     return false;
   }
   const std::string_view name(name_buffer, name_size);
-  const auto ownership = view_.owns(context, name);
+  // Per thread (the server's loop and its receive threads answer at once),
+  // kept: its capacity stays, so an answer allocates nothing.
+  thread_local std::vector<Ipv4> addresses;
+  // Only an A query asks for the records: they rotate on every lookup.
+  const auto ownership =
+      qtype == LDNS_RR_TYPE_A ? view_.resolve_a(context, name, addresses) : view_.owns(context, name);
   if (ownership == Ownership::not_ours && qtype != LDNS_RR_TYPE_PTR) {
     // Not ours and no PTR we could answer: forwarded as the ldns path would,
     // without parsing it twice (the forwarder's cache key parses it again).
     reply.kind = Reply::Kind::forward;
     reply.udp_limit = udp_limit;
-    ++fast_forwards_;
+    fast_forwards_.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
   if (qtype != LDNS_RR_TYPE_A || ownership != Ownership::visible) return false;
-  const auto addresses = view_.lookup_a(context, name);
   const std::size_t size = question_end + addresses.size() * 16 + (edns ? 11 : 0);
   if (transport == Transport::udp && size > udp_limit) return false;
   auto& w = reply.wire;
@@ -149,7 +153,7 @@ bool Responder::fast_answer(std::span<const uint8_t> q, Transport transport, std
   }
   reply.udp_limit = udp_limit;
   reply.kind = Reply::Kind::answer;
-  ++fast_answers_;
+  fast_answers_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 

@@ -1,8 +1,10 @@
 // Answers one DNS query from a NameView: the names weft owns are answered
 // here (never forwarded), everything else is handed back as "forward".
 // Pure: no sockets, no clock, so the fuzzer and the tests drive it directly.
+// handle() may run on several threads at once (the view is read-only to it).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -39,16 +41,17 @@ class Responder {
   void handle(std::span<const uint8_t> query, Transport transport, std::string_view context, Reply& reply) const;
 
   const ResponderConfig& config() const { return config_; }
-  uint64_t fast_answers() const { return fast_answers_; }
-  uint64_t fast_forwards() const { return fast_forwards_; }
+  uint64_t fast_answers() const { return fast_answers_.load(std::memory_order_relaxed); }
+  uint64_t fast_forwards() const { return fast_forwards_.load(std::memory_order_relaxed); }
 
  private:
   bool fast_answer(std::span<const uint8_t> query, Transport transport, std::string_view context, Reply& reply) const;
 
   const NameView& view_;
   ResponderConfig config_;
-  mutable uint64_t fast_answers_ = 0;
-  mutable uint64_t fast_forwards_ = 0;
+  // Relaxed atomics: the server's receive threads answer beside its loop.
+  mutable std::atomic<uint64_t> fast_answers_{0};
+  mutable std::atomic<uint64_t> fast_forwards_{0};
 };
 
 }  // namespace weft::dns

@@ -77,14 +77,14 @@ void StaticNameView::rebuild_index() {
     for (const auto& local : locals) {
       if (local.starts_with('_')) continue;  // answered by the scan, as SRV names are
       auto addresses = addresses_in(net, local);
-      index_[local].push_back(Hit{&net_name, false, addresses});
-      index_[local + "." + net_name].push_back(Hit{&net_name, true, std::move(addresses)});
+      index_[local].hits.push_back(Hit{&net_name, false, addresses});
+      index_[local + "." + net_name].hits.push_back(Hit{&net_name, true, std::move(addresses)});
     }
   }
   // The scan's order: network by network, the name itself before the
   // suffixed form.
-  for (auto& [name, hits] : index_)
-    std::stable_sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) {
+  for (auto& [name, entry] : index_)
+    std::stable_sort(entry.hits.begin(), entry.hits.end(), [](const Hit& a, const Hit& b) {
       return *a.network != *b.network ? *a.network < *b.network : a.suffix < b.suffix;
     });
 }
@@ -148,7 +148,7 @@ Ownership StaticNameView::owns(std::string_view context, std::string_view name) 
     auto found = index_.find(name);
     if (found == index_.end()) return Ownership::not_ours;
     if (const auto* seen = seen_by(context))
-      for (const auto& hit : found->second)
+      for (const auto& hit : found->second.hits)
         if (seen->contains(*hit.network)) return Ownership::visible;
     return Ownership::hidden;
   }
@@ -194,23 +194,46 @@ std::vector<Ipv4> StaticNameView::addresses_in(const Network& net, std::string_v
   return found;
 }
 
+Ownership StaticNameView::resolve_indexed(std::string_view context, std::string_view name,
+                                          std::vector<Ipv4>& out) const {
+  out.clear();
+  auto found = index_.find(name);
+  if (found == index_.end()) return Ownership::not_ours;
+  const auto* seen = seen_by(context);
+  bool visible = false;
+  if (seen)
+    for (const auto& hit : found->second.hits) {
+      if (!seen->contains(*hit.network)) continue;
+      visible = true;
+      for (auto a : hit.addresses)
+        if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+    }
+  if (!visible) return Ownership::hidden;
+  if (out.size() > 1) {
+    const uint64_t turn = found->second.turn++;
+    std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(turn % out.size()), out.end());
+  }
+  return Ownership::visible;
+}
+
+Ownership StaticNameView::resolve_a(std::string_view context, std::string_view name, std::vector<Ipv4>& out) const {
+  if (name.starts_with('_')) return NameView::resolve_a(context, name, out);
+  std::lock_guard lock(mutex_);
+  return resolve_indexed(context, name, out);
+}
+
 std::vector<Ipv4> StaticNameView::lookup_a(std::string_view context, std::string_view name) const {
   std::lock_guard lock(mutex_);
   std::vector<Ipv4> found;
+  if (!name.starts_with('_')) {
+    resolve_indexed(context, name, found);
+    return found;
+  }
   auto add = [&found](Ipv4 a) {
     if (std::find(found.begin(), found.end(), a) == found.end()) found.push_back(a);
   };
-  if (!name.starts_with('_')) {
-    auto hits = index_.find(name);
-    const auto* seen = seen_by(context);
-    if (hits != index_.end() && seen)
-      for (const auto& hit : hits->second)
-        if (seen->contains(*hit.network))
-          for (auto a : hit.addresses) add(a);
-  } else {
-    for (const auto& [net_name, local] : candidates(context, name, false))
-      for (auto a : addresses_in(networks_.find(*net_name)->second, local)) add(a);
-  }
+  for (const auto& [net_name, local] : candidates(context, name, false))
+    for (auto a : addresses_in(networks_.find(*net_name)->second, local)) add(a);
   return rotated(context, name, std::move(found));
 }
 

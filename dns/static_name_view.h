@@ -48,6 +48,7 @@ class StaticNameView final : public NameView {
   std::vector<Ipv4> lookup_a(std::string_view context, std::string_view name) const override;
   std::optional<std::string> lookup_ptr(std::string_view context, Ipv4 address) const override;
   std::vector<SrvRecord> lookup_srv(std::string_view context, std::string_view name) const override;
+  Ownership resolve_a(std::string_view context, std::string_view name, std::vector<Ipv4>& out) const override;
 
  private:
   struct Network {
@@ -75,7 +76,13 @@ class StaticNameView final : public NameView {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  using Index = std::unordered_map<std::string, std::vector<Hit>, StringHash, std::equal_to<>>;
+  struct Entry {
+    std::vector<Hit> hits;
+    uint64_t turn = 0;  // rotation of the name's answers (under mutex_)
+  };
+  using Index = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
+  // resolve_a for an indexed name, under mutex_.
+  Ownership resolve_indexed(std::string_view context, std::string_view name, std::vector<Ipv4>& out) const;
 
   mutable std::mutex mutex_;
   std::map<std::string, Network, std::less<>> networks_;
@@ -83,8 +90,8 @@ class StaticNameView final : public NameView {
   // Every name but the SRV ones (`_...`, matched by pattern on networks_),
   // rebuilt when a network changes: a query costs a hash lookup, not a scan
   // of every service and endpoint (that scan was a tenth of bench/dns's CPU).
-  Index index_;
-  mutable std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> rotation_;  // owned names only
+  mutable Index index_;  // mutable: the rotation counters
+  mutable std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> rotation_;  // SRV-form names only
   mutable std::string rotation_key_;  // reused: no allocation per lookup
 };
 

@@ -5,8 +5,11 @@
 // what the forwarding-latency measurement wants). --idle N adds N more UDP
 // listeners (and their TCP twins) on IP, random ports, that get no queries, as the agent has one
 // per attached namespace: what they cost the busy one. --batch sets the
-// datagrams per recvmmsg/sendmmsg (ServerLimits::udp_batch).
+// datagrams per recvmmsg/sendmmsg (ServerLimits::udp_batch), --threads the
+// receive threads for busy sockets (ServerLimits::udp_threads; 0: the loop
+// serves every socket) and --thread-batch their batch.
 //   dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N] [--batch N]
+//                    [--threads N] [--thread-batch N]
 #include <utility>  // before Boost.Asio: its awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
@@ -21,7 +24,9 @@
 int main(int argc, char** argv) {
   using namespace weft::dns;
   if (argc < 3) {
-    std::fprintf(stderr, "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N] [--batch N]\n");
+    std::fprintf(stderr,
+                 "usage: dns_bench_server IP PORT [NAMES] [--upstream IP[:PORT]] [--cache ENTRIES] [--idle N] "
+                 "[--batch N] [--threads N] [--thread-batch N]\n");
     return 2;
   }
   int names = 100;
@@ -39,6 +44,10 @@ int main(int argc, char** argv) {
       forwarder.upstreams.push_back(*upstream);
     } else if (arg == "--batch" && i + 1 < argc) {
       limits.udp_batch = std::strtoul(argv[++i], nullptr, 10);
+    } else if (arg == "--threads" && i + 1 < argc) {
+      limits.udp_threads = std::strtoul(argv[++i], nullptr, 10);
+    } else if (arg == "--thread-batch" && i + 1 < argc) {
+      limits.thread_batch = std::strtoul(argv[++i], nullptr, 10);
     } else if (arg == "--idle" && i + 1 < argc) {
       idle = std::atoi(argv[++i]);
     } else if (arg == "--cache" && i + 1 < argc) {

@@ -4,6 +4,8 @@
 # generators to CPU 1, all on that namespace's loopback, each serving the
 # same 100 names x 4 A records (name0..name99):
 #   weft     dns_bench_server: weft's responder (dns/) on a StaticNameView
+#   weft-loop the same with --threads 0: every socket served by the epoll
+#            loop, no receive thread for the busy one (what weft did before)
 #   echo     dns_echo: sends each datagram back, no parsing (the limit)
 #   dnsmasq, unbound, nsd (rrl-ratelimit: 0), knot: one worker each
 #   weft-fwd dns_bench_server owning no name, forwarding to the dnsmasq
@@ -70,7 +72,8 @@ for i in $(seq 0 99); do for k in 1 2 3 4; do echo "$(addr "$i" "$k") name$i"; d
   for i in $(seq 0 99); do for k in 1 2 3 4; do echo "name$i. 5 IN A $(addr "$i" "$k")"; done; done
 } >"$work/root.zone"
 
-declare -A port=([weft]=5301 [echo]=5302 [dnsmasq]=5303 [unbound]=5304 [nsd]=5305 [knot]=5306 [weft-fwd]=5307)
+declare -A port=([weft]=5301 [echo]=5302 [dnsmasq]=5303 [unbound]=5304 [nsd]=5305 [knot]=5306 [weft-fwd]=5307
+  [weft-loop]=5308)
 
 cat >"$work/unbound.conf" <<EOF
 server:
@@ -175,6 +178,7 @@ servers=()
 try_start() { local name=$1; shift; if start_server "$name" "$@"; then servers+=("$name"); fi; }
 if [[ $mode == all ]]; then
   try_start weft "$bin/dns_bench_server" 127.0.0.1 "${port[weft]}"
+  try_start weft-loop "$bin/dns_bench_server" 127.0.0.1 "${port[weft-loop]}" --threads 0
   try_start echo "$bin/dns_echo" 127.0.0.1 "${port[echo]}"
 fi
 try_start dnsmasq dnsmasq --keep-in-foreground --no-resolv --no-hosts --conf-file=/dev/null \

@@ -238,6 +238,28 @@ std::vector<dns::Ipv4> ClusterNameView::lookup_a(std::string_view context, std::
   return out;
 }
 
+dns::Ownership ClusterNameView::resolve_a(std::string_view context, std::string_view name,
+                                          std::vector<dns::Ipv4>& out) const {
+  out.clear();
+  auto index = index_.load();
+  const auto* entry = index->find(name);
+  if (!entry) return index->srv_parent(name) ? owns(context, name) : dns::Ownership::not_ours;
+  const auto* seen = index->seen_by(context);
+  bool visible = false;
+  for (const auto& a : entry->answers) {
+    if (!Index::sees(seen, a.network)) continue;
+    visible = true;
+    for (auto ip : a.addresses)
+      if (std::find(out.begin(), out.end(), ip) == out.end()) out.push_back(ip);
+  }
+  if (!visible) return dns::Ownership::hidden;
+  if (out.size() > 1) {
+    const uint64_t turn = entry->turn.fetch_add(1, std::memory_order_relaxed);
+    std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(turn % out.size()), out.end());
+  }
+  return dns::Ownership::visible;
+}
+
 std::optional<std::string> ClusterNameView::lookup_ptr(std::string_view context, dns::Ipv4 address) const {
   auto index = index_.load();
   auto it = index->ptr.find(address.to_uint());

@@ -44,6 +44,9 @@ class ClusterNameView final : public dns::NameView {
   std::vector<dns::Ipv4> lookup_a(std::string_view context, std::string_view name) const override;
   std::optional<std::string> lookup_ptr(std::string_view context, dns::Ipv4 address) const override;
   std::vector<dns::SrvRecord> lookup_srv(std::string_view context, std::string_view name) const override;
+  // owns() and lookup_a() on one load of the index, into the caller's vector.
+  dns::Ownership resolve_a(std::string_view context, std::string_view name,
+                           std::vector<dns::Ipv4>& out) const override;
 
 
  private:

@@ -6,6 +6,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -405,6 +411,75 @@ TEST(UpstreamsFromResolvConfTest, SkipsLoopbackAndIpv6) {
   DnsAgentConfig c;
   c.upstreams = {"not an address"};
   EXPECT_THROW(DnsAgent{c}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace weft::control::discovery
+
+namespace weft::control::discovery {
+namespace {
+
+// A client inside `ns` sending A queries for `name` to 127.0.0.11:53 as fast
+// as the agent answers, until stopped; counts the answers.
+void flood_inside(const fs::path& ns, const std::string& name, const std::atomic<bool>& stop,
+                  std::atomic<uint64_t>& answers) {
+  const int ns_fd = ::open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ns_fd < 0 || ::setns(ns_fd, CLONE_NEWNET) != 0) return;  // this thread only
+  ::close(ns_fd);
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(53);
+  to.sin_addr.s_addr = htonl(0x7f00000b);  // 127.0.0.11
+  ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+  std::array<uint8_t, 1024> buffer{};
+  uint16_t id = 0;
+  while (!stop.load()) {
+    for (int i = 0; i < 64; ++i) {
+      const auto query = dns::testing::make_query(name, 1, id++);
+      ::send(fd, query.data(), query.size(), MSG_DONTWAIT);
+    }
+    pollfd p{fd, POLLIN, 0};
+    ::poll(&p, 1, 1);
+    while (::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT) > 0) answers.fetch_add(1);
+  }
+  ::close(fd);
+}
+
+std::size_t threads_of_this_process() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// A namespace flooding its resolver gets a receive thread; detaching it
+// under that load stops the thread and closes the socket inside the
+// namespace before remove_namespace returns, and the rest is still served.
+TEST_F(DnsAgentTest, DetachUnderLoadLeavesNoReceiveThreadAndNoSocket) {
+  DnsAgent agent(config({}));
+  agent.publish(names(front_.string(), back_.string()));
+  ASSERT_TRUE(agent.add_namespace(front_.string(), front_.string(), front_));
+  ASSERT_TRUE(agent.add_namespace(back_.string(), back_.string(), back_));
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> answers{0};
+  std::thread load([&] { flood_inside(front_, "web", stop, answers); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (agent.stats().udp_threads == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(agent.stats().udp_threads, 1u) << "no receive thread for the flooded namespace";
+  EXPECT_GT(agent.stats().promotions, 0u);
+  const std::size_t threads_busy = threads_of_this_process();
+
+  agent.remove_namespace(front_.string());
+  EXPECT_EQ(agent.stats().udp_threads, 0u);
+  EXPECT_EQ(threads_of_this_process(), threads_busy - 1) << "the receive thread outlived the detach";
+  // Closed inside the namespace: 127.0.0.11:53 is free there again.
+  boost::asio::io_context io;
+  EXPECT_NO_THROW(dns::open_dns_sockets(io, front_));
+  stop = true;
+  load.join();
+  EXPECT_GT(answers.load(), 0u);
+  EXPECT_EQ(dig_in(back_, "+short db"), "10.0.2.2\n");
 }
 
 }  // namespace
