@@ -6,6 +6,8 @@
 #
 #   bench/services/run.sh [-n COUNT] [-j CLIENTS] [--preload TOTAL]
 #                         [--max-services N]
+#   bench/services/run.sh --remote-backends M [--remote-services N]
+#                         [--conntrack N] [--rate N]
 #
 #   -n COUNT          services to create through the API (default 2000)
 #   -j CLIENTS        API clients creating in parallel, each on its own
@@ -25,7 +27,7 @@
 #   --conntrack N     conntrack entries for --remote-backends (default
 #                     1000000; the map has 1048576)
 #   --rate N          table entries the remote node publishes a second
-#                     (default 5000: each is one UDP push, and an agent
+#                     (default 300: each is one UDP push, and an agent
 #                     that falls behind drops some; the push/pull that
 #                     would repair them cannot carry more than 20 MiB)
 #
@@ -47,11 +49,9 @@
 # pinned BPF maps (bpftool bytes_memlock: kernel memory, in no RSS), and
 # VmRSS against the 150 MB target.
 #
-# Backends are not attached here (10 000 x 10 would be 100 000 veths): each
-# service with backends adds its Maglev table (1021 slots x 8 bytes at 10
-# backends) to the mapped pool; bench/lb/bench_lb_mem measures the load
-# balancer with 10 000 services x 10 backends and 1 000 000 conntrack
-# entries.
+# Without --remote-backends no backends are attached (10 000 x 10 would be
+# 100 000 veths): each service with backends adds its Maglev table (1021
+# slots x 8 bytes at 10 backends) to the mapped pool.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,7 +66,7 @@ max_services=16384
 remote_backends=0
 remote_services=10000
 conntrack=1000000
-rate=5000
+rate=300
 while (($#)); do
   case "$1" in
     -n) count=$2; shift 2 ;;
@@ -77,7 +77,7 @@ while (($#)); do
     --remote-services) remote_services=$2; shift 2 ;;
     --conntrack) conntrack=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
-    -h|--help) sed -n '2,52p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,54p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -95,12 +95,21 @@ export TB_WEFTD_ARGS="--lb-backend ebpf --lb-max-services $max_services"
 if ((remote_backends > 0)); then
   # Room for every backend and flow; a push/pull of the remote node's whole
   # copy (~110 000 entries) is one stream, well above the default 16 MiB.
+  # Slow failure detection (probes every 5 s, 3 s to answer, suspicion x60):
+  # with two members a suspect is declared dead after 4 s without peers to
+  # confirm it (Lifeguard's minimum), and while ~100 000 entries arrive the
+  # agent's gossip thread stalls for longer than that; a dead remote node's
+  # endpoints are withdrawn, and when it is back it republishes them all
+  # at once. Memory is not what these change.
   TB_WEFTD_ARGS+=" --lb-max-backends 131072 --lb-conntrack-entries 1048576 --max-stream-size 256MiB"
+  TB_WEFTD_ARGS+=" --probe-interval 5s --probe-timeout 3s --suspicion-mult 60"
 fi
 fake_pid=
 stop_fake() {
   if [[ -n $fake_pid ]]; then
     kill "$fake_pid" 2>/dev/null || true
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$fake_pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$fake_pid" 2>/dev/null || true
     wait "$fake_pid" 2>/dev/null || true
     fake_pid=
   fi
