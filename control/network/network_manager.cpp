@@ -644,6 +644,18 @@ std::vector<Endpoint> NetworkManager::list_backends() {
   return result;
 }
 
+std::vector<Endpoint> NetworkManager::backends_of(const std::string& service_id) {
+  std::vector<Endpoint> result;
+  if (service_id.empty()) return result;
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& [id, e] : impl_->endpoints)
+    if (e.service_id == service_id) result.push_back(e);
+  impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
+    if (*r.service_id == service_id) result.push_back(impl_->remote_endpoint(key, r));
+  });
+  return result;
+}
+
 // --- cluster side ---------------------------------------------------------
 
 void NetworkManager::attach_cluster(ClusterLink* link) {

@@ -112,6 +112,10 @@ class NetworkManager final : public NetworkService {
   // namespace, interface or aliases). Cheaper than list_endpoints(): the
   // load balancer's view is built from it on every apply.
   std::vector<Endpoint> list_backends();
+  // The endpoints, local and remote, that are backends of one service,
+  // whole (as list_endpoints() has them), unsorted: what `service inspect`
+  // shows, without copying every other endpoint.
+  std::vector<Endpoint> backends_of(const std::string& service_id);
 
   // --- services (control/services) ---
   // Where `attach --service` looks services up; set before the API serves.

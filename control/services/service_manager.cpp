@@ -488,7 +488,7 @@ ServiceDetail ServiceManager::get_service(const std::string& name_or_id) {
     std::lock_guard lock(impl_->mutex);
     s = impl_->get(name_or_id);
   }
-  auto d = impl_->detail(s, impl_->networks.list_endpoints());
+  auto d = impl_->detail(s, impl_->networks.backends_of(s.id));
   Impl::add_counters(d, impl_->lb.load());
   if (auto* view = impl_->task_view.load()) Impl::count_running(d, view->tasks());
   return d;
@@ -555,9 +555,15 @@ LbLookupResult ServiceManager::lookup(const LbLookupRequest& request) {
     return result;
   }
   result.backend_endpoint_id = *chosen;
-  if (!chosen->empty())
-    for (const auto& e : impl_->networks.list_endpoints())
-      if (e.id == *chosen) result.backend_ip = e.ip;
+  if (!chosen->empty()) {
+    auto find_ip = [&](const std::vector<Endpoint>& endpoints) {
+      for (const auto& e : endpoints)
+        if (e.id == *chosen) result.backend_ip = e.ip;
+    };
+    find_ip(impl_->networks.backends_of(s.id));
+    // Moved to another service since the load balancer's last apply.
+    if (result.backend_ip == dataplane::Ipv4{}) find_ip(impl_->networks.list_endpoints());
+  }
   return result;
 }
 

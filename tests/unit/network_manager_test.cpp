@@ -558,6 +558,13 @@ TEST_F(NetworkManagerTest, RemoteEndpointsComeBackWhole) {
   EXPECT_EQ(backends[0].backend_state, BackendState::draining);
   EXPECT_EQ(backends[0].drain_until, "2026-11-26T18:00:00Z");
 
+  auto of_service = agent->backends_of(e.service_id);
+  ASSERT_EQ(of_service.size(), 1u);
+  EXPECT_EQ(of_service[0].name, "redis-1") << "whole, unlike list_backends()";
+  EXPECT_EQ(of_service[0].aliases, e.aliases);
+  EXPECT_TRUE(agent->backends_of("").empty()) << "not the endpoints without a service";
+  EXPECT_TRUE(agent->backends_of(std::string(64, '6')).empty());
+
   // A name taken by a remote endpoint is refused here too.
   auto c1 = namespaces.make("c1");
   EXPECT_THROW(agent->connect({.network = "net-remote", .netns = c1.string(), .name = "redis-1"}), ApiError);
