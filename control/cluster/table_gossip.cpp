@@ -48,6 +48,9 @@ std::mt19937& rng() {
   return generator;
 }
 
+// Table entries waiting to be piggybacked on the gossip.
+constexpr std::size_t kMaxQueuedEntries = 4096;
+
 }  // namespace
 
 TableGossip::TableGossip(boost::asio::io_context& io, TableGossipConfig config, tables::ReplicatedTables& tables)
@@ -63,6 +66,12 @@ void TableGossip::broadcast(const std::vector<TableEntry>& entries) {
     to_push_.push_back({e, msg.size()});
     queue_.queue(std::move(msg), e.table + "|" + e.key);
   }
+  // Bounded as serf bounds its queues (MaxQueueDepth): gossip piggybacks a
+  // few entries a round, so a burst (a node publishing 100 000 endpoints)
+  // queued whole held every encoded entry for minutes (~45 MB at 60 000)
+  // and made each round's pick scan them all. The pushes above and the
+  // push/pull repair what the queue drops.
+  queue_.prune(kMaxQueuedEntries);
   // Deferred so that news arriving in one packet (a compound of several
   // entries) leaves in one push.
   if (!push_scheduled_) {

@@ -413,10 +413,11 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   auto& self = *impl_;
   const Network n = self.find_network(name_or_id);
   // Nodes' load-balancer addresses do not keep a network (as in Docker).
-  const bool remote_endpoints =
-      std::any_of(self.remote_endpoints.begin(), self.remote_endpoints.end(), [&](const auto& kv) {
-        return kv.second.endpoint.network_id == n.id && !is_node_lb_endpoint(kv.second.endpoint);
-      });
+  bool remote_endpoints = false;
+  self.remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
+    if (!remote_endpoints && *r.network_id == n.id)
+      remote_endpoints = !is_node_lb_endpoint(RemoteEndpoints::endpoint(key, r, nullptr));
+  });
   if (!self.endpoints_of(n.id).empty() || remote_endpoints)
     conflict("error while removing network: network " + n.name + " id " + n.id + " has active endpoints");
   if (std::any_of(self.reserved.begin(), self.reserved.end(),
@@ -602,13 +603,55 @@ void NetworkManager::disconnect(const DetachRequest& request) {
 }
 
 std::vector<Endpoint> NetworkManager::list_endpoints() {
-  std::lock_guard lock(impl_->mutex);
   std::vector<Endpoint> result;
-  for (const auto& [id, e] : impl_->endpoints) result.push_back(e);
-  for (const auto& [id, r] : impl_->remote_endpoints) result.push_back(r.endpoint);
-  for (auto& e : impl_->node_lb_endpoints()) result.push_back(std::move(e));
+  {
+    std::lock_guard lock(impl_->mutex);
+    result.reserve(impl_->endpoints.size() + impl_->remote_endpoints.size());
+    for (const auto& [id, e] : impl_->endpoints) result.push_back(e);
+    impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
+      result.push_back(impl_->remote_endpoint(key, r));
+    });
+    for (auto& e : impl_->node_lb_endpoints()) result.push_back(std::move(e));
+  }
+  // Sorted without the lock: the cluster's thread applies remote changes
+  // under it, and with 100 000 endpoints a sort takes tens of ms.
   std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) {
     return std::tie(a.network_name, a.node, a.name) < std::tie(b.network_name, b.node, b.name);
+  });
+  return result;
+}
+
+std::vector<Endpoint> NetworkManager::list_backends() {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<Endpoint> result;
+  for (const auto& [id, e] : impl_->endpoints)
+    if (!e.service_id.empty()) result.push_back(e);
+  result.reserve(result.size() + impl_->remote_endpoints.size());
+  impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
+    if (r.service_id->empty()) return;
+    Endpoint& e = result.emplace_back();
+    e.id = RemoteEndpoints::id_of(key);
+    e.network_id = *r.network_id;
+    e.ip = r.ip;
+    e.prefix_len = r.prefix_len;
+    e.mac = r.mac;
+    e.node = *r.node;
+    e.service_id = *r.service_id;
+    e.backend_state = r.backend_state;
+    if (r.backend_state == BackendState::draining) e.drain_until = RemoteEndpoints::endpoint(key, r, nullptr).drain_until;
+  });
+  // Node load-balancer addresses are never backends.
+  return result;
+}
+
+std::vector<Endpoint> NetworkManager::backends_of(const std::string& service_id) {
+  std::vector<Endpoint> result;
+  if (service_id.empty()) return result;
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& [id, e] : impl_->endpoints)
+    if (e.service_id == service_id) result.push_back(e);
+  impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
+    if (*r.service_id == service_id) result.push_back(impl_->remote_endpoint(key, r));
   });
   return result;
 }
@@ -632,15 +675,15 @@ void NetworkManager::detach_cluster() {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   self.cluster = nullptr;
-  for (const auto& [id, r] : self.remote_endpoints) {
-    if (auto n = self.networks.find(r.endpoint.network_id); n != self.networks.end()) {
+  self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
+    if (auto n = self.networks.find(*r.network_id); n != self.networks.end()) {
       try {
-        dp::unprogram_remote_endpoint(self.layout(n->second), {r.endpoint.ip, r.endpoint.mac, r.vtep});
+        dp::unprogram_remote_endpoint(self.layout(n->second), {r.ip, r.mac, r.vtep});
       } catch (const std::exception& e) {
-        spdlog::warn("leaving: cannot remove entries of endpoint {}: {}", r.endpoint.name, e.what());
+        spdlog::warn("leaving: cannot remove entries of endpoint {}: {}", RemoteEndpoints::name(r), e.what());
       }
     }
-  }
+  });
   self.remote_endpoints.clear();
   self.early_ownership.clear();
   self.pool.set_owned(ipam::RangeSet(ipam::Range{self.pool.pool().first(), self.pool.pool().last()}));
@@ -699,8 +742,9 @@ void NetworkManager::apply_remote_network(const Network& network) {
   }
   self.networks.emplace(network.id, network);
   self.addresses.emplace(network.id, std::move(allocator));
-  for (auto& [id, r] : self.remote_endpoints)
-    if (r.endpoint.network_id == network.id) self.realise_remote_endpoint(id);
+  self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, RemoteEndpoints::Entry& r) {
+    if (*r.network_id == network.id) self.realise_remote_endpoint(r);
+  });
   self.persist_or_log("a network from the cluster");
   self.ensure_node_lb_address(network.id);
   spdlog::info("network {} ({}) from {}: subnet {} vni {}", network.name, short_id(network.id), network.node,
@@ -736,26 +780,24 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
   spdlog::info("network {} ({}) removed by {}", n.name, short_id(n.id), n.node);
 }
 
-void NetworkManager::Impl::realise_remote_endpoint(const std::string& id) {
-  auto& r = remote_endpoints.at(id);
-  auto n = networks.find(r.endpoint.network_id);
+void NetworkManager::Impl::realise_remote_endpoint(RemoteEndpoints::Entry& r) {
+  auto n = networks.find(*r.network_id);
   if (n == networks.end()) return;  // programmed when its network arrives
-  r.endpoint.network_name = n->second.name;
   if (!r.reserved_here) {
     auto& allocator = addresses.at(n->first);
     // Only an explicit --ip elsewhere can land in our ranges; never hand it out.
-    if (!allocator.is_allocated(r.endpoint.ip)) {
+    if (!allocator.is_allocated(r.ip)) {
       try {
-        allocator.allocate(r.endpoint.ip);
+        allocator.allocate(r.ip);
         r.reserved_here = true;
       } catch (const ipam::IpamError&) {
       }
     }
   }
   try {
-    dp::program_remote_endpoint(layout(n->second), {r.endpoint.ip, r.endpoint.mac, r.vtep});
+    dp::program_remote_endpoint(layout(n->second), {r.ip, r.mac, r.vtep});
   } catch (const std::exception& e) {
-    spdlog::error("endpoint {} on {}: cannot program it: {}", r.endpoint.name, r.endpoint.node, e.what());
+    spdlog::error("endpoint {} on {}: cannot program it: {}", RemoteEndpoints::name(r), *r.node, e.what());
   }
 }
 
@@ -764,23 +806,19 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   if (endpoint.node == self.config.node_name) return;
-  auto [it, inserted] = self.remote_endpoints.try_emplace(endpoint.id, Impl::RemoteEndpoint{endpoint, vtep});
   notice.fire();
-  if (!inserted) {
-    if (it->second.endpoint.ip == endpoint.ip && it->second.vtep == vtep) {
+  if (auto* old = self.remote_endpoints.find(endpoint.id)) {
+    if (old->ip == endpoint.ip && old->vtep == vtep) {
       // Same place; what may have changed is its service or backend state.
-      const auto network_name = it->second.endpoint.network_name;
-      it->second.endpoint = endpoint;
-      it->second.endpoint.network_name = network_name;
+      // (The network's name here stands in for the record's in listings.)
+      self.remote_endpoints.put(endpoint, vtep);
       return;
     }
     // Moved or re-addressed: the old entries must go first.
-    if (auto n = self.networks.find(it->second.endpoint.network_id); n != self.networks.end())
-      dp::unprogram_remote_endpoint(self.layout(n->second), {it->second.endpoint.ip, it->second.endpoint.mac, it->second.vtep});
-    it->second.endpoint = endpoint;
-    it->second.vtep = vtep;
+    if (auto n = self.networks.find(*old->network_id); n != self.networks.end())
+      dp::unprogram_remote_endpoint(self.layout(n->second), {old->ip, old->mac, old->vtep});
   }
-  self.realise_remote_endpoint(endpoint.id);
+  self.realise_remote_endpoint(*self.remote_endpoints.put(endpoint, vtep).first);
   spdlog::debug("endpoint {} {} on {} via {}", endpoint.name, endpoint.ip.str(), endpoint.node, vtep.str());
 }
 
@@ -788,19 +826,19 @@ void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
   ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
-  auto it = self.remote_endpoints.find(endpoint_id);
-  if (it == self.remote_endpoints.end()) return;
+  const auto* found = self.remote_endpoints.find(endpoint_id);
+  if (!found) return;
   notice.fire();
-  const auto& r = it->second;
-  if (auto n = self.networks.find(r.endpoint.network_id); n != self.networks.end()) {
+  const auto& r = *found;
+  if (auto n = self.networks.find(*r.network_id); n != self.networks.end()) {
     try {
-      dp::unprogram_remote_endpoint(self.layout(n->second), {r.endpoint.ip, r.endpoint.mac, r.vtep});
+      dp::unprogram_remote_endpoint(self.layout(n->second), {r.ip, r.mac, r.vtep});
     } catch (const std::exception& e) {
-      spdlog::error("endpoint {}: cannot remove its entries: {}", r.endpoint.name, e.what());
+      spdlog::error("endpoint {}: cannot remove its entries: {}", RemoteEndpoints::name(r), e.what());
     }
-    if (r.reserved_here) self.addresses.at(n->first).release(r.endpoint.ip);
+    if (r.reserved_here) self.addresses.at(n->first).release(r.ip);
   }
-  self.remote_endpoints.erase(it);
+  self.remote_endpoints.erase(endpoint_id);
 }
 
 void NetworkManager::Impl::set_owned(const std::string& space, const ipam::RangeSet& owned) {

@@ -106,6 +106,16 @@ class NetworkManager final : public NetworkService {
   Endpoint connect(const AttachRequest& request) override;
   void disconnect(const DetachRequest& request) override;
   std::vector<Endpoint> list_endpoints() override;
+  // The endpoints that are service backends, local and remote, unsorted,
+  // with what the load balancer uses of them: id, network, service,
+  // address and prefix, MAC, node, backend state and drain time (no names,
+  // namespace, interface or aliases). Cheaper than list_endpoints(): the
+  // load balancer's view is built from it on every apply.
+  std::vector<Endpoint> list_backends();
+  // The endpoints, local and remote, that are backends of one service,
+  // whole (as list_endpoints() has them), unsorted: what `service inspect`
+  // shows, without copying every other endpoint.
+  std::vector<Endpoint> backends_of(const std::string& service_id);
 
   // --- services (control/services) ---
   // Where `attach --service` looks services up; set before the API serves.

@@ -23,6 +23,7 @@
 #include "control/network/drain_timer.h"
 #include "control/network/ipam.h"
 #include "control/network/network_manager.h"
+#include "control/network/remote_endpoints.h"
 #include "control/network/reservation_journal.h"
 #include "control/network/state_file.h"
 #include "dataplane/netlink.h"
@@ -311,9 +312,13 @@ struct NetworkManager::Impl {
 
   bool endpoint_named(const std::string& network_id, const std::string& name) const {
     auto same = [&](const Endpoint& e) { return e.network_id == network_id && e.name == name; };
-    return std::any_of(endpoints.begin(), endpoints.end(), [&](const auto& kv) { return same(kv.second); }) ||
-           std::any_of(remote_endpoints.begin(), remote_endpoints.end(),
-                       [&](const auto& kv) { return same(kv.second.endpoint); });
+    if (std::any_of(endpoints.begin(), endpoints.end(), [&](const auto& kv) { return same(kv.second); }))
+      return true;
+    bool taken = false;
+    remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
+      if (!taken && *r.network_id == network_id && RemoteEndpoints::name(r) == name) taken = true;
+    });
+    return taken;
   }
 
   Endpoint* endpoint_in(const std::string& network_id, const std::string& netns_ref,
@@ -390,16 +395,15 @@ struct NetworkManager::Impl {
   // the reservation with the network).
   void withdraw_node_lb_endpoint(const std::string& network_id);
 
-  void realise_remote_endpoint(const std::string& id);
+  void realise_remote_endpoint(RemoteEndpoints::Entry& r);
+  // A remote endpoint's Endpoint again, with its network's name here.
+  Endpoint remote_endpoint(const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) const {
+    auto n = networks.find(*r.network_id);
+    return RemoteEndpoints::endpoint(key, r, n == networks.end() ? nullptr : &n->second.name);
+  }
   void publish(const Network& n) {
     if (cluster) cluster->publish_network(n);
   }
-
-  struct RemoteEndpoint {
-    Endpoint endpoint;
-    ipam::Ipv4 vtep;
-    bool reserved_here = false;  // its address was marked used in our allocator
-  };
 
   // An attach is recorded with "state": "attaching" before it touches the
   // kernel (write-ahead), and without that key once it is complete.
@@ -422,7 +426,7 @@ struct NetworkManager::Impl {
   // allocated until roll_back_attach() deleted them. By id.
   std::map<std::string, Endpoint> attaching;
   bool state_behind = false;  // the last write of the state file failed
-  std::map<std::string, RemoteEndpoint> remote_endpoints;  // on other nodes, by id
+  RemoteEndpoints remote_endpoints;  // on other nodes, by id
   std::map<std::string, ipam::AddressAllocator> addresses;  // by network id
   std::map<std::string, ipam::RangeSet> early_ownership;  // by space
   ClusterLink* cluster = nullptr;

@@ -101,7 +101,9 @@ class ServiceList {
 
 struct LbView {
   ServiceList services;                // every service known here (vip and dnsrr)
-  std::vector<Endpoint> backends;      // every endpoint with a service_id, on any node
+  // Every endpoint with a service_id, on any node, with the fields the
+  // load balancer uses (ServiceNetworks::list_backends).
+  std::vector<Endpoint> backends;
   std::vector<LbNetwork> networks;     // networks with a namespace on this node
   std::vector<LbAttachPoint> attach_points;
 };

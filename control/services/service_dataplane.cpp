@@ -6,7 +6,9 @@
 #include <cstring>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -222,7 +224,10 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
   // than black-holing the flows given to remote ones.
   std::set<std::string> local;
   for (const LbAttachPoint& point : view.attach_points) local.insert(point.endpoint_id);
-  std::set<std::string> seen;  // an endpoint listed twice would make its service's list invalid
+  // An endpoint listed twice would make its service's list invalid. Views
+  // of the ids: 100 000 string copies in a std::set were ~13 MB per apply.
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(view.backends.size());
   for (const Endpoint& endpoint : view.backends) {
     if (endpoint.service_id.empty() || endpoint.ip.value == 0 || !seen.insert(endpoint.id).second) continue;
     auto it = wanted.find(LbServiceKey{endpoint.service_id, endpoint.network_id});

@@ -23,6 +23,19 @@ class ServiceNetworks {
   virtual Network get_network(const std::string& name_or_id) = 0;
   // Every endpoint known here, local and remote.
   virtual std::vector<Endpoint> list_endpoints() = 0;
+  // Those of them that are service backends, in any order; only the fields
+  // the load balancer uses need be filled (see NetworkManager::list_backends).
+  // The backends of one service, every field filled, in any order.
+  virtual std::vector<Endpoint> backends_of(const std::string& service_id) {
+    auto endpoints = list_endpoints();
+    std::erase_if(endpoints, [&](const Endpoint& e) { return e.service_id.empty() || e.service_id != service_id; });
+    return endpoints;
+  }
+  virtual std::vector<Endpoint> list_backends() {
+    auto endpoints = list_endpoints();
+    std::erase_if(endpoints, [](const Endpoint& e) { return e.service_id.empty(); });
+    return endpoints;
+  }
   // See NetworkManager::reserve_address / release_address / reservations.
   virtual dataplane::Ipv4 reserve_address(const std::string& network_id, const std::string& owner) = 0;
   virtual void release_address(const std::string& network_id, dataplane::Ipv4 ip) = 0;
@@ -37,6 +50,8 @@ class NetworkManagerNetworks final : public ServiceNetworks {
   explicit NetworkManagerNetworks(network::NetworkManager& nm) : nm_(nm) {}
   Network get_network(const std::string& name_or_id) override { return nm_.get_network(name_or_id); }
   std::vector<Endpoint> list_endpoints() override { return nm_.list_endpoints(); }
+  std::vector<Endpoint> list_backends() override { return nm_.list_backends(); }
+  std::vector<Endpoint> backends_of(const std::string& service_id) override { return nm_.backends_of(service_id); }
   dataplane::Ipv4 reserve_address(const std::string& network_id, const std::string& owner) override {
     return nm_.reserve_address(network_id, owner);
   }

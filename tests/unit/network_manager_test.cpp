@@ -502,5 +502,83 @@ TEST_F(NetworkManagerTest, AliasesAreKeptAndTheDnsHooksAreTold) {
   EXPECT_EQ(told_after_restart, 2);
 }
 
+
+// Endpoints of other nodes are held packed (remote_endpoints.h): what
+// list_endpoints() and list_backends() give back is every field of the
+// record, with the network's name here, and a changed record replaces it.
+TEST_F(NetworkManagerTest, RemoteEndpointsComeBackWhole) {
+  auto agent = start_agent();
+  const Network net{.id = std::string(64, 'e'), .name = "net-remote", .driver = "overlay",
+                    .subnet = testing::cidr("10.0.9.0/24"), .gateway = ipv4("10.0.9.1"), .vni = 4242,
+                    .attachable = false, .created = "2026-11-26T12:00:00Z", .node = "node2"};
+  agent->apply_remote_network(net);
+  Endpoint e{.id = std::string(60, 'a') + "beef", .name = "redis-1", .network_id = net.id,
+             .network_name = "as-the-record-says", .netns = "/run/netns/weft-node2-0123456789ab-1",
+             .ifname = "eth0", .ip = ipv4("10.0.9.7"), .prefix_len = 24, .mac = mac("02:42:0a:00:09:07"),
+             .node = "node2", .service_id = std::string(64, '5'), .backend_state = BackendState::active,
+             .drain_until = {}, .aliases = {"db", "cache"}};
+  Endpoint plain = e;
+  plain.id = std::string(64, 'b');
+  plain.name = "client";
+  plain.ip = ipv4("10.0.9.8");
+  plain.service_id.clear();
+  plain.aliases.clear();
+  agent->apply_remote_endpoint(e, ipv4("192.0.2.12"));
+  agent->apply_remote_endpoint(plain, ipv4("192.0.2.12"));
+
+  auto listed = agent->list_endpoints();
+  ASSERT_EQ(listed.size(), 2u);
+  const Endpoint& got = listed[1].id == e.id ? listed[1] : listed[0];
+  EXPECT_EQ(got.id, e.id);
+  EXPECT_EQ(got.name, "redis-1");
+  EXPECT_EQ(got.network_id, net.id);
+  EXPECT_EQ(got.network_name, "net-remote") << "the network's name here, as before";
+  EXPECT_EQ(got.netns, e.netns);
+  EXPECT_EQ(got.ifname, "eth0");
+  EXPECT_EQ(got.ip, e.ip);
+  EXPECT_EQ(got.prefix_len, 24);
+  EXPECT_EQ(got.mac, e.mac);
+  EXPECT_EQ(got.node, "node2");
+  EXPECT_EQ(got.service_id, e.service_id);
+  EXPECT_EQ(got.backend_state, BackendState::active);
+  EXPECT_EQ(got.aliases, e.aliases);
+
+  // Draining elsewhere: the same place, a new state.
+  e.backend_state = BackendState::draining;
+  e.drain_until = "2026-11-26T18:00:00Z";
+  agent->apply_remote_endpoint(e, ipv4("192.0.2.12"));
+  auto backends = agent->list_backends();
+  ASSERT_EQ(backends.size(), 1u) << "only service backends";
+  EXPECT_EQ(backends[0].id, e.id);
+  EXPECT_EQ(backends[0].network_id, net.id);
+  EXPECT_EQ(backends[0].service_id, e.service_id);
+  EXPECT_EQ(backends[0].ip, e.ip);
+  EXPECT_EQ(backends[0].mac, e.mac);
+  EXPECT_EQ(backends[0].node, "node2");
+  EXPECT_EQ(backends[0].backend_state, BackendState::draining);
+  EXPECT_EQ(backends[0].drain_until, "2026-11-26T18:00:00Z");
+
+  auto of_service = agent->backends_of(e.service_id);
+  ASSERT_EQ(of_service.size(), 1u);
+  EXPECT_EQ(of_service[0].name, "redis-1") << "whole, unlike list_backends()";
+  EXPECT_EQ(of_service[0].aliases, e.aliases);
+  EXPECT_TRUE(agent->backends_of("").empty()) << "not the endpoints without a service";
+  EXPECT_TRUE(agent->backends_of(std::string(64, '6')).empty());
+
+  // A name taken by a remote endpoint is refused here too.
+  auto c1 = namespaces.make("c1");
+  EXPECT_THROW(agent->connect({.network = "net-remote", .netns = c1.string(), .name = "redis-1"}), ApiError);
+  // A network with remote endpoints is not removed.
+  EXPECT_THROW(agent->remove_network("net-remote"), ApiError);
+
+  agent->forget_remote_endpoint(e.id);
+  agent->forget_remote_endpoint(plain.id);
+  EXPECT_TRUE(agent->list_endpoints().empty());
+  EXPECT_TRUE(agent->list_backends().empty());
+  // Their addresses are free again: an attach may take them.
+  auto attached = agent->connect({.network = "net-remote", .netns = c1.string(), .ip = "10.0.9.7"});
+  EXPECT_EQ(attached.ip, e.ip);
+}
+
 }  // namespace
 }  // namespace weft::control::network

@@ -1,0 +1,131 @@
+// bench_remote_store: heap bytes of the network manager's copy of N remote
+// endpoints (the shape bench_remote_node publishes: 64-hex ids, a task
+// namespace path, one service per BACKENDS endpoints), as it was held (a map
+// from the id to a full Endpoint, its VTEP and a flag) and as it is
+// (RemoteEndpoints), and of the load balancer's per-apply list of backends
+// as list_endpoints() made it (every field) and as list_backends() makes
+// it. Heap in use from mallinfo2 (arena and mmapped blocks), so it needs
+// no root and no kernel.
+//
+//   bench_remote_store [--endpoints 100000] [--backends 10]
+#include <malloc.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "control/network/remote_endpoints.h"
+
+namespace {
+
+using namespace weft;
+using namespace weft::control;
+
+std::size_t heap_in_use() {
+  malloc_trim(0);
+  const auto info = mallinfo2();
+  return info.uordblks + info.hblkhd;  // large blocks are mmapped apart
+}
+
+std::string hex_id(std::uint64_t kind, std::uint64_t n) {
+  auto mix = [](std::uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  const std::uint64_t seed = (kind << 40) ^ n;
+  return fmt::format("{:016x}{:016x}{:016x}{:016x}", mix(seed), mix(seed + 1), mix(seed + 2), mix(seed + 3));
+}
+
+Endpoint endpoint(std::uint32_t n, std::uint32_t backends, const std::string& network_id) {
+  const std::uint32_t s = n / backends;
+  const dataplane::Ipv4 ip{(10u << 24 | 96u << 16) + 256 + n};
+  const std::string service = hex_id(0x5e, s);
+  return Endpoint{.id = hex_id(0xe0, n),
+                  .name = fmt::format("svc{}-{}", s, n % backends + 1),
+                  .network_id = network_id,
+                  .network_name = "bench-net",
+                  .netns = fmt::format("/run/netns/weft-fake2-{}-{}", service.substr(0, 12), n % backends + 1),
+                  .ifname = "eth0",
+                  .ip = ip,
+                  .prefix_len = 15,
+                  .mac = dataplane::MacAddress::from_ipv4(ip),
+                  .node = "fake2",
+                  .service_id = service,
+                  .backend_state = BackendState::active,
+                  .drain_until = {}};
+}
+
+// As NetworkManager::Impl held them before.
+struct OldRemoteEndpoint {
+  Endpoint endpoint;
+  dataplane::Ipv4 vtep;
+  bool reserved_here = false;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::uint32_t count = 100000, backends = 10;
+  CLI::App app{"bench_remote_store: the network manager's remote endpoints in memory, before and after"};
+  app.add_option("--endpoints", count)->capture_default_str();
+  app.add_option("--backends", backends, "endpoints per service")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (backends == 0) return 2;
+  const std::string network_id = hex_id(0x0e, 1);
+  const dataplane::Ipv4 vtep{0xc000020c};
+  const double per = 1.0 / count;
+
+  std::size_t base = heap_in_use();
+  {
+    std::map<std::string, OldRemoteEndpoint> old;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      auto e = endpoint(i, backends, network_id);
+      old.try_emplace(e.id, OldRemoteEndpoint{e, vtep});
+    }
+    const std::size_t bytes = heap_in_use() - base;
+    std::printf("remote endpoints, map<id, Endpoint> (before): %.1f MB, %.0f bytes each\n", bytes / 1e6,
+                static_cast<double>(bytes) * per);
+  }
+  base = heap_in_use();
+  control::network::RemoteEndpoints store;
+  for (std::uint32_t i = 0; i < count; ++i) store.put(endpoint(i, backends, network_id), vtep);
+  const std::size_t packed = heap_in_use() - base;
+  std::printf("remote endpoints, RemoteEndpoints (after):   %.1f MB, %.0f bytes each\n", packed / 1e6,
+              static_cast<double>(packed) * per);
+
+  // The load balancer's view of them, per apply.
+  base = heap_in_use();
+  {
+    std::vector<Endpoint> all;
+    store.for_each([&](const auto& key, const auto& entry) {
+      all.push_back(control::network::RemoteEndpoints::endpoint(key, entry, nullptr));
+    });
+    const std::size_t bytes = heap_in_use() - base;
+    std::printf("LB view backends, list_endpoints() copy (before): %.1f MB\n", bytes / 1e6);
+  }
+  base = heap_in_use();
+  {
+    std::vector<Endpoint> lb;
+    lb.reserve(store.size());
+    store.for_each([&](const auto& key, const auto& r) {
+      Endpoint& e = lb.emplace_back();
+      e.id = control::network::RemoteEndpoints::id_of(key);
+      e.network_id = *r.network_id;
+      e.ip = r.ip;
+      e.prefix_len = r.prefix_len;
+      e.mac = r.mac;
+      e.node = *r.node;
+      e.service_id = *r.service_id;
+      e.backend_state = r.backend_state;
+    });
+    const std::size_t bytes = heap_in_use() - base;
+    std::printf("LB view backends, list_backends() (after):        %.1f MB\n", bytes / 1e6);
+  }
+  return 0;
+}

@@ -1,0 +1,94 @@
+// Endpoints of other nodes as the network manager holds them: each once,
+// packed. The cluster's tables already hold every record as text; what the
+// manager needs of one is what its kernel entries need (address, MAC, the
+// hosting node's VTEP, network) and, for listings, the rest of the record.
+// At 100 000 remote endpoints (10 000 services x 10 backends) a full
+// `Endpoint` per endpoint in a map keyed by its 64-character id cost ~880
+// bytes each (ten strings, four of them on the heap); here an endpoint is
+// ~230: the model id packed into 32 bytes, network, node and service ids
+// shared between the endpoints that name them, and the names, namespace,
+// drain time and aliases in one string.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "control/model/model.h"
+#include "dataplane/address.h"
+
+namespace weft::control::network {
+
+class RemoteEndpoints {
+ public:
+  // An endpoint id: a model id (64 lowercase hex digits) packed, any other
+  // shape kept as it is (a record from a peer may have one).
+  struct Key {
+    std::array<std::uint8_t, 32> packed{};
+    std::string other;
+    bool operator==(const Key&) const = default;
+  };
+  static Key key_of(const std::string& id);
+  static std::string id_of(const Key& key);
+
+  struct Entry {
+    // Shared with every other entry that names the same one (interned);
+    // never null.
+    const std::string* network_id = nullptr;
+    const std::string* node = nullptr;
+    const std::string* service_id = nullptr;  // "" for none
+    std::string details;                      // name, network name, netns, ifname, drain time, aliases
+    dataplane::Ipv4 ip{};
+    dataplane::MacAddress mac{};
+    int prefix_len = 0;
+    BackendState backend_state = BackendState::active;
+    bool reserved_here = false;  // its address was marked used in our allocator
+    dataplane::Ipv4 vtep{};      // the underlay address of the node hosting it
+  };
+
+  RemoteEndpoints() = default;
+  ~RemoteEndpoints() { clear(); }
+  RemoteEndpoints(const RemoteEndpoints&) = delete;
+  RemoteEndpoints& operator=(const RemoteEndpoints&) = delete;
+
+  std::size_t size() const { return entries_.size(); }
+  // Distinct network, node and service ids held (for tests).
+  std::size_t interned() const { return interned_.size(); }
+  Entry* find(const std::string& id);
+  // Records `endpoint` hosted at `vtep`, replacing what was held under its
+  // id (reserved_here is kept). True when the id is new.
+  std::pair<Entry*, bool> put(const Endpoint& endpoint, dataplane::Ipv4 vtep);
+  void erase(const std::string& id);
+  void clear();
+
+  // The name from an entry's details, without unpacking the rest.
+  static std::string name(const Entry& entry);
+  // The whole Endpoint again. `network_name`: the network's, when it is
+  // known here (nullptr: the record's own).
+  static Endpoint endpoint(const Key& key, const Entry& entry, const std::string* network_name);
+
+  template <class F>
+  void for_each(F&& f) {
+    for (auto& [key, entry] : entries_) f(key, entry);
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [key, entry] : entries_) f(key, entry);
+  }
+
+ private:
+  struct KeyHash {
+    std::size_t operator()(const Key& key) const;
+  };
+  // Strings shared between entries, counted; gone with the last user.
+  const std::string* acquire(const std::string& s);
+  void release(const std::string* s);
+  void release_all(Entry& entry);
+
+  std::unordered_map<Key, Entry, KeyHash> entries_;
+  std::unordered_map<std::string, std::size_t> interned_;
+};
+
+}  // namespace weft::control::network
