@@ -207,8 +207,14 @@ tb_agent_stop() {
 
 _tb_pid_gone() {
   ! kill -0 "$1" 2>/dev/null && return 0
-  # A zombie counts as gone.
-  [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]
+  # A zombie counts as gone once it is the last of its threads: a killed
+  # thread group's leader turns Z at once while its other threads are still
+  # exiting, and their shared files (the state dir's lock) close with the
+  # last one (a restart 37 ms after kill -9 found the lock still held).
+  [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]] || return 1
+  local threads
+  threads=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+  ((threads <= 1))
 }
 
 # tb_restart_agent I [--kill]: stop (TERM, or kill -9 with --kill), start, wait ready.

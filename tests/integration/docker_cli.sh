@@ -104,7 +104,9 @@ check_match "node update --role is refused, saying why" "$out" "no role to chang
 # --- events, streaming from node 3 --------------------------------------------------------
 d 3 events --format '{{json .}}' >"$work/events.jsonl" 2>"$work/events.err" &
 events_pid=$!
-sleep 1
+# Only events after the subscription are streamed: wait until node 3 serves it.
+stream_open() { grep -q "/events.* -> event stream" "$(tb_log_file 3)"; }
+require "docker events on node 3 is subscribed" wait_for 10 stream_open
 
 # --- networks -------------------------------------------------------------------------------
 net_id=$(d 1 network create -d overlay --subnet 10.77.0.0/24 net-docker)

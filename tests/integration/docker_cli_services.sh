@@ -49,6 +49,10 @@ events_file="$TESTBED_RUN_DIR/service-events.jsonl"
 DOCKER_CONFIG="$TESTBED_RUN_DIR/docker-config" "$DOCKER" -H "$(tb_host 2)" events --filter type=service \
   --format '{{json .}}' >"$events_file" 2>&1 &
 events_pid=$!
+# Only events after the subscription are streamed: wait until node 2 serves it
+# (the agent reports a change at once, so a create could beat the CLI's start).
+stream_open() { grep -q "/events.* -> event stream" "$(tb_log_file 2)"; }
+require "docker events on node 2 is subscribed" wait_for 10 stream_open
 
 svc_id=$(tb_weft 1 service create --name pinger --network net-test --replicas 2 -- \
   sh -c 'echo "pinger task up"; exec sleep 100000')
