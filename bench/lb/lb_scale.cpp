@@ -82,23 +82,14 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
   if (bpf_map_lookup_elem(balancer.map_fd("lb_config"), &zero, &config) != 0) {
     throw dlb::BpfError(errno, "read map lb_config");
   }
-  // The program stamps entries with bpf_ktime_get_coarse_ns, which lags the
-  // fine clock by up to a tick; an entry stamped ahead of it would look
-  // expired (now - last_seen underflows), so stamp with the same clock.
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  const std::uint64_t now =
-      static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
-
+  const std::uint64_t now = coarse_now_ns();
   constexpr std::uint32_t kBatchFlows = 32768;
-  std::vector<lb_ct_key> keys;
-  std::vector<lb_ct_value> values;
-  keys.reserve(2 * kBatchFlows);
-  values.reserve(2 * kBatchFlows);
+  ConntrackBatch batch;
+  batch.keys.reserve(2 * kBatchFlows);
+  batch.values.reserve(2 * kBatchFlows);
   ConntrackFill result;
   for (std::uint32_t first = 0; first < flows; first += kBatchFlows) {
-    keys.clear();
-    values.clear();
+    batch.clear();
     const std::uint32_t end = std::min(flows, first + kBatchFlows);
     for (std::uint32_t i = first; i < end; ++i) {
       const FlowId flow = conntrack_flow(load, i);
@@ -119,30 +110,42 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
       value.service_id = service;
       value.flags = LB_CT_F_SYN_ORIG | LB_CT_F_SEEN_REPLY;
       value.frontend_epoch = config.frontend_epoch;
-      keys.push_back(original);
-      values.push_back(value);
-      // The reply entry, as lb_ct_create writes it.
-      lb_ct_key reply{};
-      reply.saddr = value.nat_addr;
-      reply.daddr = original.saddr;
-      reply.sport = original.dport;
-      reply.dport = original.sport;
-      reply.proto = original.proto;
-      reply.dir = LB_CT_DIR_REPLY;
-      value.nat_addr = original.daddr;
-      keys.push_back(reply);
-      values.push_back(value);
-    }
-    auto count = static_cast<std::uint32_t>(keys.size());
-    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY, .flags = 0);
-    if (bpf_map_update_batch(ct_fd, keys.data(), values.data(), &count, &opts) != 0) {
-      throw dlb::BpfError(errno, "batch update lb_conntrack (" + std::to_string(count) + " written)");
+      batch.add_flow(original, value);
     }
     result.flows += end - first;
-    result.entries += count;
+    result.entries += batch.write(ct_fd);
   }
   result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+void ConntrackBatch::add_flow(const lb_ct_key& original, lb_ct_value value) {
+  keys.push_back(original);
+  values.push_back(value);
+  lb_ct_key reply{};
+  reply.saddr = value.nat_addr;
+  reply.daddr = original.saddr;
+  reply.sport = original.dport;
+  reply.dport = original.sport;
+  reply.proto = original.proto;
+  reply.dir = LB_CT_DIR_REPLY;
+  value.nat_addr = original.daddr;
+  keys.push_back(reply);
+  values.push_back(value);
+}
+
+std::uint32_t ConntrackBatch::write(int conntrack_fd) {
+  auto count = static_cast<std::uint32_t>(keys.size());
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY, .flags = 0);
+  if (bpf_map_update_batch(conntrack_fd, keys.data(), values.data(), &count, &opts) != 0)
+    throw dlb::BpfError(errno, "batch update lb_conntrack (" + std::to_string(count) + " written)");
+  return count;
+}
+
+std::uint64_t coarse_now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 std::uint64_t fdinfo_memlock(int fd) {

@@ -17,6 +17,7 @@
 
 #include "dataplane/lb/backend.h"
 #include "dataplane/lb/load_balancer.h"
+#include "ebpf/lb_abi.h"
 
 namespace weft::bench::lb {
 
@@ -50,6 +51,29 @@ struct ConntrackFill {
 // conntrack_flow(i).
 ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& load,
                              std::uint32_t flows);
+
+// Conntrack entries for one map batch update: established flows, both
+// entries of each as lb_ct_create writes them (used by bench_ct_fill too,
+// against a running agent's pinned map).
+struct ConntrackBatch {
+  std::vector<lb_ct_key> keys;
+  std::vector<lb_ct_value> values;
+  // `original`: client -> VIP; `value`: its ORIGINAL entry (nat_addr is the
+  // backend's address). Adds the REPLY entry too.
+  void add_flow(const lb_ct_key& original, lb_ct_value value);
+  void clear() {
+    keys.clear();
+    values.clear();
+  }
+  // One batch update into `conntrack_fd`; the entries written. BpfError
+  // when it fails.
+  std::uint32_t write(int conntrack_fd);
+};
+
+// Now on the clock the programs stamp entries with
+// (bpf_ktime_get_coarse_ns): the fine clock runs up to a tick ahead, and an
+// entry stamped ahead would look expired (now - last_seen underflows).
+std::uint64_t coarse_now_ns();
 
 // Flow i of fill_conntrack: client address and port, and its service.
 struct FlowId {

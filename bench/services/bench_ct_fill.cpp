@@ -14,16 +14,17 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "bench/lb/lb_scale.h"
 #include "dataplane/address.h"
 #include "ebpf/lb_abi.h"
 
@@ -54,22 +55,16 @@ int main(int argc, char** argv) {
     std::perror("bench_ct_fill: read lb_config");
     return 1;
   }
-  // The programs stamp with bpf_ktime_get_coarse_ns: the same clock.
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  const std::uint64_t now =
-      static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+  const std::uint64_t now = weft::bench::lb::coarse_now_ns();
   const std::uint32_t top = subnet->last().value - 1;
   const std::uint32_t first_backend = subnet->base.value + 256;
   const std::uint32_t flows = entries / 2;
   constexpr std::uint32_t kBatchFlows = 32768;
-  std::vector<lb_ct_key> keys;
-  std::vector<lb_ct_value> values;
+  weft::bench::lb::ConntrackBatch batch;
   std::uint64_t written = 0;
   const auto start = std::chrono::steady_clock::now();
   for (std::uint32_t first = 0; first < flows; first += kBatchFlows) {
-    keys.clear();
-    values.clear();
+    batch.clear();
     const std::uint32_t end = std::min(flows, first + kBatchFlows);
     for (std::uint32_t i = first; i < end; ++i) {
       const std::uint32_t s = i % services;
@@ -90,26 +85,14 @@ int main(int argc, char** argv) {
       value.service_id = 1 + s;
       value.flags = LB_CT_F_SYN_ORIG | LB_CT_F_SEEN_REPLY;
       value.frontend_epoch = config.frontend_epoch;
-      keys.push_back(original);
-      values.push_back(value);
-      lb_ct_key reply{};  // as lb_ct_create writes it
-      reply.saddr = value.nat_addr;
-      reply.daddr = original.saddr;
-      reply.sport = original.dport;
-      reply.dport = original.sport;
-      reply.proto = original.proto;
-      reply.dir = LB_CT_DIR_REPLY;
-      value.nat_addr = original.daddr;
-      keys.push_back(reply);
-      values.push_back(value);
+      batch.add_flow(original, value);
     }
-    auto count = static_cast<std::uint32_t>(keys.size());
-    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY, .flags = 0);
-    if (bpf_map_update_batch(ct_fd, keys.data(), values.data(), &count, &opts) != 0) {
-      std::perror("bench_ct_fill: batch update lb_conntrack");
+    try {
+      written += batch.write(ct_fd);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench_ct_fill: %s\n", e.what());
       return 1;
     }
-    written += count;
   }
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("bench_ct_fill: %llu conntrack entries (%u flows) written in %.0f ms\n",

@@ -37,6 +37,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "bench/services/bench_ids.h"
 #include "control/cluster/cluster.h"
 #include "control/model/ids.h"
 
@@ -102,17 +103,7 @@ class FakeServices final : public services::ClusterServices {
   std::vector<Service> published_;
 };
 
-// 64 hex digits, distinct per (kind, n), as random as ids look.
-std::string bench_id(std::uint64_t kind, std::uint64_t n) {
-  auto mix = [](std::uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-  };
-  const std::uint64_t seed = (kind << 40) ^ n;
-  return fmt::format("{:016x}{:016x}{:016x}{:016x}", mix(seed), mix(seed + 1), mix(seed + 2), mix(seed + 3));
-}
+using weft::bench::bench_id;
 
 std::atomic<bool> stop_requested{false};
 void on_signal(int) { stop_requested = true; }

@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "bench/services/bench_ids.h"
 #include "control/network/remote_endpoints.h"
 
 namespace {
@@ -31,16 +32,7 @@ std::size_t heap_in_use() {
   return info.uordblks + info.hblkhd;  // large blocks are mmapped apart
 }
 
-std::string hex_id(std::uint64_t kind, std::uint64_t n) {
-  auto mix = [](std::uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-  };
-  const std::uint64_t seed = (kind << 40) ^ n;
-  return fmt::format("{:016x}{:016x}{:016x}{:016x}", mix(seed), mix(seed + 1), mix(seed + 2), mix(seed + 3));
-}
+const auto hex_id = weft::bench::bench_id;
 
 Endpoint endpoint(std::uint32_t n, std::uint32_t backends, const std::string& network_id) {
   const std::uint32_t s = n / backends;
@@ -114,15 +106,7 @@ int main(int argc, char** argv) {
     std::vector<Endpoint> lb;
     lb.reserve(store.size());
     store.for_each([&](const auto& key, const auto& r) {
-      Endpoint& e = lb.emplace_back();
-      e.id = control::network::RemoteEndpoints::id_of(key);
-      e.network_id = *r.network_id;
-      e.ip = r.ip;
-      e.prefix_len = r.prefix_len;
-      e.mac = r.mac;
-      e.node = *r.node;
-      e.service_id = *r.service_id;
-      e.backend_state = r.backend_state;
+      lb.push_back(control::network::RemoteEndpoints::backend(key, r));
     });
     const std::size_t bytes = heap_in_use() - base;
     std::printf("LB view backends, list_backends() (after):        %.1f MB\n", bytes / 1e6);

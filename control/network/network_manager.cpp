@@ -628,17 +628,7 @@ std::vector<Endpoint> NetworkManager::list_backends() {
     if (!e.service_id.empty()) result.push_back(e);
   result.reserve(result.size() + impl_->remote_endpoints.size());
   impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
-    if (r.service_id->empty()) return;
-    Endpoint& e = result.emplace_back();
-    e.id = RemoteEndpoints::id_of(key);
-    e.network_id = *r.network_id;
-    e.ip = r.ip;
-    e.prefix_len = r.prefix_len;
-    e.mac = r.mac;
-    e.node = *r.node;
-    e.service_id = *r.service_id;
-    e.backend_state = r.backend_state;
-    if (r.backend_state == BackendState::draining) e.drain_until = RemoteEndpoints::endpoint(key, r, nullptr).drain_until;
+    if (!r.service_id->empty()) result.push_back(RemoteEndpoints::backend(key, r));
   });
   // Node load-balancer addresses are never backends.
   return result;

@@ -158,9 +158,26 @@ void RemoteEndpoints::clear() {
 
 std::string RemoteEndpoints::name(const Entry& entry) { return std::string(FieldReader(entry.details).next()); }
 
-Endpoint RemoteEndpoints::endpoint(const Key& key, const Entry& entry, const std::string* network_name) {
+Endpoint RemoteEndpoints::backend(const Key& key, const Entry& entry) {
   Endpoint e;
   e.id = id_of(key);
+  e.network_id = *entry.network_id;
+  e.ip = entry.ip;
+  e.prefix_len = entry.prefix_len;
+  e.mac = entry.mac;
+  e.node = *entry.node;
+  e.service_id = *entry.service_id;
+  e.backend_state = entry.backend_state;
+  if (entry.backend_state == BackendState::draining) {
+    FieldReader details(entry.details);
+    for (int skipped = 0; skipped < 4; ++skipped) details.next();  // name, network name, netns, ifname
+    e.drain_until = details.next();
+  }
+  return e;
+}
+
+Endpoint RemoteEndpoints::endpoint(const Key& key, const Entry& entry, const std::string* network_name) {
+  Endpoint e = backend(key, entry);
   FieldReader details(entry.details);
   e.name = details.next();
   e.network_name = details.next();
@@ -169,13 +186,6 @@ Endpoint RemoteEndpoints::endpoint(const Key& key, const Entry& entry, const std
   e.ifname = details.next();
   e.drain_until = details.next();
   while (!details.done()) e.aliases.emplace_back(details.next());
-  e.network_id = *entry.network_id;
-  e.ip = entry.ip;
-  e.prefix_len = entry.prefix_len;
-  e.mac = entry.mac;
-  e.node = *entry.node;
-  e.service_id = *entry.service_id;
-  e.backend_state = entry.backend_state;
   return e;
 }
 

@@ -65,6 +65,9 @@ class RemoteEndpoints {
 
   // The name from an entry's details, without unpacking the rest.
   static std::string name(const Entry& entry);
+  // What the load balancer needs of an entry: id, network, address, MAC,
+  // node, service and backend state (the drain time while draining).
+  static Endpoint backend(const Key& key, const Entry& entry);
   // The whole Endpoint again. `network_name`: the network's, when it is
   // known here (nullptr: the record's own).
   static Endpoint endpoint(const Key& key, const Entry& entry, const std::string* network_name);
