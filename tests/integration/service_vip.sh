@@ -69,6 +69,10 @@ redis_up() { ip netns exec "$TESTBED_PREFIX$1" redis-cli -h "${backend_ip[$1]}" 
 for b in b1 b2 b3 b4; do check "redis on $b answers on its own address" wait_for 10 redis_up "$b"; done
 
 client=$(tb_netns_add client)
+# The flows below pick their source ports (41001-41006, 42001-42030); keep the
+# kernel from handing one of them to the 200 redis-cli connections first, which
+# would leave it in TIME_WAIT (EADDRINUSE on bind).
+ip netns exec "$client" sysctl -qw net.ipv4.ip_local_reserved_ports=41000-42999
 client_ip=$(tb_weft 1 endpoint attach net-test --netns "$client" --name client)
 active_backends() { tb_weft "$1" service inspect redis | tb_json 'len([b for b in d[0]["Backends"] if b["State"] == "active"])'; }
 backends_are() { [[ $(active_backends "$1") == "$2" ]]; }
