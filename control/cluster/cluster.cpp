@@ -19,6 +19,7 @@
 #include "control/cluster/range_ownership.h"
 #include "control/cluster/swarm_file.h"
 #include "control/cluster/table_gossip.h"
+#include "control/cluster/tables_journal.h"
 #include "control/gossip/keyring.h"
 #include "control/gossip/memberlist.h"
 #include "control/gossip/serf_compat.h"
@@ -114,6 +115,7 @@ struct Cluster::State {
   fs::path dir() const { return fs::path(config.state_dir) / "cluster"; }
   fs::path swarm_file() const { return dir() / "swarm.json"; }
   fs::path tables_file() const { return dir() / "tables.bin"; }
+  fs::path journal_file() const { return dir() / "tables.journal"; }  // TablesJournal
   // The ranges table, written ahead of every change to what this node holds
   // (RangeOwnership); tables.bin, on a timer, may lag it by a second. A file
   // of its own because it stays small: writing it costs about one fsync
@@ -121,8 +123,10 @@ struct Cluster::State {
   // ~30 ms, half of it encoding, and grows with the cluster.
   fs::path ranges_file() const { return dir() / "ranges.bin"; }
   void remove_saved_tables() {
+    journal.reset();
     std::error_code ec;
     fs::remove(tables_file(), ec);
+    fs::remove(journal_file(), ec);
     fs::remove(ranges_file(), ec);
   }
 
@@ -137,7 +141,10 @@ struct Cluster::State {
   void sync_all_owned();
   void save_swarm();
   void schedule_save();
-  void save_tables();
+  // Appends the keys changed since the last save to the journal, or writes
+  // the whole snapshot when `whole`, when the journal has outgrown it, or
+  // when the journal is unusable.
+  void save_tables(bool whole = false);
   void schedule_reap();
   void schedule_rejoin();
   void try_join(std::vector<std::string> peers, std::function<void(int, std::string)> done);
@@ -189,6 +196,11 @@ struct Cluster::State {
   std::uint64_t last_log_fetch = 0;
   asio::steady_timer save_timer, reap_timer, rejoin_timer;
   bool save_pending = false;
+  std::unique_ptr<TablesJournal> journal;
+  // Keys changed since the last save (their current versions go to the
+  // journal); not while the saved tables themselves are being loaded.
+  std::set<TablesJournal::Key> unsaved;
+  bool loading_saved = false;
 };
 
 // --- lifecycle ---------------------------------------------------------------
@@ -207,7 +219,16 @@ void Cluster::State::activate(const gossip::Bytes& gossip_key, const std::string
     network::write_file_atomically(ranges_file(), encode_snapshot(entries));
   });
   tables->subscribe([this](const auto& before, const auto& now) { on_table_change(before, now); });
-  if (resume) load_saved_tables();
+  journal = std::make_unique<TablesJournal>(tables_file(), journal_file());
+  if (resume) {
+    load_saved_tables();
+  } else {
+    try {
+      journal->open();  // empty: a new swarm's files were removed
+    } catch (const std::exception& e) {
+      spdlog::warn("cluster: cannot start {}: {}; the tables are saved whole", journal_file().string(), e.what());
+    }
+  }
 
   gossip::Config gc = config.gossip_timings;
   table_gossip = std::make_unique<TableGossip>(io,
@@ -250,6 +271,8 @@ void Cluster::State::deactivate() {
   table_gossip.reset();
   ranges.reset();
   tables.reset();
+  journal.reset();
+  unsaved.clear();
   nm.detach_cluster();
   if (services) services->detach_cluster();
   if (tasks_sink) tasks_sink->detach_cluster();
@@ -286,7 +309,17 @@ void Cluster::State::load_saved_tables() {
   // (A missing file is an agent from before ranges.bin: tables.bin is all
   // there is.)
   const bool trust_table_ranges = saved_ranges || !had_ranges_file;
-  if (auto saved = read_saved_entries(tables_file(), "the tables will be rebuilt from peers")) {
+  std::optional<std::vector<TableEntry>> saved;
+  try {
+    auto loaded = journal->open();
+    if (loaded.records_replayed)
+      spdlog::info("cluster: {} changes replayed from {}", loaded.records_replayed, journal_file().string());
+    saved = std::move(loaded.entries);
+  } catch (const std::exception& e) {
+    // Saving writes the whole snapshot until the journal opens again.
+    spdlog::warn("cluster: cannot read the saved tables: {}; the tables will be rebuilt from peers", e.what());
+  }
+  if (saved && !saved->empty()) {
     std::size_t skipped = 0;
     std::vector<TableEntry> kept;
     for (auto& e : *saved) {
@@ -295,7 +328,9 @@ void Cluster::State::load_saved_tables() {
       else
         kept.push_back(std::move(e));
     }
+    loading_saved = true;  // (merge does not throw: the listener logs what it cannot apply)
     tables->merge(kept);
+    loading_saved = false;
     if (skipped) spdlog::warn("cluster: ignoring {} address range entries of {}", skipped, tables_file().string());
   }
   if (saved_ranges) tables->merge(*saved_ranges);
@@ -389,11 +424,25 @@ void Cluster::State::save_swarm() {
   network::write_file_atomically(swarm_file(), encode_swarm_file({node_id, {key.begin(), key.end()}, peers}));
 }
 
-void Cluster::State::save_tables() {
+void Cluster::State::save_tables(bool whole) {
   save_pending = false;
   if (!tables) return;
   try {
-    network::write_file_atomically(tables_file(), encode_snapshot(tables->snapshot()));
+    if (!journal) journal = std::make_unique<TablesJournal>(tables_file(), journal_file());
+    if (whole || !journal->usable() || journal->wants_compaction()) {
+      journal->compact(tables->snapshot());
+    } else {
+      std::vector<TableEntry> stored;
+      std::vector<TablesJournal::Key> gone;
+      for (const auto& [table, key] : unsaved) {
+        if (auto e = tables->stored(table, key))
+          stored.push_back(std::move(*e));
+        else
+          gone.emplace_back(table, key);
+      }
+      journal->append(stored, gone);
+    }
+    unsaved.clear();
     if (ml) {
       // Remember where the cluster is, to find it again after a restart.
       std::set<std::string> known(peers.begin(), peers.end());
@@ -512,6 +561,8 @@ void Cluster::State::on_table_change(const std::optional<TableEntry>& before, co
   } catch (const std::exception& err) {
     spdlog::error("cluster: cannot apply {} entry {}: {}", e.table, e.key, err.what());
   }
+  if (loading_saved) return;  // on disk already
+  unsaved.emplace(e.table, e.key);
   schedule_save();
 }
 
@@ -686,7 +737,7 @@ void Cluster::stop() {
   auto& s = *state_;
   if (!s.thread.joinable()) return;
   s.post([&s] {
-    if (s.tables) s.save_tables();
+    if (s.tables) s.save_tables(/*whole=*/true);
     s.save_timer.cancel();
     if (s.ml) s.ml->shutdown();
     s.rejoin_timer.cancel();
