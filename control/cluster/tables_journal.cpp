@@ -80,15 +80,8 @@ std::string record(char kind, const std::vector<TableEntry>& entries) {
 TablesJournal::TablesJournal(fs::path snapshot_path, fs::path journal_path)
     : snapshot_path_(std::move(snapshot_path)), journal_path_(std::move(journal_path)) {}
 
-TablesJournal::~TablesJournal() { close(); }
-
-void TablesJournal::close() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-}
-
 TablesJournal::Loaded TablesJournal::open() {
-  close();
+  fd_.reset();
   Loaded loaded;
   const std::string snapshot = network::read_file(snapshot_path_).value_or(std::string());
   snapshot_bytes_ = snapshot.size();
@@ -143,13 +136,11 @@ TablesJournal::Loaded TablesJournal::open() {
   if (valid == 0) {
     start_over(stamp);
   } else {
-    fd_ = ::open(journal_path_.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd_ < 0) throw file_error(journal_path_, "cannot open");
-    if (::ftruncate(fd_, static_cast<off_t>(valid)) != 0 || ::lseek(fd_, 0, SEEK_END) < 0) {
-      const auto error = file_error(journal_path_, "cannot cut back");
-      close();
-      throw error;
-    }
+    dataplane::UniqueFd fd(::open(journal_path_.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) throw file_error(journal_path_, "cannot open");
+    if (::ftruncate(fd.get(), static_cast<off_t>(valid)) != 0 || ::lseek(fd.get(), 0, SEEK_END) < 0)
+      throw file_error(journal_path_, "cannot cut back");
+    fd_ = std::move(fd);
     journal_bytes_ = valid;
   }
   loaded.entries.reserve(entries.size());
@@ -158,19 +149,19 @@ TablesJournal::Loaded TablesJournal::open() {
 }
 
 void TablesJournal::start_over(std::uint64_t stamp) {
-  close();
+  fd_.reset();
   std::string header(kMagic);
   put_le(header, stamp, 8);
   // Replaced atomically: a crash leaves the old journal (whose stamp no
   // longer matches a new snapshot) or this empty one.
   network::write_file_atomically(journal_path_, header);
-  fd_ = ::open(journal_path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd_ < 0) throw file_error(journal_path_, "cannot open");
+  fd_.reset(::open(journal_path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+  if (!fd_) throw file_error(journal_path_, "cannot open");
   journal_bytes_ = header.size();
 }
 
 void TablesJournal::append(const std::vector<TableEntry>& stored, const std::vector<Key>& gone) {
-  if (fd_ < 0) throw std::system_error(EBADF, std::generic_category(), "journal not open: " + journal_path_.string());
+  if (!fd_) throw std::system_error(EBADF, std::generic_category(), "journal not open: " + journal_path_.string());
   std::string bytes;
   if (!stored.empty()) bytes += record(kStored, stored);
   if (!gone.empty()) {
@@ -181,11 +172,11 @@ void TablesJournal::append(const std::vector<TableEntry>& stored, const std::vec
   }
   if (bytes.empty()) return;
   try {
-    write_all(fd_, bytes, journal_path_);
-    if (::fdatasync(fd_) != 0) throw file_error(journal_path_, "cannot sync");
+    write_all(fd_.get(), bytes, journal_path_);
+    if (::fdatasync(fd_.get()) != 0) throw file_error(journal_path_, "cannot sync");
   } catch (...) {
     // A part of a record may be on disk: nothing may follow it.
-    close();
+    fd_.reset();
     throw;
   }
   journal_bytes_ += bytes.size();

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "control/tables/replicated_tables.h"
+#include "dataplane/unique_fd.h"
 
 namespace weft::control::cluster {
 
@@ -39,7 +40,6 @@ class TablesJournal {
   static constexpr std::uintmax_t kMinCompactBytes = 1u << 20;
 
   TablesJournal(std::filesystem::path snapshot_path, std::filesystem::path journal_path);
-  ~TablesJournal();
   TablesJournal(const TablesJournal&) = delete;
   TablesJournal& operator=(const TablesJournal&) = delete;
 
@@ -66,18 +66,17 @@ class TablesJournal {
   // Throws std::system_error.
   void compact(const std::vector<tables::TableEntry>& snapshot);
 
-  bool usable() const { return fd_ >= 0; }
+  bool usable() const { return fd_.valid(); }
   bool wants_compaction() const;
   std::uintmax_t journal_bytes() const { return journal_bytes_; }
   std::uintmax_t snapshot_bytes() const { return snapshot_bytes_; }
 
  private:
   void start_over(std::uint64_t stamp);
-  void close();
 
   std::filesystem::path snapshot_path_;
   std::filesystem::path journal_path_;
-  int fd_ = -1;
+  dataplane::UniqueFd fd_;  // open for appending while usable
   std::uintmax_t journal_bytes_ = 0;
   std::uintmax_t snapshot_bytes_ = 0;
 };
