@@ -1,6 +1,6 @@
 #include "dns/forwarder.h"
 
-#include <stdlib.h>  // arc4random (glibc 2.36)
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <system_error>
 
 #include "dns/wire.h"
 
@@ -167,7 +168,7 @@ void Forwarder::forward(std::span<const uint8_t> query, Done done) {
   }
   Slot& slot = *slots_[index];
   uint16_t id;
-  do id = static_cast<uint16_t>(arc4random());
+  do id = random_id();
   while (by_id_.contains(id));
   by_id_.emplace(id, index);
   slot.in_use = true;
@@ -181,6 +182,27 @@ void Forwarder::forward(std::span<const uint8_t> query, Done done) {
   slot.upstream = 0;
   ++in_flight_;
   try_udp(index);
+}
+
+uint16_t Forwarder::random_id() {
+  if (random_used_ + 2 > random_bytes_.size()) {
+    std::size_t got = 0;
+    while (got < random_bytes_.size()) {
+      const ssize_t n = ::getrandom(random_bytes_.data() + got, random_bytes_.size() - got, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        // Cannot happen once the pool is initialised (the kernel's own
+        // guarantee for getrandom without GRND_NONBLOCK); fail loudly
+        // rather than send guessable IDs.
+        throw std::system_error(errno, std::generic_category(), "getrandom");
+      }
+      got += static_cast<std::size_t>(n);
+    }
+    random_used_ = 0;
+  }
+  const uint16_t id = static_cast<uint16_t>(random_bytes_[random_used_] << 8 | random_bytes_[random_used_ + 1]);
+  random_used_ += 2;
+  return id;
 }
 
 std::shared_ptr<Forwarder::UpstreamSocket> Forwarder::socket_for(std::size_t upstream) {

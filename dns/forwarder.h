@@ -16,6 +16,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -103,6 +104,12 @@ class Forwarder {
   std::vector<std::size_t> next_in_pool_;
   std::vector<std::shared_ptr<UpstreamSocket>> retiring_;
   std::vector<uint8_t> receive_buffer_;
+  // Query IDs: kernel randomness fetched a page at a time. (glibc 2.36's
+  // arc4random is one getrandom call each: a system call per forwarded
+  // query, ~1.3% of the forwarding server's time in `perf`.)
+  uint16_t random_id();
+  std::array<uint8_t, 4096> random_bytes_{};
+  std::size_t random_used_ = random_bytes_.size();
   SlotIndex first_deadline_ = none, last_deadline_ = none;
   boost::asio::steady_timer timer_;
   bool timer_armed_ = false;
