@@ -227,7 +227,7 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
   // An endpoint listed twice would make its service's list invalid. Views
   // of the ids: 100 000 string copies in a std::set were ~13 MB per apply.
   std::unordered_set<std::string_view> seen;
-  const std::vector<Endpoint>& backends = view.all_endpoints ? view.all_endpoints->endpoints : view.backends;
+  const std::vector<Endpoint>& backends = view.backend_source();
   seen.reserve(backends.size());
   for (const Endpoint& endpoint : backends) {
     if (endpoint.service_id.empty() || endpoint.ip.value == 0 || !seen.insert(endpoint.id).second) continue;
