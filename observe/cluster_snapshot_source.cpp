@@ -63,7 +63,9 @@ ClusterSnapshot AgentStateSource::read() {
             [](const auto& a, const auto& b) { return a.name < b.name; });
 
   const auto networks = networks_.list_networks();
-  const auto endpoints = networks_.list_endpoints();
+  // Shared with the other readers, not copied on every poll.
+  const auto shared_endpoints = networks_.shared_endpoints();
+  const auto& endpoints = shared_endpoints->endpoints;
   std::map<std::string, std::string> network_names;
   for (const auto& network : networks) {
     network_names[network.id] = network.name;

@@ -281,7 +281,7 @@ weft::control::discovery::DnsInputs dns_inputs(weft::control::network::NetworkMa
   // The services alone: the load balancer's view would copy every backend too.
   in.services = services.services();
   in.networks = networks.list_networks();
-  in.endpoints = networks.list_endpoints();
+  in.shared_endpoints = networks.shared_endpoints();
   in.local_endpoints = networks.local_endpoints();
   return in;
 }

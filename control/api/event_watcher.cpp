@@ -1,6 +1,8 @@
 #include "control/api/event_watcher.h"
 
+#include <algorithm>
 #include <exception>
+#include <iterator>
 #include <optional>
 
 #include <spdlog/spdlog.h>
@@ -93,30 +95,52 @@ void ClusterEventWatcher::poll_networks() {
 void ClusterEventWatcher::diff_networks() {
   std::map<std::string, NetworkSeen> networks;
   for (const Network& n : networks_.list_networks()) networks[n.id] = {n.name, n.driver};
-  std::map<std::string, EndpointSeen> endpoints;
-  for (const Endpoint& e : networks_.list_endpoints()) endpoints[e.id] = {e.network_id, e.name};
+  // The network service's shared snapshot, not a copy: an unchanged version
+  // costs nothing, and what is kept between polls is that same snapshot.
+  std::shared_ptr<const EndpointSnapshot> endpoints = networks_.shared_endpoints();
+  const bool endpoints_same = endpoints_seen_ && endpoints->version != 0 &&
+                              endpoints->version == endpoints_seen_->version;
 
   auto network_event = [&](const std::string& action, const std::string& id, const NetworkSeen& n) {
     DockerEvent event{.type = "network", .action = action, .actor_id = id,
                       .attributes = {{"name", n.name}, {"type", n.driver}}};
     return event;
   };
-  auto endpoint_event = [&](const std::string& action, const std::string& id, const EndpointSeen& e,
+  auto endpoint_event = [&](const std::string& action, const Endpoint& e,
                             const std::map<std::string, NetworkSeen>& names) {
     auto event = network_event(action, e.network_id, names.count(e.network_id) ? names.at(e.network_id)
                                                                                 : NetworkSeen{"", "overlay"});
-    event.attributes["container"] = id;  // Docker names the container; weft's endpoint stands in
+    event.attributes["container"] = e.id;  // Docker names the container; weft's endpoint stands in
     if (!e.name.empty()) event.attributes["endpoint"] = e.name;
     return event;
+  };
+  // Endpoints by id (the first of an id, as a map of them kept it), in id
+  // order as the events always came.
+  auto by_id = [](const EndpointSnapshot& snapshot) {
+    std::vector<const Endpoint*> sorted;
+    sorted.reserve(snapshot.endpoints.size());
+    for (const Endpoint& e : snapshot.endpoints) sorted.push_back(&e);
+    std::stable_sort(sorted.begin(), sorted.end(), [](const Endpoint* a, const Endpoint* b) { return a->id < b->id; });
+    sorted.erase(std::unique(sorted.begin(), sorted.end(),
+                             [](const Endpoint* a, const Endpoint* b) { return a->id == b->id; }),
+                 sorted.end());
+    return sorted;
   };
 
   if (!first_) {
     for (const auto& [id, n] : networks)
       if (!networks_seen_.count(id)) bus_.publish(network_event("create", id, n));
-    for (const auto& [id, e] : endpoints)
-      if (!endpoints_seen_.count(id)) bus_.publish(endpoint_event("connect", id, e, networks));
-    for (const auto& [id, e] : endpoints_seen_)
-      if (!endpoints.count(id)) bus_.publish(endpoint_event("disconnect", id, e, networks_seen_));
+    if (!endpoints_same) {
+      const auto now = by_id(*endpoints);
+      const auto before = endpoints_seen_ ? by_id(*endpoints_seen_) : std::vector<const Endpoint*>{};
+      auto less = [](const Endpoint* a, const Endpoint* b) { return a->id < b->id; };
+      std::vector<const Endpoint*> connected, disconnected;
+      std::set_difference(now.begin(), now.end(), before.begin(), before.end(), std::back_inserter(connected), less);
+      std::set_difference(before.begin(), before.end(), now.begin(), now.end(), std::back_inserter(disconnected),
+                          less);
+      for (const Endpoint* e : connected) bus_.publish(endpoint_event("connect", *e, networks));
+      for (const Endpoint* e : disconnected) bus_.publish(endpoint_event("disconnect", *e, networks_seen_));
+    }
     for (const auto& [id, n] : networks_seen_)
       if (!networks.count(id)) bus_.publish(network_event("destroy", id, n));
   }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -61,10 +62,6 @@ class ClusterEventWatcher {
     std::string name;
     std::string driver;
   };
-  struct EndpointSeen {
-    std::string network_id;
-    std::string name;
-  };
   struct NodeSeen {
     std::string hostname;
     std::string state;
@@ -85,7 +82,7 @@ class ClusterEventWatcher {
   ServiceEventDiff service_diff_;
   bool first_ = true;
   std::map<std::string, NetworkSeen> networks_seen_;
-  std::map<std::string, EndpointSeen> endpoints_seen_;
+  std::shared_ptr<const EndpointSnapshot> endpoints_seen_;  // shared with the network service
   std::map<std::string, NodeSeen> nodes_seen_;
 
   std::mutex poll_mutex_;  // one comparison at a time; guards the *_seen_ maps

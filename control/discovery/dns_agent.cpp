@@ -208,7 +208,8 @@ void DnsAgent::sync(const std::function<DnsInputs()>& read) {
   try {
     const DnsInputs inputs = read();
     wanted = group_by_namespace(inputs.local_endpoints);
-    view_.publish(build_snapshot(inputs.services, inputs.endpoints, inputs.networks, wanted));
+    const auto& endpoints = inputs.shared_endpoints ? inputs.shared_endpoints->endpoints : inputs.endpoints;
+    view_.publish(build_snapshot(inputs.services, endpoints, inputs.networks, wanted));
   } catch (const std::exception& e) {
     spdlog::error("dns: names not updated: {}", e.what());
     return;

@@ -61,6 +61,9 @@ std::vector<boost::asio::ip::udp::endpoint> upstreams_from_resolv_conf(const std
 struct DnsInputs {
   std::vector<Service> services;
   std::vector<Endpoint> endpoints;        // all, local and remote
+  // When set, all endpoints are these instead (the network manager's shared
+  // snapshot: no copy of every endpoint per sync).
+  std::shared_ptr<const EndpointSnapshot> shared_endpoints;
   std::vector<Network> networks;
   std::vector<Endpoint> local_endpoints;  // this node's: one context per namespace
 };

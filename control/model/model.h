@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -108,6 +109,16 @@ class ApiError : public std::runtime_error {
   Kind kind_;
 };
 
+// Every endpoint as list_endpoints() has them, immutable: readers share one
+// (the DNS, the event watcher, the observe poller) instead of each copying
+// 100 000 endpoints. `version` changes whenever the endpoints may have; a
+// reader that holds the same version has seen these contents. 0: no version
+// known (compare contents).
+struct EndpointSnapshot {
+  std::uint64_t version = 0;
+  std::vector<Endpoint> endpoints;
+};
+
 // The operations behind the local API. NetworkManager implements it against
 // the kernel; API tests use a fake.
 class NetworkService {
@@ -120,6 +131,12 @@ class NetworkService {
   virtual Endpoint connect(const AttachRequest& request) = 0;
   virtual void disconnect(const DetachRequest& request) = 0;
   virtual std::vector<Endpoint> list_endpoints() = 0;
+  // The same, shared; NetworkManager builds one per change (see above).
+  virtual std::shared_ptr<const EndpointSnapshot> shared_endpoints() {
+    auto snapshot = std::make_shared<EndpointSnapshot>();
+    snapshot->endpoints = list_endpoints();
+    return snapshot;
+  }
 };
 
 }  // namespace weft::control

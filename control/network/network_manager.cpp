@@ -69,6 +69,10 @@ std::string network_space(const std::string& network_id) { return std::string(kN
 
 NetworkManager::NetworkManager(AgentConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
   impl_->drains = std::make_unique<DrainTimer>([impl = impl_.get()](const std::string& id) { impl->finish_drain(id); });
+  // First, so a listener told of a change finds the new version.
+  auto bump = [impl = impl_.get()] { impl->endpoints_version.fetch_add(1, std::memory_order_acq_rel); };
+  impl_->endpoint_listeners.add(bump);
+  impl_->network_listeners.add(bump);  // remote endpoints take their network's name
 }
 NetworkManager::~NetworkManager() = default;
 
@@ -619,6 +623,23 @@ std::vector<Endpoint> NetworkManager::list_endpoints() {
     return std::tie(a.network_name, a.node, a.name) < std::tie(b.network_name, b.node, b.name);
   });
   return result;
+}
+
+std::shared_ptr<const EndpointSnapshot> NetworkManager::shared_endpoints() {
+  auto& self = *impl_;
+  std::lock_guard build(self.snapshot_mutex);
+  // Read before the endpoints: a change that lands meanwhile bumps it after,
+  // so this snapshot is never taken for one that has the change when it has not.
+  const std::uint64_t version = self.endpoints_version.load(std::memory_order_acquire);
+  if (self.endpoint_snapshot && self.endpoint_snapshot->version == version) return self.endpoint_snapshot;
+  // Dropped first: its readers keep it as long as they need it, but the
+  // cache need not keep it through the build.
+  self.endpoint_snapshot.reset();
+  auto snapshot = std::make_shared<EndpointSnapshot>();
+  snapshot->version = version;
+  snapshot->endpoints = list_endpoints();
+  self.endpoint_snapshot = snapshot;
+  return snapshot;
 }
 
 std::vector<Endpoint> NetworkManager::list_backends() {

@@ -106,6 +106,9 @@ class NetworkManager final : public NetworkService {
   Endpoint connect(const AttachRequest& request) override;
   void disconnect(const DetachRequest& request) override;
   std::vector<Endpoint> list_endpoints() override;
+  // list_endpoints(), built once per change (coalesced: when first asked
+  // for after a burst of changes) and shared by every reader.
+  std::shared_ptr<const EndpointSnapshot> shared_endpoints() override;
   // The endpoints that are service backends, local and remote, unsorted,
   // with what the load balancer uses of them: id, network, service,
   // address and prefix, MAC, node, backend state and drain time (no names,

@@ -432,6 +432,13 @@ struct NetworkManager::Impl {
   ClusterLink* cluster = nullptr;
   // Read by attaches without the lock (see connect).
   std::atomic<ServiceDirectory*> services{nullptr};
+  // The shared endpoint snapshot (shared_endpoints()): the version is
+  // bumped by the first endpoint and network listener, so before anyone is
+  // told of a change; a snapshot is built when first asked for after one,
+  // so a burst of changes makes one, not one per change.
+  std::atomic<std::uint64_t> endpoints_version{1};
+  std::mutex snapshot_mutex;  // one build at a time; taken before `mutex`
+  std::shared_ptr<const EndpointSnapshot> endpoint_snapshot;
   EndpointListeners endpoint_listeners;
   EndpointListeners network_listeners;       // networks created or removed, here or elsewhere
   EndpointListeners local_change_listeners;  // after an attach or detach, on its thread

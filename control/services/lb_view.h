@@ -104,6 +104,14 @@ struct LbView {
   // Every endpoint with a service_id, on any node, with the fields the
   // load balancer uses (ServiceNetworks::list_backends).
   std::vector<Endpoint> backends;
+  // When set, the backends are those of these endpoints that have a
+  // service_id, and `backends` is not used: the network manager's shared
+  // snapshot, instead of a copy of every backend per apply.
+  std::shared_ptr<const EndpointSnapshot> all_endpoints;
+  // Where to read the backends from: every endpoint with a service_id in it.
+  const std::vector<Endpoint>& backend_source() const {
+    return all_endpoints ? all_endpoints->endpoints : backends;
+  }
   std::vector<LbNetwork> networks;     // networks with a namespace on this node
   std::vector<LbAttachPoint> attach_points;
 };

@@ -227,8 +227,9 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
   // An endpoint listed twice would make its service's list invalid. Views
   // of the ids: 100 000 string copies in a std::set were ~13 MB per apply.
   std::unordered_set<std::string_view> seen;
-  seen.reserve(view.backends.size());
-  for (const Endpoint& endpoint : view.backends) {
+  const std::vector<Endpoint>& backends = view.backend_source();
+  seen.reserve(backends.size());
+  for (const Endpoint& endpoint : backends) {
     if (endpoint.service_id.empty() || endpoint.ip.value == 0 || !seen.insert(endpoint.id).second) continue;
     auto it = wanted.find(LbServiceKey{endpoint.service_id, endpoint.network_id});
     if (it == wanted.end()) continue;

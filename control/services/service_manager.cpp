@@ -364,8 +364,10 @@ LbView ServiceManager::lb_view() {
   LbView view;
   view.services = ServiceList(shared_services());
   // Not list_endpoints(): a sorted copy of every endpoint with all its
-  // strings, 59 MB at 100 000 backends, per apply.
-  view.backends = impl_->networks.list_backends();
+  // strings, 59 MB at 100 000 backends, per apply. The shared snapshot when
+  // the networks have one (built once per change, read by all).
+  view.all_endpoints = impl_->networks.shared_endpoints();
+  if (!view.all_endpoints) view.backends = impl_->networks.list_backends();
   const auto topology = impl_->networks.local_topology();
   for (const auto& n : topology.networks)
     view.networks.push_back(LbNetwork{.network_id = n.network_id,
@@ -465,7 +467,13 @@ std::vector<ServiceDetail> ServiceManager::list_services() {
   }
   std::sort(services.begin(), services.end(),
             [](const auto& a, const auto& b) { return std::tie(a.name, a.id) < std::tie(b.name, b.id); });
-  const auto endpoints = impl_->networks.list_endpoints();
+  // The shared snapshot when there is one: `service ls`, the event watcher
+  // and the observe poller call this often, and a copy of every endpoint
+  // each time is what it would cost otherwise.
+  auto shared = impl_->networks.shared_endpoints();
+  std::vector<Endpoint> copied;
+  if (!shared) copied = impl_->networks.list_endpoints();
+  const std::vector<Endpoint>& endpoints = shared ? shared->endpoints : copied;
   std::unordered_map<std::string_view, std::vector<const Endpoint*>> by_service;
   for (const auto& e : endpoints)
     if (!e.service_id.empty()) by_service[e.service_id].push_back(&e);

@@ -36,6 +36,9 @@ class ServiceNetworks {
     std::erase_if(endpoints, [](const Endpoint& e) { return e.service_id.empty(); });
     return endpoints;
   }
+  // Every endpoint, shared (NetworkManager::shared_endpoints); null: none
+  // kept, use list_backends().
+  virtual std::shared_ptr<const EndpointSnapshot> shared_endpoints() { return nullptr; }
   // See NetworkManager::reserve_address / release_address / reservations.
   virtual dataplane::Ipv4 reserve_address(const std::string& network_id, const std::string& owner) = 0;
   virtual void release_address(const std::string& network_id, dataplane::Ipv4 ip) = 0;
@@ -51,6 +54,7 @@ class NetworkManagerNetworks final : public ServiceNetworks {
   Network get_network(const std::string& name_or_id) override { return nm_.get_network(name_or_id); }
   std::vector<Endpoint> list_endpoints() override { return nm_.list_endpoints(); }
   std::vector<Endpoint> list_backends() override { return nm_.list_backends(); }
+  std::shared_ptr<const EndpointSnapshot> shared_endpoints() override { return nm_.shared_endpoints(); }
   std::vector<Endpoint> backends_of(const std::string& service_id) override { return nm_.backends_of(service_id); }
   dataplane::Ipv4 reserve_address(const std::string& network_id, const std::string& owner) override {
     return nm_.reserve_address(network_id, owner);

@@ -184,13 +184,16 @@ class MappedArray {
   std::size_t len_ = 0;
 };
 
-// A BPF_F_MMAPABLE array whose pages are mapped only where asked. The kernel
-// maps the whole range of an mmap of a BPF array at once (its pages count
-// in our RSS from then on), so the Maglev pool, sized for every service at
-// its largest table, would sit in RSS in full from start. Instead its
-// address range is reserved and mapped a chunk at a time when a table first
-// reaches it: RSS follows the tables in use. Chunks stay mapped until the
-// object goes, so a reader never meets a page taken away.
+// A BPF_F_MMAPABLE array whose pages are mapped only while written. The
+// kernel maps the whole range of an mmap of a BPF array at once (its pages
+// count in our RSS from then on), so the Maglev pool, sized for every
+// service at its largest table, would sit in RSS in full from start; and
+// mapped once written, the tables of 10 000 services put ~84 MB of the
+// map's own kernel memory into the agent's RSS for nothing. Instead its
+// address range is reserved, a chunk is mapped when a write first reaches
+// it, and unmap_all() gives the chunks back once the writes are done
+// (reads in between go through the bpf syscall). The owner is one thread
+// (see LoadBalancer), so no pointer into a chunk outlives its mapping.
 class LazyMappedArray {
  public:
   static constexpr std::size_t kChunkBytes = std::size_t{1} << 18;  // 256 KiB
@@ -227,6 +230,19 @@ class LazyMappedArray {
         throw BpfError(err, std::string("mmap map ") + name_);
       }
       mapped_[chunk] = true;
+    }
+  }
+  // Puts the reservation back over every mapped chunk: the map's pages
+  // leave our RSS, the kernel keeps them.
+  void unmap_all() noexcept {
+    for (std::size_t chunk = 0; chunk < mapped_.size(); ++chunk) {
+      if (!mapped_[chunk]) continue;
+      const std::size_t start = chunk * kChunkBytes;
+      const std::size_t n = std::min(kChunkBytes, len_ - start);
+      void* at = mmap(mem_ + start, n, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+      // Should the kernel refuse, the chunk stays mapped and in use as before.
+      if (at != MAP_FAILED) mapped_[chunk] = false;
     }
   }
   std::size_t mapped_bytes() const {
@@ -275,7 +291,12 @@ class MaglevPool {
     std::atomic_ref<std::uint64_t>(index_.as<std::uint64_t>()[service])
         .store(value, std::memory_order_release);
   }
-  lb_maglev_slot* slots() const { return pool_.as<lb_maglev_slot>(); }
+  // The run [base, base + len) mapped for writing, until unmap().
+  lb_maglev_slot* writable(std::uint32_t base, std::uint32_t len) {
+    pool_.ensure_mapped(static_cast<std::size_t>(base) * sizeof(lb_maglev_slot),
+                        static_cast<std::size_t>(len) * sizeof(lb_maglev_slot));
+    return pool_.as<lb_maglev_slot>() + base;
+  }
   std::uint32_t size() const { return slots_; }
 
   // Slots that free() and a grace period can give.
@@ -311,14 +332,14 @@ class MaglevPool {
       throw BpfError(EINVAL, "Maglev table of service " + std::to_string(service) +
                                  " overlaps another");
     }
-    pool_.ensure_mapped(static_cast<std::size_t>(base) * sizeof(lb_maglev_slot),
-                        static_cast<std::size_t>(len) * sizeof(lb_maglev_slot));
     free_.erase(it);
     if (base > free_base) free_.emplace(free_base, base - free_base);
     if (base + len < free_base + free_len) free_.emplace(base + len, free_base + free_len - base - len);
   }
   // Bytes of the pool mapped into this process.
   std::size_t mapped_bytes() const { return pool_.mapped_bytes(); }
+  // Ends a round of writes: the pool's pages leave this process's RSS.
+  void unmap() noexcept { pool_.unmap_all(); }
 
  private:
   // A run just taken from the free list, mapped; given back when it cannot be.
@@ -587,6 +608,10 @@ struct LoadBalancer::Impl {
   // period, one batch waits once); backends no longer listed are marked
   // dead last.
   void set_backends(std::span<const ServiceBackends> entries) {
+    struct UnmapPoolAfter {
+      MaglevPool& pool;
+      ~UnmapPoolAfter() { pool.unmap(); }
+    } unmap_after{*pool};
     std::vector<Plan> plans;
     std::unordered_map<std::uint32_t, std::uint32_t> claimed;
     std::set<std::uint32_t> seen_services;
@@ -696,16 +721,17 @@ struct LoadBalancer::Impl {
       return;
     }
     const std::vector<std::uint32_t> table = build_maglev_table(active, size);
-    lb_maglev_slot* slots = pool->slots();
     if (size == current) {
       const std::uint32_t base = lb_maglev_ref_base(ref);
       const std::uint32_t next = lb_maglev_ref_gen(ref) ^ 1u;
-      for (std::uint32_t i = 0; i < size; ++i) slots[base + i].backend[next] = table[i];
+      lb_maglev_slot* run = pool->writable(base, size);
+      for (std::uint32_t i = 0; i < size; ++i) run[i].backend[next] = table[i];
       pool->set_ref(service_id, lb_maglev_ref(base, size, next));
       return;
     }
     const std::uint32_t base = pool->allocate(size);
-    for (std::uint32_t i = 0; i < size; ++i) slots[base + i].backend[0] = table[i];
+    lb_maglev_slot* run = pool->writable(base, size);
+    for (std::uint32_t i = 0; i < size; ++i) run[i].backend[0] = table[i];
     pool->set_ref(service_id, lb_maglev_ref(base, size, 0));
     if (current != 0) pool->retire(lb_maglev_ref_base(ref), current);
   }
@@ -959,8 +985,13 @@ std::optional<LookupResult> LoadBalancer::lookup(std::uint32_t service_id, std::
   std::uint32_t slot = lb_flow_hash(htonl(src_ip), htons(src_port), htons(dst_port),
                                     static_cast<std::uint8_t>(proto)) %
                        size;
-  std::uint32_t backend_id =
-      s.pool->slots()[lb_maglev_ref_base(ref) + slot].backend[lb_maglev_ref_gen(ref)];
+  // The pool is mapped only while written (see LazyMappedArray).
+  const std::uint32_t key = lb_maglev_ref_base(ref) + slot;
+  lb_maglev_slot entry{};
+  if (bpf_map_lookup_elem(s.maglev_fd, &key, &entry) != 0) {
+    throw BpfError(errno, "read map lb_maglev");
+  }
+  std::uint32_t backend_id = entry.backend[lb_maglev_ref_gen(ref)];
   if (backend_id == LB_NO_BACKEND || backend_id >= s.limits.max_backends) return std::nullopt;
   return LookupResult{backend_id, ntohl(s.backends[backend_id].ip)};
 }

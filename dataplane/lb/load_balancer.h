@@ -161,7 +161,8 @@ class LoadBalancer {
   // The full backend list of a service: new ones are written before the
   // Maglev table changes, backends no longer listed are marked dead after
   // it. The table is rebuilt only when the set of active backends changes,
-  // and written into the table pool through mmap: no syscall. A full pool
+  // and written into the table pool through mmap (mapped for the write
+  // only: see LazyMappedArray), no syscall per slot. A full pool
   // (BpfError ENOSPC) is found before anything is written.
   void set_backends(std::uint32_t service_id, std::span<const Backend> backends);
   // The same for many services at once (an agent's start).

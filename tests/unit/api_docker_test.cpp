@@ -591,5 +591,68 @@ TEST(ClusterEventWatcherTest, ReportsNetworkEndpointAndNodeChangesAfterTheBaseli
   EXPECT_FALSE(active);
 }
 
+// A versioned endpoint snapshot (NetworkManager::shared_endpoints) is
+// compared by version: the same version is not looked into again, and what
+// the watcher keeps between polls is that shared snapshot, not a map of its
+// own.
+class VersionedNetworks : public FakeNetworkService {
+ public:
+  std::shared_ptr<const EndpointSnapshot> shared_endpoints() override {
+    ++reads;
+    if (!snapshot || snapshot->version != version) {
+      auto s = std::make_shared<EndpointSnapshot>();
+      s->version = version;
+      s->endpoints = list_endpoints();
+      snapshot = s;
+    }
+    return snapshot;
+  }
+  std::uint64_t version = 1;
+  int reads = 0;
+  std::shared_ptr<const EndpointSnapshot> snapshot;
+};
+
+TEST(ClusterEventWatcherTest, EndpointsAreComparedByTheSnapshotsVersion) {
+  VersionedNetworks networks;
+  EventBus bus;
+  std::vector<DockerEvent> seen;
+  std::vector<DockerEvent> none;
+  bus.subscribe([&](const DockerEvent& e) { seen.push_back(e); }, std::nullopt, none);
+  ClusterEventWatcher watcher(bus, networks, nullptr);
+  NetworkSpec spec;
+  spec.name = "net-a";
+  spec.driver = "overlay";
+  const Network created = networks.create_network(spec);
+  watcher.poll();  // the baseline
+  ASSERT_TRUE(seen.empty());
+
+  AttachRequest attach;
+  attach.network = "net-a";
+  attach.netns = "c1";
+  const Endpoint endpoint = networks.connect(attach);
+  watcher.poll();
+  EXPECT_TRUE(seen.empty()) << "an unchanged version is not looked into";
+  EXPECT_EQ(networks.snapshot.use_count(), 2) << "kept between polls: the shared snapshot itself";
+
+  ++networks.version;
+  watcher.poll();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].action, "connect");
+  EXPECT_EQ(seen[0].actor_id, created.id);
+  EXPECT_EQ(seen[0].attributes.at("container"), endpoint.id);
+
+  seen.clear();
+  DetachRequest detach;
+  detach.network = "net-a";
+  detach.netns = "c1";
+  networks.disconnect(detach);
+  ++networks.version;
+  watcher.poll();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].action, "disconnect");
+  EXPECT_EQ(seen[0].attributes.at("container"), endpoint.id);
+  EXPECT_EQ(seen[0].attributes.at("name"), "net-a");
+}
+
 }  // namespace
 }  // namespace weft::control::api

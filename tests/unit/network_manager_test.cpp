@@ -503,6 +503,52 @@ TEST_F(NetworkManagerTest, AliasesAreKeptAndTheDnsHooksAreTold) {
 }
 
 
+// Readers share one snapshot of the endpoints per change instead of a copy
+// each (issue 9): asked again without a change, the same one comes back; a
+// change makes a new one with a higher version, and the old one stays as it
+// was for those still holding it.
+TEST_F(NetworkManagerTest, SharedEndpointsAreOneSnapshotPerChange) {
+  auto agent = start_agent();
+  const Network net{.id = std::string(64, 'e'), .name = "net-remote", .driver = "overlay",
+                    .subnet = testing::cidr("10.0.9.0/24"), .gateway = ipv4("10.0.9.1"), .vni = 4242,
+                    .attachable = false, .created = "2026-11-26T12:00:00Z", .node = "node2"};
+  agent->apply_remote_network(net);
+  Endpoint e{.id = std::string(64, 'a'), .name = "redis-1", .network_id = net.id,
+             .network_name = "net-remote", .netns = "/run/netns/weft-node2-0123456789ab-1",
+             .ifname = "eth0", .ip = ipv4("10.0.9.7"), .prefix_len = 24, .mac = mac("02:42:0a:00:09:07"),
+             .node = "node2", .service_id = std::string(64, '5'), .backend_state = BackendState::active,
+             .drain_until = {}, .aliases = {}};
+  agent->apply_remote_endpoint(e, ipv4("192.0.2.12"));
+
+  const auto first = agent->shared_endpoints();
+  ASSERT_EQ(first->endpoints.size(), 1u);
+  EXPECT_EQ(first->endpoints[0].id, e.id);
+  EXPECT_EQ(first->endpoints[0].network_name, "net-remote");
+  EXPECT_NE(first->version, 0u);
+  EXPECT_EQ(agent->shared_endpoints().get(), first.get()) << "no change: the same snapshot";
+
+  Endpoint other = e;
+  other.id = std::string(64, 'b');
+  other.name = "redis-2";
+  other.ip = ipv4("10.0.9.8");
+  other.mac = mac("02:42:0a:00:09:08");
+  agent->apply_remote_endpoint(other, ipv4("192.0.2.12"));
+  const auto second = agent->shared_endpoints();
+  EXPECT_NE(second.get(), first.get());
+  EXPECT_GT(second->version, first->version);
+  ASSERT_EQ(second->endpoints.size(), 2u);
+  const auto listed = agent->list_endpoints();
+  ASSERT_EQ(listed.size(), 2u);
+  for (std::size_t i = 0; i < listed.size(); ++i) EXPECT_EQ(second->endpoints[i].id, listed[i].id) << "in order";
+  EXPECT_EQ(first->endpoints.size(), 1u) << "immutable for its holders";
+
+  agent->forget_remote_endpoint(e.id);
+  const auto third = agent->shared_endpoints();
+  EXPECT_GT(third->version, second->version);
+  ASSERT_EQ(third->endpoints.size(), 1u);
+  EXPECT_EQ(third->endpoints[0].id, other.id);
+}
+
 // Endpoints of other nodes are held packed (remote_endpoints.h): what
 // list_endpoints() and list_backends() give back is every field of the
 // record, with the network's name here, and a changed record replaces it.

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -255,7 +256,12 @@ TEST_F(ServiceNetworkManagerTest, AttachWithServiceMakesABackend) {
   ASSERT_EQ(d.backends.size(), 1u);
   EXPECT_EQ(d.backends[0].ip.str(), "10.0.0.3");
   auto view = services->lb_view();
-  EXPECT_EQ(view.backends.size(), 1u);
+  // The network manager's shared snapshot of every endpoint, not a copy.
+  ASSERT_TRUE(view.all_endpoints);
+  EXPECT_TRUE(view.backends.empty());
+  EXPECT_EQ(std::count_if(view.all_endpoints->endpoints.begin(), view.all_endpoints->endpoints.end(),
+                          [](const Endpoint& e) { return !e.service_id.empty(); }),
+            1);
   ASSERT_EQ(view.attach_points.size(), 1u);
   EXPECT_EQ(view.attach_points[0].host_ifname, "veth" + backend.id.substr(0, 11));
   EXPECT_TRUE(veths_in_network(net).count(view.attach_points[0].host_ifname));
