@@ -162,6 +162,63 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
   return result;
 }
 
+std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntry>& theirs,
+                                                     const std::function<bool(const TableEntry&)>& in_scope) const {
+  std::map<Key, const TableEntry*> index;
+  for (const auto& e : theirs) index[{e.table, e.key}] = &e;
+  std::vector<TableEntry> result;
+  for (const auto& [key, slot] : slots_) {
+    if (!in_scope(slot.entry)) continue;
+    auto it = index.find(key);
+    if (it == index.end() || supersedes(slot.entry, *it->second)) result.push_back(slot.entry);
+  }
+  return result;
+}
+
+std::uint32_t ReplicatedTables::bucket_of(const std::string& table, const std::string& key) {
+  // FNV-1a: the same on every node and every build (std::hash is not).
+  Fnv1a h;
+  h.mix(table);
+  h.mix(key);
+  return static_cast<std::uint32_t>(h.value() % kBuckets);
+}
+
+std::map<std::string, std::map<std::uint32_t, ReplicatedTables::BucketDigest>> ReplicatedTables::bucket_digests(
+    const std::set<std::string>& owners) const {
+  std::map<std::string, std::map<std::uint32_t, Fnv1a>> hashes;
+  std::map<std::string, std::map<std::uint32_t, BucketDigest>> result;
+  for (const auto& [key, slot] : slots_) {
+    const auto& e = slot.entry;
+    if (!owners.count(e.owner)) continue;
+    const auto bucket = bucket_of(e.table, e.key);
+    hashes[e.owner][bucket].mix(e);
+    auto& d = result[e.owner][bucket];
+    ++d.entries;
+    d.bytes += e.table.size() + e.key.size() + e.owner.size() + e.value.size();
+  }
+  for (auto& [owner, buckets] : result)
+    for (auto& [bucket, d] : buckets) d.digest = hashes[owner][bucket].value();
+  return result;
+}
+
+std::map<ReplicatedTables::Scope, std::vector<ReplicatedTables::Key>> ReplicatedTables::scope_keys(
+    const std::set<Scope>& scopes) const {
+  std::set<std::string> owners;
+  for (const auto& [owner, bucket] : scopes) owners.insert(owner);
+  std::map<Scope, std::vector<Key>> result;
+  for (const auto& [key, slot] : slots_) {
+    if (!owners.count(slot.entry.owner)) continue;
+    Scope scope{slot.entry.owner, bucket_of(key.first, key.second)};
+    if (scopes.count(scope)) result[scope].push_back(key);
+  }
+  return result;
+}
+
+const TableEntry* ReplicatedTables::find(const std::string& table, const std::string& key) const {
+  auto it = slots_.find({table, key});
+  return it == slots_.end() ? nullptr : &it->second.entry;
+}
+
 void ReplicatedTables::withdraw_node(const std::string& node) {
   if (node == local_node_) return;
   std::uint64_t newest = 0;

@@ -99,6 +99,34 @@ class ReplicatedTables {
   // peer sent just those owners' entries).
   std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
                                      const std::set<std::string>* owners = nullptr) const;
+  // The same over the entries `in_scope` accepts (a sync's owner/bucket
+  // pairs and key range).
+  std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
+                                     const std::function<bool(const TableEntry&)>& in_scope) const;
+
+  // Anti-entropy in bounded pieces: an owner's entries are split into
+  // buckets by hash(table, key), so two copies that differ in a few entries
+  // of a big owner exchange only those buckets, and a sync message carries
+  // whole buckets under a byte budget. (256: a bucket of an owner with
+  // 100 000 endpoints holds ~400 entries, ~180 KB; an owner's bucket
+  // digests stay ~5 KB.)
+  static constexpr std::uint32_t kBuckets = 256;
+  static std::uint32_t bucket_of(const std::string& table, const std::string& key);
+  struct BucketDigest {
+    std::uint64_t digest = 0;
+    std::uint64_t entries = 0;  // how many
+    std::uint64_t bytes = 0;    // of tables, keys, owners and values: what sending them costs
+    bool operator==(const BucketDigest&) const = default;
+  };
+  // Per owner in `owners`, the digest of each non-empty bucket of the entries
+  // it wrote last (an owner without entries here is absent).
+  std::map<std::string, std::map<std::uint32_t, BucketDigest>> bucket_digests(const std::set<std::string>& owners) const;
+  using Key = std::pair<std::string, std::string>;  // table, key
+  using Scope = std::pair<std::string, std::uint32_t>;  // owner, bucket
+  // The keys (in key order) of the entries in each of `scopes`.
+  std::map<Scope, std::vector<Key>> scope_keys(const std::set<Scope>& scopes) const;
+  // The current version of a slot, tombstones included.
+  const TableEntry* find(const std::string& table, const std::string& key) const;
 
   // The node is confirmed dead (or removed): its entries in node-scoped tables
   // leave the live view here; entries it published before now are ignored if they arrive
@@ -121,7 +149,6 @@ class ReplicatedTables {
     TableEntry entry;
     Clock::time_point deleted_at{};
   };
-  using Key = std::pair<std::string, std::string>;
   void store(const TableEntry& entry, Clock::time_point now);
   void notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
 
