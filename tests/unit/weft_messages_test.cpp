@@ -137,6 +137,14 @@ TEST(WeftMessagesTest, RejectsBodiesOfTheWrongArity) {
   EXPECT_THROW(decode(Bytes{0x78, 0x94, 0xa1, 's', 0xa1, 'u', 0x01, 0xa1, 'f'}), DecodeError);
 }
 
+TEST(WeftMessagesTest, SyncOfThePreviousFormatIsRefused) {
+  // [node, all, owners, withdrawn_mark, entries]: a peer of the build before
+  // the sync was split into buckets. It must fail to decode (and so be
+  // dropped), not be read as a sync of no scope.
+  EXPECT_THROW(decode(Bytes{0x7A, 0x95, 0xa1, 'n', 0xc3, 0x91, 0xa1, 'a', 0x09, 0x90}), DecodeError);
+  EXPECT_NO_THROW(decode(Bytes{0x7A, 0x97, 0xa1, 'n', 0x09, 0x91, 0xa1, 'a', 0x91, 0x03, 0x90, 0x90, 0x90}));
+}
+
 TEST(WeftMessagesTest, ContainerLongerThanTheInputIsRefusedWithoutAllocating) {
   // An array header claiming 2^32-1 entries in a 6-byte message.
   EXPECT_THROW(decode(Bytes{0x77, 0xdd, 0xff, 0xff, 0xff, 0xff}), DecodeError);
