@@ -48,6 +48,10 @@ std::mt19937& rng() {
   return generator;
 }
 
+// Repairs waiting for one peer, in sync budgets (a peer sending Syncs
+// faster than their repairs leave).
+constexpr std::size_t kMaxOutboxBudgets = 16;
+
 // Table entries waiting to be piggybacked on the gossip.
 constexpr std::size_t kMaxQueuedEntries = 4096;
 
@@ -121,6 +125,17 @@ void TableGossip::send_to(const std::string& node, const std::vector<TableEntry>
   // A repair or a gift: anti-entropy sends it again if it is lost.
   const std::size_t budget = sync_budget();
   auto& outbox = outboxes_[node];
+  // What waits for a slow peer is bounded: beyond it a repair is dropped,
+  // and the next push/pull finds that scope still differing.
+  std::size_t total = 0;
+  for (const auto& e : entries) total += encoded_size_bound(e);
+  if (outbox.bytes + total > kMaxOutboxBudgets * budget && !outbox.messages.empty()) {
+    ++counters_.repairs_dropped;
+    spdlog::debug("cluster: {} table entries for {} dropped: {} bytes wait for it already", entries.size(), node,
+                  outbox.bytes);
+    return;
+  }
+  outbox.bytes += total;
   std::vector<TableEntry> message;
   std::size_t used = 16;
   for (const auto& e : entries) {
@@ -146,6 +161,7 @@ void TableGossip::send_next_entries(const std::string& peer) {
   }
   auto entries = std::move(it->second.messages.front());
   it->second.messages.pop_front();
+  for (const auto& e : entries) it->second.bytes -= std::min(it->second.bytes, encoded_size_bound(e));
   it->second.sending = true;
   ml_->send_reliable(peer, encode_direct(TableEntries{std::move(entries)}),
                      [this, peer, alive = std::weak_ptr<void>(alive_)](const std::string& error) {
@@ -256,10 +272,9 @@ gossip::Bytes TableGossip::local_state(bool join) {
     // The whole copy while it fits the budget; a bigger one would be refused
     // by the receiver (the stream limit) and stall both loops: the digest
     // then starts the chunked sync.
-    auto snapshot = tables_.snapshot();
     std::size_t size = 16;
-    for (const auto& e : snapshot) size += encoded_size_bound(e);
-    if (size <= sync_budget()) state = encode(TableEntries{std::move(snapshot)});
+    tables_.for_each([&size](const TableEntry& e) { size += encoded_size_bound(e); });
+    if (size <= sync_budget()) state = encode(TableEntries{tables_.snapshot()});
   }
   if (state.empty()) state = encode(StateDigest{.node = config_.node_name, .digest = tables_.digest()});
   counters_.sync_bytes.fetch_add(state.size(), std::memory_order_relaxed);

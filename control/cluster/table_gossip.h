@@ -128,6 +128,7 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
     std::atomic<int> syncs_sent{0};       // Sync messages sent (one per scope set or part)
     std::atomic<long> sync_entries_sent{0};
     std::atomic<int> syncs_refused{0};    // bucket digests from a peer a sync was still going to
+    std::atomic<int> repairs_dropped{0};  // entries for a peer whose outbox was full
     std::atomic<long> pushed_packets{0};  // immediate UDP pushes
     std::atomic<int> members_gone{0};     // members reported dead or left
     // Table data in bytes: messages received, push/pull states sent and merged.
@@ -197,6 +198,7 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
   // each, encoded when it goes.
   struct Outbox {
     std::deque<std::vector<tables::TableEntry>> messages;
+    std::size_t bytes = 0;  // encoded (bound) of the messages waiting
     bool sending = false;
   };
   std::map<std::string, Outbox> outboxes_;

@@ -95,6 +95,10 @@ std::vector<TableEntry> ReplicatedTables::snapshot() const {
   return result;
 }
 
+void ReplicatedTables::for_each(const std::function<void(const TableEntry&)>& f) const {
+  for (const auto& [key, slot] : slots_) f(slot.entry);
+}
+
 std::vector<TableEntry> ReplicatedTables::table_snapshot(const std::string& table) const {
   std::vector<TableEntry> result;
   for (auto it = slots_.lower_bound({table, ""}); it != slots_.end() && it->first.first == table; ++it)

@@ -83,6 +83,8 @@ class ReplicatedTables {
   std::map<std::string, std::size_t> live_counts() const;
   // Everything, tombstones included: what a push/pull sends.
   std::vector<TableEntry> snapshot() const;
+  // Calls `f` on every entry, tombstones included, in key order (no copies).
+  void for_each(const std::function<void(const TableEntry&)>& f) const;
   // Everything of one table, tombstones included.
   std::vector<TableEntry> table_snapshot(const std::string& table) const;
   // Everything whose current version was written by one of `owners`.
