@@ -52,6 +52,10 @@ std::mt19937& rng() {
 // faster than their repairs leave).
 constexpr std::size_t kMaxOutboxBudgets = 16;
 
+// How long a sync waits for the peer's ack of its last message (applying a
+// budget's entries and sending the repair back take well under a second).
+constexpr std::chrono::seconds kSyncAckTimeout{30};
+
 // Table entries waiting to be piggybacked on the gossip.
 constexpr std::size_t kMaxQueuedEntries = 4096;
 
@@ -121,12 +125,17 @@ void TableGossip::push_now() {
 }
 
 void TableGossip::send_to(const std::string& node, const std::vector<TableEntry>& entries) {
-  if (entries.empty() || !ml_ || node == config_.node_name) return;
   // A repair or a gift: anti-entropy sends it again if it is lost.
+  if (!entries.empty()) queue_entries(node, entries, false);
+}
+
+void TableGossip::queue_entries(const std::string& node, const std::vector<TableEntry>& entries, bool then_ack) {
+  if (!ml_ || node == config_.node_name) return;
   const std::size_t budget = sync_budget();
   auto& outbox = outboxes_[node];
-  // What waits for a slow peer is bounded: beyond it a repair is dropped,
-  // and the next push/pull finds that scope still differing.
+  // What waits for a peer is bounded (a peer that waits for each ack, as
+  // this build does, never fills it): beyond it the entries and the ack are
+  // dropped; the next push/pull finds that scope still differing.
   std::size_t total = 0;
   for (const auto& e : entries) total += encoded_size_bound(e);
   if (outbox.bytes + total > kMaxOutboxBudgets * budget && !outbox.messages.empty()) {
@@ -141,14 +150,15 @@ void TableGossip::send_to(const std::string& node, const std::vector<TableEntry>
   for (const auto& e : entries) {
     const std::size_t size = encoded_size_bound(e);
     if (!message.empty() && used + size > budget) {
-      outbox.messages.push_back(std::move(message));
+      outbox.messages.push_back({std::move(message), false});
       message.clear();
       used = 16;
     }
     message.push_back(e);
     used += size;
   }
-  outbox.messages.push_back(std::move(message));
+  if (!message.empty()) outbox.messages.push_back({std::move(message), false});
+  if (then_ack) outbox.messages.push_back({{}, true});
   send_next_entries(node);
 }
 
@@ -159,23 +169,24 @@ void TableGossip::send_next_entries(const std::string& peer) {
     outboxes_.erase(it);
     return;
   }
-  auto entries = std::move(it->second.messages.front());
+  auto next = std::move(it->second.messages.front());
   it->second.messages.pop_front();
-  for (const auto& e : entries) it->second.bytes -= std::min(it->second.bytes, encoded_size_bound(e));
+  for (const auto& e : next.entries) it->second.bytes -= std::min(it->second.bytes, encoded_size_bound(e));
   it->second.sending = true;
-  ml_->send_reliable(peer, encode_direct(TableEntries{std::move(entries)}),
-                     [this, peer, alive = std::weak_ptr<void>(alive_)](const std::string& error) {
-                       if (alive.expired()) return;
-                       auto box = outboxes_.find(peer);
-                       if (box == outboxes_.end()) return;
-                       box->second.sending = false;
-                       if (!error.empty()) {
-                         spdlog::debug("cluster: sending table entries to {} failed: {}", peer, error);
-                         outboxes_.erase(box);  // anti-entropy brings them
-                         return;
-                       }
-                       send_next_entries(peer);
-                     });
+  auto msg = next.ack ? encode_direct(SyncAck{.node = config_.node_name})
+                      : encode_direct(TableEntries{std::move(next.entries)});
+  ml_->send_reliable(peer, std::move(msg), [this, peer, alive = std::weak_ptr<void>(alive_)](const std::string& error) {
+    if (alive.expired()) return;
+    auto box = outboxes_.find(peer);
+    if (box == outboxes_.end()) return;
+    box->second.sending = false;
+    if (!error.empty()) {
+      spdlog::debug("cluster: sending table entries to {} failed: {}", peer, error);
+      outboxes_.erase(box);  // anti-entropy brings them
+      return;
+    }
+    send_next_entries(peer);
+  });
 }
 
 void TableGossip::send(const std::string& node, const WeftMessage& message, std::string what,
@@ -196,6 +207,7 @@ void TableGossip::notify_msg(gossip::ByteView msg) {
                    [this](Sync& m) { handle_sync(std::move(m)); },
                    [this](const OwnerDigests& m) { handle_owner_digests(m); },
                    [this](const BucketDigests& m) { handle_bucket_digests(m); },
+                   [this](const SyncAck& m) { handle_sync_ack(m); },
                    [this](const RangeRequest& m) {
                      if (on_range_request_) on_range_request_(m);
                    },
@@ -464,13 +476,28 @@ void TableGossip::send_next_sync(const std::string& peer) {
   counters_.sync_entries_sent += static_cast<long>(msg.entries.size());
   ml_->send_reliable(peer, encode_direct(msg), [this, peer, alive = std::weak_ptr<void>(alive_)](const std::string& error) {
     if (alive.expired()) return;
+    auto it = outgoing_syncs_.find(peer);
+    if (it == outgoing_syncs_.end()) return;
     if (!error.empty()) {
       spdlog::warn("cluster: sending a sync to {} failed: {}", peer, error);
-      outgoing_syncs_.erase(peer);  // the next push/pull starts over
+      outgoing_syncs_.erase(it);  // the next push/pull starts over
       return;
     }
-    send_next_sync(peer);
+    // The next Sync once the peer has applied this one and sent its repair.
+    it->second.ack_timer = std::make_unique<boost::asio::steady_timer>(io_, kSyncAckTimeout);
+    it->second.ack_timer->async_wait([this, peer, alive](const boost::system::error_code& ec) {
+      if (ec || alive.expired()) return;
+      spdlog::warn("cluster: {} did not acknowledge a sync; giving up until the next push/pull", peer);
+      outgoing_syncs_.erase(peer);
+    });
   });
+}
+
+void TableGossip::handle_sync_ack(const SyncAck& m) {
+  auto it = outgoing_syncs_.find(m.node);
+  if (it == outgoing_syncs_.end() || !it->second.ack_timer) return;  // none awaited
+  it->second.ack_timer.reset();  // cancels it
+  send_next_sync(m.node);
 }
 
 void TableGossip::handle_sync(Sync m) {
@@ -524,7 +551,7 @@ void TableGossip::repair_sync(const Sync& m, const std::vector<TableEntry>& thei
     broadcast(tables_.republish_own());
     repair = tables_.newer_than(theirs, in_scope);
   }
-  send_to(peer, repair);
+  queue_entries(peer, repair, true);
   spdlog::debug("tables: synced {} scope(s) with {}: {} new here, {} sent back", scopes.size(), peer, fresh.size(),
                 repair.size());
 }

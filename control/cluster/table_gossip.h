@@ -37,6 +37,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/common.h>
 
 #include "control/gossip/broadcast_queue.h"
@@ -149,6 +150,8 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
   void send_next_sync(const std::string& peer);
   bool own_entry_at_or_below(std::uint64_t lamport) const;
   void send_next_entries(const std::string& peer);
+  void queue_entries(const std::string& peer, const std::vector<tables::TableEntry>& entries, bool then_ack);
+  void handle_sync_ack(const SyncAck& ack);
   std::vector<std::string> push_targets();
 
   // Entries applied in slices of config_.apply_slice, in arrival order;
@@ -172,6 +175,9 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
     std::map<tables::ReplicatedTables::Scope, std::uint64_t> their_bytes;
     std::size_t scope = 0;  // the next to send
     std::size_t key = 0;    // within it, when it goes in parts
+    // Armed while the peer's ack of the last Sync is awaited: a peer that
+    // never answers does not block syncs with it for good.
+    std::unique_ptr<boost::asio::steady_timer> ack_timer;
   };
 
   boost::asio::io_context& io_;
@@ -196,8 +202,12 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
   std::map<std::string, OutgoingSync> outgoing_syncs_;  // by peer: at most one each
   // Repairs and gifts waiting to be sent, by peer: one message in flight
   // each, encoded when it goes.
+  struct Outgoing {
+    std::vector<tables::TableEntry> entries;
+    bool ack = false;  // a SyncAck (after a sync's repair)
+  };
   struct Outbox {
-    std::deque<std::vector<tables::TableEntry>> messages;
+    std::deque<Outgoing> messages;
     std::size_t bytes = 0;  // encoded (bound) of the messages waiting
     bool sending = false;
   };

@@ -35,6 +35,7 @@ enum class WeftMessageType : std::uint8_t {
   kLogRequest = 0x7C,
   kLogReply = 0x7D,
   kBucketDigests = 0x7E,
+  kSyncAck = 0x7F,
 };
 
 // Table entries: a change gossiped or pushed, a repair sent to one node, the
@@ -73,7 +74,9 @@ struct StateDigest {
 //   A -> B  Sync, one after another: A's entries of the differing
 //           (owner, bucket) scopes, whole scopes per message, a scope too
 //           big for one message in parts by key range;
-//   B -> A  TableEntries: per Sync, what B holds newer in its scope.
+//   B -> A  TableEntries: per Sync, what B holds newer in its scope, then
+//           SyncAck; A sends its next Sync on the ack, so one Sync and its
+//           repair are in flight per peer, and neither end queues a copy.
 // Small clusters pay one more message than comparing owners only; a big
 // owner that differs in a few entries sends a few buckets, not its all.
 
@@ -120,6 +123,14 @@ struct Sync {
   }
 };
 
+// B has applied a Sync and sent its repair (the entries before this).
+struct SyncAck {
+  static constexpr auto kType = WeftMessageType::kSyncAck;
+  std::string node;
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.node); }
+};
+
 // `weft service logs` on one node asking a peer for the tails of its task
 // logs of a service (at most max_bytes per task); the answer goes back to
 // `from` as a LogReply with the same id.
@@ -143,7 +154,7 @@ struct LogReply {
 };
 
 using WeftMessage =
-    std::variant<TableEntries, RangeRequest, StateDigest, OwnerDigests, BucketDigests, Sync, LogRequest, LogReply>;
+    std::variant<TableEntries, RangeRequest, StateDigest, OwnerDigests, BucketDigests, Sync, SyncAck, LogRequest, LogReply>;
 
 gossip::Bytes encode(const WeftMessage& message);
 // A message sent straight to one node (memberlist's send_reliable or

@@ -36,6 +36,7 @@ TEST(WeftMessagesTest, TypeBytesAreTheDocumentedOnes) {
   EXPECT_EQ(static_cast<int>(LogRequest::kType), 0x7C);
   EXPECT_EQ(static_cast<int>(LogReply::kType), 0x7D);
   EXPECT_EQ(static_cast<int>(BucketDigests::kType), 0x7E);
+  EXPECT_EQ(static_cast<int>(SyncAck::kType), 0x7F);
 }
 
 TEST(WeftMessagesTest, EveryMessageRoundTrips) {
@@ -64,6 +65,8 @@ TEST(WeftMessagesTest, EveryMessageRoundTrips) {
   EXPECT_EQ(bucket_digests.node, "node3");
   EXPECT_EQ(bucket_digests.owners, buckets);
   EXPECT_EQ(bucket_digests.withdrawn_mark, 4u);
+
+  EXPECT_EQ(round_trip(SyncAck{.node = "node2"}).node, "node2");
 
   const auto sync = round_trip(Sync{.node = "node1", .withdrawn_mark = 9, .owners = {"a", "b"}, .buckets = {3, 250},
                                     .after = {"endpoints", "k1"}, .upto = {}, .entries = kEntries});
