@@ -28,8 +28,8 @@
 #                     1000000; the map has 1048576)
 #   --rate N          table entries the remote node publishes a second
 #                     (default 300: each is one UDP push, and an agent
-#                     that falls behind drops some; the push/pull that
-#                     would repair them cannot carry more than 20 MiB)
+#                     that falls behind drops some; anti-entropy repairs
+#                     them, in messages of at most 4 MiB)
 #
 # --remote-backends: a second emulated node runs bench_remote_node (the
 # agent's own cluster layer with a stand-in network manager) instead of
