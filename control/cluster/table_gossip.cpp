@@ -320,6 +320,9 @@ void TableGossip::handle_state_digest(const StateDigest& m, bool join) {
   // join the other end may have sent only its digest (its copy did not fit),
   // so this end starts whatever the names.
   if (!join && config_.node_name > m.node) return;
+  // A sync to it is still going: asking now would only make the peer
+  // compute its bucket digests again, to be refused here.
+  if (outgoing_syncs_.count(m.node)) return;
   send(m.node, OwnerDigests{.node = config_.node_name, .owners = tables_.owner_digests()}, "digests");
 }
 
@@ -520,24 +523,12 @@ void TableGossip::repair_sync(const Sync& m, const std::vector<TableEntry>& thei
   const auto& peer = m.node;
   broadcast(fresh);
   // Exactly the sync's scope: its (owner, bucket) pairs within its key range.
-  std::set<ReplicatedTables::Scope> scopes;
-  std::set<std::string> owners;
-  for (std::size_t i = 0; i < m.owners.size(); ++i) {
-    scopes.insert({m.owners[i], m.buckets[i]});
-    owners.insert(m.owners[i]);
-  }
+  std::map<std::string, ReplicatedTables::BucketSet> scope;
+  for (std::size_t i = 0; i < m.owners.size(); ++i) scope[m.owners[i]].set(m.buckets[i]);
   std::optional<ReplicatedTables::Key> after, upto;
   if (!m.after.empty()) after = ReplicatedTables::Key{m.after[0], m.after[1]};
   if (!m.upto.empty()) upto = ReplicatedTables::Key{m.upto[0], m.upto[1]};
-  auto in_scope = [&](const TableEntry& e) {
-    if (!owners.count(e.owner)) return false;
-    if (after || upto) {
-      const ReplicatedTables::Key key{e.table, e.key};
-      if ((after && key <= *after) || (upto && key > *upto)) return false;
-    }
-    return scopes.count({e.owner, ReplicatedTables::bucket_of(e.table, e.key)}) != 0;
-  };
-  auto repair = tables_.newer_than(theirs, in_scope);
+  auto repair = tables_.newer_than(theirs, scope, after, upto);
   // The peer thought this node dead and withdrew its entries (a freeze, or
   // a one-sided partition this node never noticed): it refuses their old
   // versions, so they go out again with fresh times. (An entry of ours the
@@ -549,10 +540,10 @@ void TableGossip::repair_sync(const Sync& m, const std::vector<TableEntry>& thei
   if (ours_withdrawn) {
     spdlog::info("tables: {} had withdrawn this node's entries; republishing them", peer);
     broadcast(tables_.republish_own());
-    repair = tables_.newer_than(theirs, in_scope);
+    repair = tables_.newer_than(theirs, scope, after, upto);
   }
   queue_entries(peer, repair, true);
-  spdlog::debug("tables: synced {} scope(s) with {}: {} new here, {} sent back", scopes.size(), peer, fresh.size(),
+  spdlog::debug("tables: synced {} scope(s) with {}: {} new here, {} sent back", m.owners.size(), peer, fresh.size(),
                 repair.size());
 }
 

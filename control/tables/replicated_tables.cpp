@@ -26,6 +26,7 @@ void ReplicatedTables::notify(const std::optional<TableEntry>& before, const std
 
 void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
   auto& slot = slots_[{entry.table, entry.key}];
+  if (slot.entry.table.empty()) slot.bucket = bucket_of(entry.table, entry.key);
   std::optional<TableEntry> before;
   if (!slot.entry.table.empty() && !slot.entry.deleted) before = slot.entry;
   slot.entry = entry;
@@ -167,14 +168,20 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
 }
 
 std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntry>& theirs,
-                                                     const std::function<bool(const TableEntry&)>& in_scope) const {
+                                                     const std::map<std::string, BucketSet>& buckets,
+                                                     const std::optional<Key>& after,
+                                                     const std::optional<Key>& upto) const {
   std::map<Key, const TableEntry*> index;
   for (const auto& e : theirs) index[{e.table, e.key}] = &e;
   std::vector<TableEntry> result;
-  for (const auto& [key, slot] : slots_) {
-    if (!in_scope(slot.entry)) continue;
-    auto it = index.find(key);
-    if (it == index.end() || supersedes(slot.entry, *it->second)) result.push_back(slot.entry);
+  auto it = after ? slots_.upper_bound(*after) : slots_.begin();
+  const auto end = upto ? slots_.upper_bound(*upto) : slots_.end();
+  for (; it != end; ++it) {
+    const auto& [key, slot] = *it;
+    auto owner = buckets.find(slot.entry.owner);
+    if (owner == buckets.end() || !owner->second.test(slot.bucket)) continue;
+    auto theirs_it = index.find(key);
+    if (theirs_it == index.end() || supersedes(slot.entry, *theirs_it->second)) result.push_back(slot.entry);
   }
   return result;
 }
@@ -194,7 +201,7 @@ std::map<std::string, std::map<std::uint32_t, ReplicatedTables::BucketDigest>> R
   for (const auto& [key, slot] : slots_) {
     const auto& e = slot.entry;
     if (!owners.count(e.owner)) continue;
-    const auto bucket = bucket_of(e.table, e.key);
+    const auto bucket = slot.bucket;
     hashes[e.owner][bucket].mix(e);
     auto& d = result[e.owner][bucket];
     ++d.entries;
@@ -212,7 +219,7 @@ std::map<ReplicatedTables::Scope, std::vector<ReplicatedTables::Key>> Replicated
   std::map<Scope, std::vector<Key>> result;
   for (const auto& [key, slot] : slots_) {
     if (!owners.count(slot.entry.owner)) continue;
-    Scope scope{slot.entry.owner, bucket_of(key.first, key.second)};
+    Scope scope{slot.entry.owner, slot.bucket};
     if (scopes.count(scope)) result[scope].push_back(key);
   }
   return result;

@@ -14,6 +14,7 @@
 //  - applying a change never waits on anyone.
 #pragma once
 
+#include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -101,10 +102,6 @@ class ReplicatedTables {
   // peer sent just those owners' entries).
   std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
                                      const std::set<std::string>* owners = nullptr) const;
-  // The same over the entries `in_scope` accepts (a sync's owner/bucket
-  // pairs and key range).
-  std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
-                                     const std::function<bool(const TableEntry&)>& in_scope) const;
 
   // Anti-entropy in bounded pieces: an owner's entries are split into
   // buckets by hash(table, key), so two copies that differ in a few entries
@@ -127,6 +124,13 @@ class ReplicatedTables {
   using Scope = std::pair<std::string, std::uint32_t>;  // owner, bucket
   // The keys (in key order) of the entries in each of `scopes`.
   std::map<Scope, std::vector<Key>> scope_keys(const std::set<Scope>& scopes) const;
+  // newer_than() over one sync's scope: the entries of the buckets
+  // `buckets[owner]` of each owner, with keys in (after, upto] (nullopt:
+  // unbounded).
+  using BucketSet = std::bitset<kBuckets>;
+  std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
+                                     const std::map<std::string, BucketSet>& buckets, const std::optional<Key>& after,
+                                     const std::optional<Key>& upto) const;
   // The current version of a slot, tombstones included.
   const TableEntry* find(const std::string& table, const std::string& key) const;
 
@@ -150,6 +154,7 @@ class ReplicatedTables {
   struct Slot {
     TableEntry entry;
     Clock::time_point deleted_at{};
+    std::uint32_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
   };
   void store(const TableEntry& entry, Clock::time_point now);
   void notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
