@@ -52,10 +52,6 @@ std::mt19937& rng() {
 // faster than their repairs leave).
 constexpr std::size_t kMaxOutboxBudgets = 16;
 
-// How long a sync waits for the peer's ack of its last message (applying a
-// budget's entries and sending the repair back take well under a second).
-constexpr std::chrono::seconds kSyncAckTimeout{30};
-
 // Table entries waiting to be piggybacked on the gossip.
 constexpr std::size_t kMaxQueuedEntries = 4096;
 
@@ -487,7 +483,7 @@ void TableGossip::send_next_sync(const std::string& peer) {
       return;
     }
     // The next Sync once the peer has applied this one and sent its repair.
-    it->second.ack_timer = std::make_unique<boost::asio::steady_timer>(io_, kSyncAckTimeout);
+    it->second.ack_timer = std::make_unique<boost::asio::steady_timer>(io_, config_.sync_ack_timeout);
     it->second.ack_timer->async_wait([this, peer, alive](const boost::system::error_code& ec) {
       if (ec || alive.expired()) return;
       spdlog::warn("cluster: {} did not acknowledge a sync; giving up until the next push/pull", peer);

@@ -76,6 +76,10 @@ struct TableGossipConfig {
   std::size_t sync_budget = 4 * 1024 * 1024;
   // Entries applied per turn of the io_context when a sync brings many.
   std::size_t apply_slice = 1000;
+  // How long a sync waits for the peer's ack of its last message (applying
+  // a budget's entries and sending the repair back take well under a
+  // second); then it is given up until the next push/pull.
+  std::chrono::milliseconds sync_ack_timeout = std::chrono::seconds(30);
 };
 
 class TableGossip final : public gossip::Delegate, public gossip::EventDelegate {

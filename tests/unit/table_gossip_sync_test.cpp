@@ -250,6 +250,49 @@ TEST_F(TableGossipSyncTest, OneSyncAtATimePerPeer) {
   EXPECT_EQ(n0.table_gossip.counters().syncs_sent.load(), before + 1);
 }
 
+TEST(TableGossipSyncPeer, SyncToAPeerThatNeverAcksIsGivenUp) {
+  // The peer is a plain serf member that drops weft's messages: it never
+  // acknowledges the first Sync. The sync is given up after the timeout, so
+  // a later request is served instead of refused for good.
+  asio::io_context io;
+  tables::ReplicatedTables t("node0", {"endpoints"});
+  for (int i = 0; i < 500; ++i) t.put("endpoints", "ep-" + std::to_string(i), value(i));
+  cluster::TableGossip g(io,
+                         cluster::TableGossipConfig{.node_name = "node0", .node_scoped_tables = {"endpoints"},
+                                                    .push_fanout = 0, .sync_ack_timeout = 300ms},
+                         t);
+  gossip::SerfCompat serf0(io, "node0", {{"role", "weft"}}, &g, &g);
+  gossip::Memberlist ml0(io, Node::config("node0", kNever), &serf0, &serf0);
+  serf0.attach(&ml0);
+  g.attach(&ml0);
+  ml0.start();
+  gossip::SerfCompat serf1(io, "node1", {});
+  gossip::Memberlist ml1(io, Node::config("node1", kNever), &serf1, &serf1);
+  serf1.attach(&ml1);
+  ml1.start();
+  int joined = -1;
+  ml1.join({"127.0.0.1:" + std::to_string(ml0.bound_port())}, [&](int n, std::string) { joined = n; });
+  auto run_until = [&](auto done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done() && std::chrono::steady_clock::now() < deadline) io.run_for(5ms);
+    return done();
+  };
+  ASSERT_TRUE(run_until([&] { return joined == 1 && ml0.num_alive() == 2; }, 5s));
+
+  const auto ask = cluster::encode(cluster::BucketDigests{.node = "node1", .owners = {{"node0", {}}}, .withdrawn_mark = 0});
+  g.notify_msg(ask);
+  EXPECT_EQ(g.counters().syncs_sent.load(), 1);
+  run_until([] { return false; }, 100ms);
+  g.notify_msg(ask);  // still waiting for the ack
+  EXPECT_EQ(g.counters().syncs_refused.load(), 1);
+  run_until([] { return false; }, 500ms);
+  g.notify_msg(ask);  // given up: served again
+  EXPECT_EQ(g.counters().syncs_refused.load(), 1);
+  EXPECT_EQ(g.counters().syncs_sent.load(), 2);
+  ml1.shutdown();
+  ml0.shutdown();
+}
+
 TEST_F(TableGossipSyncTest, JoinCarriesTheWholeCopyWhileItFits) {
   // A small copy still travels in the join's push/pull (no sync needed).
   auto& seed = add("node0", kNever);
