@@ -28,8 +28,8 @@
 #                     1000000; the map has 1048576)
 #   --rate N          table entries the remote node publishes a second
 #                     (default 300: each is one UDP push, and an agent
-#                     that falls behind drops some; the push/pull that
-#                     would repair them cannot carry more than 20 MiB)
+#                     that falls behind drops some; anti-entropy repairs
+#                     them, in messages of at most 4 MiB)
 #
 # --remote-backends: a second emulated node runs bench_remote_node (the
 # agent's own cluster layer with a stand-in network manager) instead of
@@ -93,15 +93,15 @@ fi
 export TB_QUIET=1 TB_LOG_LEVEL=${TB_LOG_LEVEL:-warn}
 export TB_WEFTD_ARGS="--lb-backend ebpf --lb-max-services $max_services"
 if ((remote_backends > 0)); then
-  # Room for every backend and flow; a push/pull of the remote node's whole
-  # copy (~110 000 entries) is one stream, well above the default 16 MiB.
+  # Room for every backend and flow (anti-entropy goes in messages of at
+  # most 4 MiB, so the default --max-stream-size does).
   # Slow failure detection (probes every 5 s, 3 s to answer, suspicion x60):
   # with two members a suspect is declared dead after 4 s without peers to
   # confirm it (Lifeguard's minimum), and while ~100 000 entries arrive the
   # agent's gossip thread stalls for longer than that; a dead remote node's
   # endpoints are withdrawn, and when it is back it republishes them all
   # at once. Memory is not what these change.
-  TB_WEFTD_ARGS+=" --lb-max-backends 131072 --lb-conntrack-entries 1048576 --max-stream-size 256MiB"
+  TB_WEFTD_ARGS+=" --lb-max-backends 131072 --lb-conntrack-entries 1048576"
   TB_WEFTD_ARGS+=" --probe-interval 5s --probe-timeout 3s --suspicion-mult 60"
 fi
 fake_pid=

@@ -7,11 +7,13 @@
 //    few weft peers, and also queued to be piggybacked on memberlist's gossip
 //    with a retransmit limit: the push makes it fast, the queue makes it
 //    reliable, and neither waits for an acknowledgement.
-//  - A push/pull at join carries the whole copy. Later ones carry a digest
-//    of it; on a mismatch one end sends its digests per owner node (over
-//    TCP), the other answers with just the entries of the owners whose
-//    digests differ, and the first sends back what it holds newer among
-//    those.
+//  - A push/pull at join carries the whole copy while it fits the sync
+//    budget (else a digest, as later ones carry). On a digest mismatch the
+//    two ends compare digests per owner, then per bucket of the differing
+//    owners, and exchange those buckets' entries in messages of at most the
+//    budget, one at a time per peer (weft_messages.h: OwnerDigests). Big
+//    syncs are applied in slices, so memberlist's probes are answered
+//    while 100 000 entries arrive.
 //  - A node's entries in node-scoped tables are withdrawn when memberlist
 //    confirms it dead or left, never on suspicion; when it comes back, or a
 //    peer's copy shows it had withdrawn this node's entries, this node
@@ -25,6 +27,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -33,6 +37,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/common.h>
 
 #include "control/gossip/broadcast_queue.h"
@@ -64,6 +69,17 @@ struct TableGossipConfig {
   // about e^-fanout (gossip then brings it): 4 measured p99 72 ms at 100
   // nodes, 3 measured 380 ms (bench/gossip).
   std::size_t push_fanout = 4;
+  // Largest anti-entropy message (a Sync, a repair, a join's copy, bucket
+  // digests), further bounded by a quarter of memberlist's max_stream_size:
+  // a receiver refuses a stream above that, and a message this size encodes
+  // and applies without stalling the gossip loop.
+  std::size_t sync_budget = 4 * 1024 * 1024;
+  // Entries applied per turn of the io_context when a sync brings many.
+  std::size_t apply_slice = 1000;
+  // How long a sync waits for the peer's ack of its last message (applying
+  // a budget's entries and sending the repair back take well under a
+  // second); then it is given up until the next push/pull.
+  std::chrono::milliseconds sync_ack_timeout = std::chrono::seconds(30);
 };
 
 class TableGossip final : public gossip::Delegate, public gossip::EventDelegate {
@@ -78,7 +94,8 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
 
   // Sends entries written here, or news learnt from a peer, to the cluster.
   void broadcast(const std::vector<tables::TableEntry>& entries);
-  // Sends entries straight to one node over TCP.
+  // Sends entries straight to one node over TCP: in messages within the
+  // sync budget, one after the other.
   void send_to(const std::string& node, const std::vector<tables::TableEntry>& entries);
   // Sends a message straight to one node over TCP; `what` names it in the
   // line logged when that fails.
@@ -107,12 +124,16 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
   // True while entries from a push/pull or a sync are being applied (a
   // table listener can tell anti-entropy from gossip).
   bool applying_anti_entropy() const { return in_anti_entropy_; }
+  // The byte budget of one anti-entropy message (see TableGossipConfig).
+  std::size_t sync_budget() const;
   std::size_t queued() const { return queue_.size(); }
 
   struct Counters {
     std::atomic<int> push_pulls{0};       // remote states merged (join or digest)
-    std::atomic<int> syncs_sent{0};       // digest mismatches answered with entries
+    std::atomic<int> syncs_sent{0};       // Sync messages sent (one per scope set or part)
     std::atomic<long> sync_entries_sent{0};
+    std::atomic<int> syncs_refused{0};    // bucket digests from a peer a sync was still going to
+    std::atomic<int> repairs_dropped{0};  // entries for a peer whose outbox was full
     std::atomic<long> pushed_packets{0};  // immediate UDP pushes
     std::atomic<int> members_gone{0};     // members reported dead or left
     // Table data in bytes: messages received, push/pull states sent and merged.
@@ -122,12 +143,46 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
 
  private:
   void push_now();
-  void handle_entries(const std::vector<tables::TableEntry>& entries);
-  void merge_snapshot(const std::vector<tables::TableEntry>& entries);
-  void handle_state_digest(const StateDigest& digest);
+  void handle_entries(std::vector<tables::TableEntry> entries);
+  void merge_snapshot(std::vector<tables::TableEntry> entries);
+  void handle_state_digest(const StateDigest& digest, bool join);
   void handle_owner_digests(const OwnerDigests& digests);
-  void handle_sync(const Sync& sync);
+  void handle_bucket_digests(const BucketDigests& digests);
+  void handle_sync(Sync sync);
+  void repair_sync(const Sync& sync, const std::vector<tables::TableEntry>& theirs,
+                   const std::vector<tables::TableEntry>& fresh);
+  void send_next_sync(const std::string& peer);
+  bool own_entry_at_or_below(std::uint64_t lamport) const;
+  void send_next_entries(const std::string& peer);
+  void queue_entries(const std::string& peer, const std::vector<tables::TableEntry>& entries, bool then_ack);
+  void handle_sync_ack(const SyncAck& ack);
   std::vector<std::string> push_targets();
+
+  // Entries applied in slices of config_.apply_slice, in arrival order;
+  // `done` runs once all of a job's are applied (with those that were news).
+  struct ApplyJob {
+    std::vector<tables::TableEntry> entries;
+    bool anti_entropy = false;
+    std::function<void(ApplyJob&)> done;
+    std::size_t next = 0;
+    std::vector<tables::TableEntry> fresh;
+  };
+  void apply(ApplyJob job);
+  void apply_slices();
+  bool apply_slice(ApplyJob& job);
+
+  // A sync this node is sending a peer, one message at a time (the next is
+  // built from the current copy once the last is sent).
+  struct OutgoingSync {
+    std::vector<tables::ReplicatedTables::Scope> scopes;
+    std::map<tables::ReplicatedTables::Scope, std::vector<tables::ReplicatedTables::Key>> keys;
+    std::map<tables::ReplicatedTables::Scope, std::uint64_t> their_bytes;
+    std::size_t scope = 0;  // the next to send
+    std::size_t key = 0;    // within it, when it goes in parts
+    // Armed while the peer's ack of the last Sync is awaited: a peer that
+    // never answers does not block syncs with it for good.
+    std::unique_ptr<boost::asio::steady_timer> ack_timer;
+  };
 
   boost::asio::io_context& io_;
   TableGossipConfig config_;
@@ -146,6 +201,21 @@ class TableGossip final : public gossip::Delegate, public gossip::EventDelegate 
   std::vector<Pending> to_push_;
   bool push_scheduled_ = false;
   bool in_anti_entropy_ = false;
+  std::deque<ApplyJob> apply_queue_;
+  bool apply_scheduled_ = false;
+  std::map<std::string, OutgoingSync> outgoing_syncs_;  // by peer: at most one each
+  // Repairs and gifts waiting to be sent, by peer: one message in flight
+  // each, encoded when it goes.
+  struct Outgoing {
+    std::vector<tables::TableEntry> entries;
+    bool ack = false;  // a SyncAck (after a sync's repair)
+  };
+  struct Outbox {
+    std::deque<Outgoing> messages;
+    std::size_t bytes = 0;  // encoded (bound) of the messages waiting
+    bool sending = false;
+  };
+  std::map<std::string, Outbox> outboxes_;
   Counters counters_;
   // Expires with this object: a push posted just before it was destroyed
   // (the agent leaving the swarm) finds it gone and does nothing.

@@ -34,6 +34,8 @@ void convert_fields(const msgpack::object& o, Tuple fields) {
 
 auto entry_fields(const tables::TableEntry& e) { return std::tie(e.table, e.key, e.owner, e.lamport, e.deleted, e.value); }
 auto entry_fields(tables::TableEntry& e) { return std::tie(e.table, e.key, e.owner, e.lamport, e.deleted, e.value); }
+auto bucket_fields(const tables::ReplicatedTables::BucketDigest& d) { return std::tie(d.digest, d.entries, d.bytes); }
+auto bucket_fields(tables::ReplicatedTables::BucketDigest& d) { return std::tie(d.digest, d.entries, d.bytes); }
 
 }  // namespace
 }  // namespace weft::control::cluster
@@ -54,6 +56,21 @@ template <>
 struct convert<weft::control::tables::TableEntry> {
   const msgpack::object& operator()(const msgpack::object& o, weft::control::tables::TableEntry& e) const {
     weft::control::cluster::convert_fields(o, weft::control::cluster::entry_fields(e));
+    return o;
+  }
+};
+template <>
+struct pack<weft::control::tables::ReplicatedTables::BucketDigest> {
+  template <class Stream>
+  packer<Stream>& operator()(packer<Stream>& pk, const weft::control::tables::ReplicatedTables::BucketDigest& d) const {
+    weft::control::cluster::pack_fields(pk, weft::control::cluster::bucket_fields(d));
+    return pk;
+  }
+};
+template <>
+struct convert<weft::control::tables::ReplicatedTables::BucketDigest> {
+  const msgpack::object& operator()(const msgpack::object& o, weft::control::tables::ReplicatedTables::BucketDigest& d) const {
+    weft::control::cluster::convert_fields(o, weft::control::cluster::bucket_fields(d));
     return o;
   }
 };
@@ -159,6 +176,12 @@ WeftMessage decode(gossip::ByteView bytes) {
   }
   if (offset != size) throw DecodeError(fmt::format("weft message {:#04x} has {} trailing bytes", type, size - offset));
   return decode_body(type, handle.get());
+}
+
+std::size_t encoded_size_bound(const tables::TableEntry& e) {
+  // An array header, four strings (header up to 5 bytes each), a uint64, a bool.
+  return 1 + encoded_size_bound(e.table) + encoded_size_bound(e.key) + encoded_size_bound(e.owner) +
+         encoded_size_bound(e.value) + 9 + 1;
 }
 
 std::string encode_snapshot(const std::vector<tables::TableEntry>& entries) {

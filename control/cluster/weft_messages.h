@@ -34,6 +34,8 @@ enum class WeftMessageType : std::uint8_t {
   kOwnerDigests = 0x7B,
   kLogRequest = 0x7C,
   kLogReply = 0x7D,
+  kBucketDigests = 0x7E,
+  kSyncAck = 0x7F,
 };
 
 // Table entries: a change gossiped or pushed, a repair sent to one node, the
@@ -64,9 +66,22 @@ struct StateDigest {
   static auto fields(Self& m) { return std::tie(m.node, m.digest); }
 };
 
-// After a digest mismatch, straight to the peer: the sender's digest per
-// owner node. (Only on a mismatch: with 100 owners they are ~4 KB, and at
-// rest every push/pull would carry them.)
+// Anti-entropy, after a push/pull's digests differ (both directions over
+// TCP, each message under a byte budget well below max_stream_size):
+//   A -> B  OwnerDigests: A's digest per owner node;
+//   B -> A  BucketDigests: for the owners whose digests differ, B's digest,
+//           entry count and size per bucket (hash(table, key) mod kBuckets);
+//   A -> B  Sync, one after another: A's entries of the differing
+//           (owner, bucket) scopes, whole scopes per message, a scope too
+//           big for one message in parts by key range;
+//   B -> A  TableEntries: per Sync, what B holds newer in its scope, then
+//           SyncAck; A sends its next Sync on the ack, so one Sync and its
+//           repair are in flight per peer, and neither end queues a copy.
+// Small clusters pay one more message than comparing owners only; a big
+// owner that differs in a few entries sends a few buckets, not its all.
+
+// Only on a mismatch: with 100 owners they are ~4 KB, and at rest every
+// push/pull would carry them.
 struct OwnerDigests {
   static constexpr auto kType = WeftMessageType::kOwnerDigests;
   std::string node;
@@ -75,18 +90,45 @@ struct OwnerDigests {
   static auto fields(Self& m) { return std::tie(m.node, m.owners); }
 };
 
-// The answer to OwnerDigests: the entries of the owners whose digests
-// differ, and the newest time of the receiver's entries the sender withdrew
-// (so the receiver can tell it was taken for dead).
+struct BucketDigests {
+  static constexpr auto kType = WeftMessageType::kBucketDigests;
+  std::string node;
+  // Every owner whose digest differed and fitted the budget (the rest wait
+  // for the next push/pull); an owner B holds nothing of has no buckets.
+  std::map<std::string, std::map<std::uint32_t, tables::ReplicatedTables::BucketDigest>> owners;
+  // The newest time of A's entries B withdrew (A republishes them: B
+  // refuses their old versions).
+  std::uint64_t withdrawn_mark = 0;
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.node, m.owners, m.withdrawn_mark); }
+};
+
+// The sender's entries of the scopes (owners[i], buckets[i]) within the key
+// range (after, upto], and the newest time of the receiver's entries the
+// sender withdrew (so the receiver can tell it was taken for dead). The
+// receiver sends back what it holds newer in exactly that scope and range.
+// (A message of the previous format, without buckets, fails to decode.)
 struct Sync {
   static constexpr auto kType = WeftMessageType::kSync;
   std::string node;
-  bool all = false;                 // every owner (then `owners` is unused)
-  std::vector<std::string> owners;  // whose entries `entries` holds
   std::uint64_t withdrawn_mark = 0;
+  std::vector<std::string> owners;
+  std::vector<std::uint32_t> buckets;
+  std::vector<std::string> after;  // empty: from the first key; else [table, key], excluded
+  std::vector<std::string> upto;   // empty: to the last key; else [table, key], included
   std::vector<tables::TableEntry> entries;
   template <class Self>
-  static auto fields(Self& m) { return std::tie(m.node, m.all, m.owners, m.withdrawn_mark, m.entries); }
+  static auto fields(Self& m) {
+    return std::tie(m.node, m.withdrawn_mark, m.owners, m.buckets, m.after, m.upto, m.entries);
+  }
+};
+
+// B has applied a Sync and sent its repair (the entries before this).
+struct SyncAck {
+  static constexpr auto kType = WeftMessageType::kSyncAck;
+  std::string node;
+  template <class Self>
+  static auto fields(Self& m) { return std::tie(m.node); }
 };
 
 // `weft service logs` on one node asking a peer for the tails of its task
@@ -111,7 +153,8 @@ struct LogReply {
   static auto fields(Self& m) { return std::tie(m.id, m.node, m.text); }
 };
 
-using WeftMessage = std::variant<TableEntries, RangeRequest, StateDigest, OwnerDigests, Sync, LogRequest, LogReply>;
+using WeftMessage =
+    std::variant<TableEntries, RangeRequest, StateDigest, OwnerDigests, BucketDigests, Sync, SyncAck, LogRequest, LogReply>;
 
 gossip::Bytes encode(const WeftMessage& message);
 // A message sent straight to one node (memberlist's send_reliable or
@@ -122,6 +165,12 @@ gossip::Bytes encode_direct(const WeftMessage& message);
 // exactly that message's fields. Bounded: no container may claim more
 // elements than the input has bytes.
 WeftMessage decode(gossip::ByteView bytes);
+
+// An upper bound of what one entry adds to an encoded message (a sync is
+// packed under a budget without encoding it twice).
+std::size_t encoded_size_bound(const tables::TableEntry& entry);
+// Same for a string in a message.
+inline std::size_t encoded_size_bound(const std::string& s) { return s.size() + 5; }
 
 // A table snapshot (a saved file): a TableEntries message.
 std::string encode_snapshot(const std::vector<tables::TableEntry>& entries);

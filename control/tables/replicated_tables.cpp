@@ -26,6 +26,7 @@ void ReplicatedTables::notify(const std::optional<TableEntry>& before, const std
 
 void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
   auto& slot = slots_[{entry.table, entry.key}];
+  if (slot.entry.table.empty()) slot.bucket = bucket_of(entry.table, entry.key);
   std::optional<TableEntry> before;
   if (!slot.entry.table.empty() && !slot.entry.deleted) before = slot.entry;
   slot.entry = entry;
@@ -101,6 +102,10 @@ std::vector<TableEntry> ReplicatedTables::snapshot() const {
   return result;
 }
 
+void ReplicatedTables::for_each(const std::function<void(const TableEntry&)>& f) const {
+  for (const auto& [key, slot] : slots_) f(slot.entry);
+}
+
 std::vector<TableEntry> ReplicatedTables::table_snapshot(const std::string& table) const {
   std::vector<TableEntry> result;
   for (auto it = slots_.lower_bound({table, ""}); it != slots_.end() && it->first.first == table; ++it)
@@ -166,6 +171,69 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
     if (it == index.end() || supersedes(slot.entry, *it->second)) result.push_back(slot.entry);
   }
   return result;
+}
+
+std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntry>& theirs,
+                                                     const std::map<std::string, BucketSet>& buckets,
+                                                     const std::optional<Key>& after,
+                                                     const std::optional<Key>& upto) const {
+  std::map<Key, const TableEntry*> index;
+  for (const auto& e : theirs) index[{e.table, e.key}] = &e;
+  std::vector<TableEntry> result;
+  auto it = after ? slots_.upper_bound(*after) : slots_.begin();
+  const auto end = upto ? slots_.upper_bound(*upto) : slots_.end();
+  for (; it != end; ++it) {
+    const auto& [key, slot] = *it;
+    auto owner = buckets.find(slot.entry.owner);
+    if (owner == buckets.end() || !owner->second.test(slot.bucket)) continue;
+    auto theirs_it = index.find(key);
+    if (theirs_it == index.end() || supersedes(slot.entry, *theirs_it->second)) result.push_back(slot.entry);
+  }
+  return result;
+}
+
+std::uint32_t ReplicatedTables::bucket_of(const std::string& table, const std::string& key) {
+  // FNV-1a: the same on every node and every build (std::hash is not).
+  Fnv1a h;
+  h.mix(table);
+  h.mix(key);
+  return static_cast<std::uint32_t>(h.value() % kBuckets);
+}
+
+std::map<std::string, std::map<std::uint32_t, ReplicatedTables::BucketDigest>> ReplicatedTables::bucket_digests(
+    const std::set<std::string>& owners) const {
+  std::map<std::string, std::map<std::uint32_t, Fnv1a>> hashes;
+  std::map<std::string, std::map<std::uint32_t, BucketDigest>> result;
+  for (const auto& [key, slot] : slots_) {
+    const auto& e = slot.entry;
+    if (!owners.count(e.owner)) continue;
+    const auto bucket = slot.bucket;
+    hashes[e.owner][bucket].mix(e);
+    auto& d = result[e.owner][bucket];
+    ++d.entries;
+    d.bytes += e.table.size() + e.key.size() + e.owner.size() + e.value.size();
+  }
+  for (auto& [owner, buckets] : result)
+    for (auto& [bucket, d] : buckets) d.digest = hashes[owner][bucket].value();
+  return result;
+}
+
+std::map<ReplicatedTables::Scope, std::vector<ReplicatedTables::Key>> ReplicatedTables::scope_keys(
+    const std::set<Scope>& scopes) const {
+  std::set<std::string> owners;
+  for (const auto& [owner, bucket] : scopes) owners.insert(owner);
+  std::map<Scope, std::vector<Key>> result;
+  for (const auto& [key, slot] : slots_) {
+    if (!owners.count(slot.entry.owner)) continue;
+    Scope scope{slot.entry.owner, slot.bucket};
+    if (scopes.count(scope)) result[scope].push_back(key);
+  }
+  return result;
+}
+
+const TableEntry* ReplicatedTables::find(const std::string& table, const std::string& key) const {
+  auto it = slots_.find({table, key});
+  return it == slots_.end() ? nullptr : &it->second.entry;
 }
 
 void ReplicatedTables::withdraw_node(const std::string& node) {

@@ -14,6 +14,7 @@
 //  - applying a change never waits on anyone.
 #pragma once
 
+#include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -85,6 +86,8 @@ class ReplicatedTables {
   std::map<std::string, std::size_t> live_counts() const;
   // Everything, tombstones included: what a push/pull sends.
   std::vector<TableEntry> snapshot() const;
+  // Calls `f` on every entry, tombstones included, in key order (no copies).
+  void for_each(const std::function<void(const TableEntry&)>& f) const;
   // Everything of one table, tombstones included.
   std::vector<TableEntry> table_snapshot(const std::string& table) const;
   // Everything whose current version was written by one of `owners`.
@@ -101,6 +104,37 @@ class ReplicatedTables {
   // peer sent just those owners' entries).
   std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
                                      const std::set<std::string>* owners = nullptr) const;
+
+  // Anti-entropy in bounded pieces: an owner's entries are split into
+  // buckets by hash(table, key), so two copies that differ in a few entries
+  // of a big owner exchange only those buckets, and a sync message carries
+  // whole buckets under a byte budget. (256: a bucket of an owner with
+  // 100 000 endpoints holds ~400 entries, ~180 KB; an owner's bucket
+  // digests stay ~5 KB.)
+  static constexpr std::uint32_t kBuckets = 256;
+  static std::uint32_t bucket_of(const std::string& table, const std::string& key);
+  struct BucketDigest {
+    std::uint64_t digest = 0;
+    std::uint64_t entries = 0;  // how many
+    std::uint64_t bytes = 0;    // of tables, keys, owners and values: what sending them costs
+    bool operator==(const BucketDigest&) const = default;
+  };
+  // Per owner in `owners`, the digest of each non-empty bucket of the entries
+  // it wrote last (an owner without entries here is absent).
+  std::map<std::string, std::map<std::uint32_t, BucketDigest>> bucket_digests(const std::set<std::string>& owners) const;
+  using Key = std::pair<std::string, std::string>;  // table, key
+  using Scope = std::pair<std::string, std::uint32_t>;  // owner, bucket
+  // The keys (in key order) of the entries in each of `scopes`.
+  std::map<Scope, std::vector<Key>> scope_keys(const std::set<Scope>& scopes) const;
+  // newer_than() over one sync's scope: the entries of the buckets
+  // `buckets[owner]` of each owner, with keys in (after, upto] (nullopt:
+  // unbounded).
+  using BucketSet = std::bitset<kBuckets>;
+  std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
+                                     const std::map<std::string, BucketSet>& buckets, const std::optional<Key>& after,
+                                     const std::optional<Key>& upto) const;
+  // The current version of a slot, tombstones included.
+  const TableEntry* find(const std::string& table, const std::string& key) const;
 
   // The node is confirmed dead (or removed): its entries in node-scoped tables
   // leave the live view here; entries it published before now are ignored if they arrive
@@ -122,8 +156,8 @@ class ReplicatedTables {
   struct Slot {
     TableEntry entry;
     Clock::time_point deleted_at{};
+    std::uint32_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
   };
-  using Key = std::pair<std::string, std::string>;
   void store(const TableEntry& entry, Clock::time_point now);
   void notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
 

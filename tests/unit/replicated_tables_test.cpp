@@ -185,5 +185,47 @@ TEST(ReplicatedTablesTest, OwnerDigestsNameEveryOwnerOfADifferingSlot) {
   EXPECT_EQ(b.snapshot(std::set<std::string>{"d"}).size(), 1u);
 }
 
+TEST(ReplicatedTablesBuckets, OneChangedEntryMakesOnlyItsBucketDiffer) {
+  ReplicatedTables a("n1"), b("n2");
+  for (int i = 0; i < 2000; ++i) b.apply(a.put("endpoints", "ep" + std::to_string(i), "{}"));
+  ASSERT_EQ(a.bucket_digests({"n1"}), b.bucket_digests({"n1"}));
+  a.put("endpoints", "ep42", R"({"x":1})");
+  const auto da = a.bucket_digests({"n1"}).at("n1"), db = b.bucket_digests({"n1"}).at("n1");
+  ASSERT_EQ(da.size(), db.size());
+  std::vector<std::uint32_t> differing;
+  for (const auto& [bucket, d] : da)
+    if (db.at(bucket) != d) differing.push_back(bucket);
+  EXPECT_EQ(differing, std::vector<std::uint32_t>{ReplicatedTables::bucket_of("endpoints", "ep42")});
+  EXPECT_LT(da.at(differing[0]).entries, 2000u / 50);  // a bucket is a small part of the owner
+}
+
+TEST(ReplicatedTablesBuckets, ScopedNewerThanCoversOnlyItsBucketsAndKeyRange) {
+  ReplicatedTables t("n1");
+  for (int i = 0; i < 3000; ++i) t.put("endpoints", "ep" + std::to_string(i), "{}");
+  const auto bucket = ReplicatedTables::bucket_of("endpoints", "ep7");
+  std::vector<ReplicatedTables::Key> keys;  // the bucket's, in key order
+  t.for_each([&](const TableEntry& e) {
+    if (ReplicatedTables::bucket_of(e.table, e.key) == bucket) keys.push_back({e.table, e.key});
+  });
+  ASSERT_GE(keys.size(), 4u);
+  std::map<std::string, ReplicatedTables::BucketSet> scope;
+  scope["n1"].set(bucket);
+  // The peer sent nothing: everything in scope is newer here.
+  EXPECT_EQ(t.newer_than({}, scope, std::nullopt, std::nullopt).size(), keys.size());
+  // (keys[0], keys[2]]: two entries.
+  auto part = t.newer_than({}, scope, keys[0], keys[2]);
+  ASSERT_EQ(part.size(), 2u);
+  EXPECT_EQ(part[0].key, keys[1].second);
+  EXPECT_EQ(part[1].key, keys[2].second);
+  // The peer holding the same version of one: only the other.
+  part = t.newer_than({*t.find(keys[1].first, keys[1].second)}, scope, keys[0], keys[2]);
+  ASSERT_EQ(part.size(), 1u);
+  EXPECT_EQ(part[0].key, keys[2].second);
+  // Another owner's buckets: nothing.
+  std::map<std::string, ReplicatedTables::BucketSet> other;
+  other["n2"].set(bucket);
+  EXPECT_TRUE(t.newer_than({}, other, std::nullopt, std::nullopt).empty());
+}
+
 }  // namespace
 }  // namespace weft::control::tables

@@ -35,6 +35,8 @@ TEST(WeftMessagesTest, TypeBytesAreTheDocumentedOnes) {
   EXPECT_EQ(static_cast<int>(OwnerDigests::kType), 0x7B);
   EXPECT_EQ(static_cast<int>(LogRequest::kType), 0x7C);
   EXPECT_EQ(static_cast<int>(LogReply::kType), 0x7D);
+  EXPECT_EQ(static_cast<int>(BucketDigests::kType), 0x7E);
+  EXPECT_EQ(static_cast<int>(SyncAck::kType), 0x7F);
 }
 
 TEST(WeftMessagesTest, EveryMessageRoundTrips) {
@@ -55,11 +57,24 @@ TEST(WeftMessagesTest, EveryMessageRoundTrips) {
   EXPECT_EQ(digests.node, "node3");
   EXPECT_EQ(digests.owners, owners);
 
-  const auto sync = round_trip(Sync{.node = "node1", .all = true, .owners = {"a", "b"}, .withdrawn_mark = 9,
-                                    .entries = kEntries});
+  using BucketDigest = weft::control::tables::ReplicatedTables::BucketDigest;
+  const std::map<std::string, std::map<std::uint32_t, BucketDigest>> buckets{
+      {"node1", {{0, {.digest = 5, .entries = 2, .bytes = 300}}, {255, {.digest = ~0ull, .entries = 1, .bytes = 9}}}},
+      {"node2", {}}};
+  const auto bucket_digests = round_trip(BucketDigests{.node = "node3", .owners = buckets, .withdrawn_mark = 4});
+  EXPECT_EQ(bucket_digests.node, "node3");
+  EXPECT_EQ(bucket_digests.owners, buckets);
+  EXPECT_EQ(bucket_digests.withdrawn_mark, 4u);
+
+  EXPECT_EQ(round_trip(SyncAck{.node = "node2"}).node, "node2");
+
+  const auto sync = round_trip(Sync{.node = "node1", .withdrawn_mark = 9, .owners = {"a", "b"}, .buckets = {3, 250},
+                                    .after = {"endpoints", "k1"}, .upto = {}, .entries = kEntries});
   EXPECT_EQ(sync.node, "node1");
-  EXPECT_TRUE(sync.all);
   EXPECT_EQ(sync.owners, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(sync.buckets, (std::vector<std::uint32_t>{3, 250}));
+  EXPECT_EQ(sync.after, (std::vector<std::string>{"endpoints", "k1"}));
+  EXPECT_TRUE(sync.upto.empty());
   EXPECT_EQ(sync.withdrawn_mark, 9u);
   EXPECT_EQ(sync.entries, kEntries);
 
@@ -123,6 +138,14 @@ TEST(WeftMessagesTest, RejectsBodiesOfTheWrongArity) {
   EXPECT_NO_THROW(decode(Bytes{0x78, 0x94, 0xa1, 's', 0x01, 0x01, 0xa1, 'f'}));
   // A field of the wrong type: a string where the unit is.
   EXPECT_THROW(decode(Bytes{0x78, 0x94, 0xa1, 's', 0xa1, 'u', 0x01, 0xa1, 'f'}), DecodeError);
+}
+
+TEST(WeftMessagesTest, SyncOfThePreviousFormatIsRefused) {
+  // [node, all, owners, withdrawn_mark, entries]: a peer of the build before
+  // the sync was split into buckets. It must fail to decode (and so be
+  // dropped), not be read as a sync of no scope.
+  EXPECT_THROW(decode(Bytes{0x7A, 0x95, 0xa1, 'n', 0xc3, 0x91, 0xa1, 'a', 0x09, 0x90}), DecodeError);
+  EXPECT_NO_THROW(decode(Bytes{0x7A, 0x97, 0xa1, 'n', 0x09, 0x91, 0xa1, 'a', 0x91, 0x03, 0x90, 0x90, 0x90}));
 }
 
 TEST(WeftMessagesTest, ContainerLongerThanTheInputIsRefusedWithoutAllocating) {
