@@ -14,6 +14,7 @@
 #include "control/cluster/table_gossip.h"
 #include "control/cluster/weft_messages.h"
 #include "control/gossip/serf_compat.h"
+#include "tests/support/table_gossip_node.h"
 
 namespace cluster = weft::control::cluster;
 namespace gossip = weft::control::gossip;
@@ -26,38 +27,11 @@ namespace {
 constexpr std::size_t kMaxStream = 64 * 1024;
 constexpr auto kNever = std::chrono::hours(1);
 
-struct Node {
-  Node(asio::io_context& io, const std::string& name, std::chrono::milliseconds push_pull_interval)
-      : tables(name, {"endpoints"}),
-        table_gossip(io, cluster::TableGossipConfig{.node_name = name, .node_scoped_tables = {"endpoints"},
-                                                     .push_fanout = 0},
-                     tables),
-        serf(io, name, {{"role", "weft"}}, &table_gossip, &table_gossip),
-        ml(io, config(name, push_pull_interval), &serf, &serf) {
-    serf.attach(&ml);
-    table_gossip.attach(&ml);
-    ml.start();
-  }
-  static gossip::Config config(const std::string& name, std::chrono::milliseconds push_pull_interval) {
-    gossip::Config c;
-    c.name = name;
-    c.bind_addr = "127.0.0.1";
-    c.bind_port = 0;
-    c.probe_interval = std::chrono::hours(1);
-    c.gossip_interval = kNever;
-    c.push_pull_interval = push_pull_interval;
-    c.tcp_timeout = 5s;
-    c.max_stream_size = kMaxStream;
-    c.keyring = std::make_shared<gossip::Keyring>(gossip::Bytes(32, 0x42));
-    return c;
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(ml.bound_port()); }
-
-  tables::ReplicatedTables tables;
-  cluster::TableGossip table_gossip;
-  gossip::SerfCompat serf;
-  gossip::Memberlist ml;  // last: destroyed first, before its delegates
-};
+using Node = weft::testing::TableGossipNode;
+weft::testing::TableGossipTimings timings(std::chrono::milliseconds push_pull_interval) {
+  return {.gossip_interval = kNever, .push_pull_interval = push_pull_interval, .push_fanout = 0, .tcp_timeout = 5s,
+          .max_stream_size = kMaxStream};
+}
 
 // ~130 bytes an entry: 20 000 of them are ~2.6 MB, forty times a message.
 std::string value(int i) { return R"({"ip":"10.0.)" + std::to_string(i) + R"(","mac":"02:42:0a:00:00:01","pad":")" + std::string(60, 'x') + "\"}"; }
@@ -75,7 +49,7 @@ class TableGossipSyncTest : public ::testing::Test {
   }
 
   Node& add(const std::string& name, std::chrono::milliseconds push_pull_interval) {
-    nodes.push_back(std::make_unique<Node>(io, name, push_pull_interval));
+    nodes.push_back(std::make_unique<Node>(io, name, timings(push_pull_interval)));
     return *nodes.back();
   }
 
@@ -262,12 +236,12 @@ TEST(TableGossipSyncPeer, SyncToAPeerThatNeverAcksIsGivenUp) {
                                                     .push_fanout = 0, .sync_ack_timeout = 300ms},
                          t);
   gossip::SerfCompat serf0(io, "node0", {{"role", "weft"}}, &g, &g);
-  gossip::Memberlist ml0(io, Node::config("node0", kNever), &serf0, &serf0);
+  gossip::Memberlist ml0(io, weft::testing::table_gossip_config("node0", timings(kNever)), &serf0, &serf0);
   serf0.attach(&ml0);
   g.attach(&ml0);
   ml0.start();
   gossip::SerfCompat serf1(io, "node1", {});
-  gossip::Memberlist ml1(io, Node::config("node1", kNever), &serf1, &serf1);
+  gossip::Memberlist ml1(io, weft::testing::table_gossip_config("node1", timings(kNever)), &serf1, &serf1);
   serf1.attach(&ml1);
   ml1.start();
   int joined = -1;

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "control/gossip/serf_compat.h"
+#include "tests/support/table_gossip_node.h"
 
 namespace cluster = weft::control::cluster;
 namespace gossip = weft::control::gossip;
@@ -17,45 +18,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Timings {
-  std::chrono::milliseconds gossip_interval;
-  std::chrono::milliseconds push_pull_interval;
-  std::size_t push_fanout;
-};
-
-struct Node {
-  Node(asio::io_context& io, const std::string& name, const Timings& t)
-      : tables(name, {"endpoints"}),
-        table_gossip(io, cluster::TableGossipConfig{.node_name = name, .node_scoped_tables = {"endpoints"},
-                                                     .push_fanout = t.push_fanout},
-                     tables),
-        serf(io, name, {{"role", "weft"}}, &table_gossip, &table_gossip),
-        ml(io, config(name, t), &serf, &serf) {
-    serf.attach(&ml);
-    table_gossip.attach(&ml);
-    ml.start();
-  }
-  static gossip::Config config(const std::string& name, const Timings& t) {
-    gossip::Config c;
-    c.name = name;
-    c.bind_addr = "127.0.0.1";
-    c.bind_port = 0;
-    // memberlist staggers its first tick randomly within the interval, and
-    // piggybacks queued broadcasts on probes: both far out of the way.
-    c.probe_interval = std::chrono::hours(1);
-    c.gossip_interval = t.gossip_interval;
-    c.push_pull_interval = t.push_pull_interval;
-    c.tcp_timeout = 1s;
-    c.keyring = std::make_shared<gossip::Keyring>(gossip::Bytes(32, 0x42));
-    return c;
-  }
-  std::string address() const { return "127.0.0.1:" + std::to_string(ml.bound_port()); }
-
-  tables::ReplicatedTables tables;
-  cluster::TableGossip table_gossip;
-  gossip::SerfCompat serf;
-  gossip::Memberlist ml;  // last: destroyed first, before its delegates
-};
+using Timings = weft::testing::TableGossipTimings;
+using Node = weft::testing::TableGossipNode;
 
 class TableGossipTest : public ::testing::Test {
  protected:
