@@ -111,8 +111,12 @@ check_eq "weft_cluster_nodes{state=ready} is 2" "$(value "$work/after.txt" 'weft
 check_eq "weft_build_info has the version" "$(value "$work/after.txt" 'weft_build_info{version="0.1.0"}')" 1
 entries=$(value "$work/after.txt" 'weft_table_entries{table="endpoints"}')
 check "weft_table_entries{table=endpoints} counts the 3 endpoints at least ($entries)" test "$entries" -ge 3
-pings=$(value "$work/after.txt" 'weft_gossip_messages_total{type="ping"}')
-check "weft_gossip_messages_total{type=ping} > 0 ($pings)" test "$pings" -gt 0
+# Probes are a second apart and the test may take only a few: a ping is
+# waited for, not assumed to have come already.
+pings_counted() {
+  scrape 1 "$work/pings.txt" && (($(value "$work/pings.txt" 'weft_gossip_messages_total{type="ping"}') > 0))
+}
+check "weft_gossip_messages_total{type=ping} > 0" wait_for 10 pings_counted
 syncs=$(value "$work/after.txt" 'weft_datapath_sync_duration_seconds_count')
 check "weft_datapath_sync_duration_seconds counts the applies ($syncs)" test "$syncs" -gt 0
 check_match "weft_bpf_map_pressure reports the conntrack map" "$(cat "$work/after.txt")" \
