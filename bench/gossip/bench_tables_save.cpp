@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     // Now: the changed keys appended, folded when the journal outgrows the snapshot.
     start = std::chrono::steady_clock::now();
     std::vector<TableEntry> stored;
-    for (const auto& [table, key] : changed) stored.push_back(*tables.stored(table, key));
+    for (const auto& [table, key] : changed) stored.push_back(*tables.find(table, key));
     if (j.wants_compaction()) {
       j.compact(tables.snapshot());
       ++compactions;

@@ -3,6 +3,10 @@
 #
 #   bench/gossip/run.sh [--quick] [--sizes "10 50 100"] [--serf-sizes "..."]
 #                       [--trials T] [--rest-seconds S] [--json FILE] [--keep]
+#   bench/gossip/run.sh --tables-save   saving the replicated tables per
+#                       second of changes at 110 000 and 10 000 entries:
+#                       tables.bin written whole (before) vs tables.journal
+#                       appended (now), both in one run (bench_tables_save)
 #
 # weft: bench_gossip hosts N instances (Memberlist + SerfCompat +
 # ReplicatedTables wired as the agent wires them) in one process on
@@ -25,7 +29,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
-quick=0
+quick=0 tables_save=0
 sizes="" serf_sizes="" trials="" rest="" json_out="" keep=0
 while (($#)); do
   case "$1" in
@@ -36,7 +40,8 @@ while (($#)); do
     --rest-seconds) rest=$2; shift 2 ;;
     --json) json_out=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --tables-save) tables_save=1; shift ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +61,11 @@ command -v python3 >/dev/null || { echo "run.sh: python3 is required" >&2; exit 
 export WEFT_SRC=$repo
 # shellcheck source=scripts/lib/bench_prepare.sh
 source "$repo/scripts/lib/bench_prepare.sh"
+if ((tables_save)); then
+  bench_prepare bench_tables_save || { echo "run.sh: cannot build bench_tables_save" >&2; exit 1; }
+  for entries in 110000 10000; do "$WEFT_BIN/bench_tables_save" --entries "$entries" --rounds 7; done
+  exit 0
+fi
 bench_prepare bench_gossip || { echo "run.sh: cannot build bench_gossip" >&2; exit 1; }
 bin=$WEFT_BIN
 have_serf=1

@@ -426,17 +426,16 @@ void Cluster::State::save_swarm() {
 
 void Cluster::State::save_tables(bool whole) {
   save_pending = false;
-  if (!tables) return;
+  if (!tables || !journal) return;
   try {
-    if (!journal) journal = std::make_unique<TablesJournal>(tables_file(), journal_file());
     if (whole || !journal->usable() || journal->wants_compaction()) {
       journal->compact(tables->snapshot());
     } else {
       std::vector<TableEntry> stored;
       std::vector<TablesJournal::Key> gone;
       for (const auto& [table, key] : unsaved) {
-        if (auto e = tables->stored(table, key))
-          stored.push_back(std::move(*e));
+        if (const TableEntry* e = tables->find(table, key))
+          stored.push_back(*e);
         else
           gone.emplace_back(table, key);
       }

@@ -23,14 +23,14 @@ class ServiceNetworks {
   virtual Network get_network(const std::string& name_or_id) = 0;
   // Every endpoint known here, local and remote.
   virtual std::vector<Endpoint> list_endpoints() = 0;
-  // Those of them that are service backends, in any order; only the fields
-  // the load balancer uses need be filled (see NetworkManager::list_backends).
   // The backends of one service, every field filled, in any order.
   virtual std::vector<Endpoint> backends_of(const std::string& service_id) {
     auto endpoints = list_endpoints();
     std::erase_if(endpoints, [&](const Endpoint& e) { return e.service_id.empty() || e.service_id != service_id; });
     return endpoints;
   }
+  // Every endpoint that is a service backend, in any order; only the fields
+  // the load balancer uses need be filled (see NetworkManager::list_backends).
   virtual std::vector<Endpoint> list_backends() {
     auto endpoints = list_endpoints();
     std::erase_if(endpoints, [](const Endpoint& e) { return e.service_id.empty(); });

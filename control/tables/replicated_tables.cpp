@@ -75,12 +75,6 @@ std::optional<TableEntry> ReplicatedTables::get(const std::string& table, const 
   return it->second.entry;
 }
 
-std::optional<TableEntry> ReplicatedTables::stored(const std::string& table, const std::string& key) const {
-  auto it = slots_.find({table, key});
-  if (it == slots_.end()) return std::nullopt;
-  return it->second.entry;
-}
-
 std::vector<TableEntry> ReplicatedTables::entries(const std::string& table) const {
   std::vector<TableEntry> result;
   for (auto it = slots_.lower_bound({table, ""}); it != slots_.end() && it->first.first == table; ++it)

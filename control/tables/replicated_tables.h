@@ -78,8 +78,6 @@ class ReplicatedTables {
   std::size_t merge(const std::vector<TableEntry>& entries, Clock::time_point now = Clock::now());
 
   std::optional<TableEntry> get(const std::string& table, const std::string& key) const;
-  // The version stored for a key, tombstone included (what is saved to disk).
-  std::optional<TableEntry> stored(const std::string& table, const std::string& key) const;
   // Live entries of one table.
   std::vector<TableEntry> entries(const std::string& table) const;
   // Live entries per table (tables without any are absent); no copies.
