@@ -236,16 +236,32 @@ void Forwarder::wait_answers(const std::shared_ptr<UpstreamSocket>& s) {
 }
 
 void Forwarder::read_answers(const std::shared_ptr<UpstreamSocket>& s) {
-  if (receive_buffer_.empty()) receive_buffer_.resize(65535);
+  // Up to answer_batch answers per recvmmsg, and no call that only says
+  // "nothing more": the wait that follows re-arms the socket in epoll, which
+  // reports it at once if answers are still queued. Each slot holds the
+  // largest UDP answer; the kernel touches only the pages it writes.
+  if (!answer_buffers_) answer_buffers_.reset(new uint8_t[answer_batch * max_udp_answer]);
+  std::array<mmsghdr, answer_batch> messages;
+  std::array<iovec, answer_batch> iovs;
   // Bounded: a flood on one socket yields to the rest of the loop.
-  for (int i = 0; i < 64 && s->socket.is_open(); ++i) {
-    const ssize_t n = ::recv(s->socket.native_handle(), receive_buffer_.data(), receive_buffer_.size(), MSG_DONTWAIT);
+  for (int round = 0; round < 8 && s->socket.is_open(); ++round) {
+    for (std::size_t i = 0; i < answer_batch; ++i) {
+      iovs[i] = iovec{answer_buffers_.get() + i * max_udp_answer, max_udp_answer};
+      messages[i] = mmsghdr{};
+      messages[i].msg_hdr.msg_iov = &iovs[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int n = ::recvmmsg(s->socket.native_handle(), messages.data(), answer_batch, MSG_DONTWAIT, nullptr);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       fail_waiting(s);  // ICMP unreachable and the like
       continue;
     }
-    on_udp_answer(*s, std::span<const uint8_t>(receive_buffer_.data(), static_cast<std::size_t>(n)));
+    for (int i = 0; i < n && s->socket.is_open(); ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      on_udp_answer(*s, std::span<const uint8_t>(answer_buffers_.get() + k * max_udp_answer, messages[k].msg_len));
+    }
+    if (static_cast<std::size_t>(n) < answer_batch) return;
   }
 }
 

@@ -10,16 +10,20 @@
 #   dnsmasq, unbound, nsd (rrl-ratelimit: 0), knot: one worker each
 #   weft-fwd dns_bench_server owning no name, forwarding to the dnsmasq
 #            above with no cache (latency section only)
+#   relay    dns_relay: passes queries to that dnsmasq and answers back, no
+#            parsing, no ID of its own (the limit of forwarding, as the echo
+#            is of answering; latency section only)
 # 1. Throughput: dns_loadgen (sendmmsg/recvmmsg, 256 in flight) against each
 #    server for SECONDS, ROUNDS rounds, the order rotated every round so
 #    that a change of load hits every server alike; median and range.
 # 2. Latency at a fixed rate (RATE q/s): dns_loadgen --rate and dnsperf -Q
 #    (per-query latencies from dnsperf -v); weft-fwd minus dnsmasq is what
-#    forwarding adds over the upstream's own latency.
+#    forwarding adds over the upstream's own latency, relay minus dnsmasq
+#    what the extra hop alone costs on this machine.
 # unbound, nsd, knot and dnsperf are installed with apt-get when missing.
 #   bench/dns/run.sh [SECONDS] [ROUNDS] [MODE]   (default 5 3 all; WEFT_BIN
 #   overrides build/bin, WEFT_DNS_BENCH_RATE the fixed rate, default 20000)
-# MODE forwarding runs only section 2 for dnsmasq and weft-fwd, alternating
+# MODE forwarding runs only section 2 for dnsmasq, weft-fwd and relay, alternating
 # them ROUNDS times: what forwarding adds, with less else on the machine.
 set -euo pipefail
 export WEFT_SRC=${WEFT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -31,7 +35,7 @@ rate=${WEFT_DNS_BENCH_RATE:-20000}
 ((EUID == 0)) || { echo "run.sh: must run as root (it makes a network namespace)" >&2; exit 1; }
 # shellcheck source=scripts/lib/bench_prepare.sh
 source "$WEFT_SRC/scripts/lib/bench_prepare.sh"
-bench_prepare dns_loadgen dns_echo dns_bench_server || { echo "run.sh: cannot build the DNS bench programs" >&2; exit 1; }
+bench_prepare dns_loadgen dns_echo dns_relay dns_bench_server || { echo "run.sh: cannot build the DNS bench programs" >&2; exit 1; }
 bin=$WEFT_BIN
 
 # The peers: scripts/setup (run by bench_prepare) installs them; this is for
@@ -72,7 +76,7 @@ for i in $(seq 0 99); do for k in 1 2 3 4; do echo "$(addr "$i" "$k") name$i"; d
   for i in $(seq 0 99); do for k in 1 2 3 4; do echo "name$i. 5 IN A $(addr "$i" "$k")"; done; done
 } >"$work/root.zone"
 
-declare -A port=([weft]=5301 [echo]=5302 [dnsmasq]=5303 [unbound]=5304 [nsd]=5305 [knot]=5306 [weft-fwd]=5307
+declare -A port=([weft]=5301 [echo]=5302 [dnsmasq]=5303 [unbound]=5304 [nsd]=5305 [knot]=5306 [weft-fwd]=5307 [relay]=5309
   [weft-loop]=5308)
 
 cat >"$work/unbound.conf" <<EOF
@@ -193,6 +197,8 @@ fwd=0
 if [[ " ${servers[*]} " == *" dnsmasq "* ]] &&
   start_server weft-fwd "$bin/dns_bench_server" 127.0.0.1 "${port[weft-fwd]}" 0 \
     --upstream "127.0.0.1:${port[dnsmasq]}" --cache 0; then fwd=1; fi
+relay=0
+if ((fwd)) && start_server relay "$bin/dns_relay" 127.0.0.1 "${port[relay]}" 127.0.0.1 "${port[dnsmasq]}"; then relay=1; fi
 
 results=$work/results.txt
 : >"$results"
@@ -214,6 +220,7 @@ done
 printf 'name%d A\n' $(seq 0 99) >"$work/queries.txt"
 latency_servers=("${servers[@]}")
 ((fwd)) && latency_servers+=(weft-fwd)
+((relay)) && latency_servers+=(relay)
 m=${#latency_servers[@]}
 for ((r = 0; r < rounds; r++)); do
   for ((j = 0; j < m; j++)); do
@@ -298,4 +305,9 @@ for src, d in (("loadgen", fixed), ("dnsperf", perf)):
         dp = float(a["p99_us"]) - float(b["p99_us"])
         print(f"forwarding adds ({src}, weft->dnsmasq minus dnsmasq): mean {dm:+.1f} us, p99 {dp:+.1f} us"
               f"   (target < 50 us: {'met' if dm < 50 else 'MISSED'} on the mean)")
+        if "relay" in d:
+            r = d["relay"]
+            rm = float(r["mean_us"]) - float(b["mean_us"])
+            print(f"  the extra hop alone ({src}, relay->dnsmasq minus dnsmasq): mean {rm:+.1f} us, "
+                  f"p99 {float(r['p99_us']) - float(b['p99_us']):+.1f} us; weft-fwd minus relay: mean {dm - rm:+.1f} us")
 EOF

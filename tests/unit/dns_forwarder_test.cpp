@@ -139,6 +139,34 @@ TEST(DnsForwarderTest, SocketsMoveToNewPortsAfterTheirShareOfQueries) {
   EXPECT_THAT(run.sockets_after, Le(2u));
 }
 
+// Answers are read a batch at a time (recvmmsg) with no call that only
+// finds the socket empty: answers queued beyond one batch, and beyond one
+// wake-up's bound, must still all be taken (the wait re-arms the socket).
+TEST(DnsForwarderTest, AnswersQueuedBeyondABatchAreAllTaken) {
+  RecordingUpstream upstream;
+  ForwarderConfig config{{upstream.endpoint()}};
+  config.cache_entries = 0;
+  config.sockets_per_upstream = 1;
+  asio::io_context io;
+  Forwarder forwarder(io, config);
+  constexpr int count = 150;  // > 8 rounds of 8 per wake-up
+  int answered = 0;
+  for (int i = 0; i < count; ++i)
+    forwarder.forward(make_query("queued" + std::to_string(i) + ".example", 1, static_cast<uint16_t>(i)),
+                      [&](std::vector<uint8_t> answer) {
+                        if (rcode_of(answer) == 0) ++answered;
+                      });
+  // Every answer waits in the one socket's queue before the loop first runs.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (upstream.queries() < count && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(upstream.queries(), count);
+  while (answered < count && std::chrono::steady_clock::now() < until) io.run_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(answered, count);
+  EXPECT_EQ(forwarder.in_flight(), 0u);
+}
+
 TEST(DnsForwarderTest, AnswerWithTheRightIdButAnotherQuestionIsIgnored) {
   RecordingUpstream upstream(/*forge_first=*/true);
   ForwarderConfig config{{upstream.endpoint()}};
