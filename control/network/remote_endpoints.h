@@ -1,5 +1,6 @@
 // Endpoints of other nodes as the network manager holds them: each once,
-// packed. The cluster's tables already hold every record as text; what the
+// packed (control/model/packed_endpoint.h), and shared with the endpoint
+// snapshots. The cluster's tables already hold every record as text; what the
 // manager needs of one is what its kernel entries need (address, MAC, the
 // hosting node's VTEP, network) and, for listings, the rest of the record.
 // At 100 000 remote endpoints (10 000 services x 10 backends) a full
@@ -17,6 +18,7 @@
 #include <utility>
 
 #include "control/model/model.h"
+#include "control/model/packed_endpoint.h"
 #include "dataplane/address.h"
 
 namespace weft::control::network {
@@ -34,16 +36,9 @@ class RemoteEndpoints {
   static std::string id_of(const Key& key);
 
   struct Entry {
-    // Shared with every other entry that names the same one (interned);
-    // never null.
-    const std::string* network_id = nullptr;
-    const std::string* node = nullptr;
-    const std::string* service_id = nullptr;  // "" for none
-    std::string details;                      // name, network name, netns, ifname, drain time, aliases
-    dataplane::Ipv4 ip{};
-    dataplane::MacAddress mac{};
-    int prefix_len = 0;
-    BackendState backend_state = BackendState::active;
+    // The record, shared with the endpoint snapshots that list it; a change
+    // replaces it (never null).
+    std::shared_ptr<const PackedEndpoint> endpoint;
     bool reserved_here = false;  // its address was marked used in our allocator
     dataplane::Ipv4 vtep{};      // the underlay address of the node hosting it
   };
@@ -64,7 +59,7 @@ class RemoteEndpoints {
   void clear();
 
   // The name from an entry's details, without unpacking the rest.
-  static std::string name(const Entry& entry);
+  static std::string name(const Entry& entry) { return std::string(entry.endpoint->name()); }
   // What the load balancer needs of an entry: id, network, address, MAC,
   // node, service and backend state (the drain time while draining).
   static Endpoint backend(const Key& key, const Entry& entry);
@@ -85,13 +80,11 @@ class RemoteEndpoints {
   struct KeyHash {
     std::size_t operator()(const Key& key) const;
   };
-  // Strings shared between entries, counted; gone with the last user.
-  const std::string* acquire(const std::string& s);
-  void release(const std::string* s);
-  void release_all(Entry& entry);
+  // Drops an entry's record, and the strings it interned that nothing else holds.
+  void release(Entry& entry);
 
   std::unordered_map<Key, Entry, KeyHash> entries_;
-  std::unordered_map<std::string, std::size_t> interned_;
+  StringInterner interned_;
 };
 
 }  // namespace weft::control::network

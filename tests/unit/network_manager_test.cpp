@@ -522,8 +522,8 @@ TEST_F(NetworkManagerTest, SharedEndpointsAreOneSnapshotPerChange) {
 
   const auto first = agent->shared_endpoints();
   ASSERT_EQ(first->endpoints.size(), 1u);
-  EXPECT_EQ(first->endpoints[0].id, e.id);
-  EXPECT_EQ(first->endpoints[0].network_name, "net-remote");
+  EXPECT_EQ(first->endpoints[0]->id(), e.id);
+  EXPECT_EQ(first->endpoints[0]->network_name(), "net-remote");
   EXPECT_NE(first->version, 0u);
   EXPECT_EQ(agent->shared_endpoints().get(), first.get()) << "no change: the same snapshot";
 
@@ -539,14 +539,20 @@ TEST_F(NetworkManagerTest, SharedEndpointsAreOneSnapshotPerChange) {
   ASSERT_EQ(second->endpoints.size(), 2u);
   const auto listed = agent->list_endpoints();
   ASSERT_EQ(listed.size(), 2u);
-  for (std::size_t i = 0; i < listed.size(); ++i) EXPECT_EQ(second->endpoints[i].id, listed[i].id) << "in order";
+  for (std::size_t i = 0; i < listed.size(); ++i) EXPECT_EQ(second->endpoints[i]->id(), listed[i].id) << "in order";
   EXPECT_EQ(first->endpoints.size(), 1u) << "immutable for its holders";
+  // An unchanged endpoint is the same object in both: the snapshots point at
+  // what the network manager holds, not at copies of it.
+  const auto unchanged = std::find_if(second->endpoints.begin(), second->endpoints.end(),
+                                      [&](const auto& p) { return p->id() == e.id; });
+  ASSERT_NE(unchanged, second->endpoints.end());
+  EXPECT_EQ(unchanged->get(), first->endpoints[0].get());
 
   agent->forget_remote_endpoint(e.id);
   const auto third = agent->shared_endpoints();
   EXPECT_GT(third->version, second->version);
   ASSERT_EQ(third->endpoints.size(), 1u);
-  EXPECT_EQ(third->endpoints[0].id, other.id);
+  EXPECT_EQ(third->endpoints[0]->id(), other.id);
 }
 
 // Endpoints of other nodes are held packed (remote_endpoints.h): what

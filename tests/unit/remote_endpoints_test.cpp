@@ -106,7 +106,7 @@ TEST(RemoteEndpointsTest, ReplacingKeepsTheReservationAndSharesStrings) {
   EXPECT_EQ(store.interned(), 3u);
   auto* entry = store.find(id_ending('0'));
   ASSERT_NE(entry, nullptr);
-  EXPECT_EQ(entry->network_id, store.find(id_ending('9'))->network_id);
+  EXPECT_EQ(&entry->endpoint->network_id(), &store.find(id_ending('9'))->endpoint->network_id());
   entry->reserved_here = true;
   auto changed = backend(id_ending('0'), std::string(64, '6'));
   changed.backend_state = BackendState::active;
