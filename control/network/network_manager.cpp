@@ -644,7 +644,8 @@ std::shared_ptr<const EndpointSnapshot> NetworkManager::shared_endpoints() {
     for (const auto& [id, e] : self.endpoints) all.push_back(PackedEndpoint::make(e));
     // Other nodes' endpoints are the very records the manager holds: a
     // pointer each, not a copy. The network's name here stands in for the
-    // record's (a copy only where they differ).
+    // record's; they are held with it (apply_remote_endpoint, a network's
+    // arrival), so a copy is made only if one was not.
     const std::string* last_network_id = nullptr;
     const std::string* network_name = nullptr;
     self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
@@ -654,8 +655,9 @@ std::shared_ptr<const EndpointSnapshot> NetworkManager::shared_endpoints() {
         network_name = n == self.networks.end() ? nullptr : &n->second.name;
         last_network_id = &network_id;
       }
-      if (network_name && r.endpoint->network_name() != *network_name)
-        all.push_back(r.endpoint->with_network_name(*network_name));
+      const std::string& shown = network_name ? *network_name : *r.record_network_name;
+      if (r.endpoint->network_name() != shown)
+        all.push_back(r.endpoint->with_network_name(shown));
       else
         all.push_back(r.endpoint);
     });
@@ -780,8 +782,9 @@ void NetworkManager::apply_remote_network(const Network& network) {
   } catch (const std::exception& e) {
     spdlog::error("network {} from {}: cannot create its devices: {}", network.name, network.node, e.what());
   }
-  self.networks.emplace(network.id, network);
+  const auto& known = self.networks.emplace(network.id, network).first->second;
   self.addresses.emplace(network.id, std::move(allocator));
+  self.remote_endpoints.name_network(network.id, &known.name);
   self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, RemoteEndpoints::Entry& r) {
     if (r.endpoint->network_id() == network.id) self.realise_remote_endpoint(r);
   });
@@ -809,6 +812,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
   std::erase_if(self.reserved, [&](const auto& r) { return r.network_id == n.id; });
   dp::remove_overlay(self.node, self.layout(n));
   self.networks.erase(n.id);
+  self.remote_endpoints.name_network(n.id, nullptr);
   self.addresses.erase(n.id);
   try {
     self.pool.release(n.subnet);
@@ -847,18 +851,21 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 
   auto& self = *impl_;
   if (endpoint.node == self.config.node_name) return;
   notice.fire();
+  // Held with the network's name here, which stands in for the record's in
+  // listings (and the snapshots share the record as it is).
+  const auto network = self.networks.find(endpoint.network_id);
+  const std::string* network_name = network == self.networks.end() ? nullptr : &network->second.name;
   if (auto* old = self.remote_endpoints.find(endpoint.id)) {
     if (old->endpoint->ip() == endpoint.ip && old->vtep == vtep) {
       // Same place; what may have changed is its service or backend state.
-      // (The network's name here stands in for the record's in listings.)
-      self.remote_endpoints.put(endpoint, vtep);
+      self.remote_endpoints.put(endpoint, vtep, network_name);
       return;
     }
     // Moved or re-addressed: the old entries must go first.
     if (auto n = self.networks.find(old->endpoint->network_id()); n != self.networks.end())
       dp::unprogram_remote_endpoint(self.layout(n->second), {old->endpoint->ip(), old->endpoint->mac(), old->vtep});
   }
-  self.realise_remote_endpoint(*self.remote_endpoints.put(endpoint, vtep).first);
+  self.realise_remote_endpoint(*self.remote_endpoints.put(endpoint, vtep, network_name).first);
   spdlog::debug("endpoint {} {} on {} via {}", endpoint.name, endpoint.ip.str(), endpoint.node, vtep.str());
 }
 

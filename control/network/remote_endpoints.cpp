@@ -52,9 +52,10 @@ std::size_t RemoteEndpoints::KeyHash::operator()(const Key& key) const {
 void RemoteEndpoints::release(Entry& entry) {
   if (!entry.endpoint) return;
   // Copies: the interner may free the strings the record names.
-  const std::array<std::string, 3> names{entry.endpoint->network_id(), entry.endpoint->node(),
-                                         entry.endpoint->service_id()};
+  const std::array<std::string, 4> names{entry.endpoint->network_id(), entry.endpoint->node(),
+                                         entry.endpoint->service_id(), *entry.record_network_name};
   entry.endpoint.reset();
+  entry.record_network_name.reset();
   for (const auto& name : names) interned_.release(name);
 }
 
@@ -63,17 +64,35 @@ RemoteEndpoints::Entry* RemoteEndpoints::find(const std::string& id) {
   return it == entries_.end() ? nullptr : &it->second;
 }
 
-std::pair<RemoteEndpoints::Entry*, bool> RemoteEndpoints::put(const Endpoint& endpoint, dataplane::Ipv4 vtep) {
+std::pair<RemoteEndpoints::Entry*, bool> RemoteEndpoints::put(const Endpoint& endpoint, dataplane::Ipv4 vtep,
+                                                              const std::string* network_name) {
   auto [it, fresh] = entries_.try_emplace(key_of(endpoint.id));
   Entry& entry = it->second;
   // Made before the old record goes, so a string both name stays interned.
-  auto packed = std::make_shared<const PackedEndpoint>(endpoint, interned_.get(endpoint.network_id),
-                                                       interned_.get(endpoint.node),
-                                                       interned_.get(endpoint.service_id));
+  auto record_network_name = interned_.get(endpoint.network_name);
+  std::shared_ptr<const PackedEndpoint> packed;
+  if (network_name && *network_name != endpoint.network_name) {
+    Endpoint named = endpoint;
+    named.network_name = *network_name;
+    packed = std::make_shared<const PackedEndpoint>(named, interned_.get(endpoint.network_id),
+                                                    interned_.get(endpoint.node), interned_.get(endpoint.service_id));
+  } else {
+    packed = std::make_shared<const PackedEndpoint>(endpoint, interned_.get(endpoint.network_id),
+                                                    interned_.get(endpoint.node), interned_.get(endpoint.service_id));
+  }
   release(entry);
   entry.endpoint = std::move(packed);
+  entry.record_network_name = std::move(record_network_name);
   entry.vtep = vtep;
   return {&entry, fresh};
+}
+
+void RemoteEndpoints::name_network(const std::string& network_id, const std::string* name) {
+  for (auto& [key, entry] : entries_) {
+    if (entry.endpoint->network_id() != network_id) continue;
+    const std::string& wanted = name ? *name : *entry.record_network_name;
+    if (entry.endpoint->network_name() != wanted) entry.endpoint = entry.endpoint->with_network_name(wanted);
+  }
 }
 
 void RemoteEndpoints::erase(const std::string& id) {
@@ -105,7 +124,7 @@ Endpoint RemoteEndpoints::backend(const Key& key, const Entry& entry) {
 
 Endpoint RemoteEndpoints::endpoint(const Key&, const Entry& entry, const std::string* network_name) {
   Endpoint e = entry.endpoint->unpack();
-  if (network_name) e.network_name = *network_name;
+  e.network_name = network_name ? *network_name : *entry.record_network_name;
   return e;
 }
 

@@ -39,6 +39,9 @@ class RemoteEndpoints {
     // The record, shared with the endpoint snapshots that list it; a change
     // replaces it (never null).
     std::shared_ptr<const PackedEndpoint> endpoint;
+    // The record's own network name (records of other nodes carry none):
+    // what `endpoint` names its network by while the network is unknown here.
+    PackedEndpoint::SharedString record_network_name;
     bool reserved_here = false;  // its address was marked used in our allocator
     dataplane::Ipv4 vtep{};      // the underlay address of the node hosting it
   };
@@ -53,8 +56,16 @@ class RemoteEndpoints {
   std::size_t interned() const { return interned_.size(); }
   Entry* find(const std::string& id);
   // Records `endpoint` hosted at `vtep`, replacing what was held under its
-  // id (reserved_here is kept). True when the id is new.
-  std::pair<Entry*, bool> put(const Endpoint& endpoint, dataplane::Ipv4 vtep);
+  // id (reserved_here is kept). True when the id is new. `network_name`:
+  // its network's name here, when the network is known (nullptr: the
+  // record's own), which the record is held with, so that the endpoint
+  // snapshots can share it as it is.
+  std::pair<Entry*, bool> put(const Endpoint& endpoint, dataplane::Ipv4 vtep,
+                              const std::string* network_name = nullptr);
+  // The network `network_id` is now known here by `name` (nullptr: no
+  // longer known): its endpoints are held with that name (their records'
+  // own when nullptr).
+  void name_network(const std::string& network_id, const std::string* name);
   void erase(const std::string& id);
   void clear();
 
