@@ -80,7 +80,9 @@ TEST(PackedEndpointTest, IdsCompareAsTheirStrings) {
       const int got = pa->compare_id(*pb);
       EXPECT_EQ(got < 0, want < 0) << a << " vs " << b;
       EXPECT_EQ(got == 0, want == 0) << a << " vs " << b;
-      if (a == b) EXPECT_EQ(pa->id_hash(), pb->id_hash());
+      if (a == b) {
+        EXPECT_EQ(pa->id_hash(), pb->id_hash());
+      }
     }
   }
 }
@@ -120,7 +122,9 @@ TEST(PackedEndpointTest, InternedStringsStayWhileHeld) {
   // what is held.
   std::vector<PackedEndpoint::SharedString> kept;
   for (int i = 0; i < 10000; ++i) {
-    auto s = interner.get("s" + std::to_string(i));
+    std::string name = std::to_string(i);
+    name.insert(name.begin(), 's');
+    auto s = interner.get(name);
     if (i % 10 == 0) kept.push_back(s);
   }
   EXPECT_LE(interner.size(), 2 * kept.size() + 64);

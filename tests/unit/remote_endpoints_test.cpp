@@ -82,13 +82,18 @@ TEST(RemoteEndpointsTest, HeldWithTheNetworksNameHere) {
   EXPECT_EQ(RemoteEndpoints::endpoint({}, *entry, nullptr).network_name, "net-record");
   store.name_network(e.network_id, nullptr);
   EXPECT_EQ(store.find(e.id)->endpoint->network_name(), "net-record");
-  const auto before = store.find(e.id)->endpoint;
+  auto before = store.find(e.id)->endpoint;
   store.name_network(std::string(64, 'f'), &here);  // another network
   EXPECT_EQ(store.find(e.id)->endpoint, before);
   store.name_network(e.network_id, &here);
   EXPECT_EQ(store.find(e.id)->endpoint->network_name(), "net-test");
   EXPECT_EQ(&store.find(e.id)->endpoint->service_id(), &before->service_id()) << "ids still shared";
   store.erase(e.id);
+  EXPECT_EQ(store.interned(), 3u) << "network, node and service ids: `before` still holds them";
+  const std::string* service_id = &before->service_id();
+  EXPECT_EQ(*service_id, e.service_id);
+  before.reset();  // they go at the interner's next sweep, or with the store's clear()
+  store.clear();
   EXPECT_EQ(store.interned(), 0u);
 }
 
