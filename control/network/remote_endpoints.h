@@ -1,14 +1,15 @@
 // Endpoints of other nodes as the network manager holds them: each once,
 // packed (control/model/packed_endpoint.h), and shared with the endpoint
-// snapshots. The cluster's tables already hold every record as text; what the
-// manager needs of one is what its kernel entries need (address, MAC, the
-// hosting node's VTEP, network) and, for listings, the rest of the record.
-// At 100 000 remote endpoints (10 000 services x 10 backends) a full
-// `Endpoint` per endpoint in a map keyed by its 64-character id cost ~880
-// bytes each (ten strings, four of them on the heap); here an endpoint is
-// ~230: the model id packed into 32 bytes, network, node and service ids
-// shared between the endpoints that name them, and the names, namespace,
-// drain time and aliases in one string.
+// snapshots, which point at these same records. The cluster's tables
+// already hold every record as text; what the manager needs of one is what
+// its kernel entries need (address, MAC, the hosting node's VTEP, network)
+// and, for listings, the rest of the record. At 100 000 remote endpoints
+// (10 000 services x 10 backends) a full `Endpoint` per endpoint in a map
+// keyed by its 64-character id cost ~880 bytes each, and the snapshot
+// another full copy; here an endpoint is ~400 bytes in all
+// (bench_remote_store): the model id packed into 32 bytes, network, node
+// and service ids shared between the endpoints that name them, and the
+// names, namespace, drain time and aliases in one string.
 #pragma once
 
 #include <array>
