@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "control/model/ids.h"
+#include "control/model/packed_endpoint.h"
 
 namespace weft::observe {
 
@@ -75,7 +76,7 @@ ClusterSnapshot AgentStateSource::read() {
                           .vni = network.vni,
                           .endpoints_per_node = {}};
     for (const auto& endpoint : endpoints)
-      if (endpoint.network_id == network.id) ++shown.endpoints_per_node[endpoint.node];
+      if (endpoint->network_id() == network.id) ++shown.endpoints_per_node[endpoint->node()];
     snapshot.networks.push_back(std::move(shown));
   }
   std::sort(snapshot.networks.begin(), snapshot.networks.end(),
@@ -87,8 +88,8 @@ ClusterSnapshot AgentStateSource::read() {
   }
   std::map<std::string, std::set<std::string>> aliases_of_service;
   for (const auto& endpoint : endpoints)
-    if (!endpoint.service_id.empty())
-      aliases_of_service[endpoint.service_id].insert(endpoint.aliases.begin(), endpoint.aliases.end());
+    if (!endpoint->service_id().empty())
+      for (auto& alias : endpoint->aliases()) aliases_of_service[endpoint->service_id()].insert(std::move(alias));
 
   for (const auto& detail : services_->list_services()) {
     const auto& service = detail.service;

@@ -46,10 +46,11 @@ void add_service_samples(const control::services::LbView& view, control::service
   // Service id -> active, draining; hashed: 10 000 services have 100 000 backends.
   std::unordered_map<std::string_view, std::pair<std::uint64_t, std::uint64_t>> backends;
   backends.reserve(view.services.size());
-  for (const auto& endpoint : view.backend_source()) {
-    if (endpoint.service_id.empty()) continue;
-    auto& [active, draining] = backends[endpoint.service_id];
-    (endpoint.backend_state == control::BackendState::draining ? draining : active) += 1;
+  const auto source = view.backend_source();  // the keys view its strings
+  for (const auto& endpoint : source->endpoints) {
+    if (endpoint->service_id().empty()) continue;
+    auto& [active, draining] = backends[endpoint->service_id()];
+    (endpoint->backend_state() == control::BackendState::draining ? draining : active) += 1;
   }
   // Names are unique in a cluster; two records that share one (a race
   // between two creates) are summed, so no series appears twice.

@@ -4,7 +4,8 @@
 // from the id to a full Endpoint, its VTEP and a flag) and as it is
 // (RemoteEndpoints), and of the load balancer's per-apply list of backends
 // as list_endpoints() made it (every field) and as list_backends() makes
-// it. Heap in use from mallinfo2 (arena and mmapped blocks), so it needs
+// it, and of the shared endpoint snapshot (a copy of every endpoint before,
+// pointers to the store's records now). Heap in use from mallinfo2 (arena and mmapped blocks), so it needs
 // no root and no kernel.
 //
 //   bench_remote_store [--endpoints 100000] [--backends 10]
@@ -99,7 +100,18 @@ int main(int argc, char** argv) {
       all.push_back(control::network::RemoteEndpoints::endpoint(key, entry, nullptr));
     });
     const std::size_t bytes = heap_in_use() - base;
-    std::printf("LB view backends, list_endpoints() copy (before): %.1f MB\n", bytes / 1e6);
+    std::printf("LB view backends and endpoint snapshot, list_endpoints() copy (before): %.1f MB\n", bytes / 1e6);
+  }
+  // The shared endpoint snapshot (NetworkManager::shared_endpoints): it was
+  // the copy above, a full Endpoint each; it is a pointer to each of the
+  // store's records.
+  base = heap_in_use();
+  {
+    std::vector<std::shared_ptr<const PackedEndpoint>> snapshot;
+    snapshot.reserve(store.size());
+    store.for_each([&](const auto&, const auto& entry) { snapshot.push_back(entry.endpoint); });
+    const std::size_t bytes = heap_in_use() - base;
+    std::printf("endpoint snapshot, the store's records shared (after): %.1f MB\n", bytes / 1e6);
   }
   base = heap_in_use();
   {

@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "control/model/packed_endpoint.h"
+
 namespace weft::control::api {
 
 ClusterEventWatcher::ClusterEventWatcher(EventBus& bus, NetworkService& networks, SwarmService* swarm,
@@ -106,23 +108,25 @@ void ClusterEventWatcher::diff_networks() {
                       .attributes = {{"name", n.name}, {"type", n.driver}}};
     return event;
   };
-  auto endpoint_event = [&](const std::string& action, const Endpoint& e,
+  auto endpoint_event = [&](const std::string& action, const PackedEndpoint& e,
                             const std::map<std::string, NetworkSeen>& names) {
-    auto event = network_event(action, e.network_id, names.count(e.network_id) ? names.at(e.network_id)
-                                                                                : NetworkSeen{"", "overlay"});
-    event.attributes["container"] = e.id;  // Docker names the container; weft's endpoint stands in
-    if (!e.name.empty()) event.attributes["endpoint"] = e.name;
+    const auto& network_id = e.network_id();
+    auto event = network_event(action, network_id, names.count(network_id) ? names.at(network_id)
+                                                                            : NetworkSeen{"", "overlay"});
+    event.attributes["container"] = e.id();  // Docker names the container; weft's endpoint stands in
+    if (!e.name().empty()) event.attributes["endpoint"] = std::string(e.name());
     return event;
   };
+  using Ref = const PackedEndpoint*;
+  auto less = [](Ref a, Ref b) { return a->compare_id(*b) < 0; };
   // Endpoints by id (the first of an id, as a map of them kept it), in id
   // order as the events always came.
-  auto by_id = [](const EndpointSnapshot& snapshot) {
-    std::vector<const Endpoint*> sorted;
+  auto by_id = [&](const EndpointSnapshot& snapshot) {
+    std::vector<Ref> sorted;
     sorted.reserve(snapshot.endpoints.size());
-    for (const Endpoint& e : snapshot.endpoints) sorted.push_back(&e);
-    std::stable_sort(sorted.begin(), sorted.end(), [](const Endpoint* a, const Endpoint* b) { return a->id < b->id; });
-    sorted.erase(std::unique(sorted.begin(), sorted.end(),
-                             [](const Endpoint* a, const Endpoint* b) { return a->id == b->id; }),
+    for (const auto& e : snapshot.endpoints) sorted.push_back(e.get());
+    std::stable_sort(sorted.begin(), sorted.end(), less);
+    sorted.erase(std::unique(sorted.begin(), sorted.end(), [](Ref a, Ref b) { return a->compare_id(*b) == 0; }),
                  sorted.end());
     return sorted;
   };
@@ -132,14 +136,13 @@ void ClusterEventWatcher::diff_networks() {
       if (!networks_seen_.count(id)) bus_.publish(network_event("create", id, n));
     if (!endpoints_same) {
       const auto now = by_id(*endpoints);
-      const auto before = endpoints_seen_ ? by_id(*endpoints_seen_) : std::vector<const Endpoint*>{};
-      auto less = [](const Endpoint* a, const Endpoint* b) { return a->id < b->id; };
-      std::vector<const Endpoint*> connected, disconnected;
+      const auto before = endpoints_seen_ ? by_id(*endpoints_seen_) : std::vector<Ref>{};
+      std::vector<Ref> connected, disconnected;
       std::set_difference(now.begin(), now.end(), before.begin(), before.end(), std::back_inserter(connected), less);
       std::set_difference(before.begin(), before.end(), now.begin(), now.end(), std::back_inserter(disconnected),
                           less);
-      for (const Endpoint* e : connected) bus_.publish(endpoint_event("connect", *e, networks));
-      for (const Endpoint* e : disconnected) bus_.publish(endpoint_event("disconnect", *e, networks_seen_));
+      for (Ref e : connected) bus_.publish(endpoint_event("connect", *e, networks));
+      for (Ref e : disconnected) bus_.publish(endpoint_event("disconnect", *e, networks_seen_));
     }
     for (const auto& [id, n] : networks_seen_)
       if (!networks.count(id)) bus_.publish(network_event("destroy", id, n));

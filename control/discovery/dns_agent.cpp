@@ -208,8 +208,9 @@ void DnsAgent::sync(const std::function<DnsInputs()>& read) {
   try {
     const DnsInputs inputs = read();
     wanted = group_by_namespace(inputs.local_endpoints);
-    const auto& endpoints = inputs.shared_endpoints ? inputs.shared_endpoints->endpoints : inputs.endpoints;
-    view_.publish(build_snapshot(inputs.services, endpoints, inputs.networks, wanted));
+    view_.publish(inputs.shared_endpoints
+                      ? build_snapshot(inputs.services, inputs.shared_endpoints->endpoints, inputs.networks, wanted)
+                      : build_snapshot(inputs.services, inputs.endpoints, inputs.networks, wanted));
   } catch (const std::exception& e) {
     spdlog::error("dns: names not updated: {}", e.what());
     return;

@@ -1,5 +1,7 @@
 #include "control/discovery/snapshot.h"
 
+#include "control/model/packed_endpoint.h"
+
 namespace weft::control::discovery {
 
 std::string namespace_context(const std::string& netns) {
@@ -16,9 +18,10 @@ std::map<std::string, std::vector<Endpoint>> group_by_namespace(const std::vecto
   return out;
 }
 
-Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<Endpoint>& endpoints,
-                        const std::vector<Network>& networks,
-                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces) {
+namespace {
+
+Snapshot names_of(const std::vector<Service>& services, const std::vector<Network>& networks,
+                  const std::map<std::string, std::vector<Endpoint>>& local_namespaces) {
   Snapshot s;
   s.networks.reserve(networks.size());
   for (const auto& n : networks) s.networks.push_back(NetworkRecord{n.id, n.name});
@@ -29,14 +32,36 @@ Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<
       for (const auto& v : svc.vips) r.vips.emplace_back(v.network_id, v.addr);
     s.services.push_back(std::move(r));
   }
+  for (const auto& [context, local] : local_namespaces) {
+    auto& seen = s.contexts[context];
+    for (const auto& e : local) seen.insert(e.network_id);
+  }
+  return s;
+}
+
+}  // namespace
+
+Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<Endpoint>& endpoints,
+                        const std::vector<Network>& networks,
+                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces) {
+  Snapshot s = names_of(services, networks, local_namespaces);
   s.endpoints.reserve(endpoints.size());
   for (const auto& e : endpoints) {
     s.endpoints.push_back(
         EndpointRecord{e.id, e.name, e.aliases, e.network_id, e.ip, e.service_id, e.backend_state, e.node});
   }
-  for (const auto& [context, local] : local_namespaces) {
-    auto& seen = s.contexts[context];
-    for (const auto& e : local) seen.insert(e.network_id);
+  return s;
+}
+
+Snapshot build_snapshot(const std::vector<Service>& services,
+                        const std::vector<std::shared_ptr<const PackedEndpoint>>& endpoints,
+                        const std::vector<Network>& networks,
+                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces) {
+  Snapshot s = names_of(services, networks, local_namespaces);
+  s.endpoints.reserve(endpoints.size());
+  for (const auto& e : endpoints) {
+    s.endpoints.push_back(EndpointRecord{e->id(), std::string(e->name()), e->aliases(), e->network_id(), e->ip(),
+                                         e->service_id(), e->backend_state(), e->node()});
   }
   return s;
 }

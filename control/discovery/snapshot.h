@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -64,6 +65,11 @@ std::map<std::string, std::vector<Endpoint>> group_by_namespace(const std::vecto
 // the endpoints whose service_id is its id; an endpoint's --alias names come
 // with it (Endpoint::aliases). Names are lower-cased when published.
 Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<Endpoint>& endpoints,
+                        const std::vector<Network>& networks,
+                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces);
+// The same from the network manager's shared snapshot (EndpointSnapshot).
+Snapshot build_snapshot(const std::vector<Service>& services,
+                        const std::vector<std::shared_ptr<const PackedEndpoint>>& endpoints,
                         const std::vector<Network>& networks,
                         const std::map<std::string, std::vector<Endpoint>>& local_namespaces);
 

@@ -109,14 +109,21 @@ class ApiError : public std::runtime_error {
   Kind kind_;
 };
 
-// Every endpoint as list_endpoints() has them, immutable: readers share one
-// (the DNS, the event watcher, the observe poller) instead of each copying
-// 100 000 endpoints. `version` changes whenever the endpoints may have; a
-// reader that holds the same version has seen these contents. 0: no version
-// known (compare contents).
+class PackedEndpoint;  // control/model/packed_endpoint.h
+
+// Every endpoint as list_endpoints() has them (in its order), immutable:
+// readers share one (the DNS, the load balancer's view, the event watcher,
+// the observe poller) instead of each copying 100 000 endpoints, and its
+// elements are the very objects the network manager holds (one per
+// endpoint, shared; read them through packed_endpoint.h). `version` changes
+// whenever the endpoints may have; a reader that holds the same version has
+// seen these contents. 0: no version known (compare contents).
 struct EndpointSnapshot {
   std::uint64_t version = 0;
-  std::vector<Endpoint> endpoints;
+  std::vector<std::shared_ptr<const PackedEndpoint>> endpoints;
+
+  // A snapshot of these endpoints (each packed with strings of its own).
+  static std::shared_ptr<EndpointSnapshot> of(const std::vector<Endpoint>& endpoints, std::uint64_t version = 0);
 };
 
 // The operations behind the local API. NetworkManager implements it against
@@ -133,9 +140,7 @@ class NetworkService {
   virtual std::vector<Endpoint> list_endpoints() = 0;
   // The same, shared; NetworkManager builds one per change (see above).
   virtual std::shared_ptr<const EndpointSnapshot> shared_endpoints() {
-    auto snapshot = std::make_shared<EndpointSnapshot>();
-    snapshot->endpoints = list_endpoints();
-    return snapshot;
+    return EndpointSnapshot::of(list_endpoints());
   }
 };
 

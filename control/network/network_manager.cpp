@@ -419,7 +419,7 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   // Nodes' load-balancer addresses do not keep a network (as in Docker).
   bool remote_endpoints = false;
   self.remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
-    if (!remote_endpoints && *r.network_id == n.id)
+    if (!remote_endpoints && r.endpoint->network_id() == n.id)
       remote_endpoints = !is_node_lb_endpoint(RemoteEndpoints::endpoint(key, r, nullptr));
   });
   if (!self.endpoints_of(n.id).empty() || remote_endpoints)
@@ -637,7 +637,38 @@ std::shared_ptr<const EndpointSnapshot> NetworkManager::shared_endpoints() {
   self.endpoint_snapshot.reset();
   auto snapshot = std::make_shared<EndpointSnapshot>();
   snapshot->version = version;
-  snapshot->endpoints = list_endpoints();
+  auto& all = snapshot->endpoints;
+  {
+    std::lock_guard lock(self.mutex);
+    all.reserve(self.endpoints.size() + self.remote_endpoints.size());
+    for (const auto& [id, e] : self.endpoints) all.push_back(PackedEndpoint::make(e));
+    // Other nodes' endpoints are the very records the manager holds: a
+    // pointer each, not a copy. The network's name here stands in for the
+    // record's; they are held with it (apply_remote_endpoint, a network's
+    // arrival), so a copy is made only if one was not.
+    const std::string* last_network_id = nullptr;
+    const std::string* network_name = nullptr;
+    self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
+      const auto& network_id = r.endpoint->network_id();
+      if (&network_id != last_network_id) {
+        auto n = self.networks.find(network_id);
+        network_name = n == self.networks.end() ? nullptr : &n->second.name;
+        last_network_id = &network_id;
+      }
+      const std::string& shown = network_name ? *network_name : *r.record_network_name;
+      if (r.endpoint->network_name() != shown)
+        all.push_back(r.endpoint->with_network_name(shown));
+      else
+        all.push_back(r.endpoint);
+    });
+    for (const auto& e : self.node_lb_endpoints()) all.push_back(PackedEndpoint::make(e));
+  }
+  // In list_endpoints()' order, sorted without the lock.
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    if (const int c = a->network_name().compare(b->network_name()); c != 0) return c < 0;
+    if (const int c = a->node().compare(b->node()); c != 0) return c < 0;
+    return a->name() < b->name();
+  });
   self.endpoint_snapshot = snapshot;
   return snapshot;
 }
@@ -649,7 +680,7 @@ std::vector<Endpoint> NetworkManager::list_backends() {
     if (!e.service_id.empty()) result.push_back(e);
   result.reserve(result.size() + impl_->remote_endpoints.size());
   impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
-    if (!r.service_id->empty()) result.push_back(RemoteEndpoints::backend(key, r));
+    if (!r.endpoint->service_id().empty()) result.push_back(RemoteEndpoints::backend(key, r));
   });
   // Node load-balancer addresses are never backends.
   return result;
@@ -662,7 +693,7 @@ std::vector<Endpoint> NetworkManager::backends_of(const std::string& service_id)
   for (const auto& [id, e] : impl_->endpoints)
     if (e.service_id == service_id) result.push_back(e);
   impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
-    if (*r.service_id == service_id) result.push_back(impl_->remote_endpoint(key, r));
+    if (r.endpoint->service_id() == service_id) result.push_back(impl_->remote_endpoint(key, r));
   });
   return result;
 }
@@ -687,9 +718,9 @@ void NetworkManager::detach_cluster() {
   auto& self = *impl_;
   self.cluster = nullptr;
   self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
-    if (auto n = self.networks.find(*r.network_id); n != self.networks.end()) {
+    if (auto n = self.networks.find(r.endpoint->network_id()); n != self.networks.end()) {
       try {
-        dp::unprogram_remote_endpoint(self.layout(n->second), {r.ip, r.mac, r.vtep});
+        dp::unprogram_remote_endpoint(self.layout(n->second), {r.endpoint->ip(), r.endpoint->mac(), r.vtep});
       } catch (const std::exception& e) {
         spdlog::warn("leaving: cannot remove entries of endpoint {}: {}", RemoteEndpoints::name(r), e.what());
       }
@@ -751,10 +782,11 @@ void NetworkManager::apply_remote_network(const Network& network) {
   } catch (const std::exception& e) {
     spdlog::error("network {} from {}: cannot create its devices: {}", network.name, network.node, e.what());
   }
-  self.networks.emplace(network.id, network);
+  const auto& known = self.networks.emplace(network.id, network).first->second;
   self.addresses.emplace(network.id, std::move(allocator));
+  self.remote_endpoints.name_network(network.id, &known.name);
   self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, RemoteEndpoints::Entry& r) {
-    if (*r.network_id == network.id) self.realise_remote_endpoint(r);
+    if (r.endpoint->network_id() == network.id) self.realise_remote_endpoint(r);
   });
   self.persist_or_log("a network from the cluster");
   self.ensure_node_lb_address(network.id);
@@ -780,6 +812,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
   std::erase_if(self.reserved, [&](const auto& r) { return r.network_id == n.id; });
   dp::remove_overlay(self.node, self.layout(n));
   self.networks.erase(n.id);
+  self.remote_endpoints.name_network(n.id, nullptr);
   self.addresses.erase(n.id);
   try {
     self.pool.release(n.subnet);
@@ -792,23 +825,23 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
 }
 
 void NetworkManager::Impl::realise_remote_endpoint(RemoteEndpoints::Entry& r) {
-  auto n = networks.find(*r.network_id);
+  auto n = networks.find(r.endpoint->network_id());
   if (n == networks.end()) return;  // programmed when its network arrives
   if (!r.reserved_here) {
     auto& allocator = addresses.at(n->first);
     // Only an explicit --ip elsewhere can land in our ranges; never hand it out.
-    if (!allocator.is_allocated(r.ip)) {
+    if (!allocator.is_allocated(r.endpoint->ip())) {
       try {
-        allocator.allocate(r.ip);
+        allocator.allocate(r.endpoint->ip());
         r.reserved_here = true;
       } catch (const ipam::IpamError&) {
       }
     }
   }
   try {
-    dp::program_remote_endpoint(layout(n->second), {r.ip, r.mac, r.vtep});
+    dp::program_remote_endpoint(layout(n->second), {r.endpoint->ip(), r.endpoint->mac(), r.vtep});
   } catch (const std::exception& e) {
-    spdlog::error("endpoint {} on {}: cannot program it: {}", RemoteEndpoints::name(r), *r.node, e.what());
+    spdlog::error("endpoint {} on {}: cannot program it: {}", RemoteEndpoints::name(r), r.endpoint->node(), e.what());
   }
 }
 
@@ -818,18 +851,21 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 
   auto& self = *impl_;
   if (endpoint.node == self.config.node_name) return;
   notice.fire();
+  // Held with the network's name here, which stands in for the record's in
+  // listings (and the snapshots share the record as it is).
+  const auto network = self.networks.find(endpoint.network_id);
+  const std::string* network_name = network == self.networks.end() ? nullptr : &network->second.name;
   if (auto* old = self.remote_endpoints.find(endpoint.id)) {
-    if (old->ip == endpoint.ip && old->vtep == vtep) {
+    if (old->endpoint->ip() == endpoint.ip && old->vtep == vtep) {
       // Same place; what may have changed is its service or backend state.
-      // (The network's name here stands in for the record's in listings.)
-      self.remote_endpoints.put(endpoint, vtep);
+      self.remote_endpoints.put(endpoint, vtep, network_name);
       return;
     }
     // Moved or re-addressed: the old entries must go first.
-    if (auto n = self.networks.find(*old->network_id); n != self.networks.end())
-      dp::unprogram_remote_endpoint(self.layout(n->second), {old->ip, old->mac, old->vtep});
+    if (auto n = self.networks.find(old->endpoint->network_id()); n != self.networks.end())
+      dp::unprogram_remote_endpoint(self.layout(n->second), {old->endpoint->ip(), old->endpoint->mac(), old->vtep});
   }
-  self.realise_remote_endpoint(*self.remote_endpoints.put(endpoint, vtep).first);
+  self.realise_remote_endpoint(*self.remote_endpoints.put(endpoint, vtep, network_name).first);
   spdlog::debug("endpoint {} {} on {} via {}", endpoint.name, endpoint.ip.str(), endpoint.node, vtep.str());
 }
 
@@ -841,13 +877,13 @@ void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
   if (!found) return;
   notice.fire();
   const auto& r = *found;
-  if (auto n = self.networks.find(*r.network_id); n != self.networks.end()) {
+  if (auto n = self.networks.find(r.endpoint->network_id()); n != self.networks.end()) {
     try {
-      dp::unprogram_remote_endpoint(self.layout(n->second), {r.ip, r.mac, r.vtep});
+      dp::unprogram_remote_endpoint(self.layout(n->second), {r.endpoint->ip(), r.endpoint->mac(), r.vtep});
     } catch (const std::exception& e) {
       spdlog::error("endpoint {}: cannot remove its entries: {}", RemoteEndpoints::name(r), e.what());
     }
-    if (r.reserved_here) self.addresses.at(n->first).release(r.ip);
+    if (r.reserved_here) self.addresses.at(n->first).release(r.endpoint->ip());
   }
   self.remote_endpoints.erase(endpoint_id);
 }

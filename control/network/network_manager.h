@@ -13,6 +13,7 @@
 #include "control/network/ipam.h"
 #include "control/network/service_directory.h"
 #include "control/model/model.h"
+#include "control/model/packed_endpoint.h"
 
 namespace weft::control::network {
 

@@ -316,7 +316,7 @@ struct NetworkManager::Impl {
       return true;
     bool taken = false;
     remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
-      if (!taken && *r.network_id == network_id && RemoteEndpoints::name(r) == name) taken = true;
+      if (!taken && r.endpoint->network_id() == network_id && r.endpoint->name() == name) taken = true;
     });
     return taken;
   }
@@ -398,7 +398,7 @@ struct NetworkManager::Impl {
   void realise_remote_endpoint(RemoteEndpoints::Entry& r);
   // A remote endpoint's Endpoint again, with its network's name here.
   Endpoint remote_endpoint(const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) const {
-    auto n = networks.find(*r.network_id);
+    auto n = networks.find(r.endpoint->network_id());
     return RemoteEndpoints::endpoint(key, r, n == networks.end() ? nullptr : &n->second.name);
   }
   void publish(const Network& n) {

@@ -1,13 +1,15 @@
 // Endpoints of other nodes as the network manager holds them: each once,
-// packed. The cluster's tables already hold every record as text; what the
-// manager needs of one is what its kernel entries need (address, MAC, the
-// hosting node's VTEP, network) and, for listings, the rest of the record.
-// At 100 000 remote endpoints (10 000 services x 10 backends) a full
-// `Endpoint` per endpoint in a map keyed by its 64-character id cost ~880
-// bytes each (ten strings, four of them on the heap); here an endpoint is
-// ~230: the model id packed into 32 bytes, network, node and service ids
-// shared between the endpoints that name them, and the names, namespace,
-// drain time and aliases in one string.
+// packed (control/model/packed_endpoint.h), and shared with the endpoint
+// snapshots, which point at these same records. The cluster's tables
+// already hold every record as text; what the manager needs of one is what
+// its kernel entries need (address, MAC, the hosting node's VTEP, network)
+// and, for listings, the rest of the record. At 100 000 remote endpoints
+// (10 000 services x 10 backends) a full `Endpoint` per endpoint in a map
+// keyed by its 64-character id cost ~880 bytes each, and the snapshot
+// another full copy; here an endpoint is ~400 bytes in all
+// (bench_remote_store): the model id packed into 32 bytes, network, node
+// and service ids shared between the endpoints that name them, and the
+// names, namespace, drain time and aliases in one string.
 #pragma once
 
 #include <array>
@@ -17,6 +19,7 @@
 #include <utility>
 
 #include "control/model/model.h"
+#include "control/model/packed_endpoint.h"
 #include "dataplane/address.h"
 
 namespace weft::control::network {
@@ -34,16 +37,12 @@ class RemoteEndpoints {
   static std::string id_of(const Key& key);
 
   struct Entry {
-    // Shared with every other entry that names the same one (interned);
-    // never null.
-    const std::string* network_id = nullptr;
-    const std::string* node = nullptr;
-    const std::string* service_id = nullptr;  // "" for none
-    std::string details;                      // name, network name, netns, ifname, drain time, aliases
-    dataplane::Ipv4 ip{};
-    dataplane::MacAddress mac{};
-    int prefix_len = 0;
-    BackendState backend_state = BackendState::active;
+    // The record, shared with the endpoint snapshots that list it; a change
+    // replaces it (never null).
+    std::shared_ptr<const PackedEndpoint> endpoint;
+    // The record's own network name (records of other nodes carry none):
+    // what `endpoint` names its network by while the network is unknown here.
+    PackedEndpoint::SharedString record_network_name;
     bool reserved_here = false;  // its address was marked used in our allocator
     dataplane::Ipv4 vtep{};      // the underlay address of the node hosting it
   };
@@ -58,13 +57,21 @@ class RemoteEndpoints {
   std::size_t interned() const { return interned_.size(); }
   Entry* find(const std::string& id);
   // Records `endpoint` hosted at `vtep`, replacing what was held under its
-  // id (reserved_here is kept). True when the id is new.
-  std::pair<Entry*, bool> put(const Endpoint& endpoint, dataplane::Ipv4 vtep);
+  // id (reserved_here is kept). True when the id is new. `network_name`:
+  // its network's name here, when the network is known (nullptr: the
+  // record's own), which the record is held with, so that the endpoint
+  // snapshots can share it as it is.
+  std::pair<Entry*, bool> put(const Endpoint& endpoint, dataplane::Ipv4 vtep,
+                              const std::string* network_name = nullptr);
+  // The network `network_id` is now known here by `name` (nullptr: no
+  // longer known): its endpoints are held with that name (their records'
+  // own when nullptr).
+  void name_network(const std::string& network_id, const std::string* name);
   void erase(const std::string& id);
   void clear();
 
   // The name from an entry's details, without unpacking the rest.
-  static std::string name(const Entry& entry);
+  static std::string name(const Entry& entry) { return std::string(entry.endpoint->name()); }
   // What the load balancer needs of an entry: id, network, address, MAC,
   // node, service and backend state (the drain time while draining).
   static Endpoint backend(const Key& key, const Entry& entry);
@@ -85,13 +92,11 @@ class RemoteEndpoints {
   struct KeyHash {
     std::size_t operator()(const Key& key) const;
   };
-  // Strings shared between entries, counted; gone with the last user.
-  const std::string* acquire(const std::string& s);
-  void release(const std::string* s);
-  void release_all(Entry& entry);
+  // Drops an entry's record, and the strings it interned that nothing else holds.
+  void release(Entry& entry);
 
   std::unordered_map<Key, Entry, KeyHash> entries_;
-  std::unordered_map<std::string, std::size_t> interned_;
+  StringInterner interned_;
 };
 
 }  // namespace weft::control::network

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "control/model/model.h"
+#include "control/model/packed_endpoint.h"
 #include "control/model/service_model.h"
 #include "dataplane/address.h"
 
@@ -108,9 +109,11 @@ struct LbView {
   // service_id, and `backends` is not used: the network manager's shared
   // snapshot, instead of a copy of every backend per apply.
   std::shared_ptr<const EndpointSnapshot> all_endpoints;
-  // Where to read the backends from: every endpoint with a service_id in it.
-  const std::vector<Endpoint>& backend_source() const {
-    return all_endpoints ? all_endpoints->endpoints : backends;
+  // Where to read the backends from: every endpoint with a service_id in
+  // it (`backends` packed when there is no shared snapshot). Hold it while
+  // its endpoints are read.
+  std::shared_ptr<const EndpointSnapshot> backend_source() const {
+    return all_endpoints ? all_endpoints : EndpointSnapshot::of(backends);
   }
   std::vector<LbNetwork> networks;     // networks with a namespace on this node
   std::vector<LbAttachPoint> attach_points;

@@ -199,7 +199,7 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
   // The wanted services by key, then their backends.
   struct Wanted {
     std::uint32_t vip = 0;
-    std::vector<const Endpoint*> endpoints;
+    std::vector<const PackedEndpoint*> endpoints;
   };
   std::map<LbServiceKey, Wanted> wanted;
   std::map<std::uint32_t, LbServiceKey> vip_owner;  // eBPF keys frontends by VIP alone, in every network
@@ -226,14 +226,22 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
   for (const LbAttachPoint& point : view.attach_points) local.insert(point.endpoint_id);
   // An endpoint listed twice would make its service's list invalid. Views
   // of the ids: 100 000 string copies in a std::set were ~13 MB per apply.
-  std::unordered_set<std::string_view> seen;
-  const std::vector<Endpoint>& backends = view.backend_source();
-  seen.reserve(backends.size());
-  for (const Endpoint& endpoint : backends) {
-    if (endpoint.service_id.empty() || endpoint.ip.value == 0 || !seen.insert(endpoint.id).second) continue;
-    auto it = wanted.find(LbServiceKey{endpoint.service_id, endpoint.network_id});
+  struct IdHash {
+    std::size_t operator()(const PackedEndpoint* e) const { return e->id_hash(); }
+  };
+  struct SameId {
+    bool operator()(const PackedEndpoint* a, const PackedEndpoint* b) const { return a->compare_id(*b) == 0; }
+  };
+  std::unordered_set<const PackedEndpoint*, IdHash, SameId> seen;
+  const auto backends = view.backend_source();  // held while `wanted` points into it
+  seen.reserve(backends->endpoints.size());
+  for (const auto& packed : backends->endpoints) {
+    const PackedEndpoint& endpoint = *packed;
+    if (endpoint.service_id().empty() || endpoint.ip().value == 0 || !seen.insert(&endpoint).second) continue;
+    auto it = wanted.find(LbServiceKey{endpoint.service_id(), endpoint.network_id()});
     if (it == wanted.end()) continue;
-    if (!ebpf && nets.at(endpoint.network_id)->node_lb_address.value == 0 && !local.contains(endpoint.id)) continue;
+    if (!ebpf && nets.at(endpoint.network_id())->node_lb_address.value == 0 && !local.contains(endpoint.id()))
+      continue;
     it->second.endpoints.push_back(&endpoint);
   }
 
@@ -251,22 +259,22 @@ std::map<std::uint32_t, ServiceDataplane::Impl::Target> ServiceDataplane::Impl::
     Target& t = targets[*id];
     t.network_id = key.network_id;
     for (lb::Protocol proto : {lb::Protocol::tcp, lb::Protocol::udp}) t.frontends.insert({w.vip, 0, proto});
-    for (const Endpoint* endpoint : w.endpoints) {
-      auto backend_id = ids.assign_backend(endpoint->id);
+    for (const PackedEndpoint* endpoint : w.endpoints) {
+      auto backend_id = ids.assign_backend(endpoint->id());
       if (!backend_id) {
         complete = false;
         log.warn("backend-ids-full", fmt::format("endpoint {}: no load-balancer backend id left (--lb-max-backends "
                                                  "{}); not a backend",
-                                                 short_id(endpoint->id), options.limits.max_backends));
+                                                 short_id(endpoint->id()), options.limits.max_backends));
         continue;
       }
-      const bool no_mac = endpoint->mac == dataplane::MacAddress{};
+      const bool no_mac = endpoint->mac() == dataplane::MacAddress{};
       t.backends.push_back(lb::Backend{
           .id = *backend_id,
-          .ip = endpoint->ip.value,
-          .mac = no_mac ? lb::mac_from_ip(endpoint->ip.value) : endpoint->mac.bytes,
-          .state = endpoint->backend_state == BackendState::draining ? lb::BackendState::draining
-                                                                     : lb::BackendState::active});
+          .ip = endpoint->ip().value,
+          .mac = no_mac ? lb::mac_from_ip(endpoint->ip().value) : endpoint->mac().bytes,
+          .state = endpoint->backend_state() == BackendState::draining ? lb::BackendState::draining
+                                                                       : lb::BackendState::active});
     }
     std::sort(t.backends.begin(), t.backends.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   }

@@ -146,10 +146,29 @@ struct ServiceManager::Impl {
                                               .state = e.backend_state,
                                               .counters = std::nullopt});
     }
+    sort_backends(d);
+    return d;
+  }
+  static ServiceDetail detail(const Service& s, const std::vector<const PackedEndpoint*>& backends) {
+    ServiceDetail d{.service = s, .backends = {}};
+    d.backends.reserve(backends.size());
+    for (const PackedEndpoint* endpoint : backends) {
+      const PackedEndpoint& e = *endpoint;
+      d.backends.push_back(ServiceBackendInfo{.endpoint_id = e.id(),
+                                              .endpoint_name = std::string(e.name()),
+                                              .network_id = e.network_id(),
+                                              .ip = e.ip(),
+                                              .node = e.node(),
+                                              .state = e.backend_state(),
+                                              .counters = std::nullopt});
+    }
+    sort_backends(d);
+    return d;
+  }
+  static void sort_backends(ServiceDetail& d) {
     std::sort(d.backends.begin(), d.backends.end(), [](const auto& a, const auto& b) {
       return std::tie(a.network_id, a.node, a.endpoint_name) < std::tie(b.network_id, b.node, b.endpoint_name);
     });
-    return d;
   }
 
   // Counters come from the load balancer, asked without any lock held.
@@ -471,16 +490,14 @@ std::vector<ServiceDetail> ServiceManager::list_services() {
   // and the observe poller call this often, and a copy of every endpoint
   // each time is what it would cost otherwise.
   auto shared = impl_->networks.shared_endpoints();
-  std::vector<Endpoint> copied;
-  if (!shared) copied = impl_->networks.list_endpoints();
-  const std::vector<Endpoint>& endpoints = shared ? shared->endpoints : copied;
-  std::unordered_map<std::string_view, std::vector<const Endpoint*>> by_service;
-  for (const auto& e : endpoints)
-    if (!e.service_id.empty()) by_service[e.service_id].push_back(&e);
+  if (!shared) shared = EndpointSnapshot::of(impl_->networks.list_endpoints());
+  std::unordered_map<std::string_view, std::vector<const PackedEndpoint*>> by_service;
+  for (const auto& e : shared->endpoints)
+    if (!e->service_id().empty()) by_service[e->service_id()].push_back(e.get());
   std::vector<ServiceDetail> result;
   result.reserve(services.size());
   const auto tasks = impl_->task_view.load() ? impl_->task_view.load()->tasks() : std::vector<TaskRecord>{};
-  static const std::vector<const Endpoint*> no_backends;
+  static const std::vector<const PackedEndpoint*> no_backends;
   for (const auto& s : services) {
     const auto it = by_service.find(s.id);
     result.push_back(Impl::detail(s, it == by_service.end() ? no_backends : it->second));

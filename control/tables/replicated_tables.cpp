@@ -25,12 +25,15 @@ void ReplicatedTables::notify(const std::optional<TableEntry>& before, const std
 }
 
 void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
-  auto& slot = slots_[{entry.table, entry.key}];
-  if (slot.entry.table.empty()) slot.bucket = bucket_of(entry.table, entry.key);
+  auto it = slots_.find(KeyView{entry.table, entry.key});
   std::optional<TableEntry> before;
-  if (!slot.entry.table.empty() && !slot.entry.deleted) before = slot.entry;
-  slot.entry = entry;
-  slot.deleted_at = entry.deleted ? now : Clock::time_point{};
+  if (it == slots_.end()) {
+    it = slots_.insert(Slot{.entry = entry, .deleted_at = {}, .bucket = bucket_of(entry.table, entry.key)}).first;
+  } else {
+    if (!it->entry.deleted) before = it->entry;
+    it->entry = entry;  // the same table and key: the order holds
+  }
+  it->deleted_at = entry.deleted ? now : Clock::time_point{};
   notify(before, entry.deleted ? std::nullopt : std::optional<TableEntry>(entry));
 }
 
@@ -41,9 +44,9 @@ TableEntry ReplicatedTables::put(const std::string& table, const std::string& ke
 }
 
 std::optional<TableEntry> ReplicatedTables::remove(const std::string& table, const std::string& key) {
-  auto it = slots_.find({table, key});
-  if (it == slots_.end() || it->second.entry.deleted) return std::nullopt;
-  TableEntry tombstone = it->second.entry;
+  auto it = slots_.find(KeyView{table, key});
+  if (it == slots_.end() || it->entry.deleted) return std::nullopt;
+  TableEntry tombstone = it->entry;
   tombstone.owner = local_node_;
   tombstone.lamport = ++clock_;
   tombstone.deleted = true;
@@ -57,8 +60,8 @@ bool ReplicatedTables::apply(const TableEntry& entry, Clock::time_point now) {
   if (auto w = withdrawn_up_to_.find(entry.owner);
       w != withdrawn_up_to_.end() && node_scoped(entry.table) && entry.lamport <= w->second)
     return false;  // a late copy of what a dead node had published
-  auto it = slots_.find({entry.table, entry.key});
-  if (it != slots_.end() && !supersedes(entry, it->second.entry)) return false;
+  auto it = slots_.find(KeyView{entry.table, entry.key});
+  if (it != slots_.end() && !supersedes(entry, it->entry)) return false;
   store(entry, now);
   return true;
 }
@@ -70,40 +73,40 @@ std::size_t ReplicatedTables::merge(const std::vector<TableEntry>& entries, Cloc
 }
 
 std::optional<TableEntry> ReplicatedTables::get(const std::string& table, const std::string& key) const {
-  auto it = slots_.find({table, key});
-  if (it == slots_.end() || it->second.entry.deleted) return std::nullopt;
-  return it->second.entry;
+  auto it = slots_.find(KeyView{table, key});
+  if (it == slots_.end() || it->entry.deleted) return std::nullopt;
+  return it->entry;
 }
 
 std::vector<TableEntry> ReplicatedTables::entries(const std::string& table) const {
   std::vector<TableEntry> result;
-  for (auto it = slots_.lower_bound({table, ""}); it != slots_.end() && it->first.first == table; ++it)
-    if (!it->second.entry.deleted) result.push_back(it->second.entry);
+  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && it->entry.table == table; ++it)
+    if (!it->entry.deleted) result.push_back(it->entry);
   return result;
 }
 
 std::map<std::string, std::size_t> ReplicatedTables::live_counts() const {
   std::map<std::string, std::size_t> counts;
-  for (const auto& [key, slot] : slots_)
-    if (!slot.entry.deleted) ++counts[key.first];
+  for (const auto& slot : slots_)
+    if (!slot.entry.deleted) ++counts[slot.entry.table];
   return counts;
 }
 
 std::vector<TableEntry> ReplicatedTables::snapshot() const {
   std::vector<TableEntry> result;
   result.reserve(slots_.size());
-  for (const auto& [key, slot] : slots_) result.push_back(slot.entry);
+  for (const auto& slot : slots_) result.push_back(slot.entry);
   return result;
 }
 
 void ReplicatedTables::for_each(const std::function<void(const TableEntry&)>& f) const {
-  for (const auto& [key, slot] : slots_) f(slot.entry);
+  for (const auto& slot : slots_) f(slot.entry);
 }
 
 std::vector<TableEntry> ReplicatedTables::table_snapshot(const std::string& table) const {
   std::vector<TableEntry> result;
-  for (auto it = slots_.lower_bound({table, ""}); it != slots_.end() && it->first.first == table; ++it)
-    result.push_back(it->second.entry);
+  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && it->entry.table == table; ++it)
+    result.push_back(it->entry);
   return result;
 }
 
@@ -135,20 +138,20 @@ class Fnv1a {
 
 std::vector<TableEntry> ReplicatedTables::snapshot(const std::set<std::string>& owners) const {
   std::vector<TableEntry> result;
-  for (const auto& [key, slot] : slots_)
+  for (const auto& slot : slots_)
     if (owners.count(slot.entry.owner)) result.push_back(slot.entry);
   return result;
 }
 
 std::uint64_t ReplicatedTables::digest() const {
   Fnv1a h;
-  for (const auto& [key, slot] : slots_) h.mix(slot.entry);
+  for (const auto& slot : slots_) h.mix(slot.entry);
   return h.value();
 }
 
 std::map<std::string, std::uint64_t> ReplicatedTables::owner_digests() const {
   std::map<std::string, Fnv1a> by_owner;
-  for (const auto& [key, slot] : slots_) by_owner[slot.entry.owner].mix(slot.entry);
+  for (const auto& slot : slots_) by_owner[slot.entry.owner].mix(slot.entry);
   std::map<std::string, std::uint64_t> result;
   for (const auto& [owner, h] : by_owner) result[owner] = h.value();
   return result;
@@ -156,12 +159,12 @@ std::map<std::string, std::uint64_t> ReplicatedTables::owner_digests() const {
 
 std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntry>& theirs,
                                                      const std::set<std::string>* owners) const {
-  std::map<Key, const TableEntry*> index;
-  for (const auto& e : theirs) index[{e.table, e.key}] = &e;
+  std::map<KeyView, const TableEntry*> index;
+  for (const auto& e : theirs) index[KeyView{e.table, e.key}] = &e;
   std::vector<TableEntry> result;
-  for (const auto& [key, slot] : slots_) {
+  for (const auto& slot : slots_) {
     if (owners && !owners->count(slot.entry.owner)) continue;
-    auto it = index.find(key);
+    auto it = index.find(SlotOrder::key(slot));
     if (it == index.end() || supersedes(slot.entry, *it->second)) result.push_back(slot.entry);
   }
   return result;
@@ -171,16 +174,16 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
                                                      const std::map<std::string, BucketSet>& buckets,
                                                      const std::optional<Key>& after,
                                                      const std::optional<Key>& upto) const {
-  std::map<Key, const TableEntry*> index;
-  for (const auto& e : theirs) index[{e.table, e.key}] = &e;
+  std::map<KeyView, const TableEntry*> index;
+  for (const auto& e : theirs) index[KeyView{e.table, e.key}] = &e;
   std::vector<TableEntry> result;
   auto it = after ? slots_.upper_bound(*after) : slots_.begin();
   const auto end = upto ? slots_.upper_bound(*upto) : slots_.end();
   for (; it != end; ++it) {
-    const auto& [key, slot] = *it;
+    const Slot& slot = *it;
     auto owner = buckets.find(slot.entry.owner);
     if (owner == buckets.end() || !owner->second.test(slot.bucket)) continue;
-    auto theirs_it = index.find(key);
+    auto theirs_it = index.find(SlotOrder::key(slot));
     if (theirs_it == index.end() || supersedes(slot.entry, *theirs_it->second)) result.push_back(slot.entry);
   }
   return result;
@@ -198,7 +201,7 @@ std::map<std::string, std::map<std::uint32_t, ReplicatedTables::BucketDigest>> R
     const std::set<std::string>& owners) const {
   std::map<std::string, std::map<std::uint32_t, Fnv1a>> hashes;
   std::map<std::string, std::map<std::uint32_t, BucketDigest>> result;
-  for (const auto& [key, slot] : slots_) {
+  for (const auto& slot : slots_) {
     const auto& e = slot.entry;
     if (!owners.count(e.owner)) continue;
     const auto bucket = slot.bucket;
@@ -217,30 +220,30 @@ std::map<ReplicatedTables::Scope, std::vector<ReplicatedTables::Key>> Replicated
   std::set<std::string> owners;
   for (const auto& [owner, bucket] : scopes) owners.insert(owner);
   std::map<Scope, std::vector<Key>> result;
-  for (const auto& [key, slot] : slots_) {
+  for (const auto& slot : slots_) {
     if (!owners.count(slot.entry.owner)) continue;
     Scope scope{slot.entry.owner, slot.bucket};
-    if (scopes.count(scope)) result[scope].push_back(key);
+    if (scopes.count(scope)) result[scope].emplace_back(slot.entry.table, slot.entry.key);
   }
   return result;
 }
 
 const TableEntry* ReplicatedTables::find(const std::string& table, const std::string& key) const {
-  auto it = slots_.find({table, key});
-  return it == slots_.end() ? nullptr : &it->second.entry;
+  auto it = slots_.find(KeyView{table, key});
+  return it == slots_.end() ? nullptr : &it->entry;
 }
 
 void ReplicatedTables::withdraw_node(const std::string& node) {
   if (node == local_node_) return;
   std::uint64_t newest = 0;
   for (auto it = slots_.begin(); it != slots_.end();) {
-    if (it->second.entry.owner != node || !node_scoped(it->second.entry.table)) {
+    if (it->entry.owner != node || !node_scoped(it->entry.table)) {
       ++it;
       continue;
     }
-    newest = std::max(newest, it->second.entry.lamport);
+    newest = std::max(newest, it->entry.lamport);
     std::optional<TableEntry> before;
-    if (!it->second.entry.deleted) before = it->second.entry;
+    if (!it->entry.deleted) before = it->entry;
     it = slots_.erase(it);
     notify(before, std::nullopt);
   }
@@ -255,7 +258,7 @@ std::uint64_t ReplicatedTables::withdrawn_mark(const std::string& node) const {
 
 std::vector<TableEntry> ReplicatedTables::republish_own() {
   std::vector<TableEntry> result;
-  for (auto& [key, slot] : slots_) {
+  for (const auto& slot : slots_) {
     // Only what peers withdraw needs republishing; bumping a network's time
     // could outrank a delete this node has not heard of yet.
     if (slot.entry.owner != local_node_ || slot.entry.deleted || !node_scoped(slot.entry.table)) continue;
@@ -269,26 +272,26 @@ std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
   std::size_t reaped = 0;
   // The cluster-wide tables' tombstones left after their lifetime, per table,
   // oldest first: beyond the bound, the oldest go.
-  std::map<std::string, std::vector<std::map<Key, Slot>::iterator>> kept;
+  std::map<std::string, std::vector<Slots::iterator>> kept;
   for (auto it = slots_.begin(); it != slots_.end();) {
-    if (!it->second.entry.deleted) {
+    if (!it->entry.deleted) {
       ++it;
       continue;
     }
-    const bool node_entry = node_scoped(it->second.entry.table);
-    if (now - it->second.deleted_at >= (node_entry ? tombstone_lifetime_ : cluster_tombstone_lifetime_)) {
+    const bool node_entry = node_scoped(it->entry.table);
+    if (now - it->deleted_at >= (node_entry ? tombstone_lifetime_ : cluster_tombstone_lifetime_)) {
       it = slots_.erase(it);
       ++reaped;
       continue;
     }
-    if (!node_entry) kept[it->second.entry.table].push_back(it);
+    if (!node_entry) kept[it->entry.table].push_back(it);
     ++it;
   }
   for (auto& [table, tombstones] : kept) {
     if (tombstones.size() <= max_cluster_tombstones_) continue;
     const auto excess = static_cast<std::ptrdiff_t>(tombstones.size() - max_cluster_tombstones_);
     std::nth_element(tombstones.begin(), tombstones.begin() + excess, tombstones.end(),
-                     [](const auto& a, const auto& b) { return a->second.deleted_at < b->second.deleted_at; });
+                     [](const auto& a, const auto& b) { return a->deleted_at < b->deleted_at; });
     for (auto it = tombstones.begin(); it != tombstones.begin() + excess; ++it) slots_.erase(*it);
     reaped += static_cast<std::size_t>(excess);
   }

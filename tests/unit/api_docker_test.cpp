@@ -600,10 +600,7 @@ class VersionedNetworks : public FakeNetworkService {
   std::shared_ptr<const EndpointSnapshot> shared_endpoints() override {
     ++reads;
     if (!snapshot || snapshot->version != version) {
-      auto s = std::make_shared<EndpointSnapshot>();
-      s->version = version;
-      s->endpoints = list_endpoints();
-      snapshot = s;
+      snapshot = EndpointSnapshot::of(list_endpoints(), version);
     }
     return snapshot;
   }

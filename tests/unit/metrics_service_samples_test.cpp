@@ -25,13 +25,11 @@ TEST(MetricsServiceSamplesTest, BackendsAreCountedFromTheSharedSnapshot) {
   redis.id = std::string(64, '5');
   redis.name = "redis";
   view.services.push_back(redis);
-  auto all = std::make_shared<control::EndpointSnapshot>();
-  all->version = 7;
-  all->endpoints = {endpoint("a", redis.id, control::BackendState::active),
-                    endpoint("b", redis.id, control::BackendState::draining),
-                    endpoint("c", redis.id, control::BackendState::active),
-                    endpoint("client", "", control::BackendState::active)};
-  view.all_endpoints = all;
+  view.all_endpoints = control::EndpointSnapshot::of({endpoint("a", redis.id, control::BackendState::active),
+                                                      endpoint("b", redis.id, control::BackendState::draining),
+                                                      endpoint("c", redis.id, control::BackendState::active),
+                                                      endpoint("client", "", control::BackendState::active)},
+                                                     7);
 
   MetricsSamples out;
   add_service_samples(view, {}, out);

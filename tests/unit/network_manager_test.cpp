@@ -522,8 +522,8 @@ TEST_F(NetworkManagerTest, SharedEndpointsAreOneSnapshotPerChange) {
 
   const auto first = agent->shared_endpoints();
   ASSERT_EQ(first->endpoints.size(), 1u);
-  EXPECT_EQ(first->endpoints[0].id, e.id);
-  EXPECT_EQ(first->endpoints[0].network_name, "net-remote");
+  EXPECT_EQ(first->endpoints[0]->id(), e.id);
+  EXPECT_EQ(first->endpoints[0]->network_name(), "net-remote");
   EXPECT_NE(first->version, 0u);
   EXPECT_EQ(agent->shared_endpoints().get(), first.get()) << "no change: the same snapshot";
 
@@ -539,14 +539,66 @@ TEST_F(NetworkManagerTest, SharedEndpointsAreOneSnapshotPerChange) {
   ASSERT_EQ(second->endpoints.size(), 2u);
   const auto listed = agent->list_endpoints();
   ASSERT_EQ(listed.size(), 2u);
-  for (std::size_t i = 0; i < listed.size(); ++i) EXPECT_EQ(second->endpoints[i].id, listed[i].id) << "in order";
+  for (std::size_t i = 0; i < listed.size(); ++i) EXPECT_EQ(second->endpoints[i]->id(), listed[i].id) << "in order";
   EXPECT_EQ(first->endpoints.size(), 1u) << "immutable for its holders";
+  // An unchanged endpoint is the same object in both: the snapshots point at
+  // what the network manager holds, not at copies of it.
+  const auto unchanged = std::find_if(second->endpoints.begin(), second->endpoints.end(),
+                                      [&](const auto& p) { return p->id() == e.id; });
+  ASSERT_NE(unchanged, second->endpoints.end());
+  EXPECT_EQ(unchanged->get(), first->endpoints[0].get());
 
   agent->forget_remote_endpoint(e.id);
   const auto third = agent->shared_endpoints();
   EXPECT_GT(third->version, second->version);
   ASSERT_EQ(third->endpoints.size(), 1u);
-  EXPECT_EQ(third->endpoints[0].id, other.id);
+  EXPECT_EQ(third->endpoints[0]->id(), other.id);
+}
+
+// Records of other nodes carry no network name; the network's name here
+// stands in. The snapshots share the network manager's records as they are
+// even so (issue 9): an unchanged endpoint is the same object in the next
+// snapshot, whether its network arrived before it or after.
+TEST_F(NetworkManagerTest, SnapshotsShareRecordsWithoutANetworkName) {
+  auto agent = start_agent();
+  const Network net{.id = std::string(64, 'e'), .name = "net-remote", .driver = "overlay",
+                    .subnet = testing::cidr("10.0.9.0/24"), .gateway = ipv4("10.0.9.1"), .vni = 4242,
+                    .attachable = false, .created = "2026-11-26T12:00:00Z", .node = "node2"};
+  auto remote = [&](char id, const std::string& name, const char* ip) {
+    return Endpoint{.id = std::string(64, id), .name = name, .network_id = net.id, .network_name = "",
+                    .netns = "/run/netns/weft-node2-0123456789ab-1", .ifname = "eth0", .ip = ipv4(ip),
+                    .prefix_len = 24, .mac = {}, .node = "node2", .service_id = std::string(64, '5'),
+                    .backend_state = BackendState::active, .drain_until = {}, .aliases = {}};
+  };
+  auto element = [](const std::shared_ptr<const EndpointSnapshot>& s, const std::string& id) {
+    for (const auto& p : s->endpoints)
+      if (p->id() == id) return p.get();
+    return static_cast<const PackedEndpoint*>(nullptr);
+  };
+  const auto early = remote('a', "redis-1", "10.0.9.7");
+  agent->apply_remote_endpoint(early, ipv4("192.0.2.12"));  // before its network
+  const auto unknown = agent->shared_endpoints();
+  ASSERT_NE(element(unknown, early.id), nullptr);
+  EXPECT_EQ(element(unknown, early.id)->network_name(), "") << "the record's own while the network is unknown";
+
+  agent->apply_remote_network(net);
+  const auto late = remote('b', "redis-2", "10.0.9.8");
+  agent->apply_remote_endpoint(late, ipv4("192.0.2.12"));  // after it
+  const auto first = agent->shared_endpoints();
+  ASSERT_EQ(first->endpoints.size(), 2u);
+  for (const auto& p : first->endpoints) EXPECT_EQ(p->network_name(), "net-remote") << p->id();
+  for (const auto& e : agent->list_endpoints()) EXPECT_EQ(e.network_name, "net-remote") << e.id;
+
+  agent->apply_remote_endpoint(remote('c', "redis-3", "10.0.9.9"), ipv4("192.0.2.12"));
+  const auto second = agent->shared_endpoints();
+  ASSERT_NE(second.get(), first.get());
+  EXPECT_EQ(element(second, early.id), element(first, early.id)) << "shared, not copied per snapshot";
+  EXPECT_EQ(element(second, late.id), element(first, late.id)) << "shared, not copied per snapshot";
+
+  agent->forget_remote_network(net.id);
+  const auto gone = agent->shared_endpoints();
+  ASSERT_NE(element(gone, late.id), nullptr);
+  EXPECT_EQ(element(gone, late.id)->network_name(), "") << "the record's own again";
 }
 
 // Endpoints of other nodes are held packed (remote_endpoints.h): what

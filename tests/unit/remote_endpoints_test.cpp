@@ -71,6 +71,32 @@ TEST(RemoteEndpointsTest, GivesBackEveryFieldOfTheRecord) {
   EXPECT_TRUE(same(listed(store, e.id, &here), with_name));
 }
 
+// Held with the network's name here when it is known, and renamed when the
+// network arrives or goes; the record's own name is kept for the latter.
+TEST(RemoteEndpointsTest, HeldWithTheNetworksNameHere) {
+  RemoteEndpoints store;
+  const auto e = backend(std::string(64, '7'), std::string(64, '5'));  // network_name "net-record"
+  const std::string here = "net-test";
+  auto* entry = store.put(e, ipv4("192.0.2.12"), &here).first;
+  EXPECT_EQ(entry->endpoint->network_name(), "net-test");
+  EXPECT_EQ(RemoteEndpoints::endpoint({}, *entry, nullptr).network_name, "net-record");
+  store.name_network(e.network_id, nullptr);
+  EXPECT_EQ(store.find(e.id)->endpoint->network_name(), "net-record");
+  auto before = store.find(e.id)->endpoint;
+  store.name_network(std::string(64, 'f'), &here);  // another network
+  EXPECT_EQ(store.find(e.id)->endpoint, before);
+  store.name_network(e.network_id, &here);
+  EXPECT_EQ(store.find(e.id)->endpoint->network_name(), "net-test");
+  EXPECT_EQ(&store.find(e.id)->endpoint->service_id(), &before->service_id()) << "ids still shared";
+  store.erase(e.id);
+  EXPECT_EQ(store.interned(), 3u) << "network, node and service ids: `before` still holds them";
+  const std::string* service_id = &before->service_id();
+  EXPECT_EQ(*service_id, e.service_id);
+  before.reset();  // they go at the interner's next sweep, or with the store's clear()
+  store.clear();
+  EXPECT_EQ(store.interned(), 0u);
+}
+
 TEST(RemoteEndpointsTest, IdsOfAnyShapeComeBackAsTheyWere) {
   RemoteEndpoints store;
   const std::vector<std::string> ids = {std::string(64, 'a'),
@@ -102,11 +128,12 @@ TEST(RemoteEndpointsTest, ReplacingKeepsTheReservationAndSharesStrings) {
   RemoteEndpoints store;
   const std::string service(64, '5');
   for (int i = 0; i < 10; ++i) store.put(backend(id_ending(static_cast<char>('0' + i)), service), ipv4("192.0.2.12"));
-  // Network, node and service: three strings for ten endpoints.
-  EXPECT_EQ(store.interned(), 3u);
+  // Network, node, service and the record's network name: four strings
+  // for ten endpoints.
+  EXPECT_EQ(store.interned(), 4u);
   auto* entry = store.find(id_ending('0'));
   ASSERT_NE(entry, nullptr);
-  EXPECT_EQ(entry->network_id, store.find(id_ending('9'))->network_id);
+  EXPECT_EQ(&entry->endpoint->network_id(), &store.find(id_ending('9'))->endpoint->network_id());
   entry->reserved_here = true;
   auto changed = backend(id_ending('0'), std::string(64, '6'));
   changed.backend_state = BackendState::active;
@@ -115,10 +142,10 @@ TEST(RemoteEndpointsTest, ReplacingKeepsTheReservationAndSharesStrings) {
   EXPECT_TRUE(replaced->reserved_here);
   EXPECT_EQ(replaced->vtep, ipv4("192.0.2.13"));
   EXPECT_TRUE(same(listed(store, changed.id), changed));
-  EXPECT_EQ(store.interned(), 4u);
+  EXPECT_EQ(store.interned(), 5u);
   // The last user of a string frees it.
   store.erase(changed.id);
-  EXPECT_EQ(store.interned(), 3u);
+  EXPECT_EQ(store.interned(), 4u);
   for (int i = 1; i < 10; ++i) store.erase(id_ending(static_cast<char>('0' + i)));
   EXPECT_EQ(store.size(), 0u);
   EXPECT_EQ(store.interned(), 0u);

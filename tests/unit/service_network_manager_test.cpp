@@ -260,7 +260,7 @@ TEST_F(ServiceNetworkManagerTest, AttachWithServiceMakesABackend) {
   ASSERT_TRUE(view.all_endpoints);
   EXPECT_TRUE(view.backends.empty());
   EXPECT_EQ(std::count_if(view.all_endpoints->endpoints.begin(), view.all_endpoints->endpoints.end(),
-                          [](const Endpoint& e) { return !e.service_id.empty(); }),
+                          [](const auto& e) { return !e->service_id().empty(); }),
             1);
   ASSERT_EQ(view.attach_points.size(), 1u);
   EXPECT_EQ(view.attach_points[0].host_ifname, "veth" + backend.id.substr(0, 11));

@@ -1,0 +1,142 @@
+// PackedEndpoint (control/model/packed_endpoint.h): the one shared form of
+// an endpoint that the network manager holds and the endpoint snapshots
+// point at gives back every field, compares ids as their strings do, and
+// its interned strings stay while anyone holds them.
+#include "control/model/packed_endpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "tests/support/addresses.h"
+
+namespace weft::control {
+namespace {
+
+using testing::ipv4;
+using testing::mac;
+
+Endpoint full(const std::string& id) {
+  return Endpoint{.id = id,
+                  .name = "redis-1",
+                  .network_id = std::string(64, 'e'),
+                  .network_name = "net-record",
+                  .netns = "/run/netns/weft-node2-0123456789ab-1",
+                  .ifname = "eth0",
+                  .ip = ipv4("10.0.7.9"),
+                  .prefix_len = 24,
+                  .mac = mac("02:42:0a:00:07:09"),
+                  .node = "node2",
+                  .service_id = std::string(64, '5'),
+                  .backend_state = BackendState::draining,
+                  .drain_until = "2026-11-26T18:00:00Z",
+                  .aliases = {"db", "", std::string(200, 'a')}};
+}
+
+bool same(const Endpoint& a, const Endpoint& b) {
+  return a.id == b.id && a.name == b.name && a.network_id == b.network_id && a.network_name == b.network_name &&
+         a.netns == b.netns && a.ifname == b.ifname && a.ip == b.ip && a.prefix_len == b.prefix_len &&
+         a.mac == b.mac && a.node == b.node && a.service_id == b.service_id && a.backend_state == b.backend_state &&
+         a.drain_until == b.drain_until && a.aliases == b.aliases;
+}
+
+TEST(PackedEndpointTest, GivesBackEveryField) {
+  for (const std::string& id : {std::string(64, '7'), std::string(64, 'A'), std::string("short"), std::string()}) {
+    const Endpoint e = full(id);
+    const auto p = PackedEndpoint::make(e);
+    EXPECT_TRUE(same(p->unpack(), e)) << id;
+    EXPECT_EQ(p->id(), id);
+    EXPECT_EQ(p->name(), "redis-1");
+    EXPECT_EQ(p->network_id(), e.network_id);
+    EXPECT_EQ(p->network_name(), "net-record");
+    EXPECT_EQ(p->netns(), e.netns);
+    EXPECT_EQ(p->ifname(), "eth0");
+    EXPECT_EQ(p->ip(), e.ip);
+    EXPECT_EQ(p->prefix_len(), 24);
+    EXPECT_EQ(p->mac(), e.mac);
+    EXPECT_EQ(p->node(), "node2");
+    EXPECT_EQ(p->service_id(), e.service_id);
+    EXPECT_EQ(p->backend_state(), BackendState::draining);
+    EXPECT_EQ(p->drain_until(), e.drain_until);
+    EXPECT_EQ(p->aliases(), e.aliases);
+  }
+  Endpoint empty = full(std::string(64, '1'));
+  for (auto* field : {&empty.name, &empty.network_name, &empty.netns, &empty.ifname, &empty.drain_until,
+                      &empty.service_id})
+    field->clear();
+  empty.aliases.clear();
+  EXPECT_TRUE(same(PackedEndpoint::make(empty)->unpack(), empty));
+}
+
+TEST(PackedEndpointTest, IdsCompareAsTheirStrings) {
+  std::vector<std::string> ids = {std::string(64, '0'), std::string(64, '9'), std::string(64, 'a'),
+                                  std::string(64, 'f'), std::string(64, 'F'), "zz", "0", std::string(63, 'f')};
+  ids.push_back(std::string(63, 'a') + "0");
+  ids.push_back(std::string(63, 'a') + "b");
+  for (const auto& a : ids) {
+    for (const auto& b : ids) {
+      const auto pa = PackedEndpoint::make(full(a)), pb = PackedEndpoint::make(full(b));
+      const int want = a.compare(b);
+      const int got = pa->compare_id(*pb);
+      EXPECT_EQ(got < 0, want < 0) << a << " vs " << b;
+      EXPECT_EQ(got == 0, want == 0) << a << " vs " << b;
+      if (a == b) {
+        EXPECT_EQ(pa->id_hash(), pb->id_hash());
+      }
+    }
+  }
+}
+
+TEST(PackedEndpointTest, AnotherNetworkNameSharesTheIds) {
+  const auto p = PackedEndpoint::make(full(std::string(64, '7')));
+  const auto renamed = p->with_network_name("net-here");
+  EXPECT_EQ(renamed->network_name(), "net-here");
+  EXPECT_EQ(p->network_name(), "net-record") << "immutable";
+  EXPECT_EQ(&renamed->network_id(), &p->network_id());
+  EXPECT_EQ(&renamed->service_id(), &p->service_id());
+  auto want = full(std::string(64, '7'));
+  want.network_name = "net-here";
+  EXPECT_TRUE(same(renamed->unpack(), want));
+}
+
+TEST(PackedEndpointTest, InternedStringsStayWhileHeld) {
+  StringInterner interner;
+  auto a = interner.get("node2");
+  EXPECT_EQ(interner.get("node2").get(), a.get()) << "one string for every user";
+  EXPECT_EQ(interner.size(), 1u);
+  interner.release("node2");
+  EXPECT_EQ(interner.size(), 1u) << "still held";
+  a.reset();
+  interner.release("node2");
+  EXPECT_EQ(interner.size(), 0u);
+
+  // Held by someone else when released: the next sweep frees it.
+  auto held = interner.get("node3");
+  interner.release("node3");
+  held.reset();
+  EXPECT_EQ(interner.size(), 1u);
+  interner.sweep();
+  EXPECT_EQ(interner.size(), 0u);
+
+  // Unreleased strings are swept as the interner grows: bounded by twice
+  // what is held.
+  std::vector<PackedEndpoint::SharedString> kept;
+  for (int i = 0; i < 10000; ++i) {
+    std::string name = std::to_string(i);
+    name.insert(name.begin(), 's');
+    auto s = interner.get(name);
+    if (i % 10 == 0) kept.push_back(s);
+  }
+  EXPECT_LE(interner.size(), 2 * kept.size() + 64);
+}
+
+TEST(PackedEndpointTest, SnapshotOfEndpointsKeepsTheirOrder) {
+  const auto snapshot = EndpointSnapshot::of({full("b"), full("a")}, 9);
+  EXPECT_EQ(snapshot->version, 9u);
+  ASSERT_EQ(snapshot->endpoints.size(), 2u);
+  EXPECT_EQ(snapshot->endpoints[0]->id(), "b");
+  EXPECT_EQ(snapshot->endpoints[1]->id(), "a");
+}
+
+}  // namespace
+}  // namespace weft::control
