@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "tests/support/addresses.h"
+#include "tests/support/sample_endpoint.h"
 
 namespace weft::control {
 namespace {
@@ -16,21 +17,9 @@ namespace {
 using testing::ipv4;
 using testing::mac;
 
+// Every field set; an empty alias among the aliases.
 Endpoint full(const std::string& id) {
-  return Endpoint{.id = id,
-                  .name = "redis-1",
-                  .network_id = std::string(64, 'e'),
-                  .network_name = "net-record",
-                  .netns = "/run/netns/weft-node2-0123456789ab-1",
-                  .ifname = "eth0",
-                  .ip = ipv4("10.0.7.9"),
-                  .prefix_len = 24,
-                  .mac = mac("02:42:0a:00:07:09"),
-                  .node = "node2",
-                  .service_id = std::string(64, '5'),
-                  .backend_state = BackendState::draining,
-                  .drain_until = "2026-11-26T18:00:00Z",
-                  .aliases = {"db", "", std::string(200, 'a')}};
+  return testing::sample_remote_endpoint(id, std::string(64, '5'), {"db", "", std::string(200, 'a')});
 }
 
 bool same(const Endpoint& a, const Endpoint& b) {

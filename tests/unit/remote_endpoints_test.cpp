@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/addresses.h"
+#include "tests/support/sample_endpoint.h"
 
 namespace weft::control::network {
 namespace {
@@ -15,20 +16,7 @@ using testing::ipv4;
 using testing::mac;
 
 Endpoint backend(const std::string& id, const std::string& service_id) {
-  return Endpoint{.id = id,
-                  .name = "redis-1",
-                  .network_id = std::string(64, 'e'),
-                  .network_name = "net-record",
-                  .netns = "/run/netns/weft-node2-0123456789ab-1",
-                  .ifname = "eth0",
-                  .ip = ipv4("10.0.7.9"),
-                  .prefix_len = 24,
-                  .mac = mac("02:42:0a:00:07:09"),
-                  .node = "node2",
-                  .service_id = service_id,
-                  .backend_state = BackendState::draining,
-                  .drain_until = "2026-11-26T18:00:00Z",
-                  .aliases = {"db", "cache.example", std::string(200, 'a')}};
+  return testing::sample_remote_endpoint(id, service_id, {"db", "cache.example", std::string(200, 'a')});
 }
 
 // 64 characters: 'a's and then `last`.
