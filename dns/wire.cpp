@@ -5,7 +5,53 @@
 
 namespace weft::dns {
 
+namespace {
+
+// ldns 1.8's ldns_wire2pkt keeps a TSIG record of the additional section as
+// the packet's TSIG and overwrites it, without freeing it, when another
+// comes: every TSIG but the last is leaked (found by the DNS fuzz target).
+// A query is unauthenticated input, so a packet with several is refused
+// before ldns sees it; it is malformed anyway (RFC 8945: at most one, the
+// last record). A walk of the records' headers, only when ARCOUNT >= 2.
+bool several_tsig_records(std::span<const uint8_t> wire) {
+  if (wire.size() < header_size) return false;
+  auto count = [&](std::size_t at) { return static_cast<unsigned>(wire[at] << 8 | wire[at + 1]); };
+  const unsigned questions = count(4), before_additional = questions + count(6) + count(8), all = before_additional + count(10);
+  if (count(10) < 2) return false;
+  std::size_t at = header_size;
+  auto skip_name = [&] {
+    while (at < wire.size()) {
+      const uint8_t length = wire[at];
+      if ((length & 0xc0) == 0xc0) {
+        at += 2;  // a compression pointer ends the name
+        return at <= wire.size();
+      }
+      if (length & 0xc0) return false;
+      at += 1u + length;
+      if (length == 0) return at <= wire.size();
+    }
+    return false;
+  };
+  unsigned tsig = 0;
+  for (unsigned record = 0; record < all; ++record) {
+    // Where the walk fails, ldns fails too, having parsed no more than this.
+    if (!skip_name()) return false;
+    if (record < questions) {
+      at += 4;  // type, class
+      continue;
+    }
+    if (at + 10 > wire.size()) return false;
+    const unsigned type = count(at), rdlength = count(at + 8);
+    at += 10u + rdlength;
+    if (record >= before_additional && type == LDNS_RR_TYPE_TSIG && ++tsig > 1) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 PktPtr parse(std::span<const uint8_t> wire) {
+  if (several_tsig_records(wire)) return nullptr;
   ldns_pkt* pkt = nullptr;
   if (ldns_wire2pkt(&pkt, wire.data(), wire.size()) != LDNS_STATUS_OK) {
     if (pkt) ldns_pkt_free(pkt);

@@ -25,7 +25,8 @@ using PktPtr = std::unique_ptr<ldns_pkt, PktFree>;
 constexpr std::size_t header_size = 12;
 constexpr std::size_t classic_udp_size = 512;
 
-// Null when ldns refuses the bytes.
+// Null when ldns refuses the bytes, or when the additional section holds
+// more than one TSIG record (see wire.cpp).
 PktPtr parse(std::span<const uint8_t> wire);
 // Empty when ldns cannot encode the packet.
 std::vector<uint8_t> encode(const ldns_pkt* pkt);
