@@ -168,6 +168,11 @@ check_eq "weft run passes the command's exit status on" "$?" 7
 pids=$(running_slots 1 | awk '{print $3}')
 check "service rm" tb_weft 1 service rm redis
 for p in $pids; do check "task pid $p is gone" wait_for 20 eval "! pid_alive $p"; done
+for p in $pids; do  # what to look at when a task outlived its service (seen once on CI)
+  pid_alive "$p" || continue
+  echo "# still alive: $(ps -o pid,ppid,pgid,stat,lstart,cmd -p "$p" | tail -1)"
+  for i in 1 2 3; do grep -E "tasks:" "$(tb_node_dir "$i")/weftd.log" | tail -8 | sed "s/^/# node$i: /"; done
+done
 no_task_netns() { ! ip netns list | awk '{print $1}' | grep -q -- "-$svc_short-"; }
 check "no task namespace is left" wait_for 20 no_task_netns
 no_backend_left() { ! grep -l "$svc_id" "$TESTBED_RUN_DIR"/n*/state/state.json >/dev/null 2>&1; }
