@@ -568,7 +568,11 @@ struct LoadBalancer::Impl {
     }
   }
   lb_rev_nat_value rev_nat_wanted(std::uint32_t ip, const RevNat& r) const {
-    std::vector<std::uint32_t> vips;
+    // Streamed (no allocation: an agent's start computes ~100 000): the
+    // first VIP, whether there are others, the least, and whether the one
+    // written so far is among them.
+    std::uint32_t first = 0, least = 0;
+    bool several = false, has_current = false;
     auto add_vips_of = [&](std::uint32_t id) {
       if (id == 0 || id >= backends.size()) return;
       const lb_backend& b = backends[id];
@@ -576,22 +580,24 @@ struct LoadBalancer::Impl {
       auto service = services.find(b.service_id);
       if (service == services.end()) return;
       for (const auto& [vip, count] : service->second.vips) {
-        if (std::find(vips.begin(), vips.end(), vip) == vips.end()) vips.push_back(vip);
+        if (first == 0) {
+          first = least = vip;
+        } else if (vip != first) {
+          several = true;
+          least = std::min(least, vip);
+        }
+        if (vip == r.value.vip) has_current = true;
       }
     };
     add_vips_of(r.first_id);
     for (std::uint32_t id : r.more_ids) add_vips_of(id);
     lb_rev_nat_value value{};
-    if (vips.empty()) return value;
-    if (vips.size() == 1) {
-      value.vip = vips.front();
-      return value;
+    value.vip = first;
+    if (several) {
+      // The one it had stays, for the flows made before (unpaired).
+      value.flags = LB_REV_NAT_F_AMBIGUOUS;
+      value.vip = has_current ? r.value.vip : least;
     }
-    // Several: the one it had stays, for the flows made before (unpaired).
-    value.flags = LB_REV_NAT_F_AMBIGUOUS;
-    value.vip = std::find(vips.begin(), vips.end(), r.value.vip) != vips.end()
-                    ? r.value.vip
-                    : *std::min_element(vips.begin(), vips.end());
     return value;
   }
   void sync_rev_nat(std::vector<std::uint32_t> ips) {
