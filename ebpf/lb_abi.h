@@ -97,11 +97,18 @@ struct lb_vip_value {
 	__u32 flags; /* LB_VIP_F_* */
 };
 
+/* lb_backend.flags: the backend's IP is behind several VIPs
+ * (LB_REV_NAT_F_AMBIGUOUS), so a flow to it keeps a REPLY entry. Written by
+ * user space on every backend with that IP, before lb_rev_nat turns
+ * ambiguous and after it no longer is; in the backend, so that a new flow
+ * learns it from the lookup it makes anyway. */
+#define LB_BACKEND_F_PAIRED 0x1u
+
 struct lb_backend {
 	__u32 ip;        /* network order */
 	__u8 mac[6];
 	__u8 state;      /* enum lb_backend_state */
-	__u8 pad;
+	__u8 flags;      /* LB_BACKEND_F_*; 0 in version 5 */
 	__u32 service_id; /* owner, so user space can rebuild its index */
 	__u32 pad2;
 };
@@ -110,9 +117,9 @@ struct lb_backend {
  * replies come from, so that a reply's own tuple, mapped back, is the key of
  * its flow's ORIGINAL entry (Cilium's rev-NAT index). Written by user space
  * for every backend IP in use. With LB_REV_NAT_F_AMBIGUOUS the IP is a
- * backend behind several VIPs: new flows to it keep a REPLY entry, and `vip`
- * is one of them (the one it had when it became ambiguous), for the flows
- * made before. */
+ * backend behind several VIPs: new flows to it keep a REPLY entry
+ * (LB_BACKEND_F_PAIRED), and `vip` is one of them (the one it had when it
+ * became ambiguous), for the flows made before. */
 struct lb_rev_nat_value {
 	__u32 vip;   /* network order */
 	__u32 flags; /* LB_REV_NAT_F_* */
@@ -245,6 +252,7 @@ LB_ABI_ASSERT(sizeof(struct lb_vip_value) == 8, "lb_vip_value size");
 LB_ABI_ASSERT(sizeof(struct lb_backend) == 20, "lb_backend size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, mac) == 4, "lb_backend.mac");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, state) == 10, "lb_backend.state");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, flags) == 11, "lb_backend.flags");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, service_id) == 12, "lb_backend.service_id");
 LB_ABI_ASSERT(sizeof(struct lb_rev_nat_value) == 8, "lb_rev_nat_value size");
 LB_ABI_ASSERT(sizeof(struct lb_ct_key) == 16, "lb_ct_key size");

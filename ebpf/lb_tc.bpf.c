@@ -215,7 +215,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 			flags |= LB_CT_F_SYN_ORIG;
 		if (backend->ip == flow->saddr)
 			flags |= LB_CT_F_HAIRPIN;
-		if (lb_ct_needs_pair(backend->ip, flags))
+		if (lb_ct_needs_pair(backend, flags))
 			flags |= LB_CT_F_PAIRED;
 		/* The old flow's reply entry is keyed by its backend: left
 		 * behind, it would turn that backend's packets to the client

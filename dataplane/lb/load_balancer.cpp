@@ -600,10 +600,37 @@ struct LoadBalancer::Impl {
     }
     return value;
   }
+  static bool ambiguous(const lb_rev_nat_value& value) {
+    return (value.flags & LB_REV_NAT_F_AMBIGUOUS) != 0;
+  }
+  // The flags a backend with this IP carries (LB_BACKEND_F_PAIRED while the
+  // IP is ambiguous in lb_rev_nat as written).
+  std::uint8_t backend_flags_for(std::uint32_t ip) const {
+    auto it = rev_nat.find(ip);
+    return it != rev_nat.end() && ambiguous(it->second.value) ? LB_BACKEND_F_PAIRED : 0;
+  }
+  // Gives every backend with this IP the flags `paired` asks for.
+  void mark_backends(const RevNat& r, std::uint32_t ip, bool paired) {
+    auto mark = [&](std::uint32_t id) {
+      if (id == 0 || id >= backends.size()) return;
+      lb_backend value = backends[id];
+      if (value.state == LB_BACKEND_FREE || value.ip != ip) return;
+      const std::uint8_t flags = paired ? LB_BACKEND_F_PAIRED : 0;
+      if (value.flags == flags) return;
+      value.flags = flags;
+      write_backend(id, value);
+    };
+    mark(r.first_id);
+    for (std::uint32_t id : r.more_ids) mark(id);
+  }
+  // Brings lb_rev_nat (and the backends' LB_BACKEND_F_PAIRED) up to date
+  // for these IPs. A backend is marked before its IP turns ambiguous, and
+  // unmarked after it no longer is: a flow made unpaired can always be
+  // found from lb_rev_nat's VIP.
   void sync_rev_nat(std::vector<std::uint32_t> ips) {
     std::sort(ips.begin(), ips.end());
     ips.erase(std::unique(ips.begin(), ips.end()), ips.end());
-    std::vector<std::uint32_t> put_keys;
+    std::vector<std::uint32_t> put_keys, unmark;
     std::vector<lb_rev_nat_value> put_values;
     for (std::uint32_t ip : ips) {
       auto it = rev_nat.find(ip);
@@ -614,24 +641,37 @@ struct LoadBalancer::Impl {
         if (wanted.vip == 0 && r.first_id == 0) rev_nat.erase(it);
         continue;
       }
+      if (ambiguous(wanted) && !ambiguous(r.value)) mark_backends(r, ip, true);
+      if (!ambiguous(wanted) && ambiguous(r.value)) unmark.push_back(ip);
       if (wanted.vip == 0) {
         erase(rev_nat_fd, "lb_rev_nat", &ip);
         r.value = wanted;
-        if (r.first_id == 0) rev_nat.erase(it);
         continue;
       }
       put_keys.push_back(ip);
       put_values.push_back(wanted);
     }
-    if (put_keys.empty()) return;
-    bpf_map_batch_opts batch{};
-    batch.sz = sizeof batch;
-    std::uint32_t count = static_cast<std::uint32_t>(put_keys.size());
-    const int err = bpf_map_update_batch(rev_nat_fd, put_keys.data(), put_values.data(), &count, &batch);
-    for (std::uint32_t i = 0; i < count && i < put_keys.size(); ++i) {
-      rev_nat[put_keys[i]].value = put_values[i];
+    if (!put_keys.empty()) {
+      bpf_map_batch_opts batch{};
+      batch.sz = sizeof batch;
+      std::uint32_t count = static_cast<std::uint32_t>(put_keys.size());
+      const int err =
+          bpf_map_update_batch(rev_nat_fd, put_keys.data(), put_values.data(), &count, &batch);
+      for (std::uint32_t i = 0; i < count && i < put_keys.size(); ++i) {
+        rev_nat[put_keys[i]].value = put_values[i];
+      }
+      if (err != 0) throw BpfError(errno, "update map lb_rev_nat");
     }
-    if (err != 0) throw BpfError(errno, "update map lb_rev_nat");
+    for (std::uint32_t ip : unmark) {
+      auto it = rev_nat.find(ip);
+      if (it == rev_nat.end()) continue;
+      mark_backends(it->second, ip, false);
+      if (it->second.value.vip == 0 && it->second.first_id == 0) rev_nat.erase(it);
+    }
+    for (std::uint32_t ip : ips) {
+      auto it = rev_nat.find(ip);
+      if (it != rev_nat.end() && it->second.value.vip == 0 && it->second.first_id == 0) rev_nat.erase(it);
+    }
   }
   std::vector<std::uint32_t> service_ips(std::uint32_t service_id) const {
     std::vector<std::uint32_t> ips;
@@ -700,6 +740,9 @@ struct LoadBalancer::Impl {
     }
     for (const auto& [ip, r] : rev_nat) ips.push_back(ip);
     sync_rev_nat(std::move(ips));
+    // Marks as lb_rev_nat says (an agent killed between the two writes, or
+    // maps of version 5, whose backends have none).
+    for (const auto& [ip, r] : rev_nat) mark_backends(r, ip, ambiguous(r.value));
   }
 
   void check_service_id(std::uint32_t service_id) const {
@@ -783,6 +826,7 @@ struct LoadBalancer::Impl {
         value.ip = htonl(b.ip);
         std::memcpy(value.mac, b.mac.data(), sizeof value.mac);
         value.state = static_cast<std::uint8_t>(b.state);
+        value.flags = backend_flags_for(value.ip);
         value.service_id = entry.service_id;
         const lb_backend& current = backends[b.id];
         if (std::memcmp(&current, &value, sizeof value) == 0) continue;

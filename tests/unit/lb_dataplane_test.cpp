@@ -720,6 +720,13 @@ TEST_F(LbDataplaneTest, BackendBehindTwoVipsKeepsReplyEntries) {
   ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &shared_net, &rev), 0);
   EXPECT_EQ(rev.flags, LB_REV_NAT_F_AMBIGUOUS);
   EXPECT_EQ(rev.vip, htonl(kVip));  // the VIP it had stays
+  auto backend_flags = [&](std::uint32_t id) {
+    lb_backend b{};
+    EXPECT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_backends"), &id, &b), 0);
+    return b.flags;
+  };
+  EXPECT_EQ(backend_flags(1), LB_BACKEND_F_PAIRED);  // what new flows read
+  EXPECT_EQ(backend_flags(11), LB_BACKEND_F_PAIRED);
 
   ASSERT_EQ(backend_of(from_endpoint(from_client(kVip, 40001, kSyn))), shared);
   ASSERT_EQ(backend_of(from_endpoint(from_client(vip2, 40002, kSyn))), shared);
@@ -740,6 +747,7 @@ TEST_F(LbDataplaneTest, BackendBehindTwoVipsKeepsReplyEntries) {
   ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &shared_net, &rev), 0);
   EXPECT_EQ(rev.flags, 0u);
   EXPECT_EQ(rev.vip, htonl(kVip));
+  EXPECT_EQ(backend_flags(1), 0u);
   EXPECT_EQ(get32(to_endpoint(reply(40001)).out, kIp + 12), kVip);
   const std::size_t before = conntrack_entries(fd).size();
   ASSERT_EQ(backend_of(from_endpoint(from_client(kVip, 40004, kSyn))), shared);
