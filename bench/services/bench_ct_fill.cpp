@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_ct_fill: established flows into an agent's pinned conntrack map"};
   app.add_option("--pin-dir", pin_dir, "the agent's --bpf-pin-dir")->required();
   app.add_option("--subnet", subnet_text, "the network's subnet (CIDR), as given to bench_remote_node")->required();
-  app.add_option("--entries", entries, "conntrack entries (two per flow)")->capture_default_str();
+  app.add_option("--entries", entries, "conntrack entries (one per flow)")->capture_default_str();
   app.add_option("--services", services)->capture_default_str();
   app.add_option("--backends", backends, "backends per service")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
