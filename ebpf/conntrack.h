@@ -1,10 +1,33 @@
-/* Connection tracking for balanced flows. Each flow has two entries in the
- * LRU map lb_conntrack: ORIGINAL (client -> VIP, gives the backend) and
- * REPLY (backend -> client, gives the VIP for reverse NAT). Entries end by
- * TCP state or idle time; the timeouts come from lb_config (user space) and
- * the same rules are applied by the user-space garbage collector. There is
- * no fixed cut of idle connections: an established TCP flow lives as long as
- * its configured idle timeout (6 h by default). */
+/* Connection tracking for balanced flows, in the LRU map lb_conntrack. A
+ * flow has one entry, ORIGINAL (client -> VIP:port, as the client sends it;
+ * it gives the backend), that both directions read and stamp. A reply
+ * (backend:port -> client) finds it without an entry of its own, as
+ * Cilium's rev-NAT index does: lb_rev_nat, kept by user space, gives the
+ * VIP of the reply's source (a backend IP), and with ports unchanged by the
+ * NAT the reply's tuple mapped back is the ORIGINAL key. The entry is then
+ * checked to be balanced to that very backend (nat_addr), so a client's
+ * direct connection to a backend's own address is never reverse-NATed.
+ * One entry per flow: one LRU insert per new flow instead of two, and half
+ * the conntrack memory.
+ *
+ * A flow also keeps a REPLY entry (backend -> client, gives the VIP), and
+ * both carry LB_CT_F_PAIRED, where the reply alone cannot name the VIP:
+ *  - its backend IP is behind more than one VIP (LB_REV_NAT_F_AMBIGUOUS:
+ *    the same endpoint a backend of services on different VIPs); replies
+ *    from such a backend look the REPLY entry up first, then the ORIGINAL
+ *    entry through the VIP lb_rev_nat still names (flows made before the
+ *    IP became ambiguous). User space marks every backend with such an IP
+ *    (LB_BACKEND_F_PAIRED) before lb_rev_nat turns ambiguous, and writes
+ *    lb_rev_nat before a backend enters any table or a frontend is added;
+ *  - hairpin flows (the backend is the client), whose replies go to the
+ *    hairpin address, not to the client.
+ * State changes (flags) of a paired flow are copied to the other entry, so
+ * either entry gives the flow's timeout; the collector ends both together.
+ *
+ * Entries end by TCP state or idle time; the timeouts come from lb_config
+ * (user space) and the same rules are applied by the user-space garbage
+ * collector. There is no fixed cut of idle connections: an established TCP
+ * flow lives as long as its configured idle timeout (6 h by default). */
 #ifndef WEFT_EBPF_CONNTRACK_H
 #define WEFT_EBPF_CONNTRACK_H
 
@@ -64,22 +87,80 @@ static __always_inline void lb_ct_partner_key(const struct lb_ct_key *key, __u32
 	partner->pad = 0;
 }
 
+/* Whether the entry `key` has a partner: a REPLY entry always has its
+ * ORIGINAL one (a version 5 flow's ORIGINAL entry lacks LB_CT_F_PAIRED). */
+static __always_inline int lb_ct_has_partner(const struct lb_ct_key *key, __u8 entry_flags)
+{
+	return key->dir == LB_CT_DIR_REPLY || (entry_flags & LB_CT_F_PAIRED);
+}
+
 /* Flags that matter for both directions (state changes) are copied to the
- * partner entry, so either entry alone gives the flow's timeout. Only runs
- * when flags change: at most a few times per flow. */
+ * partner entry of a paired flow, so either entry alone gives the flow's
+ * timeout. Only runs when flags change: at most a few times per flow. */
 static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32 nat_addr,
 					      __u8 entry_flags, __u8 flags)
 {
 	struct lb_ct_key partner = {};
 	struct lb_ct_value *other;
 
+	if (!lb_ct_has_partner(key, entry_flags))
+		return;
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
 	other = bpf_map_lookup_elem(&lb_conntrack, &partner);
 	if (other)
 		other->flags |= flags;
 }
 
-/* The fields both entries of a flow start with. */
+/* Whether a new flow to `backend` keeps a REPLY entry (see above). The
+ * backend carries its IP's ambiguity (LB_BACKEND_F_PAIRED), so a new flow
+ * pays no lb_rev_nat lookup (~30 ns in bench_lb). */
+static __always_inline int lb_ct_needs_pair(const struct lb_backend *backend, __u8 flags)
+{
+	return (flags & LB_CT_F_HAIRPIN) || (backend->flags & LB_BACKEND_F_PAIRED);
+}
+
+/* The entry of the flow a packet from a backend (`ip`, `l4`) towards the
+ * endpoint answers, and its key in `key`; 0 when it answers none (not from
+ * a backend, or a connection not balanced to it). `*vip` is the address to
+ * give the reply as source. */
+static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr *ip,
+							      const struct udphdr *l4,
+							      struct lb_ct_key *key, __u32 *vip)
+{
+	struct lb_rev_nat_value *rev;
+	struct lb_ct_value *ct;
+
+	rev = bpf_map_lookup_elem(&lb_rev_nat, &ip->saddr);
+	if (!rev)
+		return 0;
+	key->proto = ip->protocol;
+	if (rev->flags & LB_REV_NAT_F_AMBIGUOUS) {
+		key->saddr = ip->saddr;
+		key->daddr = ip->daddr;
+		key->sport = l4->source;
+		key->dport = l4->dest;
+		key->dir = LB_CT_DIR_REPLY;
+		ct = bpf_map_lookup_elem(&lb_conntrack, key);
+		if (ct) {
+			*vip = ct->nat_addr;
+			return ct;
+		}
+	}
+	key->saddr = ip->daddr;
+	key->daddr = rev->vip;
+	key->sport = l4->dest;
+	key->dport = l4->source;
+	key->dir = LB_CT_DIR_ORIGINAL;
+	ct = bpf_map_lookup_elem(&lb_conntrack, key);
+	/* Balanced to this backend, or a connection of the client's own to
+	 * the backend's address (or to another backend) on the same ports. */
+	if (!ct || ct->nat_addr != ip->saddr)
+		return 0;
+	*vip = key->daddr;
+	return ct;
+}
+
+/* The fields the entries of a flow start with. */
 static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_id,
 				       __u32 nat_addr, __u32 service_id, __u32 frontend_epoch,
 				       __u8 flags, __u64 now, const struct lb_flow *flow)
@@ -99,13 +180,14 @@ static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_
 	value->last_seen_ns = now;
 }
 
-/* A new flow on the tuple of an old one with the same backend: both keys
- * stay, so both entries are rewritten where they are instead of being
+/* A new flow on the tuple of an old one with the same backend: the keys
+ * stay, so the entries are rewritten where they are instead of being
  * inserted again (an LRU insert costs a node from the LRU lists and the
- * bucket lock, several times a lookup). `old` is the ORIGINAL entry. The
- * REPLY entry is inserted only when it is missing (evicted). */
+ * bucket lock, several times a lookup). `old` is the ORIGINAL entry. A
+ * paired flow's REPLY entry is inserted only when it is missing (evicted,
+ * or the old flow was not paired); an unpaired one's is deleted. */
 static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct_value *old,
-				       __u32 backend_id, __u32 backend_ip, __u32 service_id,
+				       __u8 old_flags, __u32 backend_id, __u32 backend_ip, __u32 service_id,
 				       __u32 frontend_epoch, __u8 flags, __u64 now,
 				       const struct lb_flow *flow)
 {
@@ -115,6 +197,11 @@ static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct
 
 	lb_ct_fill(old, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
+	if (!(flags & LB_CT_F_PAIRED)) {
+		if (old_flags & LB_CT_F_PAIRED)
+			bpf_map_delete_elem(&lb_conntrack, &reply);
+		return 0;
+	}
 	other = bpf_map_lookup_elem(&lb_conntrack, &reply);
 	if (other) {
 		lb_ct_fill(other, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
@@ -124,7 +211,8 @@ static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct
 	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
 }
 
-/* Records a new flow: both entries. 0 or a negative errno. */
+/* Records a new flow: its ORIGINAL entry, and its REPLY entry when
+ * `flags` has LB_CT_F_PAIRED. 0 or a negative errno. */
 static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
 					__u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
 					__u8 flags, __u64 now,
@@ -145,7 +233,7 @@ static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backe
 		value.syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
 	}
 	ret = bpf_map_update_elem(&lb_conntrack, key, &value, BPF_ANY);
-	if (ret)
+	if (ret || !(flags & LB_CT_F_PAIRED))
 		return ret;
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
 	value.nat_addr = key->daddr;
@@ -166,12 +254,15 @@ static __always_inline int lb_ct_answers_syn(const struct lb_ct_value *ct, __u32
 	return beyond_syn <= ct->syn_len;
 }
 
-/* Deletes the other entry of a flow whose entry `key` is being replaced. */
+/* Deletes the other entry, if any, of a flow whose entry `key` is being
+ * replaced. */
 static __always_inline void lb_ct_delete_partner(const struct lb_ct_key *key, __u32 nat_addr,
 						 __u8 entry_flags)
 {
 	struct lb_ct_key partner = {};
 
+	if (!lb_ct_has_partner(key, entry_flags))
+		return;
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
 	bpf_map_delete_elem(&lb_conntrack, &partner);
 }
@@ -179,21 +270,24 @@ static __always_inline void lb_ct_delete_partner(const struct lb_ct_key *key, __
 static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32 nat_addr,
 					      __u8 entry_flags)
 {
-	struct lb_ct_key partner = {};
-
-	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
-	bpf_map_delete_elem(&lb_conntrack, &partner);
+	lb_ct_delete_partner(key, nat_addr, entry_flags);
 	bpf_map_delete_elem(&lb_conntrack, key);
 }
 
-/* Ends the flow whose REPLY entry is `key`, and its ORIGINAL entry unless a
- * newer flow on another backend has taken that over meanwhile. */
+/* Ends, from a reply, the flow whose entry the reply found: `key` is its
+ * REPLY entry, or its ORIGINAL entry (found through lb_rev_nat, and known to
+ * be balanced to the reply's source). From a REPLY entry, the ORIGINAL one
+ * goes too unless a newer flow on another backend has taken it over. */
 static __always_inline void lb_ct_end_from_reply(const struct lb_ct_key *key,
 						 const struct lb_ct_value *ct)
 {
 	struct lb_ct_key original = {};
 	struct lb_ct_value *other;
 
+	if (key->dir == LB_CT_DIR_ORIGINAL) {
+		lb_ct_delete_flow(key, ct->nat_addr, ct->flags);
+		return;
+	}
 	lb_ct_partner_key(key, ct->nat_addr, ct->flags, &original);
 	other = bpf_map_lookup_elem(&lb_conntrack, &original);
 	if (other && other->nat_addr == key->saddr)

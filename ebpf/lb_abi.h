@@ -33,11 +33,12 @@ enum lb_backend_state {
 };
 
 enum lb_ct_dir {
-	LB_CT_DIR_ORIGINAL = 0, /* client -> VIP, as seen leaving the client */
-	LB_CT_DIR_REPLY = 1,    /* backend -> client, as seen towards the client */
+	LB_CT_DIR_ORIGINAL = 0, /* client -> VIP, as seen leaving the client: every flow */
+	LB_CT_DIR_REPLY = 1,    /* backend -> client, as seen towards the client: only
+				 * flows with LB_CT_F_PAIRED (see conntrack.h) */
 };
 
-/* Flags kept in lb_ct_value.flags (both entries of a flow carry them). */
+/* Flags kept in lb_ct_value.flags (both entries of a paired flow carry them). */
 #define LB_CT_F_SYN_ORIG 0x01u
 #define LB_CT_F_FIN_ORIG 0x02u
 #define LB_CT_F_FIN_REPLY 0x04u
@@ -51,6 +52,11 @@ enum lb_ct_dir {
  * flag answers another connection on the tuple (the ACK of its TIME_WAIT
  * to the client's direct SYN) and passes untouched. */
 #define LB_CT_F_CLIENT_SPOKE 0x40u
+/* The flow has a REPLY entry besides its ORIGINAL one: its backend is
+ * reached through more than one VIP (lb_rev_nat cannot name the VIP from a
+ * reply alone), or it is a hairpin flow. Without it the ORIGINAL entry is
+ * the flow's only entry, and replies find it through lb_rev_nat. */
+#define LB_CT_F_PAIRED 0x80u
 
 /* Hairpin: when a backend's flow to its own VIP is balanced to itself, the
  * program sends it back in with this address as source (a packet from one's
@@ -91,14 +97,35 @@ struct lb_vip_value {
 	__u32 flags; /* LB_VIP_F_* */
 };
 
+/* lb_backend.flags: the backend's IP is behind several VIPs
+ * (LB_REV_NAT_F_AMBIGUOUS), so a flow to it keeps a REPLY entry. Written by
+ * user space on every backend with that IP, before lb_rev_nat turns
+ * ambiguous and after it no longer is; in the backend, so that a new flow
+ * learns it from the lookup it makes anyway. */
+#define LB_BACKEND_F_PAIRED 0x1u
+
 struct lb_backend {
 	__u32 ip;        /* network order */
 	__u8 mac[6];
 	__u8 state;      /* enum lb_backend_state */
-	__u8 pad;
+	__u8 flags;      /* LB_BACKEND_F_*; 0 in version 5 */
 	__u32 service_id; /* owner, so user space can rebuild its index */
 	__u32 pad2;
 };
+
+/* Value of lb_rev_nat (key: a backend's IP, network order): the VIP its
+ * replies come from, so that a reply's own tuple, mapped back, is the key of
+ * its flow's ORIGINAL entry (Cilium's rev-NAT index). Written by user space
+ * for every backend IP in use. With LB_REV_NAT_F_AMBIGUOUS the IP is a
+ * backend behind several VIPs: new flows to it keep a REPLY entry
+ * (LB_BACKEND_F_PAIRED), and `vip` is one of them (the one it had when it
+ * became ambiguous), for the flows made before. */
+struct lb_rev_nat_value {
+	__u32 vip;   /* network order */
+	__u32 flags; /* LB_REV_NAT_F_* */
+};
+
+#define LB_REV_NAT_F_AMBIGUOUS 0x1u
 
 struct lb_ct_key {
 	__u32 saddr; /* network order */
@@ -181,8 +208,16 @@ struct lb_config {
 };
 
 /* Bumped whenever a key or value above changes meaning: pinned maps written
- * under another version are refused instead of misread. */
-#define LB_ABI_VERSION 5u
+ * under another version are refused instead of misread, except those of
+ * LB_ABI_VERSION_ADOPTABLE, which this version reads as they are.
+ *
+ * 6: one conntrack entry per flow (LB_CT_F_PAIRED, lb_rev_nat). Version 5
+ * maps are adopted: keys and values kept their layout, lb_rev_nat is made
+ * new, and a version 5 flow's two entries read as a paired flow whose
+ * ORIGINAL entry lacks the flag (the collector pairs every REPLY entry with
+ * its ORIGINAL one, so they still end together). */
+#define LB_ABI_VERSION 6u
+#define LB_ABI_VERSION_ADOPTABLE 5u
 
 /* Global event counters, a PERCPU array indexed by these. */
 enum lb_stat {
@@ -217,7 +252,9 @@ LB_ABI_ASSERT(sizeof(struct lb_vip_value) == 8, "lb_vip_value size");
 LB_ABI_ASSERT(sizeof(struct lb_backend) == 20, "lb_backend size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, mac) == 4, "lb_backend.mac");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, state) == 10, "lb_backend.state");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, flags) == 11, "lb_backend.flags");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_backend, service_id) == 12, "lb_backend.service_id");
+LB_ABI_ASSERT(sizeof(struct lb_rev_nat_value) == 8, "lb_rev_nat_value size");
 LB_ABI_ASSERT(sizeof(struct lb_ct_key) == 16, "lb_ct_key size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, sport) == 8, "lb_ct_key.sport");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, proto) == 12, "lb_ct_key.proto");

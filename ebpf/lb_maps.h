@@ -81,6 +81,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_backend_counters SEC(".maps");
 
+/* Backend IP -> the VIP its replies come from (lb_abi.h, conntrack.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct lb_rev_nat_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_rev_nat SEC(".maps");
+
 /* Conntrack (conntrack.h). The loader sets map_flags too: 0 (common LRU
  * lists) or BPF_F_NO_COMMON_LRU (per-CPU LRU lists, one table all CPUs
  * read; Limits::conntrack_lru_per_cpu). Not LRU_PERCPU_HASH: its values are

@@ -9,10 +9,11 @@
  *                     remembered in conntrack, refusals when nothing serves.
  *   lb_to_endpoint    tc egress of the host-side veth (packets towards the
  *                     endpoint): replies of balanced flows get the VIP back
- *                     as their source.
+ *                     as their source (their flow found through lb_rev_nat,
+ *                     see conntrack.h).
  *
  * Everything else leaves with TC_ACT_OK after one array read (from the
- * endpoint) or one conntrack lookup (towards it). */
+ * endpoint) or one lb_rev_nat lookup (towards it). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -194,7 +195,9 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		 * (see LB_CT_F_CLIENT_SPOKE): a few packets per flow. */
 		if ((flags & LB_CT_F_FIN_ORIG) ||
 		    (ct->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH) {
-			ct->flags |= flags;
+			/* The entry replies read: this one, or the REPLY
+			 * entry of a paired flow. */
+			ct->flags |= flags | LB_CT_F_CLIENT_SPOKE;
 			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags,
 					  flags | LB_CT_F_CLIENT_SPOKE);
 		} else if (flags & ~ct->flags) {
@@ -212,6 +215,8 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 			flags |= LB_CT_F_SYN_ORIG;
 		if (backend->ip == flow->saddr)
 			flags |= LB_CT_F_HAIRPIN;
+		if (lb_ct_needs_pair(backend, flags))
+			flags |= LB_CT_F_PAIRED;
 		/* The old flow's reply entry is keyed by its backend: left
 		 * behind, it would turn that backend's packets to the client
 		 * (say, of a direct connection) into replies from the VIP. */
@@ -219,13 +224,13 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 			lb_ct_delete_partner(ct_key, stale_nat_addr, stale_flags);
 		/* A reused tuple (client ports come round again within
 		 * seconds under short connections) on the same backend keeps
-		 * both keys: its entries are rewritten in place, no insert.
+		 * its keys: its entries are rewritten in place, no insert.
 		 * Otherwise a full conntrack map evicts (LRU); failing here
 		 * only costs stickiness, Maglev still sends the next packet
 		 * the same way. */
 		if (stale && stale_nat_addr == backend->ip)
-			lb_ct_renew(ct_key, stale, backend_id, backend->ip, service_id, epoch, flags,
-				    now, flow);
+			lb_ct_renew(ct_key, stale, stale_flags, backend_id, backend->ip, service_id,
+				    epoch, flags, now, flow);
 		else
 			lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, now,
 				     flow);
@@ -370,18 +375,14 @@ int lb_to_endpoint(struct __sk_buff *skb)
 	struct udphdr *l4 = data + LB_L4_OFF; /* the ports sit at the same place in TCP */
 	struct lb_ct_key key = {};
 	struct lb_ct_value *ct;
+	__u32 backend_ip, vip = 0;
 	__u8 flags = 0;
 
 	if ((void *)(l4 + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
 	    (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
 		return TC_ACT_OK;
-	key.saddr = ip->saddr;
-	key.daddr = ip->daddr;
-	key.sport = l4->source;
-	key.dport = l4->dest;
-	key.proto = ip->protocol;
-	key.dir = LB_CT_DIR_REPLY;
-	ct = bpf_map_lookup_elem(&lb_conntrack, &key);
+	backend_ip = ip->saddr;
+	ct = lb_ct_reply_lookup(ip, l4, &key, &vip);
 	if (!ct)
 		return TC_ACT_OK;
 
@@ -419,7 +420,7 @@ int lb_to_endpoint(struct __sk_buff *skb)
 		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
 	}
 	lb_stat_inc(LB_STAT_REV_NAT);
-	if (lb_reverse_nat(skb, key.proto, key.saddr, ct->nat_addr))
+	if (lb_reverse_nat(skb, key.proto, backend_ip, vip))
 		return TC_ACT_SHOT;
 	return TC_ACT_OK;
 

@@ -550,7 +550,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();
   app.add_option("--lb-conntrack-entries", options.lb_conntrack_entries,
-                 "Size of the eBPF conntrack map (two entries per flow)")
+                 "Size of the eBPF conntrack map (one entry per flow; two to a backend behind several VIPs)")
       ->check(CLI::Range(1024, 1 << 26))
       ->capture_default_str();
   app.add_option("--lb-tcp-timeout", options.lb_tcp_timeout_s, "Idle timeout of established TCP flows, seconds")

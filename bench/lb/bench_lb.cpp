@@ -4,9 +4,9 @@
 //  * ns/packet of the tc programs through BPF_PROG_TEST_RUN (the kernel's
 //    own per-run average, so no syscall cost): a VIP packet starting a new
 //    flow on a fresh tuple (a connection's first packet: conntrack miss,
-//    frontend, Maglev pick, two conntrack inserts, DNAT; a chain of VIPs
+//    frontend, Maglev pick, one conntrack insert, DNAT; a chain of VIPs
 //    makes every repeat run a tuple never seen), a VIP packet starting a new
-//    flow on a reused tuple (the old flow's two entries rewritten in place),
+//    flow on a reused tuple (the old flow's entry rewritten in place),
 //    a packet of a tracked
 //    flow (conntrack hit + DNAT), a reply (reverse NAT), a packet to no VIP
 //    (the cost everybody else pays), and a trivial tc program as the floor
@@ -18,7 +18,7 @@
 //    them there;
 //  * BPF map memory (memlock of every map, Maglev tables included).
 //
-//  * conntrack at scale (--conntrack-flows, two entries each): map memory,
+//  * conntrack at scale (--conntrack-flows, one entry each): map memory,
 //    RSS, and the garbage collector's walk.
 //
 //   bench_lb [--services 1,1000,10000] [--maglev-size 16381] [--maglev-pool SLOTS]
@@ -66,7 +66,7 @@ struct Options {
   std::uint32_t maglev_size = lb::kDefaultMaglevTableSize;  // the largest table
   std::uint32_t pool_slots = 0;  // 0: the library's default
   std::uint32_t repeat = 1000000;
-  // Cold single-run flows (two entries each). With the fresh flows below
+  // Cold single-run flows (one entry each). With the fresh flows below
   // they stay under one CPU's share of a per-CPU-LRU conntrack map (the
   // 262 144 entries split over 2 CPUs here), so that mode is measured
   // inserting, not evicting.
@@ -75,8 +75,8 @@ struct Options {
   // Conntrack with common LRU lists (the default) and/or per-CPU ones
   // (Limits::conntrack_lru_per_cpu), run one after the other as peers.
   std::vector<bool> lru_per_cpu{false, true};
-  std::uint32_t fresh_flows = 51200;  // fresh tuples in repeat runs (x2 entries)
-  std::uint32_t conntrack_flows = 500000;  // 1 000 000 entries
+  std::uint32_t fresh_flows = 51200;  // fresh tuples in repeat runs (one entry each)
+  std::uint32_t conntrack_flows = 500000;
 };
 
 constexpr std::uint32_t kBackendsPerService = 10;
@@ -258,10 +258,10 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   first.flags = kSyn;
   // A new flow on a reused tuple: with every timeout at 0 each run finds
   // its conntrack entry expired and does all a first packet does (Maglev
-  // pick, both entries written, DNAT), except that the entries are rewritten
+  // pick, the entry written, DNAT), except that the entry is rewritten
   // where they are instead of inserted (same backend, same keys): the case
   // of client ports coming round again under short connections. A fresh
-  // tuple's two LRU inserts are in the cold single runs above.
+  // tuple's LRU insert is in the cold single runs above.
   balancer.set_timeouts(lb::Timeouts{std::chrono::nanoseconds(0), std::chrono::nanoseconds(0),
                                      std::chrono::nanoseconds(0), std::chrono::nanoseconds(0)});
   std::uint64_t before = stat(LB_STAT_NEW_FLOW);
@@ -274,7 +274,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   // one backend each is the next one's VIP (the last's is the first's).
   // Each run DNATs the packet to the next VIP, so the next run sees a tuple
   // never seen (client, next VIP, same ports): conntrack miss, frontend,
-  // Maglev pick, both entries inserted, DNAT. kChainServices runs bring the
+  // Maglev pick, its entry inserted, DNAT. kChainServices runs bring the
   // packet round to the first VIP, so each call of the repeat loop is
   // exactly one lap, from a new source port each time (then all tuples are
   // new again). The chain's services add to the measured count: a 1-service
@@ -380,7 +380,7 @@ std::uint64_t vm_rss_kb() {
   return 0;
 }
 
-// Conntrack at scale: `flows` flows (two entries each) through the program,
+// Conntrack at scale: `flows` flows (one entry each) through the program,
 // then the map's memory, our RSS, and the garbage collector's walk with
 // nothing to delete and with everything to delete.
 void run_conntrack(const std::string& pin_dir, std::uint32_t flows) {
@@ -388,7 +388,7 @@ void run_conntrack(const std::string& pin_dir, std::uint32_t flows) {
   limits.max_services = 1;
   limits.max_frontends = 1;
   limits.max_backends = kBackendsPerService + 1;
-  limits.conntrack_entries = 2 * flows + flows / 8;
+  limits.conntrack_entries = flows + flows / 8;
   lb::LoadBalancer balancer = lb::LoadBalancer::open(pin_dir, limits);
   balancer.upsert_service({vip_of(0), 80, lb::Protocol::tcp}, 0);
   auto list = backends_of(0);

@@ -8,8 +8,9 @@
 //   bench_lb_mem [--services 10000] [--backends 10] [--conntrack-entries 1000000]
 //                [--conntrack-capacity N]
 //
-// --conntrack-entries counts map entries (two per flow: 1 000 000 entries are
-// 500 000 flows); the map's capacity defaults to the next power of two.
+// --conntrack-entries counts map entries (one per flow since ABI 6, whose
+// backends sit behind one VIP each, as here; two per flow before); the
+// map's capacity defaults to the next power of two.
 // Needs root; everything it makes lives in a private mount namespace.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -43,7 +44,7 @@ struct Options {
 
 constexpr const char* kMaps[] = {"lb_vips",      "lb_vip_filter", "lb_services",         "lb_maglev",
                                  "lb_maglev_index", "lb_backends", "lb_backend_counters", "lb_conntrack",
-                                 "lb_config",    "lb_stats"};
+                                 "lb_config",    "lb_stats",       "lb_rev_nat"};
 
 double mb(std::uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
 
@@ -123,7 +124,7 @@ void run(const PrivateScratch& scratch, const Options& opt) {
   dlb::Limits limits = limits_for(load, capacity);
   std::printf("bench_lb_mem: %u services x %u backends, conntrack %u entries (%u flows) in a map of %u; "
               "max_services %u, max_backends %u, Maglev pool %s\n",
-              opt.services, opt.backends, opt.conntrack_entries, opt.conntrack_entries / 2, capacity,
+              opt.services, opt.backends, opt.conntrack_entries, opt.conntrack_entries, capacity,
               limits.max_services, limits.max_backends,
               limits.maglev_pool_slots ? std::to_string(limits.maglev_pool_slots).c_str() : "default");
   std::printf("  %-34s RSS %6.1f MB\n", "start", static_cast<double>(start_kb) / 1e3);
@@ -137,7 +138,7 @@ void run(const PrivateScratch& scratch, const Options& opt) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("  programmed in %.0f ms\n", program_ms);
   print_rss("services programmed");
-  const ConntrackFill fill = fill_conntrack(balancer, load, opt.conntrack_entries / 2);
+  const ConntrackFill fill = fill_conntrack(balancer, load, opt.conntrack_entries);
   std::printf("  conntrack: %" PRIu64 " flows, %" PRIu64 " entries written in %.0f ms\n", fill.flows,
               fill.entries, fill.ms);
   check_filled_flow(balancer, load);

@@ -119,18 +119,8 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
   return result;
 }
 
-void ConntrackBatch::add_flow(const lb_ct_key& original, lb_ct_value value) {
+void ConntrackBatch::add_flow(const lb_ct_key& original, const lb_ct_value& value) {
   keys.push_back(original);
-  values.push_back(value);
-  lb_ct_key reply{};
-  reply.saddr = value.nat_addr;
-  reply.daddr = original.saddr;
-  reply.sport = original.dport;
-  reply.dport = original.sport;
-  reply.proto = original.proto;
-  reply.dir = LB_CT_DIR_REPLY;
-  value.nat_addr = original.daddr;
-  keys.push_back(reply);
   values.push_back(value);
 }
 

@@ -52,15 +52,16 @@ struct ConntrackFill {
 ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& load,
                              std::uint32_t flows);
 
-// Conntrack entries for one map batch update: established flows, both
-// entries of each as lb_ct_create writes them (used by bench_ct_fill too,
-// against a running agent's pinned map).
+// Conntrack entries for one map batch update: established flows, each as
+// lb_ct_create writes a flow to a backend behind one VIP: its ORIGINAL
+// entry alone (used by bench_ct_fill too, against a running agent's pinned
+// map).
 struct ConntrackBatch {
   std::vector<lb_ct_key> keys;
   std::vector<lb_ct_value> values;
   // `original`: client -> VIP; `value`: its ORIGINAL entry (nat_addr is the
-  // backend's address). Adds the REPLY entry too.
-  void add_flow(const lb_ct_key& original, lb_ct_value value);
+  // backend's address).
+  void add_flow(const lb_ct_key& original, const lb_ct_value& value);
   void clear() {
     keys.clear();
     values.clear();

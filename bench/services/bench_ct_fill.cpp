@@ -1,6 +1,6 @@
 // bench_ct_fill: writes established TCP flows into a running agent's pinned
 // conntrack map (issue 9: weftd with 1 000 000 conntrack entries), in the
-// entry format of ebpf/lb_abi.h, both entries of each flow, stamped now
+// entry format of ebpf/lb_abi.h, one entry per flow (ABI 6), stamped now
 // (so the agent's collector keeps them for the established timeout), with
 // map batch updates, without sending a packet. The flows go to the
 // services bench_remote_node publishes (same address plan: VIP of service
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_ct_fill: established flows into an agent's pinned conntrack map"};
   app.add_option("--pin-dir", pin_dir, "the agent's --bpf-pin-dir")->required();
   app.add_option("--subnet", subnet_text, "the network's subnet (CIDR), as given to bench_remote_node")->required();
-  app.add_option("--entries", entries, "conntrack entries (two per flow)")->capture_default_str();
+  app.add_option("--entries", entries, "conntrack entries (one per flow)")->capture_default_str();
   app.add_option("--services", services)->capture_default_str();
   app.add_option("--backends", backends, "backends per service")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   const std::uint64_t now = weft::bench::lb::coarse_now_ns();
   const std::uint32_t top = subnet->last().value - 1;
   const std::uint32_t first_backend = subnet->base.value + 256;
-  const std::uint32_t flows = entries / 2;
+  const std::uint32_t flows = entries;  // one entry each (ConntrackBatch::add_flow)
   constexpr std::uint32_t kBatchFlows = 32768;
   weft::bench::lb::ConntrackBatch batch;
   std::uint64_t written = 0;

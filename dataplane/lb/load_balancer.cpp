@@ -44,7 +44,13 @@ namespace {
 
 constexpr const char* kMapNames[] = {
     "lb_vips",     "lb_vip_filter",       "lb_services",  "lb_maglev", "lb_maglev_index",
-    "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats"};
+    "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats", "lb_rev_nat"};
+
+// Pinned maps of this ABI version, or of the one before it, which this one
+// takes over as they are (see LB_ABI_VERSION_ADOPTABLE in ebpf/lb_abi.h).
+bool abi_version_usable(std::uint32_t version) {
+  return version == 0 || version == LB_ABI_VERSION || version == LB_ABI_VERSION_ADOPTABLE;
+}
 
 std::uint32_t maglev_pool_slots(const Limits& limits) {
   if (limits.maglev_pool_slots != 0) return limits.maglev_pool_slots;
@@ -151,7 +157,7 @@ void check_pinned_config(const std::filesystem::path& pin_dir, const Limits& lim
   }
   lb_config existing{};
   std::memcpy(&existing, value.data(), sizeof existing);
-  if (existing.abi_version != 0 && existing.abi_version != LB_ABI_VERSION) {
+  if (!abi_version_usable(existing.abi_version)) {
     throw BpfError(EINVAL, "maps pinned under " + pin_dir.string() + " are of ABI version " +
                                std::to_string(existing.abi_version) + ", this build uses " +
                                std::to_string(LB_ABI_VERSION) + " (remove the pins)");
@@ -419,6 +425,15 @@ struct LoadBalancer::Impl {
     std::uint32_t frontends = 0;
     std::vector<std::uint32_t> backends;       // owned, any state but free
     std::vector<std::uint32_t> active_in_table;  // sorted
+    std::map<std::uint32_t, std::uint32_t> vips;  // VIP (network order) -> its frontends here
+  };
+  // A backend IP's entry of lb_rev_nat as written, and the backend ids
+  // (any state but free) with that IP: usually one, more when an address
+  // comes back as a new backend or an endpoint serves several services.
+  struct RevNat {
+    lb_rev_nat_value value{};
+    std::uint32_t first_id = 0;
+    std::vector<std::uint32_t> more_ids;
   };
   struct Plan {
     std::uint32_t service_id = 0;
@@ -432,12 +447,13 @@ struct LoadBalancer::Impl {
   int ncpus = 1;
   int vips_fd = -1, services_fd = -1, maglev_fd = -1, maglev_index_fd = -1, backends_fd = -1,
       counters_fd = -1,
-      conntrack_fd = -1, config_fd = -1, stats_fd = -1;
+      conntrack_fd = -1, config_fd = -1, stats_fd = -1, rev_nat_fd = -1;
 
   std::map<Frontend, std::uint32_t> frontends;
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
   std::unordered_map<std::uint32_t, ServiceState> services;
   std::vector<lb_backend> backends;  // mirror of lb_backends
+  std::unordered_map<std::uint32_t, RevNat> rev_nat;  // backend IP (network order) -> lb_rev_nat
   std::unique_ptr<MaglevPool> pool;
   Timeouts timeouts;
   std::uint32_t frontend_epoch = 0;  // lb_config.frontend_epoch, see lb_abi.h
@@ -518,6 +534,166 @@ struct LoadBalancer::Impl {
     update(config_fd, "lb_config", &zero, &cfg);
   }
 
+  // lb_rev_nat (ebpf/conntrack.h): the VIP a backend IP's replies come
+  // from. Written before a table or a frontend can send a flow to the
+  // address through a VIP it did not have (a flow made while its backend's
+  // IP maps to no VIP or to several keeps a REPLY entry, so its replies are
+  // found either way), changed or removed after a VIP went. Backends marked
+  // dead keep their entry while their service is there, for the replies of
+  // flows not yet told; one no longer listed is brought up to date the
+  // next time its id or address changes (its entry can only name a VIP of
+  // its service's, and a reply is reverse-NATed only for a flow balanced to
+  // that very backend).
+  void rev_nat_track(std::uint32_t ip, std::uint32_t id) {
+    RevNat& r = rev_nat[ip];
+    if (r.first_id == id || std::find(r.more_ids.begin(), r.more_ids.end(), id) != r.more_ids.end()) return;
+    if (r.first_id == 0) {
+      r.first_id = id;
+    } else {
+      r.more_ids.push_back(id);
+    }
+  }
+  void rev_nat_untrack(std::uint32_t ip, std::uint32_t id) {
+    auto it = rev_nat.find(ip);
+    if (it == rev_nat.end()) return;
+    RevNat& r = it->second;
+    if (r.first_id == id) {
+      r.first_id = 0;
+      if (!r.more_ids.empty()) {
+        r.first_id = r.more_ids.back();
+        r.more_ids.pop_back();
+      }
+    } else {
+      r.more_ids.erase(std::remove(r.more_ids.begin(), r.more_ids.end(), id), r.more_ids.end());
+    }
+  }
+  lb_rev_nat_value rev_nat_wanted(std::uint32_t ip, const RevNat& r) const {
+    // Streamed (no allocation: an agent's start computes ~100 000): the
+    // first VIP, whether there are others, the least, and whether the one
+    // written so far is among them.
+    std::uint32_t first = 0, least = 0;
+    bool several = false, has_current = false;
+    auto add_vips_of = [&](std::uint32_t id) {
+      if (id == 0 || id >= backends.size()) return;
+      const lb_backend& b = backends[id];
+      if (b.state == LB_BACKEND_FREE || b.ip != ip) return;
+      auto service = services.find(b.service_id);
+      if (service == services.end()) return;
+      for (const auto& [vip, count] : service->second.vips) {
+        if (first == 0) {
+          first = least = vip;
+        } else if (vip != first) {
+          several = true;
+          least = std::min(least, vip);
+        }
+        if (vip == r.value.vip) has_current = true;
+      }
+    };
+    add_vips_of(r.first_id);
+    for (std::uint32_t id : r.more_ids) add_vips_of(id);
+    lb_rev_nat_value value{};
+    value.vip = first;
+    if (several) {
+      // The one it had stays, for the flows made before (unpaired).
+      value.flags = LB_REV_NAT_F_AMBIGUOUS;
+      value.vip = has_current ? r.value.vip : least;
+    }
+    return value;
+  }
+  static bool ambiguous(const lb_rev_nat_value& value) {
+    return (value.flags & LB_REV_NAT_F_AMBIGUOUS) != 0;
+  }
+  // The flags a backend with this IP carries (LB_BACKEND_F_PAIRED while the
+  // IP is ambiguous in lb_rev_nat as written).
+  std::uint8_t backend_flags_for(std::uint32_t ip) const {
+    auto it = rev_nat.find(ip);
+    return it != rev_nat.end() && ambiguous(it->second.value) ? LB_BACKEND_F_PAIRED : 0;
+  }
+  // Gives every backend with this IP the flags `paired` asks for.
+  void mark_backends(const RevNat& r, std::uint32_t ip, bool paired) {
+    auto mark = [&](std::uint32_t id) {
+      if (id == 0 || id >= backends.size()) return;
+      lb_backend value = backends[id];
+      if (value.state == LB_BACKEND_FREE || value.ip != ip) return;
+      const std::uint8_t flags = paired ? LB_BACKEND_F_PAIRED : 0;
+      if (value.flags == flags) return;
+      value.flags = flags;
+      write_backend(id, value);
+    };
+    mark(r.first_id);
+    for (std::uint32_t id : r.more_ids) mark(id);
+  }
+  // Brings lb_rev_nat (and the backends' LB_BACKEND_F_PAIRED) up to date
+  // for these IPs. A backend is marked before its IP turns ambiguous, and
+  // unmarked after it no longer is: a flow made unpaired can always be
+  // found from lb_rev_nat's VIP.
+  void sync_rev_nat(std::vector<std::uint32_t> ips) {
+    std::sort(ips.begin(), ips.end());
+    ips.erase(std::unique(ips.begin(), ips.end()), ips.end());
+    std::vector<std::uint32_t> put_keys, unmark;
+    std::vector<lb_rev_nat_value> put_values;
+    for (std::uint32_t ip : ips) {
+      auto it = rev_nat.find(ip);
+      if (it == rev_nat.end()) continue;
+      RevNat& r = it->second;
+      const lb_rev_nat_value wanted = rev_nat_wanted(ip, r);
+      if (wanted.vip == r.value.vip && wanted.flags == r.value.flags) {
+        if (wanted.vip == 0 && r.first_id == 0) rev_nat.erase(it);
+        continue;
+      }
+      if (ambiguous(wanted) && !ambiguous(r.value)) mark_backends(r, ip, true);
+      if (!ambiguous(wanted) && ambiguous(r.value)) unmark.push_back(ip);
+      if (wanted.vip == 0) {
+        erase(rev_nat_fd, "lb_rev_nat", &ip);
+        r.value = wanted;
+        continue;
+      }
+      put_keys.push_back(ip);
+      put_values.push_back(wanted);
+    }
+    if (!put_keys.empty()) {
+      bpf_map_batch_opts batch{};
+      batch.sz = sizeof batch;
+      std::uint32_t count = static_cast<std::uint32_t>(put_keys.size());
+      const int err =
+          bpf_map_update_batch(rev_nat_fd, put_keys.data(), put_values.data(), &count, &batch);
+      for (std::uint32_t i = 0; i < count && i < put_keys.size(); ++i) {
+        rev_nat[put_keys[i]].value = put_values[i];
+      }
+      if (err != 0) throw BpfError(errno, "update map lb_rev_nat");
+    }
+    for (std::uint32_t ip : unmark) {
+      auto it = rev_nat.find(ip);
+      if (it == rev_nat.end()) continue;
+      mark_backends(it->second, ip, false);
+      if (it->second.value.vip == 0 && it->second.first_id == 0) rev_nat.erase(it);
+    }
+    for (std::uint32_t ip : ips) {
+      auto it = rev_nat.find(ip);
+      if (it != rev_nat.end() && it->second.value.vip == 0 && it->second.first_id == 0) rev_nat.erase(it);
+    }
+  }
+  std::vector<std::uint32_t> service_ips(std::uint32_t service_id) const {
+    std::vector<std::uint32_t> ips;
+    auto it = services.find(service_id);
+    if (it == services.end()) return ips;
+    for (std::uint32_t id : it->second.backends) ips.push_back(backends[id].ip);
+    return ips;
+  }
+  // A frontend on `vip` was added to (before it is written) or removed from
+  // (after) a service.
+  void add_service_vip(std::uint32_t service_id, std::uint32_t vip) {
+    if (services[service_id].vips[vip]++ == 0) sync_rev_nat(service_ips(service_id));
+  }
+  void remove_service_vip(std::uint32_t service_id, std::uint32_t vip) {
+    auto service = services.find(service_id);
+    if (service == services.end()) return;
+    auto it = service->second.vips.find(vip);
+    if (it == service->second.vips.end() || --it->second > 0) return;
+    service->second.vips.erase(it);
+    sync_rev_nat(service_ips(service_id));
+  }
+
   // Rebuilds the in-memory index from maps left by an earlier process.
   void load_state() {
     backends.assign(limits.max_backends, lb_backend{});
@@ -527,6 +703,7 @@ struct LoadBalancer::Impl {
       }
       const lb_backend& b = backends[id];
       if (b.state == LB_BACKEND_FREE) continue;
+      rev_nat_track(b.ip, id);
       ServiceState& service = services[b.service_id];
       service.backends.push_back(id);
       if (b.state == LB_BACKEND_ACTIVE) service.active_in_table.push_back(id);
@@ -544,11 +721,28 @@ struct LoadBalancer::Impl {
       if (bpf_map_lookup_elem(services_fd, &next, &value) == 0) {
         frontends[frontend_of(next)] = value.service_id;
         services[value.service_id].frontends++;
+        services[value.service_id].vips[next.vip]++;
         vip_refs[next.vip]++;
       }
       key = next;
       prev = &key;
     }
+    // lb_rev_nat as left (empty when taken over from version 5), then as
+    // the backends and frontends want it.
+    std::uint32_t ip_key = 0, ip_next = 0;
+    std::uint32_t* ip_prev = nullptr;
+    std::vector<std::uint32_t> ips;
+    while (bpf_map_get_next_key(rev_nat_fd, ip_prev, &ip_next) == 0) {
+      lb_rev_nat_value value{};
+      if (bpf_map_lookup_elem(rev_nat_fd, &ip_next, &value) == 0) rev_nat[ip_next].value = value;
+      ip_key = ip_next;
+      ip_prev = &ip_key;
+    }
+    for (const auto& [ip, r] : rev_nat) ips.push_back(ip);
+    sync_rev_nat(std::move(ips));
+    // Marks as lb_rev_nat says (an agent killed between the two writes, or
+    // maps of version 5, whose backends have none).
+    for (const auto& [ip, r] : rev_nat) mark_backends(r, ip, ambiguous(r.value));
   }
 
   void check_service_id(std::uint32_t service_id) const {
@@ -632,6 +826,7 @@ struct LoadBalancer::Impl {
         value.ip = htonl(b.ip);
         std::memcpy(value.mac, b.mac.data(), sizeof value.mac);
         value.state = static_cast<std::uint8_t>(b.state);
+        value.flags = backend_flags_for(value.ip);
         value.service_id = entry.service_id;
         const lb_backend& current = backends[b.id];
         if (std::memcmp(&current, &value, sizeof value) == 0) continue;
@@ -661,10 +856,20 @@ struct LoadBalancer::Impl {
       std::uint32_t count = static_cast<std::uint32_t>(backend_keys.size());
       int err = bpf_map_update_batch(backends_fd, backend_keys.data(), backend_values.data(),
                                      &count, &batch);
+      std::vector<std::uint32_t> changed_ips;
       for (std::uint32_t i = 0; i < count && i < backend_keys.size(); ++i) {
-        backends[backend_keys[i]] = backend_values[i];
+        const std::uint32_t id = backend_keys[i];
+        const lb_backend& before = backends[id];
+        if (before.state != LB_BACKEND_FREE && before.ip != backend_values[i].ip) {
+          rev_nat_untrack(before.ip, id);
+          changed_ips.push_back(before.ip);
+        }
+        rev_nat_track(backend_values[i].ip, id);
+        changed_ips.push_back(backend_values[i].ip);
+        backends[id] = backend_values[i];
       }
       if (err != 0) throw BpfError(errno, "update map lb_backends");
+      sync_rev_nat(std::move(changed_ips));  // before any table sends a flow there
     }
 
     for (const Plan& p : plans) {
@@ -744,8 +949,10 @@ struct LoadBalancer::Impl {
   void drop_service(std::uint32_t service_id) {
     auto it = services.find(service_id);
     if (it == services.end()) return;
+    std::vector<std::uint32_t> ips = service_ips(service_id);
     set_backends(service_id, std::span<const Backend>{});
     services.erase(service_id);
+    sync_rev_nat(std::move(ips));
   }
 };
 
@@ -777,7 +984,8 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
       {"lb_vip_filter", filter_words},
       {"lb_maglev", pool_slots},              {"lb_maglev_index", limits.max_services},
       {"lb_backends", limits.max_backends},
-      {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries}};
+      {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries},
+      {"lb_rev_nat", limits.max_backends}};
   check_pinned_config(pin_dir, limits);
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
   const std::uint32_t conntrack_flags = limits.conntrack_lru_per_cpu ? BPF_F_NO_COMMON_LRU : 0;
@@ -809,6 +1017,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   set_size(skel->maps.lb_maglev_index, limits.max_services);
   set_size(skel->maps.lb_backends, limits.max_backends);
   set_size(skel->maps.lb_backend_counters, limits.max_backends);
+  set_size(skel->maps.lb_rev_nat, limits.max_backends);  // one entry per backend IP at most
   set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
   if (int err = bpf_map__set_map_flags(skel->maps.lb_conntrack, conntrack_flags); err != 0) {
     throw BpfError(err, "set flags of map lb_conntrack");
@@ -831,13 +1040,14 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   impl->conntrack_fd = bpf_map__fd(skel->maps.lb_conntrack);
   impl->config_fd = bpf_map__fd(skel->maps.lb_config);
   impl->stats_fd = bpf_map__fd(skel->maps.lb_stats);
+  impl->rev_nat_fd = bpf_map__fd(skel->maps.lb_rev_nat);
   {
     lb_config existing{};
     std::uint32_t zero = 0;
     if (bpf_map_lookup_elem(impl->config_fd, &zero, &existing) != 0) {
       throw BpfError(errno, "read map lb_config");
     }
-    if (existing.abi_version != 0 && existing.abi_version != LB_ABI_VERSION) {
+    if (!abi_version_usable(existing.abi_version)) {
       throw BpfError(EINVAL, "maps pinned under " + pin_root + " are of ABI version " +
                                  std::to_string(existing.abi_version) + ", this build uses " +
                                  std::to_string(LB_ABI_VERSION) + " (remove the pins)");
@@ -848,6 +1058,11 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
                                  std::to_string(limits.maglev_table_size) + " (remove the pins)");
     }
     impl->frontend_epoch = existing.frontend_epoch;  // never reused by a restart
+    if (existing.abi_version == LB_ABI_VERSION_ADOPTABLE) {
+      spdlog::info("load balancer: maps pinned under {} are of ABI version {}: taken over as version {} "
+                   "(conntrack kept; new flows get one entry)",
+                   pin_root, existing.abi_version, LB_ABI_VERSION);
+    }
   }
   impl->write_config(timeouts);
   {
@@ -899,7 +1114,13 @@ void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t servic
   }
   lb_service_value value{};
   value.service_id = service_id;
-  s.update(s.services_fd, "lb_services", &key, &value);
+  s.add_service_vip(service_id, key.vip);  // replies find their flows before one is made
+  try {
+    s.update(s.services_fd, "lb_services", &key, &value);
+  } catch (...) {
+    s.remove_service_vip(service_id, key.vip);
+    throw;
+  }
   // Tracked flows need checking again only where this frontend takes over
   // from another: a moved one, or a port of a wildcard frontend. A flow
   // whose frontend went earlier was stamped before that removal's epoch.
@@ -910,6 +1131,7 @@ void LoadBalancer::upsert_service(const Frontend& frontend, std::uint32_t servic
   if (it != s.frontends.end()) {
     const std::uint32_t old_service = it->second;
     it->second = service_id;
+    s.remove_service_vip(old_service, key.vip);
     if (--s.services[old_service].frontends == 0) s.drop_service(old_service);
   } else {
     s.frontends.emplace(frontend, service_id);
@@ -926,6 +1148,7 @@ void LoadBalancer::remove_service(const Frontend& frontend) {
   lb_service_key key = service_key(frontend);
   s.erase(s.services_fd, "lb_services", &key);
   s.frontends.erase(it);
+  s.remove_service_vip(service_id, key.vip);
   if (--s.vip_refs[key.vip] == 0) {
     s.erase(s.vips_fd, "lb_vips", &key.vip);
     s.vip_refs.erase(key.vip);
@@ -1110,11 +1333,13 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
     return now_ns >= last_seen && now_ns - last_seen >= timeout(proto, flags);
   };
 
-  // Walk in batches (one syscall per few thousand entries). A flow is as
-  // alive as its most recent direction, and a state change seen in one
-  // direction holds for both: an entry that looks expired goes only if its
-  // partner does too. The partner is usually in the walk's own candidates;
-  // otherwise one lookup tells.
+  // Walk in batches (one syscall per few thousand entries). Most flows have
+  // one entry, stamped by both directions. A paired flow (LB_CT_F_PAIRED,
+  // ebpf/conntrack.h) is as alive as its most recent direction, and a state
+  // change seen in one direction holds for both: an entry that looks
+  // expired goes only if its partner does too. The partner is usually in
+  // the walk's own candidates; otherwise one lookup tells. Every REPLY entry
+  // has its ORIGINAL partner (a version 5 flow's ORIGINAL lacks the flag).
   constexpr std::uint32_t kBatch = 8192;
   std::vector<lb_ct_key> keys(kBatch);
   std::vector<lb_ct_value> values(kBatch);
@@ -1182,7 +1407,8 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
     std::uint8_t flags = c.flags;
     lb_ct_key partner = partner_of(c.key, c.nat_addr, c.flags);
     lb_ct_value other{};
-    if (bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
+    const bool paired = c.key.dir == LB_CT_DIR_REPLY || (c.flags & LB_CT_F_PAIRED);
+    if (paired && bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
       last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
       flags |= other.flags;
     }
@@ -1248,23 +1474,27 @@ int detach_one(int ifindex, bpf_tc_attach_point point) {
 
 }  // namespace
 
+// Egress first: replacing the programs of an earlier build in place, the
+// new reply path (which finds flows of either build) is there before the
+// new flow path makes flows the old reply path could not find (ABI 5's
+// programs look replies up by REPLY entry only).
 TcAttachment LoadBalancer::attach(int ifindex) {
-  bpf_tc_hook hook = tc_hook(ifindex, BPF_TC_INGRESS);
+  bpf_tc_hook hook = tc_hook(ifindex, BPF_TC_EGRESS);
   int err = bpf_tc_hook_create(&hook);
   if (err != 0 && err != -EEXIST) {
     throw BpfError(err, "create clsact qdisc on ifindex " + std::to_string(ifindex));
   }
-  bpf_tc_opts ingress = tc_opts(from_endpoint_prog_fd(), BPF_TC_F_REPLACE);
-  err = bpf_tc_attach(&hook, &ingress);
-  if (err != 0) {
-    throw BpfError(err, "attach lb_from_endpoint to ifindex " + std::to_string(ifindex));
-  }
-  TcAttachment attachment(ifindex);  // detaches ingress if egress fails
-  hook.attach_point = BPF_TC_EGRESS;
   bpf_tc_opts egress = tc_opts(to_endpoint_prog_fd(), BPF_TC_F_REPLACE);
   err = bpf_tc_attach(&hook, &egress);
   if (err != 0) {
     throw BpfError(err, "attach lb_to_endpoint to ifindex " + std::to_string(ifindex));
+  }
+  TcAttachment attachment(ifindex);  // detaches egress if ingress fails
+  hook.attach_point = BPF_TC_INGRESS;
+  bpf_tc_opts ingress = tc_opts(from_endpoint_prog_fd(), BPF_TC_F_REPLACE);
+  err = bpf_tc_attach(&hook, &ingress);
+  if (err != 0) {
+    throw BpfError(err, "attach lb_from_endpoint to ifindex " + std::to_string(ifindex));
   }
   return attachment;
 }

@@ -62,7 +62,7 @@ struct Limits {
   std::uint32_t max_services = 1024;    // service ids are 0 .. max_services-1
   std::uint32_t max_frontends = 4096;   // VIP:port:proto entries
   std::uint32_t max_backends = 65536;   // backend ids are 1 .. max_backends-1
-  std::uint32_t conntrack_entries = 262144;  // two per flow
+  std::uint32_t conntrack_entries = 262144;  // one per flow (two when paired: ebpf/conntrack.h)
   // Conntrack with per-CPU LRU lists (BPF_F_NO_COMMON_LRU): one hash table
   // that every CPU reads, so a reply seen on another CPU than its flow's
   // first packet still finds the flow; only the free and LRU lists are per

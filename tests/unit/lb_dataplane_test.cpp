@@ -469,7 +469,7 @@ TEST_F(LbDataplaneTest, RemovingOneOfTenBackendsMovesAboutATenthOfFlows) {
   nine.erase(nine.begin() + 3);  // backend 4
   lb_->set_backends(kService, nine);
   GcResult gc = lb_->gc(LoadBalancer::monotonic_now_ns() + 24ULL * 3600 * 1000000000ULL);
-  EXPECT_EQ(gc.expired, 2u * kFlows);
+  EXPECT_EQ(gc.expired, 1u * kFlows);  // one entry per flow
   EXPECT_EQ(gc.entries, 0u);
 
   int moved = 0, moved_from_others = 0;
@@ -514,18 +514,18 @@ TEST_F(LbDataplaneTest, GcExpiresByStateAndIdleTime) {
 
   GcResult now = lb_->gc(LoadBalancer::monotonic_now_ns());
   EXPECT_EQ(now.expired, 0u);
-  EXPECT_EQ(now.entries, 8u);
+  EXPECT_EQ(now.entries, 4u);  // one entry per flow
   EXPECT_EQ(now.capacity, 16384u);
 
   GcResult after_closing = lb_->gc(start + 11 * s);  // RST: 10 s
-  EXPECT_EQ(after_closing.expired, 2u);
+  EXPECT_EQ(after_closing.expired, 1u);
   GcResult after_minute = lb_->gc(start + 61 * s);   // UDP and SYN-only: 60 s
-  EXPECT_EQ(after_minute.expired, 4u);
-  EXPECT_EQ(after_minute.entries, 2u);
+  EXPECT_EQ(after_minute.expired, 2u);
+  EXPECT_EQ(after_minute.entries, 1u);
   // No 900 s cut: the established flow is there after an idle hour.
   EXPECT_EQ(lb_->gc(start + 3600 * s).expired, 0u);
   GcResult after_six_hours = lb_->gc(start + (6 * 3600 + 1) * s);
-  EXPECT_EQ(after_six_hours.expired, 2u);
+  EXPECT_EQ(after_six_hours.expired, 1u);
   EXPECT_EQ(after_six_hours.entries, 0u);
 }
 
@@ -589,28 +589,174 @@ TEST_F(LbDataplaneTest, BackendBalancedToItselfGoesBackInThroughTheHairpinAddres
   EXPECT_THROW(lb_->upsert_service({hairpin, 80, Protocol::tcp}, 2), std::invalid_argument);
 }
 
-// A flow lives as long as its most recent direction: a UDP stream the
-// backend keeps sending on is not cut because the client went quiet.
-TEST_F(LbDataplaneTest, GcKeepsAFlowWhoseOtherDirectionIsFresh) {
-  make_service(1);
-  ASSERT_EQ(from_endpoint(udp_packet(kClient, 30000, kVip, 53, "q")).retval, kOk);
-  usleep(100 * 1000);
-  ASSERT_EQ(to_endpoint(udp_packet(backend_ip(1), 53, kClient, 30000, "a")).retval, kOk);
-  std::uint64_t original = 0, reply = 0;
+// Every entry of the conntrack map.
+std::vector<std::pair<lb_ct_key, lb_ct_value>> conntrack_entries(int fd) {
+  std::vector<std::pair<lb_ct_key, lb_ct_value>> all;
   lb_ct_key key{}, next{};
   lb_ct_key* prev = nullptr;
-  const int fd = lb_->map_fd("lb_conntrack");
   while (bpf_map_get_next_key(fd, prev, &next) == 0) {
     lb_ct_value value{};
-    ASSERT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
-    (next.dir == LB_CT_DIR_ORIGINAL ? original : reply) = value.last_seen_ns;
+    EXPECT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
+    all.emplace_back(next, value);
     key = next;
     prev = &key;
   }
+  return all;
+}
+
+// A flow lives as long as its most recent direction: a UDP stream the
+// backend keeps sending on is not cut because the client went quiet. The
+// reply stamps the flow's one entry.
+TEST_F(LbDataplaneTest, GcKeepsAFlowWhoseOtherDirectionIsFresh) {
+  make_service(1);
+  const int fd = lb_->map_fd("lb_conntrack");
+  ASSERT_EQ(from_endpoint(udp_packet(kClient, 30000, kVip, 53, "q")).retval, kOk);
+  auto first = conntrack_entries(fd);
+  ASSERT_EQ(first.size(), 1u);
+  const std::uint64_t original = first[0].second.last_seen_ns;
+  usleep(100 * 1000);
+  ASSERT_EQ(to_endpoint(udp_packet(backend_ip(1), 53, kClient, 30000, "a")).retval, kOk);
+  auto after = conntrack_entries(fd);
+  ASSERT_EQ(after.size(), 1u);
+  const std::uint64_t reply = after[0].second.last_seen_ns;
   ASSERT_GT(reply, original);
   const std::uint64_t minute = 60ULL * 1000000000ULL;
   EXPECT_EQ(lb_->gc(original + minute + (reply - original) / 2).expired, 0u);
-  EXPECT_EQ(lb_->gc(reply + minute).expired, 2u);
+  EXPECT_EQ(lb_->gc(reply + minute).expired, 1u);
+}
+
+// One entry per flow (ORIGINAL); a reply finds it through lb_rev_nat
+// (backend IP -> VIP), and only when the flow is balanced to that backend:
+// a client's own connection to a backend's address is never reverse-NATed.
+TEST_F(LbDataplaneTest, RepliesFindTheirFlowsOneEntryAndNotOthers) {
+  make_service(2);
+  const int fd = lb_->map_fd("lb_conntrack");
+  const std::uint16_t sport = 40000;
+  const std::uint32_t chosen = backend_of(from_endpoint(syn(sport)));
+  const std::uint32_t other = chosen == backend_ip(1) ? backend_ip(2) : backend_ip(1);
+  auto all = conntrack_entries(fd);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].first.dir, LB_CT_DIR_ORIGINAL);
+  EXPECT_EQ(all[0].second.flags & LB_CT_F_PAIRED, 0u);
+  lb_rev_nat_value rev{};
+  const std::uint32_t chosen_net = htonl(chosen);
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &chosen_net, &rev), 0);
+  EXPECT_EQ(rev.vip, htonl(kVip));
+  EXPECT_EQ(rev.flags, 0u);
+
+  auto reply = [&](std::uint32_t from, std::uint16_t dport, std::uint8_t flags) {
+    Tcp t;
+    t.saddr = from;
+    t.daddr = kClient;
+    t.sport = 80;
+    t.dport = dport;
+    t.flags = flags;
+    t.seq = 9000;
+    t.ack = 5001;
+    return tcp_packet(t);
+  };
+  RunResult r = to_endpoint(reply(chosen, sport, kSyn | kAck));
+  EXPECT_EQ(get32(r.out, kIp + 12), kVip);
+  EXPECT_TRUE(l4_checksum_ok(r.out));
+  // The other backend on the flow's ports: the client's own connection.
+  Bytes in = reply(other, sport, kAck);
+  EXPECT_EQ(to_endpoint(in).out, in);
+  // The chosen backend on ports of no balanced flow.
+  in = reply(chosen, sport + 1, kAck);
+  EXPECT_EQ(to_endpoint(in).out, in);
+  // The reply stamped the one entry.
+  all = conntrack_entries(fd);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_NE(all[0].second.flags & LB_CT_F_SEEN_REPLY, 0u);
+  EXPECT_EQ(lb_->stats()[LB_STAT_REV_NAT], 1u);
+
+  // Backends going away take their lb_rev_nat entries along.
+  lb_->remove_service(std::uint32_t{kService});
+  EXPECT_NE(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &chosen_net, &rev), 0);
+}
+
+// A backend IP behind two VIPs (the same endpoint in two services): its
+// replies cannot name their VIP, so new flows to it keep a REPLY entry
+// (paired); flows made while it had one VIP go on through lb_rev_nat's
+// VIP; and once it is behind one VIP again, paired flows still find their
+// ORIGINAL entry.
+TEST_F(LbDataplaneTest, BackendBehindTwoVipsKeepsReplyEntries) {
+  const std::uint32_t vip2 = ip4(10, 0, 0, 3);
+  const int fd = lb_->map_fd("lb_conntrack");
+  const std::uint32_t shared = backend_ip(1);
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, 1);
+  auto one = backends(1);
+  lb_->set_backends(1, one);
+  auto from_client = [&](std::uint32_t vip, std::uint16_t sport, std::uint8_t flags) {
+    Tcp t;
+    t.saddr = kClient;
+    t.daddr = vip;
+    t.sport = sport;
+    t.dport = 80;
+    t.flags = flags;
+    t.seq = 5000;
+    return tcp_packet(t);
+  };
+  auto reply = [&](std::uint16_t dport) {
+    Tcp t;
+    t.saddr = shared;
+    t.daddr = kClient;
+    t.sport = 80;
+    t.dport = dport;
+    t.flags = kAck;
+    t.seq = 9001;
+    t.ack = 5001;
+    return tcp_packet(t);
+  };
+  ASSERT_EQ(backend_of(from_endpoint(from_client(kVip, 40000, kSyn))), shared);  // before: one entry
+  EXPECT_EQ(conntrack_entries(fd).size(), 1u);
+
+  // Service 2 on vip2 with a backend of the same address.
+  lb_->upsert_service({vip2, 80, Protocol::tcp}, 2);
+  std::vector<Backend> same_ip{Backend{11, shared, mac_from_ip(shared), BackendState::active}};
+  lb_->set_backends(2, same_ip);
+  lb_rev_nat_value rev{};
+  const std::uint32_t shared_net = htonl(shared);
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &shared_net, &rev), 0);
+  EXPECT_EQ(rev.flags, LB_REV_NAT_F_AMBIGUOUS);
+  EXPECT_EQ(rev.vip, htonl(kVip));  // the VIP it had stays
+  auto backend_flags = [&](std::uint32_t id) {
+    lb_backend b{};
+    EXPECT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_backends"), &id, &b), 0);
+    return b.flags;
+  };
+  EXPECT_EQ(backend_flags(1), LB_BACKEND_F_PAIRED);  // what new flows read
+  EXPECT_EQ(backend_flags(11), LB_BACKEND_F_PAIRED);
+
+  ASSERT_EQ(backend_of(from_endpoint(from_client(kVip, 40001, kSyn))), shared);
+  ASSERT_EQ(backend_of(from_endpoint(from_client(vip2, 40002, kSyn))), shared);
+  EXPECT_EQ(conntrack_entries(fd).size(), 5u);  // 1 + 2 + 2
+  for (auto& [key, value] : conntrack_entries(fd)) {
+    const bool old_flow = key.dir == LB_CT_DIR_ORIGINAL && key.sport == htons(40000);
+    EXPECT_EQ((value.flags & LB_CT_F_PAIRED) != 0, !old_flow) << "port " << ntohs(key.sport);
+  }
+  EXPECT_EQ(get32(to_endpoint(reply(40000)).out, kIp + 12), kVip);
+  EXPECT_EQ(get32(to_endpoint(reply(40001)).out, kIp + 12), kVip);
+  EXPECT_EQ(get32(to_endpoint(reply(40002)).out, kIp + 12), vip2);
+  Bytes stray = reply(40003);
+  EXPECT_EQ(to_endpoint(stray).out, stray);
+
+  // Behind one VIP again: the paired flow through kVip finds its ORIGINAL
+  // entry; new flows get one entry.
+  lb_->remove_service(std::uint32_t{2});
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &shared_net, &rev), 0);
+  EXPECT_EQ(rev.flags, 0u);
+  EXPECT_EQ(rev.vip, htonl(kVip));
+  EXPECT_EQ(backend_flags(1), 0u);
+  EXPECT_EQ(get32(to_endpoint(reply(40001)).out, kIp + 12), kVip);
+  const std::size_t before = conntrack_entries(fd).size();
+  ASSERT_EQ(backend_of(from_endpoint(from_client(kVip, 40004, kSyn))), shared);
+  EXPECT_EQ(conntrack_entries(fd).size(), before + 1);
+
+  // The collector ends a paired flow's two entries together, a lone
+  // entry alone.
+  GcResult gc = lb_->gc(LoadBalancer::monotonic_now_ns() + 7ULL * 3600 * 1000000000ULL);
+  EXPECT_EQ(gc.entries, 0u);
 }
 
 TEST_F(LbDataplaneTest, ReopeningThePinDirKeepsConntrackAndTables) {
@@ -622,6 +768,13 @@ TEST_F(LbDataplaneTest, ReopeningThePinDirKeepsConntrackAndTables) {
   lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
   EXPECT_EQ(backend_of(from_endpoint(ack(sport))), first);
   EXPECT_GE(lb_->stats()[LB_STAT_CT_HIT], 1u);
+  Tcp reply;  // lb_rev_nat came back too
+  reply.saddr = first;
+  reply.daddr = kClient;
+  reply.sport = 80;
+  reply.dport = sport;
+  reply.flags = kAck;
+  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply)).out, kIp + 12), kVip);
   auto counters = lb_->counters(kService);
   EXPECT_EQ(counters.size(), 2u);
   auto found = lb_->lookup(kService, kClient, 41000, 80, Protocol::tcp);
@@ -760,6 +913,71 @@ TEST_F(LbDataplaneTest, OtherMaglevSizeOrAbiVersionThanThePinnedMapsIsRefused) {
     FAIL() << "opened maps of another ABI version";
   } catch (const BpfError& e) {
     EXPECT_NE(std::string(e.what()).find("ABI version"), std::string::npos) << e.what();
+  }
+}
+
+// Pins of ABI version 5 (two entries per flow, no lb_rev_nat) are taken
+// over as they are: their flows go on (replies reverse-NATed, the two
+// entries collected together), new flows get one entry. Older ones are
+// refused.
+TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
+  make_service(1);
+  const int fd = lb_->map_fd("lb_conntrack");
+  // A flow as version 5's programs left it: both entries, no PAIRED flag.
+  ASSERT_EQ(backend_of(from_endpoint(syn(40000))), backend_ip(1));
+  auto all = conntrack_entries(fd);
+  ASSERT_EQ(all.size(), 1u);
+  lb_ct_key reply_key{};
+  reply_key.saddr = htonl(backend_ip(1));
+  reply_key.daddr = htonl(kClient);
+  reply_key.sport = htons(80);
+  reply_key.dport = htons(40000);
+  reply_key.proto = IPPROTO_TCP;
+  reply_key.dir = LB_CT_DIR_REPLY;
+  lb_ct_value reply_value = all[0].second;
+  reply_value.nat_addr = htonl(kVip);
+  ASSERT_EQ(bpf_map_update_elem(fd, &reply_key, &reply_value, BPF_ANY), 0);
+  lb_config cfg{};
+  std::uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  cfg.abi_version = 5;
+  ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
+  lb_.reset();
+  ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat").c_str()), 0);  // version 5 had none
+
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  EXPECT_EQ(cfg.abi_version, LB_ABI_VERSION);
+  Tcp reply;
+  reply.saddr = backend_ip(1);
+  reply.daddr = kClient;
+  reply.sport = 80;
+  reply.dport = 40000;
+  reply.flags = kSyn | kAck;
+  reply.seq = 9000;
+  reply.ack = 5001;
+  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply)).out, kIp + 12), kVip);
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
+  ASSERT_EQ(backend_of(from_endpoint(syn(40001))), backend_ip(1));
+  EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 3u);
+  // The old flow, established: its REPLY entry lives as long as its
+  // ORIGINAL one, which the replies stamp.
+  const std::uint64_t hour = 3600ULL * 1000000000ULL;
+  const std::uint64_t now = LoadBalancer::monotonic_now_ns();
+  EXPECT_EQ(lb_->gc(now + hour).expired, 1u);  // the SYN-only new flow
+  EXPECT_EQ(lb_->gc(now + 7 * hour).expired, 2u);
+
+  lb_.reset();
+  const int config_fd = bpf_obj_get((pin_dir_ / "lb_config").c_str());
+  ASSERT_GE(config_fd, 0);
+  cfg.abi_version = 4;
+  ASSERT_EQ(bpf_map_update_elem(config_fd, &zero, &cfg, BPF_ANY), 0);
+  ::close(config_fd);
+  try {
+    LoadBalancer::open(pin_dir_, test_limits());
+    FAIL() << "opened maps of ABI version 4";
+  } catch (const BpfError& e) {
+    EXPECT_NE(std::string(e.what()).find("ABI version 4"), std::string::npos) << e.what();
   }
 }
 
@@ -1105,7 +1323,7 @@ TEST_F(LbDataplaneTest, FinBothWaysEndsAFlowAndANewSynPicksAgain) {
   // Closed both ways: gone after the closing timeout (10 s), not 6 h.
   std::uint64_t now = LoadBalancer::monotonic_now_ns();
   EXPECT_EQ(lb_->gc(now).expired, 0u);
-  EXPECT_EQ(lb_->gc(now + 11ULL * 1000000000ULL).expired, 2u);
+  EXPECT_EQ(lb_->gc(now + 11ULL * 1000000000ULL).expired, 1u);
 }
 
 // Tuple reuse (issue 9, found by bench_lb_tcp --direct-to-member 1): a new
@@ -1243,12 +1461,22 @@ std::vector<ReuseCase> reuse_cases() {
   };
 }
 
+// Both with one entry per flow and with paired flows (the backends' IPs
+// also behind a second VIP).
 TEST_F(LbDataplaneTest, NewConnectionsOnTheTupleOfABalancedFlowAreNotTakenForIt) {
   int n = 0;
+  for (const bool paired : {false, true})
   for (const ReuseCase& c : reuse_cases()) {
     SCOPED_TRACE(c.name);
+    SCOPED_TRACE(paired ? "paired flows" : "one entry per flow");
     lb_.emplace(LoadBalancer::open(pin_dir_ / ("reuse" + std::to_string(n++)), test_limits()));
     make_service(2);
+    if (paired) {
+      lb_->upsert_service({ip4(10, 0, 0, 3), 80, Protocol::tcp}, 2);
+      std::vector<Backend> same_ips{Backend{11, kB1, mac_from_ip(kB1), BackendState::active},
+                                    Backend{12, kB2, mac_from_ip(kB2), BackendState::active}};
+      lb_->set_backends(2, same_ips);
+    }
     std::uint16_t port = 0;
     for (std::uint16_t p = 40000; p < 40100 && !port; ++p) {
       if (lb_->lookup(kService, kClient, p, 80, Protocol::tcp)->backend_id == 1) port = p;
@@ -1299,24 +1527,16 @@ TEST_F(LbDataplaneTest, NewConnectionsOnTheTupleOfABalancedFlowAreNotTakenForIt)
 }
 
 // A new connection on a reused tuple with the same backend rewrites the
-// flow's two entries where they are (no LRU insert); a reply entry the LRU
-// evicted meanwhile is written again.
+// flow's entries where they are (no LRU insert); a paired flow's reply
+// entry the LRU evicted meanwhile is written again. Paired here: the
+// backend's IP is behind a second VIP too.
 TEST_F(LbDataplaneTest, ReusedTupleOnTheSameBackendRenewsBothEntries) {
   make_service(1);
+  lb_->upsert_service({ip4(10, 0, 0, 3), 80, Protocol::tcp}, 2);
+  std::vector<Backend> same_ip{Backend{11, backend_ip(1), mac_from_ip(backend_ip(1)), BackendState::active}};
+  lb_->set_backends(2, same_ip);
   const int fd = lb_->map_fd("lb_conntrack");
-  auto entries = [&] {
-    std::vector<std::pair<lb_ct_key, lb_ct_value>> all;
-    lb_ct_key key{}, next{};
-    lb_ct_key* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-      lb_ct_value value{};
-      EXPECT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
-      all.emplace_back(next, value);
-      key = next;
-      prev = &key;
-    }
-    return all;
-  };
+  auto entries = [&] { return conntrack_entries(fd); };
   auto syn_seq = [&](std::uint32_t seq) {
     Bytes p = syn(40000);
     put32(p, kL4 + 4, seq);
@@ -1355,6 +1575,17 @@ TEST_F(LbDataplaneTest, ReusedTupleOnTheSameBackendRenewsBothEntries) {
   EXPECT_EQ(entries().size(), 2u);
   EXPECT_EQ(get32(to_endpoint(syn_ack(7001)).out, kIp + 12), kVip);
   EXPECT_EQ(lb_->stats()[LB_STAT_FLOW_REOPENED], 2u);
+
+  // Behind one VIP again: the next reuse rewrites the ORIGINAL entry and
+  // drops the REPLY one (one entry per flow from then on).
+  lb_->remove_service(std::uint32_t{2});
+  ASSERT_EQ(backend_of(from_endpoint(syn_seq(8000))), backend_ip(1));
+  auto last = entries();
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].first.dir, LB_CT_DIR_ORIGINAL);
+  EXPECT_EQ(ntohl(last[0].second.syn_seq), 8000u);
+  EXPECT_EQ(get32(to_endpoint(syn_ack(8001)).out, kIp + 12), kVip);
+  EXPECT_EQ(lb_->stats()[LB_STAT_FLOW_REOPENED], 3u);
 }
 
 // attach/detach on the loopback of a fresh network namespace (a child
