@@ -159,6 +159,9 @@ check_match "pc1's resolv.conf names weft's resolver (the result's dns)" \
   "$(pm 1 exec pc1 cat /etc/resolv.conf)" '^nameserver 127\.0\.0\.11$'
 if nsenter --net="$ns1" -- dig +time=1 +tries=2 @127.0.0.11 pc2 >/dev/null 2>&1; then
   require "service create web on podnet" tb_weft 1 service create --name web --network podnet --endpoint-mode dnsrr
+  # Node 2 attaches the backend: it must have heard of the service first.
+  knows_web() { tb_weft 2 service ls | grep -qw web; }
+  require "node 2 lists the service web" wait_for 15 knows_web
   c_web=$(tb_netns_add web1)
   web_ip=$(tb_weft 2 endpoint attach podnet --netns "$c_web" --service web)
   lookup() { pm 1 exec pc1 nslookup web 127.0.0.11 2>&1 | grep -qE "^Address.*[ :]$web_ip( |$)"; }

@@ -65,6 +65,7 @@ VIP=${VIP%/*}
 require "service rr (dnsrr)" tb_weft 1 service create --name rr --network net-test --endpoint-mode dnsrr
 has_service() { tb_weft "$1" service ls | grep -qw "$2"; }
 require "node 2 knows rr" wait_for 10 has_service 2 rr
+require "node 2 knows redis" wait_for 10 has_service 2 redis
 
 declare -A ip_of
 attach() {  # attach NODE NAME ARGS...: namespace <P>NAME on net-test

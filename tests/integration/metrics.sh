@@ -60,6 +60,9 @@ require "network create" tb_weft 1 network create -d overlay net-test
 require "service create" tb_weft 1 service create --name redis --network net-test
 VIP=$(tb_weft 1 service inspect redis | tb_json 'd[0]["Endpoint"]["VirtualIPs"][0]["Addr"]')
 VIP=${VIP%/*}
+# Node 2 attaches b2: it must have heard of the service first (gossip).
+knows_redis() { tb_weft 2 service ls | grep -qw redis; }
+require "node 2 lists the service" wait_for 15 knows_redis
 declare -A backend_ip
 for b in b1 b2; do
   node=1; [[ $b == b2 ]] && node=2

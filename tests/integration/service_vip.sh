@@ -215,6 +215,9 @@ check "... at once (< 1000 ms)" test "$ms" -lt 1000
 
 # --- UDP, balanced per flow ----------------------------------------------------------------
 tb_weft 1 service create --name echo --network net-test --port 9000/udp >/dev/null
+# Node 2 attaches u3: it must have heard of the service first (gossip, not
+# instant under load: "service echo not found" otherwise).
+check "node 2 lists the echo service" wait_for 10 has_service 2 echo
 udp_vip=$(tb_weft 1 service inspect echo | tb_json 'd[0]["Endpoint"]["VirtualIPs"][0]["Addr"]')
 udp_vip=${udp_vip%/*}
 for u in u1 u2 u3; do
@@ -241,6 +244,7 @@ check "UDP flows are spread over at least 2 backends" test "$(for k in "${!udp_h
 
 # --- kill -9 of the client node's agent during a transfer through a VIP --------------------
 tb_weft 1 service create --name bulk --network net-test >/dev/null
+check "node 2 lists the bulk service" wait_for 10 has_service 2 bulk
 bulk_ns=$(tb_netns_add bulk)
 tb_weft 2 endpoint attach net-test --netns "$bulk_ns" --service bulk --name bulk >/dev/null
 bulk_vip=$(tb_weft 1 service inspect bulk | tb_json 'd[0]["Endpoint"]["VirtualIPs"][0]["Addr"]')
