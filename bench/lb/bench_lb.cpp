@@ -382,8 +382,8 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   check(LB_STAT_REV_NAT, before, "reply");
   // The same with another backend IP on its slot (a draining backend of
   // the same service, so nothing else changes): lb_rev_nat decides.
-  std::uint32_t sharing = ip4(10, 2, 0, 0);
-  while (slots.index(sharing) != slots.index(measured_vip)) ++sharing;
+  std::uint32_t sharing = ip4(10, 64, 0, 0);
+  while (slots.index(sharing) != slots.index(measured_vip) || sharing == measured_vip) ++sharing;
   std::vector<lb::Backend> shared{
       self[0], {spare_id + 2 + kChainServices, sharing, lb::mac_from_ip(sharing), lb::BackendState::draining}};
   balancer.set_backends(measured, shared);
