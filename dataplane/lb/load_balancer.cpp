@@ -702,7 +702,9 @@ struct LoadBalancer::Impl {
     }
     return lb_rev_nat_slot(ip, it->second.value.vip);
   }
-  // Every slot as its members want it (after load_state).
+  // Every slot as its members want it, at the end of load_state: a map
+  // new to these pins (taken over from version 6 or 5), or slots left
+  // asking by an agent killed in the middle of a change.
   void rebuild_rev_nat_slots() {
     for (std::uint32_t slot = 0; slot < rev_nat_slots->size(); ++slot) {
       rev_nat_slots->set(slot, rev_nat_slot_wanted(slot));
