@@ -3,7 +3,8 @@
  * it gives the backend), that both directions read and stamp. A reply
  * (backend:port -> client) finds it without an entry of its own, as
  * Cilium's rev-NAT index does: lb_rev_nat, kept by user space, gives the
- * VIP of the reply's source (a backend IP), and with ports unchanged by the
+ * VIP of the reply's source (read through its direct-mapped front,
+ * lb_rev_nat_slots, see lb_abi.h) (a backend IP), and with ports unchanged by the
  * NAT the reply's tuple mapped back is the ORIGINAL key. The entry is then
  * checked to be balanced to that very backend (nat_addr), so a client's
  * direct connection to a backend's own address is never reverse-NATed.
@@ -119,22 +120,60 @@ static __always_inline int lb_ct_needs_pair(const struct lb_backend *backend, __
 	return (flags & LB_CT_F_HAIRPIN) || (backend->flags & LB_BACKEND_F_PAIRED);
 }
 
+/* The ORIGINAL entry a reply from `ip->saddr` (a backend behind `vip`)
+ * answers, or 0. */
+static __always_inline struct lb_ct_value *lb_ct_original_of_reply(const struct iphdr *ip,
+								   const struct udphdr *l4,
+								   __u32 vip,
+								   struct lb_ct_key *key)
+{
+	struct lb_ct_value *ct;
+
+	key->proto = ip->protocol;
+	key->saddr = ip->daddr;
+	key->daddr = vip;
+	key->sport = l4->dest;
+	key->dport = l4->source;
+	key->dir = LB_CT_DIR_ORIGINAL;
+	ct = bpf_map_lookup_elem(&lb_conntrack, key);
+	/* Balanced to this backend, or a connection of the client's own to
+	 * the backend's address (or to another backend) on the same ports. */
+	if (!ct || ct->nat_addr != ip->saddr)
+		return 0;
+	return ct;
+}
+
 /* The entry of the flow a packet from a backend (`ip`, `l4`) towards the
  * endpoint answers, and its key in `key`; 0 when it answers none (not from
  * a backend, or a connection not balanced to it). `*vip` is the address to
- * give the reply as source. */
+ * give the reply as source. lb_rev_nat_slots answers for most addresses in
+ * one array read: a backend IP behind one VIP, or an address of no backend;
+ * lb_rev_nat only for the rest (lb_abi.h). */
 static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr *ip,
 							      const struct udphdr *l4,
 							      struct lb_ct_key *key, __u32 *vip)
 {
+	__u32 index = lb_rev_nat_slot_index(ip->saddr, lb_rev_nat_slot_shift);
 	struct lb_rev_nat_value *rev;
 	struct lb_ct_value *ct;
+	__u64 *elem, slot;
+
+	elem = bpf_map_lookup_elem(&lb_rev_nat_slots, &index);
+	if (!elem)
+		return 0;
+	slot = *(volatile __u64 *)elem; /* one load: IP and VIP agree */
+	if (slot != LB_REV_NAT_SLOT_ASK) {
+		if (slot == 0 || lb_rev_nat_slot_ip(slot) != ip->saddr)
+			return 0;
+		*vip = lb_rev_nat_slot_vip(slot);
+		return lb_ct_original_of_reply(ip, l4, *vip, key);
+	}
 
 	rev = bpf_map_lookup_elem(&lb_rev_nat, &ip->saddr);
 	if (!rev)
 		return 0;
-	key->proto = ip->protocol;
 	if (rev->flags & LB_REV_NAT_F_AMBIGUOUS) {
+		key->proto = ip->protocol;
 		key->saddr = ip->saddr;
 		key->daddr = ip->daddr;
 		key->sport = l4->source;
@@ -146,18 +185,8 @@ static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr
 			return ct;
 		}
 	}
-	key->saddr = ip->daddr;
-	key->daddr = rev->vip;
-	key->sport = l4->dest;
-	key->dport = l4->source;
-	key->dir = LB_CT_DIR_ORIGINAL;
-	ct = bpf_map_lookup_elem(&lb_conntrack, key);
-	/* Balanced to this backend, or a connection of the client's own to
-	 * the backend's address (or to another backend) on the same ports. */
-	if (!ct || ct->nat_addr != ip->saddr)
-		return 0;
-	*vip = key->daddr;
-	return ct;
+	*vip = rev->vip;
+	return lb_ct_original_of_reply(ip, l4, *vip, key);
 }
 
 /* The fields the entries of a flow start with. */

@@ -127,6 +127,37 @@ struct lb_rev_nat_value {
 
 #define LB_REV_NAT_F_AMBIGUOUS 0x1u
 
+/* lb_rev_nat_slots: lb_rev_nat in front of it as a direct-mapped ARRAY,
+ * so that the program towards the endpoint reads one array element (no hash
+ * lookup) for a reply's backend IP, and for a packet from no backend. An
+ * element is one __u64, read and written whole (the map is mmapable, user
+ * space stores it in one write):
+ *  - 0: no backend IP lands here; a packet from an IP landing here is from
+ *    no backend and passes untouched;
+ *  - `ip | vip << 32`: `ip` is the only backend IP landing here, and it is
+ *    behind exactly one VIP, `vip` (as lb_rev_nat's entry, not ambiguous);
+ *    a packet from another IP landing here is from no backend;
+ *  - LB_REV_NAT_SLOT_ASK (ip 0): several backend IPs land here, or the one
+ *    that does is ambiguous, or the slot is being changed: lb_rev_nat
+ *    decides, as without this array.
+ * User space keeps both in step: a slot is made LB_REV_NAT_SLOT_ASK before
+ * lb_rev_nat changes for an IP landing there, and gets its own value after,
+ * so at every instant the slot says what lb_rev_nat says. Index: the top
+ * bits of a multiplicative hash of the IP (network order), `shift` = 32 -
+ * log2(slots); the program has the shift as a constant of its load. */
+#define LB_REV_NAT_SLOT_ASK ((__u64)0xffffffffu << 32)
+
+static inline __u32 lb_rev_nat_slot_index(__u32 ip, __u32 shift)
+{
+	return (ip * 0x85ebca6bu) >> shift;
+}
+static inline __u64 lb_rev_nat_slot(__u32 ip, __u32 vip)
+{
+	return (__u64)ip | ((__u64)vip << 32);
+}
+static inline __u32 lb_rev_nat_slot_ip(__u64 slot) { return (__u32)slot; }
+static inline __u32 lb_rev_nat_slot_vip(__u64 slot) { return (__u32)(slot >> 32); }
+
 struct lb_ct_key {
 	__u32 saddr; /* network order */
 	__u32 daddr;
@@ -215,9 +246,15 @@ struct lb_config {
  * maps are adopted: keys and values kept their layout, lb_rev_nat is made
  * new, and a version 5 flow's two entries read as a paired flow whose
  * ORIGINAL entry lacks the flag (the collector pairs every REPLY entry with
- * its ORIGINAL one, so they still end together). */
-#define LB_ABI_VERSION 6u
-#define LB_ABI_VERSION_ADOPTABLE 5u
+ * its ORIGINAL one, so they still end together).
+ * 7: lb_rev_nat_slots (a direct-mapped array in front of lb_rev_nat).
+ * Version 6 maps are adopted: no key or value changed, and the new map is
+ * made and filled from lb_rev_nat's state before any program is attached
+ * (version 6 programs still running read lb_rev_nat, kept as before).
+ * Version 5 maps are still adopted as version 6 adopted them. */
+#define LB_ABI_VERSION 7u
+#define LB_ABI_VERSION_ADOPTABLE 6u
+#define LB_ABI_VERSION_ADOPTABLE_OLDEST 5u
 
 /* Global event counters, a PERCPU array indexed by these. */
 enum lb_stat {

@@ -91,6 +91,21 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_rev_nat SEC(".maps");
 
+/* lb_rev_nat's direct-mapped front (lb_abi.h): one __u64 a slot, written
+ * by user space through mmap. Its size is a power of two, and the shift
+ * that indexes it a constant of the program's load (user space sets both
+ * from Limits::max_backends). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_rev_nat_slots SEC(".maps");
+
+const volatile __u32 lb_rev_nat_slot_shift = 19; /* 32 - log2(slots), set before load */
+
 /* Conntrack (conntrack.h). The loader sets map_flags too: 0 (common LRU
  * lists) or BPF_F_NO_COMMON_LRU (per-CPU LRU lists, one table all CPUs
  * read; Limits::conntrack_lru_per_cpu). Not LRU_PERCPU_HASH: its values are

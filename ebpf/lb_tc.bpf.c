@@ -13,7 +13,7 @@
  *                     see conntrack.h).
  *
  * Everything else leaves with TC_ACT_OK after one array read (from the
- * endpoint) or one lb_rev_nat lookup (towards it). */
+ * endpoint) or one lb_rev_nat_slots read (towards it). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>

@@ -42,6 +42,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -116,6 +117,44 @@ double test_run(int prog_fd, const Bytes& in, std::uint32_t repeat, int* verdict
   return static_cast<double>(opts.duration);
 }
 
+// lb_rev_nat_slots (ebpf/lb_abi.h) read through the map.
+class RevNatSlotsView {
+ public:
+  explicit RevNatSlotsView(int fd) : fd_(fd) {
+    bpf_map_info info{};
+    std::uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) throw lb::BpfError(errno, "lb_rev_nat_slots info");
+    size_ = info.max_entries;
+    std::uint32_t log2 = 0;
+    while ((1u << log2) < size_) ++log2;
+    shift_ = 32 - log2;
+  }
+  std::uint32_t index(std::uint32_t ip_host) const { return lb_rev_nat_slot_index(htonl(ip_host), shift_); }
+  std::uint64_t get(std::uint32_t slot) const {
+    std::uint64_t value = 0;
+    if (bpf_map_lookup_elem(fd_, &slot, &value) != 0) throw lb::BpfError(errno, "read lb_rev_nat_slots");
+    return value;
+  }
+  // Slots that one backend IP has to itself, and slots that ask lb_rev_nat.
+  std::pair<std::uint32_t, std::uint32_t> count() const {
+    std::uint32_t own = 0, asking = 0;
+    for (std::uint32_t slot = 0; slot < size_; ++slot) {
+      const std::uint64_t value = get(slot);
+      if (value == LB_REV_NAT_SLOT_ASK) {
+        ++asking;
+      } else if (value != 0) {
+        ++own;
+      }
+    }
+    return {own, asking};
+  }
+
+ private:
+  int fd_;
+  std::uint32_t size_ = 0;
+  std::uint32_t shift_ = 32;
+};
+
 // `r0 = 0 (TC_ACT_OK); exit`: the floor of a BPF_PROG_TEST_RUN measurement.
 weft::dataplane::UniqueFd trivial_tc_program() {
   struct bpf_insn insns[2] = {};
@@ -161,7 +200,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   limits.conntrack_lru_per_cpu = lru_per_cpu;
   limits.max_services = services + 1 + kChainServices;  // + the measured ones
   limits.max_frontends = services + 1 + kChainServices;
-  limits.max_backends = services * kBackendsPerService + 3 + kChainServices;
+  limits.max_backends = services * kBackendsPerService + 4 + kChainServices;
   limits.conntrack_entries = opt.conntrack_entries;
   limits.maglev_table_size = opt.maglev_size;
   if (opt.pool_slots != 0) limits.maglev_pool_slots = opt.pool_slots;
@@ -237,7 +276,18 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   // calls, same work) and every run takes the same path. Each figure is
   // checked against the program's own counters.
   const std::uint32_t measured = services;
-  const std::uint32_t measured_vip = vip_of(measured);
+  // Its address has a slot of lb_rev_nat_slots to itself, as a backend IP
+  // mostly has (lb_abi.h; the reply with a shared slot is measured too):
+  // the first address from vip_of(measured) on whose slot no other
+  // backend IP, nor one of the chain's below, lands.
+  const RevNatSlotsView slots(balancer.map_fd("lb_rev_nat_slots"));
+  std::set<std::uint32_t> chain_slots;
+  for (std::uint32_t k = 0; k < kChainServices; ++k) chain_slots.insert(slots.index(chain_vip_of(k)));
+  std::uint32_t measured_vip = vip_of(measured);
+  while (slots.get(slots.index(measured_vip)) != 0 ||
+         chain_slots.contains(slots.index(measured_vip))) {
+    ++measured_vip;
+  }
   balancer.upsert_service({measured_vip, 80, lb::Protocol::tcp}, measured);
   std::vector<lb::Backend> self{
       {spare_id + 1, measured_vip, lb::mac_from_ip(measured_vip), lb::BackendState::active}};
@@ -325,8 +375,26 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   reply.flags = kAck;
   reply.payload = std::string(64, 'y');
   before = stat(LB_STAT_REV_NAT);
+  if (slots.get(slots.index(measured_vip)) != lb_rev_nat_slot(htonl(measured_vip), htonl(measured_vip))) {
+    throw std::runtime_error("reply: the backend's lb_rev_nat_slots slot is not its own");
+  }
   double reply_ns = test_run(to, tcp_packet(reply), opt.repeat);
   check(LB_STAT_REV_NAT, before, "reply");
+  // The same with another backend IP on its slot (a draining backend of
+  // the same service, so nothing else changes): lb_rev_nat decides.
+  std::uint32_t sharing = ip4(10, 64, 0, 0);
+  while (slots.index(sharing) != slots.index(measured_vip) || sharing == measured_vip) ++sharing;
+  std::vector<lb::Backend> shared{
+      self[0], {spare_id + 2 + kChainServices, sharing, lb::mac_from_ip(sharing), lb::BackendState::draining}};
+  balancer.set_backends(measured, shared);
+  if (slots.get(slots.index(measured_vip)) != LB_REV_NAT_SLOT_ASK) {
+    throw std::runtime_error("reply, shared slot: the slot does not ask lb_rev_nat");
+  }
+  before = stat(LB_STAT_REV_NAT);
+  double reply_shared_ns = test_run(to, tcp_packet(reply), opt.repeat);
+  check(LB_STAT_REV_NAT, before, "reply, shared slot");
+  balancer.set_backends(measured, self);
+  const auto [slots_own, slots_asking] = slots.count();
 
   Tcp other = data;
   other.daddr = ip4(10, 200, 0, 9);
@@ -360,14 +428,14 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
       memlock_of(balancer.map_fd("lb_maglev")) + memlock_of(balancer.map_fd("lb_maglev_index"));
 
   std::printf(
-      "%6u services, %-6s LRU | ns/packet (repeat %u): new flow (fresh tuple) %5.1f, new flow (reused tuple) %5.1f, ct hit %5.1f, reply %5.1f, non-VIP "
+      "%6u services, %-6s LRU | ns/packet (repeat %u): new flow (fresh tuple) %5.1f, new flow (reused tuple) %5.1f, ct hit %5.1f, reply %5.1f (shared slot %5.1f), non-VIP "
       "%5.1f / %5.1f (from/to), trivial prog %5.1f | single runs, cold: new flow (fresh tuple) %6.1f, new flow (reused tuple) %6.1f, ct hit "
       "%6.1f, trivial %6.1f | program all %7.1f ms, one backend change %6.1f us, drain %6.1f "
-      "us | maps %6.1f MB (tables %6.1f MB)\n",
-      services, lru_per_cpu ? "per-CPU" : "common", opt.repeat, fresh_ns, new_repeat_ns, hit_ns, reply_ns, pass_ns, pass_to_ns, floor_ns,
+      "us | maps %6.1f MB (tables %6.1f MB) | rev-NAT slots: %u own, %u asking\n",
+      services, lru_per_cpu ? "per-CPU" : "common", opt.repeat, fresh_ns, new_repeat_ns, hit_ns, reply_ns, reply_shared_ns, pass_ns, pass_to_ns, floor_ns,
       new_ns, reused_ns, hit_single,
       floor_single, program_ms, change_us, drain_us,
-      static_cast<double>(map_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6);
+      static_cast<double>(map_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6, slots_own, slots_asking);
   std::fflush(stdout);
 }
 

@@ -44,7 +44,7 @@ struct Options {
 
 constexpr const char* kMaps[] = {"lb_vips",      "lb_vip_filter", "lb_services",         "lb_maglev",
                                  "lb_maglev_index", "lb_backends", "lb_backend_counters", "lb_conntrack",
-                                 "lb_config",    "lb_stats",       "lb_rev_nat"};
+                                 "lb_config",    "lb_stats",       "lb_rev_nat",  "lb_rev_nat_slots"};
 
 double mb(std::uint64_t bytes) { return static_cast<double>(bytes) / 1e6; }
 

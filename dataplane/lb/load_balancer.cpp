@@ -44,12 +44,14 @@ namespace {
 
 constexpr const char* kMapNames[] = {
     "lb_vips",     "lb_vip_filter",       "lb_services",  "lb_maglev", "lb_maglev_index",
-    "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats", "lb_rev_nat"};
+    "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats", "lb_rev_nat",
+    "lb_rev_nat_slots"};
 
-// Pinned maps of this ABI version, or of the one before it, which this one
+// Pinned maps of this ABI version, or of the ones before it that this one
 // takes over as they are (see LB_ABI_VERSION_ADOPTABLE in ebpf/lb_abi.h).
 bool abi_version_usable(std::uint32_t version) {
-  return version == 0 || version == LB_ABI_VERSION || version == LB_ABI_VERSION_ADOPTABLE;
+  return version == 0 || version == LB_ABI_VERSION || version == LB_ABI_VERSION_ADOPTABLE ||
+         version == LB_ABI_VERSION_ADOPTABLE_OLDEST;
 }
 
 std::uint32_t maglev_pool_slots(const Limits& limits) {
@@ -65,6 +67,17 @@ std::uint32_t vip_filter_log2_bits(std::uint32_t max_frontends) {
   const std::uint64_t wanted = 32ULL * (static_cast<std::uint64_t>(max_frontends) + 1);
   std::uint32_t log2 = 12;  // 512 bytes at least
   while (log2 < 26 && (1ULL << log2) < wanted) ++log2;
+  return log2;
+}
+
+// lb_rev_nat_slots' size (ebpf/lb_abi.h): at least two slots per backend
+// IP, so that few IPs share one (and so ask lb_rev_nat); a power of two.
+// The IPs of one /16 never share one (the hash is a bijection on the two
+// octets that vary there).
+std::uint32_t rev_nat_slots_log2(std::uint32_t max_backends) {
+  const std::uint64_t wanted = 2ULL * max_backends;
+  std::uint32_t log2 = 6;
+  while (log2 < 30 && (1ULL << log2) < wanted) ++log2;
   return log2;
 }
 
@@ -272,6 +285,51 @@ class LazyMappedArray {
   std::vector<bool> mapped_;
 };
 
+// lb_rev_nat_slots (ebpf/lb_abi.h) through mmap, and which backend IPs (in
+// lb_rev_nat) land on each slot: how many, and the XOR of them, which is
+// that IP when there is one, so no list per slot is kept.
+class RevNatSlots {
+ public:
+  RevNatSlots(int fd, std::uint32_t log2_slots)
+      : shift_(32 - log2_slots),
+        slots_(1u << log2_slots),
+        mem_(fd, static_cast<std::size_t>(slots_) * sizeof(std::uint64_t), "lb_rev_nat_slots"),
+        members_(slots_, 0),
+        members_xor_(slots_, 0) {}
+
+  std::uint32_t index(std::uint32_t ip) const { return lb_rev_nat_slot_index(ip, shift_); }
+  std::uint32_t size() const { return slots_; }
+  std::uint64_t get(std::uint32_t slot) const {
+    return std::atomic_ref<std::uint64_t>(mem_.as<std::uint64_t>()[slot])
+        .load(std::memory_order_acquire);
+  }
+  // One store: a program reads IP and VIP of one write.
+  void set(std::uint32_t slot, std::uint64_t value) {
+    if (get(slot) == value) return;
+    std::atomic_ref<std::uint64_t>(mem_.as<std::uint64_t>()[slot])
+        .store(value, std::memory_order_release);
+  }
+  void add(std::uint32_t ip) {
+    const std::uint32_t slot = index(ip);
+    ++members_[slot];
+    members_xor_[slot] ^= ip;
+  }
+  void remove(std::uint32_t ip) {
+    const std::uint32_t slot = index(ip);
+    --members_[slot];
+    members_xor_[slot] ^= ip;
+  }
+  std::uint32_t members(std::uint32_t slot) const { return members_[slot]; }
+  std::uint32_t sole_member(std::uint32_t slot) const { return members_xor_[slot]; }
+
+ private:
+  std::uint32_t shift_;
+  std::uint32_t slots_;
+  MappedArray mem_;
+  std::vector<std::uint32_t> members_;
+  std::vector<std::uint32_t> members_xor_;
+};
+
 // The Maglev table pool (lb_maglev) and its index (lb_maglev_index), see
 // ebpf/lb_abi.h: runs of slots handed out first-fit; a run given back is
 // retired, and becomes free only after an RCU grace period, when no program
@@ -454,6 +512,7 @@ struct LoadBalancer::Impl {
   std::unordered_map<std::uint32_t, ServiceState> services;
   std::vector<lb_backend> backends;  // mirror of lb_backends
   std::unordered_map<std::uint32_t, RevNat> rev_nat;  // backend IP (network order) -> lb_rev_nat
+  std::unique_ptr<RevNatSlots> rev_nat_slots;
   std::unique_ptr<MaglevPool> pool;
   Timeouts timeouts;
   std::uint32_t frontend_epoch = 0;  // lb_config.frontend_epoch, see lb_abi.h
@@ -623,14 +682,45 @@ struct LoadBalancer::Impl {
     mark(r.first_id);
     for (std::uint32_t id : r.more_ids) mark(id);
   }
-  // Brings lb_rev_nat (and the backends' LB_BACKEND_F_PAIRED) up to date
-  // for these IPs. A backend is marked before its IP turns ambiguous, and
-  // unmarked after it no longer is: a flow made unpaired can always be
-  // found from lb_rev_nat's VIP.
+  // lb_rev_nat's entry for `ip` as written: its slot's members follow
+  // (an IP is a member while it has an entry).
+  void set_rev_nat_value(std::uint32_t ip, RevNat& r, const lb_rev_nat_value& value) {
+    const bool was = r.value.vip != 0, is = value.vip != 0;
+    r.value = value;
+    if (was && !is) rev_nat_slots->remove(ip);
+    if (!was && is) rev_nat_slots->add(ip);
+  }
+  // What a slot says, from its members' lb_rev_nat entries as written.
+  std::uint64_t rev_nat_slot_wanted(std::uint32_t slot) const {
+    const std::uint32_t members = rev_nat_slots->members(slot);
+    if (members == 0) return 0;
+    if (members > 1) return LB_REV_NAT_SLOT_ASK;
+    const std::uint32_t ip = rev_nat_slots->sole_member(slot);
+    auto it = rev_nat.find(ip);
+    if (it == rev_nat.end() || it->second.value.vip == 0 || ambiguous(it->second.value)) {
+      return LB_REV_NAT_SLOT_ASK;
+    }
+    return lb_rev_nat_slot(ip, it->second.value.vip);
+  }
+  // Every slot as its members want it, at the end of load_state: a map
+  // new to these pins (taken over from version 6 or 5), or slots left
+  // asking by an agent killed in the middle of a change.
+  void rebuild_rev_nat_slots() {
+    for (std::uint32_t slot = 0; slot < rev_nat_slots->size(); ++slot) {
+      rev_nat_slots->set(slot, rev_nat_slot_wanted(slot));
+    }
+  }
+
+  // Brings lb_rev_nat (and the backends' LB_BACKEND_F_PAIRED, and
+  // lb_rev_nat_slots) up to date for these IPs. A backend is marked before
+  // its IP turns ambiguous, and unmarked after it no longer is: a flow made
+  // unpaired can always be found from lb_rev_nat's VIP. The slot of an IP
+  // whose entry changes asks lb_rev_nat while it changes, and says what it
+  // says after.
   void sync_rev_nat(std::vector<std::uint32_t> ips) {
     std::sort(ips.begin(), ips.end());
     ips.erase(std::unique(ips.begin(), ips.end()), ips.end());
-    std::vector<std::uint32_t> put_keys, unmark;
+    std::vector<std::uint32_t> put_keys, erase_keys, unmark, slots;
     std::vector<lb_rev_nat_value> put_values;
     for (std::uint32_t ip : ips) {
       auto it = rev_nat.find(ip);
@@ -643,13 +733,18 @@ struct LoadBalancer::Impl {
       }
       if (ambiguous(wanted) && !ambiguous(r.value)) mark_backends(r, ip, true);
       if (!ambiguous(wanted) && ambiguous(r.value)) unmark.push_back(ip);
+      slots.push_back(rev_nat_slots->index(ip));
       if (wanted.vip == 0) {
-        erase(rev_nat_fd, "lb_rev_nat", &ip);
-        r.value = wanted;
+        erase_keys.push_back(ip);
         continue;
       }
       put_keys.push_back(ip);
       put_values.push_back(wanted);
+    }
+    for (std::uint32_t slot : slots) rev_nat_slots->set(slot, LB_REV_NAT_SLOT_ASK);
+    for (std::uint32_t ip : erase_keys) {
+      erase(rev_nat_fd, "lb_rev_nat", &ip);
+      set_rev_nat_value(ip, rev_nat[ip], lb_rev_nat_value{});
     }
     if (!put_keys.empty()) {
       bpf_map_batch_opts batch{};
@@ -658,10 +753,12 @@ struct LoadBalancer::Impl {
       const int err =
           bpf_map_update_batch(rev_nat_fd, put_keys.data(), put_values.data(), &count, &batch);
       for (std::uint32_t i = 0; i < count && i < put_keys.size(); ++i) {
-        rev_nat[put_keys[i]].value = put_values[i];
+        set_rev_nat_value(put_keys[i], rev_nat[put_keys[i]], put_values[i]);
       }
+      // The slots asked stay so: lb_rev_nat answers for them.
       if (err != 0) throw BpfError(errno, "update map lb_rev_nat");
     }
+    for (std::uint32_t slot : slots) rev_nat_slots->set(slot, rev_nat_slot_wanted(slot));
     for (std::uint32_t ip : unmark) {
       auto it = rev_nat.find(ip);
       if (it == rev_nat.end()) continue;
@@ -734,7 +831,9 @@ struct LoadBalancer::Impl {
     std::vector<std::uint32_t> ips;
     while (bpf_map_get_next_key(rev_nat_fd, ip_prev, &ip_next) == 0) {
       lb_rev_nat_value value{};
-      if (bpf_map_lookup_elem(rev_nat_fd, &ip_next, &value) == 0) rev_nat[ip_next].value = value;
+      if (bpf_map_lookup_elem(rev_nat_fd, &ip_next, &value) == 0) {
+        set_rev_nat_value(ip_next, rev_nat[ip_next], value);
+      }
       ip_key = ip_next;
       ip_prev = &ip_key;
     }
@@ -743,6 +842,9 @@ struct LoadBalancer::Impl {
     // Marks as lb_rev_nat says (an agent killed between the two writes, or
     // maps of version 5, whose backends have none).
     for (const auto& [ip, r] : rev_nat) mark_backends(r, ip, ambiguous(r.value));
+    // Slots as lb_rev_nat says (new when taken over from version 6 or 5;
+    // a slot left asking by an agent killed mid-change).
+    rebuild_rev_nat_slots();
   }
 
   void check_service_id(std::uint32_t service_id) const {
@@ -985,7 +1087,8 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
       {"lb_maglev", pool_slots},              {"lb_maglev_index", limits.max_services},
       {"lb_backends", limits.max_backends},
       {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries},
-      {"lb_rev_nat", limits.max_backends}};
+      {"lb_rev_nat", limits.max_backends},
+      {"lb_rev_nat_slots", 1u << rev_nat_slots_log2(limits.max_backends)}};
   check_pinned_config(pin_dir, limits);
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
   const std::uint32_t conntrack_flags = limits.conntrack_lru_per_cpu ? BPF_F_NO_COMMON_LRU : 0;
@@ -1018,6 +1121,9 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   set_size(skel->maps.lb_backends, limits.max_backends);
   set_size(skel->maps.lb_backend_counters, limits.max_backends);
   set_size(skel->maps.lb_rev_nat, limits.max_backends);  // one entry per backend IP at most
+  const std::uint32_t slots_log2 = rev_nat_slots_log2(limits.max_backends);
+  set_size(skel->maps.lb_rev_nat_slots, 1u << slots_log2);
+  skel->rodata->lb_rev_nat_slot_shift = 32 - slots_log2;
   set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
   if (int err = bpf_map__set_map_flags(skel->maps.lb_conntrack, conntrack_flags); err != 0) {
     throw BpfError(err, "set flags of map lb_conntrack");
@@ -1041,6 +1147,8 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   impl->config_fd = bpf_map__fd(skel->maps.lb_config);
   impl->stats_fd = bpf_map__fd(skel->maps.lb_stats);
   impl->rev_nat_fd = bpf_map__fd(skel->maps.lb_rev_nat);
+  impl->rev_nat_slots =
+      std::make_unique<RevNatSlots>(bpf_map__fd(skel->maps.lb_rev_nat_slots), slots_log2);
   {
     lb_config existing{};
     std::uint32_t zero = 0;
@@ -1058,7 +1166,8 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
                                  std::to_string(limits.maglev_table_size) + " (remove the pins)");
     }
     impl->frontend_epoch = existing.frontend_epoch;  // never reused by a restart
-    if (existing.abi_version == LB_ABI_VERSION_ADOPTABLE) {
+    if (existing.abi_version == LB_ABI_VERSION_ADOPTABLE ||
+        existing.abi_version == LB_ABI_VERSION_ADOPTABLE_OLDEST) {
       spdlog::info("load balancer: maps pinned under {} are of ABI version {}: taken over as version {} "
                    "(conntrack kept; new flows get one entry)",
                    pin_root, existing.abi_version, LB_ABI_VERSION);

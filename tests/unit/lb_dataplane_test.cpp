@@ -50,6 +50,39 @@ std::vector<Backend> backends(std::uint32_t count) {
   return list;
 }
 
+// lb_rev_nat_slots (ebpf/lb_abi.h) as a load balancer wrote it.
+class SlotsOf {
+ public:
+  explicit SlotsOf(const LoadBalancer& lb) : fd_(lb.map_fd("lb_rev_nat_slots")) {
+    bpf_map_info info{};
+    std::uint32_t len = sizeof info;
+    EXPECT_EQ(bpf_obj_get_info_by_fd(fd_, &info, &len), 0);
+    std::uint32_t log2 = 0;
+    while ((1u << log2) < info.max_entries) ++log2;
+    shift_ = 32 - log2;
+  }
+  std::uint32_t index(std::uint32_t ip) const { return lb_rev_nat_slot_index(htonl(ip), shift_); }
+  // The slot `ip` lands on.
+  std::uint64_t of(std::uint32_t ip) const {
+    std::uint32_t slot = index(ip);
+    std::uint64_t value = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(fd_, &slot, &value), 0);
+    return value;
+  }
+  // The first address from `from` on that lands on the slot of `ip`.
+  std::uint32_t mate(std::uint32_t ip, std::uint32_t from = ip4(10, 0, 2, 0)) const {
+    while (index(from) != index(ip) || from == ip) ++from;
+    return from;
+  }
+  static std::uint64_t own(std::uint32_t ip, std::uint32_t vip) {
+    return lb_rev_nat_slot(htonl(ip), htonl(vip));
+  }
+
+ private:
+  int fd_;
+  std::uint32_t shift_ = 32;
+};
+
 struct RunResult {
   int retval = -1;
   Bytes out;
@@ -720,6 +753,8 @@ TEST_F(LbDataplaneTest, BackendBehindTwoVipsKeepsReplyEntries) {
   ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &shared_net, &rev), 0);
   EXPECT_EQ(rev.flags, LB_REV_NAT_F_AMBIGUOUS);
   EXPECT_EQ(rev.vip, htonl(kVip));  // the VIP it had stays
+  const SlotsOf slots(*lb_);
+  EXPECT_EQ(slots.of(shared), LB_REV_NAT_SLOT_ASK);  // lb_rev_nat decides
   auto backend_flags = [&](std::uint32_t id) {
     lb_backend b{};
     EXPECT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_backends"), &id, &b), 0);
@@ -747,6 +782,7 @@ TEST_F(LbDataplaneTest, BackendBehindTwoVipsKeepsReplyEntries) {
   ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &shared_net, &rev), 0);
   EXPECT_EQ(rev.flags, 0u);
   EXPECT_EQ(rev.vip, htonl(kVip));
+  EXPECT_EQ(slots.of(shared), SlotsOf::own(shared, kVip));
   EXPECT_EQ(backend_flags(1), 0u);
   EXPECT_EQ(get32(to_endpoint(reply(40001)).out, kIp + 12), kVip);
   const std::size_t before = conntrack_entries(fd).size();
@@ -757,6 +793,78 @@ TEST_F(LbDataplaneTest, BackendBehindTwoVipsKeepsReplyEntries) {
   // entry alone.
   GcResult gc = lb_->gc(LoadBalancer::monotonic_now_ns() + 7ULL * 3600 * 1000000000ULL);
   EXPECT_EQ(gc.entries, 0u);
+}
+
+// lb_rev_nat_slots follows the backend IPs: a slot is a backend IP's own
+// while no other lands on it; shared, it asks lb_rev_nat; given back when
+// the IPs go, and taken by the next IP that lands on it.
+TEST_F(LbDataplaneTest, RevNatSlotsFollowBackendIpsThroughSharingAndReuse) {
+  const SlotsOf slots(*lb_);
+  const std::uint32_t b1 = backend_ip(1), mate = slots.mate(b1);
+  const std::uint32_t vip2 = ip4(10, 0, 0, 3), vip3 = ip4(10, 0, 0, 4);
+  auto reply = [&](std::uint32_t from, std::uint16_t dport) {
+    Tcp t;
+    t.saddr = from;
+    t.daddr = kClient;
+    t.sport = 80;
+    t.dport = dport;
+    t.flags = kAck;
+    t.seq = 9001;
+    t.ack = 5001;
+    return tcp_packet(t);
+  };
+  auto syn_to = [&](std::uint32_t vip, std::uint16_t sport) {
+    Bytes p = syn(sport);
+    put32(p, kIp + 16, vip);
+    fill_checksums(p);
+    return p;
+  };
+  auto source_of = [&](const Bytes& in) { return get32(to_endpoint(in).out, kIp + 12); };
+  EXPECT_EQ(slots.of(b1), 0u);
+
+  make_service(1);
+  EXPECT_EQ(slots.of(b1), SlotsOf::own(b1, kVip));
+  ASSERT_EQ(backend_of(from_endpoint(syn(40000))), b1);
+  EXPECT_EQ(source_of(reply(b1, 40000)), kVip);
+  Bytes from_mate = reply(mate, 40000);  // on the flow's ports, not its backend
+  EXPECT_EQ(to_endpoint(from_mate).out, from_mate);
+
+  // Another service's backend on the same slot: it asks lb_rev_nat, and
+  // each IP's replies still find their own flows.
+  lb_->upsert_service({vip2, 80, Protocol::tcp}, 2);
+  std::vector<Backend> two{Backend{2, mate, mac_from_ip(mate), BackendState::active}};
+  lb_->set_backends(2, two);
+  EXPECT_EQ(slots.of(b1), LB_REV_NAT_SLOT_ASK);
+  ASSERT_EQ(backend_of(from_endpoint(syn_to(vip2, 40001))), mate);
+  EXPECT_EQ(source_of(reply(b1, 40000)), kVip);
+  EXPECT_EQ(source_of(reply(mate, 40001)), vip2);
+  EXPECT_EQ(to_endpoint(from_mate).out, from_mate);
+  Bytes stranger = reply(kClient + 50, 40000);
+  EXPECT_EQ(to_endpoint(stranger).out, stranger);
+
+  // The other goes: the slot is b1's again.
+  lb_->remove_service(std::uint32_t{2});
+  EXPECT_EQ(slots.of(b1), SlotsOf::own(b1, kVip));
+  EXPECT_EQ(source_of(reply(b1, 40000)), kVip);
+
+  // b1 goes too: the slot is free, then the mate's alone, behind vip3. A
+  // late packet from b1 on its old flow's ports passes untouched.
+  lb_->remove_service(std::uint32_t{kService});
+  EXPECT_EQ(slots.of(b1), 0u);
+  lb_->upsert_service({vip3, 80, Protocol::tcp}, 3);
+  std::vector<Backend> three{Backend{3, mate, mac_from_ip(mate), BackendState::active}};
+  lb_->set_backends(3, three);
+  EXPECT_EQ(slots.of(b1), SlotsOf::own(mate, vip3));
+  ASSERT_EQ(backend_of(from_endpoint(syn_to(vip3, 40002))), mate);
+  EXPECT_EQ(source_of(reply(mate, 40002)), vip3);
+  Bytes late = reply(b1, 40000);
+  EXPECT_EQ(to_endpoint(late).out, late);
+
+  // A restart finds the slots as they are.
+  lb_.reset();
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  EXPECT_EQ(SlotsOf(*lb_).of(b1), SlotsOf::own(mate, vip3));
+  EXPECT_EQ(source_of(reply(mate, 40002)), vip3);
 }
 
 TEST_F(LbDataplaneTest, ReopeningThePinDirKeepsConntrackAndTables) {
@@ -944,6 +1052,7 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
   ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
   lb_.reset();
   ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat").c_str()), 0);  // version 5 had none
+  ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat_slots").c_str()), 0);
 
   lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
   ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
@@ -979,6 +1088,37 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
   } catch (const BpfError& e) {
     EXPECT_NE(std::string(e.what()).find("ABI version 4"), std::string::npos) << e.what();
   }
+}
+
+// Pins of ABI version 6 (no lb_rev_nat_slots) are taken over as they are:
+// the slots are made and filled from lb_rev_nat before anything runs on
+// them, and flows go on.
+TEST_F(LbDataplaneTest, PinsOfAbiVersion6AreTakenOverWithTheirFlows) {
+  make_service(1);
+  ASSERT_EQ(backend_of(from_endpoint(syn(40000))), backend_ip(1));
+  lb_config cfg{};
+  std::uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  cfg.abi_version = 6;
+  ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
+  lb_.reset();
+  ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat_slots").c_str()), 0);  // version 6 had none
+
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  EXPECT_EQ(cfg.abi_version, LB_ABI_VERSION);
+  EXPECT_EQ(SlotsOf(*lb_).of(backend_ip(1)), SlotsOf::own(backend_ip(1), kVip));
+  Tcp reply;
+  reply.saddr = backend_ip(1);
+  reply.daddr = kClient;
+  reply.sport = 80;
+  reply.dport = 40000;
+  reply.flags = kSyn | kAck;
+  reply.seq = 9000;
+  reply.ack = 5001;
+  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply)).out, kIp + 12), kVip);
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
+  EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 1u);
 }
 
 TEST_F(LbDataplaneTest, RemovePinsLeavesNothing) {
@@ -1357,6 +1497,10 @@ struct ReuseCase {
 };
 
 const std::uint32_t kB1 = backend_ip(1), kB2 = backend_ip(2);
+// Not a backend. kMateOfB1 stands for the first address on backend 1's
+// lb_rev_nat_slots slot (found when the case runs): a backend of another
+// service when the slots are shared, else no backend either.
+const std::uint32_t kStranger = ip4(10, 0, 0, 77), kMateOfB1 = ip4(0, 0, 0, 1);
 constexpr std::uint8_t kSynAck = kSyn | kAck, kFinAck = kFin | kAck;
 constexpr auto C2V = Way::from_client, C2B = Way::from_client, B2C = Way::to_client;
 
@@ -1451,6 +1595,15 @@ std::vector<ReuseCase> reuse_cases() {
        opening() + std::vector<Step>{
                        {"data", C2V, kClient, kVip, kAck | kPsh, 5004, 9001, "x", Out::rst, 1},
                    }},
+      {"packets from no backend, or from another address on backend 1's slot, pass untouched",
+       opening() + std::vector<Step>{
+                       {"stranger's ACK", B2C, kStranger, kClient, kAck, 9001, 5004, "", Out::untouched},
+                       {"slot mate's ACK", B2C, kMateOfB1, kClient, kAck, 9001, 5004, "", Out::untouched},
+                       {"slot mate's SYN-ACK", B2C, kMateOfB1, kClient, kSynAck, 9000, 5001, "",
+                        Out::untouched},
+                       {"backend 1's data", B2C, kB1, kClient, kAck | kPsh, 9001, 5004, "OK", Out::from_vip},
+                       {"client's ACK", C2V, kClient, kVip, kAck, 5004, 9003, "", Out::to_backend_1},
+                   }},
       {"new connection to the VIP on a closed flow's tuple, same backend",
        opening() + fin_both_ways() +
            std::vector<Step>{
@@ -1461,21 +1614,40 @@ std::vector<ReuseCase> reuse_cases() {
   };
 }
 
-// Both with one entry per flow and with paired flows (the backends' IPs
-// also behind a second VIP).
+// How replies find their flow: one entry per flow with the backends'
+// lb_rev_nat_slots slots their own (one array read), or shared with the
+// IPs of another service's backends (lb_rev_nat asked); and paired flows
+// (the backends' IPs also behind a second VIP: their slots ask too).
+enum class RevNatMode { own_slots, shared_slots, paired };
+
 TEST_F(LbDataplaneTest, NewConnectionsOnTheTupleOfABalancedFlowAreNotTakenForIt) {
   int n = 0;
-  for (const bool paired : {false, true})
+  for (const RevNatMode mode : {RevNatMode::own_slots, RevNatMode::shared_slots, RevNatMode::paired})
   for (const ReuseCase& c : reuse_cases()) {
     SCOPED_TRACE(c.name);
-    SCOPED_TRACE(paired ? "paired flows" : "one entry per flow");
+    SCOPED_TRACE(mode == RevNatMode::paired         ? "paired flows"
+                 : mode == RevNatMode::shared_slots ? "one entry per flow, shared slots"
+                                                    : "one entry per flow, own slots");
     lb_.emplace(LoadBalancer::open(pin_dir_ / ("reuse" + std::to_string(n++)), test_limits()));
     make_service(2);
-    if (paired) {
+    const SlotsOf slots(*lb_);
+    const std::uint32_t mate_of_b1 = slots.mate(kB1);
+    if (mode == RevNatMode::paired) {
       lb_->upsert_service({ip4(10, 0, 0, 3), 80, Protocol::tcp}, 2);
       std::vector<Backend> same_ips{Backend{11, kB1, mac_from_ip(kB1), BackendState::active},
                                     Backend{12, kB2, mac_from_ip(kB2), BackendState::active}};
       lb_->set_backends(2, same_ips);
+    }
+    if (mode == RevNatMode::shared_slots) {
+      const std::uint32_t mate_of_b2 = slots.mate(kB2);
+      lb_->upsert_service({ip4(10, 0, 0, 4), 80, Protocol::tcp}, 3);
+      std::vector<Backend> mates{
+          Backend{21, mate_of_b1, mac_from_ip(mate_of_b1), BackendState::active},
+          Backend{22, mate_of_b2, mac_from_ip(mate_of_b2), BackendState::active}};
+      lb_->set_backends(3, mates);
+    }
+    for (std::uint32_t b : {kB1, kB2}) {
+      EXPECT_EQ(slots.of(b), mode == RevNatMode::own_slots ? SlotsOf::own(b, kVip) : LB_REV_NAT_SLOT_ASK);
     }
     std::uint16_t port = 0;
     for (std::uint16_t p = 40000; p < 40100 && !port; ++p) {
@@ -1486,7 +1658,7 @@ TEST_F(LbDataplaneTest, NewConnectionsOnTheTupleOfABalancedFlowAreNotTakenForIt)
       SCOPED_TRACE(s.what);
       if (s.kill_backend_before) lb_->set_backend_state(*s.kill_backend_before, BackendState::dead);
       Tcp t;
-      t.saddr = s.from;
+      t.saddr = s.from == kMateOfB1 ? mate_of_b1 : s.from;
       t.daddr = s.to;
       const bool from_client = s.way == Way::from_client;
       t.sport = from_client ? port : 80;
