@@ -30,7 +30,20 @@ constexpr int kMemLevel = 4;
 // decoding.
 constexpr std::size_t kMinPacked = 64;
 
-const Bytef* dictionary() { return reinterpret_cast<const Bytef*>(kDictionary.data()); }
+// The preset dictionary with `context` after it, in a buffer of the
+// thread's.
+const std::string& dictionary(PackedValue::Context context) {
+  thread_local std::string dict;
+  dict.assign(kDictionary);
+  for (const auto part : context) dict.append(part);
+  return dict;
+}
+
+bool set_dictionary(z_stream& zs, const std::string& dict, bool deflating) {
+  const auto* bytes = reinterpret_cast<const Bytef*>(dict.data());
+  const auto n = static_cast<uInt>(dict.size());
+  return (deflating ? deflateSetDictionary(&zs, bytes, n) : inflateSetDictionary(&zs, bytes, n)) == Z_OK;
+}
 
 // One stream of each kind per thread, reset for each value (an init per
 // value would allocate and free the stream's buffers every time).
@@ -60,12 +73,10 @@ struct Inflater {
 // do not. The result is in a buffer of the thread's, valid until the next
 // call: with room to spare, so zlib's fast path runs to the end (it wants
 // 258 bytes of room).
-const char* inflate_exactly(const char* data, std::size_t n, std::size_t size) {
+const char* inflate_exactly(const char* data, std::size_t n, std::size_t size, const std::string& dict) {
   thread_local Inflater in;
   thread_local std::string out;
-  if (!in.ok || inflateReset(&in.zs) != Z_OK ||
-      inflateSetDictionary(&in.zs, dictionary(), static_cast<uInt>(kDictionary.size())) != Z_OK)
-    return nullptr;
+  if (!in.ok || inflateReset(&in.zs) != Z_OK || !set_dictionary(in.zs, dict, false)) return nullptr;
   if (out.size() < size + 512) out.resize(size + 512);
   in.zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
   in.zs.avail_in = static_cast<uInt>(n);
@@ -77,15 +88,15 @@ const char* inflate_exactly(const char* data, std::size_t n, std::size_t size) {
 
 }  // namespace
 
-PackedValue PackedValue::pack(std::string_view text) {
+PackedValue PackedValue::pack(std::string_view text, Context context) {
   if (text.size() > std::numeric_limits<std::uint32_t>::max()) throw std::length_error("table value over 4 GiB");
   PackedValue v;
   v.size_ = static_cast<std::uint32_t>(text.size());
   if (text.size() >= kMinPacked) {
     thread_local Deflater d;
     thread_local std::string out;
-    if (d.ok && deflateReset(&d.zs) == Z_OK &&
-        deflateSetDictionary(&d.zs, dictionary(), static_cast<uInt>(kDictionary.size())) == Z_OK) {
+    const auto& dict = dictionary(context);
+    if (d.ok && deflateReset(&d.zs) == Z_OK && set_dictionary(d.zs, dict, true)) {
       out.resize(deflateBound(&d.zs, static_cast<uLong>(text.size())));
       d.zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
       d.zs.avail_in = static_cast<uInt>(text.size());
@@ -94,7 +105,7 @@ PackedValue PackedValue::pack(std::string_view text) {
       const int rc = deflate(&d.zs, Z_FINISH);
       const std::size_t n = out.size() - d.zs.avail_out;
       if (rc == Z_STREAM_END && n < text.size()) {
-        const char* back = inflate_exactly(out.data(), n, text.size());
+        const char* back = inflate_exactly(out.data(), n, text.size(), dict);
         if (back && std::string_view(back, text.size()) == text) {
           v.held_ = static_cast<std::uint32_t>(n);
           v.data_ = std::make_unique_for_overwrite<char[]>(n);
@@ -124,11 +135,11 @@ PackedValue& PackedValue::operator=(const PackedValue& other) {
   return *this;
 }
 
-std::string PackedValue::text() const {
+std::string PackedValue::text(Context context) const {
   if (!packed()) return held_ ? std::string(data_.get(), held_) : std::string();
   // It inflated to these bytes when packed; failing now means the memory
   // under it changed.
-  const char* text = inflate_exactly(data_.get(), held_, size_);
+  const char* text = inflate_exactly(data_.get(), held_, size_, dictionary(context));
   if (!text) throw std::logic_error("a packed table value no longer inflates");
   return std::string(text, size_);
 }

@@ -9,9 +9,15 @@
 // the journal and the wire all see the text, so it must not change by a
 // byte. The dictionary is part of the in-memory form only (never written or
 // sent), so it may change between builds.
+//
+// `context`: text the value likely repeats (a table entry's owner and key:
+// an endpoint record names its node and its id, 64 hex digits), appended to
+// the dictionary. text() must be given the same context, or it returns
+// other bytes of the same length.
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,15 +27,16 @@ namespace weft::control::tables {
 class PackedValue {
  public:
   PackedValue() = default;
-  static PackedValue pack(std::string_view text);
+  using Context = std::initializer_list<std::string_view>;
+  static PackedValue pack(std::string_view text, Context context = {});
 
   PackedValue(const PackedValue& other);
   PackedValue& operator=(const PackedValue& other);
   PackedValue(PackedValue&&) noexcept = default;
   PackedValue& operator=(PackedValue&&) noexcept = default;
 
-  // The text as it was packed.
-  std::string text() const;
+  // The text as it was packed (with the same context).
+  std::string text(Context context = {}) const;
   // Its length in bytes (without decoding).
   std::size_t size() const { return size_; }
   // True when held deflated.

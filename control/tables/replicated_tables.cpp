@@ -69,7 +69,7 @@ void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
   it->owner = intern(entry.owner);
   it->lamport = entry.lamport;
   it->deleted = entry.deleted;
-  it->value = PackedValue::pack(entry.value);
+  it->value = PackedValue::pack(entry.value, {entry.owner, entry.key});  // EntryView::value() decodes with them
   it->deleted_at = entry.deleted ? now : Clock::time_point{};
   notify(before, entry.deleted ? std::nullopt : std::optional<TableEntry>(entry));
 }

@@ -46,7 +46,8 @@ struct TableEntry {
 bool supersedes(const TableEntry& incoming, const TableEntry& current);
 
 // An entry as held, without decoding its value: what for_each() hands out.
-// Valid during the call only. Converts to a TableEntry (value decoded).
+// Valid during the call only. Converts to a TableEntry (value decoded). The
+// value is packed with its owner and key as context (packed_value.h).
 struct EntryView {
   const std::string& table;
   const std::string& key;
@@ -55,7 +56,7 @@ struct EntryView {
   bool deleted = false;
   const PackedValue& packed_value;
 
-  std::string value() const { return packed_value.text(); }
+  std::string value() const { return packed_value.text({owner, key}); }
   std::size_t value_size() const { return packed_value.size(); }
   TableEntry entry() const { return {table, key, owner, lamport, deleted, value()}; }
   operator TableEntry() const { return entry(); }  // NOLINT: a view of one

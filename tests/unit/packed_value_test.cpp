@@ -33,12 +33,13 @@ std::string hex_id(std::mt19937_64& rng) {
 
 // Values a peer might send: the records' JSON, other JSON layouts, bytes
 // that are no JSON at all.
-std::vector<std::string> odd_values() {
+std::vector<std::string> odd_values(std::vector<std::string> ids = {}) {
   std::mt19937_64 rng(7);
   std::string random_bytes(600, '\0');
   for (auto& c : random_bytes) c = static_cast<char>(rng());
   std::string nuls(300, '\0');
   nuls[17] = 'x';
+  while (ids.size() < 4) ids.push_back(hex_id(rng));
   return {"",
           "{}",
           std::string(63, 'a'),
@@ -46,10 +47,10 @@ std::vector<std::string> odd_values() {
           std::string(100000, 'z'),
           random_bytes,
           nuls,
-          endpoint_json(hex_id(rng)),
-          "{ \"id\" : \"" + hex_id(rng) + "\",\n  \"name\": \"caf\xc3\xa9\", \"ip\": \"10.0.0.1\" }",
-          endpoint_json(hex_id(rng)) + " ",
-          "\xff\xfe" + endpoint_json(hex_id(rng))};
+          endpoint_json(ids[0]),
+          "{ \"id\" : \"" + ids[1] + "\",\n  \"name\": \"caf\xc3\xa9\", \"ip\": \"10.0.0.1\" }",
+          endpoint_json(ids[2]) + " ",
+          "\xff\xfe" + endpoint_json(ids[3])};
 }
 
 TEST(PackedTableValue, AnEndpointRecordIsHeldInLessThanHalfAndComesBackExact) {
@@ -84,6 +85,17 @@ TEST(PackedTableValue, ShortAndIncompressibleValuesAreHeldAsTheyAre) {
   }
 }
 
+TEST(PackedTableValue, ContextTheValueRepeatsIsHeldInFewBytes) {
+  std::mt19937_64 rng(5);
+  const auto id = hex_id(rng);
+  const auto text = endpoint_json(id);
+  const auto alone = PackedValue::pack(text);
+  const auto with_key = PackedValue::pack(text, {"node2", id});
+  EXPECT_LT(with_key.held_bytes() + 25, alone.held_bytes());
+  EXPECT_EQ(with_key.text({"node2", id}), text);
+  EXPECT_EQ(alone.text(), text);
+}
+
 TEST(PackedTableValue, CopiesOwnTheirBytes) {
   std::mt19937_64 rng(4);
   const auto text = endpoint_json(hex_id(rng));
@@ -97,9 +109,21 @@ TEST(PackedTableValue, CopiesOwnTheirBytes) {
 }
 
 // Through every way the tables hand an entry out: the value is the text
-// that was put or applied, byte for byte.
+// that was put or applied, byte for byte. The records' ids are their keys
+// and "node2" (their node) owns the applied ones, as in the agent, so the
+// values refer to the context they are packed with.
 TEST(ReplicatedTablesPackedValues, EveryAccessHandsOutTheValueAsPut) {
-  const auto values = odd_values();
+  std::mt19937_64 rng(6);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(hex_id(rng));
+  const auto values = odd_values(ids);
+  // values[7..10] carry ids[0..3].
+  auto key_of = [&](std::size_t i) -> std::string {
+    if (i >= 7) return ids[i - 7];
+    std::string key = "k";
+    key += std::to_string(i);  // (not "k" + ...: a false -Wrestrict in GCC 12)
+    return key;
+  };
   ReplicatedTables tables("n1", {"endpoints"});
   std::vector<std::string> heard;
   tables.subscribe([&](const auto&, const auto& now) {
@@ -107,12 +131,11 @@ TEST(ReplicatedTablesPackedValues, EveryAccessHandsOutTheValueAsPut) {
   });
   std::vector<TableEntry> put;
   for (std::size_t i = 0; i < values.size(); ++i) {
-    std::string key = "k";
-    key += std::to_string(i);  // (not "k" + ...: a false -Wrestrict in GCC 12)
+    const std::string key = key_of(i);
     if (i % 2)
       put.push_back(tables.put("endpoints", key, values[i]));
     else {
-      TableEntry e{.table = "endpoints", .key = key, .owner = "n2", .lamport = i + 1, .deleted = false, .value = values[i]};
+      TableEntry e{.table = "endpoints", .key = key, .owner = "node2", .lamport = i + 1, .deleted = false, .value = values[i]};
       ASSERT_TRUE(tables.apply(e));
       put.push_back(e);
     }
@@ -143,12 +166,19 @@ TEST(ReplicatedTablesPackedValues, EveryAccessHandsOutTheValueAsPut) {
   // A tombstone keeps the value it had; the listener's `before` is the old text.
   std::optional<TableEntry> before;
   tables.subscribe([&](const auto& b, const auto&) { before = b; });
-  auto tomb = tables.remove("endpoints", "k7");
+  auto tomb = tables.remove("endpoints", key_of(9));
   ASSERT_TRUE(tomb);
-  EXPECT_EQ(tomb->value, values[7]);
+  EXPECT_EQ(tomb->value, values[9]);
   ASSERT_TRUE(before);
-  EXPECT_EQ(before->value, values[7]);
-  EXPECT_EQ(tables.find("endpoints", "k7")->value, values[7]);
+  EXPECT_EQ(before->value, values[9]);
+  EXPECT_EQ(tables.find("endpoints", key_of(9))->value, values[9]);
+  // Another owner's entry removed here: the tombstone is this node's.
+  tomb = tables.remove("endpoints", key_of(10));
+  ASSERT_TRUE(tomb);
+  EXPECT_EQ(tomb->owner, "n1");
+  EXPECT_EQ(tomb->value, values[10]);
+  EXPECT_EQ(tables.find("endpoints", key_of(10)), tomb);
+  EXPECT_EQ(tables.newer_than({}).size(), values.size());
 }
 
 }  // namespace
