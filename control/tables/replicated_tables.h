@@ -82,6 +82,13 @@ class ReplicatedTables {
                             std::chrono::seconds cluster_tombstone_lifetime = kDefaultClusterTombstoneLifetime,
                             std::size_t max_cluster_tombstones = kDefaultMaxClusterTombstones);
 
+  // Not copyable: slots point into the copy's own interned names. Moving
+  // keeps the nodes of both sets, so it keeps them valid.
+  ReplicatedTables(const ReplicatedTables&) = delete;
+  ReplicatedTables& operator=(const ReplicatedTables&) = delete;
+  ReplicatedTables(ReplicatedTables&&) = default;
+  ReplicatedTables& operator=(ReplicatedTables&&) = default;
+
   static constexpr std::chrono::seconds kDefaultClusterTombstoneLifetime = std::chrono::hours(24 * 7);
   static constexpr std::size_t kDefaultMaxClusterTombstones = 100000;
 
