@@ -376,9 +376,13 @@ void Cluster::State::publish_local_state() {
     mine.insert(e.id);
   }
   // Endpoints this node published before a restart that are gone now.
-  for (const auto& e : tables->entries(kEndpointsTable))
-    if (e.owner == config.node_name && !mine.count(e.key))
-      if (auto tomb = tables->remove(kEndpointsTable, e.key)) out.push_back(*tomb);
+  // (Keys first, values not decoded: the table holds every node's endpoints.)
+  std::vector<std::string> gone;
+  tables->for_each(kEndpointsTable, [&](const tables::EntryView& e) {
+    if (!e.deleted && e.owner == config.node_name && !mine.count(e.key)) gone.push_back(e.key);
+  });
+  for (const auto& key : gone)
+    if (auto tomb = tables->remove(kEndpointsTable, key)) out.push_back(*tomb);
   if (services) {
     std::set<std::string> removed;
     for (const auto& e : tables->table_snapshot(kServicesTable))
@@ -434,8 +438,8 @@ void Cluster::State::save_tables(bool whole) {
       std::vector<TableEntry> stored;
       std::vector<TablesJournal::Key> gone;
       for (const auto& [table, key] : unsaved) {
-        if (const TableEntry* e = tables->find(table, key))
-          stored.push_back(*e);
+        if (auto e = tables->find(table, key))
+          stored.push_back(std::move(*e));
         else
           gone.emplace_back(table, key);
       }

@@ -281,7 +281,7 @@ gossip::Bytes TableGossip::local_state(bool join) {
     // by the receiver (the stream limit) and stall both loops: the digest
     // then starts the chunked sync.
     std::size_t size = 16;
-    tables_.for_each([&size](const TableEntry& e) { size += encoded_size_bound(e); });
+    tables_.for_each([&size](const tables::EntryView& e) { size += encoded_size_bound(e); });
     if (size <= sync_budget()) state = encode(TableEntries{tables_.snapshot()});
   }
   if (state.empty()) state = encode(StateDigest{.node = config_.node_name, .digest = tables_.digest()});
@@ -404,10 +404,12 @@ void TableGossip::handle_bucket_digests(const BucketDigests& m) {
 }
 
 bool TableGossip::own_entry_at_or_below(std::uint64_t lamport) const {
+  bool found = false;
   for (const auto& table : config_.node_scoped_tables)
-    for (const auto& e : tables_.entries(table))
-      if (e.owner == config_.node_name && e.lamport <= lamport) return true;
-  return false;
+    tables_.for_each(table, [&](const tables::EntryView& e) {
+      found = found || (!e.deleted && e.owner == config_.node_name && e.lamport <= lamport);
+    });
+  return found;
 }
 
 void TableGossip::send_next_sync(const std::string& peer) {
@@ -437,14 +439,14 @@ void TableGossip::send_next_sync(const std::string& peer) {
     std::size_t k = s.key;
     bool complete = true;
     for (; k < keys.size(); ++k) {
-      const auto* e = tables_.find(keys[k].first, keys[k].second);
+      auto e = tables_.find(keys[k].first, keys[k].second);
       if (!e) continue;  // reaped or withdrawn since
       const std::size_t size = encoded_size_bound(*e);
       if (used + bytes + size > budget) {
         complete = false;
         break;
       }
-      part.push_back(*e);
+      part.push_back(std::move(*e));
       bytes += size;
     }
     if (!msg.owners.empty() && (!complete || their_used + their > budget)) break;  // the next message's

@@ -178,10 +178,19 @@ WeftMessage decode(gossip::ByteView bytes) {
   return decode_body(type, handle.get());
 }
 
-std::size_t encoded_size_bound(const tables::TableEntry& e) {
+namespace {
+std::size_t entry_size_bound(std::size_t table, std::size_t key, std::size_t owner, std::size_t value) {
   // An array header, four strings (header up to 5 bytes each), a uint64, a bool.
-  return 1 + encoded_size_bound(e.table) + encoded_size_bound(e.key) + encoded_size_bound(e.owner) +
-         encoded_size_bound(e.value) + 9 + 1;
+  return 1 + (table + 5) + (key + 5) + (owner + 5) + (value + 5) + 9 + 1;
+}
+}  // namespace
+
+std::size_t encoded_size_bound(const tables::TableEntry& e) {
+  return entry_size_bound(e.table.size(), e.key.size(), e.owner.size(), e.value.size());
+}
+
+std::size_t encoded_size_bound(const tables::EntryView& e) {
+  return entry_size_bound(e.table.size(), e.key.size(), e.owner.size(), e.value_size());
 }
 
 std::string encode_snapshot(const std::vector<tables::TableEntry>& entries) {

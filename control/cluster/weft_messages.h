@@ -169,6 +169,8 @@ WeftMessage decode(gossip::ByteView bytes);
 // An upper bound of what one entry adds to an encoded message (a sync is
 // packed under a budget without encoding it twice).
 std::size_t encoded_size_bound(const tables::TableEntry& entry);
+// The same for an entry as the tables hold it (its value not decoded).
+std::size_t encoded_size_bound(const tables::EntryView& entry);
 // Same for a string in a message.
 inline std::size_t encoded_size_bound(const std::string& s) { return s.size() + 5; }
 

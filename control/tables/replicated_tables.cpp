@@ -9,6 +9,14 @@ bool supersedes(const TableEntry& incoming, const TableEntry& current) {
   return std::tie(incoming.lamport, incoming.owner) > std::tie(current.lamport, current.owner);
 }
 
+namespace {
+// supersedes() with either side as held.
+template <class A, class B>
+bool newer(const A& incoming, const B& current) {
+  return std::tie(incoming.lamport, incoming.owner) > std::tie(current.lamport, current.owner);
+}
+}  // namespace
+
 ReplicatedTables::ReplicatedTables(std::string local_node, std::set<std::string> node_scoped_tables,
                                    std::chrono::seconds tombstone_lifetime,
                                    std::chrono::seconds cluster_tombstone_lifetime,
@@ -24,15 +32,44 @@ void ReplicatedTables::notify(const std::optional<TableEntry>& before, const std
   for (const auto& listener : listeners_) listener(before, now);
 }
 
+const std::string* ReplicatedTables::intern(const std::string& name) {
+  auto it = names_.find(name);
+  if (it == names_.end()) it = names_.insert(name).first;
+  return &*it;
+}
+
+void ReplicatedTables::prune_names() {
+  std::set<const std::string*> used;
+  for (const auto& slot : slots_) {
+    used.insert(slot.table);
+    used.insert(slot.owner);
+  }
+  used.insert(&*names_.emplace(local_node_).first);
+  for (auto it = names_.begin(); it != names_.end();) it = used.count(&*it) ? std::next(it) : names_.erase(it);
+}
+
 void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
   auto it = slots_.find(KeyView{entry.table, entry.key});
   std::optional<TableEntry> before;
   if (it == slots_.end()) {
-    it = slots_.insert(Slot{.entry = entry, .deleted_at = {}, .bucket = bucket_of(entry.table, entry.key)}).first;
-  } else {
-    if (!it->entry.deleted) before = it->entry;
-    it->entry = entry;  // the same table and key: the order holds
+    it = slots_
+             .insert(Slot{.key = entry.key,
+                          .table = intern(entry.table),
+                          .owner = nullptr,
+                          .lamport = 0,
+                          .deleted_at = {},
+                          .value = {},
+                          .bucket = bucket_of(entry.table, entry.key),
+                          .deleted = false})
+             .first;
+  } else if (!it->deleted && !listeners_.empty()) {
+    before = it->entry();
   }
+  // The same table and key: the order holds.
+  it->owner = intern(entry.owner);
+  it->lamport = entry.lamport;
+  it->deleted = entry.deleted;
+  it->value = PackedValue::pack(entry.value, {entry.owner, entry.key});  // EntryView::value() decodes with them
   it->deleted_at = entry.deleted ? now : Clock::time_point{};
   notify(before, entry.deleted ? std::nullopt : std::optional<TableEntry>(entry));
 }
@@ -45,8 +82,8 @@ TableEntry ReplicatedTables::put(const std::string& table, const std::string& ke
 
 std::optional<TableEntry> ReplicatedTables::remove(const std::string& table, const std::string& key) {
   auto it = slots_.find(KeyView{table, key});
-  if (it == slots_.end() || it->entry.deleted) return std::nullopt;
-  TableEntry tombstone = it->entry;
+  if (it == slots_.end() || it->deleted) return std::nullopt;
+  TableEntry tombstone = it->entry();
   tombstone.owner = local_node_;
   tombstone.lamport = ++clock_;
   tombstone.deleted = true;
@@ -61,7 +98,7 @@ bool ReplicatedTables::apply(const TableEntry& entry, Clock::time_point now) {
       w != withdrawn_up_to_.end() && node_scoped(entry.table) && entry.lamport <= w->second)
     return false;  // a late copy of what a dead node had published
   auto it = slots_.find(KeyView{entry.table, entry.key});
-  if (it != slots_.end() && !supersedes(entry, it->entry)) return false;
+  if (it != slots_.end() && !newer(entry, it->view())) return false;
   store(entry, now);
   return true;
 }
@@ -74,39 +111,43 @@ std::size_t ReplicatedTables::merge(const std::vector<TableEntry>& entries, Cloc
 
 std::optional<TableEntry> ReplicatedTables::get(const std::string& table, const std::string& key) const {
   auto it = slots_.find(KeyView{table, key});
-  if (it == slots_.end() || it->entry.deleted) return std::nullopt;
-  return it->entry;
+  if (it == slots_.end() || it->deleted) return std::nullopt;
+  return it->entry();
 }
 
 std::vector<TableEntry> ReplicatedTables::entries(const std::string& table) const {
   std::vector<TableEntry> result;
-  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && it->entry.table == table; ++it)
-    if (!it->entry.deleted) result.push_back(it->entry);
+  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && *it->table == table; ++it)
+    if (!it->deleted) result.push_back(it->entry());
   return result;
 }
 
 std::map<std::string, std::size_t> ReplicatedTables::live_counts() const {
   std::map<std::string, std::size_t> counts;
   for (const auto& slot : slots_)
-    if (!slot.entry.deleted) ++counts[slot.entry.table];
+    if (!slot.deleted) ++counts[*slot.table];
   return counts;
 }
 
 std::vector<TableEntry> ReplicatedTables::snapshot() const {
   std::vector<TableEntry> result;
   result.reserve(slots_.size());
-  for (const auto& slot : slots_) result.push_back(slot.entry);
+  for (const auto& slot : slots_) result.push_back(slot.entry());
   return result;
 }
 
-void ReplicatedTables::for_each(const std::function<void(const TableEntry&)>& f) const {
-  for (const auto& slot : slots_) f(slot.entry);
+void ReplicatedTables::for_each(const std::function<void(const EntryView&)>& f) const {
+  for (const auto& slot : slots_) f(slot.view());
+}
+
+void ReplicatedTables::for_each(const std::string& table, const std::function<void(const EntryView&)>& f) const {
+  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && *it->table == table; ++it) f(it->view());
 }
 
 std::vector<TableEntry> ReplicatedTables::table_snapshot(const std::string& table) const {
   std::vector<TableEntry> result;
-  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && it->entry.table == table; ++it)
-    result.push_back(it->entry);
+  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && *it->table == table; ++it)
+    result.push_back(it->entry());
   return result;
 }
 
@@ -122,7 +163,8 @@ class Fnv1a {
     h_ ^= 0xff;
     h_ *= 1099511628211ull;
   }
-  void mix(const TableEntry& e) {
+  template <class Entry>  // a TableEntry or an EntryView
+  void mix_entry(const Entry& e) {
     mix(e.table);
     mix(e.key);
     mix(e.owner);
@@ -139,19 +181,19 @@ class Fnv1a {
 std::vector<TableEntry> ReplicatedTables::snapshot(const std::set<std::string>& owners) const {
   std::vector<TableEntry> result;
   for (const auto& slot : slots_)
-    if (owners.count(slot.entry.owner)) result.push_back(slot.entry);
+    if (owners.count(*slot.owner)) result.push_back(slot.entry());
   return result;
 }
 
 std::uint64_t ReplicatedTables::digest() const {
   Fnv1a h;
-  for (const auto& slot : slots_) h.mix(slot.entry);
+  for (const auto& slot : slots_) h.mix_entry(slot.view());
   return h.value();
 }
 
 std::map<std::string, std::uint64_t> ReplicatedTables::owner_digests() const {
   std::map<std::string, Fnv1a> by_owner;
-  for (const auto& slot : slots_) by_owner[slot.entry.owner].mix(slot.entry);
+  for (const auto& slot : slots_) by_owner[*slot.owner].mix_entry(slot.view());
   std::map<std::string, std::uint64_t> result;
   for (const auto& [owner, h] : by_owner) result[owner] = h.value();
   return result;
@@ -163,9 +205,9 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
   for (const auto& e : theirs) index[KeyView{e.table, e.key}] = &e;
   std::vector<TableEntry> result;
   for (const auto& slot : slots_) {
-    if (owners && !owners->count(slot.entry.owner)) continue;
+    if (owners && !owners->count(*slot.owner)) continue;
     auto it = index.find(SlotOrder::key(slot));
-    if (it == index.end() || supersedes(slot.entry, *it->second)) result.push_back(slot.entry);
+    if (it == index.end() || newer(slot.view(), *it->second)) result.push_back(slot.entry());
   }
   return result;
 }
@@ -181,10 +223,10 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
   const auto end = upto ? slots_.upper_bound(*upto) : slots_.end();
   for (; it != end; ++it) {
     const Slot& slot = *it;
-    auto owner = buckets.find(slot.entry.owner);
+    auto owner = buckets.find(*slot.owner);
     if (owner == buckets.end() || !owner->second.test(slot.bucket)) continue;
     auto theirs_it = index.find(SlotOrder::key(slot));
-    if (theirs_it == index.end() || supersedes(slot.entry, *theirs_it->second)) result.push_back(slot.entry);
+    if (theirs_it == index.end() || newer(slot.view(), *theirs_it->second)) result.push_back(slot.entry());
   }
   return result;
 }
@@ -202,13 +244,13 @@ std::map<std::string, std::map<std::uint32_t, ReplicatedTables::BucketDigest>> R
   std::map<std::string, std::map<std::uint32_t, Fnv1a>> hashes;
   std::map<std::string, std::map<std::uint32_t, BucketDigest>> result;
   for (const auto& slot : slots_) {
-    const auto& e = slot.entry;
+    const auto e = slot.view();
     if (!owners.count(e.owner)) continue;
     const auto bucket = slot.bucket;
-    hashes[e.owner][bucket].mix(e);
+    hashes[e.owner][bucket].mix_entry(e);
     auto& d = result[e.owner][bucket];
     ++d.entries;
-    d.bytes += e.table.size() + e.key.size() + e.owner.size() + e.value.size();
+    d.bytes += e.table.size() + e.key.size() + e.owner.size() + e.value_size();
   }
   for (auto& [owner, buckets] : result)
     for (auto& [bucket, d] : buckets) d.digest = hashes[owner][bucket].value();
@@ -221,34 +263,36 @@ std::map<ReplicatedTables::Scope, std::vector<ReplicatedTables::Key>> Replicated
   for (const auto& [owner, bucket] : scopes) owners.insert(owner);
   std::map<Scope, std::vector<Key>> result;
   for (const auto& slot : slots_) {
-    if (!owners.count(slot.entry.owner)) continue;
-    Scope scope{slot.entry.owner, slot.bucket};
-    if (scopes.count(scope)) result[scope].emplace_back(slot.entry.table, slot.entry.key);
+    if (!owners.count(*slot.owner)) continue;
+    Scope scope{*slot.owner, slot.bucket};
+    if (scopes.count(scope)) result[scope].emplace_back(*slot.table, slot.key);
   }
   return result;
 }
 
-const TableEntry* ReplicatedTables::find(const std::string& table, const std::string& key) const {
+std::optional<TableEntry> ReplicatedTables::find(const std::string& table, const std::string& key) const {
   auto it = slots_.find(KeyView{table, key});
-  return it == slots_.end() ? nullptr : &it->entry;
+  if (it == slots_.end()) return std::nullopt;
+  return it->entry();
 }
 
 void ReplicatedTables::withdraw_node(const std::string& node) {
   if (node == local_node_) return;
   std::uint64_t newest = 0;
   for (auto it = slots_.begin(); it != slots_.end();) {
-    if (it->entry.owner != node || !node_scoped(it->entry.table)) {
+    if (*it->owner != node || !node_scoped(*it->table)) {
       ++it;
       continue;
     }
-    newest = std::max(newest, it->entry.lamport);
+    newest = std::max(newest, it->lamport);
     std::optional<TableEntry> before;
-    if (!it->entry.deleted) before = it->entry;
+    if (!it->deleted && !listeners_.empty()) before = it->entry();
     it = slots_.erase(it);
     notify(before, std::nullopt);
   }
   auto& mark = withdrawn_up_to_[node];
   mark = std::max(mark, newest);
+  prune_names();
 }
 
 std::uint64_t ReplicatedTables::withdrawn_mark(const std::string& node) const {
@@ -261,9 +305,9 @@ std::vector<TableEntry> ReplicatedTables::republish_own() {
   for (const auto& slot : slots_) {
     // Only what peers withdraw needs republishing; bumping a network's time
     // could outrank a delete this node has not heard of yet.
-    if (slot.entry.owner != local_node_ || slot.entry.deleted || !node_scoped(slot.entry.table)) continue;
-    slot.entry.lamport = ++clock_;
-    result.push_back(slot.entry);
+    if (*slot.owner != local_node_ || slot.deleted || !node_scoped(*slot.table)) continue;
+    slot.lamport = ++clock_;
+    result.push_back(slot.entry());
   }
   return result;
 }
@@ -274,17 +318,17 @@ std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
   // oldest first: beyond the bound, the oldest go.
   std::map<std::string, std::vector<Slots::iterator>> kept;
   for (auto it = slots_.begin(); it != slots_.end();) {
-    if (!it->entry.deleted) {
+    if (!it->deleted) {
       ++it;
       continue;
     }
-    const bool node_entry = node_scoped(it->entry.table);
+    const bool node_entry = node_scoped(*it->table);
     if (now - it->deleted_at >= (node_entry ? tombstone_lifetime_ : cluster_tombstone_lifetime_)) {
       it = slots_.erase(it);
       ++reaped;
       continue;
     }
-    if (!node_entry) kept[it->entry.table].push_back(it);
+    if (!node_entry) kept[*it->table].push_back(it);
     ++it;
   }
   for (auto& [table, tombstones] : kept) {
@@ -295,6 +339,7 @@ std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
     for (auto it = tombstones.begin(); it != tombstones.begin() + excess; ++it) slots_.erase(*it);
     reaped += static_cast<std::size_t>(excess);
   }
+  if (reaped) prune_names();
   return reaped;
 }
 

@@ -26,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "control/tables/packed_value.h"
+
 namespace weft::control::tables {
 
 struct TableEntry {
@@ -42,6 +44,23 @@ struct TableEntry {
 
 // True when `incoming` should replace `current`.
 bool supersedes(const TableEntry& incoming, const TableEntry& current);
+
+// An entry as held, without decoding its value: what for_each() hands out.
+// Valid during the call only. Converts to a TableEntry (value decoded). The
+// value is packed with its owner and key as context (packed_value.h).
+struct EntryView {
+  const std::string& table;
+  const std::string& key;
+  const std::string& owner;
+  std::uint64_t lamport = 0;
+  bool deleted = false;
+  const PackedValue& packed_value;
+
+  std::string value() const { return packed_value.text({owner, key}); }
+  std::size_t value_size() const { return packed_value.size(); }
+  TableEntry entry() const { return {table, key, owner, lamport, deleted, value()}; }
+  operator TableEntry() const { return entry(); }  // NOLINT: a view of one
+};
 
 class ReplicatedTables {
  public:
@@ -62,6 +81,13 @@ class ReplicatedTables {
                             std::chrono::seconds tombstone_lifetime = std::chrono::minutes(30),
                             std::chrono::seconds cluster_tombstone_lifetime = kDefaultClusterTombstoneLifetime,
                             std::size_t max_cluster_tombstones = kDefaultMaxClusterTombstones);
+
+  // Not copyable: slots point into the copy's own interned names. Moving
+  // keeps the nodes of both sets, so it keeps them valid.
+  ReplicatedTables(const ReplicatedTables&) = delete;
+  ReplicatedTables& operator=(const ReplicatedTables&) = delete;
+  ReplicatedTables(ReplicatedTables&&) = default;
+  ReplicatedTables& operator=(ReplicatedTables&&) = default;
 
   static constexpr std::chrono::seconds kDefaultClusterTombstoneLifetime = std::chrono::hours(24 * 7);
   static constexpr std::size_t kDefaultMaxClusterTombstones = 100000;
@@ -86,8 +112,11 @@ class ReplicatedTables {
   std::map<std::string, std::size_t> live_counts() const;
   // Everything, tombstones included: what a push/pull sends.
   std::vector<TableEntry> snapshot() const;
-  // Calls `f` on every entry, tombstones included, in key order (no copies).
-  void for_each(const std::function<void(const TableEntry&)>& f) const;
+  // Calls `f` on every entry, tombstones included, in key order (no copies;
+  // a value is decoded only when asked for).
+  void for_each(const std::function<void(const EntryView&)>& f) const;
+  // The same over one table.
+  void for_each(const std::string& table, const std::function<void(const EntryView&)>& f) const;
   // Everything of one table, tombstones included.
   std::vector<TableEntry> table_snapshot(const std::string& table) const;
   // Everything whose current version was written by one of `owners`.
@@ -133,8 +162,9 @@ class ReplicatedTables {
   std::vector<TableEntry> newer_than(const std::vector<TableEntry>& theirs,
                                      const std::map<std::string, BucketSet>& buckets, const std::optional<Key>& after,
                                      const std::optional<Key>& upto) const;
-  // The current version of a slot, tombstones included.
-  const TableEntry* find(const std::string& table, const std::string& key) const;
+  // The current version of a slot, tombstones included (a copy: values are
+  // held packed).
+  std::optional<TableEntry> find(const std::string& table, const std::string& key) const;
 
   // The node is confirmed dead (or removed): its entries in node-scoped tables
   // leave the live view here; entries it published before now are ignored if they arrive
@@ -153,19 +183,29 @@ class ReplicatedTables {
   void subscribe(Listener listener) { listeners_.push_back(std::move(listener)); }
 
  private:
-  // Each entry once, ordered by its own table and key (a map keyed by a
-  // copy of them held the key twice: ~140 bytes an entry, 16 MB at 110 000).
-  // A slot's table and key never change once it is in the set; the rest
-  // does, hence mutable.
+  // Each entry once, ordered by its table and key (a map keyed by a copy of
+  // them held the key twice: ~140 bytes an entry, 16 MB at 110 000); table
+  // and owner names interned (a few distinct ones, 32 bytes each a slot);
+  // the value packed (packed_value.h: ~450 bytes of endpoint JSON held in
+  // ~200). A slot's table and key never change once it is in the set; the
+  // rest does, hence mutable.
   struct Slot {
-    mutable TableEntry entry;
+    std::string key;
+    const std::string* table = nullptr;  // in names_
+    mutable const std::string* owner = nullptr;  // in names_
+    mutable std::uint64_t lamport = 0;
     mutable Clock::time_point deleted_at{};
+    mutable PackedValue value;
     std::uint32_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
+    mutable bool deleted = false;  // tombstone
+
+    EntryView view() const { return {*table, key, *owner, lamport, deleted, value}; }
+    TableEntry entry() const { return view().entry(); }
   };
   using KeyView = std::pair<std::string_view, std::string_view>;  // table, key
   struct SlotOrder {
     using is_transparent = void;
-    static KeyView key(const Slot& s) { return {s.entry.table, s.entry.key}; }
+    static KeyView key(const Slot& s) { return {*s.table, s.key}; }
     static KeyView key(const Key& k) { return {k.first, k.second}; }
     static KeyView key(const KeyView& k) { return k; }
     template <class A, class B>
@@ -174,6 +214,10 @@ class ReplicatedTables {
     }
   };
   using Slots = std::set<Slot, SlotOrder>;
+  const std::string* intern(const std::string& name);
+  // Drops the names no slot refers to any more (owners of reaped or
+  // withdrawn entries), so the set stays bounded by what is held.
+  void prune_names();
   void store(const TableEntry& entry, Clock::time_point now);
   void notify(const std::optional<TableEntry>& before, const std::optional<TableEntry>& now);
 
@@ -185,6 +229,7 @@ class ReplicatedTables {
   std::chrono::seconds cluster_tombstone_lifetime_;
   std::size_t max_cluster_tombstones_;
   std::uint64_t clock_ = 0;
+  std::set<std::string, std::less<>> names_;  // table and owner names, interned
   Slots slots_;
   std::map<std::string, std::uint64_t> withdrawn_up_to_;  // node -> Lamport time
   std::vector<Listener> listeners_;
