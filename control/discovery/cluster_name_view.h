@@ -51,6 +51,7 @@ class ClusterNameView final : public dns::NameView {
 
  private:
   struct Index;
+  class Builder;
   std::atomic<std::shared_ptr<const Index>> index_;
 };
 

@@ -209,7 +209,7 @@ void DnsAgent::sync(const std::function<DnsInputs()>& read) {
     const DnsInputs inputs = read();
     wanted = group_by_namespace(inputs.local_endpoints);
     view_.publish(inputs.shared_endpoints
-                      ? build_snapshot(inputs.services, inputs.shared_endpoints->endpoints, inputs.networks, wanted)
+                      ? build_snapshot(inputs.services, inputs.shared_endpoints, inputs.networks, wanted)
                       : build_snapshot(inputs.services, inputs.endpoints, inputs.networks, wanted));
   } catch (const std::exception& e) {
     spdlog::error("dns: names not updated: {}", e.what());

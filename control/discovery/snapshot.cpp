@@ -66,4 +66,12 @@ Snapshot build_snapshot(const std::vector<Service>& services,
   return s;
 }
 
+Snapshot build_snapshot(const std::vector<Service>& services, std::shared_ptr<const EndpointSnapshot> endpoints,
+                        const std::vector<Network>& networks,
+                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces) {
+  Snapshot s = names_of(services, networks, local_namespaces);
+  s.shared_endpoints = std::move(endpoints);
+  return s;
+}
+
 }  // namespace weft::control::discovery

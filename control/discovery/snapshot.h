@@ -46,6 +46,10 @@ struct NetworkRecord {
 struct Snapshot {
   std::vector<ServiceRecord> services;
   std::vector<EndpointRecord> endpoints;
+  // More endpoints, after `endpoints`, read where they are: the network
+  // manager's shared snapshot (a copy of 100 000 endpoints as records is
+  // ~49 MB while a sync compiles them).
+  std::shared_ptr<const EndpointSnapshot> shared_endpoints;
   std::vector<NetworkRecord> networks;
   // Context (what the DnsAgent attached to a namespace's sockets) -> the
   // network ids whose names it sees.
@@ -67,9 +71,15 @@ std::map<std::string, std::vector<Endpoint>> group_by_namespace(const std::vecto
 Snapshot build_snapshot(const std::vector<Service>& services, const std::vector<Endpoint>& endpoints,
                         const std::vector<Network>& networks,
                         const std::map<std::string, std::vector<Endpoint>>& local_namespaces);
-// The same from the network manager's shared snapshot (EndpointSnapshot).
+// The same from the network manager's shared snapshot (EndpointSnapshot),
+// each endpoint copied into a record.
 Snapshot build_snapshot(const std::vector<Service>& services,
                         const std::vector<std::shared_ptr<const PackedEndpoint>>& endpoints,
+                        const std::vector<Network>& networks,
+                        const std::map<std::string, std::vector<Endpoint>>& local_namespaces);
+// The same holding the shared snapshot itself (Snapshot::shared_endpoints):
+// no copy of any endpoint.
+Snapshot build_snapshot(const std::vector<Service>& services, std::shared_ptr<const EndpointSnapshot> endpoints,
                         const std::vector<Network>& networks,
                         const std::map<std::string, std::vector<Endpoint>>& local_namespaces);
 

@@ -3,12 +3,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "control/discovery/cluster_name_view.h"
 #include "control/discovery/snapshot.h"
+#include "control/model/packed_endpoint.h"
 #include "tests/support/discovery_records.h"
 
 namespace weft::control::discovery {
@@ -220,6 +224,67 @@ TEST_F(ClusterNameViewTest, NamesThatAreNoDnsNamesAreSkipped) {
   EXPECT_THAT(view_.lookup_a("c", "good"), ElementsAre(a("10.0.0.7")));
 }
 
+// An answer of many addresses (kept apart from the names' records, checked
+// for repeats through a set past 16) has each address once, however often
+// the snapshot lists it.
+TEST_F(ClusterNameViewTest, LargeAnswersHaveEachAddressOnce) {
+  Snapshot s;
+  s.networks = {{"n", "net"}};
+  s.services = {{"s", "big", EndpointMode::dnsrr, {"n"}, {}, {}}};
+  for (int copy = 0; copy < 2; ++copy)
+    for (int i = 0; i < 40; ++i)
+      s.endpoints.push_back(
+          endpoint(fmt::format("e{}-{}", copy, i), "", "n", fmt::format("10.9.0.{}", i + 1).c_str(), "s"));
+  s.contexts = {{"c", {"n"}}};
+  view_.publish(s);
+  for (const char* name : {"big", "tasks.big", "big.net", "tasks.big.net"}) {
+    const auto answer = view_.lookup_a("c", name);
+    EXPECT_EQ(answer.size(), 40u) << name;
+    EXPECT_EQ(std::set<dns::Ipv4>(answer.begin(), answer.end()).size(), 40u) << name;
+  }
+  // Rotation on every lookup, also for a large answer.
+  EXPECT_NE(view_.lookup_a("c", "big").front(), view_.lookup_a("c", "big").front());
+}
+
+// Thousands of names (the index's table grows while it is built): every
+// one found, with its address and PTR; near misses are not ours.
+TEST_F(ClusterNameViewTest, ManyNamesAreAllFound) {
+  Snapshot s;
+  s.networks = {{"n", "net"}};
+  constexpr int count = 3000;
+  auto address_of = [](int i) { return fmt::format("10.8.{}.{}", i / 250, i % 250 + 1); };
+  for (int i = 0; i < count; ++i)
+    s.endpoints.push_back(endpoint(fmt::format("e{}", i), fmt::format("host{}", i), "n", address_of(i).c_str()));
+  s.contexts = {{"c", {"n"}}};
+  view_.publish(s);
+  EXPECT_EQ(view_.counts().names, 2u * count);
+  EXPECT_EQ(view_.counts().addresses, static_cast<std::size_t>(count));
+  std::vector<dns::Ipv4> out;
+  for (int i = 0; i < count; ++i) {
+    const std::string name = fmt::format("host{}", i);
+    const auto address = a(address_of(i).c_str());
+    ASSERT_EQ(view_.resolve_a("c", name, out), Ownership::visible) << name;
+    ASSERT_THAT(out, ElementsAre(address)) << name;
+    ASSERT_THAT(view_.lookup_a("c", name + ".net"), ElementsAre(address)) << name;
+    ASSERT_EQ(view_.lookup_ptr("c", address), name + ".net");
+    ASSERT_EQ(view_.owns("c", name + "x"), Ownership::not_ours);
+  }
+  EXPECT_EQ(view_.lookup_ptr("c", a("10.8.200.1")), std::nullopt);
+}
+
+// One address on two networks (their subnets may overlap): PTR answers the
+// name of a network the context sees; seeing both, the first endpoint's.
+TEST_F(ClusterNameViewTest, PtrOfAnAddressOnTwoNetworksFollowsTheContext) {
+  Snapshot s;
+  s.networks = {{"na", "neta"}, {"nb", "netb"}};
+  s.endpoints = {endpoint("x", "x", "nb", "10.7.0.5"), endpoint("y", "y", "na", "10.7.0.5")};
+  s.contexts = {{"ca", {"na"}}, {"cb", {"nb"}}, {"cab", {"na", "nb"}}};
+  view_.publish(s);
+  EXPECT_EQ(view_.lookup_ptr("ca", a("10.7.0.5")), "y.neta");
+  EXPECT_EQ(view_.lookup_ptr("cb", a("10.7.0.5")), "x.netb");
+  EXPECT_EQ(view_.lookup_ptr("cab", a("10.7.0.5")), "x.netb");
+}
+
 // The snapshot from the model's objects: one context per namespace seeing
 // the networks of all its endpoints.
 TEST(BuildSnapshotTest, FromModelObjectsOneContextPerNamespace) {
@@ -270,6 +335,25 @@ TEST(BuildSnapshotTest, FromModelObjectsOneContextPerNamespace) {
   EXPECT_THAT(view.lookup_a("/run/netns/c1", "alias1"), ElementsAre(a("10.0.1.20")));
   EXPECT_EQ(view.owns("/proc/42/ns/net", "web"), Ownership::hidden);
   EXPECT_EQ(view.owns("/proc/42/ns/net", "c1b"), Ownership::visible);
+
+  // The same names from the network manager's shared snapshot, read
+  // where it is (no record copied), and from its records copied.
+  const auto shared = EndpointSnapshot::of(all);
+  for (const auto& from_shared : {build_snapshot({web}, shared, {front, back}, groups),
+                                  build_snapshot({web}, shared->endpoints, {front, back}, groups)}) {
+    EXPECT_EQ(from_shared.endpoints.size() + (from_shared.shared_endpoints ? all.size() : 0), all.size());
+    ClusterNameView other;
+    other.publish(from_shared);
+    EXPECT_THAT(other.lookup_a("/run/netns/c1", "web"), ElementsAre(a("10.0.1.2")));
+    EXPECT_THAT(other.lookup_a("/run/netns/c1", "tasks.web"), ElementsAre(a("10.0.1.5")));
+    EXPECT_THAT(other.lookup_a("/run/netns/c1", "c2"), ElementsAre(a("10.0.2.21")));
+    EXPECT_THAT(other.lookup_a("/run/netns/c1", "alias1"), ElementsAre(a("10.0.1.20")));
+    EXPECT_EQ(other.lookup_ptr("/run/netns/c1", a("10.0.1.6")), "w2.front");
+    EXPECT_EQ(other.owns("/proc/42/ns/net", "web"), Ownership::hidden);
+    EXPECT_EQ(other.owns("/proc/42/ns/net", "c1b"), Ownership::visible);
+    EXPECT_EQ(other.counts().names, view.counts().names);
+    EXPECT_EQ(other.counts().addresses, view.counts().addresses);
+  }
 }
 
 }  // namespace
