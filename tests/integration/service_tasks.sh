@@ -104,10 +104,22 @@ check "service update --replicas 2" tb_weft 1 service update --replicas 2 redis
 check "2 tasks run (REPLICAS 2/2)" wait_for 30 replicas_are 1 2/2
 gone34() { ! running_slots 1 | awk '$1 > 2' | grep -q .; }
 check "slots 3 and 4 are gone" wait_for 30 gone34
+# A zombie counts as alive: a task's process the agent never collected
+# stays its zombie for good (seen on CI: control/tasks/task_process.h).
 pid_alive() { kill -0 "$1" 2>/dev/null; }
+# why_alive PID...: what to look at when a task's process outlived its stop.
+why_alive() {
+  local p i
+  for p in "$@"; do
+    pid_alive "$p" || continue
+    echo "# still alive: $(ps -o pid,ppid,pgid,stat,lstart,cmd -p "$p" | tail -1)"
+    for i in 1 2 3; do grep -E "tasks:" "$(tb_node_dir "$i")/weftd.log" | tail -8 | sed "s/^/# node$i: /"; done
+  done
+}
 for s in 3 4; do
   p=$(awk -v s="$s" '$1 == s {print $3}' <<<"$before")
   check "slot $s's process (pid $p) stopped" wait_for 15 eval "! pid_alive $p"
+  why_alive "$p"
 done
 check_eq "slots 1 and 2 kept their processes" "$(running_slots 1 | awk '{print $1, $3}')" \
   "$(awk '$1 <= 2 {print $1, $3}' <<<"$before")"
@@ -168,11 +180,7 @@ check_eq "weft run passes the command's exit status on" "$?" 7
 pids=$(running_slots 1 | awk '{print $3}')
 check "service rm" tb_weft 1 service rm redis
 for p in $pids; do check "task pid $p is gone" wait_for 20 eval "! pid_alive $p"; done
-for p in $pids; do  # what to look at when a task outlived its service (seen once on CI)
-  pid_alive "$p" || continue
-  echo "# still alive: $(ps -o pid,ppid,pgid,stat,lstart,cmd -p "$p" | tail -1)"
-  for i in 1 2 3; do grep -E "tasks:" "$(tb_node_dir "$i")/weftd.log" | tail -8 | sed "s/^/# node$i: /"; done
-done
+why_alive $pids
 no_task_netns() { ! ip netns list | awk '{print $1}' | grep -q -- "-$svc_short-"; }
 check "no task namespace is left" wait_for 20 no_task_netns
 no_backend_left() { ! grep -l "$svc_id" "$TESTBED_RUN_DIR"/n*/state/state.json >/dev/null 2>&1; }
