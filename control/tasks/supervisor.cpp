@@ -372,6 +372,7 @@ struct Supervisor::Impl {
         persist();
       } catch (const std::exception&) {
       }
+      publish(it->second);
       return;
     }
     teardown(t);

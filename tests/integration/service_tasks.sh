@@ -6,7 +6,8 @@
 # stops the highest slots; a node whose agent is killed and whose underlay
 # goes down has its slots run elsewhere, and when it comes back nothing moves
 # back (its stale copies stop); a restarted agent adopts its running tasks
-# (same pids); `service rm` leaves no process, namespace or address; bad
+# (same pids); `service rm` leaves no process, namespace or address, not even
+# one a task started in a session of its own; bad
 # input is refused with a clear message and leaves nothing behind.
 set -euo pipefail
 
@@ -185,5 +186,19 @@ no_task_netns() { ! ip netns list | awk '{print $1}' | grep -q -- "-$svc_short-"
 check "no task namespace is left" wait_for 20 no_task_netns
 no_backend_left() { ! grep -l "$svc_id" "$TESTBED_RUN_DIR"/n*/state/state.json >/dev/null 2>&1; }
 check "no node's state file holds an endpoint or address of the service" wait_for 20 no_backend_left
+
+# --- what a task starts in a session of its own stops with it ---------------------------------
+# Its process group does not hold such a process; its namespace does.
+esc_secs=$((100000 + $$))
+tb_weft 1 service create --name escapee --network net-test -- \
+  sh -c "setsid sleep $esc_secs & exec sleep $((esc_secs + 1))" >/dev/null
+esc_pid() { pgrep -x -f "sleep $esc_secs" | head -1; }
+check "escapee's task started a process in a session of its own" wait_for 30 eval '[[ -n $(esc_pid) ]]'
+e_pid=$(esc_pid)
+check "service rm escapee" tb_weft 1 service rm escapee
+check "the process in a session of its own (pid ${e_pid:-none}) stopped with its task" \
+  wait_for 20 eval "! pid_alive ${e_pid:-0}"
+why_alive $e_pid
+[[ -n $e_pid ]] && pid_alive "$e_pid" && kill -KILL "$e_pid" 2>/dev/null
 
 tb_summary service_tasks
