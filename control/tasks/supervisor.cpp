@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -26,6 +27,7 @@
 #include "control/network/state_file.h"
 #include "control/tasks/placement.h"
 #include "control/tasks/start_gate.h"
+#include "control/tasks/task_process.h"
 #include "dataplane/netns.h"
 
 namespace weft::control::tasks {
@@ -45,6 +47,11 @@ constexpr long kMaxRestartDelayMs = 60000;
 // A task that ran this long before it exited starts its back-off afresh.
 constexpr auto kHealthyRun = std::chrono::seconds(60);
 constexpr auto kKillGrace = std::chrono::seconds(5);
+// After SIGKILL: how long a stop waits for the processes to go.
+constexpr auto kKillWait = std::chrono::seconds(1);
+// A task with processes left after SIGKILL (stuck in the kernel) keeps its
+// namespace and record; its stop is tried again after this long.
+constexpr auto kStopRetry = std::chrono::seconds(10);
 // A task's log is rotated (one old copy kept) when its process starts with
 // the log past this size, so a task that keeps failing cannot fill the disk.
 constexpr std::uintmax_t kMaxLogBytes = 16u << 20;
@@ -62,28 +69,6 @@ std::string now_precise() {
   char out[96];
   std::snprintf(out, sizeof out, "%s.%09lldZ", buf, static_cast<long long>(nanos));
   return out;
-}
-
-// Field 22 of /proc/PID/stat (start time in clock ticks since boot): with
-// the pid, it tells a process from a later one that got the same pid.
-// 0 when the process is gone or a zombie.
-std::uint64_t process_start(pid_t pid) {
-  if (pid <= 0) return 0;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (!std::getline(in, text)) return 0;
-  const auto paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(text.substr(paren + 2));
-  std::string field;
-  std::vector<std::string> values;
-  while (fields >> field && values.size() < 20) values.push_back(field);
-  if (values.size() < 20 || values[0] == "Z" || values[0] == "X") return 0;
-  try {
-    return std::stoull(values[19]);
-  } catch (const std::exception&) {
-    return 0;
-  }
 }
 
 std::string ip_program() {
@@ -178,20 +163,32 @@ struct Supervisor::Impl {
     }
   }
 
-  void kill_process(LocalTask& t) {
-    const pid_t pid = static_cast<pid_t>(t.record.pid);
-    if (pid <= 0 || process_start(pid) != t.start_ticks) return;
-    ::kill(-pid, SIGTERM);
-    ::kill(pid, SIGTERM);
-    const auto deadline = Clock::now() + kKillGrace;
-    while (Clock::now() < deadline) {
-      if (t.child) ::waitpid(pid, nullptr, WNOHANG);
-      if (process_start(pid) != t.start_ticks) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ::kill(-pid, SIGKILL);
-    ::kill(pid, SIGKILL);
-    if (t.child) ::waitpid(pid, nullptr, 0);
+  // The task's process as task_process.h identifies it: pid, start time
+  // and the namespace it runs in.
+  TaskProcess process_of(const LocalTask& t) const {
+    return TaskProcess{.pid = static_cast<pid_t>(t.record.pid),
+                       .start_ticks = t.start_ticks,
+                       .child = t.child,
+                       .netns = netns_id_of(netns_path(t.netns_name))};
+  }
+
+  // Stops the task's processes: its command's (verified by start time or by
+  // its namespace) and every other one in its namespace. True when none is
+  // left, so the namespace may go: one removed with a process still in it
+  // would leave that process running unseen.
+  bool stop_processes(const LocalTask& t) {
+    const auto outcome = stop_task_processes(processes, process_of(t), kKillGrace, kKillWait);
+    if (outcome.leader == LeaderState::unverified)
+      spdlog::warn("tasks: {}.{}: pid {} does not have the start time recorded for it ({}) but runs in the task's "
+                   "namespace {}: stopped it as the task's",
+                   t.service_name, t.record.slot, t.record.pid, t.start_ticks, t.netns_name);
+    if (outcome.others > 0)
+      spdlog::info("tasks: {}.{}: stopped {} more process(es) in {}", t.service_name, t.record.slot, outcome.others,
+                   t.netns_name);
+    if (outcome.left.empty()) return true;
+    spdlog::warn("tasks: {}.{}: process(es) {} still run in {} after SIGKILL: the namespace stays, trying again in {} s",
+                 t.service_name, t.record.slot, fmt::join(outcome.left, " "), t.netns_name, kStopRetry.count());
+    return false;
   }
 
   // The process of a task whose namespace is attached; true when it runs.
@@ -239,7 +236,11 @@ struct Supervisor::Impl {
     t.record.pid = pid;
     t.child = true;
     // The child may not have exec'ed yet, but its start time is set at fork.
-    t.start_ticks = process_start(pid);
+    const auto started = processes.facts(pid);
+    t.start_ticks = started ? started->start_ticks : 0;
+    if (!started)
+      spdlog::warn("tasks: {}.{}: cannot read the start time of pid {}: it is told from others by its namespace",
+                   s.name, t.record.slot, pid);
     t.record.state = "running";
     t.record.started_at = now_precise();
     t.started = Clock::now();
@@ -360,7 +361,20 @@ struct Supervisor::Impl {
       if (it->second.stopping && Clock::now() < it->second.stop_at) return;
       t = it->second;
     }
-    kill_process(t);
+    if (!stop_processes(t)) {
+      std::lock_guard lock(data);
+      auto it = local.find(key);
+      if (it == local.end()) return;
+      it->second.stopping = true;
+      it->second.stop_at = Clock::now() + kStopRetry;
+      it->second.record.state = "stopping";
+      try {
+        persist();
+      } catch (const std::exception&) {
+      }
+      publish(it->second);
+      return;
+    }
     teardown(t);
     {
       std::lock_guard lock(data);
@@ -382,8 +396,8 @@ struct Supervisor::Impl {
     // Outside the lock (a detach tells listeners, which may ask for tasks):
     // a Complete or Failed task is no backend any more, and its namespace
     // goes; its record stays, so `service ps` shows it and it is not started
-    // again.
-    if (ended) teardown(*ended);
+    // again. What its command left running in the namespace stops first.
+    if (ended && stop_processes(*ended)) teardown(*ended);
   }
 
   void check_exit_locked(const std::string& key, const Service& s, std::optional<LocalTask>& ended) {
@@ -404,10 +418,10 @@ struct Supervisor::Impl {
           if (WIFEXITED(status)) code = WEXITSTATUS(status);
           else if (WIFSIGNALED(status)) code = 128 + WTERMSIG(status);
         } else if (r < 0 && errno == ECHILD) {
-          exited = process_start(pid) != t.start_ticks;
+          exited = leader_state(processes, process_of(t)) == LeaderState::gone;
         }
       } else {
-        exited = process_start(pid) != t.start_ticks;
+        exited = leader_state(processes, process_of(t)) == LeaderState::gone;
       }
       if (!exited) return;
       const bool failed = !code || *code != 0;
@@ -450,6 +464,20 @@ struct Supervisor::Impl {
   }
 
   void tick() {
+    std::map<std::string, Service> by_id;
+    for (auto& s : services.services())
+      if (!s.command.empty()) by_id.emplace(s.id, std::move(s));
+    // A removed service's tasks stop first, at once: that needs nothing of
+    // the cluster, whose node list (below) comes from the gossip thread and
+    // may be slow to come when that thread is busy.
+    std::vector<std::string> removed;
+    {
+      std::lock_guard lock(data);
+      for (const auto& [key, t] : local)
+        if (!by_id.count(t.record.service_id)) removed.push_back(key);
+    }
+    for (const auto& key : removed) finish(key, false);
+
     const auto now = Clock::now();
     std::vector<std::string> ready;      // for the quorum: drained nodes count
     std::vector<std::string> eligible;   // for placement: not drained
@@ -473,9 +501,6 @@ struct Supervisor::Impl {
       eligible.push_back(config.node_name);
     }
     const bool may_start = track_quorum(ready, in_swarm, now);
-    std::map<std::string, Service> by_id;
-    for (auto& s : services.services())
-      if (!s.command.empty()) by_id.emplace(s.id, std::move(s));
 
     std::set<std::string> keep;  // local task keys that stay
     std::vector<std::pair<const Service*, std::uint64_t>> to_start;
@@ -563,7 +588,7 @@ struct Supervisor::Impl {
     std::size_t adopted = 0, cleaned = 0;
     for (auto& t : loaded) {
       const bool alive = t.record.state == "running" && t.record.pid > 0 &&
-                         process_start(static_cast<pid_t>(t.record.pid)) == t.start_ticks && t.start_ticks != 0;
+                         leader_state(processes, process_of(t)) == LeaderState::verified;
       if (alive && !t.stopping) {
         t.child = false;
         t.started = Clock::now();
@@ -571,16 +596,24 @@ struct Supervisor::Impl {
         ++adopted;
         continue;
       }
+      t.child = false;
       if ((t.record.state == "complete" || t.record.state == "failed") && !t.stopping) {
         // Ended for good (its restart condition said so): it stays ended.
-        teardown(t);
+        if (stop_processes(t)) teardown(t);
         local[t.record.key()] = t;
         continue;
       }
       // Half made (a crash before the pid was recorded), exited, or being
-      // stopped: torn down; the loop starts it again if it is still due.
-      if (t.record.pid > 0 && t.start_ticks != 0 && process_start(static_cast<pid_t>(t.record.pid)) == t.start_ticks)
-        kill_process(t);
+      // stopped: its processes stopped (by start time, or by namespace when
+      // that does not match), then torn down; the loop starts it again if it
+      // is still due. One whose processes outlive SIGKILL stays, stopping.
+      if (!stop_processes(t)) {
+        t.stopping = true;
+        t.stop_at = Clock::now() + kStopRetry;
+        t.record.state = "stopping";
+        local[t.record.key()] = t;
+        continue;
+      }
       teardown(t);
       ++cleaned;
     }
@@ -603,6 +636,7 @@ struct Supervisor::Impl {
   }
 
   SupervisorConfig config;
+  ProcessTable& processes = system_process_table();
   services::ServiceManager& services;
   NetworkService& networks;
   std::function<std::vector<ReadyNode>()> ready_nodes;

@@ -29,7 +29,15 @@
 // - A slot that is not this node's any more (scaled down, placed elsewhere)
 //   is drained first: its endpoints are detached with a short drain, the
 //   process gets SIGTERM when the drain ends, SIGKILL 5 s later. A removed
-//   service's tasks stop at once.
+//   service's tasks stop at once, first thing each tick (nothing asked of
+//   the cluster before).
+// - A stop is of every process of the task (task_process.h): its command's
+//   process group, told by pid + start time or, when that does not match,
+//   by the task's namespace, and every other process in that namespace. The
+//   agent's own children are waited for until collected (a zombie left
+//   behind would be the agent's for good). The namespace is removed only
+//   once none is left; one that outlives SIGKILL keeps the task "stopping",
+//   tried again every 10 s.
 #pragma once
 
 #include <chrono>
