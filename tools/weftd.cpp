@@ -55,7 +55,6 @@
 #include "dns/resolv_conf.h"
 #include "observe/cluster_snapshot_source.h"
 #include "observe/event_feed.h"
-#include "tools/weftd/heap_release.h"
 #include "observe/http_server.h"
 #include "observe/metrics.h"
 #include "observe/metrics_agent.h"
@@ -456,9 +455,6 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
   networks.after_local_attach_or_detach([&dns_driver] { dns_driver->sync_now(std::chrono::seconds(2)); });
   tasks.start();
   state_poller.emplace(state_feed, std::chrono::milliseconds(500));
-  // Free heap pages back to the system once a large change has settled
-  // (tools/weftd/heap_release.h says why and what it measured).
-  weft::tools::HeapReleaser heap_releaser;
 
   // Docker events: remote changes are compared at once, a local attach or
   // detach before it returns (so a short-lived endpoint is reported too).
