@@ -86,35 +86,47 @@ ClusterSnapshot AgentStateSource::read() {
     apply_limits(snapshot, limits_);
     return snapshot;
   }
+  // Only the first max_services (by name) are shown: the others are listed
+  // without their backends, and read for their tasks alone.
+  auto details = services_->list_services_bounded(limits_.max_services);
+  const std::size_t shown_count = std::min(limits_.max_services, details.size());
   std::map<std::string, std::set<std::string>> aliases_of_service;
-  for (const auto& endpoint : endpoints)
-    if (!endpoint->service_id().empty())
-      for (auto& alias : endpoint->aliases()) aliases_of_service[endpoint->service_id()].insert(std::move(alias));
+  for (std::size_t i = 0; i < shown_count; ++i) aliases_of_service[details[i].service.id];
+  for (const auto& endpoint : endpoints) {
+    if (endpoint->service_id().empty()) continue;
+    const auto aliases = aliases_of_service.find(endpoint->service_id());
+    if (aliases == aliases_of_service.end()) continue;
+    for (auto& alias : endpoint->aliases()) aliases->second.insert(std::move(alias));
+  }
 
-  for (const auto& detail : services_->list_services()) {
+  for (std::size_t i = 0; i < details.size(); ++i) {
+    const auto& detail = details[i];
     const auto& service = detail.service;
-    SnapshotService shown{.name = service.name,
-                          .id = control::short_id(service.id),
-                          .mode = service.mode == control::EndpointMode::dnsrr ? "dnsrr" : "vip",
-                          .vips = {},
-                          .ports = {},
-                          .replicas = service.replicas,
-                          .running = detail.running_tasks,
-                          .backends = {},
-                          .dns_names = {service.name, "tasks." + service.name}};
-    for (const auto& vip : service.vips) shown.vips.push_back({network_names[vip.network_id], vip.addr.str()});
-    for (const auto& port : service.ports) shown.ports.push_back(port_text(port));
-    for (const auto& backend : detail.backends)
-      shown.backends.push_back({.endpoint = control::short_id(backend.endpoint_id),
-                                .name = backend.endpoint_name,
-                                .ip = backend.ip.str(),
-                                .node = backend.node,
-                                .state = backend.state == control::BackendState::draining ? "draining" : "active",
-                                .connections = backend.counters
-                                                   ? static_cast<std::int64_t>(backend.counters->connections)
-                                                   : -1});
-    for (const auto& alias : aliases_of_service[service.id])
-      if (alias != service.name) shown.dns_names.push_back(alias);
+    if (i < shown_count) {
+      SnapshotService shown{.name = service.name,
+                            .id = control::short_id(service.id),
+                            .mode = service.mode == control::EndpointMode::dnsrr ? "dnsrr" : "vip",
+                            .vips = {},
+                            .ports = {},
+                            .replicas = service.replicas,
+                            .running = detail.running_tasks,
+                            .backends = {},
+                            .dns_names = {service.name, "tasks." + service.name}};
+      for (const auto& vip : service.vips) shown.vips.push_back({network_names[vip.network_id], vip.addr.str()});
+      for (const auto& port : service.ports) shown.ports.push_back(port_text(port));
+      for (const auto& backend : detail.backends)
+        shown.backends.push_back({.endpoint = control::short_id(backend.endpoint_id),
+                                  .name = backend.endpoint_name,
+                                  .ip = backend.ip.str(),
+                                  .node = backend.node,
+                                  .state = backend.state == control::BackendState::draining ? "draining" : "active",
+                                  .connections = backend.counters
+                                                     ? static_cast<std::int64_t>(backend.counters->connections)
+                                                     : -1});
+      for (const auto& alias : aliases_of_service[service.id])
+        if (alias != service.name) shown.dns_names.push_back(alias);
+      snapshot.services.push_back(std::move(shown));
+    }
 
     if (!service.command.empty()) {
       std::vector<control::TaskRecord> tasks;
@@ -132,10 +144,11 @@ ClusterSnapshot AgentStateSource::read() {
                                   .since = task.started_at,
                                   .error = task.error});
     }
-    snapshot.services.push_back(std::move(shown));
   }
-  std::sort(snapshot.services.begin(), snapshot.services.end(),
-            [](const auto& a, const auto& b) { return a.name < b.name; });
+  // Stable: details come by name, then id, so the first max_services here
+  // are the ones listed with their backends.
+  std::stable_sort(snapshot.services.begin(), snapshot.services.end(),
+                   [](const auto& a, const auto& b) { return a.name < b.name; });
   std::sort(snapshot.tasks.begin(), snapshot.tasks.end(), [](const auto& a, const auto& b) {
     return std::tie(a.service, a.slot, a.node) < std::tie(b.service, b.slot, b.node);
   });

@@ -45,6 +45,12 @@ const SnapshotTask* find(const std::unordered_map<std::string, const SnapshotTas
 }  // namespace
 
 std::vector<ClusterEvent> EventDeriver::next(const ClusterSnapshot& snapshot, const std::string& time) {
+  return next(std::make_shared<const ClusterSnapshot>(snapshot), time);
+}
+
+std::vector<ClusterEvent> EventDeriver::next(std::shared_ptr<const ClusterSnapshot> shared,
+                                             const std::string& time) {
+  const ClusterSnapshot& snapshot = *shared;
   std::vector<ClusterEvent> events;
   auto add = [&](std::string kind, std::string subject, std::string detail) {
     events.push_back({.seq = 0, .time = time, .kind = std::move(kind), .subject = std::move(subject),
@@ -110,7 +116,7 @@ std::vector<ClusterEvent> EventDeriver::next(const ClusterSnapshot& snapshot, co
       return true;
     }
   });
-  previous_ = snapshot;
+  previous_ = std::move(shared);
   return events;
 }
 
@@ -138,10 +144,11 @@ EventFeed::EventFeed(StateSource& source, FeedTiming timing)
     : source_(source), timing_(timing), ring_(timing.recent_events), gate_(timing.min_publish_interval) {}
 
 void EventFeed::refresh(std::chrono::steady_clock::time_point now) {
-  ClusterSnapshot snapshot = source_.read();
-  const bool changed = !last_ || *last_ != snapshot;
+  auto read = std::make_shared<const ClusterSnapshot>(source_.read());
+  const ClusterSnapshot& snapshot = *read;
+  const bool changed = !deriver_.previous() || *deriver_.previous() != snapshot;
   std::vector<ClusterEvent> events;
-  if (changed) events = deriver_.next(snapshot, control::now_rfc3339());
+  if (changed) events = deriver_.next(read, control::now_rfc3339());
 
   std::lock_guard lock(mutex_);
   if (changed) {
@@ -151,7 +158,9 @@ void EventFeed::refresh(std::chrono::steady_clock::time_point now) {
     auto& list = json["events"] = nlohmann::json::array();
     for (const auto& event : ring_.events()) list.push_back(to_json(event));
     state_json_ = json.dump();
-    last_ = std::move(snapshot);
+    // dump() grows the string by doubling: up to twice the JSON held between
+    // ticks otherwise (1.4 MB of JSON at the default limits).
+    state_json_.shrink_to_fit();
     gate_.changed();
   }
   if (gate_.take(now)) {

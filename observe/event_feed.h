@@ -46,9 +46,13 @@ nlohmann::json to_json(const ClusterEvent& event);
 class EventDeriver {
  public:
   std::vector<ClusterEvent> next(const ClusterSnapshot& snapshot, const std::string& time);
+  // The same, keeping `snapshot` itself (not a copy) as the next baseline.
+  std::vector<ClusterEvent> next(std::shared_ptr<const ClusterSnapshot> snapshot, const std::string& time);
+  // The snapshot the next one is diffed against (null before the first).
+  const std::shared_ptr<const ClusterSnapshot>& previous() const { return previous_; }
 
  private:
-  std::optional<ClusterSnapshot> previous_;
+  std::shared_ptr<const ClusterSnapshot> previous_;
   std::map<std::string, std::string> last_node_of_slot_;  // "redis.1" -> node
 };
 
@@ -112,8 +116,11 @@ class EventFeed final : public StateView {
 
   StateSource& source_;
   FeedTiming timing_;
-  EventDeriver deriver_;  // used by refresh() only, which runs on one thread
-  std::optional<ClusterSnapshot> last_;
+  // Used by refresh() only, which runs on one thread. Its previous() is the
+  // last snapshot that changed, which refresh() compares the next read with:
+  // one copy held, not a second one here (up to 1 024 services x 256
+  // backends under the default limits).
+  EventDeriver deriver_;
 
   mutable std::mutex mutex_;  // guards what follows
   EventRing ring_;

@@ -20,14 +20,16 @@ constexpr int kVersion = 1;
 // Ids in the model are 64 hex characters; anything far longer is not ours.
 constexpr std::size_t kMaxKeyLength = 128;
 
-// The first id not in `taken` from `cursor` on, going round 1..limit-1.
-template <typename Taken>
-std::optional<std::uint32_t> first_free(const Taken& taken, std::uint32_t limit, std::uint32_t cursor) {
-  if (limit <= 1 || taken.size() >= limit - 1) return std::nullopt;
+// The first id for which `taken` is false from `cursor` on, going round
+// 1..limit-1; `taken_count` of them are taken.
+template <class Taken>
+std::optional<std::uint32_t> first_free(std::size_t taken_count, const Taken& taken, std::uint32_t limit,
+                                        std::uint32_t cursor) {
+  if (limit <= 1 || taken_count >= limit - 1) return std::nullopt;
   if (cursor == 0 || cursor >= limit) cursor = 1;
   for (std::uint32_t n = 0; n < limit - 1; ++n) {
     const std::uint32_t id = 1 + (cursor - 1 + n) % (limit - 1);
-    if (!taken.contains(id)) return id;
+    if (!taken(id)) return id;
   }
   return std::nullopt;
 }
@@ -133,9 +135,10 @@ LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
                                  bounds.max_services - 1));
       if (!plausible_key(key.service_id) || !plausible_key(key.network_id))
         throw refuse(fmt::format("service id {} has a malformed service or network id", id));
-      if (!map.service_by_id_.emplace(id, key).second) throw refuse(fmt::format("service id {} given twice", id));
-      if (!map.service_ids_.emplace(key, id).second)
-        throw refuse(fmt::format("service {} on network {} has two ids", key.service_id, key.network_id));
+      if (map.service_by_id_.contains(id)) throw refuse(fmt::format("service id {} given twice", id));
+      const auto [node, fresh] = map.service_ids_.emplace(key, id);
+      if (!fresh) throw refuse(fmt::format("service {} on network {} has two ids", key.service_id, key.network_id));
+      map.service_by_id_.emplace(id, &node->first);
     }
     for (const auto& entry : doc.at("backends")) {
       const auto id = entry.at("id").get<std::uint32_t>();
@@ -144,10 +147,10 @@ LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
         throw refuse(fmt::format("backend id {} outside 1..{} (was --lb-max-backends lowered?)", id,
                                  bounds.max_backends - 1));
       if (!plausible_key(endpoint)) throw refuse(fmt::format("backend id {} has a malformed endpoint id", id));
-      if (map.endpoint_by_id_.contains(id)) throw refuse(fmt::format("backend id {} given twice", id));
+      if (map.endpoint_ref(id)) throw refuse(fmt::format("backend id {} given twice", id));
       auto [ref, fresh] = map.emplace_backend(endpoint, id);
       if (!fresh) throw refuse(fmt::format("endpoint {} has two backend ids", endpoint));
-      map.endpoint_by_id_.emplace(id, ref);
+      map.set_endpoint_ref(id, ref);
     }
   } catch (const json::exception& e) {
     throw refuse(std::string("unexpected content (") + e.what() + ")");
@@ -174,21 +177,32 @@ std::optional<std::uint32_t> LbIdMap::backend(const std::string& endpoint_id) co
 
 const LbServiceKey* LbIdMap::service_key(std::uint32_t id) const {
   auto it = service_by_id_.find(id);
-  return it == service_by_id_.end() ? nullptr : &it->second;
+  return it == service_by_id_.end() ? nullptr : it->second;
 }
 
 std::optional<std::string> LbIdMap::endpoint_of(std::uint32_t backend_id) const {
-  auto it = endpoint_by_id_.find(backend_id);
-  if (it == endpoint_by_id_.end()) return std::nullopt;
-  return it->second.str();
+  const EndpointRef* ref = endpoint_ref(backend_id);
+  if (!ref) return std::nullopt;
+  return ref->str();
+}
+
+void LbIdMap::set_endpoint_ref(std::uint32_t id, EndpointRef ref) {
+  if (id >= endpoint_by_id_.size()) endpoint_by_id_.resize(std::size_t{id} + 1);
+  const bool was_free = !endpoint_by_id_[id].packed && !endpoint_by_id_[id].other;
+  const bool is_free = !ref.packed && !ref.other;
+  endpoint_by_id_[id] = ref;
+  if (was_free && !is_free) ++backend_count_;
+  if (!was_free && is_free) --backend_count_;
 }
 
 std::optional<std::uint32_t> LbIdMap::assign_service(const LbServiceKey& key) {
   if (auto id = service(key)) return id;
-  auto id = first_free(service_by_id_, bounds_.max_services, next_service_);
+  auto id = first_free(
+      service_by_id_.size(), [this](std::uint32_t n) { return service_by_id_.contains(n); }, bounds_.max_services,
+      next_service_);
   if (!id) return std::nullopt;
-  service_ids_.emplace(key, *id);
-  service_by_id_.emplace(*id, key);
+  const auto node = service_ids_.emplace(key, *id).first;
+  service_by_id_.emplace(*id, &node->first);
   next_service_ = *id + 1;
   dirty_ = true;
   return id;
@@ -196,9 +210,11 @@ std::optional<std::uint32_t> LbIdMap::assign_service(const LbServiceKey& key) {
 
 std::optional<std::uint32_t> LbIdMap::assign_backend(const std::string& endpoint_id) {
   if (auto id = backend(endpoint_id)) return id;
-  auto id = first_free(endpoint_by_id_, bounds_.max_backends, next_backend_);
+  auto id = first_free(
+      backend_count_, [this](std::uint32_t n) { return endpoint_ref(n) != nullptr; }, bounds_.max_backends,
+      next_backend_);
   if (!id) return std::nullopt;
-  endpoint_by_id_.emplace(*id, emplace_backend(endpoint_id, *id).first);
+  set_endpoint_ref(*id, emplace_backend(endpoint_id, *id).first);
   next_backend_ = *id + 1;
   dirty_ = true;
   return id;
@@ -207,16 +223,17 @@ std::optional<std::uint32_t> LbIdMap::assign_backend(const std::string& endpoint
 void LbIdMap::release_service(std::uint32_t id) {
   auto it = service_by_id_.find(id);
   if (it == service_by_id_.end()) return;
-  service_ids_.erase(it->second);
+  const auto node = service_ids_.find(*it->second);
   service_by_id_.erase(it);
+  service_ids_.erase(node);
   dirty_ = true;
 }
 
 void LbIdMap::release_backend(std::uint32_t id) {
-  auto it = endpoint_by_id_.find(id);
-  if (it == endpoint_by_id_.end()) return;
-  const EndpointRef ref = it->second;
-  endpoint_by_id_.erase(it);
+  const EndpointRef* found = endpoint_ref(id);
+  if (!found) return;
+  const EndpointRef ref = *found;
+  set_endpoint_ref(id, EndpointRef{});
   // Copies: the keys erased by are the erased nodes' own.
   if (ref.packed) {
     const auto key = *ref.packed;
@@ -233,26 +250,26 @@ void LbIdMap::release_backend(std::uint32_t id) {
 // would cost ~50 MB of nodes for a 10 MB file.
 std::string LbIdMap::serialize() const {
   std::string out;
-  out.reserve(128 + 160 * (service_by_id_.size() + endpoint_by_id_.size()));
+  out.reserve(128 + 160 * (service_by_id_.size() + backend_count_));
   auto quoted = [&out](const std::string& text) { out += json(text).dump(); };
   out += "{\"backends\":[";
   const char* sep = "";
-  for (const auto& [id, endpoint] : endpoint_by_id_) {
+  for_each_backend([&](std::uint32_t id, const EndpointRef& endpoint) {
     out += sep;
     out += "{\"endpoint\":";
     quoted(endpoint.str());
     out += fmt::format(",\"id\":{}}}", id);
     sep = ",";
-  }
+  });
   out += fmt::format("],\"format\":\"{}\",\"next_backend\":{},\"next_service\":{},\"services\":[", kFormat,
                      next_backend_, next_service_);
   sep = "";
   for (const auto& [id, key] : service_by_id_) {
     out += sep;
     out += fmt::format("{{\"id\":{},\"network\":", id);
-    quoted(key.network_id);
+    quoted(key->network_id);
     out += ",\"service\":";
-    quoted(key.service_id);
+    quoted(key->service_id);
     out += "}";
     sep = ",";
   }

@@ -154,7 +154,9 @@ struct ServiceDataplane::Impl {
   // backend took after the last read and before it went are not counted.
   struct ConnectionHistory {
     std::uint64_t retired = 0;
-    std::map<std::uint32_t, std::uint64_t> last;  // backend id -> its count as last read
+    // (backend id, its count as last read), by id: 16 bytes each where a map
+    // node took 64 (10 000 services x 10 backends: ~4.8 MB less once scraped).
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> last;
   };
   std::map<std::string, ConnectionHistory> connection_history;  // by service id
   mutable std::mutex mutex;
@@ -410,15 +412,22 @@ void ServiceDataplane::Impl::release_unused_ids(const std::map<std::uint32_t, Ta
     if (!targets.contains(id) && !applied.contains(id)) services.push_back(id);
   for (std::uint32_t id : services) ids.release_service(id);
 
-  std::set<std::uint32_t> in_use;
+  // By id (ids are below max_backends): a bit each, not a set node each
+  // (100 000 backends: 5 MB per apply).
+  std::vector<bool> in_use;
+  auto use = [&in_use](std::uint32_t id) {
+    if (id >= in_use.size()) in_use.resize(std::size_t{id} + 1);
+    in_use[id] = true;
+  };
   for (const auto& [id, t] : targets)
-    for (const auto& b : t.backends) in_use.insert(b.id);
+    for (const auto& b : t.backends) use(b.id);
   for (const auto& [id, a] : applied)
     if (a.backends)
-      for (const auto& b : *a.backends) in_use.insert(b.id);
+      for (const auto& b : *a.backends) use(b.id);
   std::vector<std::uint32_t> backends;
-  for (const auto& [id, endpoint] : ids.backends())
-    if (!in_use.contains(id)) backends.push_back(id);
+  ids.for_each_backend([&](std::uint32_t id, const LbIdMap::EndpointRef&) {
+    if (id >= in_use.size() || !in_use[id]) backends.push_back(id);
+  });
   for (std::uint32_t id : backends) ids.release_backend(id);
 }
 
@@ -641,7 +650,7 @@ LbMetrics ServiceDataplane::metrics() const {
       const auto it = counts.find(id);
       if (it == counts.end() || it->second < last) history.retired += last;  // gone, or restarted
     }
-    history.last = std::move(counts);
+    history.last.assign(counts.begin(), counts.end());
     std::uint64_t sum = history.retired;
     for (const auto& [id, count] : history.last) sum += count;
     m.connections[service_id] = sum;
@@ -663,7 +672,7 @@ LbMetrics ServiceDataplane::metrics() const {
     const auto& limits = impl_->options.limits;
     m.maps.push_back({"lb_vips", lb.frontends().size(), limits.max_frontends});
     m.maps.push_back({"lb_services", impl_->applied.size(), limits.max_services});
-    m.maps.push_back({"lb_backends", impl_->ids.backends().size(), limits.max_backends});
+    m.maps.push_back({"lb_backends", impl_->ids.backend_count(), limits.max_backends});
     m.maps.push_back({"lb_conntrack", impl_->fill.entries, impl_->fill.capacity});
   }
   return m;

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <set>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "control/model/ids.h"
 #include "control/model/names.h"
@@ -478,6 +480,10 @@ Service ServiceManager::create_service(const ServiceSpec& spec) {
 }
 
 std::vector<ServiceDetail> ServiceManager::list_services() {
+  return list_services_bounded(std::numeric_limits<std::size_t>::max());
+}
+
+std::vector<ServiceDetail> ServiceManager::list_services_bounded(std::size_t max_with_backends) {
   std::vector<Service> services;
   {
     std::lock_guard lock(impl_->mutex);
@@ -486,6 +492,10 @@ std::vector<ServiceDetail> ServiceManager::list_services() {
   }
   std::sort(services.begin(), services.end(),
             [](const auto& a, const auto& b) { return std::tie(a.name, a.id) < std::tie(b.name, b.id); });
+  const std::size_t detailed = std::min(max_with_backends, services.size());
+  std::unordered_set<std::string_view> wanted;
+  if (detailed < services.size())
+    for (std::size_t i = 0; i < detailed; ++i) wanted.insert(services[i].id);
   // The shared snapshot when there is one: `service ls`, the event watcher
   // and the observe poller call this often, and a copy of every endpoint
   // each time is what it would cost otherwise.
@@ -493,12 +503,18 @@ std::vector<ServiceDetail> ServiceManager::list_services() {
   if (!shared) shared = EndpointSnapshot::of(impl_->networks.list_endpoints());
   std::unordered_map<std::string_view, std::vector<const PackedEndpoint*>> by_service;
   for (const auto& e : shared->endpoints)
-    if (!e->service_id().empty()) by_service[e->service_id()].push_back(e.get());
+    if (!e->service_id().empty() && (detailed == services.size() || wanted.contains(e->service_id())))
+      by_service[e->service_id()].push_back(e.get());
   std::vector<ServiceDetail> result;
   result.reserve(services.size());
   const auto tasks = impl_->task_view.load() ? impl_->task_view.load()->tasks() : std::vector<TaskRecord>{};
   static const std::vector<const PackedEndpoint*> no_backends;
-  for (const auto& s : services) {
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    Service& s = services[i];
+    if (i >= detailed) {
+      result.push_back(ServiceDetail{.service = std::move(s), .backends = {}});
+      continue;
+    }
     const auto it = by_service.find(s.id);
     result.push_back(Impl::detail(s, it == by_service.end() ? no_backends : it->second));
     Impl::add_counters(result.back(), impl_->lb.load());

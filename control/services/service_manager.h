@@ -75,6 +75,7 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   // ServiceApi
   Service create_service(const ServiceSpec& spec) override;
   std::vector<ServiceDetail> list_services() override;
+  std::vector<ServiceDetail> list_services_bounded(std::size_t max_with_backends) override;
   ServiceDetail get_service(const std::string& name_or_id) override;
   void remove_service(const std::string& name_or_id) override;
   LbLookupResult lookup(const LbLookupRequest& request) override;

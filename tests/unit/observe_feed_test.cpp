@@ -358,6 +358,63 @@ TEST(AgentStateSource, ReadsNodesNetworksServicesBackendsAndTasks) {
   EXPECT_EQ(alone.read().nodes, (std::vector<SnapshotNode>{{"solo", "192.0.2.9", "Ready", "weft", true}}));
 }
 
+// Services past max_services are not shown: they are listed without their
+// backends (list_services_bounded), yet their tasks still count.
+class BoundedServices : public FakeServicesWithTasks {
+ public:
+  std::vector<std::size_t> bounds;
+  std::vector<control::ServiceDetail> list_services_bounded(std::size_t max_with_backends) override {
+    bounds.push_back(max_with_backends);
+    return FakeServicesWithTasks::list_services_bounded(max_with_backends);
+  }
+};
+
+TEST(AgentStateSource, ShowsTheFirstServicesByNameWithBackendsAndTasksOfAll) {
+  using control::test_support::FakeServiceApi;
+  control::test_support::FakeNetworkService networks;
+  BoundedServices services;
+  const std::string net_id = FakeServiceApi::make_id(1);
+  networks.networks.push_back({.id = net_id, .name = "demo", .driver = "overlay",
+                               .subnet = *dataplane::Cidr::parse("10.0.9.0/24"),
+                               .gateway = *dataplane::Ipv4::parse("10.0.9.1"), .vni = 4097, .attachable = true,
+                               .created = "", .node = "node1"});
+  int n = 2;
+  for (const char* name : {"zeta", "alpha", "mid"}) {  // not in name order, as a fake may list them
+    control::ServiceDetail detail;
+    detail.service.id = FakeServiceApi::make_id(n++);
+    detail.service.name = name;
+    detail.service.command = {"sleep", "1d"};
+    detail.service.replicas = 1;
+    detail.backends.push_back({.endpoint_id = FakeServiceApi::make_id(20 + n), .endpoint_name = name + std::string(".1"),
+                               .network_id = net_id, .ip = *dataplane::Ipv4::parse("10.0.9.11"), .node = "node1",
+                               .state = control::BackendState::active, .counters = std::nullopt});
+    services.add(detail);
+    services.tasks.push_back({.service_id = detail.service.id, .slot = 1, .node = "node1", .endpoint_id = "",
+                              .state = "running", .started_at = "", .error = "", .pid = 1, .netns = ""});
+  }
+  AgentStateSource source({.node_name = "node1", .advertise_addr = "192.0.2.1", .version = ""}, networks, nullptr,
+                          &services, SnapshotLimits{.max_services = 2});
+  const auto s = source.read();
+  EXPECT_EQ(services.bounds, std::vector<std::size_t>{2}) << "the list asked for is bounded by max_services";
+  ASSERT_EQ(s.services.size(), 2u);
+  EXPECT_EQ(s.services[0].name, "alpha");
+  EXPECT_EQ(s.services[1].name, "mid");
+  ASSERT_EQ(s.services[0].backends.size(), 1u);
+  EXPECT_EQ(s.services[0].backends[0].name, "alpha.1");
+  ASSERT_EQ(s.services[1].backends.size(), 1u);
+  EXPECT_EQ(s.services[1].backends[0].name, "mid.1");
+  ASSERT_EQ(s.tasks.size(), 3u) << "a service not shown still has its tasks on the page";
+  EXPECT_EQ(s.tasks[2].id, "zeta.1");
+}
+
+// The feed diffs against the snapshot it keeps, and keeps it once.
+TEST(EventDeriver, KeepsTheSnapshotItWasGivenAsTheBaseline) {
+  EventDeriver deriver;
+  auto first = std::make_shared<const ClusterSnapshot>(three_nodes_redis());
+  deriver.next(first, "t0");
+  EXPECT_EQ(deriver.previous().get(), first.get());
+}
+
 // --- the page -----------------------------------------------------------------------
 
 TEST(UiPage, IsOneSelfContainedHtmlFileWithTheTestHooks) {

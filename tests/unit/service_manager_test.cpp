@@ -36,8 +36,10 @@ class FakeLb final : public LbQuery {
     return answer;
   }
   std::map<std::string, BackendCounters> counters(const std::string&, const std::string&) override {
+    ++counter_reads;
     return counter_values;
   }
+  std::size_t counter_reads = 0;
   std::optional<std::string> answer;
   std::vector<std::string> asked;
   std::map<std::string, BackendCounters> counter_values;
@@ -220,6 +222,34 @@ TEST_F(ServiceManagerTest, DetailListsBackendsAndCountersWhenThereIsALoadBalance
   EXPECT_EQ(d.backends[0].counters->connections, 3u);
   ASSERT_TRUE(d.backends[1].counters);
   EXPECT_EQ(d.backends[1].counters->connections, 0u);
+}
+
+// The live page's poller shows the first services only: the others come
+// without backends and without a counter read each (10 000 services x 10
+// backends were 100 000 backend records and 10 000 counter reads per tick).
+TEST_F(ServiceManagerTest, BoundedListDetailsOnlyTheFirstServicesByName) {
+  FakeLb lb;
+  manager->set_load_balancer(&lb);
+  std::vector<std::string> ids;
+  for (const char* name : {"web", "cache", "db"}) {
+    auto s = manager->create_service({.name = name, .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}});
+    fake.attach(net.id, std::string(name) + "-1", s.id);
+    ids.push_back(s.id);
+  }
+  const auto whole = manager->list_services();
+  ASSERT_EQ(whole.size(), 3u);
+  const auto reads_whole = lb.counter_reads;
+  const auto bounded = manager->list_services_bounded(2);
+  ASSERT_EQ(bounded.size(), 3u);
+  EXPECT_EQ(bounded[0].service.name, "cache");
+  EXPECT_EQ(bounded[1].service.name, "db");
+  EXPECT_EQ(bounded[2].service.name, "web");
+  EXPECT_EQ(bounded[0].backends.size(), 1u);
+  EXPECT_EQ(bounded[1].backends.size(), 1u);
+  EXPECT_TRUE(bounded[2].backends.empty()) << "beyond the bound: no backends";
+  EXPECT_EQ(bounded[2].service.id, whole[2].service.id);
+  EXPECT_EQ(lb.counter_reads - reads_whole, 2u) << "counters read for the first two only";
+  for (std::size_t i = 0; i < 2; ++i) EXPECT_EQ(bounded[i].backends[0].endpoint_id, whole[i].backends[0].endpoint_id);
 }
 
 TEST_F(ServiceManagerTest, LookupParsesItsArgumentsAndAsksTheLoadBalancer) {
