@@ -330,7 +330,8 @@ int run(const AgentConfig& config, const weft::control::cluster::ClusterConfig& 
       {.node_name = config.node_name, .state_dir = config.state_dir}, services, networks, [&cluster] {
         std::vector<weft::control::tasks::ReadyNode> ready;
         for (const auto& node : cluster.list_nodes())
-          if (node.status == "ready" && node.role == "weft") ready.push_back({node.hostname, node.availability});
+          if (node.status == "ready" && node.role == "weft")
+            ready.push_back({node.hostname, node.availability, node.membership == "suspect"});
         return ready;
       });
   cluster.set_tasks(&tasks);

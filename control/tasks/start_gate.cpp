@@ -4,8 +4,9 @@
 
 namespace weft::control::tasks {
 
-bool StartGate::observe(const std::set<std::string>& ready, Clock::time_point now) {
-  if (!last_ready_.empty() && ready != last_ready_) hold_until_ = std::max(hold_until_, now + settle_);
+bool StartGate::observe(const std::set<std::string>& ready, Clock::time_point now, bool some_suspect) {
+  if ((!last_ready_.empty() && ready != last_ready_) || some_suspect)
+    hold_until_ = std::max(hold_until_, now + settle_);
   last_ready_ = ready;
   for (const auto& node : ready) seen_[node] = now;
   std::erase_if(seen_, [&](const auto& entry) { return now - entry.second > memory_; });

@@ -13,6 +13,11 @@
 //   that goes until the other failures are seen too (cut off, a node sees
 //   its peers fail one by one; with one gone and another still suspect it
 //   would seem to have a majority).
+// - While any Ready node is suspect, starts hold too (and for `settle`
+//   after): a cut-off node's failure detector may declare its peers dead
+//   more than `settle` apart (each probe failure slows its next probe), and
+//   in between the one still suspect made a majority. Seen on CI: a node
+//   cut off from two started a copy of the third's slot.
 #pragma once
 
 #include <chrono>
@@ -28,8 +33,9 @@ class StartGate {
 
   StartGate(std::chrono::milliseconds memory, std::chrono::milliseconds settle) : memory_(memory), settle_(settle) {}
 
-  // The Ready nodes now (this node among them); true when starts may go on.
-  bool observe(const std::set<std::string>& ready, Clock::time_point now);
+  // The Ready nodes now (this node among them), and whether some of them
+  // are suspect (Ready, but failing probes); true when starts may go on.
+  bool observe(const std::set<std::string>& ready, Clock::time_point now, bool some_suspect = false);
   // Outside a swarm: this node alone, nothing remembered.
   void reset();
 

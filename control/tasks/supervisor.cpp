@@ -483,8 +483,10 @@ struct Supervisor::Impl {
     std::vector<std::string> eligible;   // for placement: not drained
     std::vector<std::string> paused;
     bool in_swarm = true;
+    bool some_suspect = false;
     try {
       for (auto& node : ready_nodes()) {
+        some_suspect = some_suspect || node.suspect;
         if (node.availability == "pause") paused.push_back(node.name);
         if (node.availability != "drain") eligible.push_back(node.name);
         ready.push_back(std::move(node.name));
@@ -500,7 +502,7 @@ struct Supervisor::Impl {
       ready.push_back(config.node_name);
       eligible.push_back(config.node_name);
     }
-    const bool may_start = track_quorum(ready, in_swarm, now);
+    const bool may_start = track_quorum(ready, some_suspect, in_swarm, now);
 
     std::set<std::string> keep;  // local task keys that stay
     std::vector<std::pair<const Service*, std::uint64_t>> to_start;
@@ -539,14 +541,14 @@ struct Supervisor::Impl {
   }
 
   // StartGate (start_gate.h), logging when the majority comes or goes.
-  bool track_quorum(const std::vector<std::string>& ready, bool in_swarm, Clock::time_point now) {
+  bool track_quorum(const std::vector<std::string>& ready, bool some_suspect, bool in_swarm, Clock::time_point now) {
     if (!in_swarm) {
       gate.reset();
       return true;
     }
     const std::set<std::string> ready_set(ready.begin(), ready.end());
     const bool had = gate.has_majority();
-    const bool may = gate.observe(ready_set, now);
+    const bool may = gate.observe(ready_set, now, some_suspect);
     if (gate.has_majority() != had) {
       if (gate.has_majority())
         spdlog::info("tasks: {} of the {} nodes seen lately are Ready: starting tasks again", ready_set.size(),

@@ -83,6 +83,7 @@ struct SupervisorConfig {
 struct ReadyNode {
   std::string name;
   std::string availability = "active";
+  bool suspect = false;  // Ready but failing probes: the picture is not settled (start_gate.h)
 };
 
 class Supervisor final : public ClusterTasks, public services::TaskView {

@@ -49,6 +49,27 @@ TEST(TaskStartGate, NodeCutOffAloneStartsNothing) {
   EXPECT_TRUE(gate.observe({"node3"}, t0 + 11min));
 }
 
+TEST(TaskStartGate, NodeCutOffWhosePeersDieFarApartStartsNothing) {
+  StartGate gate(kMemory, kSettle);
+  const auto t0 = StartGate::Clock::time_point{} + 1h;
+  gate.observe({"node1", "node2", "node3"}, t0);
+  // node1 is declared dead; node2 still Ready but suspect, and declared dead
+  // only 8 s later (longer than the settle): two of three the whole time.
+  EXPECT_FALSE(gate.observe({"node2", "node3"}, t0 + 1s, true));
+  EXPECT_FALSE(gate.observe({"node2", "node3"}, t0 + 7s, true)) << "a suspect peer holds starts past the settle";
+  EXPECT_FALSE(gate.observe({"node3"}, t0 + 9s));
+  EXPECT_FALSE(gate.observe({"node3"}, t0 + 60s));
+}
+
+TEST(TaskStartGate, SuspectThatRecoversHoldsStartsForTheSettleAfter) {
+  StartGate gate(kMemory, kSettle);
+  const auto t0 = StartGate::Clock::time_point{} + 1h;
+  gate.observe({"node1", "node2", "node3"}, t0);
+  EXPECT_FALSE(gate.observe({"node1", "node2", "node3"}, t0 + 1s, true));
+  EXPECT_FALSE(gate.observe({"node1", "node2", "node3"}, t0 + 3s)) << "cleared, settling";
+  EXPECT_TRUE(gate.observe({"node1", "node2", "node3"}, t0 + 7s));
+}
+
 TEST(TaskStartGate, HealHoldsStartsForTheSettleTime) {
   StartGate gate(kMemory, kSettle);
   const auto t0 = StartGate::Clock::time_point{} + 1h;
