@@ -27,6 +27,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "bench/services/bench_endpoint.h"
 #include "bench/services/bench_ids.h"
 #include "control/model/model.h"
 #include "control/model/packed_endpoint.h"
@@ -73,22 +74,7 @@ const auto hex_id = weft::bench::bench_id;
 const std::string kNetworkId = hex_id(0xe7, 0);
 
 Endpoint endpoint(std::uint32_t n, std::uint32_t backends) {
-  const std::uint32_t s = n / backends;
-  const dataplane::Ipv4 ip{(10u << 24 | 96u << 16) + 256 + n};
-  const std::string service = hex_id(0x5e, s);
-  return Endpoint{.id = hex_id(0xe0, n),
-                  .name = fmt::format("svc{}-{}", s, n % backends + 1),
-                  .network_id = kNetworkId,
-                  .network_name = "bench-net",
-                  .netns = fmt::format("/run/netns/weft-fake2-{}-{}", service.substr(0, 12), n % backends + 1),
-                  .ifname = "eth0",
-                  .ip = ip,
-                  .prefix_len = 15,
-                  .mac = dataplane::MacAddress::from_ipv4(ip),
-                  .node = "fake2",
-                  .service_id = service,
-                  .backend_state = BackendState::active,
-                  .drain_until = {}};
+  return weft::bench::bench_endpoint(n, backends, kNetworkId);
 }
 
 class StubNetworks final : public NetworkService {

@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "bench/services/bench_endpoint.h"
 #include "bench/services/bench_ids.h"
 #include "control/network/remote_endpoints.h"
 
@@ -36,22 +37,7 @@ std::size_t heap_in_use() {
 const auto hex_id = weft::bench::bench_id;
 
 Endpoint endpoint(std::uint32_t n, std::uint32_t backends, const std::string& network_id) {
-  const std::uint32_t s = n / backends;
-  const dataplane::Ipv4 ip{(10u << 24 | 96u << 16) + 256 + n};
-  const std::string service = hex_id(0x5e, s);
-  return Endpoint{.id = hex_id(0xe0, n),
-                  .name = fmt::format("svc{}-{}", s, n % backends + 1),
-                  .network_id = network_id,
-                  .network_name = "bench-net",
-                  .netns = fmt::format("/run/netns/weft-fake2-{}-{}", service.substr(0, 12), n % backends + 1),
-                  .ifname = "eth0",
-                  .ip = ip,
-                  .prefix_len = 15,
-                  .mac = dataplane::MacAddress::from_ipv4(ip),
-                  .node = "fake2",
-                  .service_id = service,
-                  .backend_state = BackendState::active,
-                  .drain_until = {}};
+  return weft::bench::bench_endpoint(n, backends, network_id);
 }
 
 // As NetworkManager::Impl held them before.
