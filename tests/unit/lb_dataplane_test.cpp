@@ -150,6 +150,26 @@ class LbDataplaneTest : public ::testing::Test {
     t.seq = 5000;
     return tcp_packet(t);
   }
+  // The backend's SYN-ACK to syn(client_port)'s SYN (seq 5000), port 80.
+  Bytes syn_ack(std::uint32_t backend, std::uint16_t client_port) {
+    Tcp t;
+    t.saddr = backend;
+    t.daddr = kClient;
+    t.sport = 80;
+    t.dport = client_port;
+    t.flags = kSyn | kAck;
+    t.seq = 9000;
+    t.ack = 5001;
+    return tcp_packet(t);
+  }
+  // Marks the pinned maps as written by another ABI version.
+  void set_pinned_abi_version(std::uint32_t version) {
+    lb_config cfg{};
+    std::uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+    cfg.abi_version = version;
+    ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
+  }
   Bytes ack(std::uint16_t sport, const std::string& payload = "GET /") {
     Tcp t;
     t.saddr = kClient;
@@ -1045,11 +1065,9 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
   lb_ct_value reply_value = all[0].second;
   reply_value.nat_addr = htonl(kVip);
   ASSERT_EQ(bpf_map_update_elem(fd, &reply_key, &reply_value, BPF_ANY), 0);
+  set_pinned_abi_version(5);
   lb_config cfg{};
   std::uint32_t zero = 0;
-  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
-  cfg.abi_version = 5;
-  ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
   lb_.reset();
   ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat").c_str()), 0);  // version 5 had none
   ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat_slots").c_str()), 0);
@@ -1057,15 +1075,7 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
   lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
   ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
   EXPECT_EQ(cfg.abi_version, LB_ABI_VERSION);
-  Tcp reply;
-  reply.saddr = backend_ip(1);
-  reply.daddr = kClient;
-  reply.sport = 80;
-  reply.dport = 40000;
-  reply.flags = kSyn | kAck;
-  reply.seq = 9000;
-  reply.ack = 5001;
-  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply)).out, kIp + 12), kVip);
+  EXPECT_EQ(get32(to_endpoint(syn_ack(backend_ip(1), 40000)).out, kIp + 12), kVip);
   EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
   ASSERT_EQ(backend_of(from_endpoint(syn(40001))), backend_ip(1));
   EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 3u);
@@ -1096,11 +1106,9 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
 TEST_F(LbDataplaneTest, PinsOfAbiVersion6AreTakenOverWithTheirFlows) {
   make_service(1);
   ASSERT_EQ(backend_of(from_endpoint(syn(40000))), backend_ip(1));
+  set_pinned_abi_version(6);
   lb_config cfg{};
   std::uint32_t zero = 0;
-  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
-  cfg.abi_version = 6;
-  ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
   lb_.reset();
   ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat_slots").c_str()), 0);  // version 6 had none
 
@@ -1108,15 +1116,7 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion6AreTakenOverWithTheirFlows) {
   ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
   EXPECT_EQ(cfg.abi_version, LB_ABI_VERSION);
   EXPECT_EQ(SlotsOf(*lb_).of(backend_ip(1)), SlotsOf::own(backend_ip(1), kVip));
-  Tcp reply;
-  reply.saddr = backend_ip(1);
-  reply.daddr = kClient;
-  reply.sport = 80;
-  reply.dport = 40000;
-  reply.flags = kSyn | kAck;
-  reply.seq = 9000;
-  reply.ack = 5001;
-  EXPECT_EQ(get32(to_endpoint(tcp_packet(reply)).out, kIp + 12), kVip);
+  EXPECT_EQ(get32(to_endpoint(syn_ack(backend_ip(1), 40000)).out, kIp + 12), kVip);
   EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
   EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 1u);
 }
