@@ -47,10 +47,159 @@ static __always_inline __u64 lb_ct_timeout(const struct lb_config *cfg, __u8 pro
 	return cfg->tcp_established_timeout_ns;
 }
 
+/* `now` (bpf_ktime_get_coarse_ns) in the units of lb_ct_value.seen. */
+static __always_inline __u32 lb_ct_clock(__u64 now)
+{
+	return (__u32)(now >> LB_CT_SEEN_SHIFT);
+}
+
+static __always_inline int lb_ct_expired_at(const struct lb_config *cfg, __u8 proto, __u8 flags,
+					    __u32 seen, __u32 now)
+{
+	return (__u64)(__u32)(now - seen) >= (lb_ct_timeout(cfg, proto, flags) >> LB_CT_SEEN_SHIFT);
+}
+
 static __always_inline int lb_ct_expired(const struct lb_config *cfg, __u8 proto,
 					 const struct lb_ct_value *ct, __u64 now)
 {
-	return now - ct->last_seen_ns >= lb_ct_timeout(cfg, proto, ct->flags);
+	return lb_ct_expired_at(cfg, proto, ct->flags, ct->seen, lb_ct_clock(now));
+}
+
+/* The table (see the top of this file). */
+static __always_inline __u32 lb_ct_key_hash(const struct lb_ct_key *key)
+{
+	const __u32 *word = (const __u32 *)key;
+
+	return lb_ct_hash(word[0], word[1], word[2], word[3]);
+}
+
+static __always_inline struct lb_ct_bucket *lb_ct_bucket_of(__u32 hash)
+{
+	__u32 index = lb_ct_bucket_index(hash, lb_ct_buckets);
+
+	return bpf_map_lookup_elem(&lb_conntrack, &index);
+}
+
+static __always_inline int lb_ct_key_equal(const struct lb_ct_key *entry, const struct lb_ct_key *key)
+{
+	const __u32 *a = (const __u32 *)entry, *b = (const __u32 *)key;
+
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+/* Whether the way holds a whole entry: its check, written last, matches the
+ * fields (a torn or raced write does not, and reads as a miss). */
+static __always_inline int lb_ct_entry_live(struct lb_ct_entry *entry, __u32 hash)
+{
+	__u32 check = *(volatile __u32 *)&entry->check;
+
+	return check != 0 && check == lb_ct_check(hash, entry->value.backend_id,
+						  entry->value.nat_addr, entry->value.service_id);
+}
+
+static __always_inline struct lb_ct_entry *lb_ct_find(const struct lb_ct_key *key)
+{
+	__u32 hash = lb_ct_key_hash(key);
+	struct lb_ct_bucket *bucket = lb_ct_bucket_of(hash);
+	int way;
+
+	if (!bucket)
+		return 0;
+#pragma unroll
+	for (way = 0; way < LB_CT_WAYS; way++) {
+		struct lb_ct_entry *entry = &bucket->way[way];
+
+		if (lb_ct_key_equal(&entry->key, key) && lb_ct_entry_live(entry, hash))
+			return entry;
+	}
+	return 0;
+}
+
+static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *key)
+{
+	struct lb_ct_entry *entry = lb_ct_find(key);
+
+	return entry ? &entry->value : 0;
+}
+
+static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
+{
+	struct lb_ct_entry *entry = lb_ct_find(key);
+
+	if (entry)
+		*(volatile __u32 *)&entry->check = 0;
+}
+
+/* Writes a way, its check last: until then (and if another CPU writes the
+ * same way at once) the fields and the check disagree, and the way reads
+ * as a miss. x86 keeps stores in order; barrier() keeps the compiler from
+ * moving the check's store up. */
+static __always_inline void lb_ct_write(struct lb_ct_entry *entry, __u32 hash,
+					const struct lb_ct_key *key, const struct lb_ct_value *value)
+{
+	entry->key = *key;
+	entry->value = *value;
+	barrier();
+	*(volatile __u32 *)&entry->check =
+		lb_ct_check(hash, value->backend_id, value->nat_addr, value->service_id);
+}
+
+static __always_inline struct lb_ct_entry *lb_ct_entry_of(struct lb_ct_value *value)
+{
+	return (struct lb_ct_entry *)((char *)value - __builtin_offsetof(struct lb_ct_entry, value));
+}
+
+/* Writes the entry of `key` into a way of its bucket: the way that holds
+ * the key already (live or not), else the first empty or expired way, else
+ * the bucket's least recently seen live flow (counted as an eviction).
+ * The check is written last (see the top of this file). The entry, or 0. */
+static __always_inline struct lb_ct_value *lb_ct_insert(const struct lb_config *cfg,
+							const struct lb_ct_key *key,
+							const struct lb_ct_value *value)
+{
+	__u32 hash = lb_ct_key_hash(key);
+	struct lb_ct_bucket *bucket = lb_ct_bucket_of(hash);
+	struct lb_ct_entry *victim = 0, *oldest = 0;
+	__u32 oldest_age = 0;
+	int way;
+
+	if (!bucket)
+		return 0;
+#pragma unroll
+	for (way = 0; way < LB_CT_WAYS; way++) {
+		struct lb_ct_entry *entry = &bucket->way[way];
+
+		if (lb_ct_key_equal(&entry->key, key)) {
+			victim = entry;
+			break;
+		}
+	}
+	if (!victim) {
+#pragma unroll
+		for (way = 0; way < LB_CT_WAYS; way++) {
+			struct lb_ct_entry *entry = &bucket->way[way];
+			__u32 age = value->seen - entry->value.seen;
+
+			if (entry->check == 0 ||
+			    lb_ct_expired_at(cfg, entry->key.proto, entry->value.flags,
+					     entry->value.seen, value->seen)) {
+				victim = entry;
+				break;
+			}
+			if (!oldest || age > oldest_age) {
+				oldest = entry;
+				oldest_age = age;
+			}
+		}
+	}
+	if (!victim) {
+		if (!oldest)
+			return 0;
+		victim = oldest;
+		lb_stat_inc(LB_STAT_CT_EVICTED);
+	}
+	lb_ct_write(victim, hash, key, value);
+	return &victim->value;
 }
 
 static __always_inline __u8 lb_ct_flags_from_tcp(__u8 tcp_flags, int reply)
@@ -107,7 +256,7 @@ static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32
 	if (!lb_ct_has_partner(key, entry_flags))
 		return;
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
-	other = bpf_map_lookup_elem(&lb_conntrack, &partner);
+	other = lb_ct_lookup(&partner);
 	if (other)
 		other->flags |= flags;
 }
@@ -135,7 +284,7 @@ static __always_inline struct lb_ct_value *lb_ct_original_of_reply(const struct 
 	key->sport = l4->dest;
 	key->dport = l4->source;
 	key->dir = LB_CT_DIR_ORIGINAL;
-	ct = bpf_map_lookup_elem(&lb_conntrack, key);
+	ct = lb_ct_lookup(key);
 	/* Balanced to this backend, or a connection of the client's own to
 	 * the backend's address (or to another backend) on the same ports. */
 	if (!ct || ct->nat_addr != ip->saddr)
@@ -179,7 +328,7 @@ static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr
 		key->sport = l4->source;
 		key->dport = l4->dest;
 		key->dir = LB_CT_DIR_REPLY;
-		ct = bpf_map_lookup_elem(&lb_conntrack, key);
+		ct = lb_ct_lookup(key);
 		if (ct) {
 			*vip = ct->nat_addr;
 			return ct;
@@ -194,11 +343,13 @@ static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_
 				       __u32 nat_addr, __u32 service_id, __u32 frontend_epoch,
 				       __u8 flags, __u64 now, const struct lb_flow *flow)
 {
+	value->seen = lb_ct_clock(now);
 	value->backend_id = backend_id;
 	value->nat_addr = nat_addr;
 	value->service_id = service_id;
 	value->frontend_epoch = frontend_epoch;
 	value->flags = flags;
+	value->pad = 0;
 	if (flags & LB_CT_F_SYN_ORIG) {
 		value->syn_seq = flow->tcp_seq;
 		value->syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
@@ -206,67 +357,50 @@ static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_
 		value->syn_seq = 0;
 		value->syn_len = 0;
 	}
-	value->last_seen_ns = now;
-}
-
-/* A new flow on the tuple of an old one with the same backend: the keys
- * stay, so the entries are rewritten where they are instead of being
- * inserted again (an LRU insert costs a node from the LRU lists and the
- * bucket lock, several times a lookup). `old` is the ORIGINAL entry. A
- * paired flow's REPLY entry is inserted only when it is missing (evicted,
- * or the old flow was not paired); an unpaired one's is deleted. */
-static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct_value *old,
-				       __u8 old_flags, __u32 backend_id, __u32 backend_ip, __u32 service_id,
-				       __u32 frontend_epoch, __u8 flags, __u64 now,
-				       const struct lb_flow *flow)
-{
-	struct lb_ct_value value = {};
-	struct lb_ct_key reply = {};
-	struct lb_ct_value *other;
-
-	lb_ct_fill(old, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
-	lb_ct_partner_key(key, backend_ip, flags, &reply);
-	if (!(flags & LB_CT_F_PAIRED)) {
-		if (old_flags & LB_CT_F_PAIRED)
-			bpf_map_delete_elem(&lb_conntrack, &reply);
-		return 0;
-	}
-	other = bpf_map_lookup_elem(&lb_conntrack, &reply);
-	if (other) {
-		lb_ct_fill(other, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
-		return 0;
-	}
-	lb_ct_fill(&value, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
-	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
 }
 
 /* Records a new flow: its ORIGINAL entry, and its REPLY entry when
- * `flags` has LB_CT_F_PAIRED. 0 or a negative errno. */
-static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
-					__u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
-					__u8 flags, __u64 now,
+ * `flags` has LB_CT_F_PAIRED. A way that holds either key already (the
+ * entry of an old flow on the tuple) is rewritten in place. 0 or -1. */
+static __always_inline int lb_ct_create(const struct lb_config *cfg, const struct lb_ct_key *key,
+					__u32 backend_id, __u32 backend_ip, __u32 service_id,
+					__u32 frontend_epoch, __u8 flags, __u64 now,
 					const struct lb_flow *flow)
 {
-	struct lb_ct_value value = {};
+	struct lb_ct_value value;
 	struct lb_ct_key reply = {};
-	int ret;
 
-	value.last_seen_ns = now;
-	value.backend_id = backend_id;
-	value.nat_addr = backend_ip;
-	value.service_id = service_id;
-	value.frontend_epoch = frontend_epoch;
-	value.flags = flags;
-	if (flags & LB_CT_F_SYN_ORIG) {
-		value.syn_seq = flow->tcp_seq;
-		value.syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
-	}
-	ret = bpf_map_update_elem(&lb_conntrack, key, &value, BPF_ANY);
-	if (ret || !(flags & LB_CT_F_PAIRED))
-		return ret;
+	lb_ct_fill(&value, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
+	if (!lb_ct_insert(cfg, key, &value))
+		return -1;
+	if (!(flags & LB_CT_F_PAIRED))
+		return 0;
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
 	value.nat_addr = key->daddr;
-	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
+	return lb_ct_insert(cfg, &reply, &value) ? 0 : -1;
+}
+
+/* A new flow on the tuple of an old one with the same backend: `old` (its
+ * ORIGINAL entry) is rewritten where it is. A paired flow's REPLY entry is
+ * written (in place when it is there), an unpaired one's ended. */
+static __always_inline int lb_ct_renew(const struct lb_config *cfg, const struct lb_ct_key *key,
+				       struct lb_ct_value *old, __u8 old_flags, __u32 backend_id,
+				       __u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
+				       __u8 flags, __u64 now, const struct lb_flow *flow)
+{
+	struct lb_ct_value value;
+	struct lb_ct_key reply = {};
+
+	lb_ct_fill(&value, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
+	lb_ct_write(lb_ct_entry_of(old), lb_ct_key_hash(key), key, &value);
+	lb_ct_partner_key(key, backend_ip, flags, &reply);
+	if (!(flags & LB_CT_F_PAIRED)) {
+		if (old_flags & LB_CT_F_PAIRED)
+			lb_ct_delete(&reply);
+		return 0;
+	}
+	value.nat_addr = key->daddr;
+	return lb_ct_insert(cfg, &reply, &value) ? 0 : -1;
 }
 
 /* Whether a SYN-ACK towards the client with this acknowledgment number
@@ -293,14 +427,14 @@ static __always_inline void lb_ct_delete_partner(const struct lb_ct_key *key, __
 	if (!lb_ct_has_partner(key, entry_flags))
 		return;
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
-	bpf_map_delete_elem(&lb_conntrack, &partner);
+	lb_ct_delete(&partner);
 }
 
 static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32 nat_addr,
 					      __u8 entry_flags)
 {
 	lb_ct_delete_partner(key, nat_addr, entry_flags);
-	bpf_map_delete_elem(&lb_conntrack, key);
+	lb_ct_delete(key);
 }
 
 /* Ends, from a reply, the flow whose entry the reply found: `key` is its
@@ -318,10 +452,10 @@ static __always_inline void lb_ct_end_from_reply(const struct lb_ct_key *key,
 		return;
 	}
 	lb_ct_partner_key(key, ct->nat_addr, ct->flags, &original);
-	other = bpf_map_lookup_elem(&lb_conntrack, &original);
+	other = lb_ct_lookup(&original);
 	if (other && other->nat_addr == key->saddr)
-		bpf_map_delete_elem(&lb_conntrack, &original);
-	bpf_map_delete_elem(&lb_conntrack, key);
+		lb_ct_delete(&original);
+	lb_ct_delete(key);
 }
 
 #endif

@@ -99,14 +99,14 @@ static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
 	key.dport = flow.dport;
 	key.proto = flow.proto;
 	key.dir = LB_CT_DIR_REPLY;
-	ct = bpf_map_lookup_elem(&lb_conntrack, &key);
+	ct = lb_ct_lookup(&key);
 	if (!ct) {
 		lb_stat_inc(LB_STAT_DROP_OTHER);
 		return TC_ACT_SHOT;
 	}
 	if (flow.proto == IPPROTO_TCP)
 		flags |= lb_ct_flags_from_tcp(flow.tcp_flags, 1);
-	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
+	ct->seen = lb_ct_clock(bpf_ktime_get_coarse_ns());
 	if (flags & ~ct->flags) {
 		ct->flags |= flags;
 		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
@@ -189,7 +189,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 	}
 
 	if (ct) {
-		ct->last_seen_ns = now;
+		ct->seen = lb_ct_clock(now);
 		/* The client's FIN, and each of its packets once closed both
 		 * ways, may be answered by the backend after FIN both ways
 		 * (see LB_CT_F_CLIENT_SPOKE): a few packets per flow. */
@@ -229,10 +229,10 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		 * only costs stickiness, Maglev still sends the next packet
 		 * the same way. */
 		if (stale && stale_nat_addr == backend->ip)
-			lb_ct_renew(ct_key, stale, stale_flags, backend_id, backend->ip, service_id,
+			lb_ct_renew(cfg, ct_key, stale, stale_flags, backend_id, backend->ip, service_id,
 				    epoch, flags, now, flow);
 		else
-			lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, now,
+			lb_ct_create(cfg, ct_key, backend_id, backend->ip, service_id, epoch, flags, now,
 				     flow);
 		lb_count(backend_id, 1, skb->len);
 		lb_stat_inc(LB_STAT_NEW_FLOW);
@@ -296,7 +296,7 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 		ct_key.dport = flow.dport;
 		ct_key.proto = flow.proto;
 		ct_key.dir = LB_CT_DIR_ORIGINAL;
-		ct = bpf_map_lookup_elem(&lb_conntrack, &ct_key);
+		ct = lb_ct_lookup(&ct_key);
 		if (ct && ct->frontend_epoch == epoch)
 			return lb_balance(skb, cfg, &flow, &ct_key, ct, ct->service_id, epoch);
 		/* A new flow, or the frontends changed since the entry was
@@ -414,7 +414,7 @@ int lb_to_endpoint(struct __sk_buff *skb)
 		flags = lb_ct_flags_from_tcp(tcp_flags, 1);
 	}
 	flags |= LB_CT_F_SEEN_REPLY;
-	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
+	ct->seen = lb_ct_clock(bpf_ktime_get_coarse_ns());
 	if (flags & ~ct->flags) {
 		ct->flags |= flags;
 		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);

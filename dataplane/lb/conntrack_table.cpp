@@ -1,0 +1,121 @@
+#include "dataplane/lb/conntrack_table.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+
+#include "dataplane/lb/bpf_error.h"
+
+namespace weft::dataplane::lb {
+namespace {
+
+static_assert(offsetof(lb_ct_entry, check) % 8 == 0 && sizeof(lb_ct_entry) % 8 == 0,
+              "check and seen form one aligned 64-bit word in every way");
+static_assert(offsetof(lb_ct_entry, value) + offsetof(lb_ct_value, seen) ==
+              offsetof(lb_ct_entry, check) + 4);
+
+// The entry's check and seen as one word, read and written as the
+// programs' 32-bit halves are (hence may_alias).
+using AliasedWord = std::uint64_t __attribute__((may_alias));
+
+AliasedWord* stamp_of(lb_ct_entry& entry) { return reinterpret_cast<AliasedWord*>(&entry.check); }
+
+std::uint32_t check_of(std::uint64_t stamp) { return static_cast<std::uint32_t>(stamp); }
+std::uint32_t seen_of(std::uint64_t stamp) { return static_cast<std::uint32_t>(stamp >> 32); }
+
+}  // namespace
+
+std::uint32_t conntrack_buckets(std::uint32_t entries) {
+  const std::uint64_t ways = std::uint64_t{entries} * 2;
+  const std::uint64_t buckets = (ways + LB_CT_WAYS - 1) / LB_CT_WAYS;
+  return static_cast<std::uint32_t>(buckets == 0 ? 1 : buckets);
+}
+
+std::uint32_t conntrack_key_hash(const lb_ct_key& key) {
+  std::uint32_t word[4];
+  static_assert(sizeof word == sizeof key);
+  std::memcpy(word, &key, sizeof word);
+  return lb_ct_hash(word[0], word[1], word[2], word[3]);
+}
+
+ConntrackTable::ConntrackTable(int fd, std::uint32_t buckets) : buckets_(buckets) {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  bytes_ = (std::size_t{buckets} * sizeof(lb_ct_bucket) + page - 1) / page * page;
+  void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (mem == MAP_FAILED) throw BpfError(errno, "mmap map lb_conntrack");
+  table_ = static_cast<lb_ct_bucket*>(mem);
+}
+
+ConntrackTable::~ConntrackTable() { munmap(table_, bytes_); }
+
+ConntrackSnapshot ConntrackTable::read(const lb_ct_entry& entry) {
+  ConntrackSnapshot snap;
+  lb_ct_entry& way = const_cast<lb_ct_entry&>(entry);
+  snap.stamp = __atomic_load_n(stamp_of(way), __ATOMIC_ACQUIRE);
+  if (check_of(snap.stamp) == 0) return snap;
+  std::memcpy(&snap.key, &entry.key, sizeof snap.key);
+  std::memcpy(&snap.value, &entry.value, sizeof snap.value);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  snap.value.seen = seen_of(snap.stamp);
+  const std::uint32_t check = lb_ct_check(conntrack_key_hash(snap.key), snap.value.backend_id,
+                                          snap.value.nat_addr, snap.value.service_id);
+  // Fields read before or after a writer's check store disagree with it.
+  const bool same = check_of(__atomic_load_n(stamp_of(way), __ATOMIC_ACQUIRE)) == check_of(snap.stamp);
+  snap.state = check == check_of(snap.stamp) && same ? ConntrackSnapshot::State::live
+                                                     : ConntrackSnapshot::State::torn;
+  return snap;
+}
+
+bool ConntrackTable::end_if_unchanged(lb_ct_entry& entry, std::uint64_t stamp) {
+  return __atomic_compare_exchange_n(stamp_of(entry), &stamp, std::uint64_t{0}, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+lb_ct_entry* ConntrackTable::find(const lb_ct_key& key) const {
+  const std::uint32_t hash = conntrack_key_hash(key);
+  lb_ct_bucket& bucket = table_[lb_ct_bucket_index(hash, buckets_)];
+  for (lb_ct_entry& way : bucket.way) {
+    if (std::memcmp(&way.key, &key, sizeof key) != 0) continue;
+    if (read(way).state == ConntrackSnapshot::State::live) return &way;
+  }
+  return nullptr;
+}
+
+bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
+  const std::uint32_t hash = conntrack_key_hash(key);
+  lb_ct_bucket& bucket = table_[lb_ct_bucket_index(hash, buckets_)];
+  lb_ct_entry* victim = nullptr;
+  for (lb_ct_entry& way : bucket.way) {
+    if (std::memcmp(&way.key, &key, sizeof key) == 0) {
+      victim = &way;
+      break;
+    }
+  }
+  if (!victim) {
+    std::int32_t oldest_age = 0;
+    for (lb_ct_entry& way : bucket.way) {
+      const ConntrackSnapshot snap = read(way);
+      if (snap.state != ConntrackSnapshot::State::live) {
+        victim = &way;
+        break;
+      }
+      const auto age = static_cast<std::int32_t>(value.seen - snap.value.seen);
+      if (age > oldest_age) {
+        victim = &way;
+        oldest_age = age;
+      }
+    }
+  }
+  if (!victim) return false;
+  std::memcpy(&victim->key, &key, sizeof key);
+  std::memcpy(&victim->value, &value, sizeof value);
+  const std::uint32_t check = lb_ct_check(hash, value.backend_id, value.nat_addr, value.service_id);
+  __atomic_store_n(stamp_of(*victim), std::uint64_t{check} | std::uint64_t{value.seen} << 32,
+                   __ATOMIC_RELEASE);
+  return true;
+}
+
+}  // namespace weft::dataplane::lb

@@ -1,0 +1,68 @@
+// The conntrack table (ebpf/conntrack.h: buckets of LB_CT_WAYS entries in
+// the mmapable ARRAY lb_conntrack) seen from user space through mmap: no
+// syscall per entry. The programs write it at the same time, so every read
+// is a snapshot checked against the entry's check word, and an entry is
+// only ever ended by an atomic compare-and-clear of its check and `seen`
+// (one aligned 64-bit word): a way a CPU rewrote or a flow a packet
+// stamped since the snapshot is left alone.
+#ifndef WEFT_DATAPLANE_LB_CONNTRACK_TABLE_H
+#define WEFT_DATAPLANE_LB_CONNTRACK_TABLE_H
+
+#include <cstddef>
+#include <cstdint>
+
+extern "C" {
+#include "ebpf/lb_abi.h"
+}
+
+namespace weft::dataplane::lb {
+
+// Buckets for a conntrack limit of `entries` flows: twice as many ways as
+// flows, so that at the limit a bucket of LB_CT_WAYS holds ~2 flows on
+// average and a new flow rarely finds its bucket full (then the bucket's
+// least recently seen flow loses its entry, counted as LB_STAT_CT_EVICTED).
+std::uint32_t conntrack_buckets(std::uint32_t entries);
+
+// A consistent copy of one way.
+struct ConntrackSnapshot {
+  enum class State { empty, torn, live };
+  State state = State::empty;
+  lb_ct_key key{};
+  lb_ct_value value{};
+  std::uint64_t stamp = 0;  // check | seen << 32 as read: what end_if_unchanged compares
+};
+
+class ConntrackTable {
+ public:
+  // Maps `buckets` buckets of the map `fd` for the object's life.
+  ConntrackTable(int fd, std::uint32_t buckets);
+  ConntrackTable(const ConntrackTable&) = delete;
+  ConntrackTable& operator=(const ConntrackTable&) = delete;
+  ~ConntrackTable();
+
+  std::uint32_t buckets() const { return buckets_; }
+  lb_ct_entry& way(std::uint32_t bucket, std::uint32_t way) const { return table_[bucket].way[way]; }
+
+  static ConntrackSnapshot read(const lb_ct_entry& entry);
+  // Clears the entry if its check and `seen` are still `stamp`.
+  static bool end_if_unchanged(lb_ct_entry& entry, std::uint64_t stamp);
+
+  // The way holding the live entry of `key`, or nullptr.
+  lb_ct_entry* find(const lb_ct_key& key) const;
+  // Writes an entry as the programs do (the way of the same key, else an
+  // empty one, else the least recently seen); for taking over the flows of
+  // older maps before any program of this build runs. False when the
+  // bucket's live flows are all more recent than this one.
+  bool insert(const lb_ct_key& key, const lb_ct_value& value);
+
+ private:
+  lb_ct_bucket* table_ = nullptr;
+  std::size_t bytes_ = 0;
+  std::uint32_t buckets_ = 0;
+};
+
+std::uint32_t conntrack_key_hash(const lb_ct_key& key);
+
+}  // namespace weft::dataplane::lb
+
+#endif
