@@ -73,11 +73,20 @@ static __always_inline __u32 lb_ct_key_hash(const struct lb_ct_key *key)
 	return lb_ct_hash(word[0], word[1], word[2], word[3]);
 }
 
-static __always_inline struct lb_ct_bucket *lb_ct_bucket_of(__u32 hash)
+/* A bucket's ways and its tags (lb_ct_tags: a byte per way, 0 for a free
+ * way, else lb_ct_tag() of the key the way holds). */
+struct lb_ct_place {
+	struct lb_ct_bucket *bucket;
+	__u8 *tags;
+};
+
+static __always_inline int lb_ct_place_of(__u32 hash, struct lb_ct_place *place)
 {
 	__u32 index = lb_ct_bucket_index(hash, lb_ct_buckets);
 
-	return bpf_map_lookup_elem(&lb_conntrack, &index);
+	place->bucket = bpf_map_lookup_elem(&lb_conntrack, &index);
+	place->tags = bpf_map_lookup_elem(&lb_ct_tags, &index);
+	return place->bucket && place->tags ? 0 : -1;
 }
 
 static __always_inline int lb_ct_key_equal(const struct lb_ct_key *entry, const struct lb_ct_key *key)
@@ -97,109 +106,129 @@ static __always_inline int lb_ct_entry_live(struct lb_ct_entry *entry, __u32 has
 						  entry->value.nat_addr, entry->value.service_id);
 }
 
-static __always_inline struct lb_ct_entry *lb_ct_find(const struct lb_ct_key *key)
+/* The way of the live entry of `key` in `place`, or -1. Only ways whose tag
+ * matches are read: a key not in the table (a new flow) costs the tag
+ * word, not the bucket's cache lines. */
+static __always_inline int lb_ct_find_in(const struct lb_ct_key *key, __u32 hash,
+					 const struct lb_ct_place *place)
 {
-	__u32 hash = lb_ct_key_hash(key);
-	struct lb_ct_bucket *bucket = lb_ct_bucket_of(hash);
+	__u32 tags = *(volatile __u32 *)place->tags;
+	__u8 tag = lb_ct_tag(hash);
 	int way;
 
-	if (!bucket)
-		return 0;
 #pragma unroll
 	for (way = 0; way < LB_CT_WAYS; way++) {
-		struct lb_ct_entry *entry = &bucket->way[way];
+		struct lb_ct_entry *entry = &place->bucket->way[way];
 
-		if (lb_ct_key_equal(&entry->key, key) && lb_ct_entry_live(entry, hash))
-			return entry;
+		if ((__u8)(tags >> (8 * way)) == tag && lb_ct_key_equal(&entry->key, key) &&
+		    lb_ct_entry_live(entry, hash))
+			return way;
 	}
-	return 0;
+	return -1;
 }
 
 static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *key)
 {
-	struct lb_ct_entry *entry = lb_ct_find(key);
+	__u32 hash = lb_ct_key_hash(key);
+	struct lb_ct_place place;
+	int way;
 
-	return entry ? &entry->value : 0;
+	if (lb_ct_place_of(hash, &place))
+		return 0;
+	way = lb_ct_find_in(key, hash, &place);
+	if (way < 0 || way >= LB_CT_WAYS)
+		return 0;
+	return &place.bucket->way[way].value;
+}
+
+static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int way)
+{
+	if (way < 0 || way >= LB_CT_WAYS)
+		return;
+	*(volatile __u32 *)&place->bucket->way[way].check = 0;
+	*(volatile __u8 *)&place->tags[way] = 0;
 }
 
 static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
 {
-	struct lb_ct_entry *entry = lb_ct_find(key);
+	__u32 hash = lb_ct_key_hash(key);
+	struct lb_ct_place place;
 
-	if (entry)
-		*(volatile __u32 *)&entry->check = 0;
+	if (lb_ct_place_of(hash, &place))
+		return;
+	lb_ct_clear(&place, lb_ct_find_in(key, hash, &place));
 }
 
-/* Writes a way, its check last: until then (and if another CPU writes the
- * same way at once) the fields and the check disagree, and the way reads
- * as a miss. x86 keeps stores in order; barrier() keeps the compiler from
- * moving the check's store up. */
-static __always_inline void lb_ct_write(struct lb_ct_entry *entry, __u32 hash,
+/* Writes a way, its check last, then its tag: until the check (and if
+ * another CPU writes the same way at once) the fields and the check
+ * disagree, and the way reads as a miss. x86 keeps stores in order;
+ * barrier() keeps the compiler from moving the check's store up. */
+static __always_inline void lb_ct_write(const struct lb_ct_place *place, int way, __u32 hash,
 					const struct lb_ct_key *key, const struct lb_ct_value *value)
 {
+	struct lb_ct_entry *entry;
+
+	if (way < 0 || way >= LB_CT_WAYS)
+		return;
+	entry = &place->bucket->way[way];
 	entry->key = *key;
 	entry->value = *value;
 	barrier();
 	*(volatile __u32 *)&entry->check =
 		lb_ct_check(hash, value->backend_id, value->nat_addr, value->service_id);
-}
-
-static __always_inline struct lb_ct_entry *lb_ct_entry_of(struct lb_ct_value *value)
-{
-	return (struct lb_ct_entry *)((char *)value - __builtin_offsetof(struct lb_ct_entry, value));
+	*(volatile __u8 *)&place->tags[way] = lb_ct_tag(hash);
 }
 
 /* Writes the entry of `key` into a way of its bucket: the way that holds
- * the key already (live or not), else the first empty or expired way, else
- * the bucket's least recently seen live flow (counted as an eviction).
- * The check is written last (see the top of this file). The entry, or 0. */
-static __always_inline struct lb_ct_value *lb_ct_insert(const struct lb_config *cfg,
-							const struct lb_ct_key *key,
-							const struct lb_ct_value *value)
+ * the key already, else the first free way (by its tag, without reading
+ * it: a new flow's store to a cold line does not wait for it), else the
+ * first expired one, else the bucket's least recently seen live flow
+ * (counted as an eviction). 0 or -1. */
+static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struct lb_ct_key *key,
+					const struct lb_ct_value *value)
 {
 	__u32 hash = lb_ct_key_hash(key);
-	struct lb_ct_bucket *bucket = lb_ct_bucket_of(hash);
-	struct lb_ct_entry *victim = 0, *oldest = 0;
-	__u32 oldest_age = 0;
-	int way;
+	struct lb_ct_place place;
+	__u32 tags, oldest_age = 0;
+	int way, victim, oldest = -1;
 
-	if (!bucket)
-		return 0;
-#pragma unroll
-	for (way = 0; way < LB_CT_WAYS; way++) {
-		struct lb_ct_entry *entry = &bucket->way[way];
-
-		if (lb_ct_key_equal(&entry->key, key)) {
-			victim = entry;
-			break;
-		}
-	}
-	if (!victim) {
+	if (lb_ct_place_of(hash, &place))
+		return -1;
+	victim = lb_ct_find_in(key, hash, &place);
+	if (victim < 0) {
+		tags = *(volatile __u32 *)place.tags;
 #pragma unroll
 		for (way = 0; way < LB_CT_WAYS; way++) {
-			struct lb_ct_entry *entry = &bucket->way[way];
+			if ((__u8)(tags >> (8 * way)) == 0) {
+				victim = way;
+				break;
+			}
+		}
+	}
+	if (victim < 0) {
+#pragma unroll
+		for (way = 0; way < LB_CT_WAYS; way++) {
+			struct lb_ct_entry *entry = &place.bucket->way[way];
 			__u32 age = value->seen - entry->value.seen;
 
 			if (entry->check == 0 ||
 			    lb_ct_expired_at(cfg, entry->key.proto, entry->value.flags,
 					     entry->value.seen, value->seen)) {
-				victim = entry;
+				victim = way;
 				break;
 			}
-			if (!oldest || age > oldest_age) {
-				oldest = entry;
+			if (oldest < 0 || (__s32)age > (__s32)oldest_age) {
+				oldest = way;
 				oldest_age = age;
 			}
 		}
+		if (victim < 0) {
+			victim = oldest;
+			lb_stat_inc(LB_STAT_CT_EVICTED);
+		}
 	}
-	if (!victim) {
-		if (!oldest)
-			return 0;
-		victim = oldest;
-		lb_stat_inc(LB_STAT_CT_EVICTED);
-	}
-	lb_ct_write(victim, hash, key, value);
-	return &victim->value;
+	lb_ct_write(&place, victim, hash, key, value);
+	return 0;
 }
 
 static __always_inline __u8 lb_ct_flags_from_tcp(__u8 tcp_flags, int reply)
@@ -371,20 +400,20 @@ static __always_inline int lb_ct_create(const struct lb_config *cfg, const struc
 	struct lb_ct_key reply = {};
 
 	lb_ct_fill(&value, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
-	if (!lb_ct_insert(cfg, key, &value))
+	if (lb_ct_insert(cfg, key, &value))
 		return -1;
 	if (!(flags & LB_CT_F_PAIRED))
 		return 0;
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
 	value.nat_addr = key->daddr;
-	return lb_ct_insert(cfg, &reply, &value) ? 0 : -1;
+	return lb_ct_insert(cfg, &reply, &value);
 }
 
 /* A new flow on the tuple of an old one with the same backend: `old` (its
  * ORIGINAL entry) is rewritten where it is. A paired flow's REPLY entry is
  * written (in place when it is there), an unpaired one's ended. */
 static __always_inline int lb_ct_renew(const struct lb_config *cfg, const struct lb_ct_key *key,
-				       struct lb_ct_value *old, __u8 old_flags, __u32 backend_id,
+				       __u8 old_flags, __u32 backend_id,
 				       __u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
 				       __u8 flags, __u64 now, const struct lb_flow *flow)
 {
@@ -392,7 +421,7 @@ static __always_inline int lb_ct_renew(const struct lb_config *cfg, const struct
 	struct lb_ct_key reply = {};
 
 	lb_ct_fill(&value, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
-	lb_ct_write(lb_ct_entry_of(old), lb_ct_key_hash(key), key, &value);
+	lb_ct_insert(cfg, key, &value); /* finds `old`, the way of this key */
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
 	if (!(flags & LB_CT_F_PAIRED)) {
 		if (old_flags & LB_CT_F_PAIRED)
@@ -400,7 +429,7 @@ static __always_inline int lb_ct_renew(const struct lb_config *cfg, const struct
 		return 0;
 	}
 	value.nat_addr = key->daddr;
-	return lb_ct_insert(cfg, &reply, &value) ? 0 : -1;
+	return lb_ct_insert(cfg, &reply, &value);
 }
 
 /* Whether a SYN-ACK towards the client with this acknowledgment number

@@ -228,6 +228,14 @@ static inline __u32 lb_ct_bucket_index(__u32 hash, __u32 buckets)
 	return (__u32)(((__u64)hash * buckets) >> 32);
 }
 
+/* A way's tag in lb_ct_tags: never 0 (a free way). */
+static inline __u8 lb_ct_tag(__u32 hash)
+{
+	__u8 tag = (__u8)hash;
+
+	return tag ? tag : 1;
+}
+
 /* Never 0 (an empty way). */
 static inline __u32 lb_ct_check(__u32 hash, __u32 backend_id, __u32 nat_addr, __u32 service_id)
 {

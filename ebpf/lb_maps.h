@@ -119,6 +119,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_conntrack SEC(".maps");
 
+/* A byte per way of lb_conntrack, a __u32 per bucket: 0 for a free way,
+ * else the tag of the key it holds (conntrack.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct_tags SEC(".maps");
+
 const volatile __u32 lb_ct_buckets = 16384; /* lb_conntrack's size, set before load */
 
 struct {

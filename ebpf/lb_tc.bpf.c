@@ -229,7 +229,7 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		 * only costs stickiness, Maglev still sends the next packet
 		 * the same way. */
 		if (stale && stale_nat_addr == backend->ip)
-			lb_ct_renew(cfg, ct_key, stale, stale_flags, backend_id, backend->ip, service_id,
+			lb_ct_renew(cfg, ct_key, stale_flags, backend_id, backend->ip, service_id,
 				    epoch, flags, now, flow);
 		else
 			lb_ct_create(cfg, ct_key, backend_id, backend->ip, service_id, epoch, flags, now,

@@ -41,15 +41,27 @@ std::uint32_t conntrack_key_hash(const lb_ct_key& key) {
   return lb_ct_hash(word[0], word[1], word[2], word[3]);
 }
 
-ConntrackTable::ConntrackTable(int fd, std::uint32_t buckets) : buckets_(buckets) {
+ConntrackTable::ConntrackTable(int fd, int tags_fd, std::uint32_t buckets) : buckets_(buckets) {
+  static_assert(sizeof(std::uint32_t) == LB_CT_WAYS, "a tag byte per way, a __u32 per bucket");
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   bytes_ = (std::size_t{buckets} * sizeof(lb_ct_bucket) + page - 1) / page * page;
+  tag_bytes_ = (std::size_t{buckets} * LB_CT_WAYS + page - 1) / page * page;
   void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (mem == MAP_FAILED) throw BpfError(errno, "mmap map lb_conntrack");
   table_ = static_cast<lb_ct_bucket*>(mem);
+  mem = mmap(nullptr, tag_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, tags_fd, 0);
+  if (mem == MAP_FAILED) {
+    const int err = errno;
+    munmap(table_, bytes_);
+    throw BpfError(err, "mmap map lb_ct_tags");
+  }
+  tags_ = static_cast<std::uint8_t*>(mem);
 }
 
-ConntrackTable::~ConntrackTable() { munmap(table_, bytes_); }
+ConntrackTable::~ConntrackTable() {
+  munmap(table_, bytes_);
+  munmap(tags_, tag_bytes_);
+}
 
 ConntrackSnapshot ConntrackTable::read(const lb_ct_entry& entry) {
   ConntrackSnapshot snap;
@@ -69,24 +81,37 @@ ConntrackSnapshot ConntrackTable::read(const lb_ct_entry& entry) {
   return snap;
 }
 
-bool ConntrackTable::end_if_unchanged(lb_ct_entry& entry, std::uint64_t stamp) {
-  return __atomic_compare_exchange_n(stamp_of(entry), &stamp, std::uint64_t{0}, false,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+// A program that took the way between the two stores (it writes its tag
+// after its check) loses its tag: the flow's next packet misses and writes
+// it again, to the same backend while Maglev's table is unchanged.
+bool ConntrackTable::end_if_unchanged(std::uint32_t bucket, std::uint32_t way, std::uint64_t stamp) {
+  if (!__atomic_compare_exchange_n(stamp_of(table_[bucket].way[way]), &stamp, std::uint64_t{0},
+                                   false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    return false;
+  }
+  __atomic_store_n(&tags_[std::size_t{bucket} * LB_CT_WAYS + way], std::uint8_t{0}, __ATOMIC_RELEASE);
+  return true;
 }
 
-lb_ct_entry* ConntrackTable::find(const lb_ct_key& key) const {
+bool ConntrackTable::find(const lb_ct_key& key, std::uint32_t* bucket, std::uint32_t* way) const {
   const std::uint32_t hash = conntrack_key_hash(key);
-  lb_ct_bucket& bucket = table_[lb_ct_bucket_index(hash, buckets_)];
-  for (lb_ct_entry& way : bucket.way) {
-    if (std::memcmp(&way.key, &key, sizeof key) != 0) continue;
-    if (read(way).state == ConntrackSnapshot::State::live) return &way;
+  const std::uint32_t index = lb_ct_bucket_index(hash, buckets_);
+  for (std::uint32_t w = 0; w < LB_CT_WAYS; ++w) {
+    const lb_ct_entry& entry = table_[index].way[w];
+    if (std::memcmp(&entry.key, &key, sizeof key) != 0) continue;
+    if (read(entry).state == ConntrackSnapshot::State::live) {
+      *bucket = index;
+      *way = w;
+      return true;
+    }
   }
-  return nullptr;
+  return false;
 }
 
 bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
   const std::uint32_t hash = conntrack_key_hash(key);
-  lb_ct_bucket& bucket = table_[lb_ct_bucket_index(hash, buckets_)];
+  const std::uint32_t index = lb_ct_bucket_index(hash, buckets_);
+  lb_ct_bucket& bucket = table_[index];
   lb_ct_entry* victim = nullptr;
   for (lb_ct_entry& way : bucket.way) {
     if (std::memcmp(&way.key, &key, sizeof key) == 0) {
@@ -115,6 +140,8 @@ bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
   const std::uint32_t check = lb_ct_check(hash, value.backend_id, value.nat_addr, value.service_id);
   __atomic_store_n(stamp_of(*victim), std::uint64_t{check} | std::uint64_t{value.seen} << 32,
                    __ATOMIC_RELEASE);
+  const auto way = static_cast<std::size_t>(victim - bucket.way);
+  __atomic_store_n(&tags_[std::size_t{index} * LB_CT_WAYS + way], lb_ct_tag(hash), __ATOMIC_RELEASE);
   return true;
 }
 

@@ -34,8 +34,9 @@ struct ConntrackSnapshot {
 
 class ConntrackTable {
  public:
-  // Maps `buckets` buckets of the map `fd` for the object's life.
-  ConntrackTable(int fd, std::uint32_t buckets);
+  // Maps `buckets` buckets of lb_conntrack (`fd`) and their tags
+  // (lb_ct_tags, `tags_fd`) for the object's life.
+  ConntrackTable(int fd, int tags_fd, std::uint32_t buckets);
   ConntrackTable(const ConntrackTable&) = delete;
   ConntrackTable& operator=(const ConntrackTable&) = delete;
   ~ConntrackTable();
@@ -44,11 +45,12 @@ class ConntrackTable {
   lb_ct_entry& way(std::uint32_t bucket, std::uint32_t way) const { return table_[bucket].way[way]; }
 
   static ConntrackSnapshot read(const lb_ct_entry& entry);
-  // Clears the entry if its check and `seen` are still `stamp`.
-  static bool end_if_unchanged(lb_ct_entry& entry, std::uint64_t stamp);
+  // Clears the entry if its check and `seen` are still `stamp`, and then
+  // frees its way's tag.
+  bool end_if_unchanged(std::uint32_t bucket, std::uint32_t way, std::uint64_t stamp);
 
-  // The way holding the live entry of `key`, or nullptr.
-  lb_ct_entry* find(const lb_ct_key& key) const;
+  // The bucket and way of the live entry of `key`, if any.
+  bool find(const lb_ct_key& key, std::uint32_t* bucket, std::uint32_t* way) const;
   // Writes an entry as the programs do (the way of the same key, else an
   // empty one, else the least recently seen); for taking over the flows of
   // older maps before any program of this build runs. False when the
@@ -58,6 +60,8 @@ class ConntrackTable {
  private:
   lb_ct_bucket* table_ = nullptr;
   std::size_t bytes_ = 0;
+  std::uint8_t* tags_ = nullptr;  // LB_CT_WAYS a bucket
+  std::size_t tag_bytes_ = 0;
   std::uint32_t buckets_ = 0;
 };
 

@@ -46,7 +46,7 @@ namespace {
 constexpr const char* kMapNames[] = {
     "lb_vips",     "lb_vip_filter",       "lb_services",  "lb_maglev", "lb_maglev_index",
     "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats", "lb_rev_nat",
-    "lb_rev_nat_slots"};
+    "lb_rev_nat_slots", "lb_ct_tags"};
 
 // Pinned maps of this ABI version, or of the ones before it that this one
 // takes over as they are (see LB_ABI_VERSION_ADOPTABLE in ebpf/lb_abi.h).
@@ -553,6 +553,7 @@ struct LoadBalancer::Impl {
       counters_fd = -1,
       conntrack_fd = -1, config_fd = -1, stats_fd = -1, rev_nat_fd = -1;
   std::uint32_t ct_buckets = 0;  // lb_conntrack's size
+  int ct_tags_fd = -1;
 
   std::map<Frontend, std::uint32_t> frontends;
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
@@ -632,7 +633,7 @@ struct LoadBalancer::Impl {
   void take_over_set_aside() {
     const std::filesystem::path old_ct = pin_dir / (std::string("lb_conntrack") + kSetAsideSuffix);
     if (UniqueFd fd(bpf_obj_get(old_ct.c_str())); fd) {
-      ConntrackTable table(conntrack_fd, ct_buckets);
+      ConntrackTable table(conntrack_fd, ct_tags_fd, ct_buckets);
       lb_ct_key key{}, next{};
       std::uint64_t copied = 0, lost = 0;
       bool first = true;
@@ -1188,6 +1189,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
       {"lb_backends", limits.max_backends},
       {"lb_backend_counters", limits.max_backends},
       {"lb_conntrack", conntrack_buckets(limits.conntrack_entries)},
+      {"lb_ct_tags", conntrack_buckets(limits.conntrack_entries)},
       {"lb_rev_nat", limits.max_backends},
       {"lb_rev_nat_slots", 1u << rev_nat_slots_log2(limits.max_backends)}};
   const std::uint32_t pinned_version = check_pinned_config(pin_dir, limits);
@@ -1227,6 +1229,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   skel->rodata->lb_rev_nat_slot_shift = 32 - slots_log2;
   impl->ct_buckets = conntrack_buckets(limits.conntrack_entries);
   set_size(skel->maps.lb_conntrack, impl->ct_buckets);
+  set_size(skel->maps.lb_ct_tags, impl->ct_buckets);
   skel->rodata->lb_ct_buckets = impl->ct_buckets;
   if (int err = lb_tc__load(skel); err != 0) {
     throw BpfError(err, "load BPF object lb_tc (pin dir " + pin_root + ")");
@@ -1244,6 +1247,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   impl->backends_fd = bpf_map__fd(skel->maps.lb_backends);
   impl->counters_fd = bpf_map__fd(skel->maps.lb_backend_counters);
   impl->conntrack_fd = bpf_map__fd(skel->maps.lb_conntrack);
+  impl->ct_tags_fd = bpf_map__fd(skel->maps.lb_ct_tags);
   impl->config_fd = bpf_map__fd(skel->maps.lb_config);
   impl->stats_fd = bpf_map__fd(skel->maps.lb_stats);
   impl->rev_nat_fd = bpf_map__fd(skel->maps.lb_rev_nat);
@@ -1563,38 +1567,38 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
   // entry is ended by a compare-and-clear of what was read, so one that a
   // packet stamped or a CPU rewrote meanwhile stays. Torn ways (a write
   // raced by another CPU's, never found by a lookup) are cleared too.
-  ConntrackTable table(s.conntrack_fd, s.ct_buckets);
+  ConntrackTable table(s.conntrack_fd, s.ct_tags_fd, s.ct_buckets);
   std::uint64_t live = 0;
   for (std::uint32_t bucket = 0; bucket < table.buckets(); ++bucket) {
     for (std::uint32_t way = 0; way < LB_CT_WAYS; ++way) {
-      lb_ct_entry& entry = table.way(bucket, way);
-      const ConntrackSnapshot snap = ConntrackTable::read(entry);
+      const ConntrackSnapshot snap = ConntrackTable::read(table.way(bucket, way));
       if (snap.state == ConntrackSnapshot::State::empty) continue;
       if (snap.state == ConntrackSnapshot::State::torn) {
-        ConntrackTable::end_if_unchanged(entry, snap.stamp);
+        table.end_if_unchanged(bucket, way, snap.stamp);
         continue;
       }
       ++live;
       const lb_ct_value& value = snap.value;
       if (!expired_at(value.seen, snap.key.proto, value.flags)) continue;
       const bool paired = snap.key.dir == LB_CT_DIR_REPLY || (value.flags & LB_CT_F_PAIRED);
-      lb_ct_entry* other = nullptr;
+      std::uint32_t other_bucket = 0, other_way = 0;
       ConntrackSnapshot partner;
       if (paired) {
-        other = table.find(partner_of(snap.key, value.nat_addr, value.flags));
-        if (other) partner = ConntrackTable::read(*other);
+        if (table.find(partner_of(snap.key, value.nat_addr, value.flags), &other_bucket, &other_way)) {
+          partner = ConntrackTable::read(table.way(other_bucket, other_way));
+        }
         if (partner.state == ConntrackSnapshot::State::live &&
             !expired_at(newer(value.seen, partner.value.seen), snap.key.proto,
                         value.flags | partner.value.flags)) {
           continue;
         }
       }
-      if (ConntrackTable::end_if_unchanged(entry, snap.stamp)) ++result.expired;
+      if (table.end_if_unchanged(bucket, way, snap.stamp)) ++result.expired;
       if (partner.state == ConntrackSnapshot::State::live &&
-          ConntrackTable::end_if_unchanged(*other, partner.stamp)) {
+          table.end_if_unchanged(other_bucket, other_way, partner.stamp)) {
         ++result.expired;
         // Counted as live when visited before; ended now, so not visited after.
-        if (other < &entry) continue;
+        if (other_bucket < bucket || (other_bucket == bucket && other_way < way)) continue;
         ++live;
       }
     }
