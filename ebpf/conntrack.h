@@ -1,4 +1,4 @@
-/* Connection tracking for balanced flows, in the LRU map lb_conntrack. A
+/* Connection tracking for balanced flows, in the table lb_conntrack. A
  * flow has one entry, ORIGINAL (client -> VIP:port, as the client sends it;
  * it gives the backend), that both directions read and stamp. A reply
  * (backend:port -> client) finds it without an entry of its own, as
@@ -8,8 +8,6 @@
  * NAT the reply's tuple mapped back is the ORIGINAL key. The entry is then
  * checked to be balanced to that very backend (nat_addr), so a client's
  * direct connection to a backend's own address is never reverse-NATed.
- * One entry per flow: one LRU insert per new flow instead of two, and half
- * the conntrack memory.
  *
  * A flow also keeps a REPLY entry (backend -> client, gives the VIP), and
  * both carry LB_CT_F_PAIRED, where the reply alone cannot name the VIP:
@@ -25,10 +23,47 @@
  * State changes (flags) of a paired flow are copied to the other entry, so
  * either entry gives the flow's timeout; the collector ends both together.
  *
+ * The table (map ABI 8; before it an LRU hash, whose insert, with its LRU
+ * lists, bucket lock and node, cost ~300 ns of a new flow's ~400): a
+ * set-associative table in a BPF ARRAY, the fixed-size connection table of
+ * Google's Maglev. An element is a bucket of LB_CT_WAYS entries (48 bytes
+ * each); a key's bucket is lb_ct_hash() of it, mapped onto the bucket count
+ * (lb_ct_buckets). Array lookups are inlined by the verifier, so a lookup
+ * is a few loads and compares, and an insert a store into a way:
+ *  - lb_ct_tags holds a byte per way, 0 for a free way, else the low byte
+ *    of the hash of the key it holds. A lookup reads the bucket's tag word
+ *    and only the ways whose tag matches, so a new flow's lookup (a key
+ *    not there) reads none of the bucket's cache lines, and its insert
+ *    takes a free way by its tag and writes it without reading it;
+ *  - an insert takes the way holding the key already, else a free way,
+ *    else an expired one, else the bucket's least recently seen flow
+ *    (LRU within the bucket, counted in LB_STAT_CT_EVICTED). User space
+ *    gives the table twice as many ways as the conntrack limit has flows,
+ *    so at the limit a bucket holds two flows on average and a full
+ *    bucket is rare; when one is full, its stalest flow loses its entry
+ *    and its next packet is a new flow (to the same backend while the
+ *    service's Maglev table is unchanged: a TCP flow then goes on).
+ *
+ * Concurrency: packets of different flows on other CPUs may write the same
+ * way at once, with no lock. Every way carries a check, lb_ct_check() of
+ * the key's hash and the flow's identity (backend_id, nat_addr,
+ * service_id), written after the fields (and the tag after the check). A
+ * reader accepts a way only when its key is the key looked up and its
+ * check matches its fields: a way half written, or written by two CPUs at
+ * once (fields of both), fails the check (but for a 2^-32 chance) and reads
+ * as a miss: the packet takes the new-flow path, and Maglev picks the same
+ * backend while the table is unchanged. A torn way is never taken for a
+ * flow to the wrong backend. Fields outside the identity (flags, seen)
+ * may mix in a race; they decide timeouts only.
+ *
  * Entries end by TCP state or idle time; the timeouts come from lb_config
  * (user space) and the same rules are applied by the user-space garbage
- * collector. There is no fixed cut of idle connections: an established TCP
- * flow lives as long as its configured idle timeout (6 h by default). */
+ * collector, which walks the table through mmap (no syscall per entry) and
+ * ends an entry with a compare-and-clear of its check and `seen` together
+ * (one aligned 64-bit word), so an entry a CPU rewrote or a packet stamped
+ * since the collector read it stays. There is no fixed cut of idle
+ * connections: an established TCP flow lives as long as its configured
+ * idle timeout (6 h by default). */
 #ifndef WEFT_EBPF_CONNTRACK_H
 #define WEFT_EBPF_CONNTRACK_H
 

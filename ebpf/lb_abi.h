@@ -306,9 +306,15 @@ struct lb_config {
  * Version 6 maps are adopted: no key or value changed, and the new map is
  * made and filled from lb_rev_nat's state before any program is attached
  * (version 6 programs still running read lb_rev_nat, kept as before).
- * Version 5 maps are still adopted as version 6 adopted them. */
-#define LB_ABI_VERSION 7u
-#define LB_ABI_VERSION_ADOPTABLE 6u
+ * Version 5 maps are still adopted as version 6 adopted them.
+ * 8: conntrack as a set-associative table in an ARRAY (lb_conntrack, new
+ * value layout, and lb_ct_tags; conntrack.h) and LB_STAT_CT_EVICTED.
+ * Pins of versions 5 to 7 are taken over with their flows: their
+ * lb_conntrack and lb_stats are pinned aside (name + "_abi7") before load,
+ * their flows copied into the table and their counts added, before any
+ * program of this build is attached; then the set-aside pins go. */
+#define LB_ABI_VERSION 8u
+#define LB_ABI_VERSION_ADOPTABLE 7u
 #define LB_ABI_VERSION_ADOPTABLE_OLDEST 5u
 
 /* Global event counters, a PERCPU array indexed by these. */
