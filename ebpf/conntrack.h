@@ -108,20 +108,45 @@ static __always_inline __u32 lb_ct_key_hash(const struct lb_ct_key *key)
 	return lb_ct_hash(word[0], word[1], word[2], word[3]);
 }
 
-/* A bucket's ways and its tags (lb_ct_tags: a byte per way, 0 for a free
- * way, else lb_ct_tag() of the key the way holds). */
+/* A key's two buckets (LB_CT_CHOICES) and their tags (lb_ct_tags: a byte
+ * per way, 0 for a free way, else lb_ct_tag() of the key the way holds).
+ * Way i (0 .. LB_CT_CHOICES * LB_CT_WAYS - 1) is way i % LB_CT_WAYS of
+ * bucket i / LB_CT_WAYS. */
 struct lb_ct_place {
-	struct lb_ct_bucket *bucket;
-	__u8 *tags;
+	struct lb_ct_bucket *bucket[LB_CT_CHOICES];
+	__u8 *tags[LB_CT_CHOICES];
 };
+
+#define LB_CT_PLACE_WAYS (LB_CT_CHOICES * LB_CT_WAYS)
 
 static __always_inline int lb_ct_place_of(__u32 hash, struct lb_ct_place *place)
 {
-	__u32 index = lb_ct_bucket_index(hash, lb_ct_buckets);
+	__u32 first = lb_ct_bucket_index(hash, lb_ct_buckets);
+	__u32 second = lb_ct_bucket_index(lb_ct_hash2(hash), lb_ct_buckets);
 
-	place->bucket = bpf_map_lookup_elem(&lb_conntrack, &index);
-	place->tags = bpf_map_lookup_elem(&lb_ct_tags, &index);
-	return place->bucket && place->tags ? 0 : -1;
+	place->bucket[0] = bpf_map_lookup_elem(&lb_conntrack, &first);
+	place->tags[0] = bpf_map_lookup_elem(&lb_ct_tags, &first);
+	place->bucket[1] = bpf_map_lookup_elem(&lb_conntrack, &second);
+	place->tags[1] = bpf_map_lookup_elem(&lb_ct_tags, &second);
+	return place->bucket[0] && place->tags[0] && place->bucket[1] && place->tags[1] ? 0 : -1;
+}
+
+static __always_inline struct lb_ct_entry *lb_ct_way(const struct lb_ct_place *place, int i)
+{
+	if (i >= 0 && i < LB_CT_WAYS)
+		return &place->bucket[0]->way[i];
+	if (i >= LB_CT_WAYS && i < LB_CT_PLACE_WAYS)
+		return &place->bucket[1]->way[i - LB_CT_WAYS];
+	return 0;
+}
+
+static __always_inline __u8 *lb_ct_tag_of(const struct lb_ct_place *place, int i)
+{
+	if (i >= 0 && i < LB_CT_WAYS)
+		return &place->tags[0][i];
+	if (i >= LB_CT_WAYS && i < LB_CT_PLACE_WAYS)
+		return &place->tags[1][i - LB_CT_WAYS];
+	return 0;
 }
 
 static __always_inline int lb_ct_key_equal(const struct lb_ct_key *entry, const struct lb_ct_key *key)
@@ -142,22 +167,24 @@ static __always_inline int lb_ct_entry_live(struct lb_ct_entry *entry, __u32 has
 }
 
 /* The way of the live entry of `key` in `place`, or -1. Only ways whose tag
- * matches are read: a key not in the table (a new flow) costs the tag
- * word, not the bucket's cache lines. */
+ * matches are read: a key not in the table (a new flow) costs two tag
+ * words, not the buckets' cache lines. */
 static __always_inline int lb_ct_find_in(const struct lb_ct_key *key, __u32 hash,
 					 const struct lb_ct_place *place)
 {
-	__u32 tags = *(volatile __u32 *)place->tags;
+	__u64 tags = *(volatile __u32 *)place->tags[0] |
+		     ((__u64)*(volatile __u32 *)place->tags[1] << 32);
 	__u8 tag = lb_ct_tag(hash);
-	int way;
+	int i;
 
 #pragma unroll
-	for (way = 0; way < LB_CT_WAYS; way++) {
-		struct lb_ct_entry *entry = &place->bucket->way[way];
+	for (i = 0; i < LB_CT_PLACE_WAYS; i++) {
+		struct lb_ct_entry *entry =
+			i < LB_CT_WAYS ? &place->bucket[0]->way[i] : &place->bucket[1]->way[i - LB_CT_WAYS];
 
-		if ((__u8)(tags >> (8 * way)) == tag && lb_ct_key_equal(&entry->key, key) &&
+		if ((__u8)(tags >> (8 * i)) == tag && lb_ct_key_equal(&entry->key, key) &&
 		    lb_ct_entry_live(entry, hash))
-			return way;
+			return i;
 	}
 	return -1;
 }
@@ -166,22 +193,23 @@ static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *
 {
 	__u32 hash = lb_ct_key_hash(key);
 	struct lb_ct_place place;
-	int way;
+	struct lb_ct_entry *entry;
 
 	if (lb_ct_place_of(hash, &place))
 		return 0;
-	way = lb_ct_find_in(key, hash, &place);
-	if (way < 0 || way >= LB_CT_WAYS)
-		return 0;
-	return &place.bucket->way[way].value;
+	entry = lb_ct_way(&place, lb_ct_find_in(key, hash, &place));
+	return entry ? &entry->value : 0;
 }
 
-static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int way)
+static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int i)
 {
-	if (way < 0 || way >= LB_CT_WAYS)
+	struct lb_ct_entry *entry = lb_ct_way(place, i);
+	__u8 *tag = lb_ct_tag_of(place, i);
+
+	if (!entry || !tag)
 		return;
-	*(volatile __u32 *)&place->bucket->way[way].check = 0;
-	*(volatile __u8 *)&place->tags[way] = 0;
+	*(volatile __u32 *)&entry->check = 0;
+	*(volatile __u8 *)tag = 0;
 }
 
 static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
@@ -198,62 +226,73 @@ static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
  * another CPU writes the same way at once) the fields and the check
  * disagree, and the way reads as a miss. x86 keeps stores in order;
  * barrier() keeps the compiler from moving the check's store up. */
-static __always_inline void lb_ct_write(const struct lb_ct_place *place, int way, __u32 hash,
+static __always_inline void lb_ct_write(const struct lb_ct_place *place, int i, __u32 hash,
 					const struct lb_ct_key *key, const struct lb_ct_value *value)
 {
-	struct lb_ct_entry *entry;
+	struct lb_ct_entry *entry = lb_ct_way(place, i);
+	__u8 *tag = lb_ct_tag_of(place, i);
 
-	if (way < 0 || way >= LB_CT_WAYS)
+	if (!entry || !tag)
 		return;
-	entry = &place->bucket->way[way];
 	entry->key = *key;
 	entry->value = *value;
 	barrier();
 	*(volatile __u32 *)&entry->check =
 		lb_ct_check(hash, value->backend_id, value->nat_addr, value->service_id);
-	*(volatile __u8 *)&place->tags[way] = lb_ct_tag(hash);
+	*(volatile __u8 *)tag = lb_ct_tag(hash);
 }
 
-/* Writes the entry of `key` into a way of its bucket: the way that holds
- * the key already, else the first free way (by its tag, without reading
- * it: a new flow's store to a cold line does not wait for it), else the
- * first expired one, else the bucket's least recently seen live flow
- * (counted as an eviction). 0 or -1. */
+static __always_inline int lb_ct_free_ways(__u32 tags)
+{
+	return ((tags & 0xff) == 0) + ((tags & 0xff00) == 0) + ((tags & 0xff0000) == 0) +
+	       ((tags & 0xff000000) == 0);
+}
+
+/* Writes the entry of `key` into a way of its buckets: the way that holds
+ * the key already, else a free way (by its tag, without reading it: a new
+ * flow's store to a cold line does not wait for it) of the bucket with
+ * more free ways (two choices keep buckets even: few ever fill), else the
+ * first expired one, else the least recently seen live flow of the two
+ * buckets (counted as an eviction). 0 or -1. */
 static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struct lb_ct_key *key,
 					const struct lb_ct_value *value)
 {
 	__u32 hash = lb_ct_key_hash(key);
 	struct lb_ct_place place;
-	__u32 tags, oldest_age = 0;
-	int way, victim, oldest = -1;
+	__u32 tags0, tags1, tags, oldest_age = 0;
+	int i, victim, oldest = -1, base;
 
 	if (lb_ct_place_of(hash, &place))
 		return -1;
 	victim = lb_ct_find_in(key, hash, &place);
 	if (victim < 0) {
-		tags = *(volatile __u32 *)place.tags;
+		tags0 = *(volatile __u32 *)place.tags[0];
+		tags1 = *(volatile __u32 *)place.tags[1];
+		base = lb_ct_free_ways(tags1) > lb_ct_free_ways(tags0) ? LB_CT_WAYS : 0;
+		tags = base ? tags1 : tags0;
 #pragma unroll
-		for (way = 0; way < LB_CT_WAYS; way++) {
-			if ((__u8)(tags >> (8 * way)) == 0) {
-				victim = way;
+		for (i = 0; i < LB_CT_WAYS; i++) {
+			if ((__u8)(tags >> (8 * i)) == 0) {
+				victim = base + i;
 				break;
 			}
 		}
 	}
 	if (victim < 0) {
 #pragma unroll
-		for (way = 0; way < LB_CT_WAYS; way++) {
-			struct lb_ct_entry *entry = &place.bucket->way[way];
+		for (i = 0; i < LB_CT_PLACE_WAYS; i++) {
+			struct lb_ct_entry *entry = i < LB_CT_WAYS ? &place.bucket[0]->way[i]
+								   : &place.bucket[1]->way[i - LB_CT_WAYS];
 			__u32 age = value->seen - entry->value.seen;
 
 			if (entry->check == 0 ||
 			    lb_ct_expired_at(cfg, entry->key.proto, entry->value.flags,
 					     entry->value.seen, value->seen)) {
-				victim = way;
+				victim = i;
 				break;
 			}
 			if (oldest < 0 || (__s32)age > (__s32)oldest_age) {
-				oldest = way;
+				oldest = i;
 				oldest_age = age;
 			}
 		}

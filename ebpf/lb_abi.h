@@ -228,6 +228,19 @@ static inline __u32 lb_ct_bucket_index(__u32 hash, __u32 buckets)
 	return (__u32)(((__u64)hash * buckets) >> 32);
 }
 
+/* A key's second bucket: lb_ct_bucket_index(lb_ct_hash2(hash), buckets). */
+#define LB_CT_CHOICES 2
+
+static inline __u32 lb_ct_hash2(__u32 hash)
+{
+	hash ^= hash >> 16;
+	hash *= 0x7feb352du;
+	hash ^= hash >> 15;
+	hash *= 0x846ca68bu;
+	hash ^= hash >> 16;
+	return hash;
+}
+
 /* A way's tag in lb_ct_tags: never 0 (a free way). */
 static inline __u8 lb_ct_tag(__u32 hash)
 {

@@ -95,53 +95,73 @@ bool ConntrackTable::end_if_unchanged(std::uint32_t bucket, std::uint32_t way, s
 
 bool ConntrackTable::find(const lb_ct_key& key, std::uint32_t* bucket, std::uint32_t* way) const {
   const std::uint32_t hash = conntrack_key_hash(key);
-  const std::uint32_t index = lb_ct_bucket_index(hash, buckets_);
-  for (std::uint32_t w = 0; w < LB_CT_WAYS; ++w) {
-    const lb_ct_entry& entry = table_[index].way[w];
-    if (std::memcmp(&entry.key, &key, sizeof key) != 0) continue;
-    if (read(entry).state == ConntrackSnapshot::State::live) {
-      *bucket = index;
-      *way = w;
-      return true;
+  const std::uint32_t choices[LB_CT_CHOICES] = {lb_ct_bucket_index(hash, buckets_),
+                                                lb_ct_bucket_index(lb_ct_hash2(hash), buckets_)};
+  for (const std::uint32_t index : choices) {
+    for (std::uint32_t w = 0; w < LB_CT_WAYS; ++w) {
+      const lb_ct_entry& entry = table_[index].way[w];
+      if (std::memcmp(&entry.key, &key, sizeof key) != 0) continue;
+      if (read(entry).state == ConntrackSnapshot::State::live) {
+        *bucket = index;
+        *way = w;
+        return true;
+      }
     }
   }
   return false;
 }
 
+// As lb_ct_insert in ebpf/conntrack.h.
 bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
   const std::uint32_t hash = conntrack_key_hash(key);
-  const std::uint32_t index = lb_ct_bucket_index(hash, buckets_);
-  lb_ct_bucket& bucket = table_[index];
-  lb_ct_entry* victim = nullptr;
-  for (lb_ct_entry& way : bucket.way) {
-    if (std::memcmp(&way.key, &key, sizeof key) == 0) {
-      victim = &way;
-      break;
+  const std::uint32_t choices[LB_CT_CHOICES] = {lb_ct_bucket_index(hash, buckets_),
+                                                lb_ct_bucket_index(lb_ct_hash2(hash), buckets_)};
+  std::uint32_t victim_bucket = 0, victim_way = 0;
+  bool found = find(key, &victim_bucket, &victim_way);
+  if (!found) {
+    int most_free = 0;
+    for (const std::uint32_t index : choices) {
+      int free = 0;
+      std::uint32_t first_free = 0;
+      for (std::uint32_t w = LB_CT_WAYS; w-- > 0;) {
+        if (__atomic_load_n(&tags_[std::size_t{index} * LB_CT_WAYS + w], __ATOMIC_ACQUIRE) == 0) {
+          ++free;
+          first_free = w;
+        }
+      }
+      if (free > most_free) {
+        most_free = free;
+        victim_bucket = index;
+        victim_way = first_free;
+        found = true;
+      }
     }
   }
-  if (!victim) {
+  if (!found) {
     std::int32_t oldest_age = 0;
-    for (lb_ct_entry& way : bucket.way) {
-      const ConntrackSnapshot snap = read(way);
-      if (snap.state != ConntrackSnapshot::State::live) {
-        victim = &way;
-        break;
-      }
-      const auto age = static_cast<std::int32_t>(value.seen - snap.value.seen);
-      if (age > oldest_age) {
-        victim = &way;
-        oldest_age = age;
+    for (const std::uint32_t index : choices) {
+      for (std::uint32_t w = 0; w < LB_CT_WAYS; ++w) {
+        const ConntrackSnapshot snap = read(table_[index].way[w]);
+        const auto age = static_cast<std::int32_t>(value.seen - snap.value.seen);
+        if (snap.state != ConntrackSnapshot::State::live || age > oldest_age) {
+          victim_bucket = index;
+          victim_way = w;
+          found = true;
+          if (snap.state != ConntrackSnapshot::State::live) break;
+          oldest_age = age;
+        }
       }
     }
   }
-  if (!victim) return false;
-  std::memcpy(&victim->key, &key, sizeof key);
-  std::memcpy(&victim->value, &value, sizeof value);
+  if (!found) return false;
+  lb_ct_entry& victim = table_[victim_bucket].way[victim_way];
+  std::memcpy(&victim.key, &key, sizeof key);
+  std::memcpy(&victim.value, &value, sizeof value);
   const std::uint32_t check = lb_ct_check(hash, value.backend_id, value.nat_addr, value.service_id);
-  __atomic_store_n(stamp_of(*victim), std::uint64_t{check} | std::uint64_t{value.seen} << 32,
+  __atomic_store_n(stamp_of(victim), std::uint64_t{check} | std::uint64_t{value.seen} << 32,
                    __ATOMIC_RELEASE);
-  const auto way = static_cast<std::size_t>(victim - bucket.way);
-  __atomic_store_n(&tags_[std::size_t{index} * LB_CT_WAYS + way], lb_ct_tag(hash), __ATOMIC_RELEASE);
+  __atomic_store_n(&tags_[std::size_t{victim_bucket} * LB_CT_WAYS + victim_way], lb_ct_tag(hash),
+                   __ATOMIC_RELEASE);
   return true;
 }
 
