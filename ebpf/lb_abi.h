@@ -241,6 +241,11 @@ static inline __u32 lb_ct_hash2(__u32 hash)
 	return hash;
 }
 
+/* lb_ct_tags seen through mmap: an ARRAY's elements are 8-byte aligned,
+ * so bucket b's __u32 of tags is at byte b * LB_CT_TAGS_STRIDE (the rest
+ * of each 8 bytes unused), way w's tag at that + w. */
+#define LB_CT_TAGS_STRIDE 8
+
 /* A way's tag in lb_ct_tags: never 0 (a free way). */
 static inline __u8 lb_ct_tag(__u32 hash)
 {

@@ -1,5 +1,6 @@
 #include "dataplane/lb/conntrack_table.h"
 
+#include <bpf/bpf.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -43,9 +44,10 @@ std::uint32_t conntrack_key_hash(const lb_ct_key& key) {
 
 ConntrackTable::ConntrackTable(int fd, int tags_fd, std::uint32_t buckets) : buckets_(buckets) {
   static_assert(sizeof(std::uint32_t) == LB_CT_WAYS, "a tag byte per way, a __u32 per bucket");
+  static_assert(LB_CT_TAGS_STRIDE == (sizeof(std::uint32_t) + 7) / 8 * 8, "an ARRAY element's size");
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   bytes_ = (std::size_t{buckets} * sizeof(lb_ct_bucket) + page - 1) / page * page;
-  tag_bytes_ = (std::size_t{buckets} * LB_CT_WAYS + page - 1) / page * page;
+  tag_bytes_ = (std::size_t{buckets} * LB_CT_TAGS_STRIDE + page - 1) / page * page;
   void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (mem == MAP_FAILED) throw BpfError(errno, "mmap map lb_conntrack");
   table_ = static_cast<lb_ct_bucket*>(mem);
@@ -57,6 +59,23 @@ ConntrackTable::ConntrackTable(int fd, int tags_fd, std::uint32_t buckets) : buc
   }
   tags_ = static_cast<std::uint8_t*>(mem);
 }
+
+namespace {
+
+std::uint32_t buckets_of(int fd) {
+  bpf_map_info info{};
+  std::uint32_t len = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) throw BpfError(errno, "get info of map lb_conntrack");
+  if (info.value_size != sizeof(lb_ct_bucket)) {
+    throw BpfError(EINVAL, "map lb_conntrack is not a table of " + std::to_string(sizeof(lb_ct_bucket)) +
+                               "-byte buckets (ABI version 8)");
+  }
+  return info.max_entries;
+}
+
+}  // namespace
+
+ConntrackTable::ConntrackTable(int fd, int tags_fd) : ConntrackTable(fd, tags_fd, buckets_of(fd)) {}
 
 ConntrackTable::~ConntrackTable() {
   munmap(table_, bytes_);
@@ -89,7 +108,7 @@ bool ConntrackTable::end_if_unchanged(std::uint32_t bucket, std::uint32_t way, s
                                    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     return false;
   }
-  __atomic_store_n(&tags_[std::size_t{bucket} * LB_CT_WAYS + way], std::uint8_t{0}, __ATOMIC_RELEASE);
+  __atomic_store_n(tag(bucket, way), std::uint8_t{0}, __ATOMIC_RELEASE);
   return true;
 }
 
@@ -124,7 +143,7 @@ bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
       int free = 0;
       std::uint32_t first_free = 0;
       for (std::uint32_t w = LB_CT_WAYS; w-- > 0;) {
-        if (__atomic_load_n(&tags_[std::size_t{index} * LB_CT_WAYS + w], __ATOMIC_ACQUIRE) == 0) {
+        if (__atomic_load_n(tag(index, w), __ATOMIC_ACQUIRE) == 0) {
           ++free;
           first_free = w;
         }
@@ -160,7 +179,7 @@ bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
   const std::uint32_t check = lb_ct_check(hash, value.backend_id, value.nat_addr, value.service_id);
   __atomic_store_n(stamp_of(victim), std::uint64_t{check} | std::uint64_t{value.seen} << 32,
                    __ATOMIC_RELEASE);
-  __atomic_store_n(&tags_[std::size_t{victim_bucket} * LB_CT_WAYS + victim_way], lb_ct_tag(hash),
+  __atomic_store_n(tag(victim_bucket, victim_way), lb_ct_tag(hash),
                    __ATOMIC_RELEASE);
   return true;
 }

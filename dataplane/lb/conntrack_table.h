@@ -37,6 +37,9 @@ class ConntrackTable {
   // Maps `buckets` buckets of lb_conntrack (`fd`) and their tags
   // (lb_ct_tags, `tags_fd`) for the object's life.
   ConntrackTable(int fd, int tags_fd, std::uint32_t buckets);
+  // The same, sized from lb_conntrack's max_entries (say, a pinned map of
+  // a running agent).
+  ConntrackTable(int fd, int tags_fd);
   ConntrackTable(const ConntrackTable&) = delete;
   ConntrackTable& operator=(const ConntrackTable&) = delete;
   ~ConntrackTable();
@@ -58,9 +61,13 @@ class ConntrackTable {
   bool insert(const lb_ct_key& key, const lb_ct_value& value);
 
  private:
+  std::uint8_t* tag(std::uint32_t bucket, std::uint32_t way) const {
+    return tags_ + std::size_t{bucket} * LB_CT_TAGS_STRIDE + way;
+  }
+
   lb_ct_bucket* table_ = nullptr;
   std::size_t bytes_ = 0;
-  std::uint8_t* tags_ = nullptr;  // LB_CT_WAYS a bucket
+  std::uint8_t* tags_ = nullptr;  // LB_CT_WAYS a bucket, LB_CT_TAGS_STRIDE bytes apart
   std::size_t tag_bytes_ = 0;
   std::uint32_t buckets_ = 0;
 };
