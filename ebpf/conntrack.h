@@ -53,8 +53,13 @@
  * once (fields of both), fails the check (but for a 2^-32 chance) and reads
  * as a miss: the packet takes the new-flow path, and Maglev picks the same
  * backend while the table is unchanged. A torn way is never taken for a
- * flow to the wrong backend. Fields outside the identity (flags, seen)
- * may mix in a race; they decide timeouts only.
+ * flow to the wrong backend. A reader decides from a checked copy of the
+ * way's value (lb_ct_lookup), never from the way itself, so a way that
+ * another CPU rewrites between the check and a decision cannot send the
+ * packet elsewhere or RST it. Fields outside the identity (flags, seen,
+ * frontend epoch) are written into the way after the lookup and may land
+ * on a way another CPU took meanwhile, or mix in a race: they decide
+ * timeouts (and whether the frontend is looked up again) only.
  *
  * Entries end by TCP state or idle time; the timeouts come from lb_config
  * (user space) and the same rules are applied by the user-space garbage
@@ -156,21 +161,31 @@ static __always_inline int lb_ct_key_equal(const struct lb_ct_key *entry, const 
 	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
 }
 
-/* Whether the way holds a whole entry: its check, written last, matches the
- * fields (a torn or raced write does not, and reads as a miss). */
-static __always_inline int lb_ct_entry_live(struct lb_ct_entry *entry, __u32 hash)
+/* Reads a way: copies its value into `snap` and checks the copy against
+ * the way's check (written last by a writer): only a copy whose identity
+ * (backend_id, nat_addr, service_id) and the key's hash give the check
+ * counts. A way half written, or written by two CPUs at once, fails (and
+ * reads as a miss); and since the caller decides from the copy alone, a
+ * writer taking the way after this read cannot change what the packet
+ * does (its backend, its VIP, whether it gets a RST). */
+static __always_inline int lb_ct_entry_read(struct lb_ct_entry *entry, __u32 hash,
+					    struct lb_ct_value *snap)
 {
 	__u32 check = *(volatile __u32 *)&entry->check;
 
-	return check != 0 && check == lb_ct_check(hash, entry->value.backend_id,
-						  entry->value.nat_addr, entry->value.service_id);
+	if (check == 0)
+		return 0;
+	barrier();
+	__builtin_memcpy(snap, &entry->value, sizeof(*snap));
+	return check == lb_ct_check(hash, snap->backend_id, snap->nat_addr, snap->service_id);
 }
 
-/* The way of the live entry of `key` in `place`, or -1. Only ways whose tag
- * matches are read: a key not in the table (a new flow) costs two tag
- * words, not the buckets' cache lines. */
+/* The way of the live entry of `key` in `place`, or -1, and the checked
+ * copy of its value in `snap`. Only ways whose tag matches are read: a key
+ * not in the table (a new flow) costs two tag words, not the buckets'
+ * cache lines. */
 static __always_inline int lb_ct_find_in(const struct lb_ct_key *key, __u32 hash,
-					 const struct lb_ct_place *place)
+					 const struct lb_ct_place *place, struct lb_ct_value *snap)
 {
 	__u64 tags = *(volatile __u32 *)place->tags[0] |
 		     ((__u64)*(volatile __u32 *)place->tags[1] << 32);
@@ -183,13 +198,19 @@ static __always_inline int lb_ct_find_in(const struct lb_ct_key *key, __u32 hash
 			i < LB_CT_WAYS ? &place->bucket[0]->way[i] : &place->bucket[1]->way[i - LB_CT_WAYS];
 
 		if ((__u8)(tags >> (8 * i)) == tag && lb_ct_key_equal(&entry->key, key) &&
-		    lb_ct_entry_live(entry, hash))
+		    lb_ct_entry_read(entry, hash, snap))
 			return i;
 	}
 	return -1;
 }
 
-static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *key)
+/* The entry of `key`, or 0. `snap` gets the checked copy of its value:
+ * every decision reads the copy; the entry itself is only written (its
+ * `seen`, flags and frontend epoch: fields outside the check, that decide
+ * timeouts; a way another CPU took meanwhile may get them, see the top of
+ * this file). */
+static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *key,
+							 struct lb_ct_value *snap)
 {
 	__u32 hash = lb_ct_key_hash(key);
 	struct lb_ct_place place;
@@ -197,16 +218,22 @@ static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *
 
 	if (lb_ct_place_of(hash, &place))
 		return 0;
-	entry = lb_ct_way(&place, lb_ct_find_in(key, hash, &place));
+	entry = lb_ct_way(&place, lb_ct_find_in(key, hash, &place, snap));
 	return entry ? &entry->value : 0;
 }
 
-static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int i)
+/* Ends the entry in way `i`, whose checked copy gave `check`: unless a
+ * writer has taken the way since (its check differs then). Without an
+ * atomic compare-and-swap (the programs are built for BPF ISA v1) a
+ * writer can still take the way between the test and the store: that
+ * flow loses its entry and its next packet is a new flow (to the same
+ * backend while Maglev's table is unchanged). */
+static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int i, __u32 check)
 {
 	struct lb_ct_entry *entry = lb_ct_way(place, i);
 	__u8 *tag = lb_ct_tag_of(place, i);
 
-	if (!entry || !tag)
+	if (!entry || !tag || *(volatile __u32 *)&entry->check != check)
 		return;
 	*(volatile __u32 *)&entry->check = 0;
 	*(volatile __u8 *)tag = 0;
@@ -216,10 +243,15 @@ static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
 {
 	__u32 hash = lb_ct_key_hash(key);
 	struct lb_ct_place place;
+	struct lb_ct_value snap;
+	int i;
 
 	if (lb_ct_place_of(hash, &place))
 		return;
-	lb_ct_clear(&place, lb_ct_find_in(key, hash, &place));
+	i = lb_ct_find_in(key, hash, &place, &snap);
+	if (i < 0)
+		return;
+	lb_ct_clear(&place, i, lb_ct_check(hash, snap.backend_id, snap.nat_addr, snap.service_id));
 }
 
 /* Writes a way, its check last, then its tag: until the check (and if
@@ -259,12 +291,13 @@ static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struc
 {
 	__u32 hash = lb_ct_key_hash(key);
 	struct lb_ct_place place;
+	struct lb_ct_value snap;
 	__u32 tags0, tags1, tags, oldest_age = 0;
 	int i, victim, oldest = -1, base;
 
 	if (lb_ct_place_of(hash, &place))
 		return -1;
-	victim = lb_ct_find_in(key, hash, &place);
+	victim = lb_ct_find_in(key, hash, &place, &snap);
 	if (victim < 0) {
 		tags0 = *(volatile __u32 *)place.tags[0];
 		tags1 = *(volatile __u32 *)place.tags[1];
@@ -278,6 +311,9 @@ static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struc
 			}
 		}
 	}
+	/* Both buckets full: the victim is chosen from the ways' fields
+	 * read unchecked. A race only picks another victim than the
+	 * stalest; what is written is checked as ever. */
 	if (victim < 0) {
 #pragma unroll
 		for (i = 0; i < LB_CT_PLACE_WAYS; i++) {
@@ -354,12 +390,12 @@ static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32
 					      __u8 entry_flags, __u8 flags)
 {
 	struct lb_ct_key partner = {};
-	struct lb_ct_value *other;
+	struct lb_ct_value *other, snap;
 
 	if (!lb_ct_has_partner(key, entry_flags))
 		return;
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
-	other = lb_ct_lookup(&partner);
+	other = lb_ct_lookup(&partner, &snap);
 	if (other)
 		other->flags |= flags;
 }
@@ -373,11 +409,12 @@ static __always_inline int lb_ct_needs_pair(const struct lb_backend *backend, __
 }
 
 /* The ORIGINAL entry a reply from `ip->saddr` (a backend behind `vip`)
- * answers, or 0. */
+ * answers, or 0; its checked copy in `snap`. */
 static __always_inline struct lb_ct_value *lb_ct_original_of_reply(const struct iphdr *ip,
 								   const struct udphdr *l4,
 								   __u32 vip,
-								   struct lb_ct_key *key)
+								   struct lb_ct_key *key,
+								   struct lb_ct_value *snap)
 {
 	struct lb_ct_value *ct;
 
@@ -387,23 +424,24 @@ static __always_inline struct lb_ct_value *lb_ct_original_of_reply(const struct 
 	key->sport = l4->dest;
 	key->dport = l4->source;
 	key->dir = LB_CT_DIR_ORIGINAL;
-	ct = lb_ct_lookup(key);
+	ct = lb_ct_lookup(key, snap);
 	/* Balanced to this backend, or a connection of the client's own to
 	 * the backend's address (or to another backend) on the same ports. */
-	if (!ct || ct->nat_addr != ip->saddr)
+	if (!ct || snap->nat_addr != ip->saddr)
 		return 0;
 	return ct;
 }
 
 /* The entry of the flow a packet from a backend (`ip`, `l4`) towards the
- * endpoint answers, and its key in `key`; 0 when it answers none (not from
- * a backend, or a connection not balanced to it). `*vip` is the address to
- * give the reply as source. lb_rev_nat_slots answers for most addresses in
+ * endpoint answers, its key in `key` and its checked copy in `snap`; 0
+ * when it answers none (not from a backend, or a connection not balanced
+ * to it). `*vip` is the address to give the reply as source. lb_rev_nat_slots answers for most addresses in
  * one array read: a backend IP behind one VIP, or an address of no backend;
  * lb_rev_nat only for the rest (lb_abi.h). */
 static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr *ip,
 							      const struct udphdr *l4,
-							      struct lb_ct_key *key, __u32 *vip)
+							      struct lb_ct_key *key, __u32 *vip,
+							      struct lb_ct_value *snap)
 {
 	__u32 index = lb_rev_nat_slot_index(ip->saddr, lb_rev_nat_slot_shift);
 	struct lb_rev_nat_value *rev;
@@ -418,7 +456,7 @@ static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr
 		if (slot == 0 || lb_rev_nat_slot_ip(slot) != ip->saddr)
 			return 0;
 		*vip = lb_rev_nat_slot_vip(slot);
-		return lb_ct_original_of_reply(ip, l4, *vip, key);
+		return lb_ct_original_of_reply(ip, l4, *vip, key, snap);
 	}
 
 	rev = bpf_map_lookup_elem(&lb_rev_nat, &ip->saddr);
@@ -431,14 +469,14 @@ static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr
 		key->sport = l4->source;
 		key->dport = l4->dest;
 		key->dir = LB_CT_DIR_REPLY;
-		ct = lb_ct_lookup(key);
+		ct = lb_ct_lookup(key, snap);
 		if (ct) {
-			*vip = ct->nat_addr;
+			*vip = snap->nat_addr;
 			return ct;
 		}
 	}
 	*vip = rev->vip;
-	return lb_ct_original_of_reply(ip, l4, *vip, key);
+	return lb_ct_original_of_reply(ip, l4, *vip, key, snap);
 }
 
 /* The fields the entries of a flow start with. */
@@ -542,21 +580,22 @@ static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32
 
 /* Ends, from a reply, the flow whose entry the reply found: `key` is its
  * REPLY entry, or its ORIGINAL entry (found through lb_rev_nat, and known to
- * be balanced to the reply's source). From a REPLY entry, the ORIGINAL one
- * goes too unless a newer flow on another backend has taken it over. */
+ * be balanced to the reply's source); `ct` the entry's checked copy. From a
+ * REPLY entry, the ORIGINAL one goes too unless a newer flow on another
+ * backend has taken it over. */
 static __always_inline void lb_ct_end_from_reply(const struct lb_ct_key *key,
 						 const struct lb_ct_value *ct)
 {
 	struct lb_ct_key original = {};
-	struct lb_ct_value *other;
+	struct lb_ct_value *other, snap;
 
 	if (key->dir == LB_CT_DIR_ORIGINAL) {
 		lb_ct_delete_flow(key, ct->nat_addr, ct->flags);
 		return;
 	}
 	lb_ct_partner_key(key, ct->nat_addr, ct->flags, &original);
-	other = lb_ct_lookup(&original);
-	if (other && other->nat_addr == key->saddr)
+	other = lb_ct_lookup(&original, &snap);
+	if (other && snap.nat_addr == key->saddr)
 		lb_ct_delete(&original);
 	lb_ct_delete(key);
 }
