@@ -1045,9 +1045,10 @@ class OnCpu {
 };
 
 // A flow's first packet and its reply (or its next packet) may be handled
-// on different CPUs. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU) keep one hash
-// table for all CPUs, so both directions find the entries wherever they
-// were made; a per-CPU value map (LRU_PERCPU_HASH) would not.
+// on different CPUs: the conntrack table is one for all CPUs, so both
+// directions find the entries wherever they were made; a per-CPU value map
+// would not. (Run with either conntrack_lru_per_cpu, which meant per-CPU
+// LRU lists before ABI 8 and is ignored since.)
 TEST_F(LbDataplaneTest, FlowsMadeOnOneCpuAreFoundOnAnother) {
   cpu_set_t allowed;
   ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
