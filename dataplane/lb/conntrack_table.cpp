@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <numeric>
+#include <stdexcept>
 #include <string>
 
 #include "dataplane/lb/bpf_error.h"
@@ -42,16 +44,42 @@ std::uint32_t conntrack_key_hash(const lb_ct_key& key) {
   return lb_ct_hash(word[0], word[1], word[2], word[3]);
 }
 
-ConntrackTable::ConntrackTable(int fd, int tags_fd, std::uint32_t buckets) : buckets_(buckets) {
+ConntrackTable::ConntrackTable(int fd, int tags_fd, std::uint32_t buckets)
+    : ConntrackTable(fd, tags_fd, buckets, 0, buckets) {}
+
+std::uint32_t ConntrackTable::window_alignment() {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t table = page / std::gcd(page, sizeof(lb_ct_bucket));
+  const std::size_t tags = page / std::gcd(page, std::size_t{LB_CT_TAGS_STRIDE});
+  return static_cast<std::uint32_t>(std::lcm(table, tags));
+}
+
+void ConntrackTable::choices(const lb_ct_key& key, std::uint32_t buckets, std::uint32_t out[LB_CT_CHOICES]) {
+  const std::uint32_t hash = conntrack_key_hash(key);
+  out[0] = lb_ct_bucket_index(hash, buckets);
+  out[1] = lb_ct_bucket_index(lb_ct_hash2(hash), buckets);
+}
+
+ConntrackTable::ConntrackTable(int fd, int tags_fd, std::uint32_t buckets, std::uint32_t first,
+                               std::uint32_t count)
+    : buckets_(buckets), first_(first), count_(count) {
   static_assert(sizeof(std::uint32_t) == LB_CT_WAYS, "a tag byte per way, a __u32 per bucket");
   static_assert(LB_CT_TAGS_STRIDE == (sizeof(std::uint32_t) + 7) / 8 * 8, "an ARRAY element's size");
+  if (first % window_alignment() != 0 || first > buckets || count > buckets - first) {
+    throw std::invalid_argument("conntrack window " + std::to_string(first) + "+" + std::to_string(count) +
+                                " of " + std::to_string(buckets) + " buckets");
+  }
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  bytes_ = (std::size_t{buckets} * sizeof(lb_ct_bucket) + page - 1) / page * page;
-  tag_bytes_ = (std::size_t{buckets} * LB_CT_TAGS_STRIDE + page - 1) / page * page;
-  void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  bytes_ = (std::size_t{count} * sizeof(lb_ct_bucket) + page - 1) / page * page;
+  tag_bytes_ = (std::size_t{count} * LB_CT_TAGS_STRIDE + page - 1) / page * page;
+  if (bytes_ == 0) bytes_ = page;
+  if (tag_bytes_ == 0) tag_bytes_ = page;
+  void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                   static_cast<off_t>(std::size_t{first} * sizeof(lb_ct_bucket)));
   if (mem == MAP_FAILED) throw BpfError(errno, "mmap map lb_conntrack");
   table_ = static_cast<lb_ct_bucket*>(mem);
-  mem = mmap(nullptr, tag_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, tags_fd, 0);
+  mem = mmap(nullptr, tag_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, tags_fd,
+             static_cast<off_t>(std::size_t{first} * LB_CT_TAGS_STRIDE));
   if (mem == MAP_FAILED) {
     const int err = errno;
     munmap(table_, bytes_);
@@ -104,7 +132,7 @@ ConntrackSnapshot ConntrackTable::read(const lb_ct_entry& entry) {
 // after its check) loses its tag: the flow's next packet misses and writes
 // it again, to the same backend while Maglev's table is unchanged.
 bool ConntrackTable::end_if_unchanged(std::uint32_t bucket, std::uint32_t way, std::uint64_t stamp) {
-  if (!__atomic_compare_exchange_n(stamp_of(table_[bucket].way[way]), &stamp, std::uint64_t{0},
+  if (!__atomic_compare_exchange_n(stamp_of(this->way(bucket, way)), &stamp, std::uint64_t{0},
                                    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     return false;
   }
@@ -113,12 +141,12 @@ bool ConntrackTable::end_if_unchanged(std::uint32_t bucket, std::uint32_t way, s
 }
 
 bool ConntrackTable::find(const lb_ct_key& key, std::uint32_t* bucket, std::uint32_t* way) const {
-  const std::uint32_t hash = conntrack_key_hash(key);
-  const std::uint32_t choices[LB_CT_CHOICES] = {lb_ct_bucket_index(hash, buckets_),
-                                                lb_ct_bucket_index(lb_ct_hash2(hash), buckets_)};
-  for (const std::uint32_t index : choices) {
+  std::uint32_t places[LB_CT_CHOICES];
+  choices(key, buckets_, places);
+  for (const std::uint32_t index : places) {
+    if (!holds(index)) continue;
     for (std::uint32_t w = 0; w < LB_CT_WAYS; ++w) {
-      const lb_ct_entry& entry = table_[index].way[w];
+      const lb_ct_entry& entry = this->way(index, w);
       if (std::memcmp(&entry.key, &key, sizeof key) != 0) continue;
       if (read(entry).state == ConntrackSnapshot::State::live) {
         *bucket = index;
@@ -132,6 +160,7 @@ bool ConntrackTable::find(const lb_ct_key& key, std::uint32_t* bucket, std::uint
 
 // As lb_ct_insert in ebpf/conntrack.h.
 bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
+  if (first_ != 0 || count_ != buckets_) throw std::logic_error("ConntrackTable::insert on a window");
   const std::uint32_t hash = conntrack_key_hash(key);
   const std::uint32_t choices[LB_CT_CHOICES] = {lb_ct_bucket_index(hash, buckets_),
                                                 lb_ct_bucket_index(lb_ct_hash2(hash), buckets_)};
@@ -160,7 +189,7 @@ bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
     std::int32_t oldest_age = 0;
     for (const std::uint32_t index : choices) {
       for (std::uint32_t w = 0; w < LB_CT_WAYS; ++w) {
-        const ConntrackSnapshot snap = read(table_[index].way[w]);
+        const ConntrackSnapshot snap = read(this->way(index, w));
         const auto age = static_cast<std::int32_t>(value.seen - snap.value.seen);
         if (snap.state != ConntrackSnapshot::State::live || age > oldest_age) {
           victim_bucket = index;
@@ -173,7 +202,7 @@ bool ConntrackTable::insert(const lb_ct_key& key, const lb_ct_value& value) {
     }
   }
   if (!found) return false;
-  lb_ct_entry& victim = table_[victim_bucket].way[victim_way];
+  lb_ct_entry& victim = this->way(victim_bucket, victim_way);
   std::memcpy(&victim.key, &key, sizeof key);
   std::memcpy(&victim.value, &value, sizeof value);
   const std::uint32_t check = lb_ct_check(hash, value.backend_id, value.nat_addr, value.service_id);

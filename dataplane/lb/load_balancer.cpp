@@ -1559,47 +1559,73 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
     return static_cast<std::int32_t>(a - b) > 0 ? a : b;
   };
 
-  // One pass over the table through mmap, no syscall per entry. A paired
-  // flow (LB_CT_F_PAIRED, ebpf/conntrack.h) is as alive as its most recent
-  // direction, and a state change seen in one direction holds for both:
-  // an entry that looks expired goes only if its partner does too, and
-  // then both go (the partner, visited later, is empty by then). Every
-  // entry is ended by a compare-and-clear of what was read, so one that a
-  // packet stamped or a CPU rewrote meanwhile stays. Torn ways (a write
-  // raced by another CPU's, never found by a lookup) are cleared too.
-  ConntrackTable table(s.conntrack_fd, s.ct_tags_fd, s.ct_buckets);
+  // One pass over the table through mmap, no syscall per entry, a window
+  // of buckets at a time (what is mapped counts in our RSS: see
+  // conntrack_table.h). A paired flow (LB_CT_F_PAIRED, ebpf/conntrack.h)
+  // is as alive as its most recent direction, and a state change seen in
+  // one direction holds for both: an entry that looks expired goes only if
+  // its partner does too, and then both go (the partner, visited later, is
+  // empty by then); a partner outside the window is looked up through a
+  // small window of its own. Every entry is ended by a compare-and-clear of
+  // what was read, so one that a packet stamped or a CPU rewrote meanwhile
+  // stays. Torn ways (a write raced by another CPU's, never found by a
+  // lookup) are cleared too.
+  const std::uint32_t align = ConntrackTable::window_alignment();
+  const std::uint32_t step = align * 32;  // 16 384 buckets, 3 MB with 4 KiB pages
+  auto window_of = [&](std::uint32_t first, std::uint32_t size) {
+    return std::min(size, s.ct_buckets - first);
+  };
   std::uint64_t live = 0;
-  for (std::uint32_t bucket = 0; bucket < table.buckets(); ++bucket) {
-    for (std::uint32_t way = 0; way < LB_CT_WAYS; ++way) {
-      const ConntrackSnapshot snap = ConntrackTable::read(table.way(bucket, way));
-      if (snap.state == ConntrackSnapshot::State::empty) continue;
-      if (snap.state == ConntrackSnapshot::State::torn) {
-        table.end_if_unchanged(bucket, way, snap.stamp);
-        continue;
-      }
-      ++live;
-      const lb_ct_value& value = snap.value;
-      if (!expired_at(value.seen, snap.key.proto, value.flags)) continue;
-      const bool paired = snap.key.dir == LB_CT_DIR_REPLY || (value.flags & LB_CT_F_PAIRED);
-      std::uint32_t other_bucket = 0, other_way = 0;
-      ConntrackSnapshot partner;
-      if (paired) {
-        if (table.find(partner_of(snap.key, value.nat_addr, value.flags), &other_bucket, &other_way)) {
-          partner = ConntrackTable::read(table.way(other_bucket, other_way));
-        }
-        if (partner.state == ConntrackSnapshot::State::live &&
-            !expired_at(newer(value.seen, partner.value.seen), snap.key.proto,
-                        value.flags | partner.value.flags)) {
+  for (std::uint32_t first = 0; first < s.ct_buckets; first += step) {
+    ConntrackTable table(s.conntrack_fd, s.ct_tags_fd, s.ct_buckets, first, window_of(first, step));
+    for (std::uint32_t bucket = first; bucket < first + table.count(); ++bucket) {
+      for (std::uint32_t way = 0; way < LB_CT_WAYS; ++way) {
+        const ConntrackSnapshot snap = ConntrackTable::read(table.way(bucket, way));
+        if (snap.state == ConntrackSnapshot::State::empty) continue;
+        if (snap.state == ConntrackSnapshot::State::torn) {
+          table.end_if_unchanged(bucket, way, snap.stamp);
           continue;
         }
-      }
-      if (table.end_if_unchanged(bucket, way, snap.stamp)) ++result.expired;
-      if (partner.state == ConntrackSnapshot::State::live &&
-          table.end_if_unchanged(other_bucket, other_way, partner.stamp)) {
-        ++result.expired;
-        // Counted as live when visited before; ended now, so not visited after.
-        if (other_bucket < bucket || (other_bucket == bucket && other_way < way)) continue;
         ++live;
+        const lb_ct_value& value = snap.value;
+        if (!expired_at(value.seen, snap.key.proto, value.flags)) continue;
+        const bool paired = snap.key.dir == LB_CT_DIR_REPLY || (value.flags & LB_CT_F_PAIRED);
+        std::uint32_t other_bucket = 0, other_way = 0;
+        ConntrackSnapshot partner;
+        std::optional<ConntrackTable> near;  // the partner's window, when not this one
+        ConntrackTable* other = nullptr;
+        if (paired) {
+          const lb_ct_key partner_key = partner_of(snap.key, value.nat_addr, value.flags);
+          if (table.find(partner_key, &other_bucket, &other_way)) {
+            other = &table;
+          } else {
+            std::uint32_t places[LB_CT_CHOICES];
+            ConntrackTable::choices(partner_key, s.ct_buckets, places);
+            for (const std::uint32_t place : places) {
+              if (table.holds(place)) continue;
+              const std::uint32_t start = place / align * align;
+              near.emplace(s.conntrack_fd, s.ct_tags_fd, s.ct_buckets, start, window_of(start, align));
+              if (near->find(partner_key, &other_bucket, &other_way)) {
+                other = &*near;
+                break;
+              }
+            }
+          }
+          if (other) partner = ConntrackTable::read(other->way(other_bucket, other_way));
+          if (partner.state == ConntrackSnapshot::State::live &&
+              !expired_at(newer(value.seen, partner.value.seen), snap.key.proto,
+                          value.flags | partner.value.flags)) {
+            continue;
+          }
+        }
+        if (table.end_if_unchanged(bucket, way, snap.stamp)) ++result.expired;
+        if (partner.state == ConntrackSnapshot::State::live &&
+            other->end_if_unchanged(other_bucket, other_way, partner.stamp)) {
+          ++result.expired;
+          // Counted as live when visited before; ended now, so not visited after.
+          if (other_bucket < bucket || (other_bucket == bucket && other_way < way)) continue;
+          ++live;
+        }
       }
     }
   }

@@ -1391,6 +1391,65 @@ TEST_F(LbDataplaneTest, CollectorFreesTheTagsOfTheWaysItEnds) {
   EXPECT_EQ(tagged(), 0u);
 }
 
+// The collector walks the table a window of buckets at a time (what it
+// maps counts in the agent's RSS): the two entries of a paired flow, in
+// different windows, are still judged and ended together.
+TEST_F(LbDataplaneTest, CollectorJudgesPairedFlowsTogetherAcrossItsWindows) {
+  Limits big = test_limits();
+  big.conntrack_entries = 65536;  // 32 768 buckets: two of the collector's windows
+  lb_.reset();
+  LoadBalancer::remove_pins(pin_dir_);
+  lb_.emplace(LoadBalancer::open(pin_dir_, big));
+  // Paired flows: the backend's IP is behind a second VIP too.
+  make_service(1);
+  lb_->upsert_service({ip4(10, 0, 0, 3), 80, Protocol::tcp}, 2);
+  std::vector<Backend> same_ip{Backend{11, backend_ip(1), mac_from_ip(backend_ip(1)), BackendState::active}};
+  lb_->set_backends(2, same_ip);
+  constexpr std::uint16_t kFlows = 64;
+  const std::uint64_t start = LoadBalancer::monotonic_now_ns();
+  for (std::uint16_t i = 0; i < kFlows; ++i) {
+    ASSERT_EQ(backend_of(from_endpoint(syn(40000 + i))), backend_ip(1));
+  }
+  ASSERT_LT(LoadBalancer::monotonic_now_ns() - start, 60'000'000u) << "too slow for the times below";
+  auto entries = conntrack_entries(lb_->map_fd("lb_conntrack"));
+  ASSERT_EQ(entries.size(), 2u * kFlows);
+  // Pairs whose entries lie in different windows (16 384 buckets with 4 KiB
+  // pages): about half of them.
+  ConntrackTable table = conntrack_table(*lb_);
+  const std::uint32_t window = ConntrackTable::window_alignment() * 32;
+  std::map<std::uint16_t, std::set<std::uint32_t>> windows_of;  // client port -> windows
+  for (const auto& [key, value] : entries) {
+    std::uint32_t bucket = 0, way = 0;
+    ASSERT_TRUE(table.find(key, &bucket, &way));
+    windows_of[key.dir == LB_CT_DIR_ORIGINAL ? ntohs(key.sport) : ntohs(key.dport)].insert(bucket / window);
+  }
+  const auto spanning = std::count_if(windows_of.begin(), windows_of.end(), [](const auto& flow) {
+    return flow.first % 2 == 0 && flow.second.size() == 2;
+  });
+  ASSERT_GT(spanning, 0) << "no answered pair across windows: the test proves nothing";
+
+  // 200 ms later the backend answers every other flow: those are
+  // established (6 h), the rest SYN only (60 s). A reply stamps the flow's
+  // REPLY entry alone, so 6 h after the SYNs (+ 120 ms) the ORIGINAL entry
+  // of an answered flow looks expired by itself, and only its partner,
+  // fresh by 80 ms, keeps it.
+  usleep(200 * 1000);
+  for (std::uint16_t i = 0; i < kFlows; i += 2) {
+    EXPECT_EQ(get32(to_endpoint(syn_ack(backend_ip(1), 40000 + i)).out, kIp + 12), kVip);
+  }
+  const std::uint64_t hour = 3600ULL * 1000000000ULL;
+  const std::uint64_t now = LoadBalancer::monotonic_now_ns();
+  GcResult gc = lb_->gc(start + 6 * hour + 120'000'000u);
+  EXPECT_EQ(gc.expired, kFlows);  // both entries of the 32 unanswered flows
+  EXPECT_EQ(gc.entries, kFlows);
+  for (std::uint16_t i = 0; i < kFlows; ++i) {
+    EXPECT_EQ(has_flow(conntrack_entries(lb_->map_fd("lb_conntrack")), 40000 + i), i % 2 == 0) << i;
+  }
+  gc = lb_->gc(now + 7 * hour);
+  EXPECT_EQ(gc.expired, kFlows);
+  EXPECT_EQ(gc.entries, 0u);
+}
+
 TEST_F(LbDataplaneTest, RemovePinsLeavesNothing) {
   lb_.reset();
   LoadBalancer::remove_pins(pin_dir_);
