@@ -1,4 +1,4 @@
-/* Connection tracking for balanced flows, in the LRU map lb_conntrack. A
+/* Connection tracking for balanced flows, in the table lb_conntrack. A
  * flow has one entry, ORIGINAL (client -> VIP:port, as the client sends it;
  * it gives the backend), that both directions read and stamp. A reply
  * (backend:port -> client) finds it without an entry of its own, as
@@ -8,8 +8,6 @@
  * NAT the reply's tuple mapped back is the ORIGINAL key. The entry is then
  * checked to be balanced to that very backend (nat_addr), so a client's
  * direct connection to a backend's own address is never reverse-NATed.
- * One entry per flow: one LRU insert per new flow instead of two, and half
- * the conntrack memory.
  *
  * A flow also keeps a REPLY entry (backend -> client, gives the VIP), and
  * both carry LB_CT_F_PAIRED, where the reply alone cannot name the VIP:
@@ -25,10 +23,52 @@
  * State changes (flags) of a paired flow are copied to the other entry, so
  * either entry gives the flow's timeout; the collector ends both together.
  *
+ * The table (map ABI 8; before it an LRU hash, whose insert, with its LRU
+ * lists, bucket lock and node, cost ~300 ns of a new flow's ~400): a
+ * set-associative table in a BPF ARRAY, the fixed-size connection table of
+ * Google's Maglev. An element is a bucket of LB_CT_WAYS entries (48 bytes
+ * each); a key's bucket is lb_ct_hash() of it, mapped onto the bucket count
+ * (lb_ct_buckets). Array lookups are inlined by the verifier, so a lookup
+ * is a few loads and compares, and an insert a store into a way:
+ *  - lb_ct_tags holds a byte per way, 0 for a free way, else the low byte
+ *    of the hash of the key it holds. A lookup reads the bucket's tag word
+ *    and only the ways whose tag matches, so a new flow's lookup (a key
+ *    not there) reads none of the bucket's cache lines, and its insert
+ *    takes a free way by its tag and writes it without reading it;
+ *  - an insert takes the way holding the key already, else a free way,
+ *    else an expired one, else the bucket's least recently seen flow
+ *    (LRU within the bucket, counted in LB_STAT_CT_EVICTED). User space
+ *    gives the table twice as many ways as the conntrack limit has flows,
+ *    so at the limit a bucket holds two flows on average and a full
+ *    bucket is rare; when one is full, its stalest flow loses its entry
+ *    and its next packet is a new flow (to the same backend while the
+ *    service's Maglev table is unchanged: a TCP flow then goes on).
+ *
+ * Concurrency: packets of different flows on other CPUs may write the same
+ * way at once, with no lock. Every way carries a check, lb_ct_check() of
+ * the key's hash and the flow's identity (backend_id, nat_addr,
+ * service_id), written after the fields (and the tag after the check). A
+ * reader accepts a way only when its key is the key looked up and its
+ * check matches its fields: a way half written, or written by two CPUs at
+ * once (fields of both), fails the check (but for a 2^-32 chance) and reads
+ * as a miss: the packet takes the new-flow path, and Maglev picks the same
+ * backend while the table is unchanged. A torn way is never taken for a
+ * flow to the wrong backend. A reader decides from a checked copy of the
+ * way's value (lb_ct_lookup), never from the way itself, so a way that
+ * another CPU rewrites between the check and a decision cannot send the
+ * packet elsewhere or RST it. Fields outside the identity (flags, seen,
+ * frontend epoch) are written into the way after the lookup and may land
+ * on a way another CPU took meanwhile, or mix in a race: they decide
+ * timeouts (and whether the frontend is looked up again) only.
+ *
  * Entries end by TCP state or idle time; the timeouts come from lb_config
  * (user space) and the same rules are applied by the user-space garbage
- * collector. There is no fixed cut of idle connections: an established TCP
- * flow lives as long as its configured idle timeout (6 h by default). */
+ * collector, which walks the table through mmap (no syscall per entry) and
+ * ends an entry with a compare-and-clear of its check and `seen` together
+ * (one aligned 64-bit word), so an entry a CPU rewrote or a packet stamped
+ * since the collector read it stays. There is no fixed cut of idle
+ * connections: an established TCP flow lives as long as its configured
+ * idle timeout (6 h by default). */
 #ifndef WEFT_EBPF_CONNTRACK_H
 #define WEFT_EBPF_CONNTRACK_H
 
@@ -47,10 +87,258 @@ static __always_inline __u64 lb_ct_timeout(const struct lb_config *cfg, __u8 pro
 	return cfg->tcp_established_timeout_ns;
 }
 
+/* `now` (bpf_ktime_get_coarse_ns) in the units of lb_ct_value.seen. */
+static __always_inline __u32 lb_ct_clock(__u64 now)
+{
+	return (__u32)(now >> LB_CT_SEEN_SHIFT);
+}
+
+static __always_inline int lb_ct_expired_at(const struct lb_config *cfg, __u8 proto, __u8 flags,
+					    __u32 seen, __u32 now)
+{
+	return (__u64)(__u32)(now - seen) >= (lb_ct_timeout(cfg, proto, flags) >> LB_CT_SEEN_SHIFT);
+}
+
 static __always_inline int lb_ct_expired(const struct lb_config *cfg, __u8 proto,
 					 const struct lb_ct_value *ct, __u64 now)
 {
-	return now - ct->last_seen_ns >= lb_ct_timeout(cfg, proto, ct->flags);
+	return lb_ct_expired_at(cfg, proto, ct->flags, ct->seen, lb_ct_clock(now));
+}
+
+/* The table (see the top of this file). */
+static __always_inline __u32 lb_ct_key_hash(const struct lb_ct_key *key)
+{
+	const __u32 *word = (const __u32 *)key;
+
+	return lb_ct_hash(word[0], word[1], word[2], word[3]);
+}
+
+/* A key's two buckets (LB_CT_CHOICES) and their tags (lb_ct_tags: a byte
+ * per way, 0 for a free way, else lb_ct_tag() of the key the way holds).
+ * Way i (0 .. LB_CT_CHOICES * LB_CT_WAYS - 1) is way i % LB_CT_WAYS of
+ * bucket i / LB_CT_WAYS. */
+struct lb_ct_place {
+	struct lb_ct_bucket *bucket[LB_CT_CHOICES];
+	__u8 *tags[LB_CT_CHOICES];
+};
+
+#define LB_CT_PLACE_WAYS (LB_CT_CHOICES * LB_CT_WAYS)
+
+static __always_inline int lb_ct_place_of(__u32 hash, struct lb_ct_place *place)
+{
+	__u32 first = lb_ct_bucket_index(hash, lb_ct_buckets);
+	__u32 second = lb_ct_bucket_index(lb_ct_hash2(hash), lb_ct_buckets);
+
+	place->bucket[0] = bpf_map_lookup_elem(&lb_conntrack, &first);
+	place->tags[0] = bpf_map_lookup_elem(&lb_ct_tags, &first);
+	place->bucket[1] = bpf_map_lookup_elem(&lb_conntrack, &second);
+	place->tags[1] = bpf_map_lookup_elem(&lb_ct_tags, &second);
+	return place->bucket[0] && place->tags[0] && place->bucket[1] && place->tags[1] ? 0 : -1;
+}
+
+static __always_inline struct lb_ct_entry *lb_ct_way(const struct lb_ct_place *place, int i)
+{
+	if (i >= 0 && i < LB_CT_WAYS)
+		return &place->bucket[0]->way[i];
+	if (i >= LB_CT_WAYS && i < LB_CT_PLACE_WAYS)
+		return &place->bucket[1]->way[i - LB_CT_WAYS];
+	return 0;
+}
+
+static __always_inline __u8 *lb_ct_tag_of(const struct lb_ct_place *place, int i)
+{
+	if (i >= 0 && i < LB_CT_WAYS)
+		return &place->tags[0][i];
+	if (i >= LB_CT_WAYS && i < LB_CT_PLACE_WAYS)
+		return &place->tags[1][i - LB_CT_WAYS];
+	return 0;
+}
+
+static __always_inline int lb_ct_key_equal(const struct lb_ct_key *entry, const struct lb_ct_key *key)
+{
+	const __u32 *a = (const __u32 *)entry, *b = (const __u32 *)key;
+
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
+/* Reads a way: copies its value into `snap` and checks the copy against
+ * the way's check (written last by a writer): only a copy whose identity
+ * (backend_id, nat_addr, service_id) and the key's hash give the check
+ * counts. A way half written, or written by two CPUs at once, fails (and
+ * reads as a miss); and since the caller decides from the copy alone, a
+ * writer taking the way after this read cannot change what the packet
+ * does (its backend, its VIP, whether it gets a RST). */
+static __always_inline int lb_ct_entry_read(struct lb_ct_entry *entry, __u32 hash,
+					    struct lb_ct_value *snap)
+{
+	__u32 check = *(volatile __u32 *)&entry->check;
+
+	if (check == 0)
+		return 0;
+	barrier();
+	__builtin_memcpy(snap, &entry->value, sizeof(*snap));
+	return check == lb_ct_check(hash, snap->backend_id, snap->nat_addr, snap->service_id);
+}
+
+/* The way of the live entry of `key` in `place`, or -1, and the checked
+ * copy of its value in `snap`. Only ways whose tag matches are read: a key
+ * not in the table (a new flow) costs two tag words, not the buckets'
+ * cache lines. */
+static __always_inline int lb_ct_find_in(const struct lb_ct_key *key, __u32 hash,
+					 const struct lb_ct_place *place, struct lb_ct_value *snap)
+{
+	__u64 tags = *(volatile __u32 *)place->tags[0] |
+		     ((__u64)*(volatile __u32 *)place->tags[1] << 32);
+	__u8 tag = lb_ct_tag(hash);
+	int i;
+
+#pragma unroll
+	for (i = 0; i < LB_CT_PLACE_WAYS; i++) {
+		struct lb_ct_entry *entry =
+			i < LB_CT_WAYS ? &place->bucket[0]->way[i] : &place->bucket[1]->way[i - LB_CT_WAYS];
+
+		if ((__u8)(tags >> (8 * i)) == tag && lb_ct_key_equal(&entry->key, key) &&
+		    lb_ct_entry_read(entry, hash, snap))
+			return i;
+	}
+	return -1;
+}
+
+/* The entry of `key`, or 0. `snap` gets the checked copy of its value:
+ * every decision reads the copy; the entry itself is only written (its
+ * `seen`, flags and frontend epoch: fields outside the check, that decide
+ * timeouts; a way another CPU took meanwhile may get them, see the top of
+ * this file). */
+static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *key,
+							 struct lb_ct_value *snap)
+{
+	__u32 hash = lb_ct_key_hash(key);
+	struct lb_ct_place place;
+	struct lb_ct_entry *entry;
+
+	if (lb_ct_place_of(hash, &place))
+		return 0;
+	entry = lb_ct_way(&place, lb_ct_find_in(key, hash, &place, snap));
+	return entry ? &entry->value : 0;
+}
+
+/* Ends the entry in way `i`, whose checked copy gave `check`: unless a
+ * writer has taken the way since (its check differs then). Without an
+ * atomic compare-and-swap (the programs are built for BPF ISA v1) a
+ * writer can still take the way between the test and the store: that
+ * flow loses its entry and its next packet is a new flow (to the same
+ * backend while Maglev's table is unchanged). */
+static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int i, __u32 check)
+{
+	struct lb_ct_entry *entry = lb_ct_way(place, i);
+	__u8 *tag = lb_ct_tag_of(place, i);
+
+	if (!entry || !tag || *(volatile __u32 *)&entry->check != check)
+		return;
+	*(volatile __u32 *)&entry->check = 0;
+	*(volatile __u8 *)tag = 0;
+}
+
+static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
+{
+	__u32 hash = lb_ct_key_hash(key);
+	struct lb_ct_place place;
+	struct lb_ct_value snap;
+	int i;
+
+	if (lb_ct_place_of(hash, &place))
+		return;
+	i = lb_ct_find_in(key, hash, &place, &snap);
+	if (i < 0)
+		return;
+	lb_ct_clear(&place, i, lb_ct_check(hash, snap.backend_id, snap.nat_addr, snap.service_id));
+}
+
+/* Writes a way, its check last, then its tag: until the check (and if
+ * another CPU writes the same way at once) the fields and the check
+ * disagree, and the way reads as a miss. x86 keeps stores in order;
+ * barrier() keeps the compiler from moving the check's store up. */
+static __always_inline void lb_ct_write(const struct lb_ct_place *place, int i, __u32 hash,
+					const struct lb_ct_key *key, const struct lb_ct_value *value)
+{
+	struct lb_ct_entry *entry = lb_ct_way(place, i);
+	__u8 *tag = lb_ct_tag_of(place, i);
+
+	if (!entry || !tag)
+		return;
+	entry->key = *key;
+	entry->value = *value;
+	barrier();
+	*(volatile __u32 *)&entry->check =
+		lb_ct_check(hash, value->backend_id, value->nat_addr, value->service_id);
+	*(volatile __u8 *)tag = lb_ct_tag(hash);
+}
+
+static __always_inline int lb_ct_free_ways(__u32 tags)
+{
+	return ((tags & 0xff) == 0) + ((tags & 0xff00) == 0) + ((tags & 0xff0000) == 0) +
+	       ((tags & 0xff000000) == 0);
+}
+
+/* Writes the entry of `key` into a way of its buckets: the way that holds
+ * the key already, else a free way (by its tag, without reading it: a new
+ * flow's store to a cold line does not wait for it) of the bucket with
+ * more free ways (two choices keep buckets even: few ever fill), else the
+ * first expired one, else the least recently seen live flow of the two
+ * buckets (counted as an eviction). 0 or -1. */
+static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struct lb_ct_key *key,
+					const struct lb_ct_value *value)
+{
+	__u32 hash = lb_ct_key_hash(key);
+	struct lb_ct_place place;
+	struct lb_ct_value snap;
+	__u32 tags0, tags1, tags, oldest_age = 0;
+	int i, victim, oldest = -1, base;
+
+	if (lb_ct_place_of(hash, &place))
+		return -1;
+	victim = lb_ct_find_in(key, hash, &place, &snap);
+	if (victim < 0) {
+		tags0 = *(volatile __u32 *)place.tags[0];
+		tags1 = *(volatile __u32 *)place.tags[1];
+		base = lb_ct_free_ways(tags1) > lb_ct_free_ways(tags0) ? LB_CT_WAYS : 0;
+		tags = base ? tags1 : tags0;
+#pragma unroll
+		for (i = 0; i < LB_CT_WAYS; i++) {
+			if ((__u8)(tags >> (8 * i)) == 0) {
+				victim = base + i;
+				break;
+			}
+		}
+	}
+	/* Both buckets full: the victim is chosen from the ways' fields
+	 * read unchecked. A race only picks another victim than the
+	 * stalest; what is written is checked as ever. */
+	if (victim < 0) {
+#pragma unroll
+		for (i = 0; i < LB_CT_PLACE_WAYS; i++) {
+			struct lb_ct_entry *entry = i < LB_CT_WAYS ? &place.bucket[0]->way[i]
+								   : &place.bucket[1]->way[i - LB_CT_WAYS];
+			__u32 age = value->seen - entry->value.seen;
+
+			if (entry->check == 0 ||
+			    lb_ct_expired_at(cfg, entry->key.proto, entry->value.flags,
+					     entry->value.seen, value->seen)) {
+				victim = i;
+				break;
+			}
+			if (oldest < 0 || (__s32)age > (__s32)oldest_age) {
+				oldest = i;
+				oldest_age = age;
+			}
+		}
+		if (victim < 0) {
+			victim = oldest;
+			lb_stat_inc(LB_STAT_CT_EVICTED);
+		}
+	}
+	lb_ct_write(&place, victim, hash, key, value);
+	return 0;
 }
 
 static __always_inline __u8 lb_ct_flags_from_tcp(__u8 tcp_flags, int reply)
@@ -102,12 +390,12 @@ static __always_inline void lb_ct_share_flags(const struct lb_ct_key *key, __u32
 					      __u8 entry_flags, __u8 flags)
 {
 	struct lb_ct_key partner = {};
-	struct lb_ct_value *other;
+	struct lb_ct_value *other, snap;
 
 	if (!lb_ct_has_partner(key, entry_flags))
 		return;
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
-	other = bpf_map_lookup_elem(&lb_conntrack, &partner);
+	other = lb_ct_lookup(&partner, &snap);
 	if (other)
 		other->flags |= flags;
 }
@@ -121,11 +409,12 @@ static __always_inline int lb_ct_needs_pair(const struct lb_backend *backend, __
 }
 
 /* The ORIGINAL entry a reply from `ip->saddr` (a backend behind `vip`)
- * answers, or 0. */
+ * answers, or 0; its checked copy in `snap`. */
 static __always_inline struct lb_ct_value *lb_ct_original_of_reply(const struct iphdr *ip,
 								   const struct udphdr *l4,
 								   __u32 vip,
-								   struct lb_ct_key *key)
+								   struct lb_ct_key *key,
+								   struct lb_ct_value *snap)
 {
 	struct lb_ct_value *ct;
 
@@ -135,23 +424,24 @@ static __always_inline struct lb_ct_value *lb_ct_original_of_reply(const struct 
 	key->sport = l4->dest;
 	key->dport = l4->source;
 	key->dir = LB_CT_DIR_ORIGINAL;
-	ct = bpf_map_lookup_elem(&lb_conntrack, key);
+	ct = lb_ct_lookup(key, snap);
 	/* Balanced to this backend, or a connection of the client's own to
 	 * the backend's address (or to another backend) on the same ports. */
-	if (!ct || ct->nat_addr != ip->saddr)
+	if (!ct || snap->nat_addr != ip->saddr)
 		return 0;
 	return ct;
 }
 
 /* The entry of the flow a packet from a backend (`ip`, `l4`) towards the
- * endpoint answers, and its key in `key`; 0 when it answers none (not from
- * a backend, or a connection not balanced to it). `*vip` is the address to
- * give the reply as source. lb_rev_nat_slots answers for most addresses in
+ * endpoint answers, its key in `key` and its checked copy in `snap`; 0
+ * when it answers none (not from a backend, or a connection not balanced
+ * to it). `*vip` is the address to give the reply as source. lb_rev_nat_slots answers for most addresses in
  * one array read: a backend IP behind one VIP, or an address of no backend;
  * lb_rev_nat only for the rest (lb_abi.h). */
 static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr *ip,
 							      const struct udphdr *l4,
-							      struct lb_ct_key *key, __u32 *vip)
+							      struct lb_ct_key *key, __u32 *vip,
+							      struct lb_ct_value *snap)
 {
 	__u32 index = lb_rev_nat_slot_index(ip->saddr, lb_rev_nat_slot_shift);
 	struct lb_rev_nat_value *rev;
@@ -166,7 +456,7 @@ static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr
 		if (slot == 0 || lb_rev_nat_slot_ip(slot) != ip->saddr)
 			return 0;
 		*vip = lb_rev_nat_slot_vip(slot);
-		return lb_ct_original_of_reply(ip, l4, *vip, key);
+		return lb_ct_original_of_reply(ip, l4, *vip, key, snap);
 	}
 
 	rev = bpf_map_lookup_elem(&lb_rev_nat, &ip->saddr);
@@ -179,14 +469,14 @@ static __always_inline struct lb_ct_value *lb_ct_reply_lookup(const struct iphdr
 		key->sport = l4->source;
 		key->dport = l4->dest;
 		key->dir = LB_CT_DIR_REPLY;
-		ct = bpf_map_lookup_elem(&lb_conntrack, key);
+		ct = lb_ct_lookup(key, snap);
 		if (ct) {
-			*vip = ct->nat_addr;
+			*vip = snap->nat_addr;
 			return ct;
 		}
 	}
 	*vip = rev->vip;
-	return lb_ct_original_of_reply(ip, l4, *vip, key);
+	return lb_ct_original_of_reply(ip, l4, *vip, key, snap);
 }
 
 /* The fields the entries of a flow start with. */
@@ -194,11 +484,13 @@ static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_
 				       __u32 nat_addr, __u32 service_id, __u32 frontend_epoch,
 				       __u8 flags, __u64 now, const struct lb_flow *flow)
 {
+	value->seen = lb_ct_clock(now);
 	value->backend_id = backend_id;
 	value->nat_addr = nat_addr;
 	value->service_id = service_id;
 	value->frontend_epoch = frontend_epoch;
 	value->flags = flags;
+	value->pad = 0;
 	if (flags & LB_CT_F_SYN_ORIG) {
 		value->syn_seq = flow->tcp_seq;
 		value->syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
@@ -206,67 +498,50 @@ static __always_inline void lb_ct_fill(struct lb_ct_value *value, __u32 backend_
 		value->syn_seq = 0;
 		value->syn_len = 0;
 	}
-	value->last_seen_ns = now;
-}
-
-/* A new flow on the tuple of an old one with the same backend: the keys
- * stay, so the entries are rewritten where they are instead of being
- * inserted again (an LRU insert costs a node from the LRU lists and the
- * bucket lock, several times a lookup). `old` is the ORIGINAL entry. A
- * paired flow's REPLY entry is inserted only when it is missing (evicted,
- * or the old flow was not paired); an unpaired one's is deleted. */
-static __always_inline int lb_ct_renew(const struct lb_ct_key *key, struct lb_ct_value *old,
-				       __u8 old_flags, __u32 backend_id, __u32 backend_ip, __u32 service_id,
-				       __u32 frontend_epoch, __u8 flags, __u64 now,
-				       const struct lb_flow *flow)
-{
-	struct lb_ct_value value = {};
-	struct lb_ct_key reply = {};
-	struct lb_ct_value *other;
-
-	lb_ct_fill(old, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
-	lb_ct_partner_key(key, backend_ip, flags, &reply);
-	if (!(flags & LB_CT_F_PAIRED)) {
-		if (old_flags & LB_CT_F_PAIRED)
-			bpf_map_delete_elem(&lb_conntrack, &reply);
-		return 0;
-	}
-	other = bpf_map_lookup_elem(&lb_conntrack, &reply);
-	if (other) {
-		lb_ct_fill(other, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
-		return 0;
-	}
-	lb_ct_fill(&value, backend_id, key->daddr, service_id, frontend_epoch, flags, now, flow);
-	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
 }
 
 /* Records a new flow: its ORIGINAL entry, and its REPLY entry when
- * `flags` has LB_CT_F_PAIRED. 0 or a negative errno. */
-static __always_inline int lb_ct_create(const struct lb_ct_key *key, __u32 backend_id,
-					__u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
-					__u8 flags, __u64 now,
+ * `flags` has LB_CT_F_PAIRED. A way that holds either key already (the
+ * entry of an old flow on the tuple) is rewritten in place. 0 or -1. */
+static __always_inline int lb_ct_create(const struct lb_config *cfg, const struct lb_ct_key *key,
+					__u32 backend_id, __u32 backend_ip, __u32 service_id,
+					__u32 frontend_epoch, __u8 flags, __u64 now,
 					const struct lb_flow *flow)
 {
-	struct lb_ct_value value = {};
+	struct lb_ct_value value;
 	struct lb_ct_key reply = {};
-	int ret;
 
-	value.last_seen_ns = now;
-	value.backend_id = backend_id;
-	value.nat_addr = backend_ip;
-	value.service_id = service_id;
-	value.frontend_epoch = frontend_epoch;
-	value.flags = flags;
-	if (flags & LB_CT_F_SYN_ORIG) {
-		value.syn_seq = flow->tcp_seq;
-		value.syn_len = flow->payload_len > 0xffff ? 0xffff : flow->payload_len;
-	}
-	ret = bpf_map_update_elem(&lb_conntrack, key, &value, BPF_ANY);
-	if (ret || !(flags & LB_CT_F_PAIRED))
-		return ret;
+	lb_ct_fill(&value, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
+	if (lb_ct_insert(cfg, key, &value))
+		return -1;
+	if (!(flags & LB_CT_F_PAIRED))
+		return 0;
 	lb_ct_partner_key(key, backend_ip, flags, &reply);
 	value.nat_addr = key->daddr;
-	return bpf_map_update_elem(&lb_conntrack, &reply, &value, BPF_ANY);
+	return lb_ct_insert(cfg, &reply, &value);
+}
+
+/* A new flow on the tuple of an old one with the same backend: `old` (its
+ * ORIGINAL entry) is rewritten where it is. A paired flow's REPLY entry is
+ * written (in place when it is there), an unpaired one's ended. */
+static __always_inline int lb_ct_renew(const struct lb_config *cfg, const struct lb_ct_key *key,
+				       __u8 old_flags, __u32 backend_id,
+				       __u32 backend_ip, __u32 service_id, __u32 frontend_epoch,
+				       __u8 flags, __u64 now, const struct lb_flow *flow)
+{
+	struct lb_ct_value value;
+	struct lb_ct_key reply = {};
+
+	lb_ct_fill(&value, backend_id, backend_ip, service_id, frontend_epoch, flags, now, flow);
+	lb_ct_insert(cfg, key, &value); /* finds `old`, the way of this key */
+	lb_ct_partner_key(key, backend_ip, flags, &reply);
+	if (!(flags & LB_CT_F_PAIRED)) {
+		if (old_flags & LB_CT_F_PAIRED)
+			lb_ct_delete(&reply);
+		return 0;
+	}
+	value.nat_addr = key->daddr;
+	return lb_ct_insert(cfg, &reply, &value);
 }
 
 /* Whether a SYN-ACK towards the client with this acknowledgment number
@@ -293,35 +568,36 @@ static __always_inline void lb_ct_delete_partner(const struct lb_ct_key *key, __
 	if (!lb_ct_has_partner(key, entry_flags))
 		return;
 	lb_ct_partner_key(key, nat_addr, entry_flags, &partner);
-	bpf_map_delete_elem(&lb_conntrack, &partner);
+	lb_ct_delete(&partner);
 }
 
 static __always_inline void lb_ct_delete_flow(const struct lb_ct_key *key, __u32 nat_addr,
 					      __u8 entry_flags)
 {
 	lb_ct_delete_partner(key, nat_addr, entry_flags);
-	bpf_map_delete_elem(&lb_conntrack, key);
+	lb_ct_delete(key);
 }
 
 /* Ends, from a reply, the flow whose entry the reply found: `key` is its
  * REPLY entry, or its ORIGINAL entry (found through lb_rev_nat, and known to
- * be balanced to the reply's source). From a REPLY entry, the ORIGINAL one
- * goes too unless a newer flow on another backend has taken it over. */
+ * be balanced to the reply's source); `ct` the entry's checked copy. From a
+ * REPLY entry, the ORIGINAL one goes too unless a newer flow on another
+ * backend has taken it over. */
 static __always_inline void lb_ct_end_from_reply(const struct lb_ct_key *key,
 						 const struct lb_ct_value *ct)
 {
 	struct lb_ct_key original = {};
-	struct lb_ct_value *other;
+	struct lb_ct_value *other, snap;
 
 	if (key->dir == LB_CT_DIR_ORIGINAL) {
 		lb_ct_delete_flow(key, ct->nat_addr, ct->flags);
 		return;
 	}
 	lb_ct_partner_key(key, ct->nat_addr, ct->flags, &original);
-	other = bpf_map_lookup_elem(&lb_conntrack, &original);
-	if (other && other->nat_addr == key->saddr)
-		bpf_map_delete_elem(&lb_conntrack, &original);
-	bpf_map_delete_elem(&lb_conntrack, key);
+	other = lb_ct_lookup(&original, &snap);
+	if (other && snap.nat_addr == key->saddr)
+		lb_ct_delete(&original);
+	lb_ct_delete(key);
 }
 
 #endif

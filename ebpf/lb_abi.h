@@ -12,6 +12,8 @@
 #include <linux/types.h>
 #endif
 
+#include "lb_hash.h"
+
 #ifdef __cplusplus
 #define LB_ABI_ASSERT(cond, msg) static_assert(cond, msg)
 #define LB_ABI_OFFSETOF(type, field) offsetof(type, field)
@@ -169,7 +171,12 @@ struct lb_ct_key {
 };
 
 struct lb_ct_value {
-	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC, tick-grained */
+	/* When the flow was last seen: bpf_ktime_get_coarse_ns() >>
+	 * LB_CT_SEEN_SHIFT (units of ~1.05 ms; wraps after ~52 days, compared
+	 * modulo 2^32, so timeouts stay under 2^31 units, ~24 days). Next to
+	 * lb_ct_entry.check, so the two are one aligned __u64 that the collector
+	 * compares and clears in one atomic operation (conntrack.h). */
+	__u32 seen;
 	__u32 backend_id;
 	__u32 nat_addr;     /* ORIGINAL: backend IP; REPLY: VIP (network order) */
 	__u32 service_id;
@@ -184,10 +191,76 @@ struct lb_ct_value {
 	__u8 flags;         /* LB_CT_F_* */
 	__u8 pad;
 	__u16 syn_len;      /* payload bytes of that SYN (TCP Fast Open); host order */
-	/* No per-flow packet or byte counts: nothing read them, and without
-	 * them an entry is 32 bytes (16 less per entry, two fewer writes per
-	 * packet); per-backend counts are in lb_backend_counters. */
+	/* No per-flow packet or byte counts: nothing read them; per-backend
+	 * counts are in lb_backend_counters. */
 };
+
+#define LB_CT_SEEN_SHIFT 20
+#define LB_CT_MAX_TIMEOUT_NS (((__u64)1 << 31) << LB_CT_SEEN_SHIFT)
+
+/* Conntrack is a set-associative table (conntrack.h): an ARRAY, mmapable,
+ * of buckets of LB_CT_WAYS entries. An entry is live when its check is the
+ * lb_ct_check() of its key and identity (backend_id, nat_addr,
+ * service_id); 0 is an empty way. */
+#define LB_CT_WAYS 4
+
+struct lb_ct_entry {
+	struct lb_ct_key key;
+	__u32 check;
+	struct lb_ct_value value;
+};
+
+struct lb_ct_bucket {
+	struct lb_ct_entry way[LB_CT_WAYS];
+};
+
+#define LB_CT_SEED 0x63746b31u
+
+/* The hash of a conntrack key: its bucket (fastrange over the bucket count)
+ * and the seed of its check. */
+static inline __u32 lb_ct_hash(__u32 saddr, __u32 daddr, __u32 ports, __u32 proto_dir)
+{
+	return lb_jhash_3words(saddr, daddr, ports, LB_CT_SEED ^ proto_dir);
+}
+
+static inline __u32 lb_ct_bucket_index(__u32 hash, __u32 buckets)
+{
+	return (__u32)(((__u64)hash * buckets) >> 32);
+}
+
+/* A key's second bucket: lb_ct_bucket_index(lb_ct_hash2(hash), buckets). */
+#define LB_CT_CHOICES 2
+
+static inline __u32 lb_ct_hash2(__u32 hash)
+{
+	hash ^= hash >> 16;
+	hash *= 0x7feb352du;
+	hash ^= hash >> 15;
+	hash *= 0x846ca68bu;
+	hash ^= hash >> 16;
+	return hash;
+}
+
+/* lb_ct_tags seen through mmap: an ARRAY's elements are 8-byte aligned,
+ * so bucket b's __u32 of tags is at byte b * LB_CT_TAGS_STRIDE (the rest
+ * of each 8 bytes unused), way w's tag at that + w. */
+#define LB_CT_TAGS_STRIDE 8
+
+/* A way's tag in lb_ct_tags: never 0 (a free way). */
+static inline __u8 lb_ct_tag(__u32 hash)
+{
+	__u8 tag = (__u8)hash;
+
+	return tag ? tag : 1;
+}
+
+/* Never 0 (an empty way). */
+static inline __u32 lb_ct_check(__u32 hash, __u32 backend_id, __u32 nat_addr, __u32 service_id)
+{
+	__u32 check = lb_jhash_3words(backend_id, nat_addr, service_id, hash);
+
+	return check ? check : 1;
+}
 
 /* Maglev tables live in one pool, lb_maglev, an mmapable ARRAY of these
  * elements, each holding one slot's backend for two generations. A service's
@@ -251,9 +324,15 @@ struct lb_config {
  * Version 6 maps are adopted: no key or value changed, and the new map is
  * made and filled from lb_rev_nat's state before any program is attached
  * (version 6 programs still running read lb_rev_nat, kept as before).
- * Version 5 maps are still adopted as version 6 adopted them. */
-#define LB_ABI_VERSION 7u
-#define LB_ABI_VERSION_ADOPTABLE 6u
+ * Version 5 maps are still adopted as version 6 adopted them.
+ * 8: conntrack as a set-associative table in an ARRAY (lb_conntrack, new
+ * value layout, and lb_ct_tags; conntrack.h) and LB_STAT_CT_EVICTED.
+ * Pins of versions 5 to 7 are taken over with their flows: their
+ * lb_conntrack and lb_stats are pinned aside (name + "_abi7") before load,
+ * their flows copied into the table and their counts added, before any
+ * program of this build is attached; then the set-aside pins go. */
+#define LB_ABI_VERSION 8u
+#define LB_ABI_VERSION_ADOPTABLE 7u
 #define LB_ABI_VERSION_ADOPTABLE_OLDEST 5u
 
 /* Global event counters, a PERCPU array indexed by these. */
@@ -278,6 +357,9 @@ enum lb_stat {
 	 * passes untouched. */
 	LB_STAT_FLOW_REOPENED,
 	LB_STAT_FOREIGN_REPLY,
+	/* A new flow's entry took the way of a live flow (its bucket full:
+	 * the least recently seen of the bucket's flows loses its entry). */
+	LB_STAT_CT_EVICTED,
 	LB_STAT_MAX,
 };
 
@@ -296,12 +378,16 @@ LB_ABI_ASSERT(sizeof(struct lb_ct_key) == 16, "lb_ct_key size");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, sport) == 8, "lb_ct_key.sport");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, proto) == 12, "lb_ct_key.proto");
 LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_key, dir) == 13, "lb_ct_key.dir");
-LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 32, "lb_ct_value size");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 8, "lb_ct_value.backend_id");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, frontend_epoch) == 20, "lb_ct_value.frontend_epoch");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_seq) == 24, "lb_ct_value.syn_seq");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 28, "lb_ct_value.flags");
-LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_len) == 30, "lb_ct_value.syn_len");
+LB_ABI_ASSERT(sizeof(struct lb_ct_value) == 28, "lb_ct_value size");
+LB_ABI_ASSERT(sizeof(struct lb_ct_entry) == 48, "lb_ct_entry size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_entry, check) == 16, "lb_ct_entry.check");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_entry, value) == 20, "lb_ct_entry.value");
+LB_ABI_ASSERT(sizeof(struct lb_ct_bucket) == 48 * LB_CT_WAYS, "lb_ct_bucket size");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, backend_id) == 4, "lb_ct_value.backend_id");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, frontend_epoch) == 16, "lb_ct_value.frontend_epoch");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_seq) == 20, "lb_ct_value.syn_seq");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, flags) == 24, "lb_ct_value.flags");
+LB_ABI_ASSERT(LB_ABI_OFFSETOF(struct lb_ct_value, syn_len) == 26, "lb_ct_value.syn_len");
 LB_ABI_ASSERT(sizeof(struct lb_maglev_slot) == 8, "lb_maglev_slot size");
 LB_ABI_ASSERT(sizeof(struct lb_counters) == 24, "lb_counters size");
 LB_ABI_ASSERT(sizeof(struct lb_config) == 48, "lb_config size");

@@ -106,18 +106,31 @@ struct {
 
 const volatile __u32 lb_rev_nat_slot_shift = 19; /* 32 - log2(slots), set before load */
 
-/* Conntrack (conntrack.h). The loader sets map_flags too: 0 (common LRU
- * lists) or BPF_F_NO_COMMON_LRU (per-CPU LRU lists, one table all CPUs
- * read; Limits::conntrack_lru_per_cpu). Not LRU_PERCPU_HASH: its values are
- * per CPU, and a reply handled on another CPU than its flow's first packet
- * would find nothing there. */
+/* Conntrack (conntrack.h): buckets of LB_CT_WAYS entries in an mmapable
+ * ARRAY (the user-space collector walks it through mmap). The loader sets
+ * the bucket count, here and in lb_ct_buckets, from
+ * Limits::conntrack_entries. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct lb_ct_key);
-	__type(value, struct lb_ct_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct lb_ct_bucket);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_conntrack SEC(".maps");
+
+/* A byte per way of lb_conntrack, a __u32 per bucket: 0 for a free way,
+ * else the tag of the key it holds (conntrack.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct_tags SEC(".maps");
+
+const volatile __u32 lb_ct_buckets = 16384; /* lb_conntrack's size, set before load */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

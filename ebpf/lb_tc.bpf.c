@@ -87,7 +87,7 @@ static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
 {
 	struct lb_flow flow = {};
 	struct lb_ct_key key = {};
-	struct lb_ct_value *ct;
+	struct lb_ct_value *ct, snap;
 	__u8 own_mac[ETH_ALEN], vip_mac[ETH_ALEN];
 	__u8 flags = LB_CT_F_SEEN_REPLY;
 
@@ -99,22 +99,22 @@ static __always_inline int lb_hairpin_reply(struct __sk_buff *skb)
 	key.dport = flow.dport;
 	key.proto = flow.proto;
 	key.dir = LB_CT_DIR_REPLY;
-	ct = bpf_map_lookup_elem(&lb_conntrack, &key);
+	ct = lb_ct_lookup(&key, &snap);
 	if (!ct) {
 		lb_stat_inc(LB_STAT_DROP_OTHER);
 		return TC_ACT_SHOT;
 	}
 	if (flow.proto == IPPROTO_TCP)
 		flags |= lb_ct_flags_from_tcp(flow.tcp_flags, 1);
-	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
-	if (flags & ~ct->flags) {
+	ct->seen = lb_ct_clock(bpf_ktime_get_coarse_ns());
+	if (flags & ~snap.flags) {
 		ct->flags |= flags;
-		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
+		lb_ct_share_flags(&key, snap.nat_addr, snap.flags | flags, flags);
 	}
 	if (bpf_skb_load_bytes(skb, ETH_ALEN, own_mac, ETH_ALEN))
 		return TC_ACT_SHOT;
-	lb_mac_from_ip(vip_mac, ct->nat_addr);
-	if (lb_rewrite_both(skb, flow.proto, flow.saddr, ct->nat_addr, flow.daddr, flow.saddr,
+	lb_mac_from_ip(vip_mac, snap.nat_addr);
+	if (lb_rewrite_both(skb, flow.proto, flow.saddr, snap.nat_addr, flow.daddr, flow.saddr,
 			    own_mac, vip_mac))
 		return TC_ACT_SHOT;
 	lb_stat_inc(LB_STAT_REV_NAT);
@@ -138,10 +138,12 @@ static __always_inline struct lb_service_value *lb_frontend(const struct lb_flow
 }
 
 /* TCP/UDP to a VIP, `service_id` known: from the flow's conntrack entry
- * (`ct`, may be 0) or from its frontend. */
+ * (`ct`, may be 0; `snap` its checked copy, lb_ct_lookup: every decision
+ * reads the copy) or from its frontend. */
 static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_config *cfg,
 				      const struct lb_flow *flow, const struct lb_ct_key *ct_key,
-				      struct lb_ct_value *ct, __u32 service_id, __u32 epoch)
+				      struct lb_ct_value *ct, const struct lb_ct_value *snap,
+				      __u32 service_id, __u32 epoch)
 {
 	struct lb_backend *backend = 0;
 	struct lb_ct_value *stale = 0; /* the entry of an old flow on this tuple */
@@ -159,50 +161,55 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		 * that lost its socket): a new flow, with a new Maglev choice.
 		 * A retransmitted SYN (same sequence number) stays. */
 		int reopened = bare_syn &&
-			       ((ct->flags & (LB_CT_F_RST | LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)) ||
-				!(ct->flags & LB_CT_F_SYN_ORIG) || ct->syn_seq != flow->tcp_seq);
+			       ((snap->flags & (LB_CT_F_RST | LB_CT_F_FIN_ORIG | LB_CT_F_FIN_REPLY)) ||
+				!(snap->flags & LB_CT_F_SYN_ORIG) || snap->syn_seq != flow->tcp_seq);
 
 		if (reopened)
 			lb_stat_inc(LB_STAT_FLOW_REOPENED);
-		if (reopened || lb_ct_expired(cfg, flow->proto, ct, now)) {
+		if (reopened || lb_ct_expired(cfg, flow->proto, snap, now)) {
 			stale = ct;
-			stale_nat_addr = ct->nat_addr;
-			stale_flags = ct->flags;
+			stale_nat_addr = snap->nat_addr;
+			stale_flags = snap->flags;
 			ct = 0; /* a new flow on an old tuple */
 		} else {
-			backend_id = ct->backend_id;
+			/* The backend and its address from the checked copy:
+			 * a way another CPU rewrites meanwhile cannot turn
+			 * this flow's packet into a RST or send it elsewhere. */
+			backend_id = snap->backend_id;
 			backend = bpf_map_lookup_elem(&lb_backends, &backend_id);
-			if (!lb_backend_usable(backend, ct->nat_addr)) {
+			if (!lb_backend_usable(backend, snap->nat_addr)) {
 				/* An established TCP connection cannot move: it
 				 * gets a RST. A handshake (a retransmitted SYN)
 				 * and UDP have nothing to break: choose again. */
 				if (flow->proto == IPPROTO_TCP && !bare_syn) {
-					lb_ct_delete_flow(ct_key, ct->nat_addr, ct->flags);
+					lb_ct_delete_flow(ct_key, snap->nat_addr, snap->flags);
 					return lb_send_rst(skb, flow, LB_STAT_RST_DEAD_BACKEND);
 				}
 				stale = ct;
-				stale_nat_addr = ct->nat_addr;
-				stale_flags = ct->flags;
+				stale_nat_addr = snap->nat_addr;
+				stale_flags = snap->flags;
 				ct = 0;
 			}
 		}
 	}
 
 	if (ct) {
-		ct->last_seen_ns = now;
+		__u8 now_flags = snap->flags | flags;
+
+		ct->seen = lb_ct_clock(now);
 		/* The client's FIN, and each of its packets once closed both
 		 * ways, may be answered by the backend after FIN both ways
 		 * (see LB_CT_F_CLIENT_SPOKE): a few packets per flow. */
 		if ((flags & LB_CT_F_FIN_ORIG) ||
-		    (ct->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH) {
+		    (snap->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH) {
 			/* The entry replies read: this one, or the REPLY
 			 * entry of a paired flow. */
 			ct->flags |= flags | LB_CT_F_CLIENT_SPOKE;
-			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags,
+			lb_ct_share_flags(ct_key, snap->nat_addr, now_flags | LB_CT_F_CLIENT_SPOKE,
 					  flags | LB_CT_F_CLIENT_SPOKE);
-		} else if (flags & ~ct->flags) {
+		} else if (flags & ~snap->flags) {
 			ct->flags |= flags;
-			lb_ct_share_flags(ct_key, ct->nat_addr, ct->flags, flags);
+			lb_ct_share_flags(ct_key, snap->nat_addr, now_flags, flags);
 		}
 		lb_count(backend_id, 0, skb->len);
 		lb_stat_inc(LB_STAT_CT_HIT);
@@ -229,10 +236,10 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
 		 * only costs stickiness, Maglev still sends the next packet
 		 * the same way. */
 		if (stale && stale_nat_addr == backend->ip)
-			lb_ct_renew(ct_key, stale, stale_flags, backend_id, backend->ip, service_id,
+			lb_ct_renew(cfg, ct_key, stale_flags, backend_id, backend->ip, service_id,
 				    epoch, flags, now, flow);
 		else
-			lb_ct_create(ct_key, backend_id, backend->ip, service_id, epoch, flags, now,
+			lb_ct_create(cfg, ct_key, backend_id, backend->ip, service_id, epoch, flags, now,
 				     flow);
 		lb_count(backend_id, 1, skb->len);
 		lb_stat_inc(LB_STAT_NEW_FLOW);
@@ -250,16 +257,16 @@ static __always_inline int lb_balance(struct __sk_buff *skb, const struct lb_con
  * or was stamped under other frontends. */
 static __always_inline int lb_new_or_moved(struct __sk_buff *skb, const struct lb_config *cfg,
 					   const struct lb_flow *flow, const struct lb_ct_key *ct_key,
-					   struct lb_ct_value *ct,
+					   struct lb_ct_value *ct, const struct lb_ct_value *snap,
 					   const struct lb_service_value *service, __u32 epoch)
 {
-	if (ct && ct->service_id != service->service_id) {
+	if (ct && snap->service_id != service->service_id) {
 		/* The port moved to another service: a new flow. */
-		lb_ct_delete_partner(ct_key, ct->nat_addr, ct->flags);
+		lb_ct_delete_partner(ct_key, snap->nat_addr, snap->flags);
 		ct = 0;
 	} else if (ct)
 		ct->frontend_epoch = epoch;
-	return lb_balance(skb, cfg, flow, ct_key, ct, service->service_id, epoch);
+	return lb_balance(skb, cfg, flow, ct_key, ct, snap, service->service_id, epoch);
 }
 
 /* Packets the endpoint sends. A packet to no VIP leaves after one array
@@ -273,7 +280,7 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 	struct iphdr *ip = data + ETH_HLEN;
 	struct lb_service_value *service;
 	struct lb_vip_value *vip;
-	struct lb_ct_value *ct = 0;
+	struct lb_ct_value *ct = 0, snap;
 	struct lb_ct_key ct_key = {};
 	struct lb_flow flow = {};
 	struct lb_config *cfg;
@@ -296,9 +303,9 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 		ct_key.dport = flow.dport;
 		ct_key.proto = flow.proto;
 		ct_key.dir = LB_CT_DIR_ORIGINAL;
-		ct = bpf_map_lookup_elem(&lb_conntrack, &ct_key);
-		if (ct && ct->frontend_epoch == epoch)
-			return lb_balance(skb, cfg, &flow, &ct_key, ct, ct->service_id, epoch);
+		ct = lb_ct_lookup(&ct_key, &snap);
+		if (ct && snap.frontend_epoch == epoch)
+			return lb_balance(skb, cfg, &flow, &ct_key, ct, &snap, snap.service_id, epoch);
 		/* A new flow, or the frontends changed since the entry was
 		 * checked: the frontend decides. A frontend stands for its VIP
 		 * (user space adds the VIP first and removes it last), so a
@@ -307,7 +314,7 @@ static __always_inline int lb_from_ipv4(struct __sk_buff *skb)
 		 * else (ARP, ICMP, unknown ports, the hairpin address). */
 		service = lb_frontend(&flow);
 		if (service)
-			return lb_new_or_moved(skb, cfg, &flow, &ct_key, ct, service, epoch);
+			return lb_new_or_moved(skb, cfg, &flow, &ct_key, ct, &snap, service, epoch);
 	}
 
 	data = (void *)(long)skb->data;
@@ -374,7 +381,7 @@ int lb_to_endpoint(struct __sk_buff *skb)
 	struct iphdr *ip = data + ETH_HLEN;
 	struct udphdr *l4 = data + LB_L4_OFF; /* the ports sit at the same place in TCP */
 	struct lb_ct_key key = {};
-	struct lb_ct_value *ct;
+	struct lb_ct_value *ct, snap;
 	__u32 backend_ip, vip = 0;
 	__u8 flags = 0;
 
@@ -382,7 +389,7 @@ int lb_to_endpoint(struct __sk_buff *skb)
 	    (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
 		return TC_ACT_OK;
 	backend_ip = ip->saddr;
-	ct = lb_ct_reply_lookup(ip, l4, &key, &vip);
+	ct = lb_ct_reply_lookup(ip, l4, &key, &vip, &snap);
 	if (!ct)
 		return TC_ACT_OK;
 
@@ -400,24 +407,25 @@ int lb_to_endpoint(struct __sk_buff *skb)
 		 * holds no other connection on that tuple (it would not send
 		 * a SYN then), so the balanced flow is over: end it and let
 		 * the packet pass as it is. */
-		if ((tcp_flags & TCP_FLAG_SYN) && !lb_ct_answers_syn(ct, tcp->ack_seq))
+		if ((tcp_flags & TCP_FLAG_SYN) && !lb_ct_answers_syn(&snap, tcp->ack_seq))
 			goto foreign;
 		/* Closed both ways and the client has said nothing since the
 		 * backend last spoke: this answers another connection, as the
 		 * ACK a backend's TIME_WAIT sends to the client's direct SYN
 		 * on the same tuple. */
-		if ((ct->flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH && !(tcp_flags & TCP_FLAG_RST)) {
-			if (!(ct->flags & LB_CT_F_CLIENT_SPOKE))
+		if ((snap.flags & LB_CT_F_FIN_BOTH) == LB_CT_F_FIN_BOTH && !(tcp_flags & TCP_FLAG_RST)) {
+			if (!(snap.flags & LB_CT_F_CLIENT_SPOKE))
 				goto foreign;
 			ct->flags &= ~LB_CT_F_CLIENT_SPOKE;
+			snap.flags &= ~LB_CT_F_CLIENT_SPOKE;
 		}
 		flags = lb_ct_flags_from_tcp(tcp_flags, 1);
 	}
 	flags |= LB_CT_F_SEEN_REPLY;
-	ct->last_seen_ns = bpf_ktime_get_coarse_ns();
-	if (flags & ~ct->flags) {
+	ct->seen = lb_ct_clock(bpf_ktime_get_coarse_ns());
+	if (flags & ~snap.flags) {
 		ct->flags |= flags;
-		lb_ct_share_flags(&key, ct->nat_addr, ct->flags, flags);
+		lb_ct_share_flags(&key, snap.nat_addr, snap.flags | flags, flags);
 	}
 	lb_stat_inc(LB_STAT_REV_NAT);
 	if (lb_reverse_nat(skb, key.proto, backend_ip, vip))
@@ -427,7 +435,7 @@ int lb_to_endpoint(struct __sk_buff *skb)
 foreign:
 	/* The backend holds another connection on the flow's tuple, so the
 	 * balanced flow is over there: end it, and let the packet pass. */
-	lb_ct_end_from_reply(&key, ct);
+	lb_ct_end_from_reply(&key, &snap);
 	lb_stat_inc(LB_STAT_FOREIGN_REPLY);
 	return TC_ACT_OK;
 }

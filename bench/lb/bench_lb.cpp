@@ -420,7 +420,7 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   std::uint64_t map_bytes = 0;
   const char* names[] = {"lb_vips",         "lb_vip_filter", "lb_services",
                          "lb_maglev",       "lb_maglev_index", "lb_backends",
-                         "lb_backend_counters", "lb_conntrack", "lb_config",
+                         "lb_backend_counters", "lb_conntrack", "lb_ct_tags", "lb_config",
                          "lb_stats"};
   for (const char* name : names) map_bytes += memlock_of(balancer.map_fd(name));
   // The Maglev tables: one pool, and the index of where each service's is.

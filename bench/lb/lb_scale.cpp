@@ -74,7 +74,7 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
                              std::uint32_t flows) {
   if (load.frontends.empty()) throw std::invalid_argument("fill_conntrack: no services");
   const auto start = std::chrono::steady_clock::now();
-  const int ct_fd = balancer.map_fd("lb_conntrack");
+  dlb::ConntrackTable table(balancer.map_fd("lb_conntrack"), balancer.map_fd("lb_ct_tags"));
   // Entries stamped with the current frontend epoch skip the frontend check,
   // as the program's own entries do.
   lb_config config{};
@@ -85,8 +85,8 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
   const std::uint64_t now = coarse_now_ns();
   constexpr std::uint32_t kBatchFlows = 32768;
   ConntrackBatch batch;
-  batch.keys.reserve(2 * kBatchFlows);
-  batch.values.reserve(2 * kBatchFlows);
+  batch.keys.reserve(kBatchFlows);
+  batch.values.reserve(kBatchFlows);
   ConntrackFill result;
   for (std::uint32_t first = 0; first < flows; first += kBatchFlows) {
     batch.clear();
@@ -104,7 +104,7 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
       original.proto = static_cast<std::uint8_t>(frontend.proto);
       original.dir = LB_CT_DIR_ORIGINAL;
       lb_ct_value value{};
-      value.last_seen_ns = now;
+      value.seen = static_cast<std::uint32_t>(now >> LB_CT_SEEN_SHIFT);
       value.backend_id = pick->backend_id;
       value.nat_addr = htonl(pick->ip);
       value.service_id = service;
@@ -113,7 +113,7 @@ ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& loa
       batch.add_flow(original, value);
     }
     result.flows += end - first;
-    result.entries += batch.write(ct_fd);
+    result.entries += batch.write(table);
   }
   result.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   return result;
@@ -124,11 +124,9 @@ void ConntrackBatch::add_flow(const lb_ct_key& original, const lb_ct_value& valu
   values.push_back(value);
 }
 
-std::uint32_t ConntrackBatch::write(int conntrack_fd) {
-  auto count = static_cast<std::uint32_t>(keys.size());
-  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY, .flags = 0);
-  if (bpf_map_update_batch(conntrack_fd, keys.data(), values.data(), &count, &opts) != 0)
-    throw dlb::BpfError(errno, "batch update lb_conntrack (" + std::to_string(count) + " written)");
+std::uint32_t ConntrackBatch::write(dlb::ConntrackTable& table) {
+  std::uint32_t count = 0;
+  for (std::size_t i = 0; i < keys.size(); ++i) count += table.insert(keys[i], values[i]) ? 1 : 0;
   return count;
 }
 

@@ -1,8 +1,8 @@
 // A service load for the load balancer benchmarks, reusable for measuring
 // the agent later: N services x M backends (one VIP:80/tcp frontend each),
 // programmed into either data path, and conntrack filled with established
-// flows to them without sending a packet (bpf map batch updates in the
-// entry format of ebpf/lb_abi.h).
+// flows to them without sending a packet (written into the table through
+// mmap, as the programs write it: dataplane/lb/conntrack_table.h).
 //
 // Addresses (host order): VIPs from 10.1.0.0 (service s: 10.1.0.0 + s + 1),
 // backends from 10.128.0.0 (backend id b: 10.128.0.0 + b), clients from
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "dataplane/lb/backend.h"
+#include "dataplane/lb/conntrack_table.h"
 #include "dataplane/lb/load_balancer.h"
 #include "ebpf/lb_abi.h"
 
@@ -46,16 +47,15 @@ struct ConntrackFill {
 };
 
 // Writes `flows` established TCP flows spread over the load's services (the
-// backend each would get from the Maglev table), both entries per flow,
-// stamped now, with map batch updates. The flows are those of
+// backend each would get from the Maglev table), one entry per flow,
+// stamped now, into the table through mmap. The flows are those of
 // conntrack_flow(i).
 ConntrackFill fill_conntrack(dlb::LoadBalancer& balancer, const ServiceLoad& load,
                              std::uint32_t flows);
 
-// Conntrack entries for one map batch update: established flows, each as
-// lb_ct_create writes a flow to a backend behind one VIP: its ORIGINAL
-// entry alone (used by bench_ct_fill too, against a running agent's pinned
-// map).
+// Conntrack entries for one write: established flows, each as lb_ct_create
+// writes a flow to a backend behind one VIP: its ORIGINAL entry alone (used
+// by bench_ct_fill too, against a running agent's pinned map).
 struct ConntrackBatch {
   std::vector<lb_ct_key> keys;
   std::vector<lb_ct_value> values;
@@ -66,14 +66,14 @@ struct ConntrackBatch {
     keys.clear();
     values.clear();
   }
-  // One batch update into `conntrack_fd`; the entries written. BpfError
-  // when it fails.
-  std::uint32_t write(int conntrack_fd);
+  // Writes them into `table` (ConntrackTable::insert); the entries
+  // written (an entry whose buckets hold only fresher flows is not).
+  std::uint32_t write(dlb::ConntrackTable& table);
 };
 
 // Now on the clock the programs stamp entries with
 // (bpf_ktime_get_coarse_ns): the fine clock runs up to a tick ahead, and an
-// entry stamped ahead would look expired (now - last_seen underflows).
+// entry stamped ahead would look expired (now - seen underflows).
 std::uint64_t coarse_now_ns();
 
 // Flow i of fill_conntrack: client address and port, and its service.

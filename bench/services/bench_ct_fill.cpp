@@ -1,8 +1,9 @@
 // bench_ct_fill: writes established TCP flows into a running agent's pinned
 // conntrack map (issue 9: weftd with 1 000 000 conntrack entries), in the
-// entry format of ebpf/lb_abi.h, one entry per flow (ABI 6), stamped now
-// (so the agent's collector keeps them for the established timeout), with
-// map batch updates, without sending a packet. The flows go to the
+// entry format of ebpf/lb_abi.h, one entry per flow, stamped now (so the
+// agent's collector keeps them for the established timeout), written into
+// the table through mmap (ABI 8: dataplane/lb/conntrack_table.h), without
+// sending a packet. The flows go to the
 // services bench_remote_node publishes (same address plan: VIP of service
 // s = the subnet's last address - 1 - s, backend b of service s = base +
 // 256 + s * BACKENDS + b), from clients 172.16.0.0/12; backend and service
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,9 +46,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int ct_fd = bpf_obj_get((pin_dir + "/lb_conntrack").c_str());
+  const int tags_fd = bpf_obj_get((pin_dir + "/lb_ct_tags").c_str());
   const int config_fd = bpf_obj_get((pin_dir + "/lb_config").c_str());
-  if (ct_fd < 0 || config_fd < 0) {
-    std::perror("bench_ct_fill: open the pinned lb_conntrack / lb_config");
+  if (ct_fd < 0 || tags_fd < 0 || config_fd < 0) {
+    std::perror("bench_ct_fill: open the pinned lb_conntrack / lb_ct_tags / lb_config");
     return 1;
   }
   lb_config config{};
@@ -62,6 +65,13 @@ int main(int argc, char** argv) {
   constexpr std::uint32_t kBatchFlows = 32768;
   weft::bench::lb::ConntrackBatch batch;
   std::uint64_t written = 0;
+  std::optional<weft::dataplane::lb::ConntrackTable> table;
+  try {
+    table.emplace(ct_fd, tags_fd);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_ct_fill: %s\n", e.what());
+    return 1;
+  }
   const auto start = std::chrono::steady_clock::now();
   for (std::uint32_t first = 0; first < flows; first += kBatchFlows) {
     batch.clear();
@@ -79,7 +89,7 @@ int main(int argc, char** argv) {
       original.proto = IPPROTO_TCP;
       original.dir = LB_CT_DIR_ORIGINAL;
       lb_ct_value value{};
-      value.last_seen_ns = now;
+      value.seen = static_cast<std::uint32_t>(now >> LB_CT_SEEN_SHIFT);
       value.backend_id = 1 + s * backends + b;
       value.nat_addr = htonl(first_backend + s * backends + b);
       value.service_id = 1 + s;
@@ -87,17 +97,14 @@ int main(int argc, char** argv) {
       value.frontend_epoch = config.frontend_epoch;
       batch.add_flow(original, value);
     }
-    try {
-      written += batch.write(ct_fd);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "bench_ct_fill: %s\n", e.what());
-      return 1;
-    }
+    written += batch.write(*table);
   }
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::printf("bench_ct_fill: %llu conntrack entries (%u flows) written in %.0f ms\n",
               static_cast<unsigned long long>(written), flows, ms);
+  table.reset();
   ::close(ct_fd);
+  ::close(tags_fd);
   ::close(config_fd);
   return 0;
 }

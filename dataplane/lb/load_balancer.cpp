@@ -26,6 +26,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "dataplane/lb/conntrack_table.h"
 #include "dataplane/unique_fd.h"
 
 extern "C" {
@@ -45,14 +46,36 @@ namespace {
 constexpr const char* kMapNames[] = {
     "lb_vips",     "lb_vip_filter",       "lb_services",  "lb_maglev", "lb_maglev_index",
     "lb_backends", "lb_backend_counters", "lb_conntrack", "lb_config", "lb_stats", "lb_rev_nat",
-    "lb_rev_nat_slots"};
+    "lb_rev_nat_slots", "lb_ct_tags"};
 
 // Pinned maps of this ABI version, or of the ones before it that this one
 // takes over as they are (see LB_ABI_VERSION_ADOPTABLE in ebpf/lb_abi.h).
 bool abi_version_usable(std::uint32_t version) {
-  return version == 0 || version == LB_ABI_VERSION || version == LB_ABI_VERSION_ADOPTABLE ||
-         version == LB_ABI_VERSION_ADOPTABLE_OLDEST;
+  return version == 0 ||
+         (version >= LB_ABI_VERSION_ADOPTABLE_OLDEST && version <= LB_ABI_VERSION);
 }
+
+// Maps of ABI versions before 8 whose pins this build replaces, their
+// content taken over (see LB_ABI_VERSION in ebpf/lb_abi.h): the LRU hash
+// conntrack (flows copied into the table) and lb_stats (one counter more
+// now; the counts are added). While the takeover runs they are pinned
+// under kSetAsideSuffix, so a start cut short finds them there again.
+constexpr const char* kReplacedMapNames[] = {"lb_conntrack", "lb_stats"};
+constexpr const char* kSetAsideSuffix = "_abi7";
+
+// A conntrack value of ABI versions 5 to 7 (the key kept its layout).
+struct LegacyCtValue {
+  std::uint64_t last_seen_ns;
+  std::uint32_t backend_id;
+  std::uint32_t nat_addr;
+  std::uint32_t service_id;
+  std::uint32_t frontend_epoch;
+  std::uint32_t syn_seq;
+  std::uint8_t flags;
+  std::uint8_t pad;
+  std::uint16_t syn_len;
+};
+static_assert(sizeof(LegacyCtValue) == 32);
 
 std::uint32_t maglev_pool_slots(const Limits& limits) {
   if (limits.maglev_pool_slots != 0) return limits.maglev_pool_slots;
@@ -122,6 +145,12 @@ Frontend frontend_of(const lb_service_key& key) {
 
 std::uint64_t ns(std::chrono::nanoseconds d) { return static_cast<std::uint64_t>(d.count()); }
 
+// Conntrack's `seen` compares modulo 2^32 units (lb_abi.h): longer timeouts
+// are cut to what it can tell (~24 days).
+std::uint64_t ct_timeout_ns(std::chrono::nanoseconds d) {
+  return std::min<std::uint64_t>(ns(d), LB_CT_MAX_TIMEOUT_NS - (std::uint64_t{1} << LB_CT_SEEN_SHIFT));
+}
+
 void check_pinned(const std::filesystem::path& path, const char* name, std::uint32_t max_entries,
                   std::optional<std::uint32_t> map_flags = std::nullopt) {
   UniqueFd fd(bpf_obj_get(path.c_str()));
@@ -151,9 +180,9 @@ void check_pinned(const std::filesystem::path& path, const char* name, std::uint
 // pinned map whose value size changed), so their version is checked first
 // (lb_config keeps the place of its first fields across versions for this),
 // and the Maglev size with it: the pool's size follows from it.
-void check_pinned_config(const std::filesystem::path& pin_dir, const Limits& limits) {
+std::uint32_t check_pinned_config(const std::filesystem::path& pin_dir, const Limits& limits) {
   UniqueFd fd(bpf_obj_get((pin_dir / "lb_config").c_str()));
-  if (!fd) return;
+  if (!fd) return 0;
   bpf_map_info info{};
   std::uint32_t info_len = sizeof info;
   if (bpf_obj_get_info_by_fd(fd.get(), &info, &info_len) != 0) {
@@ -180,6 +209,23 @@ void check_pinned_config(const std::filesystem::path& pin_dir, const Limits& lim
                                std::to_string(existing.maglev_size) + " slots, asked for " +
                                std::to_string(limits.maglev_table_size) + " (remove the pins)");
   }
+  return existing.abi_version;
+}
+
+// Pins `name` under its set-aside name instead (kReplacedMapNames), unless
+// that is done already.
+void set_aside(const std::filesystem::path& pin_dir, const char* name) {
+  const std::filesystem::path path = pin_dir / name;
+  const std::filesystem::path aside = pin_dir / (std::string(name) + kSetAsideSuffix);
+  UniqueFd fd(bpf_obj_get(path.c_str()));
+  if (!fd) {
+    if (errno == ENOENT) return;
+    throw BpfError(errno, "open pinned map " + path.string());
+  }
+  if (bpf_obj_pin(fd.get(), aside.c_str()) != 0 && errno != EEXIST) {
+    throw BpfError(errno, "pin " + aside.string());
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw BpfError(errno, "unpin " + path.string());
 }
 
 // A BPF_F_MMAPABLE array mapped into our memory.
@@ -506,6 +552,8 @@ struct LoadBalancer::Impl {
   int vips_fd = -1, services_fd = -1, maglev_fd = -1, maglev_index_fd = -1, backends_fd = -1,
       counters_fd = -1,
       conntrack_fd = -1, config_fd = -1, stats_fd = -1, rev_nat_fd = -1;
+  std::uint32_t ct_buckets = 0;  // lb_conntrack's size
+  int ct_tags_fd = -1;
 
   std::map<Frontend, std::uint32_t> frontends;
   std::unordered_map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends on it
@@ -578,13 +626,66 @@ struct LoadBalancer::Impl {
     write_config(timeouts);
   }
 
+  // The maps set aside from an older ABI version (kReplacedMapNames): their
+  // flows and counts are copied into this version's maps, before any of
+  // this build's programs is attached, and their pins go. Copying again
+  // after a start cut short writes the same entries again.
+  void take_over_set_aside() {
+    const std::filesystem::path old_ct = pin_dir / (std::string("lb_conntrack") + kSetAsideSuffix);
+    if (UniqueFd fd(bpf_obj_get(old_ct.c_str())); fd) {
+      ConntrackTable table(conntrack_fd, ct_tags_fd, ct_buckets);
+      lb_ct_key key{}, next{};
+      std::uint64_t copied = 0, lost = 0;
+      bool first = true;
+      while (bpf_map_get_next_key(fd.get(), first ? nullptr : &key, &next) == 0) {
+        first = false;
+        key = next;
+        LegacyCtValue old{};
+        if (bpf_map_lookup_elem(fd.get(), &key, &old) != 0) continue;  // evicted meanwhile
+        lb_ct_value value{};
+        value.seen = static_cast<std::uint32_t>(old.last_seen_ns >> LB_CT_SEEN_SHIFT);
+        value.backend_id = old.backend_id;
+        value.nat_addr = old.nat_addr;
+        value.service_id = old.service_id;
+        value.frontend_epoch = old.frontend_epoch;
+        value.syn_seq = old.syn_seq;
+        value.flags = old.flags;
+        value.syn_len = old.syn_len;
+        if (table.insert(key, value)) {
+          ++copied;
+        } else {
+          ++lost;
+        }
+      }
+      spdlog::info("load balancer: {} conntrack entries taken over ({} lost to full buckets)", copied,
+                   lost);
+      if (::unlink(old_ct.c_str()) != 0 && errno != ENOENT) throw BpfError(errno, "unpin " + old_ct.string());
+    }
+    const std::filesystem::path old_stats = pin_dir / (std::string("lb_stats") + kSetAsideSuffix);
+    if (UniqueFd fd(bpf_obj_get(old_stats.c_str())); fd) {
+      bpf_map_info info{};
+      std::uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) throw BpfError(errno, "get info of map lb_stats");
+      std::vector<std::uint64_t> old(static_cast<std::size_t>(ncpus)), now(old.size());
+      for (std::uint32_t stat = 0; stat < std::min<std::uint32_t>(info.max_entries, LB_STAT_MAX); ++stat) {
+        if (bpf_map_lookup_elem(fd.get(), &stat, old.data()) != 0) continue;
+        if (bpf_map_lookup_elem(stats_fd, &stat, now.data()) != 0) continue;
+        for (std::size_t cpu = 0; cpu < old.size(); ++cpu) now[cpu] += old[cpu];
+        update(stats_fd, "lb_stats", &stat, now.data());
+      }
+      if (::unlink(old_stats.c_str()) != 0 && errno != ENOENT) {
+        throw BpfError(errno, "unpin " + old_stats.string());
+      }
+    }
+  }
+
   void write_config(const Timeouts& t) {
     timeouts = t;
     lb_config cfg{};
-    cfg.tcp_syn_timeout_ns = ns(t.tcp_syn);
-    cfg.tcp_established_timeout_ns = ns(t.tcp_established);
-    cfg.tcp_closing_timeout_ns = ns(t.tcp_closing);
-    cfg.udp_timeout_ns = ns(t.udp);
+    cfg.tcp_syn_timeout_ns = ct_timeout_ns(t.tcp_syn);
+    cfg.tcp_established_timeout_ns = ct_timeout_ns(t.tcp_established);
+    cfg.tcp_closing_timeout_ns = ct_timeout_ns(t.tcp_closing);
+    cfg.udp_timeout_ns = ct_timeout_ns(t.udp);
     cfg.maglev_size = limits.maglev_table_size;
     cfg.abi_version = LB_ABI_VERSION;
     cfg.frontend_epoch = frontend_epoch;
@@ -1086,14 +1187,16 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
       {"lb_vip_filter", filter_words},
       {"lb_maglev", pool_slots},              {"lb_maglev_index", limits.max_services},
       {"lb_backends", limits.max_backends},
-      {"lb_backend_counters", limits.max_backends}, {"lb_conntrack", limits.conntrack_entries},
+      {"lb_backend_counters", limits.max_backends},
+      {"lb_conntrack", conntrack_buckets(limits.conntrack_entries)},
+      {"lb_ct_tags", conntrack_buckets(limits.conntrack_entries)},
       {"lb_rev_nat", limits.max_backends},
       {"lb_rev_nat_slots", 1u << rev_nat_slots_log2(limits.max_backends)}};
-  check_pinned_config(pin_dir, limits);
+  const std::uint32_t pinned_version = check_pinned_config(pin_dir, limits);
+  if (pinned_version != 0 && pinned_version < LB_ABI_VERSION) {
+    for (const char* name : kReplacedMapNames) set_aside(pin_dir, name);
+  }
   for (const auto& [name, size] : sizes) check_pinned(pin_dir / name, name, size);
-  const std::uint32_t conntrack_flags = limits.conntrack_lru_per_cpu ? BPF_F_NO_COMMON_LRU : 0;
-  check_pinned(pin_dir / "lb_conntrack", "lb_conntrack", limits.conntrack_entries,
-               conntrack_flags);
 
   auto impl = std::make_unique<Impl>();
   impl->pin_dir = pin_dir;
@@ -1124,10 +1227,10 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   const std::uint32_t slots_log2 = rev_nat_slots_log2(limits.max_backends);
   set_size(skel->maps.lb_rev_nat_slots, 1u << slots_log2);
   skel->rodata->lb_rev_nat_slot_shift = 32 - slots_log2;
-  set_size(skel->maps.lb_conntrack, limits.conntrack_entries);
-  if (int err = bpf_map__set_map_flags(skel->maps.lb_conntrack, conntrack_flags); err != 0) {
-    throw BpfError(err, "set flags of map lb_conntrack");
-  }
+  impl->ct_buckets = conntrack_buckets(limits.conntrack_entries);
+  set_size(skel->maps.lb_conntrack, impl->ct_buckets);
+  set_size(skel->maps.lb_ct_tags, impl->ct_buckets);
+  skel->rodata->lb_ct_buckets = impl->ct_buckets;
   if (int err = lb_tc__load(skel); err != 0) {
     throw BpfError(err, "load BPF object lb_tc (pin dir " + pin_root + ")");
   }
@@ -1144,6 +1247,7 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
   impl->backends_fd = bpf_map__fd(skel->maps.lb_backends);
   impl->counters_fd = bpf_map__fd(skel->maps.lb_backend_counters);
   impl->conntrack_fd = bpf_map__fd(skel->maps.lb_conntrack);
+  impl->ct_tags_fd = bpf_map__fd(skel->maps.lb_ct_tags);
   impl->config_fd = bpf_map__fd(skel->maps.lb_config);
   impl->stats_fd = bpf_map__fd(skel->maps.lb_stats);
   impl->rev_nat_fd = bpf_map__fd(skel->maps.lb_rev_nat);
@@ -1166,13 +1270,13 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
                                  std::to_string(limits.maglev_table_size) + " (remove the pins)");
     }
     impl->frontend_epoch = existing.frontend_epoch;  // never reused by a restart
-    if (existing.abi_version == LB_ABI_VERSION_ADOPTABLE ||
-        existing.abi_version == LB_ABI_VERSION_ADOPTABLE_OLDEST) {
+    if (existing.abi_version != 0 && existing.abi_version < LB_ABI_VERSION) {
       spdlog::info("load balancer: maps pinned under {} are of ABI version {}: taken over as version {} "
-                   "(conntrack kept; new flows get one entry)",
+                   "(conntrack flows copied into the table)",
                    pin_root, existing.abi_version, LB_ABI_VERSION);
     }
   }
+  impl->take_over_set_aside();
   impl->write_config(timeouts);
   {
     // The hairpin address answers in lb_vips like a VIP (see lb_abi.h).
@@ -1189,6 +1293,12 @@ LoadBalancer LoadBalancer::open(const std::filesystem::path& pin_dir, const Limi
 void LoadBalancer::remove_pins(const std::filesystem::path& pin_dir) {
   for (const char* name : kMapNames) {
     std::filesystem::path path = pin_dir / name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      throw BpfError(errno, "unpin " + path.string());
+    }
+  }
+  for (const char* name : kReplacedMapNames) {
+    std::filesystem::path path = pin_dir / (std::string(name) + kSetAsideSuffix);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       throw BpfError(errno, "unpin " + path.string());
     }
@@ -1438,110 +1548,88 @@ GcResult LoadBalancer::gc(std::uint64_t now_ns) {
 
   GcResult result;
   result.capacity = s.limits.conntrack_entries;
-  auto expired_at = [&](std::uint64_t last_seen, std::uint8_t proto, std::uint8_t flags) {
-    return now_ns >= last_seen && now_ns - last_seen >= timeout(proto, flags);
+  const auto now = static_cast<std::uint32_t>(now_ns >> LB_CT_SEEN_SHIFT);
+  // As lb_ct_expired_at in ebpf/conntrack.h (`seen` a moment ahead of
+  // `now`, stamped by a packet meanwhile, is not expired).
+  auto expired_at = [&](std::uint32_t seen, std::uint8_t proto, std::uint8_t flags) {
+    const auto age = static_cast<std::int32_t>(now - seen);
+    return age >= 0 && static_cast<std::uint64_t>(age) >= (timeout(proto, flags) >> LB_CT_SEEN_SHIFT);
+  };
+  auto newer = [](std::uint32_t a, std::uint32_t b) {
+    return static_cast<std::int32_t>(a - b) > 0 ? a : b;
   };
 
-  // Walk in batches (one syscall per few thousand entries). Most flows have
-  // one entry, stamped by both directions. A paired flow (LB_CT_F_PAIRED,
-  // ebpf/conntrack.h) is as alive as its most recent direction, and a state
-  // change seen in one direction holds for both: an entry that looks
-  // expired goes only if its partner does too. The partner is usually in
-  // the walk's own candidates; otherwise one lookup tells. Every REPLY entry
-  // has its ORIGINAL partner (a version 5 flow's ORIGINAL lacks the flag).
-  constexpr std::uint32_t kBatch = 8192;
-  std::vector<lb_ct_key> keys(kBatch);
-  std::vector<lb_ct_value> values(kBatch);
-  // An expired-looking entry, filed under its flow (the ORIGINAL key), so
-  // that after sorting both entries of a flow lie side by side: no hash
-  // table of a million nodes (its allocations cost more than the walk).
-  struct Candidate {
-    std::array<std::uint64_t, 2> flow;  // the ORIGINAL key's bytes
-    lb_ct_key key;
-    std::uint64_t last_seen;
-    std::uint32_t nat_addr;
-    std::uint8_t flags;
+  // One pass over the table through mmap, no syscall per entry, a window
+  // of buckets at a time (what is mapped counts in our RSS: see
+  // conntrack_table.h). A paired flow (LB_CT_F_PAIRED, ebpf/conntrack.h)
+  // is as alive as its most recent direction, and a state change seen in
+  // one direction holds for both: an entry that looks expired goes only if
+  // its partner does too, and then both go (the partner, visited later, is
+  // empty by then); a partner outside the window is looked up through a
+  // small window of its own. Every entry is ended by a compare-and-clear of
+  // what was read, so one that a packet stamped or a CPU rewrote meanwhile
+  // stays. Torn ways (a write raced by another CPU's, never found by a
+  // lookup) are cleared too.
+  const std::uint32_t align = ConntrackTable::window_alignment();
+  const std::uint32_t step = align * 32;  // 16 384 buckets, 3 MB with 4 KiB pages
+  auto window_of = [&](std::uint32_t first, std::uint32_t size) {
+    return std::min(size, s.ct_buckets - first);
   };
-  auto flow_of = [&](const lb_ct_key& key, std::uint32_t nat_addr, std::uint8_t flags) {
-    lb_ct_key original = key.dir == LB_CT_DIR_ORIGINAL ? key : partner_of(key, nat_addr, flags);
-    original.pad = 0;
-    std::array<std::uint64_t, 2> words{};
-    static_assert(sizeof words == sizeof original);
-    std::memcpy(words.data(), &original, sizeof original);
-    return words;
-  };
-  std::vector<Candidate> candidates;
-  std::uint64_t seen = 0;
-  std::uint64_t in_token = 0, out_token = 0;  // htab batch tokens (bucket numbers)
-  bool first = true, done = false;
-  bpf_map_batch_opts opts{};
-  opts.sz = sizeof opts;
-  while (!done) {
-    std::uint32_t count = kBatch;
-    int err = bpf_map_lookup_batch(s.conntrack_fd, first ? nullptr : &in_token, &out_token,
-                                   keys.data(), values.data(), &count, &opts);
-    if (err != 0) {
-      if (errno != ENOENT) throw BpfError(errno, "walk map lb_conntrack");
-      done = true;
-    }
-    for (std::uint32_t i = 0; i < count; ++i) {
-      ++seen;
-      const lb_ct_value& value = values[i];
-      if (expired_at(value.last_seen_ns, keys[i].proto, value.flags)) {
-        candidates.push_back(Candidate{flow_of(keys[i], value.nat_addr, value.flags), keys[i],
-                                       value.last_seen_ns, value.nat_addr, value.flags});
+  std::uint64_t live = 0;
+  for (std::uint32_t first = 0; first < s.ct_buckets; first += step) {
+    ConntrackTable table(s.conntrack_fd, s.ct_tags_fd, s.ct_buckets, first, window_of(first, step));
+    for (std::uint32_t bucket = first; bucket < first + table.count(); ++bucket) {
+      for (std::uint32_t way = 0; way < LB_CT_WAYS; ++way) {
+        const ConntrackSnapshot snap = ConntrackTable::read(table.way(bucket, way));
+        if (snap.state == ConntrackSnapshot::State::empty) continue;
+        if (snap.state == ConntrackSnapshot::State::torn) {
+          table.end_if_unchanged(bucket, way, snap.stamp);
+          continue;
+        }
+        ++live;
+        const lb_ct_value& value = snap.value;
+        if (!expired_at(value.seen, snap.key.proto, value.flags)) continue;
+        const bool paired = snap.key.dir == LB_CT_DIR_REPLY || (value.flags & LB_CT_F_PAIRED);
+        std::uint32_t other_bucket = 0, other_way = 0;
+        ConntrackSnapshot partner;
+        std::optional<ConntrackTable> near;  // the partner's window, when not this one
+        ConntrackTable* other = nullptr;
+        if (paired) {
+          const lb_ct_key partner_key = partner_of(snap.key, value.nat_addr, value.flags);
+          if (table.find(partner_key, &other_bucket, &other_way)) {
+            other = &table;
+          } else {
+            std::uint32_t places[LB_CT_CHOICES];
+            ConntrackTable::choices(partner_key, s.ct_buckets, places);
+            for (const std::uint32_t place : places) {
+              if (table.holds(place)) continue;
+              const std::uint32_t start = place / align * align;
+              near.emplace(s.conntrack_fd, s.ct_tags_fd, s.ct_buckets, start, window_of(start, align));
+              if (near->find(partner_key, &other_bucket, &other_way)) {
+                other = &*near;
+                break;
+              }
+            }
+          }
+          if (other) partner = ConntrackTable::read(other->way(other_bucket, other_way));
+          if (partner.state == ConntrackSnapshot::State::live &&
+              !expired_at(newer(value.seen, partner.value.seen), snap.key.proto,
+                          value.flags | partner.value.flags)) {
+            continue;
+          }
+        }
+        if (table.end_if_unchanged(bucket, way, snap.stamp)) ++result.expired;
+        if (partner.state == ConntrackSnapshot::State::live &&
+            other->end_if_unchanged(other_bucket, other_way, partner.stamp)) {
+          ++result.expired;
+          // Counted as live when visited before; ended now, so not visited after.
+          if (other_bucket < bucket || (other_bucket == bucket && other_way < way)) continue;
+          ++live;
+        }
       }
     }
-    in_token = out_token;
-    first = false;
   }
-
-  std::sort(candidates.begin(), candidates.end(),
-            [](const Candidate& a, const Candidate& b) { return a.flow < b.flow; });
-  std::vector<lb_ct_key> expired;
-  expired.reserve(candidates.size());
-  for (std::size_t i = 0; i < candidates.size();) {
-    const Candidate& c = candidates[i];
-    if (i + 1 < candidates.size() && candidates[i + 1].flow == c.flow) {
-      // Both directions look expired; together they may not.
-      const Candidate& d = candidates[i + 1];
-      if (expired_at(std::max(c.last_seen, d.last_seen), c.key.proto, c.flags | d.flags)) {
-        expired.push_back(c.key);
-        expired.push_back(d.key);
-      }
-      i += 2;
-      continue;
-    }
-    std::uint64_t last_seen = c.last_seen;
-    std::uint8_t flags = c.flags;
-    lb_ct_key partner = partner_of(c.key, c.nat_addr, c.flags);
-    lb_ct_value other{};
-    const bool paired = c.key.dir == LB_CT_DIR_REPLY || (c.flags & LB_CT_F_PAIRED);
-    if (paired && bpf_map_lookup_elem(s.conntrack_fd, &partner, &other) == 0) {
-      last_seen = std::max<std::uint64_t>(last_seen, other.last_seen_ns);
-      flags |= other.flags;
-    }
-    if (expired_at(last_seen, c.key.proto, flags)) expired.push_back(c.key);
-    ++i;
-  }
-  candidates = {};
-
-  // Delete in batches; a key the LRU evicted meanwhile stops a batch with
-  // ENOENT, and the rest goes on after it.
-  std::size_t next = 0;
-  while (next < expired.size()) {
-    std::uint32_t count =
-        static_cast<std::uint32_t>(std::min<std::size_t>(kBatch, expired.size() - next));
-    const std::uint32_t asked = count;
-    int err = bpf_map_delete_batch(s.conntrack_fd, &expired[next], &count, &opts);
-    result.expired += count;
-    next += count;
-    if (err != 0) {
-      if (errno != ENOENT) throw BpfError(errno, "delete from map lb_conntrack");
-      if (count < asked) ++next;  // the missing key
-    }
-  }
-  result.entries = seen - std::min<std::uint64_t>(seen, result.expired);
+  result.entries = live - std::min<std::uint64_t>(live, result.expired);
   return result;
 }
 

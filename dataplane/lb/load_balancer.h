@@ -63,16 +63,10 @@ struct Limits {
   std::uint32_t max_frontends = 4096;   // VIP:port:proto entries
   std::uint32_t max_backends = 65536;   // backend ids are 1 .. max_backends-1
   std::uint32_t conntrack_entries = 262144;  // one per flow (two when paired: ebpf/conntrack.h)
-  // Conntrack with per-CPU LRU lists (BPF_F_NO_COMMON_LRU): one hash table
-  // that every CPU reads, so a reply seen on another CPU than its flow's
-  // first packet still finds the flow; only the free and LRU lists are per
-  // CPU. A fresh tuple's two inserts then cost ~115 ns less (~570 instead
-  // of ~690 ns a new flow here, BENCHMARKS.md), but the kernel splits the
-  // entries evenly over the *possible* CPUs and a CPU that runs out evicts
-  // its own oldest flows while others have room: an endpoint whose flows
-  // all come through one CPU gets conntrack_entries / possible CPUs before
-  // its live flows are evicted. Hence off by default; a pinned map keeps
-  // the mode it was made with (another mode is refused, as another size).
+  // No longer means anything (ignored): it chose per-CPU LRU lists for the
+  // LRU hash conntrack of ABI versions before 8; conntrack is a
+  // set-associative table since (ebpf/conntrack.h), the same for every
+  // CPU. Still accepted, so that whatever sets it keeps working.
   bool conntrack_lru_per_cpu = false;
   // The largest Maglev table (a prime); each service's is sized for its
   // backends (maglev_table_size_for), ~1021 slots for 10.

@@ -5,10 +5,12 @@
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -17,6 +19,7 @@
 #include <optional>
 #include <set>
 
+#include "dataplane/lb/conntrack_table.h"
 #include "dataplane/lb/load_balancer.h"
 #include "tests/support/private_bpffs.h"
 #include "tests/unit/lb_packets.h"
@@ -105,6 +108,42 @@ RunResult run(int prog_fd, const Bytes& in) {
   return r;
 }
 
+// Every live entry of the conntrack table (`fd`: lb_conntrack), read
+// through mmap as the collector reads it.
+std::vector<std::pair<lb_ct_key, lb_ct_value>> conntrack_entries(int fd) {
+  std::vector<std::pair<lb_ct_key, lb_ct_value>> all;
+  bpf_map_info info{};
+  std::uint32_t len = sizeof info;
+  EXPECT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+  EXPECT_EQ(info.value_size, sizeof(lb_ct_bucket));
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t bytes = (std::size_t{info.max_entries} * sizeof(lb_ct_bucket) + page - 1) / page * page;
+  void* mem = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  EXPECT_NE(mem, MAP_FAILED) << strerror(errno);
+  if (mem == MAP_FAILED) return all;
+  const auto* table = static_cast<const lb_ct_bucket*>(mem);
+  for (std::uint32_t bucket = 0; bucket < info.max_entries; ++bucket) {
+    for (const lb_ct_entry& way : table[bucket].way) {
+      const ConntrackSnapshot snap = ConntrackTable::read(way);
+      if (snap.state == ConntrackSnapshot::State::live) all.emplace_back(snap.key, snap.value);
+    }
+  }
+  munmap(mem, bytes);
+  return all;
+}
+
+ConntrackTable conntrack_table(const LoadBalancer& lb) {
+  return ConntrackTable(lb.map_fd("lb_conntrack"), lb.map_fd("lb_ct_tags"));
+}
+
+// Ends the entry of `key`, as an eviction would; whether there was one.
+bool erase_conntrack_entry(const LoadBalancer& lb, const lb_ct_key& key) {
+  ConntrackTable table = conntrack_table(lb);
+  std::uint32_t bucket = 0, way = 0;
+  if (!table.find(key, &bucket, &way)) return false;
+  return table.end_if_unchanged(bucket, way, ConntrackTable::read(table.way(bucket, way)).stamp);
+}
+
 class LbDataplaneTest : public ::testing::Test {
  protected:
   static Limits test_limits() {
@@ -169,6 +208,54 @@ class LbDataplaneTest : public ::testing::Test {
     ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
     cfg.abi_version = version;
     ASSERT_EQ(bpf_map_update_elem(lb_->map_fd("lb_config"), &zero, &cfg, BPF_ANY), 0);
+  }
+  // A conntrack value of ABI versions 5 to 7, in their LRU hash.
+  struct LegacyCtValue {
+    std::uint64_t last_seen_ns;
+    std::uint32_t backend_id, nat_addr, service_id, frontend_epoch, syn_seq;
+    std::uint8_t flags, pad;
+    std::uint16_t syn_len;
+  };
+  static_assert(sizeof(LegacyCtValue) == 32);
+  // Turns the pins into those an agent of ABI `version` (5 to 7) leaves:
+  // conntrack an LRU hash of their value layout holding this table's
+  // flows (and `extra` entries), lb_stats one counter shorter, no
+  // lb_ct_tags; lb_config says `version`. Closes the load balancer.
+  void pin_as_abi(std::uint32_t version,
+                  const std::vector<std::pair<lb_ct_key, lb_ct_value>>& extra = {}) {
+    auto flows = conntrack_entries(lb_->map_fd("lb_conntrack"));
+    flows.insert(flows.end(), extra.begin(), extra.end());
+    const int ncpus = libbpf_num_possible_cpus();
+    ASSERT_GT(ncpus, 0);
+    std::vector<std::vector<std::uint64_t>> stats(LB_STAT_MAX - 1);
+    for (std::uint32_t stat = 0; stat + 1 < LB_STAT_MAX; ++stat) {
+      stats[stat].resize(static_cast<std::size_t>(ncpus));
+      ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_stats"), &stat, stats[stat].data()), 0);
+    }
+    set_pinned_abi_version(version);
+    lb_.reset();
+    for (const char* name : {"lb_conntrack", "lb_ct_tags", "lb_stats"}) {
+      ASSERT_EQ(::unlink((pin_dir_ / name).c_str()), 0) << name;
+    }
+    const int ct = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "lb_conntrack", sizeof(lb_ct_key),
+                                  sizeof(LegacyCtValue), test_limits().conntrack_entries, nullptr);
+    ASSERT_GE(ct, 0) << strerror(errno);
+    for (const auto& [key, value] : flows) {
+      LegacyCtValue old{std::uint64_t{value.seen} << LB_CT_SEEN_SHIFT, value.backend_id, value.nat_addr,
+                        value.service_id, value.frontend_epoch, value.syn_seq, value.flags, 0,
+                        value.syn_len};
+      ASSERT_EQ(bpf_map_update_elem(ct, &key, &old, BPF_ANY), 0);
+    }
+    ASSERT_EQ(bpf_obj_pin(ct, (pin_dir_ / "lb_conntrack").c_str()), 0);
+    ::close(ct);
+    const int st = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "lb_stats", sizeof(std::uint32_t),
+                                  sizeof(std::uint64_t), LB_STAT_MAX - 1, nullptr);
+    ASSERT_GE(st, 0) << strerror(errno);
+    for (std::uint32_t stat = 0; stat + 1 < LB_STAT_MAX; ++stat) {
+      ASSERT_EQ(bpf_map_update_elem(st, &stat, stats[stat].data(), BPF_ANY), 0);
+    }
+    ASSERT_EQ(bpf_obj_pin(st, (pin_dir_ / "lb_stats").c_str()), 0);
+    ::close(st);
   }
   Bytes ack(std::uint16_t sport, const std::string& payload = "GET /") {
     Tcp t;
@@ -642,20 +729,6 @@ TEST_F(LbDataplaneTest, BackendBalancedToItselfGoesBackInThroughTheHairpinAddres
   EXPECT_THROW(lb_->upsert_service({hairpin, 80, Protocol::tcp}, 2), std::invalid_argument);
 }
 
-// Every entry of the conntrack map.
-std::vector<std::pair<lb_ct_key, lb_ct_value>> conntrack_entries(int fd) {
-  std::vector<std::pair<lb_ct_key, lb_ct_value>> all;
-  lb_ct_key key{}, next{};
-  lb_ct_key* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    lb_ct_value value{};
-    EXPECT_EQ(bpf_map_lookup_elem(fd, &next, &value), 0);
-    all.emplace_back(next, value);
-    key = next;
-    prev = &key;
-  }
-  return all;
-}
 
 // A flow lives as long as its most recent direction: a UDP stream the
 // backend keeps sending on is not cut because the client went quiet. The
@@ -666,12 +739,12 @@ TEST_F(LbDataplaneTest, GcKeepsAFlowWhoseOtherDirectionIsFresh) {
   ASSERT_EQ(from_endpoint(udp_packet(kClient, 30000, kVip, 53, "q")).retval, kOk);
   auto first = conntrack_entries(fd);
   ASSERT_EQ(first.size(), 1u);
-  const std::uint64_t original = first[0].second.last_seen_ns;
+  const std::uint64_t original = std::uint64_t{first[0].second.seen} << LB_CT_SEEN_SHIFT;
   usleep(100 * 1000);
   ASSERT_EQ(to_endpoint(udp_packet(backend_ip(1), 53, kClient, 30000, "a")).retval, kOk);
   auto after = conntrack_entries(fd);
   ASSERT_EQ(after.size(), 1u);
-  const std::uint64_t reply = after[0].second.last_seen_ns;
+  const std::uint64_t reply = std::uint64_t{after[0].second.seen} << LB_CT_SEEN_SHIFT;
   ASSERT_GT(reply, original);
   const std::uint64_t minute = 60ULL * 1000000000ULL;
   EXPECT_EQ(lb_->gc(original + minute + (reply - original) / 2).expired, 0u);
@@ -934,22 +1007,22 @@ TEST_F(LbDataplaneTest, OtherSizesThanThePinnedMapsAreRefusedByName) {
   }
 }
 
-TEST_F(LbDataplaneTest, PinnedConntrackOfTheOtherLruModeIsRefused) {
+// Limits::conntrack_lru_per_cpu meant something for the LRU hash
+// conntrack before ABI 8 only: it is still accepted, and changes nothing
+// (the same pins open with either value).
+TEST_F(LbDataplaneTest, ConntrackLruPerCpuIsAcceptedAndChangesNothing) {
   Limits per_cpu = test_limits();
   per_cpu.conntrack_lru_per_cpu = true;
-  try {
-    LoadBalancer::open(pin_dir_, per_cpu);
-    FAIL() << "opened a conntrack map with common LRU lists as per-CPU";
-  } catch (const BpfError& e) {
-    EXPECT_EQ(e.code().value(), EINVAL);
-    EXPECT_NE(std::string(e.what()).find("lb_conntrack"), std::string::npos) << e.what();
-  }
+  make_service(1);
+  ASSERT_EQ(backend_of(from_endpoint(syn(40000))), backend_ip(1));
   lb_.reset();
-  LoadBalancer::remove_pins(pin_dir_);
   lb_.emplace(LoadBalancer::open(pin_dir_, per_cpu));
+  EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 1u);
+  const std::uint64_t hits = lb_->stats()[LB_STAT_CT_HIT];
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_HIT], hits + 1);
   lb_.reset();
-  EXPECT_THROW(LoadBalancer::open(pin_dir_, test_limits()), BpfError);
-  lb_.emplace(LoadBalancer::open(pin_dir_, per_cpu));  // the same mode reopens
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
 }
 
 // Pins the calling thread to one CPU for its life, then gives the old
@@ -972,9 +1045,10 @@ class OnCpu {
 };
 
 // A flow's first packet and its reply (or its next packet) may be handled
-// on different CPUs. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU) keep one hash
-// table for all CPUs, so both directions find the entries wherever they
-// were made; a per-CPU value map (LRU_PERCPU_HASH) would not.
+// on different CPUs: the conntrack table is one for all CPUs, so both
+// directions find the entries wherever they were made; a per-CPU value map
+// would not. (Run with either conntrack_lru_per_cpu, which meant per-CPU
+// LRU lists before ABI 8 and is ignored since.)
 TEST_F(LbDataplaneTest, FlowsMadeOnOneCpuAreFoundOnAnother) {
   cpu_set_t allowed;
   ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
@@ -1045,9 +1119,9 @@ TEST_F(LbDataplaneTest, OtherMaglevSizeOrAbiVersionThanThePinnedMapsIsRefused) {
 }
 
 // Pins of ABI version 5 (two entries per flow, no lb_rev_nat) are taken
-// over as they are: their flows go on (replies reverse-NATed, the two
-// entries collected together), new flows get one entry. Older ones are
-// refused.
+// over: their flows are copied into the table and go on (replies
+// reverse-NATed, the two entries collected together), new flows get one
+// entry. Older ones are refused.
 TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
   make_service(1);
   const int fd = lb_->map_fd("lb_conntrack");
@@ -1064,11 +1138,9 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
   reply_key.dir = LB_CT_DIR_REPLY;
   lb_ct_value reply_value = all[0].second;
   reply_value.nat_addr = htonl(kVip);
-  ASSERT_EQ(bpf_map_update_elem(fd, &reply_key, &reply_value, BPF_ANY), 0);
-  set_pinned_abi_version(5);
+  pin_as_abi(5, {{reply_key, reply_value}});
   lb_config cfg{};
   std::uint32_t zero = 0;
-  lb_.reset();
   ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat").c_str()), 0);  // version 5 had none
   ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat_slots").c_str()), 0);
 
@@ -1106,10 +1178,9 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion5AreTakenOverWithTheirFlows) {
 TEST_F(LbDataplaneTest, PinsOfAbiVersion6AreTakenOverWithTheirFlows) {
   make_service(1);
   ASSERT_EQ(backend_of(from_endpoint(syn(40000))), backend_ip(1));
-  set_pinned_abi_version(6);
+  pin_as_abi(6);
   lb_config cfg{};
   std::uint32_t zero = 0;
-  lb_.reset();
   ASSERT_EQ(::unlink((pin_dir_ / "lb_rev_nat_slots").c_str()), 0);  // version 6 had none
 
   lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
@@ -1119,6 +1190,264 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion6AreTakenOverWithTheirFlows) {
   EXPECT_EQ(get32(to_endpoint(syn_ack(backend_ip(1), 40000)).out, kIp + 12), kVip);
   EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
   EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 1u);
+}
+
+// Pins of ABI version 7 (conntrack an LRU hash) are taken over with their
+// flows: copied into the table before anything runs on it (the flow's
+// packets are conntrack hits, its replies reverse-NATed), the old
+// counters carried over, and the set-aside pins gone.
+TEST_F(LbDataplaneTest, PinsOfAbiVersion7AreTakenOverWithTheirFlows) {
+  make_service(4);
+  std::map<std::uint16_t, std::uint32_t> chosen;
+  for (std::uint16_t sport = 40000; sport < 40016; ++sport) {
+    chosen[sport] = backend_of(from_endpoint(syn(sport)));
+  }
+  pin_as_abi(7);
+  lb_config cfg{};
+  std::uint32_t zero = 0;
+
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  ASSERT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_config"), &zero, &cfg), 0);
+  EXPECT_EQ(cfg.abi_version, LB_ABI_VERSION);
+  EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), chosen.size());
+  EXPECT_EQ(lb_->stats()[LB_STAT_NEW_FLOW], chosen.size());  // counts carried over
+  EXPECT_FALSE(std::filesystem::exists(pin_dir_ / "lb_conntrack_abi7"));
+  EXPECT_FALSE(std::filesystem::exists(pin_dir_ / "lb_stats_abi7"));
+  // Another backend list, so that Maglev alone would move some flows:
+  // only their entries keep them where they are.
+  auto more = backends(7);
+  lb_->set_backends(kService, more);
+  for (const auto& [sport, backend] : chosen) {
+    EXPECT_EQ(get32(to_endpoint(syn_ack(backend, sport)).out, kIp + 12), kVip) << sport;
+    EXPECT_EQ(backend_of(from_endpoint(ack(sport))), backend) << sport;
+  }
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_HIT], chosen.size());
+  EXPECT_EQ(lb_->stats()[LB_STAT_NEW_FLOW], chosen.size());
+  EXPECT_EQ(lb_->stats()[LB_STAT_REV_NAT], chosen.size());
+
+  // Reopened, nothing is taken over twice.
+  lb_.reset();
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), chosen.size());
+  EXPECT_EQ(lb_->stats()[LB_STAT_NEW_FLOW], chosen.size());
+}
+
+// Conntrack of one bucket: Limits::conntrack_entries 2 gives 4 ways
+// (conntrack_buckets), and both of a key's bucket choices are bucket 0.
+Limits one_bucket_limits() {
+  Limits limits;
+  limits.max_services = 64;
+  limits.max_frontends = 64;
+  limits.max_backends = 256;
+  limits.conntrack_entries = 2;
+  limits.maglev_table_size = 1021;
+  return limits;
+}
+
+bool has_flow(const std::vector<std::pair<lb_ct_key, lb_ct_value>>& entries, std::uint16_t sport) {
+  return std::any_of(entries.begin(), entries.end(),
+                     [&](const auto& entry) { return entry.first.sport == htons(sport); });
+}
+
+// A new flow whose buckets are full takes the way of the least recently
+// seen flow, and the eviction is counted.
+TEST_F(LbDataplaneTest, AFullBucketGivesUpItsLeastRecentlySeenFlowCounted) {
+  static_assert(LB_CT_WAYS == 4);
+  lb_.reset();
+  LoadBalancer::remove_pins(pin_dir_);
+  lb_.emplace(LoadBalancer::open(pin_dir_, one_bucket_limits()));
+  ASSERT_EQ(conntrack_table(*lb_).buckets(), 1u);
+  make_service(4);
+  std::map<std::uint16_t, std::uint32_t> chosen;
+  // `seen` counts ~1 ms units of the coarse clock (a tick, up to 4 ms).
+  auto later = [] { usleep(12 * 1000); };
+  for (std::uint16_t sport = 40000; sport < 40004; ++sport) {
+    chosen[sport] = backend_of(from_endpoint(syn(sport)));
+    later();
+  }
+  ASSERT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 4u);
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_EVICTED], 0u);
+  // 40000 speaks again: 40001 is the least recently seen now.
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), chosen[40000]);
+  later();
+  ASSERT_EQ(lb_->stats()[LB_STAT_CT_HIT], 1u);
+
+  backend_of(from_endpoint(syn(40004)));
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_EVICTED], 1u);
+  auto entries = conntrack_entries(lb_->map_fd("lb_conntrack"));
+  EXPECT_EQ(entries.size(), 4u);
+  EXPECT_FALSE(has_flow(entries, 40001));
+  for (std::uint16_t sport : {40000, 40002, 40003, 40004}) EXPECT_TRUE(has_flow(entries, sport)) << sport;
+  EXPECT_EQ(backend_of(from_endpoint(ack(40002))), chosen[40002]);
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_HIT], 2u);
+}
+
+// A way whose check disagrees with its fields (a write cut short, or two
+// CPUs writing it at once) is a miss: never a flow to the backend its
+// fields name. The packet is a new flow (Maglev, the same backend while
+// the table is unchanged), and the collector clears the torn way.
+TEST_F(LbDataplaneTest, AWayWhoseCheckDisagreesIsReadAsAMiss) {
+  make_service(4);
+  const std::uint32_t chosen = backend_of(from_endpoint(syn(40000)));
+  std::uint32_t other = 1;
+  while (backend_ip(other) == chosen) ++other;
+  lb_ct_key key{};
+  key.saddr = htonl(kClient);
+  key.daddr = htonl(kVip);
+  key.sport = htons(40000);
+  key.dport = htons(80);
+  key.proto = IPPROTO_TCP;
+  key.dir = LB_CT_DIR_ORIGINAL;
+  ConntrackTable table = conntrack_table(*lb_);
+  std::uint32_t bucket = 0, way = 0;
+  ASSERT_TRUE(table.find(key, &bucket, &way));
+  // Another backend's identity written, the check not (yet).
+  lb_ct_entry& torn = table.way(bucket, way);
+  torn.value.backend_id = other;
+  torn.value.nat_addr = htonl(backend_ip(other));
+  EXPECT_EQ(ConntrackTable::read(torn).state, ConntrackSnapshot::State::torn);
+
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), chosen);
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_HIT], 0u);
+  EXPECT_EQ(lb_->stats()[LB_STAT_NEW_FLOW], 2u);
+  EXPECT_EQ(lb_->stats()[LB_STAT_RST_DEAD_BACKEND], 0u);
+  // The reply of the torn way's backend is not taken for the flow's.
+  Bytes stray = syn_ack(backend_ip(other), 40000);
+  EXPECT_EQ(to_endpoint(stray).out, stray);
+
+  const GcResult gc = lb_->gc(LoadBalancer::monotonic_now_ns());
+  EXPECT_EQ(gc.entries, 1u);
+  EXPECT_EQ(ConntrackTable::read(torn).state, ConntrackSnapshot::State::empty);
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), chosen);
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_HIT], 1u);
+}
+
+// The collector ends an entry only as it read it: a way that a packet
+// stamped, or that a new flow took, since the collector's read stays.
+TEST_F(LbDataplaneTest, CollectorsCompareAndClearLeavesAWayChangedSinceItsRead) {
+  lb_.reset();
+  LoadBalancer::remove_pins(pin_dir_);
+  lb_.emplace(LoadBalancer::open(pin_dir_, one_bucket_limits()));
+  make_service(1);
+  ASSERT_EQ(backend_of(from_endpoint(syn(40000))), backend_ip(1));
+  ConntrackTable table = conntrack_table(*lb_);
+  ASSERT_EQ(table.buckets(), 1u);
+  lb_ct_key key{};
+  key.saddr = htonl(kClient);
+  key.daddr = htonl(kVip);
+  key.sport = htons(40000);
+  key.dport = htons(80);
+  key.proto = IPPROTO_TCP;
+  key.dir = LB_CT_DIR_ORIGINAL;
+  std::uint32_t bucket = 0, way = 0;
+  ASSERT_TRUE(table.find(key, &bucket, &way));
+
+  // Stamped by a packet since the read.
+  ConntrackSnapshot read = ConntrackTable::read(table.way(bucket, way));
+  ASSERT_EQ(read.state, ConntrackSnapshot::State::live);
+  usleep(12 * 1000);
+  EXPECT_EQ(backend_of(from_endpoint(ack(40000))), backend_ip(1));
+  EXPECT_FALSE(table.end_if_unchanged(bucket, way, read.stamp));
+  EXPECT_EQ(ConntrackTable::read(table.way(bucket, way)).state, ConntrackSnapshot::State::live);
+
+  // Ended by the program (the backend answers another connection on the
+  // tuple) and taken by a new flow since the read.
+  read = ConntrackTable::read(table.way(bucket, way));
+  Bytes foreign = syn_ack(backend_ip(1), 40000);
+  put32(foreign, kL4 + 8, 77777);  // acknowledges no SYN of the flow
+  fill_checksums(foreign);
+  EXPECT_EQ(to_endpoint(foreign).out, foreign);
+  EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 0u);
+  ASSERT_EQ(backend_of(from_endpoint(syn(40001))), backend_ip(1));
+  const ConntrackSnapshot now = ConntrackTable::read(table.way(bucket, way));
+  ASSERT_EQ(now.state, ConntrackSnapshot::State::live);
+  ASSERT_EQ(now.key.sport, htons(40001)) << "the new flow took another way";
+  EXPECT_FALSE(table.end_if_unchanged(bucket, way, read.stamp));
+  EXPECT_EQ(ConntrackTable::read(table.way(bucket, way)).stamp, now.stamp);
+  EXPECT_EQ(backend_of(from_endpoint(ack(40001))), backend_ip(1));
+  EXPECT_EQ(lb_->stats()[LB_STAT_CT_HIT], 2u);
+  // As read now, it goes.
+  EXPECT_TRUE(table.end_if_unchanged(bucket, way, now.stamp));
+  EXPECT_EQ(conntrack_entries(lb_->map_fd("lb_conntrack")).size(), 0u);
+}
+
+// The collector frees the ways it ends (their tags, which the programs
+// read to find a free way): a table emptied by it has no tag left.
+TEST_F(LbDataplaneTest, CollectorFreesTheTagsOfTheWaysItEnds) {
+  make_service(4);
+  for (std::uint16_t sport = 40000; sport < 40064; ++sport) backend_of(from_endpoint(syn(sport)));
+  const int tags_fd = lb_->map_fd("lb_ct_tags");
+  auto tagged = [&] {
+    std::uint32_t count = 0;
+    for (std::uint32_t bucket = 0; bucket < conntrack_table(*lb_).buckets(); ++bucket) {
+      std::uint32_t tags = 0;
+      EXPECT_EQ(bpf_map_lookup_elem(tags_fd, &bucket, &tags), 0);
+      for (int way = 0; way < LB_CT_WAYS; ++way) count += (tags >> (8 * way)) & 0xff ? 1 : 0;
+    }
+    return count;
+  };
+  EXPECT_EQ(tagged(), 64u);
+  EXPECT_EQ(lb_->gc(LoadBalancer::monotonic_now_ns() + 3600ULL * 1000000000ULL).expired, 64u);
+  EXPECT_EQ(tagged(), 0u);
+}
+
+// The collector walks the table a window of buckets at a time (what it
+// maps counts in the agent's RSS): the two entries of a paired flow, in
+// different windows, are still judged and ended together.
+TEST_F(LbDataplaneTest, CollectorJudgesPairedFlowsTogetherAcrossItsWindows) {
+  Limits big = test_limits();
+  big.conntrack_entries = 65536;  // 32 768 buckets: two of the collector's windows
+  lb_.reset();
+  LoadBalancer::remove_pins(pin_dir_);
+  lb_.emplace(LoadBalancer::open(pin_dir_, big));
+  // Paired flows: the backend's IP is behind a second VIP too.
+  make_service(1);
+  lb_->upsert_service({ip4(10, 0, 0, 3), 80, Protocol::tcp}, 2);
+  std::vector<Backend> same_ip{Backend{11, backend_ip(1), mac_from_ip(backend_ip(1)), BackendState::active}};
+  lb_->set_backends(2, same_ip);
+  constexpr std::uint16_t kFlows = 64;
+  const std::uint64_t start = LoadBalancer::monotonic_now_ns();
+  for (std::uint16_t i = 0; i < kFlows; ++i) {
+    ASSERT_EQ(backend_of(from_endpoint(syn(40000 + i))), backend_ip(1));
+  }
+  ASSERT_LT(LoadBalancer::monotonic_now_ns() - start, 60'000'000u) << "too slow for the times below";
+  auto entries = conntrack_entries(lb_->map_fd("lb_conntrack"));
+  ASSERT_EQ(entries.size(), 2u * kFlows);
+  // Pairs whose entries lie in different windows (16 384 buckets with 4 KiB
+  // pages): about half of them.
+  ConntrackTable table = conntrack_table(*lb_);
+  const std::uint32_t window = ConntrackTable::window_alignment() * 32;
+  std::map<std::uint16_t, std::set<std::uint32_t>> windows_of;  // client port -> windows
+  for (const auto& [key, value] : entries) {
+    std::uint32_t bucket = 0, way = 0;
+    ASSERT_TRUE(table.find(key, &bucket, &way));
+    windows_of[key.dir == LB_CT_DIR_ORIGINAL ? ntohs(key.sport) : ntohs(key.dport)].insert(bucket / window);
+  }
+  const auto spanning = std::count_if(windows_of.begin(), windows_of.end(), [](const auto& flow) {
+    return flow.first % 2 == 0 && flow.second.size() == 2;
+  });
+  ASSERT_GT(spanning, 0) << "no answered pair across windows: the test proves nothing";
+
+  // 200 ms later the backend answers every other flow: those are
+  // established (6 h), the rest SYN only (60 s). A reply stamps the flow's
+  // REPLY entry alone, so 6 h after the SYNs (+ 120 ms) the ORIGINAL entry
+  // of an answered flow looks expired by itself, and only its partner,
+  // fresh by 80 ms, keeps it.
+  usleep(200 * 1000);
+  for (std::uint16_t i = 0; i < kFlows; i += 2) {
+    EXPECT_EQ(get32(to_endpoint(syn_ack(backend_ip(1), 40000 + i)).out, kIp + 12), kVip);
+  }
+  const std::uint64_t hour = 3600ULL * 1000000000ULL;
+  const std::uint64_t now = LoadBalancer::monotonic_now_ns();
+  GcResult gc = lb_->gc(start + 6 * hour + 120'000'000u);
+  EXPECT_EQ(gc.expired, kFlows);  // both entries of the 32 unanswered flows
+  EXPECT_EQ(gc.entries, kFlows);
+  for (std::uint16_t i = 0; i < kFlows; ++i) {
+    EXPECT_EQ(has_flow(conntrack_entries(lb_->map_fd("lb_conntrack")), 40000 + i), i % 2 == 0) << i;
+  }
+  gc = lb_->gc(now + 7 * hour);
+  EXPECT_EQ(gc.expired, kFlows);
+  EXPECT_EQ(gc.entries, 0u);
 }
 
 TEST_F(LbDataplaneTest, RemovePinsLeavesNothing) {
@@ -1740,7 +2069,7 @@ TEST_F(LbDataplaneTest, ReusedTupleOnTheSameBackendRenewsBothEntries) {
   ASSERT_EQ(backend_of(from_endpoint(syn_seq(6000))), backend_ip(1));
   for (auto& [key, value] : entries()) {
     if (key.dir == LB_CT_DIR_REPLY) {
-      ASSERT_EQ(bpf_map_delete_elem(fd, &key), 0);  // as if evicted
+      ASSERT_TRUE(erase_conntrack_entry(*lb_, key));  // as if evicted
     }
   }
   ASSERT_EQ(backend_of(from_endpoint(syn_seq(7000))), backend_ip(1));
