@@ -368,7 +368,7 @@ void ServiceDataplane::Impl::program(std::uint32_t id, const Target& target, boo
     log.clear(key);
   } catch (const std::exception& e) {
     complete = false;
-    const LbServiceKey* k = ids.service_key(id);
+    const auto k = ids.service_key(id);
     log.warn(key, fmt::format("service {} on network {} (load-balancer service {}): not programmed, retried later: {}",
                               k ? short_id(k->service_id) : "?", k ? short_id(k->network_id) : "?", id, e.what()));
   }
@@ -408,8 +408,9 @@ void ServiceDataplane::Impl::remove_unwanted(const std::map<std::uint32_t, Targe
 // Ids neither wanted nor in the kernel go back to the pool.
 void ServiceDataplane::Impl::release_unused_ids(const std::map<std::uint32_t, Target>& targets) {
   std::vector<std::uint32_t> services;
-  for (const auto& [id, key] : ids.services())
+  ids.for_each_service([&](std::uint32_t id) {
     if (!targets.contains(id) && !applied.contains(id)) services.push_back(id);
+  });
   for (std::uint32_t id : services) ids.release_service(id);
 
   // By id (ids are below max_backends): a bit each, not a set node each
@@ -425,7 +426,7 @@ void ServiceDataplane::Impl::release_unused_ids(const std::map<std::uint32_t, Ta
     if (a.backends)
       for (const auto& b : *a.backends) use(b.id);
   std::vector<std::uint32_t> backends;
-  ids.for_each_backend([&](std::uint32_t id, const LbIdMap::EndpointRef&) {
+  ids.for_each_backend([&](std::uint32_t id) {
     if (id >= in_use.size() || !in_use[id]) backends.push_back(id);
   });
   for (std::uint32_t id : backends) ids.release_backend(id);
@@ -628,7 +629,7 @@ LbMetrics ServiceDataplane::metrics() const {
   // on several networks: its backends' counts add up).
   std::map<std::string, std::map<std::uint32_t, std::uint64_t>> now;
   for (const auto& [number, applied] : impl_->applied) {
-    const LbServiceKey* key = impl_->ids.service_key(number);
+    const auto key = impl_->ids.service_key(number);
     if (!key) continue;
     auto& counts = now[key->service_id];
     if (!by_backend.empty() && applied.backends) {
