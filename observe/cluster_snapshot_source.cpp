@@ -86,9 +86,9 @@ ClusterSnapshot AgentStateSource::read() {
     apply_limits(snapshot, limits_);
     return snapshot;
   }
-  // Only the first max_services (by name) are shown: the others are listed
-  // without their backends, and read for their tasks alone.
-  auto details = services_->list_services_bounded(limits_.max_services);
+  // Only the first max_services (by name) are shown: of the others only
+  // those with tasks are listed (without their backends), for their tasks.
+  auto details = services_->list_services_for_page(limits_.max_services);
   const std::size_t shown_count = std::min(limits_.max_services, details.size());
   std::map<std::string, std::set<std::string>> aliases_of_service;
   for (std::size_t i = 0; i < shown_count; ++i) aliases_of_service[details[i].service.id];

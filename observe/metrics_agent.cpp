@@ -1,5 +1,7 @@
 #include "observe/metrics_agent.h"
 
+#include <algorithm>
+#include <iterator>
 #include <string_view>
 #include <unordered_map>
 
@@ -53,20 +55,37 @@ void add_service_samples(const control::services::LbView& view, control::service
     (endpoint->backend_state() == control::BackendState::draining ? draining : active) += 1;
   }
   // Names are unique in a cluster; two records that share one (a race
-  // between two creates) are summed, so no series appears twice.
-  std::map<std::string, ServiceSample> by_name;
+  // between two creates) are summed, so no series appears twice. One
+  // vector sorted by name, not a map node per service.
+  std::vector<ServiceSample> samples;
+  samples.reserve(view.services.size());
   for (const auto& service : view.services) {
-    ServiceSample& sample = by_name[service.name];
+    ServiceSample& sample = samples.emplace_back();
     sample.name = service.name;
     if (auto it = backends.find(service.id); it != backends.end()) {
-      sample.active_backends += it->second.first;
-      sample.draining_backends += it->second.second;
+      sample.active_backends = it->second.first;
+      sample.draining_backends = it->second.second;
     }
-    if (auto it = lb.connections.find(service.id); it != lb.connections.end())
-      sample.connections = sample.connections.value_or(0) + it->second;
+    if (auto it = lb.connections.find(service.id); it != lb.connections.end()) sample.connections = it->second;
   }
-  out.services.reserve(by_name.size());
-  for (auto& [name, sample] : by_name) out.services.push_back(std::move(sample));
+  std::stable_sort(samples.begin(), samples.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    if (kept > 0 && samples[kept - 1].name == samples[i].name) {
+      ServiceSample& into = samples[kept - 1];
+      into.active_backends += samples[i].active_backends;
+      into.draining_backends += samples[i].draining_backends;
+      if (samples[i].connections) into.connections = into.connections.value_or(0) + *samples[i].connections;
+      continue;
+    }
+    if (kept != i) samples[kept] = std::move(samples[i]);
+    ++kept;
+  }
+  samples.resize(kept);
+  if (out.services.empty())
+    out.services = std::move(samples);
+  else
+    std::move(samples.begin(), samples.end(), std::back_inserter(out.services));
   out.lb_drops = std::move(lb.drops);
   for (const auto& map : lb.maps) out.maps.push_back({map.map_name, map.entries, map.capacity});
 }

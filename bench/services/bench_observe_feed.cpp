@@ -108,13 +108,23 @@ class StubServices final : public ServiceApi {
   StubServices(std::vector<Service> services, std::shared_ptr<const EndpointSnapshot> endpoints, std::uint32_t b)
       : services_(std::move(services)), endpoints_(std::move(endpoints)), backends_(b) {}
   bool bounded = true;
+  // list_services_for_page(): the services past the bound only when they
+  // have tasks (false: all of them, as list_services_bounded()).
+  bool page = true;
   Service create_service(const ServiceSpec&) override { throw std::logic_error("stub"); }
   std::vector<ServiceDetail> list_services() override { return list_services_bounded(services_.size()); }
   std::vector<ServiceDetail> list_services_bounded(std::size_t max_with_backends) override {
+    return list(max_with_backends, false);
+  }
+  std::vector<ServiceDetail> list_services_for_page(std::size_t max_with_backends) override {
+    return list(max_with_backends, page);
+  }
+  std::vector<ServiceDetail> list(std::size_t max_with_backends, bool with_tasks_only) {
     if (!bounded) max_with_backends = services_.size();
     std::vector<ServiceDetail> out;
     out.reserve(services_.size());
     for (std::size_t i = 0; i < services_.size(); ++i) {
+      if (i >= max_with_backends && with_tasks_only && services_[i].command.empty()) continue;
       ServiceDetail d{.service = services_[i], .backends = {}};
       if (i < max_with_backends)
         for (std::uint32_t k = 0; k < backends_; ++k) {
@@ -188,13 +198,16 @@ int main(int argc, char** argv) {
   observe::AgentStateSource source({.node_name = "node1", .advertise_addr = "192.0.2.1", .version = "bench"},
                                    networks, nullptr, &stub);
 
-  for (const bool bounded : {false, true}) {
+  for (const auto& [bounded, page, what] :
+       {std::tuple{false, false, "whole (before)"}, std::tuple{true, false, "bounded, every service copied"},
+        std::tuple{true, true, "bounded, past the bound those with tasks alone (now)"}}) {
     stub.bounded = bounded;
+    stub.page = page;
     const std::size_t before = g_live.load();
     g_peak.store(before);
     { const auto read = source.read(); }
-    std::printf("AgentStateSource::read(), services listed %s: peak +%.1f MB over the live heap\n",
-                bounded ? "bounded (now)" : "whole (before)", mb(g_peak.load() - before));
+    std::printf("AgentStateSource::read(), services listed %s: peak +%.1f MB over the live heap\n", what,
+                mb(g_peak.load() - before));
   }
 
   for (const bool old_copy : {true, false}) {

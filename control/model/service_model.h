@@ -168,6 +168,21 @@ class ServiceApi {
     }
     return all;
   }
+  // list_services_bounded() for the live page's poller, which reads the
+  // services past the first `max_with_backends` for their tasks alone: only
+  // those with tasks (a command) come, so 10 000 services without are not
+  // copied per read.
+  virtual std::vector<ServiceDetail> list_services_for_page(std::size_t max_with_backends) {
+    auto all = list_services_bounded(max_with_backends);
+    std::size_t kept = std::min(max_with_backends, all.size());
+    for (std::size_t i = kept; i < all.size(); ++i)
+      if (!all[i].service.command.empty()) {
+        if (kept != i) all[kept] = std::move(all[i]);
+        ++kept;
+      }
+    all.resize(kept);
+    return all;
+  }
   virtual ServiceDetail get_service(const std::string& name_or_id) = 0;
   virtual void remove_service(const std::string& name_or_id) = 0;
   virtual LbLookupResult lookup(const LbLookupRequest& request) = 0;

@@ -40,16 +40,55 @@ int hex_value(char c) {
   return -1;
 }
 
-// A model id (64 lowercase hex characters) packed, or nullopt.
-std::optional<std::array<std::uint8_t, 32>> pack(const std::string& id) {
-  if (id.size() != 64) return std::nullopt;
-  std::array<std::uint8_t, 32> packed{};
+// Model ids (64 lowercase hex characters) packed into `out`; false for any
+// other text.
+bool pack_into(const std::string& id, std::uint8_t* out) {
+  if (id.size() != 64) return false;
   for (std::size_t i = 0; i < 32; ++i) {
     const int high = hex_value(id[2 * i]), low = hex_value(id[2 * i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    packed[i] = static_cast<std::uint8_t>(high << 4 | low);
+    if (high < 0 || low < 0) return false;
+    out[i] = static_cast<std::uint8_t>(high << 4 | low);
   }
+  return true;
+}
+
+std::optional<std::array<std::uint8_t, 32>> pack(const std::string& id) {
+  std::array<std::uint8_t, 32> packed{};
+  if (!pack_into(id, packed.data())) return std::nullopt;
   return packed;
+}
+
+std::optional<std::array<std::uint8_t, 64>> pack(const LbServiceKey& key) {
+  std::array<std::uint8_t, 64> packed{};
+  if (!pack_into(key.service_id, packed.data()) || !pack_into(key.network_id, packed.data() + 32)) return std::nullopt;
+  return packed;
+}
+
+void unpack_into(const std::uint8_t* packed, std::size_t size, std::string& out) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  out.resize(2 * size);
+  for (std::size_t i = 0; i < size; ++i) {
+    out[2 * i] = kDigits[packed[i] >> 4];
+    out[2 * i + 1] = kDigits[packed[i] & 0xf];
+  }
+}
+
+std::string unpack(const std::uint8_t* packed, std::size_t size) {
+  std::string id;
+  unpack_into(packed, size, id);
+  return id;
+}
+
+// A service key of another shape as one string: the service id's length,
+// ':', then both ids.
+std::string other_service_key(const LbServiceKey& key) {
+  return std::to_string(key.service_id.size()) + ':' + key.service_id + key.network_id;
+}
+
+LbServiceKey split_other_service_key(const std::string& text) {
+  const auto colon = text.find(':');
+  const std::size_t length = std::stoul(text.substr(0, colon));
+  return {text.substr(colon + 1, length), text.substr(colon + 1 + length)};
 }
 
 bool plausible_key(const std::string& s) {
@@ -61,30 +100,14 @@ bool plausible_key(const std::string& s) {
 
 }  // namespace
 
-std::string LbIdMap::EndpointRef::str() const {
-  if (other) return *other;
-  if (!packed) return {};
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string id(64, '0');
-  for (std::size_t i = 0; i < 32; ++i) {
-    id[2 * i] = kDigits[(*packed)[i] >> 4];
-    id[2 * i + 1] = kDigits[(*packed)[i] & 0xf];
-  }
-  return id;
+bool LbIdMap::emplace_service(const LbServiceKey& key, std::uint32_t id) {
+  if (auto packed = pack(key)) return services_.insert(id, *packed);
+  return services_.insert_other(id, other_service_key(key));
 }
 
-std::size_t LbIdMap::PackedHash::operator()(const std::array<std::uint8_t, 32>& id) const noexcept {
-  // Every byte counts: ids made by tools and tests share long prefixes.
-  return std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(id.data()), id.size()));
-}
-
-std::pair<LbIdMap::EndpointRef, bool> LbIdMap::emplace_backend(const std::string& endpoint_id, std::uint32_t id) {
-  if (auto packed = pack(endpoint_id)) {
-    auto [it, fresh] = packed_backend_ids_.emplace(*packed, id);
-    return {EndpointRef{.packed = &it->first, .other = nullptr}, fresh};
-  }
-  auto [it, fresh] = other_backend_ids_.emplace(endpoint_id, id);
-  return {EndpointRef{.packed = nullptr, .other = &it->first}, fresh};
+bool LbIdMap::emplace_backend(const std::string& endpoint_id, std::uint32_t id) {
+  if (auto packed = pack(endpoint_id)) return backends_.insert(id, *packed);
+  return backends_.insert_other(id, endpoint_id);
 }
 
 LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
@@ -135,10 +158,9 @@ LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
                                  bounds.max_services - 1));
       if (!plausible_key(key.service_id) || !plausible_key(key.network_id))
         throw refuse(fmt::format("service id {} has a malformed service or network id", id));
-      if (map.service_by_id_.contains(id)) throw refuse(fmt::format("service id {} given twice", id));
-      const auto [node, fresh] = map.service_ids_.emplace(key, id);
-      if (!fresh) throw refuse(fmt::format("service {} on network {} has two ids", key.service_id, key.network_id));
-      map.service_by_id_.emplace(id, &node->first);
+      if (map.services_.contains(id)) throw refuse(fmt::format("service id {} given twice", id));
+      if (!map.emplace_service(key, id))
+        throw refuse(fmt::format("service {} on network {} has two ids", key.service_id, key.network_id));
     }
     for (const auto& entry : doc.at("backends")) {
       const auto id = entry.at("id").get<std::uint32_t>();
@@ -147,10 +169,8 @@ LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
         throw refuse(fmt::format("backend id {} outside 1..{} (was --lb-max-backends lowered?)", id,
                                  bounds.max_backends - 1));
       if (!plausible_key(endpoint)) throw refuse(fmt::format("backend id {} has a malformed endpoint id", id));
-      if (map.endpoint_ref(id)) throw refuse(fmt::format("backend id {} given twice", id));
-      auto [ref, fresh] = map.emplace_backend(endpoint, id);
-      if (!fresh) throw refuse(fmt::format("endpoint {} has two backend ids", endpoint));
-      map.set_endpoint_ref(id, ref);
+      if (map.backends_.contains(id)) throw refuse(fmt::format("backend id {} given twice", id));
+      if (!map.emplace_backend(endpoint, id)) throw refuse(fmt::format("endpoint {} has two backend ids", endpoint));
     }
   } catch (const json::exception& e) {
     throw refuse(std::string("unexpected content (") + e.what() + ")");
@@ -159,50 +179,47 @@ LbIdMap LbIdMap::load(const std::filesystem::path& path, Bounds bounds) {
 }
 
 std::optional<std::uint32_t> LbIdMap::service(const LbServiceKey& key) const {
-  auto it = service_ids_.find(key);
-  if (it == service_ids_.end()) return std::nullopt;
-  return it->second;
+  if (auto packed = pack(key)) return services_.find(*packed);
+  return services_.find_other(other_service_key(key));
 }
 
 std::optional<std::uint32_t> LbIdMap::backend(const std::string& endpoint_id) const {
-  if (auto packed = pack(endpoint_id)) {
-    auto it = packed_backend_ids_.find(*packed);
-    if (it == packed_backend_ids_.end()) return std::nullopt;
-    return it->second;
-  }
-  auto it = other_backend_ids_.find(endpoint_id);
-  if (it == other_backend_ids_.end()) return std::nullopt;
-  return it->second;
+  if (auto packed = pack(endpoint_id)) return backends_.find(*packed);
+  return backends_.find_other(endpoint_id);
 }
 
-const LbServiceKey* LbIdMap::service_key(std::uint32_t id) const {
-  auto it = service_by_id_.find(id);
-  return it == service_by_id_.end() ? nullptr : it->second;
+std::optional<LbServiceKey> LbIdMap::service_key(std::uint32_t id) const {
+  LbServiceKey key;
+  if (!service_key_into(id, key)) return std::nullopt;
+  return key;
+}
+
+bool LbIdMap::service_key_into(std::uint32_t id, LbServiceKey& out) const {
+  if (const auto* packed = services_.packed_at(id)) {
+    unpack_into(packed->data(), 32, out.service_id);
+    unpack_into(packed->data() + 32, 32, out.network_id);
+    return true;
+  }
+  if (const auto* other = services_.other_at(id)) {
+    out = split_other_service_key(*other);
+    return true;
+  }
+  return false;
 }
 
 std::optional<std::string> LbIdMap::endpoint_of(std::uint32_t backend_id) const {
-  const EndpointRef* ref = endpoint_ref(backend_id);
-  if (!ref) return std::nullopt;
-  return ref->str();
-}
-
-void LbIdMap::set_endpoint_ref(std::uint32_t id, EndpointRef ref) {
-  if (id >= endpoint_by_id_.size()) endpoint_by_id_.resize(std::size_t{id} + 1);
-  const bool was_free = !endpoint_by_id_[id].packed && !endpoint_by_id_[id].other;
-  const bool is_free = !ref.packed && !ref.other;
-  endpoint_by_id_[id] = ref;
-  if (was_free && !is_free) ++backend_count_;
-  if (!was_free && is_free) --backend_count_;
+  if (const auto* packed = backends_.packed_at(backend_id)) return unpack(packed->data(), packed->size());
+  if (const auto* other = backends_.other_at(backend_id)) return *other;
+  return std::nullopt;
 }
 
 std::optional<std::uint32_t> LbIdMap::assign_service(const LbServiceKey& key) {
   if (auto id = service(key)) return id;
   auto id = first_free(
-      service_by_id_.size(), [this](std::uint32_t n) { return service_by_id_.contains(n); }, bounds_.max_services,
+      services_.size(), [this](std::uint32_t n) { return services_.contains(n); }, bounds_.max_services,
       next_service_);
   if (!id) return std::nullopt;
-  const auto node = service_ids_.emplace(key, *id).first;
-  service_by_id_.emplace(*id, &node->first);
+  emplace_service(key, *id);
   next_service_ = *id + 1;
   dirty_ = true;
   return id;
@@ -211,37 +228,24 @@ std::optional<std::uint32_t> LbIdMap::assign_service(const LbServiceKey& key) {
 std::optional<std::uint32_t> LbIdMap::assign_backend(const std::string& endpoint_id) {
   if (auto id = backend(endpoint_id)) return id;
   auto id = first_free(
-      backend_count_, [this](std::uint32_t n) { return endpoint_ref(n) != nullptr; }, bounds_.max_backends,
+      backends_.size(), [this](std::uint32_t n) { return backends_.contains(n); }, bounds_.max_backends,
       next_backend_);
   if (!id) return std::nullopt;
-  set_endpoint_ref(*id, emplace_backend(endpoint_id, *id).first);
+  emplace_backend(endpoint_id, *id);
   next_backend_ = *id + 1;
   dirty_ = true;
   return id;
 }
 
 void LbIdMap::release_service(std::uint32_t id) {
-  auto it = service_by_id_.find(id);
-  if (it == service_by_id_.end()) return;
-  const auto node = service_ids_.find(*it->second);
-  service_by_id_.erase(it);
-  service_ids_.erase(node);
+  if (!services_.contains(id)) return;
+  services_.erase(id);
   dirty_ = true;
 }
 
 void LbIdMap::release_backend(std::uint32_t id) {
-  const EndpointRef* found = endpoint_ref(id);
-  if (!found) return;
-  const EndpointRef ref = *found;
-  set_endpoint_ref(id, EndpointRef{});
-  // Copies: the keys erased by are the erased nodes' own.
-  if (ref.packed) {
-    const auto key = *ref.packed;
-    packed_backend_ids_.erase(key);
-  } else if (ref.other) {
-    const std::string key = *ref.other;
-    other_backend_ids_.erase(key);
-  }
+  if (!backends_.contains(id)) return;
+  backends_.erase(id);
   dirty_ = true;
 }
 
@@ -250,29 +254,30 @@ void LbIdMap::release_backend(std::uint32_t id) {
 // would cost ~50 MB of nodes for a 10 MB file.
 std::string LbIdMap::serialize() const {
   std::string out;
-  out.reserve(128 + 160 * (service_by_id_.size() + backend_count_));
+  out.reserve(128 + 160 * (service_count() + backend_count()));
   auto quoted = [&out](const std::string& text) { out += json(text).dump(); };
   out += "{\"backends\":[";
   const char* sep = "";
-  for_each_backend([&](std::uint32_t id, const EndpointRef& endpoint) {
+  for_each_backend([&](std::uint32_t id) {
     out += sep;
     out += "{\"endpoint\":";
-    quoted(endpoint.str());
+    quoted(*endpoint_of(id));
     out += fmt::format(",\"id\":{}}}", id);
     sep = ",";
   });
   out += fmt::format("],\"format\":\"{}\",\"next_backend\":{},\"next_service\":{},\"services\":[", kFormat,
                      next_backend_, next_service_);
   sep = "";
-  for (const auto& [id, key] : service_by_id_) {
+  for_each_service([&](std::uint32_t id) {
+    const LbServiceKey key = *service_key(id);
     out += sep;
     out += fmt::format("{{\"id\":{},\"network\":", id);
-    quoted(key->network_id);
+    quoted(key.network_id);
     out += ",\"service\":";
-    quoted(key->service_id);
+    quoted(key.service_id);
     out += "}";
     sep = ",";
-  }
+  });
   out += fmt::format("],\"version\":{}}}\n", kVersion);
   return out;
 }

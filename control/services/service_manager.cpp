@@ -484,18 +484,28 @@ std::vector<ServiceDetail> ServiceManager::list_services() {
 }
 
 std::vector<ServiceDetail> ServiceManager::list_services_bounded(std::size_t max_with_backends) {
-  std::vector<Service> services;
+  return list_services(max_with_backends, false);
+}
+
+std::vector<ServiceDetail> ServiceManager::list_services_for_page(std::size_t max_with_backends) {
+  return list_services(max_with_backends, true);
+}
+
+std::vector<ServiceDetail> ServiceManager::list_services(std::size_t max_with_backends, bool rest_with_tasks_only) {
+  // The shared records, sorted; a service is copied only into the result.
+  std::vector<std::shared_ptr<const Service>> services;
   {
     std::lock_guard lock(impl_->mutex);
-    for (const auto& [id, s] : impl_->local) services.push_back(*s);
-    for (const auto& [id, s] : impl_->remote) services.push_back(*s);
+    services.reserve(impl_->local.size() + impl_->remote.size());
+    for (const auto& [id, s] : impl_->local) services.push_back(s);
+    for (const auto& [id, s] : impl_->remote) services.push_back(s);
   }
   std::sort(services.begin(), services.end(),
-            [](const auto& a, const auto& b) { return std::tie(a.name, a.id) < std::tie(b.name, b.id); });
+            [](const auto& a, const auto& b) { return std::tie(a->name, a->id) < std::tie(b->name, b->id); });
   const std::size_t detailed = std::min(max_with_backends, services.size());
   std::unordered_set<std::string_view> wanted;
   if (detailed < services.size())
-    for (std::size_t i = 0; i < detailed; ++i) wanted.insert(services[i].id);
+    for (std::size_t i = 0; i < detailed; ++i) wanted.insert(services[i]->id);
   // The shared snapshot when there is one: `service ls`, the event watcher
   // and the observe poller call this often, and a copy of every endpoint
   // each time is what it would cost otherwise.
@@ -506,13 +516,13 @@ std::vector<ServiceDetail> ServiceManager::list_services_bounded(std::size_t max
     if (!e->service_id().empty() && (detailed == services.size() || wanted.contains(e->service_id())))
       by_service[e->service_id()].push_back(e.get());
   std::vector<ServiceDetail> result;
-  result.reserve(services.size());
+  result.reserve(rest_with_tasks_only ? detailed : services.size());
   const auto tasks = impl_->task_view.load() ? impl_->task_view.load()->tasks() : std::vector<TaskRecord>{};
   static const std::vector<const PackedEndpoint*> no_backends;
   for (std::size_t i = 0; i < services.size(); ++i) {
-    Service& s = services[i];
+    const Service& s = *services[i];
     if (i >= detailed) {
-      result.push_back(ServiceDetail{.service = std::move(s), .backends = {}});
+      if (!rest_with_tasks_only || !s.command.empty()) result.push_back(ServiceDetail{.service = s, .backends = {}});
       continue;
     }
     const auto it = by_service.find(s.id);

@@ -1,11 +1,13 @@
 // The load balancer's id map: ids survive a restart through the file, freed
 // ids come back last, limits hold, and a file that is not a sound id map is
 // refused with a message naming it (never guessed at).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cctype>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 
@@ -42,7 +44,7 @@ class LbIdMapTest : public ::testing::Test {
 
 TEST_F(LbIdMapTest, NoFileIsAnEmptyMap) {
   auto map = load();
-  EXPECT_TRUE(map.services().empty());
+  EXPECT_EQ(map.service_count(), 0u);
   EXPECT_EQ(map.backend_count(), 0u);
   EXPECT_FALSE(map.dirty());
   map.save();  // nothing to write
@@ -71,7 +73,7 @@ TEST_F(LbIdMapTest, IdsSurviveSaveAndLoad) {
   EXPECT_EQ(map.backend(hex_id('e')), std::nullopt);
   ASSERT_TRUE(map.endpoint_of(2));
   EXPECT_EQ(*map.endpoint_of(2), hex_id('f'));
-  ASSERT_NE(map.service_key(3), nullptr);
+  ASSERT_TRUE(map.service_key(3));
   EXPECT_EQ(*map.service_key(3), key('a', 'm'));
   // The cursor came back too: the next id is not the freed one.
   EXPECT_EQ(map.assign_backend(hex_id('g')), 3u);
@@ -124,6 +126,104 @@ TEST_F(LbIdMapTest, SerializedTextIsTheJsonDocumentsDump) {
   EXPECT_EQ(doc.at("services")[1].at("service"), "svc\"quoted\\");
   EXPECT_EQ(doc.at("backends")[0].at("endpoint"), "ep\"2");
   EXPECT_EQ(doc.at("next_backend"), 3);
+}
+
+// Ids are held packed with a hash index of their numbers (packed_id_table.h):
+// after many assigns and releases in random order, in both shapes, every
+// id is still found by its key and every key by its id, exactly as a plain
+// map of the same history says, and the file says the same after a load.
+TEST_F(LbIdMapTest, ManyIdsChurnedStayFoundBothWays) {
+  auto map = load({.max_services = 4096, .max_backends = 8192});
+  std::map<std::string, std::uint32_t> backends;
+  std::map<LbServiceKey, std::uint32_t> services;
+  std::uint64_t seed = 42;
+  auto next = [&seed] {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return seed >> 33;
+  };
+  // Long shared prefixes, as tools' ids have; one in 16 of another shape.
+  auto backend_key = [](std::uint64_t n) {
+    std::string id = std::string(48, 'e') + fmt::format("{:016x}", n * 2654435761ULL);
+    return n % 16 == 0 ? "ep-" + std::to_string(n) : id;
+  };
+  auto service_key = [](std::uint64_t n) {
+    return LbServiceKey{n % 16 == 0 ? "svc-" + std::to_string(n) : std::string(56, '5') + fmt::format("{:08x}", n),
+                        hex_id(n % 3 == 0 ? 'm' : 'n')};
+  };
+  for (int round = 0; round < 20000; ++round) {
+    const std::uint64_t n = next() % 6000;
+    if (next() % 3 == 0) {
+      const auto key = backend_key(n);
+      if (auto it = backends.find(key); it != backends.end()) {
+        map.release_backend(it->second);
+        backends.erase(it);
+      } else {
+        auto id = map.assign_backend(key);
+        ASSERT_TRUE(id);
+        backends[key] = *id;
+      }
+    } else if (next() % 2 == 0) {
+      auto id = map.assign_backend(backend_key(n));
+      ASSERT_TRUE(id);
+      auto [it, fresh] = backends.try_emplace(backend_key(n), *id);
+      ASSERT_EQ(it->second, *id) << "a key keeps its id";
+    } else {
+      const auto key = service_key(n % 3000);
+      if (auto it = services.find(key); it != services.end() && next() % 2 == 0) {
+        map.release_service(it->second);
+        services.erase(it);
+      } else {
+        auto id = map.assign_service(key);
+        ASSERT_TRUE(id);
+        auto [it2, fresh] = services.try_emplace(key, *id);
+        ASSERT_EQ(it2->second, *id);
+      }
+    }
+  }
+  auto check = [&](const LbIdMap& m) {
+    ASSERT_EQ(m.backend_count(), backends.size());
+    ASSERT_EQ(m.service_count(), services.size());
+    for (const auto& [key, id] : backends) {
+      ASSERT_EQ(m.backend(key), id) << key;
+      ASSERT_EQ(m.endpoint_of(id), key);
+    }
+    for (const auto& [key, id] : services) {
+      ASSERT_EQ(m.service(key), id) << key.service_id;
+      ASSERT_EQ(m.service_key(id), key);
+    }
+    for (std::uint64_t n = 6000; n < 6100; ++n) ASSERT_EQ(m.backend(backend_key(n)), std::nullopt);
+    std::uint32_t last = 0;
+    std::size_t count = 0;
+    m.for_each_backend([&](std::uint32_t id) {
+      EXPECT_GT(id, last) << "in id order";
+      last = id;
+      ++count;
+    });
+    EXPECT_EQ(count, backends.size());
+  };
+  check(map);
+  ASSERT_GT(backends.size(), 1000u);
+  map.save();
+  check(load({.max_services = 4096, .max_backends = 8192}));
+}
+
+// The file as the agent wrote it before the ids were packed (verbatim): it
+// loads, gives the same ids, and is written again to the same text.
+TEST_F(LbIdMapTest, AFileOfTheEarlierMapLoadsAndIsWrittenTheSame) {
+  const std::string earlier =
+      R"({"backends":[{"endpoint":")" + hex_id('e') + R"(","id":1},{"endpoint":"ep\"2","id":3},{"endpoint":")" +
+      hex_id('f') + R"(","id":7}],"format":"weft-lb-ids","next_backend":8,"next_service":4,"services":[{"id":1,)" +
+      R"("network":")" + hex_id('n') + R"(","service":")" + hex_id('a') + R"("},{"id":3,"network":")" + hex_id('n') +
+      R"(","service":"svc1"}],"version":1})" + "\n";
+  write(earlier);
+  auto map = load();
+  EXPECT_EQ(map.serialize(), earlier);
+  EXPECT_EQ(map.backend(hex_id('e')), 1u);
+  EXPECT_EQ(map.backend("ep\"2"), 3u);
+  EXPECT_EQ(map.backend(hex_id('f')), 7u);
+  EXPECT_EQ(map.service(key('a')), 1u);
+  EXPECT_EQ(map.service({"svc1", hex_id('n')}), 3u);
+  EXPECT_EQ(map.assign_backend(hex_id('g')), 8u) << "the cursor too";
 }
 
 TEST_F(LbIdMapTest, FreedIdsComeBackOnlyAfterAllOthers) {

@@ -1,11 +1,14 @@
 // weftd's /metrics text (observe/metrics.h) and the counters modules keep
 // for it: names, types, labels, histogram buckets; DNS query types and
 // rcodes; API route templates.
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
 #include "control/api/request_counters.h"
 #include "control/api/routes.h"
@@ -87,6 +90,53 @@ TEST(MetricsText, EveryFamilyHasHelpTypeAndItsSamples) {
   EXPECT_TRUE(has_line(text, "weft_dns_requests_total{proto=\"udp\",type=\"A\"} 10")) << text;
   EXPECT_TRUE(has_line(text, "weft_dns_responses_total{rcode=\"NXDOMAIN\"} 2")) << text;
   EXPECT_TRUE(has_line(text, "weft_api_requests_total{route=\"/networks/{id}\",code=\"200\"} 5")) << text;
+}
+
+// The per-service families are serialized a few hundred samples at a time
+// (no ClientMetric per service held for the whole scrape): their text must be
+// what one pass of the serializer over whole families writes, across the
+// chunks' edges, escapes and all.
+TEST(MetricsText, PerServiceFamiliesAreWhatOneSerializerPassWrites) {
+  MetricsSamples s = some_samples();
+  s.services.clear();
+  for (int i = 0; i < 1000; ++i) {
+    std::string name = "svc" + std::to_string(i);
+    if (i == 255) name = "quote\"back\\slash\nnewline";
+    s.services.push_back({name, static_cast<std::uint64_t>(i % 11), static_cast<std::uint64_t>(i % 3),
+                          i % 7 == 0 ? std::nullopt : std::optional<std::uint64_t>(i * 1000003ull)});
+  }
+  const std::string text = render_metrics(s);
+
+  using prometheus::ClientMetric;
+  std::vector<prometheus::MetricFamily> reference(2);
+  reference[0].name = "weft_service_backends";
+  reference[0].help = "Backends of each service, by state";
+  reference[0].type = prometheus::MetricType::Gauge;
+  reference[1].name = "weft_lb_connections_total";
+  reference[1].help = "Connections this node's load balancer gave to a backend of the service";
+  reference[1].type = prometheus::MetricType::Counter;
+  for (const auto& service : s.services) {
+    for (const auto& [state, count] : {std::pair{"active", service.active_backends}, {"draining", service.draining_backends}}) {
+      ClientMetric m;
+      m.label = {{"service", service.name}, {"state", state}};
+      m.gauge.value = static_cast<double>(count);
+      reference[0].metric.push_back(m);
+    }
+    if (service.connections) {
+      ClientMetric m;
+      m.label = {{"service", service.name}};
+      m.counter.value = static_cast<double>(*service.connections);
+      reference[1].metric.push_back(m);
+    }
+  }
+  std::ostringstream expected;
+  prometheus::TextSerializer().Serialize(expected, reference);
+  const auto begin = text.find("# HELP weft_service_backends ");
+  const auto end = text.find("# HELP weft_lb_drops_total ");
+  ASSERT_NE(begin, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  EXPECT_EQ(text.substr(begin, end - begin), expected.str());
+  EXPECT_LT(text.find("# HELP weft_services "), begin) << "in the families' order";
 }
 
 TEST(MetricsText, HistogramBucketsAreCumulativeWithInfCountAndSum) {

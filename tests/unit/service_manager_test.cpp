@@ -252,6 +252,23 @@ TEST_F(ServiceManagerTest, BoundedListDetailsOnlyTheFirstServicesByName) {
   for (std::size_t i = 0; i < 2; ++i) EXPECT_EQ(bounded[i].backends[0].endpoint_id, whole[i].backends[0].endpoint_id);
 }
 
+// The live page's read: past the bound only the services with tasks come
+// (the poller reads their tasks), not a copy of every other service.
+TEST_F(ServiceManagerTest, PageListPastTheBoundHoldsOnlyServicesWithTasks) {
+  for (const char* name : {"web", "cache", "db", "app", "zoo"}) {
+    ServiceSpec spec{.name = name, .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}};
+    if (std::string(name) == "web" || std::string(name) == "cache") spec.command = {"sleep", "1000"};
+    manager->create_service(spec);
+  }
+  const auto page = manager->list_services_for_page(2);
+  std::vector<std::string> names;
+  for (const auto& d : page) names.push_back(d.service.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"app", "cache", "web"}))
+      << "the first two by name, then of db, web, zoo only web (it has tasks)";
+  EXPECT_EQ(page[2].service.command, (std::vector<std::string>{"sleep", "1000"}));
+  EXPECT_EQ(manager->list_services_bounded(2).size(), 5u) << "the bounded list still has every service";
+}
+
 TEST_F(ServiceManagerTest, LookupParsesItsArgumentsAndAsksTheLoadBalancer) {
   auto s = manager->create_service({.name = "redis", .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}});
   auto r1 = fake.attach(net.id, "r1", s.id);
