@@ -8,11 +8,17 @@
 //
 // Packed: a model id (64 lowercase hex digits) in 32 bytes; network, node
 // and service ids as strings shared with every other endpoint naming the
-// same one (interned by the holder, see StringInterner); the names,
-// namespace, drain time and aliases in one string of length-prefixed fields.
+// same one (interned by the holder, see StringInterner; 8 bytes a
+// reference); the names, namespace, drain time and aliases as
+// length-prefixed fields in one block of bytes. A standalone object owns
+// that block; the network manager's objects live in PackedEndpointChunks,
+// 64 to a chunk with their blocks in one arena, so that a record costs its
+// 80 bytes and its fields' bytes, no allocation of its own (a snapshot
+// points into the chunk, which it keeps alive).
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,14 +31,71 @@
 
 namespace weft::control {
 
+// An immutable string shared by reference count (intrusive: 8 bytes a
+// reference, against a shared_ptr's 16). Counted atomically: the last
+// holder may be a reader's thread.
+class SharedText {
+ public:
+  SharedText() = default;
+  static SharedText make(std::string_view text);
+  SharedText(const SharedText& other) noexcept : node_(other.node_) { hold(); }
+  SharedText(SharedText&& other) noexcept : node_(other.node_) { other.node_ = nullptr; }
+  SharedText& operator=(SharedText other) noexcept {
+    std::swap(node_, other.node_);
+    return *this;
+  }
+  ~SharedText() { drop(); }
+
+  const std::string& operator*() const { return node_->text; }
+  const std::string* operator->() const { return &node_->text; }
+  const std::string* get() const { return node_ ? &node_->text : nullptr; }
+  explicit operator bool() const { return node_ != nullptr; }
+  long use_count() const { return node_ ? node_->refs.load(std::memory_order_acquire) : 0; }
+  void reset() {
+    drop();
+    node_ = nullptr;
+  }
+
+ private:
+  struct Node {
+    explicit Node(std::string_view t) : text(t) {}
+    std::atomic<std::uint32_t> refs{1};
+    std::string text;
+  };
+  void hold() const {
+    if (node_) node_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  void drop() const {
+    if (node_ && node_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete node_;
+  }
+  Node* node_ = nullptr;
+};
+
+class PackedEndpointChunk;
+
 class PackedEndpoint {
  public:
-  using SharedString = std::shared_ptr<const std::string>;
+  using SharedString = SharedText;
 
   // `network_id`, `node`, `service_id`: e's, shared (never null).
   PackedEndpoint(const Endpoint& e, SharedString network_id, SharedString node, SharedString service_id);
   // With strings of its own.
   static std::shared_ptr<const PackedEndpoint> make(const Endpoint& e);
+  // An empty place in a chunk.
+  PackedEndpoint() = default;
+  PackedEndpoint(const PackedEndpoint&) = delete;
+  PackedEndpoint& operator=(const PackedEndpoint&) = delete;
+  ~PackedEndpoint();
+
+  // An id to look a record up by: packed when it is a model id.
+  struct IdKey {
+    std::array<std::uint8_t, 32> packed{};
+    std::string_view other;  // any other shape (views the id given)
+    bool is_packed = false;
+    static IdKey of(std::string_view id);
+    std::size_t hash() const;
+  };
+  bool has_id(const IdKey& key) const;
 
   std::string id() const;
   // As id() compares with other.id(), without making the strings.
@@ -52,6 +115,11 @@ class PackedEndpoint {
   BackendState backend_state() const { return backend_state_; }
   std::string_view drain_until() const { return field(kDrainUntil); }
   std::vector<std::string> aliases() const;
+  // The network's name in the record as it came (network_name() may be the
+  // network's name here instead; see RemoteEndpoints).
+  std::string_view record_network_name() const {
+    return record_name_differs_ ? field(kRecordNetworkName) : network_name();
+  }
 
   // The whole Endpoint again.
   Endpoint unpack() const;
@@ -59,23 +127,69 @@ class PackedEndpoint {
   std::shared_ptr<const PackedEndpoint> with_network_name(std::string_view network_name) const;
 
   // Heap bytes of this object's own (not shared) parts, for benchmarks.
-  std::size_t own_bytes() const { return sizeof(*this) + details_.capacity(); }
+  std::size_t own_bytes() const;
 
  private:
-  // Fields of details_, in order; aliases follow.
-  enum Field { kOtherId, kName, kNetworkName, kNetns, kIfname, kDrainUntil, kFields };
+  friend class PackedEndpointChunk;
+  // Fields of the details block, in order; aliases follow.
+  enum Field { kOtherId, kName, kNetworkName, kNetns, kIfname, kDrainUntil, kRecordNetworkName, kFields };
+  std::string_view details() const;
+  // The details block's bytes, its length included.
+  std::size_t block_bytes() const;
   std::string_view field(Field f) const;
+  // Everything but the details block.
+  void assign(const Endpoint& e, SharedString network_id, SharedString node, SharedString service_id);
 
   std::array<std::uint8_t, 32> id_{};  // a model id, packed
   SharedString network_id_;
   SharedString node_;
   SharedString service_id_;
-  std::string details_;  // an id of any other shape (else empty), name, network name, netns, ifname, drain time, aliases
+  // The fields, after their total length (LEB128); null: an empty place.
+  const char* details_ = nullptr;
   dataplane::Ipv4 ip_{};
-  int prefix_len_ = 0;
+  std::int32_t prefix_len_ = 0;  // as it came (a peer's record is not checked)
   dataplane::MacAddress mac_{};
   BackendState backend_state_ = BackendState::active;
-  bool id_packed_ = false;
+  bool id_packed_ : 1 = false;
+  bool owns_details_ : 1 = false;         // standalone (else in its chunk's arena)
+  bool record_name_differs_ : 1 = false;  // kRecordNetworkName holds the record's own network name
+};
+
+// kSize places for endpoints, copied when shared and changed (copy-on-write
+// is their holder's, RemoteEndpoints'): a snapshot holds the chunk and
+// points at its records. The details blocks are in one arena; a record
+// replaced or cleared leaves its block as garbage until the arena is
+// compacted (when it must grow, or in a copy). Not
+// thread-safe: a chunk is changed only by its only holder.
+class PackedEndpointChunk {
+ public:
+  static constexpr std::size_t kSize = 64;
+  PackedEndpointChunk() = default;
+  PackedEndpointChunk(const PackedEndpointChunk& other);
+  PackedEndpointChunk& operator=(const PackedEndpointChunk&) = delete;
+
+  const PackedEndpoint& at(std::size_t i) const { return records_[i]; }
+  bool used(std::size_t i) const { return records_[i].details_ != nullptr; }
+  // Puts `e` at place i, listed with the network name `network_name` (the
+  // network's name here; e.network_name, the record's, is kept too).
+  // `shared`: readers hold the chunk too, so only an empty place may be
+  // written, and only if the arena has room (nothing they read moves);
+  // false when it was not (nothing changed: copy the chunk first).
+  bool set(std::size_t i, const Endpoint& e, std::string_view network_name,
+           const PackedEndpoint::SharedString& network_id, const PackedEndpoint::SharedString& node,
+           const PackedEndpoint::SharedString& service_id, bool shared = false);
+  void clear(std::size_t i);
+
+  // Heap bytes of the arena, for benchmarks.
+  std::size_t arena_bytes() const { return arena_.capacity(); }
+
+ private:
+  // Appends a details block to the arena (moving it when it must grow).
+  const char* append(std::string_view block);
+  void compact(std::size_t extra);
+
+  std::array<PackedEndpoint, kSize> records_;
+  std::vector<char> arena_;
 };
 
 // Strings shared between the objects that name them (network, node and
@@ -84,9 +198,11 @@ class PackedEndpoint {
 // Not thread-safe: its owner's lock guards it.
 class StringInterner {
  public:
-  PackedEndpoint::SharedString get(const std::string& s);
+  PackedEndpoint::SharedString get(std::string_view s);
   // Forgets `s` when nothing but the interner holds it any more.
-  void release(const std::string& s);
+  void release(std::string_view s);
+  // The same for a string its caller held (`held`, dropped here).
+  void release(PackedEndpoint::SharedString held);
   // Forgets every string only the interner holds.
   void sweep();
   void clear() { strings_.clear(); }

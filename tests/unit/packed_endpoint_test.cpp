@@ -119,6 +119,69 @@ TEST(PackedEndpointTest, InternedStringsStayWhileHeld) {
   EXPECT_LE(interner.size(), 2 * kept.size() + 64);
 }
 
+// A chunk's records give back their fields through replacements, clears
+// and copies, which move their details in the arena; the arena stays
+// bounded by what is live however often records are replaced.
+TEST(PackedEndpointTest, ChunkRecordsSurviveTheirArenaMoving) {
+  StringInterner strings;
+  auto put = [&](PackedEndpointChunk& chunk, std::size_t i, const Endpoint& e, const std::string& here) {
+    chunk.set(i, e, here, strings.get(e.network_id), strings.get(e.node), strings.get(e.service_id));
+  };
+  auto endpoint = [](std::size_t i, int version) {
+    Endpoint e = full(i % 3 ? std::string(63, 'a') + char('0' + i % 10) : "short-" + std::to_string(i));
+    e.name = "e" + std::to_string(i) + "-" + std::to_string(version);
+    e.aliases.resize(version % 4, "alias-" + std::to_string(version));
+    return e;
+  };
+  auto here_of = [](std::size_t i) { return i % 2 ? std::string("net-here") : std::string("net-record"); };
+  PackedEndpointChunk chunk;
+  std::vector<int> version(PackedEndpointChunk::kSize, -1);
+  for (int round = 0; round < 50; ++round) {
+    for (std::size_t i = round % 3; i < PackedEndpointChunk::kSize; i += 1 + round % 4) {
+      if (round % 7 == 6 && i % 5 == 0) {
+        chunk.clear(i);
+        version[i] = -1;
+      } else {
+        put(chunk, i, endpoint(i, round), here_of(i));
+        version[i] = round;
+      }
+    }
+    const PackedEndpointChunk copy(chunk);
+    for (std::size_t i = 0; i < PackedEndpointChunk::kSize; ++i) {
+      for (const PackedEndpointChunk* c : {static_cast<const PackedEndpointChunk*>(&chunk), &copy}) {
+        ASSERT_EQ(c->used(i), version[i] >= 0) << i;
+        if (version[i] < 0) continue;
+        auto want = endpoint(i, version[i]);
+        auto got = c->at(i).unpack();
+        EXPECT_EQ(c->at(i).record_network_name(), "net-record");
+        want.network_name = here_of(i);
+        EXPECT_TRUE(same(got, want)) << i << " round " << round;
+      }
+    }
+  }
+  // A record's block is under 400 bytes here; 50 rounds of garbage kept
+  // would be ten times this.
+  EXPECT_LE(chunk.arena_bytes(), PackedEndpointChunk::kSize * 800) << "garbage is dropped as the arena grows";
+}
+
+TEST(PackedEndpointTest, SharedTextCountsItsHolders) {
+  auto a = SharedText::make("x");
+  EXPECT_EQ(a.use_count(), 1);
+  {
+    auto b = a;
+    EXPECT_EQ(a.use_count(), 2);
+    EXPECT_EQ(b.get(), a.get());
+    auto c = std::move(b);
+    EXPECT_EQ(a.use_count(), 2);
+    EXPECT_FALSE(b);
+  }
+  EXPECT_EQ(a.use_count(), 1);
+  EXPECT_EQ(*a, "x");
+  a.reset();
+  EXPECT_FALSE(a);
+  EXPECT_EQ(a.use_count(), 0);
+}
+
 TEST(PackedEndpointTest, SnapshotOfEndpointsKeepsTheirOrder) {
   const auto snapshot = EndpointSnapshot::of({full("b"), full("a")}, 9);
   EXPECT_EQ(snapshot->version, 9u);
