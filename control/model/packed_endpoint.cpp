@@ -79,19 +79,14 @@ bool pack_id(std::string_view id, std::array<std::uint8_t, 32>& out) {
   return true;
 }
 
-// The details block: its length, then the fields. Listed with
-// `network_name`; e.network_name (the record's own) written only when it
-// differs (`differs`).
-std::string details_block(const Endpoint& e, bool id_packed, std::string_view network_name, bool& differs) {
-  differs = network_name != e.network_name;
+// The details block: its length, then the fields.
+std::string details_block(const Endpoint& e, bool id_packed) {
   std::string fields;
   put_field(fields, id_packed ? std::string_view{} : std::string_view{e.id});
   put_field(fields, e.name);
-  put_field(fields, network_name);
   put_field(fields, e.netns);
   put_field(fields, e.ifname);
   put_field(fields, e.drain_until);
-  put_field(fields, differs ? std::string_view{e.network_name} : std::string_view{});
   for (const auto& alias : e.aliases) put_field(fields, alias);
   std::string out;
   out.reserve(fields.size() + 10);
@@ -102,17 +97,13 @@ std::string details_block(const Endpoint& e, bool id_packed, std::string_view ne
 
 }  // namespace
 
-SharedText SharedText::make(std::string_view text) {
-  SharedText s;
-  s.node_ = new Node(text);
-  return s;
-}
-
 PackedEndpoint::PackedEndpoint(const Endpoint& e, SharedString network_id, SharedString node,
                                SharedString service_id) {
-  assign(e, std::move(network_id), std::move(node), std::move(service_id));
-  bool differs = false;
-  const std::string block = details_block(e, id_packed_, e.network_name, differs);
+  if (!network_id || !node) throw std::logic_error("packed endpoint without its shared ids");
+  assign(e,
+         SharedOrigin::make(EndpointOrigin{std::move(network_id), std::move(node), e.network_name, e.network_name}),
+         std::move(service_id));
+  const std::string block = details_block(e, id_packed_);
   char* own = new char[block.size()];
   std::memcpy(own, block.data(), block.size());
   details_ = own;
@@ -123,10 +114,10 @@ PackedEndpoint::~PackedEndpoint() {
   if (owns_details_) delete[] details_;
 }
 
-void PackedEndpoint::assign(const Endpoint& e, SharedString network_id, SharedString node, SharedString service_id) {
-  if (!network_id || !node || !service_id) throw std::logic_error("packed endpoint without its shared ids");
-  network_id_ = std::move(network_id);
-  node_ = std::move(node);
+void PackedEndpoint::assign(const Endpoint& e, SharedOrigin origin, SharedString service_id) {
+  if (!origin || !origin->network_id || !origin->node || !service_id)
+    throw std::logic_error("packed endpoint without its shared ids");
+  origin_ = std::move(origin);
   service_id_ = std::move(service_id);
   ip_ = e.ip;
   prefix_len_ = e.prefix_len;
@@ -225,26 +216,26 @@ Endpoint PackedEndpoint::unpack() const {
   FieldReader reader(details());
   reader.next();  // the id, when not packed
   e.name = reader.next();
-  e.network_id = *network_id_;
-  e.network_name = reader.next();
+  e.network_id = network_id();
+  e.network_name = network_name();
   e.netns = reader.next();
   e.ifname = reader.next();
   e.ip = ip_;
   e.prefix_len = prefix_len_;
   e.mac = mac_;
-  e.node = *node_;
+  e.node = node();
   e.service_id = *service_id_;
   e.backend_state = backend_state_;
   e.drain_until = reader.next();
-  reader.next();  // the record's own network name
   while (!reader.done()) e.aliases.emplace_back(reader.next());
   return e;
 }
 
 std::shared_ptr<const PackedEndpoint> PackedEndpoint::with_network_name(std::string_view network_name) const {
-  Endpoint e = unpack();
-  e.network_name = network_name;
-  return std::make_shared<const PackedEndpoint>(e, network_id_, node_, service_id_);
+  auto renamed = std::make_shared<PackedEndpoint>(unpack(), origin_->network_id, origin_->node, service_id_);
+  renamed->origin_ = SharedOrigin::make(
+      EndpointOrigin{origin_->network_id, origin_->node, std::string(network_name), origin_->record_network_name});
+  return renamed;
 }
 
 PackedEndpointChunk::PackedEndpointChunk(const PackedEndpointChunk& other) {
@@ -257,41 +248,35 @@ PackedEndpointChunk::PackedEndpointChunk(const PackedEndpointChunk& other) {
     const PackedEndpoint& from = other.records_[i];
     PackedEndpoint& to = records_[i];
     to.id_ = from.id_;
-    to.network_id_ = from.network_id_;
-    to.node_ = from.node_;
+    to.origin_ = from.origin_;
     to.service_id_ = from.service_id_;
     to.ip_ = from.ip_;
     to.mac_ = from.mac_;
     to.prefix_len_ = from.prefix_len_;
     to.backend_state_ = from.backend_state_;
     to.id_packed_ = from.id_packed_;
-    to.record_name_differs_ = from.record_name_differs_;
     to.details_ = append({from.details_, from.block_bytes()});
   }
 }
 
-bool PackedEndpointChunk::set(std::size_t i, const Endpoint& e, std::string_view network_name,
-                              const PackedEndpoint::SharedString& network_id, const PackedEndpoint::SharedString& node,
+bool PackedEndpointChunk::set(std::size_t i, const Endpoint& e, const SharedOrigin& origin,
                               const PackedEndpoint::SharedString& service_id, bool shared) {
   if (shared && used(i)) return false;
   PackedEndpoint& r = records_[i];
   // Made before anything changes: a bad record leaves the place as it was.
   PackedEndpoint fresh;
-  fresh.assign(e, network_id, node, service_id);
-  bool differs = false;
-  const std::string block = details_block(e, fresh.id_packed_, network_name, differs);
+  fresh.assign(e, origin, service_id);
+  const std::string block = details_block(e, fresh.id_packed_);
   if (shared && arena_.size() + block.size() > arena_.capacity()) return false;
   clear(i);
   r.id_ = fresh.id_;
-  r.network_id_ = std::move(fresh.network_id_);
-  r.node_ = std::move(fresh.node_);
+  r.origin_ = std::move(fresh.origin_);
   r.service_id_ = std::move(fresh.service_id_);
   r.ip_ = fresh.ip_;
   r.prefix_len_ = fresh.prefix_len_;
   r.mac_ = fresh.mac_;
   r.backend_state_ = fresh.backend_state_;
   r.id_packed_ = fresh.id_packed_;
-  r.record_name_differs_ = differs;
   r.details_ = append(block);
   return true;
 }
@@ -300,8 +285,7 @@ void PackedEndpointChunk::clear(std::size_t i) {
   PackedEndpoint& r = records_[i];
   if (!r.details_) return;
   r.details_ = nullptr;  // its block is garbage until the arena is compacted
-  r.network_id_.reset();
-  r.node_.reset();
+  r.origin_.reset();
   r.service_id_.reset();
 }
 

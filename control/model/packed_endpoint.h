@@ -7,14 +7,15 @@
 // the old one keep it unchanged.
 //
 // Packed: a model id (64 lowercase hex digits) in 32 bytes; network, node
-// and service ids as strings shared with every other endpoint naming the
-// same one (interned by the holder, see StringInterner; 8 bytes a
-// reference); the names, namespace, drain time and aliases as
-// length-prefixed fields in one block of bytes. A standalone object owns
-// that block; the network manager's objects live in PackedEndpointChunks,
-// 64 to a chunk with their blocks in one arena, so that a record costs its
-// 80 bytes and its fields' bytes, no allocation of its own (a snapshot
-// points into the chunk, which it keeps alive).
+// and network names in an EndpointOrigin and the service id as a string,
+// both shared with every other endpoint naming the same (interned by the
+// holder, see StringInterner; 8 bytes a reference); the endpoint's name,
+// namespace, interface, drain time and aliases as length-prefixed fields
+// in one block of bytes. A standalone object owns that block; the network
+// manager's objects live in PackedEndpointChunks, 64 to a chunk with their
+// blocks in one arena, so that a record costs its 72 bytes and its
+// fields' bytes, no allocation of its own (a snapshot points into the
+// chunk, which it keeps alive).
 #pragma once
 
 #include <array>
@@ -31,24 +32,30 @@
 
 namespace weft::control {
 
-// An immutable string shared by reference count (intrusive: 8 bytes a
+// An immutable value shared by reference count (intrusive: 8 bytes a
 // reference, against a shared_ptr's 16). Counted atomically: the last
 // holder may be a reader's thread.
-class SharedText {
+template <class T>
+class Shared {
  public:
-  SharedText() = default;
-  static SharedText make(std::string_view text);
-  SharedText(const SharedText& other) noexcept : node_(other.node_) { hold(); }
-  SharedText(SharedText&& other) noexcept : node_(other.node_) { other.node_ = nullptr; }
-  SharedText& operator=(SharedText other) noexcept {
+  Shared() = default;
+  template <class... Args>
+  static Shared make(Args&&... args) {
+    Shared s;
+    s.node_ = new Node(std::forward<Args>(args)...);
+    return s;
+  }
+  Shared(const Shared& other) noexcept : node_(other.node_) { hold(); }
+  Shared(Shared&& other) noexcept : node_(other.node_) { other.node_ = nullptr; }
+  Shared& operator=(Shared other) noexcept {
     std::swap(node_, other.node_);
     return *this;
   }
-  ~SharedText() { drop(); }
+  ~Shared() { drop(); }
 
-  const std::string& operator*() const { return node_->text; }
-  const std::string* operator->() const { return &node_->text; }
-  const std::string* get() const { return node_ ? &node_->text : nullptr; }
+  const T& operator*() const { return node_->value; }
+  const T* operator->() const { return &node_->value; }
+  const T* get() const { return node_ ? &node_->value : nullptr; }
   explicit operator bool() const { return node_ != nullptr; }
   long use_count() const { return node_ ? node_->refs.load(std::memory_order_acquire) : 0; }
   void reset() {
@@ -58,9 +65,10 @@ class SharedText {
 
  private:
   struct Node {
-    explicit Node(std::string_view t) : text(t) {}
+    template <class... Args>
+    explicit Node(Args&&... args) : value(std::forward<Args>(args)...) {}
     std::atomic<std::uint32_t> refs{1};
-    std::string text;
+    T value;
   };
   void hold() const {
     if (node_) node_->refs.fetch_add(1, std::memory_order_relaxed);
@@ -70,6 +78,20 @@ class SharedText {
   }
   Node* node_ = nullptr;
 };
+
+using SharedText = Shared<std::string>;
+
+// Where an endpoint is: its network and node, and its network's name as
+// listed and as its record came (another node's record carries none; the
+// network's name here stands in). One for all the endpoints of a network
+// on a node (RemoteEndpoints interns them).
+struct EndpointOrigin {
+  SharedText network_id;
+  SharedText node;
+  std::string network_name;         // as listed
+  std::string record_network_name;  // as the record came
+};
+using SharedOrigin = Shared<EndpointOrigin>;
 
 class PackedEndpointChunk;
 
@@ -103,23 +125,23 @@ class PackedEndpoint {
   // A hash of the id (equal ids, equal hashes).
   std::size_t id_hash() const;
   std::string_view name() const { return field(kName); }
-  const std::string& network_id() const { return *network_id_; }
-  std::string_view network_name() const { return field(kNetworkName); }
+  const std::string& network_id() const { return *origin_->network_id; }
+  std::string_view network_name() const { return origin_->network_name; }
   std::string_view netns() const { return field(kNetns); }
   std::string_view ifname() const { return field(kIfname); }
   dataplane::Ipv4 ip() const { return ip_; }
   int prefix_len() const { return prefix_len_; }
   dataplane::MacAddress mac() const { return mac_; }
-  const std::string& node() const { return *node_; }
+  const std::string& node() const { return *origin_->node; }
   const std::string& service_id() const { return *service_id_; }  // "" for none
   BackendState backend_state() const { return backend_state_; }
   std::string_view drain_until() const { return field(kDrainUntil); }
   std::vector<std::string> aliases() const;
   // The network's name in the record as it came (network_name() may be the
   // network's name here instead; see RemoteEndpoints).
-  std::string_view record_network_name() const {
-    return record_name_differs_ ? field(kRecordNetworkName) : network_name();
-  }
+  std::string_view record_network_name() const { return origin_->record_network_name; }
+  const SharedOrigin& origin() const { return origin_; }
+  const SharedText& shared_service_id() const { return service_id_; }
 
   // The whole Endpoint again.
   Endpoint unpack() const;
@@ -132,17 +154,16 @@ class PackedEndpoint {
  private:
   friend class PackedEndpointChunk;
   // Fields of the details block, in order; aliases follow.
-  enum Field { kOtherId, kName, kNetworkName, kNetns, kIfname, kDrainUntil, kRecordNetworkName, kFields };
+  enum Field { kOtherId, kName, kNetns, kIfname, kDrainUntil, kFields };
   std::string_view details() const;
   // The details block's bytes, its length included.
   std::size_t block_bytes() const;
   std::string_view field(Field f) const;
   // Everything but the details block.
-  void assign(const Endpoint& e, SharedString network_id, SharedString node, SharedString service_id);
+  void assign(const Endpoint& e, SharedOrigin origin, SharedString service_id);
 
   std::array<std::uint8_t, 32> id_{};  // a model id, packed
-  SharedString network_id_;
-  SharedString node_;
+  SharedOrigin origin_;
   SharedString service_id_;
   // The fields, after their total length (LEB128); null: an empty place.
   const char* details_ = nullptr;
@@ -151,8 +172,7 @@ class PackedEndpoint {
   dataplane::MacAddress mac_{};
   BackendState backend_state_ = BackendState::active;
   bool id_packed_ : 1 = false;
-  bool owns_details_ : 1 = false;         // standalone (else in its chunk's arena)
-  bool record_name_differs_ : 1 = false;  // kRecordNetworkName holds the record's own network name
+  bool owns_details_ : 1 = false;  // standalone (else in its chunk's arena)
 };
 
 // kSize places for endpoints, copied when shared and changed (copy-on-write
@@ -170,14 +190,13 @@ class PackedEndpointChunk {
 
   const PackedEndpoint& at(std::size_t i) const { return records_[i]; }
   bool used(std::size_t i) const { return records_[i].details_ != nullptr; }
-  // Puts `e` at place i, listed with the network name `network_name` (the
-  // network's name here; e.network_name, the record's, is kept too).
-  // `shared`: readers hold the chunk too, so only an empty place may be
-  // written, and only if the arena has room (nothing they read moves);
-  // false when it was not (nothing changed: copy the chunk first).
-  bool set(std::size_t i, const Endpoint& e, std::string_view network_name,
-           const PackedEndpoint::SharedString& network_id, const PackedEndpoint::SharedString& node,
-           const PackedEndpoint::SharedString& service_id, bool shared = false);
+  // Puts `e` at place i, its network, node and network names from
+  // `origin` (e's fields of those are not read), its service id
+  // `service_id`. `shared`: readers hold the chunk too, so only an empty
+  // place may be written, and only if the arena has room (nothing they read
+  // moves); false when it was not (nothing changed: copy the chunk first).
+  bool set(std::size_t i, const Endpoint& e, const SharedOrigin& origin, const PackedEndpoint::SharedString& service_id,
+           bool shared = false);
   void clear(std::size_t i);
 
   // Heap bytes of the arena, for benchmarks.

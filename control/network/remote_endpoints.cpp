@@ -1,5 +1,6 @@
 #include "control/network/remote_endpoints.h"
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 
@@ -12,13 +13,22 @@ std::uint32_t tag_of(std::size_t hash) { return static_cast<std::uint32_t>(hash 
 }  // namespace
 
 RemoteEndpoints::Entry RemoteEndpoints::entry(std::uint32_t slot) const {
-  return Entry{&record(slot), meta_[slot].vtep, meta_[slot].reserved_here, slot};
+  const Chunk& chunk = *chunks_[slot / kChunk];
+  const std::size_t i = slot % kChunk;
+  return Entry{&chunk.records.at(i), chunk.vtep[i], ((chunk.reserved >> i) & 1) != 0, slot};
 }
 
-PackedEndpointChunk& RemoteEndpoints::writable(std::uint32_t slot) {
+void RemoteEndpoints::set_place(std::uint32_t slot, dataplane::Ipv4 vtep, bool reserved) {
+  Chunk& chunk = *chunks_[slot / kChunk];
+  const std::size_t i = slot % kChunk;
+  chunk.vtep[i] = vtep;
+  chunk.reserved = (chunk.reserved & ~(std::uint64_t{1} << i)) | (std::uint64_t{reserved} << i);
+}
+
+RemoteEndpoints::Chunk& RemoteEndpoints::writable(std::uint32_t slot) {
   auto& chunk = chunks_[slot / kChunk];
   if (chunk.use_count() > 1) {
-    chunk = std::make_shared<PackedEndpointChunk>(*chunk);
+    chunk = std::make_shared<Chunk>(*chunk);
   } else {
     // The last snapshot that held it may have let go on another thread:
     // its reads happen before our writes.
@@ -73,34 +83,60 @@ std::uint32_t RemoteEndpoints::take_slot() {
     free_.pop_back();
     return slot;
   }
-  if (meta_.size() >= kMaxSlots) throw std::length_error("too many remote endpoints");
-  const auto slot = static_cast<std::uint32_t>(meta_.size());
-  if (slot % kChunk == 0) chunks_.push_back(std::make_shared<PackedEndpointChunk>());
-  meta_.emplace_back();
+  if (slots_ >= kMaxSlots) throw std::length_error("too many remote endpoints");
+  const std::uint32_t slot = slots_;
+  if (slot % kChunk == 0) chunks_.push_back(std::make_shared<Chunk>());
+  ++slots_;
   return slot;
+}
+
+SharedOrigin RemoteEndpoints::origin_of(const Endpoint& e, std::string_view network_name) {
+  if (auto it = origins_.find(OriginKey{e.network_id, e.node, network_name, e.network_name}); it != origins_.end())
+    return it->second;
+  if (origins_.size() >= sweep_origins_at_) {
+    std::erase_if(origins_, [](const auto& kv) { return kv.second.use_count() == 1; });
+    sweep_origins_at_ = std::max<std::size_t>(64, 2 * origins_.size());
+  }
+  auto origin = SharedOrigin::make(EndpointOrigin{interned_.get(e.network_id), interned_.get(e.node),
+                                                  std::string(network_name), e.network_name});
+  origins_.emplace(OriginKey{*origin->network_id, *origin->node, origin->network_name, origin->record_network_name},
+                   origin);
+  return origin;
+}
+
+void RemoteEndpoints::release(SharedOrigin held) {
+  if (!held) return;
+  // Held by the map and by `held` only: it goes, and then its strings may.
+  if (held.use_count() != 2) return;
+  auto it = origins_.find(OriginKey{*held->network_id, *held->node, held->network_name, held->record_network_name});
+  if (it == origins_.end() || it->second.get() != held.get()) return;
+  auto network_id = held->network_id, node = held->node;
+  origins_.erase(it);
+  held.reset();
+  interned_.release(std::move(network_id));
+  interned_.release(std::move(node));
 }
 
 void RemoteEndpoints::write(std::uint32_t slot, const Endpoint& endpoint, std::string_view network_name) {
   const std::size_t i = slot % kChunk;
-  const auto network_id = interned_.get(endpoint.network_id);
-  const auto node = interned_.get(endpoint.node);
+  const auto origin = origin_of(endpoint, network_name);
   const auto service_id = interned_.get(endpoint.service_id);
   // A new record at an empty place of a chunk a snapshot holds goes in
   // without copying the chunk when its arena has room: the snapshot never
   // reads that place, and nothing it reads moves.
   auto& held = chunks_[slot / kChunk];
-  if (held.use_count() > 1 && held->set(i, endpoint, network_name, network_id, node, service_id, true)) return;
-  PackedEndpointChunk& chunk = writable(slot);
-  // Kept through the change, so a string both name stays interned.
-  PackedEndpoint::SharedString old[3];
+  if (held.use_count() > 1 && held->records.set(i, endpoint, origin, service_id, true)) return;
+  PackedEndpointChunk& chunk = writable(slot).records;
+  // Kept through the change, so what both name stays interned.
+  SharedOrigin old_origin;
+  PackedEndpoint::SharedString old_service_id;
   if (chunk.used(i)) {
-    const PackedEndpoint& r = chunk.at(i);
-    old[0] = interned_.get(r.network_id());
-    old[1] = interned_.get(r.node());
-    old[2] = interned_.get(r.service_id());
+    old_origin = chunk.at(i).origin();
+    old_service_id = chunk.at(i).shared_service_id();
   }
-  chunk.set(i, endpoint, network_name, network_id, node, service_id);
-  for (auto& s : old) interned_.release(std::move(s));
+  chunk.set(i, endpoint, origin, service_id);
+  release(std::move(old_origin));
+  interned_.release(std::move(old_service_id));
 }
 
 std::optional<RemoteEndpoints::Entry> RemoteEndpoints::find(const std::string& id) const {
@@ -127,17 +163,18 @@ std::pair<RemoteEndpoints::Entry, bool> RemoteEndpoints::put(const Endpoint& end
   if (fresh) {
     insert_cell(slot, hash);
     ++live_;
-    meta_[slot] = Meta{};
   }
-  meta_[slot].vtep = vtep;
+  set_place(slot, vtep, !fresh && entry(slot).reserved_here);
   return {entry(slot), fresh};
 }
 
-void RemoteEndpoints::set_reserved_here(const Entry& entry, bool reserved) { meta_[entry.slot].reserved_here = reserved; }
+void RemoteEndpoints::set_reserved_here(const Entry& entry, bool reserved) {
+  set_place(entry.slot, entry.vtep, reserved);
+}
 
 void RemoteEndpoints::name_network(const std::string& network_id, const std::string* name) {
-  for (std::uint32_t slot = 0; slot < meta_.size(); ++slot) {
-    if (!chunks_[slot / kChunk]->used(slot % kChunk)) continue;
+  for (std::uint32_t slot = 0; slot < slots_; ++slot) {
+    if (!chunks_[slot / kChunk]->records.used(slot % kChunk)) continue;
     const PackedEndpoint& r = record(slot);
     if (r.network_id() != network_id) continue;
     const std::string_view wanted = name ? std::string_view{*name} : r.record_network_name();
@@ -154,39 +191,40 @@ void RemoteEndpoints::erase(const std::string& id) {
   const std::size_t cell = cell_of(key, key.hash());
   if (cell == npos) return;
   const std::uint32_t slot = index_[cell] & 0xffffff;
-  PackedEndpointChunk& chunk = writable(slot);
-  const PackedEndpoint& r = chunk.at(slot % kChunk);
-  PackedEndpoint::SharedString old[3] = {interned_.get(r.network_id()), interned_.get(r.node()),
-                                         interned_.get(r.service_id())};
+  PackedEndpointChunk& chunk = writable(slot).records;
+  SharedOrigin old_origin = chunk.at(slot % kChunk).origin();
+  PackedEndpoint::SharedString old_service_id = chunk.at(slot % kChunk).shared_service_id();
   chunk.clear(slot % kChunk);
-  for (auto& s : old) interned_.release(std::move(s));
+  release(std::move(old_origin));
+  interned_.release(std::move(old_service_id));
   index_[cell] = kErased;
   ++erased_;
   --live_;
-  meta_[slot] = Meta{};
+  set_place(slot, {}, false);
   free_.push_back(slot);
 }
 
 void RemoteEndpoints::clear() {
   chunks_.clear();
-  meta_.clear();
+  slots_ = 0;
   free_.clear();
   index_.clear();
   index_.shrink_to_fit();
   live_ = 0;
   erased_ = 0;
+  origins_.clear();
   interned_.clear();
 }
 
 std::shared_ptr<const PackedEndpoint> RemoteEndpoints::shared(const Entry& entry) const {
   const auto& chunk = chunks_[entry.slot / kChunk];
-  return std::shared_ptr<const PackedEndpoint>(chunk, &chunk->at(entry.slot % kChunk));
+  return std::shared_ptr<const PackedEndpoint>(chunk, &chunk->records.at(entry.slot % kChunk));
 }
 
 std::size_t RemoteEndpoints::bytes() const {
-  std::size_t n = chunks_.capacity() * sizeof(chunks_[0]) + meta_.capacity() * sizeof(Meta) +
-                  free_.capacity() * sizeof(std::uint32_t) + index_.capacity() * sizeof(std::uint32_t);
-  for (const auto& chunk : chunks_) n += sizeof(PackedEndpointChunk) + chunk->arena_bytes();
+  std::size_t n = chunks_.capacity() * sizeof(chunks_[0]) + free_.capacity() * sizeof(std::uint32_t) +
+                  index_.capacity() * sizeof(std::uint32_t);
+  for (const auto& chunk : chunks_) n += sizeof(Chunk) + chunk->records.arena_bytes();
   return n;
 }
 

@@ -5,11 +5,11 @@
 // its kernel entries need (address, MAC, the hosting node's VTEP, network)
 // and, for listings, the rest of the record.
 //
-// A flat store: the records in chunks of 64 (PackedEndpointChunk: 80 bytes
+// A flat store: the records in chunks of 64 (PackedEndpointChunk: 72 bytes
 // a record, its names, namespace, drain time and aliases in the chunk's
-// arena), an open-addressing index from the id (a model id packed into 32
-// bytes, in the record) to the record's place, and the VTEP and the
-// reservation flag in a vector beside them. A snapshot holds the chunks
+// arena; the VTEP and the reservation flag beside it), and an
+// open-addressing index from the id (a model id packed into 32 bytes, in
+// the record) to the record's place. A snapshot holds the chunks
 // its records are in; a change to a chunk that a snapshot holds copies the
 // chunk first (copy-on-write), so the snapshot's records never change. At
 // 100 000 remote endpoints (10 000 services x 10 backends) a full
@@ -18,10 +18,14 @@
 // (bench_remote_store).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -81,8 +85,8 @@ class RemoteEndpoints {
 
   template <class F>
   void for_each(F&& f) const {
-    for (std::uint32_t slot = 0; slot < meta_.size(); ++slot)
-      if (chunks_[slot / kChunk]->used(slot % kChunk)) f(entry(slot));
+    for (std::uint32_t slot = 0; slot < slots_; ++slot)
+      if (chunks_[slot / kChunk]->records.used(slot % kChunk)) f(entry(slot));
   }
 
   // Heap bytes of the index, the chunks and the places beside them, for
@@ -94,15 +98,23 @@ class RemoteEndpoints {
   // Index cells: the place (low 24 bits) and 8 bits of the id's hash.
   static constexpr std::uint32_t kEmpty = 0xffffffff, kErased = 0xfffffffe;
   static constexpr std::uint32_t kMaxSlots = 0xfffffe;  // 0xfffffe, 0xffffff: the markers' low bits
-  struct Meta {
-    dataplane::Ipv4 vtep{};
-    bool reserved_here = false;
+  // The records, and what only the store reads of them: snapshots point at
+  // `records` alone, so the store writes `vtep` and `reserved` in place
+  // even while one holds the chunk (a copy made later carries them on).
+  struct Chunk {
+    PackedEndpointChunk records;
+    std::array<dataplane::Ipv4, kChunk> vtep{};
+    std::uint64_t reserved = 0;  // a bit a place: reserved_here
+    static_assert(kChunk <= 64);
   };
 
   Entry entry(std::uint32_t slot) const;
-  const PackedEndpoint& record(std::uint32_t slot) const { return chunks_[slot / kChunk]->at(slot % kChunk); }
+  const PackedEndpoint& record(std::uint32_t slot) const {
+    return chunks_[slot / kChunk]->records.at(slot % kChunk);
+  }
   // The chunk holding `slot`, copied first if a snapshot holds it too.
-  PackedEndpointChunk& writable(std::uint32_t slot);
+  Chunk& writable(std::uint32_t slot);
+  void set_place(std::uint32_t slot, dataplane::Ipv4 vtep, bool reserved);
   // The index cell of `key`, or npos.
   std::size_t cell_of(const PackedEndpoint::IdKey& key, std::size_t hash) const;
   void insert_cell(std::uint32_t slot, std::size_t hash);
@@ -111,15 +123,26 @@ class RemoteEndpoints {
   std::uint32_t take_slot();
   // Puts a record at `slot`, releasing the interned ids of what was there.
   void write(std::uint32_t slot, const Endpoint& endpoint, std::string_view network_name);
+  // The interned origin of an endpoint of `e`'s network and node, listed
+  // as `network_name`.
+  SharedOrigin origin_of(const Endpoint& e, std::string_view network_name);
+  // Drops `held`, and with it the origin and its strings when nothing else
+  // holds them.
+  void release(SharedOrigin held);
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-  std::vector<std::shared_ptr<PackedEndpointChunk>> chunks_;
-  std::vector<Meta> meta_;            // by place
+  std::vector<std::shared_ptr<Chunk>> chunks_;
+  std::uint32_t slots_ = 0;           // places made (in chunks_)
   std::vector<std::uint32_t> free_;   // places emptied, to fill first
   std::vector<std::uint32_t> index_;  // open addressing, linear probing; a power of two cells
   std::size_t live_ = 0;
   std::size_t erased_ = 0;  // kErased cells
   StringInterner interned_;
+  // By network id, node, network name listed and the record's, viewing the
+  // origin's own strings. A few per network.
+  using OriginKey = std::tuple<std::string_view, std::string_view, std::string_view, std::string_view>;
+  std::map<OriginKey, SharedOrigin> origins_;
+  std::size_t sweep_origins_at_ = 64;  // bounded: origins of released snapshots go at the next sweep
 };
 
 }  // namespace weft::control::network

@@ -125,7 +125,9 @@ TEST(PackedEndpointTest, InternedStringsStayWhileHeld) {
 TEST(PackedEndpointTest, ChunkRecordsSurviveTheirArenaMoving) {
   StringInterner strings;
   auto put = [&](PackedEndpointChunk& chunk, std::size_t i, const Endpoint& e, const std::string& here) {
-    chunk.set(i, e, here, strings.get(e.network_id), strings.get(e.node), strings.get(e.service_id));
+    chunk.set(i, e,
+              SharedOrigin::make(EndpointOrigin{strings.get(e.network_id), strings.get(e.node), here, e.network_name}),
+              strings.get(e.service_id));
   };
   auto endpoint = [](std::size_t i, int version) {
     Endpoint e = full(i % 3 ? std::string(63, 'a') + char('0' + i % 10) : "short-" + std::to_string(i));
