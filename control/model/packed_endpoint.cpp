@@ -79,12 +79,16 @@ bool pack_id(std::string_view id, std::array<std::uint8_t, 32>& out) {
   return true;
 }
 
+constexpr std::string_view kRunNetns = "/run/netns/";
+
+bool netns_in_run(const Endpoint& e) { return std::string_view{e.netns}.starts_with(kRunNetns); }
+
 // The details block: its length, then the fields.
 std::string details_block(const Endpoint& e, bool id_packed) {
   std::string fields;
   put_field(fields, id_packed ? std::string_view{} : std::string_view{e.id});
   put_field(fields, e.name);
-  put_field(fields, e.netns);
+  put_field(fields, netns_in_run(e) ? std::string_view{e.netns}.substr(kRunNetns.size()) : std::string_view{e.netns});
   put_field(fields, e.ifname);
   put_field(fields, e.drain_until);
   for (const auto& alias : e.aliases) put_field(fields, alias);
@@ -125,6 +129,7 @@ void PackedEndpoint::assign(const Endpoint& e, SharedOrigin origin, SharedString
   backend_state_ = e.backend_state;
   id_packed_ = pack_id(e.id, id_);
   if (!id_packed_) id_ = {};
+  netns_in_run_ = netns_in_run(e);
 }
 
 std::shared_ptr<const PackedEndpoint> PackedEndpoint::make(const Endpoint& e) {
@@ -202,6 +207,15 @@ std::string_view PackedEndpoint::field(Field f) const {
   return reader.next();
 }
 
+std::string PackedEndpoint::netns() const {
+  const auto stored = field(kNetns);
+  if (!netns_in_run_) return std::string(stored);
+  std::string netns;
+  netns.reserve(kRunNetns.size() + stored.size());
+  netns.append(kRunNetns).append(stored);
+  return netns;
+}
+
 std::vector<std::string> PackedEndpoint::aliases() const {
   std::vector<std::string> out;
   FieldReader reader(details());
@@ -218,7 +232,9 @@ Endpoint PackedEndpoint::unpack() const {
   e.name = reader.next();
   e.network_id = network_id();
   e.network_name = network_name();
-  e.netns = reader.next();
+  const auto netns = reader.next();
+  if (netns_in_run_) e.netns.append(kRunNetns);
+  e.netns.append(netns);
   e.ifname = reader.next();
   e.ip = ip_;
   e.prefix_len = prefix_len_;
@@ -255,6 +271,7 @@ PackedEndpointChunk::PackedEndpointChunk(const PackedEndpointChunk& other) {
     to.prefix_len_ = from.prefix_len_;
     to.backend_state_ = from.backend_state_;
     to.id_packed_ = from.id_packed_;
+    to.netns_in_run_ = from.netns_in_run_;
     to.details_ = append({from.details_, from.block_bytes()});
   }
 }
@@ -277,6 +294,7 @@ bool PackedEndpointChunk::set(std::size_t i, const Endpoint& e, const SharedOrig
   r.mac_ = fresh.mac_;
   r.backend_state_ = fresh.backend_state_;
   r.id_packed_ = fresh.id_packed_;
+  r.netns_in_run_ = fresh.netns_in_run_;
   r.details_ = append(block);
   return true;
 }

@@ -127,7 +127,9 @@ class PackedEndpoint {
   std::string_view name() const { return field(kName); }
   const std::string& network_id() const { return *origin_->network_id; }
   std::string_view network_name() const { return origin_->network_name; }
-  std::string_view netns() const { return field(kNetns); }
+  // A string, not a view: "/run/netns/", where every named namespace is,
+  // is a flag in the record, not bytes.
+  std::string netns() const;
   std::string_view ifname() const { return field(kIfname); }
   dataplane::Ipv4 ip() const { return ip_; }
   int prefix_len() const { return prefix_len_; }
@@ -173,6 +175,7 @@ class PackedEndpoint {
   BackendState backend_state_ = BackendState::active;
   bool id_packed_ : 1 = false;
   bool owns_details_ : 1 = false;  // standalone (else in its chunk's arena)
+  bool netns_in_run_ : 1 = false;  // kNetns is a path under /run/netns/, without that
 };
 
 // kSize places for endpoints, copied when shared and changed (copy-on-write

@@ -57,6 +57,28 @@ TEST(PackedEndpointTest, GivesBackEveryField) {
   EXPECT_TRUE(same(PackedEndpoint::make(empty)->unpack(), empty));
 }
 
+// "/run/netns/" is held as a flag: every other shape comes back as it was.
+TEST(PackedEndpointTest, NamespacePathsComeBackAsTheyWere) {
+  StringInterner strings;
+  PackedEndpointChunk chunk;
+  std::size_t place = 0;
+  for (const std::string netns : {"/run/netns/weft-node2-0123456789ab-1", "/run/netns/", "/run/netns", "/run/netnsx/a",
+                                  "run/netns/a", "/proc/4242/ns/net", "", "/run/netns//run/netns/a"}) {
+    Endpoint e = full(std::string(64, '7'));
+    e.netns = netns;
+    const auto p = PackedEndpoint::make(e);
+    EXPECT_EQ(p->netns(), netns);
+    EXPECT_TRUE(same(p->unpack(), e)) << netns;
+    chunk.set(place, e,
+              SharedOrigin::make(EndpointOrigin{strings.get(e.network_id), strings.get(e.node), e.network_name,
+                                                e.network_name}),
+              strings.get(e.service_id));
+    EXPECT_EQ(chunk.at(place).netns(), netns);
+    EXPECT_TRUE(same(chunk.at(place).unpack(), e)) << netns;
+    ++place;
+  }
+}
+
 TEST(PackedEndpointTest, IdsCompareAsTheirStrings) {
   std::vector<std::string> ids = {std::string(64, '0'), std::string(64, '9'), std::string(64, 'a'),
                                   std::string(64, 'f'), std::string(64, 'F'), "zz", "0", std::string(63, 'f')};
