@@ -82,6 +82,8 @@ bool pack_id(std::string_view id, std::array<std::uint8_t, 32>& out) {
 constexpr std::string_view kRunNetns = "/run/netns/";
 
 bool netns_in_run(const Endpoint& e) { return std::string_view{e.netns}.starts_with(kRunNetns); }
+bool prefix_fits(const Endpoint& e) { return e.prefix_len >= 0 && e.prefix_len <= 255; }
+bool mac_derived(const Endpoint& e) { return e.mac == dataplane::MacAddress::from_ipv4(e.ip); }
 
 // The details block: its length, then the fields.
 std::string details_block(const Endpoint& e, bool id_packed) {
@@ -91,6 +93,12 @@ std::string details_block(const Endpoint& e, bool id_packed) {
   put_field(fields, netns_in_run(e) ? std::string_view{e.netns}.substr(kRunNetns.size()) : std::string_view{e.netns});
   put_field(fields, e.ifname);
   put_field(fields, e.drain_until);
+  std::string_view prefix, mac;
+  std::int32_t prefix_len = e.prefix_len;
+  if (!prefix_fits(e)) prefix = {reinterpret_cast<const char*>(&prefix_len), sizeof prefix_len};
+  if (!mac_derived(e)) mac = {reinterpret_cast<const char*>(e.mac.bytes.data()), e.mac.bytes.size()};
+  put_field(fields, prefix);
+  put_field(fields, mac);
   for (const auto& alias : e.aliases) put_field(fields, alias);
   std::string out;
   out.reserve(fields.size() + 10);
@@ -124,8 +132,9 @@ void PackedEndpoint::assign(const Endpoint& e, SharedOrigin origin, SharedString
   origin_ = std::move(origin);
   service_id_ = std::move(service_id);
   ip_ = e.ip;
-  prefix_len_ = e.prefix_len;
-  mac_ = e.mac;
+  prefix_in_details_ = !prefix_fits(e);
+  prefix_len_ = prefix_in_details_ ? 0 : static_cast<std::uint8_t>(e.prefix_len);
+  mac_in_details_ = !mac_derived(e);
   backend_state_ = e.backend_state;
   id_packed_ = pack_id(e.id, id_);
   if (!id_packed_) id_ = {};
@@ -207,6 +216,24 @@ std::string_view PackedEndpoint::field(Field f) const {
   return reader.next();
 }
 
+int PackedEndpoint::prefix_len() const {
+  if (!prefix_in_details_) return prefix_len_;
+  const auto bytes = field(kPrefixLen);
+  std::int32_t n = 0;
+  if (bytes.size() != sizeof n) throw std::logic_error("packed endpoint details are corrupt");
+  std::memcpy(&n, bytes.data(), sizeof n);
+  return n;
+}
+
+dataplane::MacAddress PackedEndpoint::mac() const {
+  if (!mac_in_details_) return dataplane::MacAddress::from_ipv4(ip_);
+  const auto bytes = field(kMac);
+  dataplane::MacAddress mac;
+  if (bytes.size() != mac.bytes.size()) throw std::logic_error("packed endpoint details are corrupt");
+  std::memcpy(mac.bytes.data(), bytes.data(), mac.bytes.size());
+  return mac;
+}
+
 std::string PackedEndpoint::netns() const {
   const auto stored = field(kNetns);
   if (!netns_in_run_) return std::string(stored);
@@ -237,12 +264,14 @@ Endpoint PackedEndpoint::unpack() const {
   e.netns.append(netns);
   e.ifname = reader.next();
   e.ip = ip_;
-  e.prefix_len = prefix_len_;
-  e.mac = mac_;
+  e.prefix_len = prefix_len();
+  e.mac = mac();
   e.node = node();
   e.service_id = *service_id_;
   e.backend_state = backend_state_;
   e.drain_until = reader.next();
+  reader.next();  // the prefix length, when not in the record
+  reader.next();  // the MAC, when not Docker's
   while (!reader.done()) e.aliases.emplace_back(reader.next());
   return e;
 }
@@ -267,8 +296,9 @@ PackedEndpointChunk::PackedEndpointChunk(const PackedEndpointChunk& other) {
     to.origin_ = from.origin_;
     to.service_id_ = from.service_id_;
     to.ip_ = from.ip_;
-    to.mac_ = from.mac_;
     to.prefix_len_ = from.prefix_len_;
+    to.prefix_in_details_ = from.prefix_in_details_;
+    to.mac_in_details_ = from.mac_in_details_;
     to.backend_state_ = from.backend_state_;
     to.id_packed_ = from.id_packed_;
     to.netns_in_run_ = from.netns_in_run_;
@@ -291,7 +321,8 @@ bool PackedEndpointChunk::set(std::size_t i, const Endpoint& e, const SharedOrig
   r.service_id_ = std::move(fresh.service_id_);
   r.ip_ = fresh.ip_;
   r.prefix_len_ = fresh.prefix_len_;
-  r.mac_ = fresh.mac_;
+  r.prefix_in_details_ = fresh.prefix_in_details_;
+  r.mac_in_details_ = fresh.mac_in_details_;
   r.backend_state_ = fresh.backend_state_;
   r.id_packed_ = fresh.id_packed_;
   r.netns_in_run_ = fresh.netns_in_run_;

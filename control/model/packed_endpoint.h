@@ -13,9 +13,10 @@
 // namespace, interface, drain time and aliases as length-prefixed fields
 // in one block of bytes. A standalone object owns that block; the network
 // manager's objects live in PackedEndpointChunks, 64 to a chunk with their
-// blocks in one arena, so that a record costs its 72 bytes and its
+// blocks in one arena, so that a record costs its 64 bytes and its
 // fields' bytes, no allocation of its own (a snapshot points into the
-// chunk, which it keeps alive).
+// chunk, which it keeps alive). The MAC is not held when it is Docker's
+// (02:42 and the address), nor the prefix length in 4 bytes.
 #pragma once
 
 #include <array>
@@ -132,8 +133,8 @@ class PackedEndpoint {
   std::string netns() const;
   std::string_view ifname() const { return field(kIfname); }
   dataplane::Ipv4 ip() const { return ip_; }
-  int prefix_len() const { return prefix_len_; }
-  dataplane::MacAddress mac() const { return mac_; }
+  int prefix_len() const;
+  dataplane::MacAddress mac() const;
   const std::string& node() const { return *origin_->node; }
   const std::string& service_id() const { return *service_id_; }  // "" for none
   BackendState backend_state() const { return backend_state_; }
@@ -156,7 +157,9 @@ class PackedEndpoint {
  private:
   friend class PackedEndpointChunk;
   // Fields of the details block, in order; aliases follow.
-  enum Field { kOtherId, kName, kNetns, kIfname, kDrainUntil, kFields };
+  // kPrefixLen, kMac: empty when in the record (a prefix length of 0-255;
+  // the MAC Docker's from the address), else their bytes.
+  enum Field { kOtherId, kName, kNetns, kIfname, kDrainUntil, kPrefixLen, kMac, kFields };
   std::string_view details() const;
   // The details block's bytes, its length included.
   std::size_t block_bytes() const;
@@ -170,12 +173,13 @@ class PackedEndpoint {
   // The fields, after their total length (LEB128); null: an empty place.
   const char* details_ = nullptr;
   dataplane::Ipv4 ip_{};
-  std::int32_t prefix_len_ = 0;  // as it came (a peer's record is not checked)
-  dataplane::MacAddress mac_{};
+  std::uint8_t prefix_len_ = 0;  // unless prefix_in_details_ (a peer's record is not checked)
   BackendState backend_state_ = BackendState::active;
   bool id_packed_ : 1 = false;
-  bool owns_details_ : 1 = false;  // standalone (else in its chunk's arena)
-  bool netns_in_run_ : 1 = false;  // kNetns is a path under /run/netns/, without that
+  bool owns_details_ : 1 = false;       // standalone (else in its chunk's arena)
+  bool netns_in_run_ : 1 = false;       // kNetns is a path under /run/netns/, without that
+  bool prefix_in_details_ : 1 = false;  // kPrefixLen holds it
+  bool mac_in_details_ : 1 = false;     // kMac holds it (else MacAddress::from_ipv4(ip_))
 };
 
 // kSize places for endpoints, copied when shared and changed (copy-on-write

@@ -79,6 +79,36 @@ TEST(PackedEndpointTest, NamespacePathsComeBackAsTheyWere) {
   }
 }
 
+// The prefix length is one byte in the record and the MAC not held when
+// it is Docker's: any other value comes back as it was, from a standalone
+// record and from a chunk's.
+TEST(PackedEndpointTest, PrefixLengthsAndMacsOfAnyValueComeBack) {
+  StringInterner strings;
+  PackedEndpointChunk chunk;
+  std::size_t place = 0;
+  for (const int prefix : {0, 24, 32, 255, 256, -1, 100000}) {
+    for (const char* mac : {"02:42:0a:00:07:09", "02:42:0a:00:07:0a", "00:00:00:00:00:00", "de:ad:be:ef:00:01"}) {
+      Endpoint e = full(std::string(64, '7'));  // 10.0.7.9
+      e.prefix_len = prefix;
+      e.mac = testing::mac(mac);
+      const auto p = PackedEndpoint::make(e);
+      EXPECT_EQ(p->prefix_len(), prefix);
+      EXPECT_EQ(p->mac(), e.mac) << mac;
+      EXPECT_TRUE(same(p->unpack(), e)) << prefix << " " << mac;
+      EXPECT_EQ(p->aliases(), e.aliases);
+      chunk.set(place, e,
+                SharedOrigin::make(EndpointOrigin{strings.get(e.network_id), strings.get(e.node), e.network_name,
+                                                  e.network_name}),
+                strings.get(e.service_id));
+      EXPECT_EQ(chunk.at(place).prefix_len(), prefix);
+      EXPECT_EQ(chunk.at(place).mac(), e.mac) << mac;
+      EXPECT_TRUE(same(chunk.at(place).unpack(), e)) << prefix << " " << mac;
+      ++place;
+    }
+  }
+  EXPECT_LE(sizeof(PackedEndpoint), 64u);
+}
+
 TEST(PackedEndpointTest, IdsCompareAsTheirStrings) {
   std::vector<std::string> ids = {std::string(64, '0'), std::string(64, '9'), std::string(64, 'a'),
                                   std::string(64, 'f'), std::string(64, 'F'), "zz", "0", std::string(63, 'f')};
