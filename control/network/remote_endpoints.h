@@ -5,7 +5,7 @@
 // its kernel entries need (address, MAC, the hosting node's VTEP, network)
 // and, for listings, the rest of the record.
 //
-// A flat store: the records in chunks of 64 (PackedEndpointChunk: 72 bytes
+// A flat store: the records in chunks of 64 (PackedEndpointChunk: 64 bytes
 // a record, its names, namespace, drain time and aliases in the chunk's
 // arena; the VTEP and the reservation flag beside it), and an
 // open-addressing index from the id (a model id packed into 32 bytes, in
@@ -14,7 +14,7 @@
 // chunk first (copy-on-write), so the snapshot's records never change. At
 // 100 000 remote endpoints (10 000 services x 10 backends) a full
 // `Endpoint` in a map keyed by its 64-character id cost ~880 bytes each,
-// a map of shared packed records ~400; here 146, 162 with a snapshot of
+// a map of shared packed records ~400; here 140, 156 with a snapshot of
 // them (bench_remote_store).
 #pragma once
 
