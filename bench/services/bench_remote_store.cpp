@@ -1,12 +1,14 @@
 // bench_remote_store: heap bytes of the network manager's copy of N remote
 // endpoints (the shape bench_remote_node publishes: 64-hex ids, a task
-// namespace path, one service per BACKENDS endpoints), as it was held (a map
-// from the id to a full Endpoint, its VTEP and a flag) and as it is
-// (RemoteEndpoints), and of the load balancer's per-apply list of backends
-// as list_endpoints() made it (every field) and as list_backends() makes
-// it, and of the shared endpoint snapshot (a copy of every endpoint before,
-// pointers to the store's records now). Heap in use from mallinfo2 (arena and mmapped blocks), so it needs
-// no root and no kernel.
+// namespace path, one service per BACKENDS endpoints), as it was held at
+// first (a map from the id to a full Endpoint, its VTEP and a flag) and as
+// it is (RemoteEndpoints: chunks of packed records, an open-addressing
+// index), with the shared endpoint snapshot of them (a pointer into the
+// store's chunks each): the whole holder. Then what a snapshot held while
+// every chunk changes costs (copy-on-write: each chunk copied once), and
+// the load balancer's per-apply list of backends as list_endpoints() made
+// it (every field) and as list_backends() makes it. Heap in use from
+// mallinfo2 (arena and mmapped blocks), so it needs no root and no kernel.
 //
 //   bench_remote_store [--endpoints 100000] [--backends 10]
 #include <malloc.h>
@@ -75,37 +77,49 @@ int main(int argc, char** argv) {
   control::network::RemoteEndpoints store;
   for (std::uint32_t i = 0; i < count; ++i) store.put(endpoint(i, backends, network_id), vtep);
   const std::size_t packed = heap_in_use() - base;
-  std::printf("remote endpoints, RemoteEndpoints (after):   %.1f MB, %.0f bytes each\n", packed / 1e6,
-              static_cast<double>(packed) * per);
+  std::printf("remote endpoints, RemoteEndpoints (after):   %.1f MB, %.0f bytes each (index, chunks and places %.1f MB)\n",
+              packed / 1e6, static_cast<double>(packed) * per, store.bytes() / 1e6);
+
+  // The shared endpoint snapshot (NetworkManager::shared_endpoints): it was
+  // a full Endpoint each; it is a pointer into the store's chunks each.
+  base = heap_in_use();
+  auto snapshot = std::make_shared<EndpointSnapshot>();
+  snapshot->endpoints.reserve(store.size());
+  store.for_each([&](const auto& entry) { snapshot->endpoints.push_back(store.shared(entry)); });
+  const std::size_t shared = heap_in_use() - base;
+  std::printf("endpoint snapshot, pointers into the store's chunks (after): %.1f MB, %.0f bytes each\n",
+              shared / 1e6, static_cast<double>(shared) * per);
+  std::printf("the whole holder, store and snapshot: %.1f MB, %.0f bytes an endpoint\n", (packed + shared) / 1e6,
+              static_cast<double>(packed + shared) * per);
+
+  // A change to every chunk while the snapshot is held: each chunk is
+  // copied once (the snapshot keeps the old ones), then the snapshot goes.
+  base = heap_in_use();
+  for (std::uint32_t i = 0; i < count; i += 64) {
+    auto e = endpoint(i, backends, network_id);
+    e.backend_state = BackendState::draining;
+    e.drain_until = "2026-11-27T12:00:00Z";
+    store.put(e, vtep);
+  }
+  const std::size_t copied = heap_in_use() - base;
+  snapshot.reset();
+  const auto after_release = static_cast<double>(heap_in_use()) - static_cast<double>(base);
+  std::printf("a change in every chunk under a held snapshot: +%.1f MB; the snapshot released: %+.1f MB\n",
+              copied / 1e6, after_release / 1e6);
 
   // The load balancer's view of them, per apply.
   base = heap_in_use();
   {
     std::vector<Endpoint> all;
-    store.for_each([&](const auto& key, const auto& entry) {
-      all.push_back(control::network::RemoteEndpoints::endpoint(key, entry, nullptr));
-    });
+    store.for_each([&](const auto& entry) { all.push_back(control::network::RemoteEndpoints::endpoint(entry, nullptr)); });
     const std::size_t bytes = heap_in_use() - base;
     std::printf("LB view backends and endpoint snapshot, list_endpoints() copy (before): %.1f MB\n", bytes / 1e6);
-  }
-  // The shared endpoint snapshot (NetworkManager::shared_endpoints): it was
-  // the copy above, a full Endpoint each; it is a pointer to each of the
-  // store's records.
-  base = heap_in_use();
-  {
-    std::vector<std::shared_ptr<const PackedEndpoint>> snapshot;
-    snapshot.reserve(store.size());
-    store.for_each([&](const auto&, const auto& entry) { snapshot.push_back(entry.endpoint); });
-    const std::size_t bytes = heap_in_use() - base;
-    std::printf("endpoint snapshot, the store's records shared (after): %.1f MB\n", bytes / 1e6);
   }
   base = heap_in_use();
   {
     std::vector<Endpoint> lb;
     lb.reserve(store.size());
-    store.for_each([&](const auto& key, const auto& r) {
-      lb.push_back(control::network::RemoteEndpoints::backend(key, r));
-    });
+    store.for_each([&](const auto& r) { lb.push_back(control::network::RemoteEndpoints::backend(r)); });
     const std::size_t bytes = heap_in_use() - base;
     std::printf("LB view backends, list_backends() (after):        %.1f MB\n", bytes / 1e6);
   }

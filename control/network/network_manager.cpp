@@ -418,9 +418,9 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   const Network n = self.find_network(name_or_id);
   // Nodes' load-balancer addresses do not keep a network (as in Docker).
   bool remote_endpoints = false;
-  self.remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
+  self.remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
     if (!remote_endpoints && r.endpoint->network_id() == n.id)
-      remote_endpoints = !is_node_lb_endpoint(RemoteEndpoints::endpoint(key, r, nullptr));
+      remote_endpoints = !is_node_lb_endpoint(RemoteEndpoints::endpoint(r, nullptr));
   });
   if (!self.endpoints_of(n.id).empty() || remote_endpoints)
     conflict("error while removing network: network " + n.name + " id " + n.id + " has active endpoints");
@@ -612,8 +612,8 @@ std::vector<Endpoint> NetworkManager::list_endpoints() {
     std::lock_guard lock(impl_->mutex);
     result.reserve(impl_->endpoints.size() + impl_->remote_endpoints.size());
     for (const auto& [id, e] : impl_->endpoints) result.push_back(e);
-    impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
-      result.push_back(impl_->remote_endpoint(key, r));
+    impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
+      result.push_back(impl_->remote_endpoint(r));
     });
     for (auto& e : impl_->node_lb_endpoints()) result.push_back(std::move(e));
   }
@@ -648,18 +648,19 @@ std::shared_ptr<const EndpointSnapshot> NetworkManager::shared_endpoints() {
     // arrival), so a copy is made only if one was not.
     const std::string* last_network_id = nullptr;
     const std::string* network_name = nullptr;
-    self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
+    self.remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
       const auto& network_id = r.endpoint->network_id();
       if (&network_id != last_network_id) {
         auto n = self.networks.find(network_id);
         network_name = n == self.networks.end() ? nullptr : &n->second.name;
         last_network_id = &network_id;
       }
-      const std::string& shown = network_name ? *network_name : *r.record_network_name;
+      const std::string_view shown =
+          network_name ? std::string_view{*network_name} : r.endpoint->record_network_name();
       if (r.endpoint->network_name() != shown)
         all.push_back(r.endpoint->with_network_name(shown));
       else
-        all.push_back(r.endpoint);
+        all.push_back(self.remote_endpoints.shared(r));
     });
     for (const auto& e : self.node_lb_endpoints()) all.push_back(PackedEndpoint::make(e));
   }
@@ -679,8 +680,8 @@ std::vector<Endpoint> NetworkManager::list_backends() {
   for (const auto& [id, e] : impl_->endpoints)
     if (!e.service_id.empty()) result.push_back(e);
   result.reserve(result.size() + impl_->remote_endpoints.size());
-  impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
-    if (!r.endpoint->service_id().empty()) result.push_back(RemoteEndpoints::backend(key, r));
+  impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
+    if (!r.endpoint->service_id().empty()) result.push_back(RemoteEndpoints::backend(r));
   });
   // Node load-balancer addresses are never backends.
   return result;
@@ -692,8 +693,8 @@ std::vector<Endpoint> NetworkManager::backends_of(const std::string& service_id)
   std::lock_guard lock(impl_->mutex);
   for (const auto& [id, e] : impl_->endpoints)
     if (e.service_id == service_id) result.push_back(e);
-  impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) {
-    if (r.endpoint->service_id() == service_id) result.push_back(impl_->remote_endpoint(key, r));
+  impl_->remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
+    if (r.endpoint->service_id() == service_id) result.push_back(impl_->remote_endpoint(r));
   });
   return result;
 }
@@ -717,7 +718,7 @@ void NetworkManager::detach_cluster() {
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
   self.cluster = nullptr;
-  self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
+  self.remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
     if (auto n = self.networks.find(r.endpoint->network_id()); n != self.networks.end()) {
       try {
         dp::unprogram_remote_endpoint(self.layout(n->second), {r.endpoint->ip(), r.endpoint->mac(), r.vtep});
@@ -785,7 +786,7 @@ void NetworkManager::apply_remote_network(const Network& network) {
   const auto& known = self.networks.emplace(network.id, network).first->second;
   self.addresses.emplace(network.id, std::move(allocator));
   self.remote_endpoints.name_network(network.id, &known.name);
-  self.remote_endpoints.for_each([&](const RemoteEndpoints::Key&, RemoteEndpoints::Entry& r) {
+  self.remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
     if (r.endpoint->network_id() == network.id) self.realise_remote_endpoint(r);
   });
   self.persist_or_log("a network from the cluster");
@@ -824,7 +825,7 @@ void NetworkManager::forget_remote_network(const std::string& network_id) {
   spdlog::info("network {} ({}) removed by {}", n.name, short_id(n.id), n.node);
 }
 
-void NetworkManager::Impl::realise_remote_endpoint(RemoteEndpoints::Entry& r) {
+void NetworkManager::Impl::realise_remote_endpoint(const RemoteEndpoints::Entry& r) {
   auto n = networks.find(r.endpoint->network_id());
   if (n == networks.end()) return;  // programmed when its network arrives
   if (!r.reserved_here) {
@@ -833,7 +834,7 @@ void NetworkManager::Impl::realise_remote_endpoint(RemoteEndpoints::Entry& r) {
     if (!allocator.is_allocated(r.endpoint->ip())) {
       try {
         allocator.allocate(r.endpoint->ip());
-        r.reserved_here = true;
+        remote_endpoints.set_reserved_here(r, true);
       } catch (const ipam::IpamError&) {
       }
     }
@@ -855,7 +856,7 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 
   // listings (and the snapshots share the record as it is).
   const auto network = self.networks.find(endpoint.network_id);
   const std::string* network_name = network == self.networks.end() ? nullptr : &network->second.name;
-  if (auto* old = self.remote_endpoints.find(endpoint.id)) {
+  if (const auto old = self.remote_endpoints.find(endpoint.id)) {
     if (old->endpoint->ip() == endpoint.ip && old->vtep == vtep) {
       // Same place; what may have changed is its service or backend state.
       self.remote_endpoints.put(endpoint, vtep, network_name);
@@ -865,7 +866,7 @@ void NetworkManager::apply_remote_endpoint(const Endpoint& endpoint, ipam::Ipv4 
     if (auto n = self.networks.find(old->endpoint->network_id()); n != self.networks.end())
       dp::unprogram_remote_endpoint(self.layout(n->second), {old->endpoint->ip(), old->endpoint->mac(), old->vtep});
   }
-  self.realise_remote_endpoint(*self.remote_endpoints.put(endpoint, vtep, network_name).first);
+  self.realise_remote_endpoint(self.remote_endpoints.put(endpoint, vtep, network_name).first);
   spdlog::debug("endpoint {} {} on {} via {}", endpoint.name, endpoint.ip.str(), endpoint.node, vtep.str());
 }
 
@@ -873,7 +874,7 @@ void NetworkManager::forget_remote_endpoint(const std::string& endpoint_id) {
   ChangeNotice notice(impl_->endpoint_listeners);
   std::lock_guard lock(impl_->mutex);
   auto& self = *impl_;
-  const auto* found = self.remote_endpoints.find(endpoint_id);
+  const auto found = self.remote_endpoints.find(endpoint_id);
   if (!found) return;
   notice.fire();
   const auto& r = *found;

@@ -315,7 +315,7 @@ struct NetworkManager::Impl {
     if (std::any_of(endpoints.begin(), endpoints.end(), [&](const auto& kv) { return same(kv.second); }))
       return true;
     bool taken = false;
-    remote_endpoints.for_each([&](const RemoteEndpoints::Key&, const RemoteEndpoints::Entry& r) {
+    remote_endpoints.for_each([&](const RemoteEndpoints::Entry& r) {
       if (!taken && r.endpoint->network_id() == network_id && r.endpoint->name() == name) taken = true;
     });
     return taken;
@@ -395,11 +395,11 @@ struct NetworkManager::Impl {
   // the reservation with the network).
   void withdraw_node_lb_endpoint(const std::string& network_id);
 
-  void realise_remote_endpoint(RemoteEndpoints::Entry& r);
+  void realise_remote_endpoint(const RemoteEndpoints::Entry& r);
   // A remote endpoint's Endpoint again, with its network's name here.
-  Endpoint remote_endpoint(const RemoteEndpoints::Key& key, const RemoteEndpoints::Entry& r) const {
+  Endpoint remote_endpoint(const RemoteEndpoints::Entry& r) const {
     auto n = networks.find(r.endpoint->network_id());
-    return RemoteEndpoints::endpoint(key, r, n == networks.end() ? nullptr : &n->second.name);
+    return RemoteEndpoints::endpoint(r, n == networks.end() ? nullptr : &n->second.name);
   }
   void publish(const Network& n) {
     if (cluster) cluster->publish_network(n);
