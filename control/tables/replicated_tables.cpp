@@ -40,12 +40,36 @@ const std::string* ReplicatedTables::intern(const std::string& name) {
 
 void ReplicatedTables::prune_names() {
   std::set<const std::string*> used;
+  std::set<NamePair> used_pairs;
   for (const auto& slot : slots_) {
     used.insert(slot.table);
     used.insert(slot.owner);
+    used_pairs.emplace(slot.table, slot.owner);
   }
+  // First the exemplars: their keys point into names_.
+  for (auto it = exemplars_.begin(); it != exemplars_.end();)
+    it = used_pairs.count(it->first) ? std::next(it) : exemplars_.erase(it);
   used.insert(&*names_.emplace(local_node_).first);
   for (auto it = names_.begin(); it != names_.end();) it = used.count(&*it) ? std::next(it) : names_.erase(it);
+}
+
+const std::string& ReplicatedTables::exemplar(const std::string* table, const std::string* owner,
+                                              std::string_view value) {
+  auto it = exemplars_.find({table, owner});
+  if (it == exemplars_.end())
+    it = exemplars_.emplace(NamePair{table, owner}, std::string(value.substr(0, kMaxExemplar))).first;
+  return it->second;
+}
+
+std::string_view ReplicatedTables::exemplar_of(const Slot& slot) const {
+  auto it = exemplars_.find({slot.table, slot.owner});
+  // Every slot's pair has one (made when its value was packed, pruned only
+  // when no slot has that pair).
+  return it == exemplars_.end() ? std::string_view() : std::string_view(it->second);
+}
+
+EntryView ReplicatedTables::view(const Slot& slot) const {
+  return {*slot.table, slot.key, *slot.owner, slot.lamport, slot.deleted, slot.value, exemplar_of(slot)};
 }
 
 void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
@@ -63,13 +87,14 @@ void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
                           .deleted = false})
              .first;
   } else if (!it->deleted && !listeners_.empty()) {
-    before = it->entry();
+    before = this->entry(*it);
   }
   // The same table and key: the order holds.
   it->owner = intern(entry.owner);
   it->lamport = entry.lamport;
   it->deleted = entry.deleted;
-  it->value = PackedValue::pack(entry.value, {entry.owner, entry.key});  // EntryView::value() decodes with them
+  // view() gives EntryView::value() the same context.
+  it->value = PackedValue::pack(entry.value, {exemplar(it->table, it->owner, entry.value), entry.owner, entry.key});
   it->deleted_at = entry.deleted ? now : Clock::time_point{};
   notify(before, entry.deleted ? std::nullopt : std::optional<TableEntry>(entry));
 }
@@ -83,7 +108,7 @@ TableEntry ReplicatedTables::put(const std::string& table, const std::string& ke
 std::optional<TableEntry> ReplicatedTables::remove(const std::string& table, const std::string& key) {
   auto it = slots_.find(KeyView{table, key});
   if (it == slots_.end() || it->deleted) return std::nullopt;
-  TableEntry tombstone = it->entry();
+  TableEntry tombstone = entry(*it);
   tombstone.owner = local_node_;
   tombstone.lamport = ++clock_;
   tombstone.deleted = true;
@@ -98,7 +123,7 @@ bool ReplicatedTables::apply(const TableEntry& entry, Clock::time_point now) {
       w != withdrawn_up_to_.end() && node_scoped(entry.table) && entry.lamport <= w->second)
     return false;  // a late copy of what a dead node had published
   auto it = slots_.find(KeyView{entry.table, entry.key});
-  if (it != slots_.end() && !newer(entry, it->view())) return false;
+  if (it != slots_.end() && !newer(entry, view(*it))) return false;
   store(entry, now);
   return true;
 }
@@ -112,13 +137,13 @@ std::size_t ReplicatedTables::merge(const std::vector<TableEntry>& entries, Cloc
 std::optional<TableEntry> ReplicatedTables::get(const std::string& table, const std::string& key) const {
   auto it = slots_.find(KeyView{table, key});
   if (it == slots_.end() || it->deleted) return std::nullopt;
-  return it->entry();
+  return entry(*it);
 }
 
 std::vector<TableEntry> ReplicatedTables::entries(const std::string& table) const {
   std::vector<TableEntry> result;
   for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && *it->table == table; ++it)
-    if (!it->deleted) result.push_back(it->entry());
+    if (!it->deleted) result.push_back(entry(*it));
   return result;
 }
 
@@ -132,22 +157,22 @@ std::map<std::string, std::size_t> ReplicatedTables::live_counts() const {
 std::vector<TableEntry> ReplicatedTables::snapshot() const {
   std::vector<TableEntry> result;
   result.reserve(slots_.size());
-  for (const auto& slot : slots_) result.push_back(slot.entry());
+  for (const auto& slot : slots_) result.push_back(entry(slot));
   return result;
 }
 
 void ReplicatedTables::for_each(const std::function<void(const EntryView&)>& f) const {
-  for (const auto& slot : slots_) f(slot.view());
+  for (const auto& slot : slots_) f(view(slot));
 }
 
 void ReplicatedTables::for_each(const std::string& table, const std::function<void(const EntryView&)>& f) const {
-  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && *it->table == table; ++it) f(it->view());
+  for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && *it->table == table; ++it) f(view(*it));
 }
 
 std::vector<TableEntry> ReplicatedTables::table_snapshot(const std::string& table) const {
   std::vector<TableEntry> result;
   for (auto it = slots_.lower_bound(KeyView{table, {}}); it != slots_.end() && *it->table == table; ++it)
-    result.push_back(it->entry());
+    result.push_back(entry(*it));
   return result;
 }
 
@@ -181,19 +206,19 @@ class Fnv1a {
 std::vector<TableEntry> ReplicatedTables::snapshot(const std::set<std::string>& owners) const {
   std::vector<TableEntry> result;
   for (const auto& slot : slots_)
-    if (owners.count(*slot.owner)) result.push_back(slot.entry());
+    if (owners.count(*slot.owner)) result.push_back(entry(slot));
   return result;
 }
 
 std::uint64_t ReplicatedTables::digest() const {
   Fnv1a h;
-  for (const auto& slot : slots_) h.mix_entry(slot.view());
+  for (const auto& slot : slots_) h.mix_entry(view(slot));
   return h.value();
 }
 
 std::map<std::string, std::uint64_t> ReplicatedTables::owner_digests() const {
   std::map<std::string, Fnv1a> by_owner;
-  for (const auto& slot : slots_) by_owner[*slot.owner].mix_entry(slot.view());
+  for (const auto& slot : slots_) by_owner[*slot.owner].mix_entry(view(slot));
   std::map<std::string, std::uint64_t> result;
   for (const auto& [owner, h] : by_owner) result[owner] = h.value();
   return result;
@@ -207,7 +232,7 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
   for (const auto& slot : slots_) {
     if (owners && !owners->count(*slot.owner)) continue;
     auto it = index.find(SlotOrder::key(slot));
-    if (it == index.end() || newer(slot.view(), *it->second)) result.push_back(slot.entry());
+    if (it == index.end() || newer(view(slot), *it->second)) result.push_back(entry(slot));
   }
   return result;
 }
@@ -226,7 +251,7 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
     auto owner = buckets.find(*slot.owner);
     if (owner == buckets.end() || !owner->second.test(slot.bucket)) continue;
     auto theirs_it = index.find(SlotOrder::key(slot));
-    if (theirs_it == index.end() || newer(slot.view(), *theirs_it->second)) result.push_back(slot.entry());
+    if (theirs_it == index.end() || newer(view(slot), *theirs_it->second)) result.push_back(entry(slot));
   }
   return result;
 }
@@ -244,7 +269,7 @@ std::map<std::string, std::map<std::uint32_t, ReplicatedTables::BucketDigest>> R
   std::map<std::string, std::map<std::uint32_t, Fnv1a>> hashes;
   std::map<std::string, std::map<std::uint32_t, BucketDigest>> result;
   for (const auto& slot : slots_) {
-    const auto e = slot.view();
+    const auto e = view(slot);
     if (!owners.count(e.owner)) continue;
     const auto bucket = slot.bucket;
     hashes[e.owner][bucket].mix_entry(e);
@@ -273,7 +298,7 @@ std::map<ReplicatedTables::Scope, std::vector<ReplicatedTables::Key>> Replicated
 std::optional<TableEntry> ReplicatedTables::find(const std::string& table, const std::string& key) const {
   auto it = slots_.find(KeyView{table, key});
   if (it == slots_.end()) return std::nullopt;
-  return it->entry();
+  return entry(*it);
 }
 
 void ReplicatedTables::withdraw_node(const std::string& node) {
@@ -286,7 +311,7 @@ void ReplicatedTables::withdraw_node(const std::string& node) {
     }
     newest = std::max(newest, it->lamport);
     std::optional<TableEntry> before;
-    if (!it->deleted && !listeners_.empty()) before = it->entry();
+    if (!it->deleted && !listeners_.empty()) before = entry(*it);
     it = slots_.erase(it);
     notify(before, std::nullopt);
   }
@@ -307,7 +332,7 @@ std::vector<TableEntry> ReplicatedTables::republish_own() {
     // could outrank a delete this node has not heard of yet.
     if (*slot.owner != local_node_ || slot.deleted || !node_scoped(*slot.table)) continue;
     slot.lamport = ++clock_;
-    result.push_back(slot.entry());
+    result.push_back(entry(slot));
   }
   return result;
 }
@@ -341,6 +366,20 @@ std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
   }
   if (reaped) prune_names();
   return reaped;
+}
+
+ReplicatedTables::MemoryUse ReplicatedTables::memory_use() const {
+  MemoryUse use;
+  // A std::set node: three pointers and the colour before the slot.
+  constexpr std::size_t kNodeHeader = 32;
+  for (const auto& slot : slots_) {
+    ++use.entries;
+    use.slots += kNodeHeader + sizeof(Slot);
+    if (slot.key.size() >= sizeof(std::string)) use.keys += slot.key.capacity() + 1;  // not inline (SSO)
+    use.values += slot.value.held_bytes();
+  }
+  for (const auto& [pair, text] : exemplars_) use.exemplars += kNodeHeader + sizeof(*exemplars_.begin()) + text.capacity() + 1;
+  return use;
 }
 
 }  // namespace weft::control::tables

@@ -47,7 +47,8 @@ bool supersedes(const TableEntry& incoming, const TableEntry& current);
 
 // An entry as held, without decoding its value: what for_each() hands out.
 // Valid during the call only. Converts to a TableEntry (value decoded). The
-// value is packed with its owner and key as context (packed_value.h).
+// value is packed with its table's and owner's exemplar, its owner and its
+// key as context (packed_value.h).
 struct EntryView {
   const std::string& table;
   const std::string& key;
@@ -55,8 +56,9 @@ struct EntryView {
   std::uint64_t lamport = 0;
   bool deleted = false;
   const PackedValue& packed_value;
+  std::string_view exemplar;
 
-  std::string value() const { return packed_value.text({owner, key}); }
+  std::string value() const { return packed_value.text({exemplar, owner, key}); }
   std::size_t value_size() const { return packed_value.size(); }
   TableEntry entry() const { return {table, key, owner, lamport, deleted, value()}; }
   operator TableEntry() const { return entry(); }  // NOLINT: a view of one
@@ -182,12 +184,23 @@ class ReplicatedTables {
 
   void subscribe(Listener listener) { listeners_.push_back(std::move(listener)); }
 
+  // What the entries take, by part, in bytes asked of the allocator (its
+  // rounding and headers not counted): for the benches and tests.
+  struct MemoryUse {
+    std::size_t entries = 0;
+    std::size_t slots = 0;      // the slots and the index over them
+    std::size_t keys = 0;       // keys held apart from their slot
+    std::size_t values = 0;     // the packed values
+    std::size_t exemplars = 0;  // the per-(table, owner) dictionaries
+  };
+  MemoryUse memory_use() const;
+
  private:
   // Each entry once, ordered by its table and key (a map keyed by a copy of
   // them held the key twice: ~140 bytes an entry, 16 MB at 110 000); table
   // and owner names interned (a few distinct ones, 32 bytes each a slot);
-  // the value packed (packed_value.h: ~450 bytes of endpoint JSON held in
-  // ~200). A slot's table and key never change once it is in the set; the
+  // the value packed (packed_value.h) against its table's and owner's
+  // exemplar (below): ~450 bytes of endpoint JSON held in ~90. A slot's table and key never change once it is in the set; the
   // rest does, hence mutable.
   struct Slot {
     std::string key;
@@ -199,9 +212,19 @@ class ReplicatedTables {
     std::uint32_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
     mutable bool deleted = false;  // tombstone
 
-    EntryView view() const { return {*table, key, *owner, lamport, deleted, value}; }
-    TableEntry entry() const { return view().entry(); }
   };
+  EntryView view(const Slot& slot) const;
+  TableEntry entry(const Slot& slot) const { return view(slot).entry(); }
+  // The first value of each (table, owner) held here, a prefix of it: the
+  // dictionary the values of that table and owner are packed with (an
+  // endpoint record repeats most of another of the same node: its network,
+  // its node's VTEP, the shape of its names). Immutable while a slot of
+  // that table and owner exists (the values were packed with it); pruned
+  // with the names.
+  using NamePair = std::pair<const std::string*, const std::string*>;  // table, owner; in names_
+  static constexpr std::size_t kMaxExemplar = 1024;
+  const std::string& exemplar(const std::string* table, const std::string* owner, std::string_view value);
+  std::string_view exemplar_of(const Slot& slot) const;
   using KeyView = std::pair<std::string_view, std::string_view>;  // table, key
   struct SlotOrder {
     using is_transparent = void;
@@ -230,6 +253,7 @@ class ReplicatedTables {
   std::size_t max_cluster_tombstones_;
   std::uint64_t clock_ = 0;
   std::set<std::string, std::less<>> names_;  // table and owner names, interned
+  std::map<NamePair, std::string> exemplars_;
   Slots slots_;
   std::map<std::string, std::uint64_t> withdrawn_up_to_;  // node -> Lamport time
   std::vector<Listener> listeners_;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include "control/tables/replicated_tables.h"
@@ -183,6 +184,64 @@ TEST(ReplicatedTablesTest, OwnerDigestsNameEveryOwnerOfADifferingSlot) {
   b.merge(a.newer_than(b.snapshot(differing), &differing));
   EXPECT_EQ(a.digest(), b.digest());
   EXPECT_EQ(b.snapshot(std::set<std::string>{"d"}).size(), 1u);
+}
+
+// A record shaped like an endpoint's: most of it the same for every
+// endpoint of a node (its network, its VTEP), a few fields its own.
+std::string endpoint_like(const std::string& node, int i) {
+  return R"({"backend_state":"active","id":"ep)" + std::to_string(i) + R"(","ifname":"eth0","ip":"10.0.)" +
+         std::to_string(i % 250) + R"(","netns":"/run/netns/weft-)" + node + "-" + std::to_string(i) +
+         R"(","network_id":"0c4f7d1e9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5","node":")" + node +
+         R"(","vtep":"198.18.7.)" + std::to_string(node.size()) + R"("})";
+}
+
+TEST(ReplicatedTablesTest, ValuesOfATableAndOwnerArePackedAgainstTheirFirst) {
+  ReplicatedTables t("local", {"endpoints"});
+  std::size_t text = 0;
+  for (int i = 0; i < 100; ++i) {
+    const auto value = endpoint_like("node-a", i);
+    text += value.size();
+    t.apply({"endpoints", "ep" + std::to_string(i), "node-a", static_cast<std::uint64_t>(i + 1), false, value});
+  }
+  // The network id and the node's fields are in the exemplar: a few bytes
+  // for what differs (without it: ~110 bytes each).
+  const auto use = t.memory_use();
+  EXPECT_EQ(use.entries, 100u);
+  EXPECT_LT(use.values, text / 6) << use.values << " bytes of values for " << text << " of text";
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(t.get("endpoints", "ep" + std::to_string(i))->value, endpoint_like("node-a", i));
+}
+
+TEST(ReplicatedTablesTest, ValuesComeBackExactWhileTheirExemplarsComeAndGo) {
+  using Clock = ReplicatedTables::Clock;
+  ReplicatedTables t("local", {"endpoints"}, 1s);
+  std::map<std::string, std::string> expected;  // key -> value
+  auto publish = [&](const std::string& node, int i, std::uint64_t lamport) {
+    const auto key = "ep" + std::to_string(i);
+    const auto value = endpoint_like(node, i);
+    ASSERT_TRUE(t.apply({"endpoints", key, node, lamport, false, value}));
+    expected[key] = value;
+  };
+  for (int i = 0; i < 20; ++i) publish("node-a", i, 10);
+  for (int i = 20; i < 40; ++i) publish("node-b", i, 10);
+  // ep0 (node-a's first, its exemplar's source) moves to node-b; ep20
+  // (node-b's first) is deleted and reaped.
+  publish("node-b", 0, 11);
+  ASSERT_TRUE(t.apply({"endpoints", "ep20", "node-b", 11, true, expected["ep20"]}));
+  expected.erase("ep20");
+  EXPECT_EQ(t.reap_tombstones(Clock::now() + 1h), 1u);
+  for (const auto& [key, value] : expected) EXPECT_EQ(t.get("endpoints", key)->value, value) << key;
+  // node-a dies: its slots go, and its exemplar with them; it comes back
+  // with other values, packed against a new exemplar.
+  t.withdraw_node("node-a");
+  for (int i = 1; i < 20; ++i) expected.erase("ep" + std::to_string(i));
+  for (int i = 1; i < 20; ++i) publish("node-a", i + 100, 20);
+  for (const auto& [key, value] : expected) EXPECT_EQ(t.get("endpoints", key)->value, value) << key;
+  std::size_t seen = 0;
+  t.for_each([&](const EntryView& e) {
+    ++seen;
+    EXPECT_EQ(e.value(), expected.at(e.key)) << e.key;
+  });
+  EXPECT_EQ(seen, expected.size());
 }
 
 TEST(ReplicatedTablesBuckets, OneChangedEntryMakesOnlyItsBucketDiffer) {
