@@ -10,10 +10,22 @@ bool supersedes(const TableEntry& incoming, const TableEntry& current) {
 }
 
 namespace {
+// A version's Lamport time and owner: what supersedes() compares.
+struct Stamp {
+  std::uint64_t lamport;
+  std::string_view owner;
+  bool operator>(const Stamp& other) const { return std::tie(lamport, owner) > std::tie(other.lamport, other.owner); }
+};
+Stamp stamp(const TableEntry& e) { return {e.lamport, e.owner}; }
+template <class Slot>  // ReplicatedTables::Slot
+Stamp stamp(const Slot& s) {
+  return {s.lamport, *s.owner};
+}
+
 // supersedes() with either side as held.
 template <class A, class B>
 bool newer(const A& incoming, const B& current) {
-  return std::tie(incoming.lamport, incoming.owner) > std::tie(current.lamport, current.owner);
+  return stamp(incoming) > stamp(current);
 }
 }  // namespace
 
@@ -69,23 +81,14 @@ std::string_view ReplicatedTables::exemplar_of(const Slot& slot) const {
 }
 
 EntryView ReplicatedTables::view(const Slot& slot) const {
-  return {*slot.table, slot.key, *slot.owner, slot.lamport, slot.deleted, slot.value, exemplar_of(slot)};
+  return {*slot.table, slot.key().str(), *slot.owner, slot.lamport, slot.deleted, slot.value, exemplar_of(slot)};
 }
 
 void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
   auto it = slots_.find(KeyView{entry.table, entry.key});
   std::optional<TableEntry> before;
   if (it == slots_.end()) {
-    it = slots_
-             .insert(Slot{.key = entry.key,
-                          .table = intern(entry.table),
-                          .owner = nullptr,
-                          .lamport = 0,
-                          .deleted_at = {},
-                          .value = {},
-                          .bucket = bucket_of(entry.table, entry.key),
-                          .deleted = false})
-             .first;
+    it = slots_.emplace(entry.key, intern(entry.table), bucket_of(entry.table, entry.key)).first;
   } else if (!it->deleted && !listeners_.empty()) {
     before = this->entry(*it);
   }
@@ -123,7 +126,7 @@ bool ReplicatedTables::apply(const TableEntry& entry, Clock::time_point now) {
       w != withdrawn_up_to_.end() && node_scoped(entry.table) && entry.lamport <= w->second)
     return false;  // a late copy of what a dead node had published
   auto it = slots_.find(KeyView{entry.table, entry.key});
-  if (it != slots_.end() && !newer(entry, view(*it))) return false;
+  if (it != slots_.end() && !newer(entry, *it)) return false;
   store(entry, now);
   return true;
 }
@@ -188,19 +191,27 @@ class Fnv1a {
     h_ ^= 0xff;
     h_ *= 1099511628211ull;
   }
-  template <class Entry>  // a TableEntry or an EntryView
-  void mix_entry(const Entry& e) {
-    mix(e.table);
-    mix(e.key);
-    mix(e.owner);
-    mix(std::to_string(e.lamport));
-    mix(e.deleted ? "d" : "l");
+  void mix_entry(std::string_view table, std::string_view key, std::string_view owner, std::uint64_t lamport,
+                 bool deleted) {
+    mix(table);
+    mix(key);
+    mix(owner);
+    mix(std::to_string(lamport));
+    mix(deleted ? "d" : "l");
   }
   std::uint64_t value() const { return h_; }
 
  private:
   std::uint64_t h_ = 1469598103934665603ull;
 };
+
+// mix_entry() over a slot as held (its key unpacked on the stack).
+template <class Slot>
+void mix_slot(Fnv1a& h, const Slot& slot) {
+  SlotKey::Buffer buffer;
+  h.mix_entry(*slot.table, slot.key().text(buffer), *slot.owner, slot.lamport, slot.deleted);
+}
+
 }  // namespace
 
 std::vector<TableEntry> ReplicatedTables::snapshot(const std::set<std::string>& owners) const {
@@ -212,13 +223,13 @@ std::vector<TableEntry> ReplicatedTables::snapshot(const std::set<std::string>& 
 
 std::uint64_t ReplicatedTables::digest() const {
   Fnv1a h;
-  for (const auto& slot : slots_) h.mix_entry(view(slot));
+  for (const auto& slot : slots_) mix_slot(h, slot);
   return h.value();
 }
 
 std::map<std::string, std::uint64_t> ReplicatedTables::owner_digests() const {
   std::map<std::string, Fnv1a> by_owner;
-  for (const auto& slot : slots_) by_owner[*slot.owner].mix_entry(view(slot));
+  for (const auto& slot : slots_) mix_slot(by_owner[*slot.owner], slot);
   std::map<std::string, std::uint64_t> result;
   for (const auto& [owner, h] : by_owner) result[owner] = h.value();
   return result;
@@ -231,8 +242,9 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
   std::vector<TableEntry> result;
   for (const auto& slot : slots_) {
     if (owners && !owners->count(*slot.owner)) continue;
-    auto it = index.find(SlotOrder::key(slot));
-    if (it == index.end() || newer(view(slot), *it->second)) result.push_back(entry(slot));
+    SlotKey::Buffer buffer;
+    auto it = index.find(KeyView{*slot.table, slot.key().text(buffer)});
+    if (it == index.end() || newer(slot, *it->second)) result.push_back(entry(slot));
   }
   return result;
 }
@@ -250,8 +262,9 @@ std::vector<TableEntry> ReplicatedTables::newer_than(const std::vector<TableEntr
     const Slot& slot = *it;
     auto owner = buckets.find(*slot.owner);
     if (owner == buckets.end() || !owner->second.test(slot.bucket)) continue;
-    auto theirs_it = index.find(SlotOrder::key(slot));
-    if (theirs_it == index.end() || newer(view(slot), *theirs_it->second)) result.push_back(entry(slot));
+    SlotKey::Buffer buffer;
+    auto theirs_it = index.find(KeyView{*slot.table, slot.key().text(buffer)});
+    if (theirs_it == index.end() || newer(slot, *theirs_it->second)) result.push_back(entry(slot));
   }
   return result;
 }
@@ -269,13 +282,13 @@ std::map<std::string, std::map<std::uint32_t, ReplicatedTables::BucketDigest>> R
   std::map<std::string, std::map<std::uint32_t, Fnv1a>> hashes;
   std::map<std::string, std::map<std::uint32_t, BucketDigest>> result;
   for (const auto& slot : slots_) {
-    const auto e = view(slot);
-    if (!owners.count(e.owner)) continue;
-    const auto bucket = slot.bucket;
-    hashes[e.owner][bucket].mix_entry(e);
-    auto& d = result[e.owner][bucket];
+    const std::string& owner = *slot.owner;
+    if (!owners.count(owner)) continue;
+    const std::uint32_t bucket = slot.bucket;
+    mix_slot(hashes[owner][bucket], slot);
+    auto& d = result[owner][bucket];
     ++d.entries;
-    d.bytes += e.table.size() + e.key.size() + e.owner.size() + e.value_size();
+    d.bytes += slot.table->size() + slot.key().size() + owner.size() + slot.value.size();
   }
   for (auto& [owner, buckets] : result)
     for (auto& [bucket, d] : buckets) d.digest = hashes[owner][bucket].value();
@@ -290,7 +303,7 @@ std::map<ReplicatedTables::Scope, std::vector<ReplicatedTables::Key>> Replicated
   for (const auto& slot : slots_) {
     if (!owners.count(*slot.owner)) continue;
     Scope scope{*slot.owner, slot.bucket};
-    if (scopes.count(scope)) result[scope].emplace_back(*slot.table, slot.key);
+    if (scopes.count(scope)) result[scope].emplace_back(*slot.table, slot.key().str());
   }
   return result;
 }
@@ -375,7 +388,7 @@ ReplicatedTables::MemoryUse ReplicatedTables::memory_use() const {
   for (const auto& slot : slots_) {
     ++use.entries;
     use.slots += kNodeHeader + sizeof(Slot);
-    if (slot.key.size() >= sizeof(std::string)) use.keys += slot.key.capacity() + 1;  // not inline (SSO)
+    use.keys += slot.key().heap_bytes();
     use.values += slot.value.held_bytes();
   }
   for (const auto& [pair, text] : exemplars_) use.exemplars += kNodeHeader + sizeof(*exemplars_.begin()) + text.capacity() + 1;

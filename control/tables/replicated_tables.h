@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "control/tables/packed_value.h"
+#include "control/tables/slot_key.h"
 
 namespace weft::control::tables {
 
@@ -51,7 +52,7 @@ bool supersedes(const TableEntry& incoming, const TableEntry& current);
 // key as context (packed_value.h).
 struct EntryView {
   const std::string& table;
-  const std::string& key;
+  std::string key;  // (held packed: slot_key.h)
   const std::string& owner;
   std::uint64_t lamport = 0;
   bool deleted = false;
@@ -202,17 +203,23 @@ class ReplicatedTables {
   // the value packed (packed_value.h) against its table's and owner's
   // exemplar (below): ~450 bytes of endpoint JSON held in ~90. A slot's table and key never change once it is in the set; the
   // rest does, hence mutable.
-  struct Slot {
-    std::string key;
+  // Derived from its key: its fields sit in the key's tail padding (88
+  // bytes a slot, a std::set node of 120).
+  struct Slot : SlotKey {
+    Slot(std::string_view key, const std::string* table, std::uint32_t bucket)
+        : SlotKey(key), bucket(static_cast<std::uint8_t>(bucket)), table(table) {}
+    const SlotKey& key() const { return *this; }
+
+    std::uint8_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
+    mutable bool deleted = false;  // tombstone
     const std::string* table = nullptr;  // in names_
     mutable const std::string* owner = nullptr;  // in names_
     mutable std::uint64_t lamport = 0;
     mutable Clock::time_point deleted_at{};
     mutable PackedValue value;
-    std::uint32_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
-    mutable bool deleted = false;  // tombstone
-
   };
+  static_assert(kBuckets <= 256, "Slot::bucket is a byte");
+  static_assert(sizeof(Slot) <= 88, "a slot's fields fit in its key's tail padding");
   EntryView view(const Slot& slot) const;
   TableEntry entry(const Slot& slot) const { return view(slot).entry(); }
   // The first value of each (table, owner) held here, a prefix of it: the
@@ -226,14 +233,23 @@ class ReplicatedTables {
   const std::string& exemplar(const std::string* table, const std::string* owner, std::string_view value);
   std::string_view exemplar_of(const Slot& slot) const;
   using KeyView = std::pair<std::string_view, std::string_view>;  // table, key
+  // By table, then key, as the texts order (SlotKey keeps their order).
   struct SlotOrder {
     using is_transparent = void;
-    static KeyView key(const Slot& s) { return {*s.table, s.key}; }
-    static KeyView key(const Key& k) { return {k.first, k.second}; }
-    static KeyView key(const KeyView& k) { return k; }
+    static std::string_view table(const Slot& s) { return *s.table; }
+    static std::string_view table(const Key& k) { return k.first; }
+    static std::string_view table(const KeyView& k) { return k.first; }
+    static const SlotKey& key(const Slot& s) { return s.key(); }
+    static std::string_view key(const Key& k) { return k.second; }
+    static std::string_view key(const KeyView& k) { return k.second; }
+    static int compare(const SlotKey& a, const SlotKey& b) { return a.compare(b); }
+    static int compare(const SlotKey& a, std::string_view b) { return a.compare(b); }
+    static int compare(std::string_view a, const SlotKey& b) { return -b.compare(a); }
+    static int compare(std::string_view a, std::string_view b) { return a.compare(b); }
     template <class A, class B>
     bool operator()(const A& a, const B& b) const {
-      return key(a) < key(b);
+      if (const int c = table(a).compare(table(b)); c != 0) return c < 0;
+      return compare(key(a), key(b)) < 0;
     }
   };
   using Slots = std::set<Slot, SlotOrder>;

@@ -244,6 +244,39 @@ TEST(ReplicatedTablesTest, ValuesComeBackExactWhileTheirExemplarsComeAndGo) {
   EXPECT_EQ(seen, expected.size());
 }
 
+TEST(ReplicatedTablesTest, IdsAndOtherKeysKeepTheTextsOrder) {
+  // Ids are held packed (slot_key.h): lookups, ranges and for_each's
+  // order are still the texts'.
+  std::mt19937_64 rng(3);
+  std::vector<std::pair<std::string, std::string>> keys;
+  ReplicatedTables t("n1");
+  for (int i = 0; i < 300; ++i) {
+    std::string id(64, '0');
+    for (auto& c : id) c = "0123456789abcdef"[rng() % 16];
+    const std::string table = i % 3 ? "endpoints" : "services";
+    for (const auto& key : {id, id.substr(0, 10), id + "-x", "ep" + std::to_string(i)}) {
+      t.put(table, key, "v" + key);
+      keys.emplace_back(table, key);
+    }
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::pair<std::string, std::string>> seen;
+  t.for_each([&](const EntryView& e) { seen.emplace_back(e.table, e.key); });
+  EXPECT_EQ(seen, keys);
+  for (const auto& [table, key] : keys) EXPECT_EQ(t.get(table, key)->value, "v" + key);
+  seen.clear();
+  t.for_each("services", [&](const EntryView& e) { seen.emplace_back(e.table, e.key); });
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(std::count_if(keys.begin(), keys.end(), [](const auto& k) {
+              return k.first == "services";
+            })));
+  // A scoped range over (keys[10], keys[20]]: ten entries, in order.
+  std::map<std::string, ReplicatedTables::BucketSet> all;
+  all["n1"].set();
+  const auto part = t.newer_than({}, all, keys[10], keys[20]);
+  ASSERT_EQ(part.size(), 10u);
+  for (std::size_t i = 0; i < part.size(); ++i) EXPECT_EQ(part[i].key, keys[11 + i].second);
+}
+
 TEST(ReplicatedTablesBuckets, OneChangedEntryMakesOnlyItsBucketDiffer) {
   ReplicatedTables a("n1"), b("n2");
   for (int i = 0; i < 2000; ++i) b.apply(a.put("endpoints", "ep" + std::to_string(i), "{}"));
