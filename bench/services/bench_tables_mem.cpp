@@ -173,8 +173,9 @@ int main(int argc, char** argv) {
   std::printf("    keys apart           %.0f B an entry\n", per_entry(use.keys));
   std::printf("    packed values        %.0f B an entry\n", per_entry(use.values));
   std::printf("    exemplars            %zu B in all\n", use.exemplars);
+  std::printf("    ids values name      %.0f B an entry\n", per_entry(use.ids));
   std::printf("    allocator's rounding %.0f B an entry (the rest of the heap)\n",
-              per_entry(heap) - per_entry(use.slots + use.keys + use.values + use.exemplars));
+              per_entry(heap) - per_entry(use.slots + use.keys + use.values + use.exemplars + use.ids));
   std::printf("  arrival (apply each)   %.1f ms (%.2f us an entry)\n", arrival * 1e3, arrival * 1e6 / n);
   std::printf("  find, every entry      %.1f ms (%.2f us each)\n", find_s * 1e3, find_s * 1e6 / n);
   std::printf("  for_each, value sizes  %.1f ms\n", for_each_s * 1e3);

@@ -14,6 +14,11 @@
 // an endpoint record names its node and its id, 64 hex digits), appended to
 // the dictionary. text() must be given the same context, or it returns
 // other bytes of the same length.
+//
+// `header`: a few bytes of the caller's kept with the packed form (and
+// dropped with it when the text is held as it is): what the caller needs to
+// rebuild the context (the replicated tables keep there which ids of theirs
+// a value's dictionary names).
 #pragma once
 
 #include <cstdint>
@@ -28,7 +33,8 @@ class PackedValue {
  public:
   PackedValue() = default;
   using Context = std::initializer_list<std::string_view>;
-  static PackedValue pack(std::string_view text, Context context = {});
+  static constexpr std::size_t kMaxHeader = 255;
+  static PackedValue pack(std::string_view text, Context context = {}, std::string_view header = {});
 
   PackedValue(const PackedValue& other);
   PackedValue& operator=(const PackedValue& other);
@@ -41,10 +47,13 @@ class PackedValue {
   std::size_t size() const { return size_; }
   // True when held deflated.
   bool packed() const { return held_ != size_; }
+  // The header given to pack() when held deflated, else empty.
+  std::string_view header() const;
   // Bytes held on the heap for it (the allocation's request).
   std::size_t held_bytes() const { return held_; }
 
  private:
+  // Packed: the header's length (a byte), the header, the deflated text.
   std::unique_ptr<char[]> data_;
   std::uint32_t held_ = 0;  // bytes in data_
   std::uint32_t size_ = 0;  // of the text; equal to held_: held as it is

@@ -65,23 +65,97 @@ void ReplicatedTables::prune_names() {
   for (auto it = names_.begin(); it != names_.end();) it = used.count(&*it) ? std::next(it) : names_.erase(it);
 }
 
-const std::string& ReplicatedTables::exemplar(const std::string* table, const std::string* owner,
-                                              std::string_view value) {
-  auto it = exemplars_.find({table, owner});
-  if (it == exemplars_.end())
-    it = exemplars_.emplace(NamePair{table, owner}, std::string(value.substr(0, kMaxExemplar))).first;
-  return it->second;
+void ReplicatedTables::make_exemplar(const std::string* table, const std::string* owner, std::string_view value) {
+  if (!exemplars_.count({table, owner})) exemplars_.emplace(NamePair{table, owner}, value.substr(0, kMaxExemplar));
 }
 
-std::string_view ReplicatedTables::exemplar_of(const Slot& slot) const {
-  auto it = exemplars_.find({slot.table, slot.owner});
+std::string_view ReplicatedTables::exemplar_of(const std::string* table, const std::string* owner) const {
+  auto it = exemplars_.find({table, owner});
   // Every slot's pair has one (made when its value was packed, pruned only
   // when no slot has that pair).
   return it == exemplars_.end() ? std::string_view() : std::string_view(it->second);
 }
 
+namespace {
+bool lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+}  // namespace
+
+std::string ReplicatedTables::named_ids_header(std::string_view value, std::string_view key) {
+  std::string header;
+  std::vector<std::string_view> named;
+  for (std::size_t i = 0; i < value.size() && named.size() < kMaxIdsNamed;) {
+    if (!lower_hex(value[i])) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < value.size() && lower_hex(value[end])) ++end;
+    const auto run = value.substr(i, end - i);  // a whole run: not part of a longer one
+    i = end;
+    if (run.size() != SlotKey::kHexDigits || run == key || std::find(named.begin(), named.end(), run) != named.end())
+      continue;
+    named.push_back(run);
+    auto [it, fresh] = ids_.try_emplace(*SlotKey::pack_id(run));
+    if (fresh) {
+      if (free_ids_.empty()) {
+        it->second.index = static_cast<std::uint32_t>(id_at_.size());
+        id_at_.push_back(nullptr);
+      } else {
+        it->second.index = free_ids_.back();
+        free_ids_.pop_back();
+      }
+      id_at_[it->second.index] = &it->first;
+    }
+    ++it->second.values;
+    for (int b = 0; b < 4; ++b) header.push_back(static_cast<char>(it->second.index >> (8 * b)));
+  }
+  return header;
+}
+
+namespace {
+std::uint32_t id_index(std::string_view header, std::size_t i) {
+  std::uint32_t index = 0;
+  for (int b = 0; b < 4; ++b) index |= std::uint32_t{static_cast<unsigned char>(header[4 * i + b])} << (8 * b);
+  return index;
+}
+}  // namespace
+
+void ReplicatedTables::release_ids(std::string_view header) {
+  for (std::size_t i = 0; i < header.size() / 4; ++i) {
+    const auto index = id_index(header, i);
+    auto it = ids_.find(*id_at_.at(index));
+    if (--it->second.values) continue;
+    id_at_[index] = nullptr;
+    free_ids_.push_back(index);
+    ids_.erase(it);
+  }
+  if (ids_.empty()) {  // (and their memory)
+    decltype(id_at_)().swap(id_at_);
+    decltype(free_ids_)().swap(free_ids_);
+  }
+}
+
+const std::string& ReplicatedTables::context(const std::string* table, const std::string* owner,
+                                             std::string_view header, std::string_view key) const {
+  thread_local std::string context;
+  context.assign(exemplar_of(table, owner));
+  context.append(*owner);
+  SlotKey::Buffer buffer;
+  for (std::size_t i = 0; i < header.size() / 4; ++i) context.append(SlotKey::unpack_id(*id_at_.at(id_index(header, i)), buffer));
+  context.append(key);
+  return context;
+}
+
+std::string ReplicatedTables::value_of(const EntryView& view) const {
+  const auto& v = view.packed_value;
+  if (!v.packed()) return v.text();
+  return v.text({context(&view.table, &view.owner, v.header(), view.key)});
+}
+
+std::string EntryView::value() const { return held_by->value_of(*this); }
+
 EntryView ReplicatedTables::view(const Slot& slot) const {
-  return {*slot.table, slot.key().str(), *slot.owner, slot.lamport, slot.deleted, slot.value, exemplar_of(slot)};
+  return {*slot.table, slot.key().str(), *slot.owner, slot.lamport, slot.deleted, slot.value, this};
 }
 
 void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
@@ -96,8 +170,13 @@ void ReplicatedTables::store(const TableEntry& entry, Clock::time_point now) {
   it->owner = intern(entry.owner);
   it->lamport = entry.lamport;
   it->deleted = entry.deleted;
-  // view() gives EntryView::value() the same context.
-  it->value = PackedValue::pack(entry.value, {exemplar(it->table, it->owner, entry.value), entry.owner, entry.key});
+  // value_of() decodes with the same context.
+  make_exemplar(it->table, it->owner, entry.value);
+  const auto header = named_ids_header(entry.value, entry.key);
+  auto packed = PackedValue::pack(entry.value, {context(it->table, it->owner, header, entry.key)}, header);
+  if (!packed.packed()) release_ids(header);  // held as it is: names nothing
+  release_ids(it->value.header());
+  it->value = std::move(packed);
   it->deleted_at = entry.deleted ? now : Clock::time_point{};
   notify(before, entry.deleted ? std::nullopt : std::optional<TableEntry>(entry));
 }
@@ -325,6 +404,7 @@ void ReplicatedTables::withdraw_node(const std::string& node) {
     newest = std::max(newest, it->lamport);
     std::optional<TableEntry> before;
     if (!it->deleted && !listeners_.empty()) before = entry(*it);
+    release_ids(it->value.header());
     it = slots_.erase(it);
     notify(before, std::nullopt);
   }
@@ -362,6 +442,7 @@ std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
     }
     const bool node_entry = node_scoped(*it->table);
     if (now - it->deleted_at >= (node_entry ? tombstone_lifetime_ : cluster_tombstone_lifetime_)) {
+      release_ids(it->value.header());
       it = slots_.erase(it);
       ++reaped;
       continue;
@@ -374,7 +455,10 @@ std::size_t ReplicatedTables::reap_tombstones(Clock::time_point now) {
     const auto excess = static_cast<std::ptrdiff_t>(tombstones.size() - max_cluster_tombstones_);
     std::nth_element(tombstones.begin(), tombstones.begin() + excess, tombstones.end(),
                      [](const auto& a, const auto& b) { return a->deleted_at < b->deleted_at; });
-    for (auto it = tombstones.begin(); it != tombstones.begin() + excess; ++it) slots_.erase(*it);
+    for (auto it = tombstones.begin(); it != tombstones.begin() + excess; ++it) {
+      release_ids((*it)->value.header());
+      slots_.erase(*it);
+    }
     reaped += static_cast<std::size_t>(excess);
   }
   if (reaped) prune_names();
@@ -392,6 +476,8 @@ ReplicatedTables::MemoryUse ReplicatedTables::memory_use() const {
     use.values += slot.value.held_bytes();
   }
   for (const auto& [pair, text] : exemplars_) use.exemplars += kNodeHeader + sizeof(*exemplars_.begin()) + text.capacity() + 1;
+  use.ids = ids_.size() * (kNodeHeader + sizeof(*ids_.begin())) + id_at_.capacity() * sizeof(id_at_[0]) +
+            free_ids_.capacity() * sizeof(free_ids_[0]);
   return use;
 }
 

@@ -46,20 +46,22 @@ struct TableEntry {
 // True when `incoming` should replace `current`.
 bool supersedes(const TableEntry& incoming, const TableEntry& current);
 
+class ReplicatedTables;
+
 // An entry as held, without decoding its value: what for_each() hands out.
 // Valid during the call only. Converts to a TableEntry (value decoded). The
-// value is packed with its table's and owner's exemplar, its owner and its
-// key as context (packed_value.h).
+// value is packed with a context the tables keep (packed_value.h): its
+// table's and owner's exemplar, its owner, the ids it names, its key.
 struct EntryView {
-  const std::string& table;
+  const std::string& table;  // interned by the tables, as owner
   std::string key;  // (held packed: slot_key.h)
   const std::string& owner;
   std::uint64_t lamport = 0;
   bool deleted = false;
   const PackedValue& packed_value;
-  std::string_view exemplar;
+  const ReplicatedTables* held_by = nullptr;
 
-  std::string value() const { return packed_value.text({exemplar, owner, key}); }
+  std::string value() const;
   std::size_t value_size() const { return packed_value.size(); }
   TableEntry entry() const { return {table, key, owner, lamport, deleted, value()}; }
   operator TableEntry() const { return entry(); }  // NOLINT: a view of one
@@ -193,10 +195,12 @@ class ReplicatedTables {
     std::size_t keys = 0;       // keys held apart from their slot
     std::size_t values = 0;     // the packed values
     std::size_t exemplars = 0;  // the per-(table, owner) dictionaries
+    std::size_t ids = 0;        // the ids values name, each once
   };
   MemoryUse memory_use() const;
 
  private:
+  friend struct EntryView;
   // Each entry once, ordered by its table and key (a map keyed by a copy of
   // them held the key twice: ~140 bytes an entry, 16 MB at 110 000); table
   // and owner names interned (a few distinct ones, 32 bytes each a slot);
@@ -230,8 +234,25 @@ class ReplicatedTables {
   // with the names.
   using NamePair = std::pair<const std::string*, const std::string*>;  // table, owner; in names_
   static constexpr std::size_t kMaxExemplar = 1024;
-  const std::string& exemplar(const std::string* table, const std::string* owner, std::string_view value);
-  std::string_view exemplar_of(const Slot& slot) const;
+  void make_exemplar(const std::string* table, const std::string* owner, std::string_view value);
+  std::string_view exemplar_of(const std::string* table, const std::string* owner) const;
+  // Ids (64 hex digits) a value names other than its key (an endpoint its
+  // service and its network), each held once while values name it, with
+  // the number of values that do: in the dictionary of the values naming
+  // it, where deflate refers to it in a few bytes instead of ~50. A value
+  // keeps their indexes in its header (4 bytes each).
+  static constexpr std::size_t kMaxIdsNamed = 8;
+  struct IdUse {
+    std::uint32_t index = 0;
+    std::uint32_t values = 0;
+  };
+  std::string named_ids_header(std::string_view value, std::string_view key);
+  void release_ids(std::string_view header);
+  // The dictionary a value of `table` and `owner` with `header` and `key`
+  // is packed with (a buffer of the thread's, valid until the next call).
+  const std::string& context(const std::string* table, const std::string* owner, std::string_view header,
+                             std::string_view key) const;
+  std::string value_of(const EntryView& view) const;
   using KeyView = std::pair<std::string_view, std::string_view>;  // table, key
   // By table, then key, as the texts order (SlotKey keeps their order).
   struct SlotOrder {
@@ -270,6 +291,9 @@ class ReplicatedTables {
   std::uint64_t clock_ = 0;
   std::set<std::string, std::less<>> names_;  // table and owner names, interned
   std::map<NamePair, std::string> exemplars_;
+  std::map<SlotKey::IdBytes, IdUse> ids_;
+  std::vector<const SlotKey::IdBytes*> id_at_;  // index -> id (in ids_), nullptr: free
+  std::vector<std::uint32_t> free_ids_;         // free indexes in id_at_
   Slots slots_;
   std::map<std::string, std::uint64_t> withdrawn_up_to_;  // node -> Lamport time
   std::vector<Listener> listeners_;

@@ -29,11 +29,27 @@ int sign(int v) { return (v > 0) - (v < 0); }
 
 }  // namespace
 
+std::optional<SlotKey::IdBytes> SlotKey::pack_id(std::string_view text) {
+  if (!lower_hex_id(text)) return std::nullopt;
+  IdBytes id;
+  for (std::size_t i = 0; i < id.size(); ++i)
+    id[i] = static_cast<unsigned char>(nibble(text[2 * i]) << 4 | nibble(text[2 * i + 1]));
+  return id;
+}
+
+std::string_view SlotKey::unpack_id(const IdBytes& id, Buffer& buffer) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    buffer[2 * i] = kDigits[id[i] >> 4];
+    buffer[2 * i + 1] = kDigits[id[i] & 0xf];
+  }
+  return {buffer.data(), buffer.size()};
+}
+
 SlotKey::SlotKey(std::string_view text) {
-  if (lower_hex_id(text)) {
+  if (auto id = pack_id(text)) {
     packed_ = true;
-    for (std::size_t i = 0; i < nibbles_.size(); ++i)
-      nibbles_[i] = static_cast<unsigned char>(nibble(text[2 * i]) << 4 | nibble(text[2 * i + 1]));
+    nibbles_ = *id;
     return;
   }
   if (text.size() > std::numeric_limits<std::uint32_t>::max()) throw std::length_error("table key over 4 GiB");
@@ -63,12 +79,7 @@ SlotKey::~SlotKey() {
 
 std::string_view SlotKey::text(Buffer& buffer) const {
   if (!packed_) return {heap_.data, heap_.size};
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (std::size_t i = 0; i < nibbles_.size(); ++i) {
-    buffer[2 * i] = kDigits[nibbles_[i] >> 4];
-    buffer[2 * i + 1] = kDigits[nibbles_[i] & 0xf];
-  }
-  return {buffer.data(), buffer.size()};
+  return unpack_id(nibbles_, buffer);
 }
 
 std::string SlotKey::str() const {

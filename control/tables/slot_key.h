@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,11 @@ class SlotKey {
 
   static constexpr std::size_t kHexDigits = 64;
   using Buffer = std::array<char, kHexDigits>;
+  using IdBytes = std::array<unsigned char, kHexDigits / 2>;  // '0'-'9' 0-9, 'a'-'f' 10-15: the texts' order
+  // An id packed; nullopt when `text` is not one.
+  static std::optional<IdBytes> pack_id(std::string_view text);
+  static std::string_view unpack_id(const IdBytes& id, Buffer& buffer);
+
   // The text: written into `buffer` when packed (valid while it is), else
   // the heap copy's.
   std::string_view text(Buffer& buffer) const;
@@ -42,7 +48,7 @@ class SlotKey {
     std::uint32_t size;
   };
   union {
-    std::array<unsigned char, kHexDigits / 2> nibbles_;  // '0'-'9' 0-9, 'a'-'f' 10-15: the texts' order
+    IdBytes nibbles_;
     Heap heap_;
   };
   bool packed_ = false;

@@ -277,6 +277,59 @@ TEST(ReplicatedTablesTest, IdsAndOtherKeysKeepTheTextsOrder) {
   for (std::size_t i = 0; i < part.size(); ++i) EXPECT_EQ(part[i].key, keys[11 + i].second);
 }
 
+TEST(ReplicatedTablesTest, IdsValuesNameAreHeldOnceWhileNamed) {
+  using Clock = ReplicatedTables::Clock;
+  std::mt19937_64 rng(11);
+  auto id = [&] {
+    std::string s(64, '0');
+    for (auto& c : s) c = "0123456789abcdef"[rng() % 16];
+    return s;
+  };
+  // Ten services' ids, each named by ten endpoints (and one network's by all).
+  const auto network = id();
+  std::vector<std::string> services;
+  for (int i = 0; i < 10; ++i) services.push_back(id());
+  ReplicatedTables t("local", {"endpoints"}, 1s);
+  std::map<std::string, std::string> expected;
+  std::size_t text = 0;
+  for (int i = 0; i < 100; ++i) {
+    const auto key = id();
+    const auto value = R"({"id":")" + key + R"(","ip":"10.0.0.)" + std::to_string(i) + R"(","network_id":")" + network +
+                       R"(","service_id":")" + services[i / 10] + R"("})";
+    ASSERT_TRUE(t.apply({"endpoints", key, "node-a", static_cast<std::uint64_t>(i + 1), false, value}));
+    expected[key] = value;
+    text += value.size();
+  }
+  auto use = t.memory_use();
+  EXPECT_GT(use.ids, 0u);
+  // Each value: its own bytes and 8 of header; the ids' digits are in the
+  // dictionary (named once each: 11 ids).
+  EXPECT_LT(use.values, 100u * 40) << use.values << " bytes for " << text << " of text";
+  auto check = [&] {
+    for (const auto& [key, value] : expected) EXPECT_EQ(t.get("endpoints", key)->value, value) << key;
+    t.for_each([&](const EntryView& e) { EXPECT_EQ(e.value(), expected.at(e.key)); });
+  };
+  check();
+  // A value replaced by one naming other ids, some deleted and reaped:
+  // the others still decode.
+  auto first = expected.begin();
+  const auto replaced = R"({"id":")" + first->first + R"(","network_id":")" + id() + R"(","service_id":")" + id() + R"("})";
+  ASSERT_TRUE(t.apply({"endpoints", first->first, "node-a", 200, false, replaced}));
+  first->second = replaced;
+  int n = 0;
+  for (auto it = std::next(expected.begin()); it != expected.end() && n < 30; ++n) {
+    ASSERT_TRUE(t.apply({"endpoints", it->first, "node-a", 300, true, it->second}));
+    it = expected.erase(it);
+  }
+  EXPECT_EQ(t.reap_tombstones(Clock::now() + 1h), 30u);
+  check();
+  // Everything gone: no id is held any more.
+  t.withdraw_node("node-a");
+  use = t.memory_use();
+  EXPECT_EQ(use.entries, 0u);
+  EXPECT_EQ(use.ids, 0u);
+}
+
 TEST(ReplicatedTablesBuckets, OneChangedEntryMakesOnlyItsBucketDiffer) {
   ReplicatedTables a("n1"), b("n2");
   for (int i = 0; i < 2000; ++i) b.apply(a.put("endpoints", "ep" + std::to_string(i), "{}"));
