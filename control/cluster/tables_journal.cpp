@@ -186,8 +186,11 @@ bool TablesJournal::wants_compaction() const {
   return journal_bytes_ > kMinCompactBytes && journal_bytes_ > snapshot_bytes_;
 }
 
-void TablesJournal::compact(const std::vector<TableEntry>& snapshot) {
-  const std::string bytes = encode_snapshot(snapshot);
+void TablesJournal::compact(const std::vector<TableEntry>& snapshot) { write_snapshot(encode_snapshot(snapshot)); }
+
+void TablesJournal::compact(const tables::ReplicatedTables& tables) { write_snapshot(encode_snapshot(tables)); }
+
+void TablesJournal::write_snapshot(const std::string& bytes) {
   network::write_file_atomically(snapshot_path_, bytes);
   snapshot_bytes_ = bytes.size();
   start_over(stamp_of(bytes));

@@ -202,6 +202,18 @@ std::string encode_snapshot(const std::vector<tables::TableEntry>& entries) {
   return out;
 }
 
+std::string encode_snapshot(const tables::ReplicatedTables& tables) {
+  std::string out(1, static_cast<char>(TableEntries::kType));
+  std::size_t bound = out.size() + 5;  // (the array's header)
+  tables.for_each([&](const tables::EntryView& e) { bound += encoded_size_bound(e); });
+  out.reserve(bound);  // (no reallocation: the copy would double the peak)
+  StringSink sink{out};
+  msgpack::packer<StringSink> pk(sink);
+  pk.pack_array(static_cast<std::uint32_t>(tables.size()));
+  tables.for_each([&](const tables::EntryView& e) { pk.pack(e.entry()); });
+  return out;
+}
+
 std::vector<tables::TableEntry> decode_snapshot(std::string_view bytes) {
   auto message = decode(gossip::ByteView(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
   auto* entries = std::get_if<TableEntries>(&message);

@@ -176,6 +176,10 @@ inline std::size_t encoded_size_bound(const std::string& s) { return s.size() + 
 
 // A table snapshot (a saved file): a TableEntries message.
 std::string encode_snapshot(const std::vector<tables::TableEntry>& entries);
+// The same bytes as encode_snapshot(tables.snapshot()), without the copy of
+// every entry decoded at once (~70 MB at 110 000 entries): each is decoded
+// as it is packed.
+std::string encode_snapshot(const tables::ReplicatedTables& tables);
 std::vector<tables::TableEntry> decode_snapshot(std::string_view bytes);
 
 }  // namespace weft::control::cluster

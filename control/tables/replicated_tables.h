@@ -99,6 +99,8 @@ class ReplicatedTables {
 
   const std::string& local_node() const { return local_node_; }
   std::uint64_t clock() const { return clock_; }
+  // Entries held, tombstones included.
+  std::size_t size() const { return slots_.size(); }
 
   // Local writes; the returned entry is what to broadcast.
   TableEntry put(const std::string& table, const std::string& key, const std::string& value);
