@@ -2,7 +2,9 @@
 // holds at 10 000 services x 10 remote backends (issue 9): 100 000 endpoint
 // and 10 000 service records shaped as bench_remote_node publishes them
 // (control/model/record_json.cpp's JSON, 64-hex ids), applied as a remote
-// owner's entries. Prints heap bytes (mallinfo2) per entry, the time of the
+// owner's entries. Prints heap bytes (mallinfo2) per entry, by part as the
+// tables count them (ReplicatedTables::memory_use(): slots, keys, packed
+// values, dictionaries; the rest is the allocator's), the time of the
 // arrival and of what the cluster layer asks of the tables (find, for_each,
 // digests, snapshot) in CPU time, and checks that every value comes back
 // byte-identical.
