@@ -2,7 +2,9 @@
 // holds at 10 000 services x 10 remote backends (issue 9): 100 000 endpoint
 // and 10 000 service records shaped as bench_remote_node publishes them
 // (control/model/record_json.cpp's JSON, 64-hex ids), applied as a remote
-// owner's entries. Prints heap bytes (mallinfo2) per entry, the time of the
+// owner's entries. Prints heap bytes (mallinfo2) per entry, by part as the
+// tables count them (ReplicatedTables::memory_use(): slots, keys, packed
+// values, dictionaries; the rest is the allocator's), the time of the
 // arrival and of what the cluster layer asks of the tables (find, for_each,
 // digests, snapshot) in CPU time, and checks that every value comes back
 // byte-identical.
@@ -122,6 +124,7 @@ int main(int argc, char** argv) {
   for (const auto& e : entries) tables.apply(e);
   const double arrival = cpu_seconds() - start;
   const std::size_t heap = heap_in_use() - heap_before;
+  const auto use = tables.memory_use();
 
   // Exact: every value handed out is the text that was put.
   std::size_t mismatches = 0;
@@ -167,6 +170,14 @@ int main(int argc, char** argv) {
               static_cast<double>(value_bytes) / n);
   std::printf("  heap of the tables     %.1f MB (%.0f B an entry)\n", static_cast<double>(heap) / 1e6,
               static_cast<double>(heap) / n);
+  auto per_entry = [&](std::size_t bytes) { return static_cast<double>(bytes) / n; };
+  std::printf("    slots and index      %.0f B an entry\n", per_entry(use.slots));
+  std::printf("    keys apart           %.0f B an entry\n", per_entry(use.keys));
+  std::printf("    packed values        %.0f B an entry\n", per_entry(use.values));
+  std::printf("    exemplars            %zu B in all\n", use.exemplars);
+  std::printf("    ids values name      %.0f B an entry\n", per_entry(use.ids));
+  std::printf("    allocator's rounding %.0f B an entry (the rest of the heap)\n",
+              per_entry(heap) - per_entry(use.slots + use.keys + use.values + use.exemplars + use.ids));
   std::printf("  arrival (apply each)   %.1f ms (%.2f us an entry)\n", arrival * 1e3, arrival * 1e6 / n);
   std::printf("  find, every entry      %.1f ms (%.2f us each)\n", find_s * 1e3, find_s * 1e6 / n);
   std::printf("  for_each, value sizes  %.1f ms\n", for_each_s * 1e3);

@@ -433,7 +433,7 @@ void Cluster::State::save_tables(bool whole) {
   if (!tables || !journal) return;
   try {
     if (whole || !journal->usable() || journal->wants_compaction()) {
-      journal->compact(tables->snapshot());
+      journal->compact(*tables);
     } else {
       std::vector<TableEntry> stored;
       std::vector<TablesJournal::Key> gone;

@@ -65,6 +65,8 @@ class TablesJournal {
   // Writes `snapshot` as the new tables.bin and starts the journal over.
   // Throws std::system_error.
   void compact(const std::vector<tables::TableEntry>& snapshot);
+  // The same from the tables as they are held (no copy of them all).
+  void compact(const tables::ReplicatedTables& tables);
 
   bool usable() const { return fd_.valid(); }
   bool wants_compaction() const;
@@ -73,6 +75,7 @@ class TablesJournal {
 
  private:
   void start_over(std::uint64_t stamp);
+  void write_snapshot(const std::string& bytes);
 
   std::filesystem::path snapshot_path_;
   std::filesystem::path journal_path_;

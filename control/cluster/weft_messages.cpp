@@ -202,6 +202,32 @@ std::string encode_snapshot(const std::vector<tables::TableEntry>& entries) {
   return out;
 }
 
+std::string encode_snapshot(const tables::ReplicatedTables& tables) {
+  std::string out;
+  std::size_t bound = 1 + 5;  // (the type and the array's header)
+  tables.for_each([&](const tables::EntryView& e) { bound += encoded_size_bound(e); });
+  out.reserve(bound);  // (no reallocation: the copy would double the peak)
+  encode_snapshot(tables, [&out](std::string_view piece) { out.append(piece); });
+  return out;
+}
+
+void encode_snapshot(const tables::ReplicatedTables& tables, const std::function<void(std::string_view)>& write) {
+  constexpr std::size_t kPiece = 1 << 20;
+  std::string buffer(1, static_cast<char>(TableEntries::kType));
+  buffer.reserve(kPiece + 4096);
+  StringSink sink{buffer};
+  msgpack::packer<StringSink> pk(sink);
+  pk.pack_array(static_cast<std::uint32_t>(tables.size()));
+  tables.for_each([&](const tables::EntryView& e) {
+    pk.pack(e.entry());
+    if (buffer.size() >= kPiece) {
+      write(buffer);
+      buffer.clear();
+    }
+  });
+  if (!buffer.empty()) write(buffer);
+}
+
 std::vector<tables::TableEntry> decode_snapshot(std::string_view bytes) {
   auto message = decode(gossip::ByteView(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
   auto* entries = std::get_if<TableEntries>(&message);

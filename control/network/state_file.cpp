@@ -123,7 +123,8 @@ namespace {
 
 enum class Sync { ToDisk, No };
 
-void replace_file(const std::filesystem::path& path, std::string_view content, Sync sync) {
+void replace_file(const std::filesystem::path& path, const std::function<void(const ContentWriter&)>& produce,
+                  Sync sync) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
   create_private_directories(dir, path);
 
@@ -140,7 +141,7 @@ void replace_file(const std::filesystem::path& path, std::string_view content, S
   }
   TempFileGuard temp(std::move(temp_template));
 
-  write_all(fd.get(), content, path.native());
+  produce([&](std::string_view piece) { write_all(fd.get(), piece, path.native()); });
   if (sync == Sync::ToDisk && ::fsync(fd.get()) != 0) {
     throw_errno("cannot sync", path.native());
   }
@@ -157,11 +158,16 @@ void replace_file(const std::filesystem::path& path, std::string_view content, S
 }  // namespace
 
 void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
-  replace_file(path, content, Sync::ToDisk);
+  replace_file(path, [content](const ContentWriter& write) { write(content); }, Sync::ToDisk);
+}
+
+void write_file_atomically_in_pieces(const std::filesystem::path& path,
+                                     const std::function<void(const ContentWriter&)>& produce) {
+  replace_file(path, produce, Sync::ToDisk);
 }
 
 void replace_file_unsynced(const std::filesystem::path& path, std::string_view content) {
-  replace_file(path, content, Sync::No);
+  replace_file(path, [content](const ContentWriter& write) { write(content); }, Sync::No);
 }
 
 std::vector<std::string> remove_leftover_temp_files(const std::filesystem::path& dir) {

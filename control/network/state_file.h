@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +16,11 @@ namespace weft::control::network {
 // Throws std::system_error with the path in the message on failure, leaving
 // no temp file behind.
 void write_file_atomically(const std::filesystem::path& path, std::string_view content);
+// The same with the content written piece by piece as `produce` hands it to
+// `write` (a large file is not built whole in memory first).
+using ContentWriter = std::function<void(std::string_view piece)>;
+void write_file_atomically_in_pieces(const std::filesystem::path& path,
+                                     const std::function<void(const ContentWriter& write)>& produce);
 
 // Like write_file_atomically without the two fsyncs: readers see the old or
 // the new content, also after the process is killed (the page cache outlives

@@ -88,8 +88,9 @@ const char* inflate_exactly(const char* data, std::size_t n, std::size_t size, c
 
 }  // namespace
 
-PackedValue PackedValue::pack(std::string_view text, Context context) {
+PackedValue PackedValue::pack(std::string_view text, Context context, std::string_view header) {
   if (text.size() > std::numeric_limits<std::uint32_t>::max()) throw std::length_error("table value over 4 GiB");
+  if (header.size() > kMaxHeader) throw std::length_error("packed value header over 255 bytes");
   PackedValue v;
   v.size_ = static_cast<std::uint32_t>(text.size());
   if (text.size() >= kMinPacked) {
@@ -104,12 +105,15 @@ PackedValue PackedValue::pack(std::string_view text, Context context) {
       d.zs.avail_out = static_cast<uInt>(out.size());
       const int rc = deflate(&d.zs, Z_FINISH);
       const std::size_t n = out.size() - d.zs.avail_out;
-      if (rc == Z_STREAM_END && n < text.size()) {
+      const std::size_t held = 1 + header.size() + n;
+      if (rc == Z_STREAM_END && held < text.size()) {
         const char* back = inflate_exactly(out.data(), n, text.size(), dict);
         if (back && std::string_view(back, text.size()) == text) {
-          v.held_ = static_cast<std::uint32_t>(n);
-          v.data_ = std::make_unique_for_overwrite<char[]>(n);
-          std::memcpy(v.data_.get(), out.data(), n);
+          v.held_ = static_cast<std::uint32_t>(held);
+          v.data_ = std::make_unique_for_overwrite<char[]>(held);
+          v.data_[0] = static_cast<char>(header.size());
+          if (!header.empty()) std::memcpy(v.data_.get() + 1, header.data(), header.size());
+          std::memcpy(v.data_.get() + 1 + header.size(), out.data(), n);
           return v;
         }
       }
@@ -135,11 +139,17 @@ PackedValue& PackedValue::operator=(const PackedValue& other) {
   return *this;
 }
 
+std::string_view PackedValue::header() const {
+  if (!packed()) return {};
+  return {data_.get() + 1, static_cast<unsigned char>(data_[0])};
+}
+
 std::string PackedValue::text(Context context) const {
   if (!packed()) return held_ ? std::string(data_.get(), held_) : std::string();
   // It inflated to these bytes when packed; failing now means the memory
   // under it changed.
-  const char* text = inflate_exactly(data_.get(), held_, size_, dictionary(context));
+  const std::size_t skip = 1 + header().size();
+  const char* text = inflate_exactly(data_.get() + skip, held_ - skip, size_, dictionary(context));
   if (!text) throw std::logic_error("a packed table value no longer inflates");
   return std::string(text, size_);
 }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "control/tables/packed_value.h"
+#include "control/tables/slot_key.h"
 
 namespace weft::control::tables {
 
@@ -45,18 +46,22 @@ struct TableEntry {
 // True when `incoming` should replace `current`.
 bool supersedes(const TableEntry& incoming, const TableEntry& current);
 
+class ReplicatedTables;
+
 // An entry as held, without decoding its value: what for_each() hands out.
 // Valid during the call only. Converts to a TableEntry (value decoded). The
-// value is packed with its owner and key as context (packed_value.h).
+// value is packed with a context the tables keep (packed_value.h): its
+// table's and owner's exemplar, its owner, the ids it names, its key.
 struct EntryView {
-  const std::string& table;
-  const std::string& key;
+  const std::string& table;  // interned by the tables, as owner
+  std::string key;  // (held packed: slot_key.h)
   const std::string& owner;
   std::uint64_t lamport = 0;
   bool deleted = false;
   const PackedValue& packed_value;
+  const ReplicatedTables* held_by = nullptr;
 
-  std::string value() const { return packed_value.text({owner, key}); }
+  std::string value() const;
   std::size_t value_size() const { return packed_value.size(); }
   TableEntry entry() const { return {table, key, owner, lamport, deleted, value()}; }
   operator TableEntry() const { return entry(); }  // NOLINT: a view of one
@@ -94,6 +99,8 @@ class ReplicatedTables {
 
   const std::string& local_node() const { return local_node_; }
   std::uint64_t clock() const { return clock_; }
+  // Entries held, tombstones included.
+  std::size_t size() const { return slots_.size(); }
 
   // Local writes; the returned entry is what to broadcast.
   TableEntry put(const std::string& table, const std::string& key, const std::string& value);
@@ -182,35 +189,92 @@ class ReplicatedTables {
 
   void subscribe(Listener listener) { listeners_.push_back(std::move(listener)); }
 
+  // What the entries take, by part, in bytes asked of the allocator (its
+  // rounding and headers not counted): for the benches and tests.
+  struct MemoryUse {
+    std::size_t entries = 0;
+    std::size_t slots = 0;      // the slots and the index over them
+    std::size_t keys = 0;       // keys held apart from their slot
+    std::size_t values = 0;     // the packed values
+    std::size_t exemplars = 0;  // the per-(table, owner) dictionaries
+    std::size_t ids = 0;        // the ids values name, each once
+  };
+  MemoryUse memory_use() const;
+
  private:
+  friend struct EntryView;
   // Each entry once, ordered by its table and key (a map keyed by a copy of
-  // them held the key twice: ~140 bytes an entry, 16 MB at 110 000); table
-  // and owner names interned (a few distinct ones, 32 bytes each a slot);
-  // the value packed (packed_value.h: ~450 bytes of endpoint JSON held in
-  // ~200). A slot's table and key never change once it is in the set; the
-  // rest does, hence mutable.
-  struct Slot {
-    std::string key;
+  // them held the key twice: ~140 bytes an entry, 16 MB at 110 000); its
+  // key an id packed in 32 bytes when it is one (slot_key.h); table and
+  // owner names interned (a few distinct ones); the value packed
+  // (packed_value.h) with its table's and owner's exemplar and the ids it
+  // names as dictionary (below): ~450 bytes of endpoint JSON held in ~60.
+  // ~208 bytes an entry in all at 110 000 (bench_tables_mem). A slot's
+  // table and key never change once it is in the set; the rest does, hence
+  // mutable. Derived from its key, so its first fields sit in the key's
+  // tail padding: 88 bytes a slot, a std::set node of 120.
+  struct Slot : SlotKey {
+    Slot(std::string_view key, const std::string* table, std::uint32_t bucket)
+        : SlotKey(key), bucket(static_cast<std::uint8_t>(bucket)), table(table) {}
+    const SlotKey& key() const { return *this; }
+
+    std::uint8_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
+    mutable bool deleted = false;  // tombstone
     const std::string* table = nullptr;  // in names_
     mutable const std::string* owner = nullptr;  // in names_
     mutable std::uint64_t lamport = 0;
     mutable Clock::time_point deleted_at{};
     mutable PackedValue value;
-    std::uint32_t bucket = 0;  // bucket_of(table, key), kept: anti-entropy asks it of every slot
-    mutable bool deleted = false;  // tombstone
-
-    EntryView view() const { return {*table, key, *owner, lamport, deleted, value}; }
-    TableEntry entry() const { return view().entry(); }
   };
+  static_assert(kBuckets <= 256, "Slot::bucket is a byte");
+  static_assert(sizeof(Slot) <= 88, "a slot's fields fit in its key's tail padding");
+  EntryView view(const Slot& slot) const;
+  TableEntry entry(const Slot& slot) const { return view(slot).entry(); }
+  // The first value of each (table, owner) held here, a prefix of it: the
+  // dictionary the values of that table and owner are packed with (an
+  // endpoint record repeats most of another of the same node: its network,
+  // its node's VTEP, the shape of its names). Immutable while a slot of
+  // that table and owner exists (the values were packed with it); pruned
+  // with the names.
+  using NamePair = std::pair<const std::string*, const std::string*>;  // table, owner; in names_
+  static constexpr std::size_t kMaxExemplar = 1024;
+  void make_exemplar(const std::string* table, const std::string* owner, std::string_view value);
+  std::string_view exemplar_of(const std::string* table, const std::string* owner) const;
+  // Ids (64 hex digits) a value names other than its key (an endpoint its
+  // service and its network), each held once while values name it, with
+  // the number of values that do: in the dictionary of the values naming
+  // it, where deflate refers to it in a few bytes instead of ~50. A value
+  // keeps their indexes in its header (4 bytes each).
+  static constexpr std::size_t kMaxIdsNamed = 8;
+  struct IdUse {
+    std::uint32_t index = 0;
+    std::uint32_t values = 0;
+  };
+  std::string named_ids_header(std::string_view value, std::string_view key);
+  void release_ids(std::string_view header);
+  // The dictionary a value of `table` and `owner` with `header` and `key`
+  // is packed with (a buffer of the thread's, valid until the next call).
+  const std::string& context(const std::string* table, const std::string* owner, std::string_view header,
+                             std::string_view key) const;
+  std::string value_of(const EntryView& view) const;
   using KeyView = std::pair<std::string_view, std::string_view>;  // table, key
+  // By table, then key, as the texts order (SlotKey keeps their order).
   struct SlotOrder {
     using is_transparent = void;
-    static KeyView key(const Slot& s) { return {*s.table, s.key}; }
-    static KeyView key(const Key& k) { return {k.first, k.second}; }
-    static KeyView key(const KeyView& k) { return k; }
+    static std::string_view table(const Slot& s) { return *s.table; }
+    static std::string_view table(const Key& k) { return k.first; }
+    static std::string_view table(const KeyView& k) { return k.first; }
+    static const SlotKey& key(const Slot& s) { return s.key(); }
+    static std::string_view key(const Key& k) { return k.second; }
+    static std::string_view key(const KeyView& k) { return k.second; }
+    static int compare(const SlotKey& a, const SlotKey& b) { return a.compare(b); }
+    static int compare(const SlotKey& a, std::string_view b) { return a.compare(b); }
+    static int compare(std::string_view a, const SlotKey& b) { return -b.compare(a); }
+    static int compare(std::string_view a, std::string_view b) { return a.compare(b); }
     template <class A, class B>
     bool operator()(const A& a, const B& b) const {
-      return key(a) < key(b);
+      if (const int c = table(a).compare(table(b)); c != 0) return c < 0;
+      return compare(key(a), key(b)) < 0;
     }
   };
   using Slots = std::set<Slot, SlotOrder>;
@@ -230,6 +294,10 @@ class ReplicatedTables {
   std::size_t max_cluster_tombstones_;
   std::uint64_t clock_ = 0;
   std::set<std::string, std::less<>> names_;  // table and owner names, interned
+  std::map<NamePair, std::string> exemplars_;
+  std::map<SlotKey::IdBytes, IdUse> ids_;
+  std::vector<const SlotKey::IdBytes*> id_at_;  // index -> id (in ids_), nullptr: free
+  std::vector<std::uint32_t> free_ids_;         // free indexes in id_at_
   Slots slots_;
   std::map<std::string, std::uint64_t> withdrawn_up_to_;  // node -> Lamport time
   std::vector<Listener> listeners_;

@@ -96,6 +96,23 @@ TEST(PackedTableValue, ContextTheValueRepeatsIsHeldInFewBytes) {
   EXPECT_EQ(alone.text(), text);
 }
 
+TEST(PackedTableValue, AHeaderIsKeptWithThePackedFormOnly) {
+  std::mt19937_64 rng(8);
+  const auto id = hex_id(rng);
+  const auto text = endpoint_json(id);
+  const std::string header("\x01\x00\x00\x00\xff", 5);
+  const auto v = PackedValue::pack(text, {id}, header);
+  ASSERT_TRUE(v.packed());
+  EXPECT_EQ(v.header(), header);
+  EXPECT_EQ(v.text({id}), text);
+  EXPECT_EQ(PackedValue(v).header(), header);
+  // Held as it is: no header.
+  const auto raw = PackedValue::pack("{}", {}, header);
+  EXPECT_FALSE(raw.packed());
+  EXPECT_TRUE(raw.header().empty());
+  EXPECT_EQ(raw.text(), "{}");
+}
+
 TEST(PackedTableValue, CopiesOwnTheirBytes) {
   std::mt19937_64 rng(4);
   const auto text = endpoint_json(hex_id(rng));

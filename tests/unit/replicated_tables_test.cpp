@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <random>
 
 #include "control/tables/replicated_tables.h"
@@ -183,6 +184,150 @@ TEST(ReplicatedTablesTest, OwnerDigestsNameEveryOwnerOfADifferingSlot) {
   b.merge(a.newer_than(b.snapshot(differing), &differing));
   EXPECT_EQ(a.digest(), b.digest());
   EXPECT_EQ(b.snapshot(std::set<std::string>{"d"}).size(), 1u);
+}
+
+// A record shaped like an endpoint's: most of it the same for every
+// endpoint of a node (its network, its VTEP), a few fields its own.
+std::string endpoint_like(const std::string& node, int i) {
+  return R"({"backend_state":"active","id":"ep)" + std::to_string(i) + R"(","ifname":"eth0","ip":"10.0.)" +
+         std::to_string(i % 250) + R"(","netns":"/run/netns/weft-)" + node + "-" + std::to_string(i) +
+         R"(","network_id":"0c4f7d1e9a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5","node":")" + node +
+         R"(","vtep":"198.18.7.)" + std::to_string(node.size()) + R"("})";
+}
+
+TEST(ReplicatedTablesTest, ValuesOfATableAndOwnerArePackedAgainstTheirFirst) {
+  ReplicatedTables t("local", {"endpoints"});
+  std::size_t text = 0;
+  for (int i = 0; i < 100; ++i) {
+    const auto value = endpoint_like("node-a", i);
+    text += value.size();
+    t.apply({"endpoints", "ep" + std::to_string(i), "node-a", static_cast<std::uint64_t>(i + 1), false, value});
+  }
+  // The network id and the node's fields are in the exemplar: a few bytes
+  // for what differs (without it: ~110 bytes each).
+  const auto use = t.memory_use();
+  EXPECT_EQ(use.entries, 100u);
+  EXPECT_LT(use.values, text / 6) << use.values << " bytes of values for " << text << " of text";
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(t.get("endpoints", "ep" + std::to_string(i))->value, endpoint_like("node-a", i));
+}
+
+TEST(ReplicatedTablesTest, ValuesComeBackExactWhileTheirExemplarsComeAndGo) {
+  using Clock = ReplicatedTables::Clock;
+  ReplicatedTables t("local", {"endpoints"}, 1s);
+  std::map<std::string, std::string> expected;  // key -> value
+  auto publish = [&](const std::string& node, int i, std::uint64_t lamport) {
+    const auto key = "ep" + std::to_string(i);
+    const auto value = endpoint_like(node, i);
+    ASSERT_TRUE(t.apply({"endpoints", key, node, lamport, false, value}));
+    expected[key] = value;
+  };
+  for (int i = 0; i < 20; ++i) publish("node-a", i, 10);
+  for (int i = 20; i < 40; ++i) publish("node-b", i, 10);
+  // ep0 (node-a's first, its exemplar's source) moves to node-b; ep20
+  // (node-b's first) is deleted and reaped.
+  publish("node-b", 0, 11);
+  ASSERT_TRUE(t.apply({"endpoints", "ep20", "node-b", 11, true, expected["ep20"]}));
+  expected.erase("ep20");
+  EXPECT_EQ(t.reap_tombstones(Clock::now() + 1h), 1u);
+  for (const auto& [key, value] : expected) EXPECT_EQ(t.get("endpoints", key)->value, value) << key;
+  // node-a dies: its slots go, and its exemplar with them; it comes back
+  // with other values, packed against a new exemplar.
+  t.withdraw_node("node-a");
+  for (int i = 1; i < 20; ++i) expected.erase("ep" + std::to_string(i));
+  for (int i = 1; i < 20; ++i) publish("node-a", i + 100, 20);
+  for (const auto& [key, value] : expected) EXPECT_EQ(t.get("endpoints", key)->value, value) << key;
+  std::size_t seen = 0;
+  t.for_each([&](const EntryView& e) {
+    ++seen;
+    EXPECT_EQ(e.value(), expected.at(e.key)) << e.key;
+  });
+  EXPECT_EQ(seen, expected.size());
+}
+
+TEST(ReplicatedTablesTest, IdsAndOtherKeysKeepTheTextsOrder) {
+  // Ids are held packed (slot_key.h): lookups, ranges and for_each's
+  // order are still the texts'.
+  std::mt19937_64 rng(3);
+  std::vector<std::pair<std::string, std::string>> keys;
+  ReplicatedTables t("n1");
+  for (int i = 0; i < 300; ++i) {
+    std::string id(64, '0');
+    for (auto& c : id) c = "0123456789abcdef"[rng() % 16];
+    const std::string table = i % 3 ? "endpoints" : "services";
+    for (const auto& key : {id, id.substr(0, 10), id + "-x", "ep" + std::to_string(i)}) {
+      t.put(table, key, "v" + key);
+      keys.emplace_back(table, key);
+    }
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::pair<std::string, std::string>> seen;
+  t.for_each([&](const EntryView& e) { seen.emplace_back(e.table, e.key); });
+  EXPECT_EQ(seen, keys);
+  for (const auto& [table, key] : keys) EXPECT_EQ(t.get(table, key)->value, "v" + key);
+  seen.clear();
+  t.for_each("services", [&](const EntryView& e) { seen.emplace_back(e.table, e.key); });
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(std::count_if(keys.begin(), keys.end(), [](const auto& k) {
+              return k.first == "services";
+            })));
+  // A scoped range over (keys[10], keys[20]]: ten entries, in order.
+  std::map<std::string, ReplicatedTables::BucketSet> all;
+  all["n1"].set();
+  const auto part = t.newer_than({}, all, keys[10], keys[20]);
+  ASSERT_EQ(part.size(), 10u);
+  for (std::size_t i = 0; i < part.size(); ++i) EXPECT_EQ(part[i].key, keys[11 + i].second);
+}
+
+TEST(ReplicatedTablesTest, IdsValuesNameAreHeldOnceWhileNamed) {
+  using Clock = ReplicatedTables::Clock;
+  std::mt19937_64 rng(11);
+  auto id = [&] {
+    std::string s(64, '0');
+    for (auto& c : s) c = "0123456789abcdef"[rng() % 16];
+    return s;
+  };
+  // Ten services' ids, each named by ten endpoints (and one network's by all).
+  const auto network = id();
+  std::vector<std::string> services;
+  for (int i = 0; i < 10; ++i) services.push_back(id());
+  ReplicatedTables t("local", {"endpoints"}, 1s);
+  std::map<std::string, std::string> expected;
+  std::size_t text = 0;
+  for (int i = 0; i < 100; ++i) {
+    const auto key = id();
+    const auto value = R"({"id":")" + key + R"(","ip":"10.0.0.)" + std::to_string(i) + R"(","network_id":")" + network +
+                       R"(","service_id":")" + services[i / 10] + R"("})";
+    ASSERT_TRUE(t.apply({"endpoints", key, "node-a", static_cast<std::uint64_t>(i + 1), false, value}));
+    expected[key] = value;
+    text += value.size();
+  }
+  auto use = t.memory_use();
+  EXPECT_GT(use.ids, 0u);
+  // Each value: its own bytes and 8 of header; the ids' digits are in the
+  // dictionary (named once each: 11 ids).
+  EXPECT_LT(use.values, 100u * 40) << use.values << " bytes for " << text << " of text";
+  auto check = [&] {
+    for (const auto& [key, value] : expected) EXPECT_EQ(t.get("endpoints", key)->value, value) << key;
+    t.for_each([&](const EntryView& e) { EXPECT_EQ(e.value(), expected.at(e.key)); });
+  };
+  check();
+  // A value replaced by one naming other ids, some deleted and reaped:
+  // the others still decode.
+  auto first = expected.begin();
+  const auto replaced = R"({"id":")" + first->first + R"(","network_id":")" + id() + R"(","service_id":")" + id() + R"("})";
+  ASSERT_TRUE(t.apply({"endpoints", first->first, "node-a", 200, false, replaced}));
+  first->second = replaced;
+  int n = 0;
+  for (auto it = std::next(expected.begin()); it != expected.end() && n < 30; ++n) {
+    ASSERT_TRUE(t.apply({"endpoints", it->first, "node-a", 300, true, it->second}));
+    it = expected.erase(it);
+  }
+  EXPECT_EQ(t.reap_tombstones(Clock::now() + 1h), 30u);
+  check();
+  // Everything gone: no id is held any more.
+  t.withdraw_node("node-a");
+  use = t.memory_use();
+  EXPECT_EQ(use.entries, 0u);
+  EXPECT_EQ(use.ids, 0u);
 }
 
 TEST(ReplicatedTablesBuckets, OneChangedEntryMakesOnlyItsBucketDiffer) {
