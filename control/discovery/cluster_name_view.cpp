@@ -125,8 +125,8 @@ struct ClusterNameView::Index {
   std::unique_ptr<std::atomic<std::uint32_t>[]> turns;
   std::uint32_t name_turns = 0;
   std::size_t ptr_addresses = 0;
-  // Network number -> its (lower case) name; the names, and their sizes,
-  // to tell at once whether a suffix can name a network.
+  // Network number -> its (lower case) name; the names (for the builder's
+  // checks) and their sizes (a lookup tries only suffixes of those sizes).
   std::vector<std::string> network_names;
   std::unordered_set<std::string, StringHash, std::equal_to<>> network_named;
   std::bitset<256> network_name_sizes;
