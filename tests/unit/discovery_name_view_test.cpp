@@ -285,6 +285,101 @@ TEST_F(ClusterNameViewTest, PtrOfAnAddressOnTwoNetworksFollowsTheContext) {
   EXPECT_EQ(view_.lookup_ptr("cab", a("10.7.0.5")), "x.netb");
 }
 
+// The `<name>.<N>` forms are derived at lookup from the name (the index
+// holds each name once): they answer as when they were names of their own.
+// Each form rotates on its own, from the first address published.
+TEST_F(ClusterNameViewTest, NetworkFormsRotateApartFromTheName) {
+  EXPECT_THAT(view_.lookup_a("ctx-front", "tasks.web"), ElementsAre(a("10.0.1.5"), a("10.0.1.6")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "tasks.web.front"), ElementsAre(a("10.0.1.5"), a("10.0.1.6")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "tasks.web.front"), ElementsAre(a("10.0.1.6"), a("10.0.1.5")));
+  EXPECT_THAT(view_.lookup_a("ctx-front", "tasks.web"), ElementsAre(a("10.0.1.6"), a("10.0.1.5")));
+  EXPECT_THAT(sorted_a("ctx-both", "both.front"), ElementsAre(a("10.0.1.3")));
+  EXPECT_EQ(view_.owns("ctx-back", "client.front"), Ownership::hidden);
+  EXPECT_EQ(view_.owns("ctx-front", "client.front.front"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("ctx-front", "client.back"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("ctx-front", "_80._tcp.web.front"), Ownership::visible);
+  EXPECT_EQ(view_.owns("ctx-front", "_81._tcp.web.front"), Ownership::visible);
+  EXPECT_EQ(view_.owns("ctx-back", "_80._tcp.web.front"), Ownership::hidden);
+  EXPECT_EQ(view_.owns("ctx-front", "_80._tcp.web.back"), Ownership::not_ours);
+  EXPECT_TRUE(view_.lookup_srv("ctx-back", "_80._tcp.web.front").empty());
+  // Every form counted, as when each was a name: the services' 28 (web 8,
+  // db 6, both 6, cache and empty 4 each), the 5 named endpoints' and the 2
+  // aliases' 14.
+  EXPECT_EQ(view_.counts().names, 42u);
+}
+
+// A name that is also another name's form (`x.net`, and `x` on net) holds
+// both's answers, in the order published; its own form is `x.net.net`.
+TEST_F(ClusterNameViewTest, ANameThatIsAnotherNamesFormAnswersBoth) {
+  Snapshot s;
+  s.networks = {{"n", "net"}, {"m", "other"}};
+  s.endpoints = {endpoint("x1", "x", "n", "10.6.0.1"), endpoint("x2", "x.net", "n", "10.6.0.2"),
+                 endpoint("x3", "x.net", "m", "10.6.0.3")};
+  s.contexts = {{"c", {"n"}}, {"cm", {"m"}}, {"cnm", {"n", "m"}}};
+  view_.publish(s);
+  EXPECT_THAT(view_.lookup_a("c", "x.net"), ElementsAre(a("10.6.0.1"), a("10.6.0.2")));
+  EXPECT_THAT(view_.lookup_a("cm", "x.net"), ElementsAre(a("10.6.0.3")));
+  EXPECT_THAT(sorted_a("cnm", "x.net"), ElementsAre(a("10.6.0.1"), a("10.6.0.2"), a("10.6.0.3")));
+  EXPECT_THAT(view_.lookup_a("cnm", "x.net.net"), ElementsAre(a("10.6.0.2")));
+  EXPECT_THAT(view_.lookup_a("cnm", "x.net.other"), ElementsAre(a("10.6.0.3")));
+  EXPECT_EQ(view_.owns("c", "x.net.other"), Ownership::hidden);
+  EXPECT_EQ(view_.owns("cnm", "x.other"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("cnm", "x.net.net.net"), Ownership::not_ours);
+  EXPECT_EQ(view_.lookup_ptr("c", a("10.6.0.1")), "x.net");
+  EXPECT_EQ(view_.lookup_ptr("c", a("10.6.0.2")), "x.net.net");
+  EXPECT_EQ(view_.counts().names, 4u);  // x, x.net, x.net.net, x.net.other
+}
+
+// Networks `b` and `a.b`: `x.a.b` is `x.a` on b and `x` on a.b at once.
+TEST_F(ClusterNameViewTest, AFormOnTwoNetworksWhoseNamesNestAnswersBoth) {
+  Snapshot s;
+  s.networks = {{"nb", "b"}, {"nab", "a.b"}};
+  s.endpoints = {endpoint("p", "x.a", "nb", "10.5.0.1"), endpoint("q", "x", "nab", "10.5.0.2")};
+  s.contexts = {{"cb", {"nb"}}, {"cab", {"nab"}}, {"call", {"nb", "nab"}}};
+  view_.publish(s);
+  EXPECT_THAT(sorted_a("call", "x.a.b"), ElementsAre(a("10.5.0.1"), a("10.5.0.2")));
+  EXPECT_THAT(view_.lookup_a("cb", "x.a.b"), ElementsAre(a("10.5.0.1")));
+  EXPECT_THAT(view_.lookup_a("cab", "x.a.b"), ElementsAre(a("10.5.0.2")));
+  EXPECT_EQ(view_.owns("cb", "x.b"), Ownership::not_ours);
+  EXPECT_EQ(view_.lookup_ptr("cab", a("10.5.0.2")), "x.a.b");
+  EXPECT_EQ(view_.counts().names, 3u);  // x.a, x, x.a.b
+}
+
+// Two networks of one name: `x.dup` is x on both.
+TEST_F(ClusterNameViewTest, AFormOfANetworkNameTwoNetworksShareAnswersBoth) {
+  Snapshot s;
+  s.networks = {{"n1", "dup"}, {"n2", "dup"}};
+  s.endpoints = {endpoint("p", "x", "n1", "10.3.0.1"), endpoint("q", "x", "n2", "10.3.0.2"),
+                 endpoint("r", "y", "n2", "10.3.0.3")};
+  s.contexts = {{"c1", {"n1"}}, {"c12", {"n1", "n2"}}};
+  view_.publish(s);
+  EXPECT_THAT(sorted_a("c12", "x.dup"), ElementsAre(a("10.3.0.1"), a("10.3.0.2")));
+  EXPECT_THAT(view_.lookup_a("c1", "x.dup"), ElementsAre(a("10.3.0.1")));
+  EXPECT_THAT(view_.lookup_a("c12", "y.dup"), ElementsAre(a("10.3.0.3")));
+  EXPECT_EQ(view_.owns("c1", "y.dup"), Ownership::hidden);
+  EXPECT_EQ(view_.counts().names, 4u);
+}
+
+// A service's name that an endpoint also has on another network: only the
+// service's network's form has `_<port>._<proto>.` names under it.
+TEST_F(ClusterNameViewTest, SrvNamesOnlyUnderTheServicesNetworkForm) {
+  Snapshot s;
+  s.networks = {{"f", "front"}, {"k", "back"}};
+  s.services = {{"s", "svc", EndpointMode::vip, {"f"}, {{"f", ip("10.4.0.2")}}, {{80, PortProtocol::tcp}}}};
+  s.endpoints = {endpoint("e", "svc", "k", "10.4.0.9")};
+  s.contexts = {{"cf", {"f"}}, {"ck", {"k"}}, {"cfk", {"f", "k"}}};
+  view_.publish(s);
+  EXPECT_EQ(view_.owns("cfk", "_80._tcp.svc.back"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("cfk", "_81._tcp.svc.back"), Ownership::not_ours);
+  EXPECT_EQ(view_.owns("cf", "_81._tcp.svc.front"), Ownership::visible);
+  EXPECT_EQ(view_.owns("ck", "_81._tcp.svc"), Ownership::visible);
+  EXPECT_THAT(view_.lookup_a("ck", "svc.back"), ElementsAre(a("10.4.0.9")));
+  auto srv = view_.lookup_srv("cfk", "_80._tcp.svc.front");
+  ASSERT_EQ(srv.size(), 1u);
+  EXPECT_EQ(srv[0].target, "svc.front");
+  EXPECT_EQ(view_.lookup_ptr("ck", a("10.4.0.9")), "svc.back");
+}
+
 // The snapshot from the model's objects: one context per namespace seeing
 // the networks of all its endpoints.
 TEST(BuildSnapshotTest, FromModelObjectsOneContextPerNamespace) {
