@@ -15,6 +15,7 @@
 // Needs root; everything it makes lives in a private mount namespace.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -58,6 +59,10 @@ void print_rss(const char* step) {
               static_cast<double>(proc_status_kb("RssFile")) / 1e3,
               static_cast<double>(proc_status_kb("RssShmem")) / 1e3,
               static_cast<double>(proc_status_kb("VmHWM")) / 1e3);
+  // What the process's own structures hold (malloc's blocks in use),
+  // without the free space the heap keeps.
+  const struct mallinfo2 heap = mallinfo2();
+  std::printf("  %-34s heap in use %6.1f MB\n", "", static_cast<double>(heap.uordblks + heap.hblkhd) / 1e6);
   std::fflush(stdout);
 }
 

@@ -43,6 +43,10 @@ void print_rss(const char* step) {
               static_cast<double>(proc_status_kb("RssAnon")) / 1e3,
               static_cast<double>(proc_status_kb("RssFile")) / 1e3,
               static_cast<double>(proc_status_kb("VmHWM")) / 1e3);
+  // malloc's blocks in use: what the process's structures hold, without the
+  // free space the heap keeps (the figure to compare between builds).
+  const struct mallinfo2 heap = mallinfo2();
+  std::printf("  %-40s heap in use %6.1f MB\n", "", static_cast<double>(heap.uordblks + heap.hblkhd) / 1e6);
   std::fflush(stdout);
 }
 
@@ -128,6 +132,10 @@ int main(int argc, char** argv) {
     view = {};
     malloc_trim(0);
     print_rss("view dropped, malloc_trim");
+    // A /metrics scrape leaves the per-service connection history behind.
+    const auto metrics = dp.metrics();
+    std::printf("  metrics(): %zu services counted\n", metrics.connections.size());
+    print_rss("after a metrics() scrape");
 
     std::uint64_t memlock = 0;
     for (const auto& pin : std::filesystem::directory_iterator(options.pin_dir)) {

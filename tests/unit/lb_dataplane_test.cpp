@@ -888,6 +888,63 @@ TEST_F(LbDataplaneTest, BackendBehindTwoVipsKeepsReplyEntries) {
   EXPECT_EQ(gc.entries, 0u);
 }
 
+// One backend IP behind three services (ids 1, 11, 12): lb_rev_nat and the
+// backends' PAIRED flag follow every backend id of the address as the
+// services go one by one, the first tracked one first, and after a restart
+// in the middle (the index of the address's ids rebuilt from lb_backends).
+TEST_F(LbDataplaneTest, RevNatFollowsEveryBackendOfASharedIpAsItsServicesGo) {
+  const std::uint32_t vip2 = ip4(10, 0, 0, 3), vip3 = ip4(10, 0, 0, 4);
+  const std::uint32_t shared = backend_ip(1), shared_net = htonl(shared);
+  make_service(1);
+  lb_->upsert_service({vip2, 80, Protocol::tcp}, 2);
+  std::vector<Backend> two{Backend{11, shared, mac_from_ip(shared), BackendState::active}};
+  lb_->set_backends(2, two);
+  lb_->upsert_service({vip3, 80, Protocol::tcp}, 3);
+  std::vector<Backend> three{Backend{12, shared, mac_from_ip(shared), BackendState::active}};
+  lb_->set_backends(3, three);
+  auto rev_nat = [&] {
+    lb_rev_nat_value rev{};
+    if (bpf_map_lookup_elem(lb_->map_fd("lb_rev_nat"), &shared_net, &rev) != 0) return std::optional<lb_rev_nat_value>();
+    return std::optional<lb_rev_nat_value>(rev);
+  };
+  auto backend_flags = [&](std::uint32_t id) {
+    lb_backend b{};
+    EXPECT_EQ(bpf_map_lookup_elem(lb_->map_fd("lb_backends"), &id, &b), 0);
+    return b.flags;
+  };
+  ASSERT_TRUE(rev_nat());
+  EXPECT_EQ(rev_nat()->flags, LB_REV_NAT_F_AMBIGUOUS);
+  EXPECT_EQ(rev_nat()->vip, htonl(kVip));
+  for (std::uint32_t id : {1u, 11u, 12u}) EXPECT_EQ(backend_flags(id), LB_BACKEND_F_PAIRED) << id;
+
+  // The first of the address's backends goes: the other two are still
+  // behind two VIPs; the entry names the least of them.
+  lb_->remove_service(std::uint32_t{kService});
+  ASSERT_TRUE(rev_nat());
+  EXPECT_EQ(rev_nat()->flags, LB_REV_NAT_F_AMBIGUOUS);
+  EXPECT_EQ(rev_nat()->vip, htonl(vip2));
+  EXPECT_EQ(backend_flags(11), LB_BACKEND_F_PAIRED);
+  EXPECT_EQ(backend_flags(12), LB_BACKEND_F_PAIRED);
+
+  // A restart finds the same; then service 2 goes: one VIP left.
+  lb_.reset();
+  lb_.emplace(LoadBalancer::open(pin_dir_, test_limits()));
+  ASSERT_TRUE(rev_nat());
+  EXPECT_EQ(rev_nat()->flags, LB_REV_NAT_F_AMBIGUOUS);
+  EXPECT_EQ(rev_nat()->vip, htonl(vip2));
+  lb_->remove_service(std::uint32_t{2});
+  ASSERT_TRUE(rev_nat());
+  EXPECT_EQ(rev_nat()->flags, 0u);
+  EXPECT_EQ(rev_nat()->vip, htonl(vip3));
+  EXPECT_EQ(backend_flags(12), 0u);
+  EXPECT_EQ(SlotsOf(*lb_).of(shared), SlotsOf::own(shared, vip3));
+
+  // The last goes: the address has no entry left.
+  lb_->remove_service(std::uint32_t{3});
+  EXPECT_FALSE(rev_nat());
+  EXPECT_EQ(SlotsOf(*lb_).of(shared), 0u);
+}
+
 // lb_rev_nat_slots follows the backend IPs: a slot is a backend IP's own
 // while no other lands on it; shared, it asks lb_rev_nat; given back when
 // the IPs go, and taken by the next IP that lands on it.
