@@ -164,6 +164,7 @@ struct ServiceDataplane::Impl {
   void compact_networks() {
     std::vector<std::uint32_t> remap(network_names.size(), 0);
     for (const auto& [id, a] : applied) remap[a.network] = 1;
+    remap[0] = 0;  // "unknown" stays index 0, whether or not a service names it
     std::size_t live = 0;
     for (std::size_t i = 1; i < remap.size(); ++i) live += remap[i];
     if (network_names.size() <= 2 * live + 1) return;  // networks are few: cheap, and run often enough to be tested
