@@ -145,7 +145,7 @@ bool erase_conntrack_entry(const LoadBalancer& lb, const lb_ct_key& key) {
 }
 
 class LbDataplaneTest : public ::testing::Test {
- protected:
+ public:
   static Limits test_limits() {
     Limits limits;
     limits.max_services = 64;
@@ -156,6 +156,7 @@ class LbDataplaneTest : public ::testing::Test {
     return limits;
   }
 
+ protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root: BPF programs and a private bpffs mount";
     bpffs_.emplace();
@@ -1131,15 +1132,7 @@ TEST_F(LbDataplaneTest, FlowsMadeOnOneCpuAreFoundOnAnother) {
       }
       OnCpu other(cpus[(sport + 1) % 2]);
       ASSERT_TRUE(other.ok());
-      Tcp reply;
-      reply.saddr = chosen;
-      reply.daddr = kClient;
-      reply.sport = 80;
-      reply.dport = sport;
-      reply.flags = kSyn | kAck;
-      reply.seq = 9000;
-      reply.ack = 5001;
-      RunResult r = to_endpoint(tcp_packet(reply));
+      RunResult r = to_endpoint(syn_ack(chosen, sport));
       ASSERT_EQ(r.retval, kOk);
       EXPECT_EQ(get32(r.out, kIp + 12), kVip) << "reply on the other CPU not reverse-NATed";
       EXPECT_TRUE(l4_checksum_ok(r.out));
@@ -1292,12 +1285,8 @@ TEST_F(LbDataplaneTest, PinsOfAbiVersion7AreTakenOverWithTheirFlows) {
 // Conntrack of one bucket: Limits::conntrack_entries 2 gives 4 ways
 // (conntrack_buckets), and both of a key's bucket choices are bucket 0.
 Limits one_bucket_limits() {
-  Limits limits;
-  limits.max_services = 64;
-  limits.max_frontends = 64;
-  limits.max_backends = 256;
+  Limits limits = LbDataplaneTest::test_limits();
   limits.conntrack_entries = 2;
-  limits.maglev_table_size = 1021;
   return limits;
 }
 
