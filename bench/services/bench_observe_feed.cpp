@@ -101,21 +101,19 @@ class StubNetworks final : public NetworkService {
 };
 
 // Builds its details per call from the shared endpoints, as the service
-// manager does; `bounded` false: ignores the bound (the whole list, as
-// before list_services_bounded()).
+// manager does; `bounded` false: ignores the bound (the whole list, as the
+// poller read it before the bound).
 class StubServices final : public ServiceApi {
  public:
   StubServices(std::vector<Service> services, std::shared_ptr<const EndpointSnapshot> endpoints, std::uint32_t b)
       : services_(std::move(services)), endpoints_(std::move(endpoints)), backends_(b) {}
   bool bounded = true;
   // list_services_for_page(): the services past the bound only when they
-  // have tasks (false: all of them, as list_services_bounded()).
+  // have tasks (false: all of them, without backends, as the bounded list
+  // was before it left those without tasks out).
   bool page = true;
   Service create_service(const ServiceSpec&) override { throw std::logic_error("stub"); }
-  std::vector<ServiceDetail> list_services() override { return list_services_bounded(services_.size()); }
-  std::vector<ServiceDetail> list_services_bounded(std::size_t max_with_backends) override {
-    return list(max_with_backends, false);
-  }
+  std::vector<ServiceDetail> list_services() override { return list(services_.size(), false); }
   std::vector<ServiceDetail> list_services_for_page(std::size_t max_with_backends) override {
     return list(max_with_backends, page);
   }

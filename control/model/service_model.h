@@ -152,31 +152,24 @@ class ServiceApi {
   virtual ~ServiceApi() = default;
   virtual Service create_service(const ServiceSpec& spec) = 0;
   virtual std::vector<ServiceDetail> list_services() = 0;
-  // list_services() for a reader that shows only the first
-  // `max_with_backends` services of it (by name, then id): the others come
-  // without backends, counters and running tasks, which are nearly all of the
-  // list's cost (10 000 services x 10 backends: 100 000 backend records and
-  // 10 000 counter reads). The live page's poller asks twice a second.
-  virtual std::vector<ServiceDetail> list_services_bounded(std::size_t max_with_backends) {
+  // list_services() for the live page's poller, which shows only the first
+  // `max_with_backends` services of it (by name, then id) and reads the
+  // others for their tasks alone. Those others come without backends,
+  // counters and running tasks, which are nearly all of the list's cost
+  // (10 000 services x 10 backends: 100 000 backend records and 10 000
+  // counter reads), and only those with tasks (a command) come, so 10 000
+  // services without are not copied per read. The poller asks twice a
+  // second.
+  virtual std::vector<ServiceDetail> list_services_for_page(std::size_t max_with_backends) {
     auto all = list_services();
     std::stable_sort(all.begin(), all.end(), [](const ServiceDetail& a, const ServiceDetail& b) {
       return std::tie(a.service.name, a.service.id) < std::tie(b.service.name, b.service.id);
     });
-    for (std::size_t i = max_with_backends; i < all.size(); ++i) {
-      all[i].backends = {};
-      all[i].running_tasks = 0;
-    }
-    return all;
-  }
-  // list_services_bounded() for the live page's poller, which reads the
-  // services past the first `max_with_backends` for their tasks alone: only
-  // those with tasks (a command) come, so 10 000 services without are not
-  // copied per read.
-  virtual std::vector<ServiceDetail> list_services_for_page(std::size_t max_with_backends) {
-    auto all = list_services_bounded(max_with_backends);
     std::size_t kept = std::min(max_with_backends, all.size());
     for (std::size_t i = kept; i < all.size(); ++i)
       if (!all[i].service.command.empty()) {
+        all[i].backends = {};
+        all[i].running_tasks = 0;
         if (kept != i) all[kept] = std::move(all[i]);
         ++kept;
       }

@@ -479,19 +479,14 @@ Service ServiceManager::create_service(const ServiceSpec& spec) {
   return s;
 }
 
+// Every service within the bound: none is past it.
 std::vector<ServiceDetail> ServiceManager::list_services() {
-  return list_services_bounded(std::numeric_limits<std::size_t>::max());
+  return list_services_for_page(std::numeric_limits<std::size_t>::max());
 }
 
-std::vector<ServiceDetail> ServiceManager::list_services_bounded(std::size_t max_with_backends) {
-  return list_services(max_with_backends, false);
-}
-
+// The first max_with_backends whole; of the rest only those with tasks,
+// without backends, counters and running tasks.
 std::vector<ServiceDetail> ServiceManager::list_services_for_page(std::size_t max_with_backends) {
-  return list_services(max_with_backends, true);
-}
-
-std::vector<ServiceDetail> ServiceManager::list_services(std::size_t max_with_backends, bool rest_with_tasks_only) {
   // The shared records, sorted; a service is copied only into the result.
   std::vector<std::shared_ptr<const Service>> services;
   {
@@ -516,13 +511,13 @@ std::vector<ServiceDetail> ServiceManager::list_services(std::size_t max_with_ba
     if (!e->service_id().empty() && (detailed == services.size() || wanted.contains(e->service_id())))
       by_service[e->service_id()].push_back(e.get());
   std::vector<ServiceDetail> result;
-  result.reserve(rest_with_tasks_only ? detailed : services.size());
+  result.reserve(detailed);
   const auto tasks = impl_->task_view.load() ? impl_->task_view.load()->tasks() : std::vector<TaskRecord>{};
   static const std::vector<const PackedEndpoint*> no_backends;
   for (std::size_t i = 0; i < services.size(); ++i) {
     const Service& s = *services[i];
     if (i >= detailed) {
-      if (!rest_with_tasks_only || !s.command.empty()) result.push_back(ServiceDetail{.service = s, .backends = {}});
+      if (!s.command.empty()) result.push_back(ServiceDetail{.service = s, .backends = {}});
       continue;
     }
     const auto it = by_service.find(s.id);

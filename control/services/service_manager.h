@@ -75,7 +75,6 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   // ServiceApi
   Service create_service(const ServiceSpec& spec) override;
   std::vector<ServiceDetail> list_services() override;
-  std::vector<ServiceDetail> list_services_bounded(std::size_t max_with_backends) override;
   std::vector<ServiceDetail> list_services_for_page(std::size_t max_with_backends) override;
   ServiceDetail get_service(const std::string& name_or_id) override;
   void remove_service(const std::string& name_or_id) override;
@@ -100,9 +99,6 @@ class ServiceManager final : public ServiceApi, public network::ServiceDirectory
   void forget_service(const std::string& service_id) override;
 
  private:
-  // The first max_with_backends whole; the rest without backends, counters
-  // and running tasks, and when rest_with_tasks_only only those with tasks.
-  std::vector<ServiceDetail> list_services(std::size_t max_with_backends, bool rest_with_tasks_only);
   struct Impl;
   void wire();
   std::unique_ptr<ServiceNetworks> adapter_;

@@ -359,13 +359,13 @@ TEST(AgentStateSource, ReadsNodesNetworksServicesBackendsAndTasks) {
 }
 
 // Services past max_services are not shown: they are listed without their
-// backends (list_services_bounded), yet their tasks still count.
+// backends (list_services_for_page), yet their tasks still count.
 class BoundedServices : public FakeServicesWithTasks {
  public:
   std::vector<std::size_t> bounds;
-  std::vector<control::ServiceDetail> list_services_bounded(std::size_t max_with_backends) override {
+  std::vector<control::ServiceDetail> list_services_for_page(std::size_t max_with_backends) override {
     bounds.push_back(max_with_backends);
-    return FakeServicesWithTasks::list_services_bounded(max_with_backends);
+    return FakeServicesWithTasks::list_services_for_page(max_with_backends);
   }
 };
 

@@ -20,11 +20,13 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "control/services/lb_id_map.h"
 #include "control/services/service_dataplane.h"
@@ -466,6 +468,246 @@ TEST_F(ServiceDataplaneTest, DriverAppliesChangesAndRetriesWhatFailed) {
   std::this_thread::sleep_for(400ms);
   EXPECT_EQ(driver.applies(), before + 1);
   EXPECT_EQ(connect_many(10)["b2"], 10);
+}
+
+// Several networks on the nftables fallback, each a namespace of its own
+// with its own table. The dataplane keeps the network of each programmed
+// service as an index into its interned network names, which it compacts
+// (renumbering the services' indexes) once most names are no longer used.
+// A service removed from the view is removed from the table of the network
+// its index names: a wrong renumbering would remove it from another
+// network's table (where it is not), leaving its VIP in its own. No traffic:
+// the kernel's tables tell.
+class ServiceDataplaneNetworksTest : public ::testing::Test {
+ protected:
+  // A vip-mode service on network `net` with one local backend.
+  struct Placed {
+    int net;         // 1..9
+    int number;      // the network's first (0), second (1) ... service
+    int vip_host;    // the VIP's last byte; 0: 100 + number
+  };
+  static Placed on(int net, int number = 0, int vip_host = 0) {
+    return Placed{.net = net, .number = number, .vip_host = vip_host};
+  }
+
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: network namespaces and nftables";
+    if (std::system("command -v nft >/dev/null && command -v nsenter >/dev/null") != 0)
+      GTEST_SKIP() << "needs nft and nsenter";
+    namespaces_.emplace(dir_.path());
+  }
+  void TearDown() override { dp_.reset(); }
+
+  // Network n: a namespace ("n<n>" under the test's scratch directory) with
+  // br0 at 10.n.0.1/24.
+  void add_network(int n) {
+    const auto path = namespaces_->make("n" + std::to_string(n));
+    const auto handle = NetnsHandle::open(path.string());
+    NetlinkSocket net(handle);
+    net.set_up("lo");
+    net.create_bridge("br0");
+    net.add_address("br0", address(n, 1), 24);
+    net.set_up("br0");
+    ns_[n] = path;
+  }
+
+  ServiceDataplaneOptions options(std::uint32_t max_frontends = 64) const {
+    ServiceDataplaneOptions o;
+    o.kind = LbKind::nftables;
+    o.state_dir = dir_.path() / "state";
+    o.limits.max_services = 64;
+    o.limits.max_frontends = max_frontends;  // also each network's table's
+    o.limits.max_backends = 256;
+    return o;
+  }
+
+  static std::string network_id(int net) { return std::string(63, 'a') + static_cast<char>('0' + net); }
+  // Sorted by number, then network: the load-balancer ids are handed out in
+  // that order, and the networks are interned in the order their services
+  // are first programmed (by id), so network n is interned n-th.
+  static std::string service_id(const Placed& s) {
+    return std::string(62, 'b') + static_cast<char>('0' + s.number) + static_cast<char>('0' + s.net);
+  }
+  static std::string backend_id(const Placed& s) {
+    return std::string(62, 'e') + static_cast<char>('0' + s.number) + static_cast<char>('0' + s.net);
+  }
+  static Ipv4 address(int net, int host) {
+    return *Ipv4::parse("10." + std::to_string(net) + ".0." + std::to_string(host));
+  }
+  static std::string vip(const Placed& s) { return address(s.net, s.vip_host ? s.vip_host : 100 + s.number).str(); }
+
+  // The networks `nets` (each with a namespace here) and the services.
+  LbView view(const std::vector<int>& nets, const std::vector<Placed>& services) const {
+    LbView v;
+    for (int n : nets) {
+      LbNetwork network;
+      network.network_id = network_id(n);
+      network.netns = ns_.at(n);
+      network.bridge = "br0";
+      network.subnet = *dataplane::Cidr::parse("10." + std::to_string(n) + ".0.0/24");
+      network.gateway = address(n, 1);
+      v.networks.push_back(network);
+    }
+    for (const Placed& s : services) {
+      Service service;
+      service.id = service_id(s);
+      service.name = "s" + std::to_string(s.net) + "-" + std::to_string(s.number);
+      service.network_ids = {network_id(s.net)};
+      service.vips = {ServiceVip{network_id(s.net), *Ipv4::parse(vip(s)), 24}};
+      v.services.push_back(service);
+      Endpoint e;
+      e.id = backend_id(s);
+      e.network_id = network_id(s.net);
+      e.ip = address(s.net, 10 + s.number);
+      e.prefix_len = 24;
+      e.mac = dataplane::MacAddress::from_ipv4(e.ip);
+      e.service_id = service.id;
+      v.backends.push_back(e);
+      // A veth here: a local backend, used without a SNAT address.
+      v.attach_points.push_back(LbAttachPoint{e.id, e.network_id, "v" + std::to_string(s.net)});
+    }
+    return v;
+  }
+
+  // What `command` printed on stdout, run in network n's namespace.
+  std::string run_in(int net, const std::string& command) const {
+    std::string out;
+    FILE* pipe = ::popen(("nsenter --net=" + ns_.at(net).string() + " " + command + " 2>/dev/null").c_str(), "r");
+    if (!pipe) return out;
+    char chunk[4096];
+    while (std::size_t n = std::fread(chunk, 1, sizeof chunk, pipe)) out.append(chunk, n);
+    ::pclose(pipe);
+    return out;
+  }
+  // Network n's load-balancer table as the kernel lists it.
+  std::string table(int net) const { return run_in(net, "nft list table ip weft_lb"); }
+  std::map<int, std::string> tables() const {
+    std::map<int, std::string> all;
+    for (const auto& [n, path] : ns_) all[n] = table(n);
+    return all;
+  }
+  // The VIPs in network n's table.
+  std::set<std::string> vips(int net) const {
+    std::set<std::string> out;
+    const auto doc = nlohmann::json::parse(run_in(net, "nft -j list set ip weft_lb vips"), nullptr, false);
+    if (doc.is_discarded() || !doc.contains("nftables")) {
+      ADD_FAILURE() << "network " << net << ": no table weft_lb";
+      return out;
+    }
+    for (const auto& item : doc["nftables"])
+      if (item.contains("set") && item["set"].contains("elem"))
+        for (const auto& e : item["set"]["elem"]) out.insert(e.get<std::string>());
+    return out;
+  }
+  // The tables of `nets` are as they were in `before`.
+  void expect_unchanged(const std::map<int, std::string>& before, const std::vector<int>& nets) const {
+    for (int n : nets) EXPECT_EQ(table(n), before.at(n)) << "network " << n << "'s table changed";
+  }
+
+  ScratchDir dir_;
+  std::optional<ScratchNamespaces> namespaces_;
+  std::map<int, std::filesystem::path> ns_;
+  std::optional<ServiceDataplane> dp_;
+};
+
+TEST_F(ServiceDataplaneNetworksTest, NftablesServicesStayOnTheirNetworksAcrossCompaction) {
+  const std::vector<int> nets{1, 2, 3, 4, 5};
+  for (int n : nets) add_network(n);
+  dp_.emplace(ServiceDataplane::open(options()));
+  // A service on each network, and a second one on 2 and 4: the networks
+  // are interned as indexes 1..5.
+  const Placed s1 = on(1), s2 = on(2), s3 = on(3), s4 = on(4), s5 = on(5), t2 = on(2, 1), t4 = on(4, 1);
+  ASSERT_TRUE(dp_->apply(view(nets, {s1, s2, s3, s4, s5, t2, t4})));
+  for (const Placed& s : {s1, s2, s3, s4, s5, t2, t4}) EXPECT_TRUE(vips(s.net).contains(vip(s))) << vip(s);
+  EXPECT_EQ(vips(2), (std::set{vip(s2), vip(t2)}));
+
+  // The services of 1, 3 and 5 go (their networks stay): 2 of 5 names are
+  // used, so the names are compacted and 2 and 4 renumbered to 1 and 2.
+  // Network 2 left at index 2, or renumbered one too high, would be taken
+  // for network 4 (and 4 at 4 or 3 be past the end).
+  auto before = tables();
+  ASSERT_TRUE(dp_->apply(view(nets, {s2, s4, t2, t4})));
+  for (int n : {1, 3, 5}) EXPECT_EQ(vips(n), std::set<std::string>{}) << "network " << n;
+  expect_unchanged(before, {2, 4});
+
+  // Removals right after the compaction go by the renumbered indexes: each
+  // leaves its own network's table, and only that.
+  before = tables();
+  ASSERT_TRUE(dp_->apply(view(nets, {t2, t4})));
+  EXPECT_EQ(vips(2), std::set{vip(t2)}) << "s2 removed from network 2's table";
+  EXPECT_EQ(vips(4), std::set{vip(t4)}) << "s4 removed from network 4's table";
+  expect_unchanged(before, {1, 3, 5});
+
+  // A change on a surviving network (a new VIP) lands in its table.
+  const Placed t2_moved = on(2, 1, 150);
+  before = tables();
+  ASSERT_TRUE(dp_->apply(view(nets, {t2_moved, t4})));
+  EXPECT_EQ(vips(2), std::set{vip(t2_moved)});
+  expect_unchanged(before, {1, 3, 4, 5});
+
+  // Then a removal there, by the index interned since the compaction.
+  before = tables();
+  ASSERT_TRUE(dp_->apply(view(nets, {t2_moved})));
+  EXPECT_EQ(vips(4), std::set<std::string>{});
+  expect_unchanged(before, {1, 2, 3, 5});
+
+  // A network new since the compaction and one named again get indexes
+  // after the survivors': their services go to their own tables, and so do
+  // their removals.
+  add_network(6);
+  const std::vector<int> six{1, 2, 3, 4, 5, 6};
+  const Placed s6 = on(6);
+  before = tables();
+  ASSERT_TRUE(dp_->apply(view(six, {s1, t2_moved, s6})));
+  EXPECT_EQ(vips(1), std::set{vip(s1)});
+  EXPECT_EQ(vips(6), std::set{vip(s6)});
+  expect_unchanged(before, {2, 3, 4, 5});
+  before = tables();
+  ASSERT_TRUE(dp_->apply(view(six, {t2_moved, s6})));
+  EXPECT_EQ(vips(1), std::set<std::string>{});
+  expect_unchanged(before, {2, 3, 4, 5, 6});
+  before = tables();
+  ASSERT_TRUE(dp_->apply(view(six, {s6})));
+  EXPECT_EQ(vips(2), std::set<std::string>{});
+  expect_unchanged(before, {1, 3, 4, 5, 6});
+  ASSERT_TRUE(dp_->apply(view(six, {})));
+  EXPECT_EQ(vips(6), std::set<std::string>{});
+  for (const Placed& s : {s1, s2, s3, s4, s5, t2, t4, s6})
+    EXPECT_FALSE(dp_->service_number(service_id(s), network_id(s.net))) << "its id is released";
+}
+
+// Index 0 names no network: a service that is in the dataplane's books but
+// on no network yet (found in the eBPF pins, or, here, one whose first
+// programming failed). It stays 0 across a compaction: moved to 1 it would
+// name whichever network comes first, or, with no network used, a name past
+// the end, which the next apply reads (ASan reports it; commit 455964c).
+TEST_F(ServiceDataplaneNetworksTest, NftablesUnknownNetworkStaysUnknownAcrossCompaction) {
+  const std::vector<int> nets{1, 2, 3};
+  for (int n : nets) add_network(n);
+  // Two frontends per table: one service (tcp and udp) each.
+  dp_.emplace(ServiceDataplane::open(options(2)));
+  const Placed s1 = on(1), s2 = on(2), s3 = on(3), x = on(1, 1);
+  EXPECT_FALSE(dp_->apply(view(nets, {s1, s2, s3, x}))) << "x does not fit in network 1's table";
+  EXPECT_EQ(vips(1), std::set{vip(s1)});
+  ASSERT_TRUE(dp_->service_number(service_id(x), network_id(1))) << "x is in the books, on no network";
+
+  // The others go: no name is used any more (x fails again before s1 is
+  // removed), so the names are compacted with x still on index 0.
+  EXPECT_FALSE(dp_->apply(view(nets, {x})));
+  for (int n : nets) EXPECT_EQ(vips(n), std::set<std::string>{}) << "network " << n;
+  EXPECT_EQ(dp_->metrics().connections.size(), 1u) << "x, with no counters";
+
+  // x goes too: on no network, there is no table to remove it from.
+  auto before = tables();
+  EXPECT_TRUE(dp_->apply(view(nets, {})));
+  EXPECT_FALSE(dp_->service_number(service_id(x), network_id(1)));
+  expect_unchanged(before, nets);
+
+  // And x fits once s1 is gone: on network 1, and removed from there.
+  ASSERT_TRUE(dp_->apply(view(nets, {x})));
+  EXPECT_EQ(vips(1), std::set{vip(x)});
+  ASSERT_TRUE(dp_->apply(view(nets, {})));
+  EXPECT_EQ(vips(1), std::set<std::string>{});
 }
 
 }  // namespace

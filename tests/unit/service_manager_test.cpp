@@ -227,19 +227,22 @@ TEST_F(ServiceManagerTest, DetailListsBackendsAndCountersWhenThereIsALoadBalance
 // The live page's poller shows the first services only: the others come
 // without backends and without a counter read each (10 000 services x 10
 // backends were 100 000 backend records and 10 000 counter reads per tick).
+// With tasks, so that the one past the bound is listed (for its tasks).
 TEST_F(ServiceManagerTest, BoundedListDetailsOnlyTheFirstServicesByName) {
   FakeLb lb;
   manager->set_load_balancer(&lb);
   std::vector<std::string> ids;
   for (const char* name : {"web", "cache", "db"}) {
-    auto s = manager->create_service({.name = name, .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}});
+    ServiceSpec spec{.name = name, .networks = {"net-test"}, .endpoint_mode = {}, .ports = {}};
+    spec.command = {"sleep", "1000"};
+    auto s = manager->create_service(spec);
     fake.attach(net.id, std::string(name) + "-1", s.id);
     ids.push_back(s.id);
   }
   const auto whole = manager->list_services();
   ASSERT_EQ(whole.size(), 3u);
   const auto reads_whole = lb.counter_reads;
-  const auto bounded = manager->list_services_bounded(2);
+  const auto bounded = manager->list_services_for_page(2);
   ASSERT_EQ(bounded.size(), 3u);
   EXPECT_EQ(bounded[0].service.name, "cache");
   EXPECT_EQ(bounded[1].service.name, "db");
@@ -266,7 +269,7 @@ TEST_F(ServiceManagerTest, PageListPastTheBoundHoldsOnlyServicesWithTasks) {
   EXPECT_EQ(names, (std::vector<std::string>{"app", "cache", "web"}))
       << "the first two by name, then of db, web, zoo only web (it has tasks)";
   EXPECT_EQ(page[2].service.command, (std::vector<std::string>{"sleep", "1000"}));
-  EXPECT_EQ(manager->list_services_bounded(2).size(), 5u) << "the bounded list still has every service";
+  EXPECT_EQ(manager->list_services().size(), 5u) << "the whole list still has every service";
 }
 
 TEST_F(ServiceManagerTest, LookupParsesItsArgumentsAndAsksTheLoadBalancer) {
