@@ -44,21 +44,39 @@
  *    and its next packet is a new flow (to the same backend while the
  *    service's Maglev table is unchanged: a TCP flow then goes on).
  *
- * Concurrency: packets of different flows on other CPUs may write the same
- * way at once, with no lock. Every way carries a check, lb_ct_check() of
- * the key's hash and the flow's identity (backend_id, nat_addr,
- * service_id), written after the fields (and the tag after the check). A
- * reader accepts a way only when its key is the key looked up and its
- * check matches its fields: a way half written, or written by two CPUs at
- * once (fields of both), fails the check (but for a 2^-32 chance) and reads
- * as a miss: the packet takes the new-flow path, and Maglev picks the same
- * backend while the table is unchanged. A torn way is never taken for a
- * flow to the wrong backend. A reader decides from a checked copy of the
- * way's value (lb_ct_lookup), never from the way itself, so a way that
- * another CPU rewrites between the check and a decision cannot send the
- * packet elsewhere or RST it. Fields outside the identity (flags, seen,
- * frontend epoch) are written into the way after the lookup and may land
- * on a way another CPU took meanwhile, or mix in a race: they decide
+ * Concurrency: no lock; the programs are built for BPF ISA v3 (-mcpu=v3)
+ * and take and free ways with atomic compare-and-swap:
+ *  - a free way is taken by a compare-and-swap of its bucket's tag word
+ *    that sets the way's tag (lb_ct_claim), before the way is written: of
+ *    CPUs taking free ways of one bucket at once each gets another way
+ *    (so two packets of one new flow on two CPUs at once may give its key
+ *    two ways, before either's check is seen: lookups and a delete take
+ *    the first, and the other, no longer stamped, serves after it until
+ *    its own timeout);
+ *  - an entry is ended by a compare-and-swap of its check to 0 (the
+ *    programs': lb_ct_clear; the collector's, ConntrackTable::
+ *    end_if_unchanged, swaps check and `seen` as one aligned 64-bit word),
+ *    so an entry another CPU wrote since it was read stays; the side whose
+ *    swap won frees the tag, by a compare-and-swap that clears it only
+ *    while it is still the ended key's.
+ * Ways are still written by two CPUs at once in the other cases: a key's
+ * own way rewritten in place (two packets of the flow), and a full
+ * bucket's victim, taken without a claim (its tag is stored after its
+ * check), which another CPU may take too, or take between a clear's two
+ * swaps (a tag then lost when the victim's tag is the ended key's: 1 in
+ * 255). Every way carries a check, lb_ct_check() of the key's hash and the
+ * flow's identity (backend_id, nat_addr, service_id), written after the
+ * fields. A reader accepts a way only when its key is the key looked up
+ * and its check matches its fields: a way half written, or written by two
+ * CPUs at once (fields of both), fails the check (but for a 2^-32 chance)
+ * and reads as a miss: the packet takes the new-flow path, and Maglev
+ * picks the same backend while the table is unchanged. A torn way is never
+ * taken for a flow to the wrong backend. A reader decides from a checked
+ * copy of the way's value (lb_ct_lookup), never from the way itself, so a
+ * way that another CPU rewrites between the check and a decision cannot
+ * send the packet elsewhere or RST it. Fields outside the identity (flags,
+ * seen, frontend epoch) are written into the way after the lookup and may
+ * land on a way another CPU took meanwhile, or mix in a race: they decide
  * timeouts (and whether the frontend is looked up again) only.
  *
  * Entries end by TCP state or idle time; the timeouts come from lb_config
@@ -222,21 +240,61 @@ static __always_inline struct lb_ct_value *lb_ct_lookup(const struct lb_ct_key *
 	return entry ? &entry->value : 0;
 }
 
-/* Ends the entry in way `i`, whose checked copy gave `check`: unless a
- * writer has taken the way since (its check differs then). Without an
- * atomic compare-and-swap (the programs are built for BPF ISA v1) a
- * writer can still take the way between the test and the store: that
- * flow loses its entry and its next packet is a new flow (to the same
- * backend while Maglev's table is unchanged). */
-static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int i, __u32 check)
+/* The tag word (lb_ct_tags) of way `i`'s bucket. */
+static __always_inline __u32 *lb_ct_tags_word(const struct lb_ct_place *place, int i)
+{
+	if (i >= 0 && i < LB_CT_WAYS)
+		return (__u32 *)place->tags[0];
+	if (i >= LB_CT_WAYS && i < LB_CT_PLACE_WAYS)
+		return (__u32 *)place->tags[1];
+	return 0;
+}
+
+/* Compare-and-swap attempts on a bucket's tag word before giving up: each
+ * failure is another CPU changing another way's tag of the same bucket in
+ * the same few nanoseconds. */
+#define LB_CT_TAG_TRIES 3
+
+/* Frees way `w` of the bucket whose tag word is `word`, if its tag is
+ * still `tag`: a CPU that took the way meanwhile (a full bucket's victim:
+ * it writes its tag after its check) keeps its tag. After LB_CT_TAG_TRIES
+ * lost swaps the tag stays on a way whose check is 0: it reads as a miss,
+ * and is taken first when its bucket is full. */
+static __always_inline void lb_ct_release_tag(__u32 *word, int w, __u8 tag)
+{
+	__u32 old, shift = 8 * (__u32)w;
+	int attempt;
+
+#pragma unroll
+	for (attempt = 0; attempt < LB_CT_TAG_TRIES; attempt++) {
+		old = *(volatile __u32 *)word;
+		if ((__u8)(old >> shift) != tag)
+			return;
+		if (__sync_val_compare_and_swap(word, old, old & ~((__u32)0xff << shift)) == old)
+			return;
+	}
+}
+
+/* Ends the entry in way `i`, whose checked copy gave `check` (the key's
+ * tag is `tag`): an atomic compare-and-swap of the way's check from
+ * `check` to 0, so a way another CPU took since (its check differs) stays
+ * its, and of two CPUs ending the same entry one frees the way. The
+ * collector's compare-and-clear (ConntrackTable::end_if_unchanged) swaps
+ * check and `seen` together, so that a packet's stamp since its read
+ * keeps the entry; a program ends a flow however recent its stamp, so it
+ * swaps the check alone. Either way, only the side whose swap won frees
+ * the way's tag. */
+static __always_inline void lb_ct_clear(const struct lb_ct_place *place, int i, __u32 check,
+					__u8 tag)
 {
 	struct lb_ct_entry *entry = lb_ct_way(place, i);
-	__u8 *tag = lb_ct_tag_of(place, i);
+	__u32 *word = lb_ct_tags_word(place, i);
 
-	if (!entry || !tag || *(volatile __u32 *)&entry->check != check)
+	if (!entry || !word)
 		return;
-	*(volatile __u32 *)&entry->check = 0;
-	*(volatile __u8 *)tag = 0;
+	if (__sync_val_compare_and_swap(&entry->check, check, 0) != check)
+		return;
+	lb_ct_release_tag(word, i % LB_CT_WAYS, tag);
 }
 
 static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
@@ -251,15 +309,18 @@ static __always_inline void lb_ct_delete(const struct lb_ct_key *key)
 	i = lb_ct_find_in(key, hash, &place, &snap);
 	if (i < 0)
 		return;
-	lb_ct_clear(&place, i, lb_ct_check(hash, snap.backend_id, snap.nat_addr, snap.service_id));
+	lb_ct_clear(&place, i, lb_ct_check(hash, snap.backend_id, snap.nat_addr, snap.service_id),
+		    lb_ct_tag(hash));
 }
 
-/* Writes a way, its check last, then its tag: until the check (and if
- * another CPU writes the same way at once) the fields and the check
- * disagree, and the way reads as a miss. x86 keeps stores in order;
- * barrier() keeps the compiler from moving the check's store up. */
+/* Writes a way, its check last, then (unless the way was claimed by its
+ * tag, lb_ct_claim) its tag: until the check (and if another CPU writes
+ * the same way at once) the fields and the check disagree, and the way
+ * reads as a miss. x86 keeps stores in order; barrier() keeps the compiler
+ * from moving the check's store up. */
 static __always_inline void lb_ct_write(const struct lb_ct_place *place, int i, __u32 hash,
-					const struct lb_ct_key *key, const struct lb_ct_value *value)
+					const struct lb_ct_key *key, const struct lb_ct_value *value,
+					int claimed)
 {
 	struct lb_ct_entry *entry = lb_ct_way(place, i);
 	__u8 *tag = lb_ct_tag_of(place, i);
@@ -271,7 +332,8 @@ static __always_inline void lb_ct_write(const struct lb_ct_place *place, int i, 
 	barrier();
 	*(volatile __u32 *)&entry->check =
 		lb_ct_check(hash, value->backend_id, value->nat_addr, value->service_id);
-	*(volatile __u8 *)tag = lb_ct_tag(hash);
+	if (!claimed)
+		*(volatile __u8 *)tag = lb_ct_tag(hash);
 }
 
 static __always_inline int lb_ct_free_ways(__u32 tags)
@@ -280,20 +342,52 @@ static __always_inline int lb_ct_free_ways(__u32 tags)
 	       ((tags & 0xff000000) == 0);
 }
 
+/* Takes a free way of bucket `b` (0 or 1) of `place`, whose tag word was
+ * read as `tags`, by a compare-and-swap of the tag word that sets the
+ * way's tag: of CPUs taking free ways of one bucket at once each gets
+ * another way (a lost swap looks again). The way's index in `place`, or -1
+ * when the bucket has no free way (or after LB_CT_TAG_TRIES lost swaps).
+ * The tag is set before the way is written: a lookup meanwhile finds the
+ * way's check 0 (a free way's) or one of fields being written, a miss. */
+static __always_inline int lb_ct_claim(const struct lb_ct_place *place, int b, __u32 tags, __u8 tag)
+{
+	__u32 *word = (__u32 *)place->tags[b ? 1 : 0], seen;
+	int attempt, i, w;
+
+#pragma unroll
+	for (attempt = 0; attempt < LB_CT_TAG_TRIES; attempt++) {
+		w = -1;
+#pragma unroll
+		for (i = 0; i < LB_CT_WAYS; i++) {
+			if ((__u8)(tags >> (8 * i)) == 0) {
+				w = i;
+				break;
+			}
+		}
+		if (w < 0)
+			return -1;
+		seen = __sync_val_compare_and_swap(word, tags, tags | ((__u32)tag << (8 * w)));
+		if (seen == tags)
+			return (b ? LB_CT_WAYS : 0) + w;
+		tags = seen;
+	}
+	return -1;
+}
+
 /* Writes the entry of `key` into a way of its buckets: the way that holds
- * the key already, else a free way (by its tag, without reading it: a new
- * flow's store to a cold line does not wait for it) of the bucket with
- * more free ways (two choices keep buckets even: few ever fill), else the
- * first expired one, else the least recently seen live flow of the two
- * buckets (counted as an eviction). 0 or -1. */
+ * the key already, else a free way (claimed by its tag, without reading
+ * the way: a new flow's store to a cold line does not wait for it) of the
+ * bucket with more free ways (two choices keep buckets even: few ever
+ * fill), else the first expired one, else the least recently seen live
+ * flow of the two buckets (counted as an eviction). 0 or -1. */
 static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struct lb_ct_key *key,
 					const struct lb_ct_value *value)
 {
 	__u32 hash = lb_ct_key_hash(key);
 	struct lb_ct_place place;
 	struct lb_ct_value snap;
-	__u32 tags0, tags1, tags, oldest_age = 0;
-	int i, victim, oldest = -1, base;
+	__u32 tags0, tags1, oldest_age = 0;
+	int i, victim, oldest = -1, claimed = 0;
 
 	if (lb_ct_place_of(hash, &place))
 		return -1;
@@ -301,19 +395,17 @@ static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struc
 	if (victim < 0) {
 		tags0 = *(volatile __u32 *)place.tags[0];
 		tags1 = *(volatile __u32 *)place.tags[1];
-		base = lb_ct_free_ways(tags1) > lb_ct_free_ways(tags0) ? LB_CT_WAYS : 0;
-		tags = base ? tags1 : tags0;
-#pragma unroll
-		for (i = 0; i < LB_CT_WAYS; i++) {
-			if ((__u8)(tags >> (8 * i)) == 0) {
-				victim = base + i;
-				break;
-			}
-		}
+		if (lb_ct_free_ways(tags1) > lb_ct_free_ways(tags0))
+			victim = lb_ct_claim(&place, 1, tags1, lb_ct_tag(hash));
+		else
+			victim = lb_ct_claim(&place, 0, tags0, lb_ct_tag(hash));
+		claimed = victim >= 0;
 	}
-	/* Both buckets full: the victim is chosen from the ways' fields
-	 * read unchecked. A race only picks another victim than the
-	 * stalest; what is written is checked as ever. */
+	/* Both buckets full (or the claim lost LB_CT_TAG_TRIES times): the
+	 * victim is chosen from the ways' fields read unchecked, and taken
+	 * without a claim. A race only picks another victim than the
+	 * stalest, or two CPUs the same victim; what is written is checked
+	 * as ever. */
 	if (victim < 0) {
 #pragma unroll
 		for (i = 0; i < LB_CT_PLACE_WAYS; i++) {
@@ -337,7 +429,7 @@ static __always_inline int lb_ct_insert(const struct lb_config *cfg, const struc
 			lb_stat_inc(LB_STAT_CT_EVICTED);
 		}
 	}
-	lb_ct_write(&place, victim, hash, key, value);
+	lb_ct_write(&place, victim, hash, key, value, claimed);
 	return 0;
 }
 

@@ -128,9 +128,12 @@ ConntrackSnapshot ConntrackTable::read(const lb_ct_entry& entry) {
   return snap;
 }
 
-// A program that took the way between the two stores (it writes its tag
-// after its check) loses its tag: the flow's next packet misses and writes
-// it again, to the same backend while Maglev's table is unchanged.
+// A program takes a free way by setting its tag (ebpf/conntrack.h), so
+// none takes this one before the tag is cleared, but for a full bucket's
+// victim (taken without a claim, its tag stored after its check): one
+// that took the way between the two stores loses its tag, and the flow's
+// next packet misses and writes it again, to the same backend while
+// Maglev's table is unchanged.
 bool ConntrackTable::end_if_unchanged(std::uint32_t bucket, std::uint32_t way, std::uint64_t stamp) {
   if (!__atomic_compare_exchange_n(stamp_of(this->way(bucket, way)), &stamp, std::uint64_t{0},
                                    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
