@@ -41,11 +41,16 @@ struct NftLoadBalancer::Impl {
   };
 
   Impl(const NetnsHandle& network_ns, const NftOptions& options)
-      : ns(nft::duplicate(network_ns)), opt(options), ctx(nft::duplicate(network_ns)), addresses(network_ns, options.bridge) {}
+      : ns(nft::duplicate(network_ns)),
+        opt(options),
+        ctx(nft::duplicate(network_ns)),
+        writer(network_ns),
+        addresses(network_ns, options.bridge) {}
 
   NetnsHandle ns;
   NftOptions opt;
-  nft::NftContext ctx;
+  nft::NftContext ctx;          // the table, pick chains, listings
+  nft::NftElementWriter writer;  // element changes
   nft::VipRoutes addresses;  // local routes: the VIPs (and SNAT address) the bridge owns
   std::map<Frontend, std::uint32_t> frontends;
   std::map<std::uint32_t, std::uint32_t> vip_refs;  // VIP -> frontends using it
@@ -80,10 +85,19 @@ struct NftLoadBalancer::Impl {
 
   nft::Commands commands() const { return nft::Commands(opt.table); }
 
+  // The new pick chains first (libnftables: they have rules), then the
+  // elements as one transaction. A chain made stays in the model even if
+  // the elements then fail: the kernel has it, unreferenced until a
+  // service's svc_pick element names it.
   void apply(const nft::Commands& c, const std::string& what) {
     last_commands = c.text();
     last_operations = c.operations();
-    if (!c.empty()) ctx.run(last_commands, what);
+    if (c.empty()) return;
+    if (const std::string chains = c.chains_text(); !chains.empty()) {
+      ctx.run(chains, what + " (pick chains)");
+      pending_chains.clear();
+    }
+    writer.send(c, what);
   }
 
   void check_service_id(std::uint32_t id) const {
@@ -161,14 +175,31 @@ struct NftLoadBalancer::Impl {
     }
     Service planned{s.slots, next};
     planned.slots = plan_slots(c, service_id, planned);
+    // backend_svc holds the service of exactly the backends without a slot.
+    auto sorted = [](std::vector<std::uint32_t> ids) {
+      std::sort(ids.begin(), ids.end());
+      return ids;
+    };
+    const auto slotted_before = sorted(s.slots), slotted_after = sorted(planned.slots);
+    auto in = [](const std::vector<std::uint32_t>& ids, std::uint32_t id) {
+      return std::binary_search(ids.begin(), ids.end(), id);
+    };
     for (const auto& [id, b] : next) {
       auto old = s.backends.find(id);
-      if (old != s.backends.end() && old->second.ip == b.ip) continue;
-      if (old != s.backends.end()) c.delete_backend(id);
-      c.add_backend(id, b.ip, service_id);
+      const bool existed = old != s.backends.end();
+      if (!existed || old->second.ip != b.ip) {
+        if (existed) c.delete_backend(id);
+        c.add_backend(id, b.ip);
+      }
+      const bool recorded = existed && !in(slotted_before, id), record = !in(slotted_after, id);
+      if (recorded && !record) c.delete_owner(id);
+      if (record && !recorded) c.add_owner(id, service_id);
     }
-    for (const auto& [id, old] : s.backends)
-      if (!next.count(id)) c.delete_backend(id);
+    for (const auto& [id, old] : s.backends) {
+      if (next.count(id)) continue;
+      c.delete_backend(id);
+      if (!in(slotted_before, id)) c.delete_owner(id);
+    }
     s = std::move(planned);
     return reset;
   }
@@ -228,20 +259,22 @@ struct NftLoadBalancer::Impl {
       ++vip_refs[f.vip];
       services[svc];
     }
-    for (const auto& [id, svc] : backend_owner) {
-      Backend b{.id = id, .ip = backend_ip.count(id) ? backend_ip[id] : 0, .mac = {}, .state = BackendState::draining};
-      services[svc].backends[id] = b;
-    }
-    for (auto& [svc, s] : services) {
-      const std::uint32_t n = pick_size.count(svc) ? pick_size[svc] : 0;
+    auto ip_of = [&](std::uint32_t id) { return backend_ip.count(id) ? backend_ip[id] : 0; };
+    // backend_svc: the backends without a slot (draining, or dead after
+    // their flush); the others' service is the key of their slot.
+    for (const auto& [id, svc] : backend_owner)
+      services[svc].backends[id] = {.id = id, .ip = ip_of(id), .mac = {}, .state = BackendState::draining};
+    for (const auto& [svc, n] : pick_size) {
+      auto& s = services[svc];
       for (std::uint32_t i = 0; i < n; ++i) {
         auto it = slots[svc].find(i);
         // A half-written service (cannot happen with one transaction per
         // change) would be rewritten by the next set_backends.
         if (it == slots[svc].end()) break;
-        s.slots.push_back(it->second);
-        auto b = s.backends.find(it->second);
-        if (b != s.backends.end()) b->second.state = BackendState::active;
+        const std::uint32_t id = it->second;
+        s.slots.push_back(id);
+        s.backends[id] = {.id = id, .ip = ip_of(id), .mac = {}, .state = BackendState::active};
+        backend_owner[id] = svc;
       }
     }
   }

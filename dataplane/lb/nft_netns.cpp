@@ -11,13 +11,23 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <libnftnl/common.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
 #include <nftables/libnftables.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <optional>
 #include <system_error>
 #include <vector>
@@ -105,6 +115,105 @@ std::string NftContext::list_json(const std::string& what_to_list) {
     nft_ctx_output_set_flags(ctx_, flags);
     throw;
   }
+}
+
+namespace {
+
+struct SetFree {
+  void operator()(nftnl_set* set) const { nftnl_set_free(set); }
+};
+
+// Elements per message: ~80 bytes each at most (a verdict with its chain's
+// name), well inside the message buffer.
+constexpr std::size_t kElementsPerMessage = 256;
+
+}  // namespace
+
+NftElementWriter::NftElementWriter(const NetnsHandle& ns)
+    : fd_(open_socket_in(ns, AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER)) {
+  // A failed message's reply then carries its header, not the whole message.
+  const int on = 1;
+  ::setsockopt(fd_.get(), SOL_NETLINK, NETLINK_CAP_ACK, &on, sizeof on);
+}
+
+void NftElementWriter::send(const Commands& c, const std::string& what) {
+  std::vector<char> batch;
+  std::vector<const std::string*> map_of;  // the map of each element message, in order
+  std::vector<char> buf(1 << 17);  // one message at a time
+  auto append = [&](const nlmsghdr* h) {
+    const char* at = reinterpret_cast<const char*>(h);
+    batch.insert(batch.end(), at, at + NLMSG_ALIGN(h->nlmsg_len));
+  };
+  const std::uint32_t begin_seq = ++seq_;
+  append(static_cast<nlmsghdr*>(nftnl_batch_begin(buf.data(), begin_seq)));
+  auto put = [&](std::uint16_t type, std::uint16_t flags, const std::vector<MapChanges>& list) {
+    for (const auto& m : list) {
+      for (std::size_t at = 0; at < m.elements.size(); at += kElementsPerMessage) {
+        std::unique_ptr<nftnl_set, SetFree> set(nftnl_set_alloc());
+        if (!set) throw std::bad_alloc();
+        nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, c.table().c_str());
+        nftnl_set_set_str(set.get(), NFTNL_SET_NAME, m.map.c_str());
+        nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, NFPROTO_IPV4);
+        const std::size_t end = std::min(m.elements.size(), at + kElementsPerMessage);
+        for (std::size_t i = at; i < end; ++i) {
+          const Element& e = m.elements[i];
+          nftnl_set_elem* elem = nftnl_set_elem_alloc();
+          if (!elem) throw std::bad_alloc();
+          nftnl_set_elem_add(set.get(), elem);  // the set frees it
+          nftnl_set_elem_set(elem, NFTNL_SET_ELEM_KEY, e.key.data(), e.key_len);
+          if (e.data_len) nftnl_set_elem_set(elem, NFTNL_SET_ELEM_DATA, e.data.data(), e.data_len);
+          if (e.goto_pick) {
+            nftnl_set_elem_set_u32(elem, NFTNL_SET_ELEM_VERDICT, static_cast<std::uint32_t>(NFT_GOTO));
+            nftnl_set_elem_set_str(elem, NFTNL_SET_ELEM_CHAIN, fmt::format("pick_{}", e.goto_pick).c_str());
+          }
+        }
+        nlmsghdr* h = nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_IPV4, flags | NLM_F_ACK, ++seq_);
+        nftnl_set_elems_nlmsg_build_payload(h, set.get());
+        append(h);
+        map_of.push_back(&m.map);
+      }
+    }
+  };
+  put(NFT_MSG_DELSETELEM, 0, c.deletes());
+  put(NFT_MSG_NEWSETELEM, NLM_F_CREATE, c.adds());
+  if (map_of.empty()) return;
+  append(static_cast<nlmsghdr*>(nftnl_batch_end(buf.data(), ++seq_)));
+
+  const int fd = fd_.get();
+  const int sndbuf = static_cast<int>(std::min<std::size_t>(batch.size() + 65536, INT_MAX / 2));
+  const int rcvbuf = static_cast<int>(std::min<std::size_t>((map_of.size() + 16) * 2048, INT_MAX / 2));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+  if (::send(fd, batch.data(), batch.size(), 0) < 0)
+    throw NftError(fmt::format("nftables: {}: send: {}", what, std::strerror(errno)));
+  // nfnetlink runs the whole batch inside send(): every reply is queued by
+  // now (one per message; an error aborts the transaction).
+  std::size_t replies = 0;
+  int error = 0;
+  std::string error_map;
+  std::vector<char> in(1 << 16);
+  for (;;) {
+    const ssize_t n = ::recv(fd, in.data(), in.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      throw NftError(fmt::format("nftables: {}: replies: {}", what, std::strerror(errno)));
+    }
+    int left = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(in.data()); NLMSG_OK(h, static_cast<unsigned>(left));
+         h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq < begin_seq || h->nlmsg_seq > seq_) continue;
+      ++replies;
+      const int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
+      if (err == 0 || error) continue;
+      error = err;
+      const std::size_t index = h->nlmsg_seq - begin_seq - 1;
+      error_map = index < map_of.size() ? *map_of[index] : "batch";
+    }
+  }
+  if (error) throw NftError(fmt::format("nftables: {}: map {}: {}", what, error_map, std::strerror(error)));
+  if (replies != map_of.size())
+    throw NftError(fmt::format("nftables: {}: {} replies to {} messages", what, replies, map_of.size()));
 }
 
 VipRoutes::VipRoutes(const NetnsHandle& ns, std::string bridge) : bridge_(std::move(bridge)) {

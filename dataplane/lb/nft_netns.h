@@ -44,6 +44,25 @@ class NftContext {
   nft_ctx* ctx_ = nullptr;
 };
 
+class Commands;
+
+// Sends a batch's element changes (Commands::deletes(), then adds()) as one
+// nf_tables transaction of element messages built with libnftnl, on a
+// netlink socket of the namespace. libnftables would parse, evaluate and
+// allocate ~1 KB per element (10 000 services x 10 backends: 1.6 s of the
+// 1.9 s load, the kernel ~0.25 s); this writes the kernel's element
+// attributes directly. Throws NftError naming `what`, the map and errno;
+// on any error the kernel applied nothing.
+class NftElementWriter {
+ public:
+  explicit NftElementWriter(const NetnsHandle& ns);
+  void send(const Commands& commands, const std::string& what);
+
+ private:
+  UniqueFd fd_;
+  std::uint32_t seq_ = 0;
+};
+
 // The VIPs as routes of type local via the bridge (table local, protocol
 // kRouteProtocol): the stack then owns them, so it answers ARP and ping for
 // them on the bridge, like an address would, but a route costs O(log n) to

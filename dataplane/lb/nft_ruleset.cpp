@@ -1,6 +1,10 @@
 #include "dataplane/lb/nft_ruleset.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -90,96 +94,177 @@ std::string replace_snat_mac_table(const std::string& table, const std::string& 
                             fmt::arg("t", table), fmt::arg("d", bridge), fmt::arg("m", mac.str()));
 }
 
-void Commands::push(std::vector<PerMap>& list, const char* map, std::string element) {
-  auto it = std::find_if(list.begin(), list.end(), [&](const PerMap& m) { return m.name == map; });
-  if (it == list.end()) it = list.insert(list.end(), PerMap{map, {}});
-  it->elements.push_back(std::move(element));
+namespace {
+
+void put_host(std::uint8_t* at, std::uint32_t v) { std::memcpy(at, &v, 4); }
+void put_net(std::uint8_t* at, std::uint32_t v) {
+  v = htonl(v);
+  std::memcpy(at, &v, 4);
+}
+
+// A key of 32-bit host-order values (marks, numgen's slot number).
+Element host_key(std::uint32_t a) {
+  Element e;
+  put_host(e.key.data(), a);
+  e.key_len = 4;
+  return e;
+}
+
+Element host_key(std::uint32_t a, std::uint32_t b) {
+  Element e;
+  put_host(e.key.data(), a);
+  put_host(e.key.data() + 4, b);
+  e.key_len = 8;
+  return e;
+}
+
+// VIP . inet_proto [. inet_service]: one byte of protocol, the port in
+// network order, each padded to 4 bytes.
+Element frontend_key(const Frontend& f) {
+  Element e;
+  put_net(e.key.data(), f.vip);
+  e.key[4] = f.proto == Protocol::udp ? IPPROTO_UDP : IPPROTO_TCP;
+  e.key_len = 8;
+  if (f.port != 0) {
+    const std::uint16_t port = htons(f.port);
+    std::memcpy(e.key.data() + 8, &port, 2);
+    e.key_len = 12;
+  }
+  return e;
+}
+
+Element with_host_data(Element e, std::uint32_t v) {
+  put_host(e.data.data(), v);
+  e.data_len = 4;
+  return e;
+}
+
+}  // namespace
+
+void Commands::push(std::vector<MapChanges>& list, const char* map, std::string text, const Element& element) {
+  auto it = std::find_if(list.begin(), list.end(), [&](const MapChanges& m) { return m.map == map; });
+  if (it == list.end()) it = list.insert(list.end(), MapChanges{map, {}, {}});
+  it->text.push_back(std::move(text));
+  it->elements.push_back(element);
+}
+
+std::string Commands::chains_text() const {
+  std::string out;
+  for (const auto& c : chains_) out += c;
+  return out;
 }
 
 std::string Commands::text() const {
-  std::string out;
-  auto render = [&](const char* verb, const std::vector<PerMap>& list) {
+  std::string out = chains_text();
+  auto render = [&](const char* verb, const std::vector<MapChanges>& list) {
     for (const auto& m : list) {
-      out += fmt::format("{} element ip {} {} {{ ", verb, table_, m.name);
-      for (std::size_t i = 0; i < m.elements.size(); ++i) {
+      out += fmt::format("{} element ip {} {} {{ ", verb, table_, m.map);
+      for (std::size_t i = 0; i < m.text.size(); ++i) {
         if (i) out += ", ";
-        out += m.elements[i];
+        out += m.text[i];
       }
       out += " }\n";
     }
   };
   render("delete", deletes_);
-  for (const auto& c : chains_) out += c;
   render("add", adds_);
   return out;
 }
 
 void Commands::add_frontend(const Frontend& f, std::uint32_t service_id) {
   ++operations_;
+  const Element e = with_host_data(frontend_key(f), service_id);
   if (f.port == 0)
-    push(adds_, "fe_any", fmt::format("{} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), service_id));
+    push(adds_, "fe_any", fmt::format("{} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), service_id), e);
   else
-    push(adds_, "fe_port", fmt::format("{} . {} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), f.port, service_id));
+    push(adds_, "fe_port", fmt::format("{} . {} . {} : {}", ipv4_text(f.vip), proto_text(f.proto), f.port, service_id),
+         e);
 }
 
 void Commands::delete_frontend(const Frontend& f) {
   ++operations_;
   if (f.port == 0)
-    push(deletes_, "fe_any", fmt::format("{} . {}", ipv4_text(f.vip), proto_text(f.proto)));
+    push(deletes_, "fe_any", fmt::format("{} . {}", ipv4_text(f.vip), proto_text(f.proto)), frontend_key(f));
   else
-    push(deletes_, "fe_port", fmt::format("{} . {} . {}", ipv4_text(f.vip), proto_text(f.proto), f.port));
+    push(deletes_, "fe_port", fmt::format("{} . {} . {}", ipv4_text(f.vip), proto_text(f.proto), f.port),
+         frontend_key(f));
 }
 
 void Commands::add_vip(std::uint32_t vip) {
   ++operations_;
-  push(adds_, "vips", ipv4_text(vip));
+  Element e;
+  put_net(e.key.data(), vip);
+  e.key_len = 4;
+  push(adds_, "vips", ipv4_text(vip), e);
 }
 
 void Commands::delete_vip(std::uint32_t vip) {
   ++operations_;
-  push(deletes_, "vips", ipv4_text(vip));
+  Element e;
+  put_net(e.key.data(), vip);
+  e.key_len = 4;
+  push(deletes_, "vips", ipv4_text(vip), e);
 }
 
 void Commands::add_pick_chain(std::uint32_t n) {
   // The slot number is drawn per new connection; conntrack keeps the
   // connection on its backend for its life. ct mark = backend id, so a dead
-  // backend's flows can be flushed from conntrack by mark.
+  // backend's flows can be flushed from conntrack by mark. Chain and rules
+  // as separate commands: libnftables 1.0.6 does not load the sets into
+  // its cache for "add chain x { rules }" alone ("No such file or
+  // directory" for @slots), and the chains now go without the elements.
   ++operations_;
-  chains_.push_back(fmt::format("add chain ip {0} pick_{1} {{ ct mark set meta mark . numgen random mod {1} map "
-                                "@slots; dnat ip to ct mark map @backend_addr; }}\n",
+  chains_.push_back(fmt::format("add chain ip {0} pick_{1}\n"
+                                "add rule ip {0} pick_{1} ct mark set meta mark . numgen random mod {1} map @slots\n"
+                                "add rule ip {0} pick_{1} dnat ip to ct mark map @backend_addr\n",
                                 table_, n));
 }
 
 void Commands::add_slot(std::uint32_t service_id, std::uint32_t slot, std::uint32_t backend_id) {
   ++operations_;
-  push(adds_, "slots", fmt::format("{} . {} : {}", service_id, slot, backend_id));
+  push(adds_, "slots", fmt::format("{} . {} : {}", service_id, slot, backend_id),
+       with_host_data(host_key(service_id, slot), backend_id));
 }
 
 void Commands::delete_slot(std::uint32_t service_id, std::uint32_t slot) {
   ++operations_;
-  push(deletes_, "slots", fmt::format("{} . {}", service_id, slot));
+  push(deletes_, "slots", fmt::format("{} . {}", service_id, slot), host_key(service_id, slot));
 }
 
 void Commands::set_pick(std::uint32_t service_id, std::uint32_t n) {
   ++operations_;
-  push(adds_, "svc_pick", fmt::format("{} : goto pick_{}", service_id, n));
+  Element e = host_key(service_id);
+  e.goto_pick = n;
+  push(adds_, "svc_pick", fmt::format("{} : goto pick_{}", service_id, n), e);
 }
 
 void Commands::delete_pick(std::uint32_t service_id) {
   ++operations_;
-  push(deletes_, "svc_pick", std::to_string(service_id));
+  push(deletes_, "svc_pick", std::to_string(service_id), host_key(service_id));
 }
 
-void Commands::add_backend(std::uint32_t backend_id, std::uint32_t ip, std::uint32_t service_id) {
-  operations_ += 2;
-  push(adds_, "backend_addr", fmt::format("{} : {}", backend_id, ipv4_text(ip)));
-  push(adds_, "backend_svc", fmt::format("{} : {}", backend_id, service_id));
+void Commands::add_backend(std::uint32_t backend_id, std::uint32_t ip) {
+  ++operations_;
+  Element e = host_key(backend_id);
+  put_net(e.data.data(), ip);
+  e.data_len = 4;
+  push(adds_, "backend_addr", fmt::format("{} : {}", backend_id, ipv4_text(ip)), e);
 }
 
 void Commands::delete_backend(std::uint32_t backend_id) {
-  operations_ += 2;
-  push(deletes_, "backend_addr", std::to_string(backend_id));
-  push(deletes_, "backend_svc", std::to_string(backend_id));
+  ++operations_;
+  push(deletes_, "backend_addr", std::to_string(backend_id), host_key(backend_id));
+}
+
+void Commands::add_owner(std::uint32_t backend_id, std::uint32_t service_id) {
+  ++operations_;
+  push(adds_, "backend_svc", fmt::format("{} : {}", backend_id, service_id),
+       with_host_data(host_key(backend_id), service_id));
+}
+
+void Commands::delete_owner(std::uint32_t backend_id) {
+  ++operations_;
+  push(deletes_, "backend_svc", std::to_string(backend_id), host_key(backend_id));
 }
 
 }  // namespace weft::dataplane::lb::nft

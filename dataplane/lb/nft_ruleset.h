@@ -4,6 +4,7 @@
 // checked without root.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -14,8 +15,9 @@
 namespace weft::dataplane::lb::nft {
 
 // Bumped when the table's layout changes: a table without the marker set of
-// this version is replaced on open.
-inline constexpr const char* kLayoutMarker = "layout_1";
+// this version is replaced on open. layout_2: backend_svc records only the
+// backends outside the slots (an active backend's service is its slot key).
+inline constexpr const char* kLayoutMarker = "layout_2";
 
 struct TableLimits {
   std::uint32_t max_services = 16384;
@@ -40,9 +42,30 @@ std::string replace_snat_rule(const std::string& table, std::uint32_t snat_ip);
 // which IP drops before any other hook could see them.
 std::string replace_snat_mac_table(const std::string& table, const std::string& bridge, std::uint32_t snat_ip);
 
-// A batch of element changes, sent as one transaction. Rendered as all
-// deletes, then new chains, then all adds, one statement per map: so a
-// batch must not add a key and then delete it (callers plan each key once).
+// One element as the kernel takes it: key and data in register layout
+// (mark and numgen values in host order, addresses and ports in network
+// order, each part of a concatenation padded to 4 bytes).
+struct Element {
+  std::array<std::uint8_t, 12> key{};
+  std::uint8_t key_len = 0;
+  std::array<std::uint8_t, 4> data{};
+  std::uint8_t data_len = 0;
+  std::uint32_t goto_pick = 0;  // svc_pick: the verdict "goto pick_<n>"
+};
+
+// The changes of one map in a batch, as text (what the change says, for
+// tests and logs) and as elements (what is sent).
+struct MapChanges {
+  std::string map;
+  std::vector<std::string> text;
+  std::vector<Element> elements;
+};
+
+// A batch of changes. The pick chains (rules, once per n) go first, through
+// libnftables; the element changes then as one transaction of element
+// messages (NftElementWriter): all deletes, then all adds, one statement per
+// map: so a batch must not add a key and then delete it (callers plan each
+// key once).
 class Commands {
  public:
   explicit Commands(std::string table) : table_(std::move(table)) {}
@@ -59,22 +82,29 @@ class Commands {
   void delete_slot(std::uint32_t service_id, std::uint32_t slot);
   void set_pick(std::uint32_t service_id, std::uint32_t n);  // after delete_pick if present
   void delete_pick(std::uint32_t service_id);
-  void add_backend(std::uint32_t backend_id, std::uint32_t ip, std::uint32_t service_id);
+  void add_backend(std::uint32_t backend_id, std::uint32_t ip);
   void delete_backend(std::uint32_t backend_id);
+  // The service of a backend that holds no slot (draining or dead): the
+  // slots map records the others' service, so a full load of active
+  // backends writes no owner element (a third fewer elements).
+  void add_owner(std::uint32_t backend_id, std::uint32_t service_id);
+  void delete_owner(std::uint32_t backend_id);
 
   bool empty() const { return operations_ == 0; }
   // Element updates and chains in the batch.
   std::size_t operations() const { return operations_; }
+  // The whole batch as nft commands: chains, deletes, adds.
   std::string text() const;
+  // The new pick chains as nft commands ("" if none).
+  std::string chains_text() const;
+  const std::string& table() const { return table_; }
+  const std::vector<MapChanges>& deletes() const { return deletes_; }
+  const std::vector<MapChanges>& adds() const { return adds_; }
 
  private:
-  struct PerMap {
-    std::string name;
-    std::vector<std::string> elements;
-  };
-  static void push(std::vector<PerMap>& list, const char* map, std::string element);
+  static void push(std::vector<MapChanges>& list, const char* map, std::string text, const Element& element);
   std::string table_;
-  std::vector<PerMap> deletes_, adds_;
+  std::vector<MapChanges> deletes_, adds_;
   std::vector<std::string> chains_;
   std::size_t operations_ = 0;
 };

@@ -14,6 +14,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <set>
@@ -358,6 +360,7 @@ TEST_F(LbNftTest, ReopenKeepsModelAndFlowsAndRemoveCleansUp) {
   auto backends = lb_->backends(kService);
   ASSERT_EQ(backends.size(), 2u);
   EXPECT_EQ(backends[0].state, BackendState::active);
+  EXPECT_EQ(backends[0].ip, kB1);
   EXPECT_EQ(backends[1].state, BackendState::draining);
   EXPECT_EQ(backends[1].ip, kB2);
   EXPECT_EQ(open.echo("after restart\n"), "after restart\n");
@@ -365,6 +368,18 @@ TEST_F(LbNftTest, ReopenKeepsModelAndFlowsAndRemoveCleansUp) {
   // The restored model drives the next change.
   lb_->set_backend_state(12, BackendState::active);
   EXPECT_GT(connect_many(*client_, 30)["b2"], 0);
+  // An active backend's service comes back from its slot (backend_svc holds
+  // only the others): it can be drained, and the next restart still knows it.
+  lb_.reset();
+  lb_.emplace(NftLoadBalancer::open(*net_, options()));
+  lb_->set_backend_state(11, BackendState::draining);
+  EXPECT_EQ(connect_many(*client_, 5)["b2"], 5);
+  lb_.reset();
+  lb_.emplace(NftLoadBalancer::open(*net_, options()));
+  backends = lb_->backends(kService);
+  ASSERT_EQ(backends.size(), 2u);
+  EXPECT_EQ(backends[0].state, BackendState::draining);
+  EXPECT_EQ(backends[1].state, BackendState::active);
 
   lb_.reset();
   NftLoadBalancer::remove(*net_, options());
@@ -381,10 +396,83 @@ TEST_F(LbNftTest, OneBackendChangeIsAFewElementUpdates) {
   lb_->set_backend_state(103, BackendState::draining);
   const std::string& text = lb_->last_commands();
   // Slot 3 gets the last slot's backend, the last slot goes, the service's
-  // pick goes from 10 to 9 (and pick_9 is made, once).
-  EXPECT_EQ(lb_->last_operations(), 6u) << text;
-  EXPECT_EQ(text.find("rule"), std::string::npos) << text;
+  // pick goes from 10 to 9 (and pick_9 is made, once), and the drained
+  // backend's service is recorded now that no slot holds it.
+  EXPECT_EQ(lb_->last_operations(), 7u) << text;
   EXPECT_EQ(text.find("flush"), std::string::npos) << text;
+  EXPECT_EQ(text.find("delete rule"), std::string::npos) << text;
+  // The only rules are those of the new pick_9, made once.
+  const auto first_rule = text.find("add rule");
+  ASSERT_NE(first_rule, std::string::npos) << text;
+  EXPECT_EQ(text.substr(first_rule, 29), "add rule ip weft_lb pick_9 ct") << text;
+  lb_->set_backend_state(103, BackendState::active);
+  lb_->set_backend_state(105, BackendState::draining);
+  EXPECT_EQ(lb_->last_commands().find("rule"), std::string::npos) << lb_->last_commands();
+  EXPECT_EQ(lb_->last_operations(), 6u) << lb_->last_commands();
+}
+
+// The elements go as one transaction: when the kernel refuses one (here a
+// slot deleted behind the balancer's back), it applies none of them, the
+// call throws naming the map, and the model is unchanged; a pick chain made
+// for the change stays known (the kernel has it).
+TEST_F(LbNftTest, RefusedElementChangeAppliesNothing) {
+  make_service();
+  ASSERT_EQ(shell_in(net_path_, "nft delete element ip weft_lb slots { 1 . 1 }"), 0);
+  try {
+    lb_->set_backend_state(12, BackendState::draining);
+    ADD_FAILURE() << "the kernel took a delete of a missing slot";
+  } catch (const nft::NftError& e) {
+    EXPECT_NE(std::string(e.what()).find("map slots"), std::string::npos) << e.what();
+  }
+  auto backends = lb_->backends(kService);
+  ASSERT_EQ(backends.size(), 2u);
+  EXPECT_EQ(backends[1].state, BackendState::active);
+  EXPECT_EQ(shell_in(net_path_, "sh -c 'nft list map ip weft_lb svc_pick | grep -q \"goto pick_2\"'"), 0)
+      << "the service still picks among 2";
+  EXPECT_NE(shell_in(net_path_, "sh -c 'nft list map ip weft_lb backend_svc | grep -q elements'"), 0)
+      << "no owner element was added";
+  EXPECT_EQ(shell_in(net_path_, "nft list chain ip weft_lb pick_1"), 0);
+
+  ASSERT_EQ(shell_in(net_path_, "nft add element ip weft_lb slots { 1 . 1 : 12 }"), 0);
+  lb_->set_backend_state(12, BackendState::draining);
+  EXPECT_EQ(lb_->last_commands().find("add chain"), std::string::npos) << "pick_1 exists";
+  EXPECT_EQ(connect_many(*client_, 5)["b1"], 5);
+}
+
+// Active backends' service is the key of their slot: loading them writes a
+// slot and an address each and no owner element (the full load's cost is
+// per element); only a backend out of the slots gets one, and loses it when
+// it comes back.
+TEST_F(LbNftTest, OnlyBackendsWithoutASlotHaveAnOwnerElement) {
+  // Marks list as 0x%08x: backend 103 is 0x00000067, 104 is 0x00000068.
+  auto owners = [&] {
+    std::string out;
+    FILE* p = ::popen(("nsenter --net=" + net_path_.string() + " nft list map ip weft_lb backend_svc").c_str(), "r");
+    char buf[512];
+    while (p && std::fgets(buf, sizeof buf, p)) out += buf;
+    if (p) ::pclose(p);
+    return out;
+  };
+  lb_->upsert_service({kVip, 80, Protocol::tcp}, kService);
+  std::vector<Backend> ten;
+  for (std::uint32_t i = 0; i < 10; ++i)
+    ten.push_back({.id = 100 + i, .ip = ip4(10, 0, 1, 1 + static_cast<int>(i)), .mac = {}, .state = BackendState::active});
+  lb_->set_backends(kService, ten);
+  EXPECT_EQ(lb_->last_operations(), 10u + 10u + 2u) << lb_->last_commands();  // slots, addresses, pick_10 and its use
+  EXPECT_EQ(lb_->last_commands().find("backend_svc"), std::string::npos) << lb_->last_commands();
+  EXPECT_EQ(owners().find("elements"), std::string::npos) << owners();
+  EXPECT_NE(owners().find("backend_svc"), std::string::npos) << "the listing worked";
+
+  lb_->set_backend_state(103, BackendState::draining);
+  lb_->set_backend_state(104, BackendState::dead);
+  EXPECT_NE(owners().find("0x00000067 : 0x00000001"), std::string::npos) << owners();
+  EXPECT_NE(owners().find("0x00000068 : 0x00000001"), std::string::npos) << owners();
+  lb_->set_backend_state(103, BackendState::active);
+  EXPECT_EQ(owners().find("0x00000067"), std::string::npos) << owners();
+  EXPECT_NE(owners().find("0x00000068 : 0x00000001"), std::string::npos) << owners();
+  // Removing the service removes the record of the backend outside the slots.
+  lb_->remove_service(kService);
+  EXPECT_EQ(owners().find("elements"), std::string::npos) << owners();
 }
 
 TEST_F(LbNftTest, BadInputIsRefusedAndChangesNothing) {
@@ -426,7 +514,7 @@ TEST_F(LbNftTest, OpenReconcilesVipRoutesAndReplacesAForeignTable) {
   lb_.reset();
 
   // A table of that name without this layout's marker is replaced.
-  ASSERT_EQ(shell_in(net_path_, "nft delete set ip weft_lb layout_1"), 0);
+  ASSERT_EQ(shell_in(net_path_, std::string("nft delete set ip weft_lb ") + nft::kLayoutMarker), 0);
   lb_.emplace(NftLoadBalancer::open(*net_, options()));
   EXPECT_TRUE(lb_->frontends().empty());
   EXPECT_NE(shell_in(net_path_, "sh -c 'ip route show table local | grep -q 10.0.0.100'"), 0)
@@ -486,7 +574,7 @@ static_assert(std::is_base_of_v<ServiceBackend, NftLoadBalancer>);
 static_assert(std::is_base_of_v<ServiceBackend, EbpfServiceBackend>);
 
 // No root needed: what a batch sends, in which order.
-TEST(NftCommands, BatchSendsDeletesThenChainsThenAddsOneStatementPerMap) {
+TEST(NftCommands, BatchSendsChainsThenDeletesThenAddsOneStatementPerMap) {
   Commands c("weft_lb");
   c.delete_slot(1, 3);
   c.add_slot(1, 3, 19);
@@ -495,13 +583,52 @@ TEST(NftCommands, BatchSendsDeletesThenChainsThenAddsOneStatementPerMap) {
   c.add_pick_chain(9);
   c.set_pick(1, 9);
   EXPECT_EQ(c.operations(), 6u);
-  EXPECT_EQ(c.text(),
-            "delete element ip weft_lb slots { 1 . 3, 1 . 9 }\n"
-            "delete element ip weft_lb svc_pick { 1 }\n"
-            "add chain ip weft_lb pick_9 { ct mark set meta mark . numgen random mod 9 map @slots; "
-            "dnat ip to ct mark map @backend_addr; }\n"
-            "add element ip weft_lb slots { 1 . 3 : 19 }\n"
-            "add element ip weft_lb svc_pick { 1 : goto pick_9 }\n");
+  EXPECT_EQ(c.chains_text(),
+            "add chain ip weft_lb pick_9\n"
+            "add rule ip weft_lb pick_9 ct mark set meta mark . numgen random mod 9 map @slots\n"
+            "add rule ip weft_lb pick_9 dnat ip to ct mark map @backend_addr\n");
+  EXPECT_EQ(c.text(), c.chains_text() +
+                          "delete element ip weft_lb slots { 1 . 3, 1 . 9 }\n"
+                          "delete element ip weft_lb svc_pick { 1 }\n"
+                          "add element ip weft_lb slots { 1 . 3 : 19 }\n"
+                          "add element ip weft_lb svc_pick { 1 : goto pick_9 }\n");
+  ASSERT_EQ(c.deletes().size(), 2u);
+  EXPECT_EQ(c.deletes()[0].elements.size(), 2u);
+  ASSERT_EQ(c.adds().size(), 2u);
+  EXPECT_EQ(c.adds()[1].map, "svc_pick");
+  EXPECT_EQ(c.adds()[1].elements[0].goto_pick, 9u);
+}
+
+// The kernel's register layout: marks in host order, addresses and ports in
+// network order, each part of a concatenation padded to 4 bytes.
+TEST(NftCommands, ElementsInRegisterLayout) {
+  Commands c("t");
+  c.add_frontend({0x0a000064, 80, Protocol::tcp}, 4);
+  c.add_frontend({0x0a000064, 0, Protocol::udp}, 5);
+  c.add_slot(7, 2, 300);
+  c.add_backend(300, 0x0a000b0c);
+  auto bytes = [](const auto& array, std::size_t len) { return std::vector<std::uint8_t>(array.begin(), array.begin() + len); };
+  auto host = [](std::uint32_t v) {
+    std::vector<std::uint8_t> out(4);
+    std::memcpy(out.data(), &v, 4);
+    return out;
+  };
+  auto cat = [](std::vector<std::uint8_t> a, const std::vector<std::uint8_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  ASSERT_EQ(c.adds().size(), 4u);
+  const Element& port = c.adds()[0].elements[0];
+  EXPECT_EQ(bytes(port.key, port.key_len), (std::vector<std::uint8_t>{10, 0, 0, 100, 6, 0, 0, 0, 0, 80, 0, 0}));
+  EXPECT_EQ(bytes(port.data, port.data_len), host(4));
+  const Element& any = c.adds()[1].elements[0];
+  EXPECT_EQ(bytes(any.key, any.key_len), (std::vector<std::uint8_t>{10, 0, 0, 100, 17, 0, 0, 0}));
+  const Element& slot = c.adds()[2].elements[0];
+  EXPECT_EQ(bytes(slot.key, slot.key_len), cat(host(7), host(2)));
+  EXPECT_EQ(bytes(slot.data, slot.data_len), host(300));
+  const Element& addr = c.adds()[3].elements[0];
+  EXPECT_EQ(bytes(addr.key, addr.key_len), host(300));
+  EXPECT_EQ(bytes(addr.data, addr.data_len), (std::vector<std::uint8_t>{10, 0, 11, 12}));
 }
 
 TEST(NftCommands, FrontendsWithAndWithoutPort) {
