@@ -12,7 +12,8 @@
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   if (::geteuid() != 0 && !GTEST_FLAG_GET(list_tests)) {
-    // gtest's own marker, which ctest's gtest_discover_tests reads as "skipped".
+    // gtest's marker, and "needs root (", which ctest reads as "skipped"
+    // (cmake/gtest_suites_list.cmake).
     std::printf("[  SKIPPED ] %s: needs root (creates network namespaces, devices and mounts)\n",
                 GTEST_FLAG_GET(filter).c_str());
     return 0;
