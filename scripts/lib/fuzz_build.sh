@@ -1,14 +1,15 @@
 # shellcheck shell=bash
-# Builds one libFuzzer target of fuzz/CMakeLists.txt with clang, in a build
-# dir of its own per target (so fuzz scripts that ctest runs at once do not
-# share one), and prints the program's path. Build output goes to stderr.
+# Builds one libFuzzer target of fuzz/CMakeLists.txt with clang and prints
+# the program's path. Build output goes to stderr. All targets share one
+# build dir, so the libraries they have in common are compiled once; a lock
+# on it makes fuzz scripts that ctest runs at once take turns building.
 #   source "$WEFT_SRC/scripts/lib/fuzz_build.sh"
 #   fuzzer=$(fuzz_build gossip_decode_fuzz)
 # WEFT_FUZZ_BUILD_DIR overrides the parent dir (default <source>/build-fuzz).
 fuzz_build() {
   local target=$1
   local src=${WEFT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-  local dir=${WEFT_FUZZ_BUILD_DIR:-$src/build-fuzz}/$target
+  local dir=${WEFT_FUZZ_BUILD_DIR:-$src/build-fuzz}/all
   command -v clang++ >/dev/null || { echo "clang++ missing: run scripts/setup" >&2; return 1; }
   local launcher=()
   if command -v ccache >/dev/null; then

@@ -207,9 +207,9 @@ tb_weft 1 service create --name empty --network net-test >/dev/null
 empty_vip=$(tb_weft 1 service inspect empty | tb_json 'd[0]["Endpoint"]["VirtualIPs"][0]["Addr"]')
 empty_vip=${empty_vip%/*}
 check "the empty service's VIP answers ping" wait_for 10 ip netns exec "$client" ping -c 1 -W 1 "$empty_vip"
-start=$(date +%s%N)
 out=$(ip netns exec "$client" $LBC ask "$empty_vip" 6379)
-ms=$((($(date +%s%N) - start) / 1000000))
+ms=$(sed -n 's/.*(after \([0-9]*\) ms)$/\1/p' <<<"$out")
+ms=${ms:-99999}
 check_match "a connection to a service without backends is refused ($ms ms)" "$out" "ConnectionRefused|reset"
 check "... at once (< 1000 ms)" test "$ms" -lt 1000
 

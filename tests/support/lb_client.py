@@ -8,7 +8,8 @@ hold: opens COUNT TCP connections to a redis-like server (inline protocol:
 send: sends FILE to IP:PORT paced over SECONDS (a long transfer).
 udp:  one datagram from --sport to IP:PORT, prints the reply (or ERR).
 serve-udp: answers every datagram on PORT with NAME (a UDP backend).
-ask:  one connection from --sport (0: any), "GET whoami", prints the reply.
+ask:  one connection from --sport (0: any), "GET whoami", prints the reply
+      (or "ERR <error> (after N ms)", N counted from the connect).
 """
 import argparse
 import socket
@@ -116,12 +117,16 @@ def serve_udp(args):
 
 
 def ask(args):
+    # The time is the socket's own, so a caller judging "refused at once"
+    # does not count the interpreter's start, which a loaded machine slows.
+    start = time.monotonic()
     try:
         s = connect(args.ip, args.port, args.sport)
         print(whoami(s))
         s.close()
     except (OSError, ConnectionError) as e:
-        print(f"ERR {type(e).__name__} {e}")
+        ms = int((time.monotonic() - start) * 1000)
+        print(f"ERR {type(e).__name__} {e} (after {ms} ms)")
         return 1
     return 0
 
