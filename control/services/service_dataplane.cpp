@@ -160,7 +160,10 @@ struct ServiceDataplane::Impl {
     network_index.emplace(network_id, index);
     return index;
   }
-  const std::string& network_of(const Applied& a) const { return network_names[a.network]; }
+  // Checked: an index that compaction failed to renumber would name another
+  // network or none; it throws (the driver logs a failed apply) instead of
+  // reading past the names, which only a sanitized build would see.
+  const std::string& network_of(const Applied& a) const { return network_names.at(a.network); }
   void compact_networks() {
     std::vector<std::uint32_t> remap(network_names.size(), 0);
     for (const auto& [id, a] : applied) remap[a.network] = 1;
