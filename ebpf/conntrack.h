@@ -60,11 +60,19 @@
  *    swap won frees the tag, by a compare-and-swap that clears it only
  *    while it is still the ended key's.
  * Ways are still written by two CPUs at once in the other cases: a key's
- * own way rewritten in place (two packets of the flow), and a full
- * bucket's victim, taken without a claim (its tag is stored after its
- * check), which another CPU may take too, or take between a clear's two
- * swaps (a tag then lost when the victim's tag is the ended key's: 1 in
- * 255). Every way carries a check, lb_ct_check() of the key's hash and the
+ * own way rewritten in place (two packets of the flow; or, if another CPU
+ * ended, freed and claimed the way between the lookup and the rewrite,
+ * the rewrite's tag store replaces the claimer's, whose flow then misses
+ * on its next packet), and a full bucket's victim, taken without a claim
+ * (its tag is stored after its check), which another CPU may take too, or
+ * take between a clear's two swaps (a tag then lost when the victim's tag
+ * is the ended key's: 1 in 255). A full bucket's ways whose check is 0 are
+ * taken first, and those are mostly ways another CPU has claimed and not
+ * yet written (or whose tag stayed after LB_CT_TAG_TRIES lost swaps): two
+ * new flows then share a way, and one or both miss on their next packet.
+ * Each of these needs a full bucket or two CPUs on one way within
+ * nanoseconds; what they cost is a flow re-picked by Maglev, never a flow
+ * sent to a backend it was not checked for. Every way carries a check, lb_ct_check() of the key's hash and the
  * flow's identity (backend_id, nat_addr, service_id), written after the
  * fields. A reader accepts a way only when its key is the key looked up
  * and its check matches its fields: a way half written, or written by two

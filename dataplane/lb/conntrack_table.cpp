@@ -130,16 +130,22 @@ ConntrackSnapshot ConntrackTable::read(const lb_ct_entry& entry) {
 
 // A program takes a free way by setting its tag (ebpf/conntrack.h), so
 // none takes this one before the tag is cleared, but for a full bucket's
-// victim (taken without a claim, its tag stored after its check): one
-// that took the way between the two stores loses its tag, and the flow's
-// next packet misses and writes it again, to the same backend while
-// Maglev's table is unchanged.
+// victim (taken without a claim, its tag stored after its check). So the
+// tag is cleared by a compare-and-swap from the tag read before the way's
+// swap: a victim's writer that took the way in between keeps its tag
+// (unless it is the same byte: 1 in 255, as a program's clear). A tag read
+// before the swap is the ended entry's: a writer that changed it since
+// changed the check too, and the swap fails.
 bool ConntrackTable::end_if_unchanged(std::uint32_t bucket, std::uint32_t way, std::uint64_t stamp) {
+  std::uint8_t* const tag_byte = tag(bucket, way);
+  std::uint8_t held = __atomic_load_n(tag_byte, __ATOMIC_ACQUIRE);
   if (!__atomic_compare_exchange_n(stamp_of(this->way(bucket, way)), &stamp, std::uint64_t{0},
                                    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     return false;
   }
-  __atomic_store_n(tag(bucket, way), std::uint8_t{0}, __ATOMIC_RELEASE);
+  // x86 makes this byte's locked swap atomic with the programs' swaps of
+  // the 32-bit tag word around it.
+  __atomic_compare_exchange_n(tag_byte, &held, std::uint8_t{0}, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
   return true;
 }
 

@@ -182,10 +182,22 @@ void NftElementWriter::send(const Commands& c, const std::string& what) {
   const int fd = fd_.get();
   const int sndbuf = static_cast<int>(std::min<std::size_t>(batch.size() + 65536, INT_MAX / 2));
   const int rcvbuf = static_cast<int>(std::min<std::size_t>((map_of.size() + 16) * 2048, INT_MAX / 2));
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
-  if (::send(fd, batch.data(), batch.size(), 0) < 0)
-    throw NftError(fmt::format("nftables: {}: send: {}", what, std::strerror(errno)));
+  // The batch goes in one send(), which netlink refuses beyond the send
+  // buffer. The *FORCE options need CAP_NET_ADMIN in the initial user
+  // namespace; without it the buffers are what net.core.[wr]mem_max allow,
+  // and a batch larger than that is refused naming the buffer.
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  if (::send(fd, batch.data(), batch.size(), 0) < 0) {
+    const int err = errno;
+    int got = 0;
+    socklen_t len = sizeof got;
+    ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len);
+    throw NftError(fmt::format("nftables: {}: send of {} bytes (socket send buffer {} bytes): {}", what,
+                               batch.size(), got, std::strerror(err)));
+  }
   // nfnetlink runs the whole batch inside send(): every reply is queued by
   // now (one per message; an error aborts the transaction).
   std::size_t replies = 0;

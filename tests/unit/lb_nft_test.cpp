@@ -451,6 +451,9 @@ TEST_F(LbNftTest, OnlyBackendsWithoutASlotHaveAnOwnerElement) {
     char buf[512];
     while (p && std::fgets(buf, sizeof buf, p)) out += buf;
     if (p) ::pclose(p);
+    // An empty listing (nsenter or nft failed) would pass every "not
+    // found" below.
+    EXPECT_NE(out.find("map backend_svc"), std::string::npos) << "listing the map failed: " << out;
     return out;
   };
   lb_->upsert_service({kVip, 80, Protocol::tcp}, kService);
