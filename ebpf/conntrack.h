@@ -72,10 +72,11 @@
  * new flows then share a way, and one or both miss on their next packet.
  * Each of these needs a full bucket or two CPUs on one way within
  * nanoseconds; what they cost is a flow re-picked by Maglev, never a flow
- * sent to a backend it was not checked for. Every way carries a check, lb_ct_check() of the key's hash and the
- * flow's identity (backend_id, nat_addr, service_id), written after the
- * fields. A reader accepts a way only when its key is the key looked up
- * and its check matches its fields: a way half written, or written by two
+ * sent to a backend it was not checked for. Every way carries a check,
+ * lb_ct_check() of the key's hash and the flow's identity (backend_id,
+ * nat_addr, service_id), written after the fields. A reader accepts a
+ * way only when its key is the key looked up and its check matches its
+ * fields: a way half written, or written by two
  * CPUs at once (fields of both), fails the check (but for a 2^-32 chance)
  * and reads as a miss: the packet takes the new-flow path, and Maglev
  * picks the same backend while the table is unchanged. A torn way is never
