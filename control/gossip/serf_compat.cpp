@@ -285,8 +285,16 @@ Bytes SerfCompat::local_state(bool join) {
   SerfPushPull pp;
   pp.ltime = clock_.time();
   for (const auto& [name, st] : statuses_) {
+    // A member leaving and not gone yet (ourselves during our leave, or a
+    // peer whose intent came before its memberlist leave) has its leave
+    // intent's time. A status time outside LeftMembers reads as a join
+    // (serf's push/pull does the same), so a peer that merged it before
+    // the intent arrived would drop the intent (same time) and, at the
+    // memberlist leave, show the member failed instead of left. Its
+    // status goes as an intent, by gossip, not here.
+    if (st.leaving && !st.gone) continue;
     pp.status_ltimes[name] = st.ltime;
-    if (st.leaving && st.gone) pp.left_members.push_back(name);
+    if (st.leaving) pp.left_members.push_back(name);
   }
   if (app_) pp.weft_state = app_->local_state(join);
   return encode_serf_push_pull(pp);

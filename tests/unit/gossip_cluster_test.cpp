@@ -193,6 +193,27 @@ TEST_F(GossipCluster, GracefulLeaveShowsLeft) {
   EXPECT_TRUE(all_see({"node2"}, gossip::NodeStateKind::kLeft, live({0, 1, 3})));
 }
 
+// A push/pull between a node's leave intent and the intent's arrival (a
+// peer's periodic sync as the node leaves) must not hide the leave: the
+// leaving status, sent as a join with the intent's time, made the peer
+// drop the intent (same time), so real serf agents showed the node failed,
+// not left. (weft peers healed on a later push/pull; serf does not.)
+TEST_F(GossipCluster, PushPullDuringLeaveKeepsTheLeaveIntent) {
+  form_cluster(3);
+  const std::uint64_t intent_time = nodes[2]->serf.clock().time();  // what leave() stamps
+  std::optional<bool> left;
+  nodes[2]->serf.leave(1s, 100ms, [&](bool ok) { left = ok; });
+  // node2's state merged by node0 before any gossip round ran, then the
+  // intent as node2 gossips it.
+  nodes[0]->serf.merge_remote_state(nodes[2]->serf.local_state(false), false);
+  EXPECT_FALSE(nodes[0]->serf.is_leaving("node2"));
+  nodes[0]->serf.notify_msg(gossip::encode_serf_leave({intent_time, "node2", false}));
+  EXPECT_TRUE(nodes[0]->serf.is_leaving("node2"));
+  ASSERT_TRUE(run_until([&] { return left.has_value(); }, 3s));
+  EXPECT_TRUE(*left);
+  EXPECT_TRUE(run_until([&] { return nodes[1]->serf.is_leaving("node2"); }, 2s));
+}
+
 TEST_F(GossipCluster, NodeWithWrongKeyStaysOut) {
   form_cluster(3);
   auto& intruder = add("intruder", std::make_shared<gossip::Keyring>(Bytes(32, 0x11)));
