@@ -1,13 +1,14 @@
 # shellcheck shell=bash
-# Builds one libFuzzer target of fuzz/CMakeLists.txt with clang and prints
-# the program's path. Build output goes to stderr. All targets share one
-# build dir, so the libraries they have in common are compiled once; a lock
-# on it makes fuzz scripts that ctest runs at once take turns building.
+# Builds libFuzzer targets of fuzz/CMakeLists.txt with clang and prints each
+# program's path, one a line. Build output goes to stderr. All targets share
+# one build dir, so the libraries they have in common are compiled once; a
+# lock on it makes fuzz scripts that ctest runs at once take turns building
+# (ctest builds them all first, in the test integration.fuzz_targets).
 #   source "$WEFT_SRC/scripts/lib/fuzz_build.sh"
 #   fuzzer=$(fuzz_build gossip_decode_fuzz)
 # WEFT_FUZZ_BUILD_DIR overrides the parent dir (default <source>/build-fuzz).
 fuzz_build() {
-  local target=$1
+  local targets=("$@") target
   local src=${WEFT_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
   local dir=${WEFT_FUZZ_BUILD_DIR:-$src/build-fuzz}/all
   command -v clang++ >/dev/null || { echo "clang++ missing: run scripts/setup" >&2; return 1; }
@@ -21,9 +22,9 @@ fuzz_build() {
     CC=clang CXX=clang++ cmake -S "$src" -B "$dir" -DWEFT_BUILD_FUZZ=ON -DWEFT_BUILD_BENCH=OFF \
       -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
       "${launcher[@]}" >&2 &&
-      cmake --build "$dir" -j "${WEFT_BUILD_JOBS:-2}" --target "$target" >&2
+      cmake --build "$dir" -j "${WEFT_BUILD_JOBS:-2}" --target "${targets[@]}" >&2
   ) 9>"$dir.lock" || return 1
-  echo "$dir/bin/$target"
+  for target in "${targets[@]}"; do echo "$dir/bin/$target"; done
 }
 
 # fuzz_run FUZZER WORK_DIR SECONDS [LIBFUZZER_ARGS...]: fuzzes for SECONDS
