@@ -7,6 +7,9 @@
 # start was most of the unit tests' run time; a suite is the unit a developer
 # runs anyway (`--gtest_filter=Suite.*`), and its tests share no process with
 # another suite's.
+#
+# WEFT_GTEST_SUITE_SECONDS ("Suite=seconds,...", set before the call): what
+# the longest suites take, given to ctest as their COST.
 set(WEFT_GTEST_SUITES_LIST_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/gtest_suites_list.cmake)
 
 function(weft_add_gtest_suites target label)
@@ -17,6 +20,7 @@ function(weft_add_gtest_suites target label)
       -D "TEST_EXECUTABLE=$<TARGET_FILE:${target}>"
       -D "TEST_LABEL=${label}"
       -D "SUITES_FILE=${suites_file}"
+      -D "SUITE_SECONDS=${WEFT_GTEST_SUITE_SECONDS}"
       -P "${WEFT_GTEST_SUITES_LIST_SCRIPT}"
     BYPRODUCTS "${suites_file}"
     VERBATIM)
