@@ -12,7 +12,9 @@
 //    a packet of a tracked
 //    flow (conntrack hit + DNAT), a reply (reverse NAT), a packet to no VIP
 //    (the cost everybody else pays), and a trivial tc program as the floor
-//    of the method, measured in the same run (--conntrack-lru per-cpu|both
+//    of the method, measured in the same run; and the memory floor of a
+//    fresh tuple: one line read per run of a map the size of the conntrack
+//    table, and of its tags (memory_floor.h) (--conntrack-lru per-cpu|both
 //    is still accepted, but means nothing since ABI 8: the rows would be
 //    the same program run again);
 //  * time to program all services (frontend + 10 backends + Maglev table, in
@@ -51,6 +53,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/lb/memory_floor.h"
 #include "bench/lb/private_scratch.h"
 #include "dataplane/lb/load_balancer.h"
 #include "dataplane/unique_fd.h"
@@ -468,6 +471,11 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
   }
   hit_single /= opt.new_flows;
   floor_single /= opt.new_flows;
+  // The memory floor of a fresh tuple (memory_floor.h): one line read from
+  // a map the size of the conntrack table, and of its tags.
+  const std::size_t tags_bytes = array_bytes(balancer.map_fd("lb_ct_tags")).bytes;
+  const auto table_floor = weft::bench::lb::MemoryFloor(table.bytes).measure();
+  const auto tags_floor = weft::bench::lb::MemoryFloor(tags_bytes).measure();
 
   std::uint64_t map_bytes = 0;
   const char* names[] = {"lb_vips",         "lb_vip_filter", "lb_services",
@@ -483,11 +491,15 @@ void run_one(const std::string& pin_dir, std::uint32_t services, bool lru_per_cp
       "%6u services, %-6s LRU | ns/packet (repeat %u): new flow (fresh tuple) %5.1f (table's first pass %6.1f), new flow (reused tuple) %5.1f, ct hit %5.1f, reply %5.1f (shared slot %5.1f), non-VIP "
       "%5.1f / %5.1f (from/to), trivial prog %5.1f | single runs, cold: new flow (fresh tuple) %6.1f, new flow (reused tuple) %6.1f, ct hit "
       "%6.1f, trivial %6.1f | program all %7.1f ms, one backend change %6.1f us, drain %6.1f "
-      "us | maps %6.1f MB (tables %6.1f MB) | rev-NAT slots: %u own, %u asking\n",
+      "us | maps %6.1f MB (tables %6.1f MB) | rev-NAT slots: %u own, %u asking | memory floor, one "
+      "line read a run, chained / independent: of a %.1f MB map (the conntrack table's size) "
+      "%5.1f / %5.1f, of a %.1f MB map (its tags') %5.1f / %5.1f\n",
       services, lru_per_cpu ? "per-CPU" : "common", opt.repeat, fresh_ns, first_pass_ns, new_repeat_ns, hit_ns, reply_ns, reply_shared_ns, pass_ns, pass_to_ns, floor_ns,
       new_ns, reused_ns, hit_single,
       floor_single, program_ms, change_us, drain_us,
-      static_cast<double>(map_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6, slots_own, slots_asking);
+      static_cast<double>(map_bytes) / 1e6, static_cast<double>(table_bytes) / 1e6, slots_own, slots_asking,
+      static_cast<double>(table.bytes) / 1e6, table_floor.chained, table_floor.independent,
+      static_cast<double>(tags_bytes) / 1e6, tags_floor.chained, tags_floor.independent);
   std::fflush(stdout);
 }
 
